@@ -1,0 +1,58 @@
+"""tinydl: PyTorch-style eager inference on WebGPU.
+
+Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels submitted at once.
+"""
+from . import debug, dtypes
+from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
+from .runtime import device_info
+from .schedule import realize as _realize
+from .tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, cat, ceil, clamp, clip, concat,
+                     cos, div, elu, empty, eq, erf, exp, floor, from_numpy, full, full_like, ge, gelu, gt,
+                     hardsigmoid, hardswish, le, leaky_relu, log, log_softmax, logical_and, logical_not, logical_or,
+                     lt, matmul, max, maximum, mean, min, minimum, mish, mm, mul, ne, neg, ones, ones_like, pow,
+                     prod, reciprocal, relu, relu6, round, rsqrt, sigmoid, sign, silu, sin, softmax, softplus, sqrt,
+                     stack, std, sub, sum, tanh, tensor, var, where, zeros, zeros_like)
+
+half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
+long = int32
+
+
+def realize(*tensors):
+    """Compute several tensors in one plan and one submit."""
+    _realize(*tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
+
+
+def reshape(x, shape):
+    return x.reshape(shape)
+
+
+def permute(x, dims):
+    return x.permute(dims)
+
+
+def transpose(x, dim0, dim1):
+    return x.transpose(dim0, dim1)
+
+
+def squeeze(x, dim=None):
+    return x.squeeze(dim)
+
+
+def unsqueeze(x, dim):
+    return x.unsqueeze(dim)
+
+
+def split(x, split_size_or_sections, dim=0):
+    return x.split(split_size_or_sections, dim)
+
+
+def chunk(x, chunks, dim=0):
+    return x.chunk(chunks, dim)
+
+
+__version__ = "0.1.0"

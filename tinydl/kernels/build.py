@@ -1,0 +1,42 @@
+"""From a scheduled kernel (its stored node, the heavy op at its core if any, which nodes are read
+from buffers) to WGSL, by kernel kind."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ops import CONV, MATMUL, POOL, REDUCE, Node
+from . import gemm, reduce, window
+from .elementwise import elementwise
+from .expr import KernelSource
+
+DIRECT_CONV_MAX_COUT_PER_GROUP = 8  # below this a GEMM tile (>= 32 columns) would be mostly idle
+
+
+@dataclass
+class CompiledKernel:
+    wgsl: str
+    inputs: list[Node]  # bound at 1.. in this order (binding 0 is the output)
+    workgroups: int
+    variant: str
+
+
+def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
+    src = KernelSource(lambda n: n is not out and n is not core and materialized(n), out)
+    if core is None:
+        wgsl, groups = elementwise(src)
+        variant = "elementwise"
+    elif core.kind == REDUCE:
+        wgsl, groups, variant = reduce.reduce(src, core)
+    elif core.kind == MATMUL:
+        wgsl, groups, variant = gemm.matmul(src, core)
+    elif core.kind == CONV:
+        cout_g = core.shape[1] // core.arg.groups
+        if cout_g < DIRECT_CONV_MAX_COUT_PER_GROUP and not core.arg.transposed:
+            wgsl, groups, variant = window.direct_conv(src, core)
+        else:
+            wgsl, groups, variant = gemm.conv(src, core)
+    elif core.kind == POOL:
+        wgsl, groups, variant = window.pool(src, core)
+    else:
+        raise AssertionError(core)
+    return CompiledKernel(wgsl, src.inputs, groups, variant)

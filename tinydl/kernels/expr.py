@@ -1,0 +1,267 @@
+"""Inlining: turn the inlinable part of a graph into WGSL statements that compute one value at a
+multi-index. Every kernel kind uses this for its loads (prologue), its body and its store (epilogue).
+
+Nodes the scheduler materialized are read from storage buffers; everything else (elementwise ops, views,
+constants, cat, gather, interpolation) is emitted as code, recursively, with index math for views.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+from .. import dtypes
+from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, VIEW, Node
+from ..shapes import contiguous_strides
+from .snippets import PRELUDE, apply, convert, literal
+
+_STORE_CONVERT = {"f32": "{}", "f16": "f16({})", "i32": "{}", "u32": "select(0u, 1u, {})"}
+_LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
+
+
+def linear_index(idx, shape) -> str:
+    terms = [f"({i}) * {s}" if s != 1 else f"({i})"
+             for i, s, n in zip(idx, contiguous_strides(shape), shape) if n != 1]
+    return " + ".join(terms) if terms else "0"
+
+
+def unravel(lin: str, shape) -> list[str]:
+    out = []
+    for s, n in zip(contiguous_strides(shape), shape):
+        if n == 1:
+            out.append("0")
+        else:
+            q = f"({lin})" if s == 1 else f"(({lin}) / {s})"
+            out.append(q if s * n >= 2**31 or lin == "0" else f"({q} % {n})")
+    return out
+
+
+class KernelSource:
+    """Bindings and helper functions of one kernel. Binding 0 is the output; inputs follow in the order
+    they are first read."""
+
+    def __init__(self, materialized, out: Node):
+        self.materialized = materialized  # node -> True when its value lives in a buffer this kernel reads
+        self.out = out
+        self.inputs: list[Node] = []
+        self._binding: dict[int, str] = {}
+        self.functions: list[str] = []
+        self._tmp = 0
+
+    def fresh(self, prefix="v") -> str:
+        self._tmp += 1
+        return f"{prefix}{self._tmp}"
+
+    def binding(self, node: Node) -> str:
+        name = self._binding.get(node.uid)
+        if name is None:
+            self.inputs.append(node)
+            name = self._binding[node.uid] = f"in{len(self.inputs)}"
+        return name
+
+    def store(self, lin: str, value: str) -> str:
+        return f"out[{lin}] = {_STORE_CONVERT[self.out.dtype.storage].format(value)};"
+
+    def render(self, body: str, workgroup_size: int, shared: str = "") -> str:
+        needs_f16 = self.out.dtype == dtypes.float16 or any(n.dtype == dtypes.float16 for n in self.inputs)
+        decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{self.out.dtype.storage}>;"]
+        for i, n in enumerate(self.inputs, 1):
+            decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{n.dtype.storage}>;")
+        head = "enable f16;\n" if needs_f16 else ""
+        return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
+                f"@compute @workgroup_size({workgroup_size})\n"
+                f"fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
+                f"        @builtin(local_invocation_id) lid3: vec3<u32>) {{\n"
+                f"  let lid = i32(lid3.x);\n  let wg = i32(wid.x + wid.y * nwg.x);\n{body}\n}}\n")
+
+
+class Expr:
+    """Emits statements (into `lines`) computing node values at index expressions."""
+
+    def __init__(self, src: KernelSource, lines: list[str], indent: str = "  "):
+        self.src, self.lines, self.indent = src, lines, indent
+        self.memo: dict[tuple, str] = {}
+
+    def bind(self, node: Node, idx, var: str) -> None:
+        """Declare that `node` at `idx` is already in `var` (the heavy op's result in an epilogue)."""
+        self.memo[(node.uid, tuple(idx))] = var
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.indent + line)
+
+    def let(self, expr: str, prefix="v") -> str:
+        name = self.src.fresh(prefix)
+        self.emit(f"let {name} = {expr};")
+        return name
+
+    @contextlib.contextmanager
+    def scope(self, header: str):
+        """A nested block: values computed inside are not visible after it."""
+        self.emit(header + " {")
+        saved, self.memo, self.indent = self.memo, dict(self.memo), self.indent + "  "
+        try:
+            yield
+        finally:
+            self.memo, self.indent = saved, self.indent[:-2]
+            self.emit("}")
+
+    def value(self, node: Node, idx) -> str:
+        """A WGSL name holding node's value at multi-index idx (a list of i32 expressions)."""
+        idx = tuple(idx)
+        key = (node.uid, idx)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        if node.kind == BUFFER or self.src.materialized(node):
+            buf = self.src.binding(node)
+            v = self.let(_LOAD_CONVERT[node.dtype.storage].format(f"{buf}[{linear_index(idx, node.shape)}]"))
+        elif node.kind == CONST:
+            v = literal(node.arg, node.dtype.compute)
+        elif node.kind == IOTA:
+            dim, start, step = node.arg
+            if node.dtype.compute == "f32":
+                v = self.let(f"({literal(start, 'f32')} + f32({idx[dim]}) * {literal(step, 'f32')})")
+            else:
+                v = self.let(convert(f"({int(start)} + ({idx[dim]}) * {int(step)})", "i32", node.dtype.compute))
+        elif node.kind == ELEMENTWISE:
+            v = self._elementwise(node, idx)
+        elif node.kind == VIEW:
+            v = self._view(node, idx)
+        elif node.kind == CAT:
+            v = self._cat(node, idx)
+        elif node.kind == GATHER:
+            weight, indices = node.srcs
+            i = self.value(indices, idx[:-1])
+            row = self.let(f"clamp({i}, 0, {weight.shape[0] - 1})", "row")
+            v = self.value(weight, (row,) + idx[-1:])
+        elif node.kind == INTERP:
+            v = self._interp(node, idx)
+        else:
+            raise AssertionError(f"{node} is neither materialized nor inlinable")
+        self.memo[key] = v
+        return v
+
+    def _elementwise(self, node: Node, idx) -> str:
+        ops = [self.value(s, idx) for s in node.srcs]
+        ct = node.dtype.compute
+        if node.op == "cast":
+            return self.let(convert(ops[0], node.srcs[0].dtype.compute, ct))
+        if node.op == "clamp":
+            lo, hi = node.arg
+            e = ops[0]
+            if lo is not None:
+                e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_max({e}, {literal(lo, ct)})"
+            if hi is not None:
+                e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_min({e}, {literal(hi, ct)})"
+            return self.let(e)
+        operand_type = node.srcs[-1].dtype.compute
+        return self.let(apply(node.op, operand_type, ops, node.arg))
+
+    def _view(self, node: Node, idx) -> str:
+        src = node.srcs[0]
+        op, arg = node.op, node.arg
+        if op == "reshape":
+            a = [s for s in node.shape if s != 1]
+            b = [s for s in src.shape if s != 1]
+            if a == b:  # only size-1 dims added/removed: map the other indices straight through
+                it = iter(i for i, s in zip(idx, node.shape) if s != 1)
+                sidx = [next(it) if s != 1 else "0" for s in src.shape]
+            else:
+                lin = self.let(linear_index(idx, node.shape), "lin")
+                sidx = unravel(lin, src.shape)
+        elif op == "permute":
+            sidx = [None] * len(arg)
+            for i, p in enumerate(arg):
+                sidx[p] = idx[i]
+        elif op == "expand":
+            sidx = ["0" if s == 1 and n != 1 else i for i, s, n in zip(idx, src.shape, node.shape)]
+        elif op == "slice":
+            starts, steps = arg
+            sidx = [i if (st == 0 and sp == 1) else f"({st} + ({i}) * {sp})" for i, st, sp in zip(idx, starts, steps)]
+        elif op == "pad":
+            return self._pad(node, idx)
+        else:
+            raise AssertionError(op)
+        return self.value(src, sidx)
+
+    def _pad(self, node: Node, idx) -> str:
+        src = node.srcs[0]
+        pads, mode, fill = node.arg  # pads: ((lo, hi) per dim)
+        sidx, conds = [], []
+        for i, (lo, _hi), n in zip(idx, pads, src.shape):
+            if lo == 0 and _hi == 0:
+                sidx.append(i)
+                continue
+            s = self.let(f"({i}) - {lo}", "p")
+            if mode == "constant":
+                conds.append(f"({s} >= 0 && {s} < {n})")
+                sidx.append(f"clamp({s}, 0, {max(n - 1, 0)})")
+            elif mode == "reflect":
+                sidx.append(f"({n - 1} - abs({n - 1} - abs({s})))")
+            else:  # replicate
+                sidx.append(f"clamp({s}, 0, {n - 1})")
+        v = self.value(src, sidx)
+        if conds:
+            v = self.let(f"select({literal(fill, node.dtype.compute)}, {v}, {' && '.join(conds)})")
+        return v
+
+    def _cat(self, node: Node, idx) -> str:
+        d = node.arg
+        out = self.src.fresh("cat")
+        self.emit(f"var {out}: {node.dtype.compute};")
+        off = 0
+        for k, s in enumerate(node.srcs):
+            end = off + s.shape[d]
+            cond = f"if ({idx[d]} < {end})" if k == 0 else (f"else if ({idx[d]} < {end})" if k < len(node.srcs) - 1
+                                                              else "else")
+            sidx = list(idx)
+            sidx[d] = f"(({idx[d]}) - {off})" if off else idx[d]
+            with self.scope(cond):
+                self.emit(f"{out} = {self.value(s, sidx)};")
+            off = end
+        return out
+
+    def _interp(self, node: Node, idx) -> str:
+        src = node.srcs[0]
+        mode, align_corners, scales = node.arg
+        n, c = idx[0], idx[1]
+        if mode == "nearest":
+            sp = []
+            for k, (o, scale) in enumerate(zip(idx[2:], scales)):
+                size = src.shape[2 + k]
+                sp.append(f"min(i32(floor(f32({o}) * {literal(scale, 'f32')})), {size - 1})")
+            return self.value(src, [n, c] + sp)
+        # (bi)linear: per spatial dim the two taps and the weight of the upper one
+        taps = []
+        for k, (o, scale) in enumerate(zip(idx[2:], scales)):
+            size = src.shape[2 + k]
+            if align_corners:
+                pos = self.let(f"f32({o}) * {literal(scale, 'f32')}", "pos")
+            else:
+                pos = self.let(f"max((f32({o}) + 0.5) * {literal(scale, 'f32')} - 0.5, 0.0)", "pos")
+            lo = self.let(f"min(i32(floor({pos})), {size - 1})", "lo")
+            hi = self.let(f"min({lo} + 1, {size - 1})", "hi")
+            w = self.let(f"{pos} - f32({lo})", "w")
+            taps.append((lo, hi, w))
+        if len(taps) == 1:
+            (lo, hi, w), = taps
+            a, b = self.value(src, [n, c, lo]), self.value(src, [n, c, hi])
+            return self.let(f"{a} + ({b} - {a}) * {w}")
+        (h0, h1, wh), (w0, w1, ww) = taps
+        v00, v01 = self.value(src, [n, c, h0, w0]), self.value(src, [n, c, h0, w1])
+        v10, v11 = self.value(src, [n, c, h1, w0]), self.value(src, [n, c, h1, w1])
+        return self.let(f"(1.0 - {wh}) * ((1.0 - {ww}) * {v00} + {ww} * {v01}) + {wh} * ((1.0 - {ww}) * {v10} + {ww} * {v11})")
+
+
+def idx_vars(expr: Expr, lin: str, shape, prefix="i") -> list[str]:
+    """Unravel a linear output index into named per-dim index variables."""
+    names = []
+    for k, e in enumerate(unravel(lin, shape)):
+        if e == "0":
+            names.append("0")
+        else:
+            names.append(expr.let(e, f"{prefix}{k}_"))
+    return names
+
+
+def numel(shape) -> int:
+    return math.prod(shape)

@@ -1,0 +1,164 @@
+"""Tiled GEMM in workgroup memory with a register-blocked, code-generator-unrolled inner product.
+
+One emitter serves matmul/bmm/linear and convolution (implicit GEMM: the A tile is gathered from the
+input image, im2col-style, inside load_a). Inputs are read through generated load functions, so views
+(transposes, broadcasts) and elementwise prologues cost no copy; the store function carries the fused
+epilogue (bias, BN, residual add, activation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ops import Node
+from .common import epilogue
+from .expr import Expr, KernelSource, linear_index
+
+
+@dataclass(frozen=True)
+class Tile:
+    wx: int  # threads along N
+    wy: int  # threads along M
+    tm: int  # outputs per thread along M
+    tn: int  # outputs per thread along N
+    bk: int  # K step held in workgroup memory
+
+    @property
+    def bm(self):
+        return self.wy * self.tm
+
+    @property
+    def bn(self):
+        return self.wx * self.tn
+
+
+TILES = {
+    "tile64": Tile(16, 16, 4, 4, 16),
+    "tile32": Tile(8, 8, 4, 4, 16),
+    "row": Tile(64, 1, 1, 4, 32),  # M of a few rows: batch-1 linear layers
+}
+FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
+
+
+def choose_tile(M: int, N: int) -> str:
+    if FORCE_TILE:
+        return FORCE_TILE
+    if M <= 4:
+        return "row"
+    if M * N >= 256 * 256:
+        return "tile64"
+    return "tile32"
+
+
+def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index):
+    """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
+    `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index."""
+    name = choose_tile(M, N)
+    t = TILES[name]
+    T = t.wx * t.wy
+    for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
+        lines: list[str] = []
+        e = Expr(src, lines)
+        e.emit(f"if ({r0} >= {lim[0]} || {r1} >= {lim[1]}) {{ return 0.0; }}")
+        v = fn(e, "b", r0, r1) if fname == "load_a" else fn(e, "b", "k", "n")
+        e.emit(f"return f32({v});")
+        args = "b: i32, m: i32, k: i32" if fname == "load_a" else "b: i32, k: i32, n: i32"
+        src.functions.append(f"fn {fname}({args}) -> f32 {{\n" + "\n".join(lines) + "\n}")
+    lines = []
+    e = Expr(src, lines)
+    oidx = out_index(e, "b", "m", "n")
+    v = epilogue(e, src.out, core, oidx, "acc")
+    e.emit(src.store(linear_index(oidx, src.out.shape), v))
+    src.functions.append("fn store_out(b: i32, m: i32, n: i32, acc: f32) {\n" + "\n".join(lines) + "\n}")
+
+    tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
+    groups = batch * tiles_m * tiles_n
+    body = [f"  if (wg >= {groups}) {{ return; }}",
+            f"  let b = wg / {tiles_m * tiles_n};",
+            f"  let rem = wg % {tiles_m * tiles_n};",
+            f"  let m0 = (rem / {tiles_n}) * {t.bm};",
+            f"  let n0 = (rem % {tiles_n}) * {t.bn};",
+            f"  let tx = lid % {t.wx};",
+            f"  let ty = lid / {t.wx};"]
+    body += [f"  var acc{i}_{j}: f32 = 0.0;" for i in range(t.tm) for j in range(t.tn)]
+    body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
+    for arr, rows, cols, load, order in (("As", t.bm, t.bk, "load_a", "mk"), ("Bs", t.bk, t.bn, "load_b", "kn")):
+        total = rows * cols
+        for s in range(-(-total // T)):
+            guard = f"if (lid + {s * T} < {total}) " if (s + 1) * T > total else ""
+            if order == "mk":  # A tile stored k-major: As[k * BM + m]
+                body.append(f"    {guard}{{ let q = lid + {s * T}; let mm = q / {t.bk}; let kk = q % {t.bk}; "
+                            f"As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }}")
+            else:
+                body.append(f"    {guard}{{ let q = lid + {s * T}; let kk = q / {t.bn}; let nn = q % {t.bn}; "
+                            f"Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }}")
+    body.append("    workgroupBarrier();")
+    body.append(f"    for (var kk: i32 = 0; kk < {t.bk}; kk++) {{")
+    body += [f"      let a{i} = As[kk * {t.bm} + ty * {t.tm} + {i}];" for i in range(t.tm)]
+    body += [f"      let b{j} = Bs[kk * {t.bn} + tx * {t.tn} + {j}];" for j in range(t.tn)]
+    body += [f"      acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});" for i in range(t.tm) for j in range(t.tn)]
+    body.append("    }")
+    body.append("    workgroupBarrier();")
+    body.append("  }")
+    for i in range(t.tm):
+        for j in range(t.tn):
+            body.append(f"  {{ let m = m0 + ty * {t.tm} + {i}; let n = n0 + tx * {t.tn} + {j}; "
+                        f"if (m < {M} && n < {N}) {{ store_out(b, m, n, acc{i}_{j}); }} }}")
+    shared = (f"var<workgroup> As: array<f32, {t.bm * t.bk}>;\n"
+              f"var<workgroup> Bs: array<f32, {t.bk * t.bn}>;")
+    return src.render("\n".join(body), T, shared), groups, name
+
+
+def matmul(src: KernelSource, core: Node):
+    a, b = core.srcs
+    B, M, K = a.shape
+    N = b.shape[2]
+    return gemm(src, core, B, M, N, K,
+                lambda e, bb, m, k: e.value(a, (bb, m, k)),
+                lambda e, bb, k, n: e.value(b, (bb, k, n)),
+                lambda e, bb, m, n: [bb, m, n])
+
+
+def conv(src: KernelSource, core: Node):
+    """Implicit GEMM: batch = groups, M = N*OH*OW, N = output channels per group, K = Cin/g * KH * KW."""
+    x, w = core.srcs
+    a = core.arg
+    Nb, C, H, W = x.shape
+    _, Cout, OH, OW = core.shape
+    KH, KW = w.shape[2:]
+    g = a.groups
+    cin_g = C // g
+    cout_g = Cout // g
+    (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
+
+    def split_m(e: Expr, m):
+        return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
+
+    def split_k(e: Expr, k):
+        return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
+
+    def a_value(e: Expr, bb, m, k):
+        n, oh, ow = split_m(e, m)
+        ci, kh, kw = split_k(e, k)
+        if not a.transposed:
+            ih = e.let(f"{oh} * {sh} - {ph} + {kh} * {dh}", "ih")
+            iw = e.let(f"{ow} * {sw} - {pw} + {kw} * {dw}", "iw")
+            e.emit(f"if ({ih} < 0 || {ih} >= {H} || {iw} < 0 || {iw} >= {W}) {{ return 0.0; }}")
+        else:
+            th = e.let(f"{oh} + {ph} - {kh} * {dh}", "th")
+            tw = e.let(f"{ow} + {pw} - {kw} * {dw}", "tw")
+            e.emit(f"if ({th} < 0 || {tw} < 0 || {th} % {sh} != 0 || {tw} % {sw} != 0 || {th} / {sh} >= {H} || "
+                   f"{tw} / {sw} >= {W}) {{ return 0.0; }}")
+            ih, iw = e.let(f"{th} / {sh}", "ih"), e.let(f"{tw} / {sw}", "iw")
+        return e.value(x, (n, f"{bb} * {cin_g} + {ci}", ih, iw))
+
+    def b_value(e: Expr, bb, k, nn):
+        ci, kh, kw = split_k(e, k)
+        if not a.transposed:
+            return e.value(w, (f"{bb} * {cout_g} + {nn}", ci, kh, kw))
+        return e.value(w, (f"{bb} * {cin_g} + {ci}", nn, kh, kw))
+
+    def out_index(e: Expr, bb, m, nn):
+        n, oh, ow = split_m(e, m)
+        return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
+
+    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index)

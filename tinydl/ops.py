@@ -1,0 +1,110 @@
+"""The op set as data: graph nodes, node kinds, and the elementwise op table (dtype rules).
+
+A `Node` is one lazy op. Its output is always a contiguous tensor of `shape`/`dtype`; views are nodes of
+kind "view" whose index math the kernel emitters inline. When a node is realized it becomes a "buffer"
+node holding a GPU buffer and forgets its sources, so the graph behind it can be freed.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+from .dtypes import DType
+
+# -- node kinds ----------------------------------------------------------------------------------------
+# Leaves: realized data.
+BUFFER = "buffer"
+# Inlinable: emitted as an expression inside whichever kernel consumes them.
+CONST = "const"          # arg: python value, broadcast to shape
+IOTA = "iota"            # arg: (dim, start, step): value = start + index[dim] * step
+ELEMENTWISE = "elementwise"  # op: name in ELEMENTWISE_OPS, arg: op parameters (tuple)
+VIEW = "view"            # op: reshape | permute | expand | slice | pad; index math only
+CAT = "cat"              # arg: dim
+GATHER = "gather"        # embedding: srcs (weight, indices)
+INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / bilinear resampling
+# Heavy: always the root of a kernel (they may take elementwise consumers as an epilogue).
+REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output keeps dims)
+MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]
+CONV = "conv"            # srcs x [N,C,H,W], w; arg: ConvArgs
+POOL = "pool"            # arg: PoolArgs
+
+INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL})
+
+_ids = itertools.count()
+
+
+class Node:
+    __slots__ = ("kind", "op", "srcs", "arg", "shape", "dtype", "buffer", "uid", "__weakref__")
+
+    def __init__(self, kind: str, op: str | None, srcs: tuple, arg, shape: tuple, dtype: DType, buffer=None):
+        self.kind, self.op, self.srcs, self.arg = kind, op, srcs, arg
+        self.shape, self.dtype, self.buffer = tuple(shape), dtype, buffer
+        self.uid = next(_ids)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def realized(self) -> bool:
+        return self.kind == BUFFER
+
+    def become_buffer(self, buffer) -> None:
+        """Realized: keep the data, drop the recipe."""
+        self.kind, self.op, self.srcs, self.arg, self.buffer = BUFFER, None, (), None, buffer
+
+    def __repr__(self) -> str:
+        return f"Node({self.kind}:{self.op} {self.shape} {self.dtype.name})"
+
+
+# -- elementwise ops -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ElementwiseOp:
+    arity: int
+    result: str = "same"   # "same": promoted input dtype; "float": ints become float32; "bool": comparison
+    ints: bool = False     # has an integer form (otherwise integer inputs are promoted to float32)
+
+
+def _ops(arity, names, **kw):
+    return {n: ElementwiseOp(arity, **kw) for n in names.split()}
+
+
+ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
+    **_ops(1, "neg abs sign relu", ints=True),
+    **_ops(1, "exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 leaky_relu elu gelu gelu_tanh silu "
+              "hardswish hardsigmoid softplus mish erf floor ceil round", result="float"),
+    **_ops(1, "clamp", ints=True),            # arg: (min or None, max or None)
+    **_ops(1, "logical_not", result="bool", ints=True),
+    "cast": ElementwiseOp(1, result="cast", ints=True),  # arg: (target DType,)
+    **_ops(2, "add sub mul maximum minimum", ints=True),
+    **_ops(2, "div", result="float"),
+    **_ops(2, "pow", ints=True),
+    **_ops(2, "eq ne lt le gt ge", result="bool", ints=True),
+    **_ops(2, "logical_and logical_or", result="bool", ints=True),
+    "where": ElementwiseOp(3, ints=True),     # srcs: (cond, a, b)
+}
+
+REDUCE_OPS = ("sum", "prod", "max", "min", "argmax", "argmin")
+
+
+@dataclass(frozen=True)
+class ConvArgs:
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
+class PoolArgs:
+    kind: str                   # "max" | "avg"
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+    adaptive: bool = False      # windows computed as torch's adaptive pools do (kernel/stride unused)

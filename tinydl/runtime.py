@@ -1,0 +1,197 @@
+"""The GPU side: adapter choice, device limits/features, buffer pool, pipeline cache, and the one-submit
+execution of a list of kernels (plus read-back copies) in a single command encoder."""
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+
+import numpy as np
+
+os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # silences Mesa's WSI warning when headless
+import wgpu  # noqa: E402
+
+_WANTED_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
+_WANTED_LIMITS = (
+    "max-storage-buffers-per-shader-stage", "max-storage-buffer-binding-size", "max-buffer-size",
+    "max-compute-workgroup-storage-size", "max-compute-invocations-per-workgroup",
+    "max-compute-workgroup-size-x", "max-compute-workgroup-size-y", "max-compute-workgroup-size-z",
+    "max-compute-workgroups-per-dimension", "max-bindings-per-bind-group",
+)
+_TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
+_BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
+
+STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+
+
+class NoAdapterError(RuntimeError):
+    pass
+
+
+def _pick_adapter():
+    adapters = list(wgpu.gpu.enumerate_adapters_sync())
+    if not adapters:
+        raise NoAdapterError(
+            "tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
+            "without a GPU the software Vulkan driver: `apt-get install mesa-vulkan-drivers`.")
+    choice = os.environ.get("TINYDL_ADAPTER", "").strip()
+    if choice:
+        if choice.isdigit():
+            idx = int(choice)
+            if idx >= len(adapters):
+                raise NoAdapterError(f"TINYDL_ADAPTER={choice}: only {len(adapters)} adapters: "
+                                     + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
+            return adapters[idx]
+        for a in adapters:
+            if choice.lower() in a.summary.lower():
+                return a
+        raise NoAdapterError(f"TINYDL_ADAPTER={choice!r} matches no adapter; found: "
+                             + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
+    return min(adapters, key=lambda a: (_BACKEND_RANK.get(a.info.get("backend_type"), 1),
+                                        _TYPE_RANK.get(a.info.get("adapter_type"), 4)))
+
+
+class Buffer:
+    """A storage buffer from the pool. `nbytes` is the size asked for (the GPU buffer may be the same)."""
+    __slots__ = ("gpu", "nbytes", "__weakref__")
+
+    def __init__(self, gpu, nbytes):
+        self.gpu, self.nbytes = gpu, nbytes
+
+
+class Runtime:
+    def __init__(self):
+        self.adapter = _pick_adapter()
+        feats = [f for f in _WANTED_FEATURES if f in self.adapter.features]
+        limits = {k: self.adapter.limits[k] for k in _WANTED_LIMITS if k in self.adapter.limits}
+        self.device = self.adapter.request_device_sync(required_features=feats, required_limits=limits)
+        self.features = set(feats)
+        self.limits = dict(self.device.limits)
+        self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
+        self.backend = self.adapter.info.get("backend_type", "")
+        self.has_f16 = "shader-f16" in self.features
+        self.max_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
+        self.max_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
+        self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
+        self._free: dict[int, list] = {}      # pooled storage buffers by byte size
+        self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
+        self._pipelines: dict[str, object] = {}
+        self._bind_groups: dict[tuple, object] = {}
+
+    # -- buffers -------------------------------------------------------------------------------------
+    def alloc(self, nbytes: int, describe: str = "tensor") -> Buffer:
+        size = max(16, (nbytes + 15) // 16 * 16)
+        if size > self.max_binding_size:
+            raise RuntimeError(
+                f"{describe} needs {nbytes} bytes, more than this adapter's largest storage binding "
+                f"({self.max_binding_size} bytes on {self.adapter_name}); split the tensor or use a GPU "
+                f"with a larger max-storage-buffer-binding-size")
+        free = self._free.get(size)
+        gpu = free.pop() if free else self.device.create_buffer(size=size, usage=STORAGE)
+        return Buffer(gpu, nbytes)
+
+    def release(self, gpu) -> None:
+        self._free.setdefault(gpu.size, []).append(gpu)
+
+    def adopt(self, owner, buf: Buffer) -> None:
+        """Return buf's GPU memory to the pool when `owner` is garbage collected."""
+        weakref.finalize(owner, self.release, buf.gpu)
+
+    def upload(self, host: np.ndarray, describe: str = "tensor") -> Buffer:
+        data = host.tobytes()
+        buf = self.alloc(len(data), describe)
+        if len(data) % 4:
+            data += b"\0" * (4 - len(data) % 4)
+        if data:
+            self.device.queue.write_buffer(buf.gpu, 0, data)
+        return buf
+
+    # -- pipelines -----------------------------------------------------------------------------------
+    def pipeline(self, wgsl: str):
+        p = self._pipelines.get(wgsl)
+        if p is None:
+            try:
+                module = self.device.create_shader_module(code=wgsl)
+                p = self.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
+            except Exception as e:
+                raise RuntimeError(f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; "
+                                   f"please report it with this shader):\n{wgsl}\n{e}") from e
+            self._pipelines[wgsl] = p
+        return p
+
+    def _bind_group(self, pipeline, gpus: tuple):
+        key = (id(pipeline), tuple(id(g) for g in gpus))
+        bg = self._bind_groups.get(key)
+        if bg is None or bg[1] != gpus:
+            if len(self._bind_groups) > 8192:
+                self._bind_groups.clear()
+            layout = pipeline.get_bind_group_layout(0)
+            entries = [{"binding": i, "resource": {"buffer": g, "offset": 0, "size": g.size}}
+                       for i, g in enumerate(gpus)]
+            bg = (self.device.create_bind_group(layout=layout, entries=entries), gpus)
+            self._bind_groups[key] = bg
+        return bg[0]
+
+    # -- execution -----------------------------------------------------------------------------------
+    def grid(self, workgroups: int) -> tuple[int, int, int]:
+        """Split a 1-D workgroup count over x/y so no dimension exceeds the adapter limit."""
+        if workgroups <= self.max_workgroups:
+            return (max(workgroups, 1), 1, 1)
+        y = -(-workgroups // self.max_workgroups)
+        x = -(-workgroups // y)
+        return (x, y, 1)
+
+    def submit(self, dispatches, readbacks=()) -> list[bytes]:
+        """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
+        Everything goes into one command encoder and one queue submit."""
+        enc = self.device.create_command_encoder()
+        if dispatches:
+            cp = enc.begin_compute_pass()
+            for pipeline, gpus, grid in dispatches:
+                cp.set_pipeline(pipeline)
+                cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
+                cp.dispatch_workgroups(*grid)
+            cp.end()
+        staging = []
+        for gpu, nbytes in readbacks:
+            size = max(16, (nbytes + 15) // 16 * 16)
+            pool = self._staging.setdefault(size, [])
+            st = pool.pop() if pool else self.device.create_buffer(size=size, usage=READBACK)
+            if nbytes:
+                enc.copy_buffer_to_buffer(gpu, 0, st, 0, size)
+            staging.append((st, nbytes))
+        self.device.queue.submit([enc.finish()])
+        out = []
+        for st, nbytes in staging:
+            if nbytes:
+                st.map_sync(wgpu.MapMode.READ, 0, st.size)
+                out.append(bytes(st.read_mapped(0, st.size))[:nbytes])
+                st.unmap()
+            else:
+                out.append(b"")
+            self._staging[st.size].append(st)
+        return out
+
+    def info(self) -> dict:
+        return {
+            "adapter": self.adapter_name, "backend": self.backend,
+            "adapter_type": self.adapter.info.get("adapter_type", ""),
+            "description": self.adapter.info.get("description", ""),
+            "features": sorted(self.features), "limits": dict(self.limits),
+        }
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
+
+
+def device_info() -> dict:
+    """The adapter tinydl runs on: name, backend, type, the features and limits it was granted."""
+    return get_runtime().info()

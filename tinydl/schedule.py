@@ -1,0 +1,311 @@
+"""The lazy fusion: from the recorded graph to a list of kernels, executed in one submit.
+
+realize(tensors)
+  1. walk the unrealized graph behind the tensors (stopping at realized buffers) in a fixed order;
+     its structure (ops, args, shapes, dtypes - not data) is the cache key of the plan;
+  2. on a cache miss, partition it into kernels (FUSION RULES below), generate WGSL, get pipelines;
+  3. bind this graph's buffers by position, encode every kernel into one pass, submit once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import debug, dtypes
+from .kernels import build
+from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, INTERP, IOTA, MATMUL, POOL, REDUCE,
+                  VIEW, Node)
+from .runtime import get_runtime
+
+# -- FUSION RULES ---------------------------------------------------------------------------------------
+# Which node kinds are computed inline inside the kernel that reads them (unless the rules below make
+# them a kernel of their own). Views are index math; CONST/IOTA are formulas.
+INLINE = {CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP}
+# An inline node read by more than one consumer becomes a kernel output (computed once), except these
+# kinds, which are free to recompute.
+RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
+# Heavy ops absorb a chain of same-shape elementwise consumers as their epilogue.
+EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL}
+# Heavy ops read their inputs through generated load functions: views and elementwise producers with a
+# single consumer are inlined there (a prologue), never copied first.
+_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool"}
+
+_plans: dict[tuple, "Plan"] = {}
+
+
+@dataclass
+class KernelStep:
+    pipeline: object
+    out: int              # position of the output node in the walk order
+    inputs: list[int]     # positions of the nodes bound at 1..
+    grid: tuple
+    name: str
+    wgsl: str
+
+
+@dataclass
+class Plan:
+    steps: list[KernelStep]
+    frees: list[list[int]] = field(default_factory=list)  # temporaries whose last reader is step k
+    empty: list[int] = field(default_factory=list)        # zero-size outputs: a buffer, no kernel
+
+
+def _walk(roots: list[Node]):
+    """Post-order walk of the unrealized graph. Returns (order, signature)."""
+    pos: dict[int, int] = {}
+    order: list[Node] = []
+    sig: list[tuple] = []
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            n, expanded = stack.pop()
+            if n.uid in pos:
+                continue
+            if n.kind == BUFFER:
+                pos[n.uid] = len(order)
+                order.append(n)
+                sig.append(("L", n.shape, n.dtype.name))
+                continue
+            if not expanded:
+                stack.append((n, True))
+                for s in reversed(n.srcs):
+                    if s.uid not in pos:
+                        stack.append((s, False))
+                continue
+            pos[n.uid] = len(order)
+            order.append(n)
+            sig.append((n.kind, n.op, n.arg, n.shape, n.dtype.name, tuple(pos[s.uid] for s in n.srcs)))
+    sig.append(("roots", tuple(pos[r.uid] for r in roots)))
+    return order, tuple(sig), pos
+
+
+def _plan(order: list[Node], roots: list[int]) -> Plan:
+    rt = get_runtime()
+    index = {n.uid: i for i, n in enumerate(order)}
+    consumers: list[list[int]] = [[] for _ in order]
+    for i, n in enumerate(order):
+        for s in n.srcs:
+            consumers[index[s.uid]].append(i)
+    root_set = set(roots)
+
+    eff: dict[int, int] = {}
+
+    def effective(i: int) -> int:
+        """Readers of node i's values, counting through views."""
+        if i not in eff:
+            k = 1 if i in root_set else 0
+            for c in consumers[i]:
+                k += effective(c) if order[c].kind == VIEW and c not in root_set else 1
+            eff[i] = k
+        return eff[i]
+
+    out_nodes: set[int] = set(root_set)  # positions that are kernel outputs
+    for i, n in enumerate(order):
+        if n.kind == BUFFER:
+            continue
+        if n.kind in HEAVY_KINDS:
+            out_nodes.add(i)
+        elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1:
+            out_nodes.add(i)
+
+    # epilogues: a heavy op takes over the chain of same-shape, single-reader elementwise consumers
+    core_of: dict[int, int] = {}   # kernel output position -> heavy core position
+    claimed: set[int] = set()
+    for i, n in enumerate(order):
+        if n.kind not in EPILOGUE_HOSTS or i in root_set:
+            continue
+        cur = i
+        while True:
+            cs = consumers[cur]
+            if len(cs) != 1 or cur in root_set or (cur != i and cur in out_nodes):
+                break
+            c = cs[0]
+            cn = order[c]
+            if cn.kind != ELEMENTWISE or cn.shape != n.shape or c in claimed:
+                break
+            claimed.add(c)
+            cur = c
+        if cur != i:
+            out_nodes.discard(i)
+            out_nodes.add(cur)
+            core_of[cur] = i
+
+    _respect_binding_limit(order, index, out_nodes, core_of, rt.max_storage_buffers)
+
+    materialized_uids = {order[i].uid for i in out_nodes}
+    steps, last_read, empty = [], {}, []
+    for i in sorted(out_nodes):
+        out = order[i]
+        if out.numel == 0:
+            empty.append(i)
+            continue
+        core = order[core_of[i]] if i in core_of else (out if out.kind in HEAVY_KINDS else None)
+        ck = build(out, core, lambda nd: nd.uid in materialized_uids)
+        inputs = [index[nd.uid] for nd in ck.inputs]
+        name = _kernel_name(order, index, out, core, materialized_uids) + f" [{ck.variant}]"
+        steps.append(KernelStep(rt.pipeline(ck.wgsl), i, inputs, rt.grid(ck.workgroups), name, ck.wgsl))
+        for p in inputs:
+            last_read[p] = len(steps) - 1
+    frees = [[] for _ in steps]
+    for p, k in last_read.items():
+        if p in out_nodes and p not in root_set:
+            frees[k].append(p)
+    return Plan(steps, frees, empty)
+
+
+def _reads(order, index, out_nodes, core_pos, out_pos) -> tuple[set[int], list[int]]:
+    """Buffers a kernel reads, and the inline nodes on the way (candidates to materialize)."""
+    reads, inline, seen = set(), [], set()
+    stack = [out_pos]
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        n = order[p]
+        if p != out_pos and p != core_pos and (n.kind == BUFFER or p in out_nodes):
+            reads.add(p)
+            continue
+        if p != out_pos and p != core_pos:
+            inline.append(p)
+        stack.extend(index[s.uid] for s in n.srcs)
+    return reads, inline
+
+
+def _respect_binding_limit(order, index, out_nodes, core_of, limit):
+    """Split kernels that would bind more storage buffers than the adapter allows (output included)."""
+    changed = True
+    while changed:
+        changed = False
+        for o in sorted(out_nodes):
+            core = core_of.get(o)
+            if core is None and order[o].kind in HEAVY_KINDS:
+                core = o
+            reads, inline = _reads(order, index, out_nodes, core, o)
+            if len(reads) + 1 <= limit:
+                continue
+            # materialize the inline subexpression that reads the most buffers (it becomes its own kernel)
+            best, best_n = None, 1
+            for p in inline:
+                if core is not None and _depends_on(order, index, p, core, out_nodes):
+                    continue
+                r, _ = _reads(order, index, out_nodes, None, p)
+                if len(r) > best_n and order[p].kind not in (CONST, IOTA):
+                    best, best_n = p, len(r)
+            if best is None:
+                raise RuntimeError(f"a kernel computing {order[o]} must read {len(reads)} buffers, more than the "
+                                   f"{limit - 1} this adapter allows per shader stage (plus the output)")
+            out_nodes.add(best)
+            changed = True
+            break
+
+
+def _depends_on(order, index, p, target, out_nodes) -> bool:
+    stack, seen = [p], set()
+    while stack:
+        q = stack.pop()
+        if q == target:
+            return True
+        if q in seen or (q in out_nodes and q != p):
+            continue
+        seen.add(q)
+        stack.extend(index[s.uid] for s in order[q].srcs)
+    return False
+
+
+def _kernel_name(order, index, out, core, materialized_uids) -> str:
+    ops, seen = [], set()
+    stack = [out]
+    while stack:
+        n = stack.pop()
+        if n.uid in seen or n is core:
+            continue
+        seen.add(n.uid)
+        if n is not out and (n.kind == BUFFER or n.uid in materialized_uids):
+            continue
+        if n.kind == ELEMENTWISE:
+            ops.append((n.uid, n.op if n.op != "cast" else f"cast_{n.dtype.name}"))
+        elif n.kind in (CAT, GATHER, INTERP):
+            ops.append((n.uid, n.kind))
+        stack.extend(n.srcs)
+    labels = [op for _, op in sorted(ops)]
+    if core is not None:
+        head = _HEAVY_LABEL.get(core.kind) or f"{core.kind}_{core.op}"
+        if core.kind == POOL:
+            head = f"{core.arg.kind}_pool2d" + ("_adaptive" if core.arg.adaptive else "")
+        if core.kind == CONV and core.arg.transposed:
+            head = "conv_transpose2d"
+        labels = [head] + labels
+    elif not labels:
+        labels = ["copy"]
+    return "+".join(labels) + " " + "x".join(map(str, out.shape or (1,)))
+
+
+def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]) -> list[bytes]:
+    rt = get_runtime()
+    bufs: dict[int, object] = {}
+    dispatches = []
+    for p in plan.empty:
+        bufs[p] = rt.alloc(0)
+    for k, step in enumerate(plan.steps):
+        out = order[step.out]
+        if step.out not in bufs:
+            bufs[step.out] = rt.alloc(out.numel * out.dtype.itemsize, f"result of shape {list(out.shape)}")
+        gpus = [bufs[step.out].gpu]
+        for p in step.inputs:
+            n = order[p]
+            gpus.append(n.buffer.gpu if n.kind == BUFFER else bufs[p].gpu)
+        dispatches.append((step.pipeline, gpus, step.grid))
+        for p in plan.frees[k]:
+            rt.release(bufs.pop(p).gpu)
+    reads = []
+    for p in readback:
+        n = order[p]
+        buf = n.buffer if n.kind == BUFFER else bufs[p]
+        reads.append((buf.gpu, n.numel * n.dtype.itemsize))
+    data = rt.submit(dispatches, reads)
+    names = [s.name for s in plan.steps]
+    debug.record(names)
+    if debug.LEVEL:
+        for s in plan.steps:
+            print(f"tinydl kernel: {s.name}")
+            if debug.LEVEL >= 2:
+                print(s.wgsl)
+    for p in set(roots):
+        n = order[p]
+        if n.kind != BUFFER:
+            buf = bufs[p]
+            n.become_buffer(buf)
+            rt.adopt(n, buf)
+    return data
+
+
+def realize(*tensors, readback=False):
+    """Compute the given tensors (one plan, one submit). With readback=True returns their bytes."""
+    nodes = [t.node for t in tensors]
+    pending = [n for n in nodes if n.kind != BUFFER]
+    if not pending and not readback:
+        return None
+    order, sig, pos = _walk(pending or nodes)
+    roots = [pos[n.uid] for n in pending]
+    plan = _plans.get(sig)
+    if plan is None:
+        plan = _plans[sig] = _plan(order, roots)
+    reads = [pos[n.uid] for n in nodes] if readback else []
+    return _execute(order, plan, roots, reads)
+
+
+def read(t) -> np.ndarray:
+    """t's values on the host: realized and copied back in the same submit."""
+    data = realize(t, readback=True)[0]
+    dt = t.dtype
+    arr = np.frombuffer(data, dtype=np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
+                                             .replace("i32", "int32").replace("u32", "uint32")))
+    arr = arr[: t.numel()].reshape(t.shape)
+    return (arr != 0) if dt == dtypes.bool_ else arr.copy()
+
+
+def clear_cache() -> None:
+    _plans.clear()

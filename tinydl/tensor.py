@@ -1,0 +1,889 @@
+"""Tensor: a lazy handle on a graph node. Every op builds a node (shape and dtype checked here, at the
+call site); nothing runs on the GPU until data is needed (`.numpy()`, `.item()`, `.tolist()`, printing,
+`.realize()`)."""
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from . import debug, dtypes
+from .dtypes import DType
+from .ops import (BUFFER, CAT, CONST, ELEMENTWISE, ELEMENTWISE_OPS, IOTA, MATMUL, REDUCE, VIEW, Node)
+from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
+
+Scalar = (int, float, bool, np.number, np.bool_)
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+class Tensor:
+    __slots__ = ("node", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars/arrays on the left defer to Tensor operators
+
+    def __init__(self, node: Node):
+        self.node = node
+
+    # -- metadata ------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.node.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.node.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.node.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return self.node.numel
+
+    def size(self, dim: int | None = None):
+        return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim)]
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # -- data ----------------------------------------------------------------------------------------
+    def realize(self) -> "Tensor":
+        from .schedule import realize
+        realize(self)
+        return self
+
+    def numpy(self) -> np.ndarray:
+        from .schedule import read
+        return read(self)
+
+    def item(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def __repr__(self) -> str:
+        a = self.numpy()
+        body = np.array2string(a, separator=", ", prefix="tensor(", threshold=1000, precision=4)
+        suffix = "" if self.dtype in (dtypes.float32, dtypes.int32, dtypes.bool_) else f", dtype={self.dtype!r}"
+        if self.dtype == dtypes.int32:
+            suffix = ", dtype=tinydl.int32"
+        return f"tensor({body}{suffix})"
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return builtins.bool(self.item())
+
+    def __float__(self):
+        return builtins.float(self.item())
+
+    def __int__(self):
+        return builtins.int(self.item())
+
+    def __index__(self):
+        if self.dtype != dtypes.int32 or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return builtins.int(self.item())
+
+    # -- dtype ---------------------------------------------------------------------------------------
+    def to(self, dtype) -> "Tensor":
+        dtype = dtypes.to_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        _check_dtype_available(dtype)
+        return _elementwise("cast", self, arg=(dtype,))
+
+    type = to
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def long(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def detach(self):
+        return self
+
+    def cpu(self):
+        return self
+
+    def clone(self):
+        return self.contiguous() if self.node.kind != BUFFER else _elementwise("cast", self, arg=(self.dtype,))
+
+    # -- movement (views: index math, no copies) -----------------------------------------------------
+    def reshape(self, *shape) -> "Tensor":
+        shape = infer_reshape(_varargs(shape), self.numel())
+        if shape == self.shape:
+            return self
+        n = self.node
+        if n.kind == VIEW and n.op == "reshape":  # reshape of reshape: one reshape of the original
+            return Tensor(n.srcs[0]).reshape(shape)
+        if n.kind == CONST:
+            return _const(n.arg, shape, n.dtype)
+        return _view(self, "reshape", shape, shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)
+        if s > e:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+        return self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
+
+    def unflatten(self, dim: int, sizes) -> "Tensor":
+        d = normalize_dim(dim, self.ndim)
+        sizes = infer_reshape(sizes, self.shape[d]) if -1 in tuple(sizes) else tuple(sizes)
+        if math.prod(sizes) != self.shape[d]:
+            raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size of dim "
+                               f"{dim} ({self.shape[d]}) in the input tensor")
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
+
+    def squeeze(self, dim=None) -> "Tensor":
+        dims = normalize_dims(dim, self.ndim) if dim is not None else tuple(range(self.ndim))
+        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        d = normalize_dim(dim, self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def permute(self, *dims) -> "Tensor":
+        dims = _varargs(dims)
+        if len(dims) != self.ndim:
+            raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
+                               f"length of the desired ordering of dimensions i.e. input.dim() = {self.ndim} is not "
+                               f"equal to len(dims) = {len(dims)}")
+        dims = tuple(normalize_dim(d, self.ndim) for d in dims)
+        if len(set(dims)) != len(dims):
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+        if dims == tuple(range(self.ndim)):
+            return self
+        n = self.node
+        if n.kind == VIEW and n.op == "permute":  # compose: a double transpose vanishes
+            inner = n.arg
+            return Tensor(n.srcs[0]).permute(tuple(inner[d] for d in dims))
+        if n.kind == CONST:
+            return _const(n.arg, tuple(self.shape[d] for d in dims), n.dtype)
+        return _view(self, "permute", dims, tuple(self.shape[d] for d in dims))
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        d0, d1 = normalize_dim(dim0, self.ndim), normalize_dim(dim1, self.ndim)
+        order = list(range(self.ndim))
+        order[d0], order[d1] = order[d1], order[d0]
+        return self.permute(order)
+
+    swapaxes = transpose
+
+    def t(self) -> "Tensor":
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self.transpose(0, 1) if self.ndim == 2 else self
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> "Tensor":
+        return self.transpose(-2, -1)
+
+    def expand(self, *shape) -> "Tensor":
+        shape = _varargs(shape)
+        if len(shape) < self.ndim:
+            raise RuntimeError(f"expand(torch.FloatTensor{{{list(self.shape)}}}, size={list(shape)}): the number of "
+                               f"sizes provided ({len(shape)}) must be greater or equal to the number of dimensions "
+                               f"in the tensor ({self.ndim})")
+        lead = len(shape) - self.ndim
+        full = (1,) * lead + self.shape
+        out = []
+        for i, (have, want) in enumerate(zip(full, shape)):
+            if want == -1:
+                if i < lead:
+                    raise RuntimeError(f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                                       f"non-existing dimension {i}")
+                want = have
+            if have != want and have != 1:
+                raise RuntimeError(f"The expanded size of the tensor ({want}) must match the existing size ({have}) "
+                                   f"at non-singleton dimension {i}.  Target sizes: {list(shape)}.  Tensor sizes: "
+                                   f"{list(self.shape)}")
+            out.append(want)
+        out = tuple(out)
+        if out == self.shape:
+            return self
+        if self.node.kind == CONST:
+            return _const(self.node.arg, out, self.dtype)
+        base = self.reshape(full) if lead else self
+        if out == base.shape:
+            return base
+        return _view(base, "expand", out, out)
+
+    def expand_as(self, other: "Tensor") -> "Tensor":
+        return self.expand(other.shape)
+
+    def contiguous(self) -> "Tensor":
+        return self  # every node's output is contiguous; views are materialized by the kernel reading them
+
+    def _slice(self, dim: int, start: int, stop: int, step: int) -> "Tensor":
+        size = self.shape[dim]
+        start, stop, step = slice(start, stop, step).indices(size)
+        length = max(0, (stop - start + step - 1) // step)
+        if start == 0 and step == 1 and length == size:
+            return self
+        starts = [0] * self.ndim
+        steps = [1] * self.ndim
+        starts[dim], steps[dim] = start, step
+        shape = self.shape[:dim] + (length,) + self.shape[dim + 1:]
+        return _view(self, "slice", (tuple(starts), tuple(steps)), shape)
+
+    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
+        d = normalize_dim(dim, self.ndim)
+        return self._slice(d, start, start + length, 1)
+
+    def __getitem__(self, index) -> "Tensor":
+        if not isinstance(index, tuple):
+            index = (index,)
+        if any(isinstance(i, Tensor) or isinstance(i, (list, np.ndarray)) for i in index):
+            raise NotImplementedError("advanced (tensor/list) indexing is not supported; use basic indexing")
+        n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+        if n_real > self.ndim:
+            raise IndexError(f"too many indices for tensor of dimension {self.ndim}")
+        if sum(1 for i in index if i is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        expanded = []
+        for i in index:
+            if i is Ellipsis:
+                expanded.extend([slice(None)] * (self.ndim - n_real))
+            else:
+                expanded.append(i)
+        expanded.extend([slice(None)] * (self.ndim - sum(1 for i in expanded if i is not None)))
+        out, d, new_shape = self, 0, []
+        for i in expanded:
+            if i is None:
+                new_shape.append(1)
+                continue
+            size = self.shape[d]
+            if isinstance(i, slice):
+                step = 1 if i.step is None else int(i.step)
+                if step <= 0:
+                    raise ValueError("step must be greater than zero")
+                out = out._slice(d, i.start, i.stop, step)
+                new_shape.append(out.shape[d])
+            elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+                i = int(i)
+                if not -size <= i < size:
+                    raise IndexError(f"index {i} is out of bounds for dimension {d} with size {size}")
+                out = out._slice(d, i % size, i % size + 1, 1)
+            else:
+                raise TypeError(f"unsupported index type {type(i).__name__}")
+            d += 1
+        return out.reshape(tuple(new_shape))
+
+    def split(self, split_size, dim: int = 0):
+        d = normalize_dim(dim, self.ndim)
+        size = self.shape[d]
+        if isinstance(split_size, int):
+            if split_size <= 0 and size > 0:
+                raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}")
+            sizes = [split_size] * (size // split_size) + ([size % split_size] if size % split_size else []) \
+                if split_size > 0 else [0]
+        else:
+            sizes = list(split_size)
+            if builtins.sum(sizes) != size:
+                raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
+                                   f"size at dimension {d}), but got split_sizes={sizes}")
+        out, start = [], 0
+        for s in sizes:
+            out.append(self.narrow(d, start, s))
+            start += s
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        if chunks <= 0:
+            raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
+        d = normalize_dim(dim, self.ndim)
+        return self.split(max(1, -(-self.shape[d] // chunks)), d)
+
+    def unbind(self, dim: int = 0):
+        d = normalize_dim(dim, self.ndim)
+        return tuple(self.select(d, i) for i in range(self.shape[d]))
+
+    def select(self, dim: int, index: int) -> "Tensor":
+        d = normalize_dim(dim, self.ndim)
+        return self[(slice(None),) * d + (index,)]
+
+    # -- elementwise ---------------------------------------------------------------------------------
+    def __add__(self, o): return add(self, o)
+    def __radd__(self, o): return add(o, self)
+    def __sub__(self, o): return sub(self, o)
+    def __rsub__(self, o): return sub(o, self)
+    def __mul__(self, o): return mul(self, o)
+    def __rmul__(self, o): return mul(o, self)
+    def __truediv__(self, o): return div(self, o)
+    def __rtruediv__(self, o): return div(o, self)
+    def __pow__(self, o): return pow(self, o)
+    def __rpow__(self, o): return pow(o, self)
+    def __matmul__(self, o): return matmul(self, o)
+    def __rmatmul__(self, o): return matmul(o, self)
+    def __neg__(self): return neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return abs(self)
+    def __invert__(self):
+        if self.dtype != dtypes.bool_:
+            raise TypeError("~ (bitwise_not) is only supported on bool tensors")
+        return logical_not(self)
+    def __and__(self, o): return logical_and(self, o)
+    def __or__(self, o): return logical_or(self, o)
+    def __eq__(self, o): return eq(self, o)  # noqa: PLE0302
+    def __ne__(self, o): return ne(self, o)
+    def __lt__(self, o): return lt(self, o)
+    def __le__(self, o): return le(self, o)
+    def __gt__(self, o): return gt(self, o)
+    def __ge__(self, o): return ge(self, o)
+    __hash__ = object.__hash__
+
+    def add(self, o, alpha=1): return add(self, o if alpha == 1 else mul(o, alpha))
+    def sub(self, o, alpha=1): return sub(self, o if alpha == 1 else mul(o, alpha))
+    def mul(self, o): return mul(self, o)
+    def div(self, o): return div(self, o)
+    def pow(self, o): return pow(self, o)
+    def maximum(self, o): return maximum(self, o)
+    def minimum(self, o): return minimum(self, o)
+    def eq(self, o): return eq(self, o)
+    def ne(self, o): return ne(self, o)
+    def lt(self, o): return lt(self, o)
+    def le(self, o): return le(self, o)
+    def gt(self, o): return gt(self, o)
+    def ge(self, o): return ge(self, o)
+    def neg(self): return neg(self)
+    def abs(self): return abs(self)
+    def exp(self): return exp(self)
+    def log(self): return log(self)
+    def sqrt(self): return sqrt(self)
+    def rsqrt(self): return rsqrt(self)
+    def reciprocal(self): return reciprocal(self)
+    def sin(self): return sin(self)
+    def cos(self): return cos(self)
+    def tanh(self): return tanh(self)
+    def sigmoid(self): return sigmoid(self)
+    def relu(self): return relu(self)
+    def erf(self): return erf(self)
+    def floor(self): return floor(self)
+    def ceil(self): return ceil(self)
+    def round(self): return round(self)
+    def sign(self): return sign(self)
+    def clamp(self, min=None, max=None): return clamp(self, min, max)
+    clip = clamp
+    def where(self, cond, other): return where(cond, self, other)
+    def masked_fill(self, mask, value): return where(mask, value, self)
+
+    # -- reductions ----------------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
+    def mean(self, dim=None, keepdim=False): return mean(self, dim, keepdim)
+    def prod(self, dim=None, keepdim=False): return prod(self, dim, keepdim)
+    def max(self, dim=None, keepdim=False): return max(self, dim, keepdim)
+    def min(self, dim=None, keepdim=False): return min(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return _reduce("max", self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return _reduce("min", self, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return argmax(self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return argmin(self, dim, keepdim)
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return var(self, dim, unbiased, keepdim, correction=correction)
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return std(self, dim, unbiased, keepdim, correction=correction)
+    def softmax(self, dim): return softmax(self, dim)
+    def log_softmax(self, dim): return log_softmax(self, dim)
+    def matmul(self, o): return matmul(self, o)
+
+
+# -- construction ----------------------------------------------------------------------------------------
+def _make(kind, op, srcs, arg, shape, dtype) -> Tensor:
+    t = Tensor(Node(kind, op, tuple(s.node for s in srcs), arg, shape, dtype))
+    if debug.EAGER and kind not in (VIEW, CONST, IOTA):
+        t.realize()
+    return t
+
+
+def _view(t: Tensor, op: str, arg, shape) -> Tensor:
+    return _make(VIEW, op, (t,), arg, shape, t.dtype)
+
+
+def _const(value, shape, dtype: DType) -> Tensor:
+    return Tensor(Node(CONST, None, (), value, shape, dtype))
+
+
+def _varargs(shape) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    out = []
+    for s in shape:
+        if isinstance(s, Tensor):
+            s = s.item()
+        out.append(builtins.int(s))
+    return tuple(out)
+
+
+def _check_dtype_available(dtype: DType) -> None:
+    if dtype == dtypes.float16:
+        from .runtime import get_runtime
+        if not get_runtime().has_f16:
+            raise RuntimeError("float16 needs the adapter feature 'shader-f16', which this adapter "
+                               f"({get_runtime().adapter_name}) lacks")
+
+
+def tensor(data, dtype=None) -> Tensor:
+    """Copy data (nested lists, numbers, numpy arrays, torch tensors, tinydl tensors) to the GPU."""
+    if isinstance(data, Tensor):
+        return data.to(dtype) if dtype is not None else data
+    if type(data).__module__.startswith("torch"):
+        data = data.detach().cpu().numpy()
+    arr = np.asarray(data)
+    if arr.dtype == object:
+        raise TypeError(f"cannot make a tensor from {type(data).__name__} holding mixed/non-numeric values")
+    if dtype is None:
+        target = dtypes.from_numpy_dtype(arr.dtype)
+    else:
+        target = dtypes.to_dtype(dtype)
+    return from_numpy(arr, target)
+
+
+def from_numpy(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
+    from .runtime import get_runtime
+    arr = np.asarray(arr)
+    dtype = dtypes.from_numpy_dtype(arr.dtype) if dtype is None else dtypes.to_dtype(dtype)
+    _check_dtype_available(dtype)
+    if arr.dtype.kind in "iu" and dtype == dtypes.int32 and arr.size and arr.dtype.itemsize >= 4:
+        lo, hi = arr.min(), arr.max()
+        if lo < -2**31 or hi > 2**31 - 1:
+            bad = lo if lo < -2**31 else hi
+            raise RuntimeError(f"value cannot be converted to type int32 without overflow: {bad} "
+                               f"(tinydl stores integers as int32)")
+    host = np.ascontiguousarray(arr.astype(dtype.np, copy=False))
+    if dtype == dtypes.bool_:
+        host = host.astype(np.uint32)
+    buf = get_runtime().upload(host, describe=f"tensor of shape {list(arr.shape)} ({dtype.name})")
+    return Tensor(Node(BUFFER, None, (), None, arr.shape, dtype, buffer=buf))
+
+
+def full(shape, fill_value, dtype=None) -> Tensor:
+    shape = _varargs(shape if isinstance(shape, (tuple, list)) else (shape,))
+    if any(s < 0 for s in shape):
+        raise RuntimeError(f"Trying to create tensor with negative dimension {min(shape)}: {list(shape)}")
+    dtype = dtypes.scalar_dtype(fill_value) if dtype is None else dtypes.to_dtype(dtype)
+    return _const(_cast_scalar(fill_value, dtype), shape, dtype)
+
+
+def zeros(*shape, dtype=None) -> Tensor:
+    return full(_varargs(shape), 0.0, dtype or dtypes.float32)
+
+
+def ones(*shape, dtype=None) -> Tensor:
+    return full(_varargs(shape), 1.0, dtype or dtypes.float32)
+
+
+empty = zeros
+
+
+def zeros_like(t: Tensor, dtype=None) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype)
+
+
+def ones_like(t: Tensor, dtype=None) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype)
+
+
+def full_like(t: Tensor, fill_value, dtype=None) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype)
+
+
+def arange(start, end=None, step=1, dtype=None) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    dtype = (dtypes.int32 if is_int else dtypes.float32) if dtype is None else dtypes.to_dtype(dtype)
+    n = builtins.max(0, math.ceil((end - start) / step))
+    return Tensor(Node(IOTA, None, (), (0, start, step), (n,), dtype))
+
+
+def _cast_scalar(v, dtype: DType):
+    if dtype == dtypes.bool_:
+        return builtins.bool(v)
+    if dtype == dtypes.int32:
+        return builtins.int(v)
+    return builtins.float(v)
+
+
+def _as_tensor(x, like_dtype: DType) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, Scalar):
+        return _const(_cast_scalar(x, like_dtype), (), like_dtype)
+    if type(x).__module__.startswith("torch") or isinstance(x, (np.ndarray, list)):
+        return tensor(x)
+    raise TypeError(f"unsupported operand type {type(x).__name__}")
+
+
+def _elementwise(op: str, *args, arg=()) -> Tensor:
+    spec = ELEMENTWISE_OPS[op]
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        raise TypeError(f"{op}(): expected at least one Tensor argument")
+    # torch's promotion: tensors decide, python scalars can only raise the category
+    value_args = args[1:] if op == "where" else args
+    dt = None
+    for a in value_args:
+        if isinstance(a, Tensor):
+            dt = a.dtype if dt is None else dtypes.promote(dt, a.dtype)
+    for a in value_args:
+        if not isinstance(a, Tensor):
+            dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
+    ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
+    if op == "where":
+        if ts[0].dtype != dtypes.bool_:
+            raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                               f"{ts[0].dtype.name}")
+        ts = [ts[0]] + [t.to(dt) for t in ts[1:]]
+    elif op == "cast":
+        dt = arg[0]
+    else:
+        if spec.result == "float" or (not spec.ints and dt.category < 2) or (op == "pow" and dt == dtypes.bool_):
+            dt = dtypes.float32 if dt.category < 2 else dt
+        if op in ("logical_and", "logical_or", "logical_not"):
+            dt = dtypes.bool_
+        ts = [t.to(dt) for t in ts]
+    shape = broadcast_shapes(*(t.shape for t in ts))
+    ts = [t.expand(shape) for t in ts]
+    out = dtypes.bool_ if spec.result == "bool" else dt
+    return _make(ELEMENTWISE, op, ts, tuple(arg), shape, out)
+
+
+def _unary(op):
+    def f(x, *a):
+        return _elementwise(op, _as_tensor(x, dtypes.float32), arg=a)
+    f.__name__ = op
+    return f
+
+
+def _binary(op):
+    def f(a, b):
+        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+            a = tensor(a)
+        return _elementwise(op, a, b)
+    f.__name__ = op
+    return f
+
+
+neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, relu6, silu, hardswish, \
+    hardsigmoid, mish, erf, floor, ceil, round, logical_not = (
+        _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
+                           "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
+add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
+    _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
+negative, multiply, divide, subtract, true_divide = neg, mul, div, sub, div
+
+
+def pow(a, b) -> Tensor:  # noqa: A001
+    if isinstance(b, Scalar) and isinstance(a, Tensor) and not isinstance(b, bool):
+        if b == 1:
+            return a.to(dtypes.promote_with_scalar(a.dtype, b))
+        if b == 2:
+            return mul(a, a.to(dtypes.promote_with_scalar(a.dtype, b)))
+        if b == 0.5 and a.dtype.is_floating_point:
+            return sqrt(a)
+        if isinstance(b, (int, np.integer)) and b < 0 and a.dtype.category < 2:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = tensor(a)
+    return _elementwise("pow", a, b)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return _elementwise("leaky_relu", x, arg=(builtins.float(negative_slope),))
+
+
+def elu(x, alpha=1.0):
+    return _elementwise("elu", x, arg=(builtins.float(alpha),))
+
+
+def gelu(x, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
+    return _elementwise("gelu" if approximate == "none" else "gelu_tanh", x)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    return _elementwise("softplus", x, arg=(builtins.float(beta), builtins.float(threshold)))
+
+
+def clamp(x, min=None, max=None) -> Tensor:  # noqa: A002
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x if min is None else maximum(x, min)
+        return out if max is None else minimum(out, max)
+    dt = x.dtype
+    for v in (min, max):
+        if v is not None:
+            dt = dtypes.promote_with_scalar(dt, v)
+    x = x.to(dt)
+    return _elementwise("clamp", x, arg=(min, max))
+
+
+clip = clamp
+
+
+def where(cond, a, b) -> Tensor:
+    if not isinstance(cond, Tensor):
+        raise TypeError("where(): argument 'condition' must be Tensor")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        dt = dtypes.promote(dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
+        a = _const(_cast_scalar(a, dt), (), dt)
+    return _elementwise("where", cond, a, b)
+
+
+# -- reductions --------------------------------------------------------------------------------------------
+def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
+    axes = normalize_dims(dim, x.ndim)
+    if op in ("max", "min", "argmax", "argmin") and x.numel() == 0:
+        zero = next((a for a in axes if x.shape[a] == 0), None)
+        if zero is not None or not axes:
+            name = {"max": "max", "min": "min", "argmax": "argmax", "argmin": "argmin"}[op]
+            if dim is None:
+                raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                                   f"Specify the reduction dim with the 'dim' argument.")
+            raise IndexError(f"{name}(): Expected reduction dim {zero} to have non-zero size.")
+    kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
+    if op in ("argmax", "argmin"):
+        out_dtype = dtypes.int32
+    elif op in ("sum", "prod") and x.dtype.category < 2:
+        out_dtype = dtypes.int32
+    else:
+        out_dtype = x.dtype
+    src = x.to(dtypes.int32) if (op in ("sum", "prod") and x.dtype == dtypes.bool_) else x
+    if not axes or x.ndim == 0:
+        out = _elementwise("cast", src, arg=(out_dtype,)) if op not in ("argmax", "argmin") else zeros_like(x, dtypes.int32)
+        return out
+    out = _make(REDUCE, op, (src,), axes, kept, out_dtype)
+    if keepdim:
+        return out
+    return out.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:  # noqa: A001
+    out = _reduce("sum", x, dim, keepdim)
+    return out.to(dtype) if dtype is not None else out
+
+
+def prod(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    return _reduce("prod", x, dim, keepdim)
+
+
+def mean(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point or "
+                           f"complex dtype. Got: {x.dtype.name.capitalize()}")
+    axes = normalize_dims(dim, x.ndim)
+    n = math.prod(x.shape[a] for a in axes) if x.ndim else 1
+    s = _reduce("sum", x, dim, keepdim)
+    return s * (1.0 / n) if n else s * builtins.float("nan")
+
+
+def _max_min(op, x, dim, keepdim):
+    if dim is None:
+        return _reduce(op, x, None, False)
+    if isinstance(dim, Tensor):
+        return (maximum if op == "max" else minimum)(x, dim)
+    return MaxMin(_reduce(op, x, dim, keepdim), _reduce("arg" + op, x, dim, keepdim))
+
+
+def max(x: Tensor, dim=None, keepdim=False):  # noqa: A001
+    return _max_min("max", x, dim, keepdim)
+
+
+def min(x: Tensor, dim=None, keepdim=False):  # noqa: A001
+    return _max_min("min", x, dim, keepdim)
+
+
+def amax(x, dim=None, keepdim=False):
+    return _reduce("max", x, dim, keepdim)
+
+
+def amin(x, dim=None, keepdim=False):
+    return _reduce("min", x, dim, keepdim)
+
+
+def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    if dim is None:
+        return _reduce("argmax", x.reshape(-1), 0, False)
+    return _reduce("argmax", x, dim, keepdim)
+
+
+def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    if dim is None:
+        return _reduce("argmin", x.reshape(-1), 0, False)
+    return _reduce("argmin", x, dim, keepdim)
+
+
+def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    axes = normalize_dims(dim, x.ndim)
+    n = math.prod(x.shape[a] for a in axes) if x.ndim else 1
+    centered = x - mean(x, axes, keepdim=True)
+    sq = _reduce("sum", centered * centered, axes, keepdim)
+    denom = builtins.max(0, n - correction)
+    return sq * (1.0 / denom) if denom else sq * builtins.float("nan")
+
+
+def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
+def softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
+    x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
+    d = normalize_dim(dim, x.ndim)
+    e = exp(x - _reduce("max", x, d, True))
+    return e / _reduce("sum", e, d, True)
+
+
+def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
+    x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
+    d = normalize_dim(dim, x.ndim)
+    shifted = x - _reduce("max", x, d, True)
+    return shifted - log(_reduce("sum", exp(shifted), d, True))
+
+
+# -- joining -------------------------------------------------------------------------------------------
+CAT_FANIN = 4  # a cat node reads at most this many sources; longer lists become a tree (buffer limit)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    ref = next((t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)), tensors[0])
+    d = normalize_dim(dim, ref.ndim)
+    dt = tensors[0].dtype
+    for t in tensors[1:]:
+        dt = dtypes.promote(dt, t.dtype)
+    parts = []
+    for i, t in enumerate(tensors):
+        if t.ndim == 1 and t.shape[0] == 0 and ref.ndim != 1:
+            continue  # torch skips legacy empty tensors
+        if t.ndim != ref.ndim:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {ref.ndim} and {t.ndim}")
+        for k in range(ref.ndim):
+            if k != d and t.shape[k] != ref.shape[k]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{ref.shape[k]} but got size {t.shape[k]} for tensor number {i} in the list.")
+        if t.shape[d] > 0:
+            parts.append(t.to(dt))
+    if not parts:
+        return zeros(ref.shape[:d] + (0,) + ref.shape[d + 1:], dtype=dt)
+    return _cat_tree(parts, d)
+
+
+def _cat_tree(parts, d):
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) > CAT_FANIN:
+        k = -(-len(parts) // CAT_FANIN)
+        parts = [_cat_tree(parts[i:i + k], d) for i in range(0, len(parts), k)]
+    shape = list(parts[0].shape)
+    shape[d] = builtins.sum(p.shape[d] for p in parts)
+    return _make(CAT, None, parts, d, tuple(shape), parts[0].dtype)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
+                               f"entry 0 and {list(t.shape)} at entry {i}")
+    d = normalize_dim(dim, tensors[0].ndim + 1)
+    return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+# -- matmul --------------------------------------------------------------------------------------------
+def matmul(a, b) -> Tensor:
+    if not isinstance(a, Tensor):
+        a = tensor(a)
+    if not isinstance(b, Tensor):
+        b = tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and {b.ndim}D")
+    dt = dtypes.promote(a.dtype, b.dtype)
+    if dt != a.dtype or dt != b.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a.dtype.name} != {b.dtype.name}")
+    if not dt.is_floating_point:
+        raise RuntimeError(f"matmul is implemented for floating point tensors only, got {dt.name}")
+    a2 = a.unsqueeze(0) if a.ndim == 1 else a
+    b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+    M, K = a2.shape[-2:]
+    K2, N = b2.shape[-2:]
+    if K != K2:
+        if a.ndim == 1 and b.ndim == 1:
+            raise RuntimeError(f"inconsistent tensor size, expected tensor [{K}] and src [{K2}] to have the same "
+                               f"number of elements, but got {K} and {K2} elements respectively")
+        sa = "x".join(map(str, a2.shape[-2:] if a.ndim <= 2 else a.shape))
+        sb = "x".join(map(str, b2.shape[-2:] if b.ndim <= 2 else b.shape))
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({sa} and {sb})")
+    batch = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    B = math.prod(batch)
+    a3 = a2.expand(batch + (M, K)).reshape(B, M, K)
+    b3 = b2.expand(batch + (K, N)).reshape(B, K, N)
+    out = _make(MATMUL, None, (a3, b3), None, (B, M, N), dt).reshape(batch + (M, N))
+    if a.ndim == 1:
+        out = out.squeeze(-2)
+    if b.ndim == 1:
+        out = out.squeeze(-1)
+    return out
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 3 or b.ndim != 3:
+        raise RuntimeError(f"batch1 must be a 3D tensor" if a.ndim != 3 else "batch2 must be a 3D tensor")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, "
+                           f"{a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}].")
+    return matmul(a, b)
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 2 or b.ndim != 2:
+        raise RuntimeError("self must be a matrix" if a.ndim != 2 else "mat2 must be a matrix")
+    return matmul(a, b)
