@@ -13,6 +13,8 @@ LEVEL = int(os.environ.get("TINYDL_DEBUG", "0") or 0)
 EAGER = os.environ.get("TINYDL_EAGER", "0") not in ("", "0")
 
 _kernels_run = 0
+# planning/codegen work done so far: a second forward of a cached graph must not move these
+stats = {"plans": 0, "pipelines": 0}
 _last: list[str] = []
 _counters: list["KernelCounter"] = []
 

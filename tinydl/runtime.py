@@ -94,9 +94,10 @@ class Runtime:
     def release(self, gpu) -> None:
         self._free.setdefault(gpu.size, []).append(gpu)
 
-    def adopt(self, owner, buf: Buffer) -> None:
-        """Return buf's GPU memory to the pool when `owner` is garbage collected."""
-        weakref.finalize(owner, self.release, buf.gpu)
+    def adopt(self, buf: Buffer) -> Buffer:
+        """buf now belongs to tensors: its GPU memory returns to the pool when the last one is collected."""
+        weakref.finalize(buf, self.release, buf.gpu)
+        return buf
 
     def upload(self, host: np.ndarray, describe: str = "tensor") -> Buffer:
         data = host.tobytes()
@@ -105,7 +106,7 @@ class Runtime:
             data += b"\0" * (4 - len(data) % 4)
         if data:
             self.device.queue.write_buffer(buf.gpu, 0, data)
-        return buf
+        return self.adopt(buf)
 
     # -- pipelines -----------------------------------------------------------------------------------
     def pipeline(self, wgsl: str):
@@ -118,6 +119,8 @@ class Runtime:
                 raise RuntimeError(f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; "
                                    f"please report it with this shader):\n{wgsl}\n{e}") from e
             self._pipelines[wgsl] = p
+            from . import debug
+            debug.stats["pipelines"] += 1
         return p
 
     def _bind_group(self, pipeline, gpus: tuple):

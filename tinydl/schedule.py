@@ -123,7 +123,9 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
                 break
             c = cs[0]
             cn = order[c]
-            if cn.kind != ELEMENTWISE or cn.shape != n.shape or c in claimed:
+            # same elements in the same order: elementwise ops, and reshapes (which keep linear order)
+            follows = cn.kind == ELEMENTWISE or (cn.kind == VIEW and cn.op == "reshape")
+            if not follows or cn.numel != n.numel or c in claimed:
                 break
             claimed.add(c)
             cur = c
@@ -277,14 +279,15 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
         n = order[p]
         if n.kind != BUFFER:
             buf = bufs[p]
-            n.become_buffer(buf)
-            rt.adopt(n, buf)
+            n.become_buffer(rt.adopt(buf))
     return data
 
 
 def realize(*tensors, readback=False):
     """Compute the given tensors (one plan, one submit). With readback=True returns their bytes."""
     nodes = [t.node for t in tensors]
+    for n in nodes:
+        _alias_reshape(n)
     pending = [n for n in nodes if n.kind != BUFFER]
     if not pending and not readback:
         return None
@@ -293,8 +296,18 @@ def realize(*tensors, readback=False):
     plan = _plans.get(sig)
     if plan is None:
         plan = _plans[sig] = _plan(order, roots)
+        debug.stats["plans"] += 1
     reads = [pos[n.uid] for n in nodes] if readback else []
     return _execute(order, plan, roots, reads)
+
+
+def _alias_reshape(n: Node) -> None:
+    """A reshape of realized data is the same bytes: share the buffer instead of running a copy."""
+    base = n
+    while base.kind == VIEW and base.op == "reshape":
+        base = base.srcs[0]
+    if base is not n and base.kind == BUFFER:
+        n.become_buffer(base.buffer)
 
 
 def read(t) -> np.ndarray:

@@ -252,7 +252,7 @@ class Tensor:
     def _slice(self, dim: int, start: int, stop: int, step: int) -> "Tensor":
         size = self.shape[dim]
         start, stop, step = slice(start, stop, step).indices(size)
-        length = max(0, (stop - start + step - 1) // step)
+        length = builtins.max(0, (stop - start + step - 1) // step)
         if start == 0 and step == 1 and length == size:
             return self
         starts = [0] * self.ndim
@@ -270,10 +270,10 @@ class Tensor:
             index = (index,)
         if any(isinstance(i, Tensor) or isinstance(i, (list, np.ndarray)) for i in index):
             raise NotImplementedError("advanced (tensor/list) indexing is not supported; use basic indexing")
-        n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+        n_real = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
         if n_real > self.ndim:
             raise IndexError(f"too many indices for tensor of dimension {self.ndim}")
-        if sum(1 for i in index if i is Ellipsis) > 1:
+        if builtins.sum(1 for i in index if i is Ellipsis) > 1:
             raise IndexError("an index can only have a single ellipsis ('...')")
         expanded = []
         for i in index:
@@ -281,7 +281,7 @@ class Tensor:
                 expanded.extend([slice(None)] * (self.ndim - n_real))
             else:
                 expanded.append(i)
-        expanded.extend([slice(None)] * (self.ndim - sum(1 for i in expanded if i is not None)))
+        expanded.extend([slice(None)] * (self.ndim - builtins.sum(1 for i in expanded if i is not None)))
         out, d, new_shape = self, 0, []
         for i in expanded:
             if i is None:
@@ -327,7 +327,7 @@ class Tensor:
         if chunks <= 0:
             raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
         d = normalize_dim(dim, self.ndim)
-        return self.split(max(1, -(-self.shape[d] // chunks)), d)
+        return self.split(builtins.max(1, -(-self.shape[d] // chunks)), d)
 
     def unbind(self, dim: int = 0):
         d = normalize_dim(dim, self.ndim)
@@ -493,7 +493,7 @@ def from_numpy(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
 def full(shape, fill_value, dtype=None) -> Tensor:
     shape = _varargs(shape if isinstance(shape, (tuple, list)) else (shape,))
     if any(s < 0 for s in shape):
-        raise RuntimeError(f"Trying to create tensor with negative dimension {min(shape)}: {list(shape)}")
+        raise RuntimeError(f"Trying to create tensor with negative dimension {builtins.min(shape)}: {list(shape)}")
     dtype = dtypes.scalar_dtype(fill_value) if dtype is None else dtypes.to_dtype(dtype)
     return _const(_cast_scalar(fill_value, dtype), shape, dtype)
 

@@ -10,23 +10,26 @@ WG = 256  # threads per workgroup of the thread-per-output kernels
 
 
 def epilogue(e: Expr, out: Node, core: Node, idx, acc: str) -> str:
-    """The value stored at idx: the core op's result `acc` pushed through the fused elementwise chain."""
+    """The value stored for the core's element at idx: the core op's result `acc` pushed through the fused
+    chain of elementwise ops and reshapes. The chain keeps linear order, so the element lands at
+    linear_index(idx, core.shape) in the output too."""
     if out is core:
         return acc
-    e.bind(core, idx, acc)
+    e.bind(core, acc)
+    if out.shape != core.shape:
+        idx = idx_vars(e, e.let(linear_index(idx, core.shape), "lin"), out.shape, "o")
     return e.value(out, idx)
 
 
-def thread_per_output(src: KernelSource, compute):
-    """A kernel with one thread per output element. compute(expr, idx) emits the value; returns
-    (wgsl, workgroups)."""
-    out = src.out
-    n = math.prod(out.shape)
+def thread_per_output(src: KernelSource, shape, compute):
+    """A kernel with one thread per element of `shape` (the core op's output; the stored output has the
+    same elements in the same order). compute(expr, idx) emits the value; returns (wgsl, workgroups)."""
+    n = math.prod(shape)
     lines: list[str] = []
     e = Expr(src, lines)
     e.emit(f"let gi = wg * {WG} + lid;")
     e.emit(f"if (gi >= {n}) {{ return; }}")
-    idx = idx_vars(e, "gi", out.shape)
+    idx = idx_vars(e, "gi", shape)
     v = compute(e, idx)
     e.emit(src.store("gi", v))
     return src.render("\n".join(lines), WG), -(-n // WG)

@@ -6,4 +6,4 @@ from .expr import KernelSource
 
 
 def elementwise(src: KernelSource):
-    return thread_per_output(src, lambda e, idx: e.value(src.out, idx))
+    return thread_per_output(src, src.out.shape, lambda e, idx: e.value(src.out, idx))

@@ -80,10 +80,12 @@ class Expr:
     def __init__(self, src: KernelSource, lines: list[str], indent: str = "  "):
         self.src, self.lines, self.indent = src, lines, indent
         self.memo: dict[tuple, str] = {}
+        self.subst: dict[int, str] = {}
 
-    def bind(self, node: Node, idx, var: str) -> None:
-        """Declare that `node` at `idx` is already in `var` (the heavy op's result in an epilogue)."""
-        self.memo[(node.uid, tuple(idx))] = var
+    def bind(self, node: Node, var: str) -> None:
+        """Declare that `node`'s value wherever it is read is `var`: the heavy op's result in its epilogue.
+        (The scheduler only fuses chains that read the core once, at the element being stored.)"""
+        self.subst[node.uid] = var
 
     def emit(self, line: str) -> None:
         self.lines.append(self.indent + line)
@@ -106,6 +108,8 @@ class Expr:
 
     def value(self, node: Node, idx) -> str:
         """A WGSL name holding node's value at multi-index idx (a list of i32 expressions)."""
+        if node.uid in self.subst:
+            return self.subst[node.uid]
         idx = tuple(idx)
         key = (node.uid, idx)
         hit = self.memo.get(key)

@@ -67,7 +67,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     e = Expr(src, lines)
     oidx = out_index(e, "b", "m", "n")
     v = epilogue(e, src.out, core, oidx, "acc")
-    e.emit(src.store(linear_index(oidx, src.out.shape), v))
+    e.emit(src.store(linear_index(oidx, core.shape), v))
     src.functions.append("fn store_out(b: i32, m: i32, n: i32, acc: f32) {\n" + "\n".join(lines) + "\n}")
 
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)

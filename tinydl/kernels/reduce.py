@@ -80,7 +80,7 @@ def reduce(src: KernelSource, core: Node):
             with e.scope(f"for (var r: i32 = 0; r < {R}; r++)"):
                 accumulate(e, oidx, "r", acc, best)
             return epilogue(e, src.out, core, oidx, best if arg else acc)
-        wgsl, groups = thread_per_output(src, compute)
+        wgsl, groups = thread_per_output(src, core.shape, compute)
         return wgsl, groups, "serial"
 
     # workgroup variant: a workgroup per output element

@@ -33,7 +33,7 @@ def direct_conv(src: KernelSource, core: Node):
                             e.emit(f"acc = fma({xv}, {wv}, acc);")
         return epilogue(e, src.out, core, idx, "acc")
 
-    wgsl, groups = thread_per_output(src, compute)
+    wgsl, groups = thread_per_output(src, core.shape, compute)
     return wgsl, groups, "direct"
 
 
@@ -94,5 +94,5 @@ def pool(src: KernelSource, core: Node):
             e.emit(f"acc = acc / {div};")
         return epilogue(e, src.out, core, idx, "acc")
 
-    wgsl, groups = thread_per_output(src, compute)
+    wgsl, groups = thread_per_output(src, core.shape, compute)
     return wgsl, groups, "window"

@@ -1,0 +1,458 @@
+"""tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once)."""
+from __future__ import annotations
+
+import math
+
+from .. import dtypes
+from ..ops import CONV, GATHER, INTERP, POOL, ConvArgs, PoolArgs
+from ..shapes import as_tuple, normalize_dim
+from ..tensor import (Tensor, _make, _view, arange, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
+                      matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
+
+__all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
+           "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d",
+           "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm",
+           "group_norm", "embedding", "interpolate", "pad", "scaled_dot_product_attention", "dropout", "prelu",
+           "hardtanh", "normalize"]
+
+
+def _t(x):
+    return x if isinstance(x, Tensor) or x is None else tensor(x)
+
+
+# -- activations not in the core table -----------------------------------------------------------------
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    return x.clamp(min_val, max_val)
+
+
+def prelu(x, weight):
+    weight = _t(weight)
+    if weight.numel() != 1:
+        if x.ndim < 2 or x.shape[1] != weight.numel():
+            raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+                               f"{weight.numel()} and channel size = {x.shape[1] if x.ndim >= 2 else 1}.")
+        weight = weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return where(x > 0, x, x * weight)
+
+
+def dropout(x, p=0.5, training=False, inplace=False):
+    if training:
+        raise RuntimeError("tinydl is inference only: dropout with training=True would change results; "
+                           "call model.eval()")
+    return x
+
+
+# -- linear / conv ---------------------------------------------------------------------------------------
+def linear(x, weight, bias=None):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if weight.ndim != 2:
+        raise RuntimeError(f"linear(): weight must be 2-D, got {weight.ndim}-D")
+    if x.shape[-1] != weight.shape[1]:
+        rows = math.prod(x.shape[:-1]) if x.ndim > 1 else 1
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{x.shape[-1]} and "
+                           f"{weight.shape[1]}x{weight.shape[0]})")
+    out = matmul(x, weight.T)
+    return out + bias if bias is not None else out
+
+
+def _conv_out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _same_padding(k, d):
+    total = d * (k - 1)
+    return total // 2, total - total // 2
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
+
+
+def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
+    if x.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {name}, but got input "
+                           f"of size: {list(x.shape)}")
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"weight should have at least three dimensions" if weight.ndim < 3 else
+                           f"Expected {nd + 2}-dimensional weight for {nd + 2}-dimensional input, but got weight of "
+                           f"size {list(weight.shape)}")
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"Input type ({x.dtype.name}) and weight type ({weight.dtype.name}) should be the same")
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name} is implemented for floating point tensors only, got {x.dtype.name}")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    stride, dilation = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")
+    if any(s <= 0 for s in stride):
+        raise RuntimeError("non-positive stride is not supported")
+    if any(d <= 0 for d in dilation):
+        raise RuntimeError("dilation should be greater than zero")
+    C = x.shape[1]
+    cout, cin_g = weight.shape[:2]
+    if C != cin_g * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                           f"{list(x.shape)} to have {cin_g * groups} channels, but got {C} channels instead")
+    if cout % groups != 0:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
+                           f"got weight of size [{', '.join(map(str, weight.shape))}] instead")
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
+        raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+                           f"{cout} elements, but got bias of size {list(bias.shape)} instead")
+    ks = weight.shape[2:]
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0,) * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            pads = [_same_padding(k, d) for k, d in zip(ks, dilation)]
+            if any(lo != hi for lo, hi in pads):  # asymmetric: pad the extra element on the right as torch does
+                flat = []
+                for lo, hi in reversed(pads):
+                    flat += [0, hi - lo]
+                x = pad(x, flat)
+            padding = tuple(lo for lo, _ in pads)
+        else:
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    padding = as_tuple(padding, nd, "padding")
+    if any(p < 0 for p in padding):
+        raise RuntimeError("negative padding is not supported")
+    spatial = x.shape[2:]
+    for size, k, p, d in zip(spatial, ks, padding, dilation):
+        if size + 2 * p < d * (k - 1) + 1:
+            raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(str(s + 2 * q) for s, q in zip(spatial, padding))}). "
+                               f"Kernel size: ({' x '.join(str(d * (kk - 1) + 1) for kk in ks)}). Kernel size can't "
+                               f"be greater than actual input size")
+    if nd == 1:  # conv1d runs as conv2d over a height of 1
+        x4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
+        args = ConvArgs((1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
+    else:
+        x4, w4 = x, weight
+        args = ConvArgs(stride, padding, dilation, groups)
+    N = x4.shape[0]
+    OH = _conv_out(x4.shape[2], w4.shape[2], args.stride[0], args.padding[0], args.dilation[0])
+    OW = _conv_out(x4.shape[3], w4.shape[3], args.stride[1], args.padding[1], args.dilation[1])
+    out = _make(CONV, None, (x4, w4), args, (N, cout, OH, OW), x.dtype)
+    if bias is not None:
+        out = out + bias.reshape(1, cout, 1, 1)
+    if nd == 1:
+        out = out.squeeze(2)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input of "
+                           f"size: {list(x.shape)}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    stride, padding = as_tuple(stride, 2, "stride"), as_tuple(padding, 2, "padding")
+    output_padding, dilation = as_tuple(output_padding, 2, "output_padding"), as_tuple(dilation, 2, "dilation")
+    C = x.shape[1]
+    if weight.ndim != 4 or weight.shape[0] != C:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
+                           f"to have {weight.shape[0] if weight.ndim else '?'} channels, but got {C} channels instead")
+    if C % groups:
+        raise RuntimeError(f"Given groups={groups}, input channels {C} are not divisible by groups")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise RuntimeError("output padding must be smaller than either stride or dilation, but got "
+                               f"output_padding: {list(output_padding)}, stride: {list(stride)}, dilation: {list(dilation)}")
+    cout = weight.shape[1] * groups
+    kh, kw = weight.shape[2:]
+    OH = (x.shape[2] - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    OW = (x.shape[3] - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    if OH <= 0 or OW <= 0:
+        raise RuntimeError(f"Given input size per channel: ({x.shape[2]} x {x.shape[3]}). Calculated output size per "
+                           f"channel: ({OH} x {OW}). Output size is too small")
+    out = _make(CONV, None, (x, weight), ConvArgs(stride, padding, dilation, groups, transposed=True),
+                (x.shape[0], cout, OH, OW), x.dtype)
+    if bias is not None:
+        out = out + bias.reshape(1, cout, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+# -- pooling -------------------------------------------------------------------------------------------
+def _pool_out(size, k, s, p, d, ceil_mode):
+    num = size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True, divisor_override=None):
+    x = _t(x)
+    name = f"{kind}_pool2d"
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"{name}: Expected 3D or 4D (batch mode) tensor for input, but got: {list(x.shape)}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    k = as_tuple(kernel_size, 2, "kernel_size")
+    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else as_tuple(stride, 2, "stride")
+    p, d = as_tuple(padding, 2, "padding"), as_tuple(dilation, 2, "dilation")
+    if any(v <= 0 for v in k):
+        raise RuntimeError(f"{name}: kernel_size must be greater than zero, but got {list(k)}")
+    if any(v <= 0 for v in s):
+        raise RuntimeError(f"{name}: stride must be greater than zero, but got {list(s)}")
+    if any(pp > kk // 2 for pp, kk in zip(p, k)):
+        raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p[0]}, "
+                           f"kernel_size={k[0]} and dilation={d[0]}")
+    OH = _pool_out(x.shape[2], k[0], s[0], p[0], d[0], ceil_mode)
+    OW = _pool_out(x.shape[3], k[1], s[1], p[1], d[1], ceil_mode)
+    if OH <= 0 or OW <= 0:
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[1:]))}). Calculated output size: "
+                           f"({x.shape[1]}x{OH}x{OW}). Output size is too small")
+    args = PoolArgs(kind, k, s, p, d, count_include_pad, divisor_override)
+    out = _make(POOL, None, (x,), args, x.shape[:2] + (OH, OW), x.dtype)
+    return out.squeeze(0) if unbatched else out
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("max_pool2d(return_indices=True) is not supported")
+    return _pool("max", x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    return _pool("avg", x, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override)
+
+
+def _adaptive(kind, x, output_size):
+    x = _t(x)
+    name = f"adaptive_{kind}_pool2d"
+    if x.ndim not in (3, 4):
+        raise RuntimeError(f"{name}(): Expected 3D or 4D tensor, but got: {list(x.shape)}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    out_hw = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(output_size))
+    if len(out_hw) != 2 or any(o < 0 for o in out_hw):
+        raise RuntimeError(f"{name}: output_size must be 2 non-negative ints, got {list(output_size)}")
+    args = PoolArgs(kind, (0, 0), (1, 1), (0, 0), adaptive=True)
+    out = _make(POOL, None, (x,), args, x.shape[:2] + out_hw, x.dtype)
+    return out.squeeze(0) if unbatched else out
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return _adaptive("avg", x, output_size)
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d(return_indices=True) is not supported")
+    return _adaptive("max", x, output_size)
+
+
+# -- normalization -------------------------------------------------------------------------------------
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Inference form: y = (x - mean) * rsqrt(var + eps) * weight + bias, as one per-channel scale/shift
+    that fuses into the producer's epilogue."""
+    if training:
+        raise RuntimeError("tinydl is inference only: batch_norm with training=True uses batch statistics; "
+                           "call model.eval()")
+    x, running_mean, running_var, weight, bias = map(_t, (x, running_mean, running_var, weight, bias))
+    if x.ndim < 2:
+        raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
+    C = x.shape[1]
+    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if p is not None and p.numel() != C:
+            raise RuntimeError(f"running_mean should contain {C} elements not {p.numel()}" if name == "running_mean"
+                               else f"{name} should contain {C} elements not {p.numel()}")
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    scale = (running_var + eps).rsqrt()
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    n = len(normalized_shape)
+    if x.shape[x.ndim - n:] != normalized_shape or n > x.ndim:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
+    dims = tuple(range(x.ndim - n, x.ndim))
+    mu = x.mean(dims, keepdim=True)
+    xc = x - mu
+    var = (xc * xc).mean(dims, keepdim=True)
+    y = xc * (var + eps).rsqrt()
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if x.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {x.ndim}")
+    N, C = x.shape[:2]
+    if C % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
+                           f"shape {list(x.shape)} and num_groups={num_groups}")
+    g = x.reshape(N, num_groups, -1)
+    mu = g.mean(2, keepdim=True)
+    gc = g - mu
+    var = (gc * gc).mean(2, keepdim=True)
+    y = (gc * (var + eps).rsqrt()).reshape(x.shape)
+    shape = (1, C) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def normalize(x, p=2.0, dim=1, eps=1e-12):
+    x = _t(x)
+    if p != 2:
+        norm = (x.abs() ** p).sum(dim, keepdim=True) ** (1.0 / p)
+    else:
+        norm = (x * x).sum(dim, keepdim=True).sqrt()
+    return x / norm.clamp(min=eps)
+
+
+# -- lookup / resampling ---------------------------------------------------------------------------------
+def embedding(indices, weight, padding_idx=None, max_norm=None):
+    indices, weight = _t(indices), _t(weight)
+    if max_norm is not None:
+        raise NotImplementedError("embedding(max_norm=...) renormalizes weights in place; not supported")
+    if indices.dtype != dtypes.int32:
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+                           f"Long, Int; but got {indices.dtype.name} instead (while checking arguments for embedding)")
+    if weight.ndim != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    return _make(GATHER, None, (weight, indices), None, indices.shape + (weight.shape[1],), weight.dtype)
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                antialias=False):
+    x = _t(x)
+    spatial = x.ndim - 2
+    if mode not in ("nearest", "bilinear", "linear"):
+        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, linear, bilinear are)")
+    if mode == "bilinear" and spatial != 2 or mode == "linear" and spatial != 1:
+        raise ValueError(f"Got {x.ndim}D input, but {mode} mode needs {4 if mode == 'bilinear' else 3}D input")
+    if mode == "nearest" and spatial not in (1, 2):
+        raise NotImplementedError("nearest interpolation supports 3D and 4D input")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate(antialias=True) is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    in_sizes = x.shape[2:]
+    if size is not None:
+        out_sizes = tuple(size) if isinstance(size, (tuple, list)) else (size,) * spatial
+        if len(out_sizes) != spatial:
+            raise ValueError(f"Input and output must have the same number of spatial dimensions, but got input with "
+                             f"spatial dimensions of {list(in_sizes)} and output size of {list(out_sizes)}.")
+        scales = [None] * spatial
+    else:
+        sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * spatial
+        out_sizes = tuple(int(math.floor(i * s)) for i, s in zip(in_sizes, sf))
+        scales = [None if recompute_scale_factor else float(s) for s in sf]
+    ac = bool(align_corners)
+    coord = []
+    for i, o, s in zip(in_sizes, out_sizes, scales):
+        if mode != "nearest" and ac:
+            coord.append((i - 1) / (o - 1) if o > 1 else 0.0)
+        else:
+            coord.append(1.0 / s if s is not None else i / o)
+    x4 = x
+    node_mode = "nearest" if mode == "nearest" else "linear"
+    return _make(INTERP, None, (x4,), (node_mode, ac, tuple(coord)), x.shape[:2] + tuple(out_sizes), x.dtype)
+
+
+def pad(x, pad, mode="constant", value=None):
+    x = _t(x)
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise RuntimeError(f"Padding length must be divisible by 2 and at most twice the number of dimensions of the "
+                           f"input, got {len(pad)} for a {x.ndim}D input")
+    if mode not in ("constant", "reflect", "replicate"):
+        raise NotImplementedError(f"padding mode {mode!r} is not supported (constant, reflect, replicate are)")
+    if mode != "constant" and value not in (None, 0):
+        raise RuntimeError(f"Padding mode \"{mode}\" doesn't take in value argument")
+    pads = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        pads[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    shape = []
+    for d, ((lo, hi), n) in enumerate(zip(pads, x.shape)):
+        if mode == "reflect" and (lo >= n or hi >= n) and (lo or hi):
+            raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
+                               f"but got: padding ({lo}, {hi}) at dimension {d} of input {list(x.shape)}")
+        if mode != "constant" and (lo < 0 or hi < 0):
+            raise RuntimeError(f"negative padding is only supported for mode='constant'")
+        if mode == "replicate" and n == 0 and (lo or hi):
+            raise RuntimeError("padding a zero-size dimension with mode='replicate' is not possible")
+        size = n + lo + hi
+        if size < 0:
+            raise RuntimeError(f"The input size {n}, plus negative padding {lo} and {hi} resulted in a negative "
+                               f"output size, which is invalid. Check dimension {d} of your input.")
+        shape.append(size)
+    if all(p == (0, 0) for p in pads):
+        return x
+    fill = 0 if value is None else value
+    return _view(x, "pad", (tuple(pads), mode, fill), tuple(shape))
+
+
+# -- attention -------------------------------------------------------------------------------------------
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False):
+    query, key, value, attn_mask = map(_t, (query, key, value, attn_mask))
+    if dropout_p:
+        raise RuntimeError("tinydl is inference only: scaled_dot_product_attention needs dropout_p=0")
+    if query.shape[-1] != key.shape[-1]:
+        raise RuntimeError(f"Expected query and key to have the same last dimension, got {query.shape[-1]} and "
+                           f"{key.shape[-1]}")
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        rep = query.shape[-3] // key.shape[-3]
+        key = _repeat_heads(key, rep)
+        value = _repeat_heads(value, rep)
+    L, S = query.shape[-2], key.shape[-2]
+    s = (1.0 / math.sqrt(query.shape[-1])) if scale is None else scale
+    scores = matmul(query, key.transpose(-2, -1)) * s
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+                               "is_causal=True")
+        causal = arange(L).reshape(L, 1) >= arange(S).reshape(1, S)
+        scores = where(causal, scores, float("-inf"))
+    elif attn_mask is not None:
+        if attn_mask.dtype == dtypes.bool_:
+            scores = where(attn_mask, scores, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    return matmul(softmax(scores, -1), value)
+
+
+def _repeat_heads(t, rep):
+    *lead, h, s, d = t.shape
+    return t.unsqueeze(-3).expand(tuple(lead) + (h, rep, s, d)).reshape(tuple(lead) + (h * rep, s, d))
