@@ -47,7 +47,10 @@ def to_dtype(x) -> DType:
     try:
         npd = np.dtype(x)
     except TypeError:
-        raise TypeError(f"unsupported dtype {x!r}: tinydl supports float32, float16, int32 and bool") from None
+        try:
+            npd = np.dtype(name)  # torch dtypes (torch.int64, torch.float64, ...) by their numpy name
+        except TypeError:
+            raise TypeError(f"unsupported dtype {x!r}: tinydl supports float32, float16, int32 and bool") from None
     return from_numpy_dtype(npd)
 
 

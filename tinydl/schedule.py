@@ -26,6 +26,10 @@ INLINE = {CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP}
 # An inline node read by more than one consumer becomes a kernel output (computed once), except these
 # kinds, which are free to recompute.
 RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
+# A node read twice is still recomputed (not given a kernel of its own) when it is a short formula over
+# realized buffers and constants only: e.g. batch norm's per-channel scale rsqrt(var + eps) * weight, read by
+# both the scale and the shift, costs a few ALU ops per element but would cost a dispatch.
+CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-shape elementwise consumers as their epilogue.
 EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL}
 # Heavy ops read their inputs through generated load functions: views and elementwise producers with a
@@ -101,13 +105,31 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
             eff[i] = k
         return eff[i]
 
+    cost: dict[int, int | None] = {}
+
+    def cheap_param(i: int) -> bool:
+        """A short elementwise formula whose leaves are all realized buffers or constants."""
+        def ops(j):  # elementwise ops under j, or None if it reaches anything but buffers/consts/views
+            if j not in cost:
+                n = order[j]
+                if n.kind in (BUFFER, CONST, IOTA):
+                    cost[j] = 0
+                elif n.kind in (ELEMENTWISE, VIEW):
+                    subs = [ops(index[s.uid]) for s in n.srcs]
+                    cost[j] = None if None in subs else sum(subs) + (n.kind == ELEMENTWISE)
+                else:
+                    cost[j] = None
+            return cost[j]
+        c = ops(i)
+        return c is not None and c <= CHEAP_PARAM_OPS
+
     out_nodes: set[int] = set(root_set)  # positions that are kernel outputs
     for i, n in enumerate(order):
         if n.kind == BUFFER:
             continue
         if n.kind in HEAVY_KINDS:
             out_nodes.add(i)
-        elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1:
+        elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1 and not cheap_param(i):
             out_nodes.add(i)
 
     # epilogues: a heavy op takes over the chain of same-shape, single-reader elementwise consumers
@@ -194,8 +216,16 @@ def _respect_binding_limit(order, index, out_nodes, core_of, limit):
                 if core is not None and _depends_on(order, index, p, core, out_nodes):
                     continue
                 r, _ = _reads(order, index, out_nodes, None, p)
-                if len(r) > best_n and order[p].kind not in (CONST, IOTA):
+                # (never a view: its source reads the same buffers, and is not broadcast to a larger shape)
+                if len(r) > best_n and order[p].kind not in (CONST, IOTA, VIEW):
                     best, best_n = p, len(r)
+            if best is None and core is not None and core != o:
+                # the epilogue alone reads too many buffers: cut it off, the heavy op stores its own result
+                # and the chain becomes an elementwise kernel (split further by this loop if needed)
+                out_nodes.add(core)
+                del core_of[o]
+                changed = True
+                break
             if best is None:
                 raise RuntimeError(f"a kernel computing {order[o]} must read {len(reads)} buffers, more than the "
                                    f"{limit - 1} this adapter allows per shader stage (plus the output)")

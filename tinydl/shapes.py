@@ -21,7 +21,8 @@ def normalize_dims(dims, ndim: int) -> tuple[int, ...]:
         dims = (dims,)
     out = tuple(normalize_dim(d, ndim) for d in dims)
     if len(set(out)) != len(out):
-        raise RuntimeError(f"dim {out} appears multiple times in the list of dims")
+        dup = next(d for i, d in enumerate(out) if d in out[:i])
+        raise RuntimeError(f"dim {dup} appears multiple times in the list of dims")
     return tuple(sorted(out)) if out else tuple(range(ndim))
 
 
@@ -47,8 +48,9 @@ def infer_reshape(shape, numel: int) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
-    if any(s < -1 for s in shape):
-        raise RuntimeError(f"invalid shape dimension {min(shape)}")
+    bad = next((i for i, s in enumerate(shape) if s < -1), None)
+    if bad is not None:
+        raise RuntimeError(f"invalid shape dimension {shape[bad]} at index {bad} of shape {list(shape)}")
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
         if known == 0 or numel % known != 0:

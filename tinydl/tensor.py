@@ -211,6 +211,9 @@ class Tensor:
 
     @property
     def mT(self) -> "Tensor":
+        if self.ndim < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got {self.ndim}-D "
+                               f"tensor.")
         return self.transpose(-2, -1)
 
     def expand(self, *shape) -> "Tensor":
@@ -263,6 +266,14 @@ class Tensor:
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim)
+        size = self.shape[d]
+        if not -size <= start <= size:
+            raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], but got {start})")
+        if length < 0:
+            raise RuntimeError("narrow(): length must be non-negative.")
+        start = start + size if start < 0 else start
+        if start + length > size:
+            raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
         return self._slice(d, start, start + length, 1)
 
     def __getitem__(self, index) -> "Tensor":
@@ -290,7 +301,9 @@ class Tensor:
             size = self.shape[d]
             if isinstance(i, slice):
                 step = 1 if i.step is None else int(i.step)
-                if step <= 0:
+                if step == 0:
+                    raise ValueError("slice step cannot be zero")
+                if step < 0:
                     raise ValueError("step must be greater than zero")
                 out = out._slice(d, i.start, i.stop, step)
                 new_shape.append(out.shape[d])
@@ -335,6 +348,9 @@ class Tensor:
 
     def select(self, dim: int, index: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim)
+        if not -self.shape[d] <= index < self.shape[d]:
+            raise IndexError(f"select(): index {index} out of range for tensor of size {list(self.shape)} at "
+                             f"dimension {d}")
         return self[(slice(None),) * d + (index,)]
 
     # -- elementwise ---------------------------------------------------------------------------------
@@ -588,6 +604,11 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
 
 def _unary(op):
     def f(x, *a):
+        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round"):
+            return x  # torch keeps integer tensors (values and dtype) under floor/ceil/round
+        if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+                               "to invert a mask, use the `~` or `logical_not()` operator instead.")
         return _elementwise(op, _as_tensor(x, dtypes.float32), arg=a)
     f.__name__ = op
     return f
@@ -597,6 +618,15 @@ def _binary(op):
     def f(a, b):
         if not isinstance(a, Tensor) and not isinstance(b, Tensor):
             a = tensor(a)
+        if op == "sub":
+            n_bool = builtins.sum(1 for v in (a, b) if (v.dtype == dtypes.bool_ if isinstance(v, Tensor)
+                                                        else isinstance(v, (bool, np.bool_))))
+            if n_bool == 2:
+                raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+                                   "`^` or `logical_xor()` operator instead.")
+            if n_bool == 1:
+                raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                                   "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
         return _elementwise(op, a, b)
     f.__name__ = op
     return f
@@ -741,15 +771,23 @@ def amin(x, dim=None, keepdim=False):
     return _reduce("min", x, dim, keepdim)
 
 
+def _arg_flat(op: str, x: Tensor, keepdim: bool) -> Tensor:
+    """argmax/argmin over the flattened tensor; keepdim keeps every dim as size 1, as torch does."""
+    if x.numel() == 0:
+        raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0.")
+    out = _reduce(op, x.reshape(-1), 0, False)
+    return out.reshape((1,) * x.ndim) if keepdim else out
+
+
 def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
     if dim is None:
-        return _reduce("argmax", x.reshape(-1), 0, False)
+        return _arg_flat("argmax", x, keepdim)
     return _reduce("argmax", x, dim, keepdim)
 
 
 def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
     if dim is None:
-        return _reduce("argmin", x.reshape(-1), 0, False)
+        return _arg_flat("argmin", x, keepdim)
     return _reduce("argmin", x, dim, keepdim)
 
 
@@ -761,7 +799,8 @@ def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -
     centered = x - mean(x, axes, keepdim=True)
     sq = _reduce("sum", centered * centered, axes, keepdim)
     denom = builtins.max(0, n - correction)
-    return sq * (1.0 / denom) if denom else sq * builtins.float("nan")
+    # no degrees of freedom: torch divides by zero (inf, or nan where the spread is 0)
+    return sq * (1.0 / denom) if denom else sq * builtins.float("inf")
 
 
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
@@ -789,7 +828,7 @@ CAT_FANIN = 4  # a cat node reads at most this many sources; longer lists become
 def cat(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     ref = next((t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)), tensors[0])
     d = normalize_dim(dim, ref.ndim)
     dt = tensors[0].dtype

@@ -20,7 +20,7 @@ def to_numpy(x) -> np.ndarray:
 def _dtype_name(x) -> str:
     if isinstance(x, Tensor):
         return x.dtype.name
-    name = str(getattr(x, "dtype", np.asarray(x).dtype)).replace("torch.", "")
+    name = str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype).replace("torch.", "")
     return _DTYPE_NAMES.get(name, name)
 
 
@@ -43,7 +43,7 @@ def assert_close(actual, expected, rtol: float = 1e-4, atol: float = 1e-5, check
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     ok = np.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=equal_nan)
     if not ok.all():
-        err = np.abs(a64 - e64)
+        err = np.array(np.abs(a64 - e64))  # np.array: a 0-d result stays an array
         err[np.isnan(err)] = np.inf
         i = np.unravel_index(np.argmax(np.where(ok, -1, err)), a.shape)
         raise AssertionError(

@@ -11,7 +11,7 @@ PRELUDE = """
 fn td_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn td_max(a: f32, b: f32) -> f32 { if (td_isnan(a) || td_isnan(b)) { return a + b; } return max(a, b); }
 fn td_min(a: f32, b: f32) -> f32 { if (td_isnan(a) || td_isnan(b)) { return a + b; } return min(a, b); }
-fn td_tanh(x: f32) -> f32 { let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }
+fn td_tanh(x: f32) -> f32 { if (td_isnan(x)) { return x; } let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }
 fn td_sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn td_log1p(x: f32) -> f32 { let u = 1.0 + x; if (u == 1.0) { return x; } return log(u) * (x / (u - 1.0)); }
 fn td_expm1(x: f32) -> f32 { if (abs(x) < 1e-5) { return x + 0.5 * x * x; } return exp(x) - 1.0; }
@@ -82,9 +82,9 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "ceil": {"f32": "ceil({0})"},
     "round": {"f32": "round({0})"},
     "logical_not": {"bool": "(!{0})"},
-    "add": {"*": "({0} + {1})"},
+    "add": {"bool": "({0} || {1})", "*": "({0} + {1})"},  # bool + bool is logical or, as in torch
     "sub": {"*": "({0} - {1})"},
-    "mul": {"*": "({0} * {1})"},
+    "mul": {"bool": "({0} && {1})", "*": "({0} * {1})"},
     "div": {"f32": "({0} / {1})"},
     "maximum": {"f32": "td_max({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
     "minimum": {"f32": "td_min({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},

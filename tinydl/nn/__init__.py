@@ -1,2 +1,13 @@
-"""tinydl.nn: torch.nn-compatible layers (see functional for the ops)."""
-from . import functional  # noqa: F401
+"""tinydl.nn: torch.nn's layers with the same class names, constructor arguments and attribute names, so
+`tinydl_model.load_state_dict(torch_model.state_dict())` works key for key."""
+from . import functional, init  # noqa: F401
+from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
+                         ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .linear import Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, Unflatten
+from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d, Upsample
+from .transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
+
+__all__ = [n for n in dir() if not n.startswith("_")]

@@ -101,6 +101,9 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
     if C != cin_g * groups:
         raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
                            f"{list(x.shape)} to have {cin_g * groups} channels, but got {C} channels instead")
+    if cout < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, but got "
+                           f"weight of size {list(weight.shape)} instead")
     if cout % groups != 0:
         raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
                            f"got weight of size [{', '.join(map(str, weight.shape))}] instead")
@@ -122,7 +125,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
                 x = pad(x, flat)
             padding = tuple(lo for lo, _ in pads)
         else:
-            raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+            raise RuntimeError(f"Invalid padding string: {padding!r}")
     padding = as_tuple(padding, nd, "padding")
     if any(p < 0 for p in padding):
         raise RuntimeError("negative padding is not supported")

@@ -1,0 +1,218 @@
+"""The GPU runtime: device info, adapter choice (TINYDL_ADAPTER), float16 storage and fused f16 kernels."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import tinydl
+from tinydl.debug import count_kernels
+from tinydl.runtime import get_runtime
+from tinydl.testing import assert_close
+
+
+# -- device_info -----------------------------------------------------------------------------------------
+def test_device_info_describes_the_adapter_in_use():
+    rt = get_runtime()
+    info = tinydl.device_info()
+    assert set(info) == {"adapter", "backend", "adapter_type", "description", "features", "limits"}
+    assert info["adapter"] == rt.adapter_name and info["adapter"]
+    assert info["adapter"] == (rt.adapter.info.get("device") or rt.adapter.summary)
+    assert info["backend"] == rt.adapter.info.get("backend_type") and info["backend"]
+    assert info["adapter_type"] == rt.adapter.info.get("adapter_type")
+    assert info["description"] == rt.adapter.info.get("description", "")
+    assert info["features"] == sorted(info["features"])
+    assert set(info["features"]) <= {"shader-f16", "timestamp-query", "subgroup"}
+    assert set(info["features"]) <= set(rt.adapter.features)
+    assert ("shader-f16" in info["features"]) == rt.has_f16
+    limits = info["limits"]
+    assert limits["max-storage-buffers-per-shader-stage"] == rt.max_storage_buffers >= 8  # WebGPU's minimum
+    assert min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"]) == rt.max_binding_size
+    assert limits["max-compute-workgroups-per-dimension"] == rt.max_workgroups
+    # tinydl asks the device for the adapter's best limits, not WebGPU's defaults
+    for k in ("max-storage-buffers-per-shader-stage", "max-storage-buffer-binding-size",
+              "max-compute-invocations-per-workgroup"):
+        assert limits[k] == rt.adapter.limits[k], k
+    info["limits"]["max-buffer-size"] = -1  # a copy: the caller cannot change the runtime's limits
+    assert tinydl.device_info()["limits"]["max-buffer-size"] == rt.limits["max-buffer-size"] > 0
+
+
+def test_device_info_is_json_serializable():
+    assert json.loads(json.dumps(tinydl.device_info())) == tinydl.device_info()
+
+
+# -- TINYDL_ADAPTER ---------------------------------------------------------------------------------------
+_PROBE = ("import json, numpy as np, tinydl; i = tinydl.device_info(); "
+          "from tinydl.runtime import get_runtime; "
+          "y = (tinydl.tensor(np.array([1.0, -2.0, 3.0], np.float32)) * 2.0).relu().numpy().tolist(); "
+          "print(json.dumps({'summary': get_runtime().adapter.summary, 'backend': i['backend'], 'y': y}))")
+
+
+def _probe(value):
+    env = dict(os.environ, TINYDL_ADAPTER=value)
+    return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=180)
+
+
+def _adapters():
+    import wgpu
+    return [a.summary for a in wgpu.gpu.enumerate_adapters_sync()]
+
+
+def _ok(res):
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["y"] == [2.0, 0.0, 6.0]  # the chosen adapter computes
+    return out
+
+
+def test_adapter_by_index():
+    summaries = _adapters()
+    assert _ok(_probe("0"))["summary"] == summaries[0]
+
+
+def test_adapter_by_name_substring():
+    name = get_runtime().adapter_name
+    sub = name[1:max(2, len(name) // 2)].upper()  # a proper substring, in another case: matching ignores case
+    out = _ok(_probe(sub))
+    assert sub.lower() in out["summary"].lower()
+    # the first adapter (in enumeration order) whose description contains it
+    assert out["summary"] == next(s for s in _adapters() if sub.lower() in s.lower())
+
+
+def test_adapter_by_name_selects_a_different_backend():
+    """Where the machine offers two backends, naming the non-default one switches to it."""
+    summaries = _adapters()
+    current = get_runtime().backend
+    other = next((s for s in summaries if f"via {current}" not in s and " via " in s), None)
+    if other is None:
+        pytest.skip("only one backend available on this machine")
+    backend = other.rsplit(" via ", 1)[1]
+    out = _ok(_probe(f"via {backend}"))
+    assert out["backend"] == backend and out["summary"] == other
+
+
+def test_adapter_no_match_lists_adapters():
+    res = _probe("no-such-gpu-xyz")
+    assert res.returncode != 0
+    assert "NoAdapterError" in res.stderr
+    assert "TINYDL_ADAPTER='no-such-gpu-xyz' matches no adapter; found: 0: " in res.stderr
+    for i, s in enumerate(_adapters()):
+        assert f"{i}: {s}" in res.stderr
+
+
+def test_adapter_index_out_of_range_lists_adapters():
+    n = len(_adapters())
+    res = _probe(str(n))
+    assert res.returncode != 0
+    assert f"TINYDL_ADAPTER={n}: only {n} adapters: 0: " in res.stderr
+
+
+def test_no_adapter_error_is_a_runtime_error():
+    from tinydl.runtime import NoAdapterError
+    assert issubclass(NoAdapterError, RuntimeError)
+
+
+# -- float16 -----------------------------------------------------------------------------------------------
+needs_f16 = pytest.mark.skipif(not get_runtime().has_f16, reason="adapter lacks shader-f16")
+
+
+@needs_f16
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4), (1,), (0, 4), ()])
+def test_f16_round_trip_is_exact(rng, shape):
+    a = np.asarray(rng.standard_normal(shape) * 100).astype(np.float16)
+    if a.size:
+        a.flat[0] = np.float16(65504)  # the largest half
+    x = tinydl.tensor(a)
+    assert x.dtype == tinydl.float16
+    out = x.numpy()
+    assert out.dtype == np.float16 and out.shape == a.shape
+    np.testing.assert_array_equal(out, a)
+    assert_close(x, torch.from_numpy(a), rtol=0, atol=0)
+
+
+@needs_f16
+@pytest.mark.parametrize("shape", [(5,), (3, 7), (2, 3, 5)])
+def test_f16_casts_match_torch(rng, shape):
+    a = (rng.standard_normal(shape) * 10).astype(np.float32)
+    x, tx = tinydl.tensor(a), torch.from_numpy(a)
+    h = x.half()
+    assert_close(h, tx.half(), rtol=0, atol=0)  # f32 -> f16 rounds to nearest even, like torch
+    assert_close(h.float(), tx.half().float(), rtol=0, atol=0)  # f16 -> f32 is exact
+
+
+@needs_f16
+@pytest.mark.parametrize("shape", [(64,), (4, 17), (2, 3, 11)])
+def test_fused_f16_chain_vs_torch(rng, shape):
+    a = (rng.standard_normal(shape) * 2).astype(np.float16)
+    x, tx = tinydl.tensor(a), torch.from_numpy(a)
+
+    def chain(v, lib):
+        m = tinydl if lib == "tinydl" else torch
+        return m.tanh((v * 1.5 + 0.25) * 0.5) * m.exp(v * -0.5) + v.abs() * 0.125
+
+    y = chain(x, "tinydl")
+    with count_kernels() as c:
+        y.realize()
+    assert c.count == 1, c.names
+    ty = chain(tx, "torch")
+    assert y.dtype == tinydl.float16
+    out = y.numpy()
+    assert out.dtype == np.float16 and out.shape == tuple(ty.shape)
+    truth = chain(torch.from_numpy(a.astype(np.float64)), "torch").numpy()
+    # tinydl computes the whole chain in f32 inside one kernel and rounds to f16 once, at the store: its error
+    # is half an f16 ulp (2^-11 relative) plus the f32 error of WGSL's exp/tanh (a few f32 ulps, << 1e-4).
+    # atol 2^-24 covers results that land in the f16 subnormal range.
+    err_tinydl = np.abs(out.astype(np.float64) - truth)
+    assert (err_tinydl <= (2.0 ** -11 + 1e-4) * np.abs(truth) + 2.0 ** -24).all(), err_tinydl.max()
+    # torch rounds to f16 after each of its 9 ops, so it may be off by several ulps; the two agree within the
+    # sum of both error bounds: ~10 roundings of 2^-11 relative, i.e. rtol 5e-3, atol 1e-3 for values near 0
+    # (the last add's rounding error is relative to its larger operand).
+    assert_close(y, ty, rtol=5e-3, atol=1e-3)
+
+
+@needs_f16
+def test_f16_matmul_and_reduce_accumulate_in_f32(rng):
+    a = rng.standard_normal((4, 32)).astype(np.float16)
+    b = rng.standard_normal((32, 3)).astype(np.float16)
+    x, w = tinydl.tensor(a), tinydl.tensor(b)
+    y = (x @ w) * 0.5
+    s = x.sum(1)
+    tinydl.realize(y, s)
+    assert y.dtype == tinydl.float16 and s.dtype == tinydl.float16
+    truth_mm = (a.astype(np.float64) @ b.astype(np.float64)) * 0.5
+    truth_s = a.astype(np.float64).sum(1)
+    # f32 accumulation of 32 exact f16 products, one f16 rounding at the store: half an ulp (2^-11 relative)
+    # plus the f32 summation error (32 * 2^-24 relative to the sum of magnitudes)
+    mag_mm = (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))) * 0.5
+    assert (np.abs(y.numpy() - truth_mm) <= 2.0 ** -11 * np.abs(truth_mm) + 32 * 2.0 ** -24 * mag_mm + 2.0 ** -24).all()
+    mag_s = np.abs(a.astype(np.float64)).sum(1)
+    assert (np.abs(s.numpy() - truth_s) <= 2.0 ** -11 * np.abs(truth_s) + 32 * 2.0 ** -24 * mag_s + 2.0 ** -24).all()
+    # and torch (which also accumulates half matmuls/sums in f32 on CPU) agrees to f16 precision
+    assert_close(y, torch.from_numpy(a) @ torch.from_numpy(b) * 0.5, rtol=2e-3, atol=2e-3)
+    assert_close(s, torch.from_numpy(a).sum(1), rtol=2e-3, atol=2e-3)
+
+
+@needs_f16
+def test_f16_mixed_with_f32_promotes_like_torch(rng):
+    a16 = rng.standard_normal((3, 4)).astype(np.float16)
+    a32 = rng.standard_normal((3, 4)).astype(np.float32)
+    y = tinydl.tensor(a16) + tinydl.tensor(a32)
+    ty = torch.from_numpy(a16) + torch.from_numpy(a32)
+    assert y.dtype == tinydl.float32
+    assert_close(y, ty)  # the f16 value converts to f32 exactly; one f32 add
+    z = tinydl.tensor(a16) * 2.5  # a python float keeps half
+    assert z.dtype == tinydl.float16
+    assert_close(z, torch.from_numpy(a16) * 2.5, rtol=0, atol=0)  # one op: both round the same exact product once
+
+
+def test_f16_without_shader_f16_raises(rng, monkeypatch):
+    monkeypatch.setattr(get_runtime(), "has_f16", False)
+    a = rng.standard_normal((2, 3)).astype(np.float16)
+    with pytest.raises(RuntimeError, match="float16 needs the adapter feature 'shader-f16'"):
+        tinydl.tensor(a)
+    x = tinydl.tensor(a.astype(np.float32))
+    with pytest.raises(RuntimeError, match="float16 needs the adapter feature 'shader-f16'"):
+        x.half()
