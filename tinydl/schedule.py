@@ -347,7 +347,7 @@ def read(t) -> np.ndarray:
     arr = np.frombuffer(data, dtype=np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
                                              .replace("i32", "int32").replace("u32", "uint32")))
     arr = arr[: t.numel()].reshape(t.shape)
-    return (arr != 0) if dt == dtypes.bool_ else arr.copy()
+    return arr.astype(np.bool_) if dt == dtypes.bool_ else arr.copy()  # astype: 0-d stays an array
 
 
 def clear_cache() -> None:

@@ -543,7 +543,7 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (end - start) * step < 0:
-        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     dtype = (dtypes.int32 if is_int else dtypes.float32) if dtype is None else dtypes.to_dtype(dtype)
     n = builtins.max(0, math.ceil((end - start) / step))
@@ -609,6 +609,8 @@ def _unary(op):
         if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
             raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
                                "to invert a mask, use the `~` or `logical_not()` operator instead.")
+        if op in ("abs", "relu") and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
+            raise RuntimeError(f"Boolean inputs not supported for {op}")
         return _elementwise(op, _as_tensor(x, dtypes.float32), arg=a)
     f.__name__ = op
     return f

@@ -56,7 +56,7 @@ fn td_ipow(a: i32, b: i32) -> i32 {
 SNIPPETS: dict[str, dict[str, str]] = {
     "neg": {"*": "(-{0})"},
     "abs": {"*": "abs({0})"},
-    "sign": {"f32": "sign({0})", "i32": "sign({0})"},
+    "sign": {"f32": "sign({0})", "i32": "sign({0})", "bool": "{0}"},
     "relu": {"f32": "select(0.0, {0}, {0} > 0.0 || td_isnan({0}))", "i32": "max({0}, 0)"},
     "exp": {"f32": "exp({0})"},
     "log": {"f32": "log({0})"},
@@ -122,7 +122,9 @@ def convert(expr: str, src: str, dst: str) -> str:
     if src == dst:
         return expr
     if dst == "bool":
-        return f"({expr} != {'0.0' if src == 'f32' else '0'})"
+        if src == "f32":  # nan is nonzero (true), as in torch; ordered != would make it false
+            return f"({expr} != 0.0 || td_isnan({expr}))"
+        return f"({expr} != 0)"
     return f"{dst}({expr})"
 
 

@@ -98,15 +98,15 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
         raise RuntimeError("dilation should be greater than zero")
     C = x.shape[1]
     cout, cin_g = weight.shape[:2]
-    if C != cin_g * groups:
-        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
-                           f"{list(x.shape)} to have {cin_g * groups} channels, but got {C} channels instead")
-    if cout < groups:
+    if cout < groups:  # torch checks the weight against groups before the input's channels
         raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, but got "
                            f"weight of size {list(weight.shape)} instead")
     if cout % groups != 0:
         raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
                            f"got weight of size [{', '.join(map(str, weight.shape))}] instead")
+    if C != cin_g * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                           f"{list(x.shape)} to have {cin_g * groups} channels, but got {C} channels instead")
     if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
         raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
                            f"{cout} elements, but got bias of size {list(bias.shape)} instead")
@@ -166,13 +166,17 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if weight.ndim != 4 or weight.shape[0] != C:
         raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
                            f"to have {weight.shape[0] if weight.ndim else '?'} channels, but got {C} channels instead")
-    if C % groups:
-        raise RuntimeError(f"Given groups={groups}, input channels {C} are not divisible by groups")
+    if C % groups:  # weight.shape[0] == C here; torch words it as a weight check
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
+                           f"got weight of size {list(weight.shape)} instead")
     for op, s, d in zip(output_padding, stride, dilation):
         if op >= s and op >= d:
             raise RuntimeError("output padding must be smaller than either stride or dilation, but got "
                                f"output_padding: {list(output_padding)}, stride: {list(stride)}, dilation: {list(dilation)}")
     cout = weight.shape[1] * groups
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
+                           f"with {cout} elements, but got bias of size {list(bias.shape)} instead")
     kh, kw = weight.shape[2:]
     OH = (x.shape[2] - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
     OW = (x.shape[3] - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
@@ -207,9 +211,11 @@ def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_incl
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else as_tuple(stride, 2, "stride")
     p, d = as_tuple(padding, 2, "padding"), as_tuple(dilation, 2, "dilation")
     if any(v <= 0 for v in k):
-        raise RuntimeError(f"{name}: kernel_size must be greater than zero, but got {list(k)}")
-    if any(v <= 0 for v in s):
-        raise RuntimeError(f"{name}: stride must be greater than zero, but got {list(s)}")
+        raise RuntimeError(f"kernel size should be greater than zero, but got kH: {k[0]} kW: {k[1]}")
+    if any(v == 0 for v in s):
+        raise RuntimeError("stride should not be zero")
+    if any(v < 0 for v in s):
+        raise RuntimeError(f"stride should be greater than zero, but got dH: {s[0]} dW: {s[1]}")
     if any(pp > kk // 2 for pp, kk in zip(p, k)):
         raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p[0]}, "
                            f"kernel_size={k[0]} and dilation={d[0]}")
@@ -246,9 +252,12 @@ def _adaptive(kind, x, output_size):
         x = x.unsqueeze(0)
     if isinstance(output_size, int):
         output_size = (output_size, output_size)
+    if len(output_size) != 2:
+        raise RuntimeError(f"{name}: output_size must be 2")
     out_hw = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(output_size))
-    if len(out_hw) != 2 or any(o < 0 for o in out_hw):
-        raise RuntimeError(f"{name}: output_size must be 2 non-negative ints, got {list(output_size)}")
+    if any(o < 0 for o in out_hw):
+        raise RuntimeError(f"{name}: elements of output_size must be greater than or equal to 0 but received "
+                           f"{{{', '.join(map(str, out_hw))}}}")
     args = PoolArgs(kind, (0, 0), (1, 1), (0, 0), adaptive=True)
     out = _make(POOL, None, (x,), args, x.shape[:2] + out_hw, x.dtype)
     return out.squeeze(0) if unbatched else out
@@ -368,8 +377,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
                          "bicubic | trilinear")
     if antialias:
         raise NotImplementedError("interpolate(antialias=True) is not supported")
-    if (size is None) == (scale_factor is None):
+    if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
+    if size is None and scale_factor is None:
+        raise ValueError("either size or scale_factor should be defined")
     in_sizes = x.shape[2:]
     if size is not None:
         out_sizes = tuple(size) if isinstance(size, (tuple, list)) else (size,) * spatial
