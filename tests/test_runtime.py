@@ -90,8 +90,13 @@ def test_adapter_by_name_selects_a_different_backend():
     if other is None:
         pytest.skip("only one backend available on this machine")
     backend = other.rsplit(" via ", 1)[1]
-    out = _ok(_probe(f"via {backend}"))
-    assert out["backend"] == backend and out["summary"] == other
+    # only the choice is checked: whether that backend can run compute depends on the machine's drivers
+    # (seen: an NVIDIA box whose OpenGL adapter enumerates but loses its device)
+    code = "from tinydl.runtime import _pick_adapter; print(_pick_adapter().summary)"
+    res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TINYDL_ADAPTER=f"via {backend}"),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == other
 
 
 def test_adapter_no_match_lists_adapters():

@@ -83,6 +83,14 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
     for arr, rows, cols, load, order in (("As", t.bm, t.bk, "load_a", "mk"), ("Bs", t.bk, t.bn, "load_b", "kn")):
         total = rows * cols
+        if -(-total // T) > 4:
+            n = -(-total // T)
+            g = f"if (q < {total}) " if n * T > total else ""
+            if order == "mk":
+                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let mm = q / {t.bk}; let kk = q % {t.bk}; As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }} }}")
+            else:
+                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let kk = q / {t.bn}; let nn = q % {t.bn}; Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }} }}")
+            continue
         for s in range(-(-total // T)):
             guard = f"if (lid + {s * T} < {total}) " if (s + 1) * T > total else ""
             if order == "mk":  # A tile stored k-major: As[k * BM + m]

@@ -1,8 +1,6 @@
 """Linear, Embedding, Flatten/Unflatten, Dropout."""
 from __future__ import annotations
 
-import numpy as np
-
 from . import functional as F
 from . import init
 from .module import Module
@@ -33,10 +31,11 @@ class Embedding(Module):
                 raise AssertionError("Padding_idx must be within num_embeddings")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        w = init._rng.standard_normal((num_embeddings, embedding_dim)).astype(np.float32)
-        if padding_idx is not None:
+        self.weight = init.normal((num_embeddings, embedding_dim))
+        if padding_idx is not None and not init._skip:
+            w = self.weight.numpy().copy()
             w[padding_idx] = 0
-        self.weight = init.Parameter(w)
+            self.weight = init.Parameter(w)
 
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx)

@@ -1,0 +1,324 @@
+"""Parity of conv1d / conv2d / conv_transpose2d with torch CPU, through the direct kernel and the implicit GEMM
+(every tile variant)."""
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.kernels.gemm
+import tinydl.nn.functional as F
+import tinydl.schedule
+from tinydl.testing import assert_close
+
+# torch warns that it copies the input for padding='same' with even kernels; the cases are deliberate
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+
+# tinydl.kernels re-exports the function build(), which shadows the submodule as an attribute
+build_module = importlib.import_module("tinydl.kernels.build")
+
+PATHS = ["direct", "tile64", "tile32", "row"]  # the direct kernel, then the implicit GEMM with each tile forced
+GEMM_TILES = ["tile64", "tile32", "row"]  # conv_transpose2d always runs as an implicit GEMM
+
+
+def force(monkeypatch, path):
+    """Force every conv of the test onto one kernel; returns the variant name its kernel must report."""
+    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 10**9 if path == "direct" else 0)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if path == "direct" else path)
+    tinydl.schedule.clear_cache()  # plans are cached by graph structure: drop those built under other knobs
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plans():
+    """Runs its teardown after monkeypatch's: no plan built under a forced knob outlives the test."""
+    tinydl.schedule.clear_cache()
+    yield
+    tinydl.schedule.clear_cache()
+
+
+def with_paths(cases, paths=PATHS):
+    """Cross each case with the kernel paths, alternating bias so every case runs with and without it. The "row"
+    tile (made for batch-1 linear layers) costs ~1 s of shader compile per shape on lavapipe, so it takes every
+    third case only."""
+    out = []
+    for i, case in enumerate(cases):
+        for j, path in enumerate(paths):
+            if path == "row" and i % 3:
+                continue
+            out.append(pytest.param(path, *case, (i + j) % 2 == 1, id=f"{path}-{i}"))
+    return out
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def tol(K):
+    """fp32 sums of K = Cin/groups * KH * KW products, accumulated in a different order than torch's (direct loop
+    or GEMM tile vs torch's im2col/mkldnn): with N(0,1) inputs the rounding difference grows ~ eps * K, so use an
+    absolute term of 1e-5 * sqrt(K) on top of rtol 1e-4 (a wrong tap would be off by O(1))."""
+    return dict(rtol=1e-4, atol=1e-5 * max(1.0, math.sqrt(K)))
+
+
+def run(fn_tiny, variant, *args):
+    """Run a tinydl conv, return (result, names of the kernels it dispatched), checking the forced variant ran."""
+    with tinydl.debug.count_kernels() as c:
+        out = fn_tiny(*args)
+        out.numpy()
+    assert any(f"[{variant}]" in n for n in c.names), c.names
+    return out
+
+
+def _torch(*arrays):
+    return [None if a is None else torch.from_numpy(a) for a in arrays]
+
+
+def _tiny(*arrays):
+    return [None if a is None else tinydl.tensor(a) for a in arrays]
+
+
+# -- conv2d ------------------------------------------------------------------------------------------------
+CONV2D = [
+    ((2, 3, 7, 7), (4, 3, 3, 3), {}),
+    ((1, 3, 8, 8), (5, 3, 3, 3), dict(stride=2, padding=1)),
+    ((2, 2, 7, 9), (3, 2, 3, 3), dict(stride=(2, 1), padding=(1, 2))),
+    ((1, 3, 6, 7), (4, 3, 3, 3), dict(padding="same")),
+    ((1, 2, 6, 7), (3, 2, 2, 4), dict(padding="same")),                    # even kernels: asymmetric padding
+    ((1, 2, 8, 8), (3, 2, 3, 3), dict(padding="same", dilation=2)),
+    ((1, 2, 9, 8), (3, 2, 4, 3), dict(padding="same", dilation=(3, 2))),   # even kernel, odd dilation
+    ((1, 2, 8, 8), (3, 2, 2, 2), dict(padding="same", dilation=2)),        # even kernel, even dilation
+    ((2, 3, 6, 6), (4, 3, 3, 3), dict(padding="valid")),
+    ((1, 2, 9, 9), (3, 2, 3, 3), dict(dilation=2, padding=1)),
+    ((1, 2, 9, 10), (3, 2, 3, 2), dict(dilation=(1, 3), stride=(1, 2))),
+    ((1, 4, 6, 6), (6, 2, 3, 3), dict(groups=2, padding=1)),
+    ((2, 4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),               # depthwise
+    ((1, 3, 6, 6), (6, 1, 3, 3), dict(groups=3, stride=2, padding=1)),     # depthwise, multiplier 2
+    ((1, 4, 5, 5), (12, 1, 3, 3), dict(groups=4)),                         # depthwise, multiplier 3
+    ((1, 2, 6, 9), (3, 2, 2, 5), {}),                                      # non-square kernel
+    ((1, 2, 9, 6), (3, 2, 5, 1), dict(padding=(2, 0))),
+    ((2, 5, 4, 4), (7, 5, 1, 1), {}),                                      # 1x1
+    ((1, 5, 5, 5), (3, 5, 1, 1), dict(stride=2)),                          # 1x1 strided
+    ((1, 3, 4, 5), (2, 3, 4, 5), {}),                                      # kernel = whole input -> 1x1 output
+    ((1, 3, 5, 5), (1, 3, 3, 3), dict(padding=1)),                         # one output channel
+    ((1, 1, 5, 5), (9, 1, 3, 3), {}),                                      # one input channel
+    ((1, 16, 4, 4), (16, 16, 3, 3), dict(padding=1)),                      # K = 144: many K tiles
+    ((0, 3, 5, 5), (4, 3, 3, 3), {}),                                      # size-0 batch
+]
+
+
+@pytest.mark.parametrize("path,xs,ws,kw,bias", with_paths(CONV2D))
+def test_conv2d(rng, monkeypatch, path, xs, ws, kw, bias):
+    force(monkeypatch, path)
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    b = rand(rng, ws[0]) if bias else None
+    expected = TF.conv2d(*_torch(x, w, b), **kw)
+    if expected.numel() == 0:
+        out = F.conv2d(*_tiny(x, w, b), **kw)  # no kernel runs for an empty output
+    else:
+        out = run(lambda: F.conv2d(*_tiny(x, w, b), **kw), path)
+    assert_close(out, expected, **tol(ws[1] * ws[2] * ws[3]))
+
+
+@pytest.mark.parametrize("path,xs,ws,kw,bias", with_paths([
+    ((3, 6, 6), (4, 3, 3, 3), {}),
+    ((2, 7, 5), (4, 2, 3, 2), dict(stride=2, padding=1)),
+    ((4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding="same")),
+]))
+def test_conv2d_unbatched(rng, monkeypatch, path, xs, ws, kw, bias):
+    force(monkeypatch, path)
+    x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0]) if bias else None
+    out = run(lambda: F.conv2d(*_tiny(x, w, b), **kw), path)
+    assert_close(out, TF.conv2d(*_torch(x, w, b), **kw), **tol(ws[1] * ws[2] * ws[3]))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_view_input_and_epilogue(rng, monkeypatch, path):
+    """A permuted input is read through the conv's load function; bias + BN-style scale + relu fuse after it."""
+    force(monkeypatch, path)
+    x, w, b, s = rand(rng, 1, 6, 7, 3), rand(rng, 4, 3, 3, 3), rand(rng, 4), rand(rng, 1, 4, 1, 1)
+    tx, tw, tb, ts = _tiny(x, w, b, s)
+    out = run(lambda: (F.conv2d(tx.permute(0, 3, 1, 2), tw, tb, padding=1) * ts).relu(), path)
+    xt, wt, bt, st = _torch(x, w, b, s)
+    assert_close(out, (TF.conv2d(xt.permute(0, 3, 1, 2), wt, bt, padding=1) * st).relu(), **tol(27))
+
+
+# -- conv1d ------------------------------------------------------------------------------------------------
+CONV1D = [
+    ((2, 3, 10), (4, 3, 3), {}),
+    ((1, 3, 11), (5, 3, 3), dict(stride=2, padding=1)),
+    ((1, 2, 9), (3, 2, 4), dict(padding=(2,), stride=(3,))),
+    ((1, 3, 8), (4, 3, 3), dict(padding="same")),
+    ((1, 3, 8), (2, 3, 4), dict(padding="same")),                # even kernel
+    ((1, 3, 12), (2, 3, 4), dict(padding="same", dilation=3)),   # even kernel, odd dilation
+    ((1, 3, 9), (4, 3, 3), dict(padding="valid")),
+    ((1, 2, 12), (3, 2, 3), dict(dilation=2, padding=2)),
+    ((1, 4, 8), (6, 2, 3), dict(groups=2)),
+    ((2, 4, 8), (4, 1, 3), dict(groups=4, padding=1)),           # depthwise
+    ((1, 3, 8), (9, 1, 3), dict(groups=3)),                      # depthwise, multiplier 3
+    ((2, 5, 7), (3, 5, 1), {}),                                  # 1x1
+    ((1, 3, 5), (2, 3, 5), {}),                                  # kernel = input length
+]
+
+
+@pytest.mark.parametrize("path,xs,ws,kw,bias", with_paths(CONV1D))
+def test_conv1d(rng, monkeypatch, path, xs, ws, kw, bias):
+    force(monkeypatch, path)
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    b = rand(rng, ws[0]) if bias else None
+    out = run(lambda: F.conv1d(*_tiny(x, w, b), **kw), path)
+    assert_close(out, TF.conv1d(*_torch(x, w, b), **kw), **tol(ws[1] * ws[2]))
+
+
+@pytest.mark.parametrize("path,kw,bias", with_paths([({},), (dict(padding="same", dilation=2),), (dict(stride=2),)]))
+def test_conv1d_unbatched(rng, monkeypatch, path, kw, bias):
+    force(monkeypatch, path)
+    x, w, b = rand(rng, 3, 9), rand(rng, 4, 3, 3), rand(rng, 4) if bias else None
+    out = run(lambda: F.conv1d(*_tiny(x, w, b), **kw), path)
+    assert_close(out, TF.conv1d(*_torch(x, w, b), **kw), **tol(9))
+
+
+# -- conv_transpose2d --------------------------------------------------------------------------------------
+CONVT = [
+    ((1, 3, 4, 4), (3, 5, 3, 3), {}),
+    ((2, 3, 4, 5), (3, 4, 3, 3), dict(stride=2)),
+    ((1, 3, 4, 4), (3, 4, 3, 3), dict(stride=2, padding=1)),
+    ((1, 3, 4, 4), (3, 4, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 2, 3, 4), (2, 3, 3, 2), dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 2))),
+    ((1, 2, 4, 4), (2, 3, 3, 3), dict(dilation=2)),
+    ((1, 2, 4, 4), (2, 3, 3, 3), dict(dilation=2, output_padding=1)),  # output_padding < dilation
+    ((1, 2, 3, 3), (2, 3, 3, 3), dict(stride=2, dilation=2, padding=2)),
+    ((1, 4, 4, 4), (4, 2, 3, 3), dict(groups=2, stride=2)),
+    ((1, 3, 4, 4), (3, 1, 3, 3), dict(groups=3, padding=1)),            # depthwise
+    ((1, 2, 4, 4), (2, 3, 2, 4), {}),                                   # non-square kernel
+    ((2, 5, 3, 3), (5, 4, 1, 1), {}),                                   # 1x1
+    ((1, 4, 3, 3), (4, 2, 2, 2), dict(stride=2)),                       # the classic 2x upsample
+]
+
+
+@pytest.mark.parametrize("tile,xs,ws,kw,bias", with_paths(CONVT, GEMM_TILES))
+def test_conv_transpose2d(rng, monkeypatch, tile, xs, ws, kw, bias):
+    force(monkeypatch, tile)
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    b = rand(rng, ws[1] * kw.get("groups", 1)) if bias else None
+    out = run(lambda: F.conv_transpose2d(*_tiny(x, w, b), **kw), tile)
+    # each output sums at most Cin/groups * KH * KW products (fewer where taps miss the strided input)
+    assert_close(out, TF.conv_transpose2d(*_torch(x, w, b), **kw), **tol(ws[0] // kw.get("groups", 1) * ws[2] * ws[3]))
+
+
+@pytest.mark.parametrize("tile", GEMM_TILES)
+def test_conv_transpose2d_unbatched(rng, monkeypatch, tile):
+    force(monkeypatch, tile)
+    x, w, b = rand(rng, 3, 4, 4), rand(rng, 3, 2, 3, 3), rand(rng, 2)
+    out = run(lambda: F.conv_transpose2d(*_tiny(x, w, b), stride=2, padding=1, output_padding=1), tile)
+    assert_close(out, TF.conv_transpose2d(*_torch(x, w, b), stride=2, padding=1, output_padding=1), **tol(27))
+
+
+def test_conv_transpose2d_direct_knob_still_gemm(rng, monkeypatch):
+    """The direct kernel is for forward convs only: with it forced, transposed convs still run (as GEMM)."""
+    force(monkeypatch, "direct")
+    x, w = rand(rng, 1, 2, 3, 3), rand(rng, 2, 3, 3, 3)
+    with tinydl.debug.count_kernels() as c:
+        out = F.conv_transpose2d(*_tiny(x, w), stride=2)
+        out.numpy()
+    assert not any("[direct]" in n for n in c.names), c.names
+    assert_close(out, TF.conv_transpose2d(*_torch(x, w), stride=2), **tol(18))
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _both_raise(fn, args, kw, exc, match):
+    """torch and tinydl raise the same exception type naming the same cause."""
+    with pytest.raises(exc, match=match):
+        getattr(TF, fn)(*_torch(*args), **kw)
+    with pytest.raises(exc, match=match):
+        getattr(F, fn)(*_tiny(*args), **kw)
+
+
+BAD_CONV2D = [
+    ((8, 8), (8, 3, 3, 3), None, {}, r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got input of "
+                                     r"size: \[8, 8\]"),
+    ((1, 1, 3, 8, 8), (8, 3, 3, 3), None, {}, r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv2d, but got "
+                                               r"input of size: \[1, 1, 3, 8, 8\]"),
+    ((1, 4, 8, 8), (8, 3, 3, 3), None, {}, r"Given groups=1, weight of size \[8, 3, 3, 3\], expected input\[1, 4, 8, 8\] "
+                                           r"to have 3 channels, but got 4 channels instead"),
+    ((4, 8, 8), (8, 3, 3, 3), None, {}, r"expected input\[1, 4, 8, 8\] to have 3 channels, but got 4 channels"),
+    ((1, 4, 8, 8), (6, 2, 3, 3), None, dict(groups=4),
+     r"Given groups=4, expected weight to be divisible by 4 at dimension 0"),
+    ((1, 6, 8, 8), (8, 2, 3, 3), None, dict(groups=3),
+     r"Given groups=3, expected weight to be divisible by 3 at dimension 0"),
+    ((1, 3, 4, 4), (8, 3, 5, 5), None, {}, r"Calculated padded input size per channel: \(4 x 4\)\. Kernel size: \(5 x 5\)"
+                                           r"\. Kernel size can't be greater than actual input size"),
+    ((1, 3, 4, 4), (8, 3, 7, 7), None, dict(padding=1), r"Calculated padded input size per channel: \(6 x 6\)\. Kernel "
+                                                         r"size: \(7 x 7\)"),
+    ((1, 3, 4, 4), (8, 3, 3, 3), None, dict(dilation=2), r"Kernel size: \(5 x 5\)\. Kernel size can't be greater"),
+    ((2, 3, 0, 5), (4, 3, 1, 1), None, {}, r"Calculated padded input size per channel: \(0 x 5\)\. Kernel size: "
+                                           r"\(1 x 1\)"),  # torch rejects size-0 spatial dims
+    ((1, 3, 5, 5), (0, 3, 3, 3), None, {}, r"Given groups=1, expected weight to be at least 1 at dimension 0, but got "
+                                           r"weight of size \[0, 3, 3, 3\] instead"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(stride=0), "non-positive stride is not supported"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(stride=(1, -1)), "non-positive stride is not supported"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(dilation=0), "dilation should be greater than zero"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(padding=-1), "negative padding is not supported"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(groups=0), "non-positive groups is not supported"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), (7,), {}, r"Given weight of size \[8, 3, 3, 3\], expected bias to be 1-dimensional "
+                                           r"with 8 elements, but got bias of size \[7\] instead"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(padding="same", stride=2),
+     "padding='same' is not supported for strided convolutions"),
+    ((1, 3, 8, 8), (8, 3, 3, 3), None, dict(padding="full"), "Invalid padding string: 'full'"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,bs,kw,msg", BAD_CONV2D)
+def test_conv2d_bad_input(rng, xs, ws, bs, kw, msg):
+    x, w, b = rand(rng, *xs), rand(rng, *ws), None if bs is None else rand(rng, *bs)
+    _both_raise("conv2d", (x, w, b), kw, RuntimeError, msg)
+
+
+@pytest.mark.parametrize("xs,ws,kw,msg", [
+    ((1, 3, 8, 8), (8, 3, 3), {}, r"Expected 2D \(unbatched\) or 3D \(batched\) input to conv1d, but got input of "
+                                  r"size: \[1, 3, 8, 8\]"),
+    ((1, 4, 8), (8, 3, 3), {}, r"Given groups=1, weight of size \[8, 3, 3\], expected input\[1, 4, 8\] to have 3 "
+                               r"channels, but got 4 channels instead"),
+    ((1, 3, 4), (8, 3, 5), {}, r"Kernel size can't be greater than actual input size"),
+    ((1, 3, 8), (8, 3, 3), dict(padding="same", stride=2), "padding='same' is not supported for strided convolutions"),
+])
+def test_conv1d_bad_input(rng, xs, ws, kw, msg):
+    _both_raise("conv1d", (rand(rng, *xs), rand(rng, *ws)), kw, RuntimeError, msg)
+
+
+@pytest.mark.parametrize("xs,ws,kw,msg", [
+    ((8, 8), (3, 8, 3, 3), {}, r"Expected 3D \(unbatched\) or 4D \(batched\) input to conv_transpose2d, but got input "
+                               r"of size: \[8, 8\]"),
+    ((1, 4, 8, 8), (3, 8, 3, 3), {}, r"Given transposed=1, weight of size \[3, 8, 3, 3\], expected input\[1, 4, 8, 8\] "
+                                     r"to have 3 channels, but got 4 channels instead"),
+    ((1, 3, 8, 8), (3, 8, 3, 3), dict(stride=2, output_padding=2),
+     "output padding must be smaller than either stride or dilation"),
+])
+def test_conv_transpose2d_bad_input(rng, xs, ws, kw, msg):
+    _both_raise("conv_transpose2d", (rand(rng, *xs), rand(rng, *ws)), kw, RuntimeError, msg)
+
+
+def test_conv_transpose2d_bad_groups(rng):
+    x, w = rand(rng, 1, 3, 8, 8), rand(rng, 3, 2, 3, 3)
+    with pytest.raises(RuntimeError, match="Given groups=2, expected weight to be divisible by 2 at dimension 0"):
+        TF.conv_transpose2d(*_torch(x, w), groups=2)
+    with pytest.raises(RuntimeError, match="Given groups=2, expected weight to be divisible by 2 at dimension 0"):
+        F.conv_transpose2d(*_tiny(x, w), groups=2)
+
+
+def test_conv_transpose2d_bad_bias(rng):
+    x, w, b = rand(rng, 1, 3, 8, 8), rand(rng, 3, 2, 3, 3), rand(rng, 3)
+    msg = (r"Given transposed=1, weight of size \[3, 2, 3, 3\], expected bias to be 1-dimensional with 2 elements, "
+           r"but got bias of size \[3\] instead")
+    _both_raise("conv_transpose2d", (x, w, b), {}, RuntimeError, msg)
+
+
+def test_conv2d_dtype_mismatch(rng):
+    x, w = rand(rng, 1, 3, 5, 5), rand(rng, 4, 3, 3, 3)
+    with pytest.raises(RuntimeError, match="should be the same|expected scalar type Float but found Half"):
+        TF.conv2d(torch.from_numpy(x), torch.from_numpy(w).half())
+    with pytest.raises(RuntimeError, match="should be the same"):
+        F.conv2d(tinydl.tensor(x), tinydl.tensor(w).half())

@@ -1,0 +1,310 @@
+"""Parity of tinydl.matmul / @ / bmm / mm / nn.functional.linear with torch CPU, over every GEMM tile variant."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.kernels.gemm
+import tinydl.nn.functional as F
+import tinydl.schedule
+from tinydl.testing import assert_close
+
+TILES = ["tile64", "tile32", "row"]
+
+
+def force_tile(monkeypatch, tile):
+    """Force one GEMM tile variant (plans are cached by graph structure, so drop those built before)."""
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", tile)
+    tinydl.schedule.clear_cache()
+    return tile
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plans():
+    """Its teardown runs after monkeypatch's: no plan built under a forced tile outlives the test."""
+    tinydl.schedule.clear_cache()
+    yield
+    tinydl.schedule.clear_cache()
+
+
+def with_tiles(cases, row_every=1):
+    """Cross cases with every tile. The "row" tile unrolls a 32x256 B-tile load and costs ~1 s of shader compile
+    per shape on lavapipe, so where the case list is long it takes every row_every-th case only."""
+    out = []
+    for i, case in enumerate(cases):
+        for tile in TILES:
+            if tile == "row" and i % row_every:
+                continue
+            out.append(pytest.param(tile, *case, id=f"{tile}-{i}"))
+    return out
+
+
+def rand(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def tol(K):
+    """fp32 GEMM: tinydl sums K products in tile order with fma, torch in its own blocked order. With N(0,1)
+    inputs each partial sum is O(sqrt(K)), so the rounding difference grows ~ eps * sqrt(K) * sqrt(K); an
+    absolute term of 1e-5 * sqrt(K) (plus rtol 1e-4) covers it while still catching any wrong product."""
+    return dict(rtol=1e-4, atol=1e-5 * max(1.0, math.sqrt(K)))
+
+
+def check(actual, expected, K, variant=None, names=None):
+    assert_close(actual, expected, **tol(K))
+    if variant is not None:
+        assert any(f"[{variant}]" in n for n in names), names
+
+
+# -- shapes: every rank combination torch.matmul accepts -------------------------------------------------
+MATMUL_SHAPES = [
+    ((5,), (5,)),                       # 1D @ 1D -> 0-d
+    ((1,), (1,)),
+    ((3, 7), (7,)),                     # 2D @ 1D
+    ((7,), (7, 4)),                     # 1D @ 2D
+    ((4, 6), (6, 5)),                   # 2D @ 2D
+    ((1, 1), (1, 1)),
+    ((2, 3, 4), (2, 4, 6)),             # batched 3D
+    ((2, 3, 4), (4, 6)),                # 3D @ 2D broadcast
+    ((4,), (2, 4, 3)),                  # 1D @ 3D
+    ((2, 3, 4), (4,)),                  # 3D @ 1D
+    ((2, 1, 3, 4), (5, 4, 6)),          # batch broadcasting (2,1) x (5,)
+    ((1, 3, 2, 5), (2, 1, 5, 3)),       # 4D both-sides broadcast
+    ((3, 5), (2, 2, 5, 4)),             # 2D @ 4D
+]
+
+
+@pytest.mark.parametrize("tile,sa,sb", with_tiles(MATMUL_SHAPES, row_every=2))
+def test_matmul_shapes(rng, monkeypatch, tile, sa, sb):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    expected = torch.from_numpy(a) @ torch.from_numpy(b)
+    with tinydl.debug.count_kernels() as c:
+        out = tinydl.tensor(a) @ tinydl.tensor(b)
+        out.numpy()
+    check(out, expected, sa[-1], tile, c.names)
+    assert_close(tinydl.matmul(tinydl.tensor(a), tinydl.tensor(b)), expected, **tol(sa[-1]))
+
+
+# odd M, N, K; K values straddle the tile K steps (16 for tile64/tile32, 32 for row)
+ODD_MNK = [
+    (1, 1, 1), (1, 17, 33), (3, 5, 17), (17, 3, 65), (33, 17, 16), (65, 33, 31),
+    (130, 3, 17), (3, 130, 33), (17, 65, 130), (2, 7, 1),
+]
+
+
+@pytest.mark.parametrize("tile,M,N,K", with_tiles(ODD_MNK, row_every=2))
+def test_matmul_odd_sizes(rng, monkeypatch, tile, M, N, K):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, M, K), rand(rng, K, N)
+    with tinydl.debug.count_kernels() as c:
+        out = tinydl.mm(tinydl.tensor(a), tinydl.tensor(b))
+        out.numpy()
+    check(out, torch.mm(torch.from_numpy(a), torch.from_numpy(b)), K, tile, c.names)
+
+
+@pytest.mark.parametrize("tile,B,M,N,K", with_tiles([(1, 1, 1, 1), (3, 5, 7, 9), (2, 17, 33, 20), (4, 1, 6, 40)],
+                                                    row_every=2))
+def test_bmm(rng, monkeypatch, tile, B, M, N, K):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, B, M, K), rand(rng, B, K, N)
+    with tinydl.debug.count_kernels() as c:
+        out = tinydl.bmm(tinydl.tensor(a), tinydl.tensor(b))
+        out.numpy()
+    check(out, torch.bmm(torch.from_numpy(a), torch.from_numpy(b)), K, tile, c.names)
+
+
+# -- transposed operands are read through views: one GEMM kernel, no copy kernels ------------------------
+@pytest.mark.parametrize("tile", TILES)
+def test_x_at_w_transposed_is_a_view(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    x, w = rand(rng, 5, 17), rand(rng, 9, 17)
+    tx, tw = tinydl.tensor(x), tinydl.tensor(w)
+    with tinydl.debug.count_kernels() as c:
+        out = tx @ tw.T
+        out.numpy()
+    check(out, torch.from_numpy(x) @ torch.from_numpy(w).T, 17, tile, c.names)
+    assert c.count == 1, c.names
+
+
+@pytest.mark.parametrize("tile", TILES)
+def test_mT_at_b_is_a_view(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, 3, 19, 6), rand(rng, 3, 19, 7)
+    ta, tb = tinydl.tensor(a), tinydl.tensor(b)
+    with tinydl.debug.count_kernels() as c:
+        out = ta.mT @ tb
+        out.numpy()
+    check(out, torch.from_numpy(a).mT @ torch.from_numpy(b), 19, tile, c.names)
+    assert c.count == 1, c.names
+
+
+@pytest.mark.parametrize("tile", TILES[:2])  # "row" compiles slowly; the two tests above cover it
+def test_both_transposed_and_permuted(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, 6, 2, 5), rand(rng, 7, 6)  # a.permute(1, 2, 0): (2, 5, 6); b.T: (6, 7)
+    ta, tb = tinydl.tensor(a), tinydl.tensor(b)
+    with tinydl.debug.count_kernels() as c:
+        out = ta.permute(1, 2, 0) @ tb.T
+        out.numpy()
+    check(out, torch.from_numpy(a).permute(1, 2, 0) @ torch.from_numpy(b).T, 6, tile, c.names)
+    assert c.count == 1, c.names
+
+
+@pytest.mark.parametrize("tile", TILES[:2])  # "row" compiles slowly; the two tests above cover it
+def test_sliced_operand(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, 9, 12), rand(rng, 12, 10)
+    out = tinydl.tensor(a)[1:8:2, 2:] @ tinydl.tensor(b)[2:, ::3]
+    check(out, torch.from_numpy(a)[1:8:2, 2:] @ torch.from_numpy(b)[2:, ::3], 10)
+
+
+# -- linear -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tile,xshape,bias", with_tiles([((17,), True), ((1, 17), False), ((1, 17), True), ((4, 17), False),
+                                                      ((2, 3, 17), True), ((2, 1, 3, 17), False)], row_every=2))
+def test_linear(rng, monkeypatch, tile, xshape, bias):
+    force_tile(monkeypatch, tile)
+    x, w = rand(rng, *xshape), rand(rng, 33, 17)
+    b = rand(rng, 33) if bias else None
+    expected = TF.linear(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b))
+    with tinydl.debug.count_kernels() as c:
+        out = F.linear(tinydl.tensor(x), tinydl.tensor(w), None if b is None else tinydl.tensor(b))
+        out.numpy()
+    check(out, expected, 17, tile, c.names)
+    assert c.count == 1, c.names  # transpose and bias are fused into the GEMM
+
+
+def test_linear_accepts_numpy_and_torch(rng):
+    x, w, b = rand(rng, 3, 8), rand(rng, 5, 8), rand(rng, 5)
+    expected = TF.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
+    check(F.linear(x, torch.from_numpy(w), b), expected, 8)
+
+
+@pytest.mark.parametrize("tile", TILES[:2])  # "row" compiles slowly; the two tests above cover it
+def test_matmul_epilogue_chain(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    a, b, r = rand(rng, 6, 13), rand(rng, 13, 9), rand(rng, 6, 9)
+    ta, tb, tr = tinydl.tensor(a), tinydl.tensor(b), tinydl.tensor(r)
+    out = ((ta @ tb) * 0.5 + tr).relu()
+    expected = ((torch.from_numpy(a) @ torch.from_numpy(b)) * 0.5 + torch.from_numpy(r)).relu()
+    check(out, expected, 13)
+
+
+@pytest.mark.parametrize("tile", TILES[:2])  # "row" compiles slowly; the two tests above cover it
+def test_matmul_float16(rng, monkeypatch, tile):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, 5, 24, dtype=np.float16), rand(rng, 24, 7, dtype=np.float16)
+    out = tinydl.tensor(a) @ tinydl.tensor(b)
+    expected = torch.from_numpy(a) @ torch.from_numpy(b)
+    # both accumulate in fp32 and round the result to fp16 once: at most ~1 fp16 ulp (2**-10 relative) apart,
+    # plus the fp32 ordering term
+    assert_close(out, expected, rtol=2e-3, atol=2e-3)
+
+
+# -- size-0 dims ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sa,sb", [
+    ((0, 5), (5, 4)),        # M = 0
+    ((3, 5), (5, 0)),        # N = 0
+    ((0, 3, 4), (0, 4, 2)),  # batch = 0
+    ((2, 0, 4), (4, 3)),
+])
+def test_matmul_empty_output(rng, sa, sb):
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    assert_close(tinydl.tensor(a) @ tinydl.tensor(b), torch.from_numpy(a) @ torch.from_numpy(b))
+
+
+@pytest.mark.parametrize("tile,sa,sb", with_tiles([((3, 0), (0, 4)), ((2, 1, 0), (2, 0, 5)), ((0,), (0, 3)),
+                                               ((0,), (0,))], row_every=2))
+def test_matmul_k0_gives_zeros(rng, monkeypatch, tile, sa, sb):
+    force_tile(monkeypatch, tile)
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    expected = torch.from_numpy(a) @ torch.from_numpy(b)
+    out = tinydl.tensor(a) @ tinydl.tensor(b)
+    assert_close(out, expected)
+    assert not np.any(out.numpy())
+
+
+def test_linear_k0_with_bias(rng):
+    x, w, b = rand(rng, 3, 0), rand(rng, 4, 0), rand(rng, 4)
+    expected = TF.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
+    assert_close(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b)), expected)
+
+
+# -- bad input --------------------------------------------------------------------------------------------
+def _raises_like_torch(fn_tiny, fn_torch, exc, match):
+    with pytest.raises(exc, match=match):
+        fn_torch()
+    with pytest.raises(exc, match=match):
+        fn_tiny()
+
+
+@pytest.mark.parametrize("sa,sb,msg", [
+    ((2, 3), (4, 5), r"mat1 and mat2 shapes cannot be multiplied \(2x3 and 4x5\)"),
+    ((2, 3, 4), (5, 6), r"mat1 and mat2 shapes cannot be multiplied"),
+    ((3,), (4,), r"inconsistent tensor size, expected tensor \[3\] and src \[4\]"),
+])
+def test_matmul_shape_mismatch(rng, sa, sb, msg):
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    _raises_like_torch(lambda: tinydl.tensor(a) @ tinydl.tensor(b), lambda: torch.from_numpy(a) @ torch.from_numpy(b),
+                       RuntimeError, msg)
+
+
+def test_matmul_batch_mismatch(rng):
+    a, b = rand(rng, 2, 3, 4), rand(rng, 3, 4, 5)
+    _raises_like_torch(lambda: tinydl.tensor(a) @ tinydl.tensor(b), lambda: torch.from_numpy(a) @ torch.from_numpy(b),
+                       RuntimeError, r"size of tensor a \(2\) must match the size of tensor b \(3\)")
+
+
+@pytest.mark.parametrize("sa,sb", [((), (2, 3)), ((3,), ())])
+def test_matmul_0d(rng, sa, sb):
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    _raises_like_torch(lambda: tinydl.matmul(tinydl.tensor(a), tinydl.tensor(b)),
+                       lambda: torch.matmul(torch.from_numpy(a), torch.from_numpy(b)),
+                       RuntimeError, "both arguments to matmul need to be at least 1D")
+
+
+def test_matmul_dtype_mismatch(rng):
+    a, b = rand(rng, 2, 3), np.ones((3, 2), np.int32)
+    _raises_like_torch(lambda: tinydl.tensor(a) @ tinydl.tensor(b), lambda: torch.from_numpy(a) @ torch.from_numpy(b),
+                       RuntimeError, "expected m1 and m2 to have the same dtype")
+
+
+@pytest.mark.parametrize("sa,sb,msg", [
+    ((2, 3), (2, 3, 2), "batch1 must be a 3D tensor"),
+    ((2, 2, 3), (3, 2), "batch2 must be a 3D tensor"),
+    ((2, 2, 3), (3, 3, 2), r"Expected size for first two dimensions of batch2 tensor to be: \[2, 3\] but got: \[3, 3\]"),
+])
+def test_bmm_bad(rng, sa, sb, msg):
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    _raises_like_torch(lambda: tinydl.bmm(tinydl.tensor(a), tinydl.tensor(b)),
+                       lambda: torch.bmm(torch.from_numpy(a), torch.from_numpy(b)), RuntimeError, msg)
+
+
+@pytest.mark.parametrize("sa,sb,msg", [((2, 2, 3), (3, 2), "self must be a matrix"),
+                                       ((2, 3), (1, 3, 2), "mat2 must be a matrix")])
+def test_mm_bad(rng, sa, sb, msg):
+    a, b = rand(rng, *sa), rand(rng, *sb)
+    _raises_like_torch(lambda: tinydl.mm(tinydl.tensor(a), tinydl.tensor(b)),
+                       lambda: torch.mm(torch.from_numpy(a), torch.from_numpy(b)), RuntimeError, msg)
+
+
+@pytest.mark.parametrize("xs,ws,msg", [
+    ((2, 3), (5, 4), r"mat1 and mat2 shapes cannot be multiplied \(2x3 and 4x5\)"),
+    ((2, 7, 3), (5, 4), r"mat1 and mat2 shapes cannot be multiplied \(14x3 and 4x5\)"),
+    ((3,), (5, 4), r"mat1 and mat2 shapes cannot be multiplied \(1x3 and 4x5\)"),
+])
+def test_linear_shape_mismatch(rng, xs, ws, msg):
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    _raises_like_torch(lambda: F.linear(tinydl.tensor(x), tinydl.tensor(w)),
+                       lambda: TF.linear(torch.from_numpy(x), torch.from_numpy(w)), RuntimeError, msg)
+
+
+def test_linear_bias_mismatch(rng):
+    x, w, b = rand(rng, 2, 4), rand(rng, 5, 4), rand(rng, 3)
+    _raises_like_torch(lambda: F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b)),
+                       lambda: TF.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)),
+                       RuntimeError, r"size of tensor a \(5\) must match the size of tensor b \(3\)|"
+                                     r"expanded size of the tensor \(5\) must match the existing size \(3\)")

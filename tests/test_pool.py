@@ -1,0 +1,226 @@
+"""Parity of max_pool2d / avg_pool2d / adaptive_{avg,max}_pool2d with torch CPU."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.nn.functional as F
+from tinydl.testing import assert_close
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def both(fn, x, *args, **kw):
+    """(tinydl result, torch result) of the same functional call."""
+    return getattr(F, fn)(tinydl.tensor(x), *args, **kw), getattr(TF, fn)(torch.from_numpy(x), *args, **kw)
+
+
+# -- max_pool2d --------------------------------------------------------------------------------------------
+MAX_CASES = [
+    ((2, 3, 8, 8), dict(kernel_size=2)),                                     # stride None -> kernel
+    ((1, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 7, 9), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1))),
+    ((1, 2, 9, 9), dict(kernel_size=3, stride=1, padding=1, dilation=2)),
+    ((1, 2, 10, 9), dict(kernel_size=(2, 3), stride=(2, 1), dilation=(3, 2))),
+    ((1, 1, 5, 5), dict(kernel_size=5)),                                     # whole input -> 1x1
+    ((1, 2, 9, 9), dict(kernel_size=2, stride=3)),                           # stride > kernel: skips inputs
+    ((1, 2, 1, 6), dict(kernel_size=(1, 2))),                                # height 1
+    ((1, 2, 7, 7), dict(kernel_size=3, stride=(2, 3), padding=(0, 1))),
+    ((0, 2, 6, 6), dict(kernel_size=2)),                                     # size-0 batch
+]
+
+
+@pytest.mark.parametrize("shape,kw", MAX_CASES)
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool2d(rng, shape, kw, ceil_mode):
+    x = rand(rng, *shape)
+    out, expected = both("max_pool2d", x, ceil_mode=ceil_mode, **kw)
+    assert_close(out, expected, rtol=0, atol=0)  # max selects an input value: exact
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool2d_padding_is_minus_inf(rng, ceil_mode):
+    """All inputs negative: a padded (or ceil-mode overhanging) tap must never win as a 0."""
+    x = -np.abs(rand(rng, 1, 2, 6, 7)) - 10
+    out, expected = both("max_pool2d", x, 3, 2, 1, ceil_mode=ceil_mode)
+    assert_close(out, expected, rtol=0, atol=0)
+    assert (out.numpy() <= -10).all()
+
+
+@pytest.mark.parametrize("shape,kw", [
+    ((2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((3, 5, 6), dict(kernel_size=2, ceil_mode=True)),
+])
+def test_max_pool2d_unbatched(rng, shape, kw):
+    out, expected = both("max_pool2d", rand(rng, *shape), **kw)
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_max_pool2d_ceil_mode_changes_size(rng):
+    """7 with k=2, s=2: floor -> 3, ceil -> 4 (the last window starts inside the input)."""
+    x = rand(rng, 1, 1, 7, 7)
+    assert F.max_pool2d(tinydl.tensor(x), 2, ceil_mode=False).shape == (1, 1, 3, 3)
+    out, expected = both("max_pool2d", x, 2, ceil_mode=True)
+    assert out.shape == (1, 1, 4, 4)
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_max_pool2d_ceil_mode_drops_window_starting_in_padding(rng):
+    """5 with k=2, s=3, p=1, ceil: ceil((5+2-2)/3)+1 = 3 windows, but the third would start in the right padding,
+    so torch drops it: 2."""
+    x = rand(rng, 1, 2, 5, 5)
+    out, expected = both("max_pool2d", x, 2, 3, 1, ceil_mode=True)
+    assert tuple(expected.shape) == (1, 2, 2, 2)
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_max_pool2d_epilogue(rng):
+    x = rand(rng, 1, 3, 6, 6)
+    out = F.max_pool2d(tinydl.tensor(x), 2).relu() * 2
+    assert_close(out, TF.max_pool2d(torch.from_numpy(x), 2).relu() * 2, rtol=0, atol=0)
+
+
+# -- avg_pool2d --------------------------------------------------------------------------------------------
+AVG_CASES = [
+    ((2, 3, 8, 8), dict(kernel_size=2)),
+    ((1, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 7, 9), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1))),
+    ((1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 5, 8), dict(kernel_size=(3, 2), stride=(3, 3), padding=(1, 0))),
+    ((1, 1, 5, 5), dict(kernel_size=5)),
+    ((1, 2, 9, 9), dict(kernel_size=2, stride=3)),
+    ((1, 2, 5, 5), dict(kernel_size=2, stride=3, padding=1)),  # ceil mode drops the window starting in padding
+]
+
+
+@pytest.mark.parametrize("shape,kw", AVG_CASES)
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("count_include_pad", [False, True])
+@pytest.mark.parametrize("divisor_override", [None, 3])
+def test_avg_pool2d(rng, shape, kw, ceil_mode, count_include_pad, divisor_override):
+    x = rand(rng, *shape)
+    out, expected = both("avg_pool2d", x, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                         divisor_override=divisor_override, **kw)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("count_include_pad", [False, True])
+def test_avg_pool2d_unbatched(rng, count_include_pad):
+    out, expected = both("avg_pool2d", rand(rng, 3, 7, 6), 3, 2, 1, ceil_mode=True,
+                         count_include_pad=count_include_pad)
+    assert_close(out, expected)
+
+
+def test_avg_pool2d_empty_batch(rng):
+    out, expected = both("avg_pool2d", rand(rng, 0, 2, 4, 4), 2)
+    assert_close(out, expected)
+
+
+# -- adaptive pools ----------------------------------------------------------------------------------------
+ADAPTIVE = [
+    ((1, 3, 8, 8), (4, 4)),        # divides
+    ((2, 2, 8, 6), (2, 3)),
+    ((1, 3, 8, 8), (3, 5)),        # does not divide: overlapping, uneven windows
+    ((2, 2, 7, 9), (4, 4)),
+    ((1, 2, 7, 9), (None, 4)),     # None keeps the input size
+    ((1, 2, 7, 9), (3, None)),
+    ((1, 2, 7, 9), 3),             # int size
+    ((2, 3, 5, 6), 1),             # global pool
+    ((1, 3, 5, 6), (1, 1)),
+    ((1, 2, 5, 6), (5, 6)),        # identity
+    ((1, 2, 4, 3), (6, 7)),        # larger than the input
+    ((1, 2, 5, 5), (0, 2)),        # size-0 output
+]
+
+
+@pytest.mark.parametrize("shape,size", ADAPTIVE)
+def test_adaptive_avg_pool2d(rng, shape, size):
+    out, expected = both("adaptive_avg_pool2d", rand(rng, *shape), size)
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("shape,size", ADAPTIVE)
+def test_adaptive_max_pool2d(rng, shape, size):
+    out, expected = both("adaptive_max_pool2d", rand(rng, *shape), size)
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fn", ["adaptive_avg_pool2d", "adaptive_max_pool2d"])
+@pytest.mark.parametrize("size", [(3, 2), 1])
+def test_adaptive_unbatched(rng, fn, size):
+    out, expected = both(fn, rand(rng, 3, 7, 5), size)
+    assert_close(out, expected)
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+def _both_raise(fn, x, args, kw, match, torch_too=True):
+    if torch_too:
+        with pytest.raises(RuntimeError, match=match):
+            getattr(TF, fn)(torch.from_numpy(x), *args, **kw)
+    with pytest.raises(RuntimeError, match=match):
+        getattr(F, fn)(tinydl.tensor(x), *args, **kw)
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_pad_too_large(rng, fn):
+    _both_raise(fn, rand(rng, 1, 3, 8, 8), (3,), dict(padding=2), "pad should be .*half of .*kernel size")
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_pad_too_large_one_side(rng, fn):
+    _both_raise(fn, rand(rng, 1, 3, 8, 8), ((4, 2),), dict(padding=(1, 2)), "pad should be .*half of .*kernel size")
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_rank_5d(rng, fn):
+    _both_raise(fn, rand(rng, 1, 1, 3, 8, 8), (2,), {}, r"3D or 4D \(batch mode\) tensor")
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_rank_2d(rng, fn):
+    # torch's avg_pool2d fails on 2D input with an unrelated IndexError; tinydl names the cause
+    _both_raise(fn, rand(rng, 8, 8), (2,), {}, r"Expected 3D or 4D \(batch mode\) tensor for input, but got: \[8, 8\]",
+                torch_too=False)
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("k", [0, (2, 0)])
+def test_pool_zero_kernel(rng, fn, k):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    _both_raise(fn, rand(rng, 1, 3, 8, 8), (k,), dict(stride=1),
+                f"kernel size should be greater than zero, but got kH: {kh} kW: {kw}")
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_zero_stride(rng, fn):
+    _both_raise(fn, rand(rng, 1, 3, 8, 8), (2,), dict(stride=0), "stride should not be zero")
+
+
+def test_max_pool2d_negative_stride(rng):
+    _both_raise("max_pool2d", rand(rng, 1, 3, 8, 8), (2,), dict(stride=-1),
+                "stride should be greater than zero, but got dH: -1 dW: -1")
+
+
+@pytest.mark.parametrize("fn", ["max_pool2d", "avg_pool2d"])
+def test_pool_output_too_small(rng, fn):
+    _both_raise(fn, rand(rng, 1, 3, 2, 2), (3,), {},
+                r"Given input size: \(3x2x2\)\. Calculated output size: \(3x0x0\)\. Output size is too small")
+
+
+def test_avg_pool2d_divisor_zero(rng):
+    _both_raise("avg_pool2d", rand(rng, 1, 3, 8, 8), (2,), dict(divisor_override=0), "divisor must be not zero")
+
+
+@pytest.mark.parametrize("fn", ["adaptive_avg_pool2d", "adaptive_max_pool2d"])
+def test_adaptive_bad_rank(rng, fn):
+    _both_raise(fn, rand(rng, 8, 8), (3,), {}, fn + r"\(\): Expected 3D or 4D tensor, but got:? \[8, 8\]")
+
+
+def test_adaptive_bad_output_size(rng):
+    x = rand(rng, 1, 3, 8, 8)
+    _both_raise("adaptive_avg_pool2d", x, ((2, 2, 2),), {}, "adaptive_avg_pool2d: output_size must be 2")
+    _both_raise("adaptive_avg_pool2d", x, (-1,), {},
+                "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0")

@@ -1,0 +1,46 @@
+"""from_torch: an unchanged torch.nn.Module (in eval mode) becomes a tinydl Module with the same state_dict keys.
+
+1. mirror the module tree (modules.py): torch layers tinydl has become the tinydl layer, every other module a
+   plain container holding its own parameters/buffers under the same names; weights are copied once;
+2. capture the forward as a graph: torch.fx symbolic tracing (torch-level ops; fx.py), or, where fx cannot
+   trace and example inputs are given, torch.export (ATen ops; export.py);
+3. check every op of the graph against the mapping tables first, and raise ONE error listing all that are
+   missing (op, node, and the module it sits in) - there is no silent fallback to torch;
+4. the returned Module's forward interprets the graph with tinydl ops (lazily, like hand-written code).
+"""
+from __future__ import annotations
+
+
+class UnsupportedTorchOps(NotImplementedError):
+    """Raised by from_torch when the model uses ops tinydl cannot map. `.ops` lists (op, node, where)."""
+
+    def __init__(self, model_name: str, ops: list[tuple[str, str, str]]):
+        self.ops = ops
+        lines = "\n".join(f"  - {op}  (node '{node}'{', in ' + where if where else ''})" for op, node, where in ops)
+        super().__init__(f"from_torch({model_name}): {len(ops)} unsupported op(s); tinydl does not fall back to "
+                         f"torch:\n{lines}")
+
+
+def from_torch(module, example_inputs=None):
+    """Convert a torch.nn.Module in eval mode. example_inputs (a tuple of tensors/arrays) are only needed when
+    torch.fx cannot trace the model and torch.export is used instead."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
+    if module.training:
+        raise RuntimeError(f"from_torch({type(module).__name__}): the model is in training mode; tinydl is inference "
+                           f"only (train mode changes BatchNorm and Dropout): call model.eval() first")
+    from . import fx
+    try:
+        graph_module = fx.trace(module)
+    except UnsupportedTorchOps:
+        raise
+    except Exception as fx_error:
+        if example_inputs is None:
+            raise RuntimeError(f"from_torch({type(module).__name__}): torch.fx cannot trace this model ({type(fx_error).__name__}: "
+                               f"{str(fx_error).splitlines()[0] if str(fx_error) else ''}); pass example_inputs=(...) "
+                               f"so that torch.export can capture it instead") from fx_error
+        from . import export
+        return export.convert(module, example_inputs)
+    return fx.convert(module, graph_module)

@@ -1,0 +1,316 @@
+"""from_torch through torch.fx: torch-level graphs (call_module / call_function / call_method) run with tinydl.
+
+The mapping is data: FUNCTIONS (torch function -> tinydl callable) and METHODS (Tensor method name -> tinydl
+callable), filled mostly by name, since tinydl's API mirrors torch's; OVERRIDES hold the few calls whose
+arguments differ.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+
+from .. import dtypes
+from .. import nn as tnn
+from .. import tensor as T
+from ..nn import functional as F
+from ..nn.module import Module
+from ..tensor import Tensor
+from . import modules
+from .convert import UnsupportedTorchOps
+
+
+def trace(tm):
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return modules.is_layer(m)
+
+    tracer = Tracer()
+    graph = tracer.trace(tm)
+    return torch.fx.GraphModule(tracer.root, graph, type(tm).__name__)
+
+
+# -- the mapping ---------------------------------------------------------------------------------------------
+def _dtype(x):
+    """torch dtypes appearing as arguments (x.to(torch.float32), dtype=torch.int64) -> tinydl dtypes."""
+    return dtypes.to_dtype(x) if type(x).__module__ == "torch" and type(x).__name__ == "dtype" else x
+
+
+def _to(x, *args, **kwargs):
+    for a in list(args) + list(kwargs.values()):
+        a = _dtype(a)
+        if isinstance(a, dtypes.DType):
+            return x.to(a)
+        if isinstance(a, Tensor):
+            return x.to(a.dtype)
+    return x  # device moves are no-ops
+
+
+def _size(x, dim=None):
+    return x.size(dim) if dim is not None else tuple(x.shape)
+
+
+def _flatten(x, start_dim=0, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
+
+
+def _view(x, *shape):
+    if len(shape) == 1 and type(shape[0]).__module__ == "torch" and type(shape[0]).__name__ == "dtype":
+        raise NotImplementedError("Tensor.view(dtype) (a bitcast) is not supported")
+    return x.reshape(*shape)
+
+
+def _permute(x, *dims):
+    return x.permute(*dims)
+
+
+def _repeat(x, *sizes):
+    sizes = T._varargs(sizes)
+    lead = len(sizes) - x.ndim
+    x = x.reshape((1,) * lead + x.shape)
+    out = x
+    for d, r in enumerate(sizes):
+        if r != 1:
+            out = T.cat([out] * r, d)
+    return out
+
+
+def _scalar_tensor(v, dtype=None, **_):
+    return T.full((), v, dtype=_dtype(dtype))
+
+
+# Explicit entries, by torch qualified name (module path + name); everything else resolves by name below.
+OVERRIDES = {
+    "torch.flatten": _flatten,
+    "torch.Tensor.to": _to,
+    "torch.Tensor.type": _to,
+    "torch.Tensor.size": _size,
+    "torch.Tensor.view": _view,
+    "torch.Tensor.reshape": _view,
+    "torch.Tensor.permute": _permute,
+    "torch.Tensor.repeat": _repeat,
+    "torch.Tensor.contiguous": lambda x, *a, **k: x,
+    "torch.Tensor.dim": lambda x: x.ndim,
+    "torch.Tensor.numel": lambda x: x.numel(),
+    "torch.Tensor.float": lambda x: x.float(),
+    "torch.Tensor.half": lambda x: x.half(),
+    "torch.Tensor.long": lambda x: x.int(),
+    "torch.Tensor.int": lambda x: x.int(),
+    "torch.Tensor.bool": lambda x: x.bool(),
+    "torch.Tensor.masked_fill": lambda x, mask, value: T.where(mask, value, x),
+    "torch.Tensor.__getitem__": operator.getitem,
+    "torch.scalar_tensor": _scalar_tensor,
+    "torch._assert": lambda cond, msg=None: None,  # shape checks the tracer recorded; tinydl checks shapes itself
+    "torch.tensor": lambda data, dtype=None, **_: T.tensor(data, _dtype(dtype)),
+    "torch.zeros": lambda *s, dtype=None, **_: T.zeros(*s, dtype=_dtype(dtype)),
+    "torch.ones": lambda *s, dtype=None, **_: T.ones(*s, dtype=_dtype(dtype)),
+    "torch.full": lambda s, v, dtype=None, **_: T.full(s, v, dtype=_dtype(dtype)),
+    "torch.arange": lambda *a, dtype=None, **_: T.arange(*a, dtype=_dtype(dtype)),
+    "torch.nn.functional.dropout": lambda x, p=0.5, training=False, inplace=False: F.dropout(x, p, training),
+    "torch.nn.functional.relu": lambda x, inplace=False: F.relu(x),
+    "torch.nn.functional.relu6": lambda x, inplace=False: F.relu6(x),
+    "torch.nn.functional.silu": lambda x, inplace=False: F.silu(x),
+    "torch.nn.functional.hardswish": lambda x, inplace=False: F.hardswish(x),
+    "torch.nn.functional.hardsigmoid": lambda x, inplace=False: F.hardsigmoid(x),
+    "torch.nn.functional.leaky_relu": lambda x, negative_slope=0.01, inplace=False: F.leaky_relu(x, negative_slope),
+    "torch.nn.functional.elu": lambda x, alpha=1.0, inplace=False: F.elu(x, alpha),
+    "torch.nn.functional.hardtanh": lambda x, min_val=-1.0, max_val=1.0, inplace=False: F.hardtanh(x, min_val, max_val),
+    "torch.nn.functional.softmax": lambda x, dim=None, _stacklevel=3, dtype=None: F.softmax(x, dim, _dtype(dtype)),
+    "torch.nn.functional.log_softmax": lambda x, dim=None, _stacklevel=3, dtype=None: F.log_softmax(x, dim, _dtype(dtype)),
+    "torch.softmax": lambda x, dim, dtype=None: F.softmax(x, dim, _dtype(dtype)),
+    "torch.Tensor.softmax": lambda x, dim, dtype=None: F.softmax(x, dim, _dtype(dtype)),
+}
+
+_OPERATORS = {
+    operator.add: operator.add, operator.sub: operator.sub, operator.mul: operator.mul,
+    operator.truediv: operator.truediv, operator.floordiv: operator.floordiv, operator.matmul: operator.matmul,
+    operator.neg: operator.neg, operator.pow: operator.pow, operator.getitem: operator.getitem,
+    operator.eq: operator.eq, operator.ne: operator.ne, operator.lt: operator.lt, operator.le: operator.le,
+    operator.gt: operator.gt, operator.ge: operator.ge, operator.and_: operator.and_, operator.or_: operator.or_,
+    operator.invert: operator.invert, operator.iadd: operator.add, operator.imul: operator.mul,
+    operator.mod: operator.mod, builtins.getattr: builtins.getattr, builtins.len: builtins.len,
+    math.sqrt: math.sqrt, builtins.int: builtins.int, builtins.float: builtins.float,
+}
+
+
+def _qualname(fn) -> str:
+    mod = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+    if name.startswith("_VariableFunctionsClass."):
+        name = name.split(".", 1)[1]
+    if mod.startswith("torch._C") or mod in ("torch._VariableFunctions",) or not mod:
+        mod = "torch"
+    if mod == "torch._tensor" or name.startswith("TensorBase."):
+        mod, name = "torch", "Tensor." + name.split(".")[-1]
+    return f"{mod}.{name}"
+
+
+def resolve_function(fn):
+    """The tinydl callable for a torch function object, or None."""
+    if fn in _OPERATORS:
+        return _OPERATORS[fn]
+    q = _qualname(fn)
+    if q in OVERRIDES:
+        return OVERRIDES[q]
+    name = q.rsplit(".", 1)[-1]
+    if q.startswith("torch.nn.functional."):
+        return getattr(F, name, None)
+    if q.startswith("torch.Tensor."):
+        return resolve_method(name)
+    if q.startswith("torch.") and q.count(".") == 1:
+        return getattr(T, name, None) or getattr(F, name, None)
+    return None
+
+
+def resolve_method(name: str):
+    if f"torch.Tensor.{name}" in OVERRIDES:
+        return OVERRIDES[f"torch.Tensor.{name}"]
+    attr = getattr(Tensor, name, None)
+    if attr is None or not callable(attr):
+        return None
+    return lambda x, *a, **k: getattr(x, name)(*a, **k)
+
+
+# -- the converted module ------------------------------------------------------------------------------------
+class TorchFxModule(Module):
+    """A converted torch model: the mirrored module tree (same state_dict keys) plus the traced graph."""
+
+    def __init__(self, tree: Module, program, name: str):
+        super().__init__()
+        for k, v in tree._modules.items():
+            self.add_module(k, v)
+        for k, v in tree._parameters.items():
+            self.register_parameter(k, v)
+        for k, v in tree._buffers.items():
+            self.register_buffer(k, v, persistent=k not in tree._non_persistent)
+        object.__setattr__(self, "_program", program)
+        object.__setattr__(self, "_name", name)
+
+    def forward(self, *args, **kwargs):
+        return self._program.run(self, args, kwargs)
+
+    def extra_repr(self):
+        return f"from_torch({self._name})"
+
+
+class Program:
+    """The fx graph as a list of steps with resolved tinydl callables."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.steps = []
+        self.placeholders = []
+        missing = []
+        for node in graph.nodes:
+            where = _where(node)
+            if node.op == "placeholder":
+                self.placeholders.append(node)
+                fn = None
+            elif node.op == "call_function":
+                fn = resolve_function(node.target)
+                if fn is None:
+                    missing.append((f"function {_qualname(node.target)}", node.name, where))
+            elif node.op == "call_method":
+                fn = resolve_method(node.target)
+                if fn is None:
+                    missing.append((f"method Tensor.{node.target}", node.name, where))
+            else:
+                fn = None
+            self.steps.append((node, fn))
+        self.missing = missing
+
+    def run(self, root: Module, args, kwargs):
+        env = {}
+
+        def load(a):
+            import torch.fx
+            if isinstance(a, torch.fx.Node):
+                return env[a.name]
+            if isinstance(a, (list, tuple)):
+                return type(a)(load(x) for x in a) if not hasattr(a, "_fields") else type(a)(*(load(x) for x in a))
+            if isinstance(a, dict):
+                return {k: load(v) for k, v in a.items()}
+            if isinstance(a, slice):
+                return slice(load(a.start), load(a.stop), load(a.step))
+            return _dtype(a)
+
+        it = iter(args)
+        for node, fn in self.steps:
+            if node.op == "placeholder":
+                if node.name in kwargs:
+                    v = kwargs[node.name]
+                else:
+                    v = next(it, None)
+                    if v is None:
+                        v = node.args[0] if node.args else None
+                env[node.name] = _as_input(v)
+            elif node.op == "get_attr":
+                env[node.name] = _fetch(root, node.target)
+            elif node.op == "call_module":
+                env[node.name] = root.get_submodule(node.target)(*load(node.args), **load(node.kwargs))
+            elif node.op in ("call_function", "call_method"):
+                env[node.name] = fn(*load(node.args), **load(node.kwargs))
+            elif node.op == "output":
+                return load(node.args[0])
+        raise RuntimeError("graph without output")
+
+
+def _as_input(v):
+    if v is None or isinstance(v, (Tensor, int, float, bool)):
+        return v
+    if type(v).__module__.startswith("torch") or type(v).__module__ == "numpy":
+        return T.tensor(v)
+    return v
+
+
+def _fetch(root: Module, target: str):
+    obj = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Tensor) and type(obj).__module__.startswith("torch"):
+        obj = T.tensor(obj.detach().cpu().numpy())  # a constant tensor attribute the tracer found
+    return obj
+
+
+def _where(node) -> str:
+    stack = node.meta.get("nn_module_stack") if hasattr(node, "meta") else None
+    if stack:
+        return list(stack.values())[-1][0] if isinstance(list(stack.values())[-1], tuple) else str(list(stack)[-1])
+    return ""
+
+
+def convert(tm, graph_module) -> TorchFxModule:
+    program = Program(graph_module.graph)
+    if program.missing:
+        raise UnsupportedTorchOps(type(tm).__name__, program.missing)
+    tree = modules.mirror(tm)
+    modules.copy_weights(tree, tm)
+    _copy_plain_tensors(tree, graph_module)
+    out = TorchFxModule(tree, program, type(tm).__name__)
+    out.eval()
+    return out
+
+
+def _copy_plain_tensors(tree: Module, graph_module) -> None:
+    """Tensors the graph reads with get_attr that are neither parameters nor buffers (plain attributes)."""
+    import torch
+    for node in graph_module.graph.nodes:
+        if node.op != "get_attr":
+            continue
+        try:
+            _fetch(tree, node.target)
+            continue
+        except AttributeError:
+            pass
+        obj = graph_module
+        for part in node.target.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, torch.Tensor):
+            owner, _, name = node.target.rpartition(".")
+            mod = tree.get_submodule(owner) if owner else tree
+            object.__setattr__(mod, name, T.tensor(obj.detach().cpu().numpy()))
+
+
+__all__ = ["trace", "convert", "TorchFxModule", "resolve_function", "resolve_method", "tnn"]

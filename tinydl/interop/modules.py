@@ -1,0 +1,116 @@
+"""Mirroring a torch module tree in tinydl.nn: same names, same state_dict keys, weights copied once."""
+from __future__ import annotations
+
+from .. import nn
+from ..nn.module import Module, Parameter
+from ..tensor import tensor
+
+
+def _conv(cls):
+    def build(m):
+        return cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                   m.bias is not None, m.padding_mode)
+    return build
+
+
+def _bn(cls):
+    return lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+
+
+def _simple(cls, *attrs):
+    return lambda m: cls(*(getattr(m, a) for a in attrs))
+
+
+# torch.nn class name -> builder of the tinydl layer from the torch layer's configuration. These become fx
+# leaves (called as one tinydl layer); every other module is traced through.
+LAYERS = {
+    "Linear": lambda m: nn.Linear(m.in_features, m.out_features, m.bias is not None),
+    "Conv1d": _conv(nn.Conv1d),
+    "Conv2d": _conv(nn.Conv2d),
+    "ConvTranspose2d": lambda m: nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
+                                                    m.padding, m.output_padding, m.groups, m.bias is not None,
+                                                    m.dilation, m.padding_mode),
+    "BatchNorm1d": _bn(nn.BatchNorm1d),
+    "BatchNorm2d": _bn(nn.BatchNorm2d),
+    "LayerNorm": lambda m: nn.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine,
+                                        getattr(m, "bias", None) is not None or not m.elementwise_affine),
+    "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine),
+    "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
+    "Dropout": _simple(nn.Dropout, "p"),
+    "Dropout1d": _simple(nn.Dropout1d, "p"),
+    "Dropout2d": _simple(nn.Dropout2d, "p"),
+    "Identity": lambda m: nn.Identity(),
+    "Flatten": _simple(nn.Flatten, "start_dim", "end_dim"),
+    "Unflatten": _simple(nn.Unflatten, "dim", "unflattened_size"),
+    "ReLU": lambda m: nn.ReLU(),
+    "ReLU6": lambda m: nn.ReLU6(),
+    "SiLU": lambda m: nn.SiLU(),
+    "Hardswish": lambda m: nn.Hardswish(),
+    "Hardsigmoid": lambda m: nn.Hardsigmoid(),
+    "Sigmoid": lambda m: nn.Sigmoid(),
+    "Tanh": lambda m: nn.Tanh(),
+    "Mish": lambda m: nn.Mish(),
+    "GELU": _simple(nn.GELU, "approximate"),
+    "LeakyReLU": _simple(nn.LeakyReLU, "negative_slope"),
+    "ELU": _simple(nn.ELU, "alpha"),
+    "Softplus": _simple(nn.Softplus, "beta", "threshold"),
+    "Hardtanh": _simple(nn.Hardtanh, "min_val", "max_val"),
+    "PReLU": lambda m: nn.PReLU(m.num_parameters),
+    "Softmax": _simple(nn.Softmax, "dim"),
+    "LogSoftmax": _simple(nn.LogSoftmax, "dim"),
+    "MaxPool2d": lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices,
+                                        m.ceil_mode),
+    "AvgPool2d": lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                        m.divisor_override),
+    "AdaptiveAvgPool2d": _simple(nn.AdaptiveAvgPool2d, "output_size"),
+    "AdaptiveMaxPool2d": _simple(nn.AdaptiveMaxPool2d, "output_size"),
+    "Upsample": lambda m: nn.Upsample(m.size, m.scale_factor, m.mode, m.align_corners,
+                                      getattr(m, "recompute_scale_factor", None)),
+    "MultiheadAttention": lambda m: nn.MultiheadAttention(m.embed_dim, m.num_heads, m.dropout,
+                                                          m.in_proj_bias is not None, m.bias_k is not None,
+                                                          m.add_zero_attn, m.kdim, m.vdim, m.batch_first),
+}
+
+
+def is_layer(m) -> bool:
+    """A torch module tinydl runs as one layer (its class is torch's own and in LAYERS)."""
+    return type(m).__module__.startswith("torch.nn") and type(m).__name__ in LAYERS
+
+
+def mirror(tm) -> Module:
+    """The tinydl twin of torch module `tm`, with placeholder weights (see copy_weights)."""
+    with nn.init.no_init():
+        return _mirror(tm)
+
+
+def _mirror(tm) -> Module:
+    if is_layer(tm):
+        m = LAYERS[type(tm).__name__](tm)
+        m.train(tm.training)
+        return m
+    m = Module()
+    object.__setattr__(m, "torch_class", type(tm).__name__)
+    for name, p in tm._parameters.items():
+        m.register_parameter(name, None if p is None else Parameter(tensor(0.0)))
+    for name, b in tm._buffers.items():
+        m.register_buffer(name, None if b is None else tensor(0.0),
+                          persistent=name not in getattr(tm, "_non_persistent_buffers_set", ()))
+    for name, child in tm._modules.items():
+        m.add_module(name, None if child is None else _mirror(child))
+    m.train(tm.training)
+    return m
+
+
+def copy_weights(m: Module, tm) -> None:
+    """Copy every parameter and buffer (non-persistent ones too) from torch, key for key."""
+    own = dict(m.named_parameters())
+    own.update(dict(m.named_buffers()))
+    for name, t in list(tm.named_parameters()) + list(tm.named_buffers()):
+        if name not in own:
+            raise RuntimeError(f"from_torch: {name} has no place in the converted module (a tinydl bug)")
+        target = own[name]
+        src = t.detach().cpu()
+        if str(src.dtype) in ("torch.bfloat16", "torch.float64"):
+            src = src.float()
+        new = tensor(src.numpy())
+        target.node = new.node
