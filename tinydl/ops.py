@@ -51,6 +51,15 @@ class Node:
     def realized(self) -> bool:
         return self.kind == BUFFER
 
+    @property
+    def stored(self) -> bool:
+        """Data already on the GPU: a buffer, or a big tensor split over buffers (a cat/reshape of them)."""
+        if self.kind == BUFFER:
+            return True
+        if self.kind == CAT or (self.kind == VIEW and self.op == "reshape"):
+            return all(s.stored for s in self.srcs)
+        return False
+
     def become_buffer(self, buffer) -> None:
         """Realized: keep the data, drop the recipe."""
         self.kind, self.op, self.srcs, self.arg, self.buffer = BUFFER, None, (), None, buffer

@@ -217,7 +217,8 @@ def _respect_binding_limit(order, index, out_nodes, core_of, limit):
                     continue
                 r, _ = _reads(order, index, out_nodes, None, p)
                 # (never a view: its source reads the same buffers, and is not broadcast to a larger shape)
-                if len(r) > best_n and order[p].kind not in (CONST, IOTA, VIEW):
+                fits = order[p].numel * order[p].dtype.itemsize <= get_runtime().max_binding_size
+                if len(r) > best_n and order[p].kind not in (CONST, IOTA, VIEW) and fits:
                     best, best_n = p, len(r)
             if best is None and core is not None and core != o:
                 # the epilogue alone reads too many buffers: cut it off, the heavy op stores its own result
@@ -318,7 +319,7 @@ def realize(*tensors, readback=False):
     nodes = [t.node for t in tensors]
     for n in nodes:
         _alias_reshape(n)
-    pending = [n for n in nodes if n.kind != BUFFER]
+    pending = [n for n in nodes if not n.stored]
     if not pending and not readback:
         return None
     order, sig, pos = _walk(pending or nodes)
@@ -340,8 +341,23 @@ def _alias_reshape(n: Node) -> None:
         n.become_buffer(base.buffer)
 
 
+def _stored_leaves(n: Node) -> list[Node]:
+    return [n] if n.kind == BUFFER else [b for s in n.srcs for b in _stored_leaves(s)]
+
+
+def _read_pieces(n: Node) -> np.ndarray:
+    from .tensor import Tensor
+    if n.kind == BUFFER:
+        return read(Tensor(n))
+    if n.kind == CAT:
+        return np.concatenate([_read_pieces(s) for s in n.srcs], axis=n.arg)
+    return _read_pieces(n.srcs[0]).reshape(n.shape)
+
+
 def read(t) -> np.ndarray:
     """t's values on the host: realized and copied back in the same submit."""
+    if t.node.stored and t.node.kind != BUFFER:  # stored in pieces: read them, join on the host
+        return _read_pieces(t.node)
     data = realize(t, readback=True)[0]
     dt = t.dtype
     arr = np.frombuffer(data, dtype=np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")

@@ -502,8 +502,27 @@ def from_numpy(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
     host = np.ascontiguousarray(arr.astype(dtype.np, copy=False))
     if dtype == dtypes.bool_:
         host = host.astype(np.uint32)
-    buf = get_runtime().upload(host, describe=f"tensor of shape {list(arr.shape)} ({dtype.name})")
+    rt = get_runtime()
+    if host.nbytes > rt.max_binding_size:
+        return _split_upload(host, dtype, rt)
+    buf = rt.upload(host, describe=f"tensor of shape {list(arr.shape)} ({dtype.name})")
     return Tensor(Node(BUFFER, None, (), None, arr.shape, dtype, buffer=buf))
+
+
+def _split_upload(host: np.ndarray, dtype: DType, rt) -> Tensor:
+    """A tensor larger than one storage binding (e.g. VGG's 411 MB fc weight on a 128 MiB adapter) is stored
+    as several buffers joined by a lazy cat: kernels bind each piece, nothing is ever copied into one buffer.
+    Split along dim 0 when a row fits in a binding, else over the flattened data."""
+    shape = host.shape
+    flat = host.ndim == 0 or host[0].nbytes > rt.max_binding_size
+    rows = host.reshape(-1) if flat else host
+    per = builtins.max(1, rt.max_binding_size // builtins.max(1, rows[0].nbytes) // 4 * 4)
+    parts = []
+    for i in range(0, rows.shape[0], per):
+        piece = rows[i:i + per]
+        buf = rt.upload(np.ascontiguousarray(piece), describe=f"piece of a tensor of shape {list(shape)}")
+        parts.append(Tensor(Node(BUFFER, None, (), None, piece.shape, dtype, buffer=buf)))
+    return _cat_tree(parts, 0).reshape(shape)
 
 
 def full(shape, fill_value, dtype=None) -> Tensor:
