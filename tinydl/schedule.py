@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import debug, dtypes
+from . import debug, dtypes, profiler
 from .kernels import build
 from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, INTERP, IOTA, MATMUL, POOL, REDUCE,
                   VIEW, Node)
@@ -47,6 +47,8 @@ class KernelStep:
     grid: tuple
     name: str
     wgsl: str
+    flops: int = 0        # for the profiler: arithmetic of the core op (2 per multiply-add) or of the chain
+    bytes: int = 0        # buffers read and written
 
 
 @dataclass
@@ -169,7 +171,9 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
         ck = build(out, core, lambda nd: nd.uid in materialized_uids)
         inputs = [index[nd.uid] for nd in ck.inputs]
         name = _kernel_name(order, index, out, core, materialized_uids) + f" [{ck.variant}]"
-        steps.append(KernelStep(rt.pipeline(ck.wgsl), i, inputs, rt.grid(ck.workgroups), name, ck.wgsl))
+        nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out.numel * out.dtype.itemsize
+        steps.append(KernelStep(rt.pipeline(ck.wgsl), i, inputs, rt.grid(ck.workgroups), name, ck.wgsl,
+                                _flops(core, out, name), nbytes))
         for p in inputs:
             last_read[p] = len(steps) - 1
     frees = [[] for _ in steps]
@@ -276,7 +280,22 @@ def _kernel_name(order, index, out, core, materialized_uids) -> str:
     return "+".join(labels) + " " + "x".join(map(str, out.shape or (1,)))
 
 
-def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]) -> list[bytes]:
+def _flops(core: Node | None, out: Node, name: str) -> int:
+    """Arithmetic of a kernel: its heavy op's multiply-adds (x2) or reads, plus one op per fused element op."""
+    ops = name.split(" ")[0].count("+") + (core is None)
+    base = 0
+    if core is not None and core.kind == MATMUL:
+        B, M, K = core.srcs[0].shape
+        base = 2 * B * M * K * core.shape[2]
+    elif core is not None and core.kind == CONV:
+        x, w = core.srcs
+        base = 2 * core.numel * (x.shape[1] // core.arg.groups) * w.shape[2] * w.shape[3]
+    elif core is not None and core.kind in (REDUCE, POOL):
+        base = core.srcs[0].numel
+    return base + ops * out.numel
+
+
+def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0):
     rt = get_runtime()
     bufs: dict[int, object] = {}
     dispatches = []
@@ -298,7 +317,14 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
         n = order[p]
         buf = n.buffer if n.kind == BUFFER else bufs[p]
         reads.append((buf.gpu, n.numel * n.dtype.itemsize))
-    data = rt.submit(dispatches, reads)
+    prof = profiler.active()
+    if prof is None:
+        data = rt.submit(dispatches, reads)
+    else:
+        times: list[float] = []
+        t0 = profiler.now()
+        data = rt.submit(dispatches, reads, timings=times)
+        profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
     names = [s.name for s in plan.steps]
     debug.record(names)
     if debug.LEVEL:
@@ -322,6 +348,7 @@ def realize(*tensors, readback=False):
     pending = [n for n in nodes if not n.stored]
     if not pending and not readback:
         return None
+    t0 = profiler.now()
     order, sig, pos = _walk(pending or nodes)
     roots = [pos[n.uid] for n in pending]
     plan = _plans.get(sig)
@@ -329,7 +356,7 @@ def realize(*tensors, readback=False):
         plan = _plans[sig] = _plan(order, roots)
         debug.stats["plans"] += 1
     reads = [pos[n.uid] for n in nodes] if readback else []
-    return _execute(order, plan, roots, reads)
+    return _execute(order, plan, roots, reads, profiler.now() - t0)
 
 
 def _alias_reshape(n: Node) -> None:

@@ -1,0 +1,288 @@
+"""Side-by-side benchmark: tinydl vs torch CPU vs torch CUDA eager vs ONNX Runtime WebGPU, in one run.
+
+    python -m benchmarks.run                      # every model, batch 1 and 16 (BERT: 1 and 8), ≥20 runs each
+    python -m benchmarks.run --models resnet18 --batches 1 --runs 30 --kernels
+    python -m benchmarks.run --quick              # small inputs, few runs: a smoke test (lavapipe)
+
+Each figure is the median end-to-end latency (numpy in -> numpy out) over --runs runs after warm-up; the
+tinydl column also gives its max abs error against torch CPU on the same input. --kernels adds the kernel
+rooflines (matmul TFLOP/s, fused elementwise GB/s vs a copy, ResNet-50 conv shapes). Results are printed as
+one table and written to benchmarks/results/<date>-<device>.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_ms(fn, runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+# -- models ------------------------------------------------------------------------------------------------
+def vision(name):
+    def build(batch, quick):
+        from tinydl.interop.torchvision_compat import import_torchvision
+        tv = import_torchvision()
+        import torch
+        torch.manual_seed(0)
+        model = getattr(tv.models, name)().eval()
+        size = 64 if quick else 224
+        x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+        return model, (x,)
+    return build
+
+
+def bert(batch, quick):
+    import torch
+    import transformers
+    cfg = transformers.BertConfig(num_hidden_layers=2 if quick else 12, hidden_size=768, num_attention_heads=12,
+                                  intermediate_size=3072, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
+    seq = 16 if quick else 128
+    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, seq)).astype(np.int64)
+    return model, (ids,)
+
+
+def gpt2(batch, quick):
+    import torch
+    import transformers
+    cfg = transformers.GPT2Config(n_layer=2 if quick else 12, attn_implementation="eager")
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    seq = 16 if quick else 128
+    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, seq)).astype(np.int64)
+    return model, (ids,)
+
+
+MODELS = {"resnet18": (vision("resnet18"), (1, 16)), "mobilenet_v2": (vision("mobilenet_v2"), (1, 16)),
+          "resnet50": (vision("resnet50"), (1, 16)), "bert_base": (bert, (1, 8)), "gpt2": (gpt2, (1,))}
+
+
+def first_tensor(out):
+    """The main output of a model (logits / last hidden state) as a torch/tinydl tensor."""
+    if hasattr(out, "logits") and out.logits is not None:
+        return out.logits
+    if hasattr(out, "last_hidden_state"):
+        return out.last_hidden_state
+    if isinstance(out, dict):
+        return first_tensor(next(iter(out.values())))
+    if isinstance(out, (tuple, list)):
+        return first_tensor(out[0])
+    return out
+
+
+# -- peers -------------------------------------------------------------------------------------------------
+def run_torch(model, inputs, device, runs):
+    import torch
+    m = model.to(device)
+    def call():
+        with torch.no_grad():
+            t = [torch.from_numpy(a).to(device) for a in inputs]
+            return first_tensor(m(*t)).float().cpu().numpy()
+    out = call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    ms = median_ms(call, runs)
+    m.to("cpu")
+    return ms, out
+
+
+def run_tinydl(model, inputs, runs, reference):
+    import tinydl
+    from tinydl.testing import max_error
+    tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
+    def call():
+        return first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
+    out = call()
+    ms = median_ms(call, runs)
+    return ms, max_error(out, reference)[0], tm
+
+
+def _torch_inputs(inputs):
+    import torch
+    return [torch.from_numpy(a) for a in inputs]
+
+
+def run_ort_webgpu(model, inputs, runs, workdir: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, "onnxruntime not installed"
+    if "WebGpuExecutionProvider" not in ort.get_available_providers():
+        return None, "no WebGpuExecutionProvider"
+    import torch
+    path = workdir / f"model_{id(model)}.onnx"
+    names = [f"input{i}" for i in range(len(inputs))]
+    try:
+        torch.onnx.export(model, tuple(_torch_inputs(inputs)), str(path), input_names=names, dynamo=False,
+                          opset_version=17)
+    except Exception as e:  # noqa: BLE001 - report why the peer is missing, keep benchmarking
+        return None, f"onnx export failed: {type(e).__name__}"
+    sess = ort.InferenceSession(str(path), providers=["WebGpuExecutionProvider"])
+    feeds = {n: a for n, a in zip(names, inputs)}
+    return median_ms(lambda: sess.run(None, feeds), runs), None
+
+
+# -- kernel rooflines --------------------------------------------------------------------------------------
+def kernel_rooflines(runs, quick):
+    import tinydl
+    rows = []
+    rng = np.random.default_rng(0)
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    shapes = [(256, 256, 256)] if quick else [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096),
+                                              (128, 3072, 768)]
+    for M, N, K in shapes:
+        a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32))
+        b = tinydl.tensor(rng.standard_normal((K, N), dtype=np.float32))
+        t = _gpu_ms(lambda: (a @ b).realize(), runs)
+        peer = None
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ta, tb = torch.randn(M, K, device="cuda"), torch.randn(K, N, device="cuda")
+            peer = _cuda_ms(lambda: ta @ tb, runs)
+        flops = 2 * M * N * K
+        rows.append([f"matmul {M}x{N}x{K}", flops / t / 1e9, flops / peer / 1e9 if peer else None, "TFLOP/s"])
+    n = 1 << (20 if quick else 26)
+    x = tinydl.tensor(rng.standard_normal(n, dtype=np.float32))
+    chain = _gpu_ms(lambda: ((x * 1.5 + 0.5).relu().exp() * x - 1.0).realize(), runs)
+    copy = _gpu_ms(lambda: (x * 1.0).realize(), runs)
+    rows.append([f"elementwise chain (6 ops, {n} floats)", 2 * 4 * n / chain / 1e6, None, "GB/s"])
+    rows.append([f"copy ({n} floats)", 2 * 4 * n / copy / 1e6, None, "GB/s"])
+    import tinydl.nn.functional as F
+    convs = [(1, 64, 56, 64, 1), (1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3),
+             (16, 64, 56, 64, 3)] if not quick else [(1, 16, 16, 16, 3)]
+    for nb, c, hw, co, k in convs:
+        xi = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
+        wi = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
+        t = _gpu_ms(lambda: F.conv2d(xi, wi, padding=k // 2).realize(), runs)
+        peer = None
+        if cuda:
+            tx, tw = torch.randn(nb, c, hw, hw, device="cuda"), torch.randn(co, c, k, k, device="cuda")
+            torch.backends.cudnn.allow_tf32 = False
+            peer = _cuda_ms(lambda: torch.nn.functional.conv2d(tx, tw, padding=k // 2), runs)
+        flops = 2 * nb * co * hw * hw * c * k * k
+        rows.append([f"conv2d {nb}x{c}x{hw}x{hw} -> {co}, k{k}", flops / t / 1e9, flops / peer / 1e9 if peer else None,
+                     "TFLOP/s"])
+    return rows
+
+
+def _gpu_ms(fn, runs):
+    """Median GPU time (timestamp queries) of one realization, in ms."""
+    import tinydl
+    fn()
+    times = []
+    for _ in range(runs):
+        with tinydl.profile() as p:
+            fn()
+        times.append(p.gpu_s if p.timestamps else p.submit_s)
+    return statistics.median(times) * 1e3
+
+
+def _cuda_ms(fn, runs):
+    import torch
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        torch.cuda.synchronize()
+        times.append(s.elapsed_time(e))
+    return statistics.median(times)
+
+
+# -- main --------------------------------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--batches", nargs="*", type=int)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="small inputs and 2-layer transformers (smoke test)")
+    ap.add_argument("--kernels", action="store_true", help="also measure kernel rooflines")
+    ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print tinydl's per-kernel profile of each model")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    import tinydl
+    from tabulate import tabulate
+    from tqdm import tqdm
+    try:
+        import torch
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    info = tinydl.device_info()
+    header = {"device": info["adapter"], "backend": info["backend"], "date": datetime.date.today().isoformat(),
+              "host": platform.node(), "python": sys.version.split()[0], "runs": args.runs, "quick": args.quick}
+    jobs = [(m, b) for m in args.models for b in (args.batches or MODELS[m][1])]
+    rows, records = [], []
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, batch in tqdm(jobs, desc="benchmark", file=sys.stderr):
+        rec = {"model": name, "batch": batch}
+        try:
+            model, inputs = MODELS[name][0](batch, args.quick)
+            rec["torch_cpu_ms"], ref = run_torch(model, inputs, "cpu", max(3, args.runs // 4))
+            rec["tinydl_ms"], rec["max_abs_err"], tm = run_tinydl(model, inputs, args.runs, ref)
+            if args.profile:
+                with tinydl.profile() as prof:
+                    first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
+                print(f"\n== {name} batch {batch}\n{prof.table()}", file=sys.stderr)
+            if cuda:
+                rec["torch_cuda_ms"], _ = run_torch(model, inputs, "cuda", args.runs)
+            if not args.no_ort:
+                rec["ort_webgpu_ms"], why = run_ort_webgpu(model, inputs, args.runs, args.out)
+                if why:
+                    rec["ort_note"] = why
+        except Exception as e:  # noqa: BLE001 - one failing row must not lose the others
+            rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            traceback.print_exc(file=sys.stderr)
+        records.append(rec)
+        rows.append([name, batch, rec.get("tinydl_ms"), rec.get("torch_cpu_ms"), rec.get("torch_cuda_ms"),
+                     rec.get("ort_webgpu_ms"), rec.get("max_abs_err"), rec.get("error") or rec.get("ort_note", "")])
+    table = tabulate(rows, headers=["model", "batch", "tinydl ms", "torch CPU ms", "torch CUDA ms", "ORT-WebGPU ms",
+                                    "max abs err", "note"], floatfmt=".3g", missingval="-")
+    out = {"header": header, "models": records}
+    text = f"{header['device']} ({header['backend']}), {header['date']}, median of {args.runs} runs\n\n{table}\n"
+    if args.kernels:
+        kr = kernel_rooflines(args.runs, args.quick)
+        out["kernels"] = kr
+        text += "\n" + tabulate(kr, headers=["kernel", "tinydl", "torch CUDA", "unit"], floatfmt=".3g",
+                                missingval="-") + "\n"
+    print(text)
+    stem = f"{header['date']}-{header['device'].replace(' ', '_').replace('/', '_')[:40]}"
+    (args.out / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
+    (args.out / f"{stem}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
