@@ -20,8 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 # tinydl.kernels re-exports the function build(), which shadows the submodule as an attribute
 build_module = importlib.import_module("tinydl.kernels.build")
 
-PATHS = ["direct", "tile64", "tile32", "row"]  # the direct kernel, then the implicit GEMM with each tile forced
-GEMM_TILES = ["tile64", "tile32", "row"]  # conv_transpose2d always runs as an implicit GEMM
+PATHS = ["direct", "tile64", "tile32", "gemv"]  # the direct kernel, then the implicit GEMM with each tile forced
+GEMM_TILES = ["tile64", "tile32", "gemv"]  # conv_transpose2d always runs as an implicit GEMM
 
 
 def force(monkeypatch, path):
@@ -41,13 +41,13 @@ def _fresh_plans():
 
 
 def with_paths(cases, paths=PATHS):
-    """Cross each case with the kernel paths, alternating bias so every case runs with and without it. The "row"
+    """Cross each case with the kernel paths, alternating bias so every case runs with and without it. The "gemv"
     tile (made for batch-1 linear layers) costs ~1 s of shader compile per shape on lavapipe, so it takes every
     third case only."""
     out = []
     for i, case in enumerate(cases):
         for j, path in enumerate(paths):
-            if path == "row" and i % 3:
+            if path == "gemv" and i % 3:
                 continue
             out.append(pytest.param(path, *case, (i + j) % 2 == 1, id=f"{path}-{i}"))
     return out

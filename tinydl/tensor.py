@@ -280,7 +280,7 @@ class Tensor:
         if not isinstance(index, tuple):
             index = (index,)
         if any(isinstance(i, Tensor) or isinstance(i, (list, np.ndarray)) for i in index):
-            raise NotImplementedError("advanced (tensor/list) indexing is not supported; use basic indexing")
+            return self._advanced_index(index)
         n_real = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
         if n_real > self.ndim:
             raise IndexError(f"too many indices for tensor of dimension {self.ndim}")
@@ -345,6 +345,71 @@ class Tensor:
     def unbind(self, dim: int = 0):
         d = normalize_dim(dim, self.ndim)
         return tuple(self.select(d, i) for i in range(self.shape[d]))
+
+    def _advanced_index(self, index: tuple) -> "Tensor":
+        """x[idx], x[:, idx], x[..., idx, :]: ONE integer index tensor (or list) with every other index a full
+        slice or an Ellipsis; out-of-range indices are not detected (that would need the data), they clamp."""
+        adv = [k for k, i in enumerate(index) if isinstance(i, (Tensor, list, np.ndarray))]
+        rest_ok = builtins.all(i is Ellipsis or (isinstance(i, slice) and i == slice(None))
+                               for k, i in enumerate(index) if k != adv[0])
+        if len(adv) != 1 or not rest_ok or builtins.sum(1 for i in index if i is Ellipsis) > 1:
+            raise NotImplementedError("advanced indexing supports one integer index tensor with every other index "
+                                      "a full slice (:) or ...")
+        k = adv[0]
+        ell = next((j for j, i in enumerate(index) if i is Ellipsis), None)
+        if ell is not None and ell < k:
+            k = self.ndim - (len(index) - k)  # counted from the end
+        if k >= self.ndim:
+            raise IndexError(f"too many indices for tensor of dimension {self.ndim}")
+        idx = index[adv[0]]
+        idx = idx if isinstance(idx, Tensor) else tensor(np.asarray(idx, dtype=np.int64))
+        if idx.dtype == dtypes.bool_:
+            raise NotImplementedError("boolean mask indexing is not supported (its result shape depends on data)")
+        if idx.dtype != dtypes.int32:
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return self._gather(k, idx)
+
+    def _gather(self, d: int, idx: "Tensor") -> "Tensor":
+        """Rows of dim d picked by an int tensor: shape[:d] + idx.shape + shape[d+1:] (one GATHER, as embedding)."""
+        from .ops import GATHER
+        n = self.shape[d]
+        rest = self.shape[:d] + self.shape[d + 1:]
+        out_shape = self.shape[:d] + idx.shape + self.shape[d + 1:]
+        if n == 0 and idx.numel():
+            raise IndexError("index is out of bounds for dimension with size 0")
+        if math.prod(out_shape) == 0:
+            return zeros(out_shape, dtype=self.dtype)
+        idx = where(idx < 0, idx + n, idx)  # torch counts negative indices from the end
+        rows = self.permute((d,) + tuple(i for i in range(self.ndim) if i != d)).reshape(n, math.prod(rest))
+        g = _make(GATHER, None, (rows, idx.reshape(-1)), None, (idx.numel(), rows.shape[1]), self.dtype)
+        g = g.reshape((idx.numel(),) + rest)
+        g = g.permute(tuple(range(1, d + 1)) + (0,) + tuple(range(d + 1, self.ndim)))
+        return g.reshape(out_shape)
+
+    def index_select(self, dim: int, index: "Tensor") -> "Tensor":
+        d = normalize_dim(dim, self.ndim)
+        if index.ndim > 1:
+            raise IndexError("index_select(): Index is supposed to be a vector")
+        if index.dtype != dtypes.int32:
+            raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
+        return self._gather(d, index.reshape(-1))
+
+    def roll(self, shifts, dims=None) -> "Tensor":
+        """torch.roll as slices + cat: each rolled dim is the tail cut off and put in front."""
+        shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+        dims = () if dims is None else ((dims,) if isinstance(dims, (int, np.integer)) else tuple(dims))
+        if not dims and len(shifts) == 1:
+            return self.flatten().roll(shifts, 0).reshape(self.shape)
+        if len(shifts) != len(dims):
+            raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+        out = self
+        for s, d in zip(shifts, dims):
+            d = normalize_dim(d, self.ndim)
+            n = self.shape[d]
+            s = builtins.int(s) % n if n else 0
+            if s:
+                out = cat([out._slice(d, n - s, n, 1), out._slice(d, 0, n - s, 1)], d)
+        return out
 
     def select(self, dim: int, index: int) -> "Tensor":
         d = normalize_dim(dim, self.ndim)
@@ -886,6 +951,14 @@ def _cat_tree(parts, d):
 concat = concatenate = cat
 
 
+def roll(x: Tensor, shifts, dims=None) -> Tensor:
+    return x.roll(shifts, dims)
+
+
+def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    return x.index_select(dim, index)
+
+
 def stack(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -926,7 +999,15 @@ def matmul(a, b) -> Tensor:
     B = math.prod(batch)
     a3 = a2.expand(batch + (M, K)).reshape(B, M, K)
     b3 = b2.expand(batch + (K, N)).reshape(B, K, N)
-    out = _make(MATMUL, None, (a3, b3), None, (B, M, N), dt).reshape(batch + (M, N))
+    from .kernels import gemm
+    S = gemm.split_k(B, M, N, K, K)
+    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries, then a sum
+        a_s = a3.reshape(B, M, S, K // S).permute(2, 0, 1, 3).reshape(S * B, M, K // S)
+        b_s = b3.reshape(B, S, K // S, N).permute(1, 0, 2, 3).reshape(S * B, K // S, N)
+        out = _reduce("sum", _make(MATMUL, None, (a_s, b_s), None, (S * B, M, N), dt).reshape(S, B, M, N), 0)
+        out = out.reshape(batch + (M, N))
+    else:
+        out = _make(MATMUL, None, (a3, b3), None, (B, M, N), dt).reshape(batch + (M, N))
     if a.ndim == 1:
         out = out.squeeze(-2)
     if b.ndim == 1:

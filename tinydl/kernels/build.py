@@ -20,6 +20,10 @@ class CompiledKernel:
     variant: str
 
 
+def conv_uses_gemm(cout_per_group: int, transposed: bool) -> bool:
+    return transposed or cout_per_group >= DIRECT_CONV_MAX_COUT_PER_GROUP
+
+
 def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
     src = KernelSource(lambda n: n is not out and n is not core and materialized(n), out)
     if core is None:
@@ -30,11 +34,10 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
     elif core.kind == MATMUL:
         wgsl, groups, variant = gemm.matmul(src, core)
     elif core.kind == CONV:
-        cout_g = core.shape[1] // core.arg.groups
-        if cout_g < DIRECT_CONV_MAX_COUT_PER_GROUP and not core.arg.transposed:
-            wgsl, groups, variant = window.direct_conv(src, core)
-        else:
+        if conv_uses_gemm(core.shape[1] // core.arg.groups, core.arg.transposed):
             wgsl, groups, variant = gemm.conv(src, core)
+        else:
+            wgsl, groups, variant = window.direct_conv(src, core)
     elif core.kind == POOL:
         wgsl, groups, variant = window.pool(src, core)
     else:

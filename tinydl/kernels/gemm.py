@@ -34,27 +34,48 @@ class Tile:
 TILES = {
     "tile64": Tile(16, 16, 4, 4, 16),
     "tile32": Tile(8, 8, 4, 4, 16),
-    "row": Tile(64, 1, 1, 4, 32),  # M of a few rows: batch-1 linear layers
 }
+# "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
+# K loop and add up their partial sums in workgroup memory.
+GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
+FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
+TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 
 
 def choose_tile(M: int, N: int) -> str:
     if FORCE_TILE:
         return FORCE_TILE
-    if M <= 4:
-        return "row"
+    if M <= GEMV_ROWS:
+        return "gemv"
     if M * N >= 256 * 256:
         return "tile64"
     return "tile32"
+
+
+def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
+    """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
+    convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
+    same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
+    slice count must divide it (K, or a conv's input channels per group). Returns 1 for no split."""
+    if FORCE_SPLIT_K is not None:
+        return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
+    name = choose_tile(M, N)
+    if name == "gemv" or K < 1024:
+        return 1
+    t = TILES[name]
+    tiles = batch * -(-M // t.bm) * -(-N // t.bn)
+    s = 1
+    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 256 and divides % (s * 2) == 0:
+        s *= 2
+    return s
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index."""
     name = choose_tile(M, N)
-    t = TILES[name]
-    T = t.wx * t.wy
+    t = TILES.get(name)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         lines: list[str] = []
         e = Expr(src, lines)
@@ -70,6 +91,9 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     e.emit(src.store(linear_index(oidx, core.shape), v))
     src.functions.append("fn store_out(b: i32, m: i32, n: i32, acc: f32) {\n" + "\n".join(lines) + "\n}")
 
+    if name == "gemv":
+        return _gemv(src, batch, M, N, K)
+    T = t.wx * t.wy
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
     groups = batch * tiles_m * tiles_n
     body = [f"  if (wg >= {groups}) {{ return; }}",
@@ -114,6 +138,37 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     shared = (f"var<workgroup> As: array<f32, {t.bm * t.bk}>;\n"
               f"var<workgroup> Bs: array<f32, {t.bk * t.bn}>;")
     return src.render("\n".join(body), T, shared), groups, name
+
+
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int):
+    R, C, L = GEMV_ROWS, GEMV_COLS, GEMV_LANES
+    T = C * L
+    tiles_m, tiles_n = -(-M // R), -(-N // C)
+    groups = batch * tiles_m * tiles_n
+    body = [f"  if (wg >= {groups}) {{ return; }}",
+            f"  let b = wg / {tiles_m * tiles_n};",
+            f"  let rem = wg % {tiles_m * tiles_n};",
+            f"  let m0 = (rem / {tiles_n}) * {R};",
+            f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
+            f"  let lane = lid % {L};"]
+    body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
+    body.append(f"  for (var k: i32 = lane; k < {K}; k += {L}) {{")
+    body.append("    let bv = load_b(b, k, n);")
+    body += [f"    acc{i} = fma(load_a(b, m0 + {i}, k), bv, acc{i});" for i in range(R)]
+    body.append("  }")
+    body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
+    body.append("  workgroupBarrier();")
+    body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")
+    body.append("    if (lane < s) {")
+    body += [f"      red[{i * T} + lid] += red[{i * T} + lid + s];" for i in range(R)]
+    body.append("    }")
+    body.append("    workgroupBarrier();")
+    body.append("  }")
+    body.append(f"  if (lane == 0 && n < {N}) {{")
+    body += [f"    if (m0 + {i} < {M}) {{ store_out(b, m0 + {i}, n, red[{i * T} + lid]); }}" for i in range(R)]
+    body.append("  }")
+    shared = f"var<workgroup> red: array<f32, {R * T}>;"
+    return src.render("\n".join(body), T, shared), groups, "gemv"
 
 
 def matmul(src: KernelSource, core: Node):

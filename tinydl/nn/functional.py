@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import dtypes
 from ..ops import CONV, GATHER, INTERP, POOL, ConvArgs, PoolArgs
 from ..shapes import as_tuple, normalize_dim
@@ -13,7 +15,7 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d",
            "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm",
            "group_norm", "embedding", "interpolate", "pad", "scaled_dot_product_attention", "dropout", "prelu",
-           "hardtanh", "normalize"]
+           "hardtanh", "normalize", "rms_norm"]
 
 
 def _t(x):
@@ -144,12 +146,31 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
     N = x4.shape[0]
     OH = _conv_out(x4.shape[2], w4.shape[2], args.stride[0], args.padding[0], args.dilation[0])
     OW = _conv_out(x4.shape[3], w4.shape[3], args.stride[1], args.padding[1], args.dilation[1])
-    out = _make(CONV, None, (x4, w4), args, (N, cout, OH, OW), x.dtype)
+    out = _conv_node(x4, w4, args, (N, cout, OH, OW))
     if bias is not None:
         out = out + bias.reshape(1, cout, 1, 1)
     if nd == 1:
         out = out.squeeze(2)
     return out.squeeze(0) if unbatched else out
+
+
+def _conv_node(x, w, args: ConvArgs, shape):
+    """The conv node; when its output alone gives too few GEMM workgroups (batch-1 convs over small images),
+    the input channels are cut into S slices run as S times the groups, and a sum over the slices (a reduce
+    kernel that takes the epilogue) adds them up."""
+    from ..kernels import gemm
+    from ..kernels.build import conv_uses_gemm
+    N, cout, OH, OW = shape
+    g = args.groups
+    cin_g, cout_g = x.shape[1] // g, cout // g
+    kh, kw = w.shape[2:]
+    S = gemm.split_k(g, N * OH * OW, cout_g, cin_g * kh * kw, cin_g) if conv_uses_gemm(cout_g, False) else 1
+    if S == 1:
+        return _make(CONV, None, (x, w), args, shape, x.dtype)
+    ws = w.reshape(g, cout_g, S, cin_g // S, kh, kw).permute(0, 2, 1, 3, 4, 5).reshape(g * S * cout_g, cin_g // S, kh, kw)
+    part = _make(CONV, None, (x, ws), ConvArgs(args.stride, args.padding, args.dilation, g * S),
+                 (N, g * S * cout_g, OH, OW), x.dtype)
+    return part.reshape(N, g, S, cout_g, OH, OW).sum(2).reshape(shape)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -277,10 +298,19 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Inference form: y = (x - mean) * rsqrt(var + eps) * weight + bias, as one per-channel scale/shift
     that fuses into the producer's epilogue."""
-    if training:
+    if training and (running_mean is not None or running_var is not None):
         raise RuntimeError("tinydl is inference only: batch_norm with training=True uses batch statistics; "
                            "call model.eval()")
     x, running_mean, running_var, weight, bias = map(_t, (x, running_mean, running_var, weight, bias))
+    if training:  # no running stats to update: a plain normalization by the batch's statistics (timm's StdConv)
+        if x.ndim < 2:
+            raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
+        if x.numel() // x.shape[1] <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
+        dims = (0,) + tuple(range(2, x.ndim))
+        from ..tensor import zeros
+        xc = x - x.mean(dims, keepdim=True)
+        x, running_mean, running_var = xc, zeros(x.shape[1], dtype=x.dtype), (xc * xc).mean(dims)
     if x.ndim < 2:
         raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
     C = x.shape[1]
@@ -338,6 +368,23 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias.reshape(shape)
     return y
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """x * rsqrt(mean(x^2 over the last len(normalized_shape) dims) + eps) * weight; eps None: the dtype's eps."""
+    x, weight = _t(x), _t(weight)
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(normalized_shape)
+    n = len(normalized_shape)
+    if n > x.ndim or x.shape[x.ndim - n:] != normalized_shape:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
+    if eps is None:
+        eps = float(np.finfo(x.dtype.np).eps) if x.dtype.is_floating_point else float(np.finfo(np.float32).eps)
+    dims = tuple(range(x.ndim - n, x.ndim))
+    y = x * ((x * x).mean(dims, keepdim=True) + eps).rsqrt()
+    return y * weight if weight is not None else y
 
 
 def normalize(x, p=2.0, dim=1, eps=1e-12):

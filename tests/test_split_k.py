@@ -1,0 +1,83 @@
+"""Split-K: when a GEMM's output gives too few workgroups (batch-1 convs over small images), K is cut into
+slices run as extra batch entries and summed by a reduce kernel that takes over the epilogue. Forced here on
+small shapes (tinydl.kernels.gemm.FORCE_SPLIT_K) so CI covers the path big GPUs pick."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.nn.functional as F
+from tinydl import schedule
+from tinydl.debug import count_kernels
+from tinydl.kernels import gemm
+from tinydl.testing import assert_close
+
+
+@pytest.fixture
+def split(monkeypatch):
+    def set_split(s):
+        monkeypatch.setattr(gemm, "FORCE_SPLIT_K", s)
+        schedule.clear_cache()
+    yield set_split
+    schedule.clear_cache()
+
+
+@pytest.mark.parametrize("S", [2, 4])
+@pytest.mark.parametrize("M,N,K", [(5, 7, 8), (33, 17, 64), (64, 40, 128)])
+def test_matmul_split_k(rng, split, S, M, N, K):
+    split(S)
+    a, b = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
+    with count_kernels() as c:
+        y = (tinydl.tensor(a) @ tinydl.tensor(b) * 0.5).relu().numpy()
+    assert c.count == 2 and "reduce_sum+mul+relu" in c.names[1], c.names  # the epilogue moved to the sum
+    assert c.names[0].startswith(f"matmul {S}x") or c.names[0].startswith("matmul "), c.names
+    # fp32 sums in another order (slices, then their sum): error ~ eps * sqrt(K) * |terms|
+    assert_close(y, (torch.from_numpy(a) @ torch.from_numpy(b) * 0.5).relu(), rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_split_k_batched_broadcast(rng, split):
+    split(2)
+    a, b = rng.standard_normal((3, 1, 6, 16), dtype=np.float32), rng.standard_normal((2, 16, 9), dtype=np.float32)
+    y = tinydl.tensor(a) @ tinydl.tensor(b)
+    assert_close(y, torch.from_numpy(a) @ torch.from_numpy(b), rtol=1e-4, atol=1e-4)
+
+
+def test_linear_bias_gelu_split_k(rng, split):
+    split(4)
+    x, w, b = (rng.standard_normal(s, dtype=np.float32) for s in ((6, 32), (10, 32), (10,)))
+    with count_kernels() as c:
+        y = F.gelu(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b))).numpy()
+    assert c.count == 2 and "add+gelu" in c.names[1], c.names
+    assert_close(y, TF.gelu(TF.linear(*map(torch.from_numpy, (x, w, b)))), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("S", [2, 4])
+@pytest.mark.parametrize("groups,cin,cout,k,stride,pad", [(1, 8, 8, 3, 1, 1), (1, 16, 12, 3, 2, 1), (2, 16, 16, 1, 1, 0)])
+def test_conv_split_k(rng, split, S, groups, cin, cout, k, stride, pad):
+    split(S)
+    x = rng.standard_normal((2, cin, 7, 7), dtype=np.float32)
+    w = rng.standard_normal((cout, cin // groups, k, k), dtype=np.float32)
+    b = rng.standard_normal(cout, dtype=np.float32)
+    with count_kernels() as c:
+        y = F.conv2d(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b), stride, pad, groups=groups).relu().numpy()
+    assert c.count == 2 and c.names[1].startswith("reduce_sum+add+relu"), c.names
+    ref = TF.conv2d(*map(torch.from_numpy, (x, w, b)), stride=stride, padding=pad, groups=groups).relu()
+    assert_close(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_no_split_when_slices_do_not_divide(rng, split):
+    split(4)
+    x = rng.standard_normal((1, 6, 5, 5), dtype=np.float32)  # 6 input channels: not divisible by 4
+    w = rng.standard_normal((8, 6, 3, 3), dtype=np.float32)
+    with count_kernels() as c:
+        y = F.conv2d(tinydl.tensor(x), tinydl.tensor(w)).numpy()
+    assert c.count == 1, c.names
+    assert_close(y, TF.conv2d(torch.from_numpy(x), torch.from_numpy(w)), rtol=1e-4, atol=1e-4)
+
+
+def test_split_k_heuristic_only_for_few_tiles():
+    """Unforced: ResNet-50's 7x7x512 3x3 conv at batch 1 splits; a 4096^3 matmul or a short K does not."""
+    assert gemm.split_k(1, 49, 512, 4608, 512) > 1
+    assert gemm.split_k(1, 4096, 4096, 4096, 4096) == 1
+    assert gemm.split_k(1, 49, 512, 256, 256) == 1
