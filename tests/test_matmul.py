@@ -12,7 +12,7 @@ import tinydl.nn.functional as F
 import tinydl.schedule
 from tinydl.testing import assert_close
 
-TILES = ["tile64", "tile32", "gemv"]
+TILES = ["tile128", "tile64", "tile32", "gemv"]
 
 
 def force_tile(monkeypatch, tile):
@@ -142,7 +142,7 @@ def test_mT_at_b_is_a_view(rng, monkeypatch, tile):
     assert c.count == 1, c.names
 
 
-@pytest.mark.parametrize("tile", TILES[:2])  # "gemv" compiles slowly; the two tests above cover it
+@pytest.mark.parametrize("tile", TILES)
 def test_both_transposed_and_permuted(rng, monkeypatch, tile):
     force_tile(monkeypatch, tile)
     a, b = rand(rng, 6, 2, 5), rand(rng, 7, 6)  # a.permute(1, 2, 0): (2, 5, 6); b.T: (6, 7)
@@ -154,7 +154,7 @@ def test_both_transposed_and_permuted(rng, monkeypatch, tile):
     assert c.count == 1, c.names
 
 
-@pytest.mark.parametrize("tile", TILES[:2])  # "gemv" compiles slowly; the two tests above cover it
+@pytest.mark.parametrize("tile", TILES)
 def test_sliced_operand(rng, monkeypatch, tile):
     force_tile(monkeypatch, tile)
     a, b = rand(rng, 9, 12), rand(rng, 12, 10)
@@ -183,7 +183,7 @@ def test_linear_accepts_numpy_and_torch(rng):
     check(F.linear(x, torch.from_numpy(w), b), expected, 8)
 
 
-@pytest.mark.parametrize("tile", TILES[:2])  # "gemv" compiles slowly; the two tests above cover it
+@pytest.mark.parametrize("tile", TILES)
 def test_matmul_epilogue_chain(rng, monkeypatch, tile):
     force_tile(monkeypatch, tile)
     a, b, r = rand(rng, 6, 13), rand(rng, 13, 9), rand(rng, 6, 9)
@@ -193,7 +193,7 @@ def test_matmul_epilogue_chain(rng, monkeypatch, tile):
     check(out, expected, 13)
 
 
-@pytest.mark.parametrize("tile", TILES[:2])  # "gemv" compiles slowly; the two tests above cover it
+@pytest.mark.parametrize("tile", TILES)
 def test_matmul_float16(rng, monkeypatch, tile):
     force_tile(monkeypatch, tile)
     a, b = rand(rng, 5, 24, dtype=np.float16), rand(rng, 24, 7, dtype=np.float16)

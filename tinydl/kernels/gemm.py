@@ -32,6 +32,7 @@ class Tile:
 
 
 TILES = {
+    "tile128": Tile(16, 16, 8, 8, 8),  # big outputs: 64 accumulators per thread, most FLOPs per load
     "tile64": Tile(16, 16, 4, 4, 16),
     "tile32": Tile(8, 8, 4, 4, 16),
 }
@@ -48,6 +49,8 @@ def choose_tile(M: int, N: int) -> str:
         return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
+    if M * N >= 1024 * 1024:
+        return "tile128"
     if M * N >= 256 * 256:
         return "tile64"
     return "tile32"
