@@ -5,6 +5,7 @@ Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels subm
 from . import debug, dtypes
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
+from .jit import jit
 from .profiler import profile
 from .runtime import device_info
 from .schedule import realize as _realize

@@ -351,12 +351,22 @@ def realize(*tensors, readback=False):
     t0 = profiler.now()
     order, sig, pos = _walk(pending or nodes)
     roots = [pos[n.uid] for n in pending]
+    plan = plan_for(order, sig, roots)
+    reads = [pos[n.uid] for n in nodes] if readback else []
+    return _execute(order, plan, roots, reads, profiler.now() - t0)
+
+
+def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
+    """The cached plan of a graph structure (planning and code generation only on a miss)."""
     plan = _plans.get(sig)
     if plan is None:
         plan = _plans[sig] = _plan(order, roots)
         debug.stats["plans"] += 1
-    reads = [pos[n.uid] for n in nodes] if readback else []
-    return _execute(order, plan, roots, reads, profiler.now() - t0)
+    return plan
+
+
+walk = _walk
+execute = _execute
 
 
 def _alias_reshape(n: Node) -> None:

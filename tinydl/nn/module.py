@@ -8,6 +8,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import dtypes
+from ..jit import bump_weights_version
 from ..tensor import Tensor, tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -85,13 +86,11 @@ class Module:
 
     # -- registration --------------------------------------------------------------------------------
     def register_parameter(self, name: str, param) -> None:
-        if "." in name or name == "":
-            raise KeyError(f'parameter name can\'t contain "." or be empty, got {name!r}')
+        _check_name("parameter", name)
         self._parameters[name] = None if param is None else (param if isinstance(param, Parameter) else Parameter(param))
 
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
-        if "." in name or name == "":
-            raise KeyError(f'buffer name can\'t contain "." or be empty, got {name!r}')
+        _check_name("buffer", name)
         if hasattr(self, name) and name not in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
         self._buffers[name] = None if value is None else (value if isinstance(value, Tensor) else tensor(value))
@@ -103,8 +102,9 @@ class Module:
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        if "." in name or name == "":
-            raise KeyError(f'module name can\'t contain "." or be empty, got {name!r}')
+        _check_name("module", name)
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
         self._modules[name] = module
 
     register_module = add_module
@@ -194,6 +194,7 @@ class Module:
                     if t is not None and t.dtype.is_floating_point and t.dtype != dtype:
                         new = t.to(dtype).realize()
                         t.node = new.node  # keep the handle: the module's attributes see the new data
+        bump_weights_version()
         return self
 
     def half(self):
@@ -236,8 +237,9 @@ class Module:
         """Copy weights in (torch tensors, numpy arrays or tinydl tensors), with torch's checks: missing and
         unexpected keys (an error when strict) and shape mismatches (always an error)."""
         own = self.state_dict()
+        metadata = getattr(state_dict, "_metadata", None) or {}
         given = OrderedDict(state_dict)
-        missing = [k for k in own if k not in given]
+        missing = [k for k in own if k not in given and not self._missing_ok(k, metadata)]
         unexpected = [k for k in given if k not in own]
         errors, updates = [], []
         for k, target in own.items():
@@ -260,7 +262,17 @@ class Module:
         for target, value in updates:
             new = value.to(target.dtype) if isinstance(value, Tensor) else tensor(value, dtype=target.dtype)
             target.node = new.realize().node
+        bump_weights_version()
         return IncompatibleKeys(missing, unexpected)
+
+    def _missing_ok(self, key: str, metadata) -> bool:
+        """torch's exception to "missing key": BatchNorm's num_batches_tracked (added in its version 2) may be
+        absent from a checkpoint without version metadata (a plain dict, or an old file); it keeps its value."""
+        prefix, _, name = key.rpartition(".")
+        owner = self.get_submodule(prefix)
+        version = metadata.get(prefix, {}).get("version")
+        return (name == "num_batches_tracked" and getattr(owner, "track_running_stats", False)
+                and (version is None or version < 2))
 
     # -- printing ------------------------------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -276,6 +288,16 @@ class Module:
 
     def __dir__(self):
         return list(super().__dir__()) + list(self._parameters) + list(self._buffers) + list(self._modules)
+
+
+def _check_name(kind: str, name) -> None:
+    """torch's checks and wording for parameter/buffer/module names."""
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+    if "." in name:
+        raise KeyError(f'{kind} name can\'t contain "."' + (f", got: {name}" if kind == "module" else ""))
+    if name == "":
+        raise KeyError(f'{kind} name can\'t be empty string ""')
 
 
 def _torch_size(shape) -> str:
@@ -363,6 +385,21 @@ class ModuleList(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList is a container; call its modules")
+
+    def __repr__(self) -> str:
+        """torch's compressed form: runs of equal reprs print once, as "(0-5): 6 x Block(...)"."""
+        reprs = [repr(m) for m in self]
+        if not reprs:
+            return type(self).__name__ + "()"
+        runs = []  # [start, end, repr]
+        for i, r in enumerate(reprs):
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = [(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}").replace("\n", "\n  ")
+                 for a, b, r in runs]
+        return type(self).__name__ + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
 class ModuleDict(Module):

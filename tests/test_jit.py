@@ -1,0 +1,120 @@
+"""tinydl.jit: a repeated call with same-shaped inputs replays the captured plan (no graph building, no
+walk, no planning) and must give exactly what a fresh lazy run gives."""
+import numpy as np
+import torch
+
+import tinydl
+import tinydl.nn.functional as F
+from tinydl import nn
+from tinydl.debug import count_kernels
+from tinydl.jit import jit
+from tinydl.testing import assert_close
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x, scale=1.0):
+        h = F.relu(self.bn(self.conv(x)))
+        pooled = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        return {"logits": self.fc(pooled) * scale, "features": (pooled, h.amax((2, 3)))}
+
+
+class TorchBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8, 5)
+
+    def forward(self, x, scale=1.0):
+        h = torch.relu(self.bn(self.conv(x)))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(h, 1).flatten(1)
+        return {"logits": self.fc(pooled) * scale, "features": (pooled, h.amax((2, 3)))}
+
+
+def _models():
+    torch.manual_seed(0)
+    ref = TorchBlock().eval()
+    with torch.no_grad():
+        ref.bn.running_mean.uniform_(-1, 1)
+        ref.bn.running_var.uniform_(0.5, 2)
+    m = Block().eval()
+    m.load_state_dict(ref.state_dict())
+    return ref, m
+
+
+def _check(out, ref):
+    assert_close(out["logits"], ref["logits"], atol=1e-5)
+    assert_close(out["features"][0], ref["features"][0], atol=1e-5)
+    assert_close(out["features"][1], ref["features"][1], atol=1e-5)
+
+
+def test_replay_matches_torch_and_skips_planning(rng):
+    ref, m = _models()
+    f = jit(m)
+    for i in range(4):
+        x = rng.standard_normal((2, 3, 6, 6), dtype=np.float32)
+        plans = tinydl.debug.stats["plans"]
+        with count_kernels() as c:
+            out = f(tinydl.tensor(x))
+            _check(out, ref(torch.from_numpy(x)))
+        if i >= 1:
+            assert tinydl.debug.stats["plans"] == plans  # replay: no new plan
+            assert len(f.captures) == 1
+        assert c.count >= 3
+
+
+def test_replay_keeps_output_structure(rng):
+    _, m = _models()
+    f = jit(m)
+    x = tinydl.tensor(rng.standard_normal((1, 3, 5, 5), dtype=np.float32))
+    a, b = f(x), f(x)
+    assert type(b) is dict and isinstance(b["features"], tuple) and len(b["features"]) == 2
+    assert_close(a["logits"], b["logits"], rtol=0, atol=0)
+
+
+def test_new_shape_or_argument_captures_again(rng):
+    ref, m = _models()
+    f = jit(m)
+    for shape in [(1, 3, 5, 5), (2, 3, 7, 7), (1, 3, 5, 5)]:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        _check(f(tinydl.tensor(x)), ref(torch.from_numpy(x)))
+    assert len(f.captures) == 2
+    x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
+    _check(f(tinydl.tensor(x), 2.0), ref(torch.from_numpy(x), 2.0))  # a different Python argument: a new capture
+    assert len(f.captures) == 3
+
+
+def test_reloading_weights_drops_the_capture(rng):
+    ref, m = _models()
+    f = jit(m)
+    x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
+    f(tinydl.tensor(x))
+    f(tinydl.tensor(x))
+    with torch.no_grad():
+        ref.fc.weight.mul_(-2.0)
+    m.load_state_dict(ref.state_dict())
+    _check(f(tinydl.tensor(x)), ref(torch.from_numpy(x)))  # the new weights, not the captured ones
+
+
+def test_lazy_or_host_inputs_run_normally(rng):
+    ref, m = _models()
+    f = jit(m)
+    x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
+    _check(f(tinydl.tensor(x) * 1.0), ref(torch.from_numpy(x)))  # a lazy input: not captured
+    assert not f.captures
+
+
+def test_from_torch_modules_replay(rng):
+    ref, _ = _models()
+    tm = tinydl.from_torch(ref)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 6, 6), dtype=np.float32)
+        plans = tinydl.debug.stats["plans"]
+        _check(tm(tinydl.tensor(x)), ref(torch.from_numpy(x)))
+    assert tinydl.debug.stats["plans"] == plans

@@ -1,0 +1,109 @@
+"""Replaying a forward: after the first call, a call with inputs of the same shapes skips building the graph
+(Python op by op), walking it and looking up its plan: it binds the new input buffers into the captured plan,
+encodes the cached pipelines and submits once.
+
+    fast = tinydl.jit(model)          # or any function of tensors
+    y = fast(tinydl.tensor(x))        # 1st call: runs normally and captures the plan
+    y = fast(tinydl.tensor(x2))       # later calls: replay
+
+Captured: the plan, and the realized tensors the graph read besides the inputs (weights). A capture is
+dropped when weights are reloaded or cast (tinydl.nn.Module bumps WEIGHTS_VERSION). The function must be
+shape-static: the same ops for the same input shapes, with no data-dependent Python control flow.
+"""
+from __future__ import annotations
+
+from . import profiler, schedule
+from .ops import BUFFER, Node
+from .tensor import Tensor
+
+WEIGHTS_VERSION = [0]  # bumped by Module.load_state_dict / half / float / to
+
+
+def bump_weights_version() -> None:
+    WEIGHTS_VERSION[0] += 1
+
+
+def _flatten(obj, out: list):
+    """Tensors in a nested output (tuples, lists, dicts, dataclass-like objects) and a rebuild function."""
+    if isinstance(obj, Tensor):
+        out.append(obj)
+        i = len(out) - 1
+        return lambda ts: ts[i]
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        parts = [_flatten(o, out) for o in obj]
+        return lambda ts: type(obj)(p(ts) for p in parts)
+    if isinstance(obj, tuple):  # namedtuple
+        parts = [_flatten(o, out) for o in obj]
+        return lambda ts: type(obj)(*(p(ts) for p in parts))
+    if isinstance(obj, dict):
+        parts = {k: _flatten(v, out) for k, v in obj.items()}
+        return lambda ts: type(obj)({k: p(ts) for k, p in parts.items()}) if type(obj) is dict else \
+            _rebuild_mapping(obj, {k: p(ts) for k, p in parts.items()})
+    return lambda ts: obj
+
+
+def _rebuild_mapping(template, values):
+    try:
+        return type(template)(**values)
+    except TypeError:
+        return dict(values)
+
+
+class _Capture:
+    def __init__(self, order, plan, roots, input_pos, rebuild, n_outputs):
+        # keep the realized leaves (weights); of computed nodes only shape and dtype
+        self.template = [n if n.kind == BUFFER else (n.shape, n.dtype) for n in order]
+        self.plan, self.roots = plan, roots
+        self.input_pos = input_pos      # input index -> position in the walk order
+        self.rebuild = rebuild
+        self.n_outputs = n_outputs
+
+    def replay(self, inputs):
+        t0 = profiler.now()
+        order = [t if isinstance(t, Node) else Node("jit", None, (), None, t[0], t[1]) for t in self.template]
+        for i, p in self.input_pos.items():
+            order[p] = inputs[i].node
+        schedule.execute(order, self.plan, self.roots, [], profiler.now() - t0)
+        return self.rebuild([Tensor(order[r]) for r in self.roots])
+
+
+class Jit:
+    def __init__(self, fn):
+        self.fn = fn
+        self.captures: dict[tuple, _Capture] = {}
+
+    def __call__(self, *args, **kwargs):
+        inputs: list[Tensor] = []
+        _flatten((args, kwargs), inputs)
+        if not inputs or not all(t.node.kind == BUFFER for t in inputs) or not all(
+                isinstance(a, (Tensor, int, float, bool, str, type(None))) for a in list(args) + list(kwargs.values())):
+            return self.fn(*args, **kwargs)  # lazy or host inputs: run normally
+        key = (tuple((t.shape, t.dtype) for t in inputs), WEIGHTS_VERSION[0],
+               repr([a for a in args if not isinstance(a, Tensor)]), repr(sorted(kwargs)))
+        cap = self.captures.get(key)
+        if cap is not None:
+            return cap.replay(inputs)
+        out = self.fn(*args, **kwargs)
+        outs: list[Tensor] = []
+        rebuild = _flatten(out, outs)
+        cap = self._capture(outs, inputs, rebuild)
+        if cap is not None:
+            self.captures[key] = cap
+        return out
+
+    def _capture(self, outs, inputs, rebuild):
+        nodes = [t.node for t in outs]
+        if not nodes or any(n.kind == BUFFER or n.stored for n in nodes) or len({n.uid for n in nodes}) != len(nodes):
+            return None  # an output that is already data (an input, a weight) or repeated: not worth replaying
+        order, sig, pos = schedule.walk(nodes)
+        plan = schedule.plan_for(order, sig, [pos[n.uid] for n in nodes])
+        input_pos = {i: pos[t.node.uid] for i, t in enumerate(inputs) if t.node.uid in pos}
+        roots = [pos[n.uid] for n in nodes]
+        cap = _Capture(order, plan, roots, input_pos, rebuild, len(nodes))
+        schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
+        return cap
+
+
+def jit(fn):
+    """Wrap a function or Module so repeated calls with same-shaped inputs replay the captured plan."""
+    return Jit(fn)
