@@ -49,9 +49,10 @@ def choose_tile(M: int, N: int) -> str:
         return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
-    if M * N >= 1024 * 1024:
+    # a bigger tile only where both sides fill it (N = 64 output channels in a 128-wide tile wastes half)
+    if M * N >= 1024 * 1024 and min(M, N) >= 128:
         return "tile128"
-    if M * N >= 256 * 256:
+    if M * N >= 256 * 256 and min(M, N) >= 64:
         return "tile64"
     return "tile32"
 
