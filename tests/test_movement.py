@@ -400,8 +400,8 @@ def test_index_errors(rng):
     with pytest.raises(IndexError, match=r"select\(\): index 3 out of range for tensor of size \[3, 4\] at "
                                          r"dimension 0"):
         y.select(0, 3)
-    with pytest.raises(NotImplementedError, match="advanced"):
-        y[[0, 1]]
+    with pytest.raises(NotImplementedError, match="advanced indexing supports one integer index tensor"):
+        y[[0, 1], [1, 2]]  # two index tensors (pointwise pairs): not supported
 
 
 def test_narrow_out_of_range_raises(rng):
@@ -435,3 +435,94 @@ def test_cat_stack_split_errors(rng):
         a.split([2, 2])
     with pytest.raises(RuntimeError, match="chunk expects `chunks` to be greater than 0, got: 0"):
         a.chunk(0)
+
+
+# -- roll (slices + cat), index_select / indexing by an int tensor (a gather) -----------------------------------
+@pytest.mark.parametrize("shape,shifts,dims", [
+    ((5,), 2, 0), ((5,), -1, 0), ((5,), 7, 0), ((5,), 5, 0), ((3, 4), 1, 1), ((3, 4), -2, -1), ((3, 4), (1, -3), (0, 1)),
+    ((2, 3, 4), (1, 1), (1, 2)), ((2, 3, 4), (2, 1), (2, 2)), ((3, 4), 5, None), ((3, 4), -1, None), ((0, 3), 2, 0),
+    ((0, 3), 1, 1), ((1, 7), 3, 0), ((), 1, None),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
+def test_roll(rng, shape, shifts, dims, dtype):
+    x, t = pair(rand(rng, *shape, dtype=dtype))
+    same(x.roll(shifts, dims), torch.roll(t, shifts, dims))
+    same(importlib.import_module("tinydl.tensor").roll(x, shifts, dims), torch.roll(t, shifts, dims))
+
+
+def test_roll_of_views_feeds_elementwise(rng):
+    a = rand(rng, 4, 6, 5)
+    x, t = pair(a)
+    out = (x.permute(2, 0, 1)[1:, :, ::2].roll((-1, 2), (0, 2)) * 2 + 1).roll(1, 1)
+    ref = (t.permute(2, 0, 1)[1:, :, ::2].roll((-1, 2), (0, 2)) * 2 + 1).roll(1, 1)
+    same(out, ref)
+
+
+def test_roll_errors(rng):
+    x = tinydl.tensor(rand(rng, 3, 4))
+    with pytest.raises(RuntimeError, match="shifts and dimensions must align. shifts: 2, dims:0"):
+        x.roll((1, 2))
+    with pytest.raises(RuntimeError, match="shifts and dimensions must align. shifts: 2, dims:1"):
+        x.roll((1, 2), (0,))
+    with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"):
+        x.roll(1, 2)
+
+
+@pytest.mark.parametrize("shape,dim,index", [
+    ((5, 3), 0, [4, 0, 0, 2]), ((5, 3), 1, [2, 1]), ((2, 3, 4), -1, [3, 3, 0]), ((2, 3, 4), 1, [1]),
+    ((4,), 0, [3, 1, 2, 0, 1]), ((4, 2), 0, []), ((1, 6), 0, [0, 0]),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_])
+def test_index_select(rng, shape, dim, index, dtype):
+    x, t = pair(rand(rng, *shape, dtype=dtype))
+    i = np.array(index, dtype=np.int64)
+    same(x.index_select(dim, tinydl.tensor(i)), t.index_select(dim, torch.from_numpy(i)))
+    same(importlib.import_module("tinydl.tensor").index_select(x, dim, tinydl.tensor(i)),
+         torch.index_select(t, dim, torch.from_numpy(i)))
+
+
+@pytest.mark.parametrize("shape,make_index", [
+    ((5, 3), lambda i: (i,)),                                  # x[idx]
+    ((5, 3), lambda i: (i, slice(None))),                      # x[idx, :]
+    ((3, 5), lambda i: (slice(None), i)),                      # x[:, idx]
+    ((2, 3, 5), lambda i: (Ellipsis, i)),                      # x[..., idx]
+    ((5, 2, 3), lambda i: (i, Ellipsis)),                      # x[idx, ...]
+    ((2, 5, 3), lambda i: (slice(None), i, Ellipsis)),         # x[:, idx, ...]
+])
+@pytest.mark.parametrize("index", [[4, 0, 0, 2], [[1, 2], [3, -1]], [-5, -1], [], [[3]]])
+def test_getitem_index_tensor(rng, shape, make_index, index):
+    x, t = pair(rand(rng, *shape))
+    i = np.array(index, dtype=np.int64).reshape(np.shape(index))
+    same(x[make_index(tinydl.tensor(i))], t[make_index(torch.from_numpy(i))])
+    same(x[make_index(index)], t[make_index(index)])  # a python list of ints indexes the same way
+
+
+def test_getitem_index_tensor_computed_and_on_views(rng):
+    """Swin's relative position bias: a table (a parameter) picked by a computed index, then viewed."""
+    table, ttable = pair(rand(rng, 9, 3))
+    coords = np.stack(np.meshgrid(np.arange(2), np.arange(2), indexing="ij")).reshape(2, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + 1
+    idx = (rel[..., 0] * 3 + rel[..., 1]).reshape(-1).astype(np.int64)
+    i, ti = pair(idx)
+    same(table[i + 0].reshape(4, 4, -1).permute(2, 0, 1).unsqueeze(0),
+         ttable[ti + 0].view(4, 4, -1).permute(2, 0, 1).unsqueeze(0))
+    # the gathered tensor is a view of a permuted, sliced source; its result feeds elementwise ops
+    a, ta = pair(rand(rng, 4, 6, 3))
+    j, tj = pair(np.array([2, 0, 1, 2], np.int64))
+    same(a.permute(2, 1, 0)[:, 1:][:, j] * 3 - 1, ta.permute(2, 1, 0)[:, 1:][:, tj] * 3 - 1)
+
+
+def test_index_tensor_errors(rng):
+    x, t = pair(rand(rng, 3, 4))
+    with pytest.raises(IndexError, match="tensors used as indices must be long, int, byte or bool tensors"):
+        x[tinydl.tensor(np.array([0.5], np.float32))]
+    with pytest.raises(NotImplementedError, match="boolean mask indexing is not supported"):
+        x[tinydl.tensor(np.array([True, False, True]))]
+    with pytest.raises(NotImplementedError, match="advanced indexing supports one integer index tensor"):
+        x[tinydl.tensor(np.array([0])), 1:]
+    with pytest.raises(IndexError, match="index is out of bounds for dimension with size 0"):
+        tinydl.zeros(0, 3)[tinydl.tensor(np.array([0]))]
+    with pytest.raises(IndexError, match=r"index_select\(\): Index is supposed to be a vector"):
+        x.index_select(0, tinydl.tensor(np.array([[0]])))
+    with pytest.raises(RuntimeError, match=r"index_select\(\): Expected dtype int32 or int64 for index"):
+        x.index_select(0, tinydl.tensor(np.array([0.0], np.float32)))

@@ -58,3 +58,170 @@ def max_error(actual, expected) -> tuple[float, float]:
         return 0.0, 0.0
     abs_err = np.abs(a - e)
     return float(abs_err.max()), float((abs_err / np.maximum(np.abs(e), 1e-12)).max())
+
+
+# -- whole-model parity --------------------------------------------------------------------------------------
+class OutputReport:
+    """One output of compare(): its name in the output structure, shapes and errors."""
+    __slots__ = ("name", "shape", "expected_shape", "dtype", "max_abs", "max_rel", "ok", "note")
+
+    def __init__(self, name, shape, expected_shape, dtype, max_abs, max_rel, ok, note=""):
+        self.name, self.shape, self.expected_shape, self.dtype = name, shape, expected_shape, dtype
+        self.max_abs, self.max_rel, self.ok, self.note = max_abs, max_rel, ok, note
+
+    def __repr__(self):
+        return (f"OutputReport({self.name!r}, shape={self.shape}, max_abs={self.max_abs:.3g}, "
+                f"max_rel={self.max_rel:.3g}, ok={self.ok})")
+
+
+class CompareReport:
+    """compare()'s result: `.outputs` (one OutputReport per tensor output), `.ok`, `str()` is a table, and
+    `.assert_ok()` raises AssertionError naming the failing outputs."""
+
+    def __init__(self, outputs, rtol, atol, title=""):
+        self.outputs, self.rtol, self.atol, self.title = outputs, rtol, atol, title
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.outputs) and all(o.ok for o in self.outputs)
+
+    @property
+    def max_abs(self) -> float:
+        return max((o.max_abs for o in self.outputs), default=0.0)
+
+    def __getitem__(self, name) -> OutputReport:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.outputs)
+
+    def __len__(self):
+        return len(self.outputs)
+
+    def __str__(self):
+        head = (f"{self.title + ': ' if self.title else ''}{len(self.outputs)} output(s), rtol={self.rtol:g}, "
+                f"atol={self.atol:g}: {'PASS' if self.ok else 'FAIL'}")
+        rows = [("output", "shape", "max abs err", "max rel err", "result")]
+        for o in self.outputs:
+            shape = "x".join(map(str, o.shape)) if o.shape else "scalar"
+            if o.expected_shape != o.shape:
+                shape += f" (torch: {'x'.join(map(str, o.expected_shape or ())) or 'scalar'})"
+            rows.append((o.name, shape, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}",
+                         ("ok" if o.ok else "FAIL") + (f"  {o.note}" if o.note else "")))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+        return "\n".join([head] + lines)
+
+    __repr__ = __str__
+
+    def assert_ok(self):
+        if not self.ok:
+            raise AssertionError(str(self))
+        return self
+
+
+def _flatten_outputs(x, name, out):
+    """(name, leaf) pairs of a nested output: tensors/arrays/scalars; tuples, lists, dicts (HF's ModelOutput is
+    a dict), namedtuples, dataclasses and objects with to_tuple()/keys()."""
+    if x is None:
+        out.append((name, None))
+    elif isinstance(x, Tensor) or type(x).__module__.startswith("torch") and hasattr(x, "detach") or \
+            isinstance(x, (np.ndarray, np.generic, int, float, bool)):
+        out.append((name, x))
+    elif isinstance(x, dict) or hasattr(x, "keys") and hasattr(x, "__getitem__"):
+        for k in x.keys():
+            _flatten_outputs(x[k], f"{name}.{k}" if isinstance(k, str) and k.isidentifier() else f"{name}[{k!r}]",
+                             out)
+    elif hasattr(x, "_fields"):
+        for k in x._fields:
+            _flatten_outputs(getattr(x, k), f"{name}.{k}", out)
+    elif hasattr(x, "__dataclass_fields__"):
+        for k in x.__dataclass_fields__:
+            _flatten_outputs(getattr(x, k), f"{name}.{k}", out)
+    elif isinstance(x, (tuple, list)):
+        for i, v in enumerate(x):
+            _flatten_outputs(v, f"{name}[{i}]", out)
+    else:
+        out.append((name, x))
+    return out
+
+
+def _compare_leaf(name, got, want, rtol, atol) -> OutputReport:
+    if got is None or want is None:
+        ok = got is None and want is None
+        return OutputReport(name, (), (), "-", 0.0, 0.0, ok, "" if ok else
+                            f"{'tinydl' if got is None else 'torch'} returned None, the other did not")
+    a, e = to_numpy(got), to_numpy(want)
+    dtype = _dtype_name(got)
+    if a.shape != e.shape:
+        return OutputReport(name, a.shape, e.shape, dtype, float("inf"), float("inf"), False, "shape mismatch")
+    note = "" if dtype == _dtype_name(want) else f"dtype {dtype}, torch {_dtype_name(want)}"
+    if a.size == 0:
+        return OutputReport(name, a.shape, e.shape, dtype, 0.0, 0.0, not note, note)
+    a64, e64 = a.astype(np.float64), e.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isclose(a64, e64, rtol=rtol, atol=atol, equal_nan=True)
+        err = np.abs(a64 - e64)
+    err = np.where(np.isnan(a64) & np.isnan(e64), 0.0, err)
+    err = np.where(np.isnan(err), np.inf, err)
+    rel = err / np.maximum(np.abs(e64), np.finfo(np.float32).tiny)
+    report = OutputReport(name, a.shape, e.shape, dtype, float(err.max()), float(rel.max()), bool(ok.all()) and not note,
+                          note)
+    if not ok.all():
+        i = np.unravel_index(np.argmax(np.where(ok, -1, err)), a.shape)
+        report.note = (note + "; " if note else "") + (f"{int((~ok).sum())} of {a.size} differ, worst at "
+                                                        f"{tuple(map(int, i))}: {a64[i]:.7g} vs torch {e64[i]:.7g}")
+    return report
+
+
+def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: float = 1e-4, kwargs=None,
+            print_report: bool = True, title: str = "") -> CompareReport:
+    """Run a torch module (on the CPU, under no_grad) and its tinydl counterpart on the same inputs (numpy
+    arrays, torch tensors, tinydl tensors or Python values; `kwargs` for keyword inputs), walk both outputs
+    (tensors, tuples, lists, dicts, namedtuples, dataclasses, HF ModelOutput) and report per output its name,
+    shape, max abs error, max relative error and whether |tinydl - torch| <= atol + rtol * |torch| everywhere.
+    Prints the report unless print_report=False; returns it (`.ok`, `.assert_ok()`, `str()`)."""
+    import torch
+
+    from . import realize
+    from .tensor import tensor as _tensor
+
+    def for_torch(v):
+        if isinstance(v, Tensor):
+            return torch.from_numpy(v.numpy())
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(v)
+        return v
+
+    def for_tinydl(v):
+        if isinstance(v, np.ndarray) or isinstance(v, torch.Tensor):
+            return _tensor(v)
+        return v
+
+    kwargs = kwargs or {}
+    with torch.no_grad():
+        expected = torch_module(*map(for_torch, inputs), **{k: for_torch(v) for k, v in kwargs.items()})
+    got = tinydl_module(*map(for_tinydl, inputs), **{k: for_tinydl(v) for k, v in kwargs.items()})
+    want_leaves = _flatten_outputs(expected, "output", [])
+    got_leaves = dict(_flatten_outputs(got, "output", []))
+    pending = [v for v in got_leaves.values() if isinstance(v, Tensor)]
+    if pending:
+        realize(*pending)  # every output in one plan and one submit
+    rows = []
+    for name, want in want_leaves:
+        short = name[len("output"):] or "output"
+        if name not in got_leaves:
+            rows.append(OutputReport(short, (), tuple(getattr(want, "shape", ())), "-", float("inf"), float("inf"),
+                                     False, "missing from tinydl's output"))
+            continue
+        rows.append(_compare_leaf(short, got_leaves.pop(name), want, rtol, atol))
+    for name in got_leaves:
+        rows.append(OutputReport(name[len("output"):] or "output", (), (), "-", float("inf"), float("inf"), False,
+                                 "not in torch's output"))
+    report = CompareReport(rows, rtol, atol, title or type(torch_module).__name__)
+    if print_report:
+        print(report)
+    return report

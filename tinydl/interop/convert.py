@@ -22,8 +22,9 @@ class UnsupportedTorchOps(NotImplementedError):
 
 
 def from_torch(module, example_inputs=None):
-    """Convert a torch.nn.Module in eval mode. example_inputs (a tuple of tensors/arrays) are only needed when
-    torch.fx cannot trace the model and torch.export is used instead."""
+    """Convert a torch.nn.Module in eval mode. example_inputs are only needed when torch.fx cannot trace the model
+    and torch.export is used instead: a tuple of positional inputs (tensors/arrays), a dict of keyword inputs, or
+    (tuple, dict). The export path's module is specialized to the example shapes (see export.py)."""
     import torch
 
     if not isinstance(module, torch.nn.Module):

@@ -7,16 +7,20 @@ arguments differ.
 from __future__ import annotations
 
 import builtins
+import importlib
 import math
 import operator
 
 from .. import dtypes
 from .. import nn as tnn
-from .. import tensor as T
 from ..nn import functional as F
 from ..nn.module import Module
 from ..tensor import Tensor
-from . import modules
+
+# the module tinydl.tensor: `from .. import tensor` would give the function tinydl.tensor (the package re-exports it)
+T = importlib.import_module("..tensor", __package__)
+from . import modules, timm_ops, torchvision_ops
+from ..jit import Jit
 from .convert import UnsupportedTorchOps
 
 
@@ -27,7 +31,7 @@ def trace(tm):
         def is_leaf_module(self, m, qualname):
             return modules.is_layer(m)
 
-    tracer = Tracer()
+    tracer = Tracer(autowrap_functions=timm_ops.autowrap_functions())  # timm's notrace functions stay whole
     graph = tracer.trace(tm)
     return torch.fx.GraphModule(tracer.root, graph, type(tm).__name__)
 
@@ -123,6 +127,26 @@ OVERRIDES = {
     "torch.Tensor.softmax": lambda x, dim, dtype=None: F.softmax(x, dim, _dtype(dtype)),
 }
 
+OVERRIDES.update(torchvision_ops.FUNCTIONS)  # torchvision's fx-wrapped functions, by qualified name
+OVERRIDES.update(timm_ops.FUNCTIONS)  # timm's notrace functions, by qualified name
+modules.CUSTOM_LAYERS.update(timm_ops.LAYERS)  # timm's notrace modules: fx leaves run by tinydl modules
+OVERRIDES.update({
+    "torch.functional.split": lambda x, split_size_or_sections, dim=0: x.split(split_size_or_sections, dim),
+    "torch.Tensor.reshape_as": lambda x, other: x.reshape(other.shape),
+    "torch.Tensor.view_as": lambda x, other: x.reshape(other.shape),
+})
+
+_TENSOR_ATTRS = {"device": lambda x: "webgpu", "is_cuda": lambda x: False, "data": lambda x: x,
+                 "requires_grad": lambda x: False}
+
+
+def _getattr(obj, name, *default):
+    """x.device & co. read in a traced forward: tinydl tensors have one device; the value only feeds str()/moves."""
+    if isinstance(obj, Tensor) and name in _TENSOR_ATTRS:
+        return _TENSOR_ATTRS[name](obj)
+    return getattr(obj, name, *default)
+
+
 _OPERATORS = {
     operator.add: operator.add, operator.sub: operator.sub, operator.mul: operator.mul,
     operator.truediv: operator.truediv, operator.floordiv: operator.floordiv, operator.matmul: operator.matmul,
@@ -130,14 +154,22 @@ _OPERATORS = {
     operator.eq: operator.eq, operator.ne: operator.ne, operator.lt: operator.lt, operator.le: operator.le,
     operator.gt: operator.gt, operator.ge: operator.ge, operator.and_: operator.and_, operator.or_: operator.or_,
     operator.invert: operator.invert, operator.iadd: operator.add, operator.imul: operator.mul,
-    operator.mod: operator.mod, builtins.getattr: builtins.getattr, builtins.len: builtins.len,
+    operator.mod: operator.mod, builtins.getattr: _getattr, builtins.len: builtins.len,
     math.sqrt: math.sqrt, builtins.int: builtins.int, builtins.float: builtins.float,
 }
+
+
+# torch's C submodules -> their public names (torch._C._linalg.linalg_svd is torch.linalg.svd)
+_C_SUBMODULES = {"torch._C._fft": "fft", "torch._C._linalg": "linalg", "torch._C._special": "special",
+                 "torch._C._nn": "nn.functional"}
 
 
 def _qualname(fn) -> str:
     mod = getattr(fn, "__module__", None) or ""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+    if mod in _C_SUBMODULES:
+        sub = _C_SUBMODULES[mod]
+        return f"torch.{sub}.{name.removeprefix(sub + '_')}"
     if name.startswith("_VariableFunctionsClass."):
         name = name.split(".", 1)[1]
     if mod.startswith("torch._C") or mod in ("torch._VariableFunctions",) or not mod:
@@ -159,8 +191,8 @@ def resolve_function(fn):
         return getattr(F, name, None)
     if q.startswith("torch.Tensor."):
         return resolve_method(name)
-    if q.startswith("torch.") and q.count(".") == 1:
-        return getattr(T, name, None) or getattr(F, name, None)
+    if q.startswith("torch.") and q.count(".") == 1:  # torch.foo(x, ...): tinydl's foo, else x.foo(...)
+        return getattr(T, name, None) or getattr(F, name, None) or resolve_method(name)
     return None
 
 
@@ -187,6 +219,12 @@ class TorchFxModule(Module):
             self.register_buffer(k, v, persistent=k not in tree._non_persistent)
         object.__setattr__(self, "_program", program)
         object.__setattr__(self, "_name", name)
+        # repeated calls with same-shaped tensor inputs replay the captured plan (tinydl.jit): the graph is
+        # static, as traced, so only the input buffers change
+        object.__setattr__(self, "_replay", Jit(self.forward))
+
+    def __call__(self, *args, **kwargs):
+        return self._replay(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
         return self._program.run(self, args, kwargs)

@@ -72,9 +72,18 @@ LAYERS = {
 }
 
 
+# Library modules (timm's, ...) that fx cannot trace through, by qualified class name -> builder of a tinydl
+# module with the same parameter/buffer names (filled by timm_ops etc.); they are fx leaves too.
+CUSTOM_LAYERS: dict = {}
+
+
+def _class_name(m) -> str:
+    return f"{type(m).__module__}.{type(m).__qualname__}"
+
+
 def is_layer(m) -> bool:
-    """A torch module tinydl runs as one layer (its class is torch's own and in LAYERS)."""
-    return type(m).__module__.startswith("torch.nn") and type(m).__name__ in LAYERS
+    """A torch module tinydl runs as one layer (its class is torch's own and in LAYERS, or in CUSTOM_LAYERS)."""
+    return (type(m).__module__.startswith("torch.nn") and type(m).__name__ in LAYERS) or _class_name(m) in CUSTOM_LAYERS
 
 
 def mirror(tm) -> Module:
@@ -85,7 +94,7 @@ def mirror(tm) -> Module:
 
 def _mirror(tm) -> Module:
     if is_layer(tm):
-        m = LAYERS[type(tm).__name__](tm)
+        m = CUSTOM_LAYERS[_class_name(tm)](tm) if _class_name(tm) in CUSTOM_LAYERS else LAYERS[type(tm).__name__](tm)
         m.train(tm.training)
         return m
     m = Module()
@@ -105,10 +114,17 @@ def copy_weights(m: Module, tm) -> None:
     """Copy every parameter and buffer (non-persistent ones too) from torch, key for key."""
     own = dict(m.named_parameters())
     own.update(dict(m.named_buffers()))
-    for name, t in list(tm.named_parameters()) + list(tm.named_buffers()):
+    first = {}  # id(torch tensor) -> its tinydl twin: tied weights (GPT-2's lm_head/wte) stay ONE tensor, as in torch
+    for name, t in list(tm.named_parameters(remove_duplicate=False)) + list(tm.named_buffers(remove_duplicate=False)):
         if name not in own:
             raise RuntimeError(f"from_torch: {name} has no place in the converted module (a tinydl bug)")
         target = own[name]
+        if id(t) in first:
+            owner, _, attr = name.rpartition(".")
+            mod = m.get_submodule(owner) if owner else m
+            (mod._parameters if attr in mod._parameters else mod._buffers)[attr] = first[id(t)]
+            continue
+        first[id(t)] = target
         src = t.detach().cpu()
         if str(src.dtype) in ("torch.bfloat16", "torch.float64"):
             src = src.float()

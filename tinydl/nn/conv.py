@@ -48,21 +48,31 @@ class _ConvNd(Module):
 
     def _pad_input(self, x):
         """Non-zero padding modes pad explicitly (a view, fused into the conv's input loads)."""
-        if self.padding_mode == "zeros" or isinstance(self.padding, str):
+        if self.padding_mode == "zeros" or self.padding == "valid":
             return x, self.padding
         flat = []
-        for p in reversed(self.padding):
-            flat += [p, p]
+        if self.padding == "same":  # torch's split of the total d * (k - 1): the extra element goes last
+            for d, k in zip(reversed(self.dilation), reversed(self.kernel_size)):
+                flat += [d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2]
+        else:
+            for p in reversed(self.padding):
+                flat += [p, p]
         return F.pad(x, flat, mode=self.padding_mode), 0
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,) * self._nd:
+        if self.padding != (0,) * len(self.padding):
             s += f", padding={self.padding}"
+        if self.dilation != (1,) * len(self.dilation):
+            s += f", dilation={self.dilation}"
+        if getattr(self, "output_padding", (0,)) != (0,) * len(getattr(self, "output_padding", (0,))):
+            s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s
 
 
@@ -94,6 +104,7 @@ class ConvTranspose2d(Module):
         self.kernel_size = as_tuple(kernel_size, 2, "kernel_size")
         self.stride, self.padding = as_tuple(stride, 2, "stride"), as_tuple(padding, 2, "padding")
         self.output_padding, self.dilation = as_tuple(output_padding, 2, "output_padding"), as_tuple(dilation, 2, "dilation")
+        self.padding_mode = padding_mode
         # torch computes fan_in from weight dim 1 (out_channels // groups) for transposed convs
         fan_in = out_channels // groups * math.prod(self.kernel_size)
         self.weight = init.kaiming_uniform((in_channels, out_channels // groups) + self.kernel_size, fan_in)
@@ -107,3 +118,5 @@ class ConvTranspose2d(Module):
             raise NotImplementedError("ConvTranspose2d(output_size=...) is not supported; use output_padding")
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                   self.groups, self.dilation)
+
+    extra_repr = _ConvNd.extra_repr

@@ -305,7 +305,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if training:  # no running stats to update: a plain normalization by the batch's statistics (timm's StdConv)
         if x.ndim < 2:
             raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
-        if x.numel() // x.shape[1] <= 1:
+        if x.shape[1] and x.numel() // x.shape[1] == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
         dims = (0,) + tuple(range(2, x.ndim))
         from ..tensor import zeros
@@ -379,7 +379,10 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     n = len(normalized_shape)
     if n > x.ndim or x.shape[x.ndim - n:] != normalized_shape:
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
-                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
+                           f"[*{', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
+    if weight is not None and weight.shape != normalized_shape:
+        raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got weight of shape "
+                           f"{list(weight.shape)} and normalized_shape = {list(normalized_shape)}")
     if eps is None:
         eps = float(np.finfo(x.dtype.np).eps) if x.dtype.is_floating_point else float(np.finfo(np.float32).eps)
     dims = tuple(range(x.ndim - n, x.ndim))

@@ -53,6 +53,9 @@ class Flatten(Module):
     def forward(self, x):
         return x.flatten(self.start_dim, self.end_dim)
 
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
 
 class Unflatten(Module):
     def __init__(self, dim: int, unflattened_size):
@@ -62,6 +65,9 @@ class Unflatten(Module):
     def forward(self, x):
         return x.unflatten(self.dim, self.unflattened_size)
 
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
 
 class Dropout(Module):
     """Identity in eval mode; in train mode it would randomize results, so it refuses."""
@@ -70,7 +76,10 @@ class Dropout(Module):
         super().__init__()
         if p < 0 or p > 1:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
 
     def forward(self, x):
         if self.training and self.p > 0:

@@ -13,6 +13,10 @@ from .module import Module, ModuleList
 from .norm import LayerNorm
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """torch's class name for MultiheadAttention.out_proj (a plain Linear), kept so reprs match."""
+
+
 class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
                  kdim=None, vdim=None, batch_first=False, device=None, dtype=None):
@@ -40,7 +44,7 @@ class MultiheadAttention(Module):
             self.in_proj_bias = init.constant((3 * embed_dim,), 0.0)
         else:
             self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias)
 
     def _projections(self):
         E = self.embed_dim
