@@ -15,6 +15,7 @@ from .tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, 
                      lt, matmul, max, maximum, mean, min, minimum, mish, mm, mul, ne, neg, ones, ones_like, pow,
                      prod, reciprocal, relu, relu6, round, rsqrt, sigmoid, sign, silu, sin, softmax, softplus, sqrt,
                      stack, std, sub, sum, tanh, tensor, var, where, zeros, zeros_like)
+from .tensor import index_select, roll  # noqa: E402
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

@@ -44,16 +44,16 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 
 
-def choose_tile(M: int, N: int) -> str:
+def choose_tile(batch: int, M: int, N: int) -> str:
+    """The biggest tile that both sides fill and that still gives enough workgroups to occupy the GPU."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
-    # a bigger tile only where both sides fill it (N = 64 output channels in a 128-wide tile wastes half)
-    if M * N >= 1024 * 1024 and min(M, N) >= 128:
-        return "tile128"
-    if M * N >= 256 * 256 and min(M, N) >= 64:
-        return "tile64"
+    for name in ("tile128", "tile64"):
+        t = TILES[name]
+        if min(M, N) >= t.bm and batch * -(-M // t.bm) * -(-N // t.bn) >= TARGET_WORKGROUPS // 2:
+            return name
     return "tile32"
 
 
@@ -64,13 +64,13 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
     slice count must divide it (K, or a conv's input channels per group). Returns 1 for no split."""
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
-    name = choose_tile(M, N)
-    if name == "gemv" or K < 1024:
+    name = choose_tile(batch, M, N)
+    if name == "gemv" or K < 512:
         return 1
     t = TILES[name]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
     s = 1
-    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 256 and divides % (s * 2) == 0:
+    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 128 and divides % (s * 2) == 0:
         s *= 2
     return s
 
@@ -78,7 +78,7 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index."""
-    name = choose_tile(M, N)
+    name = choose_tile(batch, M, N)
     t = TILES.get(name)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         lines: list[str] = []
