@@ -54,11 +54,18 @@ def vision(name):
     return build
 
 
+def _transformers():
+    from tinydl.interop.torchvision_compat import import_torchvision
+    import_torchvision()  # transformers imports torchvision when present; on CPU torch it needs the fix first
+    import transformers
+    return transformers
+
+
 def bert(batch, quick):
     import torch
-    import transformers
+    transformers = _transformers()
     cfg = transformers.BertConfig(num_hidden_layers=2 if quick else 12, hidden_size=768, num_attention_heads=12,
-                                  intermediate_size=3072, attn_implementation="eager")
+                                  intermediate_size=3072, attn_implementation="eager", use_cache=False)
     torch.manual_seed(0)
     model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
     seq = 16 if quick else 128
@@ -68,8 +75,8 @@ def bert(batch, quick):
 
 def gpt2(batch, quick):
     import torch
-    import transformers
-    cfg = transformers.GPT2Config(n_layer=2 if quick else 12, attn_implementation="eager")
+    transformers = _transformers()
+    cfg = transformers.GPT2Config(n_layer=2 if quick else 12, attn_implementation="eager", use_cache=False)
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg).eval()
     seq = 16 if quick else 128
@@ -134,16 +141,29 @@ def run_ort_webgpu(model, inputs, runs, workdir: Path):
     if "WebGpuExecutionProvider" not in ort.get_available_providers():
         return None, "no WebGpuExecutionProvider"
     import torch
+
+    class MainOutput(torch.nn.Module):  # HF models return ModelOutput objects; ONNX wants plain tensors
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, *args):
+            return first_tensor(self.m(*args))
+
     path = workdir / f"model_{id(model)}.onnx"
     names = [f"input{i}" for i in range(len(inputs))]
     try:
-        torch.onnx.export(model, tuple(_torch_inputs(inputs)), str(path), input_names=names, dynamo=False,
-                          opset_version=17)
+        torch.onnx.export(MainOutput(model), tuple(_torch_inputs(inputs)), str(path), input_names=names,
+                          dynamo=False, opset_version=17)
     except Exception as e:  # noqa: BLE001 - report why the peer is missing, keep benchmarking
-        return None, f"onnx export failed: {type(e).__name__}"
+        return None, f"onnx export failed: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
     sess = ort.InferenceSession(str(path), providers=["WebGpuExecutionProvider"])
     feeds = {n: a for n, a in zip(names, inputs)}
-    return median_ms(lambda: sess.run(None, feeds), runs), None
+    ms = median_ms(lambda: sess.run(None, feeds), runs)
+    path.unlink(missing_ok=True)
+    for extra in workdir.glob(path.name + "*"):
+        extra.unlink()
+    return ms, None
 
 
 # -- kernel rooflines --------------------------------------------------------------------------------------
@@ -264,7 +284,7 @@ def main(argv=None):
                 if why:
                     rec["ort_note"] = why
         except Exception as e:  # noqa: BLE001 - one failing row must not lose the others
-            rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
             traceback.print_exc(file=sys.stderr)
         records.append(rec)
         rows.append([name, batch, rec.get("tinydl_ms"), rec.get("torch_cpu_ms"), rec.get("torch_cuda_ms"),

@@ -509,7 +509,8 @@ def test_getitem_index_tensor_computed_and_on_views(rng):
     # the gathered tensor is a view of a permuted, sliced source; its result feeds elementwise ops
     a, ta = pair(rand(rng, 4, 6, 3))
     j, tj = pair(np.array([2, 0, 1, 2], np.int64))
-    same(a.permute(2, 1, 0)[:, 1:][:, j] * 3 - 1, ta.permute(2, 1, 0)[:, 1:][:, tj] * 3 - 1)
+    # computed values (x * 3 - 1): a GPU may contract them into one fma, so not bit-exact
+    assert_close(a.permute(2, 1, 0)[:, 1:][:, j] * 3 - 1, ta.permute(2, 1, 0)[:, 1:][:, tj] * 3 - 1)
 
 
 def test_index_tensor_errors(rng):

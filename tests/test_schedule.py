@@ -354,3 +354,17 @@ def test_zero_size_outputs_dispatch_nothing(rng, case):
     assert c.count == 0, c.names
     assert out.shape == tuple(ty.shape) and out.dtype == np.float32
     assert_close(y, ty)
+
+
+def test_split_tensor_with_two_consumers_is_read_in_place(rng, small_bindings):
+    """A tensor stored in pieces (bigger than one binding) read by two kernels is never gathered into one
+    buffer (which could not exist): each kernel reads the pieces (GPT-2's tied embedding / lm_head)."""
+    w, x = _rand(rng, 16, 32), _rand(rng, 32, 3)
+    tw = tinydl.tensor(w)
+    assert len(S._stored_leaves(tw.node)) > 1
+    a, b = tw @ tinydl.tensor(x), (tw * 2.0).sum(1)
+    with count_kernels() as c:
+        tinydl.realize(a, b)
+    assert c.count == 2 and not any(" 16x32 " in n for n in c.names), c.names
+    assert_close(a, torch.from_numpy(w @ x), atol=1e-4)
+    assert_close(b, torch.from_numpy((w * 2.0).sum(1)), atol=1e-4)

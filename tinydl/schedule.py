@@ -131,6 +131,8 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
             continue
         if n.kind in HEAVY_KINDS:
             out_nodes.add(i)
+        elif n.stored:
+            continue  # already data (a big tensor in pieces): read in place however many consumers it has
         elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1 and not cheap_param(i):
             out_nodes.add(i)
 
