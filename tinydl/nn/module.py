@@ -316,7 +316,29 @@ def _to_host_or_tensor(v):
 
 
 # -- containers ------------------------------------------------------------------------------------------
-class Sequential(Module):
+class _Indexed(Module):
+    """What Sequential and ModuleList share: children numbered in order, indexing, slicing, len, iteration."""
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return self._sliced(idx)
+        mods = list(self._modules.values())
+        if not -len(mods) <= idx < len(mods):
+            raise IndexError(f"index {idx} is out of range")
+        return mods[idx]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_Indexed):
     def __init__(self, *args):
         super().__init__()
         if len(args) == 1 and isinstance(args[0], OrderedDict):
@@ -331,52 +353,22 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        mods = list(self._modules.values())
-        if not -len(mods) <= idx < len(mods):
-            raise IndexError(f"index {idx} is out of range")
-        return mods[idx]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
+    def _sliced(self, idx: slice):
+        return Sequential(OrderedDict(list(self._modules.items())[idx]))
 
 
-class ModuleList(Module):
+class ModuleList(_Indexed):
     def __init__(self, modules=None):
         super().__init__()
         for m in modules or []:
             self.append(m)
 
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return ModuleList(mods[idx])
-        if not -len(mods) <= idx < len(mods):
-            raise IndexError(f"index {idx} is out of range")
-        return mods[idx]
+    def _sliced(self, idx: slice):
+        return ModuleList(list(self._modules.values())[idx])
 
     def __setitem__(self, idx, module):
         key = list(self._modules)[idx]
         self.add_module(key, module)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         for m in modules:

@@ -10,6 +10,12 @@ from . import init
 from .module import Module
 
 
+def _affine_parameters(m: Module, shape, affine: bool, bias: bool) -> None:
+    """weight (ones) and bias (zeros) of a normalization layer, or None where torch registers None."""
+    m.register_parameter("weight", init.constant(shape, 1.0) if affine else None)
+    m.register_parameter("bias", init.constant(shape, 0.0) if affine and bias else None)
+
+
 class _BatchNorm(Module):
     _ranks: tuple = ()
 
@@ -18,15 +24,7 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = init.constant((num_features,), 1.0)
-            if bias:
-                self.bias = init.constant((num_features,), 0.0)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_features,), affine, bias)
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, np.float32))
             self.register_buffer("running_var", np.ones(num_features, np.float32))
@@ -70,15 +68,7 @@ class LayerNorm(Module):
             normalized_shape = (normalized_shape,)
         self.normalized_shape, self.eps = tuple(normalized_shape), eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = init.constant(self.normalized_shape, 1.0)
-            if bias:
-                self.bias = init.constant(self.normalized_shape, 0.0)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias)
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -94,15 +84,7 @@ class GroupNorm(Module):
         if num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        if affine:
-            self.weight = init.constant((num_channels,), 1.0)
-            if bias:
-                self.bias = init.constant((num_channels,), 0.0)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_channels,), affine, bias)
 
     def forward(self, x):
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
