@@ -88,6 +88,9 @@ def test_new_shape_or_argument_captures_again(rng):
     x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
     _check(f(tinydl.tensor(x), 2.0), ref(torch.from_numpy(x), 2.0))  # a different Python argument: a new capture
     assert len(f.captures) == 3
+    _check(f(tinydl.tensor(x), scale=3.0), ref(torch.from_numpy(x), 3.0))  # keyword values count too
+    _check(f(tinydl.tensor(x), scale=4.0), ref(torch.from_numpy(x), 4.0))
+    assert len(f.captures) == 5
 
 
 def test_reloading_weights_drops_the_capture(rng):

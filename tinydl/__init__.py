@@ -6,6 +6,7 @@ from . import debug, dtypes
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
 from .jit import jit
+from .nn.init import manual_seed
 from .profiler import profile
 from .runtime import device_info
 from .schedule import realize as _realize

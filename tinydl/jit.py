@@ -78,8 +78,11 @@ class Jit:
         if not inputs or not all(t.node.kind == BUFFER for t in inputs) or not all(
                 isinstance(a, (Tensor, int, float, bool, str, type(None))) for a in list(args) + list(kwargs.values())):
             return self.fn(*args, **kwargs)  # lazy or host inputs: run normally
+        # non-tensor arguments (scale=2.0, flags) shape the graph: they are part of the key, by value
         key = (tuple((t.shape, t.dtype) for t in inputs), WEIGHTS_VERSION[0],
-               repr([a for a in args if not isinstance(a, Tensor)]), repr(sorted(kwargs)))
+               repr([a for a in args if not isinstance(a, Tensor)]),
+               repr(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor))),
+               tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))))
         cap = self.captures.get(key)
         if cap is not None:
             return cap.replay(inputs)

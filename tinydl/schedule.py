@@ -26,9 +26,10 @@ INLINE = {CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP}
 # An inline node read by more than one consumer becomes a kernel output (computed once), except these
 # kinds, which are free to recompute.
 RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
-# A node read twice is still recomputed (not given a kernel of its own) when it is a short formula over
-# realized buffers and constants only: e.g. batch norm's per-channel scale rsqrt(var + eps) * weight, read by
-# both the scale and the shift, costs a few ALU ops per element but would cost a dispatch.
+# A node read twice is still recomputed (not given a kernel of its own) when it is a short formula over data
+# (realized buffers, constants, heavy ops' results): e.g. batch norm's per-channel scale rsqrt(var + eps) *
+# weight, read by both the scale and the shift, or softmax's exp(x - max), read by the sum and the division;
+# a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-shape elementwise consumers as their epilogue.
 EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL}
@@ -110,11 +111,12 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
     cost: dict[int, int | None] = {}
 
     def cheap_param(i: int) -> bool:
-        """A short elementwise formula whose leaves are all realized buffers or constants."""
-        def ops(j):  # elementwise ops under j, or None if it reaches anything but buffers/consts/views
+        """A short elementwise formula over data: realized buffers, constants, or heavy ops' results (which
+        are kernel outputs anyway): e.g. softmax's exp(x - max), read by the sum and by the division."""
+        def ops(j):  # elementwise ops under j, or None if it reaches anything but data/consts/views
             if j not in cost:
                 n = order[j]
-                if n.kind in (BUFFER, CONST, IOTA):
+                if n.kind in (BUFFER, CONST, IOTA) or n.kind in HEAVY_KINDS:
                     cost[j] = 0
                 elif n.kind in (ELEMENTWISE, VIEW):
                     subs = [ops(index[s.uid]) for s in n.srcs]
