@@ -121,3 +121,32 @@ def test_from_torch_modules_replay(rng):
         plans = tinydl.debug.stats["plans"]
         _check(tm(tinydl.tensor(x)), ref(torch.from_numpy(x)))
     assert tinydl.debug.stats["plans"] == plans
+
+
+def test_replay_reuses_its_intermediate_buffers_and_bind_groups(rng, monkeypatch):
+    """A replay takes its intermediates from buffers the capture keeps, in the plan's fixed order, so the
+    same buffers meet the same kernels: from the second replay on, bind groups are created only for the
+    kernels that write the outputs (fresh buffers: the caller may keep the previous outputs)."""
+    import gc
+
+    from tinydl.runtime import get_runtime
+    _, m = _models()
+    f = jit(m)
+    rt = get_runtime()
+    created = []
+    orig = rt.device.create_bind_group
+    monkeypatch.setattr(rt.device, "create_bind_group", lambda *a, **k: created.append(1) or orig(*a, **k))
+    x = tinydl.tensor(rng.standard_normal((1, 3, 5, 5), dtype=np.float32))
+    counts, kernels = [], []
+    for _ in range(4):
+        n0 = len(created)
+        with count_kernels() as c:
+            out = f(x)
+        out["logits"].numpy()
+        del out
+        gc.collect()
+        counts.append(len(created) - n0)
+        kernels.append(c.count)
+    assert kernels[-1] > 3 and all(n <= 3 for n in counts[2:]), (counts, kernels)  # 3 outputs
+    cap = next(iter(f.captures.values()))
+    assert sum(len(b) for b in cap.private.owned.values()) >= 1  # the capture owns its intermediates

@@ -57,13 +57,14 @@ class _Capture:
         self.input_pos = input_pos      # input index -> position in the walk order
         self.rebuild = rebuild
         self.n_outputs = n_outputs
+        self.private = schedule.PrivateBuffers()  # intermediates reused by every replay (stable bind groups)
 
     def replay(self, inputs):
         t0 = profiler.now()
         order = [t if isinstance(t, Node) else Node("jit", None, (), None, t[0], t[1]) for t in self.template]
         for i, p in self.input_pos.items():
             order[p] = inputs[i].node
-        schedule.execute(order, self.plan, self.roots, [], profiler.now() - t0)
+        schedule.execute(order, self.plan, self.roots, [], profiler.now() - t0, self.private)
         return self.rebuild([Tensor(order[r]) for r in self.roots])
 
 

@@ -299,23 +299,56 @@ def _flops(core: Node | None, out: Node, name: str) -> int:
     return base + ops * out.numel
 
 
-def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0):
+class PrivateBuffers:
+    """Intermediates of one captured plan (tinydl.jit), kept between replays. Taken and given back in the
+    plan's fixed order from per-size stacks, so every replay binds the same buffers to the same kernels
+    and finds its bind groups cached (the first replay creates them)."""
+
+    def __init__(self):
+        self.owned: dict[int, list] = {}   # size -> buffers in creation order
+        self._free: dict[int, list] = {}
+
+    def start(self) -> None:
+        self._free = {size: list(reversed(bufs)) for size, bufs in self.owned.items()}
+
+    def take(self, rt, nbytes: int, describe: str):
+        stack = self._free.get(nbytes)
+        if stack:
+            return stack.pop()
+        buf = rt.alloc(nbytes, describe)
+        self.owned.setdefault(nbytes, []).append(buf)
+        return buf
+
+    def give(self, buf) -> None:
+        self._free.setdefault(buf.nbytes, []).append(buf)
+
+
+def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0,
+             private: PrivateBuffers | None = None):
     rt = get_runtime()
     bufs: dict[int, object] = {}
     dispatches = []
+    root_set = set(roots)
+    if private is not None:
+        private.start()
     for p in plan.empty:
         bufs[p] = rt.alloc(0)
     for k, step in enumerate(plan.steps):
         out = order[step.out]
         if step.out not in bufs:
-            bufs[step.out] = rt.alloc(out.numel * out.dtype.itemsize, f"result of shape {list(out.shape)}")
+            nbytes, what = out.numel * out.dtype.itemsize, f"result of shape {list(out.shape)}"
+            temp = private is not None and step.out not in root_set
+            bufs[step.out] = private.take(rt, nbytes, what) if temp else rt.alloc(nbytes, what)
         gpus = [bufs[step.out].gpu]
         for p in step.inputs:
             n = order[p]
             gpus.append(n.buffer.gpu if n.kind == BUFFER else bufs[p].gpu)
         dispatches.append((step.pipeline, gpus, step.grid))
         for p in plan.frees[k]:
-            rt.release(bufs.pop(p).gpu)
+            if private is not None:
+                private.give(bufs.pop(p))
+            else:
+                rt.release(bufs.pop(p).gpu)
     reads = []
     for p in readback:
         n = order[p]
