@@ -105,6 +105,7 @@ class ConvArgs:
     dilation: tuple[int, int]
     groups: int
     transposed: bool = False
+    split: int = 1  # split-K: groups counts S slices of each real group's input channels (see nn.functional)
 
 
 @dataclass(frozen=True)

@@ -1001,11 +1001,9 @@ def matmul(a, b) -> Tensor:
     b3 = b2.expand(batch + (K, N)).reshape(B, K, N)
     from .kernels import gemm
     S = gemm.split_k(B, M, N, K, K)
-    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries, then a sum
-        a_s = a3.reshape(B, M, S, K // S).permute(2, 0, 1, 3).reshape(S * B, M, K // S)
-        b_s = b3.reshape(B, S, K // S, N).permute(1, 0, 2, 3).reshape(S * B, K // S, N)
-        out = _reduce("sum", _make(MATMUL, None, (a_s, b_s), None, (S * B, M, N), dt).reshape(S, B, M, N), 0)
-        out = out.reshape(batch + (M, N))
+    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
+        part = _make(MATMUL, None, (a3, b3), S, (S * B, M, N), dt)
+        out = _reduce("sum", part.reshape(S, B, M, N), 0).reshape(batch + (M, N))
     else:
         out = _make(MATMUL, None, (a3, b3), None, (B, M, N), dt).reshape(batch + (M, N))
     if a.ndim == 1:

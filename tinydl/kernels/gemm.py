@@ -178,13 +178,30 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int):
 
 
 def matmul(src: KernelSource, core: Node):
+    """Batched matmul; with split-K (core.arg = S) batch entry s*B + b multiplies slice s of K."""
     a, b = core.srcs
     B, M, K = a.shape
     N = b.shape[2]
-    return gemm(src, core, B, M, N, K,
-                lambda e, bb, m, k: e.value(a, (bb, m, k)),
-                lambda e, bb, k, n: e.value(b, (bb, k, n)),
-                lambda e, bb, m, n: [bb, m, n])
+    S = core.arg or 1
+    if S == 1:
+        return gemm(src, core, B, M, N, K,
+                    lambda e, bb, m, k: e.value(a, (bb, m, k)),
+                    lambda e, bb, k, n: e.value(b, (bb, k, n)),
+                    lambda e, bb, m, n: [bb, m, n])
+    Ks = K // S
+
+    def ab(e, bb, kk):
+        return e.let(f"{bb} % {B}", "bi"), e.let(f"({bb} / {B}) * {Ks} + {kk}", "kk")
+
+    def a_value(e, bb, m, k):
+        bi, kk = ab(e, bb, k)
+        return e.value(a, (bi, m, kk))
+
+    def b_value(e, bb, k, n):
+        bi, kk = ab(e, bb, k)
+        return e.value(b, (bi, kk, n))
+
+    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n])
 
 
 def conv(src: KernelSource, core: Node):
@@ -202,12 +219,12 @@ def conv(src: KernelSource, core: Node):
     def split_m(e: Expr, m):
         return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
 
-    def split_k(e: Expr, k):
+    def k_parts(e: Expr, k):
         return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
 
     def a_value(e: Expr, bb, m, k):
         n, oh, ow = split_m(e, m)
-        ci, kh, kw = split_k(e, k)
+        ci, kh, kw = k_parts(e, k)
         if not a.transposed:
             ih = e.let(f"{oh} * {sh} - {ph} + {kh} * {dh}", "ih")
             iw = e.let(f"{ow} * {sw} - {pw} + {kw} * {dw}", "iw")
@@ -221,7 +238,9 @@ def conv(src: KernelSource, core: Node):
         return e.value(x, (n, f"{bb} * {cin_g} + {ci}", ih, iw))
 
     def b_value(e: Expr, bb, k, nn):
-        ci, kh, kw = split_k(e, k)
+        ci, kh, kw = k_parts(e, k)
+        if not a.transposed and a.split > 1:  # group bb is slice bb % S of real group bb / S
+            return e.value(w, (f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g} + {ci}", kh, kw))
         if not a.transposed:
             return e.value(w, (f"{bb} * {cout_g} + {nn}", ci, kh, kw))
         return e.value(w, (f"{bb} * {cin_g} + {ci}", nn, kh, kw))

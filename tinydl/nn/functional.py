@@ -167,8 +167,9 @@ def _conv_node(x, w, args: ConvArgs, shape):
     S = gemm.split_k(g, N * OH * OW, cout_g, cin_g * kh * kw, cin_g) if conv_uses_gemm(cout_g, False) else 1
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
-    ws = w.reshape(g, cout_g, S, cin_g // S, kh, kw).permute(0, 2, 1, 3, 4, 5).reshape(g * S * cout_g, cin_g // S, kh, kw)
-    part = _make(CONV, None, (x, ws), ConvArgs(args.stride, args.padding, args.dilation, g * S),
+    # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
+    # kernel indexes the original weight (ConvArgs.split), so no view of it is needed
+    part = _make(CONV, None, (x, w), ConvArgs(args.stride, args.padding, args.dilation, g * S, split=S),
                  (N, g * S * cout_g, OH, OW), x.dtype)
     return part.reshape(N, g, S, cout_g, OH, OW).sum(2).reshape(shape)
 
