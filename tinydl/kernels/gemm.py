@@ -67,12 +67,12 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
     name = choose_tile(batch, M, N)
-    if name == "gemv" or K < 512:
+    if name == "gemv" or K < 256:
         return 1
     t = TILES[name]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
     s = 1
-    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 128 and divides % (s * 2) == 0:
+    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2) == 0:
         s *= 2
     return s
 
