@@ -315,6 +315,6 @@ def test_b_tile_load_order_follows_memory(rng):
     Both orders give torch's values (the parity tests above run both)."""
     from tinydl.kernels.gemm import _runs_along_k
     w = tinydl.tensor(rng.standard_normal((6, 5), dtype=np.float32))
-    assert _runs_along_k(w.T.reshape(1, 5, 6).node)
-    assert not _runs_along_k(w.reshape(1, 6, 5).node)
-    assert not _runs_along_k(w.T.T.reshape(1, 6, 5).node)  # a double transpose vanishes: plain layout
+    assert _runs_along_k(w.T.reshape(1, 5, 6))
+    assert not _runs_along_k(w.reshape(1, 6, 5))
+    assert not _runs_along_k(w.T.T.reshape(1, 6, 5))  # a double transpose vanishes: plain layout
