@@ -308,13 +308,3 @@ def test_linear_bias_mismatch(rng):
                        lambda: TF.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)),
                        RuntimeError, r"size of tensor a \(5\) must match the size of tensor b \(3\)|"
                                      r"expanded size of the tensor \(5\) must match the existing size \(3\)")
-
-
-def test_b_tile_load_order_follows_memory(rng):
-    """x @ W.T reads B with k fastest (W's rows are contiguous along k); a plain matmul reads n fastest.
-    Both orders give torch's values (the parity tests above run both)."""
-    from tinydl.kernels.gemm import _runs_along_k
-    w = tinydl.tensor(rng.standard_normal((6, 5), dtype=np.float32))
-    assert _runs_along_k(w.T.reshape(1, 5, 6))
-    assert not _runs_along_k(w.reshape(1, 6, 5))
-    assert not _runs_along_k(w.T.T.reshape(1, 6, 5))  # a double transpose vanishes: plain layout

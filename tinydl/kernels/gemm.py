@@ -77,8 +77,7 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
     return s
 
 
-def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         b_k_contiguous: bool = False):
+def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index."""
     name = choose_tile(batch, M, N)
@@ -112,24 +111,24 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
             f"  let ty = lid / {t.wx};"]
     body += [f"  var acc{i}_{j}: f32 = 0.0;" for i in range(t.tm) for j in range(t.tn)]
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    # Cooperative tile loads. Neighbouring threads should touch neighbouring addresses: A is read with k
-    # fastest (row-major activations, im2col rows); B with n fastest, or with k fastest where its memory runs
-    # along k (a linear layer's W.T, a conv's weight), else every thread would hit its own cache line.
-    b_order = "nk" if b_k_contiguous else "kn"
-    loads = {
-        "mk": f"let mm = q / {t.bk}; let kk = q % {t.bk}; As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk);",
-        "kn": f"let kk = q / {t.bn}; let nn = q % {t.bn}; Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn);",
-        "nk": f"let nn = q / {t.bk}; let kk = q % {t.bk}; Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn);",
-    }
-    for total, order in ((t.bm * t.bk, "mk"), (t.bk * t.bn, b_order)):
-        n = -(-total // T)
-        if n > 4:  # a loop, not n unrolled copies (shader compile time on software drivers)
+    for arr, rows, cols, load, order in (("As", t.bm, t.bk, "load_a", "mk"), ("Bs", t.bk, t.bn, "load_b", "kn")):
+        total = rows * cols
+        if -(-total // T) > 4:
+            n = -(-total // T)
             g = f"if (q < {total}) " if n * T > total else ""
-            body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ {loads[order]} }} }}")
+            if order == "mk":
+                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let mm = q / {t.bk}; let kk = q % {t.bk}; As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }} }}")
+            else:
+                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let kk = q / {t.bn}; let nn = q % {t.bn}; Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }} }}")
             continue
-        for s_ in range(n):
-            guard = f"if (lid + {s_ * T} < {total}) " if (s_ + 1) * T > total else ""
-            body.append(f"    {guard}{{ let q = lid + {s_ * T}; {loads[order]} }}")
+        for s in range(-(-total // T)):
+            guard = f"if (lid + {s * T} < {total}) " if (s + 1) * T > total else ""
+            if order == "mk":  # A tile stored k-major: As[k * BM + m]
+                body.append(f"    {guard}{{ let q = lid + {s * T}; let mm = q / {t.bk}; let kk = q % {t.bk}; "
+                            f"As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }}")
+            else:
+                body.append(f"    {guard}{{ let q = lid + {s * T}; let kk = q / {t.bn}; let nn = q % {t.bn}; "
+                            f"Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }}")
     body.append("    workgroupBarrier();")
     body.append(f"    for (var kk: i32 = 0; kk < {t.bk}; kk++) {{")
     body += [f"      let a{i} = As[kk * {t.bm} + ty * {t.tm} + {i}];" for i in range(t.tm)]
@@ -184,12 +183,11 @@ def matmul(src: KernelSource, core: Node):
     B, M, K = a.shape
     N = b.shape[2]
     S = core.arg or 1
-    kc = _runs_along_k(b)
     if S == 1:
         return gemm(src, core, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
-                    lambda e, bb, m, n: [bb, m, n], kc)
+                    lambda e, bb, m, n: [bb, m, n])
     Ks = K // S
 
     def ab(e, bb, kk):
@@ -203,16 +201,7 @@ def matmul(src: KernelSource, core: Node):
         bi, kk = ab(e, bb, k)
         return e.value(b, (bi, kk, n))
 
-    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], kc)
-
-
-def _runs_along_k(b: Node) -> bool:
-    """B [.., K, N] is a transposed view of data laid out [.., N, K] (x @ W.T): its memory runs along K."""
-    from ..ops import VIEW
-    while b.kind == VIEW and b.op in ("reshape", "expand"):
-        b = b.srcs[0]
-    return b.kind == VIEW and b.op == "permute" and len(b.arg) >= 2 and \
-        tuple(b.arg[-2:]) == (len(b.arg) - 1, len(b.arg) - 2)
+    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n])
 
 
 def conv(src: KernelSource, core: Node):
@@ -260,5 +249,4 @@ def conv(src: KernelSource, core: Node):
         n, oh, ow = split_m(e, m)
         return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
 
-    # a conv's weight [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); a transposed conv's does not
-    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index, not a.transposed)
+    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index)
