@@ -207,3 +207,18 @@ def test_shifted_window_attention(rng, shape, window, shift, v2):
     ref = tv_swin.shifted_window_attention(**{k: torch.from_numpy(v) for k, v in arrays.items()}, **kw)
     out = torchvision_ops.shifted_window_attention(**{k: tinydl.tensor(v) for k, v in arrays.items()}, **kw)
     assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["bn", "gn"])
+def test_norm_without_bias_converts_key_for_key(rng, layer):
+    """torch 2.13's BatchNorm2d/GroupNorm(bias=False): no bias key after conversion, same numbers."""
+    norm = torch.nn.BatchNorm2d(4, bias=False) if layer == "bn" else torch.nn.GroupNorm(2, 4, bias=False)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), norm, torch.nn.ReLU()).eval()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    tm = tinydl.from_torch(model)
+    assert list(tm.state_dict()) == list(model.state_dict())
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    assert_close(tm(tinydl.tensor(x)), ref, rtol=1e-4, atol=1e-5)

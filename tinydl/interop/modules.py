@@ -13,8 +13,13 @@ def _conv(cls):
     return build
 
 
+def _has_bias(m) -> bool:
+    """Norm layers' bias=False (torch 2.13): an affine layer whose bias is None."""
+    return not m.affine or getattr(m, "bias", None) is not None
+
+
 def _bn(cls):
-    return lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+    return lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, bias=_has_bias(m))
 
 
 def _simple(cls, *attrs):
@@ -34,7 +39,7 @@ LAYERS = {
     "BatchNorm2d": _bn(nn.BatchNorm2d),
     "LayerNorm": lambda m: nn.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine,
                                         getattr(m, "bias", None) is not None or not m.elementwise_affine),
-    "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine),
+    "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, bias=_has_bias(m)),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),
