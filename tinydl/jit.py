@@ -50,18 +50,21 @@ def _rebuild_mapping(template, values):
 
 
 class _Capture:
-    def __init__(self, order, plan, roots, input_pos, rebuild, n_outputs):
-        # keep the realized leaves (weights); of computed nodes only shape and dtype
-        self.template = [n if n.kind == BUFFER else (n.shape, n.dtype) for n in order]
+    def __init__(self, order, plan, roots, input_pos, rebuild):
+        # the realized leaves (weights) as they are; every computed node as a shape/dtype placeholder made
+        # once here: a replay only needs fresh nodes for its outputs, which become buffers
+        self.template = [n if n.kind == BUFFER else Node("jit", None, (), None, n.shape, n.dtype) for n in order]
         self.plan, self.roots = plan, roots
         self.input_pos = input_pos      # input index -> position in the walk order
         self.rebuild = rebuild
-        self.n_outputs = n_outputs
         self.private = schedule.PrivateBuffers()  # intermediates reused by every replay (stable bind groups)
 
     def replay(self, inputs):
         t0 = profiler.now()
-        order = [t if isinstance(t, Node) else Node("jit", None, (), None, t[0], t[1]) for t in self.template]
+        order = list(self.template)
+        for r in self.roots:
+            t = self.template[r]
+            order[r] = Node("jit", None, (), None, t.shape, t.dtype)
         for i, p in self.input_pos.items():
             order[p] = inputs[i].node
         schedule.execute(order, self.plan, self.roots, [], profiler.now() - t0, self.private)
@@ -103,7 +106,7 @@ class Jit:
         plan = schedule.plan_for(order, sig, [pos[n.uid] for n in nodes])
         input_pos = {i: pos[t.node.uid] for i, t in enumerate(inputs) if t.node.uid in pos}
         roots = [pos[n.uid] for n in nodes]
-        cap = _Capture(order, plan, roots, input_pos, rebuild, len(nodes))
+        cap = _Capture(order, plan, roots, input_pos, rebuild)
         schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
         return cap
 
