@@ -8,7 +8,6 @@ realize(tensors)
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +19,10 @@ from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IN
 from .runtime import get_runtime
 
 # -- FUSION RULES ---------------------------------------------------------------------------------------
-# Which node kinds are computed inline inside the kernel that reads them (unless the rules below make
-# them a kernel of their own). Views are index math; CONST/IOTA are formulas.
-INLINE = {CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP}
+# Inline kinds (ops.INLINE_KINDS: elementwise, views, constants, cat, gather, interpolation) are computed
+# inside the kernel that reads them, and heavy kinds (ops.HEAVY_KINDS) are kernels, unless the rules below
+# say otherwise. Heavy ops read their inputs through generated load functions, so views and single-reader
+# elementwise producers are inlined there (a prologue), never copied first.
 # An inline node read by more than one consumer becomes a kernel output (computed once), except these
 # kinds, which are free to recompute.
 RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
@@ -31,10 +31,8 @@ RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
 # weight, read by both the scale and the shift, or softmax's exp(x - max), read by the sum and the division;
 # a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
-# Heavy ops absorb a chain of same-shape elementwise consumers as their epilogue.
+# Heavy ops absorb a chain of same-element-count elementwise consumers and reshapes as their epilogue.
 EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL}
-# Heavy ops read their inputs through generated load functions: views and elementwise producers with a
-# single consumer are inlined there (a prologue), never copied first.
 _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool"}
 
 _plans: dict[tuple, "Plan"] = {}

@@ -77,9 +77,7 @@ class Tensor:
     def __repr__(self) -> str:
         a = self.numpy()
         body = np.array2string(a, separator=", ", prefix="tensor(", threshold=1000, precision=4)
-        suffix = "" if self.dtype in (dtypes.float32, dtypes.int32, dtypes.bool_) else f", dtype={self.dtype!r}"
-        if self.dtype == dtypes.int32:
-            suffix = ", dtype=tinydl.int32"
+        suffix = "" if self.dtype in (dtypes.float32, dtypes.bool_) else f", dtype={self.dtype!r}"
         return f"tensor({body}{suffix})"
 
     def __bool__(self) -> bool:

@@ -11,7 +11,6 @@ timm: a model built with timm has imported it already.
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import sys
 

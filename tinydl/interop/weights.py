@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import zipfile
 
-import numpy as np
 
 
 def load(path) -> dict:

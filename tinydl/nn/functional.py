@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import dtypes
 from ..ops import CONV, GATHER, INTERP, POOL, ConvArgs, PoolArgs
-from ..shapes import as_tuple, normalize_dim
+from ..shapes import as_tuple
 from ..tensor import (Tensor, _make, _view, arange, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
 
