@@ -102,10 +102,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     T = t.wx * t.wy
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
     groups = batch * tiles_m * tiles_n
-    body = [f"  if (wg >= {groups}) {{ return; }}",
-            f"  let b = wg / {tiles_m * tiles_n};",
-            f"  let rem = wg % {tiles_m * tiles_n};",
-            f"  let m0 = (rem / {tiles_n}) * {t.bm};",
+    body = _tile_origin(groups, tiles_m, tiles_n, t.bm) + [
             f"  let n0 = (rem % {tiles_n}) * {t.bn};",
             f"  let tx = lid % {t.wx};",
             f"  let ty = lid / {t.wx};"]
@@ -146,15 +143,20 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     return src.render("\n".join(body), T, shared), groups, name
 
 
+def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:
+    """Which batch entry (b) and output rows (m0..) this workgroup computes; `rem` locates its columns."""
+    return [f"  if (wg >= {groups}) {{ return; }}",
+            f"  let b = wg / {tiles_m * tiles_n};",
+            f"  let rem = wg % {tiles_m * tiles_n};",
+            f"  let m0 = (rem / {tiles_n}) * {rows};"]
+
+
 def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int):
     R, C, L = GEMV_ROWS, GEMV_COLS, GEMV_LANES
     T = C * L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
     groups = batch * tiles_m * tiles_n
-    body = [f"  if (wg >= {groups}) {{ return; }}",
-            f"  let b = wg / {tiles_m * tiles_n};",
-            f"  let rem = wg % {tiles_m * tiles_n};",
-            f"  let m0 = (rem / {tiles_n}) * {R};",
+    body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
     body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
