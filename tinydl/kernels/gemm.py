@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import Node
+from ..ops import VIEW, Node
 from .common import epilogue
 from .expr import Expr, KernelSource, linear_index
 
@@ -34,7 +34,7 @@ class Tile:
 TILES = {
     "tile128": Tile(16, 16, 8, 8, 8),  # big outputs: 64 accumulators per thread, most FLOPs per load
     "tile64": Tile(16, 16, 4, 4, 16),
-    "tile32": Tile(8, 8, 4, 4, 16),
+    "tile32": Tile(8, 8, 4, 4, 8),
 }
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
@@ -77,11 +77,13 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
     return s
 
 
-def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index):
+def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
+         a_m_fastest: bool = False, b_k_fastest: bool = False):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
-    `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index."""
+    `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
+    the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
+    walk that index across neighbouring threads (coalesced global reads)."""
     name = choose_tile(batch, M, N)
-    t = TILES.get(name)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         lines: list[str] = []
         e = Expr(src, lines)
@@ -99,48 +101,66 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
 
     if name == "gemv":
         return _gemv(src, batch, M, N, K)
+    t = TILES[name]
+    groups = batch * -(-M // t.bm) * -(-N // t.bn)
+    return _tiled(src, t, batch, M, N, K, a_m_fastest, b_k_fastest), groups, name
+
+
+def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool):
+    """Workgroup tiles in shared memory, held as vec4s; each thread owns tm x tn outputs in groups of 4 rows /
+    4 columns spaced a quarter-warp apart, so its operand reads are vec4 loads that neighbouring threads make
+    from neighbouring addresses (no bank conflicts). The next K step's global loads are issued into registers
+    before the current step's inner product (register double buffering)."""
     T = t.wx * t.wy
+    assert t.tm % 4 == 0 and t.tn % 4 == 0 and (t.bm * t.bk) % T == 0 and (t.bk * t.bn) % T == 0
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
-    groups = batch * tiles_m * tiles_n
-    body = _tile_origin(groups, tiles_m, tiles_n, t.bm) + [
+    sa, sb = t.bm + 4, t.bn + 4  # shared row strides (floats), padded against bank conflicts of k-fastest stores
+    body = _tile_origin(batch * tiles_m * tiles_n, tiles_m, tiles_n, t.bm) + [
             f"  let n0 = (rem % {tiles_n}) * {t.bn};",
             f"  let tx = lid % {t.wx};",
             f"  let ty = lid / {t.wx};"]
-    body += [f"  var acc{i}_{j}: f32 = 0.0;" for i in range(t.tm) for j in range(t.tn)]
+    # which tile element each of this thread's loads fetches (fixed for the whole K loop)
+    slots = []
+    for arr, rows, stride, fast_is_row, reg in (("As", t.bm, sa, a_m_fastest, "ra"), ("Bs", t.bn, sb, not b_k_fastest, "rb")):
+        for s in range(rows * t.bk // T):
+            q = f"(lid + {s * T})"
+            r, k = (f"{q} % {rows}", f"{q} / {rows}") if fast_is_row else (f"{q} / {t.bk}", f"{q} % {t.bk}")
+            body.append(f"  let {reg}r{s} = {r}; let {reg}k{s} = {k}; let {reg}at{s} = {reg}k{s} * {stride} + {reg}r{s};")
+            slots.append((arr, reg, s))
+
+    def fetch(k0: str, decl: str):
+        for arr, reg, s in slots:
+            call = (f"load_a(b, m0 + {reg}r{s}, {k0} + {reg}k{s})" if arr == "As" else
+                    f"load_b(b, {k0} + {reg}k{s}, n0 + {reg}r{s})")
+            body.append(f"    {decl}{reg}{s} = {call};")
+
+    ga, gb = t.tm // 4, t.tn // 4
+    body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
+    fetch("0", "var ")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    for arr, rows, cols, load, order in (("As", t.bm, t.bk, "load_a", "mk"), ("Bs", t.bk, t.bn, "load_b", "kn")):
-        total = rows * cols
-        if -(-total // T) > 4:
-            n = -(-total // T)
-            g = f"if (q < {total}) " if n * T > total else ""
-            if order == "mk":
-                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let mm = q / {t.bk}; let kk = q % {t.bk}; As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }} }}")
-            else:
-                body.append(f"    for (var s: i32 = 0; s < {n}; s++) {{ let q = lid + s * {T}; {g}{{ let kk = q / {t.bn}; let nn = q % {t.bn}; Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }} }}")
-            continue
-        for s in range(-(-total // T)):
-            guard = f"if (lid + {s * T} < {total}) " if (s + 1) * T > total else ""
-            if order == "mk":  # A tile stored k-major: As[k * BM + m]
-                body.append(f"    {guard}{{ let q = lid + {s * T}; let mm = q / {t.bk}; let kk = q % {t.bk}; "
-                            f"As[kk * {t.bm} + mm] = load_a(b, m0 + mm, k0 + kk); }}")
-            else:
-                body.append(f"    {guard}{{ let q = lid + {s * T}; let kk = q / {t.bn}; let nn = q % {t.bn}; "
-                            f"Bs[kk * {t.bn} + nn] = load_b(b, k0 + kk, n0 + nn); }}")
+    body += [f"    {arr}[{reg}at{s} >> 2u][{reg}at{s} & 3] = {reg}{s};" for arr, reg, s in slots]
     body.append("    workgroupBarrier();")
+    body.append(f"    if (k0 + {t.bk} < {K}) {{")
+    fetch(f"k0 + {t.bk}", "")
+    body.append("    }")
     body.append(f"    for (var kk: i32 = 0; kk < {t.bk}; kk++) {{")
-    body += [f"      let a{i} = As[kk * {t.bm} + ty * {t.tm} + {i}];" for i in range(t.tm)]
-    body += [f"      let b{j} = Bs[kk * {t.bn} + tx * {t.tn} + {j}];" for j in range(t.tn)]
-    body += [f"      acc{i}_{j} = fma(a{i}, b{j}, acc{i}_{j});" for i in range(t.tm) for j in range(t.tn)]
+    body += [f"      let a{g} = As[kk * {sa // 4} + {g * t.wy} + ty];" for g in range(ga)]
+    body += [f"      let b{g} = Bs[kk * {sb // 4} + {g * t.wx} + tx];" for g in range(gb)]
+    body += [f"      acc{i}_{j} = fma(vec4<f32>(a{i // 4}[{i % 4}]), b{j}, acc{i}_{j});"
+             for i in range(t.tm) for j in range(gb)]
     body.append("    }")
     body.append("    workgroupBarrier();")
     body.append("  }")
     for i in range(t.tm):
-        for j in range(t.tn):
-            body.append(f"  {{ let m = m0 + ty * {t.tm} + {i}; let n = n0 + tx * {t.tn} + {j}; "
-                        f"if (m < {M} && n < {N}) {{ store_out(b, m, n, acc{i}_{j}); }} }}")
-    shared = (f"var<workgroup> As: array<f32, {t.bm * t.bk}>;\n"
-              f"var<workgroup> Bs: array<f32, {t.bk * t.bn}>;")
-    return src.render("\n".join(body), T, shared), groups, name
+        body.append(f"  {{ let m = m0 + {(i // 4) * t.wy * 4 + i % 4} + ty * 4; if (m < {M}) {{")
+        for j in range(gb):
+            for c in range(4):
+                body.append(f"    {{ let n = n0 + {j * t.wx * 4 + c} + tx * 4; "
+                            f"if (n < {N}) {{ store_out(b, m, n, acc{i}_{j}[{c}]); }} }}")
+        body.append("  } }")
+    shared = (f"var<workgroup> As: array<vec4<f32>, {sa * t.bk // 4}>;\n"
+              f"var<workgroup> Bs: array<vec4<f32>, {sb * t.bk // 4}>;")
+    return src.render("\n".join(body), T, shared)
 
 
 def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:
@@ -185,11 +205,12 @@ def matmul(src: KernelSource, core: Node):
     B, M, K = a.shape
     N = b.shape[2]
     S = core.arg or 1
+    layout = dict(a_m_fastest=_last_two_swapped(a), b_k_fastest=_last_two_swapped(b))
     if S == 1:
         return gemm(src, core, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
-                    lambda e, bb, m, n: [bb, m, n])
+                    lambda e, bb, m, n: [bb, m, n], **layout)
     Ks = K // S
 
     def ab(e, bb, kk):
@@ -203,7 +224,16 @@ def matmul(src: KernelSource, core: Node):
         bi, kk = ab(e, bb, k)
         return e.value(b, (bi, kk, n))
 
-    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n])
+    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout)
+
+
+def _last_two_swapped(x: Node) -> bool:
+    """x is a view whose last two axes are the transpose of its data's (W.T in x @ W.T, k.T in q @ k.T): its
+    memory runs along the second-to-last axis."""
+    while x.kind == VIEW and x.op in ("reshape", "expand"):
+        x = x.srcs[0]
+    return x.kind == VIEW and x.op == "permute" and len(x.arg) >= 2 and \
+        tuple(x.arg[-2:]) == (len(x.arg) - 1, len(x.arg) - 2)
 
 
 def conv(src: KernelSource, core: Node):
@@ -251,4 +281,6 @@ def conv(src: KernelSource, core: Node):
         n, oh, ow = split_m(e, m)
         return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
 
-    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index)
+    # im2col rows run along the image (m); a conv's weight [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw)
+    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index,
+                a_m_fastest=True, b_k_fastest=not a.transposed)
