@@ -29,9 +29,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 RESULTS = Path(__file__).parent / "results"
 
 
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
+def median_ms(fn, runs: int, warmup: int = 3, warm_s: float = 1.0) -> float:
+    """Median ms of fn() over `runs` calls, after at least `warmup` calls and `warm_s` seconds of calls: GPUs
+    lower their clocks when idle, so every column is measured on a device that has been kept busy."""
+    t_end = time.perf_counter() + warm_s
+    for i in range(10**9):
         fn()
+        if i + 1 >= warmup and time.perf_counter() >= t_end:
+            break
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -181,7 +186,7 @@ def kernel_rooflines(runs, quick):
     for M, N, K in shapes:
         a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32))
         b = tinydl.tensor(rng.standard_normal((K, N), dtype=np.float32))
-        t = _gpu_ms(lambda: (a @ b).realize(), runs)
+        t = busy_gpu_ms(lambda: a @ b, runs)
         peer = None
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -191,8 +196,8 @@ def kernel_rooflines(runs, quick):
         rows.append([f"matmul {M}x{N}x{K}", flops / t / 1e9, flops / peer / 1e9 if peer else None, "TFLOP/s"])
     n = 1 << (20 if quick else 26)
     x = tinydl.tensor(rng.standard_normal(n, dtype=np.float32))
-    chain = _gpu_ms(lambda: ((x * 1.5 + 0.5).relu().exp() * x - 1.0).realize(), runs)
-    copy = _gpu_ms(lambda: (x * 1.0).realize(), runs)
+    chain = busy_gpu_ms(lambda: (x * 1.5 + 0.5).relu().exp() * x - 1.0, runs)
+    copy = busy_gpu_ms(lambda: x * 1.0, runs)
     rows.append([f"elementwise chain (6 ops, {n} floats)", 2 * 4 * n / chain / 1e6, None, "GB/s"])
     rows.append([f"copy ({n} floats)", 2 * 4 * n / copy / 1e6, None, "GB/s"])
     import tinydl.nn.functional as F
@@ -201,7 +206,7 @@ def kernel_rooflines(runs, quick):
     for nb, c, hw, co, k in convs:
         xi = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
         wi = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
-        t = _gpu_ms(lambda: F.conv2d(xi, wi, padding=k // 2).realize(), runs)
+        t = busy_gpu_ms(lambda: F.conv2d(xi, wi, padding=k // 2), runs)
         peer = None
         if cuda:
             tx, tw = torch.randn(nb, c, hw, hw, device="cuda"), torch.randn(co, c, k, k, device="cuda")
@@ -213,19 +218,30 @@ def kernel_rooflines(runs, quick):
     return rows
 
 
-def _gpu_ms(fn, runs):
-    """Median GPU time (timestamp queries) of one realization, in ms."""
+def busy_gpu_ms(build, runs: int, copies: int = 50) -> float:
+    """GPU ms of one op (timestamp queries) with the GPU's clocks up: `copies` independent copies of the op
+    (built by build()) run in one submit, and the figure is the median per copy over the second half of the
+    copies, over `runs` submits after a warm-up one. A single short kernel per submit measures mostly the
+    clock ramp (single-kernel timings on the H100 box varied 5x that way)."""
     import tinydl
-    fn()
     times = []
-    for _ in range(runs):
+    for i in range(runs + 1):
+        outs = [build() for _ in range(copies)]
         with tinydl.profile() as p:
-            fn()
-        times.append(p.gpu_s if p.timestamps else p.submit_s)
+            tinydl.realize(*outs)
+        if not i:
+            continue
+        if not p.timestamps:
+            times.append(p.submit_s / copies)
+            continue
+        per_copy = len(p.kernels) // copies  # a split-K op is two kernels
+        copy_s = [sum(k.gpu_s for k in p.kernels[j * per_copy:(j + 1) * per_copy]) for j in range(copies)]
+        times += copy_s[copies // 2:]
     return statistics.median(times) * 1e3
 
 
-def _cuda_ms(fn, runs):
+def _cuda_ms(fn, runs, copies: int = 10):
+    """torch CUDA's counterpart of busy_gpu_ms: `copies` back-to-back calls between two events, per call."""
     import torch
     fn()
     torch.cuda.synchronize()
@@ -233,10 +249,11 @@ def _cuda_ms(fn, runs):
     for _ in range(runs):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
-        fn()
+        for _ in range(copies):
+            fn()
         e.record()
         torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
+        times.append(s.elapsed_time(e) / copies)
     return statistics.median(times)
 
 

@@ -85,3 +85,26 @@ def test_split_k_heuristic_only_for_few_tiles():
     assert gemm.split_k(16, 3136, 64, 576, 64) == 1
     assert gemm.split_k(1, 49, 512, 256, 256) == 8  # 32-long slices
     assert gemm.split_k(1, 49, 512, 960, 6) == 2    # must divide 6 input channels
+
+
+def test_tile_choice_rules():
+    """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows, tile128 for big outputs
+    even with only half its columns used, tile64 for small-M convs, tile32 only for narrow GEMMs; a split
+    product keeps the tile its split count was chosen for."""
+    assert gemm.choose_tile(1, 1, 1000) == "gemv"
+    assert gemm.choose_tile(16, 3136, 64) == "tile128"
+    assert gemm.choose_tile(1, 49, 512) == "tile64"
+    assert gemm.choose_tile(1, 12544, 16) == "tile32"
+    assert gemm.choose_tile(1, 4096, 4096) == "tile128"
+
+
+def test_split_product_keeps_its_tile(rng):
+    """130x130x1024 splits 32 ways under tile64 (9 tiles); counted with the 32 slices as batch entries, tile128
+    would qualify (4 x 32 tiles), but the kernel must use the tile the split was sized for."""
+    S = gemm.split_k(1, 130, 130, 1024, 1024)
+    assert S == 32 and gemm.choose_tile(1, 130, 130) == "tile64" and gemm.choose_tile(S, 130, 130) == "tile128"
+    a, b = rng.standard_normal((130, 1024), dtype=np.float32), rng.standard_normal((130, 1024), dtype=np.float32)
+    with count_kernels() as c:
+        y = (tinydl.tensor(a) @ tinydl.tensor(b).T).numpy()
+    assert any("[tile64]" in n for n in c.names), c.names
+    assert_close(y, a @ b.T, rtol=1e-4, atol=1e-3)

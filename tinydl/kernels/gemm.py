@@ -45,18 +45,18 @@ TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 
 
 
 def choose_tile(batch: int, M: int, N: int) -> str:
-    """The biggest tile that both sides fill and that still gives enough workgroups to occupy the GPU."""
+    """The GEMM variant for `batch` products of M x N outputs (before any split-K). Measured on an H100
+    (benchmarks/sweep.py, 2026-11-21): 256-thread tiles beat 64-thread ones even where they leave part of the
+    tile idle (ResNet-50's 512x7x7 convs: tile64 54 us, tile32 65 us; a 16x64x56x56 conv: tile128 284 us with
+    half its columns idle, tile64 317 us), so tile32 is only for GEMMs too narrow to fill half a tile64."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
-    # 256-thread tiles beat many 64-thread ones (measured on an H100: 128x3072x768 ran at 6.3 TFLOP/s as 96
-    # tile64 workgroups, 2.7 as 384 tile32 ones), so a big tile only needs about one workgroup per SM
-    for name, enough in (("tile128", TARGET_WORKGROUPS // 2), ("tile64", TARGET_WORKGROUPS // 4)):
-        t = TILES[name]
-        if min(M, N) >= t.bm and batch * -(-M // t.bm) * -(-N // t.bn) >= enough:
-            return name
-    return "tile32"
+    big = TILES["tile128"]
+    if M >= big.bm and N >= big.bn // 2 and batch * -(-M // big.bm) * -(-N // big.bn) >= TARGET_WORKGROUPS // 2:
+        return "tile128"
+    return "tile64" if min(M, N) >= 32 else "tile32"
 
 
 def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
@@ -78,12 +78,13 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         a_m_fastest: bool = False, b_k_fastest: bool = False):
+         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
-    walk that index across neighbouring threads (coalesced global reads)."""
-    name = choose_tile(batch, M, N)
+    walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
+    are K slices of one product (the tile is the one split_k chose the slice count for)."""
+    name = choose_tile(batch // split, M, N)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         lines: list[str] = []
         e = Expr(src, lines)
@@ -224,7 +225,7 @@ def matmul(src: KernelSource, core: Node):
         bi, kk = ab(e, bb, k)
         return e.value(b, (bi, kk, n))
 
-    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout)
+    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S)
 
 
 def _last_two_swapped(x: Node) -> bool:
@@ -283,4 +284,4 @@ def conv(src: KernelSource, core: Node):
 
     # im2col rows run along the image (m); a conv's weight [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw)
     return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index,
-                a_m_fastest=True, b_k_fastest=not a.transposed)
+                a_m_fastest=True, b_k_fastest=not a.transposed, split=a.split if not a.transposed else 1)

@@ -1,0 +1,71 @@
+"""GEMM tile / split-K sweep: GPU time of each forced variant on conv and matmul shapes, to set the choice rules
+in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements.
+
+    python -m benchmarks.sweep                       # the built-in shapes (ResNet layers at batch 1, BERT GEMMs)
+    python -m benchmarks.sweep --splits 1 4 16 64 --tiles tile64 tile32
+
+Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
+Each variant runs as --copies independent copies of the op in one submit, --runs times (see
+benchmarks.run.busy_gpu_ms: the split-K sum kernel is included, and only copies run once the clocks are up count).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .run import busy_gpu_ms
+
+
+# (batch, in channels, image size, out channels, kernel size)
+CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
+         (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 256, 14, 256, 3)]
+MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 3072, 768)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiles", nargs="*", default=["auto", "tile128", "tile64", "tile32"])
+    ap.add_argument("--splits", nargs="*", default=["auto", "1", "2", "4", "8", "16", "32", "64"])
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--copies", type=int, default=100)
+    ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
+    args = ap.parse_args(argv)
+
+    import tinydl
+    import tinydl.nn.functional as F
+    from tabulate import tabulate
+    from tinydl import schedule
+    from tinydl.kernels import gemm
+
+    rng = np.random.default_rng(0)
+    jobs = []
+    for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else CONVS):
+        x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
+        w = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
+        jobs.append((f"conv {nb}x{c}x{hw}x{hw} -> {co} k{k}", 2 * nb * co * hw * hw * c * k * k,
+                     lambda x=x, w=w, k=k: F.conv2d(x, w, padding=k // 2)))
+    for M, N, K in ([(32, 32, 64)] if args.quick else MATMULS):
+        a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32))
+        wt = tinydl.tensor(rng.standard_normal((N, K), dtype=np.float32))
+        jobs.append((f"x @ W.T {M}x{N}x{K}", 2 * M * N * K, lambda a=a, wt=wt: a @ wt.T))
+    rows = []
+    for label, flops, build in jobs:
+        for tile in args.tiles:
+            for split in args.splits:
+                gemm.FORCE_TILE = None if tile == "auto" else tile
+                gemm.FORCE_SPLIT_K = None if split == "auto" else int(split)
+                schedule.clear_cache()
+                try:
+                    ms = busy_gpu_ms(build, args.runs, args.copies)
+                except Exception as e:  # noqa: BLE001 - a variant a shape cannot take; keep sweeping
+                    rows.append([label, tile, split, None, None, f"{type(e).__name__}"])
+                    continue
+                rows.append([label, tile, split, ms * 1e3, flops / ms / 1e9, ""])
+    gemm.FORCE_TILE = gemm.FORCE_SPLIT_K = None
+    print(tabulate(rows, headers=["shape", "tile", "split", "GPU us", "TFLOP/s", "note"], floatfmt=".3g",
+                   missingval="-"))
+
+
+if __name__ == "__main__":
+    main()
