@@ -20,6 +20,9 @@ _WANTED_LIMITS = (
 )
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
+# dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
+# rest. Measured with benchmarks/cpu_overhead.py --chunks.
+SUBMIT_CHUNK = 32
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
@@ -145,9 +148,10 @@ class Runtime:
         x = -(-workgroups // y)
         return (x, y, 1)
 
-    def submit(self, dispatches, readbacks=(), timings: list | None = None) -> list[bytes]:
+    def submit(self, dispatches, readbacks=(), timings: list | None = None) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
-        Everything goes into one command encoder and one queue submit. With `timings` (a list) and the
+        Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit; the
+        read-back copies ride in the last one. With `timings` (a list) and the
         adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
         each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead)."""
         enc = self.device.create_command_encoder()
@@ -166,12 +170,18 @@ class Runtime:
             enc.resolve_query_set(qs, 0, 2 * len(dispatches), qbuf, 0)
             readbacks = list(readbacks) + [(qbuf, 16 * len(dispatches))]
         elif dispatches:
-            cp = enc.begin_compute_pass()
-            for pipeline, gpus, grid in dispatches:
-                cp.set_pipeline(pipeline)
-                cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
-                cp.dispatch_workgroups(*grid)
-            cp.end()
+            # submitted in chunks: the GPU runs the first ones while the CPU encodes the rest
+            step = SUBMIT_CHUNK or len(dispatches)
+            for start in range(0, len(dispatches), step):
+                if start:
+                    self.device.queue.submit([enc.finish()])
+                    enc = self.device.create_command_encoder()
+                cp = enc.begin_compute_pass()
+                for pipeline, gpus, grid in dispatches[start:start + step]:
+                    cp.set_pipeline(pipeline)
+                    cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
+                    cp.dispatch_workgroups(*grid)
+                cp.end()
         staging = []
         for gpu, nbytes in readbacks:
             size = max(16, (nbytes + 15) // 16 * 16)
@@ -185,10 +195,11 @@ class Runtime:
         for st, nbytes in staging:
             if nbytes:
                 st.map_sync(wgpu.MapMode.READ, 0, st.size)
-                out.append(bytes(st.read_mapped(0, st.size))[:nbytes])
+                # one copy out of the mapped memory, straight into the array the caller keeps
+                out.append(np.frombuffer(st.read_mapped(0, st.size, copy=False), np.uint8)[:nbytes].copy())
                 st.unmap()
             else:
-                out.append(b"")
+                out.append(np.zeros(0, np.uint8))
             self._staging[st.size].append(st)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)

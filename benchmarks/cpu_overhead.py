@@ -1,0 +1,66 @@
+"""Where a forward's host-side time goes: end-to-end ms next to the GPU's kernel time, and a cProfile of the
+Python/native calls of repeated forwards (jit replays).
+
+    python -m benchmarks.cpu_overhead --models mobilenet_v2 resnet18 --runs 50
+    python -m benchmarks.cpu_overhead --chunks 0 16 32 64 --no-cprofile   # e2e per submit-chunk size
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+
+from .run import MODELS, first_tensor, median_ms
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["mobilenet_v2", "resnet18"])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--chunks", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_CHUNK")
+    ap.add_argument("--no-cprofile", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    import tinydl
+    from tinydl import runtime
+    for name in args.models:
+        model, inputs = MODELS[name][0](args.batch, args.quick)
+        tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
+
+        def call():
+            return first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
+
+        for chunk in args.chunks or ():
+            default, runtime.SUBMIT_CHUNK = runtime.SUBMIT_CHUNK, chunk
+            print(f"== {name} batch {args.batch}: SUBMIT_CHUNK={chunk}: e2e median {median_ms(call, args.runs):.3f} ms")
+            runtime.SUBMIT_CHUNK = default
+        if args.no_cprofile:
+            continue
+        ms = median_ms(call, args.runs)
+        with tinydl.profile() as prof:
+            call()
+        pr = cProfile.Profile()
+        t0 = time.perf_counter()
+        pr.enable()
+        for _ in range(args.runs):
+            call()
+        pr.disable()
+        per = (time.perf_counter() - t0) / args.runs * 1e3
+        out = io.StringIO()
+        stats = pstats.Stats(pr, stream=out).sort_stats("tottime")
+        stats.print_stats(args.top)
+        stats.print_callers("proxy_func")  # wgpu-native calls: which API call spends the time
+        print(f"== {name} batch {args.batch}: e2e median {ms:.3f} ms, GPU {prof.gpu_s * 1e3:.3f} ms over "
+              f"{len(prof.kernels)} kernels in {prof.realizations} submit(s); {per:.3f} ms per forward under cProfile")
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
