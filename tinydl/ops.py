@@ -28,9 +28,10 @@ REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output
 MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]
 CONV = "conv"            # srcs x [N,C,H,W], w; arg: ConvArgs
 POOL = "pool"            # arg: PoolArgs
+ROWNORM = "rownorm"      # op: softmax|log_softmax|layer_norm|rms_norm over axes first..last; arg: (eps, first, last)
 
 INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP})
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM})
 
 _ids = itertools.count()
 

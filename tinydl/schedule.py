@@ -15,7 +15,7 @@ import numpy as np
 from . import debug, dtypes, profiler
 from .kernels import build
 from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, INTERP, IOTA, MATMUL, POOL, REDUCE,
-                  VIEW, Node)
+                  ROWNORM, VIEW, Node)
 from .runtime import get_runtime
 
 # -- FUSION RULES ---------------------------------------------------------------------------------------
@@ -32,7 +32,7 @@ RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
 # a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-element-count elementwise consumers and reshapes as their epilogue.
-EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL}
+EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
 _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool"}
 
 _plans: dict[tuple, "Plan"] = {}
@@ -271,7 +271,7 @@ def _kernel_name(order, index, out, core, materialized_uids) -> str:
         stack.extend(n.srcs)
     labels = [op for _, op in sorted(ops)]
     if core is not None:
-        head = _HEAVY_LABEL.get(core.kind) or f"{core.kind}_{core.op}"
+        head = _HEAVY_LABEL.get(core.kind) or (core.op if core.kind == ROWNORM else f"{core.kind}_{core.op}")
         if core.kind == POOL:
             head = f"{core.arg.kind}_pool2d" + ("_adaptive" if core.arg.adaptive else "")
         if core.kind == CONV and core.arg.transposed:
@@ -294,6 +294,8 @@ def _flops(core: Node | None, out: Node, name: str) -> int:
         base = 2 * core.numel * (x.shape[1] // core.arg.groups) * w.shape[2] * w.shape[3]
     elif core is not None and core.kind in (REDUCE, POOL):
         base = core.srcs[0].numel
+    elif core is not None and core.kind == ROWNORM:
+        base = 5 * core.numel  # two reductions and the normalization, a few ops per element
     return base + ops * out.numel
 
 
@@ -376,7 +378,7 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
 
 
 def realize(*tensors, readback=False):
-    """Compute the given tensors (one plan, one submit). With readback=True returns their bytes."""
+    """Compute the given tensors (one plan, one submit). With readback=True returns their bytes (uint8 arrays)."""
     nodes = [t.node for t in tensors]
     for n in nodes:
         _alias_reshape(n)
@@ -432,10 +434,10 @@ def read(t) -> np.ndarray:
         return _read_pieces(t.node)
     data = realize(t, readback=True)[0]
     dt = t.dtype
-    arr = np.frombuffer(data, dtype=np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
-                                             .replace("i32", "int32").replace("u32", "uint32")))
-    arr = arr[: t.numel()].reshape(t.shape)
-    return arr.astype(np.bool_) if dt == dtypes.bool_ else arr.copy()  # astype: 0-d stays an array
+    arr = data.view(np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
+                             .replace("i32", "int32").replace("u32", "uint32")))
+    arr = arr[: t.numel()].reshape(t.shape)  # a view of the read-back copy, which nothing else holds
+    return arr.astype(np.bool_) if dt == dtypes.bool_ else arr
 
 
 def clear_cache() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import debug, dtypes
 from .dtypes import DType
-from .ops import (BUFFER, CAT, CONST, ELEMENTWISE, ELEMENTWISE_OPS, IOTA, MATMUL, REDUCE, VIEW, Node)
+from .ops import (BUFFER, CAT, CONST, ELEMENTWISE, ELEMENTWISE_OPS, IOTA, MATMUL, REDUCE, ROWNORM, VIEW, Node)
 from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
 
 Scalar = (int, float, bool, np.number, np.bool_)
@@ -891,18 +891,28 @@ def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -
     return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
 
 
+def row_norm(x: Tensor, op: str, dim: int, eps: float | None = None, n_axes: int = 1) -> Tensor:
+    """One-kernel softmax / log_softmax / layer_norm / rms_norm (ops.ROWNORM) over the `n_axes` axes ending at
+    `dim`, without affine parameters."""
+    return _make(ROWNORM, op, (x,), (eps, dim - n_axes + 1, dim), x.shape, x.dtype)
+
+
 def softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
     x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
     d = normalize_dim(dim, x.ndim)
-    e = exp(x - _reduce("max", x, d, True))
-    return e / _reduce("sum", e, d, True)
+    if x.numel() == 0 or x.ndim == 0:
+        e = exp(x - _reduce("max", x, d, True))
+        return e / _reduce("sum", e, d, True)
+    return row_norm(x, "softmax", d)
 
 
 def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
     x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
     d = normalize_dim(dim, x.ndim)
-    shifted = x - _reduce("max", x, d, True)
-    return shifted - log(_reduce("sum", exp(shifted), d, True))
+    if x.numel() == 0 or x.ndim == 0:
+        shifted = x - _reduce("max", x, d, True)
+        return shifted - log(_reduce("sum", exp(shifted), d, True))
+    return row_norm(x, "log_softmax", d)
 
 
 # -- joining -------------------------------------------------------------------------------------------

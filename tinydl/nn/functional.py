@@ -8,7 +8,7 @@ import numpy as np
 from .. import dtypes
 from ..ops import CONV, GATHER, INTERP, POOL, ConvArgs, PoolArgs
 from ..shapes import as_tuple
-from ..tensor import (Tensor, _make, _view, arange, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
+from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
@@ -338,11 +338,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if x.shape[x.ndim - n:] != normalized_shape or n > x.ndim:
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
                            f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
-    dims = tuple(range(x.ndim - n, x.ndim))
-    mu = x.mean(dims, keepdim=True)
-    xc = x - mu
-    var = (xc * xc).mean(dims, keepdim=True)
-    y = xc * (var + eps).rsqrt()
+    y = row_norm(x, "layer_norm", x.ndim - 1, eps, n) if x.numel() else x
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -386,8 +382,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
                            f"{list(weight.shape)} and normalized_shape = {list(normalized_shape)}")
     if eps is None:
         eps = float(np.finfo(x.dtype.np).eps) if x.dtype.is_floating_point else float(np.finfo(np.float32).eps)
-    dims = tuple(range(x.ndim - n, x.ndim))
-    y = x * ((x * x).mean(dims, keepdim=True) + eps).rsqrt()
+    y = row_norm(x, "rms_norm", x.ndim - 1, eps, n) if x.numel() else x
     return y * weight if weight is not None else y
 
 

@@ -1,0 +1,107 @@
+"""Row kernels (tinydl/kernels/rownorm.py): softmax, log_softmax, layer_norm and rms_norm in one kernel each,
+against torch CPU: every dim, rows shorter and longer than a workgroup, both variants (values cached in
+registers / read again per pass, forced), fused prologues and epilogues (kernel counts), float16 storage."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.nn.functional as F
+from tinydl import schedule
+from tinydl.debug import count_kernels
+from tinydl.kernels import rownorm
+from tinydl.testing import assert_close
+
+
+@pytest.fixture(params=["cached", "reread"])
+def variant(request, monkeypatch):
+    """Each test runs with the row held in registers and with it read again in every pass."""
+    if request.param == "reread":
+        monkeypatch.setattr(rownorm, "MAX_CACHED", 0)
+    schedule.clear_cache()
+    yield request.param
+    monkeypatch.undo()
+    schedule.clear_cache()
+
+
+def one_kernel(fn, name, variant):
+    """Run fn() and check that it took exactly one kernel, the row kernel `name` in `variant`."""
+    with count_kernels() as c:
+        out = fn().numpy()
+    assert c.count == 1 and c.names[0].startswith(name) and f"[{variant}]" in c.names[0], c.names
+    return out
+
+
+SHAPES = [((7,), 0), ((3, 5), 1), ((3, 5), 0), ((3, 5), -1), ((2, 3, 4), 1), ((2, 1, 4), 1), ((4, 100), -1),
+          ((1,), 0), ((3, 300), -1), ((2, 2500), 1), ((5, 33, 9), 1)]
+
+
+@pytest.mark.parametrize("shape,dim", SHAPES)
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax(rng, variant, op, shape, dim):
+    a = (rng.standard_normal(shape) * 4).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    ref = getattr(torch, op)(t, dim)
+    assert_close(one_kernel(lambda: getattr(tinydl, op)(x, dim), op, variant), ref, rtol=1e-5, atol=1e-6)
+    assert_close(getattr(x, op)(dim), ref, rtol=1e-5, atol=1e-6)
+    assert_close(getattr(F, op)(x, dim=dim), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_large_logits_masks_and_int_input(rng, op):
+    a = (rng.standard_normal((4, 6)) * 1000).astype(np.float32)
+    a[1] = 1000.0
+    a[2, :3] = -np.inf  # a masked row: the masked entries get 0 (softmax) / -inf (log_softmax)
+    a[3] = -np.inf      # all masked: NaN in torch too
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    assert_close(getattr(tinydl, op)(x, 1), getattr(torch, op)(t, 1), rtol=1e-4, atol=1e-5, equal_nan=True)
+    xi = rng.integers(-3, 3, (2, 5)).astype(np.int32)
+    assert_close(getattr(tinydl, op)(tinydl.tensor(xi), -1), getattr(torch, op)(torch.from_numpy(xi).float(), -1))
+
+
+@pytest.mark.parametrize("shape,normalized", [((4, 6), (6,)), ((2, 3, 70), (70,)), ((2, 3, 4), (3, 4)),
+                                              ((3, 2500), (2500,)), ((5,), (5,))])
+def test_layer_norm_and_rms_norm(rng, variant, shape, normalized):
+    a = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    w = rng.standard_normal(normalized).astype(np.float32)
+    b = rng.standard_normal(normalized).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    tw, tb = torch.from_numpy(w), torch.from_numpy(b)
+    # weight and bias are the row kernel's epilogue: still one kernel
+    out = one_kernel(lambda: F.layer_norm(x, normalized, tinydl.tensor(w), tinydl.tensor(b), eps=1e-3),
+                     "layer_norm", variant)
+    assert_close(out, TF.layer_norm(t, normalized, tw, tb, eps=1e-3), rtol=1e-5, atol=1e-5)
+    out = one_kernel(lambda: F.rms_norm(x, normalized, tinydl.tensor(w), eps=1e-4), "rms_norm", variant)
+    assert_close(out, TF.rms_norm(t, normalized, tw, eps=1e-4), rtol=1e-5, atol=1e-5)
+
+
+def test_residual_layer_norm_gelu_is_one_kernel(rng, variant):
+    """A transformer's LayerNorm(x + residual) followed by an activation: the add is the row kernel's
+    prologue, the affine and the activation its epilogue."""
+    a, r = rng.standard_normal((2, 8, 48)).astype(np.float32), rng.standard_normal((2, 8, 48)).astype(np.float32)
+    w, b = rng.standard_normal(48).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    out = one_kernel(lambda: F.gelu(F.layer_norm(tinydl.tensor(a) + tinydl.tensor(r), (48,), tinydl.tensor(w),
+                                                 tinydl.tensor(b))), "layer_norm", variant)
+    ref = TF.gelu(TF.layer_norm(torch.from_numpy(a + r), (48,), torch.from_numpy(w), torch.from_numpy(b)))
+    assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_scaled_masked_softmax_is_one_kernel(rng, variant):
+    """Attention's softmax(scores * scale + mask): scale and mask are computed in the row kernel's loads."""
+    s = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
+    mask = np.where(rng.random((1, 1, 16, 16)) < 0.3, -np.inf, 0.0).astype(np.float32)
+    mask[..., 0] = 0.0  # no fully masked row
+    out = one_kernel(lambda: F.softmax(tinydl.tensor(s) * 0.125 + tinydl.tensor(mask), -1), "softmax", variant)
+    assert_close(out, TF.softmax(torch.from_numpy(s) * 0.125 + torch.from_numpy(mask), -1), rtol=1e-5, atol=1e-6)
+
+
+def test_float16_storage(rng):
+    """float16 tensors are normalized in f32 and stored as f16: within f16 rounding of torch's float32 result."""
+    if "shader-f16" not in tinydl.device_info()["features"]:
+        pytest.skip("adapter without shader-f16")
+    a = rng.standard_normal((3, 40)).astype(np.float16)
+    x, t = tinydl.tensor(a), torch.from_numpy(a).float()
+    assert F.softmax(x, -1).dtype == tinydl.float16
+    assert_close(F.softmax(x, -1).float(), TF.softmax(t, -1), rtol=1e-3, atol=1e-3)
+    assert_close(F.layer_norm(x, (40,)).float(), TF.layer_norm(t, (40,)), rtol=2e-3, atol=2e-3)

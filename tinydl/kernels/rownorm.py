@@ -1,0 +1,95 @@
+"""Row-wise normalizations in one kernel: softmax, log_softmax, layer_norm, rms_norm over one axis.
+
+The node has its input's shape; arg (eps, first, last) names the normalized axes first..last. A row is the
+values at one position of the other axes (softmax over a middle dim reads and writes its strided rows in
+place). One workgroup per row. The row's values (the input computed inline: a prologue such as a residual add) are
+read once into registers where they fit, the row statistics (max and sum of exponentials; mean and variance;
+mean square) come from tree reductions in workgroup memory, and the normalized values leave through the
+epilogue (layer_norm's affine weight and bias, a following activation). Composed from reduce and elementwise
+kernels the same ops take 3-4 dispatches and round trips of the row through memory.
+"""
+from __future__ import annotations
+
+import math
+
+from ..ops import Node
+from .common import epilogue
+from .expr import Expr, KernelSource, linear_index, unravel
+from .snippets import literal
+
+MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
+
+
+def rownorm(src: KernelSource, core: Node):
+    x = core.srcs[0]
+    eps, first, last = core.arg
+    outer, row, inner = core.shape[:first], core.shape[first:last + 1], core.shape[last + 1:]
+    rows, L = math.prod(outer) * math.prod(inner), math.prod(row)
+    size = 256 if L >= 2048 else 128 if L >= 256 else 64
+    per = -(-L // size)
+    cached = per <= MAX_CACHED
+
+    lines: list[str] = []
+    e = Expr(src, lines)
+    e.emit(f"if (c >= {L}) {{ return 0.0; }}")
+    e.emit(f"return f32({e.value(x, _at(e, outer, row, inner))});")
+    src.functions.append("fn load_x(r: i32, c: i32) -> f32 {\n" + "\n".join(lines) + "\n}")
+    lines = []
+    e = Expr(src, lines)
+    idx = _at(e, outer, row, inner)
+    v = epilogue(e, src.out, core, idx, "y")
+    e.emit(src.store(linear_index(idx, core.shape), v))
+    src.functions.append("fn store_out(r: i32, c: i32, y: f32) {\n" + "\n".join(lines) + "\n}")
+
+    body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;"]
+    if cached:
+        body.append(f"  var xs: array<f32, {per}>;")
+        body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ xs[i] = load_x(r, lid + i * {size}); }}")
+
+    def each(stmt: str, guard: bool) -> None:
+        """stmt over this thread's elements, with `v` the element's value and `c` its column."""
+        get = "xs[i]" if cached else "load_x(r, c)"
+        cond = f"if (c < {L}) " if guard else ""
+        body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ let c = lid + i * {size}; {cond}"
+                    f"{{ let v = {get}; {stmt} }} }}")
+
+    def reduce_into(name: str, init: str, stmt: str, combine: str) -> None:
+        body.append(f"  var acc_{name}: f32 = {init};")
+        each(stmt.replace("ACC", f"acc_{name}"), True)
+        body.append(f"  red[lid] = acc_{name};")
+        body.append("  workgroupBarrier();")
+        body.append(f"  for (var s: i32 = {size // 2}; s > 0; s >>= 1u) {{")
+        body.append(f"    if (lid < s) {{ red[lid] = {combine.format('red[lid]', 'red[lid + s]')}; }}")
+        body.append("    workgroupBarrier();")
+        body.append("  }")
+        body.append(f"  let {name} = red[0];")
+        body.append("  workgroupBarrier();")
+
+    op = core.op
+    if op in ("softmax", "log_softmax"):
+        reduce_into("mx", literal(float("-inf"), "f32"), "ACC = td_max(ACC, v);", "td_max({}, {})")
+        reduce_into("se", "0.0", "ACC = ACC + exp(v - mx);", "{} + {}")
+        out = "exp(v - mx) / se" if op == "softmax" else "v - mx - log(se)"
+    elif op == "layer_norm":
+        reduce_into("total", "0.0", "ACC = ACC + v;", "{} + {}")
+        body.append(f"  let mean = total / {float(L)};")
+        reduce_into("sq", "0.0", "ACC = ACC + (v - mean) * (v - mean);", "{} + {}")
+        body.append(f"  let rstd = inverseSqrt(sq / {float(L)} + {float(eps)});")
+        out = "(v - mean) * rstd"
+    elif op == "rms_norm":
+        reduce_into("sq", "0.0", "ACC = ACC + v * v;", "{} + {}")
+        body.append(f"  let rs = inverseSqrt(sq / {float(L)} + {float(eps)});")
+        out = "v * rs"
+    else:
+        raise AssertionError(op)
+    each(f"store_out(r, c, {out});", True)
+    shared = f"var<workgroup> red: array<f32, {size}>;"
+    return src.render("\n".join(body), size, shared), rows, "cached" if cached else "reread"
+
+
+def _at(e: Expr, outer, row, inner) -> list[str]:
+    """The multi-index of row r's element c."""
+    n_in = math.prod(inner)
+    o = e.let(f"r / {n_in}", "o") if n_in > 1 else "r"
+    i = e.let(f"r % {n_in}", "i") if n_in > 1 else "0"
+    return unravel(o, outer) + unravel("c", row) + unravel(i, inner)
