@@ -308,3 +308,20 @@ def test_linear_bias_mismatch(rng):
                        lambda: TF.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)),
                        RuntimeError, r"size of tensor a \(5\) must match the size of tensor b \(3\)|"
                                      r"expanded size of the tensor \(5\) must match the existing size \(3\)")
+
+
+def test_batched_input_times_matrix_is_one_product(rng):
+    """x [B, L, K] @ W [K, N] (every linear layer over a batch of sequences) runs as one [B*L, K] @ [K, N] GEMM:
+    bigger tiles and W read once, rather than B products over a broadcast W."""
+    from tinydl.ops import MATMUL
+    a, w = rand(rng, 3, 5, 16), rand(rng, 16, 24)
+    y = tinydl.tensor(a) @ tinydl.tensor(w)
+    node, seen = y.node, []
+    while node.kind != MATMUL:
+        seen.append(node.kind)
+        node = node.srcs[0]
+    assert node.shape == (1, 15, 24), (node.shape, seen)
+    check(y, np.matmul(a, w), 16)
+    bias = rand(rng, 24)
+    yb = F.linear(tinydl.tensor(a), tinydl.tensor(w.T.copy()), tinydl.tensor(bias))
+    check(yb, np.matmul(a, w) + bias, 16)

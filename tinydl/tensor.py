@@ -1005,15 +1005,17 @@ def matmul(a, b) -> Tensor:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({sa} and {sb})")
     batch = broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     B = math.prod(batch)
-    a3 = a2.expand(batch + (M, K)).reshape(B, M, K)
-    b3 = b2.expand(batch + (K, N)).reshape(B, K, N)
-    from .kernels import gemm
-    S = gemm.split_k(B, M, N, K, K)
-    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
-        part = _make(MATMUL, None, (a3, b3), S, (S * B, M, N), dt)
-        out = _reduce("sum", part.reshape(S, B, M, N), 0).reshape(batch + (M, N))
+    if b2.ndim == 2:  # x @ W with x batched: one [B*M, K] @ [K, N] product (bigger tiles, W read once)
+        a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
-        out = _make(MATMUL, None, (a3, b3), None, (B, M, N), dt).reshape(batch + (M, N))
+        a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
+    from .kernels import gemm
+    S = gemm.split_k(B_, M_, N, K, K)
+    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
+        part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)
+        out = _reduce("sum", part.reshape(S, B_, M_, N), 0).reshape(batch + (M, N))
+    else:
+        out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt).reshape(batch + (M, N))
     if a.ndim == 1:
         out = out.squeeze(-2)
     if b.ndim == 1:
