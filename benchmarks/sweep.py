@@ -20,7 +20,8 @@ from .run import busy_gpu_ms
 # (batch, in channels, image size, out channels, kernel size)
 CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
          (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 256, 14, 256, 3)]
-MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 3072, 768)]
+MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 3072, 768),
+           (2048, 2048, 2048), (4096, 4096, 4096)]
 
 
 def main(argv=None):
@@ -30,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
+    ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
     args = ap.parse_args(argv)
 
     import tinydl
@@ -50,6 +52,7 @@ def main(argv=None):
         wt = tinydl.tensor(rng.standard_normal((N, K), dtype=np.float32))
         jobs.append((f"x @ W.T {M}x{N}x{K}", 2 * M * N * K, lambda a=a, wt=wt: a @ wt.T))
     rows = []
+    jobs = [j for j in jobs if not args.only or args.only in j[0]]
     for label, flops, build in jobs:
         for tile in args.tiles:
             for split in args.splits:

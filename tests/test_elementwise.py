@@ -1,6 +1,5 @@
 """Elementwise ops: every unary/binary op of the op set, operators, scalars on either side, type promotion,
 broadcasting, size-0/size-1 dims and 0-d tensors - all compared with torch CPU."""
-import math
 
 import numpy as np
 import pytest

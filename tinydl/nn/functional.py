@@ -81,7 +81,7 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
         raise RuntimeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {name}, but got input "
                            f"of size: {list(x.shape)}")
     if weight.ndim != nd + 2:
-        raise RuntimeError(f"weight should have at least three dimensions" if weight.ndim < 3 else
+        raise RuntimeError("weight should have at least three dimensions" if weight.ndim < 3 else
                            f"Expected {nd + 2}-dimensional weight for {nd + 2}-dimensional input, but got weight of "
                            f"size {list(weight.shape)}")
     unbatched = x.ndim == nd + 1
@@ -469,7 +469,7 @@ def pad(x, pad, mode="constant", value=None):
             raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
                                f"but got: padding ({lo}, {hi}) at dimension {d} of input {list(x.shape)}")
         if mode != "constant" and (lo < 0 or hi < 0):
-            raise RuntimeError(f"negative padding is only supported for mode='constant'")
+            raise RuntimeError("negative padding is only supported for mode='constant'")
         if mode == "replicate" and n == 0 and (lo or hi):
             raise RuntimeError("padding a zero-size dimension with mode='replicate' is not possible")
         size = n + lo + hi
