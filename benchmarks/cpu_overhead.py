@@ -3,7 +3,6 @@ Python/native calls of repeated forwards (jit replays).
 
     python -m benchmarks.cpu_overhead --models mobilenet_v2 resnet18 --runs 50
     python -m benchmarks.cpu_overhead --chunks 0 16 32 64 --no-cprofile   # e2e per submit-chunk size
-    python -m benchmarks.cpu_overhead --native-encode 0 1 --no-cprofile    # e2e, wgpu-py methods vs direct calls
 """
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ def main(argv=None):
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--chunks", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_CHUNK")
-    ap.add_argument("--native-encode", nargs="*", type=int, help="also time e2e with runtime.NATIVE_ENCODE 0 / 1")
     ap.add_argument("--no-cprofile", action="store_true")
     args = ap.parse_args(argv)
 
@@ -39,12 +37,11 @@ def main(argv=None):
         def call():
             return first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
 
-        for knob, values in (("SUBMIT_CHUNK", args.chunks), ("NATIVE_ENCODE", args.native_encode)):
-            default = getattr(runtime, knob)
-            for v in values or ():
-                setattr(runtime, knob, type(default)(v))
-                print(f"== {name} batch {args.batch}: {knob}={v}: e2e median {median_ms(call, args.runs):.3f} ms")
-            setattr(runtime, knob, default)
+        default = runtime.SUBMIT_CHUNK
+        for chunk in args.chunks or ():
+            runtime.SUBMIT_CHUNK = chunk
+            print(f"== {name} batch {args.batch}: SUBMIT_CHUNK={chunk}: e2e median {median_ms(call, args.runs):.3f} ms")
+        runtime.SUBMIT_CHUNK = default
         if args.no_cprofile:
             continue
         ms = median_ms(call, args.runs)

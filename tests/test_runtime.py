@@ -224,10 +224,10 @@ def test_f16_without_shader_f16_raises(rng, monkeypatch):
 
 
 # -- encoding and submission ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("native,chunk", [(True, 32), (False, 32), (True, 0), (True, 1)])
-def test_encoding_paths_give_the_same_results(rng, monkeypatch, native, chunk):
-    """Dispatches encoded through wgpu-native directly or through wgpu-py's methods, in one submit or in
-    chunks (down to one dispatch each): the same values, bit for bit, for a graph of several kernels."""
+@pytest.mark.parametrize("chunk", [0, 1, 2, 32])
+def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk):
+    """Dispatches in one submit or in chunks (down to one dispatch each): the same values, bit for bit, for a
+    graph of several kernels whose later kernels read earlier ones' outputs across submits."""
     from tinydl import runtime
     a, b = rng.standard_normal((9, 40)).astype(np.float32), rng.standard_normal((40, 7)).astype(np.float32)
 
@@ -237,23 +237,8 @@ def test_encoding_paths_give_the_same_results(rng, monkeypatch, native, chunk):
         return (h.softmax(-1) + h.sum(0)).numpy()
 
     ref = run()
-    monkeypatch.setattr(runtime, "NATIVE_ENCODE", native)
     monkeypatch.setattr(runtime, "SUBMIT_CHUNK", chunk)
     with count_kernels() as c:
         out = run()
     assert c.count >= 3, c.names
     np.testing.assert_array_equal(out, ref)
-
-
-def test_invalid_dispatch_still_raises_with_native_encoding():
-    """The direct calls skip wgpu-py's per-call error capture; a bad dispatch must still raise (at finish)."""
-    import wgpu
-
-    from tinydl import runtime
-    assert runtime.NATIVE_ENCODE and runtime._native is not None
-    rt = get_runtime()
-    p = rt.pipeline("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
-                    "@compute @workgroup_size(1) fn main() { out[0] = 1.0; }")
-    buf = rt.alloc(16, "test")
-    with pytest.raises(wgpu.GPUValidationError):
-        rt.submit([(p, [buf.gpu], (rt.max_workgroups + 1, 1, 1))])

@@ -23,12 +23,6 @@ _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
 # rest. Measured with benchmarks/cpu_overhead.py --chunks.
 SUBMIT_CHUNK = 32
-# encode dispatches through wgpu-native's C functions directly (see Runtime._encode); False: wgpu-py's methods
-NATIVE_ENCODE = True
-try:
-    from wgpu.backends.wgpu_native import _ffi as _native  # wgpu-py's cffi module (pinned: wgpu 0.32.x)
-except ImportError:  # another wgpu-py backend or layout: the public methods
-    _native = None
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
@@ -210,15 +204,6 @@ class Runtime:
         return out
 
     def _encode(self, cp, dispatches) -> None:
-        if NATIVE_ENCODE and _native is not None:
-            # the same three calls straight into wgpu-native, without wgpu-py's per-call error capture (~2 us
-            # each, most of a forward's host time at batch 1); errors of the pass still raise at cp.end()
-            lib, null, cpi = _native.lib, _native.ffi.NULL, cp._internal
-            for pipeline, gpus, grid in dispatches:
-                lib.wgpuComputePassEncoderSetPipeline(cpi, pipeline._internal)
-                lib.wgpuComputePassEncoderSetBindGroup(cpi, 0, self._bind_group(pipeline, tuple(gpus))._internal, 0, null)
-                lib.wgpuComputePassEncoderDispatchWorkgroups(cpi, *grid)
-            return
         for pipeline, gpus, grid in dispatches:
             cp.set_pipeline(pipeline)
             cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
