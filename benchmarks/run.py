@@ -5,7 +5,8 @@
     python -m benchmarks.run --quick              # small inputs, few runs: a smoke test (lavapipe)
 
 Each figure is the median end-to-end latency (numpy in -> numpy out) over --runs runs after warm-up; the
-tinydl column also gives its max abs error against torch CPU on the same input. --kernels adds the kernel
+tinydl columns (float32, and float16 after model.half()) also give their max abs error against torch CPU's
+float32 on the same input. --kernels adds the kernel
 rooflines (matmul TFLOP/s, fused elementwise GB/s vs a copy, ResNet-50 conv shapes). Results are printed as
 one table and written to benchmarks/results/<date>-<device>.{json,md}.
 """
@@ -131,6 +132,21 @@ def run_tinydl(model, inputs, runs, reference):
     out = call()
     ms = median_ms(call, runs)
     return ms, max_error(out, reference)[0], tm
+
+
+def run_tinydl_fp16(tm, inputs, runs, reference):
+    """The converted model after .half() (float16 weights and activations, computed in float32 by the kernels;
+    the output is read back as float32). It leaves the model in float16."""
+    import tinydl
+    from tinydl.testing import max_error
+    tm.half()
+    floating = [np.issubdtype(a.dtype, np.floating) for a in inputs]
+
+    def call():
+        xs = [tinydl.tensor(a).half() if f else tinydl.tensor(a) for a, f in zip(inputs, floating)]
+        return first_tensor(tm(*xs)).float().numpy()
+    out = call()
+    return median_ms(call, runs), max_error(out, reference)[0]
 
 
 def _torch_inputs(inputs):
@@ -266,6 +282,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small inputs and 2-layer transformers (smoke test)")
     ap.add_argument("--kernels", action="store_true", help="also measure kernel rooflines")
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the tinydl float16 column")
     ap.add_argument("--profile", action="store_true", help="print tinydl's per-kernel profile of each model")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -294,6 +311,8 @@ def main(argv=None):
                 with tinydl.profile() as prof:
                     first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
                 print(f"\n== {name} batch {batch}\n{prof.table()}", file=sys.stderr)
+            if args.fp16:  # last: it turns the converted model's weights to float16
+                rec["tinydl_fp16_ms"], rec["fp16_max_abs_err"] = run_tinydl_fp16(tm, inputs, args.runs, ref)
             if cuda:
                 rec["torch_cuda_ms"], _ = run_torch(model, inputs, "cuda", args.runs)
             if not args.no_ort:
@@ -304,10 +323,12 @@ def main(argv=None):
             rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
             traceback.print_exc(file=sys.stderr)
         records.append(rec)
-        rows.append([name, batch, rec.get("tinydl_ms"), rec.get("torch_cpu_ms"), rec.get("torch_cuda_ms"),
-                     rec.get("ort_webgpu_ms"), rec.get("max_abs_err"), rec.get("error") or rec.get("ort_note", "")])
-    table = tabulate(rows, headers=["model", "batch", "tinydl ms", "torch CPU ms", "torch CUDA ms", "ORT-WebGPU ms",
-                                    "max abs err", "note"], floatfmt=".3g", missingval="-")
+        rows.append([name, batch, rec.get("tinydl_ms"), rec.get("tinydl_fp16_ms"), rec.get("torch_cpu_ms"),
+                     rec.get("torch_cuda_ms"), rec.get("ort_webgpu_ms"), rec.get("max_abs_err"),
+                     rec.get("fp16_max_abs_err"), rec.get("error") or rec.get("ort_note", "")])
+    table = tabulate(rows, headers=["model", "batch", "tinydl ms", "tinydl fp16 ms", "torch CPU ms", "torch CUDA ms",
+                                    "ORT-WebGPU ms", "max abs err", "fp16 max abs err", "note"], floatfmt=".3g",
+                     missingval="-")
     out = {"header": header, "models": records}
     text = f"{header['device']} ({header['backend']}), {header['date']}, median of {args.runs} runs\n\n{table}\n"
     if args.kernels:

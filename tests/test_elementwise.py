@@ -538,6 +538,26 @@ def test_float16_promotion(rng):
     assert_close(x > 0.1, t > 0.1)
 
 
+@pytest.mark.parametrize("dim_dtype,zero_dtype", [("float16", "float32"), ("int32", "float16"), ("int32", "float32"),
+                                                   ("bool", "int32"), ("float32", "int32"), ("float16", "float16")])
+@pytest.mark.parametrize("op", ["add", "mul", "where"])
+def test_zero_dim_tensors_only_raise_the_category(rng, dim_dtype, zero_dtype, op):
+    """torch's tiers: a tensor with dimensions decides the dtype; a zero-dim tensor only raises the category
+    (float16 x + float32 0-dim -> float16: a float16 model's exported float32 constants keep it in float16)."""
+    if "float16" in (dim_dtype, zero_dtype) and not tinydl.runtime.get_runtime().has_f16:
+        pytest.skip("adapter lacks shader-f16")
+    a = (rng.integers(0, 3, (2, 3)) if dim_dtype in ("int32", "bool") else rng.standard_normal((2, 3))).astype(dim_dtype)
+    z = np.array(2 if zero_dtype == "int32" else 0.5, dtype=zero_dtype)
+    x, t, y, u = tinydl.tensor(a), torch.from_numpy(a), tinydl.tensor(z), torch.from_numpy(z)
+    if op == "where":
+        c = a.astype(np.float32) > 0
+        out, ref = tinydl.where(tinydl.tensor(c), x, y), torch.where(torch.from_numpy(c), t, u)
+    else:
+        out, ref = getattr(tinydl, op)(x, y), getattr(torch, op)(t, u)
+    assert str(ref.dtype) == f"torch.{out.dtype.name}", (out.dtype, ref.dtype)
+    assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
 # -- shapes: 0-d, size-0, size-1 --------------------------------------------------------------------------
 def test_zero_dim_tensors(rng):
     x, t = pair(np.array(1.25, np.float32))

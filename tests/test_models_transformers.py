@@ -102,6 +102,32 @@ def test_bert_padded_batch(rng):
     _same_state_dict_keys(tm, m)
 
 
+@pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_half_after_conversion(rng, arch):
+    """model.half() on a converted HF model: the graph was traced in float32 (its attention masks are built with
+    dtype=float32 and its constants are float32), and must run in float16 as the torch model would. float16
+    activations over 2 layers: within 2e-2 of torch's float32."""
+    torch.manual_seed(0)
+    if arch == "bert":
+        m = transformers.BertModel(transformers.BertConfig(
+            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=32, initializer_range=0.2, **EAGER)).eval()
+        inputs, key = (_ids(rng), _padded_mask()), "last_hidden_state"
+    else:
+        m = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2,
+            use_cache=False, **EAGER)).eval()
+        inputs, key = (_ids(rng),), "logits"
+    tm = tinydl.from_torch(m, example_inputs=inputs)
+    with torch.no_grad():
+        ref = m(*inputs)[key]
+    tm.half()
+    out = tm(*inputs)[key]
+    assert out.dtype == tinydl.float16
+    assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
 def test_distilbert_and_call_conventions(rng):
     torch.manual_seed(0)
     cfg = transformers.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=64,

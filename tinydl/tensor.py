@@ -655,12 +655,17 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
     tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
         raise TypeError(f"{op}(): expected at least one Tensor argument")
-    # torch's promotion: tensors decide, python scalars can only raise the category
+    # torch's promotion: tensors with dimensions decide; zero-dim tensors, then python scalars, can only raise
+    # the category (half x + float32 0-dim mask -> half, as in a float16 model's exported constants)
     value_args = args[1:] if op == "where" else args
-    dt = None
+    dt = zero_dt = None
     for a in value_args:
-        if isinstance(a, Tensor):
+        if isinstance(a, Tensor) and a.ndim:
             dt = a.dtype if dt is None else dtypes.promote(dt, a.dtype)
+        elif isinstance(a, Tensor):
+            zero_dt = a.dtype if zero_dt is None else dtypes.promote(zero_dt, a.dtype)
+    if zero_dt is not None and (dt is None or zero_dt.category > dt.category):
+        dt = zero_dt
     for a in value_args:
         if not isinstance(a, Tensor):
             dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)

@@ -552,6 +552,9 @@ class ExportProgram:
         self.signature = signature
         # tensors created inside forward (lifted constants, or get_attr constants): uploaded once, at the first run
         self.constants = {k: _host(v) for k, v in getattr(ep, "constants", {}).items() if isinstance(v, torch.Tensor)}
+        # the model's floating dtype: after .half() the graph's float32 (traced in float32: dtype=torch.float32
+        # arguments, float32 constants) is read as float16, as the torch model would have built them
+        self.float_dtype = dtypes.float32
         self.attrs = {}
         for node in self.graph.nodes:
             if node.op == "get_attr":
@@ -634,6 +637,9 @@ class ExportProgram:
                                f"with: expected {self.in_spec}, got {spec}")
         return leaves
 
+    def _float(self, t):
+        return t.to(self.float_dtype) if t.dtype is dtypes.float32 and self.float_dtype is not dtypes.float32 else t
+
     def run(self, root, args, kwargs):
         leaves = self._user_leaves(args, kwargs)
         if not self.uploaded:
@@ -650,7 +656,8 @@ class ExportProgram:
                 return [load(x) for x in a] if isinstance(a, list) else tuple(load(x) for x in a)
             if isinstance(a, dict):
                 return {k: load(v) for k, v in a.items()}
-            return _dtype(a)
+            a = _dtype(a)
+            return self.float_dtype if a is dtypes.float32 else a
 
         for node, fn in self.steps:
             if node.op == "placeholder":
@@ -658,11 +665,11 @@ class ExportProgram:
                 if kind == "state":
                     env[node.name] = fx._fetch(root, key)
                 elif kind == "constant":
-                    env[node.name] = self.constants[key]
+                    env[node.name] = self._float(self.constants[key])
                 else:
                     env[node.name] = self._check_input(node, key, leaves[key])
             elif node.op == "get_attr":
-                env[node.name] = self.attrs[node.name]
+                env[node.name] = self._float(self.attrs[node.name])
             elif node.op == "call_function":
                 env[node.name] = fn(*load(node.args), **load(node.kwargs))
             elif node.op == "output":

@@ -229,6 +229,11 @@ class TorchFxModule(Module):
     def forward(self, *args, **kwargs):
         return self._program.run(self, args, kwargs)
 
+    def _cast_floats(self, dtype):
+        if hasattr(self._program, "float_dtype"):  # the traced graph's float32 follows the weights
+            self._program.float_dtype = dtype
+        return super()._cast_floats(dtype)
+
     def extra_repr(self):
         return f"from_torch({self._name})"
 
