@@ -62,7 +62,7 @@ def main() -> int:
     failures, times, worst = [], [], 0.0
     for photo, x in zip(photos, inputs):
         t0 = time.perf_counter()
-        logits = model(tinydl.tensor(x)).numpy()[0]  # numpy in, numpy out: upload, one submit, read back
+        logits = model(tinydl.tensor(x)).numpy()[0]  # numpy in, numpy out: upload, run the plan, read back
         times.append(time.perf_counter() - t0)
         with torch.no_grad():
             expected = torch_model(torch.from_numpy(x)).numpy()[0]
@@ -81,7 +81,7 @@ def main() -> int:
             b = f"{names[j][:27]:<28}{q[j] * 100:6.2f}%"
             print(f"  {r}. {a}  {b}")
 
-    print(f"\n{len(photos)} photos, 1x3x224x224 each: {kernels.count} kernels per forward, one submit; first forward "
+    print(f"\n{len(photos)} photos, 1x3x224x224 each: {kernels.count} kernels per forward, one plan; first forward "
           f"(plans + compiles kernels) {first:.1f} s; median time per image {statistics.median(times) * 1e3:.0f} ms "
           f"on {info['adapter']}")
     print(f"largest logit difference to torch: {worst:.1e}; demo finished in {time.perf_counter() - t_start:.1f} s")

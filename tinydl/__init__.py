@@ -23,7 +23,7 @@ long = int32
 
 
 def realize(*tensors):
-    """Compute several tensors in one plan and one submit."""
+    """Compute several tensors in one plan."""
     _realize(*tensors)
     return tensors[0] if len(tensors) == 1 else tensors
 

@@ -1,10 +1,11 @@
-"""The lazy fusion: from the recorded graph to a list of kernels, executed in one submit.
+"""The lazy fusion: from the recorded graph to a list of kernels, executed together.
 
 realize(tensors)
   1. walk the unrealized graph behind the tensors (stopping at realized buffers) in a fixed order;
      its structure (ops, args, shapes, dtypes - not data) is the cache key of the plan;
   2. on a cache miss, partition it into kernels (FUSION RULES below), generate WGSL, get pipelines;
-  3. bind this graph's buffers by position, encode every kernel into one pass, submit once.
+  3. bind this graph's buffers by position, encode the kernels and submit them (runtime.submit: in chunks, so
+     the GPU starts while the rest is encoded), read-backs in the same submit as the last kernels.
 """
 from __future__ import annotations
 
@@ -378,7 +379,7 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
 
 
 def realize(*tensors, readback=False):
-    """Compute the given tensors (one plan, one submit). With readback=True returns their bytes (uint8 arrays)."""
+    """Compute the given tensors (one plan). With readback=True returns their bytes (uint8 arrays)."""
     nodes = [t.node for t in tensors]
     for n in nodes:
         _alias_reshape(n)
