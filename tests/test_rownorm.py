@@ -105,3 +105,10 @@ def test_float16_storage(rng):
     assert F.softmax(x, -1).dtype == tinydl.float16
     assert_close(F.softmax(x, -1).float(), TF.softmax(t, -1), rtol=1e-3, atol=1e-3)
     assert_close(F.layer_norm(x, (40,)).float(), TF.layer_norm(t, (40,)), rtol=2e-3, atol=2e-3)
+
+
+def test_more_rows_than_one_grid_dimension(rng):
+    """One workgroup per row: 70,000 rows need a two-dimensional grid (at most 65,535 per dimension), as the
+    attention softmax of a long batch does (8 x 12 heads x 1024 queries)."""
+    a = rng.standard_normal((70000, 3)).astype(np.float32)
+    assert_close(F.softmax(tinydl.tensor(a), -1), TF.softmax(torch.from_numpy(a), -1), rtol=1e-5, atol=1e-6)
