@@ -103,12 +103,14 @@ class Runtime:
         return buf
 
     def upload(self, host: np.ndarray, describe: str = "tensor") -> Buffer:
-        data = host.tobytes()
-        buf = self.alloc(len(data), describe)
-        if len(data) % 4:
-            data += b"\0" * (4 - len(data) % 4)
-        if data:
+        """A contiguous array into a new buffer: written straight from the array's memory (no host copy) when
+        its size is a multiple of 4 bytes, as queue writes require; else through a zero-padded copy."""
+        buf = self.alloc(host.nbytes, describe)
+        if host.nbytes % 4:
+            data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
             self.device.queue.write_buffer(buf.gpu, 0, data)
+        elif host.nbytes:
+            self.device.queue.write_buffer(buf.gpu, 0, memoryview(np.ascontiguousarray(host)).cast("B"))
         return self.adopt(buf)
 
     # -- pipelines -----------------------------------------------------------------------------------
