@@ -1,6 +1,7 @@
 """Row kernels (tinydl/kernels/rownorm.py): softmax, log_softmax, layer_norm and rms_norm in one kernel each,
 against torch CPU: every dim, rows shorter and longer than a workgroup, both variants (values cached in
-registers / read again per pass, forced), fused prologues and epilogues (kernel counts), float16 storage."""
+registers / read again per pass, forced), fused prologues and epilogues (kernel counts), float16 storage, and
+group_norm, which runs on the layer_norm kernel."""
 import numpy as np
 import pytest
 import torch
@@ -112,3 +113,14 @@ def test_more_rows_than_one_grid_dimension(rng):
     attention softmax of a long batch does (8 x 12 heads x 1024 queries)."""
     a = rng.standard_normal((70000, 3)).astype(np.float32)
     assert_close(F.softmax(tinydl.tensor(a), -1), TF.softmax(torch.from_numpy(a), -1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 6, 4, 4), 3), ((1, 8, 5), 8), ((3, 4, 2, 2, 2), 1)])
+def test_group_norm_is_one_row_kernel(rng, variant, shape, groups):
+    """Each (sample, group) is a row of the layer_norm kernel; the per-channel affine is its epilogue."""
+    a = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
+    w, b = rng.standard_normal(shape[1]).astype(np.float32), rng.standard_normal(shape[1]).astype(np.float32)
+    out = one_kernel(lambda: F.group_norm(tinydl.tensor(a), groups, tinydl.tensor(w), tinydl.tensor(b), eps=1e-4),
+                     "layer_norm", variant)
+    ref = TF.group_norm(torch.from_numpy(a), groups, torch.from_numpy(w), torch.from_numpy(b), eps=1e-4)
+    assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -29,8 +29,8 @@ from .runtime import get_runtime
 RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
 # A node read twice is still recomputed (not given a kernel of its own) when it is a short formula over data
 # (realized buffers, constants, heavy ops' results): e.g. batch norm's per-channel scale rsqrt(var + eps) *
-# weight, read by both the scale and the shift, or softmax's exp(x - max), read by the sum and the division;
-# a few ALU ops per element cost less than a dispatch plus a round trip through memory.
+# weight, read by both the scale and the shift, or var's x - mean (x.var(dim)), read by the square's two
+# operands; a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-element-count elementwise consumers and reshapes as their epilogue.
 EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
@@ -111,7 +111,7 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
 
     def cheap_param(i: int) -> bool:
         """A short elementwise formula over data: realized buffers, constants, or heavy ops' results (which
-        are kernel outputs anyway): e.g. softmax's exp(x - max), read by the sum and by the division."""
+        are kernel outputs anyway): e.g. batch norm's rsqrt(var + eps) * weight, read by scale and shift."""
         def ops(j):  # elementwise ops under j, or None if it reaches anything but data/consts/views
             if j not in cost:
                 n = order[j]

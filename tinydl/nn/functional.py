@@ -354,11 +354,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     if C % num_groups:
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
                            f"shape {list(x.shape)} and num_groups={num_groups}")
-    g = x.reshape(N, num_groups, -1)
-    mu = g.mean(2, keepdim=True)
-    gc = g - mu
-    var = (gc * gc).mean(2, keepdim=True)
-    y = (gc * (var + eps).rsqrt()).reshape(x.shape)
+    # each (sample, group) is one row of the layer_norm row kernel
+    y = row_norm(x.reshape(N, num_groups, -1), "layer_norm", 2, eps).reshape(x.shape) if x.numel() else x
     shape = (1, C) + (1,) * (x.ndim - 2)
     if weight is not None:
         y = y * weight.reshape(shape)
