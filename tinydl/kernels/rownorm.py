@@ -2,11 +2,11 @@
 
 The node has its input's shape; arg (eps, first, last) names the normalized axes first..last. A row is the
 values at one position of the other axes (softmax over a middle dim reads and writes its strided rows in
-place). One workgroup per row. The row's values (the input computed inline: a prologue such as a residual add) are
-read once into registers where they fit, the row statistics (max and sum of exponentials; mean and variance;
-mean square) come from tree reductions in workgroup memory, and the normalized values leave through the
-epilogue (layer_norm's affine weight and bias, a following activation). Composed from reduce and elementwise
-kernels the same ops take 3-4 dispatches and round trips of the row through memory.
+place). One workgroup per row. The row's values (the input computed inline: a prologue such as a residual
+add) are read once into registers where they fit, the row statistics (max and sum of exponentials; mean and
+variance; mean square) come from tree reductions in workgroup memory, and the normalized values leave through
+the epilogue (layer_norm's affine weight and bias, a following activation). Composed from reduce and
+elementwise kernels the same ops take 3-4 dispatches and round trips of the row through memory.
 """
 from __future__ import annotations
 
@@ -42,20 +42,21 @@ def rownorm(src: KernelSource, core: Node):
     src.functions.append("fn store_out(r: i32, c: i32, y: f32) {\n" + "\n".join(lines) + "\n}")
 
     body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;"]
-    if cached:
-        body.append(f"  var xs: array<f32, {per}>;")
-        body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ xs[i] = load_x(r, lid + i * {size}); }}")
+    if cached:  # named registers, unrolled by the generator (a dynamically indexed array may live in memory)
+        body += [f"  let x{i} = load_x(r, lid + {i * size});" for i in range(per)]
 
-    def each(stmt: str, guard: bool) -> None:
+    def each(stmt: str) -> None:
         """stmt over this thread's elements, with `v` the element's value and `c` its column."""
-        get = "xs[i]" if cached else "load_x(r, c)"
-        cond = f"if (c < {L}) " if guard else ""
-        body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ let c = lid + i * {size}; {cond}"
-                    f"{{ let v = {get}; {stmt} }} }}")
+        cond = f"if (c < {L}) "
+        if cached:
+            body.extend(f"  {{ let c = lid + {i * size}; {cond}{{ let v = x{i}; {stmt} }} }}" for i in range(per))
+        else:
+            body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ let c = lid + i * {size}; {cond}"
+                        f"{{ let v = load_x(r, c); {stmt} }} }}")
 
     def reduce_into(name: str, init: str, stmt: str, combine: str) -> None:
         body.append(f"  var acc_{name}: f32 = {init};")
-        each(stmt.replace("ACC", f"acc_{name}"), True)
+        each(stmt.replace("ACC", f"acc_{name}"))
         body.append(f"  red[lid] = acc_{name};")
         body.append("  workgroupBarrier();")
         body.append(f"  for (var s: i32 = {size // 2}; s > 0; s >>= 1u) {{")
@@ -82,7 +83,7 @@ def rownorm(src: KernelSource, core: Node):
         out = "v * rs"
     else:
         raise AssertionError(op)
-    each(f"store_out(r, c, {out});", True)
+    each(f"store_out(r, c, {out});")
     shared = f"var<workgroup> red: array<f32, {size}>;"
     return src.render("\n".join(body), size, shared), rows, "cached" if cached else "reread"
 
