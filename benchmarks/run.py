@@ -8,7 +8,7 @@ Each figure is the median end-to-end latency (numpy in -> numpy out) over --runs
 tinydl columns (float32, and float16 after model.half()) also give their max abs error against torch CPU's
 float32 on the same input. --kernels adds the kernel
 rooflines (matmul TFLOP/s, fused elementwise GB/s vs a copy, ResNet-50 conv shapes). Results are printed as
-one table and written to benchmarks/results/<date>-<device>.{json,md}.
+one table and written to benchmarks/results/<date>-<device>.{json,md}; --plot also draws it (.png, matplotlib).
 """
 from __future__ import annotations
 
@@ -285,6 +285,7 @@ def main(argv=None):
     ap.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the tinydl float16 column")
     ap.add_argument("--profile", action="store_true", help="print tinydl's per-kernel profile of each model")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--plot", action="store_true", help="also draw the table as a bar chart (needs matplotlib)")
     args = ap.parse_args(argv)
 
     import tinydl
@@ -340,6 +341,39 @@ def main(argv=None):
     stem = f"{header['date']}-{header['device'].replace(' ', '_').replace('/', '_')[:40]}"
     (args.out / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
     (args.out / f"{stem}.md").write_text(text)
+    if args.plot:
+        plot(records, header, args.out / f"{stem}.png")
+
+
+COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_fp16_ms", "tinydl fp16"), ("torch_cuda_ms", "torch CUDA eager"),
+           ("ort_webgpu_ms", "ORT-WebGPU"), ("torch_cpu_ms", "torch CPU")]
+
+
+def plot(records, header, path: Path) -> None:
+    """Grouped bars: one group per model x batch, one bar per measured column (log scale: CPU and GPU peers
+    differ by 10-100x)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot: matplotlib is not installed (pip install -e '.[bench]'); no chart written", file=sys.stderr)
+        return
+    cols = [(k, label) for k, label in COLUMNS if any(r.get(k) for r in records)]
+    groups = [f"{r['model']}\nbatch {r['batch']}" for r in records]
+    width = 0.8 / max(len(cols), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups)), 4.5))
+    for i, (k, label) in enumerate(cols):
+        xs = [g + (i - (len(cols) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [r.get(k) or 0 for r in records], width, label=label)
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("median end-to-end ms (lower is better)")
+    ax.set_title(f"{header['device']} ({header['backend']}), {header['date']}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"chart: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
