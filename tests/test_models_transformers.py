@@ -85,11 +85,15 @@ def test_gpt2_without_attention_mask(rng):
     _check_output(tm(ids), ref, ["logits"])
 
 
-def test_bert_padded_batch(rng):
+def _tiny_bert():
     torch.manual_seed(0)
     cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=64, max_position_embeddings=32, initializer_range=0.2, **EAGER)
-    m = transformers.BertModel(cfg).eval()
+    return transformers.BertModel(cfg).eval()
+
+
+def test_bert_padded_batch(rng):
+    m = _tiny_bert()
     ids, mask = _ids(rng), _padded_mask()
     tm = tinydl.from_torch(m, example_inputs=(ids, mask))
     with torch.no_grad():
@@ -108,13 +112,10 @@ def test_half_after_conversion(rng, arch):
     """model.half() on a converted HF model: the graph was traced in float32 (its attention masks are built with
     dtype=float32 and its constants are float32), and must run in float16 as the torch model would. float16
     activations over 2 layers: within 2e-2 of torch's float32."""
-    torch.manual_seed(0)
     if arch == "bert":
-        m = transformers.BertModel(transformers.BertConfig(
-            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=32, initializer_range=0.2, **EAGER)).eval()
-        inputs, key = (_ids(rng), _padded_mask()), "last_hidden_state"
+        m, inputs, key = _tiny_bert(), (_ids(rng), _padded_mask()), "last_hidden_state"
     else:
+        torch.manual_seed(0)
         m = transformers.GPT2LMHeadModel(transformers.GPT2Config(
             vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4, initializer_range=0.2,
             use_cache=False, **EAGER)).eval()
