@@ -21,6 +21,22 @@ def epilogue(e: Expr, out: Node, core: Node, idx, acc: str) -> str:
     return e.value(out, idx)
 
 
+def function(src: KernelSource, header: str, body) -> None:
+    """Add `fn <header> { ... }` to the kernel; body(expr) emits its statements (inlined loads, guards)."""
+    lines: list[str] = []
+    body(Expr(src, lines))
+    src.functions.append(f"fn {header} {{\n" + "\n".join(lines) + "\n}")
+
+
+def store_function(src: KernelSource, core: Node, params: str, index) -> None:
+    """`fn store_out(<params>, acc: f32)`: the core's value `acc` at the multi-index index(expr), pushed
+    through the epilogue and stored (heavy kernels whose threads own several outputs call it per output)."""
+    def body(e: Expr):
+        idx = index(e)
+        e.emit(src.store(linear_index(idx, core.shape), epilogue(e, src.out, core, idx, "acc")))
+    function(src, f"store_out({params}, acc: f32)", body)
+
+
 def thread_per_output(src: KernelSource, shape, compute):
     """A kernel with one thread per element of `shape` (the core op's output; the stored output has the
     same elements in the same order). compute(expr, idx) emits the value; returns (wgsl, workgroups)."""
@@ -35,4 +51,4 @@ def thread_per_output(src: KernelSource, shape, compute):
     return src.render("\n".join(lines), WG), -(-n // WG)
 
 
-__all__ = ["epilogue", "thread_per_output", "linear_index", "WG"]
+__all__ = ["epilogue", "function", "store_function", "thread_per_output", "linear_index", "WG"]

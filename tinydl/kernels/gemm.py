@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import VIEW, Node
-from .common import epilogue
-from .expr import Expr, KernelSource, linear_index
+from .common import function, store_function
+from .expr import Expr, KernelSource
 
 
 @dataclass(frozen=True)
@@ -86,25 +86,15 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     are K slices of one product (the tile is the one split_k chose the slice count for)."""
     name = choose_tile(batch // split, M, N)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
-        lines: list[str] = []
-        e = Expr(src, lines)
-        e.emit(f"if ({r0} >= {lim[0]} || {r1} >= {lim[1]}) {{ return 0.0; }}")
-        v = fn(e, "b", r0, r1) if fname == "load_a" else fn(e, "b", "k", "n")
-        e.emit(f"return f32({v});")
-        args = "b: i32, m: i32, k: i32" if fname == "load_a" else "b: i32, k: i32, n: i32"
-        src.functions.append(f"fn {fname}({args}) -> f32 {{\n" + "\n".join(lines) + "\n}")
-    lines = []
-    e = Expr(src, lines)
-    oidx = out_index(e, "b", "m", "n")
-    v = epilogue(e, src.out, core, oidx, "acc")
-    e.emit(src.store(linear_index(oidx, core.shape), v))
-    src.functions.append("fn store_out(b: i32, m: i32, n: i32, acc: f32) {\n" + "\n".join(lines) + "\n}")
+        def body(e: Expr, r0=r0, r1=r1, lim=lim, fn=fn):
+            e.emit(f"if ({r0} >= {lim[0]} || {r1} >= {lim[1]}) {{ return 0.0; }}")
+            e.emit(f"return f32({fn(e, 'b', r0, r1)});")
+        function(src, f"{fname}(b: i32, {r0}: i32, {r1}: i32) -> f32", body)
+    store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
 
     if name == "gemv":
         return _gemv(src, batch, M, N, K)
-    t = TILES[name]
-    groups = batch * -(-M // t.bm) * -(-N // t.bn)
-    return _tiled(src, t, batch, M, N, K, a_m_fastest, b_k_fastest), groups, name
+    return _tiled(src, TILES[name], batch, M, N, K, a_m_fastest, b_k_fastest) + (name,)
 
 
 def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool):
@@ -161,7 +151,7 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
         body.append("  } }")
     shared = (f"var<workgroup> As: array<vec4<f32>, {sa * t.bk // 4}>;\n"
               f"var<workgroup> Bs: array<vec4<f32>, {sb * t.bk // 4}>;")
-    return src.render("\n".join(body), T, shared)
+    return src.render("\n".join(body), T, shared), batch * tiles_m * tiles_n
 
 
 def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:

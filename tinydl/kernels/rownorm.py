@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 from ..ops import Node
-from .common import epilogue
-from .expr import Expr, KernelSource, linear_index, unravel
+from .common import function, store_function
+from .expr import Expr, KernelSource, unravel
 from .snippets import literal
 
 MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
@@ -29,17 +29,11 @@ def rownorm(src: KernelSource, core: Node):
     per = -(-L // size)
     cached = per <= MAX_CACHED
 
-    lines: list[str] = []
-    e = Expr(src, lines)
-    e.emit(f"if (c >= {L}) {{ return 0.0; }}")
-    e.emit(f"return f32({e.value(x, _at(e, outer, row, inner))});")
-    src.functions.append("fn load_x(r: i32, c: i32) -> f32 {\n" + "\n".join(lines) + "\n}")
-    lines = []
-    e = Expr(src, lines)
-    idx = _at(e, outer, row, inner)
-    v = epilogue(e, src.out, core, idx, "y")
-    e.emit(src.store(linear_index(idx, core.shape), v))
-    src.functions.append("fn store_out(r: i32, c: i32, y: f32) {\n" + "\n".join(lines) + "\n}")
+    def load(e: Expr):
+        e.emit(f"if (c >= {L}) {{ return 0.0; }}")
+        e.emit(f"return f32({e.value(x, _at(e, outer, row, inner))});")
+    function(src, "load_x(r: i32, c: i32) -> f32", load)
+    store_function(src, core, "r: i32, c: i32", lambda e: _at(e, outer, row, inner))
 
     body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;"]
     if cached:  # named registers, unrolled by the generator (a dynamically indexed array may live in memory)
