@@ -176,12 +176,8 @@ def _conv_node(x, w, args: ConvArgs, shape):
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     x, weight, bias = _t(x), _t(weight), _t(bias)
-    if x.ndim not in (3, 4):
-        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got input of "
-                           f"size: {list(x.shape)}")
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x.unsqueeze(0)
+    x, unbatched = _batched_image(x, f"Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got "
+                                     f"input of size: {list(x.shape)}")
     stride, padding = as_tuple(stride, 2, "stride"), as_tuple(padding, 2, "padding")
     output_padding, dilation = as_tuple(output_padding, 2, "output_padding"), as_tuple(dilation, 2, "dilation")
     C = x.shape[1]
@@ -221,14 +217,17 @@ def _pool_out(size, k, s, p, d, ceil_mode):
     return out
 
 
+def _batched_image(x, error: str):
+    """A [C, H, W] or [N, C, H, W] input as [N, C, H, W], and whether it was unbatched; else torch's `error`."""
+    if x.ndim not in (3, 4):
+        raise RuntimeError(error)
+    return (x.unsqueeze(0), True) if x.ndim == 3 else (x, False)
+
+
 def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad=True, divisor_override=None):
     x = _t(x)
-    name = f"{kind}_pool2d"
-    if x.ndim not in (3, 4):
-        raise RuntimeError(f"{name}: Expected 3D or 4D (batch mode) tensor for input, but got: {list(x.shape)}")
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x.unsqueeze(0)
+    x, unbatched = _batched_image(x, f"{kind}_pool2d: Expected 3D or 4D (batch mode) tensor for input, but got: "
+                                     f"{list(x.shape)}")
     k = as_tuple(kernel_size, 2, "kernel_size")
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else as_tuple(stride, 2, "stride")
     p, d = as_tuple(padding, 2, "padding"), as_tuple(dilation, 2, "dilation")
@@ -267,11 +266,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 def _adaptive(kind, x, output_size):
     x = _t(x)
     name = f"adaptive_{kind}_pool2d"
-    if x.ndim not in (3, 4):
-        raise RuntimeError(f"{name}(): Expected 3D or 4D tensor, but got: {list(x.shape)}")
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x.unsqueeze(0)
+    x, unbatched = _batched_image(x, f"{name}(): Expected 3D or 4D tensor, but got: {list(x.shape)}")
     if isinstance(output_size, int):
         output_size = (output_size, output_size)
     if len(output_size) != 2:
