@@ -56,19 +56,25 @@ def _same_state_dict_keys(tm, m):
 
 
 # -- Hugging Face models -----------------------------------------------------------------------------------
-def test_gpt2_lm_head(rng):
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4,
-                                  use_cache=False, initializer_range=0.2, bos_token_id=0, eos_token_id=0, **EAGER)
-    m = transformers.GPT2LMHeadModel(cfg).eval()
+def _causal_lm_with_padding_mask(rng, m):
+    """Convert a causal LM with ids + attention_mask (keyword) inputs; its logits and state_dict keys must match
+    torch's. Returns the converted model and its output."""
     ids, mask = _ids(rng), _padded_mask()
     tm = tinydl.from_torch(m, example_inputs=((ids,), {"attention_mask": mask}))
     with torch.no_grad():
         ref = m(ids, attention_mask=mask)
     out = tm(ids, attention_mask=mask)
     _check_output(out, ref, ["logits"])
-    assert out[0] is out.logits  # ModelOutput's tuple access works too
     _same_state_dict_keys(tm, m)
+    return tm, out
+
+
+def test_gpt2_lm_head(rng):
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                  use_cache=False, initializer_range=0.2, bos_token_id=0, eos_token_id=0, **EAGER)
+    tm, out = _causal_lm_with_padding_mask(rng, transformers.GPT2LMHeadModel(cfg).eval())
+    assert out[0] is out.logits  # ModelOutput's tuple access works too
     # the tied input embedding / output head stay one tensor, as in torch
     assert tm.lm_head.weight is tm.transformer.wte.weight
 
@@ -156,14 +162,8 @@ def test_llama_gqa_rope(rng):
                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
                                    use_cache=False, initializer_range=0.2, **EAGER)
     assert cfg.num_key_value_heads < cfg.num_attention_heads  # grouped-query attention
-    m = transformers.LlamaForCausalLM(cfg).eval()
-    ids, mask = _ids(rng), _padded_mask()
-    tm = tinydl.from_torch(m, example_inputs=((ids,), {"attention_mask": mask}))
-    with torch.no_grad():
-        ref = m(ids, attention_mask=mask)
-    out = tm(ids, attention_mask=mask)
-    _check_output(out, ref, ["logits"])
-    _same_state_dict_keys(tm, m)  # incl. the rotary embedding's inv_freq buffer (non-persistent: not a key)
+    # the state_dict keys match torch's: the rotary embedding's inv_freq buffer is non-persistent in both
+    _causal_lm_with_padding_mask(rng, transformers.LlamaForCausalLM(cfg).eval())
 
 
 def test_vit(rng):
