@@ -550,19 +550,21 @@ class ExportProgram:
         self.example_nargs = len(example_args)
         self.example_kwarg_names = list(example_kwargs)
         self.signature = signature
-        # tensors created inside forward (lifted constants, or get_attr constants): uploaded once, at the first run
-        self.constants = {k: _host(v) for k, v in getattr(ep, "constants", {}).items() if isinstance(v, torch.Tensor)}
+        # tensors created inside forward (lifted constants, or get_attr constants): host copies here, uploaded
+        # at the first run in the model's floating dtype (and again if that changes)
+        self.host_constants = {k: _host(v) for k, v in getattr(ep, "constants", {}).items()
+                               if isinstance(v, torch.Tensor)}
         # the model's floating dtype: after .half() the graph's float32 (traced in float32: dtype=torch.float32
         # arguments, float32 constants) is read as float16, as the torch model would have built them
         self.float_dtype = dtypes.float32
-        self.attrs = {}
+        self._uploaded_as = None  # the float dtype self.constants / self.attrs were uploaded in
+        self.host_attrs = {}
         for node in self.graph.nodes:
             if node.op == "get_attr":
                 obj = ep.graph_module
                 for part in node.target.split("."):
                     obj = getattr(obj, part)
-                self.attrs[node.name] = _host(obj) if isinstance(obj, torch.Tensor) else obj
-        self.uploaded = False
+                self.host_attrs[node.name] = _host(obj) if isinstance(obj, torch.Tensor) else obj
         specs = ep.graph_signature.input_specs
         self.inputs = {}  # placeholder name -> ("state", state_dict name) | ("constant", name) | ("user", k)
         self.user_examples = []
@@ -573,7 +575,7 @@ class ExportProgram:
                 self.user_examples.append(s)
             elif kind in ("PARAMETER", "BUFFER"):
                 self.inputs[s.arg.name] = ("state", s.target)
-            elif kind == "CONSTANT_TENSOR" and s.target in self.constants:
+            elif kind == "CONSTANT_TENSOR" and s.target in self.host_constants:
                 self.inputs[s.arg.name] = ("constant", s.target)
             else:
                 self.inputs[s.arg.name] = ("unsupported", f"input of kind {kind}")
@@ -637,15 +639,17 @@ class ExportProgram:
                                f"with: expected {self.in_spec}, got {spec}")
         return leaves
 
-    def _float(self, t):
-        return t.to(self.float_dtype) if t.dtype is dtypes.float32 and self.float_dtype is not dtypes.float32 else t
+    def _upload(self, v):
+        t = T.tensor(v)
+        return t.to(self.float_dtype).realize() if t.dtype is dtypes.float32 and \
+            self.float_dtype is not dtypes.float32 else t
 
     def run(self, root, args, kwargs):
         leaves = self._user_leaves(args, kwargs)
-        if not self.uploaded:
-            self.constants = {k: T.tensor(v) for k, v in self.constants.items()}
-            self.attrs = {k: T.tensor(v) for k, v in self.attrs.items()}
-            self.uploaded = True
+        if self._uploaded_as is not self.float_dtype:
+            self.constants = {k: self._upload(v) for k, v in self.host_constants.items()}
+            self.attrs = {k: self._upload(v) for k, v in self.host_attrs.items()}
+            self._uploaded_as = self.float_dtype
         env = {}
 
         def load(a):
@@ -665,11 +669,11 @@ class ExportProgram:
                 if kind == "state":
                     env[node.name] = fx._fetch(root, key)
                 elif kind == "constant":
-                    env[node.name] = self._float(self.constants[key])
+                    env[node.name] = self.constants[key]
                 else:
                     env[node.name] = self._check_input(node, key, leaves[key])
             elif node.op == "get_attr":
-                env[node.name] = self._float(self.attrs[node.name])
+                env[node.name] = self.attrs[node.name]
             elif node.op == "call_function":
                 env[node.name] = fn(*load(node.args), **load(node.kwargs))
             elif node.op == "output":
