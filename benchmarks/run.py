@@ -125,25 +125,25 @@ def run_torch(model, inputs, device, runs):
 
 def run_tinydl(model, inputs, runs, reference):
     import tinydl
-    from tinydl.testing import max_error
     tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
-    def call():
-        return first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
-    out = call()
-    ms = median_ms(call, runs)
-    return ms, max_error(out, reference)[0], tm
+    return time_converted(tm, inputs, runs, reference) + (tm,)
 
 
 def run_tinydl_fp16(tm, inputs, runs, reference):
     """The converted model after .half() (float16 weights and activations, computed in float32 by the kernels;
     the output is read back as float32). It leaves the model in float16."""
+    tm.half()
+    return time_converted(tm, inputs, runs, reference, half=True)
+
+
+def time_converted(tm, inputs, runs, reference, half=False):
+    """(median ms, max abs error vs reference) of tm on the numpy inputs; half: floating inputs as float16."""
     import tinydl
     from tinydl.testing import max_error
-    tm.half()
-    floating = [np.issubdtype(a.dtype, np.floating) for a in inputs]
 
     def call():
-        xs = [tinydl.tensor(a).half() if f else tinydl.tensor(a) for a, f in zip(inputs, floating)]
+        xs = [tinydl.tensor(a).half() if half and np.issubdtype(a.dtype, np.floating) else tinydl.tensor(a)
+              for a in inputs]
         return first_tensor(tm(*xs)).float().numpy()
     out = call()
     return median_ms(call, runs), max_error(out, reference)[0]
