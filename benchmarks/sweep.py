@@ -19,19 +19,21 @@ from .run import busy_gpu_ms
 
 # (batch, in channels, image size, out channels, kernel size)
 CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
-         (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 256, 14, 256, 3)]
+         (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 128, 28, 128, 3), (16, 256, 14, 256, 3), (16, 512, 7, 512, 3),
+         (16, 256, 56, 64, 1), (16, 64, 56, 256, 1), (16, 1024, 14, 256, 1), (16, 256, 14, 1024, 1)]
 MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 3072, 768),
            (2048, 2048, 2048), (4096, 4096, 4096)]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tiles", nargs="*", default=["auto", "tile128", "tile64", "tile32"])
+    ap.add_argument("--tiles", nargs="*", default=None, help="forced tiles (default: auto and every tile)")
     ap.add_argument("--splits", nargs="*", default=["auto", "1", "2", "4", "8", "16", "32", "64"])
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
+    ap.add_argument("--conv-pixels-as-rows", action="store_true", help="convs as pixels x channels GEMMs (A/B)")
     args = ap.parse_args(argv)
 
     import tinydl
@@ -40,6 +42,8 @@ def main(argv=None):
     from tinydl import schedule
     from tinydl.kernels import gemm
 
+    gemm.CONV_CHANNELS_AS_ROWS = not args.conv_pixels_as_rows
+    tiles = args.tiles or ["auto", *gemm.TILES]
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else CONVS):
@@ -54,7 +58,7 @@ def main(argv=None):
     rows = []
     jobs = [j for j in jobs if not args.only or args.only in j[0]]
     for label, flops, build in jobs:
-        for tile in args.tiles:
+        for tile in tiles:
             for split in args.splits:
                 gemm.FORCE_TILE = None if tile == "auto" else tile
                 gemm.FORCE_SPLIT_K = None if split == "auto" else int(split)

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 # tinydl.kernels re-exports the function build(), which shadows the submodule as an attribute
 build_module = importlib.import_module("tinydl.kernels.build")
 
-PATHS = ["direct", "tile128", "tile64", "tile32", "gemv"]  # the direct kernel, then the implicit GEMM with each tile forced
-GEMM_TILES = ["tile128", "tile64", "tile32", "gemv"]  # conv_transpose2d always runs as an implicit GEMM
+GEMM_TILES = [*tinydl.kernels.gemm.TILES, "gemv"]  # conv_transpose2d always runs as an implicit GEMM
+PATHS = ["direct", *GEMM_TILES]  # the direct kernel, then the implicit GEMM with each tile forced
 
 
 def force(monkeypatch, path):

@@ -35,6 +35,11 @@ TILES = {
     "tile128": Tile(16, 16, 8, 8, 8),  # big outputs: 64 accumulators per thread, most FLOPs per load
     "tile64": Tile(16, 16, 4, 4, 16),
     "tile32": Tile(8, 8, 4, 4, 8),
+    # candidates under measurement (benchmarks/sweep.py)
+    "tile128x64": Tile(16, 16, 8, 4, 8),
+    "tile64x128": Tile(16, 16, 4, 8, 8),
+    "tile64x64t128": Tile(8, 16, 4, 8, 8),
+    "tile64bk8": Tile(16, 16, 4, 4, 8),
 }
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
@@ -272,6 +277,23 @@ def conv(src: KernelSource, core: Node):
         n, oh, ow = split_m(e, m)
         return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
 
+    split = a.split if not a.transposed else 1
+    M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
+    if CONV_CHANNELS_AS_ROWS:
+        # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into
+        # the NCHW output are coalesced. W [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); im2col along pixels.
+        return gemm(src, core, g, M, N, cin_g * KH * KW,
+                    lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
+                    lambda e, bb, co, m: out_index(e, bb, m, co),
+                    a_m_fastest=a.transposed, b_k_fastest=False, split=split)
     # im2col rows run along the image (m); a conv's weight [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw)
-    return gemm(src, core, g, Nb * OH * OW, cout_g, cin_g * KH * KW, a_value, b_value, out_index,
-                a_m_fastest=True, b_k_fastest=not a.transposed, split=a.split if not a.transposed else 1)
+    return gemm(src, core, g, M, N, cin_g * KH * KW, a_value, b_value, out_index,
+                a_m_fastest=True, b_k_fastest=not a.transposed, split=split)
+
+
+CONV_CHANNELS_AS_ROWS = True
+
+
+def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:
+    """A conv's GEMM (M, N): output channels x pixels (see conv); split_k sizes its slices with the same."""
+    return (cout_g, pixels) if CONV_CHANNELS_AS_ROWS else (pixels, cout_g)
