@@ -234,26 +234,36 @@ def kernel_rooflines(runs, quick):
     return rows
 
 
-def busy_gpu_ms(build, runs: int, copies: int = 50) -> float:
-    """GPU ms of one op (timestamp queries) with the GPU's clocks up: `copies` independent copies of the op
-    (built by build()) run in one submit, and the figure is the median per copy over the second half of the
-    copies, over `runs` submits after a warm-up one. A single short kernel per submit measures mostly the
-    clock ramp (single-kernel timings on the H100 box varied 5x that way)."""
+def busy_gpu_ms(build, runs: int, copies: int = 50, warm_s: float = 0.5) -> float:
+    """ms per op on a busy GPU, as it runs inside a model: the op's kernels (built by build(), realized once)
+    are encoded `copies` times into one submit over the same buffers, so each copy waits for the one before
+    (wgpu puts a barrier between dispatches that write the same buffer; independent copies would overlap and
+    hide how well one op fills the GPU), timed by the wall clock until a read-back queued after them returns;
+    the median over `runs` submits after `warm_s` seconds of them. One short kernel per submit measures mostly
+    the clock ramp (single kernels varied 5x that way on the H100 box)."""
     import tinydl
-    times = []
-    for i in range(runs + 1):
-        outs = [build() for _ in range(copies)]
-        with tinydl.profile() as p:
-            tinydl.realize(*outs)
-        if not i:
-            continue
-        if not p.timestamps:
-            times.append(p.submit_s / copies)
-            continue
-        per_copy = len(p.kernels) // copies  # a split-K op is two kernels
-        copy_s = [sum(k.gpu_s for k in p.kernels[j * per_copy:(j + 1) * per_copy]) for j in range(copies)]
-        times += copy_s[copies // 2:]
-    return statistics.median(times) * 1e3
+    from tinydl.runtime import get_runtime
+    rt = get_runtime()
+    kernels = []
+    submit = rt.submit
+    rt.submit = lambda dispatches, *a, **k: (kernels.extend(dispatches), submit(dispatches, *a, **k))[1]
+    try:
+        out = build()
+        tinydl.realize(out)
+    finally:
+        del rt.submit  # back to the class's method
+    sync = [(out.node.buffer.gpu, 16)]
+
+    def once():
+        t0 = time.perf_counter()
+        rt.submit(kernels * copies, sync)
+        return time.perf_counter() - t0
+
+    t_end = time.perf_counter() + warm_s
+    once()
+    while time.perf_counter() < t_end:
+        once()
+    return statistics.median(once() for _ in range(runs)) / copies * 1e3
 
 
 def _cuda_ms(fn, runs, copies: int = 10):

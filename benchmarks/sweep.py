@@ -6,7 +6,7 @@ in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements.
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
-benchmarks.run.busy_gpu_ms: the split-K sum kernel is included, and only copies run once the clocks are up count).
+benchmarks.run.busy_gpu_ms: wall time per copy of a busy GPU, the split-K sum kernel included).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiles", nargs="*", default=None, help="forced tiles (default: auto and every tile)")
     ap.add_argument("--splits", nargs="*", default=["auto", "1", "2", "4", "8", "16", "32", "64"])
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")

@@ -343,3 +343,44 @@ def test_export_constants_buffer_mutation_and_decompositions(rng):
         assert calls.item() == ref_calls.item() == step
         assert_close(tm.calls, m.calls)
     assert list(tm.state_dict()) == list(m.state_dict()) == ["calls", "lin.weight", "lin.bias"]
+
+
+# -- sibling linears: one GEMM ---------------------------------------------------------------------------------
+class _SiblingLinears(torch.nn.Module):
+    """Attention-style q/k/v (biased, different widths) and a gated MLP's gate/up (no bias) on the same input;
+    `other` reads another input and must stay alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = torch.nn.Linear(16, 8), torch.nn.Linear(16, 8), torch.nn.Linear(16, 12)
+        self.gate, self.up = torch.nn.Linear(16, 20, bias=False), torch.nn.Linear(16, 20, bias=False)
+        self.other = torch.nn.Linear(20, 16)
+
+    def forward(self, x):
+        att = (self.q(x) * self.k(x)).sum(-1, keepdim=True) * self.v(x)
+        h = torch.nn.functional.silu(self.gate(x)) * self.up(x)
+        return att, self.other(h)
+
+
+def test_sibling_linears_run_as_one_gemm(rng):
+    m = _SiblingLinears().eval()
+    x = torch.from_numpy(rng.standard_normal((2, 5, 16), dtype=np.float32))
+    tm = export.convert(m, (x,))
+    assert sorted(len(g) for g in {id(g): g for g in tm._program.sibling_linears.values()}.values()) == [2, 3]
+    with tinydl.debug.count_kernels() as c:
+        out = tm(x)
+        for o in out:
+            o.numpy()
+    gemms = [n for n in c.names if n.startswith("matmul")]
+    assert len(gemms) == 3, c.names  # q/k/v, gate/up, other: 6 linears
+    with torch.no_grad():
+        ref = m(x)
+    for o, r in zip(out, ref):
+        assert_close(o, r, rtol=1e-4, atol=1e-5)
+    # new weights reach the fused GEMM (it reads the parameters, nothing is cached)
+    m2 = _SiblingLinears().eval()
+    tm.load_state_dict({k: v.numpy() for k, v in m2.state_dict().items()})
+    with torch.no_grad():
+        ref = m2(x)
+    for o, r in zip(tm(x), ref):
+        assert_close(o, r, rtol=1e-4, atol=1e-5)
