@@ -42,6 +42,7 @@ def main(argv=None):
             runtime.SUBMIT_CHUNK = chunk
             print(f"== {name} batch {args.batch}: SUBMIT_CHUNK={chunk}: e2e median {median_ms(call, args.runs):.3f} ms")
         runtime.SUBMIT_CHUNK = default
+        phases(name, args.batch, tm, inputs, args.runs)
         if args.no_cprofile:
             continue
         ms = median_ms(call, args.runs)
@@ -61,6 +62,26 @@ def main(argv=None):
         print(f"== {name} batch {args.batch}: e2e median {ms:.3f} ms, GPU {prof.gpu_s * 1e3:.3f} ms over "
               f"{len(prof.kernels)} kernels in {prof.realizations} submit(s); {per:.3f} ms per forward under cProfile")
         print(out.getvalue())
+
+
+def phases(name, batch, tm, inputs, runs) -> None:
+    """Median ms of a forward's three host phases, timed apart: upload the inputs, the forward (jit replay:
+    bind, encode, submit), read the output back (wait for the GPU, map, copy out)."""
+    import statistics
+
+    import tinydl
+    median_ms(lambda: first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy(), 3)  # warm
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        xs = [tinydl.tensor(a) for a in inputs]
+        t1 = time.perf_counter()
+        y = first_tensor(tm(*xs))
+        t2 = time.perf_counter()
+        y.numpy()
+        times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
+    up, fwd, read = (statistics.median(t[i] for t in times) * 1e3 for i in range(3))
+    print(f"== {name} batch {batch}: upload {up:.3f} ms, forward {fwd:.3f} ms, read-back {read:.3f} ms")
 
 
 if __name__ == "__main__":

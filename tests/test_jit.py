@@ -150,3 +150,17 @@ def test_replay_reuses_its_intermediate_buffers_and_bind_groups(rng, monkeypatch
     assert kernels[-1] > 3 and all(n <= 3 for n in counts[2:]), (counts, kernels)  # 3 outputs
     cap = next(iter(f.captures.values()))
     assert sum(len(b) for b in cap.private.owned.values()) >= 1  # the capture owns its intermediates
+
+
+def test_pending_forward_reads_its_input_before_a_new_upload_reuses_it(rng):
+    """A replay's last kernels stay pending (unsubmitted) until the next GPU call. Its input tensor, dropped by
+    the caller, goes back to the buffer pool; the next upload takes that buffer and must not overwrite it before
+    the pending kernels have read it."""
+    fast = jit(lambda x: (x * 2.0 + 1.0).exp())
+    shape = (64, 64)
+    a, b = (rng.standard_normal(shape, dtype=np.float32) for _ in range(2))
+    fast(tinydl.tensor(b))  # capture
+    y = fast(tinydl.tensor(a))  # replay: its input is dropped at once
+    z = fast(tinydl.tensor(b))  # this upload reuses the freed buffer of a
+    np.testing.assert_allclose(y.numpy(), np.exp(a * 2 + 1), rtol=1e-5)
+    np.testing.assert_allclose(z.numpy(), np.exp(b * 2 + 1), rtol=1e-5)

@@ -81,6 +81,7 @@ class Runtime:
         self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
+        self._pending = None  # the command encoder of the last chunk of a submit without read-backs (see submit)
 
     # -- buffers -------------------------------------------------------------------------------------
     def alloc(self, nbytes: int, describe: str = "tensor") -> Buffer:
@@ -106,6 +107,7 @@ class Runtime:
         """A contiguous array into a new buffer: written straight from the array's memory (no host copy) when
         its size is a multiple of 4 bytes, as queue writes require; else through a zero-padded copy."""
         buf = self.alloc(host.nbytes, describe)
+        self.flush()  # the buffer may have been freed by work still pending: that work runs before this write
         if host.nbytes % 4:
             data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
             self.device.queue.write_buffer(buf.gpu, 0, data)
@@ -152,13 +154,16 @@ class Runtime:
 
     def submit(self, dispatches, readbacks=(), timings: list | None = None) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
-        Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit; the
-        read-back copies ride in the last one. With `timings` (a list) and the
+        Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
+        runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
+        unsubmitted: the next submit continues it, so a forward and the read-back of its output go to the GPU
+        in one submit less; flush() (before any queue write) sends it. With `timings` (a list) and the
         adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
         each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead)."""
-        enc = self.device.create_command_encoder()
         timed = timings is not None and "timestamp-query" in self.features and dispatches
         if timed:
+            self.flush()
+            enc = self.device.create_command_encoder()
             qs = self.device.create_query_set(type="timestamp", count=2 * len(dispatches))
             for i, (pipeline, gpus, grid) in enumerate(dispatches):
                 cp = enc.begin_compute_pass(timestamp_writes={
@@ -171,9 +176,9 @@ class Runtime:
                                              | wgpu.BufferUsage.COPY_SRC)
             enc.resolve_query_set(qs, 0, 2 * len(dispatches), qbuf, 0)
             readbacks = list(readbacks) + [(qbuf, 16 * len(dispatches))]
-        elif dispatches:
-            # submitted in chunks: the GPU runs the first ones while the CPU encodes the rest
-            step = SUBMIT_CHUNK or len(dispatches)
+        else:
+            enc, self._pending = self._pending or self.device.create_command_encoder(), None
+            step = SUBMIT_CHUNK or len(dispatches) or 1
             for start in range(0, len(dispatches), step):
                 if start:
                     self.device.queue.submit([enc.finish()])
@@ -181,6 +186,9 @@ class Runtime:
                 cp = enc.begin_compute_pass()
                 self._encode(cp, dispatches[start:start + step])
                 cp.end()
+            if not readbacks and timings is None:
+                self._pending = enc
+                return []
         staging = []
         for gpu, nbytes in readbacks:
             size = max(16, (nbytes + 15) // 16 * 16)
@@ -204,6 +212,12 @@ class Runtime:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
             timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
         return out
+
+    def flush(self) -> None:
+        """Submit the pending last chunk of the previous submit (see submit)."""
+        if self._pending is not None:
+            enc, self._pending = self._pending, None
+            self.device.queue.submit([enc.finish()])
 
     def _encode(self, cp, dispatches) -> None:
         for pipeline, gpus, grid in dispatches:
