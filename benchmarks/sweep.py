@@ -33,7 +33,6 @@ def main(argv=None):
     ap.add_argument("--copies", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
-    ap.add_argument("--conv-pixels-as-rows", action="store_true", help="convs as pixels x channels GEMMs (A/B)")
     args = ap.parse_args(argv)
 
     import tinydl
@@ -42,7 +41,6 @@ def main(argv=None):
     from tinydl import schedule
     from tinydl.kernels import gemm
 
-    gemm.CONV_CHANNELS_AS_ROWS = not args.conv_pixels_as_rows
     tiles = args.tiles or ["auto", *gemm.TILES]
     rng = np.random.default_rng(0)
     jobs = []

@@ -35,11 +35,8 @@ TILES = {
     "tile128": Tile(16, 16, 8, 8, 8),  # big outputs: 64 accumulators per thread, most FLOPs per load
     "tile64": Tile(16, 16, 4, 4, 16),
     "tile32": Tile(8, 8, 4, 4, 8),
-    # candidates under measurement (benchmarks/sweep.py)
-    "tile128x64": Tile(16, 16, 8, 4, 8),
-    "tile64x128": Tile(16, 16, 4, 8, 8),
-    "tile64x64t128": Tile(8, 16, 4, 8, 8),
-    "tile64bk8": Tile(16, 16, 4, 4, 8),
+    "tile64x128": Tile(16, 16, 4, 8, 8),    # 64-channel convs over many pixels
+    "tile64x64t128": Tile(8, 16, 4, 8, 8),  # 64x64 with 128 threads of 4x8: more FLOPs per load than tile64
 }
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
@@ -49,29 +46,38 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 
 
-def choose_tile(batch: int, M: int, N: int) -> str:
-    """The GEMM variant for `batch` products of M x N outputs (before any split-K). Measured on an H100
-    (benchmarks/sweep.py, 2026-11-21): 256-thread tiles beat 64-thread ones even where they leave part of the
-    tile idle (ResNet-50's 512x7x7 convs: tile64 54 us, tile32 65 us; a 16x64x56x56 conv: tile128 284 us with
-    half its columns idle, tile64 317 us), so tile32 is only for GEMMs too narrow to fill half a tile64."""
+def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str:
+    """The GEMM variant for `batch` products of M x N outputs over K (before any split-K); gather: operand loads
+    are im2col gathers with bounds checks (convs wider than 1x1). Measured on an H100 with kernels serialized
+    as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
+    dear (3x3 convs at batch 16: 279-332 us vs tile64's 350-476, even with only 28 tiles plus split-K) or K is
+    long (2048^3: 569 vs 736 us), but lose where K is short (a 1x1 conv 256 -> 1024 at batch 16: 172 vs 105 us
+    with tile64x64t128, which also wins BERT's 128- and 1024-row GEMMs by a few %)."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
-    big = TILES["tile128"]
-    if M >= big.bm and N >= big.bn // 2 and batch * -(-M // big.bm) * -(-N // big.bn) >= TARGET_WORKGROUPS // 2:
+
+    def tiles(name):
+        t = TILES[name]
+        return batch * -(-M // t.bm) * -(-N // t.bn)
+    if M >= 128 and N >= 64 and (tiles("tile128") >= 24 if gather else K >= 512 and tiles("tile128") >= 128):
         return "tile128"
+    if gather and M <= 64 and N >= 128 and tiles("tile64x128") >= 128:
+        return "tile64x128"
+    if not gather and min(M, N) >= 64:
+        return "tile64x64t128"
     return "tile64" if min(M, N) >= 32 else "tile32"
 
 
-def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
+def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = False) -> int:
     """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
     convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
     same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
     slice count must divide it (K, or a conv's input channels per group). Returns 1 for no split."""
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
-    name = choose_tile(batch, M, N)
+    name = choose_tile(batch, M, N, K, gather)
     if name == "gemv" or K < 256:
         return 1
     t = TILES[name]
@@ -83,13 +89,13 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int) -> int:
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1):
+         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
-    are K slices of one product (the tile is the one split_k chose the slice count for)."""
-    name = choose_tile(batch // split, M, N)
+    are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile."""
+    name = choose_tile(batch // split, M, N, K * split, gather)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         def body(e: Expr, r0=r0, r1=r1, lim=lim, fn=fn):
             e.emit(f"if ({r0} >= {lim[0]} || {r1} >= {lim[1]}) {{ return 0.0; }}")
@@ -233,7 +239,7 @@ def _last_two_swapped(x: Node) -> bool:
 
 
 def conv(src: KernelSource, core: Node):
-    """Implicit GEMM: batch = groups, M = N*OH*OW, N = output channels per group, K = Cin/g * KH * KW."""
+    """Implicit GEMM: batch = groups, M = output channels per group, N = N*OH*OW, K = Cin/g * KH * KW."""
     x, w = core.srcs
     a = core.arg
     Nb, C, H, W = x.shape
@@ -277,23 +283,16 @@ def conv(src: KernelSource, core: Node):
         n, oh, ow = split_m(e, m)
         return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
 
-    split = a.split if not a.transposed else 1
+    # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into the
+    # NCHW output are coalesced (as pixels x channels, each store instruction hit 32 cache lines; 1.1-1.8x
+    # slower at batch 1 on the H100). W [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); im2col along pixels.
     M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
-    if CONV_CHANNELS_AS_ROWS:
-        # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into
-        # the NCHW output are coalesced. W [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); im2col along pixels.
-        return gemm(src, core, g, M, N, cin_g * KH * KW,
-                    lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
-                    lambda e, bb, co, m: out_index(e, bb, m, co),
-                    a_m_fastest=a.transposed, b_k_fastest=False, split=split)
-    # im2col rows run along the image (m); a conv's weight [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw)
-    return gemm(src, core, g, M, N, cin_g * KH * KW, a_value, b_value, out_index,
-                a_m_fastest=True, b_k_fastest=not a.transposed, split=split)
-
-
-CONV_CHANNELS_AS_ROWS = True
+    return gemm(src, core, g, M, N, cin_g * KH * KW,
+                lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
+                lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
+                split=a.split if not a.transposed else 1, gather=KH * KW > 1)
 
 
 def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:
     """A conv's GEMM (M, N): output channels x pixels (see conv); split_k sizes its slices with the same."""
-    return (cout_g, pixels) if CONV_CHANNELS_AS_ROWS else (pixels, cout_g)
+    return cout_g, pixels

@@ -164,7 +164,8 @@ def _conv_node(x, w, args: ConvArgs, shape):
     g = args.groups
     cin_g, cout_g = x.shape[1] // g, cout // g
     kh, kw = w.shape[2:]
-    S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g) if conv_uses_gemm(cout_g, False) else 1
+    S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g, gather=kh * kw > 1) \
+        if conv_uses_gemm(cout_g, False) else 1
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
