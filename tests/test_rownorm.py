@@ -124,3 +124,39 @@ def test_group_norm_is_one_row_kernel(rng, variant, shape, groups):
                      "layer_norm", variant)
     ref = TF.group_norm(torch.from_numpy(a), groups, torch.from_numpy(w), torch.from_numpy(b), eps=1e-4)
     assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+# -- a split-K sum added up in the row kernel's loads ------------------------------------------------------------
+@pytest.mark.parametrize("split,kernels", [(4, 2), (16, 2), (32, 3)])
+def test_split_k_sum_inlined_into_layer_norm(rng, variant, monkeypatch, split, kernels):
+    """BERT's dense + bias + residual -> LayerNorm: with the GEMM split S <= INLINE_SUM_MAX ways, the sum over
+    the slices runs in the layer_norm kernel's loads (GEMM + row kernel); longer sums keep their own kernel."""
+    from tinydl.kernels import gemm
+    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", split)
+    schedule.clear_cache()
+    x, w = rng.standard_normal((6, 256), dtype=np.float32), rng.standard_normal((40, 256), dtype=np.float32)
+    b, res = rng.standard_normal(40, dtype=np.float32), rng.standard_normal((6, 40), dtype=np.float32)
+    g, beta = rng.standard_normal(40, dtype=np.float32), rng.standard_normal(40, dtype=np.float32)
+    with count_kernels() as c:
+        y = F.layer_norm(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b)) + tinydl.tensor(res), (40,),
+                         tinydl.tensor(g), tinydl.tensor(beta)).numpy()
+    assert c.count == kernels, c.names
+    assert c.names[0].startswith("matmul") and c.names[-1].startswith("layer_norm"), c.names
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    assert_close(y, TF.layer_norm(TF.linear(t(x), t(w), t(b)) + t(res), (40,), t(g), t(beta)), rtol=1e-4, atol=1e-4)
+
+
+def test_split_k_sum_read_twice_keeps_its_kernel(rng, monkeypatch):
+    """The sum also feeds another consumer: it is computed once, in its own kernel, and read by both."""
+    from tinydl.kernels import gemm
+    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
+    schedule.clear_cache()
+    x, w = rng.standard_normal((6, 256), dtype=np.float32), rng.standard_normal((40, 256), dtype=np.float32)
+    with count_kernels() as c:
+        h = tinydl.tensor(x) @ tinydl.tensor(w).T
+        y, z = tinydl.realize(h.softmax(-1), h * 2.0)
+        y, z = y.numpy(), z.numpy()
+    assert any(n.startswith("reduce_sum") for n in c.names), c.names
+    ref = torch.from_numpy(x) @ torch.from_numpy(w).T
+    assert_close(y, ref.softmax(-1), rtol=1e-4, atol=1e-4)
+    assert_close(z, ref * 2, rtol=1e-4, atol=1e-4)

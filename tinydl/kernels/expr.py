@@ -7,10 +7,12 @@ constants, cat, gather, interpolation) is emitted as code, recursively, with ind
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 
 from .. import dtypes
-from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, VIEW, Node
+
+from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
 from .snippets import PRELUDE, apply, convert, literal
 
@@ -139,6 +141,15 @@ class Expr:
             v = self.value(weight, (row,) + idx[-1:])
         elif node.kind == INTERP:
             v = self._interp(node, idx)
+        elif node.kind == REDUCE and node.op == "sum":  # short, unrolled (schedule.INLINE_SUM_MAX)
+            src, axes = node.srcs[0], node.arg
+            terms = []
+            for at in itertools.product(*(range(src.shape[a]) for a in axes)):
+                sidx = list(idx)
+                for a, j in zip(axes, at):
+                    sidx[a] = str(j)
+                terms.append(self.value(src, sidx))
+            v = self.let(" + ".join(terms))
         else:
             raise AssertionError(f"{node} is neither materialized nor inlinable")
         self.memo[key] = v
