@@ -105,11 +105,22 @@ def test_reloading_weights_drops_the_capture(rng):
     _check(f(tinydl.tensor(x)), ref(torch.from_numpy(x)))  # the new weights, not the captured ones
 
 
-def test_lazy_or_host_inputs_run_normally(rng):
+def test_lazy_inputs_are_computed_then_replayed(rng):
+    """model(x.half()) or model(x * 2): the input is computed first, then the captured plan replays."""
     ref, m = _models()
     f = jit(m)
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
+        plans = tinydl.debug.stats["plans"]
+        _check(f(tinydl.tensor(x) * 2.0), ref(torch.from_numpy(x) * 2.0))
+    assert len(f.captures) == 1 and tinydl.debug.stats["plans"] == plans  # the last call planned nothing new
+
+
+def test_host_inputs_run_normally(rng):
+    ref, m = _models()
+    f = jit(lambda x: m(tinydl.tensor(x)))
     x = rng.standard_normal((1, 3, 5, 5), dtype=np.float32)
-    _check(f(tinydl.tensor(x) * 1.0), ref(torch.from_numpy(x)))  # a lazy input: not captured
+    _check(f(x), ref(torch.from_numpy(x)))  # a numpy input: not captured
     assert not f.captures
 
 

@@ -79,9 +79,12 @@ class Jit:
     def __call__(self, *args, **kwargs):
         inputs: list[Tensor] = []
         _flatten((args, kwargs), inputs)
-        if not inputs or not all(t.node.kind == BUFFER for t in inputs) or not all(
+        if not inputs or not all(
                 isinstance(a, (Tensor, int, float, bool, str, type(None))) for a in list(args) + list(kwargs.values())):
-            return self.fn(*args, **kwargs)  # lazy or host inputs: run normally
+            return self.fn(*args, **kwargs)  # host inputs (arrays, nested containers): run normally
+        lazy = [t for t in inputs if t.node.kind != BUFFER]
+        if lazy:  # e.g. model(x.half()): compute the inputs first (their kernels ride in the replay's submit)
+            schedule.realize(*lazy)
         # non-tensor arguments (scale=2.0, flags) shape the graph: they are part of the key, by value
         key = (tuple((t.shape, t.dtype) for t in inputs), WEIGHTS_VERSION[0],
                repr([a for a in args if not isinstance(a, Tensor)]),
