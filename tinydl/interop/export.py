@@ -732,13 +732,13 @@ def _sibling_linears(steps, inputs) -> dict:
 def _run_sibling_linears(group, env) -> None:
     x = env[group[0].args[0].name]
     weights = [env[n.args[1].name] for n in group]
-    bias = T.cat([env[n.args[2].name] for n in group]) if len(group[0].args) > 2 else None
+    biases = [env[n.args[2].name] for n in group] if len(group[0].args) > 2 else None
     if x.shape[-1] != weights[0].shape[1] or any(w.ndim != 2 or w.shape[1] != weights[0].shape[1] or
                                                    w.dtype != weights[0].dtype for w in weights):
-        for n, w in zip(group, weights):  # shapes the fused GEMM cannot take: each layer alone, with its errors
-            env[n.name] = F.linear(x, w, env[n.args[2].name] if bias is not None else None)
+        for k, (n, w) in enumerate(zip(group, weights)):  # a fused GEMM cannot take these: each alone, its errors
+            env[n.name] = F.linear(x, w, biases[k] if biases else None)
         return
-    y = F.linear(x, T.cat(weights), bias)
+    y = F.linear(x, T.cat(weights), T.cat(biases) if biases else None)
     for n, part in zip(group, y.split([w.shape[0] for w in weights], -1)):
         env[n.name] = part
 
