@@ -384,3 +384,15 @@ def test_sibling_linears_run_as_one_gemm(rng):
         ref = m2(x)
     for o, r in zip(tm(x), ref):
         assert_close(o, r, rtol=1e-4, atol=1e-5)
+
+
+def test_sibling_linears_with_mismatched_weights_raise_torchs_error():
+    """Weights the fused GEMM cannot take (here: loaded with the wrong in-features) run layer by layer, so the
+    error names the layer's own shapes as torch's linear does, not the concatenation's."""
+    from types import SimpleNamespace as NS
+    x, w1, w2 = NS(name="x"), NS(name="w1"), NS(name="w2")
+    group = [NS(name="a", args=(x, w1)), NS(name="b", args=(x, w2))]
+    env = {"x": tinydl.tensor(np.ones((2, 4), np.float32)), "w1": tinydl.tensor(np.ones((3, 4), np.float32)),
+           "w2": tinydl.tensor(np.ones((3, 5), np.float32))}
+    with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(2x4 and 5x3\)"):
+        export._run_sibling_linears(group, env)
