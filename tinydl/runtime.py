@@ -213,6 +213,25 @@ class Runtime:
             timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
         return out
 
+    def gpu_seconds(self, dispatches) -> float | None:
+        """GPU time of `dispatches` run back to back in one compute pass, from timestamps written at the pass's
+        start and end (None where the adapter lacks timestamp queries): the benchmarks' measure of a chain of
+        kernels that the host's encode time cannot blur."""
+        if "timestamp-query" not in self.features or not dispatches:
+            return None
+        self.flush()
+        enc = self.device.create_command_encoder()
+        qs = self.device.create_query_set(type="timestamp", count=2)
+        cp = enc.begin_compute_pass(timestamp_writes={
+            "query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
+        self._encode(cp, dispatches)
+        cp.end()
+        qbuf = self.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+        enc.resolve_query_set(qs, 0, 2, qbuf, 0)
+        self._pending = enc
+        ts = np.frombuffer(self.submit([], [(qbuf, 16)])[0], dtype=np.uint64).astype(np.int64)
+        return max(int(ts[1] - ts[0]), 0) * 1e-9
+
     def flush(self) -> None:
         """Submit the pending last chunk of the previous submit (see submit)."""
         if self._pending is not None:

@@ -43,6 +43,7 @@ TILES = {
 GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
 FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
+UNROLL_K = False  # write the inner product over the K step out in full (else a loop the driver may unroll)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 
 
@@ -96,9 +97,14 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
     are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile."""
     name = choose_tile(batch // split, M, N, K * split, gather)
+    # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
+    t = TILES.get(name)
+    inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         def body(e: Expr, r0=r0, r1=r1, lim=lim, fn=fn):
-            e.emit(f"if ({r0} >= {lim[0]} || {r1} >= {lim[1]}) {{ return 0.0; }}")
+            checks = [f"{r} >= {n}" for r, n in ((r0, lim[0]), (r1, lim[1])) if not inside[r]]
+            if checks:
+                e.emit(f"if ({' || '.join(checks)}) {{ return 0.0; }}")
             e.emit(f"return f32({fn(e, 'b', r0, r1)});")
         function(src, f"{fname}(b: i32, {r0}: i32, {r1}: i32) -> f32", body)
     store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
@@ -145,12 +151,17 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
     body.append(f"    if (k0 + {t.bk} < {K}) {{")
     fetch(f"k0 + {t.bk}", "")
     body.append("    }")
-    body.append(f"    for (var kk: i32 = 0; kk < {t.bk}; kk++) {{")
-    body += [f"      let a{g} = As[kk * {sa // 4} + {g * t.wy} + ty];" for g in range(ga)]
-    body += [f"      let b{g} = Bs[kk * {sb // 4} + {g * t.wx} + tx];" for g in range(gb)]
-    body += [f"      acc{i}_{j} = fma(vec4<f32>(a{i // 4}[{i % 4}]), b{j}, acc{i}_{j});"
-             for i in range(t.tm) for j in range(gb)]
-    body.append("    }")
+    for kk in (range(t.bk) if UNROLL_K else ["kk"]):
+        if not UNROLL_K:
+            body.append(f"    for (var kk: i32 = 0; kk < {t.bk}; kk++) {{")
+        body.append("    {")
+        body += [f"      let a{g} = As[{kk} * {sa // 4} + {g * t.wy} + ty];" for g in range(ga)]
+        body += [f"      let b{g} = Bs[{kk} * {sb // 4} + {g * t.wx} + tx];" for g in range(gb)]
+        body += [f"      acc{i}_{j} = fma(vec4<f32>(a{i // 4}[{i % 4}]), b{j}, acc{i}_{j});"
+                 for i in range(t.tm) for j in range(gb)]
+        body.append("    }")
+        if not UNROLL_K:
+            body.append("    }")
     body.append("    workgroupBarrier();")
     body.append("  }")
     for i in range(t.tm):
