@@ -6,7 +6,7 @@ in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements.
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
-benchmarks.run.busy_gpu_ms: wall time per copy of a busy GPU, the split-K sum kernel included).
+benchmarks.run.busy_gpu_ms: GPU time per copy in a chain, the split-K sum kernel included).
 """
 from __future__ import annotations
 

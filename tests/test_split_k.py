@@ -89,7 +89,7 @@ def test_split_k_heuristic_only_for_few_tiles():
 
 def test_tile_choice_rules():
     """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows; tile128 for 3x3 convs
-    (gathered loads) with a few dozen tiles and for long-K GEMMs with many; tile64x128 for 64-channel 3x3 convs
+    (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with many; tile64x128 for 64-channel 3x3 convs
     over many pixels; tile64x64t128 for other GEMMs at least 64 wide (a 1x1 conv, BERT's linears); tile64 for
     narrow 3x3 convs (batch-1 7x7 images), tile32 only for GEMMs narrower than 32."""
     assert gemm.choose_tile(1, 1, 1000, 512) == "gemv"
@@ -98,16 +98,16 @@ def test_tile_choice_rules():
     assert gemm.choose_tile(1, 64, 16 * 3136, 576, gather=True) == "tile64x128"
     assert gemm.choose_tile(1, 512, 49, 4608, gather=True) == "tile64"
     assert gemm.choose_tile(1, 16, 12544, 144, gather=True) == "tile32"
-    assert gemm.choose_tile(1, 4096, 4096, 4096) == "tile128"
+    assert gemm.choose_tile(1, 4096, 4096, 4096) == "tile128k16"
     assert gemm.choose_tile(1, 128, 768, 768) == "tile64x64t128"
 
 
 def test_split_product_keeps_its_tile(rng):
     """130x130x1024 splits 32 ways under tile64x64t128 (9 tiles); counted with the 32 slices as batch entries,
-    tile128 would qualify (4 x 32 tiles), but the kernel must use the tile the split was sized for."""
+    tile128k16 would qualify (4 x 32 tiles), but the kernel must use the tile the split was sized for."""
     S = gemm.split_k(1, 130, 130, 1024, 1024)
     assert S == 32 and gemm.choose_tile(1, 130, 130, 1024) == "tile64x64t128"
-    assert gemm.choose_tile(S, 130, 130, 1024) == "tile128"
+    assert gemm.choose_tile(S, 130, 130, 1024) == "tile128k16"
     a, b = rng.standard_normal((130, 1024), dtype=np.float32), rng.standard_normal((130, 1024), dtype=np.float32)
     with count_kernels() as c:
         y = (tinydl.tensor(a) @ tinydl.tensor(b).T).numpy()
