@@ -146,6 +146,21 @@ def test_conv2d_view_input_and_epilogue(rng, monkeypatch, path):
     assert_close(out, (TF.conv2d(xt.permute(0, 3, 1, 2), wt, bt, padding=1) * st).relu(), **tol(27))
 
 
+@pytest.mark.parametrize("split", [1, 2])
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, path, split):
+    """A stored weight is read by its flat position (no (ci, kh, kw) split of k); a weight computed in the kernel
+    (w * 2) or viewed (a permute) goes through the multi-index path: both equal torch, whole and split over K."""
+    force(monkeypatch, path)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    x, w = rand(rng, 2, 4, 6, 6), rand(rng, 6, 2, 3, 3)
+    tx, tw = _tiny(x, w)
+    xt, wt = _torch(x, w)
+    for make in (lambda v: v, lambda v: v * 2, lambda v: v.permute(0, 1, 3, 2)):
+        out = run(lambda: F.conv2d(tx, make(tw), padding=1, groups=2), path)
+        assert_close(out, TF.conv2d(xt, make(wt), padding=1, groups=2), **tol(18))
+
+
 # -- conv1d ------------------------------------------------------------------------------------------------
 CONV1D = [
     ((2, 3, 10), (4, 3, 3), {}),

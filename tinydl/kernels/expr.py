@@ -155,6 +155,17 @@ class Expr:
         self.memo[key] = v
         return v
 
+    def element(self, node: Node, lin: str) -> str:
+        """node's value at row-major position lin, for a node held in memory (a buffer or materialized): lets a
+        kernel that walks a tensor's memory in order skip splitting the position into a multi-index."""
+        assert node.kind == BUFFER or self.src.materialized(node), node
+        key = (node.uid, ("element", lin))
+        hit = self.memo.get(key)
+        if hit is None:
+            fmt = _LOAD_CONVERT[node.dtype.storage]
+            hit = self.memo[key] = self.let(fmt.format(f"{self.src.binding(node)}[{lin}]"))
+        return hit
+
     def _elementwise(self, node: Node, idx) -> str:
         ops = [self.value(s, idx) for s in node.srcs]
         ct = node.dtype.compute

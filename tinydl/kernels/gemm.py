@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import VIEW, Node
+from ..ops import BUFFER, VIEW, Node
 from .common import function, store_function
 from .expr import Expr, KernelSource
 
@@ -281,6 +281,14 @@ def conv(src: KernelSource, core: Node):
         return e.value(x, (n, f"{bb} * {cin_g} + {ci}", ih, iw))
 
     def b_value(e: Expr, bb, k, nn):
+        if not a.transposed and (w.kind == BUFFER or e.src.materialized(w)):
+            # a weight in memory runs along k = (ci, kh, kw): its element is row * C/g*KH*KW + (first ci) * KH*KW + k,
+            # with no division of k into (ci, kh, kw)
+            if a.split > 1:  # group bb is slice bb % S of real group bb / S
+                row, first = f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g}"
+            else:
+                row, first = f"{bb} * {cout_g} + {nn}", "0"
+            return e.element(w, f"({row}) * {w.shape[1] * KH * KW} + {first} * {KH * KW} + {k}")
         ci, kh, kw = k_parts(e, k)
         if not a.transposed and a.split > 1:  # group bb is slice bb % S of real group bb / S
             return e.value(w, (f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g} + {ci}", kh, kw))
