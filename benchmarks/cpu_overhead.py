@@ -3,6 +3,7 @@ Python/native calls of repeated forwards (jit replays).
 
     python -m benchmarks.cpu_overhead --models mobilenet_v2 resnet18 --runs 50
     python -m benchmarks.cpu_overhead --chunks 0 16 32 64 --no-cprofile   # e2e per submit-chunk size
+    python -m benchmarks.cpu_overhead --first 1 4 8 32 --no-cprofile      # e2e per first-chunk size
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def main(argv=None):
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--chunks", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_CHUNK")
+    ap.add_argument("--first", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_FIRST")
     ap.add_argument("--no-cprofile", action="store_true")
     args = ap.parse_args(argv)
 
@@ -42,6 +44,11 @@ def main(argv=None):
             runtime.SUBMIT_CHUNK = chunk
             print(f"== {name} batch {args.batch}: SUBMIT_CHUNK={chunk}: e2e median {median_ms(call, args.runs):.3f} ms")
         runtime.SUBMIT_CHUNK = default
+        default = runtime.SUBMIT_FIRST
+        for first in args.first or ():
+            runtime.SUBMIT_FIRST = first
+            print(f"== {name} batch {args.batch}: SUBMIT_FIRST={first}: e2e median {median_ms(call, args.runs):.3f} ms")
+        runtime.SUBMIT_FIRST = default
         phases(name, args.batch, tm, inputs, args.runs)
         if args.no_cprofile:
             continue

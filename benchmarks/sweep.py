@@ -31,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--splits", nargs="*", default=["auto", "1", "2", "4", "8", "16", "32", "64"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--copies", type=int, default=100)
+    ap.add_argument("--warm", type=float, default=0.5, help="seconds of calls before each variant is timed")
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
     args = ap.parse_args(argv)
@@ -62,11 +63,12 @@ def main(argv=None):
                 gemm.FORCE_SPLIT_K = None if split == "auto" else int(split)
                 schedule.clear_cache()
                 try:
-                    ms = busy_gpu_ms(build, args.runs, args.copies)
+                    ms = busy_gpu_ms(build, args.runs, args.copies, args.warm)
                 except Exception as e:  # noqa: BLE001 - a variant a shape cannot take; keep sweeping
                     rows.append([label, tile, split, None, None, f"{type(e).__name__}"])
                     continue
                 rows.append([label, tile, split, ms * 1e3, flops / ms / 1e9, ""])
+                print(*rows[-1][:4], flush=True)  # progress, and the rows so far should the run be cut off
     gemm.FORCE_TILE = gemm.FORCE_SPLIT_K = None
     print(tabulate(rows, headers=["shape", "tile", "split", "GPU us", "TFLOP/s", "note"], floatfmt=".3g",
                    missingval="-"))

@@ -224,8 +224,23 @@ def test_f16_without_shader_f16_raises(rng, monkeypatch):
 
 
 # -- encoding and submission ---------------------------------------------------------------------------------
+def test_chunk_sizes_grow_from_the_first_to_the_cap(monkeypatch):
+    """Submits start small (the GPU starts early) and double up to SUBMIT_CHUNK; 0 puts everything in one."""
+    from tinydl import runtime
+    monkeypatch.setattr(runtime, "SUBMIT_CHUNK", 32)
+    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 4)
+    assert runtime.chunk_sizes(65) == [4, 8, 16, 32, 5]
+    assert runtime.chunk_sizes(3) == [3] and runtime.chunk_sizes(0) == []
+    assert sum(runtime.chunk_sizes(1000)) == 1000 and max(runtime.chunk_sizes(1000)) == 32
+    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 0)
+    assert runtime.chunk_sizes(65) == [32, 32, 1]
+    monkeypatch.setattr(runtime, "SUBMIT_CHUNK", 0)
+    assert runtime.chunk_sizes(65) == [65]
+
+
+@pytest.mark.parametrize("first", [1, 4])
 @pytest.mark.parametrize("chunk", [0, 1, 2, 32])
-def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk):
+def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk, first):
     """Dispatches in one submit or in chunks (down to one dispatch each): the same values, bit for bit, for a
     graph of several kernels whose later kernels read earlier ones' outputs across submits."""
     from tinydl import runtime
@@ -238,6 +253,7 @@ def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk):
 
     ref = run()
     monkeypatch.setattr(runtime, "SUBMIT_CHUNK", chunk)
+    monkeypatch.setattr(runtime, "SUBMIT_FIRST", first)
     with count_kernels() as c:
         out = run()
     assert c.count >= 3, c.names

@@ -21,11 +21,26 @@ _WANTED_LIMITS = (
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
-# rest. Measured with benchmarks/cpu_overhead.py --chunks.
+# rest. The first chunk is SUBMIT_FIRST dispatches, each next one twice the one before, up to SUBMIT_CHUNK:
+# the GPU starts after a few dispatches' encode time, and long forwards still pay few submits.
+# Measured with benchmarks/cpu_overhead.py --chunks / --first.
 SUBMIT_CHUNK = 32
+SUBMIT_FIRST = 4
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+
+
+def chunk_sizes(n: int) -> list[int]:
+    """How n dispatches are cut into queue submits (see SUBMIT_CHUNK)."""
+    if not SUBMIT_CHUNK:
+        return [n] if n else []
+    sizes, step = [], max(1, min(SUBMIT_FIRST or SUBMIT_CHUNK, SUBMIT_CHUNK))
+    while n > 0:
+        sizes.append(min(step, n))
+        n -= step
+        step = min(step * 2, SUBMIT_CHUNK)
+    return sizes
 
 
 class NoAdapterError(RuntimeError):
@@ -178,14 +193,15 @@ class Runtime:
             readbacks = list(readbacks) + [(qbuf, 16 * len(dispatches))]
         else:
             enc, self._pending = self._pending or self.device.create_command_encoder(), None
-            step = SUBMIT_CHUNK or len(dispatches) or 1
-            for start in range(0, len(dispatches), step):
+            start = 0
+            for step in chunk_sizes(len(dispatches)):
                 if start:
                     self.device.queue.submit([enc.finish()])
                     enc = self.device.create_command_encoder()
                 cp = enc.begin_compute_pass()
                 self._encode(cp, dispatches[start:start + step])
                 cp.end()
+                start += step
             if not readbacks and timings is None:
                 self._pending = enc
                 return []
