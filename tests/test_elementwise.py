@@ -615,3 +615,36 @@ def test_unsupported_operand_raises(rng):
     x = tinydl.tensor(normal(rng, (3,)))
     with pytest.raises(TypeError, match="unsupported scalar 'a' of type str"):
         x + "a"
+
+
+# -- several outputs per thread (big tensors) ---------------------------------------------------------------
+@pytest.mark.parametrize("per_thread", [2, 4])
+@pytest.mark.parametrize("case", ["odd size", "broadcast and permute", "cat", "float16"])
+def test_several_outputs_per_thread(rng, monkeypatch, per_thread, case):
+    """Elementwise kernels of big tensors compute PER_THREAD outputs per thread; forced here on small shapes whose
+    size is no multiple of a workgroup's outputs (the tail threads redo the last one): equal to torch, in that
+    many times fewer workgroups."""
+    from tinydl import schedule
+    from tinydl.kernels import elementwise
+    monkeypatch.setattr(elementwise, "PER_THREAD", per_thread)
+    monkeypatch.setattr(elementwise, "PER_THREAD_MIN", 0)
+    schedule.clear_cache()
+    rt = tinydl.runtime.get_runtime()
+    grids, submit = [], rt.submit
+    monkeypatch.setattr(rt, "submit", lambda d, *a, **k: (grids.extend(g for _, _, g in d), submit(d, *a, **k))[1])
+    a, b = normal(rng, (5, 3, 211)), normal(rng, (211, 3, 1))
+    (x, tx), (y, ty) = pair(a), pair(b)
+    if case == "odd size":
+        out, ref = (x * 2 + 1).exp(), (tx * 2 + 1).exp()
+    elif case == "broadcast and permute":
+        out, ref = x - y.permute(2, 1, 0), tx - ty.permute(2, 1, 0)
+    elif case == "cat":
+        out, ref = tinydl.cat([x, x.relu()], 1) * 3, torch.cat([tx, tx.relu()], 1) * 3
+    else:
+        if not has_f16():
+            pytest.skip("adapter without shader-f16")
+        out, ref = x.half() * 0.5, tx.half() * 0.5
+    got = out.numpy()
+    schedule.clear_cache()
+    assert grids == [(-(-got.size // (256 * per_thread)), 1, 1)], grids
+    assert_close(got, ref)

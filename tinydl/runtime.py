@@ -21,11 +21,11 @@ _WANTED_LIMITS = (
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
-# rest. The first chunk is SUBMIT_FIRST dispatches, each next one twice the one before, up to SUBMIT_CHUNK:
-# the GPU starts after a few dispatches' encode time, and long forwards still pay few submits.
-# Measured with benchmarks/cpu_overhead.py --chunks / --first.
+# rest. The first chunk is SUBMIT_FIRST dispatches, each next one twice the one before, up to SUBMIT_CHUNK.
+# Measured with benchmarks/cpu_overhead.py --chunks / --first: on the H100 box a small first chunk (1, 4, 8)
+# did not beat 32 for MobileNet-, ResNet-50- or BERT-b1 (2026-11-21), so chunks start at full size.
 SUBMIT_CHUNK = 32
-SUBMIT_FIRST = 4
+SUBMIT_FIRST = 32
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST

@@ -37,18 +37,29 @@ def store_function(src: KernelSource, core: Node, params: str, index) -> None:
     function(src, f"store_out({params}, acc: f32)", body)
 
 
-def thread_per_output(src: KernelSource, shape, compute):
-    """A kernel with one thread per element of `shape` (the core op's output; the stored output has the
-    same elements in the same order). compute(expr, idx) emits the value; returns (wgsl, workgroups)."""
+def thread_per_output(src: KernelSource, shape, compute, per_thread: int = 1):
+    """A kernel whose threads each compute `per_thread` elements of `shape` (the core op's output; the stored
+    output has the same elements in the same order), a workgroup's threads side by side within each round.
+    compute(expr, idx) emits one element's value; returns (wgsl, workgroups). With several per thread, all the
+    values are computed before any is stored (their loads are in flight together), and threads past the end
+    redo the last element (the same value stored twice) rather than branch."""
     n = math.prod(shape)
     lines: list[str] = []
     e = Expr(src, lines)
-    e.emit(f"let gi = wg * {WG} + lid;")
-    e.emit(f"if (gi >= {n}) {{ return; }}")
-    idx = idx_vars(e, "gi", shape)
-    v = compute(e, idx)
-    e.emit(src.store("gi", v))
-    return src.render("\n".join(lines), WG), -(-n // WG)
+    if per_thread == 1:
+        e.emit(f"let gi = wg * {WG} + lid;")
+        e.emit(f"if (gi >= {n}) {{ return; }}")
+        v = compute(e, idx_vars(e, "gi", shape))
+        e.emit(src.store("gi", v))
+        return src.render("\n".join(lines), WG), -(-n // WG)
+    e.emit(f"let g0 = wg * {WG * per_thread} + lid;")
+    stores = []
+    for j in range(per_thread):
+        gi = e.let(f"min(g0 + {j * WG}, {n - 1})", "gi")
+        stores.append(src.store(gi, compute(e, idx_vars(e, gi, shape))))
+    for st in stores:
+        e.emit(st)
+    return src.render("\n".join(lines), WG), -(-n // (WG * per_thread))
 
 
 __all__ = ["epilogue", "function", "store_function", "thread_per_output", "linear_index", "WG"]
