@@ -7,7 +7,7 @@ epilogue (bias, BN, residual add, activation).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..ops import BUFFER, VIEW, Node
 from .common import function, store_function
@@ -91,59 +91,29 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = Fal
     return s
 
 
-@dataclass(frozen=True)
-class KIndex:
-    """The k a load function is called with, k = step * step_size + offset (its WGSL name is `k`): each of a
-    thread's tile loads keeps one offset (< step_size) for the whole K loop. A conv whose K runs over (channel,
-    kh, kw) reads kh, kw and its padding checks from the offset alone when a step is whole channels (k_align):
-    the GPU's compiler then computes them once, outside the K loop."""
-    step: str
-    offset: str
-    step_size: int
-
-    def __str__(self):
-        return "k"
-
-    def aligned(self, n: int) -> bool:
-        return self.step_size % n == 0
-
-
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False,
-         k_align: int = 1):
+         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
-    `return 0.0;` guards; k is a KIndex); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest /
-    b_k_fastest: the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the
-    tile loads walk that index across neighbouring threads (coalesced global reads). split: how many of the batch
-    entries are K slices of one product (the tile is the one split_k chose the slice count for); gather: see
-    choose_tile; k_align: K is made of runs this long (a conv's KH*KW) and a tile's K step is rounded to a whole
-    number of runs that divides K (3x3 convs: steps of 9 or 18)."""
+    `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
+    the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
+    walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
+    are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile."""
     name = choose_tile(batch // split, M, N, K * split, gather)
-    t = TILES.get(name)
-    if t and 1 < k_align <= 2 * t.bk:  # (longer runs, e.g. a 7x7 kernel's 49, would outgrow workgroup memory)
-        runs = max(1, round(t.bk / k_align))
-        while (K // k_align) % runs:
-            runs -= 1
-        t = replace(t, bk=runs * k_align)
-    step = t.bk if t else 1  # gemv walks k by itself: its calls pass step 0 and offset k
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
+    t = TILES.get(name)
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
-    kidx = KIndex("ks", "kq", step)
     for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
         def body(e: Expr, r0=r0, r1=r1, lim=lim, fn=fn):
-            e.emit(f"let k = ks * {step} + kq;")
             checks = [f"{r} >= {n}" for r, n in ((r0, lim[0]), (r1, lim[1])) if not inside[r]]
             if checks:
                 e.emit(f"if ({' || '.join(checks)}) {{ return 0.0; }}")
-            args = [kidx if r == "k" else r for r in (r0, r1)]
-            e.emit(f"return f32({fn(e, 'b', *args)});")
-        params = ", ".join("ks: i32, kq: i32" if r == "k" else f"{r}: i32" for r in (r0, r1))
-        function(src, f"{fname}(b: i32, {params}) -> f32", body)
+            e.emit(f"return f32({fn(e, 'b', r0, r1)});")
+        function(src, f"{fname}(b: i32, {r0}: i32, {r1}: i32) -> f32", body)
     store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
 
     if name == "gemv":
         return _gemv(src, batch, M, N, K)
-    return _tiled(src, t, batch, M, N, K, a_m_fastest, b_k_fastest) + (name,)
+    return _tiled(src, TILES[name], batch, M, N, K, a_m_fastest, b_k_fastest) + (name,)
 
 
 def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool):
@@ -152,45 +122,36 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
     from neighbouring addresses (no bank conflicts). The next K step's global loads are issued into registers
     before the current step's inner product (register double buffering)."""
     T = t.wx * t.wy
-    assert t.tm % 4 == 0 and t.tn % 4 == 0
+    assert t.tm % 4 == 0 and t.tn % 4 == 0 and (t.bm * t.bk) % T == 0 and (t.bk * t.bn) % T == 0
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
-    steps = -(-K // t.bk)
     sa, sb = t.bm + 4, t.bn + 4  # shared row strides (floats), padded against bank conflicts of k-fastest stores
     body = _tile_origin(batch * tiles_m * tiles_n, tiles_m, tiles_n, t.bm) + [
             f"  let n0 = (rem % {tiles_n}) * {t.bn};",
             f"  let tx = lid % {t.wx};",
             f"  let ty = lid / {t.wx};"]
-    # which tile element each of this thread's loads fetches (fixed for the whole K loop); where the threads do
-    # not divide a tile's elements evenly (K steps of whole conv channels, e.g. 9), the last load is guarded
+    # which tile element each of this thread's loads fetches (fixed for the whole K loop)
     slots = []
     for arr, rows, stride, fast_is_row, reg in (("As", t.bm, sa, a_m_fastest, "ra"), ("Bs", t.bn, sb, not b_k_fastest, "rb")):
-        for s in range(-(-rows * t.bk // T)):
+        for s in range(rows * t.bk // T):
             q = f"(lid + {s * T})"
             r, k = (f"{q} % {rows}", f"{q} / {rows}") if fast_is_row else (f"{q} / {t.bk}", f"{q} % {t.bk}")
             body.append(f"  let {reg}r{s} = {r}; let {reg}k{s} = {k}; let {reg}at{s} = {reg}k{s} * {stride} + {reg}r{s};")
-            ragged = (s + 1) * T > rows * t.bk
-            if ragged:
-                body.append(f"  let {reg}ok{s} = {q} < {rows * t.bk};")
-            slots.append((arr, reg, s, ragged))
+            slots.append((arr, reg, s))
 
-    def fetch(ks: str, first: bool):
-        for arr, reg, s, ragged in slots:
-            call = (f"load_a(b, m0 + {reg}r{s}, {ks}, {reg}k{s})" if arr == "As" else
-                    f"load_b(b, {ks}, {reg}k{s}, n0 + {reg}r{s})")
-            if ragged:
-                body.append(f"    {'var ' if first else ''}{reg}{s} = 0.0; if ({reg}ok{s}) {{ {reg}{s} = {call}; }}")
-            else:
-                body.append(f"    {'var ' if first else ''}{reg}{s} = {call};")
+    def fetch(k0: str, decl: str):
+        for arr, reg, s in slots:
+            call = (f"load_a(b, m0 + {reg}r{s}, {k0} + {reg}k{s})" if arr == "As" else
+                    f"load_b(b, {k0} + {reg}k{s}, n0 + {reg}r{s})")
+            body.append(f"    {decl}{reg}{s} = {call};")
 
     ga, gb = t.tm // 4, t.tn // 4
     body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
-    fetch("0", True)
-    body.append(f"  for (var ks: i32 = 0; ks < {steps}; ks++) {{")
-    body += [(f"    if ({reg}ok{s}) {{ " if ragged else "    ") + f"{arr}[{reg}at{s} >> 2u][{reg}at{s} & 3] = {reg}{s};"
-             + (" }" if ragged else "") for arr, reg, s, ragged in slots]
+    fetch("0", "var ")
+    body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
+    body += [f"    {arr}[{reg}at{s} >> 2u][{reg}at{s} & 3] = {reg}{s};" for arr, reg, s in slots]
     body.append("    workgroupBarrier();")
-    body.append(f"    if (ks + 1 < {steps}) {{")
-    fetch("ks + 1", False)
+    body.append(f"    if (k0 + {t.bk} < {K}) {{")
+    fetch(f"k0 + {t.bk}", "")
     body.append("    }")
     for kk in range(t.bk):  # written out in full: 10-20 % faster than a loop on the H100 (benchmarks/sweep.py)
         body.append("    {")
@@ -231,8 +192,8 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int):
             f"  let lane = lid % {L};"]
     body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
     body.append(f"  for (var k: i32 = lane; k < {K}; k += {L}) {{")
-    body.append("    let bv = load_b(b, 0, k, n);")
-    body += [f"    acc{i} = fma(load_a(b, m0 + {i}, 0, k), bv, acc{i});" for i in range(R)]
+    body.append("    let bv = load_b(b, k, n);")
+    body += [f"    acc{i} = fma(load_a(b, m0 + {i}, k), bv, acc{i});" for i in range(R)]
     body.append("  }")
     body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
     body.append("  workgroupBarrier();")
@@ -301,10 +262,7 @@ def conv(src: KernelSource, core: Node):
     def split_m(e: Expr, m):
         return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
 
-    def k_parts(e: Expr, k: KIndex):
-        if k.aligned(KH * KW):  # a K step is whole channels: kh, kw come from the step's fixed offset
-            return (e.let(f"{k.step} * {k.step_size // (KH * KW)} + {k.offset} / {KH * KW}", "ci"),
-                    e.let(f"({k.offset} / {KW}) % {KH}", "kh"), e.let(f"{k.offset} % {KW}", "kw"))
+    def k_parts(e: Expr, k):
         return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
 
     def a_value(e: Expr, bb, m, k):
@@ -349,7 +307,7 @@ def conv(src: KernelSource, core: Node):
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
-                split=a.split if not a.transposed else 1, gather=KH * KW > 1, k_align=KH * KW)
+                split=a.split if not a.transposed else 1, gather=KH * KW > 1)
 
 
 def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:
