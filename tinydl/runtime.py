@@ -187,10 +187,7 @@ class Runtime:
                 cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
                 cp.dispatch_workgroups(*grid)
                 cp.end()
-            qbuf = self.device.create_buffer(size=16 * len(dispatches), usage=wgpu.BufferUsage.QUERY_RESOLVE
-                                             | wgpu.BufferUsage.COPY_SRC)
-            enc.resolve_query_set(qs, 0, 2 * len(dispatches), qbuf, 0)
-            readbacks = list(readbacks) + [(qbuf, 16 * len(dispatches))]
+            readbacks = list(readbacks) + [self._resolved(enc, qs, 2 * len(dispatches))]
         else:
             enc, self._pending = self._pending or self.device.create_command_encoder(), None
             start = 0
@@ -242,11 +239,16 @@ class Runtime:
             "query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
         self._encode(cp, dispatches)
         cp.end()
-        qbuf = self.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-        enc.resolve_query_set(qs, 0, 2, qbuf, 0)
         self._pending = enc
-        ts = np.frombuffer(self.submit([], [(qbuf, 16)])[0], dtype=np.uint64).astype(np.int64)
+        ts = np.frombuffer(self.submit([], [self._resolved(enc, qs, 2)])[0], dtype=np.uint64).astype(np.int64)
         return max(int(ts[1] - ts[0]), 0) * 1e-9
+
+    def _resolved(self, enc, query_set, count: int):
+        """Resolve `count` timestamps into a new buffer, as a (buffer, bytes) read-back for submit."""
+        usage = wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC
+        buf = self.device.create_buffer(size=8 * count, usage=usage)
+        enc.resolve_query_set(query_set, 0, count, buf, 0)
+        return buf, 8 * count
 
     def flush(self) -> None:
         """Submit the pending last chunk of the previous submit (see submit)."""

@@ -14,4 +14,4 @@ PER_THREAD_MIN = 1 << 20  # outputs below which one per thread keeps more thread
 def elementwise(src: KernelSource):
     n = math.prod(src.out.shape)
     return thread_per_output(src, src.out.shape, lambda e, idx: e.value(src.out, idx),
-                             PER_THREAD if n >= PER_THREAD_MIN else 1)
+                             PER_THREAD if n >= max(PER_THREAD_MIN, 1) else 1)
