@@ -258,3 +258,39 @@ def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk, first):
         out = run()
     assert c.count >= 3, c.names
     np.testing.assert_array_equal(out, ref)
+
+
+def test_public_api_encoding_gives_the_same_results(rng, monkeypatch):
+    """Dispatches are recorded through wgpu-native's C functions where wgpu-py exposes them; the fallback
+    through wgpu-py's public methods must give the same values."""
+    from tinydl import runtime
+    a = rng.standard_normal((9, 40)).astype(np.float32)
+
+    def run():
+        x = tinydl.tensor(a)
+        return ((x @ x.T).relu().softmax(-1) + 1.0).numpy()
+
+    assert runtime._native is not None  # this wgpu-py build: the fast path is the one tested everywhere else
+    ref = run()
+    monkeypatch.setattr(runtime, "_native", None)
+    np.testing.assert_array_equal(run(), ref)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, native):
+    """Encoding without wgpu-py's per-call error capture loses no check: wgpu reports a pass's validation
+    errors when the command encoder finishes, which still raises."""
+    import wgpu
+
+    from tinydl import runtime
+    rt = get_runtime()
+    if not native:
+        monkeypatch.setattr(runtime, "_native", None)
+    wgsl = ("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
+            "@compute @workgroup_size(1) fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[0] = 1.0; }\n")
+    buf = rt.alloc(16)
+    too_many = rt.max_workgroups + 1  # over the adapter's per-dimension limit
+    with pytest.raises(wgpu.GPUValidationError, match="(?i)workgroup|dispatch"):
+        rt.submit([(rt.pipeline(wgsl), [buf.gpu], (too_many, 1, 1))], [(buf.gpu, 4)])
+    rt.release(buf.gpu)
+    np.testing.assert_array_equal(tinydl.tensor(np.ones(3, np.float32)).numpy() * 2, [2, 2, 2])  # still usable

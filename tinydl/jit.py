@@ -51,24 +51,16 @@ def _rebuild_mapping(template, values):
 
 class _Capture:
     def __init__(self, order, plan, roots, input_pos, rebuild):
-        # the realized leaves (weights) as they are; every computed node as a shape/dtype placeholder made
-        # once here: a replay only needs fresh nodes for its outputs, which become buffers
-        self.template = [n if n.kind == BUFFER else Node("jit", None, (), None, n.shape, n.dtype) for n in order]
-        self.plan, self.roots = plan, roots
         self.input_pos = input_pos      # input index -> position in the walk order
         self.rebuild = rebuild
-        self.private = schedule.PrivateBuffers()  # intermediates reused by every replay (stable bind groups)
+        self.shapes = [(order[r].shape, order[r].dtype) for r in roots]
+        self.bound = schedule.BoundPlan(order, plan, roots, list(input_pos.values()))
 
     def replay(self, inputs):
         t0 = profiler.now()
-        order = list(self.template)
-        for r in self.roots:
-            t = self.template[r]
-            order[r] = Node("jit", None, (), None, t.shape, t.dtype)
-        for i, p in self.input_pos.items():
-            order[p] = inputs[i].node
-        schedule.execute(order, self.plan, self.roots, [], profiler.now() - t0, self.private)
-        return self.rebuild([Tensor(order[r]) for r in self.roots])
+        outs = [Node("jit", None, (), None, shape, dtype) for shape, dtype in self.shapes]
+        self.bound.run({p: inputs[i].node.buffer for i, p in self.input_pos.items()}, outs, profiler.now() - t0)
+        return self.rebuild([Tensor(n) for n in outs])
 
 
 class Jit:
@@ -85,8 +77,11 @@ class Jit:
         lazy = [t for t in inputs if t.node.kind != BUFFER]
         if lazy:  # e.g. model(x.half()): compute the inputs first (their kernels ride in the replay's submit)
             schedule.realize(*lazy)
-        # non-tensor arguments (scale=2.0, flags) shape the graph: they are part of the key, by value
-        key = (tuple((t.shape, t.dtype) for t in inputs), WEIGHTS_VERSION[0],
+        # non-tensor arguments (scale=2.0, flags) shape the graph: they are part of the key, by value; so does
+        # which inputs are the same tensor (f(x, x) captures one graph input where f(x, y) has two)
+        first: dict[int, int] = {}
+        same = tuple(first.setdefault(t.node.uid, i) for i, t in enumerate(inputs))
+        key = (tuple((t.shape, t.dtype) for t in inputs), same, WEIGHTS_VERSION[0],
                repr([a for a in args if not isinstance(a, Tensor)]),
                repr(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor))),
                tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))))

@@ -11,6 +11,12 @@ import numpy as np
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # silences Mesa's WSI warning when headless
 import wgpu  # noqa: E402
 
+try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
+    from wgpu.backends.wgpu_native._api import ffi as _ffi
+    from wgpu.backends.wgpu_native._api import lib as _native
+except ImportError:  # another wgpu-py backend or layout: the public API
+    _native = None
+
 _WANTED_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
 _WANTED_LIMITS = (
     "max-storage-buffers-per-shader-stage", "max-storage-buffer-binding-size", "max-buffer-size",
@@ -146,17 +152,17 @@ class Runtime:
         return p
 
     def _bind_group(self, pipeline, gpus: tuple):
-        key = (id(pipeline), tuple(id(g) for g in gpus))
+        # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)
+        key = (pipeline, *gpus)
         bg = self._bind_groups.get(key)
-        if bg is None or bg[1] != gpus:
+        if bg is None:
             if len(self._bind_groups) > 8192:
                 self._bind_groups.clear()
             layout = pipeline.get_bind_group_layout(0)
             entries = [{"binding": i, "resource": {"buffer": g, "offset": 0, "size": g.size}}
                        for i, g in enumerate(gpus)]
-            bg = (self.device.create_bind_group(layout=layout, entries=entries), gpus)
-            self._bind_groups[key] = bg
-        return bg[0]
+            bg = self._bind_groups[key] = self.device.create_bind_group(layout=layout, entries=entries)
+        return bg
 
     # -- execution -----------------------------------------------------------------------------------
     def grid(self, workgroups: int) -> tuple[int, int, int]:
@@ -183,9 +189,7 @@ class Runtime:
             for i, (pipeline, gpus, grid) in enumerate(dispatches):
                 cp = enc.begin_compute_pass(timestamp_writes={
                     "query_set": qs, "beginning_of_pass_write_index": 2 * i, "end_of_pass_write_index": 2 * i + 1})
-                cp.set_pipeline(pipeline)
-                cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
-                cp.dispatch_workgroups(*grid)
+                self._encode(cp, [(pipeline, gpus, grid)])
                 cp.end()
             readbacks = list(readbacks) + [self._resolved(enc, qs, 2 * len(dispatches))]
         else:
@@ -257,10 +261,25 @@ class Runtime:
             self.device.queue.submit([enc.finish()])
 
     def _encode(self, cp, dispatches) -> None:
-        for pipeline, gpus, grid in dispatches:
-            cp.set_pipeline(pipeline)
-            cp.set_bind_group(0, self._bind_group(pipeline, tuple(gpus)))
-            cp.dispatch_workgroups(*grid)
+        """Record dispatches into the compute pass cp. wgpu-py wraps each native call in an error capture
+        (a thread-local stack push/pop) and a Python method: 6-8 µs of the host's time per dispatch, measured
+        by benchmarks/dispatch_cost.py. Calling the three C functions directly costs 1.5-3 µs; nothing is lost
+        in checking, as wgpu-core defers a pass's validation errors to the encoder's finish(), which still
+        goes through wgpu-py and raises them."""
+        if _native is None:
+            for pipeline, gpus, grid in dispatches:
+                cp.set_pipeline(pipeline)
+                cp.set_bind_group(0, self._bind_group(pipeline, gpus))
+                cp.dispatch_workgroups(*grid)
+            return
+        handle, bind_group, no_offsets = cp._internal, self._bind_group, _ffi.NULL
+        set_pipeline = _native.wgpuComputePassEncoderSetPipeline
+        set_bind_group = _native.wgpuComputePassEncoderSetBindGroup
+        dispatch = _native.wgpuComputePassEncoderDispatchWorkgroups
+        for pipeline, gpus, (gx, gy, gz) in dispatches:
+            set_pipeline(handle, pipeline._internal)
+            set_bind_group(handle, 0, bind_group(pipeline, gpus)._internal, 0, no_offsets)
+            dispatch(handle, gx, gy, gz)
 
     def info(self) -> dict:
         return {

@@ -62,6 +62,9 @@ class Plan:
     frees: list[list[int]] = field(default_factory=list)  # temporaries whose last reader is step k
     empty: list[int] = field(default_factory=list)        # zero-size outputs: a buffer, no kernel
 
+    def __post_init__(self):
+        self.names = [s.name for s in self.steps]  # for the kernel counters (debug.record)
+
 
 def _walk(roots: list[Node]):
     """Post-order walk of the unrealized graph. Returns (order, signature)."""
@@ -320,16 +323,13 @@ def _flops(core: Node | None, out: Node, name: str) -> int:
 
 
 class PrivateBuffers:
-    """Intermediates of one captured plan (tinydl.jit), kept between replays. Taken and given back in the
-    plan's fixed order from per-size stacks, so every replay binds the same buffers to the same kernels
-    and finds its bind groups cached (the first replay creates them)."""
+    """The intermediates of one captured plan (tinydl.jit), owned by the capture: taken and given back in
+    the plan's order from per-size stacks (a buffer is reused once its last reader has run), once, when
+    the capture binds its plan (BoundPlan)."""
 
     def __init__(self):
         self.owned: dict[int, list] = {}   # size -> buffers in creation order
         self._free: dict[int, list] = {}
-
-    def start(self) -> None:
-        self._free = {size: list(reversed(bufs)) for size, bufs in self.owned.items()}
 
     def take(self, rt, nbytes: int, describe: str):
         stack = self._free.get(nbytes)
@@ -343,22 +343,25 @@ class PrivateBuffers:
         self._free.setdefault(buf.nbytes, []).append(buf)
 
 
-def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0,
-             private: PrivateBuffers | None = None):
+def _describe(n: Node) -> str:
+    return f"result of shape {list(n.shape)}"
+
+
+def bind(order: list[Node], plan: Plan, roots: list[int], private: PrivateBuffers | None = None):
+    """Buffers for the plan's results and the dispatch list [(pipeline, [gpu buffers], grid)]: the roots get
+    fresh buffers, temporaries come from the pool (or from `private`) and go back after their last reader."""
     rt = get_runtime()
     bufs: dict[int, object] = {}
     dispatches = []
     root_set = set(roots)
-    if private is not None:
-        private.start()
     for p in plan.empty:
         bufs[p] = rt.alloc(0)
     for k, step in enumerate(plan.steps):
         out = order[step.out]
         if step.out not in bufs:
-            nbytes, what = out.numel * out.dtype.itemsize, f"result of shape {list(out.shape)}"
+            nbytes = out.numel * out.dtype.itemsize
             temp = private is not None and step.out not in root_set
-            bufs[step.out] = private.take(rt, nbytes, what) if temp else rt.alloc(nbytes, what)
+            bufs[step.out] = private.take(rt, nbytes, _describe(out)) if temp else rt.alloc(nbytes, _describe(out))
         gpus = [bufs[step.out].gpu]
         for p in step.inputs:
             n = order[p]
@@ -369,11 +372,28 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
                 private.give(bufs.pop(p))
             else:
                 rt.release(bufs.pop(p).gpu)
+    return bufs, dispatches
+
+
+def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0):
+    rt = get_runtime()
+    bufs, dispatches = bind(order, plan, roots)
     reads = []
     for p in readback:
         n = order[p]
         buf = n.buffer if n.kind == BUFFER else bufs[p]
         reads.append((buf.gpu, n.numel * n.dtype.itemsize))
+    data = _submit(plan, dispatches, reads, plan_s)
+    for p in set(roots):
+        n = order[p]
+        if n.kind != BUFFER:
+            n.become_buffer(rt.adopt(bufs[p]))
+    return data
+
+
+def _submit(plan: Plan, dispatches: list, reads: list, plan_s: float) -> list:
+    """Run the dispatches (and read-backs) on the GPU; tell the profiler and the kernel counters."""
+    rt = get_runtime()
     prof = profiler.active()
     if prof is None:
         data = rt.submit(dispatches, reads)
@@ -382,19 +402,55 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
         t0 = profiler.now()
         data = rt.submit(dispatches, reads, timings=times)
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
-    names = [s.name for s in plan.steps]
-    debug.record(names)
+    debug.record(plan.names)
     if debug.LEVEL:
         for s in plan.steps:
             print(f"tinydl kernel: {s.name}")
             if debug.LEVEL >= 2:
                 print(s.wgsl)
-    for p in set(roots):
-        n = order[p]
-        if n.kind != BUFFER:
-            buf = bufs[p]
-            n.become_buffer(rt.adopt(buf))
     return data
+
+
+class BoundPlan:
+    """A captured plan (tinydl.jit) with every buffer that is the same in each replay bound once: weights
+    and intermediates (owned by the capture, so the same buffers always meet the same kernels and find their
+    bind groups cached). A replay only puts its inputs' buffers and fresh output buffers into the kernels
+    that touch them, then submits: no walk over the graph, no buffer bookkeeping per kernel."""
+
+    def __init__(self, order: list[Node], plan: Plan, roots: list[int], inputs: list[int]):
+        self.plan, self.roots = plan, roots
+        self.private = PrivateBuffers()
+        bufs, dispatches = bind(order, plan, roots, self.private)
+        rt = get_runtime()
+        for r in roots:  # outputs: fresh in every replay (the caller may keep the previous ones)
+            rt.release(bufs[r].gpu)
+        self.outputs = [(r, order[r].numel * order[r].dtype.itemsize, _describe(order[r])) for r in roots]
+        varying = set(roots) | set(inputs)
+        self.dispatches, self.patches = [], []
+        for k, (step, (pipeline, gpus, grid)) in enumerate(zip(plan.steps, dispatches)):
+            slots = [(i, p) for i, p in enumerate([step.out, *step.inputs]) if p in varying]
+            for i, _ in slots:
+                gpus[i] = None  # bound per replay; holding the first call's buffer would keep it from the pool
+            self.dispatches.append((pipeline, gpus, grid))
+            if slots:
+                self.patches.append((k, slots))
+
+    def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
+        """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
+        rt = get_runtime()
+        bufs = dict(inputs)
+        for r, nbytes, describe in self.outputs:
+            bufs[r] = rt.alloc(nbytes, describe)
+        dispatches = list(self.dispatches)
+        for k, slots in self.patches:
+            pipeline, gpus, grid = dispatches[k]
+            gpus = list(gpus)
+            for i, p in slots:
+                gpus[i] = bufs[p].gpu
+            dispatches[k] = (pipeline, gpus, grid)
+        _submit(self.plan, dispatches, [], plan_s)
+        for (r, _, _), node in zip(self.outputs, outputs):
+            node.become_buffer(rt.adopt(bufs[r]))
 
 
 def realize(*tensors, readback=False):
