@@ -373,17 +373,26 @@ def test_sibling_linears_run_as_one_gemm(rng):
             o.numpy()
     gemms = [n for n in c.names if n.startswith("matmul")]
     assert len(gemms) == 3, c.names  # q/k/v, gate/up, other: 6 linears
+    assert not any("cat" in n for n in gemms), c.names  # each group's weights and biases joined in one buffer
     with torch.no_grad():
         ref = m(x)
     for o, r in zip(out, ref):
         assert_close(o, r, rtol=1e-4, atol=1e-5)
-    # new weights reach the fused GEMM (it reads the parameters, nothing is cached)
+    joined = {k: v[1] for k, v in tm._program.joined_weights.items()}
+    assert len(joined) == 2
+    tm(x)
+    assert all(tm._program.joined_weights[k][1] is w for k, w in joined.items())  # kept between calls
+    # new weights reach the fused GEMM: loading them joins the group's weights again
     m2 = _SiblingLinears().eval()
     tm.load_state_dict({k: v.numpy() for k, v in m2.state_dict().items()})
     with torch.no_grad():
         ref = m2(x)
     for o, r in zip(tm(x), ref):
         assert_close(o, r, rtol=1e-4, atol=1e-5)
+    # and so does a cast
+    tm.half()
+    for o, r in zip(tm(x.half()), ref):
+        assert_close(o.float(), r, rtol=2e-2, atol=2e-2)
 
 
 def test_sibling_linears_with_mismatched_weights_raise_torchs_error():
@@ -395,4 +404,4 @@ def test_sibling_linears_with_mismatched_weights_raise_torchs_error():
     env = {"x": tinydl.tensor(np.ones((2, 4), np.float32)), "w1": tinydl.tensor(np.ones((3, 4), np.float32)),
            "w2": tinydl.tensor(np.ones((3, 5), np.float32))}
     with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(2x4 and 5x3\)"):
-        export._run_sibling_linears(group, env)
+        export._run_sibling_linears(group, env, {})

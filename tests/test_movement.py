@@ -527,3 +527,13 @@ def test_index_tensor_errors(rng):
         x.index_select(0, tinydl.tensor(np.array([[0]])))
     with pytest.raises(RuntimeError, match=r"index_select\(\): Expected dtype int32 or int64 for index"):
         x.index_select(0, tinydl.tensor(np.array([0.0], np.float32)))
+
+
+def test_clone_of_buffers_joined_by_a_cat_is_one_new_buffer(rng):
+    """torch's clone copies: a cat of stored tensors (kept as pieces, no kernel) clones into one buffer."""
+    a, b = rng.standard_normal((3, 4), dtype=np.float32), rng.standard_normal((2, 4), dtype=np.float32)
+    joined = tinydl.cat([tinydl.tensor(a), tinydl.tensor(b)])
+    assert joined.node.stored and joined.node.kind != "buffer"
+    copy = joined.clone().realize()
+    assert copy.node.kind == "buffer"
+    np.testing.assert_array_equal(copy.numpy(), np.concatenate([a, b]))

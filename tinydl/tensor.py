@@ -131,7 +131,14 @@ class Tensor:
         return self
 
     def clone(self):
-        return self.contiguous() if self.node.kind != BUFFER else _elementwise("cast", self, arg=(self.dtype,))
+        """A copy in memory of its own where the data is already stored: a buffer, or buffers joined by a cat
+        (one buffer then, unless the whole is larger than a storage binding allows). A lazy result is a value
+        of its own already."""
+        from .runtime import get_runtime
+        if self.node.stored and (self.node.kind == BUFFER or
+                                 self.numel() * self.dtype.itemsize <= get_runtime().max_binding_size):
+            return _elementwise("cast", self, arg=(self.dtype,))
+        return self
 
     # -- movement (views: index math, no copies) -----------------------------------------------------
     def reshape(self, *shape) -> "Tensor":
