@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections import defaultdict
 
 from .run import MODELS, first_tensor
@@ -44,6 +45,7 @@ def main(argv=None):
     ap.add_argument("--copies", type=int, default=20)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--warm", type=float, default=1.0, help="seconds of forwards before each model is timed")
     ap.add_argument("--quick", action="store_true", help="small inputs (smoke test on a software adapter)")
     args = ap.parse_args(argv)
 
@@ -59,7 +61,8 @@ def main(argv=None):
         model, inputs = MODELS[name][0](args.batch, args.quick)
         tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
         dispatches, names = forward_dispatches(tm, inputs)
-        for _ in range(3):  # warm the clocks
+        t_end = time.perf_counter() + args.warm
+        while time.perf_counter() < t_end:  # an idle GPU runs at low clocks: keep it busy first
             rt.gpu_seconds(dispatches * 5)
         whole = gpu_us(rt, dispatches, args.runs)
         per = defaultdict(list)
