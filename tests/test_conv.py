@@ -337,3 +337,29 @@ def test_conv2d_dtype_mismatch(rng):
         TF.conv2d(torch.from_numpy(x), torch.from_numpy(w).half())
     with pytest.raises(RuntimeError, match="should be the same"):
         F.conv2d(tinydl.tensor(x), tinydl.tensor(w).half())
+
+
+def _gemm_wgsl(prefix):
+    return [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith(prefix)]
+
+
+@pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
+@pytest.mark.parametrize("hw,vec4", [(6, True), (5, False)])
+def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, tile, hw, vec4):
+    """Where each output image has a multiple of 4 pixels, a thread stores its 4 neighbouring pixels of a channel
+    as one vec4, each pushed through the epilogue (scale, residual add, relu); else element by element. Both give
+    the same values, bit for bit."""
+    force(monkeypatch, tile)
+    x, w, b, s = rand(rng, 2, 5, hw, hw), rand(rng, 8, 5, 3, 3), rand(rng, 8), rand(rng, 1, 8, 1, 1)
+    res = rand(rng, 2, 8, hw, hw)
+    tx, tw, tb, ts, tres = _tiny(x, w, b, s, res)
+    out = run(lambda: (F.conv2d(tx, tw, tb, padding=1) * ts + tres).relu(), tile).numpy()
+    wgsl = _gemm_wgsl("conv2d")
+    assert len(wgsl) == 1
+    assert ("store_out4(" in wgsl[0]) == vec4 and ("array<vec4<f32>>" in wgsl[0]) == vec4
+    xt, wt, bt, st, rest = _torch(x, w, b, s, res)
+    assert_close(out, (TF.conv2d(xt, wt, bt, padding=1) * st + rest).relu(), **tol(45))
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
+    tinydl.schedule.clear_cache()
+    np.testing.assert_array_equal((F.conv2d(tx, tw, tb, padding=1) * ts + tres).relu().numpy(), out)
+    assert not any("store_out4(" in src for src in _gemm_wgsl("conv2d"))

@@ -325,3 +325,21 @@ def test_batched_input_times_matrix_is_one_product(rng):
     bias = rand(rng, 24)
     yb = F.linear(tinydl.tensor(a), tinydl.tensor(w.T.copy()), tinydl.tensor(bias))
     check(yb, np.matmul(a, w) + bias, 16)
+
+
+@pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
+@pytest.mark.parametrize("n,dtype,vec4", [(12, np.float32, True), (7, np.float32, False), (12, np.float16, False)])
+def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, tile, n, dtype, vec4):
+    """A float32 output with a multiple of 4 columns is stored 4 columns (one vec4) at a time through the epilogue
+    (bias, gelu); other widths and float16 outputs element by element."""
+    force_tile(monkeypatch, tile)
+    x, w, b = rand(rng, 2, 9, 16, dtype=dtype), rand(rng, n, 16, dtype=dtype), rand(rng, n, dtype=dtype)
+    with tinydl.debug.count_kernels() as c:
+        out = F.gelu(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b))).numpy()
+    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    assert len(wgsl) == 1 and ("store_out4(" in wgsl[0]) == vec4, c.names
+    ref = TF.gelu(TF.linear(*(torch.from_numpy(a.astype(np.float32)) for a in (x, w, b))))
+    if dtype == np.float16:
+        assert_close(out.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
+    else:
+        check(out, ref, 16, tile, c.names)

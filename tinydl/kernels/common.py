@@ -37,6 +37,22 @@ def store_function(src: KernelSource, core: Node, params: str, index) -> None:
     function(src, f"store_out({params}, acc: f32)", body)
 
 
+def store4_function(src: KernelSource, core: Node, params: str, index) -> None:
+    """`fn store_out4(<params>, acc: vec4<f32>)`: four outputs of the core whose stored elements lie side by
+    side from a multiple of 4 on (the caller checks), each pushed through the epilogue, written as one vec4:
+    a quarter of the store instructions of four store_out calls. index(expr, c) gives component c's
+    multi-index. Each component's epilogue is emitted in a scope of its own (its values stay its own)."""
+    def body(e: Expr):
+        e.emit("var r: vec4<f32>;")
+        for c in range(4):
+            with e.scope(""):
+                idx = index(e, c)
+                e.emit(f"r[{c}] = {epilogue(e, src.out, core, idx, f'acc[{c}]')};")
+        idx = index(e, 0)
+        e.emit(src.store4(linear_index(idx, core.shape), "r"))
+    function(src, f"store_out4({params}, acc: vec4<f32>)", body)
+
+
 def thread_per_output(src: KernelSource, shape, compute, per_thread: int = 1):
     """A kernel whose threads each compute `per_thread` elements of `shape` (the core op's output; the stored
     output has the same elements in the same order), a workgroup's threads side by side within each round.
@@ -62,4 +78,4 @@ def thread_per_output(src: KernelSource, shape, compute, per_thread: int = 1):
     return src.render("\n".join(lines), WG), -(-n // (WG * per_thread))
 
 
-__all__ = ["epilogue", "function", "store_function", "thread_per_output", "linear_index", "WG"]
+__all__ = ["epilogue", "function", "store_function", "store4_function", "thread_per_output", "linear_index", "WG"]

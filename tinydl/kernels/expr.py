@@ -48,6 +48,7 @@ class KernelSource:
         self._binding: dict[int, str] = {}
         self.functions: list[str] = []
         self._tmp = 0
+        self.vec4_out = False  # the output bound as array<vec4<f32>>: store4 writes 4 elements at once
 
     def fresh(self, prefix="v") -> str:
         self._tmp += 1
@@ -61,11 +62,18 @@ class KernelSource:
         return name
 
     def store(self, lin: str, value: str) -> str:
-        return f"out[{lin}] = {_STORE_CONVERT[self.out.dtype.storage].format(value)};"
+        value = _STORE_CONVERT[self.out.dtype.storage].format(value)
+        return f"out[({lin}) >> 2u][({lin}) & 3] = {value};" if self.vec4_out else f"out[{lin}] = {value};"
+
+    def store4(self, lin: str, value: str) -> str:
+        """Elements lin..lin+3 (lin a multiple of 4) from a vec4<f32>: one 16-byte store."""
+        assert self.vec4_out and self.out.dtype.storage == "f32"
+        return f"out[({lin}) >> 2u] = {value};"
 
     def render(self, body: str, workgroup_size: int, shared: str = "") -> str:
         needs_f16 = self.out.dtype == dtypes.float16 or any(n.dtype == dtypes.float16 for n in self.inputs)
-        decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{self.out.dtype.storage}>;"]
+        out_type = "vec4<f32>" if self.vec4_out else self.out.dtype.storage
+        decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
         for i, n in enumerate(self.inputs, 1):
             decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{n.dtype.storage}>;")
         head = "enable f16;\n" if needs_f16 else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import BUFFER, VIEW, Node
-from .common import function, store_function
+from .common import function, store4_function, store_function
 from .expr import Expr, KernelSource
 
 
@@ -44,6 +44,7 @@ TILES = {
 GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
 FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
+VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 
 
@@ -92,12 +93,15 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = Fal
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False):
+         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False,
+         n_runs: bool = False):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
-    are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile."""
+    are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile.
+    n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
+    kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
@@ -109,14 +113,21 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
                 e.emit(f"if ({' || '.join(checks)}) {{ return 0.0; }}")
             e.emit(f"return f32({fn(e, 'b', r0, r1)});")
         function(src, f"{fname}(b: i32, {r0}: i32, {r1}: i32) -> f32", body)
-    store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-
     if name == "gemv":
+        store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return _gemv(src, batch, M, N, K)
-    return _tiled(src, TILES[name], batch, M, N, K, a_m_fastest, b_k_fastest) + (name,)
+    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
+    if vec4:
+        src.vec4_out = True
+        store4_function(src, core, "b: i32, m: i32, n: i32",
+                        lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
+    else:
+        store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
+    return _tiled(src, TILES[name], batch, M, N, K, a_m_fastest, b_k_fastest, vec4) + (name,)
 
 
-def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool):
+def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool,
+           vec4: bool = False):
     """Workgroup tiles in shared memory, held as vec4s; each thread owns tm x tn outputs in groups of 4 rows /
     4 columns spaced a quarter-warp apart, so its operand reads are vec4 loads that neighbouring threads make
     from neighbouring addresses (no bank conflicts). The next K step's global loads are issued into registers
@@ -162,9 +173,13 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
         body.append("    }")
     body.append("    workgroupBarrier();")
     body.append("  }")
-    for i in range(t.tm):
+    for i in range(t.tm):  # acc{i}_{j} holds columns n..n+3 of row m
         body.append(f"  {{ let m = m0 + {(i // 4) * t.wy * 4 + i % 4} + ty * 4; if (m < {M}) {{")
         for j in range(gb):
+            if vec4:  # N % 4 == 0: the 4 columns are all in or all out
+                body.append(f"    {{ let n = n0 + {j * t.wx * 4} + tx * 4; "
+                            f"if (n < {N}) {{ store_out4(b, m, n, acc{i}_{j}); }} }}")
+                continue
             for c in range(4):
                 body.append(f"    {{ let n = n0 + {j * t.wx * 4 + c} + tx * 4; "
                             f"if (n < {N}) {{ store_out(b, m, n, acc{i}_{j}[{c}]); }} }}")
@@ -221,7 +236,7 @@ def matmul(src: KernelSource, core: Node):
         return gemm(src, core, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
-                    lambda e, bb, m, n: [bb, m, n], **layout)
+                    lambda e, bb, m, n: [bb, m, n], **layout, n_runs=True)
     Ks = K // S
 
     def ab(e, bb, kk):
@@ -235,7 +250,8 @@ def matmul(src: KernelSource, core: Node):
         bi, kk = ab(e, bb, k)
         return e.value(b, (bi, kk, n))
 
-    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S)
+    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S,
+                n_runs=True)
 
 
 def _last_two_swapped(x: Node) -> bool:
@@ -307,7 +323,8 @@ def conv(src: KernelSource, core: Node):
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
-                split=a.split if not a.transposed else 1, gather=KH * KW > 1)
+                split=a.split if not a.transposed else 1, gather=KH * KW > 1,
+                n_runs=(OH * OW) % 4 == 0)  # 4 pixels from a multiple of 4 lie in one image, side by side
 
 
 def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:
