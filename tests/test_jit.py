@@ -199,3 +199,20 @@ def test_replay_outputs_are_fresh_and_inputs_rebound_in_every_kernel(rng):
         np.testing.assert_allclose(s.numpy(), x.sum(0), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(m.numpy(), np.exp(x * 2).max(1), rtol=1e-5)
         np.testing.assert_allclose(d.numpy(), x - 1, rtol=1e-6)
+
+
+def test_replay_keeps_the_weights_it_captured_alive(rng):
+    """A capture reads its weights from the buffers it bound. Rebinding the Python name of a weight (not a reload
+    through Module, which drops captures) leaves the capture as the only holder of the old tensor's buffer: that
+    buffer must not go back to the pool, where a new tensor would take it and overwrite the weight."""
+    import gc
+    x, w1 = rng.standard_normal((4, 8), dtype=np.float32), rng.standard_normal((8, 8), dtype=np.float32)
+    held = {"w": tinydl.tensor(w1)}
+    fast = jit(lambda t: t @ held["w"])
+    tx = tinydl.tensor(x)
+    fast(tx)  # capture
+    held["w"] = tinydl.tensor(np.zeros((8, 8), np.float32))
+    gc.collect()
+    fillers = [tinydl.tensor(np.full((8, 8), 7.0, np.float32)) for _ in range(8)]  # would take a freed buffer
+    np.testing.assert_allclose(fast(tx).numpy(), x @ w1, rtol=1e-5, atol=1e-5)
+    assert fillers

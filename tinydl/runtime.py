@@ -151,7 +151,7 @@ class Runtime:
             debug.stats["pipelines"] += 1
         return p
 
-    def _bind_group(self, pipeline, gpus: tuple):
+    def _bind_group(self, pipeline, gpus):
         # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)
         key = (pipeline, *gpus)
         bg = self._bind_groups.get(key)

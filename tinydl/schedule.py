@@ -426,6 +426,8 @@ class BoundPlan:
             rt.release(bufs[r].gpu)
         self.outputs = [(r, order[r].numel * order[r].dtype.itemsize, _describe(order[r])) for r in roots]
         varying = set(roots) | set(inputs)
+        # the realized leaves it reads (weights): held, so their buffers never go back to the pool under it
+        self.leaves = [n.buffer for p, n in enumerate(order) if n.kind == BUFFER and p not in varying]
         self.dispatches, self.patches = [], []
         for k, (step, (pipeline, gpus, grid)) in enumerate(zip(plan.steps, dispatches)):
             slots = [(i, p) for i, p in enumerate([step.out, *step.inputs]) if p in varying]

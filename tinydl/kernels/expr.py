@@ -62,8 +62,8 @@ class KernelSource:
         return name
 
     def store(self, lin: str, value: str) -> str:
-        value = _STORE_CONVERT[self.out.dtype.storage].format(value)
-        return f"out[({lin}) >> 2u][({lin}) & 3] = {value};" if self.vec4_out else f"out[{lin}] = {value};"
+        assert not self.vec4_out  # a kernel with a vec4-bound output stores through store4 only
+        return f"out[{lin}] = {_STORE_CONVERT[self.out.dtype.storage].format(value)};"
 
     def store4(self, lin: str, value: str) -> str:
         """Elements lin..lin+3 (lin a multiple of 4) from a vec4<f32>: one 16-byte store."""
