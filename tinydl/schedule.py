@@ -418,7 +418,7 @@ class BoundPlan:
     that touch them, then submits: no walk over the graph, no buffer bookkeeping per kernel."""
 
     def __init__(self, order: list[Node], plan: Plan, roots: list[int], inputs: list[int]):
-        self.plan, self.roots = plan, roots
+        self.plan = plan
         self.private = PrivateBuffers()
         bufs, dispatches = bind(order, plan, roots, self.private)
         rt = get_runtime()

@@ -43,13 +43,12 @@ def store4_function(src: KernelSource, core: Node, params: str, index) -> None:
     a quarter of the store instructions of four store_out calls. index(expr, c) gives component c's
     multi-index. Each component's epilogue is emitted in a scope of its own (its values stay its own)."""
     def body(e: Expr):
+        first = index(e, 0)  # also where the vec4 is stored
         e.emit("var r: vec4<f32>;")
         for c in range(4):
             with e.scope(""):
-                idx = index(e, c)
-                e.emit(f"r[{c}] = {epilogue(e, src.out, core, idx, f'acc[{c}]')};")
-        idx = index(e, 0)
-        e.emit(src.store4(linear_index(idx, core.shape), "r"))
+                e.emit(f"r[{c}] = {epilogue(e, src.out, core, index(e, c) if c else first, f'acc[{c}]')};")
+        e.emit(src.store4(linear_index(first, core.shape), "r"))
     function(src, f"store_out4({params}, acc: vec4<f32>)", body)
 
 

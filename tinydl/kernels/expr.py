@@ -11,7 +11,6 @@ import itertools
 import math
 
 from .. import dtypes
-
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
 from .snippets import PRELUDE, apply, convert, literal
