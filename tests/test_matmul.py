@@ -343,3 +343,73 @@ def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, t
         assert_close(out.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
     else:
         check(out, ref, 16, tile, c.names)
+
+
+def _tile_takes_vec4(tile, rows_attr):
+    """Whether a tile's share of each operand tile per thread is whole vec4s (gemm's condition for vec4 loads)."""
+    t = tinydl.kernels.gemm.TILES[tile]
+    return (getattr(t, rows_attr) * t.bk) % (4 * t.wx * t.wy) == 0
+
+
+def _vec4_case(rng, case):
+    """(tinydl thunk, torch reference, K, A loads vec4s?, B loads vec4s?) for one operand layout."""
+    big = rand(rng, 20, 40)
+    if case == "a@b":  # A along k, B along n
+        a, b = rand(rng, 24, 16), rand(rng, 16, 12)
+        return lambda: tinydl.tensor(a) @ tinydl.tensor(b), a @ b, 16, True, True
+    if case == "x@W.T":  # both along k
+        x, w = rand(rng, 24, 16), rand(rng, 12, 16)
+        return lambda: tinydl.tensor(x) @ tinydl.tensor(w).T, x @ w.T, 16, True, True
+    if case == "a.T@b":  # A stored k-major: along m
+        at, b = rand(rng, 16, 24), rand(rng, 16, 12)
+        return lambda: tinydl.tensor(at).T @ tinydl.tensor(b), at.T @ b, 16, True, True
+    if case == "odd-k":  # K = 13: A's rows are not runs of 4 from multiples of 4; B's n runs still are
+        a, b = rand(rng, 24, 13), rand(rng, 13, 12)
+        return lambda: tinydl.tensor(a) @ tinydl.tensor(b), a @ b, 13, False, True
+    if case == "offset-slice":  # a view starting at column 1: no vec4 starts on a multiple of 4
+        return (lambda: tinydl.tensor(big)[:, 1:17] @ tinydl.tensor(big)[:16, 4:16], big[:, 1:17] @ big[:16, 4:16],
+                16, False, True)
+    if case == "aligned-slice":  # columns 4.. of rows 40 apart: still aligned runs
+        return (lambda: tinydl.tensor(big)[:, 4:20] @ tinydl.tensor(big)[:16, 8:20], big[:, 4:20] @ big[:16, 8:20],
+                16, True, True)
+    if case == "batch-broadcast":  # B expanded over the batch (stride 0)
+        a, b = rand(rng, 3, 8, 16), rand(rng, 16, 12)
+        return lambda: tinydl.tensor(a) @ tinydl.tensor(b), a @ b, 16, True, True
+    if case == "prologue":  # A computed in the load (a * 2): read element by element
+        a, b = rand(rng, 24, 16), rand(rng, 16, 12)
+        return lambda: (tinydl.tensor(a) * 2) @ tinydl.tensor(b), (a * 2) @ b, 16, False, True
+    raise AssertionError(case)
+
+
+VEC4_CASES = ["a@b", "x@W.T", "a.T@b", "odd-k", "offset-slice", "aligned-slice", "batch-broadcast", "prologue"]
+
+
+@pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
+@pytest.mark.parametrize("case", VEC4_CASES)
+@pytest.mark.parametrize("split", [None, 2])
+def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, tile, case, split):
+    """A tiled kernel loads 4 operand elements as one vec4 where they lie side by side from a multiple of 4 on in
+    one float32 buffer (plain, transposed, aligned slices, broadcast batches; also across split-K slices), and
+    element by element otherwise (odd K, unaligned slices, computed operands). Both give the same bits."""
+    force_tile(monkeypatch, tile)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    thunk, ref, K, a_vec, b_vec = _vec4_case(rng, case)
+    with tinydl.debug.count_kernels() as c:
+        out = thunk().numpy()
+    check(out, ref, K, tile, c.names)
+    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    assert len(wgsl) == 1, c.names
+    assert ("fn load_a4(" in wgsl[0]) == (a_vec and _tile_takes_vec4(tile, "bm"))
+    assert ("fn load_b4(" in wgsl[0]) == (b_vec and _tile_takes_vec4(tile, "bn"))
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
+    tinydl.schedule.clear_cache()
+    np.testing.assert_array_equal(thunk().numpy(), out)
+
+
+def test_float16_operands_load_element_by_element(rng, monkeypatch):
+    force_tile(monkeypatch, "tile64")
+    a, b = rand(rng, 24, 16, dtype=np.float16), rand(rng, 16, 12, dtype=np.float16)
+    out = (tinydl.tensor(a) @ tinydl.tensor(b)).numpy()
+    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    assert len(wgsl) == 1 and "load_a4" not in wgsl[0] and "load_b4" not in wgsl[0]
+    assert_close(out.astype(np.float32), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-2, atol=2e-2)

@@ -44,10 +44,11 @@ class KernelSource:
         self.materialized = materialized  # node -> True when its value lives in a buffer this kernel reads
         self.out = out
         self.inputs: list[Node] = []
-        self._binding: dict[int, str] = {}
+        self._binding: dict = {}  # node uid (or ("vec4", uid)) -> binding name
         self.functions: list[str] = []
         self._tmp = 0
         self.vec4_out = False  # the output bound as array<vec4<f32>>: store4 writes 4 elements at once
+        self._vec4_inputs: set[str] = set()  # input bindings declared array<vec4<f32>> (see binding4)
 
     def fresh(self, prefix="v") -> str:
         self._tmp += 1
@@ -58,6 +59,18 @@ class KernelSource:
         if name is None:
             self.inputs.append(node)
             name = self._binding[node.uid] = f"in{len(self.inputs)}"
+        return name
+
+    def binding4(self, node: Node) -> str:
+        """A binding of node's float32 buffer as array<vec4<f32>> (GEMM tile loads of 4 elements at once), besides
+        any array<f32> binding of it: two read-only bindings of one buffer are allowed."""
+        assert node.dtype.storage == "f32" and (node.kind == BUFFER or self.materialized(node)), node
+        key = ("vec4", node.uid)
+        name = self._binding.get(key)
+        if name is None:
+            self.inputs.append(node)
+            name = self._binding[key] = f"in{len(self.inputs)}"
+            self._vec4_inputs.add(name)
         return name
 
     def store(self, lin: str, value: str) -> str:
@@ -74,7 +87,8 @@ class KernelSource:
         out_type = "vec4<f32>" if self.vec4_out else self.out.dtype.storage
         decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
         for i, n in enumerate(self.inputs, 1):
-            decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{n.dtype.storage}>;")
+            elem = "vec4<f32>" if f"in{i}" in self._vec4_inputs else n.dtype.storage
+            decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{elem}>;")
         head = "enable f16;\n" if needs_f16 else ""
         return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
                 f"@compute @workgroup_size({workgroup_size})\n"
@@ -283,6 +297,38 @@ class Expr:
         v00, v01 = self.value(src, [n, c, h0, w0]), self.value(src, [n, c, h0, w1])
         v10, v11 = self.value(src, [n, c, h1, w0]), self.value(src, [n, c, h1, w1])
         return self.let(f"(1.0 - {wh}) * ((1.0 - {ww}) * {v00} + {ww} * {v01}) + {wh} * ((1.0 - {ww}) * {v10} + {ww} * {v11})")
+
+
+def memory_layout(node: Node, materialized) -> tuple[Node, int, list[int]] | None:
+    """Where node's elements lie in memory when it is a buffer (or materialized) seen through strided views
+    (permute, expand, slice, reshapes that only add or drop size-1 dims or regroup a contiguous run):
+    (the node holding the buffer, element offset, stride per dim). None when its elements are computed or a
+    view mixes positions in other ways."""
+    if node.kind == BUFFER or materialized(node):
+        return node, 0, list(contiguous_strides(node.shape))
+    if node.kind != VIEW or node.op == "pad":
+        return None
+    inner = memory_layout(node.srcs[0], materialized)
+    if inner is None:
+        return None
+    base, off, strides = inner
+    src = node.srcs[0]
+    if node.op == "permute":
+        return base, off, [strides[p] for p in node.arg]
+    if node.op == "expand":
+        return base, off, [0 if s == 1 and n != 1 else st for st, s, n in zip(strides, src.shape, node.shape)]
+    if node.op == "slice":
+        starts, steps = node.arg
+        return base, off + sum(st * a for st, a in zip(strides, starts)), [st * sp for st, sp in zip(strides, steps)]
+    # reshape
+    if [s for s in node.shape if s != 1] == [s for s in src.shape if s != 1]:
+        it = iter(st for st, s in zip(strides, src.shape) if s != 1)
+        return base, off, [next(it) if s != 1 else 0 for s in node.shape]
+    kept = [(st, s) for st, s in zip(strides, src.shape) if s != 1]
+    if all(st == 1 if i == len(kept) - 1 else st == kept[i + 1][0] * kept[i + 1][1]
+           for i, (st, _) in enumerate(kept)):  # the source's elements are one contiguous run
+        return base, off, list(contiguous_strides(node.shape))
+    return None
 
 
 def idx_vars(expr: Expr, lin: str, shape, prefix="i") -> list[str]:

@@ -8,10 +8,11 @@ epilogue (bias, BN, residual add, activation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..ops import BUFFER, VIEW, Node
 from .common import function, store4_function, store_function
-from .expr import Expr, KernelSource
+from .expr import Expr, KernelSource, memory_layout
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,40 @@ GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
 FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
+VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+
+
+@dataclass(frozen=True)
+class VecOperand:
+    """A GEMM operand held in one float32 buffer whose elements (row r, k) and the next 3 along `fast` ("k" or
+    "r") lie side by side, the first at a multiple of 4, whenever that index is a multiple of 4 (so a tile
+    load fetches them as one vec4). lin(expr, b, r, k): the element's position in node's buffer."""
+    node: Node
+    fast: str
+    lin: Callable
+
+
+def strided_operand(x: Node, materialized, index: Callable) -> VecOperand | None:
+    """x seen through strided views of one float32 buffer, as a VecOperand: index(strides) names the strides of
+    (batch, r, k) among x's and returns (fast, lin) or None."""
+    layout = memory_layout(x, materialized)
+    if layout is None or layout[0].dtype.storage != "f32":
+        return None
+    base, off, strides = layout
+    got = index(off, strides)
+    return got and VecOperand(base, *got)
+
+
+def _fast_axis(off: int, sb: int, sr: int, sk: int):
+    """Which of r / k runs with stride 1 while everything else moves in multiples of 4 elements."""
+    if off % 4 or sb % 4:
+        return None
+    if sk == 1 and sr % 4 == 0:
+        return "k"
+    if sr == 1 and sk % 4 == 0:
+        return "r"
+    return None
 
 
 def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str:
@@ -94,25 +128,36 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = Fal
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
          a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False,
-         n_runs: bool = False):
+         n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
     are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile.
     n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
-    kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs)."""
+    kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs). a_vec / b_vec: the operand's
+    memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
-    for fname, (r0, r1), lim, fn in (("load_a", ("m", "k"), (M, K), a_value), ("load_b", ("k", "n"), (K, N), b_value)):
-        def body(e: Expr, r0=r0, r1=r1, lim=lim, fn=fn):
-            checks = [f"{r} >= {n}" for r, n in ((r0, lim[0]), (r1, lim[1])) if not inside[r]]
+    # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
+    # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
+    fast = {"a": "r" if a_m_fastest else "k", "b": "k" if b_k_fastest else "r"}
+    vec = {"a": False, "b": False}
+    for op, v, r, rows, lim_r, fn in (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value)):
+        if t and VEC4_LOADS and v and (rows * t.bk) % (4 * t.wx * t.wy) == 0 and (K if v.fast == "k" else lim_r) % 4 == 0:
+            vec[op], fast[op] = True, v.fast
+            _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
+            continue
+        idx = (r, "k") if op == "a" else ("k", r)
+
+        def body(e: Expr, idx=idx, lim=(lim_r, K) if op == "a" else (K, lim_r), fn=fn):
+            checks = [f"{i} >= {n}" for i, n in zip(idx, lim) if not inside[i]]
             if checks:
                 e.emit(f"if ({' || '.join(checks)}) {{ return 0.0; }}")
-            e.emit(f"return f32({fn(e, 'b', r0, r1)});")
-        function(src, f"{fname}(b: i32, {r0}: i32, {r1}: i32) -> f32", body)
+            e.emit(f"return f32({fn(e, 'b', *idx)});")
+        function(src, f"load_{op}(b: i32, {idx[0]}: i32, {idx[1]}: i32) -> f32", body)
     if name == "gemv":
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return _gemv(src, batch, M, N, K)
@@ -123,51 +168,97 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
                         lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-    return _tiled(src, TILES[name], batch, M, N, K, a_m_fastest, b_k_fastest, vec4) + (name,)
+    return _tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
 
 
-def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_fastest: bool, b_k_fastest: bool,
-           vec4: bool = False):
-    """Workgroup tiles in shared memory, held as vec4s; each thread owns tm x tn outputs in groups of 4 rows /
-    4 columns spaced a quarter-warp apart, so its operand reads are vec4 loads that neighbouring threads make
-    from neighbouring addresses (no bank conflicts). The next K step's global loads are issued into registers
-    before the current step's inner product (register double buffering)."""
+def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
+    """fn <fname>(b, r, k) -> vec4<f32>: the operand's elements at (r, k) and the next 3 along v.fast, read as one
+    vec4 (they are all inside or all outside the operand: its extent along v.fast is a multiple of 4)."""
+    def body(e: Expr):
+        checks = [f"{i} >= {n}" for i, n in ((r, lim[0]), ("k", lim[1])) if not inside[i]]
+        if checks:
+            e.emit(f"if ({' || '.join(checks)}) {{ return vec4<f32>(0.0); }}")
+        e.emit(f"return {src.binding4(v.node)}[({v.lin(e, 'b', r, 'k')}) >> 2u];")
+    function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<f32>", body)
+
+
+def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
+           vec4_out: bool = False):
+    """Workgroup tiles in shared memory; each thread owns tm x tn outputs in groups of 4 rows / 4 columns
+    spaced a quarter-warp apart. Shared memory holds, per thread row (A) / column (B) of the workgroup, one
+    block with the vec4s that thread reads, in the order it reads them: every read index is a constant in the
+    block it locates once (WGSL clamps each dynamic index into workgroup memory; 17 % of 4096^3 SGEMM time on
+    an H200 with flat tiles, benchmarks/sweep.py). Tile loads fetch 4 operand elements as one vec4 where
+    vec[op]; `fast[op]` is the index ("r" or "k") its memory runs along, so neighbouring threads read
+    neighbouring addresses. The next K step's global loads are issued into registers before the current
+    step's inner product (register double buffering)."""
     T = t.wx * t.wy
     assert t.tm % 4 == 0 and t.tn % 4 == 0 and (t.bm * t.bk) % T == 0 and (t.bk * t.bn) % T == 0
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
-    sa, sb = t.bm + 4, t.bn + 4  # shared row strides (floats), padded against bank conflicts of k-fastest stores
     body = _tile_origin(batch * tiles_m * tiles_n, tiles_m, tiles_n, t.bm) + [
             f"  let n0 = (rem % {tiles_n}) * {t.bn};",
             f"  let tx = lid % {t.wx};",
             f"  let ty = lid / {t.wx};"]
-    # which tile element each of this thread's loads fetches (fixed for the whole K loop)
-    slots = []
-    for arr, rows, stride, fast_is_row, reg in (("As", t.bm, sa, a_m_fastest, "ra"), ("Bs", t.bn, sb, not b_k_fastest, "rb")):
-        for s in range(rows * t.bk // T):
-            q = f"(lid + {s * T})"
-            r, k = (f"{q} % {rows}", f"{q} / {rows}") if fast_is_row else (f"{q} / {t.bk}", f"{q} % {t.bk}")
-            body.append(f"  let {reg}r{s} = {r}; let {reg}k{s} = {k}; let {reg}at{s} = {reg}k{s} * {stride} + {reg}r{s};")
-            slots.append((arr, reg, s))
+    # (shared array, register prefix, rows in the tile, threads across them, vec4s per thread row, origin)
+    operands = {"a": ("As", "ra", t.bm, t.wy, t.tm // 4, "m0"), "b": ("Bs", "rb", t.bn, t.wx, t.tn // 4, "n0")}
+    # a block's k-th row of G vec4s starts at k * G + (k / 4) * pad: the pad spreads the stores of threads that
+    # write the same row index at k, k + 4, ... over all banks (2 for vec4 loads along k, 1 for scalar ones)
+    pads = {op: (2 if vec[op] else 1) if fast[op] == "k" else 0 for op in operands}
+    blocks = {}
+    for op, (_arr, _reg, _rows, _w, g4, _o) in operands.items():
+        n = t.bk * g4 + (t.bk // 4) * pads[op]
+        blocks[op] = n + (1 - n) % 8  # blocks start 1 mod 8 vec4s apart: neighbouring threads' reads miss banks
+
+    def koff(op, k):
+        g4, pad = operands[op][4], pads[op]
+        if isinstance(k, int):
+            return k * g4 + (k // 4) * pad
+        return f"({k}) * {g4} + (({k}) >> 2u) * {pad}" if pad else f"({k}) * {g4}"
+
+    slots, stores = [], []
+    for op, (arr, reg, rows, w, g4, origin) in operands.items():
+        per = rows * t.bk // (4 * T if vec[op] else T)
+        for s in range(per):
+            q, name = f"(lid + {s * T})", f"{reg}{s}"
+            if vec[op] and fast[op] == "k":  # 4 k's of one row: 4 scalar stores into its block
+                body.append(f"  let {name}r = {q} / {t.bk // 4}; let {name}k = ({q} % {t.bk // 4}) * 4;")
+                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}c = {name}r % 4; "
+                            f"let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
+                stores += [f"{arr}[{name}t][{name}v + {c * g4}][{name}c] = {name}[{c}];" for c in range(4)]
+            elif vec[op]:  # 4 rows of one k: one vec4 of the block
+                body.append(f"  let {name}r = ({q} % {rows // 4}) * 4; let {name}k = {q} / {rows // 4};")
+                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
+                stores.append(f"{arr}[{name}t][{name}v] = {name};")
+            else:
+                r, k = (f"{q} % {rows}", f"{q} / {rows}") if fast[op] == "r" else (f"{q} / {t.bk}", f"{q} % {t.bk}")
+                body.append(f"  let {name}r = {r}; let {name}k = {k};")
+                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}c = {name}r % 4; "
+                            f"let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
+                stores.append(f"{arr}[{name}t][{name}v][{name}c] = {name};")
+            slots.append((op, name, origin))
 
     def fetch(k0: str, decl: str):
-        for arr, reg, s in slots:
-            call = (f"load_a(b, m0 + {reg}r{s}, {k0} + {reg}k{s})" if arr == "As" else
-                    f"load_b(b, {k0} + {reg}k{s}, n0 + {reg}r{s})")
-            body.append(f"    {decl}{reg}{s} = {call};")
+        for op, name, origin in slots:
+            fn = f"load_{op}4" if vec[op] else f"load_{op}"
+            args = (f"b, {origin} + {name}r, {k0} + {name}k" if op == "a" else
+                    f"b, {k0} + {name}k, {origin} + {name}r") if not vec[op] else f"b, {origin} + {name}r, {k0} + {name}k"
+            body.append(f"    {decl}{name} = {fn}({args});")
 
     ga, gb = t.tm // 4, t.tn // 4
     body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
     fetch("0", "var ")
+    body.append("  let pa = &As[ty];")
+    body.append("  let pb = &Bs[tx];")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    body += [f"    {arr}[{reg}at{s} >> 2u][{reg}at{s} & 3] = {reg}{s};" for arr, reg, s in slots]
+    body += ["    " + st for st in stores]
     body.append("    workgroupBarrier();")
     body.append(f"    if (k0 + {t.bk} < {K}) {{")
     fetch(f"k0 + {t.bk}", "")
     body.append("    }")
     for kk in range(t.bk):  # written out in full: 10-20 % faster than a loop on the H100 (benchmarks/sweep.py)
         body.append("    {")
-        body += [f"      let a{g} = As[{kk * (sa // 4) + g * t.wy} + ty];" for g in range(ga)]
-        body += [f"      let b{g} = Bs[{kk * (sb // 4) + g * t.wx} + tx];" for g in range(gb)]
+        body += [f"      let a{g} = (*pa)[{koff('a', kk) + g}];" for g in range(ga)]
+        body += [f"      let b{g} = (*pb)[{koff('b', kk) + g}];" for g in range(gb)]
         body += [f"      acc{i}_{j} = fma(vec4<f32>(a{i // 4}[{i % 4}]), b{j}, acc{i}_{j});"
                  for i in range(t.tm) for j in range(gb)]
         body.append("    }")
@@ -176,7 +267,7 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
     for i in range(t.tm):  # acc{i}_{j} holds columns n..n+3 of row m
         body.append(f"  {{ let m = m0 + {(i // 4) * t.wy * 4 + i % 4} + ty * 4; if (m < {M}) {{")
         for j in range(gb):
-            if vec4:  # N % 4 == 0: the 4 columns are all in or all out
+            if vec4_out:  # N % 4 == 0: the 4 columns are all in or all out
                 body.append(f"    {{ let n = n0 + {j * t.wx * 4} + tx * 4; "
                             f"if (n < {N}) {{ store_out4(b, m, n, acc{i}_{j}); }} }}")
                 continue
@@ -184,8 +275,8 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, a_m_f
                 body.append(f"    {{ let n = n0 + {j * t.wx * 4 + c} + tx * 4; "
                             f"if (n < {N}) {{ store_out(b, m, n, acc{i}_{j}[{c}]); }} }}")
         body.append("  } }")
-    shared = (f"var<workgroup> As: array<vec4<f32>, {sa * t.bk // 4}>;\n"
-              f"var<workgroup> Bs: array<vec4<f32>, {sb * t.bk // 4}>;")
+    shared = (f"var<workgroup> As: array<array<vec4<f32>, {blocks['a']}>, {t.wy}>;\n"
+              f"var<workgroup> Bs: array<array<vec4<f32>, {blocks['b']}>, {t.wx}>;")
     return src.render("\n".join(body), T, shared), batch * tiles_m * tiles_n
 
 
@@ -231,13 +322,31 @@ def matmul(src: KernelSource, core: Node):
     B, M, K = a.shape
     N = b.shape[2]
     S = core.arg or 1
-    layout = dict(a_m_fastest=_last_two_swapped(a), b_k_fastest=_last_two_swapped(b))
+    Ks = K // S
+
+    def vec_operand(x: Node, r_dim: int) -> VecOperand | None:
+        """x [B, rows, K] (r_dim 1) or [B, K, rows] (r_dim 2) as a VecOperand; batch entry bb of a split product
+        is slice bb / B of K for product bb % B."""
+        def index(off, strides):
+            sb, sr, sk = strides[0], strides[r_dim], strides[3 - r_dim]
+            fast = _fast_axis(off, sb, sr, sk)
+            if fast is None:
+                return None
+
+            def lin(e, bb, r, k):
+                if S == 1:
+                    return f"{off} + ({bb}) * {sb} + ({r}) * {sr} + ({k}) * {sk}"
+                return f"{off} + (({bb}) % {B}) * {sb} + ({r}) * {sr} + ((({bb}) / {B}) * {Ks} + {k}) * {sk}"
+            return fast, lin
+        return strided_operand(x, src.materialized, index)
+
+    layout = dict(a_m_fastest=_last_two_swapped(a), b_k_fastest=_last_two_swapped(b),
+                  a_vec=vec_operand(a, 1), b_vec=vec_operand(b, 2))
     if S == 1:
         return gemm(src, core, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
                     lambda e, bb, m, n: [bb, m, n], **layout, n_runs=True)
-    Ks = K // S
 
     def ab(e, bb, kk):
         return e.let(f"{bb} % {B}", "bi"), e.let(f"({bb} / {B}) * {Ks} + {kk}", "kk")
@@ -319,12 +428,32 @@ def conv(src: KernelSource, core: Node):
     # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into the
     # NCHW output are coalesced (as pixels x channels, each store instruction hit 32 cache lines; 1.1-1.8x
     # slower at batch 1 on the H100). W [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); im2col along pixels.
+    # vec4 tile loads: the weights along k (rows of Cin/g * KH * KW in memory); a 1x1, stride-1, unpadded conv's
+    # input along pixels (4 pixels from a multiple of 4 lie in one image, side by side, when OH * OW % 4 == 0)
+    weights_vec = pixels_vec = None
+    in_memory = src.materialized
+    if not a.transposed and (w.kind == BUFFER or in_memory(w)) and w.dtype.storage == "f32":
+        row_len = w.shape[1] * KH * KW
+
+        def weight_lin(e, bb, co, k):
+            if a.split > 1:
+                return f"(({bb}) / {a.split} * {cout_g} + {co}) * {row_len} + (({bb}) % {a.split}) * {cin_g * KH * KW} + {k}"
+            return f"(({bb}) * {cout_g} + {co}) * {row_len} + {k}"
+        if row_len % 4 == 0 and (cin_g * KH * KW) % 4 == 0:
+            weights_vec = VecOperand(w, "k", weight_lin)
+    if (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0) and (OH * OW) % 4 == 0 and
+            (x.kind == BUFFER or in_memory(x)) and x.dtype.storage == "f32"):
+        def pixel_lin(e, bb, m, k):
+            img = e.let(f"({m}) / {OH * OW}", "img")
+            return f"{img} * {C * H * W} + (({bb}) * {cin_g} + {k}) * {H * W} + ({m}) - {img} * {OH * OW}"
+        pixels_vec = VecOperand(x, "r", pixel_lin)
     M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
                 split=a.split if not a.transposed else 1, gather=KH * KW > 1,
-                n_runs=(OH * OW) % 4 == 0)  # 4 pixels from a multiple of 4 lie in one image, side by side
+                n_runs=(OH * OW) % 4 == 0,  # 4 pixels from a multiple of 4 lie in one image, side by side
+                a_vec=weights_vec, b_vec=pixels_vec)
 
 
 def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:
