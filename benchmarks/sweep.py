@@ -21,7 +21,8 @@ from .run import busy_gpu_ms
 CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
          (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 128, 28, 128, 3), (16, 256, 14, 256, 3), (16, 512, 7, 512, 3),
          (16, 256, 56, 64, 1), (16, 64, 56, 256, 1), (16, 1024, 14, 256, 1), (16, 256, 14, 1024, 1)]
-MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 3072, 768),
+MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 2304, 768), (1024, 3072, 768),
+           (1024, 768, 3072),
            (2048, 2048, 2048), (4096, 4096, 4096)]
 
 
@@ -34,6 +35,7 @@ def main(argv=None):
     ap.add_argument("--warm", type=float, default=0.5, help="seconds of calls before each variant is timed")
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
+    ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
     args = ap.parse_args(argv)
 
     import tinydl
@@ -43,6 +45,7 @@ def main(argv=None):
     from tinydl.kernels import gemm
 
     tiles = args.tiles or ["auto", *gemm.TILES]
+    gemm.VEC4_LOADS = not args.scalar_loads
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else CONVS):

@@ -39,6 +39,7 @@ TILES = {
     "tile32": Tile(8, 8, 4, 4, 8),
     "tile64x128": Tile(16, 16, 4, 8, 8),     # 64-channel convs over many pixels
     "tile64x64t128": Tile(8, 16, 4, 8, 16),  # 64x64 with 128 threads of 4x8: more FLOPs per load than tile64
+    "tile128x64t128": Tile(8, 16, 8, 8, 16),  # 128x64 with 128 threads of 8x8: BERT-sized GEMMs
 }
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
@@ -201,13 +202,10 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
             f"  let ty = lid / {t.wx};"]
     # (shared array, register prefix, rows in the tile, threads across them, vec4s per thread row, origin)
     operands = {"a": ("As", "ra", t.bm, t.wy, t.tm // 4, "m0"), "b": ("Bs", "rb", t.bn, t.wx, t.tn // 4, "n0")}
-    # a block's k-th row of G vec4s starts at k * G + (k / 4) * pad: the pad spreads the stores of threads that
-    # write the same row index at k, k + 4, ... over all banks (2 for vec4 loads along k, 1 for scalar ones)
-    pads = {op: (2 if vec[op] else 1) if fast[op] == "k" else 0 for op in operands}
-    blocks = {}
-    for op, (_arr, _reg, _rows, _w, g4, _o) in operands.items():
-        n = t.bk * g4 + (t.bk // 4) * pads[op]
-        blocks[op] = n + (1 - n) % 8  # blocks start 1 mod 8 vec4s apart: neighbouring threads' reads miss banks
+    # a block's k-th row of G vec4s starts at k * G + (k / 4) * pad vec4s; see _block_layout
+    pads, blocks = {}, {}
+    for op, (_arr, _reg, rows, w, g4, _o) in operands.items():
+        pads[op], blocks[op] = _block_layout(t.bk, rows, w, g4, fast[op], vec[op])
 
     def koff(op, k):
         g4, pad = operands[op][4], pads[op]
@@ -278,6 +276,33 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
     shared = (f"var<workgroup> As: array<array<vec4<f32>, {blocks['a']}>, {t.wy}>;\n"
               f"var<workgroup> Bs: array<array<vec4<f32>, {blocks['b']}>, {t.wx}>;")
     return src.render("\n".join(body), T, shared), batch * tiles_m * tiles_n
+
+
+def _block_layout(bk: int, rows: int, w: int, g4: int, fast: str, vec: bool) -> tuple[int, int]:
+    """(pad, block length in vec4s) of an operand's shared tile: thread t (of w across its rows) reads its G = g4
+    vec4s of k-th row from block t at k * G + (k / 4) * pad. Blocks are 1 mod 8 vec4s long, so the blocks that a
+    warp's threads read at once start in different banks. The pad is the smallest that spreads the tile
+    stores of one warp (the first 32 threads' elements, in the order the loads assign them) over the most banks:
+    found by counting, since it depends on the tile shape and the load pattern."""
+    def cost(pad):
+        n = bk * g4 + (bk // 4) * pad
+        block = n + (1 - n) % 8
+
+        def word(r, k):  # 4-byte word of element (row r, k) in the tile
+            return ((r // 4) % w * block + k * g4 + (k // 4) * pad + r // (4 * w)) * 4 + r % 4
+        if vec and fast == "r":  # one 16-byte store per thread, served 8 threads at a time
+            phases = [[word((q % (rows // 4)) * 4, q // (rows // 4)) for q in range(p, p + 8)] for p in range(0, 32, 8)]
+            return sum(max(len({a for a in ph if (a // 4) % 8 == b}) for b in range(8)) for ph in phases)
+        if vec:  # four 4-byte stores per thread, one per k
+            stores = [[word(q // (bk // 4), (q % (bk // 4)) * 4 + c) for q in range(32)] for c in range(4)]
+        elif fast == "r":
+            stores = [[word(q % rows, q // rows) for q in range(32)]]
+        else:
+            stores = [[word(q // bk, q % bk) for q in range(32)]]
+        return sum(max(len({a for a in st if a % 32 == b}) for b in range(32)) for st in stores)
+    pad = min(range(9), key=lambda p: (cost(p), p))
+    n = bk * g4 + (bk // 4) * pad
+    return pad, n + (1 - n) % 8
 
 
 def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:
