@@ -366,11 +366,12 @@ def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, tile
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
-@pytest.mark.parametrize("case", ["1x1", "1x1-odd-pixels", "1x1-stride2", "3x3", "3x3-odd-k", "grouped-1x1", "split"])
+@pytest.mark.parametrize("case", ["1x1", "1x1-odd-pixels", "1x1-stride2", "3x3", "grouped-1x1", "grouped-1x1-odd", "split"])
 def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case):
-    """Conv tiles load the weights 4 k's at a time where each output channel's row of Cin/g * KH * KW is a multiple
-    of 4, and a 1x1 stride-1 conv's input 4 pixels at a time where each image has a multiple of 4 of them; the
-    values are the same bits as element-by-element loads."""
+    """1x1 conv tiles load the weights 4 input channels at a time where Cin/g is a multiple of 4 (wider kernels,
+    whose input is an im2col gather, measured faster element by element), and a stride-1 conv's input 4 pixels at
+    a time where each image has a multiple of 4 of them; the values are the same bits as element-by-element
+    loads."""
     force(monkeypatch, tile)
     cin, k, stride, hw, groups, split = 8, 1, 1, 6, 1, None
     if case == "1x1-odd-pixels":
@@ -379,10 +380,10 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
         stride = 2
     elif case == "3x3":
         k = 3
-    elif case == "3x3-odd-k":
-        cin, k = 5, 3
     elif case == "grouped-1x1":
         groups = 2
+    elif case == "grouped-1x1-odd":  # 3 input channels per group: rows of 3 weights
+        cin, groups = 6, 2
     elif case == "split":
         split = 2
     monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
@@ -396,8 +397,8 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
     whole = {n: (getattr(t, n) * t.bk) % (4 * t.wx * t.wy) == 0 for n in ("bm", "bn")}
     wgsl = _gemm_wgsl("conv2d")
     assert len(wgsl) == 1
-    assert ("fn load_a4(" in wgsl[0]) == (whole["bm"] and (cin // groups) * k * k % 4 == 0 and
-                                          not (split and (cin // split) * k * k % 4))
+    assert ("fn load_a4(" in wgsl[0]) == (whole["bm"] and k == 1 and (cin // groups) % 4 == 0 and
+                                          not (split and (cin // split) % 4))
     assert ("fn load_b4(" in wgsl[0]) == (whole["bn"] and k == 1 and stride == 1 and hw * hw % 4 == 0)
     xt, wt, bt = _torch(x, w, b)
     assert_close(out, TF.conv2d(xt, wt, bt, stride=stride, padding=k // 2, groups=groups).relu(), **tol(cin * k * k))

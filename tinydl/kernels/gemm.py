@@ -89,7 +89,10 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
     dear (3x3 convs at batch 16: 279-332 us vs tile64's 350-476, even with only 28 tiles plus split-K) or K is
     long (2048^3: 569 vs 736 us), but lose where K is short (a 1x1 conv 256 -> 1024 at batch 16: 172 vs 105 us
-    with tile64x64t128, which also wins BERT's 128- and 1024-row GEMMs by a few %)."""
+    with tile64x64t128, which also wins BERT's 128-row GEMMs by a few %). Re-measured on an H200 after the
+    per-thread shared blocks and vec4 loads (sweep, 2026-11-21): tile128x64t128 (8x8 per thread, 128 threads)
+    wins mid-sized GEMMs with 256+ rows: BERT-b8's 1024 x 3072 x 768 126 vs 131 us, 1024 x 768 x 3072 135 vs
+    150, a 1x1 conv 256 -> 1024 at batch 16 45 vs 54; tile128k16 keeps the big ones (4096^3 3.21 vs 3.41 ms)."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
@@ -100,8 +103,10 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
         return batch * -(-M // t.bm) * -(-N // t.bn)
     if M >= 128 and N >= 64 and gather and tiles("tile128") >= 24:
         return "tile128"
-    if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 128:
+    if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 256:
         return "tile128k16"
+    if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= 64:
+        return "tile128x64t128"
     if gather and M <= 64 and N >= 128 and tiles("tile64x128") >= 128:
         return "tile64x128"
     if not gather and min(M, N) >= 64:
@@ -453,7 +458,7 @@ def conv(src: KernelSource, core: Node):
     # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into the
     # NCHW output are coalesced (as pixels x channels, each store instruction hit 32 cache lines; 1.1-1.8x
     # slower at batch 1 on the H100). W [Cout, Cin/g, KH, KW] runs along K = (ci, kh, kw); im2col along pixels.
-    # vec4 tile loads: the weights along k (rows of Cin/g * KH * KW in memory); a 1x1, stride-1, unpadded conv's
+    # vec4 tile loads: a 1x1 conv's weights along k (rows of Cin/g in memory); a 1x1, stride-1, unpadded conv's
     # input along pixels (4 pixels from a multiple of 4 lie in one image, side by side, when OH * OW % 4 == 0)
     weights_vec = pixels_vec = None
     in_memory = src.materialized
@@ -464,7 +469,9 @@ def conv(src: KernelSource, core: Node):
             if a.split > 1:
                 return f"(({bb}) / {a.split} * {cout_g} + {co}) * {row_len} + (({bb}) % {a.split}) * {cin_g * KH * KW} + {k}"
             return f"(({bb}) * {cout_g} + {co}) * {row_len} + {k}"
-        if row_len % 4 == 0 and (cin_g * KH * KW) % 4 == 0:
+        # not for gathers: 3x3 convs at batch 16 ran 171/221/234 us with vec4 weight loads, 153/199/212 without
+        # (tile128, H200, sweep --scalar-loads)
+        if KH * KW == 1 and row_len % 4 == 0 and cin_g % 4 == 0:
             weights_vec = VecOperand(w, "k", weight_lin)
     if (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0) and (OH * OW) % 4 == 0 and
             (x.kind == BUFFER or in_memory(x)) and x.dtype.storage == "f32"):
