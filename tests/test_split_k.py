@@ -89,12 +89,15 @@ def test_split_k_heuristic_only_for_few_tiles():
 
 def test_tile_choice_rules():
     """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows; tile128 for 3x3 convs
-    (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with many; tile64x128 for 64-channel 3x3 convs
-    over many pixels; tile64x64t128 for other GEMMs at least 64 wide (a 1x1 conv, BERT's linears); tile64 for
-    narrow 3x3 convs (batch-1 7x7 images), tile32 only for GEMMs narrower than 32."""
+    (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with 256+ tiles, tile128x64t128 for other
+    GEMMs of 256+ rows with 64+ tiles (BERT-b8's linears, batch-16 1x1 convs); tile64x128 for 64-channel 3x3 convs
+    over many pixels; tile64x64t128 for other GEMMs at least 64 wide (batch-1 1x1 convs, BERT-b1's linears); tile64
+    for narrow 3x3 convs (batch-1 7x7 images), tile32 only for GEMMs narrower than 32."""
     assert gemm.choose_tile(1, 1, 1000, 512) == "gemv"
     assert gemm.choose_tile(1, 256, 16 * 196, 2304, gather=True) == "tile128"       # 3x3 conv, batch 16, 50 tiles
-    assert gemm.choose_tile(1, 256, 16 * 196, 256) == "tile64x64t128"               # the same as a 1x1 conv
+    assert gemm.choose_tile(1, 256, 16 * 196, 256) == "tile128x64t128"              # the same as a 1x1 conv
+    assert gemm.choose_tile(1, 256, 196, 1024) == "tile64x64t128"                   # a 1x1 conv at batch 1: 8 tiles
+    assert gemm.choose_tile(1, 1024, 3072, 768) == "tile128x64t128"                 # BERT-b8's FFN
     assert gemm.choose_tile(1, 64, 16 * 3136, 576, gather=True) == "tile64x128"
     assert gemm.choose_tile(1, 512, 49, 4608, gather=True) == "tile64"
     assert gemm.choose_tile(1, 16, 12544, 144, gather=True) == "tile32"
@@ -103,12 +106,12 @@ def test_tile_choice_rules():
 
 
 def test_split_product_keeps_its_tile(rng):
-    """130x130x1024 splits 32 ways under tile64x64t128 (9 tiles); counted with the 32 slices as batch entries,
-    tile128k16 would qualify (4 x 32 tiles), but the kernel must use the tile the split was sized for."""
-    S = gemm.split_k(1, 130, 130, 1024, 1024)
-    assert S == 32 and gemm.choose_tile(1, 130, 130, 1024) == "tile64x64t128"
-    assert gemm.choose_tile(S, 130, 130, 1024) == "tile128k16"
-    a, b = rng.standard_normal((130, 1024), dtype=np.float32), rng.standard_normal((130, 1024), dtype=np.float32)
+    """256x256x1024 splits 16 ways under tile64x64t128 (16 tiles); counted with the 16 slices as batch entries,
+    tile128x64t128 would qualify (8 x 16 tiles), but the kernel must use the tile the split was sized for."""
+    S = gemm.split_k(1, 256, 256, 1024, 1024)
+    assert S == 16 and gemm.choose_tile(1, 256, 256, 1024) == "tile64x64t128"
+    assert gemm.choose_tile(S, 256, 256, 1024) == "tile128x64t128"
+    a, b = rng.standard_normal((256, 1024), dtype=np.float32), rng.standard_normal((256, 1024), dtype=np.float32)
     with count_kernels() as c:
         y = (tinydl.tensor(a) @ tinydl.tensor(b).T).numpy()
     assert any("[tile64x64t128]" in n for n in c.names), c.names
