@@ -54,6 +54,14 @@ class KernelSource:
         self._tmp += 1
         return f"{prefix}{self._tmp}"
 
+    def read(self, node: Node, lin: str) -> str:
+        """node's stored element at position lin, through its binding: a node already bound as vec4s (binding4)
+        is read from there, so no buffer takes two of the kernel's bindings when it comes first."""
+        vec = self._binding.get(("vec4", node.uid))
+        if vec is not None and node.uid not in self._binding:
+            return f"{vec}[({lin}) >> 2u][({lin}) & 3]"
+        return f"{self.binding(node)}[{lin}]"
+
     def binding(self, node: Node) -> str:
         name = self._binding.get(node.uid)
         if name is None:
@@ -62,8 +70,9 @@ class KernelSource:
         return name
 
     def binding4(self, node: Node) -> str:
-        """A binding of node's float32 buffer as array<vec4<f32>> (GEMM tile loads of 4 elements at once), besides
-        any array<f32> binding of it: two read-only bindings of one buffer are allowed."""
+        """A binding of node's float32 buffer as array<vec4<f32>> (GEMM tile loads of 4 elements at once). Later
+        element reads of the node go through it too (read); only an array<f32> binding made before it stays
+        beside it (two read-only bindings of one buffer are allowed, but count against the adapter's limit)."""
         assert node.dtype.storage == "f32" and (node.kind == BUFFER or self.materialized(node)), node
         key = ("vec4", node.uid)
         name = self._binding.get(key)
@@ -139,8 +148,7 @@ class Expr:
         if hit is not None:
             return hit
         if node.kind == BUFFER or self.src.materialized(node):
-            buf = self.src.binding(node)
-            v = self.let(_LOAD_CONVERT[node.dtype.storage].format(f"{buf}[{linear_index(idx, node.shape)}]"))
+            v = self.let(_LOAD_CONVERT[node.dtype.storage].format(self.src.read(node, linear_index(idx, node.shape))))
         elif node.kind == CONST:
             v = literal(node.arg, node.dtype.compute)
         elif node.kind == IOTA:
@@ -184,7 +192,7 @@ class Expr:
         hit = self.memo.get(key)
         if hit is None:
             fmt = _LOAD_CONVERT[node.dtype.storage]
-            hit = self.memo[key] = self.let(fmt.format(f"{self.src.binding(node)}[{lin}]"))
+            hit = self.memo[key] = self.let(fmt.format(self.src.read(node, lin)))
         return hit
 
     def _elementwise(self, node: Node, idx) -> str:
