@@ -151,8 +151,10 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
     fast = {"a": "r" if a_m_fastest else "k", "b": "k" if b_k_fastest else "r"}
     vec = {"a": False, "b": False}
-    for op, v, r, rows, lim_r, fn in (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value)):
-        if t and VEC4_LOADS and v and (rows * t.bk) % (4 * t.wx * t.wy) == 0 and (K if v.fast == "k" else lim_r) % 4 == 0:
+    operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
+    for op, v, r, rows, lim_r, fn in operands:
+        if (t and VEC4_LOADS and v and (rows * t.bk) % (4 * t.wx * t.wy) == 0 and
+                (K if v.fast == "k" else lim_r) % 4 == 0):
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
             continue
@@ -193,11 +195,11 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
     """Workgroup tiles in shared memory; each thread owns tm x tn outputs in groups of 4 rows / 4 columns
     spaced a quarter-warp apart. Shared memory holds, per thread row (A) / column (B) of the workgroup, one
     block with the vec4s that thread reads, in the order it reads them: every read index is a constant in the
-    block it locates once (WGSL clamps each dynamic index into workgroup memory: a 4096^3 SGEMM took 3.78 ms with
-    flat tiles' clamped reads, 3.25 ms with constant ones, H200, benchmarks/sweep.py). Tile loads fetch 4 operand elements as one vec4 where
-    vec[op]; `fast[op]` is the index ("r" or "k") its memory runs along, so neighbouring threads read
-    neighbouring addresses. The next K step's global loads are issued into registers before the current
-    step's inner product (register double buffering)."""
+    block it locates once (WGSL clamps each dynamic index into workgroup memory: a 4096^3 SGEMM took 3.78 ms
+    with the flat tiles' clamped reads, 3.25 ms with constant ones, H200, benchmarks/sweep.py). Tile loads
+    fetch 4 operand elements as one vec4 where vec[op]; `fast[op]` is the index ("r" or "k") its memory runs
+    along, so neighbouring threads read neighbouring addresses. The next K step's global loads are issued into
+    registers before the current step's inner product (register double buffering)."""
     T = t.wx * t.wy
     assert t.tm % 4 == 0 and t.tn % 4 == 0 and (t.bm * t.bk) % T == 0 and (t.bk * t.bn) % T == 0
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
@@ -224,28 +226,24 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
         for s in range(per):
             q, name = f"(lid + {s * T})", f"{reg}{s}"
             if vec[op] and fast[op] == "k":  # 4 k's of one row: 4 scalar stores into its block
-                body.append(f"  let {name}r = {q} / {t.bk // 4}; let {name}k = ({q} % {t.bk // 4}) * 4;")
-                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}c = {name}r % 4; "
-                            f"let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
+                r, k = f"{q} / {t.bk // 4}", f"({q} % {t.bk // 4}) * 4"
                 stores += [f"{arr}[{name}t][{name}v + {c * g4}][{name}c] = {name}[{c}];" for c in range(4)]
             elif vec[op]:  # 4 rows of one k: one vec4 of the block
-                body.append(f"  let {name}r = ({q} % {rows // 4}) * 4; let {name}k = {q} / {rows // 4};")
-                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
+                r, k = f"({q} % {rows // 4}) * 4", f"{q} / {rows // 4}"
                 stores.append(f"{arr}[{name}t][{name}v] = {name};")
             else:
                 r, k = (f"{q} % {rows}", f"{q} / {rows}") if fast[op] == "r" else (f"{q} / {t.bk}", f"{q} % {t.bk}")
-                body.append(f"  let {name}r = {r}; let {name}k = {k};")
-                body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}c = {name}r % 4; "
-                            f"let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
                 stores.append(f"{arr}[{name}t][{name}v][{name}c] = {name};")
+            body.append(f"  let {name}r = {r}; let {name}k = {k};")
+            body.append(f"  let {name}t = ({name}r / 4) % {w}; let {name}c = {name}r % 4; "
+                        f"let {name}v = {koff(op, name + 'k')} + {name}r / {4 * w};")
             slots.append((op, name, origin))
 
     def fetch(k0: str, decl: str):
         for op, name, origin in slots:
-            fn = f"load_{op}4" if vec[op] else f"load_{op}"
-            args = (f"b, {origin} + {name}r, {k0} + {name}k" if op == "a" else
-                    f"b, {k0} + {name}k, {origin} + {name}r") if not vec[op] else f"b, {origin} + {name}r, {k0} + {name}k"
-            body.append(f"    {decl}{name} = {fn}({args});")
+            rk = (f"{origin} + {name}r", f"{k0} + {name}k")  # load_b takes (k, n); the vec4 loads take (r, k)
+            fn, args = (f"load_{op}4", rk) if vec[op] else (f"load_{op}", rk if op == "a" else rk[::-1])
+            body.append(f"    {decl}{name} = {fn}(b, {', '.join(args)});")
 
     ga, gb = t.tm // 4, t.tn // 4
     body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
@@ -467,7 +465,8 @@ def conv(src: KernelSource, core: Node):
 
         def weight_lin(e, bb, co, k):
             if a.split > 1:
-                return f"(({bb}) / {a.split} * {cout_g} + {co}) * {row_len} + (({bb}) % {a.split}) * {cin_g * KH * KW} + {k}"
+                return (f"(({bb}) / {a.split} * {cout_g} + {co}) * {row_len} + "
+                        f"(({bb}) % {a.split}) * {cin_g * KH * KW} + {k}")
             return f"(({bb}) * {cout_g} + {co}) * {row_len} + {k}"
         # not for gathers: 3x3 convs at batch 16 ran 171/221/234 us with vec4 weight loads, 153/199/212 without
         # (tile128, H200, sweep --scalar-loads)
