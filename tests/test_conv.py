@@ -394,12 +394,11 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
         return F.conv2d(tx, tw, tb, stride=stride, padding=k // 2, groups=groups).relu()
     out = run(thunk, tile).numpy()
     t = tinydl.kernels.gemm.TILES[tile]
-    whole = {n: (getattr(t, n) * t.bk) % (4 * t.wx * t.wy) == 0 for n in ("bm", "bn")}
     wgsl = _gemm_wgsl("conv2d")
     assert len(wgsl) == 1
-    assert ("fn load_a4(" in wgsl[0]) == (whole["bm"] and k == 1 and (cin // groups) % 4 == 0 and
+    assert ("fn load_a4(" in wgsl[0]) == (t.whole_vec4s(t.bm) and k == 1 and (cin // groups) % 4 == 0 and
                                           not (split and (cin // split) % 4))
-    assert ("fn load_b4(" in wgsl[0]) == (whole["bn"] and k == 1 and stride == 1 and hw * hw % 4 == 0)
+    assert ("fn load_b4(" in wgsl[0]) == (t.whole_vec4s(t.bn) and k == 1 and stride == 1 and hw * hw % 4 == 0)
     xt, wt, bt = _torch(x, w, b)
     assert_close(out, TF.conv2d(xt, wt, bt, stride=stride, padding=k // 2, groups=groups).relu(), **tol(cin * k * k))
     monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)

@@ -327,6 +327,10 @@ def test_batched_input_times_matrix_is_one_product(rng):
     check(yb, np.matmul(a, w) + bias, 16)
 
 
+def _matmul_wgsl():
+    return [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+
+
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
 @pytest.mark.parametrize("n,dtype,vec4", [(12, np.float32, True), (7, np.float32, False), (12, np.float16, False)])
 def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, tile, n, dtype, vec4):
@@ -336,19 +340,13 @@ def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, t
     x, w, b = rand(rng, 2, 9, 16, dtype=dtype), rand(rng, n, 16, dtype=dtype), rand(rng, n, dtype=dtype)
     with tinydl.debug.count_kernels() as c:
         out = F.gelu(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b))).numpy()
-    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    wgsl = _matmul_wgsl()
     assert len(wgsl) == 1 and ("store_out4(" in wgsl[0]) == vec4, c.names
     ref = TF.gelu(TF.linear(*(torch.from_numpy(a.astype(np.float32)) for a in (x, w, b))))
     if dtype == np.float16:
         assert_close(out.astype(np.float32), ref, rtol=1e-2, atol=1e-2)
     else:
         check(out, ref, 16, tile, c.names)
-
-
-def _tile_takes_vec4(tile, rows_attr):
-    """Whether a tile's share of each operand tile per thread is whole vec4s (gemm's condition for vec4 loads)."""
-    t = tinydl.kernels.gemm.TILES[tile]
-    return (getattr(t, rows_attr) * t.bk) % (4 * t.wx * t.wy) == 0
 
 
 def _vec4_case(rng, case):
@@ -397,10 +395,11 @@ def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, tile, case, spl
     with tinydl.debug.count_kernels() as c:
         out = thunk().numpy()
     check(out, ref, K, tile, c.names)
-    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    wgsl = _matmul_wgsl()
     assert len(wgsl) == 1, c.names
-    assert ("fn load_a4(" in wgsl[0]) == (a_vec and _tile_takes_vec4(tile, "bm"))
-    assert ("fn load_b4(" in wgsl[0]) == (b_vec and _tile_takes_vec4(tile, "bn"))
+    t = tinydl.kernels.gemm.TILES[tile]
+    assert ("fn load_a4(" in wgsl[0]) == (a_vec and t.whole_vec4s(t.bm))
+    assert ("fn load_b4(" in wgsl[0]) == (b_vec and t.whole_vec4s(t.bn))
     monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
     tinydl.schedule.clear_cache()
     np.testing.assert_array_equal(thunk().numpy(), out)
@@ -410,7 +409,7 @@ def test_float16_operands_load_element_by_element(rng, monkeypatch):
     force_tile(monkeypatch, "tile64")
     a, b = rand(rng, 24, 16, dtype=np.float16), rand(rng, 16, 12, dtype=np.float16)
     out = (tinydl.tensor(a) @ tinydl.tensor(b)).numpy()
-    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    wgsl = _matmul_wgsl()
     assert len(wgsl) == 1 and "load_a4" not in wgsl[0] and "load_b4" not in wgsl[0]
     assert_close(out.astype(np.float32), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-2, atol=2e-2)
 
@@ -422,7 +421,7 @@ def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, monkeypatch):
     a, b = rand(rng, 24, 24), rand(rng, 24, 24)
     ta = tinydl.tensor(a)
     out = ((ta @ tinydl.tensor(b)) + ta).numpy()
-    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    wgsl = _matmul_wgsl()
     assert len(wgsl) == 1 and "fn load_a4(" in wgsl[0]
     assert wgsl[0].count("@binding(") == 3, wgsl[0][:400]
     check(out, a @ b + a, 24)

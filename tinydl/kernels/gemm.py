@@ -7,6 +7,7 @@ epilogue (bias, BN, residual add, activation).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,6 +31,11 @@ class Tile:
     @property
     def bn(self):
         return self.wx * self.tn
+
+    def whole_vec4s(self, rows: int) -> bool:
+        """Each thread's share of an operand tile with `rows` rows (bm or bn) is whole vec4s: a condition for the
+        tile loads to fetch 4 elements at once."""
+        return (rows * self.bk) % (4 * self.wx * self.wy) == 0
 
 
 TILES = {
@@ -59,17 +65,6 @@ class VecOperand:
     node: Node
     fast: str
     lin: Callable
-
-
-def strided_operand(x: Node, materialized, index: Callable) -> VecOperand | None:
-    """x seen through strided views of one float32 buffer, as a VecOperand: index(strides) names the strides of
-    (batch, r, k) among x's and returns (fast, lin) or None."""
-    layout = memory_layout(x, materialized)
-    if layout is None or layout[0].dtype.storage != "f32":
-        return None
-    base, off, strides = layout
-    got = index(off, strides)
-    return got and VecOperand(base, *got)
 
 
 def _fast_axis(off: int, sb: int, sr: int, sk: int):
@@ -153,8 +148,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     vec = {"a": False, "b": False}
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
     for op, v, r, rows, lim_r, fn in operands:
-        if (t and VEC4_LOADS and v and (rows * t.bk) % (4 * t.wx * t.wy) == 0 and
-                (K if v.fast == "k" else lim_r) % 4 == 0):
+        if t and VEC4_LOADS and v and t.whole_vec4s(rows) and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
             continue
@@ -281,6 +275,7 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
     return src.render("\n".join(body), T, shared), batch * tiles_m * tiles_n
 
 
+@functools.lru_cache(maxsize=None)  # counting takes ~2 ms; a handful of distinct arguments
 def _block_layout(bk: int, rows: int, w: int, g4: int, fast: str, vec: bool) -> tuple[int, int]:
     """(pad, block length in vec4s) of an operand's shared tile: thread t (of w across its rows) reads its G = g4
     vec4s of k-th row from block t at k * G + (k / 4) * pad. Blocks are 1 mod 8 vec4s long, so the blocks that a
@@ -355,18 +350,20 @@ def matmul(src: KernelSource, core: Node):
     def vec_operand(x: Node, r_dim: int) -> VecOperand | None:
         """x [B, rows, K] (r_dim 1) or [B, K, rows] (r_dim 2) as a VecOperand; batch entry bb of a split product
         is slice bb / B of K for product bb % B."""
-        def index(off, strides):
-            sb, sr, sk = strides[0], strides[r_dim], strides[3 - r_dim]
-            fast = _fast_axis(off, sb, sr, sk)
-            if fast is None:
-                return None
+        layout = memory_layout(x, src.materialized)
+        if layout is None or layout[0].dtype.storage != "f32":
+            return None
+        base, off, strides = layout
+        sb, sr, sk = strides[0], strides[r_dim], strides[3 - r_dim]
+        fast = _fast_axis(off, sb, sr, sk)
+        if fast is None:
+            return None
 
-            def lin(e, bb, r, k):
-                if S == 1:
-                    return f"{off} + ({bb}) * {sb} + ({r}) * {sr} + ({k}) * {sk}"
-                return f"{off} + (({bb}) % {B}) * {sb} + ({r}) * {sr} + ((({bb}) / {B}) * {Ks} + {k}) * {sk}"
-            return fast, lin
-        return strided_operand(x, src.materialized, index)
+        def lin(e, bb, r, k):
+            if S == 1:
+                return f"{off} + ({bb}) * {sb} + ({r}) * {sr} + ({k}) * {sk}"
+            return f"{off} + (({bb}) % {B}) * {sb} + ({r}) * {sr} + ((({bb}) / {B}) * {Ks} + {k}) * {sk}"
+        return VecOperand(base, fast, lin)
 
     layout = dict(a_m_fastest=_last_two_swapped(a), b_k_fastest=_last_two_swapped(b),
                   a_vec=vec_operand(a, 1), b_vec=vec_operand(b, 2))
@@ -459,8 +456,7 @@ def conv(src: KernelSource, core: Node):
     # vec4 tile loads: a 1x1 conv's weights along k (rows of Cin/g in memory); a 1x1, stride-1, unpadded conv's
     # input along pixels (4 pixels from a multiple of 4 lie in one image, side by side, when OH * OW % 4 == 0)
     weights_vec = pixels_vec = None
-    in_memory = src.materialized
-    if not a.transposed and (w.kind == BUFFER or in_memory(w)) and w.dtype.storage == "f32":
+    if not a.transposed and (w.kind == BUFFER or src.materialized(w)) and w.dtype.storage == "f32":
         row_len = w.shape[1] * KH * KW
 
         def weight_lin(e, bb, co, k):
@@ -473,7 +469,7 @@ def conv(src: KernelSource, core: Node):
         if KH * KW == 1 and row_len % 4 == 0 and cin_g % 4 == 0:
             weights_vec = VecOperand(w, "k", weight_lin)
     if (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0) and (OH * OW) % 4 == 0 and
-            (x.kind == BUFFER or in_memory(x)) and x.dtype.storage == "f32"):
+            (x.kind == BUFFER or src.materialized(x)) and x.dtype.storage == "f32"):
         def pixel_lin(e, bb, m, k):
             img = e.let(f"({m}) / {OH * OW}", "img")
             return f"{img} * {C * H * W} + (({bb}) * {cin_g} + {k}) * {H * W} + ({m}) - {img} * {OH * OW}"
