@@ -1,8 +1,10 @@
 """GEMM tile / split-K sweep: GPU time of each forced variant on conv and matmul shapes, to set the choice rules
-in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements.
+in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements; with --direct, the direct conv's strips
+(tinydl/kernels/window.py, choose_strip) on MobileNetV2's depthwise convs.
 
     python -m benchmarks.sweep                       # the built-in shapes (ResNet layers at batch 1, BERT GEMMs)
     python -m benchmarks.sweep --splits 1 4 16 64 --tiles tile64 tile32
+    python -m benchmarks.sweep --direct --strips auto 1x1 4x2 8x1
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
@@ -21,6 +23,9 @@ from .run import busy_gpu_ms
 CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
          (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 128, 28, 128, 3), (16, 256, 14, 256, 3), (16, 512, 7, 512, 3),
          (16, 256, 56, 64, 1), (16, 64, 56, 256, 1), (16, 1024, 14, 256, 1), (16, 256, 14, 1024, 1)]
+# depthwise 3x3 convs of MobileNetV2: (channels, input size, stride), at batch 16 and 1
+DEPTHWISE = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2), (384, 14, 1),
+             (576, 14, 1), (576, 14, 2), (960, 7, 1)]
 MATMULS = [(128, 768, 768), (128, 3072, 768), (128, 768, 3072), (1024, 768, 768), (1024, 2304, 768), (1024, 3072, 768),
            (1024, 768, 3072),
            (2048, 2048, 2048), (4096, 4096, 4096)]
@@ -36,7 +41,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
     ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
+    ap.add_argument("--direct", action="store_true", help="sweep the direct conv's strips on depthwise convs")
+    ap.add_argument("--strips", nargs="*", default=["auto", "1x1", "1x2", "2x2", "4x2", "1x4", "2x4", "8x1"])
     args = ap.parse_args(argv)
+    if args.direct:
+        return sweep_direct(args)
 
     import tinydl
     import tinydl.nn.functional as F
@@ -75,6 +84,34 @@ def main(argv=None):
     gemm.FORCE_TILE = gemm.FORCE_SPLIT_K = None
     print(tabulate(rows, headers=["shape", "tile", "split", "GPU us", "TFLOP/s", "note"], floatfmt=".3g",
                    missingval="-"))
+
+
+def sweep_direct(args):
+    import tinydl
+    import tinydl.nn.functional as F
+    from tabulate import tabulate
+    from tinydl import schedule
+    from tinydl.kernels import window
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for nb, (c, hw, s) in ([(2, (8, 8, 1))] if args.quick else [(b, d) for b in (16, 1) for d in DEPTHWISE]):
+        x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
+        w = tinydl.tensor(rng.standard_normal((c, 1, 3, 3), dtype=np.float32))
+        out_hw = (hw - 1) // s + 1
+        mb = nb * c * (hw * hw + out_hw * out_hw) * 4 / 1e6  # read once, written once
+        label = f"depthwise {nb}x{c}x{hw}x{hw} s{s}"
+        if args.only and args.only not in label:
+            continue
+        for strip in args.strips:
+            window.FORCE_STRIP = None if strip == "auto" else tuple(int(v) for v in strip.split("x"))
+            schedule.clear_cache()
+            ms = busy_gpu_ms(lambda: F.relu(F.conv2d(x, w, stride=s, padding=1, groups=c)), args.runs, args.copies,
+                             args.warm)
+            rows.append([label, strip, ms * 1e3, mb / ms / 1e3])
+            print(*rows[-1][:3], flush=True)
+    window.FORCE_STRIP = None
+    print(tabulate(rows, headers=["shape", "strip", "GPU us", "TB/s"], floatfmt=".3g"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Parity of conv1d / conv2d / conv_transpose2d with torch CPU, through the direct kernel and the implicit GEMM
-(every tile variant)."""
+"""Parity of conv1d / conv2d / conv_transpose2d with torch CPU, through the direct kernel (looped, and unrolled
+over strips of several shapes) and the implicit GEMM (every tile variant)."""
 import importlib
 import math
 
@@ -10,6 +10,7 @@ import torch.nn.functional as TF
 
 import tinydl
 import tinydl.kernels.gemm
+import tinydl.kernels.window
 import tinydl.nn.functional as F
 import tinydl.schedule
 from tinydl.testing import assert_close
@@ -21,13 +22,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 build_module = importlib.import_module("tinydl.kernels.build")
 
 GEMM_TILES = [*tinydl.kernels.gemm.TILES, "gemv"]  # conv_transpose2d always runs as an implicit GEMM
-PATHS = ["direct", *GEMM_TILES]  # the direct kernel, then the implicit GEMM with each tile forced
+# the direct kernel looping over the window, unrolled over strips of rows x cols outputs per thread (2x3: ragged
+# strips on most shapes), then the implicit GEMM with each tile forced
+DIRECT_PATHS = ["direct", "direct1x1", "direct4x2", "direct2x3"]
+PATHS = [*DIRECT_PATHS, *GEMM_TILES]
 
 
 def force(monkeypatch, path):
     """Force every conv of the test onto one kernel; returns the variant name its kernel must report."""
-    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 10**9 if path == "direct" else 0)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if path == "direct" else path)
+    direct = path.startswith("direct")
+    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 10**9 if direct else 0)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if direct else path)
+    if path == "direct":
+        monkeypatch.setattr(tinydl.kernels.window, "MAX_UNROLLED_TAPS", 0)
+    elif direct:
+        monkeypatch.setattr(tinydl.kernels.window, "FORCE_STRIP", tuple(map(int, path[6:].split("x"))))
     tinydl.schedule.clear_cache()  # plans are cached by graph structure: drop those built under other knobs
     return path
 
@@ -161,6 +170,38 @@ def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, path, split):
         assert_close(out, TF.conv2d(xt, make(wt), padding=1, groups=2), **tol(18))
 
 
+@pytest.mark.parametrize("path", DIRECT_PATHS)
+def test_direct_conv_padding_taps_ignore_edge_infinities(rng, monkeypatch, path):
+    """Taps in the zero padding read a clamped in-range element and discard it: an inf or nan on the edge must
+    not leak into outputs whose window only overlaps it through the padding (inf * 0 would give nan)."""
+    force(monkeypatch, path)
+    x, w = rand(rng, 1, 2, 6, 7), rand(rng, 2, 1, 3, 3)
+    x[0, 0, :, 0], x[0, 1, 0, :] = np.inf, np.nan
+    out = run(lambda: F.conv2d(*_tiny(x, w), padding=2, groups=2), path)
+    assert_close(out, TF.conv2d(*_torch(x, w), padding=2, groups=2), **tol(9))
+
+
+@pytest.mark.parametrize("planes,out_hw,strip", [
+    (16 * 144, (56, 56), (4, 2)),   # MobileNetV2-b16: the largest strip
+    (144, (56, 56), (2, 2)),        # batch 1: 4x2 strips would leave too few threads
+    (192, (28, 28), (1, 2)),
+    (384, (14, 14), (1, 1)),
+    (16 * 960, (7, 7), (1, 2)),     # 7 rows in strips of 2 or 4 waste more than STRIP_MAX_WASTE
+])
+def test_direct_conv_strip_rule(planes, out_hw, strip):
+    assert tinydl.kernels.window.choose_strip(planes, *out_hw) == strip
+
+
+@pytest.mark.parametrize("k,variant", [(3, "direct4x2"), (7, "direct4x2"), (9, "direct")])
+def test_direct_conv_unrolls_small_windows_and_loops_over_large_ones(rng, monkeypatch, k, variant):
+    """Windows of up to MAX_UNROLLED_TAPS taps run as unrolled strips (here the rule's 4x2: enough threads),
+    larger ones loop per output."""
+    monkeypatch.setattr(tinydl.kernels.window, "STRIP_MIN_THREADS", 1)
+    x, w = rand(rng, 1, 3, 12, 12), rand(rng, 3, 1, k, k)
+    out = run(lambda: F.conv2d(*_tiny(x, w), padding=k // 2, groups=3), variant)
+    assert_close(out, TF.conv2d(*_torch(x, w), padding=k // 2, groups=3), **tol(k * k))
+
+
 # -- conv1d ------------------------------------------------------------------------------------------------
 CONV1D = [
     ((2, 3, 10), (4, 3, 3), {}),
@@ -239,7 +280,7 @@ def test_conv_transpose2d_direct_knob_still_gemm(rng, monkeypatch):
     with tinydl.debug.count_kernels() as c:
         out = F.conv_transpose2d(*_tiny(x, w), stride=2)
         out.numpy()
-    assert not any("[direct]" in n for n in c.names), c.names
+    assert not any("[direct" in n for n in c.names), c.names
     assert_close(out, TF.conv_transpose2d(*_torch(x, w), stride=2), **tol(18))
 
 

@@ -294,3 +294,17 @@ def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, nati
         rt.submit([(rt.pipeline(wgsl), [buf.gpu], (too_many, 1, 1))], [(buf.gpu, 4)])
     rt.release(buf.gpu)
     np.testing.assert_array_equal(tinydl.tensor(np.ones(3, np.float32)).numpy() * 2, [2, 2, 2])  # still usable
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("n", [1, 5, 17, 1000, 4099])
+def test_split_upload_writes_every_byte(monkeypatch, threads, n):
+    """An upload past UPLOAD_SPLIT_BYTES is written in pieces from worker threads (sizes in multiples of 4, the
+    last piece shorter): the GPU copy equals the array, for sizes the pieces divide unevenly and arrays whose
+    byte size is not a multiple of 4 (written through a padded copy)."""
+    from tinydl import runtime
+    monkeypatch.setattr(runtime, "UPLOAD_THREADS", threads)
+    monkeypatch.setattr(runtime, "UPLOAD_SPLIT_BYTES", 16)
+    for dtype in (np.float32, np.float16, np.uint8):
+        host = (np.arange(n) % 251).astype(dtype)
+        np.testing.assert_array_equal(tinydl.tensor(host).numpy(), host)

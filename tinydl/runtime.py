@@ -33,6 +33,13 @@ _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 SUBMIT_CHUNK = 32
 SUBMIT_FIRST = 32
 
+# an upload of at least UPLOAD_SPLIT_BYTES is written as UPLOAD_THREADS pieces from worker threads at once:
+# a queue write is a host memcpy into wgpu's staging memory (wgpu-native releases the GIL), and one thread
+# copies at well below the host's memory bandwidth. A 9.6 MB input (batch 16 at 224x224) on the H200 box
+# (16 cores): 1 thread 2.63 ms MobileNetV2-b16 end to end, 2 threads 2.57, 4 threads 2.51, 8 threads 2.95.
+UPLOAD_THREADS = min(4, os.cpu_count() or 1)
+UPLOAD_SPLIT_BYTES = 1 << 21
+
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 
@@ -102,6 +109,7 @@ class Runtime:
         self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
+        self._upload_pool = None  # worker threads of split uploads (see UPLOAD_THREADS)
         self._pending = None  # the command encoder of the last chunk of a submit without read-backs (see submit)
 
     # -- buffers -------------------------------------------------------------------------------------
@@ -133,8 +141,21 @@ class Runtime:
             data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
             self.device.queue.write_buffer(buf.gpu, 0, data)
         elif host.nbytes:
-            self.device.queue.write_buffer(buf.gpu, 0, memoryview(np.ascontiguousarray(host)).cast("B"))
+            self._write(buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"))
         return self.adopt(buf)
+
+    def _write(self, gpu, data: memoryview) -> None:
+        n = data.nbytes
+        if UPLOAD_THREADS <= 1 or n < UPLOAD_SPLIT_BYTES:
+            self.device.queue.write_buffer(gpu, 0, data)
+            return
+        if self._upload_pool is None or self._upload_pool._max_workers != UPLOAD_THREADS:
+            from concurrent.futures import ThreadPoolExecutor
+            self._upload_pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tinydl-upload")
+        step = (-(-n // UPLOAD_THREADS) + 3) // 4 * 4  # queue writes take offsets and sizes in multiples of 4
+        write = self.device.queue.write_buffer
+        # list() waits for every piece and re-raises a worker's error here
+        list(self._upload_pool.map(lambda o: write(gpu, o, data, o, min(step, n - o)), range(0, n, step)))
 
     # -- pipelines -----------------------------------------------------------------------------------
     def pipeline(self, wgsl: str):

@@ -1,20 +1,112 @@
-"""Sliding-window kernels with one thread per output element: direct convolution (depthwise and other
-convs with few output channels per group, where a GEMM tile would sit mostly idle) and pooling."""
+"""Sliding-window kernels: direct convolution (depthwise and other convs with few output channels per group,
+where a GEMM tile would sit mostly idle), one thread per strip of outputs, and pooling, one thread per output."""
 from __future__ import annotations
 
+import math
+
 from ..ops import Node
-from .common import epilogue, thread_per_output
-from .expr import Expr, KernelSource
+from .common import WG, epilogue, thread_per_output
+from .expr import Expr, KernelSource, idx_vars, linear_index
 from .snippets import literal
 
 
+FORCE_STRIP: tuple[int, int] | None = None  # tests force each (rows, cols) so small shapes cover every path
+# (rows, cols) of outputs per thread, most shared loads first. Depthwise 3x3 convs of MobileNetV2 on the H200
+# (benchmarks/sweep.py --direct, 2026-11-21): at batch 16, 4x2 strips ran 2-5x faster than one output per
+# thread (16x144x56x56: 22 vs 49 us); wider strips (x4, x8) lost, their threads' loads coalesce worse.
+STRIPS = ((4, 2), (2, 2), (1, 2))
+STRIP_MIN_THREADS = 65536  # fewer threads leave the GPU idle: batch-1 layers took the smaller strips
+STRIP_MAX_WASTE = 1.15  # outputs past the edge a ragged strip computes for nothing, as a share of the real ones
+# a strip kernel unrolls its window: larger windows (a 9x9 or 31x31 depthwise conv) loop over it per output
+MAX_UNROLLED_TAPS = 49
+
+
+def choose_strip(planes: int, out_h: int, out_w: int) -> tuple[int, int]:
+    """Output rows x columns per thread of the direct conv over `planes` (image, channel) planes. A strip shares
+    its input rows and columns between neighbouring outputs (a 4x2 strip of a 3x3 stride-1 conv loads 6x4
+    inputs for 8 outputs, against 72) and its weights and channel parameters between all of them."""
+    if FORCE_STRIP:
+        return FORCE_STRIP
+    for rows, cols in STRIPS:
+        strips = -(-out_h // rows) * -(-out_w // cols)
+        if (planes * strips >= STRIP_MIN_THREADS
+                and strips * rows * cols <= STRIP_MAX_WASTE * out_h * out_w):
+            return rows, cols
+    return 1, 1
+
+
 def direct_conv(src: KernelSource, core: Node):
+    """One thread per strip of rows x cols outputs of one (image, channel): loads each input row of the strip's
+    window once, every weight once, and keeps one accumulator per output."""
+    if math.prod(core.srcs[1].shape[2:]) > MAX_UNROLLED_TAPS:
+        return _looped_direct_conv(src, core)
+    x, w = core.srcs
+    a = core.arg
+    N, Cout, OH, OW = core.shape
+    _, C, H, W = x.shape
+    KH, KW = w.shape[2:]
+    cin_g, cout_g = C // a.groups, Cout // a.groups
+    (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
+    R, T = choose_strip(N * Cout, OH, OW)
+    grid = (N, Cout, -(-OH // R), -(-OW // T))
+    n_threads = math.prod(grid)
+    lines: list[str] = []
+    e = Expr(src, lines)
+    e.emit(f"let gi = wg * {WG} + lid;")
+    e.emit(f"if (gi >= {n_threads}) {{ return; }}")
+    n, co, sr, sc = idx_vars(e, "gi", grid)
+    oh0 = e.let(f"{sr} * {R}", "oh")
+    ow0 = e.let(f"{sc} * {T}", "ow")
+    g = e.let(f"{co} / {cout_g}", "g")
+    accs = {(r, t): f"acc{r}_{t}" for r in range(R) for t in range(T)}
+    for acc in accs.values():
+        e.emit(f"var {acc}: f32 = 0.0;")
+    # input row offsets (from oh0 * sh - ph) each (output row, kernel row) reads, and column offsets likewise
+    row_taps: dict[int, list[tuple[int, int]]] = {}
+    for r in range(R):
+        for kh in range(KH):
+            row_taps.setdefault(r * sh + kh * dh, []).append((r, kh))
+    cols = sorted({t * sw + kw * dw for t in range(T) for kw in range(KW)})
+    ih0 = e.let(f"{oh0} * {sh} - {ph}", "ih")
+    iw0 = e.let(f"{ow0} * {sw} - {pw}", "iw")
+    # columns past either edge read a clamped (in-range) element and multiply as 0
+    col_at, col_in = {}, {}
+    for c in cols:
+        iw = e.let(f"{iw0} + {c}", "iw")
+        col_at[c] = e.let(f"clamp({iw}, 0, {W - 1})", "iwc")
+        col_in[c] = e.let(f"{iw} >= 0 && {iw} < {W}", "inw")
+    with e.scope(f"for (var ci: i32 = 0; ci < {cin_g}; ci++)" if cin_g > 1 else ""):
+        ci = "ci" if cin_g > 1 else "0"
+        chan = e.let(f"{g} * {cin_g} + {ci}" if cin_g > 1 else f"{g}", "c")
+        wv = {(kh, kw): e.value(w, (co, ci, str(kh), str(kw))) for kh in range(KH) for kw in range(KW)}
+        for off, taps in sorted(row_taps.items()):
+            ih = e.let(f"{ih0} + {off}", "ih")
+            with e.scope(f"if ({ih} >= 0 && {ih} < {H})"):
+                xv = {c: e.let(f"select(0.0, {e.value(x, (n, chan, ih, col_at[c]))}, {col_in[c]})", "x") for c in cols}
+                for r, kh in taps:
+                    for t in range(T):
+                        for kw in range(KW):
+                            acc = accs[r, t]
+                            e.emit(f"{acc} = fma({xv[t * sw + kw * dw]}, {wv[kh, kw]}, {acc});")
+    for (r, t), acc in accs.items():
+        oh, ow = f"({oh0} + {r})" if r else oh0, f"({ow0} + {t})" if t else ow0
+        guards = [f"{o} < {lim}" for o, lim, i, s in ((oh, OH, r, R), (ow, OW, t, T)) if i and (-(-lim // s)) * s > lim]
+        idx = (n, co, oh, ow)
+        if not guards:  # in the kernel's scope: the epilogue's per-channel loads are shared between outputs
+            e.emit(src.store(linear_index(idx, core.shape), epilogue(e, src.out, core, idx, acc)))
+            continue
+        with e.scope(f"if ({' && '.join(guards)})"):
+            e.emit(src.store(linear_index(idx, core.shape), epilogue(e, src.out, core, idx, acc)))
+    return src.render("\n".join(lines), WG), -(-n_threads // WG), f"direct{R}x{T}"
+
+
+def _looped_direct_conv(src: KernelSource, core: Node):
+    """One thread per output, looping over the window (no unrolled code that grows with the window's size)."""
     x, w = core.srcs
     a = core.arg
     _, C, H, W = x.shape
-    Cout = core.shape[1]
     KH, KW = w.shape[2:]
-    cin_g, cout_g = C // a.groups, Cout // a.groups
+    cin_g, cout_g = C // a.groups, core.shape[1] // a.groups
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
 
     def compute(e: Expr, idx):
