@@ -185,8 +185,11 @@ def test_direct_conv_padding_taps_ignore_edge_infinities(rng, monkeypatch, path)
     (16 * 144, (56, 56), (4, 2)),   # MobileNetV2-b16: the largest strip
     (144, (56, 56), (2, 2)),        # batch 1: 4x2 strips would leave too few threads
     (192, (28, 28), (1, 2)),
+    (16 * 384, (14, 14), (8, 1)),   # narrow maps: single columns
+    (16 * 960, (7, 7), (8, 1)),     # 7 rows in strips of 8: 8 / 7 under STRIP_MAX_WASTE
+    (16 * 576, (7, 7), (4, 1)),     # 8x1 strips would leave too few threads
     (384, (14, 14), (1, 1)),
-    (16 * 960, (7, 7), (1, 2)),     # 7 rows in strips of 2 or 4 waste more than STRIP_MAX_WASTE
+    (16 * 96, (5, 5), (1, 1)),      # every strip of 2+ rows wastes more than STRIP_MAX_WASTE on 5 rows
 ])
 def test_direct_conv_strip_rule(planes, out_hw, strip):
     assert tinydl.kernels.window.choose_strip(planes, *out_hw) == strip
@@ -197,7 +200,7 @@ def test_direct_conv_unrolls_small_windows_and_loops_over_large_ones(rng, monkey
     """Windows of up to MAX_UNROLLED_TAPS taps run as unrolled strips (here the rule's 4x2: enough threads),
     larger ones loop per output."""
     monkeypatch.setattr(tinydl.kernels.window, "STRIP_MIN_THREADS", 1)
-    x, w = rand(rng, 1, 3, 12, 12), rand(rng, 3, 1, k, k)
+    x, w = rand(rng, 1, 3, 28, 28), rand(rng, 3, 1, k, k)  # 28 wide: the wide strips
     out = run(lambda: F.conv2d(*_tiny(x, w), padding=k // 2, groups=3), variant)
     assert_close(out, TF.conv2d(*_torch(x, w), padding=k // 2, groups=3), **tol(k * k))
 

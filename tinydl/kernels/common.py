@@ -21,10 +21,10 @@ def epilogue(e: Expr, out: Node, core: Node, idx, acc: str) -> str:
     return e.value(out, idx)
 
 
-def function(src: KernelSource, header: str, body) -> None:
+def function(src: KernelSource, header: str, body, reuse_lets: bool = False) -> None:
     """Add `fn <header> { ... }` to the kernel; body(expr) emits its statements (inlined loads, guards)."""
     lines: list[str] = []
-    body(Expr(src, lines))
+    body(Expr(src, lines, reuse_lets=reuse_lets))
     src.functions.append(f"fn {header} {{\n" + "\n".join(lines) + "\n}")
 
 
@@ -41,15 +41,14 @@ def store4_function(src: KernelSource, core: Node, params: str, index) -> None:
     """`fn store_out4(<params>, acc: vec4<f32>)`: four outputs of the core whose stored elements lie side by
     side from a multiple of 4 on (the caller checks), each pushed through the epilogue, written as one vec4:
     a quarter of the store instructions of four store_out calls. index(expr, c) gives component c's
-    multi-index. Each component's epilogue is emitted in a scope of its own (its values stay its own)."""
+    multi-index. The components share one scope, so what their epilogues compute at the same index (a channel's
+    batch-norm scale, loaded and computed once, not four times) is emitted once; what depends on the output
+    element is keyed by the component's own index."""
     def body(e: Expr):
         first = index(e, 0)  # also where the vec4 is stored
-        e.emit("var r: vec4<f32>;")
-        for c in range(4):
-            with e.scope(""):
-                e.emit(f"r[{c}] = {epilogue(e, src.out, core, index(e, c) if c else first, f'acc[{c}]')};")
-        e.emit(src.store4(linear_index(first, core.shape), "r"))
-    function(src, f"store_out4({params}, acc: vec4<f32>)", body)
+        values = [epilogue(e, src.out, core, index(e, c) if c else first, f"acc[{c}]") for c in range(4)]
+        e.emit(src.store4(linear_index(first, core.shape), f"vec4<f32>({', '.join(values)})"))
+    function(src, f"store_out4({params}, acc: vec4<f32>)", body, reuse_lets=True)
 
 
 def thread_per_output(src: KernelSource, shape, compute, per_thread: int = 1):

@@ -109,10 +109,13 @@ class KernelSource:
 class Expr:
     """Emits statements (into `lines`) computing node values at index expressions."""
 
-    def __init__(self, src: KernelSource, lines: list[str], indent: str = "  "):
+    def __init__(self, src: KernelSource, lines: list[str], indent: str = "  ", reuse_lets: bool = False):
         self.src, self.lines, self.indent = src, lines, indent
         self.memo: dict[tuple, str] = {}
         self.subst: dict[int, str] = {}
+        # a let of an expression already bound in scope returns that name: only for code without `var`s, whose
+        # expressions mean the same wherever they are written (store_out4's four epilogues share their index math)
+        self.reuse_lets = reuse_lets
 
     def bind(self, node: Node, var: str) -> None:
         """Declare that `node`'s value wherever it is read is `var`: the heavy op's result in its epilogue.
@@ -123,8 +126,12 @@ class Expr:
         self.lines.append(self.indent + line)
 
     def let(self, expr: str, prefix="v") -> str:
+        if self.reuse_lets and ("let", expr) in self.memo:
+            return self.memo["let", expr]
         name = self.src.fresh(prefix)
         self.emit(f"let {name} = {expr};")
+        if self.reuse_lets:
+            self.memo["let", expr] = name
         return name
 
     @contextlib.contextmanager

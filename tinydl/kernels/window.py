@@ -11,11 +11,15 @@ from .snippets import literal
 
 
 FORCE_STRIP: tuple[int, int] | None = None  # tests force each (rows, cols) so small shapes cover every path
-# (rows, cols) of outputs per thread, most shared loads first. Depthwise 3x3 convs of MobileNetV2 on the H200
-# (benchmarks/sweep.py --direct, 2026-11-21): at batch 16, 4x2 strips ran 2-5x faster than one output per
-# thread (16x144x56x56: 22 vs 49 us); wider strips (x4, x8) lost, their threads' loads coalesce worse.
-STRIPS = ((4, 2), (2, 2), (1, 2))
-STRIP_MIN_THREADS = 65536  # fewer threads leave the GPU idle: batch-1 layers took the smaller strips
+# (rows, cols) of outputs per thread, most shared loads first: 4x2 for maps 28+ wide, single columns below. From
+# MobileNetV2's depthwise 3x3 convs on the H200 (`benchmarks/sweep.py --direct`, 2026-11-21): at batch 16, 4x2
+# strips ran 2-2.5x faster than one output per thread on 112-28 wide maps (16x144x56x56: 22.7 vs 49.5 us; 2x4
+# and 1x8 lost, their threads' loads coalesce worse), 8x1 best on 14 and 7 wide ones (16x576x14x14: 7.7 vs
+# 8.8 us for 4x2).
+WIDE_STRIPS = ((4, 2), (2, 2), (1, 2))
+NARROW_STRIPS = ((8, 1), (4, 1), (2, 1))
+NARROW_WIDTH = 14
+STRIP_MIN_THREADS = 65536  # fewer threads leave the GPU idle: batch-1 layers ran fastest with the smaller strips
 STRIP_MAX_WASTE = 1.15  # outputs past the edge a ragged strip computes for nothing, as a share of the real ones
 # a strip kernel unrolls its window: larger windows (a 9x9 or 31x31 depthwise conv) loop over it per output
 MAX_UNROLLED_TAPS = 49
@@ -27,7 +31,7 @@ def choose_strip(planes: int, out_h: int, out_w: int) -> tuple[int, int]:
     inputs for 8 outputs, against 72) and its weights and channel parameters between all of them."""
     if FORCE_STRIP:
         return FORCE_STRIP
-    for rows, cols in STRIPS:
+    for rows, cols in NARROW_STRIPS if out_w <= NARROW_WIDTH else WIDE_STRIPS:
         strips = -(-out_h // rows) * -(-out_w // cols)
         if (planes * strips >= STRIP_MIN_THREADS
                 and strips * rows * cols <= STRIP_MAX_WASTE * out_h * out_w):
