@@ -308,3 +308,21 @@ def test_split_upload_writes_every_byte(monkeypatch, threads, n):
     for dtype in (np.float32, np.float16, np.uint8):
         host = (np.arange(n) % 251).astype(dtype)
         np.testing.assert_array_equal(tinydl.tensor(host).numpy(), host)
+
+
+
+def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
+    """A plan's first submit carries its first kernels up to FIRST_SUBMIT_GPU_US of estimated GPU time, at least
+    SMALL_FIRST_SUBMIT and at most runtime.SUBMIT_FIRST of them; its size feeds chunk_sizes."""
+    from tinydl import runtime, schedule
+
+    def plan(flops_each, n=40):
+        steps = [schedule.KernelStep(None, 0, [], (1, 1, 1), f"k{i}", "", flops_each, 0) for i in range(n)]
+        return schedule.Plan(steps)
+    big = plan(int(100e-6 * schedule.ESTIMATE_FLOPS))   # ~103 us each: the threshold after 3, raised to 8
+    small = plan(0)                                      # launches only: 250 us never within 32
+    middle = plan(int(20e-6 * schedule.ESTIMATE_FLOPS))  # ~23 us each: 11 kernels reach 250 us
+    assert (big.first_submit(), small.first_submit(), middle.first_submit()) == (8, 32, 11)
+    assert runtime.chunk_sizes(40, middle.first_submit()) == [11, 22, 7]
+    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 4)  # a smaller cap wins
+    assert (big.first_submit(), small.first_submit()) == (4, 4)

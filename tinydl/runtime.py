@@ -27,9 +27,10 @@ _WANTED_LIMITS = (
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
-# rest. The first chunk is SUBMIT_FIRST dispatches, each next one twice the one before, up to SUBMIT_CHUNK.
-# Measured with benchmarks/cpu_overhead.py --chunks / --first: on the H100 box a small first chunk (1, 4, 8)
-# did not beat 32 for MobileNet-, ResNet-50- or BERT-b1 (2026-11-21), so chunks start at full size.
+# rest. The first chunk is SUBMIT_FIRST dispatches (or the plan's own first chunk, see schedule.first_chunk),
+# each next one twice the one before, up to SUBMIT_CHUNK. Measured with benchmarks/cpu_overhead.py --chunks /
+# --first: on the H100 box a small first chunk (1, 4, 8) did not beat 32 for MobileNet-, ResNet-50- or BERT-b1
+# (2026-11-21): their kernels are too short to keep the GPU busy while the next chunk is encoded.
 SUBMIT_CHUNK = 32
 SUBMIT_FIRST = 32
 
@@ -44,11 +45,12 @@ STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsag
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 
 
-def chunk_sizes(n: int) -> list[int]:
-    """How n dispatches are cut into queue submits (see SUBMIT_CHUNK)."""
+def chunk_sizes(n: int, first: int | None = None) -> list[int]:
+    """How n dispatches are cut into queue submits (see SUBMIT_CHUNK); first: the first chunk's size in place
+    of SUBMIT_FIRST."""
     if not SUBMIT_CHUNK:
         return [n] if n else []
-    sizes, step = [], max(1, min(SUBMIT_FIRST or SUBMIT_CHUNK, SUBMIT_CHUNK))
+    sizes, step = [], max(1, min(first or SUBMIT_FIRST or SUBMIT_CHUNK, SUBMIT_CHUNK))
     while n > 0:
         sizes.append(min(step, n))
         n -= step
@@ -194,7 +196,8 @@ class Runtime:
         x = -(-workgroups // y)
         return (x, y, 1)
 
-    def submit(self, dispatches, readbacks=(), timings: list | None = None) -> list[np.ndarray]:
+    def submit(self, dispatches, readbacks=(), timings: list | None = None,
+               first: int | None = None) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
         Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
@@ -216,7 +219,7 @@ class Runtime:
         else:
             enc, self._pending = self._pending or self.device.create_command_encoder(), None
             start = 0
-            for step in chunk_sizes(len(dispatches)):
+            for step in chunk_sizes(len(dispatches), first):
                 if start:
                     self.device.queue.submit([enc.finish()])
                     enc = self.device.create_command_encoder()
