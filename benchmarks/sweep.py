@@ -5,6 +5,7 @@ in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements; with --direc
     python -m benchmarks.sweep                       # the built-in shapes (ResNet layers at batch 1, BERT GEMMs)
     python -m benchmarks.sweep --splits 1 4 16 64 --tiles tile64 tile32
     python -m benchmarks.sweep --direct --strips auto 1x1 4x2 8x1
+    python -m benchmarks.sweep --mobilenet --splits auto 1 2 4
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
@@ -23,6 +24,10 @@ from .run import busy_gpu_ms
 CONVS = [(1, 64, 56, 64, 3), (1, 128, 28, 128, 3), (1, 256, 14, 256, 3), (1, 512, 7, 512, 3), (1, 1024, 14, 256, 1),
          (1, 2048, 7, 512, 1), (16, 64, 56, 64, 3), (16, 128, 28, 128, 3), (16, 256, 14, 256, 3), (16, 512, 7, 512, 3),
          (16, 256, 56, 64, 1), (16, 64, 56, 256, 1), (16, 1024, 14, 256, 1), (16, 256, 14, 1024, 1)]
+# MobileNetV2's 1x1 convs at batch 16 (--mobilenet): short K (expansions) or few tiles (7x7 maps)
+MOBILENET_1X1 = [(16, 16, 112, 96, 1), (16, 24, 56, 144, 1), (16, 144, 56, 24, 1), (16, 32, 28, 192, 1),
+                 (16, 192, 28, 32, 1), (16, 64, 14, 384, 1), (16, 384, 14, 64, 1), (16, 96, 14, 576, 1),
+                 (16, 576, 14, 96, 1), (16, 160, 7, 960, 1), (16, 960, 7, 160, 1), (16, 320, 7, 1280, 1)]
 # depthwise 3x3 convs of MobileNetV2: (channels, input size, stride), at batch 16 and 1
 DEPTHWISE = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2), (384, 14, 1),
              (576, 14, 1), (576, 14, 2), (960, 7, 1)]
@@ -42,6 +47,7 @@ def main(argv=None):
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
     ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
     ap.add_argument("--direct", action="store_true", help="sweep the direct conv's strips on depthwise convs")
+    ap.add_argument("--mobilenet", action="store_true", help="MobileNetV2's 1x1 convs (batch 16), no matmuls")
     ap.add_argument("--strips", nargs="*", default=["auto", "1x1", "1x2", "2x2", "4x2", "1x4", "2x4", "8x1"])
     args = ap.parse_args(argv)
     if args.direct:
@@ -57,12 +63,12 @@ def main(argv=None):
     gemm.VEC4_LOADS = not args.scalar_loads
     rng = np.random.default_rng(0)
     jobs = []
-    for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else CONVS):
+    for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else MOBILENET_1X1 if args.mobilenet else CONVS):
         x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
         w = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
         jobs.append((f"conv {nb}x{c}x{hw}x{hw} -> {co} k{k}", 2 * nb * co * hw * hw * c * k * k,
                      lambda x=x, w=w, k=k: F.conv2d(x, w, padding=k // 2)))
-    for M, N, K in ([(32, 32, 64)] if args.quick else MATMULS):
+    for M, N, K in ([(32, 32, 64)] if args.quick else [] if args.mobilenet else MATMULS):
         a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32))
         wt = tinydl.tensor(rng.standard_normal((N, K), dtype=np.float32))
         jobs.append((f"x @ W.T {M}x{N}x{K}", 2 * M * N * K, lambda a=a, wt=wt: a @ wt.T))

@@ -90,12 +90,17 @@ def test_split_k_heuristic_only_for_few_tiles():
 def test_tile_choice_rules():
     """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows; tile128 for 3x3 convs
     (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with 256+ tiles, tile128x64t128 for other
-    GEMMs of 256+ rows with 64+ tiles (BERT-b8's linears, batch-16 1x1 convs); tile64x128 for 64-channel 3x3 convs
-    over many pixels; tile64x64t128 for other GEMMs at least 64 wide (batch-1 1x1 convs, BERT-b1's linears); tile64
-    for narrow 3x3 convs (batch-1 7x7 images), tile32 only for GEMMs narrower than 32."""
+    GEMMs of 256+ rows with 64+ tiles at K >= 512, 256+ tiles below (BERT-b8's linears, batch-16 1x1 convs);
+    tile64x128 for 64-channel 3x3 convs over many pixels; tile64x64t128 for other GEMMs at least 64 wide (batch-1
+    1x1 convs, BERT-b1's linears); tile64 for narrow 3x3 convs (batch-1 7x7 images), tile32 for GEMMs 32 wide or
+    less and for K <= 32 (one K step: the stores dominate)."""
     assert gemm.choose_tile(1, 1, 1000, 512) == "gemv"
     assert gemm.choose_tile(1, 256, 16 * 196, 2304, gather=True) == "tile128"       # 3x3 conv, batch 16, 50 tiles
-    assert gemm.choose_tile(1, 256, 16 * 196, 256) == "tile128x64t128"              # the same as a 1x1 conv
+    assert gemm.choose_tile(1, 1024, 16 * 196, 256) == "tile128x64t128"             # 1x1 conv, batch 16, 392 tiles
+    assert gemm.choose_tile(1, 960, 16 * 49, 160) == "tile64x64t128"                # 104 tiles of a short K
+    assert gemm.choose_tile(1, 1024, 16 * 196, 1024) == "tile128x64t128"            # 64+ tiles of a long K
+    assert gemm.choose_tile(1, 96, 16 * 12544, 16) == "tile32"                      # K = 16: one K step
+    assert gemm.choose_tile(1, 32, 16 * 784, 192) == "tile32"                       # 32 output channels
     assert gemm.choose_tile(1, 256, 196, 1024) == "tile64x64t128"                   # a 1x1 conv at batch 1: 8 tiles
     assert gemm.choose_tile(1, 1024, 3072, 768) == "tile128x64t128"                 # BERT-b8's FFN
     assert gemm.choose_tile(1, 64, 16 * 3136, 576, gather=True) == "tile64x128"

@@ -87,7 +87,11 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     with tile64x64t128, which also wins BERT's 128-row GEMMs by a few %). Re-measured on an H200 after the
     per-thread shared blocks and vec4 loads (sweep, 2026-11-21): tile128x64t128 (8x8 per thread, 128 threads)
     wins mid-sized GEMMs with 256+ rows: BERT-b8's 1024 x 3072 x 768 126 vs 131 us, 1024 x 768 x 3072 135 vs
-    150, a 1x1 conv 256 -> 1024 at batch 16 45 vs 54; tile128k16 keeps the big ones (4096^3 3.21 vs 3.41 ms)."""
+    150, a 1x1 conv 256 -> 1024 at batch 16 45 vs 54; tile128k16 keeps the big ones (4096^3 3.21 vs 3.41 ms).
+    MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step and its stores
+    dominate, so the smallest tile wins (16 -> 96 channels at 112x112: 41 vs 51 us); tile128x64t128 over fewer
+    than 256 tiles needs K >= 512 to pay (960 x 784 x 160: 22 us with tile64x64t128 vs 24; 384 x 3136 x 64: 9 vs
+    11); a 32-row output takes tile32 (32 x 12544 x 192: 11 vs 16 us with tile64)."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
@@ -96,17 +100,19 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     def tiles(name):
         t = TILES[name]
         return batch * -(-M // t.bm) * -(-N // t.bn)
+    if not gather and K <= 32:
+        return "tile32"
     if M >= 128 and N >= 64 and gather and tiles("tile128") >= 24:
         return "tile128"
     if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 256:
         return "tile128k16"
-    if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= 64:
+    if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= (64 if K >= 512 else 256):
         return "tile128x64t128"
     if gather and M <= 64 and N >= 128 and tiles("tile64x128") >= 128:
         return "tile64x128"
     if not gather and min(M, N) >= 64:
         return "tile64x64t128"
-    return "tile64" if min(M, N) >= 32 else "tile32"
+    return "tile64" if min(M, N) > 32 else "tile32"
 
 
 def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = False) -> int:
