@@ -27,7 +27,7 @@ _WANTED_LIMITS = (
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
-# rest. The first chunk is SUBMIT_FIRST dispatches (or the plan's own first chunk, see schedule.first_chunk),
+# rest. The first chunk is SUBMIT_FIRST dispatches (or the plan's own, see schedule.Plan.first_submit),
 # each next one twice the one before, up to SUBMIT_CHUNK. Measured with benchmarks/cpu_overhead.py --chunks /
 # --first: on the H100 box a small first chunk (1, 4, 8) did not beat 32 for MobileNet-, ResNet-50- or BERT-b1
 # (2026-11-21): their kernels are too short to keep the GPU busy while the next chunk is encoded.
@@ -111,7 +111,7 @@ class Runtime:
         self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
-        self._upload_pool = None  # worker threads of split uploads (see UPLOAD_THREADS)
+        self._upload_pool = (0, None)  # (threads, executor) of split uploads (see UPLOAD_THREADS)
         self._pending = None  # the command encoder of the last chunk of a submit without read-backs (see submit)
 
     # -- buffers -------------------------------------------------------------------------------------
@@ -147,17 +147,23 @@ class Runtime:
         return self.adopt(buf)
 
     def _write(self, gpu, data: memoryview) -> None:
+        """Queue-write data (a multiple of 4 bytes) into gpu from offset 0, in pieces from worker threads when big
+        (see UPLOAD_THREADS); returns once every piece is in wgpu's staging memory."""
         n = data.nbytes
         if UPLOAD_THREADS <= 1 or n < UPLOAD_SPLIT_BYTES:
             self.device.queue.write_buffer(gpu, 0, data)
             return
-        if self._upload_pool is None or self._upload_pool._max_workers != UPLOAD_THREADS:
+        threads, pool = self._upload_pool
+        if threads != UPLOAD_THREADS:
             from concurrent.futures import ThreadPoolExecutor
-            self._upload_pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tinydl-upload")
+            if pool is not None:
+                pool.shutdown()
+            pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tinydl-upload")
+            self._upload_pool = (UPLOAD_THREADS, pool)
         step = (-(-n // UPLOAD_THREADS) + 3) // 4 * 4  # queue writes take offsets and sizes in multiples of 4
         write = self.device.queue.write_buffer
         # list() waits for every piece and re-raises a worker's error here
-        list(self._upload_pool.map(lambda o: write(gpu, o, data, o, min(step, n - o)), range(0, n, step)))
+        list(pool.map(lambda o: write(gpu, o, data, o, min(step, n - o)), range(0, n, step)))
 
     # -- pipelines -----------------------------------------------------------------------------------
     def pipeline(self, wgsl: str):

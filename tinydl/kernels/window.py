@@ -73,7 +73,8 @@ def direct_conv(src: KernelSource, core: Node):
     cols = sorted({t * sw + kw * dw for t in range(T) for kw in range(KW)})
     ih0 = e.let(f"{oh0} * {sh} - {ph}", "ih")
     iw0 = e.let(f"{ow0} * {sw} - {pw}", "iw")
-    # columns past either edge read a clamped (in-range) element and multiply as 0
+    # taps past either edge read a clamped (in-range) element and select 0 in its place (multiplying by 0 would
+    # turn an inf on the edge into nan)
     col_at, col_in = {}, {}
     for c in cols:
         iw = e.let(f"{iw0} + {c}", "iw")
