@@ -170,6 +170,76 @@ def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, path, split):
         assert_close(out, TF.conv2d(xt, make(wt), padding=1, groups=2), **tol(18))
 
 
+# -- im2col: the windows written as a matrix, then a plain GEMM (gemm.use_im2col) --------------------------
+IM2COL_CASES = [(xs, ws, kw) for xs, ws, kw in CONV2D if kw.get("groups", 1) == 1 and ws[2] * ws[3] > 1 and xs[0]]
+
+
+@pytest.mark.parametrize("split", [1, 2])
+@pytest.mark.parametrize("tile", ["auto", "tile32", "tile64x64t128"])
+@pytest.mark.parametrize("xs,ws,kw", IM2COL_CASES)
+def test_conv2d_through_im2col(rng, monkeypatch, xs, ws, kw, tile, split):
+    """Every single-group conv wider than 1x1 of the conv2d cases (strides, dilations, asymmetric and 'same'
+    padding, even kernels) through the written windows and a plain GEMM, whole and split over K."""
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if tile == "auto" else tile)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 0)
+    x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
+    with tinydl.debug.count_kernels() as c:
+        out = F.conv2d(*_tiny(x, w, b), **kw)
+        out.numpy()
+    assert c.names[0].startswith("im2col "), c.names
+    assert_close(out, TF.conv2d(*_torch(x, w, b), **kw), **tol(ws[1] * ws[2] * ws[3]))
+
+
+def test_im2col_conv_fuses_its_prologue_and_epilogue(rng, monkeypatch):
+    """The window writer reads a permuted, scaled input through its loads; the GEMM carries bias, a BN-style
+    scale and relu: 2 kernels. Edge infinities stay out of the padding (select, not * 0)."""
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    x, w, b, s = rand(rng, 1, 6, 7, 3), rand(rng, 8, 3, 3, 3), rand(rng, 8), rand(rng, 1, 8, 1, 1)
+    x[0, 0, :, :] = np.inf  # the top row; with dilation 2, output row 1 reads it only as its clamped padding
+    tx, tw, tb, ts = _tiny(x, w, b, s)
+    with tinydl.debug.count_kernels() as c:
+        out = (F.conv2d(tx.permute(0, 3, 1, 2) * 0.5, tw, tb, padding=2, dilation=2) * ts).relu()
+        out.numpy()
+    assert len(c.names) == 2 and c.names[0].startswith("im2col ") and "conv2d+add+mul+relu" in c.names[1], c.names
+    xt, wt, bt, st = _torch(x, w, b, s)
+    expected = (TF.conv2d(xt.permute(0, 3, 1, 2) * 0.5, wt, bt, padding=2, dilation=2) * st).relu()
+    assert torch.isfinite(expected[0, :, 1]).all()
+    assert_close(out, expected, **tol(27))
+
+
+def test_im2col_conv_in_float16(rng, monkeypatch):
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    if not get_runtime_has_f16():
+        pytest.skip("adapter without shader-f16")
+    x, w = rand(rng, 2, 8, 6, 6), rand(rng, 16, 8, 3, 3)
+    with tinydl.debug.count_kernels() as c:
+        out = F.conv2d(tinydl.tensor(x).half(), tinydl.tensor(w).half(), padding=1)
+        out.numpy()
+    assert any(n.startswith("im2col ") for n in c.names), c.names
+    ref = TF.conv2d(torch.from_numpy(x).half().float(), torch.from_numpy(w).half().float(), padding=1)
+    assert out.dtype == tinydl.float16
+    assert_close(out.float(), ref, rtol=1e-2, atol=2e-2, check_dtype=False)
+
+
+def get_runtime_has_f16():
+    from tinydl.runtime import get_runtime
+    return get_runtime().has_f16
+
+
+@pytest.mark.parametrize("groups,cout,pixels,channels,taps,used", [
+    (1, 256, 16 * 196, 256, 9, True),      # ResNet layer3 at batch 16: 29 MB of windows
+    (1, 512, 49, 512, 9, True),            # layer4 at batch 1
+    (1, 128, 16 * 784, 128, 9, False),     # 128 output channels: the gather is cheaper
+    (1, 256, 16 * 196, 256, 1, False),     # 1x1: nothing to gather
+    (2, 256, 16 * 196, 256, 9, False),     # grouped
+    (1, 256, 64 * 3136, 256, 9, False),    # 1.8 GB of windows: over IM2COL_MAX_BYTES
+])
+def test_im2col_rule(groups, cout, pixels, channels, taps, used):
+    assert tinydl.kernels.gemm.use_im2col(groups, cout, pixels, channels, taps, 4, 1 << 31) == used
+
+
 @pytest.mark.parametrize("path", DIRECT_PATHS)
 def test_direct_conv_padding_taps_ignore_edge_infinities(rng, monkeypatch, path):
     """Taps in the zero padding read a clamped in-range element and discard it: an inf or nan on the edge must
@@ -177,8 +247,11 @@ def test_direct_conv_padding_taps_ignore_edge_infinities(rng, monkeypatch, path)
     force(monkeypatch, path)
     x, w = rand(rng, 1, 2, 6, 7), rand(rng, 2, 1, 3, 3)
     x[0, 0, :, 0], x[0, 1, 0, :] = np.inf, np.nan
-    out = run(lambda: F.conv2d(*_tiny(x, w), padding=2, groups=2), path)
-    assert_close(out, TF.conv2d(*_torch(x, w), padding=2, groups=2), **tol(9))
+    # dilation 2: output 1 reads input -1 (clamped to the edge, 0) but not input 0 itself, so it stays finite
+    out = run(lambda: F.conv2d(*_tiny(x, w), padding=2, dilation=2, groups=2), path)
+    expected = TF.conv2d(*_torch(x, w), padding=2, dilation=2, groups=2)
+    assert torch.isfinite(expected[0, 0, :, 1]).all() and torch.isfinite(expected[0, 1, 1]).all()
+    assert_close(out, expected, **tol(9))
 
 
 @pytest.mark.parametrize("planes,out_hw,strip", [

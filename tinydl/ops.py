@@ -26,12 +26,13 @@ INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / biline
 # Heavy: always the root of a kernel (they may take elementwise consumers as an epilogue).
 REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output keeps dims)
 MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]
-CONV = "conv"            # srcs x [N,C,H,W], w; arg: ConvArgs
+CONV = "conv"            # srcs x [N,C,H,W] (or an IM2COL node of it, ConvArgs.im2col), w; arg: ConvArgs
+IM2COL = "im2col"        # srcs x [N,C,H,W]; arg: ConvArgs (+ kernel size): [C*KH*KW, N*OH*OW], the conv's windows
 POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|log_softmax|layer_norm|rms_norm over axes first..last; arg: (eps, first, last)
 
 INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP})
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
 
 _ids = itertools.count()
 
@@ -107,6 +108,9 @@ class ConvArgs:
     groups: int
     transposed: bool = False
     split: int = 1  # split-K: groups counts S slices of each real group's input channels (see nn.functional)
+    im2col: bool = False  # the conv's input is an IM2COL node of x (x_shape): its GEMM reads the windows as data
+    x_shape: tuple = ()   # of an IM2COL node and its conv: the image input's shape
+    kernel: tuple = ()    # of an IM2COL node: (KH, KW)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import numpy as np
 
 from . import debug, dtypes, profiler, runtime
 from .kernels import build
-from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, INTERP, IOTA, MATMUL, POOL, REDUCE,
-                  ROWNORM, VIEW, Node)
+from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IM2COL, INTERP, IOTA, MATMUL, POOL,
+                  REDUCE, ROWNORM, VIEW, Node)
 from .runtime import get_runtime
 
 # -- FUSION RULES ---------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
 # once per pass), so the S loads cost less than a dispatch and a round trip (BERT's dense + residual ->
 # LayerNorm: 24 kernels fewer per forward).
 INLINE_SUM_MAX = 16
-_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool"}
+_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
 # time (between SMALL_FIRST_SUBMIT and runtime.SUBMIT_FIRST kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate

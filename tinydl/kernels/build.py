@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import CONV, MATMUL, POOL, REDUCE, ROWNORM, Node
+from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
 from . import gemm, reduce, rownorm, window
 from .elementwise import elementwise
 from .expr import KernelSource
@@ -40,6 +40,8 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
             wgsl, groups, variant = window.direct_conv(src, core)
     elif core.kind == POOL:
         wgsl, groups, variant = window.pool(src, core)
+    elif core.kind == IM2COL:
+        wgsl, groups, variant = window.im2col(src, core)
     elif core.kind == ROWNORM:
         wgsl, groups, variant = rownorm.rownorm(src, core)
     else:

@@ -55,6 +55,9 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
+IM2COL_MIN_COUT = 256
+IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
 
 
 @dataclass(frozen=True)
@@ -405,9 +408,9 @@ def _last_two_swapped(x: Node) -> bool:
 
 def conv(src: KernelSource, core: Node):
     """Implicit GEMM: batch = groups, M = output channels per group, N = N*OH*OW, K = Cin/g * KH * KW."""
-    x, w = core.srcs
+    x, w = core.srcs  # x: the image, or its windows as data (an IM2COL node, a.im2col)
     a = core.arg
-    Nb, C, H, W = x.shape
+    Nb, C, H, W = a.x_shape if a.im2col else x.shape
     _, Cout, OH, OW = core.shape
     KH, KW = w.shape[2:]
     g = a.groups
@@ -422,6 +425,8 @@ def conv(src: KernelSource, core: Node):
         return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
 
     def a_value(e: Expr, bb, m, k):
+        if a.im2col:  # row k of this group's (split slice's) rows, pixel m
+            return e.value(x, (f"{bb} * {cin_g * KH * KW} + {k}", m))
         n, oh, ow = split_m(e, m)
         ci, kh, kw = k_parts(e, k)
         if not a.transposed:
@@ -480,13 +485,29 @@ def conv(src: KernelSource, core: Node):
             img = e.let(f"({m}) / {OH * OW}", "img")
             return f"{img} * {C * H * W} + (({bb}) * {cin_g} + {k}) * {H * W} + ({m}) - {img} * {OH * OW}"
         pixels_vec = VecOperand(x, "r", pixel_lin)
+    if a.im2col and (Nb * OH * OW) % 4 == 0 and x.dtype.storage == "f32":  # rows of pixels in memory
+        pixels_vec = VecOperand(x, "r", lambda e, bb, m, k: f"(({bb}) * {cin_g * KH * KW} + {k}) * {Nb * OH * OW} + {m}")
     M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
-                split=a.split if not a.transposed else 1, gather=KH * KW > 1,
+                split=a.split if not a.transposed else 1, gather=KH * KW > 1 and not a.im2col,
                 n_runs=(OH * OW) % 4 == 0,  # 4 pixels from a multiple of 4 lie in one image, side by side
                 a_vec=weights_vec, b_vec=pixels_vec)
+
+
+def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, itemsize: int, max_bytes: int) -> bool:
+    """Whether a forward conv (GEMM path) first writes its windows as data (ops.IM2COL, channels*taps x pixels)
+    and runs as a plain GEMM over them, instead of gathering each tile element with its bounds checks. Writing
+    the windows costs their bytes once; the GEMM does cout multiply-adds per window element, so it pays from
+    IM2COL_MIN_COUT output channels on. ResNet's 3x3 convs on the H200 (GPU us, gathered vs im2col, batch 16):
+    256 -> 256 at 14x14 199 vs 125, 512 -> 512 at 7x7 213 vs 168, 128 -> 256 stride 2 110 vs 71; but 128 -> 128
+    at 28x28 152 vs 158, 64 -> 64 at 56x56 167 vs 206, the 7x7 stem 191 vs 221; at batch 1 the 256+ channel
+    convs gain 1-3 us each."""
+    if FORCE_IM2COL is not None:
+        return FORCE_IM2COL and groups == 1 and taps > 1
+    nbytes = channels * taps * pixels * itemsize
+    return groups == 1 and taps > 1 and cout >= IM2COL_MIN_COUT and nbytes <= min(IM2COL_MAX_BYTES, max_bytes)
 
 
 def conv_gemm_dims(pixels: int, cout_g: int) -> tuple[int, int]:

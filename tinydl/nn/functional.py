@@ -1,12 +1,14 @@
 """tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from .. import dtypes
-from ..ops import CONV, GATHER, INTERP, POOL, ConvArgs, PoolArgs
+from ..ops import CONV, GATHER, IM2COL, INTERP, POOL, ConvArgs, PoolArgs
+from ..runtime import get_runtime
 from ..shapes import as_tuple
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
@@ -162,16 +164,23 @@ def _conv_node(x, w, args: ConvArgs, shape):
     from ..kernels.build import conv_uses_gemm
     N, cout, OH, OW = shape
     g = args.groups
-    cin_g, cout_g = x.shape[1] // g, cout // g
+    C = x.shape[1]
+    cin_g, cout_g = C // g, cout // g
     kh, kw = w.shape[2:]
-    S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g, gather=kh * kw > 1) \
-        if conv_uses_gemm(cout_g, False) else 1
+    on_gemm = conv_uses_gemm(cout_g, False)
+    if on_gemm and gemm.use_im2col(g, cout, N * OH * OW, C, kh * kw, x.dtype.itemsize, get_runtime().max_binding_size):
+        # the windows written once as a [C*KH*KW, N*OH*OW] matrix, which the conv's GEMM reads as plain data
+        col_args = dataclasses.replace(args, x_shape=x.shape, kernel=(kh, kw))
+        x = _make(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), x.dtype)
+        args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
+    S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g,
+                     gather=kh * kw > 1 and not args.im2col) if on_gemm else 1
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
     # kernel indexes the original weight (ConvArgs.split), so no view of it is needed
-    part = _make(CONV, None, (x, w), ConvArgs(args.stride, args.padding, args.dilation, g * S, split=S),
-                 (N, g * S * cout_g, OH, OW), x.dtype)
+    part = _make(CONV, None, (x, w), dataclasses.replace(args, groups=g * S, split=S), (N, g * S * cout_g, OH, OW),
+                 x.dtype)
     return part.reshape(N, g, S, cout_g, OH, OW).sum(2).reshape(shape)
 
 
