@@ -217,10 +217,22 @@ def test_im2col_conv_in_float16(rng, monkeypatch):
     with tinydl.debug.count_kernels() as c:
         out = F.conv2d(tinydl.tensor(x).half(), tinydl.tensor(w).half(), padding=1)
         out.numpy()
-    assert any(n.startswith("im2col ") for n in c.names), c.names
+    assert any(n.startswith("im2col ") and n.endswith("[window]") for n in c.names), c.names  # no vec4 of f16
     ref = TF.conv2d(torch.from_numpy(x).half().float(), torch.from_numpy(w).half().float(), padding=1)
     assert out.dtype == tinydl.float16
     assert_close(out.float(), ref, rtol=1e-2, atol=2e-2, check_dtype=False)
+
+
+@pytest.mark.parametrize("hw,variant", [(6, "window4"), (5, "window")])
+def test_im2col_writes_vec4s_where_the_pixels_allow(rng, monkeypatch, hw, variant):
+    """2 images of 6x6 = 72 pixels: 4 pixels of one k per thread, one vec4 store; 2 x 5x5 = 50: one per thread."""
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    x, w = rand(rng, 2, 8, hw, hw), rand(rng, 16, 8, 3, 3)
+    with tinydl.debug.count_kernels() as c:
+        out = F.conv2d(*_tiny(x, w), padding=1)
+        out.numpy()
+    assert c.names[0].startswith("im2col ") and c.names[0].endswith(f"[{variant}]"), c.names
+    assert_close(out, TF.conv2d(*_torch(x, w), padding=1), **tol(72))
 
 
 def get_runtime_has_f16():

@@ -138,17 +138,17 @@ def _looped_direct_conv(src: KernelSource, core: Node):
 def im2col(src: KernelSource, core: Node):
     """A conv's windows as data (ops.IM2COL): element (k, p) of [C*KH*KW, N*OH*OW] is x[n, ci, ih, iw] for
     k = (ci, kh, kw) and pixel p = (n, oh, ow), 0 in the padding. Written once, it is the plain GEMM operand of the
-    conv that reads it (vec4 loads, no bounds checks per tile element); 4 elements per thread in big ones."""
+    conv that reads it (vec4 loads, no bounds checks per tile element). Where the pixels come in whole vec4s
+    (float32), a thread writes 4 neighbouring pixels of one k as one vec4 and splits k once for them."""
     x = core.srcs[0]
     a = core.arg
     _, _, H, W = x.shape
     KH, KW = a.kernel
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
     OH, OW = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    K, P = core.shape
 
-    def compute(e: Expr, idx):
-        k, p = idx
-        ci, kh, kw = e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw")
+    def window_value(e: Expr, ci, kh, kw, p):
         n, oh, ow = e.let(f"{p} / {OH * OW}", "n"), e.let(f"({p} / {OW}) % {OH}", "oh"), e.let(f"{p} % {OW}", "ow")
         ih = e.let(f"{oh} * {sh} - {ph} + {kh} * {dh}", "ih")
         iw = e.let(f"{ow} * {sw} - {pw} + {kw} * {dw}", "iw")
@@ -157,9 +157,26 @@ def im2col(src: KernelSource, core: Node):
         v = e.value(x, (n, ci, f"clamp({ih}, 0, {H - 1})", f"clamp({iw}, 0, {W - 1})"))
         return e.let(f"select(0.0, {v}, {inside})", "x")
 
-    n = math.prod(core.shape)
-    wgsl, groups = thread_per_output(src, core.shape, compute, PER_THREAD if n >= PER_THREAD_MIN else 1)
-    return wgsl, groups, "window"
+    def split_k(e: Expr, k):
+        return e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw")
+
+    if P % 4 or core.dtype.storage != "f32":
+        n = math.prod(core.shape)
+        wgsl, groups = thread_per_output(src, core.shape, lambda e, idx: window_value(e, *split_k(e, idx[0]), idx[1]),
+                                         PER_THREAD if n >= PER_THREAD_MIN else 1)
+        return wgsl, groups, "window"
+    src.vec4_out = True
+    lines: list[str] = []
+    e = Expr(src, lines)
+    threads = K * P // 4
+    e.emit(f"let gi = wg * {WG} + lid;")
+    e.emit(f"if (gi >= {threads}) {{ return; }}")
+    k = e.let(f"gi / {P // 4}", "k")
+    p0 = e.let(f"(gi % {P // 4}) * 4", "p")
+    parts = split_k(e, k)
+    values = [window_value(e, *parts, f"({p0} + {c})" if c else p0) for c in range(4)]
+    e.emit(src.store4(f"{k} * {P} + {p0}", f"vec4<f32>({', '.join(values)})"))
+    return src.render("\n".join(lines), WG), -(-threads // WG), "window4"
 
 
 def pool(src: KernelSource, core: Node):
