@@ -216,3 +216,22 @@ def test_replay_keeps_the_weights_it_captured_alive(rng):
     fillers = [tinydl.tensor(np.full((8, 8), 7.0, np.float32)) for _ in range(8)]  # would take a freed buffer
     np.testing.assert_allclose(fast(tx).numpy(), x @ w1, rtol=1e-5, atol=1e-5)
     assert fillers
+
+
+def test_replay_binds_an_input_stored_in_pieces(rng, monkeypatch):
+    """An input larger than one storage binding is stored as pieces joined by a cat; a replay must bind the new
+    input's pieces (the first capture's pieces are no weights: a replay once returned the first call's result)."""
+    from tinydl import schedule
+    from tinydl.runtime import get_runtime
+    monkeypatch.setattr(get_runtime(), "max_binding_size", 1024)
+    schedule.clear_cache()
+    f = jit(lambda x, w: (x @ w).relu().sum(0))
+    w = rng.standard_normal((160, 8)).astype(np.float32)
+    tw = tinydl.tensor(w)
+    for _ in range(3):
+        a = rng.standard_normal((4, 160)).astype(np.float32)
+        x = tinydl.tensor(a)
+        assert len(schedule.stored_leaves(x.node)) > 1
+        assert_close(f(x, tw), (torch.from_numpy(a) @ torch.from_numpy(w)).relu().sum(0))
+    assert len(f.captures) == 1
+    schedule.clear_cache()

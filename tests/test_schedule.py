@@ -212,7 +212,7 @@ def test_upload_larger_than_binding_limit_is_split(rng, small_bindings, shape):
     too big) joined by a lazy cat; kernels read the pieces directly and give the right values."""
     a = _rand(rng, *shape)
     t = tinydl.tensor(a)
-    leaves = S._stored_leaves(t.node)
+    leaves = S.stored_leaves(t.node)
     assert len(leaves) > 1 and all(n.numel * 4 <= 1024 for n in leaves)
     assert_close(t, torch.from_numpy(a))
     assert_close((t * 2.0).sum(), torch.from_numpy(a * 2.0).sum())  # fp32 sum of <= 2100 terms: rtol 1e-4
@@ -361,7 +361,7 @@ def test_split_tensor_with_two_consumers_is_read_in_place(rng, small_bindings):
     buffer (which could not exist): each kernel reads the pieces (GPT-2's tied embedding / lm_head)."""
     w, x = _rand(rng, 16, 32), _rand(rng, 32, 3)
     tw = tinydl.tensor(w)
-    assert len(S._stored_leaves(tw.node)) > 1
+    assert len(S.stored_leaves(tw.node)) > 1
     a, b = tw @ tinydl.tensor(x), (tw * 2.0).sum(1)
     with count_kernels() as c:
         tinydl.realize(a, b)

@@ -51,15 +51,19 @@ def _rebuild_mapping(template, values):
 
 class _Capture:
     def __init__(self, order, plan, roots, input_pos, rebuild):
-        self.input_pos = input_pos      # input index -> position in the walk order
+        # input index -> positions in the walk order of its buffers: one, or the pieces of an input larger than
+        # one storage binding (a stored cat; a same-shaped input is cut into the same pieces)
+        self.input_pos = input_pos
         self.rebuild = rebuild
         self.shapes = [(order[r].shape, order[r].dtype) for r in roots]
-        self.bound = schedule.BoundPlan(order, plan, roots, list(input_pos.values()))
+        self.bound = schedule.BoundPlan(order, plan, roots, [p for ps in input_pos.values() for p in ps])
 
     def replay(self, inputs):
         t0 = profiler.now()
         outs = [Node("jit", None, (), None, shape, dtype) for shape, dtype in self.shapes]
-        self.bound.run({p: inputs[i].node.buffer for i, p in self.input_pos.items()}, outs, profiler.now() - t0)
+        buffers = {p: leaf.buffer for i, ps in self.input_pos.items()
+                   for p, leaf in zip(ps, schedule.stored_leaves(inputs[i].node))}
+        self.bound.run(buffers, outs, profiler.now() - t0)
         return self.rebuild([Tensor(n) for n in outs])
 
 
@@ -102,7 +106,8 @@ class Jit:
             return None  # an output that is already data (an input, a weight) or repeated: not worth replaying
         order, sig, pos = schedule.walk(nodes)
         plan = schedule.plan_for(order, sig, [pos[n.uid] for n in nodes])
-        input_pos = {i: pos[t.node.uid] for i, t in enumerate(inputs) if t.node.uid in pos}
+        input_pos = {i: [pos[leaf.uid] for leaf in schedule.stored_leaves(t.node)]
+                     for i, t in enumerate(inputs) if t.node.uid in pos}
         roots = [pos[n.uid] for n in nodes]
         cap = _Capture(order, plan, roots, input_pos, rebuild)
         schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan

@@ -512,8 +512,9 @@ def _alias_reshape(n: Node) -> None:
         n.become_buffer(base.buffer)
 
 
-def _stored_leaves(n: Node) -> list[Node]:
-    return [n] if n.kind == BUFFER else [b for s in n.srcs for b in _stored_leaves(s)]
+def stored_leaves(n: Node) -> list[Node]:
+    """The buffers behind a stored node (itself, or the pieces of a tensor larger than one binding), in order."""
+    return [n] if n.kind == BUFFER else [b for s in n.srcs for b in stored_leaves(s)]
 
 
 def _read_pieces(n: Node) -> np.ndarray:
