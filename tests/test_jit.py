@@ -235,3 +235,49 @@ def test_replay_binds_an_input_stored_in_pieces(rng, monkeypatch):
         assert_close(f(x, tw), (torch.from_numpy(a) @ torch.from_numpy(w)).relu().sum(0))
     assert len(f.captures) == 1
     schedule.clear_cache()
+
+
+def _bn_block():
+    ref = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+                              torch.nn.ReLU()).eval()
+    with torch.no_grad():
+        ref[1].running_var.uniform_(0.5, 2.0)
+        ref[1].running_mean.uniform_(-1.0, 1.0)
+        ref[1].weight.uniform_(0.5, 1.5)
+    return ref, tinydl.from_torch(ref)
+
+
+def test_replay_reads_weight_math_computed_at_capture(rng):
+    """Batch norm's scale rsqrt(var + eps) * gamma and shift (weights only) are computed once at capture: a
+    replay is one kernel, conv + mul + add + relu, equal to torch; reloaded weights give new scale and shift."""
+    ref, m = _bn_block()
+    for i in range(3):
+        x = rng.standard_normal((2, 4, 6, 6), dtype=np.float32)
+        with count_kernels() as c:
+            out = m(tinydl.tensor(x))
+            out.numpy()
+        assert_close(out, ref(torch.from_numpy(x)).detach(), atol=1e-5)
+    assert c.names == ["conv2d+mul+add+relu 2x8x6x6 [tile32]"], c.names
+    with torch.no_grad():
+        ref[1].running_var.mul_(4.0)
+    m.load_state_dict(ref.state_dict())
+    assert_close(m(tinydl.tensor(x)), ref(torch.from_numpy(x)).detach(), atol=1e-5)
+
+
+def test_math_over_inputs_or_big_weights_stays_in_the_replay(rng, monkeypatch):
+    """Only weight-only elementwise results up to HOIST_MAX_NUMEL elements are hoisted: x * w (an input) and
+    a weight-only result over the cap are computed in every replay."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("tinydl.jit"), "HOIST_MAX_NUMEL", 8)
+    w_small, w_big = tinydl.tensor(np.full(4, 2.0, np.float32)), tinydl.tensor(np.full(16, 3.0, np.float32))
+    f = jit(lambda x: (x[:4] * (w_small + 1.0)).sum() + (x * (w_big * 2.0)).sum())
+    names = []
+    for _ in range(2):
+        a = rng.standard_normal(16).astype(np.float32)
+        with count_kernels() as c:
+            out = f(tinydl.tensor(a)).numpy()
+        names.append(c.names)
+        np.testing.assert_allclose(out, (a[:4] * 3.0).sum() + (a * 6.0).sum(), rtol=1e-5)
+    # the capture computes w_small + 1 in a kernel of its own, once; w_big * 2 stays inlined in the sums
+    assert "add 4 [elementwise]" in names[0] and not any("mul 16" in n for n in names[0]), names[0]
+    assert len(names[1]) == len(names[0]) - 1, names
