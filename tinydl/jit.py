@@ -13,15 +13,10 @@ shape-static: the same ops for the same input shapes, with no data-dependent Pyt
 from __future__ import annotations
 
 from . import profiler, schedule
-from .ops import BUFFER, CONST, ELEMENTWISE, IOTA, VIEW, Node
+from .ops import BUFFER, Node
 from .tensor import Tensor
 
 WEIGHTS_VERSION = [0]  # bumped by Module.load_state_dict / half / float / to
-# Elementwise math over weights alone, up to this many elements per result (batch norm's per-channel scale
-# rsqrt(var + eps) * gamma and shift), is computed once when a plan is captured, not in every replay: the
-# kernels that used it read one small buffer instead of the 2-4 parameters it came from. A capture is keyed by
-# WEIGHTS_VERSION, so new weights make a new capture and new results.
-HOIST_MAX_NUMEL = 1 << 16
 
 
 def bump_weights_version() -> None:
@@ -109,7 +104,6 @@ class Jit:
         nodes = [t.node for t in outs]
         if not nodes or any(n.kind == BUFFER or n.stored for n in nodes) or len({n.uid for n in nodes}) != len(nodes):
             return None  # an output that is already data (an input, a weight) or repeated: not worth replaying
-        _hoist_weight_math(nodes, inputs)
         order, sig, pos = schedule.walk(nodes)
         plan = schedule.plan_for(order, sig, [pos[n.uid] for n in nodes])
         input_pos = {i: [pos[leaf.uid] for leaf in schedule.stored_leaves(t.node)]
@@ -118,34 +112,6 @@ class Jit:
         cap = _Capture(order, plan, roots, input_pos, rebuild)
         schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
         return cap
-
-
-def _hoist_weight_math(outputs: list[Node], inputs: list[Tensor]) -> None:
-    """Realize the elementwise results over weights alone (no input below them) that the rest of the graph reads,
-    so the captured plan reads them as buffers (see HOIST_MAX_NUMEL)."""
-    order, _, _ = schedule.walk(outputs)
-    varying = {leaf.uid for t in inputs for leaf in schedule.stored_leaves(t.node)}
-    fixed: dict[int, bool] = {}  # node uid -> its value depends on weights and constants only
-    has_weight: dict[int, bool] = {}
-    consumers: dict[int, list[Node]] = {}
-    for n in order:
-        for src in n.srcs:
-            consumers.setdefault(src.uid, []).append(n)
-        if n.kind == BUFFER:
-            fixed[n.uid], has_weight[n.uid] = n.uid not in varying, n.uid not in varying
-        elif n.kind in (CONST, IOTA):
-            fixed[n.uid], has_weight[n.uid] = True, False
-        else:
-            fixed[n.uid] = n.kind in (ELEMENTWISE, VIEW) and all(fixed[src.uid] for src in n.srcs)
-            has_weight[n.uid] = any(has_weight[src.uid] for src in n.srcs)
-
-    def read_by_varying(n: Node) -> bool:  # through views that are weight-only too
-        return any(not fixed[c.uid] or (c.kind == VIEW and read_by_varying(c)) for c in consumers.get(n.uid, ()))
-    roots = {n.uid for n in outputs}
-    hoist = [n for n in order if n.kind == ELEMENTWISE and fixed[n.uid] and has_weight[n.uid] and not n.stored
-             and n.numel <= HOIST_MAX_NUMEL and n.uid not in roots and read_by_varying(n)]
-    if hoist:
-        schedule.realize(*(Tensor(n) for n in hoist))
 
 
 def jit(fn):
