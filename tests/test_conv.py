@@ -209,10 +209,9 @@ def test_im2col_conv_fuses_its_prologue_and_epilogue(rng, monkeypatch):
     assert_close(out, expected, **tol(27))
 
 
+@pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")
 def test_im2col_conv_in_float16(rng, monkeypatch):
     monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
-    if not get_runtime_has_f16():
-        pytest.skip("adapter without shader-f16")
     x, w = rand(rng, 2, 8, 6, 6), rand(rng, 16, 8, 3, 3)
     with tinydl.debug.count_kernels() as c:
         out = F.conv2d(tinydl.tensor(x).half(), tinydl.tensor(w).half(), padding=1)
@@ -233,11 +232,6 @@ def test_im2col_writes_vec4s_where_the_pixels_allow(rng, monkeypatch, hw, varian
         out.numpy()
     assert c.names[0].startswith("im2col ") and c.names[0].endswith(f"[{variant}]"), c.names
     assert_close(out, TF.conv2d(*_torch(x, w), padding=1), **tol(72))
-
-
-def get_runtime_has_f16():
-    from tinydl.runtime import get_runtime
-    return get_runtime().has_f16
 
 
 @pytest.mark.parametrize("groups,cout,pixels,channels,taps,used", [

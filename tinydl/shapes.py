@@ -79,3 +79,8 @@ def as_tuple(x, n: int, name: str) -> tuple[int, ...]:
     if len(x) != n:
         raise RuntimeError(f"expected {name} to be a single integer value or a list of {n} values, but got {list(x)}")
     return x
+
+
+def conv_out_size(size: int, k: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a convolution (or pooling window) along one dimension, as torch computes it."""
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1

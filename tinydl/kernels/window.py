@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..ops import Node
+from ..shapes import conv_out_size
 from .common import WG, epilogue, thread_per_output
 from .elementwise import PER_THREAD, PER_THREAD_MIN
 from .expr import Expr, KernelSource, idx_vars, linear_index
@@ -145,7 +146,7 @@ def im2col(src: KernelSource, core: Node):
     _, _, H, W = x.shape
     KH, KW = a.kernel
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
-    OH, OW = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    OH, OW = conv_out_size(H, KH, sh, ph, dh), conv_out_size(W, KW, sw, pw, dw)
     K, P = core.shape
 
     def window_value(e: Expr, ci, kh, kw, p):
@@ -157,12 +158,12 @@ def im2col(src: KernelSource, core: Node):
         v = e.value(x, (n, ci, f"clamp({ih}, 0, {H - 1})", f"clamp({iw}, 0, {W - 1})"))
         return e.let(f"select(0.0, {v}, {inside})", "x")
 
-    def split_k(e: Expr, k):
+    def k_parts(e: Expr, k):
         return e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw")
 
     if P % 4 or core.dtype.storage != "f32":
         n = math.prod(core.shape)
-        wgsl, groups = thread_per_output(src, core.shape, lambda e, idx: window_value(e, *split_k(e, idx[0]), idx[1]),
+        wgsl, groups = thread_per_output(src, core.shape, lambda e, idx: window_value(e, *k_parts(e, idx[0]), idx[1]),
                                          PER_THREAD if n >= PER_THREAD_MIN else 1)
         return wgsl, groups, "window"
     src.vec4_out = True
@@ -173,7 +174,7 @@ def im2col(src: KernelSource, core: Node):
     e.emit(f"if (gi >= {threads}) {{ return; }}")
     k = e.let(f"gi / {P // 4}", "k")
     p0 = e.let(f"(gi % {P // 4}) * 4", "p")
-    parts = split_k(e, k)
+    parts = k_parts(e, k)
     values = [window_value(e, *parts, f"({p0} + {c})" if c else p0) for c in range(4)]
     e.emit(src.store4(f"{k} * {P} + {p0}", f"vec4<f32>({', '.join(values)})"))
     return src.render("\n".join(lines), WG), -(-threads // WG), "window4"

@@ -9,7 +9,7 @@ import numpy as np
 from .. import dtypes
 from ..ops import CONV, GATHER, IM2COL, INTERP, POOL, ConvArgs, PoolArgs
 from ..runtime import get_runtime
-from ..shapes import as_tuple
+from ..shapes import as_tuple, conv_out_size
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
 
@@ -57,10 +57,6 @@ def linear(x, weight, bias=None):
                            f"{weight.shape[1]}x{weight.shape[0]})")
     out = matmul(x, weight.T)
     return out + bias if bias is not None else out
-
-
-def _conv_out(size, k, s, p, d):
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _same_padding(k, d):
@@ -146,8 +142,8 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
         x4, w4 = x, weight
         args = ConvArgs(stride, padding, dilation, groups)
     N = x4.shape[0]
-    OH = _conv_out(x4.shape[2], w4.shape[2], args.stride[0], args.padding[0], args.dilation[0])
-    OW = _conv_out(x4.shape[3], w4.shape[3], args.stride[1], args.padding[1], args.dilation[1])
+    OH = conv_out_size(x4.shape[2], w4.shape[2], args.stride[0], args.padding[0], args.dilation[0])
+    OW = conv_out_size(x4.shape[3], w4.shape[3], args.stride[1], args.padding[1], args.dilation[1])
     out = _conv_node(x4, w4, args, (N, cout, OH, OW))
     if bias is not None:
         out = out + bias.reshape(1, cout, 1, 1)
