@@ -6,6 +6,7 @@ in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements; with --direc
     python -m benchmarks.sweep --splits 1 4 16 64 --tiles tile64 tile32
     python -m benchmarks.sweep --direct --strips auto 1x1 4x2 8x1
     python -m benchmarks.sweep --mobilenet --splits auto 1 2 4
+    python -m benchmarks.sweep --mobilenet --batch 1 --tiles auto tile32 tile64 --splits auto 1 4 16
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
@@ -48,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
     ap.add_argument("--direct", action="store_true", help="sweep the direct conv's strips on depthwise convs")
     ap.add_argument("--mobilenet", action="store_true", help="MobileNetV2's 1x1 convs (batch 16), no matmuls")
+    ap.add_argument("--batch", type=int, help="the conv shapes at this batch size instead of their own")
     ap.add_argument("--strips", nargs="*", default=["auto", "1x1", "1x2", "2x2", "4x2", "1x4", "2x4", "8x1"])
     args = ap.parse_args(argv)
     if args.direct:
@@ -64,6 +66,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else MOBILENET_1X1 if args.mobilenet else CONVS):
+        nb = args.batch or nb
         x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
         w = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
         jobs.append((f"conv {nb}x{c}x{hw}x{hw} -> {co} k{k}", 2 * nb * co * hw * hw * c * k * k,

@@ -235,3 +235,36 @@ def test_replay_binds_an_input_stored_in_pieces(rng, monkeypatch):
         assert_close(f(x, tw), (torch.from_numpy(a) @ torch.from_numpy(w)).relu().sum(0))
     assert len(f.captures) == 1
     schedule.clear_cache()
+
+
+def test_replays_submit_the_forward_encoded_during_the_previous_one(rng, monkeypatch):
+    """A replay submits the command buffer the previous replay encoded (reading its own copy of the inputs) and
+    encodes the next: results equal torch over changing inputs, with earlier outputs kept, and equal a replay
+    that encodes its own kernels (schedule.PRE_ENCODE off)."""
+    from tinydl import schedule
+    from tinydl.runtime import get_runtime
+    ref, m = _models()
+    rt = get_runtime()
+    submitted = []
+    orig = rt.submit_encoded
+    monkeypatch.setattr(rt, "submit_encoded", lambda *a, **k: submitted.append(1) or orig(*a, **k))
+    xs = [rng.standard_normal((2, 3, 6, 6), dtype=np.float32) for _ in range(4)]
+    for pre_encode in (True, False):
+        monkeypatch.setattr(schedule, "PRE_ENCODE", pre_encode)
+        f, n0 = jit(m), len(submitted)
+        kept = [f(tinydl.tensor(x)) for x in xs]  # capture, then three replays; every input dropped at once
+        assert len(submitted) - n0 == (3 if pre_encode else 0)
+        for x, out in zip(xs, kept):
+            with torch.no_grad():
+                _check(out, ref(torch.from_numpy(x)))
+
+
+def test_profiling_a_replay_times_its_kernels(rng):
+    """Under tinydl.profile() a replay encodes its own kernels (each timed), not the pre-encoded forward."""
+    _, m = _models()
+    f = jit(m)
+    x = tinydl.tensor(rng.standard_normal((1, 3, 5, 5), dtype=np.float32))
+    f(x), f(x)
+    with count_kernels() as c, tinydl.profile() as prof:
+        f(x)["logits"].numpy()
+    assert c.count > 3 and len(prof.kernels) == c.count

@@ -260,6 +260,25 @@ class Runtime:
             timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
         return out
 
+    def encode(self, dispatches):
+        """dispatches recorded into one compute pass of a finished command buffer, for submit_encoded later: a
+        jit replay encodes its next forward while the GPU runs the current one (schedule.BoundPlan)."""
+        enc = self.device.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        self._encode(cp, dispatches)
+        cp.end()
+        return enc.finish()
+
+    def submit_encoded(self, command_buffer, copies=()) -> None:
+        """Submit a command buffer from encode(), after the pending work of the last submit and the buffer copies
+        [(source gpu, destination gpu, nbytes)] (a replay's inputs into the buffers its command buffer reads)."""
+        enc, self._pending = self._pending, None
+        for src, dst, nbytes in copies:
+            if nbytes:
+                enc = enc or self.device.create_command_encoder()
+                enc.copy_buffer_to_buffer(src, 0, dst, 0, (nbytes + 3) // 4 * 4)
+        self.device.queue.submit(([enc.finish()] if enc is not None else []) + [command_buffer])
+
     def gpu_seconds(self, dispatches) -> float | None:
         """GPU time of `dispatches` run back to back in one compute pass, from timestamps written at the pass's
         start and end (None where the adapter lacks timestamp queries): the benchmarks' measure of a chain of

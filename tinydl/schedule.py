@@ -421,13 +421,24 @@ def _submit(plan: Plan, dispatches: list, reads: list, plan_s: float) -> list:
         t0 = profiler.now()
         data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit())
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
+    _report(plan)
+    return data
+
+
+def _report(plan: Plan) -> None:
+    """Tell the kernel counters (and the TINYDL_DEBUG printout) which kernels a realization dispatched."""
     debug.record(plan.names)
     if debug.LEVEL:
         for s in plan.steps:
             print(f"tinydl kernel: {s.name}")
             if debug.LEVEL >= 2:
                 print(s.wgsl)
-    return data
+
+
+# A jit replay submits a command buffer encoded before it was called, and encodes the next replay's while
+# the GPU runs this one (BoundPlan.run): the host's encoding (~5 us per kernel, wgpu's pass validation at
+# finish() most of it) leaves the critical path. Off: each replay encodes its own kernels, in chunks.
+PRE_ENCODE = True
 
 
 class BoundPlan:
@@ -456,12 +467,12 @@ class BoundPlan:
             if slots:
                 self.patches.append((k, slots))
 
-    def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
-        """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
-        rt = get_runtime()
-        bufs = dict(inputs)
-        for r, nbytes, describe in self.outputs:
-            bufs[r] = rt.alloc(nbytes, describe)
+        # pre-encoded replays read their inputs from buffers of their own, copied into first (see PRE_ENCODE)
+        self.input_copies = {p: rt.alloc(order[p].numel * order[p].dtype.itemsize, "jit input") for p in inputs}
+        self._next = None  # (command buffer, {root position: its fresh Buffer}) of the next replay
+
+    def _dispatches(self, bufs: dict[int, object]) -> list:
+        """The dispatch list with the varying buffers (inputs, outputs) from bufs: position -> Buffer."""
         dispatches = list(self.dispatches)
         for k, slots in self.patches:
             pipeline, gpus, grid = dispatches[k]
@@ -469,9 +480,30 @@ class BoundPlan:
             for i, p in slots:
                 gpus[i] = bufs[p].gpu
             dispatches[k] = (pipeline, gpus, grid)
-        _submit(self.plan, dispatches, [], plan_s)
+        return dispatches
+
+    def _encode_next(self):
+        rt = get_runtime()
+        outs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
+        return rt.encode(self._dispatches({**self.input_copies, **outs})), outs
+
+    def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
+        """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
+        rt = get_runtime()
+        pre_encoded = PRE_ENCODE and profiler.active() is None
+        if pre_encoded:
+            command_buffer, bufs = self._next or self._encode_next()
+            self._next = None
+            rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)
+                                               for p in inputs])
+            _report(self.plan)
+        else:
+            bufs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
+            _submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s)
         for (r, _, _), node in zip(self.outputs, outputs):
             node.become_buffer(rt.adopt(bufs[r]))
+        if pre_encoded:
+            self._next = self._encode_next()
 
 
 def realize(*tensors, readback=False):
