@@ -528,3 +528,48 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
     tinydl.schedule.clear_cache()
     np.testing.assert_array_equal(thunk().numpy(), out)
     assert not any("load_a4" in s or "load_b4" in s for s in _gemm_wgsl("conv2d"))
+
+
+# -- 1x1 convs over a short K: the outer-product kernel ------------------------------------------------------
+OUTER_CASES = [  # (x shape, output channels, groups)
+    ((2, 16, 8, 8), 24, 1),   # K = 16: weights read as vec4s
+    ((1, 3, 6, 6), 9, 1),     # K = 3: weights element by element
+    ((1, 30, 4, 5), 8, 1),    # K = 30 over 20 pixels
+    ((2, 32, 4, 4), 40, 2),   # 2 groups of K = 16
+    ((3, 1, 2, 2), 8, 1),     # K = 1
+]
+
+
+@pytest.mark.parametrize("runs", [1, 5, None])
+@pytest.mark.parametrize("xs,cout,groups", OUTER_CASES)
+def test_short_k_pointwise_conv_runs_as_outer_products(rng, monkeypatch, xs, cout, groups, runs):
+    """A 1x1 conv with K <= 32 over a pixel count that is a multiple of 4 takes the outer-product kernel unforced,
+    with bias, batch norm and relu6 in its epilogue: one kernel. Each thread walks all rows (runs=1), a ragged
+    fifth of them (5), or, on these small shapes by default, a single row."""
+    if runs:
+        cols = groups * xs[0] * xs[2] * xs[3] // 4
+        monkeypatch.setattr(tinydl.kernels.gemm, "OUTER_MIN_THREADS", runs * cols)
+    x, w, b = rand(rng, *xs), rand(rng, cout, xs[1] // groups, 1, 1), rand(rng, cout)
+    mean, gamma, beta = rand(rng, cout), rand(rng, cout), rand(rng, cout)
+    var = rng.uniform(0.5, 2, cout).astype(np.float32)
+    with tinydl.debug.count_kernels() as c:
+        out = F.relu6(F.batch_norm(F.conv2d(*_tiny(x, w, b), groups=groups), *_tiny(mean, var, gamma, beta)))
+        out.numpy()
+    assert c.count == 1 and c.names[0].endswith("[outer]"), c.names
+    ref = TF.relu6(TF.batch_norm(TF.conv2d(*_torch(x, w, b), groups=groups), *_torch(mean, var, gamma, beta)))
+    assert_close(out, ref, **tol(xs[1] // groups))
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((1, 33, 4, 4), (8, 33, 1, 1), {}),                # K = 33
+    ((1, 16, 5, 5), (8, 16, 1, 1), {}),                # 25 pixels: no runs of 4
+    ((1, 16, 8, 8), (8, 16, 1, 1), dict(stride=2)),    # strided: the pixels it reads are not side by side
+    ((1, 16, 8, 8), (8, 16, 3, 3), dict(padding=1)),   # a 3x3 window: gathered
+])
+def test_outer_product_kernel_only_where_it_fits(rng, xs, ws, kw):
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    with tinydl.debug.count_kernels() as c:
+        out = F.conv2d(*_tiny(x, w), **kw)
+        out.numpy()
+    assert not any(n.endswith("[outer]") for n in c.names), c.names
+    assert_close(out, TF.conv2d(*_torch(x, w), **kw), **tol(ws[1] * ws[2] * ws[3]))

@@ -148,6 +148,18 @@ def test_adaptive_max_pool2d(rng, shape, size):
     assert_close(out, expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(1, 1280, 7, 7), (16, 40, 7, 7), (3, 5, 1, 1)])
+def test_global_avg_pool_is_one_mean_kernel(rng, shape):
+    """adaptive_avg_pool2d to 1x1 is a mean over the pixels (as in torch): one reduce kernel, which gives each
+    output several threads when outputs are few (batch 1), the division in its epilogue."""
+    x = rand(rng, *shape)
+    with tinydl.debug.count_kernels() as c:
+        out, expected = both("adaptive_avg_pool2d", x, 1)
+        tinydl.realize(out)
+    assert c.count == 1 and c.names[0].startswith("reduce_sum+mul") and "[lanes]" in c.names[0], c.names
+    assert_close(out, expected, atol=1e-6)
+
+
 @pytest.mark.parametrize("fn", ["adaptive_avg_pool2d", "adaptive_max_pool2d"])
 @pytest.mark.parametrize("size", [(3, 2), 1])
 def test_adaptive_unbatched(rng, fn, size):
@@ -224,3 +236,8 @@ def test_adaptive_bad_output_size(rng):
     _both_raise("adaptive_avg_pool2d", x, ((2, 2, 2),), {}, "adaptive_avg_pool2d: output_size must be 2")
     _both_raise("adaptive_avg_pool2d", x, (-1,), {},
                 "adaptive_avg_pool2d: elements of output_size must be greater than or equal to 0")
+
+
+def test_global_avg_pool_of_integers(rng):
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.int32).reshape(2, 3, 4, 4)
+    _both_raise("adaptive_avg_pool2d", x, (1,), {}, "mean.*could not infer output dtype")

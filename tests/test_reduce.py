@@ -20,7 +20,7 @@ def pair(a):
     return tinydl.tensor(a), torch.from_numpy(a)
 
 
-@pytest.fixture(params=[None, "serial", "workgroup"])
+@pytest.fixture(params=[None, "serial", "lanes", "workgroup"])
 def variant(request, monkeypatch):
     """Run the test with the default variant choice and with each reduce kernel variant forced."""
     monkeypatch.setattr(reduce_kernels, "FORCE_VARIANT", request.param)

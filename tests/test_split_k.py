@@ -78,13 +78,17 @@ def test_no_split_when_slices_do_not_divide(rng, split):
 
 def test_split_k_heuristic_only_for_few_tiles():
     """Unforced: ResNet-50's 7x7x512 3x3 conv at batch 1 splits; a 4096^3 matmul, a short K or a big batch
-    does not; slices never get shorter than 32 and always divide `divides`."""
+    does not; a K of 160-255 only over very few tiles; slices never get shorter than 32 and always divide
+    `divides`."""
     assert gemm.split_k(1, 49, 512, 4608, 512) > 1
     assert gemm.split_k(1, 4096, 4096, 4096, 4096) == 1
     assert gemm.split_k(1, 49, 512, 128, 128) == 1
     assert gemm.split_k(16, 3136, 64, 576, 64) == 1
     assert gemm.split_k(1, 49, 512, 256, 256) == 8  # 32-long slices
     assert gemm.split_k(1, 49, 512, 960, 6) == 2    # must divide 6 input channels
+    assert gemm.split_k(1, 32, 784, 192, 192) == 4  # a K under 256 over very few tiles (25)
+    assert gemm.split_k(1, 960, 49, 160, 160) == 4
+    assert gemm.split_k(16, 960, 784, 160, 160) == 1  # the same K over 195 tiles
 
 
 def test_tile_choice_rules():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ops import BUFFER, VIEW, Node
-from .common import function, store4_function, store_function
+from .common import WG, function, store4_function, store_function
 from .expr import Expr, KernelSource, memory_layout
 
 
@@ -55,6 +55,14 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+# a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered: MobileNetV2's batch-1 1x1 convs
+# (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32 channels at 28x28 (25
+# tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
+SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
+# "outer" (see _outer): GEMMs with K up to OUTER_MAX_K whose B loads 4 columns as a vec4 and whose outputs store as
+# vec4s (a 1x1 conv expanding a few channels over many pixels); rows split into runs down to OUTER_MIN_THREADS
+OUTER_MAX_K = 32
+OUTER_MIN_THREADS = 1 << 16
 FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
 IM2COL_MIN_COUT = 256
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
@@ -91,7 +99,8 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     per-thread shared blocks and vec4 loads (sweep, 2026-11-21): tile128x64t128 (8x8 per thread, 128 threads)
     wins mid-sized GEMMs with 256+ rows: BERT-b8's 1024 x 3072 x 768 126 vs 131 us, 1024 x 768 x 3072 135 vs
     150, a 1x1 conv 256 -> 1024 at batch 16 45 vs 54; tile128k16 keeps the big ones (4096^3 3.21 vs 3.41 ms).
-    MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step and its stores
+    MobileNetV2's stem (3 -> 32 channels, 3x3 stride 2, batch 16, H200): tile32 33 us, tile64x128 43 (half of
+    its 64 rows idle). MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step and its stores
     dominate, so the smallest tile wins (16 -> 96 channels at 112x112: 41 vs 51 us); tile128x64t128 over fewer
     than 256 tiles needs K >= 512 to pay (960 x 784 x 160: 22 us with tile64x64t128 vs 24; 384 x 3136 x 64: 9 vs
     11); a 32-row output takes tile32 (32 x 12544 x 192: 11 vs 16 us with tile64)."""
@@ -111,7 +120,7 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
         return "tile128k16"
     if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= (64 if K >= 512 else 256):
         return "tile128x64t128"
-    if gather and M <= 64 and N >= 128 and tiles("tile64x128") >= 128:
+    if gather and 32 < M <= 64 and N >= 128 and tiles("tile64x128") >= 128:
         return "tile64x128"
     if not gather and min(M, N) >= 64:
         return "tile64x64t128"
@@ -126,10 +135,12 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = Fal
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
     name = choose_tile(batch, M, N, K, gather)
-    if name == "gemv" or K < 256:
+    if name == "gemv" or K < SHORT_SPLIT_MIN_K:
         return 1
     t = TILES[name]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
+    if K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
+        return 1
     s = 1
     while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2) == 0:
         s *= 2
@@ -148,16 +159,26 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs). a_vec / b_vec: the operand's
     memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
-    # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
-    t = TILES.get(name)
-    inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
+    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
+    outer = (name == "outer" or (FORCE_TILE is None and not gather and K <= OUTER_MAX_K and name != "gemv")) and \
+        split == 1 and vec4 and VEC4_LOADS and b_vec is not None and b_vec.fast == "r"
+    if name == "outer" and not outer:
+        name = "tile32"  # forced where the shape cannot take it
+    # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check; the outer
+    # kernel's never leave the operands
+    t = TILES.get(name) if not outer else None
+    # a gemv reads both operands as vec4s along k, or neither
+    gemv4 = name == "gemv" and VEC4_LOADS and K % 4 == 0 and all(v is not None and v.fast == "k" for v in (a_vec, b_vec))
+    inside = {"m": outer or (t and M % t.bm == 0), "n": outer or (t and N % t.bn == 0), "k": outer or (t and K % t.bk == 0)}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
     fast = {"a": "r" if a_m_fastest else "k", "b": "k" if b_k_fastest else "r"}
     vec = {"a": False, "b": False}
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
     for op, v, r, rows, lim_r, fn in operands:
-        if t and VEC4_LOADS and v and t.whole_vec4s(rows) and (K if v.fast == "k" else lim_r) % 4 == 0:
+        # the outer kernel reads A a row at a time: as vec4s only along k
+        whole = t.whole_vec4s(rows) if t else gemv4 or outer and (op == "b" or v is not None and v.fast == "k")
+        if VEC4_LOADS and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
             continue
@@ -171,14 +192,15 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
         function(src, f"load_{op}(b: i32, {idx[0]}: i32, {idx[1]}: i32) -> f32", body)
     if name == "gemv":
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-        return _gemv(src, batch, M, N, K)
-    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
+        return _gemv(src, batch, M, N, K, gemv4)
     if vec4:
         src.vec4_out = True
         store4_function(src, core, "b: i32, m: i32, n: i32",
                         lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
+    if outer:
+        return _outer(src, batch, M, N, K, vec["a"] and fast["a"] == "k") + ("outer",)
     return _tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
 
 
@@ -312,6 +334,36 @@ def _block_layout(bk: int, rows: int, w: int, g4: int, fast: str, vec: bool) -> 
     return pad, n + (1 - n) % 8
 
 
+def _outer(src: KernelSource, batch: int, M: int, N: int, K: int, a_vec4: bool):
+    """A short K (<= OUTER_MAX_K) as a sum of outer products: each thread loads 4 columns of B (K vec4s) once and
+    walks a run of rows m, one vec4 of outputs per row, stored as it is done. Neighbouring threads own
+    neighbouring columns (coalesced loads and stores) and share the row (A's element is one broadcast load). A
+    tile would spend its time on shared-memory traffic and barriers for one or two K steps; this kernel is bound by
+    its stores. Rows are cut into runs only as far as needed for OUTER_MIN_THREADS threads."""
+    cols = batch * (N // 4)
+    runs = max(1, min(M, -(-OUTER_MIN_THREADS // cols)))
+    rows = -(-M // runs)
+    runs = -(-M // rows)
+    total = cols * runs
+    body = [f"  let gi = wg * {WG} + lid;",
+            f"  if (gi >= {total}) {{ return; }}",
+            f"  let n = (gi % {N // 4}) * 4;",
+            f"  let run = (gi / {N // 4}) % {runs};",
+            f"  let b = gi / {(N // 4) * runs};"]
+    body += [f"  let x{k} = load_b4(b, n, {k});" for k in range(K)]
+    body.append(f"  let m0 = run * {rows};")
+    body.append(f"  for (var m: i32 = m0; m < min(m0 + {rows}, {M}); m++) {{")
+    body.append("    var acc = vec4<f32>(0.0);")
+    for k in range(K):
+        if a_vec4 and k % 4 == 0:
+            body.append(f"    let a{k // 4} = load_a4(b, m, {k});")
+        a = f"a{k // 4}[{k % 4}]" if a_vec4 else f"load_a(b, m, {k})"
+        body.append(f"    acc = fma(vec4<f32>({a}), x{k}, acc);")
+    body.append("    store_out4(b, m, n, acc);")
+    body.append("  }")
+    return src.render("\n".join(body), WG), -(-total // WG)
+
+
 def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:
     """Which batch entry (b) and output rows (m0..) this workgroup computes; `rem` locates its columns."""
     return [f"  if (wg >= {groups}) {{ return; }}",
@@ -320,19 +372,28 @@ def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str
             f"  let m0 = (rem / {tiles_n}) * {rows};"]
 
 
-def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int):
-    R, C, L = GEMV_ROWS, GEMV_COLS, GEMV_LANES
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
+    """vec4: both operands run along k in memory (x @ W.T), each lane loads 4 k's of each at once."""
+    R, C, L = min(GEMV_ROWS, M), GEMV_COLS, GEMV_LANES
     T = C * L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
     groups = batch * tiles_m * tiles_n
     body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
-    body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
-    body.append(f"  for (var k: i32 = lane; k < {K}; k += {L}) {{")
-    body.append("    let bv = load_b(b, k, n);")
-    body += [f"    acc{i} = fma(load_a(b, m0 + {i}, k), bv, acc{i});" for i in range(R)]
-    body.append("  }")
+    if vec4:
+        body += [f"  var acc4_{i} = vec4<f32>(0.0);" for i in range(R)]
+        body.append(f"  for (var k: i32 = lane * 4; k < {K}; k += {4 * L}) {{")
+        body.append("    let bv = load_b4(b, n, k);")
+        body += [f"    acc4_{i} = fma(load_a4(b, m0 + {i}, k), bv, acc4_{i});" for i in range(R)]
+        body.append("  }")
+        body += [f"  let acc{i} = acc4_{i}.x + acc4_{i}.y + acc4_{i}.z + acc4_{i}.w;" for i in range(R)]
+    else:
+        body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
+        body.append(f"  for (var k: i32 = lane; k < {K}; k += {L}) {{")
+        body.append("    let bv = load_b(b, k, n);")
+        body += [f"    acc{i} = fma(load_a(b, m0 + {i}, k), bv, acc{i});" for i in range(R)]
+        body.append("  }")
     body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
     body.append("  workgroupBarrier();")
     body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")

@@ -1,8 +1,10 @@
 """Reductions (sum/prod/max/min/argmax/argmin over any set of axes), with the reduced input computed inline
 (prologue: e.g. var's (x - mean)^2) and elementwise consumers fused after (epilogue: mean's 1/n).
 
-Two variants: "serial" (one thread per output, for short reductions) and "workgroup" (a workgroup per
-output, threads stride over the reduced elements, then a tree in workgroup memory).
+Three variants: "serial" (one thread per output, for short reductions with outputs enough to fill the GPU),
+"lanes" (a few threads per output, for short reductions with few outputs: a global average pool at batch 1,
+a split-K GEMM's sum over its slices) and "workgroup" (a workgroup per output); the last two have their threads
+stride over the reduced elements, then add up in workgroup memory.
 """
 from __future__ import annotations
 
@@ -13,8 +15,13 @@ from .common import WG, epilogue, thread_per_output
 from .expr import Expr, KernelSource, idx_vars, linear_index, unravel
 from .snippets import literal
 
-FORCE_VARIANT: str | None = None  # tests force "serial" / "workgroup" to cover both on small shapes
-SERIAL_MAX = 64  # reduce lengths up to this use one thread per output
+FORCE_VARIANT: str | None = None  # tests force "serial" / "lanes" / "workgroup" to cover each on small shapes
+SERIAL_MAX = 64  # reduce lengths up to this use one thread per output ...
+# ... when there are this many outputs; fewer get LANES threads per output. MobileNetV2-b1 on the H200 (GPU us,
+# serial vs lanes): its global average pool (1280 outputs of 49) 11.3 vs 3.3, split-K sums of 16 slices over
+# 7840 outputs 5.5 vs 3.7, of 8 over 12544 3.9 vs 3.3; but of 8 over 62720 4.1 vs 5.9
+SERIAL_MIN_OUTPUTS = 1 << 15
+LANES = 16
 
 
 def _init(op: str, ct: str) -> str:
@@ -53,7 +60,9 @@ def reduce(src: KernelSource, core: Node):
     axes = core.arg
     r_shape = [x.shape[a] for a in axes]
     R = math.prod(r_shape)
-    variant = FORCE_VARIANT or ("serial" if R <= SERIAL_MAX else "workgroup")
+    n_out = math.prod(core.shape)
+    short = "serial" if n_out >= SERIAL_MIN_OUTPUTS else "lanes"
+    variant = FORCE_VARIANT or (short if R <= SERIAL_MAX else "workgroup")
     ct = x.dtype.compute
     op = core.op
     arg = op in ("argmax", "argmin")
@@ -83,23 +92,28 @@ def reduce(src: KernelSource, core: Node):
         wgsl, groups = thread_per_output(src, core.shape, compute)
         return wgsl, groups, "serial"
 
-    # workgroup variant: a workgroup per output element
-    size = 256 if R >= 4096 else 64
-    n_out = math.prod(core.shape)
+    # lanes / workgroup: `lanes` threads per output (a power of two), `size // lanes` outputs per workgroup
+    if variant == "workgroup":
+        size = lanes = 256 if R >= 4096 else 64
+    else:
+        size, lanes = WG, min(LANES, 1 << max(R - 1, 0).bit_length())
+    per_wg = size // lanes
     lines: list[str] = []
     e = Expr(src, lines)
-    e.emit(f"if (wg >= {n_out}) {{ return; }}")
-    oidx = idx_vars(e, "wg", core.shape)
+    e.emit(f"let slot = wg * {per_wg} + lid / {lanes};")
+    e.emit(f"let lane = lid % {lanes};")
+    # threads past the last output redo it (every thread must reach the barriers), and do not store
+    oidx = idx_vars(e, e.let(f"min(slot, {n_out - 1})", "gi"), core.shape)
     acc, best = "acc", "best"
     e.emit(f"var acc: {ct} = {_init(op, ct)};")
     e.emit("var best: i32 = 0;")
-    with e.scope(f"for (var r: i32 = lid; r < {R}; r += {size})"):
+    with e.scope(f"for (var r: i32 = lane; r < {R}; r += {lanes})"):
         accumulate(e, oidx, "r", acc, best)
     e.emit("sh_v[lid] = acc;")
     e.emit("sh_i[lid] = best;")
     e.emit("workgroupBarrier();")
-    with e.scope(f"for (var s: i32 = {size // 2}; s > 0; s >>= 1u)"):
-        with e.scope("if (lid < s)"):
+    with e.scope(f"for (var s: i32 = {lanes // 2}; s > 0; s >>= 1u)"):
+        with e.scope("if (lane < s)"):
             e.emit("let ov = sh_v[lid + s];")
             e.emit("let oi = sh_i[lid + s];")
             if arg:
@@ -109,12 +123,12 @@ def reduce(src: KernelSource, core: Node):
             else:
                 e.emit(f"sh_v[lid] = {_combine(op, ct, 'sh_v[lid]', 'ov')};")
         e.emit("workgroupBarrier();")
-    with e.scope("if (lid == 0)"):
-        res = e.let("sh_i[0]" if arg else "sh_v[0]", "res")
+    with e.scope(f"if (lane == 0 && slot < {n_out})"):
+        res = e.let("sh_i[lid]" if arg else "sh_v[lid]", "res")
         v = epilogue(e, src.out, core, oidx, res)
         e.emit(src.store(linear_index(oidx, core.shape), v))
     shared = f"var<workgroup> sh_v: array<{ct}, {size}>;\nvar<workgroup> sh_i: array<i32, {size}>;"
-    return src.render("\n".join(lines), size, shared), n_out, "workgroup"
+    return src.render("\n".join(lines), size, shared), -(-n_out // per_wg), variant
 
 
 __all__ = ["reduce", "WG"]

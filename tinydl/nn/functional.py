@@ -281,8 +281,13 @@ def _adaptive(kind, x, output_size):
     if any(o < 0 for o in out_hw):
         raise RuntimeError(f"{name}: elements of output_size must be greater than or equal to 0 but received "
                            f"{{{', '.join(map(str, out_hw))}}}")
-    args = PoolArgs(kind, (0, 0), (1, 1), (0, 0), adaptive=True)
-    out = _make(POOL, None, (x,), args, x.shape[:2] + out_hw, x.dtype)
+    if kind == "avg" and out_hw == (1, 1) and x.shape[2] * x.shape[3]:
+        # a global average is a mean, as in torch (and its errors): a reduction over the pixels, whose kernel
+        # gives each output several threads where there are few outputs (batch 1)
+        out = x.mean((2, 3), keepdim=True)
+    else:
+        args = PoolArgs(kind, (0, 0), (1, 1), (0, 0), adaptive=True)
+        out = _make(POOL, None, (x,), args, x.shape[:2] + out_hw, x.dtype)
     return out.squeeze(0) if unbatched else out
 
 
