@@ -427,29 +427,6 @@ def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, monkeypatch):
     check(out, a @ b + a, 24)
 
 
-@pytest.mark.parametrize("B,M,K,N", [(1, 20, 16, 64), (3, 9, 5, 12), (2, 64, 32, 8), (1, 7, 1, 4)])
-def test_short_k_matmul_runs_as_outer_products(rng, B, M, K, N):
-    """a @ b with K <= 32 and b's rows in memory, N a multiple of 4: the outer-product kernel (unforced), bias and
-    gelu in its epilogue."""
-    a, b, bias = (rng.standard_normal(s).astype(np.float32) for s in ((B, M, K), (B, K, N), (N,)))
-    with tinydl.debug.count_kernels() as c:
-        out = F.gelu(tinydl.tensor(a) @ tinydl.tensor(b) + tinydl.tensor(bias))
-        out.numpy()
-    assert c.count == 1 and c.names[0].endswith("[outer]"), c.names
-    assert_close(out, TF.gelu(torch.from_numpy(a) @ torch.from_numpy(b) + torch.from_numpy(bias)), rtol=1e-5, atol=1e-5)
-
-
-def test_outer_forced_where_it_cannot_run_takes_tile32(rng, monkeypatch):
-    """x @ W.T reads W along k, not 4 columns at a time: a forced outer kernel falls back to tile32."""
-    force_tile(monkeypatch, "outer")
-    x, w = rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal((12, 16)).astype(np.float32)
-    with tinydl.debug.count_kernels() as c:
-        out = tinydl.tensor(x) @ tinydl.tensor(w).T
-        out.numpy()
-    assert c.names[0].endswith("[tile32]"), c.names
-    assert_close(out, torch.from_numpy(x) @ torch.from_numpy(w).T, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("M,K,N,transposed,vec4", [
     (1, 64, 10, True, True),     # x @ W.T: both operands run along k
     (3, 36, 9, True, True),      # 3 rows (one per accumulator), 9 columns (a ragged group of 8)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ops import BUFFER, VIEW, Node
-from .common import WG, function, store4_function, store_function
+from .common import function, store4_function, store_function
 from .expr import Expr, KernelSource, memory_layout
 
 
@@ -59,10 +59,6 @@ TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 
 # (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32 channels at 28x28 (25
 # tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
-# "outer" (see _outer): GEMMs with K up to OUTER_MAX_K whose B loads 4 columns as a vec4 and whose outputs store as
-# vec4s (a 1x1 conv expanding a few channels over many pixels); rows split into runs down to OUTER_MIN_THREADS
-OUTER_MAX_K = 32
-OUTER_MIN_THREADS = 1 << 16
 FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
 IM2COL_MIN_COUT = 256
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
@@ -159,25 +155,18 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs). a_vec / b_vec: the operand's
     memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
-    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
-    outer = (name == "outer" or (FORCE_TILE is None and not gather and K <= OUTER_MAX_K and name != "gemv")) and \
-        split == 1 and vec4 and VEC4_LOADS and b_vec is not None and b_vec.fast == "r"
-    if name == "outer" and not outer:
-        name = "tile32"  # forced where the shape cannot take it
-    # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check; the outer
-    # kernel's never leave the operands
-    t = TILES.get(name) if not outer else None
+    # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
+    t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
     gemv4 = name == "gemv" and VEC4_LOADS and K % 4 == 0 and all(v is not None and v.fast == "k" for v in (a_vec, b_vec))
-    inside = {"m": outer or (t and M % t.bm == 0), "n": outer or (t and N % t.bn == 0), "k": outer or (t and K % t.bk == 0)}
+    inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
     fast = {"a": "r" if a_m_fastest else "k", "b": "k" if b_k_fastest else "r"}
     vec = {"a": False, "b": False}
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
     for op, v, r, rows, lim_r, fn in operands:
-        # the outer kernel reads A a row at a time: as vec4s only along k
-        whole = t.whole_vec4s(rows) if t else gemv4 or outer and (op == "b" or v is not None and v.fast == "k")
+        whole = t.whole_vec4s(rows) if t else gemv4
         if VEC4_LOADS and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
@@ -193,14 +182,13 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     if name == "gemv":
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return _gemv(src, batch, M, N, K, gemv4)
+    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
     if vec4:
         src.vec4_out = True
         store4_function(src, core, "b: i32, m: i32, n: i32",
                         lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-    if outer:
-        return _outer(src, batch, M, N, K, vec["a"] and fast["a"] == "k") + ("outer",)
     return _tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
 
 
@@ -332,36 +320,6 @@ def _block_layout(bk: int, rows: int, w: int, g4: int, fast: str, vec: bool) -> 
     pad = min(range(9), key=lambda p: (cost(p), p))
     n = bk * g4 + (bk // 4) * pad
     return pad, n + (1 - n) % 8
-
-
-def _outer(src: KernelSource, batch: int, M: int, N: int, K: int, a_vec4: bool):
-    """A short K (<= OUTER_MAX_K) as a sum of outer products: each thread loads 4 columns of B (K vec4s) once and
-    walks a run of rows m, one vec4 of outputs per row, stored as it is done. Neighbouring threads own
-    neighbouring columns (coalesced loads and stores) and share the row (A's element is one broadcast load). A
-    tile would spend its time on shared-memory traffic and barriers for one or two K steps; this kernel is bound by
-    its stores. Rows are cut into runs only as far as needed for OUTER_MIN_THREADS threads."""
-    cols = batch * (N // 4)
-    runs = max(1, min(M, -(-OUTER_MIN_THREADS // cols)))
-    rows = -(-M // runs)
-    runs = -(-M // rows)
-    total = cols * runs
-    body = [f"  let gi = wg * {WG} + lid;",
-            f"  if (gi >= {total}) {{ return; }}",
-            f"  let n = (gi % {N // 4}) * 4;",
-            f"  let run = (gi / {N // 4}) % {runs};",
-            f"  let b = gi / {(N // 4) * runs};"]
-    body += [f"  let x{k} = load_b4(b, n, {k});" for k in range(K)]
-    body.append(f"  let m0 = run * {rows};")
-    body.append(f"  for (var m: i32 = m0; m < min(m0 + {rows}, {M}); m++) {{")
-    body.append("    var acc = vec4<f32>(0.0);")
-    for k in range(K):
-        if a_vec4 and k % 4 == 0:
-            body.append(f"    let a{k // 4} = load_a4(b, m, {k});")
-        a = f"a{k // 4}[{k % 4}]" if a_vec4 else f"load_a(b, m, {k})"
-        body.append(f"    acc = fma(vec4<f32>({a}), x{k}, acc);")
-    body.append("    store_out4(b, m, n, acc);")
-    body.append("  }")
-    return src.render("\n".join(body), WG), -(-total // WG)
 
 
 def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str]:
