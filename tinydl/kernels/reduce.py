@@ -22,6 +22,9 @@ SERIAL_MAX = 64  # reduce lengths up to this use one thread per output ...
 # 7840 outputs 5.5 vs 3.7, of 8 over 12544 3.9 vs 3.3; but of 8 over 62720 4.1 vs 5.9
 SERIAL_MIN_OUTPUTS = 1 << 15
 LANES = 16
+# a serial reduction this short is written out (a split-K GEMM's sum over its slices): its loads all issue before
+# the first add, where a loop waits for each in turn
+SERIAL_UNROLL = 16
 
 
 def _init(op: str, ct: str) -> str:
@@ -86,8 +89,13 @@ def reduce(src: KernelSource, core: Node):
             acc, best = e.src.fresh("acc"), e.src.fresh("best")
             e.emit(f"var {acc}: {ct} = {_init(op, ct)};")
             e.emit(f"var {best}: i32 = 0;")
-            with e.scope(f"for (var r: i32 = 0; r < {R}; r++)"):
-                accumulate(e, oidx, "r", acc, best)
+            if R <= SERIAL_UNROLL and not arg:  # every load in flight at once, added in the same order
+                values = [e.value(x, input_index(e, oidx, str(r))) for r in range(R)]
+                for v in values:
+                    e.emit(f"{acc} = {_combine(op, ct, acc, v)};")
+            else:
+                with e.scope(f"for (var r: i32 = 0; r < {R}; r++)"):
+                    accumulate(e, oidx, "r", acc, best)
             return epilogue(e, src.out, core, oidx, best if arg else acc)
         wgsl, groups = thread_per_output(src, core.shape, compute)
         return wgsl, groups, "serial"
