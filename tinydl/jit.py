@@ -1,6 +1,7 @@
 """Replaying a forward: after the first call, a call with inputs of the same shapes skips building the graph
-(Python op by op), walking it and looking up its plan: it binds the new input buffers into the captured plan,
-encodes the cached pipelines and submits once.
+(Python op by op), walking it and looking up its plan: it copies the new inputs into the capture's buffers and
+submits the forward encoded during the previous call, then encodes the next one while the GPU runs
+(schedule.BoundPlan).
 
     fast = tinydl.jit(model)          # or any function of tensors
     y = fast(tinydl.tensor(x))        # 1st call: runs normally and captures the plan

@@ -444,8 +444,10 @@ PRE_ENCODE = True
 class BoundPlan:
     """A captured plan (tinydl.jit) with every buffer that is the same in each replay bound once: weights
     and intermediates (owned by the capture, so the same buffers always meet the same kernels and find their
-    bind groups cached). A replay only puts its inputs' buffers and fresh output buffers into the kernels
-    that touch them, then submits: no walk over the graph, no buffer bookkeeping per kernel."""
+    bind groups cached). A replay submits the command buffer the previous replay encoded, reading copies of
+    its inputs, and encodes the next (PRE_ENCODE); profiled, it puts its inputs' buffers and fresh output
+    buffers into the kernels that touch them and submits those. No walk over the graph, no buffer bookkeeping
+    per kernel."""
 
     def __init__(self, order: list[Node], plan: Plan, roots: list[int], inputs: list[int]):
         self.plan = plan
