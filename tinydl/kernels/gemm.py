@@ -339,19 +339,16 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
     body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
-    if vec4:
-        body += [f"  var acc4_{i} = vec4<f32>(0.0);" for i in range(R)]
-        body.append(f"  for (var k: i32 = lane * 4; k < {K}; k += {4 * L}) {{")
-        body.append("    let bv = load_b4(b, n, k);")
-        body += [f"    acc4_{i} = fma(load_a4(b, m0 + {i}, k), bv, acc4_{i});" for i in range(R)]
-        body.append("  }")
-        body += [f"  let acc{i} = acc4_{i}.x + acc4_{i}.y + acc4_{i}.z + acc4_{i}.w;" for i in range(R)]
-    else:
-        body += [f"  var acc{i}: f32 = 0.0;" for i in range(R)]
-        body.append(f"  for (var k: i32 = lane; k < {K}; k += {L}) {{")
-        body.append("    let bv = load_b(b, k, n);")
-        body += [f"    acc{i} = fma(load_a(b, m0 + {i}, k), bv, acc{i});" for i in range(R)]
-        body.append("  }")
+    # vec4: each lane reads 4 k's of both operands at once and adds its 4 products up at the end
+    kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, k)", "load_a4(b, m0 + {}, k)") if vec4 else
+                                  ("f32", 1, "load_b(b, k, n)", "load_a(b, m0 + {}, k)"))
+    body += [f"  var part{i} = {kind}(0.0);" for i in range(R)]
+    body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {step * L}) {{")
+    body.append(f"    let bv = {load_b};")
+    body += [f"    part{i} = fma({load_a.format(i)}, bv, part{i});" for i in range(R)]
+    body.append("  }")
+    body += [f"  let acc{i} = part{i}.x + part{i}.y + part{i}.z + part{i}.w;" if vec4 else f"  let acc{i} = part{i};"
+             for i in range(R)]
     body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
     body.append("  workgroupBarrier();")
     body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")
