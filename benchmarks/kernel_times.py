@@ -27,13 +27,13 @@ def forward_dispatches(tm, inputs):
     dispatches = []
     submit = rt.submit
     rt.submit = lambda d, *a, **k: (dispatches.extend(d), submit(d, *a, **k))[1]
-    schedule.PRE_ENCODE = False  # a replay that encodes its own kernels, through rt.submit
+    pre_encode, schedule.PRE_ENCODE = schedule.PRE_ENCODE, False  # a replay that encodes its kernels via rt.submit
     try:
         with tinydl.debug.count_kernels() as counter:
             call()
     finally:
         del rt.submit  # back to the class's method
-        schedule.PRE_ENCODE = True
+        schedule.PRE_ENCODE = pre_encode
     return dispatches, counter.names
 
 

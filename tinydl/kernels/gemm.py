@@ -55,9 +55,9 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
-# a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered: MobileNetV2's batch-1 1x1 convs
-# (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32 channels at 28x28 (25
-# tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
+# a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered: MobileNetV2's
+# batch-1 1x1 convs (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32
+# channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
 FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
 IM2COL_MIN_COUT = 256
