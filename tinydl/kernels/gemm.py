@@ -96,8 +96,8 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     wins mid-sized GEMMs with 256+ rows: BERT-b8's 1024 x 3072 x 768 126 vs 131 us, 1024 x 768 x 3072 135 vs
     150, a 1x1 conv 256 -> 1024 at batch 16 45 vs 54; tile128k16 keeps the big ones (4096^3 3.21 vs 3.41 ms).
     MobileNetV2's stem (3 -> 32 channels, 3x3 stride 2, batch 16, H200): tile32 33 us, tile64x128 43 (half of
-    its 64 rows idle). MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step and its stores
-    dominate, so the smallest tile wins (16 -> 96 channels at 112x112: 41 vs 51 us); tile128x64t128 over fewer
+    its 64 rows idle). MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step
+    and its stores dominate, so the smallest tile wins (16 -> 96 channels at 112x112: 41 vs 51 us); tile128x64t128 over fewer
     than 256 tiles needs K >= 512 to pay (960 x 784 x 160: 22 us with tile64x64t128 vs 24; 384 x 3136 x 64: 9 vs
     11); a 32-row output takes tile32 (32 x 12544 x 192: 11 vs 16 us with tile64)."""
     if FORCE_TILE:
@@ -158,7 +158,8 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
-    gemv4 = name == "gemv" and VEC4_LOADS and K % 4 == 0 and all(v is not None and v.fast == "k" for v in (a_vec, b_vec))
+    gemv4 = (name == "gemv" and VEC4_LOADS and K % 4 == 0
+             and all(v is not None and v.fast == "k" for v in (a_vec, b_vec)))
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
