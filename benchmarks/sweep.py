@@ -47,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
     ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
+    ap.add_argument("--channel-major", action="store_true",
+                    help="gathered convs keep K in (ci, kh, kw) order (no TapGather)")
     ap.add_argument("--direct", action="store_true", help="sweep the direct conv's strips on depthwise convs")
     ap.add_argument("--mobilenet", action="store_true", help="MobileNetV2's 1x1 convs (batch 16), no matmuls")
     ap.add_argument("--batch", type=int, help="the conv shapes at this batch size instead of their own")
@@ -63,6 +65,7 @@ def main(argv=None):
 
     tiles = args.tiles or ["auto", *gemm.TILES]
     gemm.VEC4_LOADS = not args.scalar_loads
+    gemm.TAP_MAJOR = not args.channel_major
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else MOBILENET_1X1 if args.mobilenet else CONVS):

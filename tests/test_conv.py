@@ -170,6 +170,88 @@ def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, path, split):
         assert_close(out, TF.conv2d(xt, make(wt), padding=1, groups=2), **tol(18))
 
 
+# -- tap-major gathers: K in (kh, kw, ci) order, pixels read through a TapGather --------------------------
+TILED = list(tinydl.kernels.gemm.TILES)
+TAP_CASES = [  # input channels per group a multiple of 16: every tile's K steps lie within one tap
+    ((2, 16, 7, 9), (8, 16, 3, 3), dict(padding=1)),                        # odd pixel count: partial tiles
+    ((1, 32, 9, 9), (20, 32, 3, 3), dict(stride=2, padding=1)),
+    ((1, 16, 10, 10), (12, 16, 3, 3), dict(padding=2, dilation=2)),
+    ((1, 32, 8, 8), (16, 16, 3, 3), dict(padding=1, groups=2)),
+    ((2, 16, 6, 7), (6, 16, 2, 4), dict(padding=(1, 2))),                   # even, non-square kernel
+    ((1, 16, 9, 8), (8, 16, 5, 3), dict(stride=(2, 1), padding=(0, 1))),
+    ((1, 48, 6, 6), (70, 48, 3, 3), dict(padding=1)),                        # rows past a tile's end
+]
+
+
+def _spy_tap_gathers(monkeypatch) -> list:
+    """Count the kernels generated with a TapGather (one entry per kernel)."""
+    seen = []
+    setup = tinydl.kernels.gemm.TapGather.setup
+    monkeypatch.setattr(tinydl.kernels.gemm.TapGather, "setup", lambda self, *a: (seen.append(self), setup(self, *a))[1])
+    return seen
+
+
+@pytest.mark.parametrize("tile,xs,ws,kw,bias", with_paths(TAP_CASES, TILED))
+def test_conv2d_tap_major(rng, monkeypatch, tile, xs, ws, kw, bias):
+    """Every tiled variant reading its pixels through a TapGather (strides, dilation, groups, even and
+    non-square kernels, partial tiles) equals torch, and so does the (ci, kh, kw) order it replaces."""
+    force(monkeypatch, tile)
+    seen = _spy_tap_gathers(monkeypatch)
+    x, w = rand(rng, *xs), rand(rng, *ws)
+    b = rand(rng, ws[0]) if bias else None
+    expected = TF.conv2d(*_torch(x, w, b), **kw)
+    for tap in (True, False):
+        monkeypatch.setattr(tinydl.kernels.gemm, "TAP_MAJOR", tap)
+        tinydl.schedule.clear_cache()
+        seen.clear()
+        out = run(lambda: F.conv2d(*_tiny(x, w, b), **kw), tile)
+        assert len(seen) == tap, (tap, seen)
+        assert_close(out, expected, **tol(ws[1] * ws[2] * ws[3]))
+
+
+@pytest.mark.parametrize("tile", ["tile32", "tile128k16"])
+def test_conv2d_tap_major_split_and_computed_weights(rng, monkeypatch, tile):
+    """Split over K into slices of whole K steps (16 channels each), with the weight stored, computed in the
+    kernel (w * 2) or viewed (a permute): the weight's k = tap * channels + ci is found in each form."""
+    force(monkeypatch, tile)
+    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", 2)
+    seen = _spy_tap_gathers(monkeypatch)
+    x, w = rand(rng, 2, 32, 6, 5), rand(rng, 24, 32, 3, 3)
+    tx, tw = _tiny(x, w)
+    xt, wt = _torch(x, w)
+    for make in (lambda v: v, lambda v: v * 2, lambda v: v.permute(0, 1, 3, 2)):
+        seen.clear()
+        out = run(lambda: F.conv2d(tx, make(tw), padding=1), tile)
+        assert [g.cin_g for g in seen] == [16], seen
+        assert_close(out, TF.conv2d(xt, make(wt), padding=1), **tol(288))
+
+
+@pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")
+def test_conv2d_tap_major_in_float16(rng, monkeypatch):
+    force(monkeypatch, "tile64x128t128")
+    seen = _spy_tap_gathers(monkeypatch)
+    x, w = rand(rng, 2, 16, 6, 6), rand(rng, 40, 16, 3, 3)
+    # float16 buffers (a cast in front would be fused into the conv's loads: no image in memory to gather from)
+    tx, tw = tinydl.tensor(x.astype(np.float16)), tinydl.tensor(w.astype(np.float16))
+    out = run(lambda: F.conv2d(tx, tw, padding=1), "tile64x128t128")
+    assert len(seen) == 1
+    ref = TF.conv2d(torch.from_numpy(x).half().float(), torch.from_numpy(w).half().float(), padding=1)
+    assert out.dtype == tinydl.float16
+    assert_close(out.float(), ref, rtol=1e-2, atol=2e-2, check_dtype=False)
+
+
+def test_tap_major_falls_back_where_a_k_step_spans_taps(rng, monkeypatch):
+    """24 input channels: tile128k16's K steps of 16 would straddle two taps, so the conv gathers in (ci, kh, kw)
+    order instead (and stays equal to torch); tile32's steps of 8 fit."""
+    x, w = rand(rng, 1, 24, 6, 6), rand(rng, 8, 24, 3, 3)
+    for tile, taps in (("tile128k16", 0), ("tile32", 1)):
+        force(monkeypatch, tile)
+        seen = _spy_tap_gathers(monkeypatch)
+        out = run(lambda: F.conv2d(*_tiny(x, w), padding=1), tile)
+        assert len(seen) == taps, tile
+        assert_close(out, TF.conv2d(*_torch(x, w), padding=1), **tol(216))
+
+
 # -- im2col: the windows written as a matrix, then a plain GEMM (gemm.use_im2col) --------------------------
 IM2COL_CASES = [(xs, ws, kw) for xs, ws, kw in CONV2D if kw.get("groups", 1) == 1 and ws[2] * ws[3] > 1 and xs[0]]
 

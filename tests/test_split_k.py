@@ -114,6 +114,29 @@ def test_tile_choice_rules():
     assert gemm.choose_tile(1, 128, 768, 768) == "tile64x64t128"
 
 
+def test_tap_major_tile_rules():
+    """Tap-major gathers (gemm.conv_gather): tile64x128t128 for 64-channel 3x3 convs over 64+ of its tiles (batch
+    4 and 16 at 56x56), tile128k16 for 128+ channels over 64+ of its tiles or a K of 4096+, tile128x64t128k8 over
+    fewer (32+); smaller convs keep the (ci, kh, kw) rules (batch 1 at 56x56: tile64)."""
+    assert gemm.conv_gather(9, False, False) == "tap" and gemm.conv_gather(1, False, False) is False
+    assert gemm.conv_gather(9, True, False) is False and gemm.conv_gather(9, False, True) is True
+    assert gemm.choose_tile(1, 64, 16 * 3136, 576, gather="tap") == "tile64x128t128"
+    assert gemm.choose_tile(1, 64, 4 * 3136, 576, gather="tap") == "tile64x128t128"
+    assert gemm.choose_tile(1, 64, 3136, 576, gather="tap") == "tile64"
+    assert gemm.choose_tile(1, 128, 16 * 784, 1152, gather="tap") == "tile128k16"
+    assert gemm.choose_tile(1, 128, 4 * 784, 1152, gather="tap") == "tile128x64t128k8"
+    assert gemm.choose_tile(1, 512, 16 * 49, 4608, gather="tap") == "tile128k16"
+    assert gemm.choose_tile(1, 128, 784, 1152, gather="tap") == "tile64"
+
+
+def test_tap_major_split_keeps_whole_k_steps():
+    """A tap-major conv splits its channels only into slices of whole K steps: 64 channels under tile64 (K steps
+    of 16) into 4, where a (ci, kh, kw) gather splits into 8."""
+    assert gemm.split_k(1, 64, 3136, 576, 64, gather="tap") == 4
+    assert gemm.split_k(1, 64, 3136, 576, 64, gather=True) == 8
+    assert gemm.tap_major_fits(1, 64, 3136, 576 * 4, 16) and not gemm.tap_major_fits(1, 64, 3136, 576 * 8, 8)
+
+
 def test_split_product_keeps_its_tile(rng):
     """256x256x1024 splits 16 ways under tile64x64t128 (16 tiles); counted with the 16 slices as batch entries,
     tile128x64t128 would qualify (8 x 16 tiles), but the kernel must use the tile the split was sized for."""

@@ -62,6 +62,10 @@ class KernelSource:
             return f"{vec}[({lin}) >> 2u][({lin}) & 3]"
         return f"{self.binding(node)}[{lin}]"
 
+    def load(self, node: Node, lin: str) -> str:
+        """node's element at position lin as its compute type (a float16 element as f32)."""
+        return _LOAD_CONVERT[node.dtype.storage].format(self.read(node, lin))
+
     def binding(self, node: Node) -> str:
         name = self._binding.get(node.uid)
         if name is None:
@@ -155,7 +159,7 @@ class Expr:
         if hit is not None:
             return hit
         if node.kind == BUFFER or self.src.materialized(node):
-            v = self.let(_LOAD_CONVERT[node.dtype.storage].format(self.src.read(node, linear_index(idx, node.shape))))
+            v = self.let(self.src.load(node, linear_index(idx, node.shape)))
         elif node.kind == CONST:
             v = literal(node.arg, node.dtype.compute)
         elif node.kind == IOTA:
@@ -198,8 +202,7 @@ class Expr:
         key = (node.uid, ("element", lin))
         hit = self.memo.get(key)
         if hit is None:
-            fmt = _LOAD_CONVERT[node.dtype.storage]
-            hit = self.memo[key] = self.let(fmt.format(self.src.read(node, lin)))
+            hit = self.memo[key] = self.let(self.src.load(node, lin))
         return hit
 
     def _elementwise(self, node: Node, idx) -> str:

@@ -44,8 +44,10 @@ TILES = {
     "tile64": Tile(16, 16, 4, 4, 16),
     "tile32": Tile(8, 8, 4, 4, 8),
     "tile64x128": Tile(16, 16, 4, 8, 8),     # 64-channel convs over many pixels
+    "tile64x128t128": Tile(16, 8, 8, 8, 8),  # the same with 128 threads of 8x8: 64-channel tap-major convs
     "tile64x64t128": Tile(8, 16, 4, 8, 16),  # 64x64 with 128 threads of 4x8: more FLOPs per load than tile64
     "tile128x64t128": Tile(8, 16, 8, 8, 16),  # 128x64 with 128 threads of 8x8: BERT-sized GEMMs
+    "tile128x64t128k8": Tile(8, 16, 8, 8, 8),  # the same in K steps of 8: tap-major convs over few tiles
 }
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
@@ -60,6 +62,7 @@ TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 
 # channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
 FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
+TAP_MAJOR = True  # gathered convs whose K steps fit in one tap take the TapGather operand
 IM2COL_MIN_COUT = 256
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
 
@@ -74,6 +77,45 @@ class VecOperand:
     lin: Callable
 
 
+@dataclass(frozen=True)
+class TapGather:
+    """A conv's pixel operand (k x pixels) gathered from its NCHW image in tap-major K order, k = tap * cin_g + ci
+    (tap = kh * KW + kw), for tiled kernels whose K steps each lie within one tap (cin_g a multiple of bk) and
+    whose threads each load one pixel's column: a thread splits its pixel into (n, oh, ow) once, each K step works
+    out the tap's offset and whether it falls inside the image once, and each element is then one load at that
+    offset plus its channel's plane (a gather in (ci, kh, kw) order splits every element's k and checks its
+    bounds)."""
+    image: Node
+    chw: tuple[int, int, int]  # the image's C, H, W
+    out_hw: tuple[int, int]
+    cin_g: int
+    kw: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def setup(self, pixel: str, pixels: int) -> list[str]:
+        """Once per thread, before the K loop: its pixel's image, corner and whether it exists."""
+        (C, H, W), (OH, OW), (sh, sw), (ph, pw) = self.chw, self.out_hw, self.stride, self.padding
+        return [f"  let gp = {pixel};",
+                f"  let gy0 = ((gp / {OW}) % {OH}) * {sh} - {ph}; let gx0 = (gp % {OW}) * {sw} - {pw};",
+                f"  let gbase = (gp / {OH * OW}) * {C * H * W} + b * {self.cin_g * H * W} + gy0 * {W} + gx0;",
+                f"  let gin = gp < {pixels};"]
+
+    def step(self, k0: str) -> list[str]:
+        """Once per K step (k0 its first k): the tap's offset from the pixel's corner, and whether it is inside."""
+        (_C, H, W), (dh, dw) = self.chw, self.dilation
+        return [f"    let gtap = ({k0}) / {self.cin_g};",
+                f"    let gdy = (gtap / {self.kw}) * {dh}; let gdx = (gtap % {self.kw}) * {dw};",
+                f"    let gok = gin && u32(gy0 + gdy) < {H}u && u32(gx0 + gdx) < {W}u;",
+                f"    let goff = select(0, gbase + gdy * {W} + gdx + (({k0}) % {self.cin_g}) * {H * W}, gok);"]
+
+    def load(self, src: KernelSource, k: str) -> str:
+        """Element k (of the step: 0..bk-1) of the thread's pixel: 0 outside the image."""
+        plane = self.chw[1] * self.chw[2]
+        return f"select(0.0, {src.load(self.image, f'goff + ({k}) * {plane}')}, gok)"
+
+
 def _fast_axis(off: int, sb: int, sr: int, sk: int):
     """Which of r / k runs with stride 1 while everything else moves in multiples of 4 elements."""
     if off % 4 or sb % 4:
@@ -85,9 +127,19 @@ def _fast_axis(off: int, sb: int, sr: int, sk: int):
     return None
 
 
-def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str:
+def conv_gather(taps: int, im2col: bool, transposed: bool) -> bool | str:
+    """How a conv's GEMM reads its pixels: False (as plain data: a 1x1 conv, or its windows written by im2col),
+    "tap" (gathered in tap-major K order, through a TapGather where its kernel's tile allows) or True (gathered
+    in (ci, kh, kw) order)."""
+    if taps == 1 or im2col:
+        return False
+    return "tap" if TAP_MAJOR and not transposed else True
+
+
+def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) -> str:
     """The GEMM variant for `batch` products of M x N outputs over K (before any split-K); gather: operand loads
-    are im2col gathers with bounds checks (convs wider than 1x1). Measured on an H100 with kernels serialized
+    are im2col gathers with bounds checks (convs wider than 1x1; "tap": in tap-major order, see conv_gather).
+    Measured on an H100 with kernels serialized
     as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
     dear (3x3 convs at batch 16: 279-332 us vs tile64's 350-476, even with only 28 tiles plus split-K) or K is
     long (2048^3: 569 vs 736 us), but lose where K is short (a 1x1 conv 256 -> 1024 at batch 16: 172 vs 105 us
@@ -99,7 +151,11 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     its 64 rows idle). MobileNetV2-b16's 1x1 convs (sweep --mobilenet, H200): with K <= 32 a tile is one K step
     and its stores dominate, so the smallest tile wins (16 -> 96 channels at 112x112: 41 vs 51 us); tile128x64t128 over fewer
     than 256 tiles needs K >= 512 to pay (960 x 784 x 160: 22 us with tile64x64t128 vs 24; 384 x 3136 x 64: 9 vs
-    11); a 32-row output takes tile32 (32 x 12544 x 192: 11 vs 16 us with tile64)."""
+    11); a 32-row output takes tile32 (32 x 12544 x 192: 11 vs 16 us with tile64). Tap-major gathers (H200,
+    scratch sweep of ResNet's 3x3 convs, GPU us, 2026-11-22): 64 channels at 56x56, batch 16: tile64x128t128 110 vs
+    tile64x128 183, tile64x64t128 124; batch 4: 37 vs 40 (tile64); 128 channels at 28x28: tile128k16 117 vs
+    tile128 130 at batch 16 (98 tiles), but tile128x64t128k8 38 vs tile128k16 75 at batch 4 (25 tiles); 256 at
+    14x14, batch 16 (50 tiles, im2col off) 132 vs 146; 512 at 7x7 (K 4608): tile128k16 170 vs 270."""
     if FORCE_TILE:
         return FORCE_TILE
     if M <= GEMV_ROWS:
@@ -110,6 +166,13 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
         return batch * -(-M // t.bm) * -(-N // t.bn)
     if not gather and K <= 32:
         return "tile32"
+    if gather == "tap" and 32 < M <= 64 and N >= 128 and tiles("tile64x128t128") >= 64:
+        return "tile64x128t128"
+    if gather == "tap" and M >= 128 and N >= 64:
+        if tiles("tile128k16") >= 64 or K >= 4096:
+            return "tile128k16"
+        if tiles("tile128x64t128k8") >= 32:
+            return "tile128x64t128k8"
     if M >= 128 and N >= 64 and gather and tiles("tile128") >= 24:
         return "tile128"
     if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 256:
@@ -123,11 +186,12 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool = False) -> str
     return "tile64" if min(M, N) > 32 else "tile32"
 
 
-def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = False) -> int:
+def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> int:
     """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
     convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
     same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
-    slice count must divide it (K, or a conv's input channels per group). Returns 1 for no split."""
+    slice count must divide it (K, or a conv's input channels per group); a tap-major gather's slices keep whole
+    K steps of channels, so each still reads through a TapGather. Returns 1 for no split."""
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
     name = choose_tile(batch, M, N, K, gather)
@@ -138,14 +202,16 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool = Fal
     if K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
         return 1
     s = 1
-    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2) == 0:
+    step = t.bk if gather == "tap" else 1
+    while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2 * step) == 0:
         s *= 2
     return s
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
-         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool = False,
-         n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None):
+         a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool | str = False,
+         n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None,
+         b_gather: TapGather | None = None):
     """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
@@ -153,7 +219,8 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile.
     n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
     kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs). a_vec / b_vec: the operand's
-    memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so)."""
+    memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so). b_gather: B
+    is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
@@ -167,6 +234,8 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     vec = {"a": False, "b": False}
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
     for op, v, r, rows, lim_r, fn in operands:
+        if op == "b" and b_gather:
+            continue
         whole = t.whole_vec4s(rows) if t else gemv4
         if VEC4_LOADS and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
@@ -190,7 +259,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
                         lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-    return _tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
+    return _tiled(src, t, batch, M, N, K, fast, vec, vec4, b_gather) + (name,)
 
 
 def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
@@ -205,7 +274,7 @@ def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside
 
 
 def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
-           vec4_out: bool = False):
+           vec4_out: bool = False, b_gather: TapGather | None = None):
     """Workgroup tiles in shared memory; each thread owns tm x tn outputs in groups of 4 rows / 4 columns
     spaced a quarter-warp apart. Shared memory holds, per thread row (A) / column (B) of the workgroup, one
     block with the vec4s that thread reads, in the order it reads them: every read index is a constant in the
@@ -254,13 +323,20 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
             slots.append((op, name, origin))
 
     def fetch(k0: str, decl: str):
+        if b_gather:
+            body.extend(b_gather.step(k0))
         for op, name, origin in slots:
+            if op == "b" and b_gather:  # every B slot of a thread is its one pixel's column
+                body.append(f"    {decl}{name} = {b_gather.load(src, name + 'k')};")
+                continue
             rk = (f"{origin} + {name}r", f"{k0} + {name}k")  # load_b takes (k, n); the vec4 loads take (r, k)
             fn, args = (f"load_{op}4", rk) if vec[op] else (f"load_{op}", rk if op == "a" else rk[::-1])
             body.append(f"    {decl}{name} = {fn}(b, {', '.join(args)});")
 
     ga, gb = t.tm // 4, t.tn // 4
     body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
+    if b_gather:
+        body += b_gather.setup("n0 + rb0r", N)
     fetch("0", "var ")
     body.append("  let pa = &As[ty];")
     body.append("  let pb = &Bs[tx];")
@@ -435,10 +511,20 @@ def conv(src: KernelSource, core: Node):
     cout_g = Cout // g
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
 
+    M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
+    split = a.split if not a.transposed else 1
+    gather = conv_gather(KH * KW, a.im2col, a.transposed)
+    # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather
+    tap_major = (gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and
+                 tap_major_fits(g // split, M, N, cin_g * KH * KW * split, cin_g))
+
     def split_m(e: Expr, m):
         return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
 
     def k_parts(e: Expr, k):
+        if tap_major:
+            tap = e.let(f"{k} / {cin_g}", "tap")
+            return e.let(f"{k} % {cin_g}", "ci"), e.let(f"{tap} / {KW}", "kh"), e.let(f"{tap} % {KW}", "kw")
         return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
 
     def a_value(e: Expr, bb, m, k):
@@ -466,6 +552,9 @@ def conv(src: KernelSource, core: Node):
                 row, first = f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g}"
             else:
                 row, first = f"{bb} * {cout_g} + {nn}", "0"
+            if tap_major:
+                return e.element(w, f"({row}) * {w.shape[1] * KH * KW} + ({first} + {k} % {cin_g}) * {KH * KW} + "
+                                    f"{k} / {cin_g}")
             return e.element(w, f"({row}) * {w.shape[1] * KH * KW} + {first} * {KH * KW} + {k}")
         ci, kh, kw = k_parts(e, k)
         if not a.transposed and a.split > 1:  # group bb is slice bb % S of real group bb / S
@@ -504,13 +593,20 @@ def conv(src: KernelSource, core: Node):
         pixels_vec = VecOperand(x, "r", pixel_lin)
     if a.im2col and (Nb * OH * OW) % 4 == 0 and x.dtype.storage == "f32":  # rows of pixels in memory
         pixels_vec = VecOperand(x, "r", lambda e, bb, m, k: f"(({bb}) * {cin_g * KH * KW} + {k}) * {Nb * OH * OW} + {m}")
-    M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
+    pixels_gather = TapGather(x, (C, H, W), (OH, OW), cin_g, KW, a.stride, a.padding, a.dilation) if tap_major else None
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
-                split=a.split if not a.transposed else 1, gather=KH * KW > 1 and not a.im2col,
+                split=split, gather=gather,
                 n_runs=(OH * OW) % 4 == 0,  # 4 pixels from a multiple of 4 lie in one image, side by side
-                a_vec=weights_vec, b_vec=pixels_vec)
+                a_vec=weights_vec, b_vec=pixels_vec, b_gather=pixels_gather)
+
+
+def tap_major_fits(batch: int, M: int, N: int, K: int, cin_g: int) -> bool:
+    """Whether the tiled kernel choose_tile picks for a gathered conv's GEMM can read its pixels through a
+    TapGather: every K step lies within one tap, and each thread loads one pixel's column of the B tile."""
+    t = TILES.get(choose_tile(batch, M, N, K, gather="tap"))
+    return t is not None and cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
 
 
 def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, itemsize: int, max_bytes: int) -> bool:
