@@ -40,6 +40,28 @@ def check_variant(variant, *tensors):
         assert all(f"[{variant}]" in n for n in names), names
 
 
+@pytest.mark.parametrize("shape,variant", [
+    ((4096, 8), "serial"),      # many outputs of a length written out
+    ((4096, 24), "lanes"),      # many outputs, but a loop: each load waits for the last
+    ((1 << 15, 49), "lanes"),   # ResNet-50-b16's global average pool
+    ((100, 8), "lanes"),        # few outputs
+    ((8, 65), "workgroup"),     # long reductions
+])
+def test_variant_rule(rng, monkeypatch, shape, variant):
+    """The unforced choice (reduce.SERIAL_MAX / SERIAL_MIN_OUTPUTS / SERIAL_UNROLL, measured on the H200), with the
+    output-count threshold lowered so the shapes stay small; the sums equal torch's."""
+    monkeypatch.setattr(reduce_kernels, "SERIAL_MIN_OUTPUTS", 4096 if shape[0] < 1 << 15 else 1 << 15)
+    tinydl.schedule.clear_cache()
+    a = rng.standard_normal(shape).astype(np.float32)
+    x, t = pair(a)
+    with tinydl.debug.count_kernels() as c:
+        out = x.sum(1)
+        tinydl.realize(out)
+    assert len(c.names) == 1 and f"[{variant}]" in c.names[0], c.names
+    assert_close(out, t.sum(1), rtol=1e-5, atol=1e-5)
+    tinydl.schedule.clear_cache()
+
+
 # (shape, dim) cases: one dim, several dims, negative dims, all dims (None), size-1 dims, odd sizes, and reduce
 # lengths on both sides of the serial/workgroup threshold (64)
 DIM_CASES = [

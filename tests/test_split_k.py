@@ -77,8 +77,8 @@ def test_no_split_when_slices_do_not_divide(rng, split):
 
 
 def test_split_k_heuristic_only_for_few_tiles():
-    """Unforced: ResNet-50's 7x7x512 3x3 conv at batch 1 splits; a 4096^3 matmul, a short K or a big batch
-    does not; a K of 160-255 only over very few tiles; slices never get shorter than 32 and always divide
+    """Unforced: ResNet-50's 7x7x512 3x3 conv at batch 1 splits; a 4096^3 matmul, a short K, a big batch or
+    SPLIT_MAX_TILES tiles do not; a K of 160-255 only over very few tiles; slices never get shorter than 32 and always divide
     `divides`."""
     assert gemm.split_k(1, 49, 512, 4608, 512) > 1
     assert gemm.split_k(1, 4096, 4096, 4096, 4096) == 1
@@ -89,6 +89,8 @@ def test_split_k_heuristic_only_for_few_tiles():
     assert gemm.split_k(1, 32, 784, 192, 192) == 4  # a K under 256 over very few tiles (25)
     assert gemm.split_k(1, 960, 49, 160, 160) == 4
     assert gemm.split_k(16, 960, 784, 160, 160) == 1  # the same K over 195 tiles
+    assert gemm.split_k(1, 2048, 16 * 49, 512, 512) == 1  # 208 tiles: a wave and a half already
+    assert gemm.split_k(1, 256, 16 * 196, 1024, 1024) == 4  # 98 tiles
 
 
 def test_tile_choice_rules():
@@ -118,8 +120,9 @@ def test_tap_major_tile_rules():
     """Tap-major gathers (gemm.conv_gather): tile64x128t128 for 64-channel 3x3 convs over 64+ of its tiles (batch
     4 and 16 at 56x56), tile128k16 for 128+ channels over 64+ of its tiles or a K of 4096+, tile128x64t128k8 over
     fewer (32+); smaller convs keep the (ci, kh, kw) rules (batch 1 at 56x56: tile64)."""
-    assert gemm.conv_gather(9, False, False) == "tap" and gemm.conv_gather(1, False, False) is False
-    assert gemm.conv_gather(9, True, False) is False and gemm.conv_gather(9, False, True) is True
+    assert gemm.conv_gather(9, False, False, 64) == "tap" and gemm.conv_gather(1, False, False, 64) is False
+    assert gemm.conv_gather(9, True, False, 64) is False and gemm.conv_gather(9, False, True, 64) is True
+    assert gemm.conv_gather(49, False, False, 3) is True  # a stem: 3 channels
     assert gemm.choose_tile(1, 64, 16 * 3136, 576, gather="tap") == "tile64x128t128"
     assert gemm.choose_tile(1, 64, 4 * 3136, 576, gather="tap") == "tile64x128t128"
     assert gemm.choose_tile(1, 64, 3136, 576, gather="tap") == "tile64"

@@ -57,6 +57,10 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+# a product of this many tiles or more is not split: ResNet-50-b16's 512 -> 2048 1x1 conv at 7x7 (208 tiles of
+# tile128x64t128) ran 111 us in 2 slices, 84 whole; its 1024 -> 2048 stride-2 one 217 vs 158 (H200, 2026-11-22);
+# 1024 -> 256 at 14x14 (98 tiles) still gains from 4 slices, 68 -> 51
+SPLIT_MAX_TILES = 160
 # a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered: MobileNetV2's
 # batch-1 1x1 convs (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32
 # channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
@@ -127,13 +131,17 @@ def _fast_axis(off: int, sb: int, sr: int, sk: int):
     return None
 
 
-def conv_gather(taps: int, im2col: bool, transposed: bool) -> bool | str:
+TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
+
+
+def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int) -> bool | str:
     """How a conv's GEMM reads its pixels: False (as plain data: a 1x1 conv, or its windows written by im2col),
-    "tap" (gathered in tap-major K order, through a TapGather where its kernel's tile allows) or True (gathered
-    in (ci, kh, kw) order)."""
+    "tap" (gathered in tap-major K order, through a TapGather where its kernel's tile allows: the conv's input
+    channels per group come in whole K steps of any tile) or True (gathered in (ci, kh, kw) order: a 3-channel
+    stem)."""
     if taps == 1 or im2col:
         return False
-    return "tap" if TAP_MAJOR and not transposed else True
+    return "tap" if TAP_MAJOR and not transposed and channels % TAP_CHANNELS == 0 else True
 
 
 def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) -> str:
@@ -199,10 +207,10 @@ def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str
         return 1
     t = TILES[name]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
-    if K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
+    if tiles >= SPLIT_MAX_TILES or K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
         return 1
     s = 1
-    step = t.bk if gather == "tap" else 1
+    step = TAP_CHANNELS if gather == "tap" else 1
     while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2 * step) == 0:
         s *= 2
     return s
@@ -513,7 +521,7 @@ def conv(src: KernelSource, core: Node):
 
     M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
     split = a.split if not a.transposed else 1
-    gather = conv_gather(KH * KW, a.im2col, a.transposed)
+    gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g)
     # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather
     tap_major = (gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and
                  tap_major_fits(g // split, M, N, cin_g * KH * KW * split, cin_g))

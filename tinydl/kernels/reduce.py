@@ -1,7 +1,7 @@
 """Reductions (sum/prod/max/min/argmax/argmin over any set of axes), with the reduced input computed inline
 (prologue: e.g. var's (x - mean)^2) and elementwise consumers fused after (epilogue: mean's 1/n).
 
-Three variants: "serial" (one thread per output, for short reductions with outputs enough to fill the GPU),
+Three variants: "serial" (one thread per output, for very short reductions with outputs enough to fill the GPU),
 "lanes" (a few threads per output, for short reductions with few outputs: a global average pool at batch 1,
 a split-K GEMM's sum over its slices) and "workgroup" (a workgroup per output); the last two have their threads
 stride over the reduced elements, then add up in workgroup memory.
@@ -16,10 +16,12 @@ from .expr import Expr, KernelSource, idx_vars, linear_index, unravel
 from .snippets import literal
 
 FORCE_VARIANT: str | None = None  # tests force "serial" / "lanes" / "workgroup" to cover each on small shapes
-SERIAL_MAX = 64  # reduce lengths up to this use one thread per output ...
-# ... when there are this many outputs; fewer get LANES threads per output. MobileNetV2-b1 on the H200 (GPU us,
-# serial vs lanes): its global average pool (1280 outputs of 49) 11.3 vs 3.3, split-K sums of 16 slices over
-# 7840 outputs 5.5 vs 3.7, of 8 over 12544 3.9 vs 3.3; but of 8 over 62720 4.1 vs 5.9
+SERIAL_MAX = 64  # reduce lengths up to this use LANES threads per output (or one: see SERIAL_MIN_OUTPUTS) ...
+# ... and one thread per output when there are this many outputs and the length is at most SERIAL_UNROLL (a loop
+# waits for each load in turn: ~14 us for 49 elements however few the outputs). H200, GPU us, serial vs lanes:
+# MobileNetV2-b1's global average pool (1280 outputs of 49) 11.3 vs 3.3, split-K sums of 16 slices over 7840
+# outputs 5.5 vs 3.7, of 8 over 12544 3.9 vs 3.3, but of 8 over 62720 4.1 vs 5.9; ResNet-50-b16's pool (32768
+# outputs of 49) 14.2 vs 7.9, and 65536 of 49 15.1 vs 13.3
 SERIAL_MIN_OUTPUTS = 1 << 15
 LANES = 16
 # a serial reduction this short is written out (a split-K GEMM's sum over its slices): its loads all issue before
@@ -64,7 +66,7 @@ def reduce(src: KernelSource, core: Node):
     r_shape = [x.shape[a] for a in axes]
     R = math.prod(r_shape)
     n_out = math.prod(core.shape)
-    short = "serial" if n_out >= SERIAL_MIN_OUTPUTS else "lanes"
+    short = "serial" if n_out >= SERIAL_MIN_OUTPUTS and R <= SERIAL_UNROLL else "lanes"
     variant = FORCE_VARIANT or (short if R <= SERIAL_MAX else "workgroup")
     ct = x.dtype.compute
     op = core.op

@@ -170,7 +170,7 @@ def _conv_node(x, w, args: ConvArgs, shape):
         x = _make(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), x.dtype)
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
     S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g,
-                     gather=gemm.conv_gather(kh * kw, args.im2col, False)) if on_gemm else 1
+                     gather=gemm.conv_gather(kh * kw, args.im2col, False, cin_g)) if on_gemm else 1
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
