@@ -6,8 +6,9 @@
 
 Each figure is the median end-to-end latency (numpy in -> numpy out) over --runs runs after warm-up; the
 tinydl columns (float32, and float16 after model.half()) also give their max abs error against torch CPU's
-float32 on the same input, as does ORT's column. --kernels adds the kernel rooflines (matmul TFLOP/s, fused elementwise GB/s vs a copy, ResNet-50 conv shapes). Results are printed as
-one table and written to benchmarks/results/<date>-<device>.{json,md}; --plot also draws it (.png, matplotlib).
+float32 on the same input, as does ORT's column. --kernels adds the kernel rooflines (matmul TFLOP/s, fused
+elementwise GB/s vs a copy, ResNet-50 conv shapes). Results are printed as one table and written to
+benchmarks/results/<date>-<device>.{json,md}; --plot also draws it (.png, matplotlib).
 """
 from __future__ import annotations
 
@@ -184,7 +185,8 @@ def run_ort_webgpu(model, inputs, runs, workdir: Path, reference):
         try:  # torch.export, as tinydl.from_torch traces it
             torch.onnx.export(wrapped, tuple(_torch_inputs(inputs)), str(path), input_names=names, dynamo=True)
         except Exception as e2:  # noqa: BLE001 - report why the peer is missing, keep benchmarking
-            return None, None, f"onnx export failed: {type(e2).__name__}: {str(e2).splitlines()[0][:80] if str(e2) else ''}"
+            why = str(e2).splitlines()[0][:80] if str(e2) else ""
+            return None, None, f"onnx export failed: {type(e2).__name__}: {why}"
     from tinydl.testing import max_error
     sess = ort.InferenceSession(str(path), providers=["WebGpuExecutionProvider"])
     feeds = {n: a for n, a in zip(names, inputs)}

@@ -187,7 +187,8 @@ def _spy_tap_gathers(monkeypatch) -> list:
     """Count the kernels generated with a TapGather (one entry per kernel)."""
     seen = []
     setup = tinydl.kernels.gemm.TapGather.setup
-    monkeypatch.setattr(tinydl.kernels.gemm.TapGather, "setup", lambda self, *a: (seen.append(self), setup(self, *a))[1])
+    monkeypatch.setattr(tinydl.kernels.gemm.TapGather, "setup",
+                        lambda self, *a: (seen.append(self), setup(self, *a))[1])
     return seen
 
 
@@ -568,6 +569,27 @@ def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, tile
     tinydl.schedule.clear_cache()
     np.testing.assert_array_equal((F.conv2d(tx, tw, tb, padding=1) * ts + tres).relu().numpy(), out)
     assert not any("store_out4(" in src for src in _gemm_wgsl("conv2d"))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_float16_conv_loads_and_stores_runs_of_four(rng, monkeypatch, k):
+    """A float16 conv binds its buffers as vec4<f16> where an f32 one would use vec4s: a 1x1 conv's weights and
+    pixels load 4 at a time, and both store 4 pixels at a time (the 3x3 one gathers its pixels tap-major); the
+    results are the same bits as element by element."""
+    force(monkeypatch, "tile32")
+    x, w = rand(rng, 2, 16, 6, 6).astype(np.float16), rand(rng, 8, 16, k, k).astype(np.float16)
+    tx, tw = tinydl.tensor(x), tinydl.tensor(w)
+    out = run(lambda: F.conv2d(tx, tw, padding=k // 2).relu(), "tile32").numpy()
+    wgsl = _gemm_wgsl("conv2d")
+    assert len(wgsl) == 1 and "store_out4(" in wgsl[0] and "out: array<vec4<f16>>" in wgsl[0]
+    assert ("fn load_a4(" in wgsl[0] and "fn load_b4(" in wgsl[0]) == (k == 1)
+    assert out.dtype == np.float16
+    ref = TF.conv2d(torch.from_numpy(x).float(), torch.from_numpy(w).float(), padding=k // 2).relu()
+    assert_close(out.astype(np.float32), ref, rtol=1e-2, atol=3e-2, check_dtype=False)
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
+    tinydl.schedule.clear_cache()
+    np.testing.assert_array_equal(F.conv2d(tx, tw, padding=k // 2).relu().numpy(), out)
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))

@@ -332,10 +332,11 @@ def _matmul_wgsl():
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
-@pytest.mark.parametrize("n,dtype,vec4", [(12, np.float32, True), (7, np.float32, False), (12, np.float16, False)])
+@pytest.mark.parametrize("n,dtype,vec4", [(12, np.float32, True), (7, np.float32, False), (12, np.float16, True),
+                                         (7, np.float16, False)])
 def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, tile, n, dtype, vec4):
-    """A float32 output with a multiple of 4 columns is stored 4 columns (one vec4) at a time through the epilogue
-    (bias, gelu); other widths and float16 outputs element by element."""
+    """An output with a multiple of 4 columns is stored 4 columns (one vec4, of f32 or f16) at a time through the
+    epilogue (bias, gelu); other widths element by element."""
     force_tile(monkeypatch, tile)
     x, w, b = rand(rng, 2, 9, 16, dtype=dtype), rand(rng, n, 16, dtype=dtype), rand(rng, n, dtype=dtype)
     with tinydl.debug.count_kernels() as c:
@@ -405,13 +406,27 @@ def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, tile, case, spl
     np.testing.assert_array_equal(thunk().numpy(), out)
 
 
-def test_float16_operands_load_element_by_element(rng, monkeypatch):
+@pytest.mark.parametrize("case", ["a@b", "x@W.T"])
+def test_float16_operands_load_and_store_runs_of_four(rng, monkeypatch, case):
+    """float16 buffers are bound as vec4<f16> too: 4 elements per load and per store, widened to f32 for the
+    arithmetic and rounded once at the store, so the result is the same bits as element by element."""
     force_tile(monkeypatch, "tile64")
     a, b = rand(rng, 24, 16, dtype=np.float16), rand(rng, 16, 12, dtype=np.float16)
-    out = (tinydl.tensor(a) @ tinydl.tensor(b)).numpy()
+    bt = np.ascontiguousarray(b.T)
+
+    def thunk():
+        return tinydl.tensor(a) @ (tinydl.tensor(b) if case == "a@b" else tinydl.tensor(bt).T)
+    out = thunk().numpy()
     wgsl = _matmul_wgsl()
-    assert len(wgsl) == 1 and "load_a4" not in wgsl[0] and "load_b4" not in wgsl[0]
+    assert len(wgsl) == 1 and "fn load_a4(" in wgsl[0] and "fn load_b4(" in wgsl[0]
+    assert "array<vec4<f16>>" in wgsl[0] and "vec4<f16>(" in wgsl[0]
+    assert out.dtype == np.float16
     assert_close(out.astype(np.float32), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-2, atol=2e-2)
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
+    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
+    tinydl.schedule.clear_cache()
+    np.testing.assert_array_equal(thunk().numpy(), out)
+    assert not any("vec4<f16>" in src for src in _matmul_wgsl())
 
 
 def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, monkeypatch):

@@ -17,6 +17,7 @@ from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16({})", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
+VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (binding4, a vec4 output)
 
 
 def linear_index(idx, shape) -> str:
@@ -74,10 +75,11 @@ class KernelSource:
         return name
 
     def binding4(self, node: Node) -> str:
-        """A binding of node's float32 buffer as array<vec4<f32>> (GEMM tile loads of 4 elements at once). Later
-        element reads of the node go through it too (read); only an array<f32> binding made before it stays
-        beside it (two read-only bindings of one buffer are allowed, but count against the adapter's limit)."""
-        assert node.dtype.storage == "f32" and (node.kind == BUFFER or self.materialized(node)), node
+        """A binding of node's float buffer as array<vec4<f32>> (or vec4<f16>: GEMM tile loads of 4 elements at
+        once). Later element reads of the node go through it too (read); only a scalar binding made before it
+        stays beside it (two read-only bindings of one buffer are allowed, but count against the adapter's
+        limit)."""
+        assert node.dtype.storage in VEC4_STORAGE and (node.kind == BUFFER or self.materialized(node)), node
         key = ("vec4", node.uid)
         name = self._binding.get(key)
         if name is None:
@@ -90,17 +92,22 @@ class KernelSource:
         assert not self.vec4_out  # a kernel with a vec4-bound output stores through store4 only
         return f"out[{lin}] = {_STORE_CONVERT[self.out.dtype.storage].format(value)};"
 
+    def load4(self, node: Node, lin: str) -> str:
+        """node's elements lin..lin+3 (lin a multiple of 4) as one vec4<f32>, through binding4."""
+        v = f"{self.binding4(node)}[({lin}) >> 2u]"
+        return v if node.dtype.storage == "f32" else f"vec4<f32>({v})"
+
     def store4(self, lin: str, value: str) -> str:
-        """Elements lin..lin+3 (lin a multiple of 4) from a vec4<f32>: one 16-byte store."""
-        assert self.vec4_out and self.out.dtype.storage == "f32"
-        return f"out[({lin}) >> 2u] = {value};"
+        """Elements lin..lin+3 (lin a multiple of 4) from a vec4<f32>: one 16-byte (float16: 8-byte) store."""
+        assert self.vec4_out and self.out.dtype.storage in VEC4_STORAGE
+        return f"out[({lin}) >> 2u] = {value if self.out.dtype.storage == 'f32' else f'vec4<f16>({value})'};"
 
     def render(self, body: str, workgroup_size: int, shared: str = "") -> str:
         needs_f16 = self.out.dtype == dtypes.float16 or any(n.dtype == dtypes.float16 for n in self.inputs)
-        out_type = "vec4<f32>" if self.vec4_out else self.out.dtype.storage
+        out_type = f"vec4<{self.out.dtype.storage}>" if self.vec4_out else self.out.dtype.storage
         decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
         for i, n in enumerate(self.inputs, 1):
-            elem = "vec4<f32>" if f"in{i}" in self._vec4_inputs else n.dtype.storage
+            elem = f"vec4<{n.dtype.storage}>" if f"in{i}" in self._vec4_inputs else n.dtype.storage
             decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{elem}>;")
         head = "enable f16;\n" if needs_f16 else ""
         return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"

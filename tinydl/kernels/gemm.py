@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..ops import BUFFER, VIEW, Node
 from .common import function, store4_function, store_function
-from .expr import Expr, KernelSource, memory_layout
+from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 M
 
 @dataclass(frozen=True)
 class VecOperand:
-    """A GEMM operand held in one float32 buffer whose elements (row r, k) and the next 3 along `fast` ("k" or
-    "r") lie side by side, the first at a multiple of 4, whenever that index is a multiple of 4 (so a tile
+    """A GEMM operand held in one float32 or float16 buffer whose elements (row r, k) and the next 3 along `fast`
+    ("k" or "r") lie side by side, the first at a multiple of 4, whenever that index is a multiple of 4 (so a tile
     load fetches them as one vec4). lin(expr, b, r, k): the element's position in node's buffer."""
     node: Node
     fast: str
@@ -226,9 +226,9 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
     are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile.
     n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
-    kernel stores each thread's groups of 4 columns as one vec4 (float32 outputs). a_vec / b_vec: the operand's
-    memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so). b_gather: B
-    is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
+    kernel stores each thread's groups of 4 columns as one vec4 (float32 or float16 outputs). a_vec / b_vec: the
+    operand's memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so).
+    b_gather: B is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
     name = choose_tile(batch // split, M, N, K * split, gather)
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
@@ -260,7 +260,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     if name == "gemv":
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return _gemv(src, batch, M, N, K, gemv4)
-    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage == "f32"
+    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True
         store4_function(src, core, "b: i32, m: i32, n: i32",
@@ -277,7 +277,7 @@ def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside
         checks = [f"{i} >= {n}" for i, n in ((r, lim[0]), ("k", lim[1])) if not inside[i]]
         if checks:
             e.emit(f"if ({' || '.join(checks)}) {{ return vec4<f32>(0.0); }}")
-        e.emit(f"return {src.binding4(v.node)}[({v.lin(e, 'b', r, 'k')}) >> 2u];")
+        e.emit(f"return {src.load4(v.node, v.lin(e, 'b', r, 'k'))};")
     function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<f32>", body)
 
 
@@ -461,7 +461,7 @@ def matmul(src: KernelSource, core: Node):
         """x [B, rows, K] (r_dim 1) or [B, K, rows] (r_dim 2) as a VecOperand; batch entry bb of a split product
         is slice bb / B of K for product bb % B."""
         layout = memory_layout(x, src.materialized)
-        if layout is None or layout[0].dtype.storage != "f32":
+        if layout is None or layout[0].dtype.storage not in VEC4_STORAGE:
             return None
         base, off, strides = layout
         sb, sr, sk = strides[0], strides[r_dim], strides[3 - r_dim]
@@ -581,7 +581,7 @@ def conv(src: KernelSource, core: Node):
     # vec4 tile loads: a 1x1 conv's weights along k (rows of Cin/g in memory); a 1x1, stride-1, unpadded conv's
     # input along pixels (4 pixels from a multiple of 4 lie in one image, side by side, when OH * OW % 4 == 0)
     weights_vec = pixels_vec = None
-    if not a.transposed and (w.kind == BUFFER or src.materialized(w)) and w.dtype.storage == "f32":
+    if not a.transposed and (w.kind == BUFFER or src.materialized(w)) and w.dtype.storage in VEC4_STORAGE:
         row_len = w.shape[1] * KH * KW
 
         def weight_lin(e, bb, co, k):
@@ -594,14 +594,15 @@ def conv(src: KernelSource, core: Node):
         if KH * KW == 1 and row_len % 4 == 0 and cin_g % 4 == 0:
             weights_vec = VecOperand(w, "k", weight_lin)
     if (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0) and (OH * OW) % 4 == 0 and
-            (x.kind == BUFFER or src.materialized(x)) and x.dtype.storage == "f32"):
+            (x.kind == BUFFER or src.materialized(x)) and x.dtype.storage in VEC4_STORAGE):
         def pixel_lin(e, bb, m, k):
             img = e.let(f"({m}) / {OH * OW}", "img")
             return f"{img} * {C * H * W} + (({bb}) * {cin_g} + {k}) * {H * W} + ({m}) - {img} * {OH * OW}"
         pixels_vec = VecOperand(x, "r", pixel_lin)
-    if a.im2col and (Nb * OH * OW) % 4 == 0 and x.dtype.storage == "f32":  # rows of pixels in memory
+    if a.im2col and (Nb * OH * OW) % 4 == 0 and x.dtype.storage in VEC4_STORAGE:  # rows of pixels in memory
         pixels_vec = VecOperand(x, "r", lambda e, bb, m, k: f"(({bb}) * {cin_g * KH * KW} + {k}) * {Nb * OH * OW} + {m}")
-    pixels_gather = TapGather(x, (C, H, W), (OH, OW), cin_g, KW, a.stride, a.padding, a.dilation) if tap_major else None
+    pixels_gather = (TapGather(x, (C, H, W), (OH, OW), cin_g, KW, a.stride, a.padding, a.dilation) if tap_major
+                     else None)
     return gemm(src, core, g, M, N, cin_g * KH * KW,
                 lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
                 lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
