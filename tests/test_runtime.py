@@ -311,6 +311,29 @@ def test_split_upload_writes_every_byte(monkeypatch, threads, n):
 
 
 
+@pytest.mark.parametrize("threads", [1, 3, 8])
+@pytest.mark.parametrize("n", [1, 5, 17, 1000, 4099])
+def test_split_readback_copies_every_byte(monkeypatch, threads, n):
+    """A read-back past READBACK_SPLIT_BYTES is copied out of the mapping in pieces from worker threads (the last
+    piece shorter, more threads than bytes for the smallest): the array equals what was written, for float32,
+    float16 and uint8 data, and owns its memory (later read-backs through the same staging buffer leave it)."""
+    from tinydl import runtime
+    rt = runtime.get_runtime()
+    monkeypatch.setattr(runtime, "READBACK_THREADS", threads)
+    monkeypatch.setattr(runtime, "READBACK_SPLIT_BYTES", 4)
+    pools = []
+    pool = rt._pool
+    monkeypatch.setattr(rt, "_pool", lambda k: pools.append(k) or pool(k))
+    split = 0
+    for dtype in (np.float32, np.float16, np.uint8):
+        host = (np.arange(n) % 251).astype(dtype)
+        t = tinydl.tensor(host)
+        first = t.numpy()
+        np.testing.assert_array_equal(tinydl.tensor(host[::-1].copy()).numpy(), host[::-1])
+        np.testing.assert_array_equal(first, host)
+        split += 2 if n * t.dtype.itemsize >= 4 else 0  # uint8 is stored in 32 bits
+    assert pools == ([threads] * split if threads > 1 else [])  # each read-back of 4+ bytes went through them
+
 def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
     """A plan's first submit carries its first kernels up to FIRST_SUBMIT_GPU_US of estimated GPU time, at least
     SMALL_FIRST_SUBMIT and at most runtime.SUBMIT_FIRST of them; its size feeds chunk_sizes."""
