@@ -66,7 +66,8 @@ SPLIT_MAX_TILES = 160
 # channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
 FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
-TAP_MAJOR = True  # gathered convs whose K steps fit in one tap take the TapGather operand
+TAP_MAJOR = True  # gathered convs whose K steps fit in one tap take the TapGather operand (see conv_gather)
+TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
 IM2COL_MIN_COUT = 256
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
 
@@ -131,9 +132,6 @@ def _fast_axis(off: int, sb: int, sr: int, sk: int):
     return None
 
 
-TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
-
-
 def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int) -> bool | str:
     """How a conv's GEMM reads its pixels: False (as plain data: a 1x1 conv, or its windows written by im2col),
     "tap" (gathered in tap-major K order, through a TapGather where its kernel's tile allows: the conv's input
@@ -147,8 +145,7 @@ def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int) -> boo
 def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) -> str:
     """The GEMM variant for `batch` products of M x N outputs over K (before any split-K); gather: operand loads
     are im2col gathers with bounds checks (convs wider than 1x1; "tap": in tap-major order, see conv_gather).
-    Measured on an H100 with kernels serialized
-    as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
+    Measured on an H100 with kernels serialized as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
     dear (3x3 convs at batch 16: 279-332 us vs tile64's 350-476, even with only 28 tiles plus split-K) or K is
     long (2048^3: 569 vs 736 us), but lose where K is short (a 1x1 conv 256 -> 1024 at batch 16: 172 vs 105 us
     with tile64x64t128, which also wins BERT's 128-row GEMMs by a few %). Re-measured on an H200 after the
