@@ -334,6 +334,7 @@ def test_split_readback_copies_every_byte(monkeypatch, threads, n):
         split += 2 if n * t.dtype.itemsize >= 4 else 0  # uint8 is stored in 32 bits
     assert pools == ([threads] * split if threads > 1 else [])  # each read-back of 4+ bytes went through them
 
+
 def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
     """A plan's first submit carries its first kernels up to FIRST_SUBMIT_GPU_US of estimated GPU time, at least
     SMALL_FIRST_SUBMIT and at most runtime.SUBMIT_FIRST of them; its size feeds chunk_sizes."""

@@ -78,8 +78,8 @@ def test_no_split_when_slices_do_not_divide(rng, split):
 
 def test_split_k_heuristic_only_for_few_tiles():
     """Unforced: ResNet-50's 7x7x512 3x3 conv at batch 1 splits; a 4096^3 matmul, a short K, a big batch or
-    SPLIT_MAX_TILES tiles do not; a K of 160-255 only over very few tiles; slices never get shorter than 32 and always divide
-    `divides`."""
+    SPLIT_MAX_TILES tiles do not; a K of 160-255 only over very few tiles; slices never get shorter than 32 and
+    always divide `divides`."""
     assert gemm.split_k(1, 49, 512, 4608, 512) > 1
     assert gemm.split_k(1, 4096, 4096, 4096, 4096) == 1
     assert gemm.split_k(1, 49, 512, 128, 128) == 1

@@ -160,10 +160,9 @@ class Runtime:
         if UPLOAD_THREADS <= 1 or n < UPLOAD_SPLIT_BYTES:
             self.device.queue.write_buffer(gpu, 0, data)
             return
-        step = (-(-n // UPLOAD_THREADS) + 3) // 4 * 4  # queue writes take offsets and sizes in multiples of 4
         write = self.device.queue.write_buffer
-        # list() waits for every piece and re-raises a worker's error here
-        list(self._pool(UPLOAD_THREADS).map(lambda o: write(gpu, o, data, o, min(step, n - o)), range(0, n, step)))
+        # queue writes take offsets and sizes in multiples of 4
+        self._in_pieces(n, UPLOAD_THREADS, 4, lambda o, size: write(gpu, o, data, o, size))
 
     def _copy_out(self, mapped, nbytes: int) -> np.ndarray:
         """The first nbytes of a mapped read-back buffer, copied into a new array, in pieces from worker threads
@@ -172,10 +171,15 @@ class Runtime:
         if READBACK_THREADS <= 1 or nbytes < READBACK_SPLIT_BYTES:
             return src.copy()
         out = np.empty(nbytes, np.uint8)
-        step = -(-nbytes // READBACK_THREADS)
-        list(self._pool(READBACK_THREADS).map(lambda o: np.copyto(out[o:o + step], src[o:o + step]),
-                                              range(0, nbytes, step)))
+        self._in_pieces(nbytes, READBACK_THREADS, 1, lambda o, size: np.copyto(out[o:o + size], src[o:o + size]))
         return out
+
+    def _in_pieces(self, n: int, threads: int, align: int, work) -> None:
+        """work(offset, size) over n bytes cut into `threads` pieces (offsets and sizes multiples of align, the
+        last piece shorter), run at once on the worker threads; returns when all are done, re-raising a
+        worker's error here."""
+        step = (-(-n // threads) + align - 1) // align * align
+        list(self._pool(threads).map(lambda o: work(o, min(step, n - o)), range(0, n, step)))
 
     def _pool(self, threads: int):
         """The worker threads of split uploads and read-backs: an executor of at least `threads` (made anew when
