@@ -1,4 +1,5 @@
-"""Row-wise normalizations in one kernel: softmax, log_softmax, layer_norm, rms_norm over one axis.
+"""Row-wise normalizations in one kernel: softmax (and attention's safe_softmax), log_softmax, layer_norm, rms_norm
+over one axis.
 
 The node has its input's shape; arg (eps, first, last) names the normalized axes first..last. A row is the
 values at one position of the other axes (softmax over a middle dim reads and writes its strided rows in
@@ -61,10 +62,12 @@ def rownorm(src: KernelSource, core: Node):
         body.append("  workgroupBarrier();")
 
     op = core.op
-    if op in ("softmax", "log_softmax"):
+    if op in ("softmax", "safe_softmax", "log_softmax"):
         reduce_into("mx", literal(float("-inf"), "f32"), "ACC = td_max(ACC, v);", "td_max({}, {})")
         reduce_into("se", "0.0", "ACC = ACC + exp(v - mx);", "{} + {}")
-        out = "exp(v - mx) / se" if op == "softmax" else "v - mx - log(se)"
+        out = {"softmax": "exp(v - mx) / se", "log_softmax": "v - mx - log(se)",
+               # a row of -inf only (attention with every key masked): 0, where softmax gives NaN
+               "safe_softmax": "select(exp(v - mx) / se, 0.0, bitcast<u32>(mx) == 0xff800000u)"}[op]
     elif op == "layer_norm":
         reduce_into("total", "0.0", "ACC = ACC + v;", "{} + {}")
         body.append(f"  let mean = total / {float(L)};")
