@@ -211,6 +211,15 @@ def test_expand_then_reshape_then_elementwise(rng):
     assert_close(out, ref)
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 5), (12, 5), (4, 15), (2, 2, 3, 5), (3, 4, 5), (60,), (6, 2, 5, 1)])
+def test_reshape_of_permuted_view_sharing_trailing_dims(rng, shape):
+    """A reshape of a non-contiguous view regroups only the leading dims it does not share with its source (the
+    trailing ones map straight through): every regrouping, with and without shared trailing dims."""
+    x, t = pair(rand(rng, 3, 4, 5))
+    same(x.permute(1, 0, 2).reshape(shape) * 1, t.permute(1, 0, 2).reshape(shape) * 1)
+    same(x.transpose(0, 1).reshape(shape)[..., :1] * 1, t.transpose(0, 1).reshape(shape)[..., :1] * 1)
+
+
 # -- cat / stack ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shapes,dim", [
     ([(2, 3), (4, 3)], 0), ([(2, 3), (2, 1), (2, 5)], 1), ([(2, 3), (2, 3)], -1), ([(1, 2, 3), (4, 2, 3)], 0),

@@ -218,7 +218,7 @@ def test_sdpa_no_mask(rng, qs, ks, vs):
 def test_sdpa_bool_mask(rng, mshape):
     q, k, v = rand(rng, 2, 2, 3, 4), rand(rng, 2, 2, 5, 4), rand(rng, 2, 2, 5, 4)
     mask = rng.random(mshape) > 0.4
-    mask[..., 0] = True  # every query keeps at least one key (a fully masked row is NaN)
+    mask[..., 0] = True  # every query keeps at least one key (fully masked rows: test_sdpa_fully_masked_row)
     out, expected = sdpa_both(q, k, v, mask)
     assert_close(out, expected, **SDPA_TOL)
 
@@ -255,6 +255,39 @@ def test_sdpa_gqa_causal(rng):
     q, k, v = rand(rng, 2, 4, 3, 4), rand(rng, 2, 2, 5, 4), rand(rng, 2, 2, 5, 4)
     out, expected = sdpa_both(q, k, v, enable_gqa=True, is_causal=True)
     assert_close(out, expected, **SDPA_TOL)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_sdpa_fully_masked_row(rng, kind):
+    """A query whose keys are all masked attends to nothing: 0, as torch's scaled_dot_product_attention (its safe
+    softmax), not the NaN a plain softmax of -inf gives."""
+    q, k, v = rand(rng, 2, 2, 4, 8), rand(rng, 2, 2, 6, 8), rand(rng, 2, 2, 6, 8)
+    if kind == "bool":
+        mask = rng.random((2, 1, 4, 6)) > 0.3
+        mask[..., 0] = True
+        mask[1, 0, 2] = False
+    else:
+        mask = rand(rng, 4, 6)
+        mask[3] = -np.inf
+    out, expected = sdpa_both(q, k, v, mask)
+    assert not np.isnan(expected.numpy()).any()
+    assert_close(out, expected, **SDPA_TOL)
+    assert (out.numpy()[1, :, 2] == 0).all() if kind == "bool" else (out.numpy()[..., 3, :] == 0).all()
+
+
+def test_sdpa_no_keys(rng):
+    """No keys at all: every query attends to nothing (zeros), as torch."""
+    out, expected = sdpa_both(rand(rng, 1, 2, 4, 8), rand(rng, 1, 2, 0, 8), rand(rng, 1, 2, 0, 8))
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_softmax_of_only_minus_inf_is_nan(rng):
+    """softmax keeps torch's NaN for a row of -inf (only attention's softmax is the safe one)."""
+    x = np.zeros((2, 5), np.float32)
+    x[1] = -np.inf
+    out = F.softmax(tinydl.tensor(x), -1).numpy()
+    assert np.isnan(out[1]).all() and np.isnan(TF.softmax(torch.from_numpy(x), -1).numpy()[1]).all()
+    assert_close(out[0], np.full(5, 0.2, np.float32))
 
 
 def test_sdpa_large_logits(rng):

@@ -23,7 +23,6 @@ VIEW = "view"            # op: reshape | permute | expand | slice | pad; index m
 CAT = "cat"              # arg: dim
 GATHER = "gather"        # embedding: srcs (weight, indices)
 INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / bilinear resampling
-SCORES = "scores"        # an attention's q @ kᵀ inside its logits formula, bound by the attention kernel
 # Heavy: always the root of a kernel (they may take elementwise consumers as an epilogue).
 REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output keeps dims)
 MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]
@@ -32,11 +31,9 @@ IM2COL = "im2col"        # srcs x [N,C,H,W]; arg: ConvArgs (+ kernel size): [C*K
 POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_norm over axes first..last;
 #                          arg: (eps, first, last)
-ATTENTION = "attention"  # srcs q [B, L, D], kᵀ [B, D, S], v [B, S, Dv], logits [B, L, S] (a formula over SCORES);
-#                          arg: (causal, safe)
 
-INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP, SCORES})
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, ATTENTION})
+INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
 
 _ids = itertools.count()
 

@@ -114,7 +114,6 @@ class Runtime:
         self.max_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
         self.max_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
         self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
-        self.workgroup_storage = self.limits["max-compute-workgroup-storage-size"]
         self._free: dict[int, list] = {}      # pooled storage buffers by byte size
         self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}

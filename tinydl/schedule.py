@@ -17,8 +17,8 @@ import numpy as np
 
 from . import debug, dtypes, profiler, runtime
 from .kernels import build
-from .ops import (ATTENTION, BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IM2COL, INLINE_KINDS, INTERP,
-                  IOTA, MATMUL, POOL, REDUCE, ROWNORM, SCORES, VIEW, Node)
+from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IM2COL, INTERP, IOTA, MATMUL, POOL,
+                  REDUCE, ROWNORM, VIEW, Node)
 from .runtime import get_runtime
 
 # -- FUSION RULES ---------------------------------------------------------------------------------------
@@ -29,21 +29,19 @@ from .runtime import get_runtime
 # An inline node read by more than one consumer becomes a kernel output (computed once), except these
 # kinds, which are free to recompute.
 RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
-# An attention's logits formula reads its scores (a SCORES placeholder, tinydl/attention.py), which exist only
-# inside the attention kernel: the formula's nodes over them are never kernel outputs, however often read.
 # A node read twice is still recomputed (not given a kernel of its own) when it is a short formula over data
 # (realized buffers, constants, heavy ops' results): e.g. batch norm's per-channel scale rsqrt(var + eps) *
 # weight, read by both the scale and the shift, or var's x - mean (x.var(dim)), read by the square's two
 # operands; a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-element-count elementwise consumers and reshapes as their epilogue.
-EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM, ATTENTION}
+EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
 # A short sum (a split-K GEMM's sum over its slices) whose single reader chain leads into a row kernel is added
 # up inside that kernel's loads instead of in a kernel of its own: the row kernel reads each element once (or
 # once per pass), so the S loads cost less than a dispatch and a round trip (BERT's dense + residual ->
 # LayerNorm: 24 kernels fewer per forward).
 INLINE_SUM_MAX = 16
-_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", ATTENTION: "attention"}
+_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
 # time (between SMALL_FIRST_SUBMIT and runtime.SUBMIT_FIRST kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate
@@ -169,13 +167,9 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
 
     inline_sums = {i for i, n in enumerate(order) if n.kind == REDUCE and n.op == "sum" and not n.stored
                    and n.numel and n.srcs[0].numel // n.numel <= INLINE_SUM_MAX and feeds_row_kernel(i)}
-    over_scores: set[int] = set()  # an attention's scores and the logits formula over them
-    for i, n in enumerate(order):
-        if n.kind == SCORES or (n.kind in INLINE_KINDS and any(index[s.uid] in over_scores for s in n.srcs)):
-            over_scores.add(i)
     out_nodes: set[int] = set(root_set)  # positions that are kernel outputs
     for i, n in enumerate(order):
-        if n.kind == BUFFER or i in inline_sums or i in over_scores:
+        if n.kind == BUFFER or i in inline_sums:
             continue
         if n.kind in HEAVY_KINDS:
             out_nodes.add(i)
@@ -208,7 +202,7 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
             out_nodes.add(cur)
             core_of[cur] = i
 
-    _respect_binding_limit(order, index, out_nodes, core_of, rt.max_storage_buffers, over_scores)
+    _respect_binding_limit(order, index, out_nodes, core_of, rt.max_storage_buffers)
 
     materialized_uids = {order[i].uid for i in out_nodes}
     steps, last_read, empty = [], {}, []
@@ -252,9 +246,8 @@ def _reads(order, index, out_nodes, core_pos, out_pos) -> tuple[set[int], list[i
     return reads, inline
 
 
-def _respect_binding_limit(order, index, out_nodes, core_of, limit, over_scores=frozenset()):
-    """Split kernels that would bind more storage buffers than the adapter allows (output included); never at
-    a node over an attention's scores (over_scores), which exist only inside its kernel."""
+def _respect_binding_limit(order, index, out_nodes, core_of, limit):
+    """Split kernels that would bind more storage buffers than the adapter allows (output included)."""
     changed = True
     while changed:
         changed = False
@@ -268,7 +261,7 @@ def _respect_binding_limit(order, index, out_nodes, core_of, limit, over_scores=
             # materialize the inline subexpression that reads the most buffers (it becomes its own kernel)
             best, best_n = None, 1
             for p in inline:
-                if p in over_scores or (core is not None and _depends_on(order, index, p, core, out_nodes)):
+                if core is not None and _depends_on(order, index, p, core, out_nodes):
                     continue
                 r, _ = _reads(order, index, out_nodes, None, p)
                 # (never a view: its source reads the same buffers, and is not broadcast to a larger shape)
@@ -345,9 +338,6 @@ def _flops(core: Node | None, out: Node, name: str) -> int:
         base = core.srcs[0].numel
     elif core is not None and core.kind == ROWNORM:
         base = 5 * core.numel  # two reductions and the normalization, a few ops per element
-    elif core is not None and core.kind == ATTENTION:
-        q, k, v = core.srcs[:3]
-        base = 2 * (q.numel // q.shape[-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])  # the two products
     return base + ops * out.numel
 
 

@@ -1021,13 +1021,9 @@ def matmul(a, b) -> Tensor:
         a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
         a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
-    from . import attention
     from .kernels import gemm
-    fused = attention.from_softmax_matmul(a3, b3)  # softmax(q @ kᵀ ...) @ v: one attention kernel
-    S = 1 if fused is not None else gemm.split_k(B_, M_, N, K, K)
-    if fused is not None:
-        out = fused.reshape(batch + (M, N))
-    elif S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
+    S = gemm.split_k(B_, M_, N, K, K)
+    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
         part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)
         out = _reduce("sum", part.reshape(S, B_, M_, N), 0).reshape(batch + (M, N))
     else:

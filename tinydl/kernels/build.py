@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import ATTENTION, CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
-from ..runtime import get_runtime
-from . import attention, gemm, reduce, rownorm, window
+from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
+from . import gemm, reduce, rownorm, window
 from .elementwise import elementwise
 from .expr import KernelSource
 
@@ -45,8 +44,6 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
         wgsl, groups, variant = window.im2col(src, core)
     elif core.kind == ROWNORM:
         wgsl, groups, variant = rownorm.rownorm(src, core)
-    elif core.kind == ATTENTION:
-        wgsl, groups, variant = attention.attention(src, core, get_runtime().workgroup_storage)
     else:
         raise AssertionError(core)
     return CompiledKernel(wgsl, src.inputs, groups, variant)

@@ -237,9 +237,13 @@ class Expr:
             if a == b:  # only size-1 dims added/removed: map the other indices straight through
                 it = iter(i for i, s in zip(idx, node.shape) if s != 1)
                 sidx = [next(it) if s != 1 else "0" for s in src.shape]
-            else:
-                lin = self.let(linear_index(idx, node.shape), "lin")
-                sidx = unravel(lin, src.shape)
+            else:  # trailing dims the two shapes share map straight through; only the rest is regrouped
+                k = 0
+                while k < min(len(node.shape), len(src.shape)) - 1 and node.shape[-1 - k] == src.shape[-1 - k]:
+                    k += 1
+                head = len(node.shape) - k
+                lin = self.let(linear_index(idx[:head], node.shape[:head]), "lin")
+                sidx = unravel(lin, src.shape[:len(src.shape) - k]) + list(idx[head:])
         elif op == "permute":
             sidx = [None] * len(arg)
             for i, p in enumerate(arg):

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from .. import attention, dtypes
+from .. import dtypes
 from ..ops import CONV, GATHER, IM2COL, INTERP, POOL, ConvArgs, PoolArgs
 from ..runtime import get_runtime
-from ..shapes import as_tuple, broadcast_shapes, conv_out_size
+from ..shapes import as_tuple, conv_out_size
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
 
@@ -501,55 +501,20 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         value = _repeat_heads(value, rep)
     L, S = query.shape[-2], key.shape[-2]
     s = (1.0 / math.sqrt(query.shape[-1])) if scale is None else scale
-    if is_causal and attn_mask is not None:
-        raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True")
-    fused = _fused_attention(query, key, value, attn_mask, s, is_causal)
-    if fused is not None:
-        return fused
     scores = matmul(query, key.transpose(-2, -1)) * s
     if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+                               "is_causal=True")
         causal = arange(L).reshape(L, 1) >= arange(S).reshape(1, S)
         scores = where(causal, scores, float("-inf"))
     elif attn_mask is not None:
-        scores = _masked(scores, attn_mask)
-    # torch's safe softmax: a query whose keys are all masked attends to nothing (0), not NaN
+        if attn_mask.dtype == dtypes.bool_:
+            scores = where(attn_mask, scores, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    # torch's safe softmax (its math path since 2.5): a query whose keys are all masked gets 0, not NaN
     return matmul(row_norm(scores, "safe_softmax", scores.ndim - 1), value)
-
-
-def _masked(scores, attn_mask):
-    """scaled_dot_product_attention's mask: a bool mask keeps the keys where it is True, a float one is added."""
-    if attn_mask.dtype == dtypes.bool_:
-        return where(attn_mask, scores, float("-inf"))
-    return scores + attn_mask
-
-
-def _fused_attention(query, key, value, attn_mask, scale, causal):
-    """The attention as one ATTENTION node (tinydl/attention.py) where the kernel takes it; else None (the
-    composed path, which also raises torch's errors for batch dims that do not broadcast)."""
-    if min(query.ndim, key.ndim, value.ndim) < 2 or key.shape[-2] != value.shape[-2]:
-        return None
-    try:
-        lead = broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    except RuntimeError:
-        return None
-    (L, D), S, Dv, B = query.shape[-2:], key.shape[-2], value.shape[-1], math.prod(lead)
-    if attn_mask is not None:
-        try:
-            if broadcast_shapes(attn_mask.shape, lead + (L, S)) != lead + (L, S):
-                return None
-        except RuntimeError:
-            return None
-    if not attention.usable(B, L, S, D, Dv, (query.dtype, key.dtype, value.dtype)):
-        return None
-    dt = dtypes.promote(dtypes.promote(query.dtype, key.dtype), value.dtype)
-    q3 = query.to(dt).expand(lead + (L, D)).reshape(B, L, D)
-    kt3 = key.to(dt).expand(lead + (S, D)).reshape(B, S, D).transpose(1, 2)
-    v3 = value.to(dt).expand(lead + (S, Dv)).reshape(B, S, Dv)
-
-    def logits(scores):
-        x = scores.reshape(lead + (L, S)) * scale
-        return (x if attn_mask is None else _masked(x, attn_mask)).reshape(B, L, S)
-    return attention.node(q3, kt3, v3, logits, causal=bool(causal), safe=True).reshape(lead + (L, Dv))
 
 
 def _repeat_heads(t, rep):
