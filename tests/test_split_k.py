@@ -95,8 +95,9 @@ def test_split_k_heuristic_only_for_few_tiles():
 
 def test_tile_choice_rules():
     """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows; tile128 for 3x3 convs
-    (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with 256+ tiles, tile128x64t128 for other
-    GEMMs of 256+ rows with 64+ tiles at K >= 512, 256+ tiles below (BERT-b8's linears, batch-16 1x1 convs);
+    (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with 256+ tiles (or K >= 2048 split into
+    256+ workgroups of 384+ each), tile128x64t128 for other GEMMs of 256+ rows with 64+ tiles at K >= 512, 256+
+    tiles below (BERT-b8's linears, batch-16 1x1 convs);
     tile64x128 for 64-channel 3x3 convs over many pixels; tile64x64t128 for other GEMMs at least 64 wide (batch-1
     1x1 convs, BERT-b1's linears); tile64 for narrow 3x3 convs (batch-1 7x7 images), tile32 for GEMMs 32 wide or
     less and for K <= 32 (one K step: the stores dominate)."""
@@ -114,6 +115,11 @@ def test_tile_choice_rules():
     assert gemm.choose_tile(1, 16, 12544, 144, gather=True) == "tile32"
     assert gemm.choose_tile(1, 4096, 4096, 4096) == "tile128k16"
     assert gemm.choose_tile(1, 128, 768, 768) == "tile64x64t128"
+    # K >= LONG_K over few tiles: tile128k16 where split-K fills the GPU in slices of 384+ (BERT-b8's FFN down),
+    # not where the slices would be short (ResNet-50-b16's 2048 -> 512 1x1 convs at 7x7: 28 tiles)
+    assert gemm.choose_tile(1, 1024, 768, 3072) == "tile128k16"
+    assert gemm.split_k(1, 1024, 768, 3072, 3072) == 8
+    assert gemm.choose_tile(1, 512, 16 * 49, 2048) == "tile64x64t128"
 
 
 def test_tap_major_tile_rules():

@@ -57,6 +57,11 @@ FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+# plain GEMMs with 256+ rows and a K this long take tile128k16 however few its tiles when split-K fills the GPU
+# (TARGET_WORKGROUPS) with slices of LONG_K_SLICE or more (H200, 2026-11-22, GPU us with the slices' sum):
+# BERT-b8's FFN down 1024 x 768 x 3072 in 8 slices 124 vs 136 with tile128x64t128 in 4, the model 7.89 ->
+# 7.79 ms; but ResNet-50-b16's 2048 -> 512 1x1 convs at 7x7 (784 x 512 x 2048: 16 slices of 128) 6.54 -> 6.76
+LONG_K, LONG_K_SLICE = 2048, 384
 # a product of this many tiles or more is not split: ResNet-50-b16's 512 -> 2048 1x1 conv at 7x7 (208 tiles of
 # tile128x64t128) ran 111 us in 2 slices, 84 whole; its 1024 -> 2048 stride-2 one 217 vs 158 (H200, 2026-11-22);
 # 1024 -> 256 at 14x14 (98 tiles) still gains from 4 slices, 68 -> 51
@@ -181,6 +186,9 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) 
     if M >= 128 and N >= 64 and gather and tiles("tile128") >= 24:
         return "tile128"
     if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 256:
+        return "tile128k16"
+    if M >= 256 and N >= 64 and not gather and K >= LONG_K and tiles("tile128k16") * (K // LONG_K_SLICE) >= \
+            TARGET_WORKGROUPS:
         return "tile128k16"
     if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= (64 if K >= 512 else 256):
         return "tile128x64t128"
