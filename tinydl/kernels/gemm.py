@@ -187,8 +187,8 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) 
         return "tile128"
     if M >= 128 and N >= 64 and not gather and K >= 512 and tiles("tile128k16") >= 256:
         return "tile128k16"
-    if M >= 256 and N >= 64 and not gather and K >= LONG_K and tiles("tile128k16") * (K // LONG_K_SLICE) >= \
-            TARGET_WORKGROUPS:
+    if M >= 256 and N >= 64 and not gather and K >= LONG_K \
+            and K // _slices_to_fill(tiles("tile128k16")) >= LONG_K_SLICE:
         return "tile128k16"
     if M >= 256 and N >= 64 and not gather and tiles("tile128x64t128") >= (64 if K >= 512 else 256):
         return "tile128x64t128"
@@ -197,6 +197,14 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) 
     if not gather and min(M, N) >= 64:
         return "tile64x64t128"
     return "tile64" if min(M, N) > 32 else "tile32"
+
+
+def _slices_to_fill(tiles: int) -> int:
+    """The power of 2 of K slices that makes `tiles` tiles at least TARGET_WORKGROUPS workgroups."""
+    s = 1
+    while tiles * s < TARGET_WORKGROUPS:
+        s *= 2
+    return s
 
 
 def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> int:
