@@ -537,6 +537,17 @@ walk = _walk
 execute = _execute
 
 
+def kernels_for(t):
+    """The dispatches that compute tensor t, planned afresh (not cached: tuning plans one op under each variant
+    it times) and bound to buffers, not submitted; and t's output buffer, which the caller gives back
+    (runtime.release) once done with the dispatches (tinydl.tuning)."""
+    order, _sig, pos = _walk([t.node])
+    root = pos[t.node.uid]
+    plan = _plan(order, [root])
+    bufs, dispatches = bind(order, plan, [root])
+    return dispatches, bufs[root].gpu
+
+
 def _alias_reshape(n: Node) -> None:
     """A reshape of realized data is the same bytes: share the buffer instead of running a copy."""
     base = n

@@ -1021,8 +1021,15 @@ def matmul(a, b) -> Tensor:
         a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
         a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
+    from . import tuning
     from .kernels import gemm
-    S = gemm.split_k(B_, M_, N, K, K)
+
+    def bench():  # the same product on fresh data, for tuning: operands laid out as these are (transposed or not)
+        x = tuning.random_like((B_, K, M_) if gemm.last_two_swapped(a3.node) else (B_, M_, K), dt)
+        y = tuning.random_like((B_, N, K) if gemm.last_two_swapped(b3.node) else (B_, K, N), dt)
+        return matmul(x.transpose(1, 2) if gemm.last_two_swapped(a3.node) else x,
+                      y.transpose(1, 2) if gemm.last_two_swapped(b3.node) else y)
+    S = gemm.split_k(B_, M_, N, K, K, itemsize=dt.itemsize, bench=bench)
     if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
         part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)
         out = _reduce("sum", part.reshape(S, B_, M_, N), 0).reshape(batch + (M, N))

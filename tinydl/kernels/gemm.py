@@ -54,6 +54,10 @@ TILES = {
 GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
 FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
+# measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below; TUNER, when
+# set, measures a key the table lacks: TUNER(key, candidates, rule choice, bench) -> (tile, split)
+TUNED: dict[tuple, tuple[str, int]] = {}
+TUNER: Callable | None = None
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
@@ -147,7 +151,20 @@ def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int) -> boo
     return "tap" if TAP_MAJOR and not transposed and channels % TAP_CHANNELS == 0 else True
 
 
-def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) -> str:
+def tune_key(batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: int) -> tuple:
+    """What a measured choice (TUNED) is kept under: the product's shape, how it reads its pixels, its float size."""
+    return (itemsize, batch, M, N, K, gather)
+
+
+def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False, itemsize: int = 4) -> str:
+    """The GEMM variant: forced (tests), measured on this GPU (TUNED), or by the rules (rule_tile)."""
+    if FORCE_TILE:
+        return FORCE_TILE
+    tuned = TUNED.get(tune_key(batch, M, N, K, gather, itemsize))
+    return tuned[0] if tuned else rule_tile(batch, M, N, K, gather)
+
+
+def rule_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) -> str:
     """The GEMM variant for `batch` products of M x N outputs over K (before any split-K); gather: operand loads
     are im2col gathers with bounds checks (convs wider than 1x1; "tap": in tap-major order, see conv_gather).
     Measured on an H100 with kernels serialized as in a model (benchmarks/sweep.py, 2026-11-21): tile128's 64 outputs per thread pay off where loads are
@@ -166,8 +183,6 @@ def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) 
     tile64x128 183, tile64x64t128 124; batch 4: 37 vs 40 (tile64); 128 channels at 28x28: tile128k16 117 vs
     tile128 130 at batch 16 (98 tiles), but tile128x64t128k8 38 vs tile128k16 75 at batch 4 (25 tiles); 256 at
     14x14, batch 16 (50 tiles, im2col off) 132 vs 146; 512 at 7x7 (K 4608): tile128k16 170 vs 270."""
-    if FORCE_TILE:
-        return FORCE_TILE
     if M <= GEMV_ROWS:
         return "gemv"
 
@@ -207,26 +222,71 @@ def _slices_to_fill(tiles: int) -> int:
     return s
 
 
-def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> int:
+def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False, itemsize: int = 4,
+            bench: Callable | None = None) -> int:
     """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
     convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
     same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
     slice count must divide it (K, or a conv's input channels per group); a tap-major gather's slices keep whole
-    K steps of channels, so each still reads through a TapGather. Returns 1 for no split."""
+    K steps of channels, so each still reads through a TapGather. Returns 1 for no split. Forced (tests),
+    measured (TUNED; with tuning on, a new shape is measured first: bench() builds the same op on fresh data,
+    see tinydl.tuning) or by the rules (rule_split)."""
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
-    name = choose_tile(batch, M, N, K, gather)
+    key = tune_key(batch, M, N, K, gather, itemsize)
+    tuned = TUNED.get(key)
+    rule = rule_tile(batch, M, N, K, gather)
+    if tuned is None and TUNER is not None and bench is not None and FORCE_TILE is None and rule != "gemv":
+        rule_choice = (rule, rule_split(rule, batch, M, N, K, divides, gather))
+        tuned = TUNER(key, tuning_candidates(batch, M, N, K, divides, gather), rule_choice, bench)
+    if tuned and divides % tuned[1] == 0:
+        return tuned[1]
+    return rule_split(choose_tile(batch, M, N, K, gather, itemsize), batch, M, N, K, divides, gather)
+
+
+def _tiles_of(name: str, batch: int, M: int, N: int) -> int:
+    t = TILES[name]
+    return batch * -(-M // t.bm) * -(-N // t.bn)
+
+
+def _split_step(gather: bool | str) -> int:
+    """What each K slice's length must be a multiple of (a tap-major gather's slices keep whole K steps)."""
+    return TAP_CHANNELS if gather == "tap" else 1
+
+
+def rule_split(name: str, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> int:
+    """split_k's rules for the tile `name`: slices (a power of 2) until the tiles fill TARGET_WORKGROUPS."""
     if name == "gemv" or K < SHORT_SPLIT_MIN_K:
         return 1
-    t = TILES[name]
-    tiles = batch * -(-M // t.bm) * -(-N // t.bn)
+    tiles = _tiles_of(name, batch, M, N)
     if tiles >= SPLIT_MAX_TILES or K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
         return 1
-    s = 1
-    step = TAP_CHANNELS if gather == "tap" else 1
+    s, step = 1, _split_step(gather)
     while tiles * s < TARGET_WORKGROUPS and K // (s * 2) >= 32 and divides % (s * 2 * step) == 0:
         s *= 2
     return s
+
+
+# what tuning tries (tinydl.tuning): every tile that is not mostly idle over the output, in K slices of these
+# counts that keep 32+ of K each and make at most TUNE_MAX_WORKGROUPS workgroups
+TUNE_SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
+TUNE_MAX_WORKGROUPS = 4096
+
+
+def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> dict:
+    """tile -> the split counts tuning may measure it with (see TUNE_SPLITS), the first the one that fills the
+    GPU as the rules would (a tile's first try)."""
+    out = {}
+    step = _split_step(gather)
+    for name, t in TILES.items():
+        if t.bm > max(32, 2 * M) or t.bn > max(32, 2 * N):
+            continue
+        tiles = _tiles_of(name, batch, M, N)
+        splits = [s for s in TUNE_SPLITS if s == 1 or (divides % (s * step) == 0 and K // s >= 32
+                                                         and tiles * s <= TUNE_MAX_WORKGROUPS)]
+        fill = next((s for s in splits if tiles * s >= TARGET_WORKGROUPS), splits[-1])
+        out[name] = [fill] + [s for s in splits if s != fill]
+    return out
 
 
 def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
@@ -242,7 +302,7 @@ def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_va
     kernel stores each thread's groups of 4 columns as one vec4 (float32 or float16 outputs). a_vec / b_vec: the
     operand's memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so).
     b_gather: B is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
-    name = choose_tile(batch // split, M, N, K * split, gather)
+    name = choose_tile(batch // split, M, N, K * split, gather, core.dtype.itemsize)
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
@@ -488,7 +548,7 @@ def matmul(src: KernelSource, core: Node):
             return f"{off} + (({bb}) % {B}) * {sb} + ({r}) * {sr} + ((({bb}) / {B}) * {Ks} + {k}) * {sk}"
         return VecOperand(base, fast, lin)
 
-    layout = dict(a_m_fastest=_last_two_swapped(a), b_k_fastest=_last_two_swapped(b),
+    layout = dict(a_m_fastest=last_two_swapped(a), b_k_fastest=last_two_swapped(b),
                   a_vec=vec_operand(a, 1), b_vec=vec_operand(b, 2))
     if S == 1:
         return gemm(src, core, B, M, N, K,
@@ -511,7 +571,7 @@ def matmul(src: KernelSource, core: Node):
                 n_runs=True)
 
 
-def _last_two_swapped(x: Node) -> bool:
+def last_two_swapped(x: Node) -> bool:
     """x is a view whose last two axes are the transpose of its data's (W.T in x @ W.T, k.T in q @ k.T): its
     memory runs along the second-to-last axis."""
     while x.kind == VIEW and x.op in ("reshape", "expand"):
@@ -537,7 +597,7 @@ def conv(src: KernelSource, core: Node):
     gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g)
     # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather
     tap_major = (gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and
-                 tap_major_fits(g // split, M, N, cin_g * KH * KW * split, cin_g))
+                 tap_major_fits(g // split, M, N, cin_g * KH * KW * split, cin_g, core.dtype.itemsize))
 
     def split_m(e: Expr, m):
         return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
@@ -624,10 +684,10 @@ def conv(src: KernelSource, core: Node):
                 a_vec=weights_vec, b_vec=pixels_vec, b_gather=pixels_gather)
 
 
-def tap_major_fits(batch: int, M: int, N: int, K: int, cin_g: int) -> bool:
+def tap_major_fits(batch: int, M: int, N: int, K: int, cin_g: int, itemsize: int = 4) -> bool:
     """Whether the tiled kernel choose_tile picks for a gathered conv's GEMM can read its pixels through a
     TapGather: every K step lies within one tap, and each thread loads one pixel's column of the B tile."""
-    t = TILES.get(choose_tile(batch, M, N, K, gather="tap"))
+    t = TILES.get(choose_tile(batch, M, N, K, "tap", itemsize))
     return t is not None and cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
 
 

@@ -156,9 +156,15 @@ def _conv_node(x, w, args: ConvArgs, shape):
     """The conv node; when its output alone gives too few GEMM workgroups (batch-1 convs over small images),
     the input channels are cut into S slices run as S times the groups, and a sum over the slices (a reduce
     kernel that takes the epilogue) adds them up."""
+    from .. import tuning
     from ..kernels import gemm
     from ..kernels.build import conv_uses_gemm
     N, cout, OH, OW = shape
+    given = (x.shape, w.shape, x.dtype, args)  # x and args change below (im2col)
+
+    def bench():  # the same conv on fresh data, for tuning
+        x_shape, w_shape, dtype, conv_args = given
+        return _conv_node(tuning.random_like(x_shape, dtype), tuning.random_like(w_shape, dtype), conv_args, shape)
     g = args.groups
     C = x.shape[1]
     cin_g, cout_g = C // g, cout // g
@@ -170,7 +176,8 @@ def _conv_node(x, w, args: ConvArgs, shape):
         x = _make(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), x.dtype)
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
     S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g,
-                     gather=gemm.conv_gather(kh * kw, args.im2col, False, cin_g)) if on_gemm else 1
+                     gather=gemm.conv_gather(kh * kw, args.im2col, False, cin_g), itemsize=x.dtype.itemsize,
+                     bench=bench) if on_gemm else 1
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
