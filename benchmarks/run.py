@@ -3,6 +3,7 @@
     python -m benchmarks.run                      # every model, batch 1 and 16 (BERT: 1 and 8), ≥20 runs each
     python -m benchmarks.run --models resnet18 --batches 1 --runs 30 --kernels
     python -m benchmarks.run --quick              # small inputs, few runs: a smoke test (lavapipe)
+    python -m benchmarks.run --tune               # adds a column with tinydl.tuning on (measured GEMM variants)
 
 Each figure is the median end-to-end latency (numpy in -> numpy out) over --runs runs after warm-up; the
 tinydl columns (float32, and float16 after model.half()) also give their max abs error against torch CPU's
@@ -127,6 +128,22 @@ def run_tinydl(model, inputs, runs, reference):
     import tinydl
     tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
     return time_converted(tm, inputs, runs, reference) + (tm,)
+
+
+def run_tinydl_tuned(model, inputs, runs, reference):
+    """(median ms, max abs error, seconds of the first call) of a fresh conversion with tinydl.tuning on: the
+    first call measures each new GEMM shape's variants (cached on disk: a second run pays nothing)."""
+    import tinydl
+    from tinydl import tuning
+    tuning.enable()
+    try:
+        tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
+        t0 = time.perf_counter()
+        tm(*[tinydl.tensor(a) for a in inputs])
+        first_s = time.perf_counter() - t0
+        return time_converted(tm, inputs, runs, reference) + (first_s,)
+    finally:
+        tuning.enable(False)
 
 
 def run_tinydl_fp16(tm, inputs, runs, reference):
@@ -309,6 +326,8 @@ def main(argv=None):
     ap.add_argument("--kernels", action="store_true", help="also measure kernel rooflines")
     ap.add_argument("--no-ort", action="store_true")
     ap.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the tinydl float16 column")
+    ap.add_argument("--tune", action="store_true",
+                    help="add a column of tinydl with tuning on (tinydl.tuning; its first call's seconds in the note)")
     ap.add_argument("--profile", action="store_true", help="print tinydl's per-kernel profile of each model")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--plot", action="store_true", help="also draw the table as a bar chart (needs matplotlib)")
@@ -338,6 +357,9 @@ def main(argv=None):
                 with tinydl.profile() as prof:
                     first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
                 print(f"\n== {name} batch {batch}\n{prof.table()}", file=sys.stderr)
+            if args.tune:
+                rec["tinydl_tuned_ms"], rec["tuned_max_abs_err"], rec["tune_first_call_s"] = run_tinydl_tuned(
+                    model, inputs, args.runs, ref)
             if args.fp16:  # last: it turns the converted model's weights to float16
                 rec["tinydl_fp16_ms"], rec["fp16_max_abs_err"] = run_tinydl_fp16(tm, inputs, args.runs, ref)
             if cuda:
@@ -351,13 +373,18 @@ def main(argv=None):
             rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]
             traceback.print_exc(file=sys.stderr)
         records.append(rec)
-        rows.append([name, batch, rec.get("tinydl_ms"), rec.get("tinydl_fp16_ms"), rec.get("torch_cpu_ms"),
-                     rec.get("torch_cuda_ms"), rec.get("ort_webgpu_ms"), rec.get("max_abs_err"),
-                     rec.get("fp16_max_abs_err"), rec.get("ort_max_abs_err"),
-                     rec.get("error") or rec.get("ort_note", "")])
-    table = tabulate(rows, headers=["model", "batch", "tinydl ms", "tinydl fp16 ms", "torch CPU ms", "torch CUDA ms",
-                                    "ORT-WebGPU ms", "max abs err", "fp16 max abs err", "ORT max abs err", "note"],
-                     floatfmt=".3g", missingval="-")
+        notes = [rec.get("error") or rec.get("ort_note", "")]
+        if "tune_first_call_s" in rec:
+            notes.append(f"tuned: first call {rec['tune_first_call_s']:.1f} s, max abs err "
+                         f"{rec['tuned_max_abs_err']:.2g}")
+        rows.append([name, batch, rec.get("tinydl_ms")] + ([rec.get("tinydl_tuned_ms")] if args.tune else [])
+                    + [rec.get("tinydl_fp16_ms"), rec.get("torch_cpu_ms"), rec.get("torch_cuda_ms"),
+                       rec.get("ort_webgpu_ms"), rec.get("max_abs_err"), rec.get("fp16_max_abs_err"),
+                       rec.get("ort_max_abs_err"), "; ".join(n for n in notes if n)])
+    headers = ["model", "batch", "tinydl ms"] + (["tinydl tuned ms"] if args.tune else []) + [
+        "tinydl fp16 ms", "torch CPU ms", "torch CUDA ms", "ORT-WebGPU ms", "max abs err", "fp16 max abs err",
+        "ORT max abs err", "note"]
+    table = tabulate(rows, headers=headers, floatfmt=".3g", missingval="-")
     out = {"header": header, "models": records}
     text = f"{header['device']} ({header['backend']}), {header['date']}, median of {args.runs} runs\n\n{table}\n"
     if args.kernels:
@@ -373,7 +400,7 @@ def main(argv=None):
         plot(records, header, args.out / f"{stem}.png")
 
 
-COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_fp16_ms", "tinydl fp16"), ("torch_cuda_ms", "torch CUDA eager"),
+COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_tuned_ms", "tinydl tuned"), ("tinydl_fp16_ms", "tinydl fp16"), ("torch_cuda_ms", "torch CUDA eager"),
            ("ort_webgpu_ms", "ORT-WebGPU"), ("torch_cpu_ms", "torch CPU")]
 
 

@@ -23,21 +23,27 @@ def tuned(monkeypatch, tmp_path):
     monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(tuning, "TILES", ("tile32", "tile64", "tile64x64t128"))
     monkeypatch.setattr(gemm, "TUNE_SPLITS", (1, 2, 4))
-    monkeypatch.setattr(tuning, "RUNS", 2)
+    monkeypatch.setattr(tuning, "ROUNDS", 2)
+    monkeypatch.setattr(tuning, "WARM_SECONDS", 0.0)
     tuning.enable()
     yield tmp_path / "tuning.json"
     tuning.enable(False)
 
 
 def fake_timer(monkeypatch, times: dict, default: float = 5.0) -> list:
-    """tuning._measure replaced by a table (tile, split) -> seconds; returns the list of what was measured."""
-    measured = []
+    """tuning's GPU timing replaced by a table (tile, split) -> seconds per run; returns the list of the variants
+    built (each one once)."""
+    built = []
 
-    def measure(bench, tile, split):
-        measured.append((tile, split))
-        return times.get((tile, split), default)
-    monkeypatch.setattr(tuning, "_measure", measure)
-    return measured
+    def race(choices, bench, done):
+        for c in choices:
+            if c not in done:
+                built.append(c)
+                done[c] = [], c
+        return {c: times.get(c, default) for c in choices}
+    monkeypatch.setattr(tuning, "_race", race)
+    monkeypatch.setattr(tuning.get_runtime(), "release", lambda gpu: None, raising=False)
+    return built
 
 
 def linear_op(rng):
@@ -115,19 +121,22 @@ def test_unwritable_cache_warns_and_keeps_the_choice(rng, tmp_path, monkeypatch)
     monkeypatch.setenv(tuning.CACHE_ENV, str(blocker / "sub"))  # a directory inside a file cannot be made
     tuning.enable()
     try:
-        fake_timer(monkeypatch, {("tile32", 2): 1.0})
+        fake_timer(monkeypatch, {("tile32", 4): 1.0})
         *_, op = linear_op(rng)
         with pytest.warns(UserWarning, match="cannot write the tuning cache"):
             op().numpy()
-        assert list(tuning.choices().values()) == [("tile32", 2)]
+        assert list(tuning.choices().values()) == [("tile32", 4)]
     finally:
         tuning.enable(False)
 
 
-def test_failing_variant_is_not_a_candidate():
+def test_failing_variant_is_not_a_candidate(rng):
     def bench():
         raise RuntimeError("this variant cannot run here")
-    assert tuning._measure(bench, "tile32", 1) == float("inf")
+    assert tuning._race([("tile32", 1)], bench, {}) == {("tile32", 1): float("inf")}
+    x = tinydl.tensor(rng.standard_normal((8, 8), dtype=np.float32))
+    times = tuning._race([("tile32", 1), ("no such tile", 1)], lambda: x @ x, {})
+    assert 0 < times[("tile32", 1)] < float("inf") and times[("no such tile", 1)] == float("inf")
 
 
 def test_environment_switch(monkeypatch):

@@ -48,6 +48,9 @@ UPLOAD_SPLIT_BYTES = 1 << 21
 READBACK_THREADS = min(8, os.cpu_count() or 1)
 READBACK_SPLIT_BYTES = 1 << 24
 
+# shaders compiled at once by compile_all
+COMPILE_THREADS = min(8, os.cpu_count() or 1)
+
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 
@@ -207,6 +210,19 @@ class Runtime:
             from . import debug
             debug.stats["pipelines"] += 1
         return p
+
+    def compile_all(self, shaders) -> None:
+        """Pipelines for several shaders made at once on worker threads (the driver's compiles run side by side;
+        wgpu's calls release the GIL): tuning compiles every variant it times. A shader that fails is left
+        for pipeline() to report when it is asked for."""
+        todo = [w for w in dict.fromkeys(shaders) if w not in self._pipelines]
+
+        def compile_one(wgsl):
+            try:
+                self.pipeline(wgsl)
+            except RuntimeError:
+                pass
+        list(self._pool(COMPILE_THREADS).map(compile_one, todo))
 
     def _bind_group(self, pipeline, gpus):
         # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)

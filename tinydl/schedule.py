@@ -114,7 +114,8 @@ def _walk(roots: list[Node]):
     return order, tuple(sig), pos
 
 
-def _plan(order: list[Node], roots: list[int]) -> Plan:
+def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> Plan:
+    """The kernels of a walked graph (compile_kernels=False: their WGSL only, no pipelines)."""
     rt = get_runtime()
     index = {n.uid: i for i, n in enumerate(order)}
     consumers: list[list[int]] = [[] for _ in order]
@@ -216,8 +217,9 @@ def _plan(order: list[Node], roots: list[int]) -> Plan:
         inputs = [index[nd.uid] for nd in ck.inputs]
         name = _kernel_name(order, index, out, core, materialized_uids) + f" [{ck.variant}]"
         nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out.numel * out.dtype.itemsize
-        steps.append(KernelStep(rt.pipeline(ck.wgsl), i, inputs, rt.grid(ck.workgroups), name, ck.wgsl,
-                                _flops(core, out, name), nbytes))
+        pipeline = rt.pipeline(ck.wgsl) if compile_kernels else None
+        steps.append(KernelStep(pipeline, i, inputs, rt.grid(ck.workgroups), name, ck.wgsl, _flops(core, out, name),
+                                nbytes))
         for p in inputs:
             last_read[p] = len(steps) - 1
     frees = [[] for _ in steps]
@@ -546,6 +548,13 @@ def kernels_for(t):
     plan = _plan(order, [root])
     bufs, dispatches = bind(order, plan, [root])
     return dispatches, bufs[root].gpu
+
+
+def shaders_for(t) -> list[str]:
+    """The WGSL of the kernels that would compute tensor t, nothing compiled (tuning compiles its candidates'
+    shaders all at once: runtime.Runtime.compile_all)."""
+    order, _sig, pos = _walk([t.node])
+    return [step.wgsl for step in _plan(order, [pos[t.node.uid]], compile_kernels=False).steps]
 
 
 def _alias_reshape(n: Node) -> None:

@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from .kernels import gemm
+from .runtime import get_runtime
 
 ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
 FORMAT = 1
 KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to replace it (timing noise)
+WARM_SECONDS = 0.3      # runs of the candidates before each race is timed (GPUs raise their clocks under load)
 TIMED_SECONDS = 2e-3     # GPU time per timed submit: the op's kernels repeated (at most MAX_COPIES) to fill it
 MAX_COPIES = 64
-RUNS = 5                 # timed submits per candidate (median)
+ROUNDS = 5               # timed submits per candidate (median)
 STAGE2_TILES = 2         # tiles whose other splits are measured, after each tile's first try
 TILES: tuple[str, ...] | None = None  # tiles tuning may pick from (None: all); tests narrow it
 
@@ -49,7 +51,7 @@ def enabled() -> bool:
 def enable(on: bool = True) -> None:
     """Turn tuning on (new shapes are measured as they are first built; measured ones come from the cache) or
     off (the rules alone). Plans cached so far are dropped, as their kernels may change."""
-    from . import schedule
+    from . import schedule  # (schedule's imports reach this module)
     gemm.TUNER = _tune if on else None
     gemm.TUNED.clear()
     _loaded_for[0] = None
@@ -74,51 +76,69 @@ def choices() -> dict[str, tuple[str, int]]:
 # -- the measurement -----------------------------------------------------------------------------------------
 def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench) -> tuple[str, int]:
     """gemm.TUNER: the fastest (tile, split) of `candidates` (tile -> splits, the first its fill-the-GPU try)
-    for the op bench() builds; measured in two stages (each tile's first try, then the other splits of the
-    STAGE2_TILES fastest tiles); kept in gemm.TUNED and the cache file."""
+    for the op bench() builds, in two races: each tile's first try (and the rules' choice), then every split of
+    the STAGE2_TILES fastest tiles (with the rules' choice again); kept in gemm.TUNED and the cache file."""
     _load()
     if key in gemm.TUNED:
         return gemm.TUNED[key]
     if TILES is not None:
         candidates = {t: s for t, s in candidates.items() if t in TILES}
-    times: dict[tuple[str, int], float] = {}
-
-    def time_of(tile: str, split: int) -> float:
-        if (tile, split) not in times:
-            times[(tile, split)] = _measure(bench, tile, split)
-        return times[(tile, split)]
-    rule_time = time_of(*rule)
-    firsts = {tile: time_of(tile, splits[0]) for tile, splits in candidates.items()}
-    for tile in sorted(firsts, key=firsts.get)[:STAGE2_TILES]:
-        for split in candidates[tile][1:]:
-            time_of(tile, split)
-    best = min(times, key=times.get)
-    if not times[best] < rule_time * (1 - KEEP_RULE_WITHIN):
+    built: dict[tuple[str, int], tuple | None] = {}
+    _shared_inputs.clear()  # every candidate reads the same fresh inputs
+    try:
+        first = _race([rule] + [(tile, splits[0]) for tile, splits in candidates.items()], bench, built)
+        leaders = sorted({c[0] for c in first}, key=lambda t: min(v for c, v in first.items() if c[0] == t))
+        second = _race([rule] + [(t, s) for t in leaders[:STAGE2_TILES] for s in candidates.get(t, [rule[1]])],
+                       bench, built)
+    finally:
+        _shared_inputs.clear()
+        for b in built.values():
+            if b is not None:
+                get_runtime().release(b[1])
+    best = min(second, key=second.get)
+    if not second[best] < second[rule] * (1 - KEEP_RULE_WITHIN):
         best = rule
     gemm.TUNED[key] = best
-    _save(key, best, times[best], rule, rule_time)
+    _save(key, best, second[best], rule, second[rule])
     return best
 
 
-def _measure(bench, tile: str, split: int) -> float:
-    """Seconds of GPU time of bench()'s kernels under the forced variant (inf where the variant fails)."""
+def _race(choices: list, bench, built: dict) -> dict:
+    """Seconds of GPU time per run of each choice's kernels (inf where it cannot be built), measured in turns:
+    WARM_SECONDS of runs first (GPUs raise their clocks only under load), then ROUNDS rounds of one timed
+    submit each (the kernels repeated to fill TIMED_SECONDS), so every choice meets the same clocks; medians."""
     from . import schedule
-    from .runtime import get_runtime
     rt = get_runtime()
+    choices = list(dict.fromkeys(choices))
+    new = [c for c in choices if c not in built]
+    rt.compile_all(w for c in new for w in _forced(c, lambda: schedule.shaders_for(bench()), []))
+    for c in new:
+        built[c] = _forced(c, lambda: schedule.kernels_for(bench()), None)
+    live = [c for c in choices if built[c] is not None]
+    per_run = {c: _seconds(rt, *built[c], 1) for c in live}
+    copies = {c: 1 for c in live}
+    t_end = time.perf_counter() + WARM_SECONDS
+    while live and time.perf_counter() < t_end:
+        for c in live:
+            per_run[c] = _seconds(rt, *built[c], copies[c]) / copies[c]
+            copies[c] = max(1, min(MAX_COPIES, math.ceil(TIMED_SECONDS / max(per_run[c], 1e-7))))
+    runs: dict = {c: [] for c in live}
+    for r in range(ROUNDS if live else 0):  # each round in another order: clocks still settling favour no one
+        for c in live[r % len(live):] + live[:r % len(live)]:
+            runs[c].append(_seconds(rt, *built[c], copies[c]) / copies[c])
+    return {c: statistics.median(runs[c]) if c in runs else math.inf for c in choices}
+
+
+def _forced(choice: tuple[str, int], fn, failed):
+    """fn() with the GEMM variant forced to choice = (tile, split); `failed` where the variant cannot be built."""
     saved = gemm.FORCE_TILE, gemm.FORCE_SPLIT_K
-    gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = tile, split
+    gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = choice
     try:
-        dispatches, out = schedule.kernels_for(bench())
+        return fn()
     except Exception:  # noqa: BLE001 - a variant this shape or adapter cannot take is not a candidate
-        return math.inf
+        return failed
     finally:
         gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = saved
-    try:
-        first = _seconds(rt, dispatches, out, 1)  # compiles nothing more; warms the GPU, sizes the copies
-        copies = max(2, min(MAX_COPIES, math.ceil(TIMED_SECONDS / max(first, 1e-7))))
-        return statistics.median(_seconds(rt, dispatches, out, copies) for _ in range(RUNS)) / copies
-    finally:
-        rt.release(out)
 
 
 def _seconds(rt, dispatches: list, out, copies: int) -> float:
@@ -132,11 +152,18 @@ def _seconds(rt, dispatches: list, out, copies: int) -> float:
     return time.perf_counter() - t0
 
 
+_shared_inputs: dict = {}  # (shape, float size) -> tensor, while a shape is tuned
+
+
 def random_like(shape: tuple, dtype):
-    """Fresh data of a shape and float dtype for a tuning op (its values do not change its speed)."""
+    """Data of a shape and float dtype for a tuning op (its values do not change its speed); the same tensor for
+    every candidate of one tuning."""
     from .tensor import tensor
-    data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    return tensor(data.astype(np.float16) if dtype.itemsize == 2 else data)
+    key = (tuple(shape), dtype.itemsize)
+    if key not in _shared_inputs:
+        data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        _shared_inputs[key] = tensor(data.astype(np.float16) if dtype.itemsize == 2 else data)
+    return _shared_inputs[key]
 
 
 # -- the cache file ------------------------------------------------------------------------------------------
@@ -144,7 +171,6 @@ def random_like(shape: tuple, dtype):
 def _adapter_key() -> str:
     """Whose measurements these are: the adapter, its backend and driver, and the kernel code that ran."""
     from . import __version__
-    from .runtime import get_runtime
     rt = get_runtime()
     code = hashlib.sha1()
     for f in sorted(Path(gemm.__file__).parent.glob("*.py")):
