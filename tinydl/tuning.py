@@ -34,6 +34,10 @@ from .runtime import get_runtime
 ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
 FORMAT = 1
 KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to replace it (timing noise)
+# what each kernel costs besides its GPU time, counted into a candidate's time: the host encodes every dispatch
+# of a forward (~5 us each with wgpu's validation, see schedule.PRE_ENCODE), and batch-1 models are host-bound.
+# Without it tuning split BERT-b1's probs @ v in 4 (7.1 -> 6.2 us of GPU time, a sum kernel more per layer)
+KERNEL_COST_S = 5e-6
 WARM_SECONDS = 0.3      # runs of the candidates before each race is timed (GPUs raise their clocks under load)
 TIMED_SECONDS = 2e-3     # GPU time per timed submit: the op's kernels repeated (at most MAX_COPIES) to fill it
 MAX_COPIES = 64
@@ -104,9 +108,10 @@ def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench) -> tuple[s
 
 
 def _race(choices: list, bench, built: dict) -> dict:
-    """Seconds of GPU time per run of each choice's kernels (inf where it cannot be built), measured in turns:
+    """Seconds per run of each choice's kernels (inf where it cannot be built): GPU time, measured in turns:
     WARM_SECONDS of runs first (GPUs raise their clocks only under load), then ROUNDS rounds of one timed
-    submit each (the kernels repeated to fill TIMED_SECONDS), so every choice meets the same clocks; medians."""
+    submit each (the kernels repeated to fill TIMED_SECONDS), so every choice meets the same clocks; medians;
+    plus KERNEL_COST_S per kernel."""
     from . import schedule
     rt = get_runtime()
     choices = list(dict.fromkeys(choices))
@@ -126,7 +131,8 @@ def _race(choices: list, bench, built: dict) -> dict:
     for r in range(ROUNDS if live else 0):  # each round in another order: clocks still settling favour no one
         for c in live[r % len(live):] + live[:r % len(live)]:
             runs[c].append(_seconds(rt, *built[c], copies[c]) / copies[c])
-    return {c: statistics.median(runs[c]) if c in runs else math.inf for c in choices}
+    return {c: statistics.median(runs[c]) + KERNEL_COST_S * len(built[c][0]) if c in runs else math.inf
+            for c in choices}
 
 
 def _forced(choice: tuple[str, int], fn, failed):
