@@ -6,6 +6,8 @@ time a GEMM shape is built, its candidate variants are each timed on the GPU (th
 kernels run back to back as in a model, GPU timestamps where the adapter has them) and the fastest is kept for
 that shape: in memory, and in a JSON file per user (`cache_file()`), keyed by adapter, driver and kernel code,
 so the next process pays nothing. The rules' choice stays unless a candidate beats it by KEEP_RULE_WITHIN.
+A shape is the GEMM's batch, M, N, K, how it reads its operand (plain, gathered, tap-major) and its float size
+(gemm.tune_key): two ops alike in all of these (a 1x1 conv and a matmul of the same dims) share one measurement.
 
     tinydl.tuning.enable()       # or TINYDL_TUNE=1 in the environment; off by default
     y = model(x)                 # the first call of each new shape measures its candidates (seconds, once)
