@@ -374,13 +374,28 @@ def _vec4_case(rng, case):
     if case == "batch-broadcast":  # B expanded over the batch (stride 0)
         a, b = rand(rng, 3, 8, 16), rand(rng, 16, 12)
         return lambda: tinydl.tensor(a) @ tinydl.tensor(b), a @ b, 16, True, True
+    if case == "heads-merged":  # attention's context: (B, H, S, D) -> (B, S, H * D), k runs along D in runs of 4
+        ctx, w = rand(rng, 2, 3, 8, 8), rand(rng, 12, 24)
+        ref = ctx.transpose(0, 2, 1, 3).reshape(2, 8, 24) @ w.T
+        return (lambda: tinydl.tensor(ctx).transpose(1, 2).reshape(2, 8, 24) @ tinydl.tensor(w).T, ref, 24, True,
+                True)
+    if case == "heads-merged-odd":  # the same with D = 6: 4 k's from a multiple of 4 may span two heads
+        ctx, w = rand(rng, 2, 4, 8, 6), rand(rng, 12, 24)
+        ref = ctx.transpose(0, 2, 1, 3).reshape(2, 8, 24) @ w.T
+        return (lambda: tinydl.tensor(ctx).transpose(1, 2).reshape(2, 8, 24) @ tinydl.tensor(w).T, ref, 24, False,
+                True)
+    if case == "rows-merged":  # A (2, K, 8) seen as (2 * 8, K): rows run along the 8 in runs of 4, then jump
+        x, b = rand(rng, 2, 16, 8), rand(rng, 16, 12)
+        ref = x.transpose(0, 2, 1).reshape(16, 16) @ b
+        return (lambda: tinydl.tensor(x).transpose(1, 2).reshape(16, 16) @ tinydl.tensor(b), ref, 16, True, True)
     if case == "prologue":  # A computed in the load (a * 2): read element by element
         a, b = rand(rng, 24, 16), rand(rng, 16, 12)
         return lambda: (tinydl.tensor(a) * 2) @ tinydl.tensor(b), (a * 2) @ b, 16, False, True
     raise AssertionError(case)
 
 
-VEC4_CASES = ["a@b", "x@W.T", "a.T@b", "odd-k", "offset-slice", "aligned-slice", "batch-broadcast", "prologue"]
+VEC4_CASES = ["a@b", "x@W.T", "a.T@b", "odd-k", "offset-slice", "aligned-slice", "batch-broadcast", "prologue",
+              "heads-merged", "heads-merged-odd", "rows-merged"]
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))

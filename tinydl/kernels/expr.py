@@ -328,36 +328,94 @@ class Expr:
         return self.let(f"(1.0 - {wh}) * ((1.0 - {ww}) * {v00} + {ww} * {v01}) + {wh} * ((1.0 - {ww}) * {v10} + {ww} * {v11})")
 
 
-def memory_layout(node: Node, materialized) -> tuple[Node, int, list[int]] | None:
+def memory_layout(node: Node, materialized) -> tuple[Node, int, list[list[tuple[int, int]]]] | None:
     """Where node's elements lie in memory when it is a buffer (or materialized) seen through strided views
-    (permute, expand, slice, reshapes that only add or drop size-1 dims or regroup a contiguous run):
-    (the node holding the buffer, element offset, stride per dim). None when its elements are computed or a
-    view mixes positions in other ways."""
+    (permute, expand, slice, reshape): (the node holding the buffer, element offset, per dim its sub-dims
+    [(size, stride), ...], outermost first). A dim is one sub-dim unless a reshape merged source dims that are
+    not one contiguous run (attention's heads merged back: (B, S, H, D) -> (B, S, H * D) of a permuted tensor
+    gives the last dim [(H, S * D), (D, 1)]). Size-1 dims have none. None when node's elements are computed, or a
+    view mixes positions in other ways (a slice of a merged dim, a pad), or it has none."""
+    if 0 in node.shape:
+        return None
     if node.kind == BUFFER or materialized(node):
-        return node, 0, list(contiguous_strides(node.shape))
+        return node, 0, _merged([[(s, st)] for s, st in zip(node.shape, contiguous_strides(node.shape))])
     if node.kind != VIEW or node.op == "pad":
         return None
     inner = memory_layout(node.srcs[0], materialized)
     if inner is None:
         return None
-    base, off, strides = inner
+    base, off, dims = inner
     src = node.srcs[0]
     if node.op == "permute":
-        return base, off, [strides[p] for p in node.arg]
+        return base, off, [dims[p] for p in node.arg]
     if node.op == "expand":
-        return base, off, [0 if s == 1 and n != 1 else st for st, s, n in zip(strides, src.shape, node.shape)]
+        return base, off, [[(n, 0)] if s == 1 and n != 1 else d for d, s, n in zip(dims, src.shape, node.shape)]
     if node.op == "slice":
         starts, steps = node.arg
-        return base, off + sum(st * a for st, a in zip(strides, starts)), [st * sp for st, sp in zip(strides, steps)]
-    # reshape
-    if [s for s in node.shape if s != 1] == [s for s in src.shape if s != 1]:
-        it = iter(st for st, s in zip(strides, src.shape) if s != 1)
-        return base, off, [next(it) if s != 1 else 0 for s in node.shape]
-    kept = [(st, s) for st, s in zip(strides, src.shape) if s != 1]
-    if all(st == 1 if i == len(kept) - 1 else st == kept[i + 1][0] * kept[i + 1][1]
-           for i, (st, _) in enumerate(kept)):  # the source's elements are one contiguous run
-        return base, off, list(contiguous_strides(node.shape))
-    return None
+        out = []
+        for d, a, sp, n, s in zip(dims, starts, steps, node.shape, src.shape):
+            if (a, sp, n) == (0, 1, s):
+                out.append(d)
+                continue
+            if len(d) != 1:
+                return None
+            off += d[0][1] * a
+            out.append([(n, d[0][1] * sp)] if n != 1 else [])
+        return base, off, out
+    # reshape: the source's sub-dims in order, regrouped into the new dims (a sub-dim split where a new dim
+    # ends inside it evenly)
+    subs = [sd for d in dims for sd in d]
+    out = []
+    for n in node.shape:
+        group, need = [], n
+        while need > 1:
+            if not subs:
+                return None
+            size, stride = subs.pop(0)
+            if need % size == 0:
+                group.append((size, stride))
+                need //= size
+            elif size % need == 0:
+                group.append((need, stride * (size // need)))
+                subs.insert(0, (size // need, stride))
+                need = 1
+            else:
+                return None
+        out.append(group)
+    return base, off, _merged(out)
+
+
+def _merged(dims: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """Each dim's sub-dims without size-1 ones, neighbours that form one run joined: ((a, s * b), (b, s)) is (a * b, s)."""
+    out = []
+    for d in dims:
+        group: list[tuple[int, int]] = []
+        for size, stride in d:
+            if size == 1:
+                continue
+            if group and group[-1][1] == stride * size:
+                group[-1] = (group[-1][0] * size, stride)
+            else:
+                group.append((size, stride))
+        out.append(group)
+    return out
+
+
+def sub_dim_offset(e: Expr, dim: list[tuple[int, int]], index: str) -> str:
+    """The element offset of position `index` (an expression) along a dim made of these sub-dims."""
+    if not dim:
+        return "0"
+    if len(dim) == 1:
+        return f"({index}) * {dim[0][1]}"
+    i = e.let(index, "di")
+    terms, inner = [], 1
+    for k, (size, stride) in enumerate(reversed(dim)):
+        digit = f"({i} / {inner})" if inner > 1 else i
+        if k < len(dim) - 1:
+            digit = f"({digit} % {size})"
+        terms.append(f"{digit} * {stride}")
+        inner *= size
+    return "(" + " + ".join(terms) + ")"
 
 
 def idx_vars(expr: Expr, lin: str, shape, prefix="i") -> list[str]:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..ops import BUFFER, VIEW, Node
 from .common import function, store4_function, store_function
-from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout
+from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
 
 
 @dataclass(frozen=True)
@@ -130,14 +130,17 @@ class TapGather:
         return f"select(0.0, {src.load(self.image, f'goff + ({k}) * {plane}')}, gok)"
 
 
-def _fast_axis(off: int, sb: int, sr: int, sk: int):
-    """Which of r / k runs with stride 1 while everything else moves in multiples of 4 elements."""
-    if off % 4 or sb % 4:
+def _fast_axis(off: int, db: list, dr: list, dk: list):
+    """Which of r / k runs with stride 1 in runs of 4 (its innermost sub-dim: 4 indices from a multiple of 4 stay
+    in it; a whole dim's length is checked by the caller) while every other step moves in multiples of 4
+    elements. db / dr / dk: the batch, row and k dims' sub-dims (expr.memory_layout)."""
+    def steps_of_4(*dims):
+        return all(stride % 4 == 0 for d in dims for _, stride in d)
+    if off % 4 or not steps_of_4(db):
         return None
-    if sk == 1 and sr % 4 == 0:
-        return "k"
-    if sr == 1 and sk % 4 == 0:
-        return "r"
+    for fast, run, other in (("k", dk, dr), ("r", dr, dk)):
+        if run and run[-1][1] == 1 and (len(run) == 1 or run[-1][0] % 4 == 0) and steps_of_4(run[:-1], other):
+            return fast
     return None
 
 
@@ -536,16 +539,15 @@ def matmul(src: KernelSource, core: Node):
         layout = memory_layout(x, src.materialized)
         if layout is None or layout[0].dtype.storage not in VEC4_STORAGE:
             return None
-        base, off, strides = layout
-        sb, sr, sk = strides[0], strides[r_dim], strides[3 - r_dim]
-        fast = _fast_axis(off, sb, sr, sk)
+        base, off, dims = layout
+        db, dr, dk = dims[0], dims[r_dim], dims[3 - r_dim]
+        fast = _fast_axis(off, db, dr, dk)
         if fast is None:
             return None
 
         def lin(e, bb, r, k):
-            if S == 1:
-                return f"{off} + ({bb}) * {sb} + ({r}) * {sr} + ({k}) * {sk}"
-            return f"{off} + (({bb}) % {B}) * {sb} + ({r}) * {sr} + ((({bb}) / {B}) * {Ks} + {k}) * {sk}"
+            bi, ki = (bb, k) if S == 1 else (f"({bb}) % {B}", f"(({bb}) / {B}) * {Ks} + {k}")
+            return f"{off} + {sub_dim_offset(e, db, bi)} + {sub_dim_offset(e, dr, r)} + {sub_dim_offset(e, dk, ki)}"
         return VecOperand(base, fast, lin)
 
     layout = dict(a_m_fastest=last_two_swapped(a), b_k_fastest=last_two_swapped(b),
