@@ -190,8 +190,7 @@ def rule_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) ->
         return "gemv"
 
     def tiles(name):
-        t = TILES[name]
-        return batch * -(-M // t.bm) * -(-N // t.bn)
+        return _tiles_of(name, batch, M, N)
     if not gather and K <= 32:
         return "tile32"
     if gather == "tap" and 32 < M <= 64 and N >= 128 and tiles("tile64x128t128") >= 64:
