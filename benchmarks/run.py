@@ -263,7 +263,7 @@ def kernel_rooflines(runs, quick):
 
 
 def busy_gpu_ms(build, runs: int, copies: int = 50, warm_s: float = 0.5) -> float:
-    """ms per op on a busy GPU, as it runs inside a model: the op's kernels (built by build(), realized once)
+    """ms per op on a busy GPU, as it runs inside a model: the op's kernels (built by build(), planned afresh)
     are encoded `copies` times into one submit over the same buffers, so each copy waits for the one before
     (wgpu puts a barrier between dispatches that write the same buffer; independent copies would overlap and
     hide how well one op fills the GPU), timed by timestamps at the start and end of their one compute pass
@@ -271,32 +271,18 @@ def busy_gpu_ms(build, runs: int, copies: int = 50, warm_s: float = 0.5) -> floa
     counts the host's encode time, ~6-12 us per dispatch);
     the median over `runs` submits after `warm_s` seconds of them. One short kernel per submit measures mostly
     the clock ramp (single kernels varied 5x that way on the H100 box)."""
-    import tinydl
+    from tinydl import schedule
     from tinydl.runtime import get_runtime
-    rt = get_runtime()
-    kernels = []
-    submit = rt.submit
-    rt.submit = lambda dispatches, *a, **k: (kernels.extend(dispatches), submit(dispatches, *a, **k))[1]
+    from tinydl.tuning import run_seconds
+    kernels, out = schedule.kernels_for(build())
     try:
-        out = build()
-        tinydl.realize(out)
+        t_end = time.perf_counter() + warm_s
+        run_seconds(kernels, out, copies)
+        while time.perf_counter() < t_end:
+            run_seconds(kernels, out, copies)
+        return statistics.median(run_seconds(kernels, out, copies) for _ in range(runs)) / copies * 1e3
     finally:
-        del rt.submit  # back to the class's method
-    sync = [(out.node.buffer.gpu, 16)]
-
-    def once():
-        gpu = rt.gpu_seconds(kernels * copies)
-        if gpu is not None:
-            return gpu
-        t0 = time.perf_counter()
-        rt.submit(kernels * copies, sync)
-        return time.perf_counter() - t0
-
-    t_end = time.perf_counter() + warm_s
-    once()
-    while time.perf_counter() < t_end:
-        once()
-    return statistics.median(once() for _ in range(runs)) / copies * 1e3
+        get_runtime().release(out)
 
 
 def _cuda_ms(fn, runs, copies: int = 10):
@@ -400,7 +386,8 @@ def main(argv=None):
         plot(records, header, args.out / f"{stem}.png")
 
 
-COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_tuned_ms", "tinydl tuned"), ("tinydl_fp16_ms", "tinydl fp16"), ("torch_cuda_ms", "torch CUDA eager"),
+COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_tuned_ms", "tinydl tuned"), ("tinydl_fp16_ms", "tinydl fp16"),
+           ("torch_cuda_ms", "torch CUDA eager"),
            ("ort_webgpu_ms", "ORT-WebGPU"), ("torch_cpu_ms", "torch CPU")]
 
 

@@ -1025,10 +1025,10 @@ def matmul(a, b) -> Tensor:
     from .kernels import gemm
 
     def bench():  # the same product on fresh data, for tuning: operands laid out as these are (transposed or not)
-        x = tuning.random_like((B_, K, M_) if gemm.last_two_swapped(a3.node) else (B_, M_, K), dt)
-        y = tuning.random_like((B_, N, K) if gemm.last_two_swapped(b3.node) else (B_, K, N), dt)
-        return matmul(x.transpose(1, 2) if gemm.last_two_swapped(a3.node) else x,
-                      y.transpose(1, 2) if gemm.last_two_swapped(b3.node) else y)
+        a_t, b_t = gemm.last_two_swapped(a3.node), gemm.last_two_swapped(b3.node)
+        x = tuning.random_like((B_, K, M_) if a_t else (B_, M_, K), dt)
+        y = tuning.random_like((B_, N, K) if b_t else (B_, K, N), dt)
+        return matmul(x.transpose(1, 2) if a_t else x, y.transpose(1, 2) if b_t else y)
     S = gemm.split_k(B_, M_, N, K, K, itemsize=dt.itemsize, bench=bench)
     if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
         part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)

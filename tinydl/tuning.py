@@ -122,17 +122,17 @@ def _race(choices: list, bench, built: dict) -> dict:
     for c in new:
         built[c] = _forced(c, lambda: schedule.kernels_for(bench()), None)
     live = [c for c in choices if built[c] is not None]
-    per_run = {c: _seconds(rt, *built[c], 1) for c in live}
+    per_run = {c: run_seconds(*built[c], 1) for c in live}
     copies = {c: 1 for c in live}
     t_end = time.perf_counter() + WARM_SECONDS
     while live and time.perf_counter() < t_end:
         for c in live:
-            per_run[c] = _seconds(rt, *built[c], copies[c]) / copies[c]
+            per_run[c] = run_seconds(*built[c], copies[c]) / copies[c]
             copies[c] = max(1, min(MAX_COPIES, math.ceil(TIMED_SECONDS / max(per_run[c], 1e-7))))
     runs: dict = {c: [] for c in live}
     for r in range(ROUNDS if live else 0):  # each round in another order: clocks still settling favour no one
         for c in live[r % len(live):] + live[:r % len(live)]:
-            runs[c].append(_seconds(rt, *built[c], copies[c]) / copies[c])
+            runs[c].append(run_seconds(*built[c], copies[c]) / copies[c])
     return {c: statistics.median(runs[c]) + KERNEL_COST_S * len(built[c][0]) if c in runs else math.inf
             for c in choices}
 
@@ -149,9 +149,12 @@ def _forced(choice: tuple[str, int], fn, failed):
         gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = saved
 
 
-def _seconds(rt, dispatches: list, out, copies: int) -> float:
+def run_seconds(dispatches: list, out, copies: int) -> float:
     """GPU seconds of `copies` runs of the dispatches back to back (each waits for the one before: they write
-    the same buffers): by timestamps, or where the adapter lacks them by the clock until a read-back returns."""
+    the same buffers): by timestamps at the start and end of their one compute pass, or where the adapter lacks
+    them by the clock until a read-back of `out` queued after them returns (which also counts the host's
+    encoding). Tuning's measure, and the benchmarks' (benchmarks.run.busy_gpu_ms)."""
+    rt = get_runtime()
     gpu = rt.gpu_seconds(dispatches * copies)
     if gpu is not None:
         return gpu

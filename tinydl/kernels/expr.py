@@ -386,7 +386,8 @@ def memory_layout(node: Node, materialized) -> tuple[Node, int, list[list[tuple[
 
 
 def _merged(dims: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
-    """Each dim's sub-dims without size-1 ones, neighbours that form one run joined: ((a, s * b), (b, s)) is (a * b, s)."""
+    """Each dim's sub-dims without size-1 ones, neighbours that form one run joined: ((a, s * b), (b, s)) is
+    (a * b, s)."""
     out = []
     for d in dims:
         group: list[tuple[int, int]] = []
