@@ -350,3 +350,77 @@ def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
     assert runtime.chunk_sizes(40, middle.first_submit()) == [11, 22, 7]
     monkeypatch.setattr(runtime, "SUBMIT_FIRST", 4)  # a smaller cap wins
     assert (big.first_submit(), small.first_submit()) == (4, 4)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("lend", [True, False])
+def test_readback_paths_give_the_same_values(monkeypatch, native, lend):
+    """Read-backs mapped through wgpu-native (one poll on the calling thread) or wgpu-py's map_sync, copied out or
+    lent (the array over the mapped memory): the same values, for several tensors read in one submit, dtypes
+    whose bytes are not a multiple of 4, and empty tensors."""
+    from tinydl import runtime, schedule
+    if native and runtime._native is None:
+        pytest.skip("wgpu-py without the wgpu-native backend")
+    monkeypatch.setattr(runtime, "NATIVE_MAP", native)
+    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 1 if lend else 1 << 62)
+    hosts = [np.arange(1000, dtype=np.float32), np.arange(7, dtype=np.float16), np.zeros((0, 3), np.float32),
+             np.arange(5, dtype=np.int32) - 2, np.array([True, False, True])]
+    tensors = [tinydl.tensor(h) * 1 for h in hosts]  # computed, so the read-back follows kernels in its submit
+    for t, h in zip(tensors, hosts):
+        np.testing.assert_array_equal(t.numpy(), h)
+    together = schedule.realize(*[tinydl.tensor(h) + 1 for h in hosts[:2]], readback=True)
+    np.testing.assert_array_equal(together[0].view(np.float32), hosts[0] + 1)
+    np.testing.assert_array_equal(together[1].view(np.float16)[:7], hosts[1] + 1)
+
+
+def test_lent_readback_keeps_its_buffer_while_any_view_lives(monkeypatch):
+    """A lent read-back array owns its staging buffer until it and every view of it are gone: later read-backs of
+    the same size never write into it; the buffer then returns to the pool, which keeps STAGING_KEEP per size."""
+    import gc
+
+    from tinydl import runtime
+    if runtime._native is None:
+        pytest.skip("wgpu-py without the wgpu-native backend")
+    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 1)
+    rt = get_runtime()
+    host = np.arange(4096, dtype=np.float32)
+    x = tinydl.tensor(host)
+    size = host.nbytes
+    gc.collect()
+    pooled = len(rt._staging.get(size, []))
+    kept = (x * 2).numpy()
+    assert len(rt._staging.get(size, [])) == max(pooled - 1, 0)  # taken from the pool, not returned
+    view = kept[100:200].reshape(10, 10)
+    del kept
+    gc.collect()
+    others = [(x * k).numpy() for k in (3, 4, 5)]  # read back while the view holds the first buffer
+    np.testing.assert_array_equal(view, (host[100:200] * 2).reshape(10, 10))
+    for k, o in zip((3, 4, 5), others):
+        np.testing.assert_array_equal(o, host * k)
+    view[0, 0] = -1.0  # a lent array is writable host memory like any other
+    assert view[0, 0] == -1.0
+    del view, others, o
+    gc.collect()
+    assert len(rt._staging[size]) == runtime.STAGING_KEEP  # four came back; the pool kept its share
+
+
+def test_failed_readback_map_raises(monkeypatch):
+    """A read-back buffer the driver cannot map raises a RuntimeError that says so, at the read."""
+    from tinydl import runtime
+    if runtime._native is None:
+        pytest.skip("wgpu-py without the wgpu-native backend")
+    native = runtime._native
+
+    class FailingMaps:
+        def __getattr__(self, name):
+            return getattr(native, name)
+
+        @staticmethod
+        def wgpuBufferMapAsync(buffer, mode, offset, size, info):  # the callback reports an error, no mapping
+            message = runtime._ffi.new("WGPUStringView *")[0]
+            runtime._on_mapped(native.WGPUMapAsyncStatus_Error, message, info.userdata1, runtime._ffi.NULL)
+    t = tinydl.tensor(np.ones(8, np.float32)) * 2
+    t.numpy()
+    monkeypatch.setattr(runtime, "_native", FailingMaps())
+    with pytest.raises(RuntimeError, match="could not map 1 read-back buffer"):
+        (t + 1).numpy()
