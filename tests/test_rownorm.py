@@ -1,6 +1,7 @@
 """Row kernels (tinydl/kernels/rownorm.py): softmax, log_softmax, layer_norm and rms_norm in one kernel each,
-against torch CPU: every dim, rows shorter and longer than a workgroup, both variants (values cached in
-registers / read again per pass, forced), fused prologues and epilogues (kernel counts), float16 storage, and
+against torch CPU: every dim, rows shorter and longer than a workgroup, every variant (a workgroup per row or
+subgroup teams; values cached in registers / read again per pass; forced), teams of every size against the
+subgroup's, fused prologues and epilogues (kernel counts), float16 storage, and
 group_norm, which runs on the layer_norm kernel."""
 import numpy as np
 import pytest
@@ -15,9 +16,20 @@ from tinydl.kernels import rownorm
 from tinydl.testing import assert_close
 
 
-@pytest.fixture(params=["cached", "reread"])
+def has_subgroups():
+    return "subgroup" in tinydl.device_info()["features"]
+
+
+@pytest.fixture(params=["cached", "reread", "teams cached", "teams reread"])
 def variant(request, monkeypatch):
-    """Each test runs with the row held in registers and with it read again in every pass."""
+    """Each test runs with a workgroup per row and with rows in subgroup teams (every row length, forced), the
+    row held in registers and read again in every pass."""
+    teams = request.param.startswith("teams")
+    if teams and not has_subgroups():
+        pytest.skip("adapter without subgroups")
+    monkeypatch.setattr(rownorm, "SUBGROUP_TEAMS", teams)
+    monkeypatch.setattr(rownorm, "TEAM_MAX_LEN", 1 << 30)
+    monkeypatch.setattr(rownorm, "MAX_TEAM_CACHED", 0 if request.param.endswith("reread") else 80)
     if request.param == "reread":
         monkeypatch.setattr(rownorm, "MAX_CACHED", 0)
     schedule.clear_cache()
@@ -108,11 +120,34 @@ def test_float16_storage(rng):
     assert_close(F.layer_norm(x, (40,)).float(), TF.layer_norm(t, (40,)), rtol=2e-3, atol=2e-3)
 
 
-def test_more_rows_than_one_grid_dimension(rng):
-    """One workgroup per row: 70,000 rows need a two-dimensional grid (at most 65,535 per dimension), as the
-    attention softmax of a long batch does (8 x 12 heads x 1024 queries)."""
-    a = rng.standard_normal((70000, 3)).astype(np.float32)
-    assert_close(F.softmax(tinydl.tensor(a), -1), TF.softmax(torch.from_numpy(a), -1), rtol=1e-5, atol=1e-6)
+def test_more_rows_than_one_grid_dimension(rng, variant):
+    """Workgroups past 65,535 (the limit per grid dimension) need a two-dimensional grid, as the attention softmax
+    of a long batch does (8 x 12 heads x 1024 queries): a workgroup per row, or one per TEAM_ROWS rows."""
+    rows = 65535 * (rownorm.TEAM_ROWS if variant.startswith("teams") else 1) + 5
+    a = rng.standard_normal((rows, 3)).astype(np.float32)
+    out = one_kernel(lambda: F.softmax(tinydl.tensor(a), -1), "softmax", variant)
+    assert_close(out, TF.softmax(torch.from_numpy(a), -1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("team", [4, 8, 16, 32, 64])
+@pytest.mark.parametrize("shape", [(5, 37), (9, 128), (2, 3, 768)])
+def test_teams_of_any_size_against_the_subgroup(rng, monkeypatch, team, shape):
+    """A team of rows may be smaller than a subgroup (its lanes combine with shuffles only, as on a 64-lane AMD
+    subgroup), as large (NVIDIA's 32) or span several (lavapipe's 8 lanes: partial results meet in workgroup
+    memory): softmax and layer_norm agree with torch for each, spare teams of the last workgroup included."""
+    if not has_subgroups():
+        pytest.skip("adapter without subgroups")
+    monkeypatch.setattr(rownorm, "TEAM", team)
+    monkeypatch.setattr(rownorm, "MAX_TEAM_CACHED", 192)
+    monkeypatch.setattr(rownorm, "TEAM_MAX_LEN", 1 << 30)
+    schedule.clear_cache()
+    a = (rng.standard_normal(shape) * 3).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    assert_close(one_kernel(lambda: F.softmax(x, -1), "softmax", "teams cached"), TF.softmax(t, -1),
+                 rtol=1e-5, atol=1e-6)
+    assert_close(one_kernel(lambda: F.layer_norm(x, shape[-1:]), "layer_norm", "teams cached"),
+                 TF.layer_norm(t, shape[-1:]), rtol=1e-5, atol=1e-5)
+    schedule.clear_cache()
 
 
 @pytest.mark.parametrize("shape,groups", [((2, 6, 4, 4), 3), ((1, 8, 5), 8), ((3, 4, 2, 2, 2), 1)])
@@ -160,3 +195,16 @@ def test_split_k_sum_read_twice_keeps_its_kernel(rng, monkeypatch):
     ref = torch.from_numpy(x) @ torch.from_numpy(w).T
     assert_close(y, ref.softmax(-1), rtol=1e-4, atol=1e-4)
     assert_close(z, ref * 2, rtol=1e-4, atol=1e-4)
+
+
+def test_teams_take_short_rows_only(rng):
+    """By default (subgroups present) rows up to TEAM_MAX_LEN go to teams (attention's softmax over 128 keys),
+    longer ones keep a workgroup each (LayerNorm over 768); without subgroups every row has its workgroup."""
+    schedule.clear_cache()
+    a = rng.standard_normal((4, 128)).astype(np.float32)
+    b = rng.standard_normal((4, 768)).astype(np.float32)
+    short = "teams cached" if has_subgroups() else "cached"
+    assert_close(one_kernel(lambda: F.softmax(tinydl.tensor(a), -1), "softmax", short),
+                 TF.softmax(torch.from_numpy(a), -1), rtol=1e-5, atol=1e-6)
+    assert_close(one_kernel(lambda: F.layer_norm(tinydl.tensor(b), (768,)), "layer_norm", "cached"),
+                 TF.layer_norm(torch.from_numpy(b), (768,)), rtol=1e-5, atol=1e-5)

@@ -102,7 +102,9 @@ class KernelSource:
         assert self.vec4_out and self.out.dtype.storage in VEC4_STORAGE
         return f"out[({lin}) >> 2u] = {value if self.out.dtype.storage == 'f32' else f'vec4<f16>({value})'};"
 
-    def render(self, body: str, workgroup_size: int, shared: str = "") -> str:
+    def render(self, body: str, workgroup_size: int, shared: str = "", subgroups: bool = False) -> str:
+        """The shader: bindings, shared memory, functions and main around body. subgroups: main also gets the
+        subgroup size as `sgs` (the adapter's subgroup feature)."""
         needs_f16 = self.out.dtype == dtypes.float16 or any(n.dtype == dtypes.float16 for n in self.inputs)
         out_type = f"vec4<{self.out.dtype.storage}>" if self.vec4_out else self.out.dtype.storage
         decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
@@ -113,8 +115,11 @@ class KernelSource:
         return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
                 f"@compute @workgroup_size({workgroup_size})\n"
                 f"fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
-                f"        @builtin(local_invocation_id) lid3: vec3<u32>) {{\n"
+                f"        @builtin(local_invocation_id) lid3: vec3<u32>{_SUBGROUP_BUILTINS if subgroups else ''}) {{\n"
                 f"  let lid = i32(lid3.x);\n  let wg = i32(wid.x + wid.y * nwg.x);\n{body}\n}}\n")
+
+
+_SUBGROUP_BUILTINS = ", @builtin(subgroup_size) sgs: u32"
 
 
 class Expr:

@@ -19,6 +19,21 @@ from .expr import Expr, KernelSource, unravel
 from .snippets import literal
 
 MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
+# with the adapter's subgroup feature, rows of up to TEAM_MAX_LEN values go to teams of TEAM threads, TEAM_ROWS
+# rows per workgroup, whose sums and maxima come from subgroup shuffles: no barriers where a subgroup holds a
+# whole team (32+ lanes: NVIDIA, AMD), one where it does not (the partial sums meet in workgroup memory).
+# A workgroup per row spends a barrier per halving of its tree, and BERT-b8's 12,288 softmax rows of 128 made
+# as many 64-thread workgroups. H100, 2026-11-22: that softmax 12.8 -> 6.4 us, BERT-b8 6.508 -> 6.433 ms and
+# 6.470 -> 6.394 (interleaved A/B), BERT-b1 1.812 -> 1.787. Longer rows stay a workgroup's: LayerNorm over 768
+# (split-K sums inlined, bandwidth-bound) gained nothing at batch 8 and lost at batch 1 (32 teams' workgroups
+# for 128 rows: BERT-b1 1.80 -> 2.04 ms with TEAM_MAX_LEN 1024).
+SUBGROUP_TEAMS = True
+TEAM, TEAM_ROWS, TEAM_MAX_LEN, MAX_TEAM_CACHED = 32, 4, 256, 32
+
+
+def use_teams(L: int) -> bool:
+    from ..runtime import get_runtime
+    return SUBGROUP_TEAMS and L <= TEAM_MAX_LEN and "subgroup" in get_runtime().features
 
 
 def rownorm(src: KernelSource, core: Node):
@@ -26,9 +41,16 @@ def rownorm(src: KernelSource, core: Node):
     eps, first, last = core.arg
     outer, row, inner = core.shape[:first], core.shape[first:last + 1], core.shape[last + 1:]
     rows, L = math.prod(outer) * math.prod(inner), math.prod(row)
-    size = 256 if L >= 2048 else 128 if L >= 256 else 64
-    per = -(-L // size)
-    cached = per <= MAX_CACHED
+    teams = use_teams(L)
+    if teams:  # `size` threads per row (a team), `per_group` rows per workgroup
+        size, per_group = TEAM, TEAM_ROWS
+        per = -(-L // size)
+        cached = per <= MAX_TEAM_CACHED
+    else:
+        size, per_group = (256 if L >= 2048 else 128 if L >= 256 else 64), 1
+        per = -(-L // size)
+        cached = per <= MAX_CACHED
+    groups = -(-rows // per_group)
 
     def load(e: Expr):
         e.emit(f"if (c >= {L}) {{ return 0.0; }}")
@@ -36,23 +58,50 @@ def rownorm(src: KernelSource, core: Node):
     function(src, "load_x(r: i32, c: i32) -> f32", load)
     store_function(src, core, "r: i32, c: i32", lambda e: _at(e, outer, row, inner))
 
-    body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;"]
+    if teams:
+        body = [f"  let r = wg * {per_group} + lid / {size};", f"  let lane = lid % {size};"]
+        in_rows = rows % per_group == 0
+        guard = "" if in_rows else f" && r < {rows}"  # the last workgroup's spare teams: no loads, no stores
+    else:
+        body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;", "  let lane = lid;"]
+        guard = ""
     if cached:  # named registers, unrolled by the generator (a dynamically indexed array may live in memory)
-        body += [f"  let x{i} = load_x(r, lid + {i * size});" for i in range(per)]
+        body += [f"  let x{i} = load_x(r, lane + {i * size});" for i in range(per)]
 
     def each(stmt: str) -> None:
         """stmt over this thread's elements, with `v` the element's value and `c` its column."""
-        cond = f"if (c < {L}) "
+        cond = f"if (c < {L}{guard}) "
         if cached:
-            body.extend(f"  {{ let c = lid + {i * size}; {cond}{{ let v = x{i}; {stmt} }} }}" for i in range(per))
+            body.extend(f"  {{ let c = lane + {i * size}; {cond}{{ let v = x{i}; {stmt} }} }}" for i in range(per))
         else:
-            body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ let c = lid + i * {size}; {cond}"
+            body.append(f"  for (var i: i32 = 0; i < {per}; i++) {{ let c = lane + i * {size}; {cond}"
                         f"{{ let v = load_x(r, c); {stmt} }} }}")
+
+    shared = []
 
     def reduce_into(name: str, init: str, stmt: str, combine: str) -> None:
         body.append(f"  var acc_{name}: f32 = {init};")
         each(stmt.replace("ACC", f"acc_{name}"))
-        body.append(f"  red[lid] = acc_{name};")
+        acc = f"acc_{name}"
+        if teams:
+            shared.append(f"var<workgroup> red_{name}: array<f32, {size * per_group}>;")
+            body.extend([
+                # lanes 2^j apart swap and combine: after log2(min(team, subgroup)) steps every lane holds the
+                # result over its aligned run of that many lanes (invocations fill subgroups in order)
+                f"  for (var o = 1u; o < min({size}u, sgs); o <<= 1u) {{",
+                f"    {acc} = {combine.format(acc, f'subgroupShuffleXor({acc}, o)')};",
+                "  }",
+                f"  if (sgs < {size}u) {{  // a team spans several subgroups: their results meet in memory",
+                f"    if (lid % i32(sgs) == 0) {{ red_{name}[lid / i32(sgs)] = {acc}; }}",
+                "    workgroupBarrier();",
+                f"    let parts = {size} / i32(sgs);",
+                f"    let part0 = (lid / {size}) * parts;",
+                f"    {acc} = red_{name}[part0];",
+                f"    for (var j = 1; j < parts; j++) {{ {acc} = {combine.format(acc, f'red_{name}[part0 + j]')}; }}",
+                "  }",
+                f"  let {name} = {acc};"])
+            return
+        body.append(f"  red[lid] = {acc};")
         body.append("  workgroupBarrier();")
         body.append(f"  for (var s: i32 = {size // 2}; s > 0; s >>= 1u) {{")
         body.append(f"    if (lid < s) {{ red[lid] = {combine.format('red[lid]', 'red[lid + s]')}; }}")
@@ -81,8 +130,10 @@ def rownorm(src: KernelSource, core: Node):
     else:
         raise AssertionError(op)
     each(f"store_out(r, c, {out});")
-    shared = f"var<workgroup> red: array<f32, {size}>;"
-    return src.render("\n".join(body), size, shared), rows, "cached" if cached else "reread"
+    if not teams:
+        shared.append(f"var<workgroup> red: array<f32, {size}>;")
+    variant = ("teams " if teams else "") + ("cached" if cached else "reread")
+    return src.render("\n".join(body), size * per_group, "\n".join(shared), subgroups=teams), groups, variant
 
 
 def _at(e: Expr, outer, row, inner) -> list[str]:
