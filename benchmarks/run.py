@@ -376,7 +376,8 @@ def main(argv=None):
     if args.kernels:
         kr = kernel_rooflines(args.runs, args.quick)
         out["kernels"] = kr
-        text += "\n" + tabulate(kr, headers=["kernel", "tinydl", "torch CUDA", "unit"], floatfmt=".3g",
+        # three significant digits, but GB/s in the thousands in full (".3g" would print 2996 as 3e+03)
+        text += "\n" + tabulate(kr, headers=["kernel", "tinydl", "torch CUDA", "unit"], floatfmt=".4g",
                                 missingval="-") + "\n"
     print(text)
     stem = f"{header['date']}-{header['device'].replace(' ', '_').replace('/', '_')[:40]}"
