@@ -424,3 +424,42 @@ def test_failed_readback_map_raises(monkeypatch):
     monkeypatch.setattr(runtime, "_native", FailingMaps())
     with pytest.raises(RuntimeError, match="could not map 1 read-back buffer"):
         (t + 1).numpy()
+
+
+@pytest.mark.parametrize("spin", [0.0, 5.0])
+def test_readback_wait_spins_then_blocks(monkeypatch, spin):
+    """A read-back's wait polls without blocking while spin_seconds last (a GPU adapter's default; never a CPU
+    adapter's, whose work needs the host's cores), then blocks; the values are the same either way."""
+    from tinydl import runtime
+    if runtime._native is None:
+        pytest.skip("wgpu-py without the wgpu-native backend")
+    rt = get_runtime()
+    assert rt.spin_seconds == (0.0 if tinydl.device_info()["adapter_type"] == "CPU" else runtime.SPIN_WAIT_SECONDS)
+    native, polls = runtime._native, []
+
+    class CountingPolls:
+        def __getattr__(self, name):
+            return getattr(native, name)
+
+        @staticmethod
+        def wgpuDevicePoll(device, wait, index):
+            polls.append(bool(wait))
+            return native.wgpuDevicePoll(device, wait, index)
+    host = np.arange(50000, dtype=np.float32)
+    t = tinydl.tensor(host) * 3
+    monkeypatch.setattr(rt, "spin_seconds", spin)
+    monkeypatch.setattr(runtime, "_native", CountingPolls())
+    np.testing.assert_array_equal(t.numpy(), host * 3)
+    assert polls and (not any(polls) if spin else all(polls)), polls[:5]
+
+
+def test_spin_wait_from_the_environment(monkeypatch):
+    """TINYDL_SPIN_WAIT_MS sets the spin (milliseconds, 0: always block); a bad value says what it expects."""
+    from tinydl import runtime
+    for value, seconds in (("", 0.02), ("0", 0.0), ("2.5", 0.0025)):
+        monkeypatch.setenv("TINYDL_SPIN_WAIT_MS", value)
+        assert runtime._spin_wait_seconds() == seconds
+    for bad in ("fast", "-1", "nan"):
+        monkeypatch.setenv("TINYDL_SPIN_WAIT_MS", bad)
+        with pytest.raises(ValueError, match="TINYDL_SPIN_WAIT_MS.*milliseconds >= 0"):
+            runtime._spin_wait_seconds()

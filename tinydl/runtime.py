@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import weakref
 
 import numpy as np
@@ -21,7 +22,26 @@ except ImportError:  # another wgpu-py backend or layout: the public API
 # (Runtime._lend): no copy out (BERT-b8's 3 MB output took 0.27 ms to copy on the H200 box, 11 GB/s)
 LEND_MIN_BYTES = 1 << 18
 STAGING_KEEP = 2  # read-back buffers pooled per size
-NATIVE_MAP = True  # read-backs mapped through wgpu-native directly (see Runtime._map_read)
+NATIVE_MAP = True
+
+
+def _spin_wait_seconds() -> float:
+    value = os.environ.get("TINYDL_SPIN_WAIT_MS", "").strip()
+    try:
+        ms = float(value) if value else 20.0
+        if not ms >= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"TINYDL_SPIN_WAIT_MS={value!r}: expected milliseconds >= 0 (0: always block)") from None
+    return ms / 1e3
+
+
+# a read-back's wait polls the device without blocking for up to SPIN_WAIT_SECONDS, then blocks: a blocking wait
+# returns late on the NVIDIA boxes (H200, 2026-11-22, interleaved A/B, spin / block, ms: MobileNetV2-b1 0.752 /
+# 0.802, ResNet18-b1 0.687 / 0.807, BERT-b8 6.074 / 6.334, BERT-b1 1.674 / 1.811, MobileNetV2-b16 1.878 / 2.030),
+# as CUDA's default synchronization spins too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's
+# cores. TINYDL_SPIN_WAIT_MS sets it (0: always block).
+SPIN_WAIT_SECONDS = _spin_wait_seconds()  # read-backs mapped through wgpu-native directly (see Runtime._map_read)
 _mapped: dict[int, int] = {}  # read-back index -> map status, written by _on_mapped
 
 if _native is not None:
@@ -134,6 +154,7 @@ class Runtime:
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
         self.backend = self.adapter.info.get("backend_type", "")
         self.has_f16 = "shader-f16" in self.features
+        self.spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
         self.max_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
         self.max_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
         self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
@@ -349,9 +370,10 @@ class Runtime:
 
     def _map_read(self, buffers) -> list:
         """Map read-back buffers (their copies just submitted) and return a view of each one's memory. Through
-        wgpu-native directly where it can: map requests, then one blocking poll on this thread, which returns
-        when the GPU is done and runs the map callbacks. wgpu-py's map_sync hands the wait to its poll thread and
-        waits for that thread to wake this one, and first submits an empty command buffer."""
+        wgpu-native directly where it can: map requests, then polls on this thread until the GPU is done and
+        the map callbacks ran (without blocking for the first spin_seconds, see SPIN_WAIT_SECONDS). wgpu-py's
+        map_sync hands the wait to its poll thread and waits for that thread to wake this one, and first submits
+        an empty command buffer."""
         if not buffers:
             return []
         if _native is None or not NATIVE_MAP:
@@ -368,8 +390,9 @@ class Runtime:
             info.userdata1 = _ffi.cast("void *", i)
             _native.wgpuBufferMapAsync(st._internal, _native.WGPUMapMode_Read, 0, st.size, info[0])
         device = self.device._internal
+        spin_until = time.perf_counter() + self.spin_seconds
         while len(_mapped) < len(buffers):  # wgpu-py's poll thread may run a callback instead: poll until all ran
-            _native.wgpuDevicePoll(device, True, _ffi.NULL)
+            _native.wgpuDevicePoll(device, time.perf_counter() >= spin_until, _ffi.NULL)
         failed = {i: s for i, s in _mapped.items() if s != _native.WGPUMapAsyncStatus_Success}
         if failed:
             self._unmap([st for i, st in enumerate(buffers) if i not in failed])
