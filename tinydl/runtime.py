@@ -2,6 +2,7 @@
 execution of a list of kernels (plus read-back copies) in a single command encoder."""
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -22,7 +23,7 @@ except ImportError:  # another wgpu-py backend or layout: the public API
 # (Runtime._lend): no copy out (BERT-b8's 3 MB output took 0.27 ms to copy on the H200 box, 11 GB/s)
 LEND_MIN_BYTES = 1 << 18
 STAGING_KEEP = 2  # read-back buffers pooled per size
-NATIVE_MAP = True
+NATIVE_MAP = True  # read-backs mapped through wgpu-native directly (see Runtime._map_read)
 
 
 def _spin_wait_seconds() -> float:
@@ -41,8 +42,9 @@ def _spin_wait_seconds() -> float:
 # 0.802, ResNet18-b1 0.687 / 0.807, BERT-b8 6.074 / 6.334, BERT-b1 1.674 / 1.811, MobileNetV2-b16 1.878 / 2.030),
 # as CUDA's default synchronization spins too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's
 # cores. TINYDL_SPIN_WAIT_MS sets it (0: always block).
-SPIN_WAIT_SECONDS = _spin_wait_seconds()  # read-backs mapped through wgpu-native directly (see Runtime._map_read)
-_mapped: dict[int, int] = {}  # read-back index -> map status, written by _on_mapped
+SPIN_WAIT_SECONDS = _spin_wait_seconds()
+_mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
+_map_ids = itertools.count()
 
 if _native is not None:
     @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
@@ -356,7 +358,7 @@ class Runtime:
         return np.asarray(owner)
 
     def _return_lent(self, st) -> None:
-        self._unmap([st])
+        _native.wgpuBufferUnmap(st._internal)  # lent buffers are mapped through wgpu-native (see submit)
         self._give_staging(st)
 
     def _give_staging(self, st) -> None:
@@ -382,21 +384,23 @@ class Runtime:
                 st.map_sync(wgpu.MapMode.READ, 0, st.size)
                 views.append(st.read_mapped(0, st.size, copy=False))
             return views
-        _mapped.clear()
         info = _ffi.new("WGPUBufferMapCallbackInfo *")
         info.mode = _native.WGPUCallbackMode_AllowProcessEvents
         info.callback = _on_mapped
-        for i, st in enumerate(buffers):
+        ids = [next(_map_ids) for _ in buffers]  # this call's requests (another thread may map its own meanwhile)
+        for i, st in zip(ids, buffers):
             info.userdata1 = _ffi.cast("void *", i)
             _native.wgpuBufferMapAsync(st._internal, _native.WGPUMapMode_Read, 0, st.size, info[0])
         device = self.device._internal
         spin_until = time.perf_counter() + self.spin_seconds
-        while len(_mapped) < len(buffers):  # wgpu-py's poll thread may run a callback instead: poll until all ran
+        # a poll runs every callback that is due, and wgpu-py's poll thread may run ours: poll until all ran
+        while not all(i in _mapped for i in ids):
             _native.wgpuDevicePoll(device, time.perf_counter() >= spin_until, _ffi.NULL)
-        failed = {i: s for i, s in _mapped.items() if s != _native.WGPUMapAsyncStatus_Success}
-        if failed:
-            self._unmap([st for i, st in enumerate(buffers) if i not in failed])
-            raise RuntimeError(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed.values())})")
+        status = [_mapped.pop(i) for i in ids]
+        if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
+            self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success])
+            failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
+            raise RuntimeError(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})")
         return [_ffi.buffer(_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size), st.size)
                 for st in buffers]
 
