@@ -78,7 +78,8 @@ UPLOAD_SPLIT_BYTES = 1 << 21
 # pieces at once (numpy's copy releases the GIL; one thread copies ~11 GB/s, page faults of the new array
 # included). GPT-2's 25.7 MB of logits on the H200 box (16 cores): 2.42 ms with 1 thread, 1.58 with 2, 1.01 with
 # 4, 0.79 with 8 (the GPU copy and the map take 0.69 before it); GPT-2 end to end 6.92 ms -> 4.93 with 8. But
-# BERT-b8's 3 MB output lost (8.18 ms -> 8.29 with 4 threads, 8.45 with 8), hence the threshold.
+# BERT-b8's 3 MB output lost (8.18 ms -> 8.29 with 4 threads, 8.45 with 8), hence the threshold. Read-backs of
+# LEND_MIN_BYTES or more are no longer copied where wgpu-native's API is there (see below): this serves the rest.
 READBACK_THREADS = min(8, os.cpu_count() or 1)
 READBACK_SPLIT_BYTES = 1 << 24
 
