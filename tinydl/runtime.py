@@ -13,6 +13,8 @@ import numpy as np
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # silences Mesa's WSI warning when headless
 import wgpu  # noqa: E402
 
+from .checks import STATUS_BYTES, DeviceStatus  # noqa: E402
+
 try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
     from wgpu.backends.wgpu_native._api import ffi as _ffi
     from wgpu.backends.wgpu_native._api import lib as _native
@@ -167,6 +169,7 @@ class Runtime:
         self._bind_groups: dict[tuple, object] = {}
         self._host_pool = (0, None)  # (threads, executor) of split uploads and read-backs (UPLOAD_THREADS, ...)
         self._pending = None  # the command encoder of the last chunk of a submit without read-backs (see submit)
+        self.status = DeviceStatus(self.device, STORAGE)  # what checked kernels report (tinydl/checks.py)
 
     # -- buffers -------------------------------------------------------------------------------------
     def alloc(self, nbytes: int, describe: str = "tensor") -> Buffer:
@@ -291,14 +294,19 @@ class Runtime:
         return (x, y, 1)
 
     def submit(self, dispatches, readbacks=(), timings: list | None = None,
-               first: int | None = None) -> list[np.ndarray]:
+               first: int | None = None, checks=None) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
         Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
         unsubmitted: the next submit continues it, so a forward and the read-back of its output go to the GPU
         in one submit less; flush() (before any queue write) sends it. With `timings` (a list) and the
         adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
-        each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead)."""
+        each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
+        checks: (checked kernels, results not read back) when dispatches bind the status buffer
+        (checks.DeviceStatus.ran); a submit with read-backs reads the status too while any such kernel may have
+        reported, and raises what it finds."""
+        if checks:
+            self.status.ran(*checks)
         timed = timings is not None and "timestamp-query" in self.features and dispatches
         if timed:
             self.flush()
@@ -324,6 +332,9 @@ class Runtime:
             if not readbacks and timings is None:
                 self._pending = enc
                 return []
+        check = self.status.dirty  # the status read rides along, first, then is cleared (checks.DeviceStatus)
+        if check:
+            readbacks = [(self.status.gpu, STATUS_BYTES), *readbacks]
         staging = []
         for gpu, nbytes in readbacks:
             size = max(16, (nbytes + 15) // 16 * 16)
@@ -332,6 +343,8 @@ class Runtime:
             if nbytes:
                 enc.copy_buffer_to_buffer(gpu, 0, st, 0, size)
             staging.append((st, nbytes))
+        if check:
+            enc.clear_buffer(self.status.gpu)
         self.device.queue.submit([enc.finish()])
         mapped = self._map_read([st for st, nbytes in staging if nbytes])
         out = []
@@ -345,6 +358,8 @@ class Runtime:
                 out.append(self._copy_out(mapped.pop(0), nbytes))
                 self._unmap([st])
                 self._give_staging(st)
+        if check:
+            self.status.verify(out.pop(0))
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
             timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
@@ -421,9 +436,11 @@ class Runtime:
         cp.end()
         return enc.finish()
 
-    def submit_encoded(self, command_buffer, copies=()) -> None:
+    def submit_encoded(self, command_buffer, copies=(), checks=None) -> None:
         """Submit a command buffer from encode(), after the pending work of the last submit and the buffer copies
         [(source gpu, destination gpu, nbytes)] (a replay's inputs into the buffers its command buffer reads)."""
+        if checks:  # as in submit
+            self.status.ran(*checks)
         enc, self._pending = self._pending, None
         for src, dst, nbytes in copies:
             if nbytes:

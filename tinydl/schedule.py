@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import debug, dtypes, profiler, runtime
+from . import checks, debug, dtypes, profiler, runtime
 from .kernels import build
 from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IM2COL, INTERP, IOTA, MATMUL, POOL,
                   REDUCE, ROWNORM, VIEW, Node)
@@ -65,6 +65,7 @@ class KernelStep:
     wgsl: str
     flops: int = 0        # for the profiler: arithmetic of the core op (2 per multiply-add) or of the chain
     bytes: int = 0        # buffers read and written
+    checks: int = 0       # codes it may report (tinydl/checks.py): it binds the runtime's status buffer last
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Plan:
 
     def __post_init__(self):
         self.names = [s.name for s in self.steps]  # for the kernel counters (debug.record)
+        self.checked = [(s.name, s.checks) for s in self.steps if s.checks]  # kernels that may report
         # estimated GPU microseconds of the first k + 1 kernels (see FIRST_SUBMIT_GPU_US)
         self.est_us = list(itertools.accumulate(
             s.flops / ESTIMATE_FLOPS * 1e6 + s.bytes / ESTIMATE_BYTES * 1e6 + ESTIMATE_LAUNCH_US for s in self.steps))
@@ -219,7 +221,7 @@ def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> 
         nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out.numel * out.dtype.itemsize
         pipeline = rt.pipeline(ck.wgsl) if compile_kernels else None
         steps.append(KernelStep(pipeline, i, inputs, rt.grid(ck.workgroups), name, ck.wgsl, _flops(core, out, name),
-                                nbytes))
+                                nbytes, ck.checks))
         for p in inputs:
             last_read[p] = len(steps) - 1
     frees = [[] for _ in steps]
@@ -258,7 +260,8 @@ def _respect_binding_limit(order, index, out_nodes, core_of, limit):
             if core is None and order[o].kind in HEAVY_KINDS:
                 core = o
             reads, inline = _reads(order, index, out_nodes, core, o)
-            if len(reads) + 1 <= limit:
+            status = any(checks.may_report(order[p]) for p in [o, *inline] + ([core] if core is not None else []))
+            if len(reads) + 1 + status <= limit:  # + the output, + the status buffer of a kernel with checks
                 continue
             # materialize the inline subexpression that reads the most buffers (it becomes its own kernel)
             best, best_n = None, 1
@@ -387,6 +390,8 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private: PrivateBuffer
         for p in step.inputs:
             n = order[p]
             gpus.append(n.buffer.gpu if n.kind == BUFFER else bufs[p].gpu)
+        if step.checks:
+            gpus.append(rt.status.gpu)
         dispatches.append((step.pipeline, gpus, step.grid))
         for p in plan.frees[k]:
             if private is not None:
@@ -398,30 +403,38 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private: PrivateBuffer
 
 def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0):
     rt = get_runtime()
+    # data from a result whose checks failed on the GPU (tinydl/checks.py): raise again, never a wrong number
+    tainted = rt.status.tainted([n.buffer for n in order if n.kind == BUFFER]) if rt.status.bad else None
+    if tainted is not None and readback:
+        raise tainted[0](tainted[1])
     bufs, dispatches = bind(order, plan, roots)
     reads = []
     for p in readback:
         n = order[p]
         buf = n.buffer if n.kind == BUFFER else bufs[p]
         reads.append((buf.gpu, n.numel * n.dtype.itemsize))
-    data = _submit(plan, dispatches, reads, plan_s)
+    data = _submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs])
     for p in set(roots):
         n = order[p]
         if n.kind != BUFFER:
             n.become_buffer(rt.adopt(bufs[p]))
+            if tainted is not None:
+                rt.status.bad[n.buffer] = tainted
     return data
 
 
-def _submit(plan: Plan, dispatches: list, reads: list, plan_s: float) -> list:
-    """Run the dispatches (and read-backs) on the GPU; tell the profiler and the kernel counters."""
+def _submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=()) -> list:
+    """Run the dispatches (and read-backs) on the GPU; tell the profiler and the kernel counters. results: the
+    buffers computed and not read back (suspects until the status is read, if the plan has checked kernels)."""
     rt = get_runtime()
     prof = profiler.active()
+    status = (plan.checked, results) if plan.checked else None
     if prof is None:
-        data = rt.submit(dispatches, reads, first=plan.first_submit())
+        data = rt.submit(dispatches, reads, first=plan.first_submit(), checks=status)
     else:
         times: list[float] = []
         t0 = profiler.now()
-        data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit())
+        data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit(), checks=status)
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
     _report(plan)
     return data
@@ -499,13 +512,17 @@ class BoundPlan:
             command_buffer, bufs = self._next or self._encode_next()
             self._next = None
             rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)
-                                               for p in inputs])
+                                               for p in inputs],
+                              checks=(self.plan.checked, list(bufs.values())) if self.plan.checked else None)
             _report(self.plan)
         else:
             bufs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
-            _submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s)
+            _submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s, list(bufs.values()))
+        tainted = rt.status.tainted(inputs.values()) if rt.status.bad else None  # see _execute
         for (r, _, _), node in zip(self.outputs, outputs):
             node.become_buffer(rt.adopt(bufs[r]))
+            if tainted is not None:
+                rt.status.bad[node.buffer] = tainted
         if pre_encoded:
             self._next = self._encode_next()
 

@@ -376,6 +376,7 @@ class Tensor:
 
     def _gather(self, d: int, idx: "Tensor") -> "Tensor":
         """Rows of dim d picked by an int tensor: shape[:d] + idx.shape + shape[d+1:] (one GATHER, as embedding)."""
+        from .checks import Code
         from .ops import GATHER
         n = self.shape[d]
         rest = self.shape[:d] + self.shape[d + 1:]
@@ -386,7 +387,7 @@ class Tensor:
             return zeros(out_shape, dtype=self.dtype)
         idx = where(idx < 0, idx + n, idx)  # torch counts negative indices from the end
         rows = self.permute((d,) + tuple(i for i in range(self.ndim) if i != d)).reshape(n, math.prod(rest))
-        g = _make(GATHER, None, (rows, idx.reshape(-1)), None, (idx.numel(), rows.shape[1]), self.dtype)
+        g = _make(GATHER, None, (rows, idx.reshape(-1)), Code.INDEX, (idx.numel(), rows.shape[1]), self.dtype)
         g = g.reshape((idx.numel(),) + rest)
         g = g.permute(tuple(range(1, d + 1)) + (0,) + tuple(range(d + 1, self.ndim)))
         return g.reshape(out_shape)

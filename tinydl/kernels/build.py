@@ -18,6 +18,7 @@ class CompiledKernel:
     inputs: list[Node]  # bound at 1.. in this order (binding 0 is the output)
     workgroups: int
     variant: str
+    checks: int = 0  # codes the kernel may report (tinydl/checks.py): it binds the status buffer after its inputs
 
 
 def conv_uses_gemm(cout_per_group: int, transposed: bool) -> bool:
@@ -46,4 +47,4 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
         wgsl, groups, variant = rownorm.rownorm(src, core)
     else:
         raise AssertionError(core)
-    return CompiledKernel(wgsl, src.inputs, groups, variant)
+    return CompiledKernel(wgsl, src.inputs, groups, variant, int(src.checks))

@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import math
 
-from .. import dtypes
+from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
 from .snippets import PRELUDE, apply, convert, literal
@@ -50,6 +50,7 @@ class KernelSource:
         self._tmp = 0
         self.vec4_out = False  # the output bound as array<vec4<f32>>: store4 writes 4 elements at once
         self._vec4_inputs: set[str] = set()  # input bindings declared array<vec4<f32>> (see binding4)
+        self.checks = checks.Code(0)  # codes this kernel may report: it then binds the status buffer (last)
 
     def fresh(self, prefix="v") -> str:
         self._tmp += 1
@@ -88,6 +89,12 @@ class KernelSource:
             self._vec4_inputs.add(name)
         return name
 
+    def report(self, code: checks.Code) -> str:
+        """The WGSL statement that reports `code` (a violation found on the GPU, see tinydl/checks.py); the
+        kernel binds the runtime's status buffer after its inputs."""
+        self.checks |= code
+        return checks.wgsl_report(code)
+
     def store(self, lin: str, value: str) -> str:
         assert not self.vec4_out  # a kernel with a vec4-bound output stores through store4 only
         return f"out[{lin}] = {_STORE_CONVERT[self.out.dtype.storage].format(value)};"
@@ -111,6 +118,8 @@ class KernelSource:
         for i, n in enumerate(self.inputs, 1):
             elem = f"vec4<{n.dtype.storage}>" if f"in{i}" in self._vec4_inputs else n.dtype.storage
             decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{elem}>;")
+        if self.checks:
+            decls.append(checks.wgsl_binding(len(self.inputs) + 1))
         head = "enable f16;\n" if needs_f16 else ""
         return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
                 f"@compute @workgroup_size({workgroup_size})\n"
@@ -189,7 +198,12 @@ class Expr:
         elif node.kind == GATHER:
             weight, indices = node.srcs
             i = self.value(indices, idx[:-1])
-            row = self.let(f"clamp({i}, 0, {weight.shape[0] - 1})", "row")
+            if node.arg:  # indices from the GPU: one out of range is reported (node.arg: its code), reads row 0
+                ok = self.let(f"u32({i}) < {weight.shape[0]}u", "ok")
+                self.emit(f"if (!{ok}) {{ {self.src.report(node.arg)} }}")
+                row = self.let(f"select(0, {i}, {ok})", "row")
+            else:  # indices checked on the host: the clamp only keeps a read in bounds
+                row = self.let(f"clamp({i}, 0, {weight.shape[0] - 1})", "row")
             v = self.value(weight, (row,) + idx[-1:])
         elif node.kind == INTERP:
             v = self._interp(node, idx)

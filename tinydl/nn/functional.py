@@ -415,7 +415,8 @@ def embedding(indices, weight, padding_idx=None, max_norm=None):
                            f"Long, Int; but got {indices.dtype.name} instead (while checking arguments for embedding)")
     if weight.ndim != 2:
         raise RuntimeError("'weight' must be 2-D")
-    return _make(GATHER, None, (weight, indices), None, indices.shape + (weight.shape[1],), weight.dtype)
+    from ..checks import Code
+    return _make(GATHER, None, (weight, indices), Code.INDEX, indices.shape + (weight.shape[1],), weight.dtype)
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
