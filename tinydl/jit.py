@@ -7,21 +7,21 @@ submits the forward encoded during the previous call, then encodes the next one 
     y = fast(tinydl.tensor(x))        # 1st call: runs normally and captures the plan
     y = fast(tinydl.tensor(x2))       # later calls: replay
 
-Captured: the plan, and the realized tensors the graph read besides the inputs (weights). A capture is
-dropped when weights are reloaded or cast (tinydl.nn.Module bumps WEIGHTS_VERSION). The function must be
-shape-static: the same ops for the same input shapes, with no data-dependent Python control flow.
+Captured: the plan, and the realized tensors the graph read besides the inputs (weights). The captures are
+dropped, and their buffers handed back to the pool, when the state of the modules the function reads changes
+(`_roots`: the function if it is a Module, the Module of a bound method, Modules in its closure or in globals it
+names): a parameter or buffer assigned, registered, deleted, reloaded or cast, train()/eval(), a submodule
+replaced, any attribute assigned. Module tells the Jits that watch it (`Module._changed`), so a replay checks
+one flag; the Jit then compares the modules' fingerprints (`Module._fingerprint`). A change in one model never
+drops another model's captures. The function must be shape-static: the same ops for the same input shapes,
+with no data-dependent Python control flow.
 """
 from __future__ import annotations
 
 from . import profiler, schedule
 from .ops import BUFFER, Node
+from .runtime import get_runtime
 from .tensor import Tensor
-
-WEIGHTS_VERSION = [0]  # bumped by Module.load_state_dict / half / float / to
-
-
-def bump_weights_version() -> None:
-    WEIGHTS_VERSION[0] += 1
 
 
 def _flatten(obj, out: list):
@@ -67,11 +67,27 @@ class _Capture:
         self.bound.run(buffers, outs, profiler.now() - t0)
         return self.rebuild([Tensor(n) for n in outs])
 
+    def close(self) -> None:
+        """Hand the buffers this capture owns (intermediates, input copies, the pre-encoded next replay's
+        outputs) back to the pool and let go of its weights: a dropped capture must not keep memory. Work
+        already submitted that uses them runs before any later use (one queue, in order)."""
+        bound, rt = self.bound, get_runtime()
+        nxt, bound._next = bound._next, None
+        bufs = [b for bs in bound.private.owned.values() for b in bs] + list(bound.input_copies.values())
+        bufs += list(nxt[1].values()) if nxt else []
+        bound.private.owned, bound.private._free, bound.input_copies, bound.leaves = {}, {}, {}, []
+        for b in bufs:
+            rt.release(b.gpu)
+
 
 class Jit:
     def __init__(self, fn):
         self.fn = fn
         self.captures: dict[tuple, _Capture] = {}
+        # the fingerprint of the watched modules' state the captures were made under; stale: a watched
+        # module changed since it was taken (set by Module._changed), so the next call compares again
+        self._state = None
+        self._stale = True
 
     def __call__(self, *args, **kwargs):
         inputs: list[Tensor] = []
@@ -86,7 +102,9 @@ class Jit:
         # which inputs are the same tensor (f(x, x) captures one graph input where f(x, y) has two)
         first: dict[int, int] = {}
         same = tuple(first.setdefault(t.node.uid, i) for i, t in enumerate(inputs))
-        key = (tuple((t.shape, t.dtype) for t in inputs), same, WEIGHTS_VERSION[0],
+        if self._stale:
+            self._check_state()
+        key = (tuple((t.shape, t.dtype) for t in inputs), same,
                repr([a for a in args if not isinstance(a, Tensor)]),
                repr(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor))),
                tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))))
@@ -98,8 +116,56 @@ class Jit:
         rebuild = _flatten(out, outs)
         cap = self._capture(outs, inputs, rebuild)
         if cap is not None:
-            self.captures[key] = cap
+            before, self._state = self._state, self._fingerprint()
+            if self._state == before:
+                self.captures[key] = cap
+            else:  # fn changed the state it reads (e.g. assigns a buffer): a replay would not; run it each call
+                cap.close()
         return out
+
+    # -- the state captures depend on ---------------------------------------------------------------------
+    def state_changed(self) -> None:
+        """Called by a watched Module on any change that may alter fn's result."""
+        self._stale = True
+
+    def _roots(self) -> list:
+        """The Modules fn reads: fn itself, a bound method's Module, Modules in its closure or in the globals
+        its code names (rebinding such a name to another Module is not seen: nothing tells the Jit)."""
+        from .nn.module import Module
+        fn = self.fn
+        found = [fn, getattr(fn, "__self__", None)]
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                found.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                pass
+        code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+        if code is not None and glob is not None:
+            found += [glob.get(name) for name in code.co_names]
+        roots, seen = [], set()
+        for m in found:
+            if isinstance(m, Module) and id(m) not in seen:
+                seen.add(id(m))
+                roots.append(m)
+        return roots
+
+    def _fingerprint(self) -> tuple:
+        return tuple(m._fingerprint(self) for m in self._roots())
+
+    def _check_state(self) -> None:
+        self._stale = False  # first: a change while the fingerprint is taken marks it stale again
+        state = self._fingerprint()
+        if state != self._state:
+            self.drop_captures()
+            self._state = state
+
+    def drop_captures(self) -> None:
+        """Forget every capture and give its buffers back (the plan cache keeps the plans: same graph
+        structure, same plan)."""
+        caps = list(self.captures.values())
+        self.captures.clear()
+        for cap in caps:
+            cap.close()
 
     def _capture(self, outs, inputs, rebuild):
         nodes = [t.node for t in outs]

@@ -3,12 +3,12 @@ behaviour, so a torch model's state_dict loads into its tinydl twin key for key.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from .. import dtypes
-from ..jit import bump_weights_version
 from ..tensor import Tensor, tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -68,6 +68,7 @@ class Module:
             self._modules[name] = value
         else:
             object.__setattr__(self, name, value)
+        self._changed()  # any attribute may change what forward computes (a weight, a submodule, eps)
 
     def __getattr__(self, name):
         d = self.__dict__
@@ -81,13 +82,16 @@ class Module:
             if name in d:
                 del d[name]
                 self._non_persistent.discard(name)
+                self._changed()
                 return
         object.__delattr__(self, name)
+        self._changed()
 
     # -- registration --------------------------------------------------------------------------------
     def register_parameter(self, name: str, param) -> None:
         _check_name("parameter", name)
         self._parameters[name] = None if param is None else (param if isinstance(param, Parameter) else Parameter(param))
+        self._changed()
 
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
         _check_name("buffer", name)
@@ -98,6 +102,7 @@ class Module:
             self._non_persistent.discard(name)
         else:
             self._non_persistent.add(name)
+        self._changed()
 
     def add_module(self, name: str, module) -> None:
         if module is not None and not isinstance(module, Module):
@@ -106,6 +111,7 @@ class Module:
         if hasattr(self, name) and name not in self._modules:
             raise KeyError(f"attribute '{name}' already exists")
         self._modules[name] = module
+        self._changed()
 
     register_module = add_module
 
@@ -178,7 +184,9 @@ class Module:
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
-            object.__setattr__(m, "training", mode)
+            if m.training != mode:
+                object.__setattr__(m, "training", mode)
+                m._changed()  # BatchNorm/Dropout refuse train mode: a capture made in eval must not replay
         return self
 
     def eval(self):
@@ -194,7 +202,7 @@ class Module:
                     if t is not None and t.dtype.is_floating_point and t.dtype != dtype:
                         new = t.to(dtype).realize()
                         t.node = new.node  # keep the handle: the module's attributes see the new data
-        bump_weights_version()
+            m._changed()
         return self
 
     def half(self):
@@ -262,7 +270,8 @@ class Module:
         for target, value in updates:
             new = value.to(target.dtype) if isinstance(value, Tensor) else tensor(value, dtype=target.dtype)
             target.node = new.realize().node
-        bump_weights_version()
+        for m in self.modules():
+            m._changed()
         return IncompatibleKeys(missing, unexpected)
 
     def _missing_ok(self, key: str, metadata) -> bool:
@@ -273,6 +282,41 @@ class Module:
         version = metadata.get(prefix, {}).get("version")
         return (name == "num_batches_tracked" and getattr(owner, "track_running_stats", False)
                 and (version is None or version < 2))
+
+    # -- the state a captured replay depends on (tinydl.jit) --------------------------------------------
+    def _changed(self) -> None:
+        """Something that may change forward's result happened here: the Jits whose captures read this module
+        compare fingerprints at their next call (a flag each; nothing is walked now)."""
+        d = self.__dict__
+        d["_version"] = d.get("_version", 0) + 1
+        watchers = d.get("_watchers")
+        if watchers:
+            for key, ref in list(watchers.items()):
+                jit = ref()
+                if jit is None:
+                    watchers.pop(key, None)
+                else:
+                    jit.state_changed()
+
+    def _fingerprint(self, watcher=None) -> tuple:
+        """The tree's state as a tuple: per module its identity, version (bumped by every assignment), training
+        flag, children, and its parameters' and buffers' handles with the nodes they hold now (load_state_dict
+        and casts swap a handle's node). Registers `watcher` (a Jit) to be told of changes (Module._changed)."""
+        out = []
+        for m in self.modules():
+            d = m.__dict__
+            if watcher is not None:
+                d.setdefault("_watchers", {})[id(watcher)] = weakref.ref(watcher)
+            out.append((id(m), d.get("_version", 0), m.training,
+                        tuple((k, id(t), t.node.uid) if t is not None else (k,) for k, t in m._parameters.items()),
+                        tuple((k, id(t), t.node.uid) if t is not None else (k,) for k, t in m._buffers.items()),
+                        tuple((k, id(c)) for k, c in m._modules.items())))
+        return tuple(out)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_watchers", None)  # weak references to Jits: neither copied nor pickled
+        return state
 
     # -- printing ------------------------------------------------------------------------------------
     def extra_repr(self) -> str:
