@@ -169,7 +169,8 @@ def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> 
         return False
 
     inline_sums = {i for i, n in enumerate(order) if n.kind == REDUCE and n.op == "sum" and not n.stored
-                   and n.numel and n.srcs[0].numel // n.numel <= INLINE_SUM_MAX and feeds_row_kernel(i)}
+                   and n.numel and n.srcs[0].numel // n.numel <= INLINE_SUM_MAX and feeds_row_kernel(i)
+                   and type(n.arg) is tuple and n.dtype.is_floating_point}  # (not a staged or integer sum)
     out_nodes: set[int] = set(root_set)  # positions that are kernel outputs
     for i, n in enumerate(order):
         if n.kind == BUFFER or i in inline_sums:

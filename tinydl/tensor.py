@@ -12,6 +12,7 @@ import numpy as np
 from . import debug, dtypes
 from .dtypes import DType
 from .ops import (BUFFER, CAT, CONST, ELEMENTWISE, ELEMENTWISE_OPS, IOTA, MATMUL, REDUCE, ROWNORM, VIEW, Node)
+from .kernels import reduce as reduce_kernels
 from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
 
 Scalar = (int, float, bool, np.number, np.bool_)
@@ -284,7 +285,7 @@ class Tensor:
     def __getitem__(self, index) -> "Tensor":
         if not isinstance(index, tuple):
             index = (index,)
-        if any(isinstance(i, Tensor) or isinstance(i, (list, np.ndarray)) for i in index):
+        if builtins.any(isinstance(i, Tensor) or isinstance(i, (list, np.ndarray)) for i in index):
             return self._advanced_index(index)
         n_real = builtins.sum(1 for i in index if i is not None and i is not Ellipsis)
         if n_real > self.ndim:
@@ -499,6 +500,8 @@ class Tensor:
     def amin(self, dim=None, keepdim=False): return _reduce("min", self, dim, keepdim)
     def argmax(self, dim=None, keepdim=False): return argmax(self, dim, keepdim)
     def argmin(self, dim=None, keepdim=False): return argmin(self, dim, keepdim)
+    def any(self, dim=None, keepdim=False): return any(self, dim, keepdim)
+    def all(self, dim=None, keepdim=False): return all(self, dim, keepdim)
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return var(self, dim, unbiased, keepdim, correction=correction)
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
@@ -598,7 +601,7 @@ def _split_upload(host: np.ndarray, dtype: DType, rt) -> Tensor:
 
 def full(shape, fill_value, dtype=None) -> Tensor:
     shape = _varargs(shape if isinstance(shape, (tuple, list)) else (shape,))
-    if any(s < 0 for s in shape):
+    if builtins.any(s < 0 for s in shape):
         raise RuntimeError(f"Trying to create tensor with negative dimension {builtins.min(shape)}: {list(shape)}")
     dtype = dtypes.scalar_dtype(fill_value) if dtype is None else dtypes.to_dtype(dtype)
     return _const(_cast_scalar(fill_value, dtype), shape, dtype)
@@ -634,7 +637,7 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
         raise RuntimeError("step must be nonzero")
     if (end - start) * step < 0:
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
-    is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    is_int = builtins.all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     dtype = (dtypes.int32 if is_int else dtypes.float32) if dtype is None else dtypes.to_dtype(dtype)
     n = builtins.max(0, math.ceil((end - start) / step))
     return Tensor(Node(IOTA, None, (), (0, start, step), (n,), dtype))
@@ -815,14 +818,35 @@ def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
         out_dtype = dtypes.int32
     else:
         out_dtype = x.dtype
-    src = x.to(dtypes.int32) if (op in ("sum", "prod") and x.dtype == dtypes.bool_) else x
+    # bool is reduced as int32 (0/1): sum/prod give int32 as torch's int64, max/min cast back to bool
+    src = x.to(dtypes.int32) if x.dtype == dtypes.bool_ else x
     if not axes or x.ndim == 0:
         out = _elementwise("cast", src, arg=(out_dtype,)) if op not in ("argmax", "argmin") else zeros_like(x, dtypes.int32)
         return out
-    out = _make(REDUCE, op, (src,), axes, kept, out_dtype)
+    R = math.prod(x.shape[a] for a in axes)
+    if R > reduce_kernels.STAGE_MAX:
+        out = _staged_reduce(op, src, axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
+    else:
+        out = _make(REDUCE, op, (src,), axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
+    if out_dtype == dtypes.bool_:
+        out = out.to(dtypes.bool_)
     if keepdim:
         return out
     return out.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def _staged_reduce(op: str, x: Tensor, axes: tuple, kept: tuple, out_dtype: DType) -> Tensor:
+    """A reduction over more than reduce_kernels.STAGE_MAX elements per output, in two reduce nodes: partials over
+    chunks of the reduced elements, then over the partials (no thread loops for long; see kernels/reduce.py)."""
+    R = math.prod(x.shape[a] for a in axes)
+    L = reduce_kernels.stage_chunk(R)
+    C = -(-R // L)
+    part = reduce_kernels.Partial(axes, L)
+    if reduce_kernels.pairs(op, x.dtype):  # (value bits, index) or a wide integer: two i32 words per partial
+        p = _make(REDUCE, op, (x,), part, kept + (C, 2), dtypes.int32)
+        return _make(REDUCE, op, (p,), reduce_kernels.OfPairs(x.dtype.compute), kept, out_dtype)
+    p = _make(REDUCE, op, (x,), part, kept + (C,), dtypes.float32 if x.dtype.is_floating_point else x.dtype)
+    return _make(REDUCE, op, (p,), (len(kept),), kept + (1,), out_dtype).reshape(kept)
 
 
 def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:  # noqa: A001
@@ -876,16 +900,43 @@ def _arg_flat(op: str, x: Tensor, keepdim: bool) -> Tensor:
     return out.reshape((1,) * x.ndim) if keepdim else out
 
 
+def _no_bool_arg(op: str, x: Tensor) -> None:
+    if x.dtype == dtypes.bool_:
+        raise RuntimeError(f"{op}(): does not support bool input")  # torch's words
+
+
 def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    _no_bool_arg("argmax", x)
     if dim is None:
         return _arg_flat("argmax", x, keepdim)
     return _reduce("argmax", x, dim, keepdim)
 
 
 def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    _no_bool_arg("argmin", x)
     if dim is None:
         return _arg_flat("argmin", x, keepdim)
     return _reduce("argmin", x, dim, keepdim)
+
+
+def _any_all(op: str, x: Tensor, dim, keepdim) -> Tensor:
+    """torch.any / torch.all: bool results (a value is true when nonzero, NaN included); over nothing, any is False
+    and all is True."""
+    axes = normalize_dims(dim, x.ndim)
+    b = x.to(dtypes.bool_)
+    if x.numel() == 0:
+        shape = tuple(1 if i in axes else s for i, s in enumerate(x.shape)) if keepdim else \
+            tuple(s for i, s in enumerate(x.shape) if i not in axes)
+        return full(shape, op == "all", dtype=dtypes.bool_)
+    return _reduce("max" if op == "any" else "min", b, dim, keepdim)
+
+
+def any(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+    return _any_all("any", x, dim, keepdim)
+
+
+def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
+    return _any_all("all", x, dim, keepdim)
 
 
 def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
