@@ -290,8 +290,10 @@ def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, nati
             "@compute @workgroup_size(1) fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[0] = 1.0; }\n")
     buf = rt.alloc(16)
     too_many = rt.max_workgroups + 1  # over the adapter's per-dimension limit
-    with pytest.raises(wgpu.GPUValidationError, match="(?i)workgroup|dispatch"):
-        rt.submit([(rt.pipeline(wgsl), [buf.gpu], (too_many, 1, 1))], [(buf.gpu, 4)])
+    with pytest.raises(runtime.KernelError, match="(?i)workgroup|dispatch") as e:
+        rt.submit([(rt.pipeline(wgsl), [buf.gpu], (too_many, 1, 1))], [(buf.gpu, 4)], names=["big grid"])
+    assert e.value.stage == "encode" and e.value.kernels == ["big grid"] and e.value.wgsl == wgsl
+    assert isinstance(e.value.__cause__, wgpu.GPUValidationError)
     rt.release(buf.gpu)
     np.testing.assert_array_equal(tinydl.tensor(np.ones(3, np.float32)).numpy() * 2, [2, 2, 2])  # still usable
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 LEVEL = int(os.environ.get("TINYDL_DEBUG", "0") or 0)
 EAGER = os.environ.get("TINYDL_EAGER", "0") not in ("", "0")
@@ -15,8 +16,8 @@ EAGER = os.environ.get("TINYDL_EAGER", "0") not in ("", "0")
 _kernels_run = 0
 # planning/codegen work done so far: a second forward of a cached graph must not move these
 stats = {"plans": 0, "pipelines": 0}
-_last: list[str] = []
-_counters: list["KernelCounter"] = []
+# per thread: last_kernels() and count_kernels() see the realizations of the thread that asks
+_local = threading.local()
 
 
 class KernelCounter:
@@ -30,10 +31,10 @@ class KernelCounter:
 
 def record(names: list[str]) -> None:
     """Called by the scheduler once per realization with the names of the kernels it dispatched."""
-    global _kernels_run, _last
-    _kernels_run += len(names)
-    _last = list(names)
-    for c in _counters:
+    global _kernels_run
+    _kernels_run += len(names)  # under tinydl's lock (runtime.locked), as every realization is
+    _local.last = list(names)
+    for c in getattr(_local, "counters", ()):
         c.names.extend(names)
 
 
@@ -43,19 +44,50 @@ def kernel_count() -> int:
 
 
 def last_kernels() -> list[str]:
-    """Names of the kernels of the most recent realization."""
-    return list(_last)
+    """Names of the kernels of this thread's most recent realization."""
+    return list(getattr(_local, "last", ()))
 
 
 @contextlib.contextmanager
 def count_kernels():
-    """`with count_kernels() as c: y.numpy()` then `c.count`, `c.names`: the kernels dispatched inside."""
+    """`with count_kernels() as c: y.numpy()` then `c.count`, `c.names`: the kernels this thread dispatched
+    inside."""
     c = KernelCounter()
-    _counters.append(c)
+    if not hasattr(_local, "counters"):
+        _local.counters = []
+    _local.counters.append(c)
     try:
         yield c
     finally:
-        _counters.remove(c)
+        _local.counters.remove(c)
+
+
+@contextlib.contextmanager
+def inject_fault(stage: str, kernel: str = ""):
+    """For tests: kernels whose name contains `kernel` ("": every kernel) fail at `stage` (one of
+    runtime.FAULT_STAGES: "shader", "pipeline", "bind group", "encode", "submit", "map") while inside, so
+    that the error path can be checked: a runtime.KernelError naming the kernel, nothing marked realized.
+    Shader, pipeline, bind-group and encode faults are real wgpu errors (a corrupted shader, a missing entry
+    point, a buffer without storage usage, a grid over the limit); submit and map faults are raised in place
+    (a real queue-submit error aborts the process in wgpu-native). Shader and pipeline faults strike when a
+    kernel is planned: the plan cache is cleared on entry."""
+    from . import runtime, schedule
+    if stage not in runtime.FAULT_STAGES:
+        raise ValueError(f"inject_fault: unknown stage {stage!r}; expected one of {runtime.FAULT_STAGES}")
+    rt = runtime.get_runtime()
+    with runtime._lock:
+        old = rt.faults.get(stage)
+        rt.faults[stage] = kernel
+        if stage in ("shader", "pipeline"):
+            schedule.clear_cache()
+    try:
+        yield
+    finally:
+        with runtime._lock:
+            if old is None:
+                rt.faults.pop(stage, None)
+            else:
+                rt.faults[stage] = old
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from . import profiler, schedule
 from .ops import BUFFER, Node
-from .runtime import get_runtime
+from .runtime import KernelError, get_runtime, locked
 from .tensor import Tensor
 
 
@@ -89,6 +89,7 @@ class Jit:
         self._state = None
         self._stale = True
 
+    @locked  # any thread: calls run one at a time (their captures and replay buffers are shared)
     def __call__(self, *args, **kwargs):
         inputs: list[Tensor] = []
         _flatten((args, kwargs), inputs)
@@ -110,7 +111,13 @@ class Jit:
                tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))))
         cap = self.captures.get(key)
         if cap is not None:
-            return cap.replay(inputs)
+            try:
+                return cap.replay(inputs)
+            except KernelError:  # not kept as good: the next call runs fn and captures afresh
+                if self.captures.get(key) is cap:
+                    del self.captures[key]
+                    cap.close()
+                raise
         out = self.fn(*args, **kwargs)
         outs: list[Tensor] = []
         rebuild = _flatten(out, outs)

@@ -2,11 +2,14 @@
 execution of a list of kernels (plus read-back copies) in a single command encoder."""
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import tempfile
+import threading
 import time
 import weakref
+from collections import deque
 
 import numpy as np
 
@@ -88,6 +91,61 @@ READBACK_SPLIT_BYTES = 1 << 24
 # shaders compiled at once by compile_all
 COMPILE_THREADS = min(8, os.cpu_count() or 1)
 
+# One lock over everything that touches the device, the pools and the caches: tinydl's public API may be called
+# from any thread, and such calls run one at a time (wgpu-native objects, the pending encoder, the pools and the
+# plan cache are shared). Re-entrant: a realization uploads, a jit call realizes. Garbage-collector callbacks
+# never wait for it (see Runtime._give_back).
+_lock = threading.RLock()
+
+
+def locked(fn):
+    """fn runs holding tinydl's lock (see _lock)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with _lock:
+            return fn(*args, **kwargs)
+    return run
+
+
+# where a kernel can fail, as KernelError.stage says (and tinydl.debug.inject_fault can force)
+FAULT_STAGES = ("shader", "pipeline", "bind group", "encode", "submit", "map")
+
+
+class KernelError(RuntimeError):
+    """A kernel could not be compiled or run: raised instead of handing back whatever its output buffer held.
+    stage: where it failed (FAULT_STAGES, or "device lost"); kernels: the names of the kernels concerned, as
+    tinydl.debug.last_kernels() names them (one where the culprit is known); wgsl: that kernel's source."""
+
+    def __init__(self, stage: str, kernels, detail: str, wgsl: str | None = None):
+        self.stage, self.kernels, self.wgsl = stage, list(kernels), wgsl
+        who = (f"kernel {self.kernels[0]!r}" if len(self.kernels) == 1 else
+               f"one of the kernels {self.kernels}" if self.kernels else "a kernel")
+        message = f"tinydl: {who} failed at {stage}: {detail}"
+        if wgsl is not None:
+            message += f"\nits WGSL:\n{wgsl}"
+        super().__init__(message)
+
+
+class DeviceLostError(KernelError):
+    """The GPU device is gone (driver reset, out of memory, destroyed): every tensor on it is lost with it."""
+
+
+class _Failure(Exception):
+    """A failure wgpu reports other than by raising (a map request's status) or one forced by a test."""
+
+
+_GPU_ERRORS = (wgpu.GPUError, wgpu.GPUPipelineError, _Failure)
+
+
+class _Progress:
+    """How far a submit got, for its error: the stage and the dispatches [start, stop) it was at, and whether
+    the earlier submits' pending command buffers were sent (else they are kept for the next)."""
+    __slots__ = ("stage", "start", "stop", "sent")
+
+    def __init__(self, stop: int):
+        self.stage, self.start, self.stop, self.sent = "encode", 0, stop, False
+
+
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 
@@ -168,7 +226,11 @@ class Runtime:
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
         self._host_pool = (0, None)  # (threads, executor) of split uploads and read-backs (UPLOAD_THREADS, ...)
-        self._pending = None  # the command encoder of the last chunk of a submit without read-backs (see submit)
+        self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
+        # buffers the garbage collector freed while another thread held the lock: given back under it (_give_back)
+        self._later: deque = deque()
+        self.faults: dict[str, str] = {}  # test-only forced failures: stage -> kernel name part (debug.inject_fault)
+        self.lost: str | None = None  # why the device was lost, once it is
         self.status = DeviceStatus(self.device, STORAGE)  # what checked kernels report (tinydl/checks.py)
 
     # -- buffers -------------------------------------------------------------------------------------
@@ -180,6 +242,9 @@ class Runtime:
                 f"({self.max_binding_size} bytes on {self.adapter_name}); split the tensor or use a GPU "
                 f"with a larger max-storage-buffer-binding-size")
         free = self._free.get(size)
+        if not free and self._later:
+            self._drain()
+            free = self._free.get(size)
         gpu = free.pop() if free else self.device.create_buffer(size=size, usage=STORAGE)
         return Buffer(gpu, nbytes)
 
@@ -188,19 +253,40 @@ class Runtime:
 
     def adopt(self, buf: Buffer) -> Buffer:
         """buf now belongs to tensors: its GPU memory returns to the pool when the last one is collected."""
-        weakref.finalize(buf, self.release, buf.gpu)
+        weakref.finalize(buf, self._give_back, buf.gpu, False)
         return buf
 
+    def _give_back(self, gpu, lent: bool) -> None:
+        """A buffer the garbage collector freed (a tensor's storage; lent: a lent read-back array's, still mapped),
+        on whatever thread it runs: back to its pool now if the lock is free or this thread holds it, else
+        later, by the lock's holder (it may be waiting for this very thread: a worker of _in_pieces)."""
+        if _lock.acquire(blocking=False):
+            try:
+                self._return_lent(gpu) if lent else self.release(gpu)
+            finally:
+                _lock.release()
+        else:
+            self._later.append((gpu, lent))
+
+    def _drain(self) -> None:
+        while self._later:
+            gpu, lent = self._later.popleft()
+            self._return_lent(gpu) if lent else self.release(gpu)
+
+    @locked
     def upload(self, host: np.ndarray, describe: str = "tensor") -> Buffer:
         """A contiguous array into a new buffer: written straight from the array's memory (no host copy) when
         its size is a multiple of 4 bytes, as queue writes require; else through a zero-padded copy."""
-        buf = self.alloc(host.nbytes, describe)
-        self.flush()  # the buffer may have been freed by work still pending: that work runs before this write
-        if host.nbytes % 4:
-            data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
-            self.device.queue.write_buffer(buf.gpu, 0, data)
-        elif host.nbytes:
-            self._write(buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"))
+        try:
+            buf = self.alloc(host.nbytes, describe)
+            self.flush()  # the buffer may have been freed by work still pending: that work runs before this write
+            if host.nbytes % 4:
+                data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
+                self.device.queue.write_buffer(buf.gpu, 0, data)
+            elif host.nbytes:
+                self._write(buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"))
+        except _GPU_ERRORS as e:
+            raise self._failure("upload", e, [f"upload of {describe}"]) from e
         return self.adopt(buf)
 
     def _write(self, gpu, data: memoryview) -> None:
@@ -244,15 +330,27 @@ class Runtime:
         return pool
 
     # -- pipelines -----------------------------------------------------------------------------------
-    def pipeline(self, wgsl: str):
+    def pipeline(self, wgsl: str, name: str | None = None):
+        """The compute pipeline of a shader (cached by its text); name: the kernel's, for errors (KernelError).
+        Not under the lock: compile_all calls it from worker threads (wgpu-native's creation calls are
+        thread-safe; a shader two threads compile at once is compiled twice, one pipeline is kept)."""
         p = self._pipelines.get(wgsl)
-        if p is None:
+        fault = self._fault(("shader", "pipeline"), [name]) if self.faults else None
+        if p is None or fault:
+            stage, kernels = "shader", [name] if name else []
             try:
-                module = self.device.create_shader_module(code=wgsl)
-                p = self.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
-            except Exception as e:
-                raise RuntimeError(f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; "
-                                   f"please report it with this shader):\n{wgsl}\n{e}") from e
+                # a forced fault (tests): a real parse error, or a real pipeline error (no such entry point)
+                code = wgsl + "\nfn tinydl_injected_fault( {" if fault == "shader" else wgsl
+                module = self.device.create_shader_module(code=code)
+                stage = "pipeline"
+                entry = "tinydl_injected_fault" if fault == "pipeline" else "main"
+                p = self.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": entry})
+            except _GPU_ERRORS as e:
+                detail = (f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; please report it "
+                          f"with this shader): {type(e).__name__}: {e}")
+                raise self._failure(stage, e, kernels, wgsl=wgsl, detail=detail) from e
+            if wgsl in self._pipelines:
+                return self._pipelines[wgsl]
             self._pipelines[wgsl] = p
             from . import debug
             debug.stats["pipelines"] += 1
@@ -293,8 +391,30 @@ class Runtime:
         x = -(-workgroups // y)
         return (x, y, 1)
 
+    @locked
     def submit(self, dispatches, readbacks=(), timings: list | None = None,
-               first: int | None = None, checks=None) -> list[np.ndarray]:
+               first: int | None = None, checks=None, names=None) -> list[np.ndarray]:
+        """See _submit; names: the dispatches' kernel names. Whatever fails (bind group, encoding, queue submit,
+        map, device) raises a KernelError naming the kernel (and its WGSL where one kernel is to blame); the
+        pending work of earlier submits is kept for the next, never lost with this one's."""
+        if self._later:
+            self._drain()
+        fail = ()
+        if self.faults:
+            dispatches, fail = self._inject(dispatches, names)
+        at = _Progress(len(dispatches))
+        pending, self._pending = self._pending, []
+        try:
+            return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at)
+        except _GPU_ERRORS as e:
+            if not at.sent:
+                self._pending = pending + self._pending
+            names = list(names or [])
+            if at.stage == "map":
+                raise self._failure("map", e, names) from e
+            raise self._failure(at.stage, e, names[at.start:at.stop], dispatches[at.start:at.stop]) from e
+
+    def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
         Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
@@ -309,7 +429,9 @@ class Runtime:
             self.status.ran(*checks)
         timed = timings is not None and "timestamp-query" in self.features and dispatches
         if timed:
-            self.flush()
+            if pending:
+                self.device.queue.submit(pending)
+                pending, at.sent = [], True
             enc = self.device.create_command_encoder()
             qs = self.device.create_query_set(type="timestamp", count=2 * len(dispatches))
             for i, (pipeline, gpus, grid) in enumerate(dispatches):
@@ -319,18 +441,26 @@ class Runtime:
                 cp.end()
             readbacks = list(readbacks) + [self._resolved(enc, qs, 2 * len(dispatches))]
         else:
-            enc, self._pending = self._pending or self.device.create_command_encoder(), None
+            # each chunk is finished (validated) before anything is sent: a failing chunk loses no earlier work
+            enc = self.device.create_command_encoder()
             start = 0
             for step in chunk_sizes(len(dispatches), first):
                 if start:
-                    self.device.queue.submit([enc.finish()])
+                    cb = enc.finish()
+                    at.stage = "submit"
+                    if "submit" in fail:
+                        raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+                    self.device.queue.submit([*pending, cb])
+                    pending, at.sent = [], True
                     enc = self.device.create_command_encoder()
+                at.stage, at.start, at.stop = "encode", start, start + step
                 cp = enc.begin_compute_pass()
                 self._encode(cp, dispatches[start:start + step])
                 cp.end()
                 start += step
             if not readbacks and timings is None:
-                self._pending = enc
+                # the last chunk waits for the next submit (one submit less for a forward and its read-back)
+                self._pending = [*pending, enc.finish()]
                 return []
         check = self.status.dirty  # the status read rides along, first, then is cleared (checks.DeviceStatus)
         if check:
@@ -345,8 +475,13 @@ class Runtime:
             staging.append((st, nbytes))
         if check:
             enc.clear_buffer(self.status.gpu)
-        self.device.queue.submit([enc.finish()])
-        mapped = self._map_read([st for st, nbytes in staging if nbytes])
+        cb = enc.finish()
+        at.stage = "submit"
+        if "submit" in fail:
+            raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+        self.device.queue.submit([*pending, cb])
+        at.stage, at.sent = "map", True
+        mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail)
         out = []
         for st, nbytes in staging:
             if not nbytes:
@@ -369,11 +504,12 @@ class Runtime:
         """The mapped memory of read-back buffer st as the array itself, no copy: st stays mapped while the
         array (or any view of it) lives, then is unmapped and pooled again."""
         owner = _MappedBytes(int(_ffi.cast("uintptr_t", _ffi.from_buffer(view))), nbytes)
-        done = weakref.finalize(owner, self._return_lent, st)
+        done = weakref.finalize(owner, self._give_back, st, True)
         done.atexit = False  # at exit the device may be gone: nothing to give back
         return np.asarray(owner)
 
     def _return_lent(self, st) -> None:
+        """A lent read-back buffer back (through _give_back: the garbage collector's call)."""
         _native.wgpuBufferUnmap(st._internal)  # lent buffers are mapped through wgpu-native (see submit)
         self._give_staging(st)
 
@@ -386,7 +522,7 @@ class Runtime:
         else:
             st.destroy()
 
-    def _map_read(self, buffers) -> list:
+    def _map_read(self, buffers, fail: bool = False) -> list:
         """Map read-back buffers (their copies just submitted) and return a view of each one's memory. Through
         wgpu-native directly where it can: map requests, then polls on this thread until the GPU is done and
         the map callbacks ran (without blocking for the first spin_seconds, see SPIN_WAIT_SECONDS). wgpu-py's
@@ -394,6 +530,8 @@ class Runtime:
         an empty command buffer."""
         if not buffers:
             return []
+        if fail:  # a map failure forced by a test (tinydl.debug.inject_fault)
+            raise _Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
         if _native is None or not NATIVE_MAP:
             views = []
             for st in buffers:
@@ -416,9 +554,12 @@ class Runtime:
         if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
             self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success])
             failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
-            raise RuntimeError(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})")
-        return [_ffi.buffer(_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size), st.size)
-                for st in buffers]
+            raise _Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})")
+        ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
+        if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
+            self._unmap(buffers)
+            raise _Failure("a mapped read-back buffer has no mapped range")
+        return [_ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
 
     def _unmap(self, buffers) -> None:
         for st in buffers:
@@ -427,26 +568,41 @@ class Runtime:
             else:
                 _native.wgpuBufferUnmap(st._internal)
 
-    def encode(self, dispatches):
+    @locked
+    def encode(self, dispatches, names=None):
         """dispatches recorded into one compute pass of a finished command buffer, for submit_encoded later: a
-        jit replay encodes its next forward while the GPU runs the current one (schedule.BoundPlan)."""
-        enc = self.device.create_command_encoder()
-        cp = enc.begin_compute_pass()
-        self._encode(cp, dispatches)
-        cp.end()
-        return enc.finish()
+        jit replay encodes its next forward while the GPU runs the current one (schedule.BoundPlan). names:
+        their kernels' names, for errors (KernelError)."""
+        if self.faults:
+            dispatches, _ = self._inject(dispatches, names)
+        try:
+            enc = self.device.create_command_encoder()
+            cp = enc.begin_compute_pass()
+            self._encode(cp, dispatches)
+            cp.end()
+            return enc.finish()
+        except _GPU_ERRORS as e:
+            raise self._failure("encode", e, names, dispatches) from e
 
-    def submit_encoded(self, command_buffer, copies=(), checks=None) -> None:
+    def submit_encoded(self, command_buffer, copies=(), checks=None, names=None) -> None:
         """Submit a command buffer from encode(), after the pending work of the last submit and the buffer copies
         [(source gpu, destination gpu, nbytes)] (a replay's inputs into the buffers its command buffer reads)."""
-        if checks:  # as in submit
-            self.status.ran(*checks)
-        enc, self._pending = self._pending, None
-        for src, dst, nbytes in copies:
-            if nbytes:
-                enc = enc or self.device.create_command_encoder()
-                enc.copy_buffer_to_buffer(src, 0, dst, 0, (nbytes + 3) // 4 * 4)
-        self.device.queue.submit(([enc.finish()] if enc is not None else []) + [command_buffer])
+        with _lock:
+            if checks:  # as in submit
+                self.status.ran(*checks)
+            enc = None
+            try:
+                for src, dst, nbytes in copies:
+                    if nbytes:
+                        enc = enc or self.device.create_command_encoder()
+                        enc.copy_buffer_to_buffer(src, 0, dst, 0, (nbytes + 3) // 4 * 4)
+                cbs = [*self._pending, *([enc.finish()] if enc is not None else []), command_buffer]
+                if "submit" in self.faults:
+                    raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+                self._pending = []
+                self.device.queue.submit(cbs)
+            except _GPU_ERRORS as e:
+                raise self._failure("submit", e, names) from e
 
     def gpu_seconds(self, dispatches) -> float | None:
         """GPU time of `dispatches` run back to back in one compute pass, from timestamps written at the pass's
@@ -461,8 +617,9 @@ class Runtime:
             "query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
         self._encode(cp, dispatches)
         cp.end()
-        self._pending = enc
-        ts = np.frombuffer(self.submit([], [self._resolved(enc, qs, 2)])[0], dtype=np.uint64).astype(np.int64)
+        resolved = self._resolved(enc, qs, 2)
+        self._pending.append(enc.finish())
+        ts = np.frombuffer(self.submit([], [resolved])[0], dtype=np.uint64).astype(np.int64)
         return max(int(ts[1] - ts[0]), 0) * 1e-9
 
     def _resolved(self, enc, query_set, count: int):
@@ -472,11 +629,80 @@ class Runtime:
         enc.resolve_query_set(query_set, 0, count, buf, 0)
         return buf, 8 * count
 
+    @locked
     def flush(self) -> None:
         """Submit the pending last chunk of the previous submit (see submit)."""
-        if self._pending is not None:
-            enc, self._pending = self._pending, None
-            self.device.queue.submit([enc.finish()])
+        if self._pending:
+            cbs, self._pending = self._pending, []
+            try:
+                self.device.queue.submit(cbs)
+            except _GPU_ERRORS as e:
+                raise self._failure("submit", e, []) from e
+
+    # -- failures ------------------------------------------------------------------------------------
+    def _failure(self, stage: str, error, names=None, dispatches=(), wgsl=None, detail=None) -> KernelError:
+        """The KernelError to raise for `error` (a wgpu error or _Failure) at `stage`, naming the kernels
+        concerned; for a failing dispatch list, the one kernel to blame and its WGSL, found by encoding each
+        alone (only on this error path: the hot path validates whole passes)."""
+        if isinstance(error, KernelError):
+            return error
+        names = [n for n in names or [] if n]
+        text = str(error)
+        if self.lost or "device is lost" in text or "evice lost" in text or "was lost" in text:
+            self.lost = self.lost or text.strip().splitlines()[-1].strip()
+            return DeviceLostError("device lost", names, f"the GPU device was lost ({self.lost}); every tensor "
+                                   f"on it is gone with it: start a new process")
+        if stage == "encode" and dispatches:
+            found = self._isolate(dispatches)
+            if found is not None:
+                i, stage, error = found
+                names = [names[i]] if i < len(names) else [f"dispatch {i}"]
+                wgsl = next((w for w, p in self._pipelines.items() if p is dispatches[i][0]), None)
+        kind = "" if isinstance(error, _Failure) else f"{type(error).__name__}: "
+        return KernelError(stage, names, detail or f"{kind}{error}", wgsl)
+
+    def _isolate(self, dispatches):
+        """(index, stage, error) of the first dispatch that fails on its own ("bind group" or "encode"), or
+        None if each passes alone."""
+        for i, (pipeline, gpus, grid) in enumerate(dispatches):
+            try:
+                bind_group = self._bind_group(pipeline, gpus)
+            except _GPU_ERRORS as e:
+                return i, "bind group", e
+            try:
+                enc = self.device.create_command_encoder()
+                cp = enc.begin_compute_pass()
+                cp.set_pipeline(pipeline)
+                cp.set_bind_group(0, bind_group)
+                cp.dispatch_workgroups(*grid)
+                cp.end()
+                enc.finish()
+            except _GPU_ERRORS as e:
+                return i, "encode", e
+        return None
+
+    def _fault(self, stages, names) -> str | None:
+        """The stage among `stages` at which a test forces one of these kernels to fail (see self.faults)."""
+        for stage in stages:
+            part = self.faults.get(stage)
+            if part is not None and any(part in n for n in names if n):
+                return stage
+        return None
+
+    def _inject(self, dispatches, names):
+        """Faults forced by a test (tinydl.debug.inject_fault), made real where wgpu can fail without aborting
+        the process: the named kernels get a buffer without STORAGE usage ("bind group") or a grid over the
+        adapter's limit ("encode"). Returns the dispatches and the stages ("submit", "map") to fail in place:
+        wgpu-native aborts the process on a real queue-submit error."""
+        dispatches, names = list(dispatches), list(names or [])
+        for i, name in enumerate(names[:len(dispatches)]):
+            pipeline, gpus, grid = dispatches[i]
+            if self._fault(("bind group",), [name]):
+                gpus = [self.device.create_buffer(size=gpus[0].size, usage=READBACK), *gpus[1:]]
+            if self._fault(("encode",), [name]):
+                grid = (self.max_workgroups + 1, 1, 1)
+            dispatches[i] = (pipeline, gpus, grid)
+        return dispatches, {stage for stage in ("submit", "map") if self._fault((stage,), names)}
 
     def _encode(self, cp, dispatches) -> None:
         """Record dispatches into the compute pass cp. wgpu-py wraps each native call in an error capture
@@ -514,7 +740,9 @@ _runtime: Runtime | None = None
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = Runtime()
+        with _lock:  # two threads' first calls must not make two devices
+            if _runtime is None:
+                _runtime = Runtime()
     return _runtime
 
 

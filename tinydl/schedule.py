@@ -220,7 +220,7 @@ def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> 
         inputs = [index[nd.uid] for nd in ck.inputs]
         name = _kernel_name(order, index, out, core, materialized_uids) + f" [{ck.variant}]"
         nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out.numel * out.dtype.itemsize
-        pipeline = rt.pipeline(ck.wgsl) if compile_kernels else None
+        pipeline = rt.pipeline(ck.wgsl, name) if compile_kernels else None
         steps.append(KernelStep(pipeline, i, inputs, rt.grid(ck.workgroups), name, ck.wgsl, _flops(core, out, name),
                                 nbytes, ck.checks))
         for p in inputs:
@@ -414,7 +414,12 @@ def _execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int
         n = order[p]
         buf = n.buffer if n.kind == BUFFER else bufs[p]
         reads.append((buf.gpu, n.numel * n.dtype.itemsize))
-    data = _submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs])
+    try:
+        data = _submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs])
+    except BaseException:  # nothing is marked realized: the buffers go back, whatever they hold
+        for b in bufs.values():
+            rt.release(b.gpu)
+        raise
     for p in set(roots):
         n = order[p]
         if n.kind != BUFFER:
@@ -431,11 +436,12 @@ def _submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=()
     prof = profiler.active()
     status = (plan.checked, results) if plan.checked else None
     if prof is None:
-        data = rt.submit(dispatches, reads, first=plan.first_submit(), checks=status)
+        data = rt.submit(dispatches, reads, first=plan.first_submit(), checks=status, names=plan.names)
     else:
         times: list[float] = []
         t0 = profiler.now()
-        data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit(), checks=status)
+        data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit(), checks=status,
+                         names=plan.names)
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
     _report(plan)
     return data
@@ -503,7 +509,12 @@ class BoundPlan:
     def _encode_next(self):
         rt = get_runtime()
         outs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
-        return rt.encode(self._dispatches({**self.input_copies, **outs})), outs
+        try:
+            return rt.encode(self._dispatches({**self.input_copies, **outs}), self.plan.names), outs
+        except BaseException:
+            for b in outs.values():
+                rt.release(b.gpu)
+            raise
 
     def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
         """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
@@ -512,22 +523,34 @@ class BoundPlan:
         if pre_encoded:
             command_buffer, bufs = self._next or self._encode_next()
             self._next = None
-            rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)
-                                               for p in inputs],
-                              checks=(self.plan.checked, list(bufs.values())) if self.plan.checked else None)
-            _report(self.plan)
         else:
             bufs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
-            _submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s, list(bufs.values()))
+        try:
+            if pre_encoded:
+                rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)
+                                                   for p in inputs],
+                                  checks=(self.plan.checked, list(bufs.values())) if self.plan.checked else None,
+                                  names=self.plan.names)
+                _report(self.plan)
+            else:
+                _submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s, list(bufs.values()))
+        except BaseException:  # no output is marked realized; its buffers go back
+            for b in bufs.values():
+                rt.release(b.gpu)
+            raise
         tainted = rt.status.tainted(inputs.values()) if rt.status.bad else None  # see _execute
         for (r, _, _), node in zip(self.outputs, outputs):
             node.become_buffer(rt.adopt(bufs[r]))
             if tainted is not None:
                 rt.status.bad[node.buffer] = tainted
         if pre_encoded:
-            self._next = self._encode_next()
+            try:
+                self._next = self._encode_next()
+            except runtime.KernelError:
+                pass  # this call's results are good; the next replay encodes its own and raises there
 
 
+@runtime.locked
 def realize(*tensors, readback=False):
     """Compute the given tensors (one plan). With readback=True returns their bytes (uint8 arrays)."""
     nodes = [t.node for t in tensors]
@@ -541,7 +564,12 @@ def realize(*tensors, readback=False):
     roots = [pos[n.uid] for n in pending]
     plan = plan_for(order, sig, roots)
     reads = [pos[n.uid] for n in nodes] if readback else []
-    return _execute(order, plan, roots, reads, profiler.now() - t0)
+    try:
+        return _execute(order, plan, roots, reads, profiler.now() - t0)
+    except runtime.KernelError:
+        if _plans.get(sig) is plan:  # not kept as a good plan: the next call plans (and compiles) afresh
+            del _plans[sig]
+        raise
 
 
 def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
@@ -598,6 +626,7 @@ def _read_pieces(n: Node) -> np.ndarray:
     return _read_pieces(n.srcs[0]).reshape(n.shape)
 
 
+@runtime.locked
 def read(t) -> np.ndarray:
     """t's values on the host: realized and copied back in the same submit."""
     if t.node.stored and t.node.kind != BUFFER:  # stored in pieces: read them, join on the host
