@@ -87,3 +87,187 @@ def test_jit_replay_checks_indices():
     with pytest.raises(IndexError, match="index out of range in self"):
         out.numpy()
     assert_close(f(_gpu_int([2, 2])), ref[[2, 2]])
+
+
+# -- indices known on the host: torch's exception and message at the call --------------------------------
+A = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+W = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+HOST_ERRORS = {
+    "list": lambda lib, x: x[[5]],
+    "negative": lambda lib, x: x[[-4]],
+    "dim1": lambda lib, x: x[:, [4]],
+    "ellipsis": lambda lib, x: x[..., [1, 7]],
+    "numpy": lambda lib, x: x[np.array([[0, 3]])],
+    "torch tensor": lambda lib, x: x[torch.tensor([3])],
+    "second of two": lambda lib, x: x[[0, 1], [1, 9]],
+    "apart": lambda lib, x: x[[0], :, [-6]],
+    "after None": lambda lib, x: x[None, 1, [4]],
+    "int after int": lambda lib, x: x[0, 4],
+    "nested list": lambda lib, x: x[[[0, 1], [2, 7]]],
+    "mask shape": lambda lib, x: x[:, np.array([True, False])],
+    "broadcast": lambda lib, x: x[[0, 1], [1, 2, 3]],
+    "float index": lambda lib, x: x[torch.tensor([0.5])],
+    "empty dim": lambda lib, x: x[:, :0][:, [0]],
+    "index_select": lambda lib, x: x.index_select(0, torch.tensor([3])),
+    "index_select negative": lambda lib, x: x.index_select(2, torch.tensor([-1])),
+    "index_select inner dim": lambda lib, x: x.index_select(1, torch.tensor([4])),
+    "gather": lambda lib, x: x.gather(1, torch.tensor([[[9]]])),
+    "gather negative": lambda lib, x: x.gather(2, torch.tensor([[[-1]]])),
+    "gather ndim": lambda lib, x: x.gather(1, torch.tensor([[0]])),
+    "gather size": lambda lib, x: x.gather(1, torch.zeros(3, 5, 6, dtype=torch.long)),
+    "take": lambda lib, x: x.take(torch.tensor([60])),
+    "take negative": lambda lib, x: x.take(torch.tensor([-61])),
+    "embedding": lambda lib, x: lib.nn.functional.embedding(torch.tensor([[1, 12]]), x.reshape(12, 5)),
+    "embedding negative": lambda lib, x: lib.nn.functional.embedding(torch.tensor([-1]), x.reshape(12, 5)),
+    "embedding padding_idx": lambda lib, x: lib.nn.functional.embedding(torch.tensor([1]), x.reshape(12, 5),
+                                                                        padding_idx=12),
+}
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the exception is the result under test
+        return type(e), str(e)
+    return None
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # torch 2.13 still reads a nested list as a tuple
+@pytest.mark.parametrize("case", list(HOST_ERRORS))
+def test_host_indices_raise_as_torch_at_the_call(case):
+    expected = _error(lambda: HOST_ERRORS[case](torch, torch.from_numpy(A)))
+    assert expected is not None, "the case must be an error in torch"
+    got = _error(lambda: HOST_ERRORS[case](tinydl, tinydl.tensor(A)))
+    assert got == expected
+
+
+# -- indices on the GPU: no clamping, IndexError when the result is read --------------------------------
+GPU_ERRORS = {
+    "getitem": lambda x, i: x[i([0, 3])],
+    "getitem negative": lambda x, i: x[:, i([-5])],
+    "getitem two": lambda x, i: x[:, i([0, 1]), i([2, 5])],
+    "getitem two, first bad": lambda x, i: x[i([[3]]), :, i([0])],
+    "index_select": lambda x, i: x.index_select(1, i([1, 4])),
+    "index_select negative": lambda x, i: x.index_select(0, i([-1])),  # torch refuses negatives here
+    "gather": lambda x, i: x.gather(2, i([[[0, 5]]])),
+    "gather negative": lambda x, i: x.gather(0, i([[[-1]]])),
+    "take": lambda x, i: x.take(i([0, 60])),
+    "embedding": lambda x, i: F.embedding(i([[0, 12]]), x.reshape(12, 5)),
+    "embedding negative": lambda x, i: F.embedding(i([-1]), x.reshape(12, 5)),
+    "computed index": lambda x, i: x[i([1, 2]) * 2],
+}
+
+
+@pytest.mark.parametrize("case", list(GPU_ERRORS))
+def test_gpu_indices_out_of_range_raise_on_read(case):
+    x = tinydl.tensor(A)
+    with pytest.raises(IndexError, match="index out of range in self"):
+        GPU_ERRORS[case](x, _gpu_int).numpy()
+    assert_close(x[_gpu_int([2, 0])], A[[2, 0]])  # reset: the next call works
+
+
+# -- good indices: torch's results ------------------------------------------------------------------------
+GOOD = {
+    "list": lambda x, i: x[i([1, 2])],
+    "repeated": lambda x, i: x[i([2, 2, 0, 2])],
+    "negative": lambda x, i: x[i([-1, -3])],
+    "empty": lambda x, i: x[i([])],
+    "2-d": lambda x, i: x[i([[0, 1], [2, 0]])],
+    "dim1": lambda x, i: x[:, i([0, 3])],
+    "ellipsis": lambda x, i: x[..., i([-1, 0])],
+    "int then list": lambda x, i: x[0, :, i([1, 2])],
+    "apart": lambda x, i: x[i([0]), :, i([1, 2])],
+    "adjacent pair": lambda x, i: x[:, i([0, -1]), i([1, 2])],
+    "broadcast pair": lambda x, i: x[i([[0, 1]]), i([[1], [2]])],
+    "None between": lambda x, i: x[None, i([1]), None, i([2])],
+    "slice then list": lambda x, i: x[1:, i([1, 2])],
+    "list then slice": lambda x, i: x[i([1, 2]), 1:3],
+    "list ellipsis list": lambda x, i: x[i([1, 2]), ..., i([0, 1])],
+    "int list int": lambda x, i: x[1, i([1, 2]), 2],
+    "index_select": lambda x, i: x.index_select(1, i([3, 0, 3])),
+    "index_select empty": lambda x, i: x.index_select(2, i([])),
+    "gather": lambda x, i: x.gather(2, i([[[4, 0], [1, 1]], [[0, 0], [3, 2]]])),
+    "take": lambda x, i: x.take(i([[0, -1], [59, 7]])),
+}
+
+
+@pytest.mark.parametrize("where", ["host", "gpu"])
+@pytest.mark.parametrize("case", list(GOOD))
+def test_good_indices_match_torch(case, where):
+    def host(v):
+        return torch.tensor(v, dtype=torch.long)  # a torch tensor given to tinydl: checked on the host
+
+    expected = GOOD[case](torch.from_numpy(A), host)
+    got = GOOD[case](tinydl.tensor(A), host if where == "host" else _gpu_int)
+    assert got.shape == tuple(expected.shape)
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("mask", [
+    lambda m: m[np.array([True, False, True])],
+    lambda m: m[np.array([[True, False, True, False]] * 3)],
+    lambda m: m[:, np.array([False, True, True, False])],
+    lambda m: m[np.array([True, False, True]), [1, 2]],
+    lambda m: m[np.array([True, False, True]), 0],
+    lambda m: m[np.zeros((3, 4, 5), bool)],
+    lambda m: m[[True, False, True]],
+    lambda m: m[True],
+    lambda m: m[False],
+])
+def test_bool_masks_match_torch(mask):
+    expected = mask(_TorchIndexing(torch.from_numpy(A)))
+    for wrap in (lambda v: v, tinydl.tensor):  # a host mask, and a mask on the GPU (read back for its shape)
+        got = mask(_TinydlIndexing(tinydl.tensor(A), wrap))
+        assert got.shape == tuple(expected.shape)
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+class _TorchIndexing:
+    def __init__(self, t):
+        self.t = t
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        return self.t[tuple(torch.from_numpy(i) if isinstance(i, np.ndarray) else i for i in index)]
+
+
+class _TinydlIndexing:
+    def __init__(self, t, wrap):
+        self.t, self.wrap = t, wrap
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        return self.t[tuple(self.wrap(i) if isinstance(i, np.ndarray) else i for i in index)]
+
+
+def test_host_checked_indices_bind_no_status():
+    """Indices checked on the host need no GPU check: the kernel binds nothing extra."""
+    from tinydl import schedule
+    x = tinydl.tensor(W)
+    for y in (x[[1, 2]], F.embedding(np.array([0, 3]), x), x.index_select(1, torch.tensor([2]))):
+        order, sig, pos = schedule.walk([y.node])
+        plan = schedule.plan_for(order, sig, [pos[y.node.uid]])
+        assert all(s.checks == 0 and "td_status" not in s.wgsl for s in plan.steps)
+
+
+def test_export_converters_check_indices():
+    from tinydl.interop import export
+    x = tinydl.tensor(A)
+    index = export.ATEN["aten.index.Tensor"]
+    np.testing.assert_array_equal(index(x, [None, _gpu_int([3, -1])]).numpy(), A[:, [3, -1]])
+    with pytest.raises(IndexError, match="index out of range in self"):
+        index(x, [_gpu_int([0, 1]), None, _gpu_int([0, 5])]).numpy()
+    with pytest.raises(IndexError, match="index 5 is out of bounds for dimension 1 with size 5"):
+        index(x, [torch.tensor([0, 1]), None, torch.tensor([0, 5])])
+    gather = export.ATEN["aten.gather.default"]
+    with pytest.raises(IndexError, match="index out of range in self"):
+        gather(x, 1, _gpu_int([[[-1]]])).numpy()  # torch.gather refuses negative indices
+
+
+def test_nn_embedding_checks_gpu_indices():
+    emb = tinydl.nn.Embedding(4, 3)
+    emb.weight = tinydl.nn.Parameter(tinydl.tensor(W))
+    assert_close(emb(_gpu_int([[3, 0]])), W[[[3, 0]]])
+    with pytest.raises(IndexError, match="index out of range in self"):
+        emb(_gpu_int([4])).numpy()

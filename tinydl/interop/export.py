@@ -31,7 +31,6 @@ import numpy as np
 
 from .. import dtypes
 from ..nn import functional as F
-from ..shapes import broadcast_shapes
 from ..tensor import Tensor
 from . import fx, modules
 from .convert import UnsupportedTorchOps
@@ -52,72 +51,10 @@ def _dims(dim, ndim):
     return dim
 
 
-def _take(x: Tensor, lin: Tensor) -> Tensor:
-    """x.flatten()[lin]: one gather by a linear index tensor of any shape."""
-    return x.reshape(-1).index_select(0, lin.reshape(-1)).reshape(lin.shape)
-
-
-def _coord(n: int, axis: int, ndim: int) -> Tensor:
-    """arange(n) laid along `axis` of an ndim-d shape (size 1 elsewhere)."""
-    shape = [1] * ndim
-    shape[axis] = n
-    return T.arange(n).reshape(shape)
-
-
-def _linear_index(shape, coords) -> Tensor:
-    """sum(coord[d] * stride[d]) for a contiguous tensor of `shape`; coords broadcast against each other."""
-    lin, stride = None, 1
-    for d in reversed(range(len(shape))):
-        term = coords[d] * stride if stride != 1 else coords[d]
-        lin = term if lin is None else lin + term
-        stride *= shape[d]
-    return lin
-
-
-def _wrap(idx: Tensor, n: int) -> Tensor:
-    if idx.dtype != dtypes.int32:
-        if idx.dtype == dtypes.bool_:
-            raise NotImplementedError("boolean mask indexing is not supported (its result shape depends on data)")
-        raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-    return T.where(idx < 0, idx + n, idx)
-
-
 def _index(x: Tensor, indices) -> Tensor:
-    """aten.index.Tensor: x[i0, i1, ...] with index tensors (None = a full slice), torch's advanced indexing."""
-    indices = list(indices) + [None] * (x.ndim - len(indices))
-    pos = [d for d, i in enumerate(indices) if i is not None]
-    if not pos:
-        return x
-    idx = [_wrap(_as_input(indices[d]), x.shape[d]) for d in pos]
-    bshape = broadcast_shapes(*(i.shape for i in idx))
-    rest = [d for d in range(x.ndim) if d not in pos]
-    adjacent = pos == list(range(pos[0], pos[-1] + 1))
-    if adjacent:  # the index dims are replaced in place by the broadcast index shape
-        before, after = [d for d in rest if d < pos[0]], [d for d in rest if d > pos[-1]]
-        out_shape = tuple(x.shape[d] for d in before) + bshape + tuple(x.shape[d] for d in after)
-        lead, nb = len(before), len(bshape)
-        coords = {}
-        for j, d in enumerate(before):
-            coords[d] = _coord(x.shape[d], j, len(out_shape))
-        for j, d in enumerate(after):
-            coords[d] = _coord(x.shape[d], lead + nb + j, len(out_shape))
-        for d, i in zip(pos, idx):
-            coords[d] = i.reshape((1,) * (lead + nb - i.ndim) + i.shape + (1,) * len(after))
-    else:  # index dims apart: the broadcast index shape goes first
-        out_shape = bshape + tuple(x.shape[d] for d in rest)
-        nb = len(bshape)
-        coords = {d: _coord(x.shape[d], nb + j, len(out_shape)) for j, d in enumerate(rest)}
-        for d, i in zip(pos, idx):
-            coords[d] = i.reshape((1,) * (nb - i.ndim) + i.shape + (1,) * len(rest))
-    lin = _linear_index(x.shape, [coords[d] for d in range(x.ndim)])
-    return _take(x, lin.expand(out_shape))
-
-
-def _gather(x: Tensor, dim: int, index: Tensor, sparse_grad=False) -> Tensor:
-    """torch.gather: out[i][j] = x[i][index[i][j]] (dim=1)."""
-    d = dim % x.ndim
-    coords = [_coord(index.shape[k], k, index.ndim) if k != d else _wrap(index, x.shape[d]) for k in range(x.ndim)]
-    return _take(x, _linear_index(x.shape, coords).expand(index.shape))
+    """aten.index.Tensor: x[i0, i1, ...] with index tensors (None = a full slice): Tensor.__getitem__'s advanced
+    indexing, which checks host indices at the call and GPU ones on the GPU (tinydl/checks.py)."""
+    return x[tuple(slice(None) if i is None else i for i in indices)]
 
 
 def _cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
@@ -449,7 +386,8 @@ _aten("tril.default", lambda x, diagonal=0: _tri(x, diagonal, False))
 # indexing
 _aten("index.Tensor", _index)
 _aten("index_select.default", lambda x, dim, index: x.index_select(dim, index))
-_aten("gather.default", _gather)
+_aten("gather.default", lambda x, dim, index, sparse_grad=False: x.gather(dim, index))
+_aten("take.default", lambda x, index: x.take(index))
 _aten("embedding.default", lambda w, idx, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
       F.embedding(idx, w))
 

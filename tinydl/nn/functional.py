@@ -11,7 +11,7 @@ from ..ops import CONV, GATHER, IM2COL, INTERP, POOL, ConvArgs, PoolArgs
 from ..runtime import get_runtime
 from ..shapes import as_tuple, conv_out_size
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
-                      matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where)
+                      matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
            "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d",
@@ -407,16 +407,35 @@ def normalize(x, p=2.0, dim=1, eps=1e-12):
 
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
-    indices, weight = _t(indices), _t(weight)
+    """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",
+    negative ones too, as torch); a tinydl tensor of indices is checked on the GPU (tinydl/checks.py: IndexError
+    at the next read-back)."""
+    from ..checks import Code
+    from ..tensor import _host_array
+    weight = _t(weight)
+    host = _host_array(indices)
     if max_norm is not None:
         raise NotImplementedError("embedding(max_norm=...) renormalizes weights in place; not supported")
-    if indices.dtype != dtypes.int32:
+    if (host.dtype.kind not in "iu") if host is not None else indices.dtype != dtypes.int32:
+        name = host.dtype.name if host is not None else indices.dtype.name
         raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following scalar types: "
-                           f"Long, Int; but got {indices.dtype.name} instead (while checking arguments for embedding)")
+                           f"Long, Int; but got {name} instead (while checking arguments for embedding)")
     if weight.ndim != 2:
         raise RuntimeError("'weight' must be 2-D")
-    from ..checks import Code
-    return _make(GATHER, None, (weight, indices), Code.INDEX, indices.shape + (weight.shape[1],), weight.dtype)
+    n = weight.shape[0]
+    if padding_idx is not None and not -n <= padding_idx < n:  # only gradients use it; torch checks it anyway
+        raise AssertionError("Padding_idx must be within num_embeddings")
+    if host is not None:
+        if ((host < 0) | (host >= n)).any():
+            raise IndexError("index out of range in self")
+        indices, code = tensor(host.astype(np.int32)), None
+    else:
+        if n == 0 and indices.numel():
+            raise IndexError("index out of range in self")
+        code = Code.INDEX
+    if indices.numel() == 0:
+        return zeros(indices.shape + (weight.shape[1],), dtype=weight.dtype)
+    return _make(GATHER, None, (weight, indices), code, indices.shape + (weight.shape[1],), weight.dtype)
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
