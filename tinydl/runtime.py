@@ -117,13 +117,18 @@ class KernelError(RuntimeError):
     tinydl.debug.last_kernels() names them (one where the culprit is known); wgsl: that kernel's source."""
 
     def __init__(self, stage: str, kernels, detail: str, wgsl: str | None = None):
-        self.stage, self.kernels, self.wgsl = stage, list(kernels), wgsl
+        self.stage, self.kernels, self.wgsl, self.detail = stage, list(kernels), wgsl, detail
         who = (f"kernel {self.kernels[0]!r}" if len(self.kernels) == 1 else
-               f"one of the kernels {self.kernels}" if self.kernels else "a kernel")
+               f"one of the kernels {self.kernels}" if self.kernels else "tinydl's GPU work")
         message = f"tinydl: {who} failed at {stage}: {detail}"
         if wgsl is not None:
             message += f"\nits WGSL:\n{wgsl}"
         super().__init__(message)
+
+
+    def about(self, kernels) -> "KernelError":
+        """The same failure, blamed on these kernels (the caller knows which one needed what failed)."""
+        return type(self)(self.stage, kernels, self.detail, self.wgsl)
 
 
 class DeviceLostError(KernelError):
@@ -245,8 +250,12 @@ class Runtime:
         if not free and self._later:
             self._drain()
             free = self._free.get(size)
-        gpu = free.pop() if free else self.device.create_buffer(size=size, usage=STORAGE)
-        return Buffer(gpu, nbytes)
+        if free:
+            return Buffer(free.pop(), nbytes)
+        try:
+            return Buffer(self.device.create_buffer(size=size, usage=STORAGE), nbytes)
+        except _GPU_ERRORS as e:  # out of memory, device lost
+            raise self._failure(f"allocation of {describe}", e) from e
 
     def release(self, gpu) -> None:
         self._free.setdefault(gpu.size, []).append(gpu)
@@ -286,7 +295,7 @@ class Runtime:
             elif host.nbytes:
                 self._write(buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"))
         except _GPU_ERRORS as e:
-            raise self._failure("upload", e, [f"upload of {describe}"]) from e
+            raise self._failure(f"upload of {describe}", e) from e
         return self.adopt(buf)
 
     def _write(self, gpu, data: memoryview) -> None:
@@ -597,7 +606,7 @@ class Runtime:
                         enc = enc or self.device.create_command_encoder()
                         enc.copy_buffer_to_buffer(src, 0, dst, 0, (nbytes + 3) // 4 * 4)
                 cbs = [*self._pending, *([enc.finish()] if enc is not None else []), command_buffer]
-                if "submit" in self.faults:
+                if self.faults and self._fault(("submit",), names or []):
                     raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
                 self._pending = []
                 self.device.queue.submit(cbs)
@@ -650,8 +659,8 @@ class Runtime:
         text = str(error)
         if self.lost or "device is lost" in text or "evice lost" in text or "was lost" in text:
             self.lost = self.lost or text.strip().splitlines()[-1].strip()
-            return DeviceLostError("device lost", names, f"the GPU device was lost ({self.lost}); every tensor "
-                                   f"on it is gone with it: start a new process")
+            return DeviceLostError("device lost", names, f"the GPU device was lost ({self.lost}), seen at {stage}; "
+                                   f"every tensor on it is gone with it: start a new process")
         if stage == "encode" and dispatches:
             found = self._isolate(dispatches)
             if found is not None:

@@ -386,7 +386,10 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private: PrivateBuffer
         if step.out not in bufs:
             nbytes = out.numel * out.dtype.itemsize
             temp = private is not None and step.out not in root_set
-            bufs[step.out] = private.take(rt, nbytes, _describe(out)) if temp else rt.alloc(nbytes, _describe(out))
+            try:
+                bufs[step.out] = private.take(rt, nbytes, _describe(out)) if temp else rt.alloc(nbytes, _describe(out))
+            except runtime.KernelError as e:  # out of memory, device lost: name the kernel that needed it
+                raise e.about([step.name]) from e
         gpus = [bufs[step.out].gpu]
         for p in step.inputs:
             n = order[p]
