@@ -393,7 +393,10 @@ class Tensor:
         else:  # each GPU index checked along its own dim, so the row index is in range by construction
             parts = []
             for i, n, s in zip(idxs, sizes, strides):
-                i = tensor(i.astype(np.int32)) if isinstance(i, np.ndarray) else _checked_index(where(i < 0, i + n, i), n)
+                if isinstance(i, np.ndarray):
+                    i = tensor(i.astype(np.int32))
+                else:
+                    i = _checked_index(where(i < 0, i + n, i), n)
                 parts.append(i * s if s != 1 else i)
             lin, code = builtins.sum(parts[1:], parts[0]).expand(bshape), None
         g = rows._gather_rows(lin, code)
