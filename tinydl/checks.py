@@ -34,6 +34,7 @@ import weakref
 import numpy as np
 
 STATUS_BYTES = 16  # word 0: the reported codes (bits); the rest reserved (a read-back copies 16 bytes at least)
+SUSPECTS_PRUNE = 4096  # suspects kept before the dead ones are dropped (jit replays whose outputs nobody reads)
 
 
 class Code(enum.IntFlag):
@@ -81,7 +82,8 @@ class DeviceStatus:
     def __init__(self, device, usage):
         self.gpu = device.create_buffer(size=STATUS_BYTES, usage=usage)  # zero-filled by WebGPU
         self.dirty = False        # a checked kernel ran since the status was last read
-        self._suspects: list = []  # (weakref to a result Buffer, kernel names) realized since the last read
+        self._suspects: list = []  # weakrefs to result Buffers realized by checked kernels since the last read
+        self._prune_at = SUSPECTS_PRUNE
         self._kernels: dict[str, int] = {}  # names of the checked kernels since the last read -> their codes
         self.bad = weakref.WeakKeyDictionary()  # result Buffer -> (exception type, message)
 
@@ -92,6 +94,9 @@ class DeviceStatus:
         for name, codes in kernels:
             self._kernels[name] = self._kernels.get(name, 0) | int(codes)
         self._suspects.extend(weakref.ref(b) for b in results)
+        if len(self._suspects) > self._prune_at:  # many realizations and no read-back: drop the collected ones
+            self._suspects = [r for r in self._suspects if r() is not None]
+            self._prune_at = max(SUSPECTS_PRUNE, 2 * len(self._suspects))  # amortized, however many stay alive
 
     def verify(self, data: np.ndarray) -> None:
         """The status bytes a read-back brought back (the buffer is cleared in the same submit): raise if set."""
