@@ -271,3 +271,23 @@ def test_nn_embedding_checks_gpu_indices():
     assert_close(emb(_gpu_int([[3, 0]])), W[[[3, 0]]])
     with pytest.raises(IndexError, match="index out of range in self"):
         emb(_gpu_int([4])).numpy()
+
+
+@pytest.mark.parametrize("values,num_classes", [([1, 0, 3], -1), ([[2, 2], [0, 1]], 4), ([], 3), (2, 5)])
+def test_one_hot_matches_torch(values, num_classes):
+    ref = torch.nn.functional.one_hot(torch.tensor(values, dtype=torch.long), num_classes)
+    for idx in (torch.tensor(values, dtype=torch.long), _gpu_int(values)):
+        got = F.one_hot(idx, num_classes)
+        assert got.shape == tuple(ref.shape)
+        np.testing.assert_array_equal(got.numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("values,num_classes", [([-1, 2], 3), ([1, 5], 3), ([], -1)])
+def test_one_hot_errors(values, num_classes):
+    expected = _error(lambda: torch.nn.functional.one_hot(torch.tensor(values, dtype=torch.long), num_classes))
+    assert _error(lambda: F.one_hot(torch.tensor(values, dtype=torch.long), num_classes)) == expected
+    if num_classes != -1:  # on the GPU: reported there, raised at the read
+        with pytest.raises(IndexError, match="index out of range in self"):
+            F.one_hot(_gpu_int(values), num_classes).numpy()
+    else:  # the width needs the values: read back, then checked as on the host
+        assert _error(lambda: F.one_hot(_gpu_int(values), num_classes)) == expected

@@ -17,7 +17,7 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d",
            "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm",
            "group_norm", "embedding", "interpolate", "pad", "scaled_dot_product_attention", "dropout", "prelu",
-           "hardtanh", "normalize", "rms_norm"]
+           "hardtanh", "normalize", "rms_norm", "one_hot"]
 
 
 def _t(x):
@@ -436,6 +436,31 @@ def embedding(indices, weight, padding_idx=None, max_norm=None):
     if indices.numel() == 0:
         return zeros(indices.shape + (weight.shape[1],), dtype=weight.dtype)
     return _make(GATHER, None, (weight, indices), code, indices.shape + (weight.shape[1],), weight.dtype)
+
+
+def one_hot(tensor_, num_classes: int = -1):
+    """torch's one_hot (int64 out, stored as int32). Class values on the host are checked here; a tinydl tensor's
+    are checked on the GPU (tinydl/checks.py), or read back when num_classes=-1 (the width depends on them, as
+    torch reads them too)."""
+    from ..tensor import _checked_index, _host_array
+    host = _host_array(tensor_)
+    if (host.dtype.kind not in "iu") if host is not None else tensor_.dtype != dtypes.int32:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if host is None and num_classes == -1:
+        host = tensor_.numpy()
+    if host is not None:
+        if host.size == 0 and num_classes == -1:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        if host.size and host.min() < 0:
+            raise RuntimeError("Class values must be non-negative.")
+        if num_classes == -1:
+            num_classes = int(host.max()) + 1
+        elif host.size and host.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes.")
+        idx = tensor_ if isinstance(tensor_, Tensor) else tensor(host.astype(np.int32))
+    else:
+        idx = _checked_index(tensor_, num_classes)
+    return (idx.unsqueeze(-1) == arange(num_classes)).to(dtypes.int32)
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
