@@ -315,3 +315,34 @@ def test_every_reduction_every_dtype(rng, op, dtype):
         else:
             assert out.dtype == tinydl.dtypes.to_dtype(ref.dtype)
             assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
+# -- row kernels over very long rows (kernels/rownorm.py: ROW_MAX_LEN) ---------------------------------------
+def test_long_rows_row_norms(rng):
+    import tinydl.nn.functional as F
+    tF = torch.nn.functional
+    n = (1 << 20) + 3  # just past ROW_MAX_LEN: composed of reductions
+    a = rng.standard_normal((2, n)).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    w = rng.standard_normal(n).astype(np.float32)
+    assert_close(x.softmax(1), t.softmax(1), rtol=1e-4, atol=1e-9)
+    assert_close(x.log_softmax(-1), t.log_softmax(-1), rtol=1e-4, atol=1e-5)
+    assert_close(F.layer_norm(x, (n,)), tF.layer_norm(t, (n,)), rtol=1e-4, atol=1e-4)
+    assert_close(F.rms_norm(x, (n,), tinydl.tensor(w), eps=1e-6), tF.rms_norm(t, (n,), torch.from_numpy(w), eps=1e-6),
+                 rtol=1e-4, atol=1e-4)
+    assert_close(x.half().softmax(1), t.half().softmax(1), rtol=1e-3, atol=1e-7)
+    # attention's safe softmax over a row of -inf only: 0 (not NaN)
+    tensor_mod = importlib.import_module("tinydl.tensor")
+    assert (tensor_mod.row_norm(tinydl.full((1, n), float("-inf")), "safe_softmax", 1).numpy() == 0).all()
+    # and the loop bound, on each side of ROW_MAX_LEN
+    for m in (1 << 20, n):
+        y = tinydl.zeros(2, m)
+        for out in (y.softmax(1), F.layer_norm(y, (m,)), F.rms_norm(y, (m,))):
+            assert max_trips(out) <= reduce_kernels.MAX_TRIPS
+
+
+def test_softmax_row_of_2_pow_23():
+    # 3 passes of 2^23 / 256 trips in one workgroup would exceed lavapipe's 65535: the result would be wrong
+    x, t = periodic(np.linspace(-3, 3, 1024, dtype=np.float32), (1, 1 << 23))
+    assert_close(x.softmax(1).amax(), t.softmax(1).amax(), rtol=1e-4, atol=0)
+    assert_close(x.softmax(1).sum(), t.softmax(1).sum(), rtol=1e-4, atol=0)

@@ -1062,14 +1062,43 @@ def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -
 
 def row_norm(x: Tensor, op: str, dim: int, eps: float | None = None, n_axes: int = 1) -> Tensor:
     """One-kernel softmax / log_softmax / layer_norm / rms_norm (ops.ROWNORM) over the `n_axes` axes ending at
-    `dim`, without affine parameters."""
+    `dim`, without affine parameters; rows longer than rownorm.ROW_MAX_LEN are composed of (staged) reductions."""
+    from .kernels import rownorm
+    axes = tuple(range(dim - n_axes + 1, dim + 1))
+    if math.prod(x.shape[a] for a in axes) > rownorm.ROW_MAX_LEN:
+        return _long_row_norm(x, op, axes, eps)
     return _make(ROWNORM, op, (x,), (eps, dim - n_axes + 1, dim), x.shape, x.dtype)
+
+
+def _long_row_norm(x: Tensor, op: str, axes: tuple, eps) -> Tensor:
+    """row_norm over rows too long for one workgroup's loops: reductions (staged) and elementwise ops, in float32."""
+    x32 = x.float()
+    if op in ("softmax", "safe_softmax", "log_softmax"):
+        mx = _reduce("max", x32, axes, True)
+        shifted = x32 - mx
+        if op == "log_softmax":
+            y = shifted - log(_reduce("sum", exp(shifted), axes, True))
+        else:
+            e = exp(shifted)
+            y = e / _reduce("sum", e, axes, True)
+            if op == "safe_softmax":  # a row of -inf only: 0, not NaN
+                y = where(mx == float("-inf"), 0.0, y)
+    elif op == "layer_norm":
+        centered = x32 - mean(x32, axes, keepdim=True)
+        y = centered * rsqrt(mean(centered * centered, axes, keepdim=True) + eps)
+    elif op == "rms_norm":
+        y = x32 * rsqrt(mean(x32 * x32, axes, keepdim=True) + eps)
+    else:
+        raise AssertionError(op)
+    return y.to(x.dtype)
 
 
 def softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
     x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
     d = normalize_dim(dim, x.ndim)
-    if x.numel() == 0 or x.ndim == 0:
+    if x.numel() == 0:  # nothing to normalize (a max over a zero-size dim would raise): empty, as torch
+        return zeros(x.shape, dtype=x.dtype)
+    if x.ndim == 0:
         e = exp(x - _reduce("max", x, d, True))
         return e / _reduce("sum", e, d, True)
     return row_norm(x, "softmax", d)

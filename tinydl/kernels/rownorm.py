@@ -19,6 +19,10 @@ from .expr import Expr, KernelSource, unravel
 from .snippets import literal
 
 MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
+# Rows longer than this are not a row kernel (tensor.row_norm composes them from staged reductions): a workgroup of
+# 256 threads makes up to 3 passes over its row, ceil(L / 256) loop trips each, and a thread's loop trips must stay
+# under reduce.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in all, silently).
+ROW_MAX_LEN = 1 << 20
 # with the adapter's subgroup feature, rows of up to TEAM_MAX_LEN values go to teams of TEAM threads, TEAM_ROWS
 # rows per workgroup, whose sums and maxima come from subgroup shuffles: no barriers where a subgroup holds a
 # whole team (32+ lanes: NVIDIA, AMD), one where it does not (the partial sums meet in workgroup memory).
