@@ -297,13 +297,16 @@ class Tensor:
         expanded = []
         for i in items:
             expanded.extend([slice(None)] * (self.ndim - n_real) if i is Ellipsis else [i])
-        out, d, adv = self, 0, []  # d: the dim of `out` the next index applies to
+        expanded.extend([slice(None)] * (self.ndim - builtins.sum(_index_dims(i) for i in expanded)))
+        # basic indices first, as views of `out` (self, sliced; an int as a size-1 slice), then ONE reshape to the
+        # result's shape before the advanced indices (ints dropped, None inserted), then the advanced indices
+        out, d = self, 0  # d: the dim of `out` the next index applies to
+        new_shape, adv, empty = [], [], []  # adv: (dim of the reshaped result, indices); empty: x[False]'s dims
         for pos, i in enumerate(expanded):  # torch's messages number the dims by position in the index
             if i is None or isinstance(i, bool):
-                out = out.unsqueeze(d)
                 if i is False:  # torch: x[False] is empty along a new dim
-                    out = out._slice(d, 0, 0, 1)
-                d += 1
+                    empty.append(len(new_shape))
+                new_shape.append(1)
             elif isinstance(i, slice):
                 step = 1 if i.step is None else int(i.step)
                 if step == 0:
@@ -311,23 +314,31 @@ class Tensor:
                 if step < 0:
                     raise ValueError("step must be greater than zero")
                 out = out._slice(d, i.start, i.stop, step)
+                new_shape.append(out.shape[d])
                 d += 1
             elif isinstance(i, int):
                 size = out.shape[d]
                 if not -size <= i < size:
                     raise IndexError(f"index {i} is out of bounds for dimension {pos} with size {size}")
-                out = out._slice(d, i % size, i % size + 1, 1).reshape(out.shape[:d] + out.shape[d + 1:])
+                out = out._slice(d, i % size, i % size + 1, 1)
+                d += 1
             elif isinstance(i, _Mask):
                 m = i.values
                 for j in range(m.ndim):
                     if m.shape[j] != out.shape[d + j]:
                         raise IndexError(f"The shape of the mask {list(m.shape)} at index {j} does not match the "
-                                         f"shape of the indexed tensor {list(out.shape)} at index {d + j}")
-                adv.extend((d + j, nz.astype(np.int64)) for j, nz in enumerate(np.nonzero(m)))
+                                         f"shape of the indexed tensor {list(self.shape)} at index {d + j}")
+                for j, nz in enumerate(np.nonzero(m)):
+                    adv.append((len(new_shape), nz.astype(np.int64)))
+                    new_shape.append(out.shape[d + j])
                 d += m.ndim
             else:  # an integer index array (host) or tensor (GPU)
-                adv.append((d, i))
+                adv.append((len(new_shape), i))
+                new_shape.append(out.shape[d])
                 d += 1
+        out = out.reshape(tuple(new_shape))
+        for e in empty:
+            out = out._slice(e, 0, 0, 1)
         return out._index_advanced(adv) if adv else out
 
     def split(self, split_size, dim: int = 0):
