@@ -291,3 +291,30 @@ def test_one_hot_errors(values, num_classes):
             F.one_hot(_gpu_int(values), num_classes).numpy()
     else:  # the width needs the values: read back, then checked as on the host
         assert _error(lambda: F.one_hot(_gpu_int(values), num_classes)) == expected
+
+
+EDGES = {
+    "scalar index_select": lambda lib, mk: mk(5.0).index_select(0, torch.tensor([0])),
+    "scalar index_select, 2 indices": lambda lib, mk: mk(5.0).index_select(0, torch.tensor([0, 0])),
+    "scalar gather": lambda lib, mk: mk(5.0).gather(0, torch.tensor(0)),
+    "scalar indexed by a list": lambda lib, mk: mk(5.0)[[0]],
+    "0-d index tensor": lambda lib, mk: mk([1.0, 2, 3])[torch.tensor(2)],
+    "0-d embedding index": lambda lib, mk: lib.nn.functional.embedding(torch.tensor(1), mk([[1.0, 2], [3, 4]])),
+    "0-d take index": lambda lib, mk: mk([[1.0, 2], [3, 4]]).take(torch.tensor(3)),
+    "0-d index_select index": lambda lib, mk: mk([[1.0, 2], [3, 4]]).index_select(1, torch.tensor(1)),
+    "two empty lists": lambda lib, mk: mk(np.zeros((2, 3)))[[], []],
+    "all-false mask": lambda lib, mk: mk(np.ones((2, 3)))[torch.zeros(2, 3, dtype=torch.bool)],
+    "list on an empty dim's neighbour": lambda lib, mk: mk(np.ones((0, 3)))[:, [1]],
+}
+
+
+@pytest.mark.parametrize("case", list(EDGES))
+def test_index_edges_match_torch(case):
+    def outcome(lib, mk):
+        try:
+            r = EDGES[case](lib, mk)
+        except Exception as e:  # noqa: BLE001 - the exception is the result under test
+            return type(e), str(e)
+        return tuple(r.shape), np.asarray(r.numpy()).tolist()
+    expected = outcome(torch, lambda v: torch.tensor(np.asarray(v, np.float32)))
+    assert outcome(tinydl, lambda v: tinydl.tensor(np.asarray(v, np.float32))) == expected

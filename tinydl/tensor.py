@@ -442,7 +442,13 @@ class Tensor:
         return g
 
     def index_select(self, dim: int, index) -> "Tensor":
-        d = normalize_dim(dim, self.ndim)
+        d = normalize_dim(dim, builtins.max(self.ndim, 1))
+        if self.ndim == 0:  # a scalar is a 1-element vector here, and its one index keeps it a scalar
+            size = _host_array(index).size if not isinstance(index, Tensor) else index.numel()
+            if size != 1:
+                raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got {size} value(s)")
+            return self.reshape(1).index_select(0, index if isinstance(index, Tensor) else _host_array(index)
+                                                .reshape(1)).reshape(())
         host = _host_array(index)
         if host is not None:
             if host.ndim > 1:
