@@ -77,7 +77,10 @@ def test_status_counts_toward_the_binding_limit(runtime, monkeypatch):
         schedule.clear_cache()
 
 
-def test_jit_replay_checks_indices():
+@pytest.mark.parametrize("pre_encode", [True, False])
+def test_jit_replay_checks_indices(pre_encode, monkeypatch):
+    from tinydl import schedule
+    monkeypatch.setattr(schedule, "PRE_ENCODE", pre_encode)  # off: replays submit through schedule._submit
     w = tinydl.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
     f = jit(lambda i: F.embedding(i, w) * 2)
     ref = np.arange(12, dtype=np.float32).reshape(4, 3) * 2
