@@ -588,6 +588,7 @@ walk = _walk
 execute = _execute
 
 
+@runtime.locked
 def kernels_for(t):
     """The dispatches that compute tensor t, planned afresh (not cached: tuning plans one op under each variant
     it times) and bound to buffers, not submitted; and t's output buffer, which the caller gives back
@@ -642,5 +643,6 @@ def read(t) -> np.ndarray:
     return arr.astype(np.bool_) if dt == dtypes.bool_ else arr
 
 
+@runtime.locked
 def clear_cache() -> None:
     _plans.clear()
