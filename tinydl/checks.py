@@ -9,15 +9,17 @@ The mechanism, end to end:
 - The scheduler asks `may_report(node)` for every node a kernel evaluates, so the extra binding counts toward
   the adapter's storage-buffers-per-stage limit (schedule._respect_binding_limit). Kernels with no checks
   (GEMMs, convs, elementwise chains) bind nothing extra and pay nothing.
-- A submit that ran checked kernels marks the status dirty (`Runtime.submit(..., checks=True)`,
-  `submit_encoded(..., checks=True)`). The next submit with read-backs, while dirty, also copies the status
-  into a staging buffer and clears it, in the same command encoder (no extra submit, no extra wait); if a bit
-  is set the read raises (`DeviceStatus.verify`), naming the check and the kernels that could have set it, and
-  the flag is reset, so later calls work again.
+- A submit that ran checked kernels marks the status dirty (`Runtime.submit(..., checks=(kernels, results))`,
+  `submit_encoded(..., checks=...)`, from schedule._submit and BoundPlan.run: kernels = [(name, codes)] of
+  `Plan.checked`, results = the Buffers it computed that this submit does not read back). The next submit
+  with read-backs, while dirty, also copies the status into a staging buffer and clears it, in the same command
+  encoder (no extra submit, no extra wait); if a bit is set the read raises (`DeviceStatus.verify`), naming
+  the check and the kernels that could have set it, and the flag is reset, so later calls work again.
 
 When the error surfaces (like CUDA's device-side asserts, but at a defined place):
 - a realization that reads back (`.numpy()`, `.item()`, `.tolist()`, printing) raises itself if one of its own
-  kernels, or any checked kernel since the last read-back, found a violation;
+  kernels, or any checked kernel since the last read-back, found a violation (so an unrelated read can be the
+  one that raises, as with CUDA; the message names the kernel);
 - results realized without a read-back (`.realize()`, a jit replay) by a realization with checked kernels are
   "suspects" until the next read-back verifies the status: if it is clean they are fine; if not, they are marked
   bad, and reading them, or realizing anything from them, raises the same error again (never a wrong number).
