@@ -125,7 +125,6 @@ class KernelError(RuntimeError):
             message += f"\nits WGSL:\n{wgsl}"
         super().__init__(message)
 
-
     def about(self, kernels) -> "KernelError":
         """The same failure, blamed on these kernels (the caller knows which one needed what failed)."""
         return type(self)(self.stage, kernels, self.detail, self.wgsl)
