@@ -153,3 +153,28 @@ def test_device_lost_raises_at_every_call(monkeypatch):
         monkeypatch.undo()
         schedule.clear_cache()
     np.testing.assert_array_equal((tinydl.tensor(np.ones(3, np.float32)) * 2).numpy(), [2, 2, 2])
+
+
+def test_device_lost_while_reading_back(monkeypatch):
+    """The device lost between a submit and its read-back's map: DeviceLostError (wgpu's map message says why),
+    never a hang or the staging buffer's old bytes."""
+    rt = runtime.Runtime()
+    schedule.clear_cache()
+    monkeypatch.setattr(runtime, "_runtime", rt)
+    try:
+        x = tinydl.tensor(np.arange(6, dtype=np.float32))
+        np.testing.assert_array_equal((x * 2).numpy(), np.arange(6) * 2)
+        (name,) = debug.last_kernels()
+        map_read = rt._map_read
+
+        def lose_then_map(buffers, fail=False):
+            rt.device.destroy()
+            return map_read(buffers, fail)
+        monkeypatch.setattr(rt, "_map_read", lose_then_map)
+        y = x * 2
+        with pytest.raises(runtime.DeviceLostError, match="seen at map") as e:
+            y.numpy()
+        assert e.value.kernels == [name] and not y.node.stored
+    finally:
+        monkeypatch.undo()
+        schedule.clear_cache()

@@ -49,12 +49,16 @@ def _spin_wait_seconds() -> float:
 # cores. TINYDL_SPIN_WAIT_MS sets it (0: always block).
 SPIN_WAIT_SECONDS = _spin_wait_seconds()
 _mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
+_map_errors: dict[int, str] = {}  # map request id -> wgpu's message, for a request that failed
 _map_ids = itertools.count()
 
 if _native is not None:
     @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
     def _on_mapped(status, message, userdata1, userdata2):
-        _mapped[int(_ffi.cast("intptr_t", userdata1))] = status
+        i = int(_ffi.cast("intptr_t", userdata1))
+        if status != _native.WGPUMapAsyncStatus_Success and message.data != _ffi.NULL:
+            _map_errors[i] = _ffi.string(message.data, message.length).decode("utf-8", "replace")
+        _mapped[i] = status
 
 _WANTED_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
 _WANTED_LIMITS = (
@@ -559,10 +563,12 @@ class Runtime:
         while not all(i in _mapped for i in ids):
             _native.wgpuDevicePoll(device, time.perf_counter() >= spin_until, _ffi.NULL)
         status = [_mapped.pop(i) for i in ids]
+        errors = sorted({_map_errors.pop(i) for i in ids if i in _map_errors})
         if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
             self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success])
             failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
-            raise _Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})")
+            raise _Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
+                           + "".join(f": {e}" for e in errors))
         ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
         if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
             self._unmap(buffers)
