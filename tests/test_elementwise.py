@@ -516,10 +516,11 @@ def test_bool_subtraction_and_negation_raise(rng):
     assert_close(x.sign(), t.sign())  # sign of a bool tensor is itself
 
 
-def test_invert_non_bool_raises(rng):
-    x = tinydl.tensor(rng.integers(0, 3, (3,)).astype(np.int32))
-    with pytest.raises(TypeError, match="bitwise_not"):
-        ~x
+def test_invert_int_is_bitwise_not_and_float_raises(rng):
+    x, t = pair(rng.integers(-5, 5, (3,)).astype(np.int32))
+    assert_close(~x, ~t, rtol=0, atol=0)  # bitwise, as torch (more in tests/test_edges.py)
+    with pytest.raises(TypeError, match=r"~ \(operator.invert\) is only implemented on integer and Boolean"):
+        ~x.float()
 
 
 @pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")

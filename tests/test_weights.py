@@ -191,3 +191,144 @@ def test_missing_file(tmp_path):
         tinydl.load(path)
     with pytest.raises(FileNotFoundError):
         tinydl.load(str(tmp_path / "missing.pt"))
+
+
+# -- bfloat16 alike in both formats; only regular files; every read bounded by the file's size -------------------
+def test_bfloat16_safetensors_equals_the_pt_path(tmp_path):
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    sd = {"w": torch.randn(4, 3).to(torch.bfloat16), "b": torch.tensor([1.0, -0.0, float("inf"), float("nan")],
+                                                                     dtype=torch.bfloat16),
+          "steps": torch.tensor([7]), "h": torch.randn(2).half()}
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    torch.save(sd, tmp_path / "w.pt")
+    a, b = tinydl.load(tmp_path / "w.safetensors"), tinydl.load(tmp_path / "w.pt")
+    assert sorted(a) == sorted(b) == sorted(sd)
+    for k, v in sd.items():
+        want = v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
+        for got in (a[k], b[k]):
+            assert got.dtype == want.dtype, k
+            np.testing.assert_array_equal(got, want)
+    m = nn.Linear(3, 4)
+    m.load_state_dict({"weight": sd["w"], "bias": sd["w"][:, 0]})  # torch bf16 tensors straight in: the same helper
+    np.testing.assert_array_equal(m.weight.numpy(), sd["w"].float().numpy())
+
+
+@pytest.fixture
+def alarm():
+    """Fail instead of hanging: a blocking open or an endless read is interrupted after 30 s."""
+    import signal
+
+    def timeout(*_):
+        raise TimeoutError("tinydl.load did not return")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_devices_are_refused():
+    """In a child process with 2 GB of address space and a timeout: reading /dev/zero without bound (as once)
+    fails the test there instead of taking the machine's memory."""
+    devices = [d for d in ("/dev/zero", "/dev/urandom", "/dev/null") if os.path.exists(d)]
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        from tinydl.interop.weights import load
+        for d in {devices!r}:
+            try:
+                load(d)
+                print(d, "loaded")
+            except ValueError as e:
+                print(e)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(devices), proc.stdout
+    for d, line in zip(devices, lines):
+        assert line.startswith(f"{d}: not a regular file"), line
+
+
+def test_fifo_and_directory_are_refused(alarm, tmp_path):
+    fifo = tmp_path / "weights.safetensors"
+    os.mkfifo(fifo)  # no writer: a plain open() would block forever
+    with pytest.raises(ValueError, match="not a regular file") as err:
+        tinydl.load(fifo)
+    assert str(fifo) in str(err.value)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        tinydl.load(tmp_path)
+
+
+def _safetensors_bytes(rng):
+    from safetensors.numpy import save
+    return save({"a": rng.standard_normal((8, 8)).astype(np.float32), "b": np.arange(4, dtype=np.int64)})
+
+
+def _with_header(data: bytes, edit) -> bytes:
+    import json
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n:]
+
+
+@pytest.mark.parametrize("damage,cause", [
+    (lambda d: (2 ** 62).to_bytes(8, "little") + d[8:], "header length 4611686018427387904 bytes, larger than the file"),
+    (lambda d: d[:7], "shorter than the 8-byte header length"),
+    (lambda d: d[:8] + b"{" + d[9:30], "larger than the file"),
+    (lambda d: d[:-10], "past its end"),
+    (lambda d: _with_header(d, lambda h: h["a"].update(data_offsets=[0, 2 ** 40])), "past its end"),
+    (lambda d: _with_header(d, lambda h: h["a"].update(shape=[2 ** 20, 2 ** 20])), "needs"),
+    (lambda d: _with_header(d, lambda h: h["a"].update(data_offsets=[64, 0])), "data_offsets"),
+    (lambda d: _with_header(d, lambda h: h["a"].pop("dtype")), "lacks dtype"),
+    (lambda d: d[:8] + b"{not json" + d[17:], "not JSON"),
+])
+def test_truncated_or_corrupt_safetensors_name_the_cause(alarm, tmp_path, rng, damage, cause):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(damage(_safetensors_bytes(rng)))
+    with pytest.raises(ValueError, match="not a valid safetensors file") as err:
+        tinydl.load(path)
+    assert str(path) in str(err.value) and cause in str(err.value), str(err.value)
+
+
+def _lie_about_member_size(data: bytes, member: bytes) -> bytes:
+    """A torch zip whose central directory says one member is 1 GB (a file of a few KB cannot hold it)."""
+    import struct
+    out = bytearray(data)
+    i = out.find(b"PK\x01\x02")
+    while i >= 0:
+        n = struct.unpack_from("<H", out, i + 28)[0]
+        if bytes(out[i + 46:i + 46 + n]).endswith(member):
+            struct.pack_into("<II", out, i + 20, 2 ** 30, 2 ** 30)
+        i = out.find(b"PK\x01\x02", i + 1)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("damage,cause", [
+    (lambda d: d[:len(d) // 2], "corrupt or truncated zip"),
+    (lambda d: d[:len(d) - 30], "corrupt or truncated zip"),
+    (lambda d: _lie_about_member_size(d, b"data/0"), "does not fit in the file"),
+    (lambda d: d[:d.find(b"data/0") + 300] + d[d.find(b"data/0") + 1300:], "truncated or corrupt"),
+])
+def test_truncated_or_corrupt_torch_zip_names_the_cause(alarm, tmp_path, damage, cause):
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.randn(64, 64)}, path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match="not a valid torch checkpoint") as err:
+        tinydl.load(path)
+    assert str(path) in str(err.value) and cause in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.99])
+def test_truncated_legacy_checkpoint_names_the_file(alarm, tmp_path, keep):
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.randn(64, 64)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(ValueError, match="not a valid torch checkpoint: truncated or corrupt") as err:
+        tinydl.load(path)
+    assert str(path) in str(err.value)

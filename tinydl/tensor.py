@@ -564,11 +564,16 @@ class Tensor:
     def __pos__(self): return self
     def __abs__(self): return abs(self)
     def __invert__(self):
-        if self.dtype != dtypes.bool_:
-            raise TypeError("~ (bitwise_not) is only supported on bool tensors")
-        return logical_not(self)
-    def __and__(self, o): return logical_and(self, o)
-    def __or__(self, o): return logical_or(self, o)
+        if self.dtype.is_floating_point:
+            raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type tensors")
+        return bitwise_not(self)
+    # torch's & | ^ are bitwise: on bool tensors logical, on integer tensors bit by bit (not a bool result)
+    def __and__(self, o): return bitwise_and(self, o)
+    def __rand__(self, o): return bitwise_and(o, self)
+    def __or__(self, o): return bitwise_or(self, o)
+    def __ror__(self, o): return bitwise_or(o, self)
+    def __xor__(self, o): return bitwise_xor(self, o)
+    def __rxor__(self, o): return bitwise_xor(o, self)
     def __eq__(self, o): return eq(self, o)  # noqa: PLE0302
     def __ne__(self, o): return ne(self, o)
     def __lt__(self, o): return lt(self, o)
@@ -611,6 +616,24 @@ class Tensor:
     clip = clamp
     def where(self, cond, other): return where(cond, self, other)
     def masked_fill(self, mask, value): return where(mask, value, self)
+    def logical_not(self): return logical_not(self)
+    def logical_and(self, o): return logical_and(self, o)
+    def logical_or(self, o): return logical_or(self, o)
+    def logical_xor(self, o): return logical_xor(self, o)
+    def bitwise_not(self): return bitwise_not(self)
+    def bitwise_and(self, o): return bitwise_and(self, o)
+    def bitwise_or(self, o): return bitwise_or(self, o)
+    def bitwise_xor(self, o): return bitwise_xor(self, o)
+    def isnan(self): return isnan(self)
+    def isinf(self): return isinf(self)
+    def isfinite(self): return isfinite(self)
+    def negative(self): return neg(self)
+    def multiply(self, o): return mul(self, o)
+    def divide(self, o): return div(self, o)
+    def true_divide(self, o): return div(self, o)
+    def subtract(self, o, alpha=1): return self.sub(o, alpha)
+    def mm(self, o): return mm(self, o)
+    def bmm(self, o): return bmm(self, o)
 
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
@@ -861,6 +884,51 @@ neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid
 add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
     _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
 negative, multiply, divide, subtract, true_divide = neg, mul, div, sub, div
+
+_TORCH_FLOAT_NAMES = {"float32": "Float", "float16": "Half"}
+
+
+def _bitwise(op: str, *args) -> Tensor:
+    """bitwise_not/and/or/xor: integer and bool operands only, checked before a node exists (no float form)."""
+    if not builtins.any(isinstance(a, Tensor) for a in args):
+        args = (tensor(args[0]),) + args[1:]
+    for a in args:
+        dt = a.dtype if isinstance(a, Tensor) else dtypes.scalar_dtype(a) if isinstance(a, Scalar) else None
+        if dt is not None and dt.is_floating_point:
+            raise NotImplementedError(f'"{op}" not implemented for \'{_TORCH_FLOAT_NAMES.get(dt.name, dt.name)}\'')
+    return _elementwise(op, *args)
+
+
+def bitwise_not(x) -> Tensor:
+    return _bitwise("bitwise_not", x)
+
+
+def bitwise_and(a, b) -> Tensor:
+    return _bitwise("bitwise_and", a, b)
+
+
+def bitwise_or(a, b) -> Tensor:
+    return _bitwise("bitwise_or", a, b)
+
+
+def bitwise_xor(a, b) -> Tensor:
+    return _bitwise("bitwise_xor", a, b)
+
+
+def logical_xor(a, b) -> Tensor:
+    return ne(*(v.bool() if isinstance(v, Tensor) else builtins.bool(v) for v in (a, b)))
+
+
+def isnan(x) -> Tensor:
+    return _elementwise("isnan", x)
+
+
+def isinf(x) -> Tensor:
+    return _elementwise("isinf", x)
+
+
+def isfinite(x) -> Tensor:
+    return _elementwise("isfinite", x)
 
 
 def pow(a, b) -> Tensor:  # noqa: A001
@@ -1124,7 +1192,9 @@ def softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
 def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
     x = x.to(dtype) if dtype is not None else (x if x.dtype.is_floating_point else x.float())
     d = normalize_dim(dim, x.ndim)
-    if x.numel() == 0 or x.ndim == 0:
+    if x.numel() == 0:
+        return zeros(x.shape, dtype=x.dtype)
+    if x.ndim == 0:
         shifted = x - _reduce("max", x, d, True)
         return shifted - log(_reduce("sum", exp(shifted), d, True))
     return row_norm(x, "log_softmax", d)

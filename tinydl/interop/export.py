@@ -88,15 +88,6 @@ def _tri(x: Tensor, diagonal: int, upper: bool) -> Tensor:
     return T.where(keep, x, T.zeros((), dtype=x.dtype))
 
 
-def _bool_only(name, fn):
-    def f(a, b=None):
-        for v in (a, b):
-            if isinstance(v, Tensor) and v.dtype != dtypes.bool_:
-                raise NotImplementedError(f"{name} on {v.dtype.name} tensors is not supported (bool masks are)")
-        return fn(a) if b is None else fn(a, b)
-    return f
-
-
 def _floor_divide(a, b):
     ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
     q = T.floor(T.div(a, b))
@@ -329,10 +320,13 @@ for _name in "eq ne lt le gt ge".split():
 _aten("logical_and.default", T.logical_and)
 _aten("logical_or.default", T.logical_or)
 _aten("logical_xor.default", lambda a, b: T.ne(a.bool(), b.bool() if isinstance(b, Tensor) else builtins.bool(b)))
-_aten("bitwise_and.Tensor bitwise_and.Scalar __and__.Tensor __and__.Scalar", _bool_only("bitwise_and", T.logical_and))
-_aten("bitwise_or.Tensor bitwise_or.Scalar __or__.Tensor __or__.Scalar", _bool_only("bitwise_or", T.logical_or))
-_aten("bitwise_xor.Tensor __xor__.Tensor", _bool_only("bitwise_xor", T.ne))
-_aten("bitwise_not.default", _bool_only("bitwise_not", T.logical_not))
+_aten("bitwise_and.Tensor bitwise_and.Scalar __and__.Tensor __and__.Scalar", T.bitwise_and)
+_aten("bitwise_or.Tensor bitwise_or.Scalar __or__.Tensor __or__.Scalar", T.bitwise_or)
+_aten("bitwise_xor.Tensor bitwise_xor.Scalar __xor__.Tensor __xor__.Scalar", T.bitwise_xor)
+_aten("bitwise_not.default", T.bitwise_not)
+_aten("isnan.default", T.isnan)
+_aten("isinf.default", T.isinf)
+_aten("isfinite.default", T.isfinite)
 _aten("where.self", T.where)
 _aten("where.ScalarOther where.ScalarSelf where.Scalar", _where_scalar)
 _aten("masked_fill.Scalar masked_fill.Tensor", _masked_fill)

@@ -22,6 +22,7 @@ T = importlib.import_module("..tensor", __package__)
 from . import modules, timm_ops, torchvision_ops
 from ..jit import Jit
 from .convert import UnsupportedTorchOps
+from .weights import torch_to_numpy
 
 
 def trace(tm):
@@ -153,8 +154,8 @@ _OPERATORS = {
     operator.neg: operator.neg, operator.pow: operator.pow, operator.getitem: operator.getitem,
     operator.eq: operator.eq, operator.ne: operator.ne, operator.lt: operator.lt, operator.le: operator.le,
     operator.gt: operator.gt, operator.ge: operator.ge, operator.and_: operator.and_, operator.or_: operator.or_,
-    operator.invert: operator.invert, operator.iadd: operator.add, operator.imul: operator.mul,
-    operator.mod: operator.mod, builtins.getattr: _getattr, builtins.len: builtins.len,
+    operator.invert: operator.invert, operator.xor: operator.xor, operator.iadd: operator.add,
+    operator.imul: operator.mul, operator.mod: operator.mod, builtins.getattr: _getattr, builtins.len: builtins.len,
     math.sqrt: math.sqrt, builtins.int: builtins.int, builtins.float: builtins.float,
 }
 
@@ -264,6 +265,37 @@ class Program:
             self.steps.append((node, fn))
         self.missing = missing
 
+    def _bind(self, model: str, args, kwargs) -> dict:
+        """The traced forward's arguments by placeholder name, with Python's checks and wording (a missing
+        input must not surface later as an error about None)."""
+        names = [n.target for n in self.placeholders]  # the parameters' names (n.name may be renamed)
+        if len(args) > len(names):
+            low = 1 + sum(1 for n in self.placeholders if not n.args)
+            takes = f"{len(names) + 1}" if low == len(names) + 1 else f"from {low} to {len(names) + 1}"
+            raise TypeError(f"{model}.forward() takes {takes} positional arguments but {len(args) + 1} were given")
+        given = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"{model}.forward() got an unexpected keyword argument '{k}'")
+            if k in given:
+                raise TypeError(f"{model}.forward() got multiple values for argument '{k}'")
+            given[k] = v
+        out, missing = {}, []
+        for n in self.placeholders:
+            if n.target in given:
+                out[n.name] = given[n.target]
+            elif n.args:  # the parameter's default, as traced
+                out[n.name] = n.args[0]
+            else:
+                missing.append(n.target)
+        if missing:
+            quoted = [f"'{m}'" for m in missing]
+            listed = quoted[0] if len(quoted) == 1 else (
+                " and ".join(quoted) if len(quoted) == 2 else ", ".join(quoted[:-1]) + ", and " + quoted[-1])
+            raise TypeError(f"{model}.forward() missing {len(missing)} required positional argument"
+                            f"{'s' if len(missing) > 1 else ''}: {listed}")
+        return out
+
     def run(self, root: Module, args, kwargs):
         env = {}
 
@@ -279,16 +311,10 @@ class Program:
                 return slice(load(a.start), load(a.stop), load(a.step))
             return _dtype(a)
 
-        it = iter(args)
+        inputs = self._bind(getattr(root, "_name", type(root).__name__), args, kwargs)
         for node, fn in self.steps:
             if node.op == "placeholder":
-                if node.name in kwargs:
-                    v = kwargs[node.name]
-                else:
-                    v = next(it, None)
-                    if v is None:
-                        v = node.args[0] if node.args else None
-                env[node.name] = _as_input(v)
+                env[node.name] = _as_input(inputs[node.name])
             elif node.op == "get_attr":
                 env[node.name] = _fetch(root, node.target)
             elif node.op == "call_module":
@@ -313,7 +339,7 @@ def _fetch(root: Module, target: str):
     for part in target.split("."):
         obj = getattr(obj, part)
     if not isinstance(obj, Tensor) and type(obj).__module__.startswith("torch"):
-        obj = T.tensor(obj.detach().cpu().numpy())  # a constant tensor attribute the tracer found
+        obj = T.tensor(torch_to_numpy(obj))  # a constant tensor attribute the tracer found
     return obj
 
 
@@ -353,7 +379,7 @@ def _copy_plain_tensors(tree: Module, graph_module) -> None:
         if isinstance(obj, torch.Tensor):
             owner, _, name = node.target.rpartition(".")
             mod = tree.get_submodule(owner) if owner else tree
-            object.__setattr__(mod, name, T.tensor(obj.detach().cpu().numpy()))
+            object.__setattr__(mod, name, T.tensor(torch_to_numpy(obj)))
 
 
 __all__ = ["trace", "convert", "TorchFxModule", "resolve_function", "resolve_method", "tnn"]

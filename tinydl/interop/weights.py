@@ -1,10 +1,36 @@
 """Reading weight files: .safetensors without torch, .pt/.pth with torch.load(weights_only=True) (a pickle that
-tries to run code is refused)."""
+tries to run code is refused).
+
+Only regular files are read, and every read is bounded by the file's size: a device (/dev/zero), a FIFO or a
+directory is refused before anything is read, and a truncated or corrupt file (a header, offset or member size
+past the end) is a ValueError naming the file, never a hang or an allocation the file cannot back. bfloat16
+becomes float32 on the host in both formats (bf16_to_float32: the same bits, exactly)."""
 from __future__ import annotations
 
+import json
 import os
+import stat
 import zipfile
 
+import numpy as np
+
+# safetensors dtype names -> numpy (little-endian, as the format stores them); BF16 is read as its bits
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
+                       "I16": "<i2", "I8": "i1", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 values given as their uint16 bit patterns -> float32 (exact: bf16 is float32's upper half)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def torch_to_numpy(v) -> np.ndarray:
+    """A torch tensor on the host as numpy; bfloat16 (which numpy lacks) through bf16_to_float32."""
+    import torch
+    v = v.detach().cpu()
+    if v.dtype == torch.bfloat16:
+        return bf16_to_float32(v.contiguous().view(torch.int16).numpy().view(np.uint16))
+    return v.numpy()
 
 
 def load(path) -> dict:
@@ -12,43 +38,109 @@ def load(path) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such weights file: {path}")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if _is_safetensors(path, head):
-        from safetensors.numpy import load_file
-        try:
-            return dict(load_file(path))
-        except Exception as e:
-            raise ValueError(f"{path}: not a valid safetensors file ({e})") from e
-    if zipfile.is_zipfile(path) or head[:1] == b"\x80":  # torch's zip checkpoints, or legacy raw pickles
-        return _load_torch(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a weights file")
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path}: not a regular file (a device, FIFO or socket); tinydl.load reads weight "
+                             f"files only")
+        size = st.st_size
+        head = f.read(min(16, size))
+        if len(head) >= 9 and head[8:9] == b"{" or (path.endswith(".safetensors") and size > 0):
+            return _load_safetensors(f, path, size)
+        if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip checkpoints, or legacy raw pickles
+            if head[:4] == b"PK\x03\x04":
+                _check_zip(f, path, size)
+            f.seek(0)
+            return _load_torch(f, path)
     raise ValueError(f"{path}: neither a safetensors file nor a torch checkpoint (.pt/.pth)")
 
 
-def _is_safetensors(path: str, head: bytes) -> bool:
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return head[8:9] == b"{" and 0 < n < os.path.getsize(path)
+def _bad(path: str, why: str) -> ValueError:
+    return ValueError(f"{path}: not a valid safetensors file ({why})")
 
 
-def _load_torch(path: str) -> dict:
+def _load_safetensors(f, path: str, size: int) -> dict:
+    """The format: an 8-byte little-endian header length n, n bytes of JSON {name: {dtype, shape, data_offsets:
+    [begin, end]}} (offsets from the end of the header), then the data. Everything is checked against the file's
+    size before any tensor is read."""
+    if size < 8:
+        raise _bad(path, f"{size} bytes, shorter than the 8-byte header length")
+    f.seek(0)
+    n = int.from_bytes(f.read(8), "little")
+    data_size = size - 8 - n
+    if data_size < 0:
+        raise _bad(path, f"header length {n} bytes, larger than the file ({size} bytes): truncated or corrupt")
+    try:
+        header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _bad(path, f"its header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "its header is not a JSON object")
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise _bad(path, f"tensor '{name}' lacks dtype, shape or data_offsets") from None
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: tensor '{name}' has dtype {dtype}, which tinydl cannot read")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise _bad(path, f"tensor '{name}' has shape {shape!r}")
+        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+            raise _bad(path, f"tensor '{name}' has data_offsets {[begin, end]!r}")
+        if end > data_size:
+            raise _bad(path, f"tensor '{name}' ends at byte {end} of the data, past its end ({data_size} bytes): "
+                             f"truncated or corrupt")
+        np_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
+        if end - begin != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize:
+            raise _bad(path, f"tensor '{name}' of {dtype} shape {shape} needs "
+                             f"{int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize} bytes, its offsets hold "
+                             f"{end - begin}")
+        arr = np.empty(shape, np_dtype)
+        f.seek(8 + n + begin)
+        if f.readinto(memoryview(arr.reshape(-1)).cast("B")) != end - begin:
+            raise _bad(path, f"tensor '{name}' could not be read in full: the file changed or is truncated")
+        out[name] = bf16_to_float32(arr) if dtype == "BF16" else arr
+    return out
+
+
+def _check_zip(f, path: str, size: int) -> None:
+    """torch's zip checkpoints: every member must lie inside the file, and a stored (uncompressed, as torch
+    writes them) member must be as large as it says, before torch reads (and allocates) any of them."""
+    try:
+        with zipfile.ZipFile(f) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a valid torch checkpoint: a corrupt or truncated zip ({e})") from None
+    for m in members:
+        if m.header_offset + 30 + len(m.filename) + m.compress_size > size or \
+                (m.compress_type == zipfile.ZIP_STORED and m.file_size != m.compress_size):
+            raise ValueError(f"{path}: not a valid torch checkpoint: member '{m.filename}' ({m.file_size} bytes) "
+                             f"does not fit in the file ({size} bytes): truncated or corrupt")
+
+
+def _load_torch(f, path: str) -> dict:
     import pickle
 
     import torch
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise pickle.UnpicklingError(
             f"{path}: refused to load: the file holds pickled objects other than tensors, and unpickling them "
             f"could run arbitrary code (tinydl only loads with torch.load(weights_only=True)). Details: "
             f"{str(e).splitlines()[0]}") from e
+    except Exception as e:  # noqa: BLE001 - whatever torch's reader trips on in a damaged file
+        raise ValueError(f"{path}: not a valid torch checkpoint: truncated or corrupt "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state_dict (a dict of tensors), found {type(obj).__name__}")
-    out = {}
-    for k, v in obj.items():
-        if isinstance(v, torch.Tensor):
-            out[k] = (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
-    return out
+    return {k: torch_to_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}

@@ -97,6 +97,14 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "ge": {"*": "({0} >= {1})"},
     "logical_and": {"bool": "({0} && {1})"},
     "logical_or": {"bool": "({0} || {1})"},
+    "bitwise_not": {"i32": "(~{0})", "bool": "(!{0})"},
+    "bitwise_and": {"i32": "({0} & {1})", "bool": "({0} && {1})"},
+    "bitwise_or": {"i32": "({0} | {1})", "bool": "({0} || {1})"},
+    "bitwise_xor": {"i32": "({0} ^ {1})", "bool": "({0} != {1})"},
+    # by the bits (compilers may assume no NaN/Inf); integers and bools are never NaN or Inf
+    "isnan": {"f32": "td_isnan({0})", "*": "false"},
+    "isinf": {"f32": "((bitcast<u32>({0}) & 0x7fffffffu) == 0x7f800000u)", "*": "false"},
+    "isfinite": {"f32": "((bitcast<u32>({0}) & 0x7f800000u) != 0x7f800000u)", "*": "true"},
     "where": {"*": "select({2}, {1}, {0})"},
 }
 

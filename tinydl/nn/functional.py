@@ -552,7 +552,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         key = _repeat_heads(key, rep)
         value = _repeat_heads(value, rep)
     L, S = query.shape[-2], key.shape[-2]
-    s = (1.0 / math.sqrt(query.shape[-1])) if scale is None else scale
+    s = (1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0) if scale is None else scale  # E=0: scores 0
     scores = matmul(query, key.transpose(-2, -1)) * s
     if is_causal:
         if attn_mask is not None:

@@ -352,10 +352,8 @@ def _to_host_or_tensor(v):
     if isinstance(v, Tensor):
         return v
     if type(v).__module__.startswith("torch"):
-        v = v.detach().cpu()
-        if str(v.dtype) == "torch.bfloat16":
-            v = v.float()
-        return v.numpy()
+        from ..interop.weights import torch_to_numpy  # bfloat16 -> float32 as tinydl.load does
+        return torch_to_numpy(v)
     return np.asarray(v)
 
 
