@@ -178,3 +178,19 @@ def test_device_lost_while_reading_back(monkeypatch):
     finally:
         monkeypatch.undo()
         schedule.clear_cache()
+
+
+def test_failed_first_call_of_a_jit_keeps_no_capture(rng):
+    host = rng.standard_normal(12).astype(np.float32)
+    f = jit(lambda t: (t - 0.5).abs() * 3)
+    name = _name_of(lambda: (tinydl.tensor(host) - 0.5).abs() * 3)
+    with debug.inject_fault("encode", name):
+        with pytest.raises(runtime.KernelError, match="failed at encode"):
+            f(tinydl.tensor(host))
+    assert not f.captures
+    plans = debug.stats["plans"]
+    y = f(tinydl.tensor(host))
+    assert debug.stats["plans"] == plans + 1  # the failed plan was dropped: planned again
+    np.testing.assert_allclose(y.numpy(), np.abs(host - 0.5) * 3, rtol=1e-6)
+    np.testing.assert_allclose(f(tinydl.tensor(host)).numpy(), np.abs(host - 0.5) * 3, rtol=1e-6)
+    assert len(f.captures) == 1

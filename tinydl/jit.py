@@ -184,7 +184,12 @@ class Jit:
                      for i, t in enumerate(inputs) if t.node.uid in pos}
         roots = [pos[n.uid] for n in nodes]
         cap = _Capture(order, plan, roots, input_pos, rebuild)
-        schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
+        try:
+            schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
+        except KernelError:  # neither the capture nor the plan is kept as good
+            cap.close()
+            schedule.drop_plan(sig, plan)
+            raise
         return cap
 
 

@@ -570,9 +570,14 @@ def realize(*tensors, readback=False):
     try:
         return _execute(order, plan, roots, reads, profiler.now() - t0)
     except runtime.KernelError:
-        if _plans.get(sig) is plan:  # not kept as a good plan: the next call plans (and compiles) afresh
-            del _plans[sig]
+        drop_plan(sig, plan)
         raise
+
+
+def drop_plan(sig: tuple, plan: Plan) -> None:
+    """A plan whose execution failed is not kept as good: the next call plans (and compiles) afresh."""
+    if _plans.get(sig) is plan:
+        del _plans[sig]
 
 
 def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
