@@ -283,6 +283,8 @@ def _with_header(data: bytes, edit) -> bytes:
     (lambda d: d[:-10], "past its end"),
     (lambda d: _with_header(d, lambda h: h["a"].update(data_offsets=[0, 2 ** 40])), "past its end"),
     (lambda d: _with_header(d, lambda h: h["a"].update(shape=[2 ** 20, 2 ** 20])), "needs"),
+    # 2^64 elements: a size computed in int64 wraps to 0 bytes, matching the offsets; then a huge allocation
+    (lambda d: _with_header(d, lambda h: h["a"].update(shape=[2 ** 32, 2 ** 32], data_offsets=[0, 0])), "needs"),
     (lambda d: _with_header(d, lambda h: h["a"].update(data_offsets=[64, 0])), "data_offsets"),
     (lambda d: _with_header(d, lambda h: h["a"].pop("dtype")), "lacks dtype"),
     (lambda d: d[:8] + b"{not json" + d[17:], "not JSON"),

@@ -8,6 +8,7 @@ becomes float32 on the host in both formats (bf16_to_float32: the same bits, exa
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import zipfile
@@ -98,9 +99,9 @@ def _load_safetensors(f, path: str, size: int) -> dict:
             raise _bad(path, f"tensor '{name}' ends at byte {end} of the data, past its end ({data_size} bytes): "
                              f"truncated or corrupt")
         np_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
-        if end - begin != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize:
-            raise _bad(path, f"tensor '{name}' of {dtype} shape {shape} needs "
-                             f"{int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize} bytes, its offsets hold "
+        nbytes = math.prod(shape) * np_dtype.itemsize  # Python ints: a huge shape cannot wrap to a small size
+        if end - begin != nbytes:
+            raise _bad(path, f"tensor '{name}' of {dtype} shape {shape} needs {nbytes} bytes, its offsets hold "
                              f"{end - begin}")
         arr = np.empty(shape, np_dtype)
         f.seek(8 + n + begin)
