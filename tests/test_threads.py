@@ -231,3 +231,30 @@ def test_last_kernels_and_counters_are_per_thread():
     for i, (names, counted) in enumerate(results):
         assert len(names) == 1  # never another thread's kernels
         assert counted == set(next(iter(names)))
+
+
+def test_a_failing_kernel_in_one_thread_leaves_the_others_right():
+    """One thread's kernel fails at every call (a forced fault) while other threads realize without reading
+    back (their work waits, pending, for a later submit): they must never lose it to the failing submits."""
+    x = tinydl.tensor(np.arange(32, dtype=np.float32))
+    tinydl.tensor(np.ones(7, np.float32)).exp().numpy()
+    (victim,) = debug.last_kernels()
+
+    def work(i):
+        if i == 0:
+            failures = 0
+            for _ in range(60):
+                try:
+                    tinydl.tensor(np.ones(7, np.float32)).exp().numpy()
+                except runtime.KernelError as e:
+                    failures += e.kernels == [victim]
+            return failures == 60
+        ok = True
+        for k in range(60):
+            y = (x * (i + k)).realize()  # pending until someone's next submit
+            z = (x + 1).realize()
+            ok &= np.array_equal(y.numpy(), np.arange(32, dtype=np.float32) * (i + k))
+            ok &= np.array_equal(z.numpy(), np.arange(32, dtype=np.float32) + 1)
+        return ok
+    with debug.inject_fault("encode", victim):
+        assert all(_in_threads(work, 4))

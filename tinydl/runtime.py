@@ -430,8 +430,10 @@ class Runtime:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
         Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
-        unsubmitted: the next submit continues it, so a forward and the read-back of its output go to the GPU
-        in one submit less; flush() (before any queue write) sends it. With `timings` (a list) and the
+        finished (so validated) but unsent: the next submit sends it with its own first command buffer, so a
+        forward and the read-back of its output go to the GPU in one submit less; flush() (before any queue
+        write) sends it. pending: those earlier command buffers; fail: stages a test forces to fail (_inject);
+        at: how far it got (_Progress), for submit's error. With `timings` (a list) and the
         adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
         each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
         checks: (checked kernels, results not read back) when dispatches bind the status buffer
