@@ -321,3 +321,12 @@ def test_index_edges_match_torch(case):
         return tuple(r.shape), np.asarray(r.numpy()).tolist()
     expected = outcome(torch, lambda v: torch.tensor(np.asarray(v, np.float32)))
     assert outcome(tinydl, lambda v: tinydl.tensor(np.asarray(v, np.float32))) == expected
+
+
+def test_jit_does_not_replay_a_function_that_reads_values():
+    """x[mask] reads the mask for its result's shape: a replay would reuse the first call's mask."""
+    f = jit(lambda x, m: x[m] * 2)
+    a = np.arange(6, dtype=np.float32)
+    for mask in ([True, False, True, False, True, False], [False, True, True, True, False, False]):
+        m = np.array(mask)
+        np.testing.assert_array_equal(f(tinydl.tensor(a), tinydl.tensor(m)).numpy(), a[m] * 2)

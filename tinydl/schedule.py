@@ -635,9 +635,14 @@ def _read_pieces(n: Node) -> np.ndarray:
     return _read_pieces(n.srcs[0]).reshape(n.shape)
 
 
+HOST_READS = 0  # read-backs so far: a jit capture is not kept when fn read values (its graph may depend on them)
+
+
 @runtime.locked
 def read(t) -> np.ndarray:
     """t's values on the host: realized and copied back in the same submit."""
+    global HOST_READS
+    HOST_READS += 1
     if t.node.stored and t.node.kind != BUFFER:  # stored in pieces: read them, join on the host
         return _read_pieces(t.node)
     data = realize(t, readback=True)[0]
