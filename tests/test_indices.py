@@ -308,6 +308,7 @@ EDGES = {
     "two empty lists": lambda lib, mk: mk(np.zeros((2, 3)))[[], []],
     "all-false mask": lambda lib, mk: mk(np.ones((2, 3)))[torch.zeros(2, 3, dtype=torch.bool)],
     "list on an empty dim's neighbour": lambda lib, mk: mk(np.ones((0, 3)))[:, [1]],
+    "range": lambda lib, mk: mk(np.arange(6).reshape(3, 2))[range(1, 3)],
 }
 
 

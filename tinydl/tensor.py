@@ -1313,7 +1313,7 @@ def _index_items(index) -> list:
                 raise IndexError(_INDEX_DTYPES)
             else:
                 items.append(i)
-        elif isinstance(i, (list, tuple, np.ndarray)) or _is_torch_tensor(i):
+        elif isinstance(i, (list, tuple, range, np.ndarray)) or _is_torch_tensor(i):
             arr = _host_array(i)
             if arr.dtype == np.bool_ or arr.dtype == np.uint8:  # torch still takes uint8 as a mask
                 items.append(_mask_item(arr.astype(np.bool_)))
