@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tensor import Tensor
+from ..tensor import Tensor
 
 _DTYPE_NAMES = {"float32": "float32", "float16": "float16", "int32": "int32", "int64": "int32", "bool": "bool",
                 "float64": "float32"}
@@ -186,8 +186,8 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
     Prints the report unless print_report=False; returns it (`.ok`, `.assert_ok()`, `str()`)."""
     import torch
 
-    from . import realize
-    from .tensor import tensor as _tensor
+    from .. import realize
+    from ..tensor import tensor as _tensor
 
     def for_torch(v):
         if isinstance(v, Tensor):
