@@ -45,6 +45,51 @@ def test_converted_model_argument_errors_match_torch(call):
     assert str(err.value) == want
 
 
+class VarArgs(torch.nn.Module):
+    def forward(self, *xs):
+        return xs[0] + xs[1]
+
+
+class VarKeywords(torch.nn.Module):
+    def forward(self, x, **kw):
+        return x * 2 + kw["b"]
+
+
+class KeywordOnly(torch.nn.Module):
+    def forward(self, x, *rest, y, z=3.0):
+        return x * z + y
+
+
+class PositionalOnly(torch.nn.Module):
+    def forward(self, x, /, y, *, z=1.0):
+        return x * z + y
+
+
+@pytest.mark.parametrize("cls,call", [
+    (VarArgs, lambda m, a, b: m(a, b)), (VarArgs, lambda m, a, b: m(a, b, k=1)),
+    (VarKeywords, lambda m, a, b: m(a, b=b)), (VarKeywords, lambda m, a, b: m(a, b)),
+    (VarKeywords, lambda m, a, b: m(b=b)),
+    (KeywordOnly, lambda m, a, b: m(a, y=b)), (KeywordOnly, lambda m, a, b: m(a, b)),
+    (KeywordOnly, lambda m, a, b: m(a, a, y=b, z=1.0)),
+    (PositionalOnly, lambda m, a, b: m(a, b)), (PositionalOnly, lambda m, a, b: m(x=a, y=b)),
+    (PositionalOnly, lambda m, a, b: m(a, b, 2.0)), (PositionalOnly, lambda m, a, b: m(a, b, z=2.0)),
+])
+def test_converted_model_binds_arguments_as_python(cls, call):
+    """*args, **kwargs, keyword-only and positional-only parameters: the same values or the same TypeError
+    as calling the torch model (a varargs model once read its first input where the second belonged)."""
+    x, y = np.array([1.0, 2.0], np.float32), np.array([10.0, 20.0], np.float32)
+    tm = cls().eval()
+    dm = tinydl.from_torch(tm)
+    try:
+        want = call(tm, torch.from_numpy(x), torch.from_numpy(y))
+    except TypeError as e:
+        with pytest.raises(TypeError) as err:
+            call(dm, tinydl.tensor(x), tinydl.tensor(y))
+        assert str(err.value) == str(e)
+        return
+    assert_close(call(dm, tinydl.tensor(x), tinydl.tensor(y)), want)
+
+
 def test_converted_model_no_arguments_names_the_input():
     dm = tinydl.from_torch(TwoInputs().eval())
     with pytest.raises(TypeError, match=r"TwoInputs\.forward\(\) missing 2 required positional arguments: 'x' and 'y'"):

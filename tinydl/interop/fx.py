@@ -246,6 +246,8 @@ class Program:
         self.graph = graph
         self.steps = []
         self.placeholders = []
+        self.signature = None  # the torch forward's inspect.Signature (convert sets it): see _bind
+        self._stub = None
         missing = []
         for node in graph.nodes:
             where = _where(node)
@@ -266,34 +268,58 @@ class Program:
         self.missing = missing
 
     def _bind(self, model: str, args, kwargs) -> dict:
-        """The traced forward's arguments by placeholder name, with Python's checks and wording (a missing
-        input must not surface later as an error about None)."""
-        names = [n.target for n in self.placeholders]  # the parameters' names (n.name may be renamed)
-        if len(args) > len(names):
-            low = 1 + sum(1 for n in self.placeholders if not n.args)
-            takes = f"{len(names) + 1}" if low == len(names) + 1 else f"from {low} to {len(names) + 1}"
-            raise TypeError(f"{model}.forward() takes {takes} positional arguments but {len(args) + 1} were given")
-        given = dict(zip(names, args))
+        """The traced forward's arguments by placeholder name, bound as Python binds them, with Python's errors
+        and wording (a missing input must not surface later as an error about None): through a stub with the
+        torch forward's signature (`signature`, set by convert), else from the placeholders (which fx may list
+        out of the signature's order: keyword-only parameters are then not told apart)."""
+        if self.signature is not None:
+            if self._stub is None:
+                self._stub = _binding_stub(model, self.signature)
+            values = self._stub(None, *args, **kwargs)
+            return {n.name: values[n.target.lstrip("*")] for n in self.placeholders}
+        positional, keyword_only, var_pos, var_kw = [], [], None, None
+        for n in self.placeholders:
+            if n.target.startswith("**"):
+                var_kw = n
+            elif n.target.startswith("*"):
+                var_pos = n
+            else:
+                (keyword_only if var_pos is not None else positional).append(n)
+        if len(args) > len(positional) and var_pos is None:
+            low = 1 + sum(1 for n in positional if not n.args)
+            high = len(positional) + 1
+            takes = f"{high}" if low == high else f"from {low} to {high}"
+            raise TypeError(f"{model}.forward() takes {takes} positional argument{'s' if high > 1 else ''} but "
+                            f"{len(args) + 1} were given")
+        given = {n.target: v for n, v in zip(positional, args)}
+        out = {var_pos.name: tuple(args[len(positional):])} if var_pos is not None else {}
+        extra = {}
+        names = {n.target for n in positional + keyword_only}
         for k, v in kwargs.items():
             if k not in names:
-                raise TypeError(f"{model}.forward() got an unexpected keyword argument '{k}'")
-            if k in given:
+                if var_kw is None:
+                    raise TypeError(f"{model}.forward() got an unexpected keyword argument '{k}'")
+                extra[k] = v
+            elif k in given:
                 raise TypeError(f"{model}.forward() got multiple values for argument '{k}'")
-            given[k] = v
-        out, missing = {}, []
-        for n in self.placeholders:
-            if n.target in given:
-                out[n.name] = given[n.target]
-            elif n.args:  # the parameter's default, as traced
-                out[n.name] = n.args[0]
             else:
-                missing.append(n.target)
-        if missing:
-            quoted = [f"'{m}'" for m in missing]
-            listed = quoted[0] if len(quoted) == 1 else (
-                " and ".join(quoted) if len(quoted) == 2 else ", ".join(quoted[:-1]) + ", and " + quoted[-1])
-            raise TypeError(f"{model}.forward() missing {len(missing)} required positional argument"
-                            f"{'s' if len(missing) > 1 else ''}: {listed}")
+                given[k] = v
+        if var_kw is not None:
+            out[var_kw.name] = extra
+        for group, kind in ((positional, "positional"), (keyword_only, "keyword-only")):
+            missing = []
+            for n in group:
+                if n.target in given:
+                    out[n.name] = given[n.target]
+                elif n.args:  # the parameter's default, as traced
+                    out[n.name] = n.args[0]
+                else:
+                    missing.append(f"'{n.target}'")
+            if missing:
+                listed = missing[0] if len(missing) == 1 else (
+                    " and ".join(missing) if len(missing) == 2 else ", ".join(missing[:-1]) + ", and " + missing[-1])
+                raise TypeError(f"{model}.forward() missing {len(missing)} required {kind} argument"
+                                f"{'s' if len(missing) > 1 else ''}: {listed}")
         return out
 
     def run(self, root: Module, args, kwargs):
@@ -326,6 +352,38 @@ class Program:
         raise RuntimeError("graph without output")
 
 
+def _binding_stub(model: str, sig):
+    """A function with forward's signature that returns its arguments by name: calling it binds them exactly as
+    calling the torch model does, and raises Python's own TypeError ("Net.forward() missing 1 required
+    positional argument: 'x'") for missing, extra or unknown ones."""
+    import inspect
+    P = inspect.Parameter
+    params, defaults, star = ["__module"], {}, False
+    kinds = [p.kind for p in sig.parameters.values()]
+    for i, p in enumerate(sig.parameters.values()):
+        if p.kind == P.VAR_POSITIONAL:
+            params.append("*" + p.name)
+            star = True
+        elif p.kind == P.VAR_KEYWORD:
+            params.append("**" + p.name)
+        else:
+            if p.kind == P.KEYWORD_ONLY and not star:
+                params.append("*")
+                star = True
+            if p.default is not P.empty:
+                defaults[p.name] = p.default
+            params.append(p.name + (f"=__defaults[{p.name!r}]" if p.default is not P.empty else ""))
+            if p.kind == P.POSITIONAL_ONLY and P.POSITIONAL_ONLY not in kinds[i + 1:]:
+                params.append("/")
+    names = [p.name for p in sig.parameters.values()]
+    namespace = {"__defaults": defaults}
+    exec(f"def forward({', '.join(params)}):\n    return {{{', '.join(f'{n!r}: {n}' for n in names)}}}\n",
+         namespace)
+    stub = namespace["forward"]
+    stub.__qualname__ = f"{model}.forward"
+    return stub
+
+
 def _as_input(v):
     if v is None or isinstance(v, (Tensor, int, float, bool)):
         return v
@@ -351,7 +409,12 @@ def _where(node) -> str:
 
 
 def convert(tm, graph_module) -> TorchFxModule:
+    import inspect
     program = Program(graph_module.graph)
+    try:
+        program.signature = inspect.signature(tm.forward)
+    except (TypeError, ValueError):  # no signature to read: the placeholders decide (Program._bind)
+        pass
     if program.missing:
         raise UnsupportedTorchOps(type(tm).__name__, program.missing)
     tree = modules.mirror(tm)
