@@ -114,8 +114,9 @@ def test_exported_model_no_arguments_names_the_input():
     x = torch.ones(2, 4)
     dm = tinydl.from_torch(tm, example_inputs=(x,))
     assert_close(dm(tinydl.tensor(x.numpy())), tm(x).detach())
-    with pytest.raises(TypeError, match="missing a required argument: 'x'"):
+    with pytest.raises(TypeError) as err:
         dm()
+    assert str(err.value) == _torch_error(lambda: tm())  # "Untraceable.forward() missing 1 required ..."
 
 
 # -- zero-size dims --------------------------------------------------------------------------------------

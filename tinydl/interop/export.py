@@ -539,14 +539,15 @@ class ExportProgram:
         return out
 
     # -- inputs
-    def _user_leaves(self, args, kwargs) -> list:
+    def _user_leaves(self, args, kwargs, model: str = "Module") -> list:
         sig = self.signature
         if sig is not None and not any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
             # arrange the call like the example: the same arguments positional, the same ones by keyword
             try:
                 bound = sig.bind(*args, **kwargs)
             except TypeError as e:
-                raise TypeError(f"from_torch module: {e}") from None
+                fx._binding_stub(model, sig)(None, *args, **kwargs)  # Python's own wording, as torch's call
+                raise TypeError(f"{model}.forward(): {e}") from None
             values = {}
             for name, v in bound.arguments.items():
                 if sig.parameters[name].kind == inspect.Parameter.VAR_KEYWORD:
@@ -580,7 +581,7 @@ class ExportProgram:
             self.float_dtype is not dtypes.float32 else t
 
     def run(self, root, args, kwargs):
-        leaves = self._user_leaves(args, kwargs)
+        leaves = self._user_leaves(args, kwargs, getattr(root, "_name", type(root).__name__))
         if self._uploaded_as is not self.float_dtype:
             self.constants = {k: self._upload(v) for k, v in self.host_constants.items()}
             self.attrs = {k: self._upload(v) for k, v in self.host_attrs.items()}
