@@ -476,16 +476,23 @@ class Runtime:
                 # the last chunk waits for the next submit (one submit less for a forward and its read-back)
                 self._pending = [*pending, enc.finish()]
                 return []
-        check = self.status.dirty  # the status read rides along, first, then is cleared (checks.DeviceStatus)
+        # the status (checks.DeviceStatus) rides in the last read-back's staging buffer, after its data (no map
+        # of its own), or alone where nothing else is read; then it is cleared
+        check, ride = self.status.dirty, None
         if check:
-            readbacks = [(self.status.gpu, STATUS_BYTES), *readbacks]
+            ride = next((k for k in reversed(range(len(readbacks))) if readbacks[k][1]), None)
+            if ride is None:
+                readbacks, ride = [(self.status.gpu, STATUS_BYTES), *readbacks], 0
         staging = []
-        for gpu, nbytes in readbacks:
+        for k, (gpu, nbytes) in enumerate(readbacks):
             size = max(16, (nbytes + 15) // 16 * 16)
-            pool = self._staging.setdefault(size, [])
-            st = pool.pop() if pool else self.device.create_buffer(size=size, usage=READBACK)
+            extra = STATUS_BYTES if k == ride and gpu is not self.status.gpu else 0
+            pool = self._staging.setdefault(size + extra, [])
+            st = pool.pop() if pool else self.device.create_buffer(size=size + extra, usage=READBACK)
             if nbytes:
                 enc.copy_buffer_to_buffer(gpu, 0, st, 0, size)
+            if extra:
+                enc.copy_buffer_to_buffer(self.status.gpu, 0, st, size, STATUS_BYTES)
             staging.append((st, nbytes))
         if check:
             enc.clear_buffer(self.status.gpu)
@@ -496,19 +503,25 @@ class Runtime:
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
         mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail)
-        out = []
-        for st, nbytes in staging:
+        out, status = [], None
+        for k, (st, nbytes) in enumerate(staging):
             if not nbytes:
                 out.append(np.zeros(0, np.uint8))
                 self._give_staging(st)
-            elif _native is not None and NATIVE_MAP and nbytes >= LEND_MIN_BYTES:
-                out.append(self._lend(st, mapped.pop(0), nbytes))
+                continue
+            view = mapped.pop(0)
+            if k == ride:  # the status: the staging buffer's last bytes
+                status = np.frombuffer(view, np.uint8)[st.size - STATUS_BYTES:st.size].copy()
+            if _native is not None and NATIVE_MAP and nbytes >= LEND_MIN_BYTES:
+                out.append(self._lend(st, view, nbytes))
             else:  # one copy out of the mapped memory, straight into the array the caller keeps
-                out.append(self._copy_out(mapped.pop(0), nbytes))
+                out.append(self._copy_out(view, nbytes))
                 self._unmap([st])
                 self._give_staging(st)
         if check:
-            self.status.verify(out.pop(0))
+            if readbacks[ride][0] is self.status.gpu:
+                out.pop(ride)
+            self.status.verify(status)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
             timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
