@@ -336,3 +336,21 @@ def test_jits_of_two_models_are_independent(rng):
     fa(x), fb(x)
     assert fb.captures == cap_b
     assert_close(fa(x), _small_ref(a, x.numpy()), atol=1e-5)
+
+
+def test_deepcopy_of_a_captured_model_replays_on_its_own(rng):
+    """copy.deepcopy of a converted model after calls (its Jit held GPU objects: the copy failed); the copy
+    starts without captures, and a change to one copy leaves the other's results alone."""
+    import copy
+    tm, dm = _net()
+    x = _t(rng, 1, 3, 5, 5)
+    _captured(dm, x)
+    dc = copy.deepcopy(dm)
+    assert not dc._replay.captures and dc._replay.fn.__self__ is dc
+    tc = copy.deepcopy(tm)
+    _set_param(tc, dc, rng)
+    with torch.no_grad():
+        for _ in range(2):
+            assert_close(dc(tinydl.tensor(x)), tc(torch.from_numpy(x)), atol=1e-5)
+            assert_close(dm(tinydl.tensor(x)), tm(torch.from_numpy(x)), atol=1e-5)
+    assert len(dm._replay.captures) == 1 and len(dc._replay.captures) == 1

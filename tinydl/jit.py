@@ -133,6 +133,12 @@ class Jit:
                 cap.close()
         return out
 
+    def __deepcopy__(self, memo):
+        """copy.deepcopy of a model that holds its Jit (from_torch modules): the copy replays for the copied
+        model, with no captures (they hold GPU objects, and the original's state)."""
+        import copy
+        return Jit(copy.deepcopy(self.fn, memo))
+
     # -- the state captures depend on ---------------------------------------------------------------------
     def state_changed(self) -> None:
         """Called by a watched Module on any change that may alter fn's result."""
