@@ -267,6 +267,11 @@ def _safetensors_bytes(rng):
     return save({"a": rng.standard_normal((8, 8)).astype(np.float32), "b": np.arange(4, dtype=np.int64)})
 
 
+def _deep_header(depth: int) -> bytes:
+    raw = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+    return len(raw).to_bytes(8, "little") + raw
+
+
 def _with_header(data: bytes, edit) -> bytes:
     import json
     n = int.from_bytes(data[:8], "little")
@@ -288,6 +293,7 @@ def _with_header(data: bytes, edit) -> bytes:
     (lambda d: _with_header(d, lambda h: h["a"].update(data_offsets=[64, 0])), "data_offsets"),
     (lambda d: _with_header(d, lambda h: h["a"].pop("dtype")), "lacks dtype"),
     (lambda d: d[:8] + b"{not json" + d[17:], "not JSON"),
+    (lambda d: _deep_header(40_000), "RecursionError"),
 ])
 def test_truncated_or_corrupt_safetensors_name_the_cause(alarm, tmp_path, rng, damage, cause):
     path = tmp_path / "w.safetensors"

@@ -77,8 +77,8 @@ def _load_safetensors(f, path: str, size: int) -> dict:
         raise _bad(path, f"header length {n} bytes, larger than the file ({size} bytes): truncated or corrupt")
     try:
         header = json.loads(f.read(n))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _bad(path, f"its header is not JSON: {e}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: nested past Python's limit
+        raise _bad(path, f"its header is not JSON: {type(e).__name__}: {e}") from None
     if not isinstance(header, dict):
         raise _bad(path, "its header is not a JSON object")
     out = {}
