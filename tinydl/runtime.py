@@ -477,7 +477,7 @@ class Runtime:
                 self._pending = [*pending, enc.finish()]
                 return []
         # the status (checks.DeviceStatus) rides in the last read-back's staging buffer, after its data (no map
-        # of its own), or alone where nothing else is read; then it is cleared
+        # of its own), or alone where nothing else is read; it is cleared only when found set (below)
         check, ride = self.status.dirty, None
         if check:
             ride = next((k for k in reversed(range(len(readbacks))) if readbacks[k][1]), None)
@@ -494,8 +494,6 @@ class Runtime:
             if extra:
                 enc.copy_buffer_to_buffer(self.status.gpu, 0, st, size, STATUS_BYTES)
             staging.append((st, nbytes))
-        if check:
-            enc.clear_buffer(self.status.gpu)
         cb = enc.finish()
         at.stage = "submit"
         if "submit" in fail:
@@ -521,6 +519,8 @@ class Runtime:
         if check:
             if readbacks[ride][0] is self.status.gpu:
                 out.pop(ride)
+            if status.any():  # reset before it raises (a queue write: ordered before any later submit)
+                self.device.queue.write_buffer(self.status.gpu, 0, bytes(STATUS_BYTES))
             self.status.verify(status)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
