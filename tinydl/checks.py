@@ -12,9 +12,9 @@ The mechanism, end to end:
 - A submit that ran checked kernels marks the status dirty (`Runtime.submit(..., checks=(kernels, results))`,
   `submit_encoded(..., checks=...)`, from schedule._submit and BoundPlan.run: kernels = [(name, codes)] of
   `Plan.checked`, results = the Buffers it computed that this submit does not read back). The next submit
-  with read-backs, while dirty, also copies the status into a staging buffer and clears it, in the same command
-  encoder (no extra submit, no extra wait); if a bit is set the read raises (`DeviceStatus.verify`), naming
-  the check and the kernels that could have set it, and the flag is reset, so later calls work again.
+  with read-backs, while dirty, also copies the status into the end of its last read-back's staging buffer (no
+  extra submit, wait or map); if a bit is set, the runtime clears it (a queue write) and the read raises
+  (`DeviceStatus.verify`), naming the check and the kernels that could have set it; later calls work again.
 
 When the error surfaces (like CUDA's device-side asserts, but at a defined place):
 - a realization that reads back (`.numpy()`, `.item()`, `.tolist()`, printing) raises itself if one of its own

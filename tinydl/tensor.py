@@ -634,6 +634,17 @@ class Tensor:
     def subtract(self, o, alpha=1): return self.sub(o, alpha)
     def mm(self, o): return mm(self, o)
     def bmm(self, o): return bmm(self, o)
+    def square(self): return pow(self, 2)
+    def clamp_min(self, min): return clamp(self, min, None)  # noqa: A002
+    def clamp_max(self, max): return clamp(self, None, max)  # noqa: A002
+    def type_as(self, other): return self.to(other.dtype)
+    def view_as(self, other): return self.reshape(other.shape)
+    def reshape_as(self, other): return self.reshape(other.shape)
+    def new_zeros(self, *size, dtype=None): return full(_varargs(size), 0, dtype or self.dtype)
+    def new_ones(self, *size, dtype=None): return full(_varargs(size), 1, dtype or self.dtype)
+    def new_full(self, size, fill_value, dtype=None): return full(_varargs((size,)), fill_value, dtype or self.dtype)
+    def nelement(self): return self.numel()
+    def ndimension(self): return self.ndim
 
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
@@ -651,8 +662,8 @@ class Tensor:
         return var(self, dim, unbiased, keepdim, correction=correction)
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return std(self, dim, unbiased, keepdim, correction=correction)
-    def softmax(self, dim): return softmax(self, dim)
-    def log_softmax(self, dim): return log_softmax(self, dim)
+    def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
+    def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
     def matmul(self, o): return matmul(self, o)
 
 
