@@ -242,6 +242,21 @@ def test_tensor_methods_torch_users_call(rng):
     assert_close(x.divide(3.0), tx.divide(3.0))
     assert_close(x.true_divide(3.0), tx.true_divide(3.0))
     assert_close(x.subtract(x, alpha=2), tx.subtract(tx, alpha=2))
+    assert_close(x.softmax(-1, dtype=tinydl.float16), tx.softmax(-1, dtype=torch.float16), rtol=1e-3, atol=1e-3)
+    assert_close(x.log_softmax(1, dtype=tinydl.float32), tx.log_softmax(1, dtype=torch.float32))
+    assert_close(x.clamp_min(0.1), tx.clamp_min(0.1))
+    assert_close(x.clamp_max(-0.1), tx.clamp_max(-0.1))
+    assert_close(x.view_as(y[:, :3, :4]), tx.view_as(ty[:, :3, :4]))
+    assert_close(x.reshape_as(tinydl.zeros(12, 2)), tx.reshape_as(torch.zeros(12, 2)))
+    assert x.nelement() == tx.nelement() and x.ndimension() == tx.ndimension()
+    for arr in (np.array([3, -2, 5], np.int32), np.array([True, False]), a):
+        v, tv = _pair(arr)
+        assert_close(v.square(), tv.square())
+        assert_close(v.type_as(x), tv.type_as(tx))
+        assert_close(v.new_zeros(2, 3), tv.new_zeros(2, 3))
+        assert_close(v.new_ones((2,)), tv.new_ones((2,)))
+        assert_close(v.new_full((2,), -2.5), tv.new_full((2,), -2.5))
+        assert_close(v.new_zeros((1,), dtype=tinydl.float16), tv.new_zeros((1,), dtype=torch.float16))
 
 
 class MaskOps(torch.nn.Module):
