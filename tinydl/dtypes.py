@@ -5,6 +5,7 @@ rounds once, at its store.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,3 +91,25 @@ def promote_with_scalar(t: DType, v) -> DType:
     """torch's rule: a Python scalar only raises the category (int tensor + 1.5 -> float32; half + 1.5 -> half)."""
     s = scalar_dtype(v)
     return s if s.category > t.category else t
+
+
+class BitsFloat(float):
+    """A float constant that compares and hashes by its bits: plan signatures (which hold constants) then tell -0.0
+    from 0.0 (x / -0.0 is -inf, x / 0.0 is inf) and find NaN equal to NaN (a NaN constant reuses its plan)."""
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return isinstance(other, float) and struct.pack("<d", self) == struct.pack("<d", other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash(struct.pack("<d", self))
+
+
+def const_value(v):
+    """A constant as a node holds it: zeros and NaN as BitsFloat (see there), everything else unchanged."""
+    if isinstance(v, float) and not isinstance(v, BitsFloat) and (v == 0.0 or v != v):
+        return BitsFloat(v)
+    return v

@@ -615,7 +615,13 @@ class Tensor:
     def clamp(self, min=None, max=None): return clamp(self, min, max)
     clip = clamp
     def where(self, cond, other): return where(cond, self, other)
-    def masked_fill(self, mask, value): return where(mask, value, self)
+    def masked_fill(self, mask, value):  # torch keeps self's dtype: an int tensor filled with -1.5 holds -1
+        if isinstance(value, Tensor):
+            if value.ndim:
+                raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                                   f"{value.ndim} dimension(s).")
+            return where(mask, value.to(self.dtype), self)
+        return where(mask, _const(_checked_scalar(value, self.dtype), (), self.dtype), self)
     def logical_not(self): return logical_not(self)
     def logical_and(self, o): return logical_and(self, o)
     def logical_or(self, o): return logical_or(self, o)
@@ -680,7 +686,7 @@ def _view(t: Tensor, op: str, arg, shape) -> Tensor:
 
 
 def _const(value, shape, dtype: DType) -> Tensor:
-    return Tensor(Node(CONST, None, (), value, shape, dtype))
+    return Tensor(Node(CONST, None, (), dtypes.const_value(value), shape, dtype))
 
 
 def _varargs(shape) -> tuple[int, ...]:
@@ -759,8 +765,14 @@ def full(shape, fill_value, dtype=None) -> Tensor:
     shape = _varargs(shape if isinstance(shape, (tuple, list)) else (shape,))
     if builtins.any(s < 0 for s in shape):
         raise RuntimeError(f"Trying to create tensor with negative dimension {builtins.min(shape)}: {list(shape)}")
+    if dtype is None and isinstance(fill_value, (int, np.integer)) and not isinstance(fill_value, (bool, np.bool_)) \
+            and not -2**31 <= fill_value < 2**31:  # torch: an int64 tensor, which tinydl does not store
+        raise RuntimeError(f"value cannot be converted to type int32 without overflow: {fill_value} (tinydl stores "
+                           f"integers as int32)")
     dtype = dtypes.scalar_dtype(fill_value) if dtype is None else dtypes.to_dtype(dtype)
-    return _const(_cast_scalar(fill_value, dtype), shape, dtype)
+    if dtype == dtypes.float16 and math.prod(shape) <= 1:  # torch fills one element without an overflow check
+        return _const(_cast_scalar(fill_value, dtype), shape, dtype)
+    return _const(_checked_scalar(fill_value, dtype), shape, dtype)
 
 
 def zeros(*shape, dtype=None) -> Tensor:
@@ -799,22 +811,66 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     return Tensor(Node(IOTA, None, (), (0, start, step), (n,), dtype))
 
 
+_TORCH_SCALAR_NAMES = {"int32": "int", "float32": "float", "float16": "c10::Half"}
+
+
+def _checked_scalar(v, dtype: DType):
+    """A Python scalar converted to dtype as torch converts a fill value (full, masked_fill): floats truncate into
+    int, NaN/Inf and values out of range raise torch's RuntimeError, anything is a bool."""
+    if isinstance(v, Tensor):
+        v = v.item()
+    if dtype == dtypes.bool_:
+        return builtins.bool(v)
+    f = builtins.float(v)
+    if dtype == dtypes.int32:
+        ok = math.isfinite(f) and -2**31 <= (builtins.int(v) if isinstance(v, (int, np.integer)) else math.trunc(f)) < 2**31
+    else:
+        limit = 65504.0 if dtype == dtypes.float16 else 3.4028234663852886e38
+        ok = not math.isfinite(f) or builtins.abs(f) <= limit or builtins.abs(f) < limit * (1 + 2**-24)
+    if not ok:
+        raise RuntimeError(f"value cannot be converted to type {_TORCH_SCALAR_NAMES[dtype.name]} without overflow")
+    return _cast_scalar(v, dtype)
+
+
 def _cast_scalar(v, dtype: DType):
     if dtype == dtypes.bool_:
         return builtins.bool(v)
     if dtype == dtypes.int32:
         return builtins.int(v)
+    if dtype == dtypes.float16:  # a half value (2**40 -> inf), computed in f32
+        with np.errstate(over="ignore"):
+            return builtins.float(np.float16(v))
     return builtins.float(v)
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, Scalar):
-        return _const(_cast_scalar(x, like_dtype), (), like_dtype)
+    if isinstance(x, Scalar):  # a float16 op's scalar stays float32 (torch's opmath); _elementwise rounds add's
+        v = builtins.float(x) if like_dtype == dtypes.float16 else _cast_scalar(x, like_dtype)
+        return _const(v, (), like_dtype)
     if type(x).__module__.startswith("torch") or isinstance(x, (np.ndarray, list)):
         return tensor(x)
     raise TypeError(f"unsupported operand type {type(x).__name__}")
+
+
+_COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+
+
+def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
+    """Python ints beyond int32 in an integer op. With an int32 tensor torch computes in int32 and wraps the int
+    (x + 2**40 is x; literal() wraps it). With only bool tensors torch computes in int64: comparisons of 0/1 with
+    the int give what they give with the int clamped to int32; arithmetic results tinydl could not store raise."""
+    if builtins.any(isinstance(a, Tensor) and a.dtype == dtypes.int32 for a in value_args):
+        return args
+    out = list(args)
+    for i, a in enumerate(args):
+        if isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) and not -2**31 <= a < 2**31:
+            if op not in _COMPARISONS:
+                raise RuntimeError(f"{op} of a bool tensor and {builtins.int(a)} gives int64 values in torch, which do "
+                                   f"not fit int32 (tinydl stores integers as int32)")
+            out[i] = builtins.min(builtins.max(builtins.int(a), -2**31), 2**31 - 1)
+    return tuple(out)
 
 
 def _elementwise(op: str, *args, arg=()) -> Tensor:
@@ -836,6 +892,11 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
     for a in value_args:
         if not isinstance(a, Tensor):
             dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
+    if dt == dtypes.int32:
+        args = _int64_scalars(op, args, value_args)
+    if dt == dtypes.float16 and op in ("add", "sub", "where"):  # torch rounds these scalars to half (2**40 -> inf);
+        args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_)) else a
+                     for a in args)  # mul, div and comparisons use them as float32
     ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
     if op == "where":
         if ts[0].dtype != dtypes.bool_:
@@ -856,8 +917,29 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
     return _make(ELEMENTWISE, op, ts, tuple(arg), shape, out)
 
 
+# float-only activations and roundings: torch's kernel names in its "not implemented for 'Int'" errors
+_TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_cpu", "leaky_relu": "leaky_relu_cpu",
+                     "elu": "elu_cpu", "gelu": "GeluKernelImpl", "gelu_tanh": "GeluKernelImpl", "silu": "silu_cpu",
+                     "mish": "mish_cpu", "softplus": "softplus_cpu"}
+_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu"}
+_TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}
+
+
+def _check_float_only(op: str, x) -> None:
+    if not isinstance(x, Tensor) or x.dtype.is_floating_point:
+        return
+    name = _TORCH_FLOAT_ONLY.get(op) or (_TORCH_BOOL_ONLY.get(op) if x.dtype == dtypes.bool_ else None)
+    if name:
+        raise NotImplementedError(f'"{name}" not implemented for \'{_TORCH_INT_NAMES[x.dtype.name]}\'')
+
+
 def _unary(op):
     def f(x, *a):
+        _check_float_only(op, x)
+        if op == "relu6" and isinstance(x, Tensor) and not x.dtype.is_floating_point:
+            if x.dtype == dtypes.bool_:
+                raise RuntimeError("Bool inputs not supported for hardtanh")
+            return clamp(x, 0, 6)  # hardtanh(x, 0, 6): int stays int
         if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round"):
             return x  # torch keeps integer tensors (values and dtype) under floor/ceil/round
         if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
@@ -943,6 +1025,11 @@ def isfinite(x) -> Tensor:
 
 
 def pow(a, b) -> Tensor:  # noqa: A001
+    if isinstance(a, Tensor) and a.dtype == dtypes.bool_ and isinstance(b, (bool, np.bool_)):
+        return a if b else full(a.shape, True)  # torch: bool ** bool-scalar stays bool
+    if builtins.all((v.dtype == dtypes.bool_) if isinstance(v, Tensor) else isinstance(v, (bool, np.bool_))
+                    for v in (a, b)):
+        raise NotImplementedError("\"pow\" not implemented for 'Bool'")
     if isinstance(b, Scalar) and isinstance(a, Tensor) and not isinstance(b, bool):
         if b == 1:
             return a.to(dtypes.promote_with_scalar(a.dtype, b))
@@ -950,6 +1037,11 @@ def pow(a, b) -> Tensor:  # noqa: A001
             return mul(a, a.to(dtypes.promote_with_scalar(a.dtype, b)))
         if b == 0.5 and a.dtype.is_floating_point:
             return sqrt(a)
+        if b == 3:
+            a = a.to(dtypes.promote_with_scalar(a.dtype, b))
+            return mul(mul(a, a), a)
+        if b == -1 and a.dtype.is_floating_point:
+            return reciprocal(a)
         if isinstance(b, (int, np.integer)) and b < 0 and a.dtype.category < 2:
             raise RuntimeError("Integers to negative integer powers are not allowed.")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
@@ -958,20 +1050,24 @@ def pow(a, b) -> Tensor:  # noqa: A001
 
 
 def leaky_relu(x, negative_slope=0.01):
+    _check_float_only("leaky_relu", x)
     return _elementwise("leaky_relu", x, arg=(builtins.float(negative_slope),))
 
 
 def elu(x, alpha=1.0):
+    _check_float_only("elu", x)
     return _elementwise("elu", x, arg=(builtins.float(alpha),))
 
 
 def gelu(x, approximate="none"):
+    _check_float_only("gelu", x)
     if approximate not in ("none", "tanh"):
         raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
     return _elementwise("gelu" if approximate == "none" else "gelu_tanh", x)
 
 
 def softplus(x, beta=1.0, threshold=20.0):
+    _check_float_only("softplus", x)
     return _elementwise("softplus", x, arg=(builtins.float(beta), builtins.float(threshold)))
 
 
@@ -981,6 +1077,10 @@ def clamp(x, min=None, max=None) -> Tensor:  # noqa: A002
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         out = x if min is None else maximum(x, min)
         return out if max is None else minimum(out, max)
+    if x.dtype == dtypes.bool_ and builtins.all(isinstance(v, (bool, np.bool_)) or v is None for v in (min, max)):
+        name = "clamp_scalar_cpu" if min is not None and max is not None else \
+            "clamp_min_scalar_cpu" if min is not None else "clamp_max_scalar_cpu"
+        raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")  # WGSL has no max/min on bool
     dt = x.dtype
     for v in (min, max):
         if v is not None:

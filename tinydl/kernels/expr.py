@@ -13,11 +13,27 @@ import math
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
+from . import snippets
 from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16({})", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
 VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (binding4, a vec4 output)
+
+
+def _const_value(node: Node):
+    """A CONST node's value (a float16 one is computed in f32: tensor.py rounds it to half where torch does)."""
+    return node.arg
+
+
+def const_of(node: Node):
+    """The value of a constant seen through views that keep values (expand, reshape, permute, slice), or None."""
+    while (node.kind == VIEW and node.op != "pad") or (node.kind == ELEMENTWISE and node.op == "cast"
+                                                       and node.dtype.compute == "f32"):
+        node = node.srcs[0]  # an int/bool constant cast to float is that float
+    if node.kind != CONST:
+        return None
+    return float(_const_value(node))
 
 
 def linear_index(idx, shape) -> str:
@@ -51,6 +67,7 @@ class KernelSource:
         self.vec4_out = False  # the output bound as array<vec4<f32>>: store4 writes 4 elements at once
         self._vec4_inputs: set[str] = set()  # input bindings declared array<vec4<f32>> (see binding4)
         self.checks = checks.Code(0)  # codes this kernel may report: it then binds the status buffer (last)
+        self.uses_f16 = False  # the code rounds through f16 (a cast to float16 inside a chain): `enable f16;`
 
     def fresh(self, prefix="v") -> str:
         self._tmp += 1
@@ -112,7 +129,8 @@ class KernelSource:
     def render(self, body: str, workgroup_size: int, shared: str = "", subgroups: bool = False) -> str:
         """The shader: bindings, shared memory, functions and main around body. subgroups: main also gets the
         subgroup size as `sgs` (the adapter's subgroup feature)."""
-        needs_f16 = self.out.dtype == dtypes.float16 or any(n.dtype == dtypes.float16 for n in self.inputs)
+        needs_f16 = (self.uses_f16 or self.out.dtype == dtypes.float16
+                     or any(n.dtype == dtypes.float16 for n in self.inputs))
         out_type = f"vec4<{self.out.dtype.storage}>" if self.vec4_out else self.out.dtype.storage
         decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
         for i, n in enumerate(self.inputs, 1):
@@ -182,7 +200,7 @@ class Expr:
         if node.kind == BUFFER or self.src.materialized(node):
             v = self.let(self.src.load(node, linear_index(idx, node.shape)))
         elif node.kind == CONST:
-            v = literal(node.arg, node.dtype.compute)
+            v = literal(_const_value(node), node.dtype.compute)
         elif node.kind == IOTA:
             dim, start, step = node.arg
             if node.dtype.compute == "f32":
@@ -235,16 +253,26 @@ class Expr:
         ops = [self.value(s, idx) for s in node.srcs]
         ct = node.dtype.compute
         if node.op == "cast":
-            return self.let(convert(ops[0], node.srcs[0].dtype.compute, ct))
+            v = convert(ops[0], node.srcs[0].dtype.compute, ct)
+            if node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16:
+                v = f"f32(f16({v}))"  # rounded to half here (65536 -> inf), as torch, not only at the store
+                self.src.uses_f16 = True
+            return self.let(v)
         if node.op == "clamp":
             lo, hi = node.arg
             e = ops[0]
             if lo is not None:
-                e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_max({e}, {literal(lo, ct)})"
-            if hi is not None:
-                e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_min({e}, {literal(hi, ct)})"
+                e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_max({literal(lo, ct)}, {e})"
+            if hi is not None:  # td_max/td_min keep their second operand on ties: clamp(-0.0, 0.0) is -0.0, as torch
+                e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_min({literal(hi, ct)}, {e})"
             return self.let(e)
         operand_type = node.srcs[-1].dtype.compute
+        if operand_type == "f32" and len(ops) == 2 and node.op in ("add", "sub", "mul", "div"):
+            # literal or repeated operands get NaN/Inf/-0-exact forms (see snippets.with_literal)
+            special = (snippets.same_operand(node.op, ops[0]) if ops[0] == ops[1] else
+                       snippets.with_literal(node.op, ops, [const_of(s) for s in node.srcs]))
+            if special is not None:
+                return self.let(special)
         return self.let(apply(node.op, operand_type, ops, node.arg))
 
     def _view(self, node: Node, idx) -> str:

@@ -8,13 +8,33 @@ import math
 # Helpers every kernel may call. NaN/inf come from bit patterns: WGSL has no literals for them, and
 # shader compilers may assume x == x, so NaN tests look at the bits.
 PRELUDE = """
+fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
 fn td_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-fn td_max(a: f32, b: f32) -> f32 { if (td_isnan(a) || td_isnan(b)) { return a + b; } return max(a, b); }
-fn td_min(a: f32, b: f32) -> f32 { if (td_isnan(a) || td_isnan(b)) { return a + b; } return min(a, b); }
-fn td_tanh(x: f32) -> f32 { if (td_isnan(x)) { return x; } let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0); }
+fn td_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
+fn td_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+fn td_iszero(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0u; }
+// x < 0 / x > 0 by the bits: never true for NaN or +-0, whatever a compiler assumes about float compares
+fn td_ltz(x: f32) -> bool { return bitcast<u32>(x) - 0x80000001u < 0x7f800000u; }
+fn td_gtz(x: f32) -> bool { return bitcast<u32>(x) - 1u < 0x7f800000u; }
+// an i32 that orders floats as IEEE does (-0 == +0); compares of keys are integer compares, so NaN is tested apart
+fn td_key(x: f32) -> i32 { let k = bitcast<i32>(x); let m = k & 0x7fffffff; return select(m, -m, k < 0); }
+fn td_eq(a: f32, b: f32) -> bool { return td_key(a) == td_key(b) && !td_isnan(a); }
+fn td_lt(a: f32, b: f32) -> bool { return td_key(a) < td_key(b) && !td_isnan(a) && !td_isnan(b); }
+fn td_le(a: f32, b: f32) -> bool { return td_key(a) <= td_key(b) && !td_isnan(a) && !td_isnan(b); }
+// torch's maximum/minimum (vectorized CPU): NaN if either is NaN, else b unless a is strictly larger (smaller):
+// maximum(-0, 0) is 0, maximum(0, -0) is -0; clamp(x, lo, hi) is td_min(hi, td_max(lo, x)) (ties keep x)
+fn td_max(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) > td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
+fn td_min(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) < td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
+// a value with the sign of a times the sign of b, and the magnitude bits m (x*0, x/0, x/inf with literal operands)
+fn td_signed(a: f32, b: u32, m: u32) -> f32 { return bitcast<f32>(((bitcast<u32>(a) ^ b) & 0x80000000u) | m); }
+fn td_tanh(x: f32) -> f32 {
+  if (td_isnan(x)) { return x; }
+  if (abs(x) < 0.0625) { let x2 = x * x; return x * (1.0 - x2 * (0.33333334 - x2 * 0.13333334)); }  // tiny x and -0
+  let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0);
+}
 fn td_sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 fn td_log1p(x: f32) -> f32 { let u = 1.0 + x; if (u == 1.0) { return x; } return log(u) * (x / (u - 1.0)); }
-fn td_expm1(x: f32) -> f32 { if (abs(x) < 1e-5) { return x + 0.5 * x * x; } return exp(x) - 1.0; }
+fn td_expm1(x: f32) -> f32 { if (abs(x) < 1e-5) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }
 fn td_erf(x: f32) -> f32 {
   // erf via erfc's Chebyshev-fitted rational form (Numerical Recipes erfcc), |error| < 1.2e-7
   let z = abs(x);
@@ -32,20 +52,25 @@ fn td_erf(x: f32) -> f32 {
 }
 fn td_softplus(x: f32, beta: f32, threshold: f32) -> f32 {
   let bx = beta * x;
-  if (bx > threshold) { return x; }
+  if (td_lt(threshold, bx)) { return x; }
   return td_log1p(exp(bx)) / beta;
 }
 fn td_pow(a: f32, b: f32) -> f32 {
-  if (b == 0.0) { return 1.0; }
-  if (td_isnan(a) || td_isnan(b)) { return a + b; }
-  if (a == 0.0) { if (b > 0.0) { return 0.0; } return bitcast<f32>(0x7f800000u); }
-  let r = exp2(b * log2(abs(a)));
-  if (a > 0.0) { return r; }
-  if (floor(b) != b) { return bitcast<f32>(0x7fc00000u); }
+  // std::pow's special values (torch CPU's): x^0 = 1^y = 1 even for NaN, (-1)^inf = 1, signs of 0 and inf
+  if (td_iszero(b) || bitcast<u32>(a) == 0x3f800000u) { return 1.0; }
+  if (td_isnan(a) || td_isnan(b)) { return td_nan(); }
+  if (bitcast<u32>(b) == 0x3f800000u) { return a; }
+  let ax = abs(a);
+  if (bitcast<u32>(ax) == 0x3f800000u && td_isinf(b)) { return 1.0; }
+  var r = exp2(b * log2(ax));
+  if (td_iszero(a)) { r = select(0.0, bitcast<f32>(0x7f800000u), td_ltz(b)); }  // log2(0) need not be -inf
+  if ((bitcast<u32>(a) & 0x80000000u) == 0u) { return r; }
+  if (floor(b) != b && !td_isinf(b)) { return select(r, td_nan(), td_finite(a) && !td_iszero(a)); }
   if (abs(b) < 16777216.0 && (i32(b) & 1) == 1) { return -r; }
   return r;
 }
 fn td_ipow(a: i32, b: i32) -> i32 {
+  if (b < 0) { return select(select(0, 1, a == 1), select(1, -1, (b & 1) == 1), a == -1); }  // as torch's integer pow
   var r = 1; var base = a; var e = b;
   loop { if (e <= 0) { break; } if ((e & 1) == 1) { r = r * base; } base = base * base; e = e >> 1u; }
   return r;
@@ -56,8 +81,9 @@ fn td_ipow(a: i32, b: i32) -> i32 {
 SNIPPETS: dict[str, dict[str, str]] = {
     "neg": {"*": "(-{0})"},
     "abs": {"*": "abs({0})"},
-    "sign": {"f32": "sign({0})", "i32": "sign({0})", "bool": "{0}"},
-    "relu": {"f32": "select(0.0, {0}, {0} > 0.0 || td_isnan({0}))", "i32": "max({0}, 0)"},
+    # sign(NaN) is 0 in torch; sign(-0) is +0 (by the bits: compilers turn select(0.0, -1.0, c) into -0.0)
+    "sign": {"f32": "bitcast<f32>(select(0u, (bitcast<u32>({0}) & 0x80000000u) | 0x3f800000u, td_ltz({0}) || td_gtz({0})))", "i32": "sign({0})", "bool": "{0}"},
+    "relu": {"f32": "select({0}, 0.0, td_ltz({0}))", "i32": "max({0}, 0)"},  # keeps NaN and -0, as torch
     "exp": {"f32": "exp({0})"},
     "log": {"f32": "log({0})"},
     "sqrt": {"f32": "sqrt({0})"},
@@ -67,14 +93,14 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "cos": {"f32": "cos({0})"},
     "tanh": {"f32": "td_tanh({0})"},
     "sigmoid": {"f32": "td_sigmoid({0})"},
-    "relu6": {"f32": "clamp({0}, 0.0, 6.0)"},
-    "leaky_relu": {"f32": "select({0} * {a0}, {0}, {0} > 0.0)"},
-    "elu": {"f32": "select({a0} * td_expm1({0}), {0}, {0} > 0.0)"},
+    "relu6": {"f32": "td_min(6.0, td_max(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},
+    "leaky_relu": {"f32": lambda o, p: f"select({mul_literal(o[0], p[0])}, {o[0]}, td_gtz({o[0]}))"},
+    "elu": {"f32": lambda o, p: f"select({mul_literal(f'td_expm1({o[0]})', p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "gelu": {"f32": "(0.5 * {0} * (1.0 + td_erf({0} * 0.7071067811865476)))"},
     "gelu_tanh": {"f32": "(0.5 * {0} * (1.0 + td_tanh(0.7978845608028654 * ({0} + 0.044715 * {0} * {0} * {0}))))"},
     "silu": {"f32": "({0} * td_sigmoid({0}))"},
-    "hardswish": {"f32": "({0} * clamp({0} + 3.0, 0.0, 6.0) / 6.0)"},
-    "hardsigmoid": {"f32": "(clamp({0} + 3.0, 0.0, 6.0) / 6.0)"},
+    "hardswish": {"f32": "({0} * td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
+    "hardsigmoid": {"f32": "(td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
     "softplus": {"f32": "td_softplus({0}, {a0}, {a1})"},
     "mish": {"f32": "({0} * td_tanh(td_softplus({0}, 1.0, 20.0)))"},
     "erf": {"f32": "td_erf({0})"},
@@ -89,12 +115,14 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "maximum": {"f32": "td_max({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
     "minimum": {"f32": "td_min({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},
     "pow": {"f32": "td_pow({0}, {1})", "i32": "td_ipow({0}, {1})"},
-    "eq": {"*": "({0} == {1})"},
-    "ne": {"*": "({0} != {1})"},
-    "lt": {"*": "({0} < {1})"},
-    "le": {"*": "({0} <= {1})"},
-    "gt": {"*": "({0} > {1})"},
-    "ge": {"*": "({0} >= {1})"},
+    # float compares through td_key (integer compares) with NaN tested apart: a compiler that assumes no NaN/Inf
+    # may fold x != x to false or x < inf to true; bools compare as 0/1 (WGSL has no < on bool)
+    "eq": {"f32": "td_eq({0}, {1})", "*": "({0} == {1})"},
+    "ne": {"f32": "(!td_eq({0}, {1}))", "*": "({0} != {1})"},
+    "lt": {"f32": "td_lt({0}, {1})", "bool": "(!{0} && {1})", "*": "({0} < {1})"},
+    "le": {"f32": "td_le({0}, {1})", "bool": "(!{0} || {1})", "*": "({0} <= {1})"},
+    "gt": {"f32": "td_lt({1}, {0})", "bool": "({0} && !{1})", "*": "({0} > {1})"},
+    "ge": {"f32": "td_le({1}, {0})", "bool": "({0} || !{1})", "*": "({0} >= {1})"},
     "logical_and": {"bool": "({0} && {1})"},
     "logical_or": {"bool": "({0} || {1})"},
     "bitwise_not": {"i32": "(~{0})", "bool": "(!{0})"},
@@ -110,19 +138,107 @@ SNIPPETS: dict[str, dict[str, str]] = {
 
 
 def literal(value, wgsl_type: str) -> str:
-    """A WGSL literal of `value` in a compute type."""
+    """A WGSL literal of `value` in a compute type. Integers outside i32 wrap (two's complement), as torch's int32
+    ops wrap a Python int; callers that must refuse them (full, masked_fill) check before."""
     if wgsl_type == "bool":
         return "true" if value else "false"
     if wgsl_type == "i32":
-        return f"i32({int(value)})"
+        v = (int(value) + 2**31) % 2**32 - 2**31
+        return "i32(-2147483647 - 1)" if v == -2**31 else f"i32({v})"  # -2147483648 is not a WGSL literal
     v = float(value)
     if math.isnan(v):
-        return "bitcast<f32>(0x7fc00000u)"
+        return "td_nan()"
     if math.isinf(v):
         return "bitcast<f32>(0x7f800000u)" if v > 0 else "bitcast<f32>(0xff800000u)"
-    # the shortest repr that round-trips float32, as a WGSL f32 literal
+    if v == 0.0:
+        return "-0.0" if math.copysign(1.0, v) < 0 else "0.0"
     import numpy as np
-    return f"{repr(float(np.float32(v)))}f".replace("inf", "0")
+    f = np.float32(v) if abs(v) < 3.4028235677973366e38 else np.float32(math.copysign(math.inf, v))
+    if np.isinf(f):  # a double beyond float32 rounds to inf, as torch's float32 ops round it
+        return literal(float(f), wgsl_type)
+    # the shortest repr that round-trips float32, as a WGSL f32 literal
+    return f"{repr(float(f))}f"
+
+
+def _sign_bit(c: float) -> str:
+    return "0x80000000u" if math.copysign(1.0, c) < 0 else "0u"
+
+
+# Elementwise ops with a literal operand: a compiler may fold x * 0.0 to 0.0, x + 0.0 to x, 0.0 - x to -x or a
+# division by a literal zero (or reject it), which is wrong for NaN, Inf and -0. Zero, Inf and NaN operands are
+# known when the kernel is written: their IEEE results are written out by the bits, the rest stay plain.
+def mul_literal(x: str, c: float) -> str:
+    c = float(c)
+    if math.isnan(c):
+        return "td_nan()"
+    if c == 0.0:  # NaN for NaN/Inf, else a zero with the product's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0u), td_nan(), !td_finite({x}))"
+    if math.isinf(c):  # NaN for NaN/0, else an Inf with the product's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0x7f800000u), td_nan(), td_isnan({x}) || td_iszero({x}))"
+    return f"({x} * {literal(c, 'f32')})"
+
+
+def add_literal(x: str, c: float) -> str:
+    c = float(c)
+    if math.isnan(c):
+        return "td_nan()"
+    if c == 0.0:  # x + 0.0 is x except -0 + 0 = +0; x + -0.0 is x
+        return x if math.copysign(1.0, c) < 0 else f"select({x}, 0.0, bitcast<u32>({x}) == 0x80000000u)"
+    if math.isinf(c):  # Inf, or NaN for NaN and the opposite Inf
+        opp = "0xff800000u" if c > 0 else "0x7f800000u"
+        return f"select({literal(c, 'f32')}, td_nan(), td_isnan({x}) || bitcast<u32>({x}) == {opp})"
+    return f"({x} + {literal(c, 'f32')})"
+
+
+def div_literal(x: str, c: float) -> str:
+    """x / c for a literal c."""
+    c = float(c)
+    if math.isnan(c):
+        return "td_nan()"
+    if c == 0.0:  # NaN for NaN/0, else an Inf with the quotient's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0x7f800000u), td_nan(), td_isnan({x}) || td_iszero({x}))"
+    if math.isinf(c):  # NaN for NaN/Inf, else a zero with the quotient's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0u), td_nan(), !td_finite({x}))"
+    return f"({x} / {literal(c, 'f32')})"
+
+
+def literal_div(c: float, x: str) -> str:
+    """c / x for a literal c."""
+    c = float(c)
+    if math.isnan(c):
+        return "td_nan()"
+    if c == 0.0:  # NaN for NaN/0, else a zero with the quotient's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0u), td_nan(), td_isnan({x}) || td_iszero({x}))"
+    if math.isinf(c):  # NaN for NaN/Inf, else an Inf with the quotient's sign
+        return f"select(td_signed({x}, {_sign_bit(c)}, 0x7f800000u), td_nan(), !td_finite({x}))"
+    return f"({literal(c, 'f32')} / {x})"
+
+
+def with_literal(op: str, operands: list[str], consts: list) -> str | None:
+    """The f32 form of a binary op whose operand(s) are literals (consts[i] is the value or None), or None."""
+    a, b = consts
+    x, y = operands
+    if (a is None) == (b is None):
+        return None
+    if op == "mul":
+        return mul_literal(y, a) if a is not None else mul_literal(x, b)
+    if op == "add":
+        return add_literal(y, a) if a is not None else add_literal(x, b)
+    if op == "sub":  # c - y = c + (-y); x - c = x + (-c), exactly
+        return add_literal(f"(-{y})", a) if a is not None else add_literal(x, -float(b))
+    if op == "div":
+        return literal_div(a, y) if a is not None else div_literal(x, b)
+    return None
+
+
+def same_operand(op: str, x: str) -> str | None:
+    """The f32 form of x - x and x / x (one WGSL value twice): compilers fold them to 0 and 1, torch gives NaN for
+    NaN/Inf (and 0/0)."""
+    if op == "sub":
+        return f"select(0.0, td_nan(), !td_finite({x}))"
+    if op == "div":
+        return f"select(1.0, td_nan(), !td_finite({x}) || td_iszero({x}))"
+    return None
 
 
 def convert(expr: str, src: str, dst: str) -> str:
@@ -130,9 +246,16 @@ def convert(expr: str, src: str, dst: str) -> str:
     if src == dst:
         return expr
     if dst == "bool":
-        if src == "f32":  # nan is nonzero (true), as in torch; ordered != would make it false
-            return f"({expr} != 0.0 || td_isnan({expr}))"
+        if src == "f32":  # nan is nonzero (true), as in torch; by the bits: -0 is false
+            return f"((bitcast<u32>({expr}) & 0x7fffffffu) != 0u)"
         return f"({expr} != 0)"
+    if dst == "i32" and src == "f32":
+        # out of range and NaN give INT_MIN, as torch CPU (x86 cvttss2si); WGSL's i32() would saturate
+        return f"select(i32({expr}), i32(-2147483647 - 1), (bitcast<u32>({expr}) & 0x7fffffffu) >= 0x4f000000u)"
+    if dst == "f32" and src == "bool":
+        return f"select(0.0, 1.0, {expr})"
+    if dst == "i32" and src == "bool":
+        return f"select(0, 1, {expr})"
     return f"{dst}({expr})"
 
 
@@ -141,6 +264,8 @@ def apply(op: str, compute_type: str, operands: list[str], params: tuple) -> str
     tmpl = table.get(compute_type) or table.get("*")
     if tmpl is None:
         raise NotImplementedError(f"{op} has no {compute_type} form")
+    if callable(tmpl):
+        return tmpl(operands, params)
     lits = {}
     for i, p in enumerate(params):
         lits[f"a{i}"] = literal(p, "f32") if isinstance(p, (int, float)) and not isinstance(p, bool) else str(p)

@@ -1,0 +1,294 @@
+"""NaN, ±Inf, ±0, huge and tiny values through elementwise ops, casts, constants and comparisons: results equal
+torch CPU's (shape, dtype, NaN positions, signs of zeros and infinities, values), and dtype rules/errors as torch's.
+
+WGSL lets a compiler assume no NaN/Inf: these tests catch folds such as x*0 -> 0, x+0 -> x, x != x -> false, a
+division by a literal zero, max(NaN, 0) -> 0. Each test batches many values in one tensor (few realizations).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import tinydl
+import tinydl.nn.functional as F
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e38, -1e38, 3.4028235e38, -3.4028235e38, 1e-45, -1e-45,
+                    1.1754944e-38, 1.0, -1.0, 0.5, -0.5, 1.5, -2.5, 3.0, -3.0, 6.0, 6.5, -6.0, 21.0, 100.0, -100.0,
+                    1e10, 0.1, -0.1, 16777217.0], np.float32)
+INTS = np.array([0, 1, -1, 2, -2, 3, 5, -7, 6, 7, 100, -100, 2**31 - 1, -2**31], np.int32)
+HAS_F16 = tinydl.runtime.get_runtime().has_f16
+
+
+def _check(got: tinydl.Tensor, want: torch.Tensor, ulps: int = 0):
+    assert tuple(got.shape) == tuple(want.shape)
+    assert got.dtype.name == str(want.dtype).replace("torch.", "").replace("int64", "int32"), (got.dtype, want.dtype)
+    g, w = got.numpy(), want.numpy()
+    if w.dtype.kind != "f":
+        np.testing.assert_array_equal(g.astype(np.int64), w.astype(np.int64))
+        return
+    g64, w64 = g.astype(np.float64), w.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(g64), np.isnan(w64), err_msg="NaN positions")
+    m = ~np.isnan(w64)
+    exact = np.isinf(w64) | (w64 == 0)  # infinities and zeros (with their signs) exactly
+    np.testing.assert_array_equal(g64[m & exact], w64[m & exact])
+    np.testing.assert_array_equal(np.signbit(g64[m & exact]), np.signbit(w64[m & exact]), err_msg="signs of 0/inf")
+    rest = m & ~exact
+    if not ulps:
+        np.testing.assert_array_equal(g64[rest], w64[rest])
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        tol = np.nan_to_num(np.abs(np.spacing(w[rest])).astype(np.float64), nan=np.inf, posinf=np.inf) * ulps
+    if ulps >= 8:  # transcendental: WGSL's exp/log are specified to a few ulps only, more for large arguments
+        tol = np.maximum(tol, 1e-5 * np.abs(w64[rest]) + 1.2e-38)  # denormal results may flush to 0
+    assert np.all(np.abs(g64[rest] - w64[rest]) <= tol), (g[rest], w[rest])
+
+
+# (name, tinydl fn, torch fn, ulps): exact ops compare exactly
+UNARY = [
+    ("neg", lambda x: -x, lambda x: -x, 0),
+    ("abs", lambda x: x.abs(), lambda x: x.abs(), 0),
+    ("sign", lambda x: x.sign(), lambda x: x.sign(), 0),
+    ("relu", F.relu, TF.relu, 0),
+    ("relu6", F.relu6, TF.relu6, 0),
+    ("hardtanh", lambda x: F.hardtanh(x, -2.0, 3.5), lambda x: TF.hardtanh(x, -2.0, 3.5), 0),
+    ("hardsigmoid", F.hardsigmoid, TF.hardsigmoid, 2),
+    ("hardswish", F.hardswish, TF.hardswish, 2),
+    ("leaky_relu", F.leaky_relu, TF.leaky_relu, 0),
+    ("leaky_relu0", lambda x: F.leaky_relu(x, 0.0), lambda x: TF.leaky_relu(x, 0.0), 0),
+    ("elu", F.elu, TF.elu, 8),
+    ("sigmoid", lambda x: x.sigmoid(), lambda x: x.sigmoid(), 8),
+    ("exp", lambda x: x.exp(), lambda x: x.exp(), 8),
+    ("sqrt", lambda x: x.sqrt(), lambda x: x.sqrt(), 2),
+    ("reciprocal", lambda x: x.reciprocal(), lambda x: x.reciprocal(), 2),
+    ("floor", lambda x: x.floor(), lambda x: x.floor(), 0),
+    ("ceil", lambda x: x.ceil(), lambda x: x.ceil(), 0),
+    ("round", lambda x: x.round(), lambda x: x.round(), 0),
+    ("clamp", lambda x: x.clamp(0, 1), lambda x: x.clamp(0, 1), 0),
+    ("clamp_min", lambda x: x.clamp(min=-1.5), lambda x: x.clamp(min=-1.5), 0),
+    ("clamp_nan", lambda x: x.clamp(max=float("nan")), lambda x: x.clamp(max=float("nan")), 0),
+    ("clamp_crossed", lambda x: x.clamp(2, 1), lambda x: x.clamp(2, 1), 0),
+    ("isnan", lambda x: x.isnan(), lambda x: x.isnan(), 0),
+    ("x!=x", lambda x: x != x, lambda x: x != x, 0),
+    ("x==x", lambda x: x == x, lambda x: x == x, 0),
+    ("x<inf", lambda x: x < float("inf"), lambda x: x < float("inf"), 0),
+    ("x>=-0.0", lambda x: x >= -0.0, lambda x: x >= -0.0, 0),
+    ("x!=nan", lambda x: x != float("nan"), lambda x: x != float("nan"), 0),
+    ("x==nan", lambda x: x == float("nan"), lambda x: x == float("nan"), 0),
+    ("x*0", lambda x: x * 0, lambda x: x * 0, 0),
+    ("0.0*x", lambda x: 0.0 * x, lambda x: 0.0 * x, 0),
+    ("x*-0.0", lambda x: x * -0.0, lambda x: x * -0.0, 0),
+    ("x*inf", lambda x: x * float("inf"), lambda x: x * float("inf"), 0),
+    ("x*1", lambda x: x * 1, lambda x: x * 1, 0),
+    ("x+0", lambda x: x + 0, lambda x: x + 0, 0),
+    ("x+-0.0", lambda x: x + -0.0, lambda x: x + -0.0, 0),
+    ("x-0.0", lambda x: x - 0.0, lambda x: x - 0.0, 0),
+    ("x+inf", lambda x: x + float("inf"), lambda x: x + float("inf"), 0),
+    ("0-x", lambda x: 0 - x, lambda x: 0 - x, 0),
+    ("x-x", lambda x: x - x, lambda x: x - x, 0),
+    ("x/x", lambda x: x / x, lambda x: x / x, 0),
+    ("x/0", lambda x: x / 0, lambda x: x / 0, 0),
+    ("x/-0.0", lambda x: x / -0.0, lambda x: x / -0.0, 0),
+    ("x/inf", lambda x: x / float("inf"), lambda x: x / float("inf"), 0),
+    ("x/nan", lambda x: x / float("nan"), lambda x: x / float("nan"), 0),
+    ("1/x", lambda x: 1 / x, lambda x: 1 / x, 1),
+    ("x*zeros", lambda x: x * tinydl.zeros(x.shape), lambda x: x * torch.zeros(x.shape), 0),
+    ("x**0", lambda x: x ** 0, lambda x: x ** 0, 0),
+    ("x**-1", lambda x: x ** -1, lambda x: x ** -1, 1),
+    ("x**2", lambda x: x ** 2, lambda x: x ** 2, 0),
+    ("maximum0", lambda x: tinydl.maximum(x, tinydl.zeros(x.shape)), lambda x: torch.maximum(x, torch.zeros(x.shape)), 0),
+    ("minimum0", lambda x: tinydl.minimum(x, tinydl.zeros(x.shape)), lambda x: torch.minimum(x, torch.zeros(x.shape)), 0),
+    ("where_nan", lambda x: tinydl.where(x > 0, x, float("nan")), lambda x: torch.where(x > 0, x, float("nan")), 0),
+    ("to_int", lambda x: x.int(), lambda x: x.int(), 0),
+    ("to_bool", lambda x: x.bool(), lambda x: x.bool(), 0),
+    ("to_half", lambda x: x.half(), lambda x: x.half(), 0),
+]
+
+
+@pytest.mark.parametrize("name,fn,tfn,ulps", UNARY, ids=[u[0] for u in UNARY])
+def test_unary_special_values_float32(name, fn, tfn, ulps):
+    if name == "to_half" and not HAS_F16:
+        pytest.skip("adapter lacks shader-f16")
+    # denormal inputs: drivers may flush them (lavapipe does), so the exact ops see them and the others do not
+    v = SPECIAL if ulps == 0 else SPECIAL[np.abs(SPECIAL) != 1e-45]
+    _check(fn(tinydl.tensor(v)), tfn(torch.tensor(v)), ulps)
+
+
+@pytest.mark.skipif(not HAS_F16, reason="adapter lacks shader-f16")
+@pytest.mark.parametrize("name", ["relu", "relu6", "x*0", "x/0", "x!=x", "x+0", "x-x", "clamp", "hardsigmoid"])
+def test_unary_special_values_float16(name):
+    _, fn, tfn, ulps = next(u for u in UNARY if u[0] == name)
+    v = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 65504.0, -65504.0, 1.0, -1.0, 3.0, 7.0], np.float16)
+    _check(fn(tinydl.tensor(v)), tfn(torch.tensor(v)), ulps)
+
+
+BINARY = [
+    ("add", lambda a, b: a + b), ("sub", lambda a, b: a - b), ("mul", lambda a, b: a * b),
+    ("div", lambda a, b: a / b), ("eq", lambda a, b: a == b), ("ne", lambda a, b: a != b),
+    ("lt", lambda a, b: a < b), ("le", lambda a, b: a <= b), ("gt", lambda a, b: a > b), ("ge", lambda a, b: a >= b),
+]
+PAIR_VALUES = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -2.5, 3e38], np.float32)
+
+
+@pytest.mark.parametrize("name,fn", BINARY, ids=[b[0] for b in BINARY])
+def test_binary_tensor_pairs_of_special_values(name, fn):
+    a, b = PAIR_VALUES.reshape(-1, 1), PAIR_VALUES.reshape(1, -1)
+    _check(fn(tinydl.tensor(a), tinydl.tensor(b)), fn(torch.tensor(a), torch.tensor(b)), 1 if name == "div" else 0)
+
+
+@pytest.mark.parametrize("name,fn", BINARY[:4], ids=[b[0] for b in BINARY[:4]])
+@pytest.mark.parametrize("scalar", [0, 0.0, -0.0, float("inf"), float("-inf"), float("nan"), False, 2])
+def test_binary_with_python_scalars(name, fn, scalar):
+    v = PAIR_VALUES
+    if name == "sub" and isinstance(scalar, bool):  # torch refuses bool operands of -, scalars too
+        for a, b in ((tinydl.tensor(v), scalar), (scalar, tinydl.tensor(v))):
+            with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with a bool tensor"):
+                fn(a, b)
+        return
+    _check(fn(tinydl.tensor(v), scalar), fn(torch.tensor(v), scalar), 1)
+    _check(fn(scalar, tinydl.tensor(v)), fn(scalar, torch.tensor(v)), 1)
+
+
+def test_division_by_zero_of_int_and_bool_tensors_is_float_as_torch():
+    for arr in (INTS, np.array([True, False])):
+        for d in (0, 0.0, -0.0, False):
+            _check(tinydl.tensor(arr) / d, torch.tensor(arr) / d)
+        z = np.zeros_like(arr)
+        _check(tinydl.tensor(arr) / tinydl.tensor(z), torch.tensor(arr) / torch.tensor(z))
+
+
+def test_maximum_minimum_and_clamp_propagate_nan_from_either_side():
+    a = np.array([np.nan, 1.0, np.nan, -np.inf, 2.0], np.float32)
+    b = np.array([1.0, np.nan, np.nan, np.inf, -0.0], np.float32)
+    for fn in (tinydl.maximum, tinydl.minimum):
+        tfn = getattr(torch, fn.__name__)
+        _check(fn(tinydl.tensor(a), tinydl.tensor(b)), tfn(torch.tensor(a), torch.tensor(b)))
+    _check(tinydl.tensor(a).clamp(tinydl.tensor(b)), torch.tensor(a).clamp(torch.tensor(b)))
+
+
+def test_pow_special_values_as_std_pow():
+    base = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 2.0, -2.0, 0.5], np.float32).reshape(-1, 1)
+    exp = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, 2.0, 3.0, -1.0, -2.0, 0.5, -0.5], np.float32)
+    _check(tinydl.tensor(base) ** tinydl.tensor(exp.reshape(1, -1)), torch.tensor(base) ** torch.tensor(exp.reshape(1, -1)), 4)
+
+
+def test_integer_pow_with_negative_tensor_exponent_as_torch():
+    a = np.array([0, 1, -1, 2, -2, 3], np.int32).reshape(-1, 1)
+    e = np.array([-1, -2, 0, 3], np.int32).reshape(1, -1)
+    _check(tinydl.tensor(a) ** tinydl.tensor(e), torch.tensor(a) ** torch.tensor(e))
+
+
+def test_float_to_int_cast_of_nan_inf_and_out_of_range_as_torch_cpu():
+    v = np.array([np.nan, np.inf, -np.inf, 1e38, -3e9, 2.9e9, 2147483520.0, -2147483648.0, -1.5, 1.5], np.float32)
+    _check(tinydl.tensor(v).int(), torch.tensor(v).int())
+
+
+@pytest.mark.skipif(not HAS_F16, reason="adapter lacks shader-f16")
+def test_float16_overflow_inf_nan_round_trips():
+    v = np.array([np.nan, np.inf, -np.inf, 1e38, 65520.0, 65504.0, -1e5, 1e-8, -0.0], np.float32)
+    x = tinydl.tensor(v)
+    _check(x.half(), torch.tensor(v).half())
+    _check(x.half().float(), torch.tensor(v).half().float())
+    i = np.array([65536, 65504, -70000, 0], np.int32)  # int -> half rounds where the cast is (not only at the store)
+    _check(tinydl.tensor(i).half() + 0.0, torch.tensor(i).half() + 0.0)
+    _check(tinydl.tensor(v).half() + 2**40, torch.tensor(v).half() + 2**40)  # add rounds the scalar to half: -inf+inf
+
+
+# -- dtypes and integers ---------------------------------------------------------------------------------------
+def test_masked_fill_keeps_the_tensor_dtype():
+    m = np.array([True, False, True])
+    cases = [(np.array([1, 2, 3], np.int32), -1.5), (np.array([True, False, False]), 2.0),
+             (np.array([True, False, False]), 0.0), (np.array([1.0, 2.0, 3.0], np.float32), 7),
+             (np.array([1, 2, 3], np.int32), True), (np.array([1.0, 2, 3], np.float32), float("nan"))]
+    for arr, v in cases:
+        _check(tinydl.tensor(arr).masked_fill(tinydl.tensor(m), v), torch.tensor(arr).masked_fill(torch.tensor(m), v))
+
+
+@pytest.mark.parametrize("v", [float("nan"), float("inf"), 2**40, 1e39])
+def test_masked_fill_of_int_with_unrepresentable_value_raises_torchs_error(v):
+    x, m = tinydl.tensor(np.array([1, 2], np.int32)), tinydl.tensor(np.array([True, False]))
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
+        x.masked_fill(m, v)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
+        torch.tensor([1, 2], dtype=torch.int32).masked_fill(torch.tensor([True, False]), v)
+
+
+def test_integer_activations_keep_int_and_float_only_ones_raise_as_torch():
+    x = INTS[:12]
+    _check(F.relu6(tinydl.tensor(x)), TF.relu6(torch.tensor(x)))
+    _check(F.hardtanh(tinydl.tensor(x), -2.0, 3.5), TF.hardtanh(torch.tensor(x), -2.0, 3.5))
+    _check(F.relu(tinydl.tensor(x)), TF.relu(torch.tensor(x)))
+    for name in ("hardswish", "hardsigmoid", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus"):
+        with pytest.raises(NotImplementedError, match="not implemented for 'Int'"):
+            getattr(F, name)(tinydl.tensor(x))
+        with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+            getattr(F, name)(tinydl.tensor(x > 0))
+    for fn in (F.relu6, F.hardtanh):
+        with pytest.raises(RuntimeError, match="Bool inputs not supported for hardtanh"):
+            fn(tinydl.tensor(x > 0))
+    for name in ("floor", "ceil", "round"):
+        with pytest.raises(NotImplementedError, match=f'"{name}_vml_cpu" not implemented for \'Bool\''):
+            getattr(tinydl.tensor(x > 0), name)()
+
+
+def test_bool_comparisons_and_mixed_dtypes_compile_and_match_torch():
+    b = np.array([True, False]).reshape(-1, 1)
+    c = np.array([True, False]).reshape(1, -1)
+    for fn in (lambda p, q: p > q, lambda p, q: p <= q, lambda p, q: p < q, lambda p, q: p >= q,
+               lambda p, q: p == q, lambda p, q: p != q, lambda p, q: p + q, lambda p, q: p * q,
+               lambda p, q: p > True, lambda p, q: False < q, lambda p, q: p + 1.5, lambda p, q: p * 3):
+        _check(fn(tinydl.tensor(b), tinydl.tensor(c)), fn(torch.tensor(b), torch.tensor(c)))
+    i = INTS[:6].reshape(-1, 1)
+    for fn in (lambda p, q: p > q, lambda p, q: p + q, lambda p, q: p * q, lambda p, q: p == q):
+        _check(fn(tinydl.tensor(i), tinydl.tensor(c)), fn(torch.tensor(i), torch.tensor(c)))
+        _check(fn(tinydl.tensor(c), tinydl.tensor(i)), fn(torch.tensor(c), torch.tensor(i)))
+
+
+def test_casts_between_every_dtype_pair():
+    dts = [tinydl.float32, tinydl.int32, tinydl.bool] + ([tinydl.float16] if HAS_F16 else [])
+    tdt = {tinydl.float32: torch.float32, tinydl.int32: torch.int32, tinydl.bool: torch.bool,
+           tinydl.float16: torch.float16}
+    v = np.array([0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 100.0, np.nan], np.float32)
+    for a in dts:
+        src_t = torch.tensor(v[:7] if a in (tinydl.int32, tinydl.bool) else v).to(tdt[a])
+        src = tinydl.tensor(src_t.numpy())
+        for b in dts:
+            _check(src.to(b), src_t.to(tdt[b]))
+
+
+def test_python_ints_beyond_int32():
+    x, t = tinydl.tensor(INTS[:8]), torch.tensor(INTS[:8])
+    for fn in (lambda p: p + 2**40, lambda p: p * 2**31, lambda p: p == 2**40, lambda p: p < 2**40,
+               lambda p: p > -2**40, lambda p: p - 2**32 + 5):
+        _check(fn(x), fn(t))  # int32 tensors: torch computes in int32 (the Python int wraps)
+    b, bt = tinydl.tensor(np.array([True, False])), torch.tensor([True, False])
+    for fn in (lambda p: p == 2**40, lambda p: p < 2**40, lambda p: p >= -2**40):
+        _check(fn(b), fn(bt))  # bool tensors compare in int64 in torch
+    with pytest.raises(RuntimeError, match="int64 values in torch, which do not fit int32"):
+        b + 2**40
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
+        tinydl.full((2,), 2**40, dtype=tinydl.int32)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int32 without overflow"):
+        tinydl.full((2,), 2**40)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int32 without overflow"):
+        tinydl.tensor([2**40])
+    with pytest.raises(RuntimeError, match="value cannot be converted to type float without overflow"):
+        tinydl.full((2,), 1e39)
+    _check(tinydl.full((3,), -2**31, dtype=tinydl.int32), torch.full((3,), -2**31, dtype=torch.int32))
+
+
+def test_fused_epilogue_keeps_nan_semantics():
+    """Special values through a GEMM epilogue (bias + relu6 + mul by a literal 0) as in a fused conv/linear."""
+    w = np.eye(4, dtype=np.float32)
+    x = np.array([[np.nan, np.inf, -np.inf, -0.0], [1.0, -1.0, 7.0, 0.0]], np.float32)
+    got = F.relu6(tinydl.tensor(x) @ tinydl.tensor(w)) * 0.0
+    want = TF.relu6(torch.tensor(x) @ torch.tensor(w)) * 0.0
+    _check(got, want)
+
+
+def test_same_constant_with_other_sign_or_nan_reuses_no_wrong_plan():
+    x = tinydl.tensor(np.array([1.0, -1.0], np.float32))
+    _check(x / 0.0, torch.tensor([1.0, -1.0]) / 0.0)
+    _check(x / -0.0, torch.tensor([1.0, -1.0]) / -0.0)  # -0.0 == 0.0 in Python: the plan key must tell them apart
+    _check(x + -0.0, torch.tensor([1.0, -1.0]) + -0.0)
