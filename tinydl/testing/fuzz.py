@@ -472,7 +472,7 @@ def g_view(gen):
         for d in shape:
             start, step = r.randint(0, max(0, d - 1)), r.choice([1, 1, 2, 3])
             idx.append(r.choice([":", f"{start}:", f"{start}::{step}", f"::{step}", f"{start}:{d - 1}",
-                                 f"-{r.randint(1, d)}:"]))
+                                 f"-{r.randint(1, max(1, d))}:"]))
         expr = "{0}[" + ", ".join(idx) + "]"
     elif kind == "narrow":
         d = r.randrange(nd)
@@ -744,11 +744,17 @@ def fuzz(graphs: int, seed: int, max_ops: int = 8, stop_on_failure: bool = False
     t0 = time.time()
     for i in range(graphs):
         gs = seed + i
-        g = generate(gs, max_ops)
+        g = None
         try:
+            g = generate(gs, max_ops)
             report = run_graph(g)
         except Exception:  # noqa: BLE001 - the harness itself failed: say so with the graph
             report = "harness error\n" + traceback.format_exc()
+            if g is None:  # the generator itself: nothing to shrink, still a failure
+                counts["harness error"] = counts.get("harness error", 0) + 1
+                found.setdefault(f"generator {gs}", (gs, None, report))
+                out(f"\n=== HARNESS ERROR generating graph seed {gs}\n{report}")
+                continue
         if report is None:
             continue
         cls = failure_class(report)
