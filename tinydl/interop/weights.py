@@ -36,7 +36,7 @@ def torch_to_numpy(v) -> np.ndarray:
 
 def load(path) -> dict:
     """A state_dict (name -> numpy array) from a .safetensors or torch checkpoint file."""
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))  # str for the messages and the suffix test, whether given str or bytes
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such weights file: {path}")
     if os.path.isdir(path):
