@@ -292,3 +292,22 @@ def test_same_constant_with_other_sign_or_nan_reuses_no_wrong_plan():
     _check(x / 0.0, torch.tensor([1.0, -1.0]) / 0.0)
     _check(x / -0.0, torch.tensor([1.0, -1.0]) / -0.0)  # -0.0 == 0.0 in Python: the plan key must tell them apart
     _check(x + -0.0, torch.tensor([1.0, -1.0]) + -0.0)
+
+
+# -- views of 2^31+ elements ------------------------------------------------------------------------------------
+def test_huge_views_work_while_indices_fit_i32_and_raise_at_the_call_otherwise():
+    x = tinydl.tensor(np.arange(4, dtype=np.float32))
+    e = x.reshape(4, 1, 1).expand(4, 4096, 2**20)  # 2^34 elements: every per-dim index fits i32
+    np.testing.assert_array_equal(e[3, -1, -2:].numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(e.reshape(4, 1, 4096, 2**20)[2, 0, 5, :3].numpy(), [2.0, 2.0, 2.0])
+    with pytest.raises(NotImplementedError, match="tinydl indexes with 32-bit integers"):
+        e.reshape(-1)  # one dim of 2^34
+    with pytest.raises(NotImplementedError, match="regroups 17179869184 elements"):
+        e.reshape(4, 4096, 1024, 1024)
+    with pytest.raises(NotImplementedError, match="a dimension of 2147483648 elements"):
+        x[:1].expand(2**31)
+    with pytest.raises(NotImplementedError, match="arange of 2147483653 elements"):
+        tinydl.arange(2**31 + 5)
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int32 without overflow"):
+        tinydl.arange(2**31 - 10, 2**31 + 5)
+    np.testing.assert_array_equal(tinydl.zeros(2**31 + 5)[-2:].numpy(), [0.0, 0.0])  # constants index nothing

@@ -681,8 +681,30 @@ def _make(kind, op, srcs, arg, shape, dtype) -> Tensor:
     return t
 
 
+INDEX_LIMIT = 2**31  # kernels index in i32: each dim, and each run of dims a reshape regroups, stays below this
+
+
 def _view(t: Tensor, op: str, arg, shape) -> Tensor:
+    if t.node.kind != CONST:  # a constant's views never compute an index
+        _check_index_range(op, t.shape, shape)
     return _make(VIEW, op, (t,), arg, shape, t.dtype)
+
+
+def _check_index_range(op: str, src_shape, shape) -> None:
+    """Views of 2^31+ elements work while every index a kernel computes fits i32 (expand(4096, 4096, 256) does); a
+    dim of 2^31+ or a reshape that regroups 2^31+ elements would need wider indices: raise here, at the call, not
+    with WGSL a driver rejects or an index that wraps."""
+    big = next((d for d in tuple(shape) + tuple(src_shape) if d >= INDEX_LIMIT), None)
+    if big is not None:
+        raise NotImplementedError(f"{op} to shape {list(shape)}: a dimension of {big} elements; tinydl indexes with "
+                                  f"32-bit integers (dimensions up to {INDEX_LIMIT - 1})")
+    if op == "reshape" and math.prod(shape) >= INDEX_LIMIT:
+        a, b = [d for d in shape if d != 1], [d for d in src_shape if d != 1]
+        while a and b and a[-1] == b[-1]:  # trailing dims both shapes share pass through (expr._view)
+            a, b = a[:-1], b[:-1]
+        if a != b and math.prod(a) >= INDEX_LIMIT:
+            raise NotImplementedError(f"reshape of {list(src_shape)} to {list(shape)} regroups {math.prod(a)} "
+                                      f"elements; tinydl indexes with 32-bit integers (at most {INDEX_LIMIT - 1})")
 
 
 def _const(value, shape, dtype: DType) -> Tensor:
@@ -808,6 +830,12 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     is_int = builtins.all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     dtype = (dtypes.int32 if is_int else dtypes.float32) if dtype is None else dtypes.to_dtype(dtype)
     n = builtins.max(0, math.ceil((end - start) / step))
+    if n >= INDEX_LIMIT:
+        raise NotImplementedError(f"arange of {n} elements; tinydl indexes with 32-bit integers (at most "
+                                  f"{INDEX_LIMIT - 1})")
+    if dtype == dtypes.int32 and not -2**31 <= start + (n - 1) * step < 2**31 if n else False:
+        raise RuntimeError(f"value cannot be converted to type int32 without overflow: {start + (n - 1) * step} "
+                           f"(tinydl stores integers as int32)")
     return Tensor(Node(IOTA, None, (), (0, start, step), (n,), dtype))
 
 
