@@ -29,18 +29,33 @@ def periodic(pattern, shape):
     return x, t
 
 
-LOOP = re.compile(r"for \(var (\w+)(?:: i32)? = [^;]+; \1 < (\w+); \1 (?:\+= (\d+)|\+\+)\)")
+LOOP = re.compile(r"for \(var (\w+)(?:: i32)? = [^;]+; \1 < (\w+); \1 ?(?:\+= (\d+)|\+\+)\)")
 
 
 def loop_trips(wgsl: str) -> int:
-    """An upper bound of one thread's loop trips over the kernel's loops with literal bounds, or bounds named by a
-    `let b = min(<literal>, ...)` (all loops together: lavapipe's cap counts them together), plus 8 per tree loop."""
-    trips = 0
-    for _, bound, step in LOOP.findall(wgsl):
-        if not bound.isdigit():
-            bound = re.search(rf"let {bound} = min\((\d+),", wgsl).group(1)
-        trips += -(-int(bound) // int(step or 1))
-    return trips + 8 * wgsl.count(">>= 1u)")
+    """An upper bound of one thread's loop trips, all loops of the kernel together (lavapipe's cap counts them
+    together), a nested loop's trips times its enclosing loops': loops with literal bounds, or bounds named by a
+    `let b = min(<literal>, ...)`, and halving tree loops (8 trips)."""
+    total, depth, stack = 0, 0, []  # stack: (brace depth outside the loop, trips of one pass of its body's loops)
+    for line in wgsl.splitlines():
+        m = LOOP.search(line)
+        trips = None
+        if m:
+            _, bound, step = m.groups()
+            if not bound.isdigit():
+                named = re.search(rf"let {bound} = min\((\d+),", wgsl)
+                bound = named.group(1) if named else None  # None: per-thread bounds (adaptive pools' windows)
+            trips = -(-int(bound) // int(step or 1)) if bound else None
+        elif ">>= 1u)" in line and line.lstrip().startswith("for"):
+            trips = 8
+        if trips is not None:
+            trips *= stack[-1][1] if stack else 1
+            total += trips
+            stack.append((depth, trips))
+        depth += line.count("{") - line.count("}")
+        while stack and depth <= stack[-1][0]:
+            stack.pop()
+    return total
 
 
 def max_trips(*tensors) -> int:
@@ -194,8 +209,8 @@ def test_bool_big():
 # -- integer sums and products: wide accumulation, and an error where int32 cannot hold torch's int64 ----------
 @pytest.mark.parametrize("n", [1000, 200_000])  # one kernel, staged
 def test_int_sum_overflow_raises(n):
-    x = tinydl.full((n,), 16777217, dtype=tinydl.int32)
-    with pytest.raises(RuntimeError, match="overflow"):
+    x = tinydl.full((n,), 16777217, dtype=tinydl.int32)  # the issue's example: torch gives 16777217000 (int64)
+    with pytest.raises(RuntimeError, match="integer overflow: a sum or product of int32 values does not fit int32"):
         x.sum().item()
     # the next computation works again
     assert tinydl.full((n,), 3, dtype=tinydl.int32).sum().item() == 3 * n
@@ -330,7 +345,8 @@ def test_long_rows_row_norms(rng):
     assert_close(F.layer_norm(x, (n,)), tF.layer_norm(t, (n,)), rtol=1e-4, atol=1e-4)
     assert_close(F.rms_norm(x, (n,), tinydl.tensor(w), eps=1e-6), tF.rms_norm(t, (n,), torch.from_numpy(w), eps=1e-6),
                  rtol=1e-4, atol=1e-4)
-    assert_close(x.half().softmax(1), t.half().softmax(1), rtol=1e-3, atol=1e-7)
+    xh, th = tinydl.tensor(a.astype(np.float16)), torch.from_numpy(a.astype(np.float16))
+    assert_close(xh.softmax(1), th.softmax(1), rtol=1e-3, atol=1e-7)
     # attention's safe softmax over a row of -inf only: 0 (not NaN)
     tensor_mod = importlib.import_module("tinydl.tensor")
     assert (tensor_mod.row_norm(tinydl.full((1, n), float("-inf")), "safe_softmax", 1).numpy() == 0).all()
@@ -346,3 +362,115 @@ def test_softmax_row_of_2_pow_23():
     x, t = periodic(np.linspace(-3, 3, 1024, dtype=np.float32), (1, 1 << 23))
     assert_close(x.softmax(1).amax(), t.softmax(1).amax(), rtol=1e-4, atol=0)
     assert_close(x.softmax(1).sum(), t.softmax(1).sum(), rtol=1e-4, atol=0)
+
+
+# -- every other kernel with a data-dependent loop: GEMM K loops, convs, pools ---------------------------------
+@pytest.mark.parametrize("M,K,N", [(33, 200_003, 5), (2, 200_003, 3)])  # a tile (K padded to 2 slices), gemv
+def test_matmul_long_k(rng, M, K, N):
+    gemm = importlib.import_module("tinydl.kernels.gemm")
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    out = tinydl.tensor(a) @ tinydl.tensor(b)
+    assert max_trips(out) <= reduce_kernels.MAX_TRIPS
+    assert K > gemm.MAX_K
+    # fp32 sums of 200003 products: against an exact sum, within a few roundings of the sum of |products|
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert_close(out, exact, rtol=0, atol=2e-7 * float((np.abs(a) @ np.abs(b)).max()), check_dtype=False)
+    # the kernels of a 2^20-long K (not run): every slice's loop within the bound
+    assert max_trips(tinydl.zeros(64, 1 << 20) @ tinydl.zeros(1 << 20, 64)) <= reduce_kernels.MAX_TRIPS
+
+
+def test_conv_long_k(rng):
+    """An implicit-GEMM conv with K = Cin * KH * KW past gemm.MAX_K is split over its input channels; one whose
+    single channel's window is longer still raises (no kernel could loop over it within the bound)."""
+    import tinydl.nn.functional as F
+    x = rng.standard_normal((1, 16, 100, 101)).astype(np.float32)
+    w = rng.standard_normal((8, 16, 100, 100)).astype(np.float32)
+    out = F.conv2d(tinydl.tensor(x), tinydl.tensor(w))
+    assert max_trips(out) <= reduce_kernels.MAX_TRIPS
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double())
+    bound = 2e-7 * float(torch.nn.functional.conv2d(torch.from_numpy(np.abs(x)).double(),
+                                                    torch.from_numpy(np.abs(w)).double()).max())
+    assert_close(out, ref.float(), rtol=0, atol=bound)
+    with pytest.raises(NotImplementedError, match="taps per input channel"):
+        F.conv2d(tinydl.zeros(1, 1, 400, 400), tinydl.zeros(8, 1, 400, 400))
+
+
+def test_direct_conv_big_window(rng):
+    """A depthwise conv with a 131x129 window loops 17030 times per output as a direct conv: it runs as an
+    implicit GEMM instead."""
+    import tinydl.nn.functional as F
+    x = rng.standard_normal((1, 2, 150, 140)).astype(np.float32)
+    w = rng.standard_normal((2, 1, 131, 129)).astype(np.float32)
+    out = F.conv2d(tinydl.tensor(x), tinydl.tensor(w), groups=2, padding=(3, 60))
+    assert max_trips(out) <= reduce_kernels.MAX_TRIPS
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), groups=2,
+                                     padding=(3, 60))
+    assert_close(out, ref.float(), rtol=1e-4, atol=2e-3)
+
+
+POOL_CASES = [dict(kernel_size=(131, 129), stride=(5, 3), padding=(3, 60)),
+              dict(kernel_size=(131, 129), stride=(5, 4), padding=(3, 60), ceil_mode=True),
+              dict(kernel_size=(131, 129), stride=(5, 3), padding=(3, 60), count_include_pad=False),
+              dict(kernel_size=(131, 129), stride=(5, 4), padding=(3, 60), ceil_mode=True, count_include_pad=False),
+              dict(kernel_size=(131, 129), stride=(5, 4), padding=(3, 60), divisor_override=7)]
+
+
+@pytest.fixture(scope="module")
+def image():
+    a = np.random.default_rng(3).standard_normal((2, 3, 150, 140)).astype(np.float32)
+    a[0, 0, 5, 7] = np.nan
+    return tinydl.tensor(a), torch.from_numpy(a)
+
+
+@pytest.mark.parametrize("kw", POOL_CASES)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_big_windows(image, kind, kw):
+    """Windows of 131x129 (17030 trips per thread in one kernel) are pooled along W, then along H."""
+    import tinydl.nn.functional as F
+    if kind == "max" and ("count_include_pad" in kw or "divisor_override" in kw):
+        pytest.skip("avg pool options")
+    x, t = image
+    out = getattr(F, f"{kind}_pool2d")(x, **kw)
+    ref = getattr(torch.nn.functional, f"{kind}_pool2d")(t, **kw)
+    assert max_trips(out) <= reduce_kernels.MAX_TRIPS
+    # sums of 16899 values in another order: ~eps * sum|x| / count (x 7 where divided by 7 instead of the count)
+    atol = 0 if kind == "max" else 1e-5 if "divisor_override" not in kw else 5e-4
+    assert_close(out, ref, rtol=1e-4, atol=atol, equal_nan=True)
+    if kind == "max":  # float16 data: the first pass keeps float32
+        xh, th = tinydl.tensor(t.half().numpy()), t.half()
+        assert_close(F.max_pool2d(xh, **kw), torch.nn.functional.max_pool2d(th, **kw), equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_adaptive_pool_big_windows(kind):
+    """An adaptive pool to 1x1 (or 1x2, 2x1) of a 300x300 map: 90,300 trips per thread in one kernel; pooled along W,
+    then along H (an adaptive average to 1x1 is a mean: a staged reduction)."""
+    import tinydl.nn.functional as F
+    a = np.random.default_rng(5).standard_normal((2, 2, 300, 300)).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    for size in ((1, 1), (1, 2), (2, 1)):
+        out = getattr(F, f"adaptive_{kind}_pool2d")(x, size)
+        ref = getattr(torch.nn.functional, f"adaptive_{kind}_pool2d")(t, size)
+        assert_close(out, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_staged_reduction_of_a_tensor_stored_in_pieces(rng, monkeypatch):
+    """An upload larger than one binding is read in place through its pieces by the stage-1 kernel."""
+    monkeypatch.setattr(tinydl.runtime.get_runtime(), "max_binding_size", 1 << 18)
+    a = rng.standard_normal((3, 70_000)).astype(np.float32)
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    assert_close(x.sum(1), t.double().sum(1).float(), rtol=1e-5, atol=1e-4)
+    assert_close(x.argmax(), t.argmax())
+    ai = rng.integers(-2**31, 2**31 - 1, (3, 70_000)).astype(np.int64)
+    xi = tinydl.tensor(ai)
+    assert_close(xi.sum(1, dtype=tinydl.float32), torch.from_numpy(ai).sum(1, dtype=torch.float32), rtol=1e-5, atol=0)
+    with pytest.raises(RuntimeError, match="overflow"):
+        xi.sum().item()
+
+
+def test_conv_transpose_long_k_raises():
+    import tinydl.nn.functional as F
+    with pytest.raises(NotImplementedError, match="more than the 131072 one GEMM loop"):
+        F.conv_transpose2d(tinydl.zeros(1, 16384, 2, 2), tinydl.zeros(16384, 1, 3, 3))
+    assert F.conv_transpose2d(tinydl.ones(1, 2, 2, 2), tinydl.ones(2, 1, 3, 3)).shape == (1, 1, 4, 4)

@@ -47,7 +47,8 @@ class Code(enum.IntFlag):
 # code -> (exception type, message); the message starts with torch's wording where torch has one
 MESSAGES = {
     Code.INDEX: (IndexError, "index out of range in self"),
-    Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow"),
+    Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow: a sum or product of int32 values does not fit int32 "
+                                          "(torch's result is int64, which tinydl does not store)"),
 }
 
 _reporters: list = []

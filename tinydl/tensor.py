@@ -1179,8 +1179,8 @@ def _staged_reduce(op: str, x: Tensor, axes: tuple, kept: tuple, out_dtype: DTyp
 
 
 def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:  # noqa: A001
-    out = _reduce("sum", x, dim, keepdim)
-    return out.to(dtype) if dtype is not None else out
+    # torch casts the input to dtype first (an int sum with dtype=float32 adds floats: no int32 overflow)
+    return _reduce("sum", x.to(dtype) if dtype is not None else x, dim, keepdim)
 
 
 def prod(x: Tensor, dim=None, keepdim=False) -> Tensor:
@@ -1539,6 +1539,12 @@ def matmul(a, b) -> Tensor:
         y = tuning.random_like((B_, N, K) if b_t else (B_, K, N), dt)
         return matmul(x.transpose(1, 2) if a_t else x, y.transpose(1, 2) if b_t else y)
     S = gemm.split_k(B_, M_, N, K, K, itemsize=dt.itemsize, bench=bench)
+    if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
+        S = gemm.long_k_slices(K)
+        Kp = -(-K // S) * S
+        if Kp != K:
+            a3 = _view(a3, "pad", (((0, 0), (0, 0), (0, Kp - K)), "constant", 0), (B_, M_, Kp))
+            b3 = _view(b3, "pad", (((0, 0), (0, Kp - K), (0, 0)), "constant", 0), (B_, Kp, N))
     if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
         part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)
         out = _reduce("sum", part.reshape(S, B_, M_, N), 0).reshape(batch + (M, N))

@@ -14,6 +14,7 @@ from typing import Callable
 from ..ops import BUFFER, VIEW, Node
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
+from .reduce import MAX_TRIPS
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,19 @@ FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
 TAP_MAJOR = True  # gathered convs whose K steps fit in one tap take the TapGather operand (see conv_gather)
 TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
 IM2COL_MIN_COUT = 256
+# Loop trips: a tile's K loop makes K / bk trips (bk >= 8), gemv's at most K / 32 per lane; a thread's loop trips
+# must stay under reduce.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in all, silently). So a
+# GEMM with more than MAX_K per K slice is always split (tensor.matmul pads K to whole slices; a conv's slices are
+# whole input channels: functional._conv_node).
+MAX_K = 8 * MAX_TRIPS
+
+
+def long_k_slices(K: int) -> int:
+    """The fewest K slices (a power of 2) that keep each slice within MAX_K."""
+    s = 1
+    while -(-K // s) > MAX_K:
+        s *= 2
+    return s
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
 
 

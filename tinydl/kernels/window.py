@@ -9,6 +9,7 @@ from ..shapes import conv_out_size
 from .common import WG, epilogue, thread_per_output
 from .elementwise import PER_THREAD, PER_THREAD_MIN
 from .expr import Expr, KernelSource, idx_vars, linear_index
+from .reduce import MAX_TRIPS
 from .snippets import literal
 
 
@@ -43,8 +44,15 @@ def choose_strip(planes: int, out_h: int, out_w: int) -> tuple[int, int]:
 
 def direct_conv(src: KernelSource, core: Node):
     """One thread per strip of rows x cols outputs of one (image, channel): loads each input row of the strip's
-    window once, every weight once, and keeps one accumulator per output."""
-    if math.prod(core.srcs[1].shape[2:]) > MAX_UNROLLED_TAPS:
+    window once, every weight once, and keeps one accumulator per output. A window and channel count whose loops
+    would pass MAX_TRIPS trips per thread (drivers cap them) runs as an implicit GEMM instead (K / 8 trips)."""
+    taps = math.prod(core.srcs[1].shape[2:])
+    cin_g = core.srcs[0].shape[1] // core.arg.groups
+    trips = cin_g * core.srcs[1].shape[2] * (1 + core.srcs[1].shape[3]) if taps > MAX_UNROLLED_TAPS else cin_g
+    if trips > MAX_TRIPS:
+        from .gemm import conv
+        return conv(src, core)
+    if taps > MAX_UNROLLED_TAPS:
         return _looped_direct_conv(src, core)
     x, w = core.srcs
     a = core.arg
@@ -178,6 +186,18 @@ def im2col(src: KernelSource, core: Node):
     values = [window_value(e, *parts, f"({p0} + {c})" if c else p0) for c in range(4)]
     e.emit(src.store4(f"{k} * {P} + {p0}", f"vec4<f32>({', '.join(values)})"))
     return src.render("\n".join(lines), WG), -(-threads // WG), "window4"
+
+
+def pool_trips(a, in_hw, out_hw) -> int:
+    """An upper bound of one pool thread's loop trips (its window rows, plus their columns): kept within
+    MAX_TRIPS by functional._pool_node, which splits larger windows into a pool along W, then along H."""
+    if a.adaptive:
+        if not all(out_hw):
+            return 0
+        kh, kw = (-(-size // osize) + (size % osize != 0) for size, osize in zip(in_hw, out_hw))
+    else:
+        kh, kw = a.kernel
+    return kh + kh * kw
 
 
 def pool(src: KernelSource, core: Node):

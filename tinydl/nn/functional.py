@@ -183,6 +183,11 @@ def _conv_node(x, w, args: ConvArgs, shape):
     S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g,
                      gather=gemm.conv_gather(kh * kw, args.im2col, False, cin_g), itemsize=x.dtype.itemsize,
                      bench=bench) if on_gemm else 1
+    if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (gemm.MAX_K)
+        S = next((s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K), 0)
+        if not S or not on_gemm:
+            raise NotImplementedError(f"conv2d with a {kh}x{kw} kernel: {kh * kw} taps per input channel are more "
+                                      f"than the {gemm.MAX_K} one GEMM loop of tinydl may run")
     if S == 1:
         return _make(CONV, None, (x, w), args, shape, x.dtype)
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
@@ -219,6 +224,11 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if OH <= 0 or OW <= 0:
         raise RuntimeError(f"Given input size per channel: ({x.shape[2]} x {x.shape[3]}). Calculated output size per "
                            f"channel: ({OH} x {OW}). Output size is too small")
+    from ..kernels import gemm
+    if C // groups * kh * kw > gemm.MAX_K:  # its GEMM's K loop would pass drivers' loop caps (not split)
+        raise NotImplementedError(f"conv_transpose2d with {C // groups} input channels per group and a {kh}x{kw} "
+                                  f"kernel: K = {C // groups * kh * kw} is more than the {gemm.MAX_K} one GEMM loop "
+                                  f"of tinydl may run")
     out = _make(CONV, None, (x, weight), ConvArgs(stride, padding, dilation, groups, transposed=True),
                 (x.shape[0], cout, OH, OW), x.dtype)
     if bias is not None:
@@ -264,8 +274,37 @@ def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_incl
         raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[1:]))}). Calculated output size: "
                            f"({x.shape[1]}x{OH}x{OW}). Output size is too small")
     args = PoolArgs(kind, k, s, p, d, count_include_pad, divisor_override)
-    out = _make(POOL, None, (x,), args, x.shape[:2] + (OH, OW), x.dtype)
+    out = _pool_node(x, args, (OH, OW))
     return out.squeeze(0) if unbatched else out
+
+
+def _pool_node(x, args: PoolArgs, out_hw):
+    """The POOL node; a window whose loops would pass window.MAX_TRIPS trips per thread (drivers cap them) is
+    pooled along W, then along H: max and average pools are separable (per-dim windows, padding and counts, the
+    divisor a product of per-dim counts; divisor_override: sums, then the override)."""
+    from ..kernels import window
+    if window.pool_trips(args, x.shape[2:], out_hw) <= window.MAX_TRIPS:
+        return _make(POOL, None, (x,), args, x.shape[:2] + tuple(out_hw), x.dtype)
+    H, W = x.shape[2:]
+    first_hw = (H, out_hw[1])
+    if args.adaptive:  # adaptive windows are per-dim already: H to H is a window of 1 row
+        along_w = along_h = args
+    else:
+        def pick(dim):  # the arguments for a pool along dim only (the other: a window of 1)
+            return dict(kernel=tuple(v if i == dim else 1 for i, v in enumerate(args.kernel)),
+                        stride=tuple(v if i == dim else 1 for i, v in enumerate(args.stride)),
+                        padding=tuple(v if i == dim else 0 for i, v in enumerate(args.padding)),
+                        dilation=tuple(v if i == dim else 1 for i, v in enumerate(args.dilation)))
+        override = args.divisor_override
+        along_w = dataclasses.replace(args, **pick(1), divisor_override=1 if override else None)
+        along_h = dataclasses.replace(args, **pick(0))
+    for a, in_hw, hw in ((along_w, x.shape[2:], first_hw), (along_h, first_hw, out_hw)):
+        if window.pool_trips(a, in_hw, hw) > window.MAX_TRIPS:
+            raise NotImplementedError(f"{args.kind}_pool2d over windows of more than {window.MAX_TRIPS} elements "
+                                      f"along one dim is not supported")
+    mid = _make(POOL, None, (x,), along_w, x.shape[:2] + first_hw, dtypes.float32 if x.dtype == dtypes.float16
+                else x.dtype)
+    return _make(POOL, None, (mid,), along_h, x.shape[:2] + tuple(out_hw), x.dtype)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -299,7 +338,7 @@ def _adaptive(kind, x, output_size):
         out = x.mean((2, 3), keepdim=True)
     else:
         args = PoolArgs(kind, (0, 0), (1, 1), (0, 0), adaptive=True)
-        out = _make(POOL, None, (x,), args, x.shape[:2] + out_hw, x.dtype)
+        out = _pool_node(x, args, out_hw)
     return out.squeeze(0) if unbatched else out
 
 
