@@ -332,3 +332,32 @@ def test_duplicate_dims_raise(dims):
         x.mean(dims)
     with pytest.raises(RuntimeError, match=f"dim {dims[0] % 2} appears multiple times in the list of dims"):
         t.sum(dims)
+
+
+# -- int32 sums and products accumulate wide, in every variant (tests/test_big_reductions.py: staged ones) ------
+@pytest.mark.parametrize("dim", [None, 1])
+def test_int_sum_wide_in_every_variant(variant, dim):
+    # rows of 70: partial sums pass int32 in every variant's accumulators, the results fit (or not)
+    a = np.full((3, 70), 2**30, np.int64)
+    a[:, 35:] = -(2**30)
+    a[:, 0] = 2**30 - 1  # row sums 2^30 - 1 - 2^30 + ... = -1
+    x, t = pair(a)
+    out = x.sum() if dim is None else x.sum(dim)
+    check_variant(variant, out)
+    assert_close(out, t.sum() if dim is None else t.sum(dim), rtol=0, atol=0, check_dtype=False)
+    y = tinydl.tensor(np.full((3, 70), 2**26, np.int64))  # 70 * 2^26 > 2^31 - 1
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        (y.sum() if dim is None else y.sum(dim)).numpy()
+
+
+def test_int_prod_overflow_in_every_variant(variant):
+    a = np.ones((4, 70), np.int64)
+    a[0, 3], a[0, 60] = 65536, 32768            # 2^31: overflow
+    a[1, 3], a[1, 60] = -65536, 32768           # -2^31: fits
+    a[2, 3], a[2, 10], a[2, 60] = 65536, 0, 65536  # a zero: 0
+    x, t = pair(a)
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        x.prod(1).numpy()
+    out = x[1:].prod(1)
+    check_variant(variant, out)
+    assert_close(out, t[1:].prod(1), rtol=0, atol=0, check_dtype=False)
