@@ -337,6 +337,24 @@ def test_truncated_legacy_checkpoint_names_the_file(alarm, tmp_path, keep):
     torch.save({"w": torch.randn(64, 64)}, path, _use_new_zipfile_serialization=False)
     data = path.read_bytes()
     path.write_bytes(data[:int(len(data) * keep)])
-    with pytest.raises(ValueError, match="not a valid torch checkpoint: truncated or corrupt") as err:
+    with pytest.raises(ValueError, match="not a valid torch checkpoint") as err:
         tinydl.load(path)
-    assert str(path) in str(err.value)
+    assert str(path) in str(err.value) and "truncated or corrupt" in str(err.value)
+
+
+def test_legacy_checkpoint_declaring_a_huge_storage_is_refused_before_torch_allocates(tmp_path, monkeypatch):
+    """A legacy (pre-zip) checkpoint whose pickle says its storage has 2^31-1 floats (8 GB) in a 40 KB file:
+    refused from the sizes alone, before torch.load would allocate it."""
+    import struct
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.randn(100, 100)}, path, _use_new_zipfile_serialization=False)
+    data = bytearray(path.read_bytes())
+    i = data.find(b"M\x10\x27")  # the storage's numel, 10000, as a 2-byte pickle int
+    assert i > 0
+    data[i:i + 3] = b"J" + struct.pack("<i", 2 ** 31 - 1)
+    path.write_bytes(bytes(data))
+    calls = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(1))
+    with pytest.raises(ValueError, match="storages declare 8589934588 bytes, more than the file holds") as err:
+        tinydl.load(path)
+    assert str(path) in str(err.value) and not calls

@@ -55,8 +55,10 @@ def load(path) -> dict:
         if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip checkpoints, or legacy raw pickles
             if head[:4] == b"PK\x03\x04":
                 _check_zip(f, path, size)
-            f.seek(0)
-            return _load_torch(f, path)
+                f.seek(0)
+                return _load_torch(f, path)
+            _check_legacy(_Bounded(f, size), path, size)
+            return _load_torch(_Bounded(f, size), path)
     raise ValueError(f"{path}: neither a safetensors file nor a torch checkpoint (.pt/.pth)")
 
 
@@ -124,6 +126,93 @@ def _check_zip(f, path: str, size: int) -> None:
                 (m.compress_type == zipfile.ZIP_STORED and m.file_size != m.compress_size):
             raise ValueError(f"{path}: not a valid torch checkpoint: member '{m.filename}' ({m.file_size} bytes) "
                              f"does not fit in the file ({size} bytes): truncated or corrupt")
+
+
+class _Bounded:
+    """A file object for pickles: no read asks for more than the file has left (a length field in a corrupt
+    pickle could otherwise ask for terabytes), and no fileno, so torch reads storages through it too."""
+
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+        f.seek(0)
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self.size - self.f.tell(), 0)
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, b) -> int:
+        view = memoryview(b).cast("B")
+        return self.f.readinto(view[:max(self.size - self.f.tell(), 0)])
+
+    def readline(self, limit: int = -1) -> bytes:
+        left = max(self.size - self.f.tell(), 0)
+        return self.f.readline(left if limit is None or limit < 0 else min(limit, left))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+# bytes per element of torch's legacy typed storages (anything else counts 1: a lower bound)
+_STORAGE_ITEM_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2,
+                       "LongStorage": 8, "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1,
+                       "BoolStorage": 1, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16}
+
+
+def _check_legacy(f, path: str, size: int) -> None:
+    """torch's legacy (pre-zip) format: pickles of a magic number, the protocol, system info and the object,
+    whose storages are persistent ids ('storage', type, key, location, numel, ...); torch allocates each before
+    reading it. Their sizes are summed here without running anything (every class is a stand-in) and must fit
+    in the file. A pickle that is not torch's layout is left to torch.load (and its refusal of code)."""
+    import pickle
+
+    class Stand(object):
+        def __new__(cls, *args, **kwargs):
+            return object.__new__(cls)
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __setstate__(self, state):
+            pass
+
+        def __setitem__(self, key, value):
+            pass
+
+        def append(self, value):
+            pass
+
+        def extend(self, values):
+            pass
+
+    storages = {}
+
+    class Scan(pickle.Unpickler):
+        def find_class(self, module, name):
+            return type(name, (Stand,), {})
+
+        def persistent_load(self, pid):
+            if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int):
+                storages[repr(pid[2])] = pid[4] * _STORAGE_ITEM_BYTES.get(getattr(pid[1], "__name__", ""), 1)
+            return Stand()
+
+    try:
+        for _ in range(4):  # magic number, protocol version, sys info, the object
+            Scan(f).load()
+    except Exception:  # noqa: BLE001 - not torch's legacy layout: torch.load decides, its errors wrapped
+        return
+    need = sum(storages.values())
+    if need > size:
+        raise ValueError(f"{path}: not a valid torch checkpoint: its storages declare {need} bytes, more than the "
+                         f"file holds ({size} bytes): truncated or corrupt")
 
 
 def _load_torch(f, path: str) -> dict:
