@@ -260,6 +260,12 @@ def test_fifo_and_directory_are_refused(alarm, tmp_path):
     assert str(fifo) in str(err.value)
     with pytest.raises(IsADirectoryError, match="is a directory"):
         tinydl.load(tmp_path)
+    import socket
+    sock_path = tmp_path / "w.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        with pytest.raises(ValueError, match="not a regular file"):
+            tinydl.load(sock_path)
 
 
 def _safetensors_bytes(rng):

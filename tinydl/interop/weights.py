@@ -41,13 +41,16 @@ def load(path) -> dict:
         raise FileNotFoundError(f"no such weights file: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, not a weights file")
-    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened
+    not_regular = ValueError(f"{path}: not a regular file (a device, FIFO or socket); tinydl.load reads weight "
+                             f"files only")
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a socket cannot be opened at all
+        raise not_regular
+    # O_NONBLOCK: opening a FIFO (swapped in since the stat) must not wait for a writer; fstat tells what opened
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path}: not a regular file (a device, FIFO or socket); tinydl.load reads weight "
-                             f"files only")
+            raise not_regular
         size = st.st_size
         head = f.read(min(16, size))
         if len(head) >= 9 and head[8:9] == b"{" or (path.endswith(".safetensors") and size > 0):
