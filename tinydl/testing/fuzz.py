@@ -184,7 +184,8 @@ def check_output(got, gdt, want, wdt, w64, mag) -> str | None:
         bad |= fin & ~(np.abs(a - e) <= tol)
     if bad.any():
         i = tuple(int(j) for j in np.argwhere(bad)[0])
-        return (f"{int(bad.sum())} of {got.size} differ, first at {i}: {a[i]!r} vs torch {e[i]!r} "
+        special = "special values: " if not np.isfinite(a[i]) or not np.isfinite(e[i]) else ""
+        return (f"{special}{int(bad.sum())} of {got.size} differ, first at {i}: {a[i]!r} vs torch {e[i]!r} "
                 f"(float64 {e64[i]!r}, tol {float(tol[i]) if np.ndim(tol) else tol:.3g})")
     return None
 
@@ -192,15 +193,17 @@ def check_output(got, gdt, want, wdt, w64, mag) -> str | None:
 def run_graph(g: Graph) -> str | None:
     """None when tinydl agrees with torch on this graph, else the failure's description (its first line is its
     class: what the shrinker keeps)."""
-    import warnings
-
     import torch
     torch.set_num_threads(1)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        want = _execute(g, "torch")
-        got = _execute(g, "tinydl")
-        w64 = _execute(g, "torch", to64=True) if want.error is None else None
+        warnings.simplefilter("ignore")  # torch's var/std "degrees of freedom" warnings: the graph is still valid
+        return _run_graph(g)
+
+
+def _run_graph(g: Graph) -> str | None:
+    want = _execute(g, "torch")
+    got = _execute(g, "tinydl")
+    w64 = _execute(g, "torch", to64=True) if want.error is None else None
     if want.error is not None:
         if got.error is None:  # tinydl accepts more than torch (e.g. a scalar where torch wants a tensor):
             return None        # not a wrong answer, so not a failure
@@ -219,7 +222,8 @@ def run_graph(g: Graph) -> str | None:
         e64 = w64.values[i] if w64 is not None and w64.error is None else None
         why = check_output(a, gdt, e, wdt, e64, mags.get(name, 1.0))
         if why:
-            kind = why.split(" ")[0] if why.startswith(("shape", "dtype")) else "values"
+            kind = why.split(" ")[0] if why.startswith(("shape", "dtype")) else \
+                "NaN/Inf" if why.startswith("special") else "values"
             return f"wrong {kind} ({wdt})\n{name}: {why}"
     return None
 
@@ -737,9 +741,10 @@ def shrink(g: Graph, report: str, budget: int = 300, log=None) -> tuple[Graph, s
 
 # -- the command line --------------------------------------------------------------------------------------------
 def fuzz(graphs: int, seed: int, max_ops: int = 8, stop_on_failure: bool = False, shrink_budget: int = 300,
-         out=print) -> list:
-    """Run `graphs` graphs (graph i from seed `seed + i`); returns [(graph seed, shrunk Graph, report)] for the
-    first failure of each class (later ones of a known class are counted, not shrunk again)."""
+         out=print, max_shrinks: int = 8) -> list:
+    """Run `graphs` graphs (graph i from seed `seed + i`); returns [(graph seed, shrunk Graph, report)], one per
+    distinct repro (failure class + the ops left after shrinking). Up to `max_shrinks` failures are shrunk; later
+    ones are counted by class only."""
     found, counts = {}, {}
     t0 = time.time()
     for i in range(graphs):
@@ -759,10 +764,13 @@ def fuzz(graphs: int, seed: int, max_ops: int = 8, stop_on_failure: bool = False
             continue
         cls = failure_class(report)
         counts[cls] = counts.get(cls, 0) + 1
-        if cls not in found:
+        shrunk = sum(1 for v in found.values() if v[1] is not None)
+        if shrunk < max_shrinks or not found:
             small, small_report = shrink(g, report, shrink_budget)
-            found[cls] = (gs, small, small_report)
-            out(f"\n=== FAILURE {len(found)} (graph seed {gs}): {small_report}\n{small.code()}")
+            key = (cls, tuple(sorted({s.op for s in small.steps})))
+            if key not in found:
+                found[key] = (gs, small, small_report)
+                out(f"\n=== FAILURE {len(found)} (graph seed {gs}): {small_report}\n{small.code()}")
         if stop_on_failure:
             break
     n = i + 1 if graphs else 0
