@@ -131,8 +131,8 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "bitwise_xor": {"i32": "({0} ^ {1})", "bool": "({0} != {1})"},
     # by the bits (compilers may assume no NaN/Inf); integers and bools are never NaN or Inf
     "isnan": {"f32": "td_isnan({0})", "*": "false"},
-    "isinf": {"f32": "((bitcast<u32>({0}) & 0x7fffffffu) == 0x7f800000u)", "*": "false"},
-    "isfinite": {"f32": "((bitcast<u32>({0}) & 0x7f800000u) != 0x7f800000u)", "*": "true"},
+    "isinf": {"f32": "td_isinf({0})", "*": "false"},
+    "isfinite": {"f32": "td_finite({0})", "*": "true"},
     "where": {"*": "select({2}, {1}, {0})"},
 }
 
