@@ -311,3 +311,44 @@ def test_huge_views_work_while_indices_fit_i32_and_raise_at_the_call_otherwise()
     with pytest.raises(RuntimeError, match="value cannot be converted to type int32 without overflow"):
         tinydl.arange(2**31 - 10, 2**31 + 5)
     np.testing.assert_array_equal(tinydl.zeros(2**31 + 5)[-2:].numpy(), [0.0, 0.0])  # constants index nothing
+
+
+# -- floor/trunc division, remainder, fmod ----------------------------------------------------------------------
+DIV_VALUES = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 0.1, 5.5, -5.5, 7.0, -2.0, 3e38], np.float32)
+
+
+@pytest.mark.parametrize("name", ["floor", "trunc", "//", "%", "fmod"])
+def test_float_floor_trunc_division_and_remainders_as_torch(name):
+    fns = {"floor": lambda a, b: a.div(b, rounding_mode="floor"), "trunc": lambda a, b: a.div(b, rounding_mode="trunc"),
+           "//": lambda a, b: a // b, "%": lambda a, b: a % b, "fmod": lambda a, b: a.fmod(b)}
+    fn = fns[name]
+    a, b = DIV_VALUES.reshape(-1, 1), DIV_VALUES.reshape(1, -1)
+    _check(fn(tinydl.tensor(a), tinydl.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+    for s in (0.0, -0.0, 2.5, float("inf")):  # literal divisors, 1 // 0.1 is 9 (0.1f is above 0.1)
+        _check(fn(tinydl.tensor(DIV_VALUES), s), fn(torch.tensor(DIV_VALUES), s))
+
+
+@pytest.mark.parametrize("name", ["floor", "trunc", "//", "%", "fmod"])
+def test_integer_floor_trunc_division_and_remainders_stay_int_and_raise_on_zero(name):
+    fns = {"floor": lambda a, b: a.div(b, rounding_mode="floor"), "trunc": lambda a, b: a.div(b, rounding_mode="trunc"),
+           "//": lambda a, b: a // b, "%": lambda a, b: a % b, "fmod": lambda a, b: a.fmod(b)}
+    fn = fns[name]
+    a = np.array([7, -7, 0, 5, -5, 2**31 - 1], np.int32).reshape(-1, 1)
+    b = np.array([3, -3, 1, -1, 2, 7], np.int32).reshape(1, -1)
+    _check(fn(tinydl.tensor(a), tinydl.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+    _check(fn(tinydl.tensor(a), 3), fn(torch.tensor(a), 3))
+    _check(fn(tinydl.tensor(a), 2.5), fn(torch.tensor(a), 2.5))  # a float scalar makes it float
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        fn(tinydl.tensor(a), 0)  # a Python zero: at the call
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        fn(torch.tensor(a), 0)
+    z = fn(tinydl.tensor(a), tinydl.tensor(np.array([1, 0, 2, 3, 4, 5], np.int32)))
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        z.numpy()  # a zero on the GPU: when the result is read (tinydl/checks.py)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+        fn(tinydl.tensor(np.array([True])), tinydl.tensor(np.array([True])))
+
+
+def test_rounding_mode_is_checked():
+    with pytest.raises(ValueError, match="rounding_mode to be one of None, 'trunc', or 'floor'"):
+        tinydl.tensor([1.0]).div(2, rounding_mode="round")

@@ -20,6 +20,7 @@ from .tensor import index_select, roll  # noqa: E402
 from .tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinite, isinf, isnan,  # noqa: E402
                      logical_xor)
 from .tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
+from .tensor import floor_divide, fmod, remainder  # noqa: E402
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

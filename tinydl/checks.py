@@ -42,11 +42,13 @@ SUSPECTS_PRUNE = 4096  # suspects kept before the dead ones are dropped (jit rep
 class Code(enum.IntFlag):
     INDEX = 1 << 0             # an index (gather, embedding, index_select, x[idx]) outside its dim
     INTEGER_OVERFLOW = 1 << 1  # an integer result that does not fit its type
+    ZERO_DIVISION = 1 << 2     # an integer //, % or fmod by a zero element (torch CPU raises)
 
 
 # code -> (exception type, message); the message starts with torch's wording where torch has one
 MESSAGES = {
     Code.INDEX: (IndexError, "index out of range in self"),
+    Code.ZERO_DIVISION: (RuntimeError, "ZeroDivisionError"),
     Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow: a sum or product of int32 values does not fit int32 "
                                           "(torch's result is int64, which tinydl does not store)"),
 }

@@ -92,6 +92,8 @@ ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     "cast": ElementwiseOp(1, result="cast", ints=True),  # arg: (target DType,)
     **_ops(2, "add sub mul maximum minimum", ints=True),
     **_ops(2, "div", result="float"),
+    # torch.div(rounding_mode="floor"/"trunc"), %, fmod: int stays int (a zero divisor raises, checks.ZERO_DIVISION)
+    **_ops(2, "floor_divide trunc_divide remainder fmod", ints=True),
     **_ops(2, "pow", ints=True),
     **_ops(2, "eq ne lt le gt ge", result="bool", ints=True),
     **_ops(2, "logical_and logical_or", result="bool", ints=True),

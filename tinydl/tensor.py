@@ -556,6 +556,10 @@ class Tensor:
     def __rmul__(self, o): return mul(o, self)
     def __truediv__(self, o): return div(self, o)
     def __rtruediv__(self, o): return div(o, self)
+    def __floordiv__(self, o): return floor_divide(self, o)
+    def __rfloordiv__(self, o): return floor_divide(o, self)
+    def __mod__(self, o): return remainder(self, o)
+    def __rmod__(self, o): return remainder(o, self)
     def __pow__(self, o): return pow(self, o)
     def __rpow__(self, o): return pow(o, self)
     def __matmul__(self, o): return matmul(self, o)
@@ -585,7 +589,10 @@ class Tensor:
     def add(self, o, alpha=1): return add(self, o if alpha == 1 else mul(o, alpha))
     def sub(self, o, alpha=1): return sub(self, o if alpha == 1 else mul(o, alpha))
     def mul(self, o): return mul(self, o)
-    def div(self, o): return div(self, o)
+    def div(self, o, rounding_mode=None): return div(self, o, rounding_mode=rounding_mode)
+    def floor_divide(self, o): return floor_divide(self, o)
+    def remainder(self, o): return remainder(self, o)
+    def fmod(self, o): return fmod(self, o)
     def pow(self, o): return pow(self, o)
     def maximum(self, o): return maximum(self, o)
     def minimum(self, o): return minimum(self, o)
@@ -1002,9 +1009,55 @@ neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid
     hardsigmoid, mish, erf, floor, ceil, round, logical_not = (
         _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
                            "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
-add, sub, mul, div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
+add, sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
     _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
-negative, multiply, divide, subtract, true_divide = neg, mul, div, sub, div
+
+
+def div(a, b, *, rounding_mode=None) -> Tensor:
+    """a / b; rounding_mode "trunc" or "floor" as torch.div (integers stay integers)."""
+    if rounding_mode is None:
+        return _true_div(a, b)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                         f"'{rounding_mode}'")
+    return _int_division("floor_divide" if rounding_mode == "floor" else "trunc_divide", a, b)
+
+
+# torch's kernel names in its "not implemented for 'Bool'" errors
+_DIVISION_KERNELS = {"floor_divide": "div_floor_cpu", "trunc_divide": "div_trunc_cpu", "remainder": "remainder_cpu",
+                     "fmod": "fmod_cpu"}
+
+
+def _int_division(op: str, a, b) -> Tensor:
+    """floor/trunc division, remainder, fmod: promoted as torch (int // int stays int); a Python zero divisor of
+    an integer op raises at the call, a tensor's zero raises when the result is read (checks.ZERO_DIVISION)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = tensor(a)
+    dts = [v.dtype if isinstance(v, Tensor) else dtypes.scalar_dtype(v) for v in (a, b)]
+    if builtins.all(d == dtypes.bool_ for d in dts):
+        raise NotImplementedError(f"\"{_DIVISION_KERNELS[op]}\" not implemented for 'Bool'")
+    out = _elementwise(op, a, b)
+    if out.dtype.category < 2 and isinstance(b, Scalar) and b == 0:
+        raise RuntimeError("ZeroDivisionError")
+    return out
+
+
+def floor_divide(a, b) -> Tensor:
+    return _int_division("floor_divide", a, b)
+
+
+def remainder(a, b) -> Tensor:
+    return _int_division("remainder", a, b)
+
+
+def fmod(a, b) -> Tensor:
+    if not isinstance(a, Tensor):
+        raise TypeError(f"fmod() received an invalid combination of arguments - got ({type(a).__name__}, "
+                        f"{type(b).__name__}), but expected (Tensor input, Tensor other) or (Tensor input, Number other)")
+    return _int_division("fmod", a, b)
+
+
+negative, multiply, divide, subtract, true_divide = neg, mul, div, sub, _true_div
 
 _TORCH_FLOAT_NAMES = {"float32": "Float", "float16": "Half"}
 

@@ -26,6 +26,15 @@ def _const_value(node: Node):
     return node.arg
 
 
+INT_DIVISIONS = ("floor_divide", "trunc_divide", "remainder", "fmod")
+
+
+@checks.reporter
+def _int_division_checks(node) -> bool:
+    return (node.kind == ELEMENTWISE and node.op in INT_DIVISIONS and node.dtype.compute == "i32"
+            and const_of(node.srcs[1]) is None)
+
+
 def const_of(node: Node):
     """The value of a constant seen through views that keep values (expand, reshape, permute, slice), or None."""
     while (node.kind == VIEW and node.op != "pad") or (node.kind == ELEMENTWISE and node.op == "cast"
@@ -33,7 +42,7 @@ def const_of(node: Node):
         node = node.srcs[0]  # an int/bool constant cast to float is that float
     if node.kind != CONST:
         return None
-    return float(_const_value(node))
+    return _const_value(node) if node.dtype.compute != "f32" else float(_const_value(node))
 
 
 def linear_index(idx, shape) -> str:
@@ -267,6 +276,13 @@ class Expr:
                 e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_min({literal(hi, ct)}, {e})"
             return self.let(e)
         operand_type = node.srcs[-1].dtype.compute
+        if operand_type == "i32" and node.op in INT_DIVISIONS and const_of(node.srcs[1]) is None:
+            # torch raises for an integer division by zero: report it (checks.ZERO_DIVISION), never a number
+            self.emit(f"if ({ops[1]} == 0) {{ {self.src.report(checks.Code.ZERO_DIVISION)} }}")
+        if operand_type == "f32" and node.op == "trunc_divide":  # trunc(a / b), a / b written as div writes it
+            q = (snippets.same_operand("div", ops[0]) if ops[0] == ops[1] else
+                 snippets.with_literal("div", ops, [const_of(s) for s in node.srcs]))
+            return self.let(f"trunc({q or f'({ops[0]} / {ops[1]})'})")
         if operand_type == "f32" and len(ops) == 2 and node.op in ("add", "sub", "mul", "div"):
             # literal or repeated operands get NaN/Inf/-0-exact forms (see snippets.with_literal)
             special = (snippets.same_operand(node.op, ops[0]) if ops[0] == ops[1] else

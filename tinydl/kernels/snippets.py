@@ -69,6 +69,53 @@ fn td_pow(a: f32, b: f32) -> f32 {
   if (abs(b) < 16777216.0 && (i32(b) & 1) == 1) { return -r; }
   return r;
 }
+// a / b for b = +-0 by the bits (a division by a literal zero may be folded to anything)
+fn td_div0(a: f32, b: f32) -> f32 { return select(td_signed(a, bitcast<u32>(b), 0x7f800000u), td_nan(), td_isnan(a) || td_iszero(a)); }
+// std::fmod, exactly: NaN for b = 0 or a = +-inf, a for b = +-inf, else |a| reduced by |b| * 2^k steps (each
+// subtraction exact; at most ~280 of them), with a's sign (a - b*trunc(a/b) is wrong once a/b rounds: 1 % 0.1)
+fn td_fmod(a: f32, b: f32) -> f32 {
+  if (td_iszero(b) || !td_finite(a) || td_isnan(b)) { return td_nan(); }
+  if (td_isinf(b)) { return a; }
+  var r = abs(a);
+  let y = abs(b);
+  for (var i = 0; i < 300 && r >= y; i++) {
+    let k = frexp(r).exp - frexp(y).exp;
+    var t = ldexp(y, k);
+    if (t > r) { t = ldexp(y, k - 1); }
+    r = r - t;
+  }
+  return bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(a) & 0x80000000u));
+}
+// torch's remainder (Python's %): the sign of b
+fn td_remainder(a: f32, b: f32) -> f32 {
+  let m = td_fmod(a, b);
+  return select(m, m + b, !td_iszero(m) && td_ltz(b) != td_ltz(m));
+}
+// torch's div_floor_floating
+fn td_floordiv(a: f32, b: f32) -> f32 {
+  if (td_isnan(a) || td_isnan(b)) { return td_nan(); }
+  if (td_iszero(b)) { return td_div0(a, b); }
+  let m = td_fmod(a, b);
+  var d = (a - m) / b;
+  if (!td_iszero(m) && td_ltz(b) != td_ltz(m)) { d = d - 1.0; }
+  if (td_iszero(d)) { return td_signed(a, bitcast<u32>(b), 0u); }  // copysign(0, a / b)
+  var f = floor(d);
+  if (d - f > 0.5) { f = f + 1.0; }
+  return f;
+}
+// integer forms: a zero divisor is reported by the caller (checks.ZERO_DIVISION); b = 0 gives 0 here
+fn td_ifloordiv(a: i32, b: i32) -> i32 {
+  if (b == 0) { return 0; }
+  let q = a / b;
+  return select(q, q - 1, (a % b != 0) && ((a < 0) != (b < 0)));
+}
+fn td_iremainder(a: i32, b: i32) -> i32 {
+  if (b == 0) { return 0; }
+  let r = a % b;
+  return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));
+}
+fn td_ifmod(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a % b; }
+fn td_itrunc_div(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a / b; }
 fn td_ipow(a: i32, b: i32) -> i32 {
   if (b < 0) { return select(select(0, 1, a == 1), select(1, -1, (b & 1) == 1), a == -1); }  // as torch's integer pow
   var r = 1; var base = a; var e = b;
@@ -115,6 +162,10 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "maximum": {"f32": "td_max({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
     "minimum": {"f32": "td_min({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},
     "pow": {"f32": "td_pow({0}, {1})", "i32": "td_ipow({0}, {1})"},
+    "floor_divide": {"f32": "td_floordiv({0}, {1})", "i32": "td_ifloordiv({0}, {1})"},
+    "trunc_divide": {"i32": "td_itrunc_div({0}, {1})"},  # f32: trunc of div's form (expr.py)
+    "remainder": {"f32": "td_remainder({0}, {1})", "i32": "td_iremainder({0}, {1})"},
+    "fmod": {"f32": "td_fmod({0}, {1})", "i32": "td_ifmod({0}, {1})"},
     # float compares through td_key (integer compares) with NaN tested apart: a compiler that assumes no NaN/Inf
     # may fold x != x to false or x < inf to true; bools compare as 0/1 (WGSL has no < on bool)
     "eq": {"f32": "td_eq({0}, {1})", "*": "({0} == {1})"},
