@@ -83,3 +83,17 @@ def test_oracle_rules():
     assert fuzz.check_output(np.int32([3]), "int32", np.int64([3]), "int64", None, 1.0) is None
     assert "dtype" in fuzz.check_output(np.float32([3]), "float32", np.int64([3]), "int64", None, 1.0)
     assert "differ" in fuzz.check_output(np.int32([4]), "int32", np.int64([3]), "int64", None, 1.0)
+
+
+def test_generator_covers_every_elementwise_op():
+    """A new op in the op table must get a fuzz entry (or be named here with why it has none)."""
+    from tinydl.ops import ELEMENTWISE_OPS
+    spoken = set(fuzz.UNARY_L) | set(fuzz.UNARY_F) | set(fuzz.BINARY) | {"clamp", "where", "cast"}
+    named = {"gelu_tanh": "gelu(approximate='tanh') in g_unary"}
+    missing = set(ELEMENTWISE_OPS) - spoken - set(named)
+    assert not missing, f"elementwise ops the fuzzer never generates: {sorted(missing)}"
+
+
+def test_known_gaps_name_a_rule_and_a_reason():
+    for name, reason in fuzz.KNOWN_GAPS.items():
+        assert name in fuzz.GAP_RULES and len(reason) > 20, name
