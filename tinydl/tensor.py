@@ -890,6 +890,7 @@ def _as_tensor(x, like_dtype: DType) -> Tensor:
 
 
 _COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+_HALF_SCALAR_OPS = ("add", "sub", "where", "floor_divide", "trunc_divide", "remainder", "fmod") + _COMPARISONS
 
 
 def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
@@ -929,9 +930,9 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
             dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
     if dt == dtypes.int32:
         args = _int64_scalars(op, args, value_args)
-    if dt == dtypes.float16 and op in ("add", "sub", "where"):  # torch rounds these scalars to half (2**40 -> inf);
+    if dt == dtypes.float16 and op in _HALF_SCALAR_OPS:  # torch rounds these ops' scalars to half (2**40 -> inf);
         args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_)) else a
-                     for a in args)  # mul, div and comparisons use them as float32
+                     for a in args)  # mul and div use them as float32
     ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
     if op == "where":
         if ts[0].dtype != dtypes.bool_:
@@ -1112,11 +1113,13 @@ def pow(a, b) -> Tensor:  # noqa: A001
                     for v in (a, b)):
         raise NotImplementedError("\"pow\" not implemented for 'Bool'")
     if isinstance(b, Scalar) and isinstance(a, Tensor) and not isinstance(b, bool):
+        if a.dtype == dtypes.float16:
+            _checked_scalar(b, dtypes.float16)  # torch converts pow's exponent to half, with its overflow error
         if b == 1:
             return a.to(dtypes.promote_with_scalar(a.dtype, b))
         if b == 2:
             return mul(a, a.to(dtypes.promote_with_scalar(a.dtype, b)))
-        if b == 0.5 and a.dtype.is_floating_point:
+        if b == 0.5 and a.dtype == dtypes.float32:  # torch: sqrt for float32; float16 goes through pow (-inf -> inf)
             return sqrt(a)
         if b == 3:
             a = a.to(dtypes.promote_with_scalar(a.dtype, b))

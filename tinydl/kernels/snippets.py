@@ -33,14 +33,30 @@ fn td_tanh(x: f32) -> f32 {
   let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0);
 }
 fn td_sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
-fn td_log1p(x: f32) -> f32 { let u = 1.0 + x; if (u == 1.0) { return x; } return log(u) * (x / (u - 1.0)); }
+// log1p: a series near 0 (log(1 + x) loses digits there, and compilers reassociate the (u - 1) correction away)
+fn td_log1p(x: f32) -> f32 {
+  if (abs(x) < 0.125) {
+    return x * (1.0 - x * (0.5 - x * (0.33333334 - x * (0.25 - x * (0.2 - x * (0.16666667 - x * (0.14285715
+           - x * (0.125 - x * 0.11111111))))))));
+  }
+  return log(1.0 + x);
+}
 fn td_expm1(x: f32) -> f32 { if (abs(x) < 1e-5) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }
-fn td_erf(x: f32) -> f32 {
-  // erf via erfc's Chebyshev-fitted rational form (Numerical Recipes erfcc), |error| < 1.2e-7
-  let z = abs(x);
+// erfc(z) for z >= 0: Chebyshev-fitted rational form (Numerical Recipes erfcc), relative error < 1.2e-7
+fn td_erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+  return t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
           + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+}
+// gelu: for x < -0.7 the tail 1 + erf(x) is erfc(|x|) itself (1 - erfc would cancel to a few digits)
+fn td_gelu(x: f32) -> f32 {
+  let z = abs(x) * 0.7071067811865476;
+  if (td_ltz(x) && z >= 0.5) { return 0.5 * x * td_erfc_pos(z); }
+  return 0.5 * x * (1.0 + td_erf(x * 0.7071067811865476));
+}
+fn td_erf(x: f32) -> f32 {
+  let z = abs(x);
+  let r = td_erfc_pos(z);
   let e = 1.0 - r;
   if (z < 0.5) {
     // near 0 the series is more accurate than 1 - erfc
@@ -143,8 +159,9 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "relu6": {"f32": "td_min(6.0, td_max(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},
     "leaky_relu": {"f32": lambda o, p: f"select({mul_literal(o[0], p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "elu": {"f32": lambda o, p: f"select({mul_literal(f'td_expm1({o[0]})', p[0])}, {o[0]}, td_gtz({o[0]}))"},
-    "gelu": {"f32": "(0.5 * {0} * (1.0 + td_erf({0} * 0.7071067811865476)))"},
-    "gelu_tanh": {"f32": "(0.5 * {0} * (1.0 + td_tanh(0.7978845608028654 * ({0} + 0.044715 * {0} * {0} * {0}))))"},
+    "gelu": {"f32": "td_gelu({0})"},
+    # 0.5 * x * (1 + tanh(u)) = x * sigmoid(2u): no cancellation for negative x
+    "gelu_tanh": {"f32": "({0} / (1.0 + exp(-1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0}))))"},
     "silu": {"f32": "({0} * td_sigmoid({0}))"},
     "hardswish": {"f32": "({0} * td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
     "hardsigmoid": {"f32": "(td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
