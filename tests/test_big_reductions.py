@@ -474,3 +474,31 @@ def test_conv_transpose_long_k_raises():
     with pytest.raises(NotImplementedError, match="more than the 131072 one GEMM loop"):
         F.conv_transpose2d(tinydl.zeros(1, 16384, 2, 2), tinydl.zeros(16384, 1, 3, 3))
     assert F.conv_transpose2d(tinydl.ones(1, 2, 2, 2), tinydl.ones(2, 1, 3, 3)).shape == (1, 1, 4, 4)
+
+
+def test_reductions_past_int32_indices_are_split_by_axes():
+    """A reduction over 2^31 or more elements (a view: nothing that big is stored) reduces its trailing axes first,
+    so no kernel's reduced index passes int32 (2^32 summed in one node gave half the sum). Checked on the graph:
+    running 2^32 reads takes lavapipe too long."""
+    x = tinydl.tensor(np.arange(65536, dtype=np.float32)).reshape(1, -1).expand(65536, 65536)
+
+    def reduce_lengths(t):
+        out, stack, seen = [], [t.node], set()
+        while stack:
+            n = stack.pop()
+            if n.uid in seen:
+                continue
+            seen.add(n.uid)
+            if n.kind == "reduce":
+                arg = n.arg
+                axes = arg.axes if isinstance(arg, reduce_kernels.Partial) else arg \
+                    if isinstance(arg, tuple) else (len(n.srcs[0].shape) - 2,)
+                out.append(int(np.prod([n.srcs[0].shape[a] for a in axes])))
+            stack.extend(n.srcs)
+        return out
+
+    for t in (x.sum(), x.mean(), x.amax((0, 1), keepdim=True), (x > 1).any(), x.var()):
+        lengths = reduce_lengths(t)
+        assert lengths and max(lengths) < 2**31, lengths
+    assert x.sum((0, 1), keepdim=True).shape == (1, 1)
+    assert x.sum().shape == ()

@@ -1209,6 +1209,17 @@ def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
         out = _elementwise("cast", src, arg=(out_dtype,)) if op not in ("argmax", "argmin") else zeros_like(x, dtypes.int32)
         return out
     R = math.prod(x.shape[a] for a in axes)
+    if R > _INDEX_MAX:  # a flat reduced index past int32: the trailing axes first (< 2^31 together), then the rest
+        inner = list(axes)
+        while math.prod(x.shape[a] for a in inner) > _INDEX_MAX and len(inner) > 1:
+            inner.pop(0)
+        if math.prod(x.shape[a] for a in inner) > _INDEX_MAX:
+            raise NotImplementedError(f"a reduction over a dimension of {x.shape[inner[0]]} elements: tinydl indexes "
+                                      f"with 32-bit integers (dimensions up to {_INDEX_MAX})")
+        part = _reduce(op, x, tuple(inner), True)
+        return _reduce(op, part, tuple(a for a in axes if a not in inner), keepdim) if keepdim else \
+            _reduce(op, part, tuple(a for a in axes if a not in inner), True).reshape(
+                tuple(s for i, s in enumerate(x.shape) if i not in axes))
     if R > reduce_kernels.STAGE_MAX:
         out = _staged_reduce(op, src, axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
     else:
@@ -1218,6 +1229,9 @@ def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
     if keepdim:
         return out
     return out.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+_INDEX_MAX = 2**31 - 1  # kernels index with i32
 
 
 def _staged_reduce(op: str, x: Tensor, axes: tuple, kept: tuple, out_dtype: DType) -> Tensor:
