@@ -30,6 +30,7 @@ import dataclasses
 import math
 import os
 import random
+import re
 import sys
 import time
 import traceback
@@ -58,7 +59,20 @@ GAP_RULES = {
     # conv2d with padding over non-finite inputs/weights (0 * Inf in the padding)
     "conv_padding_nonfinite": lambda op, expr, vals: op == "conv2d" and "padding=0" not in expr and any(
         v.is_floating_point() and not bool(v.isfinite().all()) for v in vals[:2]),
+    # float32 subnormals into ops whose WGSL builtins may flush them (log, pow, division, remainder, roots)
+    "subnormal_math": lambda op, expr, vals: op in SUBNORMAL_SENSITIVE and (
+        any(_has_subnormal(v) for v in vals) or any(0 < abs(float(m)) < np.finfo(np.float32).tiny
+                                                     for m in re.findall(r"\d+\.?\d*e-\d+", expr))),
 }
+SUBNORMAL_SENSITIVE = {"log", "pow", "div", "remainder", "fmod", "floor_divide", "trunc_divide", "reciprocal",
+                       "rsqrt", "sqrt"}
+
+
+def _has_subnormal(v) -> bool:
+    if not v.is_floating_point() or not v.numel():
+        return False
+    a = v.double().abs()
+    return bool(((a > 0) & (a < np.finfo(np.float32).tiny)).any())
 
 
 def _finite_max(v) -> float:
@@ -309,6 +323,7 @@ class Generator:
         import torch
         shape = self.shape() if shape is None else tuple(shape)
         dtype = dtype or self.r.choice(["float32"] * 6 + ["float16", "int32", "bool"])
+        dtype = {"int64": "int32", "float64": "float32"}.get(dtype, dtype)  # inputs as tinydl stores them
         if dtype == "bool":
             a = np.asarray(self.np.random(shape) < 0.5)
         elif dtype == "int32":
@@ -450,7 +465,6 @@ def g_binary(gen):
 
 def _renumber(expr):
     """'{1} + 2.0' -> '{0} + 2.0' after a scalar took operand 0's place."""
-    import re
     seen = []
     for m in re.findall(r"\{(\d)\}", expr):
         if m not in seen:
