@@ -271,9 +271,9 @@ class Expr:
             lo, hi = node.arg
             e = ops[0]
             if lo is not None:
-                e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_max({literal(lo, ct)}, {e})"
-            if hi is not None:  # td_max/td_min keep their second operand on ties: clamp(-0.0, 0.0) is -0.0, as torch
-                e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_min({literal(hi, ct)}, {e})"
+                e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_maximum({literal(lo, ct)}, {e})"
+            if hi is not None:  # td_maximum/td_minimum keep the second operand on ties: clamp(-0.0, 0.0) is -0.0
+                e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_minimum({literal(hi, ct)}, {e})"
             return self.let(e)
         operand_type = node.srcs[-1].dtype.compute
         if operand_type == "i32" and node.op in INT_DIVISIONS and const_of(node.srcs[1]) is None:

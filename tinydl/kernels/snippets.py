@@ -21,10 +21,13 @@ fn td_key(x: f32) -> i32 { let k = bitcast<i32>(x); let m = k & 0x7fffffff; retu
 fn td_eq(a: f32, b: f32) -> bool { return td_key(a) == td_key(b) && !td_isnan(a); }
 fn td_lt(a: f32, b: f32) -> bool { return td_key(a) < td_key(b) && !td_isnan(a) && !td_isnan(b); }
 fn td_le(a: f32, b: f32) -> bool { return td_key(a) <= td_key(b) && !td_isnan(a) && !td_isnan(b); }
+// NaN-propagating max/min for reductions and pools (ties of -0 and 0 as the hardware's max gives them)
+fn td_max(a: f32, b: f32) -> f32 { return select(max(a, b), td_nan(), td_isnan(a) || td_isnan(b)); }
+fn td_min(a: f32, b: f32) -> f32 { return select(min(a, b), td_nan(), td_isnan(a) || td_isnan(b)); }
 // torch's maximum/minimum (vectorized CPU): NaN if either is NaN, else b unless a is strictly larger (smaller):
-// maximum(-0, 0) is 0, maximum(0, -0) is -0; clamp(x, lo, hi) is td_min(hi, td_max(lo, x)) (ties keep x)
-fn td_max(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) > td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
-fn td_min(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) < td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
+// maximum(-0, 0) is 0, maximum(0, -0) is -0; clamp(x, lo, hi) is td_minimum(hi, td_maximum(lo, x)) (ties keep x)
+fn td_maximum(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) > td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
+fn td_minimum(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) < td_key(b)), td_nan(), td_isnan(a) || td_isnan(b)); }
 // a value with the sign of a times the sign of b, and the magnitude bits m (x*0, x/0, x/inf with literal operands)
 fn td_signed(a: f32, b: u32, m: u32) -> f32 { return bitcast<f32>(((bitcast<u32>(a) ^ b) & 0x80000000u) | m); }
 fn td_tanh(x: f32) -> f32 {
@@ -156,15 +159,15 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "cos": {"f32": "cos({0})"},
     "tanh": {"f32": "td_tanh({0})"},
     "sigmoid": {"f32": "td_sigmoid({0})"},
-    "relu6": {"f32": "td_min(6.0, td_max(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},
+    "relu6": {"f32": "td_minimum(6.0, td_maximum(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},
     "leaky_relu": {"f32": lambda o, p: f"select({mul_literal(o[0], p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "elu": {"f32": lambda o, p: f"select({mul_literal(f'td_expm1({o[0]})', p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "gelu": {"f32": "td_gelu({0})"},
     # 0.5 * x * (1 + tanh(u)) = x * sigmoid(2u): no cancellation for negative x
     "gelu_tanh": {"f32": "({0} / (1.0 + exp(-1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0}))))"},
     "silu": {"f32": "({0} * td_sigmoid({0}))"},
-    "hardswish": {"f32": "({0} * td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
-    "hardsigmoid": {"f32": "(td_min(6.0, td_max(0.0, {0} + 3.0)) / 6.0)"},
+    "hardswish": {"f32": "({0} * td_minimum(6.0, td_maximum(0.0, {0} + 3.0)) / 6.0)"},
+    "hardsigmoid": {"f32": "(td_minimum(6.0, td_maximum(0.0, {0} + 3.0)) / 6.0)"},
     "softplus": {"f32": "td_softplus({0}, {a0}, {a1})"},
     "mish": {"f32": "({0} * td_tanh(td_softplus({0}, 1.0, 20.0)))"},
     "erf": {"f32": "td_erf({0})"},
@@ -176,8 +179,8 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "sub": {"*": "({0} - {1})"},
     "mul": {"bool": "({0} && {1})", "*": "({0} * {1})"},
     "div": {"f32": "({0} / {1})"},
-    "maximum": {"f32": "td_max({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
-    "minimum": {"f32": "td_min({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},
+    "maximum": {"f32": "td_maximum({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
+    "minimum": {"f32": "td_minimum({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},
     "pow": {"f32": "td_pow({0}, {1})", "i32": "td_ipow({0}, {1})"},
     "floor_divide": {"f32": "td_floordiv({0}, {1})", "i32": "td_ifloordiv({0}, {1})"},
     "trunc_divide": {"i32": "td_itrunc_div({0}, {1})"},  # f32: trunc of div's form (expr.py)
