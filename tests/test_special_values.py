@@ -268,6 +268,8 @@ def test_python_ints_beyond_int32():
     with pytest.raises(RuntimeError, match="int64 values in torch, which do not fit int32"):
         b + 2**40
     with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
+        tinydl.where(b, x[:2], 2**40)  # torch converts where's scalar with a check
+    with pytest.raises(RuntimeError, match="value cannot be converted to type int without overflow"):
         tinydl.full((2,), 2**40, dtype=tinydl.int32)
     with pytest.raises(RuntimeError, match="value cannot be converted to type int32 without overflow"):
         tinydl.full((2,), 2**40)
@@ -363,3 +365,10 @@ def test_smooth_activations_keep_relative_precision_in_their_tails():
         _check(fn(tinydl.tensor(v)), tfn(torch.tensor(v)), 8)
     g, w = F.gelu(tinydl.tensor(v), approximate="tanh").numpy(), TF.gelu(torch.tensor(v), approximate="tanh").numpy()
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)  # torch's own form cancels to -0.0 below -5
+
+
+def test_scalars_that_round_to_zero_or_inf_in_float32_keep_ieee_results():
+    v = np.array([np.nan, np.inf, -np.inf, 1.0, -0.0], np.float32)
+    for s in (1e-50, -1e-50, 1e39, -1e39):  # 1e-50 is 0.0f: x * 1e-50 is NaN for Inf, x / 1e-50 is x / 0
+        for fn in (lambda a, b: a * b, lambda a, b: a / b, lambda a, b: b / a, lambda a, b: a + b):
+            _check(fn(tinydl.tensor(v), s), fn(torch.tensor(v), s))

@@ -898,6 +898,8 @@ def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
     (x + 2**40 is x; literal() wraps it). With only bool tensors torch computes in int64: comparisons of 0/1 with
     the int give what they give with the int clamped to int32; arithmetic results tinydl could not store raise."""
     if builtins.any(isinstance(a, Tensor) and a.dtype == dtypes.int32 for a in value_args):
+        if op == "where" and builtins.any(isinstance(a, (int, np.integer)) and not -2**31 <= a < 2**31 for a in args):
+            raise RuntimeError("value cannot be converted to type int without overflow")  # torch checks where's
         return args
     out = list(args)
     for i, a in enumerate(args):

@@ -231,6 +231,13 @@ def literal(value, wgsl_type: str) -> str:
     return f"{repr(float(f))}f"
 
 
+def _f32(c) -> float:
+    """c as the f32 the kernel computes with (1e-50 is 0.0, 1e39 is inf): the special forms below key on that."""
+    import numpy as np
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float32(float(c)))
+
+
 def _sign_bit(c: float) -> str:
     return "0x80000000u" if math.copysign(1.0, c) < 0 else "0u"
 
@@ -239,7 +246,7 @@ def _sign_bit(c: float) -> str:
 # division by a literal zero (or reject it), which is wrong for NaN, Inf and -0. Zero, Inf and NaN operands are
 # known when the kernel is written: their IEEE results are written out by the bits, the rest stay plain.
 def mul_literal(x: str, c: float) -> str:
-    c = float(c)
+    c = _f32(c)
     if math.isnan(c):
         return "td_nan()"
     if c == 0.0:  # NaN for NaN/Inf, else a zero with the product's sign
@@ -250,7 +257,7 @@ def mul_literal(x: str, c: float) -> str:
 
 
 def add_literal(x: str, c: float) -> str:
-    c = float(c)
+    c = _f32(c)
     if math.isnan(c):
         return "td_nan()"
     if c == 0.0:  # x + 0.0 is x except -0 + 0 = +0; x + -0.0 is x
@@ -263,7 +270,7 @@ def add_literal(x: str, c: float) -> str:
 
 def div_literal(x: str, c: float) -> str:
     """x / c for a literal c."""
-    c = float(c)
+    c = _f32(c)
     if math.isnan(c):
         return "td_nan()"
     if c == 0.0:  # NaN for NaN/0, else an Inf with the quotient's sign
@@ -275,7 +282,7 @@ def div_literal(x: str, c: float) -> str:
 
 def literal_div(c: float, x: str) -> str:
     """c / x for a literal c."""
-    c = float(c)
+    c = _f32(c)
     if math.isnan(c):
         return "td_nan()"
     if c == 0.0:  # NaN for NaN/0, else a zero with the quotient's sign
