@@ -168,6 +168,7 @@ class Expr:
         # a let of an expression already bound in scope returns that name: only for code without `var`s, whose
         # expressions mean the same wherever they are written (store_out4's four epilogues share their index math)
         self.reuse_lets = reuse_lets
+        self._let_expr: dict[str, str] = {}  # let name -> its expression (same_value: what a compiler would CSE)
 
     def bind(self, node: Node, var: str) -> None:
         """Declare that `node`'s value wherever it is read is `var`: the heavy op's result in its epilogue.
@@ -182,6 +183,7 @@ class Expr:
             return self.memo["let", expr]
         name = self.src.fresh(prefix)
         self.emit(f"let {name} = {expr};")
+        self._let_expr[name] = expr
         if self.reuse_lets:
             self.memo["let", expr] = name
         return name
@@ -258,6 +260,21 @@ class Expr:
             hit = self.memo[key] = self.let(self.src.load(node, lin))
         return hit
 
+    def _canon(self, name: str) -> str:
+        """The expression a let stands for, through lets that only copy another let (x.clone() is `let v2 = v1;`)."""
+        seen = 0
+        while name in self._let_expr and seen < 64:
+            e = self._let_expr[name]
+            if e not in self._let_expr:
+                return e
+            name, seen = e, seen + 1
+        return name
+
+    def same_value(self, a: str, b: str) -> bool:
+        """a and b are one value to the shader compiler (one let, a copy of it, or the same expression of the same
+        lets): it may fold a - b to 0 and a / b to 1, wrong for NaN/Inf."""
+        return a == b or self._canon(a) == self._canon(b)
+
     def _elementwise(self, node: Node, idx) -> str:
         ops = [self.value(s, idx) for s in node.srcs]
         ct = node.dtype.compute
@@ -280,12 +297,12 @@ class Expr:
             # torch raises for an integer division by zero: report it (checks.ZERO_DIVISION), never a number
             self.emit(f"if ({ops[1]} == 0) {{ {self.src.report(checks.Code.ZERO_DIVISION)} }}")
         if operand_type == "f32" and node.op == "trunc_divide":  # trunc(a / b), a / b written as div writes it
-            q = (snippets.same_operand("div", ops[0]) if ops[0] == ops[1] else
+            q = (snippets.same_operand("div", ops[0]) if self.same_value(ops[0], ops[1]) else
                  snippets.with_literal("div", ops, [const_of(s) for s in node.srcs]))
             return self.let(f"trunc({q or f'({ops[0]} / {ops[1]})'})")
         if operand_type == "f32" and len(ops) == 2 and node.op in ("add", "sub", "mul", "div"):
             # literal or repeated operands get NaN/Inf/-0-exact forms (see snippets.with_literal)
-            special = (snippets.same_operand(node.op, ops[0]) if ops[0] == ops[1] else
+            special = (snippets.same_operand(node.op, ops[0]) if self.same_value(ops[0], ops[1]) else
                        snippets.with_literal(node.op, ops, [const_of(s) for s in node.srcs]))
             if special is not None:
                 return self.let(special)
