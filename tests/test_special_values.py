@@ -382,3 +382,12 @@ def test_one_value_twice_is_not_folded():
     _check(x.exp() - x.exp(), t.exp() - t.exp())
     _check(x.abs() / x.abs(), t.abs() / t.abs())
     _check(x.div(x.clone(), rounding_mode="trunc"), t.div(t.clone(), rounding_mode="trunc"))
+
+
+def test_no_reassociation_across_ops():
+    """(x + 1) - x, x + (-x), (x - 1) + 1: computed as written (compilers reassociate them to 1, 0, x)."""
+    v = np.array([np.nan, np.inf, -np.inf, 1e38, -0.0, 1.0, 3e7], np.float32)
+    x, t = tinydl.tensor(v), torch.tensor(v)
+    for fn in (lambda a: (a + 1) - a, lambda a: a + (-a), lambda a: (a - 1) + 1, lambda a: (a + a) - a,
+               lambda a: (a * 3) / 3 - a):
+        _check(fn(x), fn(t))

@@ -152,6 +152,7 @@ class KernelSource:
                 f"@compute @workgroup_size({workgroup_size})\n"
                 f"fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
                 f"        @builtin(local_invocation_id) lid3: vec3<u32>{_SUBGROUP_BUILTINS if subgroups else ''}) {{\n"
+                f"  td_z = nwg.z >> 31u;\n"  # 0 (a dispatch has under 65536 workgroups), unknown to the compiler
                 f"  let lid = i32(lid3.x);\n  let wg = i32(wid.x + wid.y * nwg.x);\n{body}\n}}\n")
 
 
@@ -276,6 +277,13 @@ class Expr:
         return a == b or self._canon(a) == self._canon(b)
 
     def _elementwise(self, node: Node, idx) -> str:
+        e = self._elementwise_expr(node, idx)
+        if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
+            e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
+        return self.let(e)
+
+    def _elementwise_expr(self, node: Node, idx) -> str:
+        """The WGSL expression of an elementwise node at idx (its operands are lets already)."""
         ops = [self.value(s, idx) for s in node.srcs]
         ct = node.dtype.compute
         if node.op == "cast":
@@ -283,7 +291,7 @@ class Expr:
             if node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16:
                 v = f"f32(f16({v}))"  # rounded to half here (65536 -> inf), as torch, not only at the store
                 self.src.uses_f16 = True
-            return self.let(v)
+            return v
         if node.op == "clamp":
             lo, hi = node.arg
             e = ops[0]
@@ -291,7 +299,7 @@ class Expr:
                 e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_maximum({literal(lo, ct)}, {e})"
             if hi is not None:  # td_maximum/td_minimum keep the second operand on ties: clamp(-0.0, 0.0) is -0.0
                 e = f"min({e}, {literal(hi, ct)})" if ct == "i32" else f"td_minimum({literal(hi, ct)}, {e})"
-            return self.let(e)
+            return e
         operand_type = node.srcs[-1].dtype.compute
         if operand_type == "i32" and node.op in INT_DIVISIONS and const_of(node.srcs[1]) is None:
             # torch raises for an integer division by zero: report it (checks.ZERO_DIVISION), never a number
@@ -299,14 +307,14 @@ class Expr:
         if operand_type == "f32" and node.op == "trunc_divide":  # trunc(a / b), a / b written as div writes it
             q = (snippets.same_operand("div", ops[0]) if self.same_value(ops[0], ops[1]) else
                  snippets.with_literal("div", ops, [const_of(s) for s in node.srcs]))
-            return self.let(f"trunc({q or f'({ops[0]} / {ops[1]})'})")
+            return f"trunc({q or f'({ops[0]} / {ops[1]})'})"
         if operand_type == "f32" and len(ops) == 2 and node.op in ("add", "sub", "mul", "div"):
             # literal or repeated operands get NaN/Inf/-0-exact forms (see snippets.with_literal)
             special = (snippets.same_operand(node.op, ops[0]) if self.same_value(ops[0], ops[1]) else
                        snippets.with_literal(node.op, ops, [const_of(s) for s in node.srcs]))
             if special is not None:
-                return self.let(special)
-        return self.let(apply(node.op, operand_type, ops, node.arg))
+                return special
+        return apply(node.op, operand_type, ops, node.arg)
 
     def _view(self, node: Node, idx) -> str:
         src = node.srcs[0]

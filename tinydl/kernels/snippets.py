@@ -8,6 +8,11 @@ import math
 # Helpers every kernel may call. NaN/inf come from bit patterns: WGSL has no literals for them, and
 # shader compilers may assume x == x, so NaN tests look at the bits.
 PRELUDE = """
+// WGSL lets compilers reassociate float math as if no NaN/Inf existed ((x + 1) - x -> 1, x + -x -> 0): each
+// elementwise op's f32 result goes through td_opaque, an OR with a zero the compiler cannot know (main sets td_z
+// from the dispatch size), so ops are computed as written; one integer op per value
+var<private> td_z: u32;
+fn td_opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | td_z); }
 fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
 fn td_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn td_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
