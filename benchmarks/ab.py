@@ -73,7 +73,10 @@ class _Side:
             + (["--quick"] if quick else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(tree))
         self.ms: list[float] = []
+
+    def ready(self) -> "_Side":
         self._answer()
+        return self
 
     def _answer(self) -> dict:
         line = self.proc.stdout.readline()
@@ -119,8 +122,10 @@ def main(argv=None) -> int:
         for batch in args.batches or MODELS[name][1]:
             sides = []
             try:
-                for tree in (args.base, args.new):
-                    sides.append(_Side(tree, name, batch, args.half, args.quick))
+                # both sides build and compile at once (the start-up is most of a row's time)
+                sides = [_Side(tree, name, batch, args.half, args.quick) for tree in (args.base, args.new)]
+                for side in sides:
+                    side.ready()
             except Exception as e:  # noqa: BLE001 - one failing row must not lose the others
                 for side in sides:
                     side.close()
