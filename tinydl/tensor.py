@@ -1343,17 +1343,50 @@ def all(x: Tensor, dim=None, keepdim=False) -> Tensor:  # noqa: A001
 def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = normalize_dims(dim, x.ndim)
-    n = math.prod(x.shape[a] for a in axes) if x.ndim else 1
-    centered = x - mean(x, axes, keepdim=True)
-    sq = _reduce("sum", centered * centered, axes, keepdim)
-    denom = builtins.max(0, n - correction)
-    # no degrees of freedom: torch divides by zero (inf, or nan where the spread is 0)
-    return sq * (1.0 / denom) if denom else sq * builtins.float("inf")
+    return _var_std(x, dim, keepdim, correction, False)
 
 
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
-    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return _var_std(x, dim, keepdim, correction, True)
+
+
+_F32_TINY = 2.0 ** -126  # the smallest normal float32
+
+
+def _var_std(x: Tensor, dim, keepdim: bool, correction, take_sqrt: bool) -> Tensor:
+    """var/std as torch CPU (a double accumulator): two-pass over x scaled by s = max|x| (a normal float, else 1),
+    so neither the mean's sum nor the squared deviations overflow (|x| near 1e38) or underflow (|x| near 1e-30);
+    var = var(x/s)·s·s and std = sqrt(var(x/s))·s overflow only where torch's result does. float16 is computed in
+    float32 and rounded once. An inf in x makes x/s NaN (as torch's inf - inf), a NaN stays NaN."""
+    axes = normalize_dims(dim, x.ndim)
+    n = math.prod(x.shape[a] for a in axes) if x.ndim else 1
+    denom = builtins.max(0, n - correction)
+    x32 = x.float() if x.dtype == dtypes.float16 else x
+    if n:
+        m = _reduce("max", abs(x32), axes, True)
+        s = where(m >= _F32_TINY, m, 1.0)
+        y = x32 / s
+    else:  # nothing to reduce (amax would raise): torch's nan
+        s, y = None, x32
+    mu = mean(y, axes, keepdim=True)
+    centered = y - mu
+    sq = _reduce("sum", centered * centered, axes, True)
+    # no degrees of freedom: torch divides by zero (inf, or nan where the spread is 0)
+    v = sq * (1.0 / denom) if denom else sq * builtins.float("inf")
+    if take_sqrt:
+        v = sqrt(v) * s if s is not None else sqrt(v)
+    elif s is not None:
+        v = v * s * s  # var(x/s) <= n, so (v * s) * s overflows only where the variance itself does
+    if s is not None and x.dtype == dtypes.float32 and x.numel() == n:
+        # torch reduces to one float32 value in two passes around a float32 mean (std_var_all_cpu): where the
+        # float32 sum of x overflows, that mean is inf and so is the result (NaN stays NaN)
+        total = mu * builtins.float(n) * s
+        v = where(isinf(total) & ~isnan(v), builtins.float("inf"), v)
+    if not keepdim:
+        v = v.reshape(tuple(sz for i, sz in enumerate(x.shape) if i not in axes))
+    return v.to(x.dtype)
 
 
 def row_norm(x: Tensor, op: str, dim: int, eps: float | None = None, n_axes: int = 1) -> Tensor:

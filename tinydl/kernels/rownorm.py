@@ -18,6 +18,8 @@ from .common import function, store_function
 from .expr import Expr, KernelSource, unravel
 from .snippets import literal
 
+# torch CPU's row moments (layer_norm, group_norm) run in float32 vectors of 8 lanes (AVX2/NEON dispatch)
+TORCH_MOMENT_LANES = 8
 MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
 # Rows longer than this are not a row kernel (tensor.row_norm composes them from staged reductions): a workgroup of
 # 256 threads makes up to 3 passes over its row, ceil(L / 256) loop trips each, and a thread's loop trips must stay
@@ -125,7 +127,14 @@ def rownorm(src: KernelSource, core: Node):
         reduce_into("total", "0.0", "ACC = ACC + v;", "{} + {}")
         body.append(f"  let mean = total / {float(L)};")
         reduce_into("sq", "0.0", "ACC = ACC + (v - mean) * (v - mean);", "{} + {}")
-        body.append(f"  let rstd = inverseSqrt(sq / {float(L)} + {float(eps)});")
+        body.append(f"  let rstd0 = inverseSqrt(sq / {float(L)} + {float(eps)});")
+        if L < TORCH_MOMENT_LANES:
+            # torch CPU (RowwiseMoments) folds a row shorter than its vector width into 8 empty lanes: 0 * mean^2,
+            # NaN where mean^2 overflows float32 (|mean| >= 2^64). Longer rows: an overflowing variance gives
+            # rstd 0, so finite values map to 0, as torch's x * rstd - mean * rstd.
+            body.append(f"  let rstd = select(rstd0, {literal(float('nan'), 'f32')}, abs(mean) >= {2.0 ** 64});")
+        else:
+            body.append("  let rstd = rstd0;")
         out = "(v - mean) * rstd"
     elif op == "rms_norm":
         reduce_into("sq", "0.0", "ACC = ACC + v * v;", "{} + {}")

@@ -84,7 +84,9 @@ def direct_conv(src: KernelSource, core: Node):
     ih0 = e.let(f"{oh0} * {sh} - {ph}", "ih")
     iw0 = e.let(f"{ow0} * {sw} - {pw}", "iw")
     # taps past either edge read a clamped (in-range) element and select 0 in its place (multiplying by 0 would
-    # turn an inf on the edge into nan)
+    # turn an inf on the edge into nan); padded rows and columns are such zeros, multiplied by their weights as in
+    # torch CPU (0 * inf = nan there), not skipped
+    zero = opaque_zero(e)
     col_at, col_in = {}, {}
     for c in cols:
         iw = e.let(f"{iw0} + {c}", "iw")
@@ -96,13 +98,15 @@ def direct_conv(src: KernelSource, core: Node):
         wv = {(kh, kw): e.value(w, (co, ci, str(kh), str(kw))) for kh in range(KH) for kw in range(KW)}
         for off, taps in sorted(row_taps.items()):
             ih = e.let(f"{ih0} + {off}", "ih")
-            with e.scope(f"if ({ih} >= 0 && {ih} < {H})"):
-                xv = {c: e.let(f"select(0.0, {e.value(x, (n, chan, ih, col_at[c]))}, {col_in[c]})", "x") for c in cols}
-                for r, kh in taps:
-                    for t in range(T):
-                        for kw in range(KW):
-                            acc = accs[r, t]
-                            e.emit(f"{acc} = fma({xv[t * sw + kw * dw]}, {wv[kh, kw]}, {acc});")
+            ihc = e.let(f"clamp({ih}, 0, {H - 1})", "ihc")
+            inh = e.let(f"{ih} >= 0 && {ih} < {H}", "inh")
+            xv = {c: e.let(f"select({zero}, {e.value(x, (n, chan, ihc, col_at[c]))}, {inh} && {col_in[c]})", "x")
+                  for c in cols}
+            for r, kh in taps:
+                for t in range(T):
+                    for kw in range(KW):
+                        acc = accs[r, t]
+                        e.emit(f"{acc} = fma({xv[t * sw + kw * dw]}, {wv[kh, kw]}, {acc});")
     for (r, t), acc in accs.items():
         oh, ow = f"({oh0} + {r})" if r else oh0, f"({ow0} + {t})" if t else ow0
         guards = [f"{o} < {lim}" for o, lim, i, s in ((oh, OH, r, R), (ow, OW, t, T)) if i and (-(-lim // s)) * s > lim]
@@ -113,6 +117,13 @@ def direct_conv(src: KernelSource, core: Node):
         with e.scope(f"if ({' && '.join(guards)})"):
             e.emit(src.store(linear_index(idx, core.shape), epilogue(e, src.out, core, idx, acc)))
     return src.render("\n".join(lines), WG), -(-n_threads // WG), f"direct{R}x{T}"
+
+
+def opaque_zero(e: Expr) -> str:
+    """0.0 that the compiler cannot prove is 0 (the PRELUDE's td_z). A padded tap's select(0.0, x, inside) feeding
+    fma(., w, acc) was turned into a skip on lavapipe (fma(0, w, acc) -> acc, as if w were finite), losing torch's
+    0 * inf = nan."""
+    return e.let("bitcast<f32>(td_z)", "zpad")
 
 
 def _looped_direct_conv(src: KernelSource, core: Node):
@@ -131,13 +142,13 @@ def _looped_direct_conv(src: KernelSource, core: Node):
         with e.scope(f"for (var ci: i32 = 0; ci < {cin_g}; ci++)"):
             with e.scope(f"for (var kh: i32 = 0; kh < {KH}; kh++)"):
                 ih = e.let(f"{oh} * {sh} - {ph} + kh * {dh}", "ih")
-                with e.scope(f"if ({ih} >= 0 && {ih} < {H})"):
-                    with e.scope(f"for (var kw: i32 = 0; kw < {KW}; kw++)"):
-                        iw = e.let(f"{ow} * {sw} - {pw} + kw * {dw}", "iw")
-                        with e.scope(f"if ({iw} >= 0 && {iw} < {W})"):
-                            xv = e.value(x, (n, f"{g} * {cin_g} + ci", ih, iw))
-                            wv = e.value(w, (co, "ci", "kh", "kw"))
-                            e.emit(f"acc = fma({xv}, {wv}, acc);")
+                with e.scope(f"for (var kw: i32 = 0; kw < {KW}; kw++)"):
+                    iw = e.let(f"{ow} * {sw} - {pw} + kw * {dw}", "iw")
+                    # the padding is a zero times its weight (torch CPU: nan for an inf weight), not skipped
+                    inside = e.let(f"{ih} >= 0 && {ih} < {H} && {iw} >= 0 && {iw} < {W}", "in")
+                    xv = e.value(x, (n, f"{g} * {cin_g} + ci", f"clamp({ih}, 0, {H - 1})", f"clamp({iw}, 0, {W - 1})"))
+                    wv = e.value(w, (co, "ci", "kh", "kw"))
+                    e.emit(f"acc = fma(select({opaque_zero(e)}, {xv}, {inside}), {wv}, acc);")
         return epilogue(e, src.out, core, idx, "acc")
 
     wgsl, groups = thread_per_output(src, core.shape, compute)
