@@ -345,3 +345,13 @@ def test_adaptive_pools_nonfinite(out):
     x = _pool_input()
     check(F.adaptive_avg_pool2d(tinydl.tensor(x), out).numpy(), TF.adaptive_avg_pool2d(torch.tensor(x), out))
     check(F.adaptive_max_pool2d(tinydl.tensor(x), out).numpy(), TF.adaptive_max_pool2d(torch.tensor(x), out))
+
+
+@pytest.mark.parametrize("values", [[3e38, 3e38, -1e38, 1.0], [1e38, 1.0, 1.0, 1.0], [1e-30, 2e-30, 3e-30, 0.0],
+                                    [1.0, 2.0, INF, 3.0], [1e20, -1e20, 3.0, 4.0], [1.5, 2.0, -3.0, 4.0]])
+def test_batch_norm_batch_statistics_specials(values):
+    """batch_norm over the batch's own statistics (no running stats; instance-norm style): torch sums in double, so
+    the mean of values near 1e38 is finite; an overflowing variance gives rstd 0 and so 0 out."""
+    x = np.array(values * 3, np.float32).reshape(2, 3, 2, 1)
+    check(F.batch_norm(tinydl.tensor(x), None, None, training=True).numpy(),
+          TF.batch_norm(torch.tensor(x), None, None, training=True), atol=1e-4)

@@ -367,7 +367,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
         dims = (0,) + tuple(range(2, x.ndim))
         from ..tensor import zeros
-        xc = x - x.mean(dims, keepdim=True)
+        # the mean as a sum of x / count: no float32 overflow where the sum of values near 1e38 would (torch sums
+        # in double); a squared deviation that overflows gives var inf and 0 out, as torch's
+        count = x.numel() // x.shape[1] if x.shape[1] else 0
+        xc = x - ((x * (1.0 / count)).sum(dims, keepdim=True) if count else x.mean(dims, keepdim=True))
         x, running_mean, running_var = xc, zeros(x.shape[1], dtype=x.dtype), (xc * xc).mean(dims)
     if x.ndim < 2:
         raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
