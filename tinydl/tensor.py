@@ -1360,6 +1360,8 @@ def _var_std(x: Tensor, dim, keepdim: bool, correction, take_sqrt: bool) -> Tens
     so neither the mean's sum nor the squared deviations overflow (|x| near 1e38) or underflow (|x| near 1e-30);
     var = var(x/s)·s·s and std = sqrt(var(x/s))·s overflow only where torch's result does. float16 is computed in
     float32 and rounded once. An inf in x makes x/s NaN (as torch's inf - inf), a NaN stays NaN."""
+    if not x.dtype.is_floating_point:
+        raise RuntimeError("std and var only support floating point and complex dtypes")  # torch's words
     axes = normalize_dims(dim, x.ndim)
     n = math.prod(x.shape[a] for a in axes) if x.ndim else 1
     denom = builtins.max(0, n - correction)
