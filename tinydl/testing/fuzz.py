@@ -54,10 +54,6 @@ UNSUPPORTED = [
 # THE list of exclusions: known tinydl gaps the generator steers around, each with a one-line reason (reviewed;
 # every entry names a failure class in the fuzzer's findings). name -> reason. A name must be a key of GAP_RULES.
 KNOWN_GAPS: dict[str, str] = {
-    "var_std_overflow": "var/std/layer_norm square before subtracting: |x| > 1e19 overflows where torch is finite "
-                        "(findings class 1, H3)",
-    "conv_padding_nonfinite": "conv2d's zero padding times an Inf/NaN weight gives NaN in torch; tinydl skips "
-                              "padded rows, so only some positions are NaN (findings class 2)",
     "sin_cos_huge_args": "WGSL sin/cos have no accuracy bound outside [-pi, pi] (llvmpipe: cos(1e20) = 1); no range "
                          "reduction yet (findings class 3)",
     "subnormal_math": "float32 subnormals into log/pow/division/remainder: WGSL may flush them, torch CPU does not "
