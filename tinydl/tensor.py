@@ -555,7 +555,8 @@ class Tensor:
     def __mul__(self, o): return mul(self, o)
     def __rmul__(self, o): return mul(o, self)
     def __truediv__(self, o): return div(self, o)
-    def __rtruediv__(self, o): return div(o, self)
+    def __rtruediv__(self, o):  # torch's __rdiv__ is self.reciprocal() * other (rounded in between for half)
+        return mul(reciprocal(self), o) if isinstance(o, Scalar) and not isinstance(o, (bool, np.bool_)) else div(o, self)
     def __floordiv__(self, o): return floor_divide(self, o)
     def __rfloordiv__(self, o): return floor_divide(o, self)
     def __mod__(self, o): return remainder(self, o)
@@ -890,7 +891,11 @@ def _as_tensor(x, like_dtype: DType) -> Tensor:
 
 
 _COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
-_HALF_SCALAR_OPS = ("add", "sub", "where", "floor_divide", "trunc_divide", "remainder", "fmod") + _COMPARISONS
+# torch (CPU) with a float16 tensor and a Python float: these ops round the scalar to half first (measured per op);
+# mul, div, and floor/trunc division with the scalar second compute with it in float32 (opmath); the scalar first
+# (3.3 // x) becomes a half tensor. clamp, masked_fill and pow also raise for a scalar beyond half's range.
+_HALF_SCALAR_OPS = ("add", "sub", "where", "remainder", "fmod", "pow") + _COMPARISONS
+_HALF_SCALAR_FIRST_OPS = ("floor_divide", "trunc_divide")
 
 
 def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
@@ -932,9 +937,9 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
             dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
     if dt == dtypes.int32:
         args = _int64_scalars(op, args, value_args)
-    if dt == dtypes.float16 and op in _HALF_SCALAR_OPS:  # torch rounds these ops' scalars to half (2**40 -> inf);
-        args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_)) else a
-                     for a in args)  # mul and div use them as float32
+    if dt == dtypes.float16 and (op in _HALF_SCALAR_OPS or op in _HALF_SCALAR_FIRST_OPS):  # rounded to half
+        args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_))  # 2**40: inf
+                     and (op in _HALF_SCALAR_OPS or i == 0) else a for i, a in enumerate(args))
     ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
     if op == "where":
         if ts[0].dtype != dtypes.bool_:
@@ -1172,7 +1177,14 @@ def clamp(x, min=None, max=None) -> Tensor:  # noqa: A002
         if v is not None:
             dt = dtypes.promote_with_scalar(dt, v)
     x = x.to(dt)
-    return _elementwise("clamp", x, arg=(min, max))
+    if dt == dtypes.float16:  # torch converts clamp's bounds to half, with its overflow error (1e5)
+        for v in (min, max):
+            if v is not None:
+                _checked_scalar(v, dt)
+    # the bounds as a node holds constants (-0.0 and 0.0 are different plans; NaN resolves in the kernel's code)
+    bounds = tuple(None if v is None else dtypes.const_value(builtins.float(v)) if isinstance(v, (float, np.floating))
+                   else v for v in (min, max))
+    return _elementwise("clamp", x, arg=bounds)
 
 
 clip = clamp

@@ -295,6 +295,8 @@ class Expr:
         if node.op == "clamp":
             lo, hi = node.arg
             e = ops[0]
+            if ct == "f32" and any(v is not None and math.isnan(float(v)) for v in (lo, hi)):
+                return "td_nan()"  # torch: a NaN bound gives NaN everywhere; decided here, never by a compare at run time
             if lo is not None:
                 e = f"max({e}, {literal(lo, ct)})" if ct == "i32" else f"td_maximum({literal(lo, ct)}, {e})"
             if hi is not None:  # td_maximum/td_minimum keep the second operand on ties: clamp(-0.0, 0.0) is -0.0

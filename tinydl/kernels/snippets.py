@@ -13,8 +13,12 @@ PRELUDE = """
 // from the dispatch size), so ops are computed as written; one integer op per value
 var<private> td_z: u32;
 fn td_opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | td_z); }
-fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
+// NaN and Inf values carry td_z too: a driver that assumes no NaN/Inf (NVIDIA's) may treat a NaN or Inf constant as
+// undefined and fold anything it meets; every NaN decision below is on bits or integer keys, never a float compare
+fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u | td_z); }
 fn td_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+// |x| < c by the bits (cbits = the bits of c > 0): false for NaN, whatever a compiler assumes about float compares
+fn td_abslt(x: f32, cbits: u32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) < cbits; }
 fn td_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
 fn td_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
 fn td_iszero(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0u; }
@@ -37,19 +41,19 @@ fn td_minimum(a: f32, b: f32) -> f32 { return select(select(b, a, td_key(a) < td
 fn td_signed(a: f32, b: u32, m: u32) -> f32 { return bitcast<f32>(((bitcast<u32>(a) ^ b) & 0x80000000u) | m); }
 fn td_tanh(x: f32) -> f32 {
   if (td_isnan(x)) { return x; }
-  if (abs(x) < 0.0625) { let x2 = x * x; return x * (1.0 - x2 * (0.33333334 - x2 * 0.13333334)); }  // tiny x and -0
+  if (td_abslt(x, 0x3d800000u)) { let x2 = x * x; return x * (1.0 - x2 * (0.33333334 - x2 * 0.13333334)); }  // tiny x and -0
   let c = clamp(x, -15.0, 15.0); let e = exp(2.0 * c); return (e - 1.0) / (e + 1.0);
 }
 fn td_sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
 // log1p: a series near 0 (log(1 + x) loses digits there, and compilers reassociate the (u - 1) correction away)
 fn td_log1p(x: f32) -> f32 {
-  if (abs(x) < 0.125) {
+  if (td_abslt(x, 0x3e000000u)) {  // |x| < 0.125
     return x * (1.0 - x * (0.5 - x * (0.33333334 - x * (0.25 - x * (0.2 - x * (0.16666667 - x * (0.14285715
            - x * (0.125 - x * 0.11111111))))))));
   }
   return log(1.0 + x);
 }
-fn td_expm1(x: f32) -> f32 { if (abs(x) < 1e-5) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }
+fn td_expm1(x: f32) -> f32 { if (td_abslt(x, 0x3727c5acu)) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }  // |x| < 1e-5
 // erfc(z) for z >= 0: Chebyshev-fitted rational form (Numerical Recipes erfcc), relative error < 1.2e-7
 fn td_erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
@@ -59,20 +63,20 @@ fn td_erfc_pos(z: f32) -> f32 {
 // gelu: for x < -0.7 the tail 1 + erf(x) is erfc(|x|) itself (1 - erfc would cancel to a few digits)
 fn td_gelu(x: f32) -> f32 {
   let z = abs(x) * 0.7071067811865476;
-  if (td_ltz(x) && z >= 0.5) { return 0.5 * x * td_erfc_pos(z); }
+  if (td_ltz(x) && !td_abslt(z, 0x3f000000u)) { return 0.5 * x * td_erfc_pos(z); }  // z >= 0.5
   return 0.5 * x * (1.0 + td_erf(x * 0.7071067811865476));
 }
 fn td_erf(x: f32) -> f32 {
   let z = abs(x);
   let r = td_erfc_pos(z);
   let e = 1.0 - r;
-  if (z < 0.5) {
+  if (td_abslt(z, 0x3f000000u)) {
     // near 0 the series is more accurate than 1 - erfc
     let z2 = x * x;
     return x * 1.1283791670955126 * (1.0 - z2 / 3.0 + z2 * z2 / 10.0 - z2 * z2 * z2 / 42.0 + z2 * z2 * z2 * z2 / 216.0
            - z2 * z2 * z2 * z2 * z2 / 1320.0);
   }
-  return select(-e, e, x >= 0.0);
+  return select(e, -e, td_ltz(x));
 }
 fn td_softplus(x: f32, beta: f32, threshold: f32) -> f32 {
   let bx = beta * x;
@@ -87,7 +91,7 @@ fn td_pow(a: f32, b: f32) -> f32 {
   let ax = abs(a);
   if (bitcast<u32>(ax) == 0x3f800000u && td_isinf(b)) { return 1.0; }
   var r = exp2(b * log2(ax));
-  if (td_iszero(a)) { r = select(0.0, bitcast<f32>(0x7f800000u), td_ltz(b)); }  // log2(0) need not be -inf
+  if (td_iszero(a)) { r = select(0.0, bitcast<f32>(0x7f800000u | td_z), td_ltz(b)); }  // log2(0) need not be -inf
   if ((bitcast<u32>(a) & 0x80000000u) == 0u) { return r; }
   if (floor(b) != b && !td_isinf(b)) { return select(r, td_nan(), td_finite(a) && !td_iszero(a)); }
   if (abs(b) < 16777216.0 && (i32(b) & 1) == 1) { return -r; }
@@ -124,7 +128,7 @@ fn td_floordiv(a: f32, b: f32) -> f32 {
   if (!td_iszero(m) && td_ltz(b) != td_ltz(m)) { d = d - 1.0; }
   if (td_iszero(d)) { return td_signed(a, bitcast<u32>(b), 0u); }  // copysign(0, a / b)
   var f = floor(d);
-  if (d - f > 0.5) { f = f + 1.0; }
+  if (td_lt(0.5, d - f)) { f = f + 1.0; }
   return f;
 }
 // integer forms: a zero divisor is reported by the caller (checks.ZERO_DIVISION); b = 0 gives 0 here
@@ -225,7 +229,7 @@ def literal(value, wgsl_type: str) -> str:
     if math.isnan(v):
         return "td_nan()"
     if math.isinf(v):
-        return "bitcast<f32>(0x7f800000u)" if v > 0 else "bitcast<f32>(0xff800000u)"
+        return "bitcast<f32>(0x7f800000u | td_z)" if v > 0 else "bitcast<f32>(0xff800000u | td_z)"  # see td_nan
     if v == 0.0:
         return "-0.0" if math.copysign(1.0, v) < 0 else "0.0"
     import numpy as np
