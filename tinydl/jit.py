@@ -30,22 +30,25 @@ def _flatten(obj, out: list):
         out.append(obj)
         i = len(out) - 1
         return lambda ts: ts[i]
+    # the rebuild functions keep the containers' types, never the containers: a capture's rebuild must not hold
+    # the first call's outputs (their buffers)
+    kind = type(obj)
     if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
         parts = [_flatten(o, out) for o in obj]
-        return lambda ts: type(obj)(p(ts) for p in parts)
+        return lambda ts: kind(p(ts) for p in parts)
     if isinstance(obj, tuple):  # namedtuple
         parts = [_flatten(o, out) for o in obj]
-        return lambda ts: type(obj)(*(p(ts) for p in parts))
+        return lambda ts: kind(*(p(ts) for p in parts))
     if isinstance(obj, dict):
         parts = {k: _flatten(v, out) for k, v in obj.items()}
-        return lambda ts: type(obj)({k: p(ts) for k, p in parts.items()}) if type(obj) is dict else \
-            _rebuild_mapping(obj, {k: p(ts) for k, p in parts.items()})
+        return lambda ts: kind({k: p(ts) for k, p in parts.items()}) if kind is dict else \
+            _rebuild_mapping(kind, {k: p(ts) for k, p in parts.items()})
     return lambda ts: obj
 
 
-def _rebuild_mapping(template, values):
+def _rebuild_mapping(kind, values):
     try:
-        return type(template)(**values)
+        return kind(**values)
     except TypeError:
         return dict(values)
 

@@ -675,6 +675,7 @@ class Runtime:
         alone (only on this error path: the hot path validates whole passes)."""
         if isinstance(error, KernelError):
             return error
+        _uncycle(error)
         names = [n for n in names or [] if n]
         text = str(error)
         if self.lost or "device is lost" in text or "evice lost" in text or "was lost" in text:
@@ -685,6 +686,8 @@ class Runtime:
             found = self._isolate(dispatches)
             if found is not None:
                 i, stage, error = found
+                _uncycle(error)
+                error.__traceback__ = None  # only its text is used; its frames lead back to this one: a cycle
                 names = [names[i]] if i < len(names) else [f"dispatch {i}"]
                 wgsl = next((w for w, p in self._pipelines.items() if p is dispatches[i][0]), None)
         kind = "" if isinstance(error, _Failure) else f"{type(error).__name__}: "
@@ -764,6 +767,20 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
+
+
+def _uncycle(error) -> None:
+    """wgpu-py raises its errors from a wrapper frame that keeps the error in a local (proxy_func's wgpu_error):
+    error -> traceback -> that frame -> error, a cycle that keeps every frame above it (their tensors, so their
+    GPU buffers) until Python's cycle collector runs. Clear that finished frame's locals."""
+    tb = getattr(error, "__traceback__", None)
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "proxy_func":
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # still running (not the case once its error was caught)
+                pass
+        tb = tb.tb_next
 
 
 def get_runtime() -> Runtime:

@@ -153,7 +153,10 @@ def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> 
                 else:
                     cost[j] = None
             return cost[j]
-        c = ops(i)
+        try:
+            c = ops(i)
+        finally:
+            ops = None  # ops refers to itself: a reference cycle holding order's nodes (their buffers) until gc
         return c is not None and c <= CHEAP_PARAM_OPS
 
     def feeds_row_kernel(i: int) -> bool:
@@ -172,15 +175,18 @@ def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> 
                    and n.numel and n.srcs[0].numel // n.numel <= INLINE_SUM_MAX and feeds_row_kernel(i)
                    and type(n.arg) is tuple and n.dtype.is_floating_point}  # (not a staged or integer sum)
     out_nodes: set[int] = set(root_set)  # positions that are kernel outputs
-    for i, n in enumerate(order):
-        if n.kind == BUFFER or i in inline_sums:
-            continue
-        if n.kind in HEAVY_KINDS:
-            out_nodes.add(i)
-        elif n.stored:
-            continue  # already data (a big tensor in pieces): read in place however many consumers it has
-        elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1 and not cheap_param(i):
-            out_nodes.add(i)
+    try:
+        for i, n in enumerate(order):
+            if n.kind == BUFFER or i in inline_sums:
+                continue
+            if n.kind in HEAVY_KINDS:
+                out_nodes.add(i)
+            elif n.stored:
+                continue  # already data (a big tensor in pieces): read in place however many consumers it has
+            elif n.kind not in RECOMPUTE_FREELY and effective(i) > 1 and not cheap_param(i):
+                out_nodes.add(i)
+    finally:  # the recursive closure refers to itself: a cycle holding order's nodes (their buffers) until gc
+        effective = None
 
     # epilogues: a heavy op takes over the chain of same-shape, single-reader elementwise consumers
     core_of: dict[int, int] = {}   # kernel output position -> heavy core position

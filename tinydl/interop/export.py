@@ -23,6 +23,7 @@ tinydl tensors in it.
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import inspect
 import operator
@@ -587,17 +588,8 @@ class ExportProgram:
             self.attrs = {k: self._upload(v) for k, v in self.host_attrs.items()}
             self._uploaded_as = self.float_dtype
         env = {}
-
-        def load(a):
-            import torch.fx
-            if isinstance(a, torch.fx.Node):
-                return env[a.name]
-            if isinstance(a, (list, tuple)):
-                return [load(x) for x in a] if isinstance(a, list) else tuple(load(x) for x in a)
-            if isinstance(a, dict):
-                return {k: load(v) for k, v in a.items()}
-            a = _dtype(a)
-            return self.float_dtype if a is dtypes.float32 else a
+        # not a recursive closure: that is a reference cycle holding env's tensors (their buffers) until gc
+        load = functools.partial(_load, env, self.float_dtype)
 
         for node, fn in self.steps:
             if node.op == "placeholder":
@@ -662,6 +654,20 @@ def _sibling_linears(steps, inputs) -> dict:
         if is_param(w) and (b is None or is_param(b)):
             groups.setdefault((x, b is None), []).append(node)
     return {n.name: g for g in groups.values() if len(g) > 1 for n in g}
+
+
+def _load(env: dict, float_dtype, a):
+    """An ATen node's argument with its fx nodes replaced by their values in env (float32 as float_dtype)."""
+    import torch.fx
+    if isinstance(a, torch.fx.Node):
+        return env[a.name]
+    if isinstance(a, (list, tuple)):
+        return [_load(env, float_dtype, x) for x in a] if isinstance(a, list) else \
+            tuple(_load(env, float_dtype, x) for x in a)
+    if isinstance(a, dict):
+        return {k: _load(env, float_dtype, v) for k, v in a.items()}
+    a = _dtype(a)
+    return float_dtype if a is dtypes.float32 else a
 
 
 def _run_sibling_linears(group, env, joined: dict) -> None:

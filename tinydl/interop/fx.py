@@ -7,6 +7,7 @@ arguments differ.
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import math
 import operator
@@ -324,18 +325,7 @@ class Program:
 
     def run(self, root: Module, args, kwargs):
         env = {}
-
-        def load(a):
-            import torch.fx
-            if isinstance(a, torch.fx.Node):
-                return env[a.name]
-            if isinstance(a, (list, tuple)):
-                return type(a)(load(x) for x in a) if not hasattr(a, "_fields") else type(a)(*(load(x) for x in a))
-            if isinstance(a, dict):
-                return {k: load(v) for k, v in a.items()}
-            if isinstance(a, slice):
-                return slice(load(a.start), load(a.stop), load(a.step))
-            return _dtype(a)
+        load = functools.partial(_load, env)  # not a recursive closure: that is a cycle holding env's tensors
 
         inputs = self._bind(getattr(root, "_name", type(root).__name__), args, kwargs)
         for node, fn in self.steps:
@@ -350,6 +340,21 @@ class Program:
             elif node.op == "output":
                 return load(node.args[0])
         raise RuntimeError("graph without output")
+
+
+def _load(env: dict, a):
+    """An fx node's argument with its fx nodes replaced by their values in env."""
+    import torch.fx
+    if isinstance(a, torch.fx.Node):
+        return env[a.name]
+    if isinstance(a, (list, tuple)):
+        return type(a)(_load(env, x) for x in a) if not hasattr(a, "_fields") else \
+            type(a)(*(_load(env, x) for x in a))
+    if isinstance(a, dict):
+        return {k: _load(env, v) for k, v in a.items()}
+    if isinstance(a, slice):
+        return slice(_load(env, a.start), _load(env, a.stop), _load(env, a.step))
+    return _dtype(a)
 
 
 def _binding_stub(model: str, sig):
