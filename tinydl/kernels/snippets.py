@@ -151,6 +151,9 @@ fn td_ipow(a: i32, b: i32) -> i32 {
   return r;
 }
 """
+# sin/cos with an exact argument reduction (td_sin, td_cos): WGSL's sin/cos have no accuracy bound outside [-pi, pi]
+from .trig import TRIG_PRELUDE  # noqa: E402
+PRELUDE += TRIG_PRELUDE
 
 # op -> {compute type: template}; "*" matches every type.
 SNIPPETS: dict[str, dict[str, str]] = {
@@ -164,8 +167,8 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "sqrt": {"f32": "sqrt({0})"},
     "rsqrt": {"f32": "inverseSqrt({0})"},
     "reciprocal": {"f32": "(1.0 / {0})"},
-    "sin": {"f32": "sin({0})"},
-    "cos": {"f32": "cos({0})"},
+    "sin": {"f32": "td_sin({0})"},
+    "cos": {"f32": "td_cos({0})"},
     "tanh": {"f32": "td_tanh({0})"},
     "sigmoid": {"f32": "td_sigmoid({0})"},
     "relu6": {"f32": "td_minimum(6.0, td_maximum(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},

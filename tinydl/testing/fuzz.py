@@ -54,8 +54,6 @@ UNSUPPORTED = [
 # THE list of exclusions: known tinydl gaps the generator steers around, each with a one-line reason (reviewed;
 # every entry names a failure class in the fuzzer's findings). name -> reason. A name must be a key of GAP_RULES.
 KNOWN_GAPS: dict[str, str] = {
-    "sin_cos_huge_args": "WGSL sin/cos have no accuracy bound outside [-pi, pi] (llvmpipe: cos(1e20) = 1); no range "
-                         "reduction yet (findings class 3)",
     "subnormal_math": "float32 subnormals into log/pow/division/remainder: WGSL may flush them, torch CPU does not "
                       "(findings class 5)",
 }
@@ -64,8 +62,6 @@ KNOWN_GAPS: dict[str, str] = {
 GAP_RULES = {
     # var/std/layer_norm of finite values whose squares overflow float32 (|x| > ~1e19)
     "var_std_overflow": lambda op, expr, vals: op in ("var", "std", "layer_norm") and _finite_max(vals[0]) > 1e18,
-    # sin/cos far outside [-pi, pi]: WGSL's sin/cos have no accuracy bound there
-    "sin_cos_huge_args": lambda op, expr, vals: op in ("sin", "cos") and _finite_max(vals[0]) > 1e4,
     # conv2d with padding over non-finite inputs/weights (0 * Inf in the padding)
     "conv_padding_nonfinite": lambda op, expr, vals: op == "conv2d" and "padding=0" not in expr and any(
         v.is_floating_point() and not bool(v.isfinite().all()) for v in vals[:2]),
