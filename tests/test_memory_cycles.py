@@ -206,3 +206,23 @@ def test_kernel_errors_no_cycles(rng):
         garbage = _tinydl_garbage()
     assert "encode" in raised and "map" in raised, raised
     assert not garbage, f"cyclic garbage holds tinydl objects: {sorted({type(o).__name__ for o in garbage})}"
+
+
+def test_dropped_converted_model_frees_its_weights(rng):
+    """A converted model's Jit holds its forward weakly: dropping the model frees its weights' buffers at once
+    (module -> Jit -> bound method -> module was a cycle); a deep copy replays on its own."""
+    import copy
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    model = tinydl.from_torch(small_cnn())
+    model(tinydl.tensor(x)).numpy(), model(tinydl.tensor(x)).numpy()
+    refs = [weakref.ref(p.node.buffer) for p in model.parameters()]
+    with _no_collector():
+        del model
+        assert sum(r() is not None for r in refs) == 0, "weights outlived their model"
+    model = tinydl.from_torch(small_cnn())
+    want = model(tinydl.tensor(x)).numpy()
+    twin = copy.deepcopy(model)
+    del model
+    gc.collect()
+    np.testing.assert_array_equal(twin(tinydl.tensor(x)).numpy(), want)
+    np.testing.assert_array_equal(twin(tinydl.tensor(x)).numpy(), want)

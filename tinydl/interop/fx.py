@@ -11,6 +11,7 @@ import functools
 import importlib
 import math
 import operator
+import weakref
 
 from .. import dtypes
 from .. import nn as tnn
@@ -223,7 +224,7 @@ class TorchFxModule(Module):
         object.__setattr__(self, "_name", name)
         # repeated calls with same-shaped tensor inputs replay the captured plan (tinydl.jit): the graph is
         # static, as traced, so only the input buffers change
-        object.__setattr__(self, "_replay", Jit(self.forward))
+        object.__setattr__(self, "_replay", Jit(_Forward(self)))
 
     def __call__(self, *args, **kwargs):
         return self._replay(*args, **kwargs)
@@ -238,6 +239,27 @@ class TorchFxModule(Module):
 
     def extra_repr(self):
         return f"from_torch({self._name})"
+
+
+class _Forward:
+    """A converted module's forward for its Jit, holding the module weakly: a bound method would make module ->
+    Jit -> module a cycle, so a dropped model's weights would wait for Python's cycle collector. Looks like a bound
+    method to the Jit (`__self__`: the Module whose state it watches)."""
+    __slots__ = ("_ref",)
+
+    def __init__(self, module):
+        self._ref = weakref.ref(module)
+
+    @property
+    def __self__(self):
+        return self._ref()
+
+    def __call__(self, *args, **kwargs):
+        return self._ref().forward(*args, **kwargs)
+
+    def __deepcopy__(self, memo):  # the copy's forward: the module being copied is in memo already
+        import copy
+        return _Forward(copy.deepcopy(self._ref(), memo))
 
 
 class Program:

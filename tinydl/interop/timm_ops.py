@@ -163,7 +163,8 @@ def _convert_child(tm):
     if program.missing:
         raise UnsupportedTorchOps(type(tm).__name__, program.missing)
     sub = fx.TorchFxModule(modules._mirror(tm), program, type(tm).__name__)
-    object.__setattr__(sub, "_replay", sub.forward)  # part of the parent's graph: no plan capture of its own
+    # part of the parent's graph: no plan capture of its own (held weakly: sub.forward would be a cycle)
+    object.__setattr__(sub, "_replay", fx._Forward(sub))
     return sub
 
 
