@@ -195,6 +195,23 @@ def test_float16_overflow_inf_nan_round_trips():
     _check(tinydl.tensor(v).half() + 2**40, torch.tensor(v).half() + 2**40)  # add rounds the scalar to half: -inf+inf
 
 
+@pytest.mark.skipif(not HAS_F16, reason="adapter lacks shader-f16")
+def test_float16_rounding_is_integer_arithmetic_and_exact():
+    # ties to even, the overflow threshold, half subnormals, int32 beyond half's range compared as half (torch casts the
+    # int to half first); the rounding is written in integer ops (td_round_f16), since a driver may fold f32(f16(x))
+    v = np.array([1.00048828125, 1.000732421875, 65519.0, 65520.0, -65520.0, 2.9802322e-08, 8.940697e-08, 3e-8,
+                  5e-8, 2049.0, 4097.0, -0.0, 1e-45], np.float32)
+    _check(tinydl.tensor(v).half().float(), torch.tensor(v).half().float())
+    _check(tinydl.tensor(v) * 1.0 + tinydl.zeros(1, dtype=tinydl.float16), torch.tensor(v) * 1.0 + torch.zeros(1).half())
+    h = np.array([np.inf, 2048, 46336, 4096], np.float16)
+    i = np.array([2**31 - 1, 2049, 46341, 4097], np.int32)
+    for op in ("eq", "ne", "lt", "ge", "pow"):
+        _check(getattr(tinydl, op)(tinydl.tensor(h), tinydl.tensor(i)), getattr(torch, op)(torch.tensor(h), torch.tensor(i)))
+    src = tinydl.schedule.shaders_for(tinydl.tensor(v).half() * 2)[0]
+    body = src.split("fn main")[-1]
+    assert "td_round_f16(" in body and "f32(f16(" not in body
+
+
 # -- dtypes and integers ---------------------------------------------------------------------------------------
 def test_masked_fill_keeps_the_tensor_dtype():
     m = np.array([True, False, True])

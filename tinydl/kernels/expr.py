@@ -16,7 +16,7 @@ from ..shapes import contiguous_strides
 from . import snippets
 from .snippets import PRELUDE, apply, convert, literal
 
-_STORE_CONVERT = {"f32": "{}", "f16": "f16({})", "i32": "{}", "u32": "select(0u, 1u, {})"}
+_STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
 VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (binding4, a vec4 output)
 
@@ -133,7 +133,7 @@ class KernelSource:
     def store4(self, lin: str, value: str) -> str:
         """Elements lin..lin+3 (lin a multiple of 4) from a vec4<f32>: one 16-byte (float16: 8-byte) store."""
         assert self.vec4_out and self.out.dtype.storage in VEC4_STORAGE
-        return f"out[({lin}) >> 2u] = {value if self.out.dtype.storage == 'f32' else f'vec4<f16>({value})'};"
+        return f"out[({lin}) >> 2u] = {value if self.out.dtype.storage == 'f32' else f'vec4<f16>(td_round_f16x4({value}))'};"
 
     def render(self, body: str, workgroup_size: int, shared: str = "", subgroups: bool = False) -> str:
         """The shader: bindings, shared memory, functions and main around body. subgroups: main also gets the
@@ -289,7 +289,7 @@ class Expr:
         if node.op == "cast":
             v = convert(ops[0], node.srcs[0].dtype.compute, ct)
             if node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16:
-                v = f"f32(f16({v}))"  # rounded to half here (65536 -> inf), as torch, not only at the store
+                v = f"td_round_f16({v})"  # rounded to half here (65536 -> inf), as torch, not only at the store
                 self.src.uses_f16 = True
             return v
         if node.op == "clamp":

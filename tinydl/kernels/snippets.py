@@ -16,6 +16,20 @@ fn td_opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | td_z); }
 // NaN and Inf values carry td_z too: a driver that assumes no NaN/Inf (NVIDIA's) may treat a NaN or Inf constant as
 // undefined and fold anything it meets; every NaN decision below is on bits or integer keys, never a float compare
 fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u | td_z); }
+// x rounded to the nearest float16 value (ties to even; beyond 65520 an Inf), in integer arithmetic: a driver may
+// fold f32(f16(x)) to x, and f16(x) of a value beyond half's range need not give Inf
+fn td_round_f16(x: f32) -> f32 {
+  let bits = bitcast<u32>(x);
+  let a = bits & 0x7fffffffu;
+  if (a >= 0x7f800000u) { return x; }
+  if (a >= 0x477ff000u) { return bitcast<f32>((bits & 0x80000000u) | 0x7f800000u | td_z); }
+  if (a < 0x38800000u) { return round(x * 16777216.0) * 5.9604644775390625e-8; }  // half subnormals: steps of 2^-24
+  let r = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
+  return bitcast<f32>((bits & 0x80000000u) | r);
+}
+fn td_round_f16x4(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(td_round_f16(v.x), td_round_f16(v.y), td_round_f16(v.z), td_round_f16(v.w));
+}
 fn td_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 // |x| < c by the bits (cbits = the bits of c > 0): false for NaN, whatever a compiler assumes about float compares
 fn td_abslt(x: f32, cbits: u32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) < cbits; }
