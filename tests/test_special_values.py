@@ -606,3 +606,18 @@ def test_python_scalar_divided_by_a_tensor_is_reciprocal_times_scalar_as_torch()
         _check(s / tinydl.tensor(v), s / torch.tensor(v))
     i = np.array([0, 1, -3, 7], np.int32)
     _check(1.26 / tinydl.tensor(i), 1.26 / torch.tensor(i))
+
+
+def test_division_by_huge_values_as_torch():
+    # a driver may divide as a * (1 / b): with |b| >= 2^126 the reciprocal is subnormal and may be flushed to 0
+    # (NVIDIA: inf / 1e38 gave NaN, x / 2e38 gave 0); td_div scales such divisors first
+    a = np.array([np.inf, -np.inf, 3e38, 1.0, -2e38, 0.0, np.nan, 1e30], np.float32)
+    b = np.array([1e38, -2e38, 2e38, 1e38, 3e38, 1e38, 1e38, -1e38], np.float32)
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    _check(tinydl.tensor(a) / tinydl.tensor(b), ta / tb)
+    _check(tinydl.tensor(a) // tinydl.tensor(b), ta // tb)
+    _check(tinydl.tensor(a) / 2e38, ta / 2e38)
+    body = tinydl.schedule.shaders_for(tinydl.tensor(a) / tinydl.tensor(b))[0].split("fn main")[-1]
+    assert "td_div(" in body
+    body = tinydl.schedule.shaders_for(tinydl.tensor(a) / 2e38)[0].split("fn main")[-1]
+    assert "td_div(" in body

@@ -111,6 +111,13 @@ fn td_pow(a: f32, b: f32) -> f32 {
   if (abs(b) < 16777216.0 && (i32(b) & 1) == 1) { return -r; }
   return r;
 }
+// a / b; a divisor of 2^126 or more is scaled down first: a driver may divide as a * (1 / b), whose 1 / b is then
+// subnormal and flushed to 0 (x / 2e38 would be 0, inf / 1e38 NaN); td_opaque keeps the scaling from being folded
+fn td_div(a: f32, b: f32) -> f32 {
+  let eb = bitcast<u32>(b) & 0x7f800000u;
+  if (eb >= 0x7e800000u && eb < 0x7f800000u) { return td_opaque(a * 0.25) / td_opaque(b * 0.25); }
+  return a / b;
+}
 // a / b for b = +-0 by the bits (a division by a literal zero may be folded to anything)
 fn td_div0(a: f32, b: f32) -> f32 { return select(td_signed(a, bitcast<u32>(b), 0x7f800000u), td_nan(), td_isnan(a) || td_iszero(a)); }
 // std::fmod, exactly: NaN for b = 0 or a = +-inf, a for b = +-inf, else |a| reduced by |b| * 2^k steps (each
@@ -138,7 +145,7 @@ fn td_floordiv(a: f32, b: f32) -> f32 {
   if (td_isnan(a) || td_isnan(b)) { return td_nan(); }
   if (td_iszero(b)) { return td_div0(a, b); }
   let m = td_fmod(a, b);
-  var d = (a - m) / b;
+  var d = td_div(a - m, b);
   if (!td_iszero(m) && td_ltz(b) != td_ltz(m)) { d = d - 1.0; }
   if (td_iszero(d)) { return td_signed(a, bitcast<u32>(b), 0u); }  // copysign(0, a / b)
   var f = floor(d);
@@ -204,7 +211,7 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "add": {"bool": "({0} || {1})", "*": "({0} + {1})"},  # bool + bool is logical or, as in torch
     "sub": {"*": "({0} - {1})"},
     "mul": {"bool": "({0} && {1})", "*": "({0} * {1})"},
-    "div": {"f32": "({0} / {1})"},
+    "div": {"f32": "td_div({0}, {1})"},
     "maximum": {"f32": "td_maximum({0}, {1})", "i32": "max({0}, {1})", "bool": "({0} || {1})"},
     "minimum": {"f32": "td_minimum({0}, {1})", "i32": "min({0}, {1})", "bool": "({0} && {1})"},
     "pow": {"f32": "td_pow({0}, {1})", "i32": "td_ipow({0}, {1})"},
@@ -303,6 +310,8 @@ def div_literal(x: str, c: float) -> str:
         return f"select(td_signed({x}, {_sign_bit(c)}, 0x7f800000u), td_nan(), td_isnan({x}) || td_iszero({x}))"
     if math.isinf(c):  # NaN for NaN/Inf, else a zero with the quotient's sign
         return f"select(td_signed({x}, {_sign_bit(c)}, 0u), td_nan(), !td_finite({x}))"
+    if abs(c) >= 2.0 ** 126:  # see td_div
+        return f"td_div({x}, {literal(c, 'f32')})"
     return f"({x} / {literal(c, 'f32')})"
 
 
