@@ -1,4 +1,4 @@
-"""The differential fuzzer (tinydl/testing/fuzz.py) in CI: FUZZ_GRAPHS random graphs against torch CPU, and proof
+"""The differential fuzzer (tinydl/testing/fuzz/) in CI: FUZZ_GRAPHS random graphs against torch CPU, and proof
 that the fuzzer reports and shrinks a wrong op.
 
 Seed: fixed by default (FUZZ_SEED) so CI is deterministic and a red run reproduces; set TINYDL_FUZZ_SEED to fuzz

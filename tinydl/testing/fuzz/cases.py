@@ -1,0 +1,119 @@
+"""The fuzzer's vocabulary: the ops it draws (tables), the known gaps it steers around, and a graph as data
+(numpy inputs plus steps of library-neutral Python)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+
+
+# Error types tinydl may raise where torch does not, because of a documented unsupported feature.
+# (predicate on (tinydl exception, torch outputs) -> bool, reason). Keep this list tiny.
+UNSUPPORTED = [
+    (lambda exc, want: isinstance(exc, RuntimeError) and "integer overflow" in str(exc) and any(
+        w is not None and w.dtype == np.int64 and w.size and (w.max() > 2**31 - 1 or w.min() < -2**31) for w in want),
+     "tinydl has no int64: an int32 sum/prod that torch returns as int64 beyond int32's range raises"),
+]
+
+# THE list of exclusions: known tinydl gaps the generator steers around, each with a one-line reason (reviewed;
+# every entry names a failure class in the fuzzer's findings). name -> reason. A name must be a key of GAP_RULES.
+KNOWN_GAPS: dict[str, str] = {
+    "subnormal_math": "float32 subnormals into log/pow/division/remainder: WGSL may flush them, torch CPU does not "
+                      "(findings class 5)",
+}
+
+# name -> predicate(op, expr, source values as torch tensors): True when a step would hit that gap (not generated).
+GAP_RULES = {
+    # var/std/layer_norm of finite values whose squares overflow float32 (|x| > ~1e19)
+    "var_std_overflow": lambda op, expr, vals: op in ("var", "std", "layer_norm") and _finite_max(vals[0]) > 1e18,
+    # conv2d with padding over non-finite inputs/weights (0 * Inf in the padding)
+    "conv_padding_nonfinite": lambda op, expr, vals: op == "conv2d" and "padding=0" not in expr and any(
+        v.is_floating_point() and not bool(v.isfinite().all()) for v in vals[:2]),
+    # float32 subnormals into ops whose WGSL builtins may flush them (log, pow, division, remainder, roots)
+    "subnormal_math": lambda op, expr, vals: op in SUBNORMAL_SENSITIVE and (
+        any(_has_subnormal(v) for v in vals) or any(0 < abs(float(m)) < np.finfo(np.float32).tiny
+                                                     for m in re.findall(r"\d+\.?\d*e-\d+", expr))),
+}
+SUBNORMAL_SENSITIVE = {"log", "pow", "div", "remainder", "fmod", "floor_divide", "trunc_divide", "reciprocal",
+                       "rsqrt", "sqrt"}
+
+
+def _has_subnormal(v) -> bool:
+    if not v.is_floating_point() or not v.numel():
+        return False
+    a = v.double().abs()
+    return bool(((a > 0) & (a < np.finfo(np.float32).tiny)).any())
+
+
+def _finite_max(v) -> float:
+    if not v.is_floating_point() or not v.numel():
+        return 0.0
+    f = v.double().abs()
+    f = f[f.isfinite()]
+    return float(f.max()) if f.numel() else 0.0
+
+FLOAT_TOL = {"float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3)}
+SPECIALS = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e38, -1e38, 1e-38, 1e-40, -1e-45]
+SPECIALS16 = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 6e4, -6e4, 6e-5, 1e-7]
+
+UNARY_L = "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid erf floor ceil round logical_not " \
+          "bitwise_not isnan isinf isfinite".split()
+UNARY_F = "relu6 leaky_relu elu gelu silu hardswish hardsigmoid softplus mish".split()
+BINARY = {"logical_xor": "{L}.logical_xor({0}, {1})", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}", "pow": "{L}.pow({0}, {1})",
+          "maximum": "{L}.maximum({0}, {1})", "minimum": "{L}.minimum({0}, {1})", "eq": "{0} == {1}",
+          "ne": "{0} != {1}", "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}",
+          "logical_and": "{L}.logical_and({0}, {1})", "logical_or": "{L}.logical_or({0}, {1})",
+          "floor_divide": "{0} // {1}", "remainder": "{0} % {1}", "fmod": "{L}.fmod({0}, {1})",
+          "trunc_divide": "{L}.div({0}, {1}, rounding_mode='trunc')", "bitwise_and": "{0} & {1}", "bitwise_or": "{0} | {1}", "bitwise_xor": "{0} ^ {1}"}
+REDUCE = "sum mean prod amax amin argmax argmin var std".split()
+HEAVY = {"reduce", "matmul", "conv2d", "softmax", "layer_norm"}
+
+
+# -- the graph --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Step:
+    out: str
+    expr: str          # format string: {0}.. sources, {L} library, {F} functional
+    srcs: tuple
+    op: str            # the op's name (KNOWN_GAPS, reports)
+    heavy: bool = False
+
+
+@dataclasses.dataclass
+class Graph:
+    inputs: dict       # name -> np.ndarray
+    steps: list
+    outputs: list
+
+    def copy(self):
+        return Graph({k: v.copy() for k, v in self.inputs.items()}, list(self.steps), list(self.outputs))
+
+    def lines(self, lib: str) -> list[str]:
+        L, F = ("tinydl", "DF") if lib == "tinydl" else ("torch", "TF")
+        wrap = "tinydl.tensor({})" if lib == "tinydl" else "torch.from_numpy({}.copy())"
+        out = [f"{k} = {wrap.format('a_' + k)}" for k in self.inputs]
+        out += [f"{s.out} = " + s.expr.format(*s.srcs, L=L, F=F) for s in self.steps]
+        return out
+
+    def code(self) -> str:
+        """The graph as a runnable script: numpy inputs, the tinydl lines, the torch lines, a comparison."""
+        head = ["import numpy as np, torch, tinydl", "import torch.nn.functional as TF",
+                "import tinydl.nn.functional as DF", "nan, inf = float('nan'), float('inf')"]
+        head += [f"a_{k} = {_array_code(v)}" for k, v in self.inputs.items()]
+        outs = ", ".join(self.outputs)
+        return "\n".join(head + ["# tinydl"] + self.lines("tinydl") + [f"tinydl.realize({outs})",
+                         f"got = [t.numpy() for t in ({outs},)]", "# torch"] + self.lines("torch") +
+                         [f"want = [t.numpy() for t in ({outs},)]", "print(got); print(want)"])
+
+
+def _array_code(a: np.ndarray) -> str:
+    def one(v):  # the shortest text that reads back to the same value in a's dtype
+        if a.dtype.kind != "f":
+            return repr(v.item())
+        return str(v) if np.isfinite(v) else ("nan" if np.isnan(v) else ("inf" if v > 0 else "-inf"))
+    vals = [one(v) for v in a.ravel()]
+    return f"np.array([{', '.join(vals)}], np.{a.dtype.name}).reshape({tuple(a.shape)})"
+
+

@@ -1,0 +1,183 @@
+"""Running one graph on tinydl and torch CPU, and the oracle that compares them (see the package docstring)."""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from .cases import FLOAT_TOL, Graph, UNSUPPORTED
+
+
+@dataclasses.dataclass
+class Outcome:
+    values: list = None    # numpy outputs, or None when an error was raised
+    error: BaseException = None
+    line: int = -1
+    dtypes: list = None
+
+
+# Ops whose GPU result may be a few ulps off torch's (WGSL builtins: exp2/log2-based pow, sin, ...): the perturbed
+# float64 run moves their outputs by PERTURB (4 float32 ulps) to measure how far such an error travels downstream.
+INEXACT = {"exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "erf", "elu", "gelu", "silu",
+           "softplus", "mish", "div", "pow", "matmul", "conv2d", "softmax", "log_softmax", "layer_norm", "mean", "var",
+           "std", "sum", "prod"}
+PERTURB = 4 * 2.0 ** -23
+
+
+def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False) -> Outcome:
+    import torch
+    import torch.nn.functional as TF
+
+    import tinydl
+    import tinydl.nn.functional as DF
+    ns = {"torch": torch, "tinydl": tinydl, "TF": TF, "DF": DF, "np": np}
+    for k, v in g.inputs.items():
+        ns["a_" + k] = v.astype(np.float64) if to64 and v.dtype.kind == "f" else v
+    lines = g.lines(lib)
+    gen = torch.Generator().manual_seed(0)
+    for i, line in enumerate(lines):
+        try:
+            exec(line, ns)  # noqa: S102 - the graph's own text, so the repro is what ran
+        except Exception as exc:  # noqa: BLE001 - any error is an outcome to compare
+            return Outcome(error=exc, line=i)
+        step = g.steps[i - len(g.inputs)] if i >= len(g.inputs) else None
+        v = ns.get(step.out) if step else None
+        if perturb and step and step.op in INEXACT and isinstance(v, torch.Tensor) and v.is_floating_point():
+            sign = torch.randint(0, 2, v.shape, generator=gen).to(v.dtype) * 2 - 1
+            ns[step.out] = v * (1 + PERTURB * sign)
+    outs = [ns[o] for o in g.outputs]
+    try:
+        if lib == "tinydl":
+            outs = [o if isinstance(o, tinydl.Tensor) else tinydl.tensor(o) for o in outs]
+            tinydl.realize(*outs)
+            return Outcome([o.numpy() for o in outs], dtypes=[o.dtype.name for o in outs])
+        return Outcome([o.numpy() for o in outs], dtypes=[str(o.dtype).replace("torch.", "") for o in outs])
+    except Exception as exc:  # noqa: BLE001
+        return Outcome(error=exc, line=len(lines))
+
+
+def _tinydl_dtype(torch_dtype: str) -> str:
+    return {"int64": "int32", "float64": "float32"}.get(torch_dtype, torch_dtype)
+
+
+def check_output(got, gdt, want, wdt, w64, mag, lowp=False, wp=None) -> str | None:
+    """None when tinydl's output agrees with torch's, else a one-line reason. lowp: a float16 value upstream (the
+    float64 run does not model its roundings, so float16's tolerance applies). wp: the float64 run with the inexact
+    ops' outputs moved by a few ulps: how far their allowed error travels to this output."""
+    if got.shape != want.shape:
+        return f"shape {list(got.shape)} vs torch {list(want.shape)}"
+    if gdt != _tinydl_dtype(wdt):
+        return f"dtype {gdt} vs torch {wdt}"
+    if got.size == 0:
+        return None
+    if w64 is not None and w64.shape != want.shape:
+        w64 = None
+    if want.dtype.kind in "biu":
+        bad = got.astype(np.int64) != want.astype(np.int64)
+        if w64 is not None:  # a comparison/argmax of a computed float that float64 decides differently
+            bad &= want.astype(np.float64) == w64.astype(np.float64)
+        if bad.any():
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
+            return f"{int(bad.sum())} of {got.size} differ, first at {i}: {got[i]!r} vs torch {want[i]!r}"
+        return None
+    rtol, atol = FLOAT_TOL["float16" if lowp else wdt] if wdt in FLOAT_TOL else FLOAT_TOL["float32"]
+    a, e = got.astype(np.float64), want.astype(np.float64)
+    e64 = w64.astype(np.float64) if w64 is not None else e
+
+    def cls(x):
+        return np.where(np.isnan(x), 0, np.where(np.isposinf(x), 1, np.where(np.isneginf(x), 2, 3)))
+    ill = cls(e) != cls(e64)
+    # near float32's/float16's largest value, rounding decides between a big number and Inf
+    big = np.finfo(want.dtype).max / 2
+    ill |= np.isfinite(e64) & (np.abs(e64) > big)
+    if mag > big / 1e3:  # heavy ops upstream add terms near overflow: the order of the additions decides Inf
+        ill |= True
+    bad = (cls(a) != cls(e)) & ~ill
+    with np.errstate(invalid="ignore", over="ignore"):
+        fin = (cls(e) == 3) & (cls(a) == 3) & ~ill
+        tol = atol * mag + rtol * np.abs(e) + 16 * np.abs(e - e64)
+        if wp is not None and wp.shape == e.shape:
+            spread = np.abs(wp.astype(np.float64) - e64)
+            tol = tol + 4 * np.where(np.isfinite(spread), spread, 0)
+        bad |= fin & ~(np.abs(a - e) <= tol)
+    if bad.any():
+        i = tuple(int(j) for j in np.argwhere(bad)[0])
+        special = "special values: " if not np.isfinite(a[i]) or not np.isfinite(e[i]) else ""
+        return (f"{special}{int(bad.sum())} of {got.size} differ, first at {i}: {a[i]!r} vs torch {e[i]!r} "
+                f"(float64 {e64[i]!r}, tol {float(tol[i]) if np.ndim(tol) else tol:.3g})")
+    return None
+
+
+def run_graph(g: Graph) -> str | None:
+    """None when tinydl agrees with torch on this graph, else the failure's description (its first line is its
+    class: what the shrinker keeps)."""
+    import torch
+    torch.set_num_threads(1)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's var/std "degrees of freedom" warnings: the graph is still valid
+        return _run_graph(g)
+
+
+def _run_graph(g: Graph) -> str | None:
+    want = _execute(g, "torch")
+    got = _execute(g, "tinydl")
+    w64 = _execute(g, "torch", to64=True) if want.error is None else None
+    p64 = _execute(g, "torch", to64=True, perturb=True) if want.error is None else None
+    if want.error is not None:
+        if got.error is None:  # tinydl accepts more than torch (e.g. a scalar where torch wants a tensor):
+            return None        # not a wrong answer, so not a failure
+        if isinstance(got.error, type(want.error)) or isinstance(want.error, type(got.error)):
+            return None
+        return (f"tinydl raises {type(got.error).__name__}, torch {type(want.error).__name__}\n"
+                f"tinydl: {_short(got.error)}\ntorch: {want.error}")
+    if got.error is not None:
+        if any(ok(got.error, want.values) for ok, _ in UNSUPPORTED):
+            return None
+        where = "at realize" if got.line == len(g.steps) + len(g.inputs) else "at the call"
+        return f"tinydl raises {type(got.error).__name__} {where}, torch does not\ntinydl: {_short(got.error)}"
+    mags, lowp = _magnitudes(g, want)
+    for name, a, gdt, e, wdt, i in zip(g.outputs, got.values, got.dtypes, want.values, want.dtypes,
+                                       range(len(g.outputs))):
+        e64 = w64.values[i] if w64 is not None and w64.error is None else None
+        ep = p64.values[i] if e64 is not None and p64.error is None else None
+        why = check_output(a, gdt, e, wdt, e64, mags.get(name, 1.0), lowp.get(name, False), ep)
+        if why:
+            kind = why.split(" ")[0] if why.startswith(("shape", "dtype")) else \
+                "NaN/Inf" if why.startswith("special") else "values"
+            return f"wrong {kind} ({wdt})\n{name}: {why}"
+    return None
+
+
+def _short(exc) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def _magnitudes(g: Graph, want: Outcome) -> tuple[dict, dict]:
+    """Per value: max(1, the largest finite magnitude among the heavy ops upstream and their inputs), and whether a
+    float16 value is upstream; recomputed with torch (cheap) since shrinking changes inputs."""
+    import torch
+    mag, lowp = {}, {}
+    ns = {"torch": torch, "TF": torch.nn.functional}
+    for k, v in g.inputs.items():
+        ns["a_" + k] = v
+    lines = g.lines("torch")
+    for k, line in zip(g.inputs, lines):
+        exec(line, ns)  # noqa: S102
+        mag[k], lowp[k] = 1.0, ns[k].dtype == torch.float16
+    for s, line in zip(g.steps, lines[len(g.inputs):]):
+        exec(line, ns)  # noqa: S102
+        m = max([mag.get(x, 1.0) for x in s.srcs] + [1.0])
+        if s.heavy:
+            for x in list(s.srcs) + [s.out]:
+                v = ns.get(x)
+                if hasattr(v, "dtype") and v.is_floating_point() and v.numel():
+                    f = v.double().abs()
+                    f = f[torch.isfinite(f)]
+                    if f.numel():
+                        m = max(m, float(f.max()))
+        mag[s.out] = m
+        lowp[s.out] = any(lowp.get(x, False) for x in s.srcs) or getattr(ns.get(s.out), "dtype", None) == torch.float16
+    return mag, lowp
+
+
