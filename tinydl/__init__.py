@@ -8,7 +8,8 @@ from .interop import from_torch, load
 from .jit import jit
 from .nn.init import manual_seed
 from .profiler import profile
-from .runtime import DeviceLostError, KernelError, device_info
+from .errors import DeviceLostError, KernelError
+from .runtime import device_info
 from .schedule import realize as _realize
 from .tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, cat, ceil, clamp, clip, concat,
                      cos, div, elu, empty, eq, erf, exp, floor, from_numpy, full, full_like, ge, gelu, gt,

@@ -65,15 +65,15 @@ def count_kernels():
 @contextlib.contextmanager
 def inject_fault(stage: str, kernel: str = ""):
     """For tests: kernels whose name contains `kernel` ("": every kernel) fail at `stage` (one of
-    runtime.FAULT_STAGES: "shader", "pipeline", "bind group", "encode", "submit", "map") while inside, so
-    that the error path can be checked: a runtime.KernelError naming the kernel, nothing marked realized.
+    errors.FAULT_STAGES: "shader", "pipeline", "bind group", "encode", "submit", "map") while inside, so
+    that the error path can be checked: an errors.KernelError naming the kernel, nothing marked realized.
     Shader, pipeline, bind-group and encode faults are real wgpu errors (a corrupted shader, a missing entry
     point, a buffer without storage usage, a grid over the limit); submit and map faults are raised in place
     (a real queue-submit error aborts the process in wgpu-native). Shader and pipeline faults strike when a
     kernel is planned: the plan cache is cleared on entry."""
-    from . import runtime, schedule
-    if stage not in runtime.FAULT_STAGES:
-        raise ValueError(f"inject_fault: unknown stage {stage!r}; expected one of {runtime.FAULT_STAGES}")
+    from . import errors, runtime, schedule
+    if stage not in errors.FAULT_STAGES:
+        raise ValueError(f"inject_fault: unknown stage {stage!r}; expected one of {errors.FAULT_STAGES}")
     rt = runtime.get_runtime()
     with runtime._lock:
         old = rt.faults.get(stage)

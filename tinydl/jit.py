@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from . import profiler, schedule
 from .ops import BUFFER, Node
-from .runtime import KernelError, get_runtime, locked
+from .errors import KernelError
+from .runtime import get_runtime, locked
 from .tensor import Tensor
 
 

@@ -16,6 +16,8 @@ import numpy as np
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # silences Mesa's WSI warning when headless
 import wgpu  # noqa: E402
 
+from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError, uncycle  # noqa: E402,F401 - also runtime.X
+
 from .checks import STATUS_BYTES, DeviceStatus  # noqa: E402
 
 try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
@@ -109,40 +111,6 @@ def locked(fn):
         with _lock:
             return fn(*args, **kwargs)
     return run
-
-
-# where a kernel can fail, as KernelError.stage says (and tinydl.debug.inject_fault can force)
-FAULT_STAGES = ("shader", "pipeline", "bind group", "encode", "submit", "map")
-
-
-class KernelError(RuntimeError):
-    """A kernel could not be compiled or run: raised instead of handing back whatever its output buffer held.
-    stage: where it failed (FAULT_STAGES, or "device lost"); kernels: the names of the kernels concerned, as
-    tinydl.debug.last_kernels() names them (one where the culprit is known); wgsl: that kernel's source."""
-
-    def __init__(self, stage: str, kernels, detail: str, wgsl: str | None = None):
-        self.stage, self.kernels, self.wgsl, self.detail = stage, list(kernels), wgsl, detail
-        who = (f"kernel {self.kernels[0]!r}" if len(self.kernels) == 1 else
-               f"one of the kernels {self.kernels}" if self.kernels else "tinydl's GPU work")
-        message = f"tinydl: {who} failed at {stage}: {detail}"
-        if wgsl is not None:
-            message += f"\nits WGSL:\n{wgsl}"
-        super().__init__(message)
-
-    def about(self, kernels) -> "KernelError":
-        """The same failure, blamed on these kernels (the caller knows which one needed what failed)."""
-        return type(self)(self.stage, kernels, self.detail, self.wgsl)
-
-
-class DeviceLostError(KernelError):
-    """The GPU device is gone (driver reset, out of memory, destroyed): every tensor on it is lost with it."""
-
-
-class _Failure(Exception):
-    """A failure wgpu reports other than by raising (a map request's status) or one forced by a test."""
-
-
-_GPU_ERRORS = (wgpu.GPUError, wgpu.GPUPipelineError, _Failure)
 
 
 class _Progress:
@@ -257,7 +225,7 @@ class Runtime:
             return Buffer(free.pop(), nbytes)
         try:
             return Buffer(self.device.create_buffer(size=size, usage=STORAGE), nbytes)
-        except _GPU_ERRORS as e:  # out of memory, device lost
+        except GPU_ERRORS as e:  # out of memory, device lost
             raise self._failure(f"allocation of {describe}", e) from e
 
     def release(self, gpu) -> None:
@@ -297,7 +265,7 @@ class Runtime:
                 self.device.queue.write_buffer(buf.gpu, 0, data)
             elif host.nbytes:
                 self._write(buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"))
-        except _GPU_ERRORS as e:
+        except GPU_ERRORS as e:
             raise self._failure(f"upload of {describe}", e) from e
         return self.adopt(buf)
 
@@ -357,7 +325,7 @@ class Runtime:
                 stage = "pipeline"
                 entry = "tinydl_injected_fault" if fault == "pipeline" else "main"
                 p = self.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": entry})
-            except _GPU_ERRORS as e:
+            except GPU_ERRORS as e:
                 detail = (f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; please report it "
                           f"with this shader): {type(e).__name__}: {e}")
                 raise self._failure(stage, e, kernels, wgsl=wgsl, detail=detail) from e
@@ -418,7 +386,7 @@ class Runtime:
         pending, self._pending = self._pending, []
         try:
             return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at)
-        except _GPU_ERRORS as e:
+        except GPU_ERRORS as e:
             if not at.sent:
                 self._pending = pending + self._pending
             names = list(names or [])
@@ -463,7 +431,7 @@ class Runtime:
                     cb = enc.finish()
                     at.stage = "submit"
                     if "submit" in fail:
-                        raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+                        raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
                     self.device.queue.submit([*pending, cb])
                     pending, at.sent = [], True
                     enc = self.device.create_command_encoder()
@@ -497,7 +465,7 @@ class Runtime:
         cb = enc.finish()
         at.stage = "submit"
         if "submit" in fail:
-            raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+            raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
         mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail)
@@ -558,7 +526,7 @@ class Runtime:
         if not buffers:
             return []
         if fail:  # a map failure forced by a test (tinydl.debug.inject_fault)
-            raise _Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
+            raise Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
         if _native is None or not NATIVE_MAP:
             views = []
             for st in buffers:
@@ -582,12 +550,12 @@ class Runtime:
         if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
             self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success])
             failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
-            raise _Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
+            raise Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
                            + "".join(f": {e}" for e in errors))
         ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
         if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
             self._unmap(buffers)
-            raise _Failure("a mapped read-back buffer has no mapped range")
+            raise Failure("a mapped read-back buffer has no mapped range")
         return [_ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
 
     def _unmap(self, buffers) -> None:
@@ -610,7 +578,7 @@ class Runtime:
             self._encode(cp, dispatches)
             cp.end()
             return enc.finish()
-        except _GPU_ERRORS as e:
+        except GPU_ERRORS as e:
             raise self._failure("encode", e, names, dispatches) from e
 
     def submit_encoded(self, command_buffer, copies=(), checks=None, names=None) -> None:
@@ -627,10 +595,10 @@ class Runtime:
                         enc.copy_buffer_to_buffer(src, 0, dst, 0, (nbytes + 3) // 4 * 4)
                 cbs = [*self._pending, *([enc.finish()] if enc is not None else []), command_buffer]
                 if self.faults and self._fault(("submit",), names or []):
-                    raise _Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
+                    raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
                 self._pending = []
                 self.device.queue.submit(cbs)
-            except _GPU_ERRORS as e:
+            except GPU_ERRORS as e:
                 raise self._failure("submit", e, names) from e
 
     def gpu_seconds(self, dispatches) -> float | None:
@@ -665,17 +633,17 @@ class Runtime:
             cbs, self._pending = self._pending, []
             try:
                 self.device.queue.submit(cbs)
-            except _GPU_ERRORS as e:
+            except GPU_ERRORS as e:
                 raise self._failure("submit", e, []) from e
 
     # -- failures ------------------------------------------------------------------------------------
     def _failure(self, stage: str, error, names=None, dispatches=(), wgsl=None, detail=None) -> KernelError:
-        """The KernelError to raise for `error` (a wgpu error or _Failure) at `stage`, naming the kernels
+        """The KernelError to raise for `error` (a wgpu error or Failure) at `stage`, naming the kernels
         concerned; for a failing dispatch list, the one kernel to blame and its WGSL, found by encoding each
         alone (only on this error path: the hot path validates whole passes)."""
         if isinstance(error, KernelError):
             return error
-        _uncycle(error)
+        uncycle(error)
         names = [n for n in names or [] if n]
         text = str(error)
         if self.lost or "device is lost" in text or "evice lost" in text or "was lost" in text:
@@ -686,11 +654,11 @@ class Runtime:
             found = self._isolate(dispatches)
             if found is not None:
                 i, stage, error = found
-                _uncycle(error)
+                uncycle(error)
                 error.__traceback__ = None  # only its text is used; its frames lead back to this one: a cycle
                 names = [names[i]] if i < len(names) else [f"dispatch {i}"]
                 wgsl = next((w for w, p in self._pipelines.items() if p is dispatches[i][0]), None)
-        kind = "" if isinstance(error, _Failure) else f"{type(error).__name__}: "
+        kind = "" if isinstance(error, Failure) else f"{type(error).__name__}: "
         return KernelError(stage, names, detail or f"{kind}{error}", wgsl)
 
     def _isolate(self, dispatches):
@@ -699,7 +667,7 @@ class Runtime:
         for i, (pipeline, gpus, grid) in enumerate(dispatches):
             try:
                 bind_group = self._bind_group(pipeline, gpus)
-            except _GPU_ERRORS as e:
+            except GPU_ERRORS as e:
                 return i, "bind group", e
             try:
                 enc = self.device.create_command_encoder()
@@ -709,7 +677,7 @@ class Runtime:
                 cp.dispatch_workgroups(*grid)
                 cp.end()
                 enc.finish()
-            except _GPU_ERRORS as e:
+            except GPU_ERRORS as e:
                 return i, "encode", e
         return None
 
@@ -767,20 +735,6 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
-
-
-def _uncycle(error) -> None:
-    """wgpu-py raises its errors from a wrapper frame that keeps the error in a local (proxy_func's wgpu_error):
-    error -> traceback -> that frame -> error, a cycle that keeps every frame above it (their tensors, so their
-    GPU buffers) until Python's cycle collector runs. Clear that finished frame's locals."""
-    tb = getattr(error, "__traceback__", None)
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "proxy_func":
-            try:
-                tb.tb_frame.clear()
-            except RuntimeError:  # still running (not the case once its error was caught)
-                pass
-        tb = tb.tb_next
 
 
 def get_runtime() -> Runtime:

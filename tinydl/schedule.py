@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checks, debug, dtypes, profiler, runtime
+from . import checks, debug, dtypes, errors, profiler, runtime
 from .kernels import build
 from .ops import (BUFFER, CAT, CONST, CONV, ELEMENTWISE, GATHER, HEAVY_KINDS, IM2COL, INTERP, IOTA, MATMUL, POOL,
                   REDUCE, ROWNORM, VIEW, Node)
@@ -394,7 +394,7 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private: PrivateBuffer
             temp = private is not None and step.out not in root_set
             try:
                 bufs[step.out] = private.take(rt, nbytes, _describe(out)) if temp else rt.alloc(nbytes, _describe(out))
-            except runtime.KernelError as e:  # out of memory, device lost: name the kernel that needed it
+            except errors.KernelError as e:  # out of memory, device lost: name the kernel that needed it
                 raise e.about([step.name]) from e
         gpus = [bufs[step.out].gpu]
         for p in step.inputs:
@@ -555,7 +555,7 @@ class BoundPlan:
         if pre_encoded:
             try:
                 self._next = self._encode_next()
-            except runtime.KernelError:
+            except errors.KernelError:
                 pass  # this call's results are good; the next replay encodes its own and raises there
 
 
@@ -575,7 +575,7 @@ def realize(*tensors, readback=False):
     reads = [pos[n.uid] for n in nodes] if readback else []
     try:
         return _execute(order, plan, roots, reads, profiler.now() - t0)
-    except runtime.KernelError:
+    except errors.KernelError:
         drop_plan(sig, plan)
         raise
 
