@@ -6,7 +6,7 @@ Three variants: "serial" (one thread per output, for very short reductions with 
 a split-K GEMM's sum over its slices) and "workgroup" (a workgroup per output); the last two have their threads
 stride over the reduced elements, then add up in workgroup memory.
 
-Long reductions run in two stages (tensor._reduce builds them, `stages`): a reduction over more than STAGE_MAX
+Long reductions run in two stages (reductions._reduce builds them, `stages`): a reduction over more than STAGE_MAX
 elements first reduces chunks of `stage_chunk(R)` elements into partials (a node whose arg is a `Partial`), then a
 second reduce node reduces the partials. So no thread loops more than ~STAGE_MAX / 256 + 8 times: drivers cap the
 loop trips of a thread (lavapipe: 65535 over the whole kernel, then every loop ends early, silently; a sum of
@@ -225,7 +225,7 @@ def reduce(src: KernelSource, core: Node):
         r_shape = [x.shape[a] for a in axes]
         R = math.prod(r_shape)
         out_shape = core.shape
-    assert ct != "bool", "bool reductions are reduced as int32 (tensor._reduce)"
+    assert ct != "bool", "bool reductions are reduced as int32 (reductions._reduce)"
     n_out = math.prod(out_shape)
     short = "serial" if n_out >= SERIAL_MIN_OUTPUTS and R <= SERIAL_UNROLL else "lanes"
     variant = FORCE_VARIANT or (short if R <= SERIAL_MAX else "workgroup")
