@@ -465,6 +465,13 @@ def test_nan_inputs_through_bit_tested_helpers():
                   np.inf, -np.inf], np.float32)
     x, t = tinydl.tensor(v), torch.tensor(v)
     _check(F.relu6(x), TF.relu6(t))
+    f = np.float32
+    edges = np.array([6.0, np.nextafter(f(6), f(7)), np.nextafter(f(6), f(5)), 1e-45, -1e-45, 3e38, -3.0,
+                      np.nextafter(f(-3), f(0)), np.nextafter(f(-3), f(-4)), np.nextafter(f(3), f(4)),
+                      np.uint32(0x7f800001).view(f)], np.float32)  # relu6's bit-tested bounds, x + 3 at 0
+    _check(F.relu6(tinydl.tensor(edges)), TF.relu6(torch.tensor(edges)))
+    for fn, tfn in ((F.hardsigmoid, TF.hardsigmoid), (F.hardswish, TF.hardswish)):
+        _check(fn(tinydl.tensor(edges)), tfn(torch.tensor(edges)), ulps=2)
     _check(F.hardswish(x), TF.hardswish(t), ulps=2)
     _check(F.hardsigmoid(x), TF.hardsigmoid(t), ulps=2)
     _check(x.tanh(), t.tanh(), ulps=8)

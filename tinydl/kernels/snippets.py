@@ -45,6 +45,8 @@ fn td_eq(a: f32, b: f32) -> bool { return td_key(a) == td_key(b) && !td_isnan(a)
 fn td_lt(a: f32, b: f32) -> bool { return td_key(a) < td_key(b) && !td_isnan(a) && !td_isnan(b); }
 fn td_le(a: f32, b: f32) -> bool { return td_key(a) <= td_key(b) && !td_isnan(a) && !td_isnan(b); }
 // NaN-propagating max/min for reductions and pools (ties of -0 and 0 as the hardware's max gives them)
+// relu6 = torch's hardtanh(x, 0, 6) by the bits: NaN and -0 kept; 6 for x > 6 (0x40c00000 is 6.0, up to +Inf)
+fn td_relu6(x: f32) -> f32 { return select(select(x, 6.0, bitcast<u32>(x) - 0x40c00001u < 0x3ec00000u), 0.0, td_ltz(x)); }
 fn td_max(a: f32, b: f32) -> f32 { return select(max(a, b), td_nan(), td_isnan(a) || td_isnan(b)); }
 fn td_min(a: f32, b: f32) -> f32 { return select(min(a, b), td_nan(), td_isnan(a) || td_isnan(b)); }
 // torch's maximum/minimum (vectorized CPU): NaN if either is NaN, else b unless a is strictly larger (smaller):
@@ -74,22 +76,23 @@ fn td_erfc_pos(z: f32) -> f32 {
   return t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
           + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
 }
-// gelu: for x < -0.7 the tail 1 + erf(x) is erfc(|x|) itself (1 - erfc would cancel to a few digits)
+// erf(x) for |x| < 0.5 by its series (there more accurate than 1 - erfc)
+fn td_erf_series(x: f32) -> f32 {
+  let z2 = x * x;
+  return x * 1.1283791670955126 * (1.0 - z2 / 3.0 + z2 * z2 / 10.0 - z2 * z2 * z2 / 42.0 + z2 * z2 * z2 * z2 / 216.0
+         - z2 * z2 * z2 * z2 * z2 / 1320.0);
+}
+// gelu from one erfc: for x < -0.7 the tail 1 + erf(x) is erfc(|x|) itself (1 - erfc would cancel to a few digits)
 fn td_gelu(x: f32) -> f32 {
   let z = abs(x) * 0.7071067811865476;
-  if (td_ltz(x) && !td_abslt(z, 0x3f000000u)) { return 0.5 * x * td_erfc_pos(z); }  // z >= 0.5
-  return 0.5 * x * (1.0 + td_erf(x * 0.7071067811865476));
+  if (td_abslt(z, 0x3f000000u)) { return 0.5 * x * (1.0 + td_erf_series(x * 0.7071067811865476)); }
+  let r = td_erfc_pos(z);
+  return 0.5 * x * select(2.0 - r, r, td_ltz(x));
 }
 fn td_erf(x: f32) -> f32 {
   let z = abs(x);
-  let r = td_erfc_pos(z);
-  let e = 1.0 - r;
-  if (td_abslt(z, 0x3f000000u)) {
-    // near 0 the series is more accurate than 1 - erfc
-    let z2 = x * x;
-    return x * 1.1283791670955126 * (1.0 - z2 / 3.0 + z2 * z2 / 10.0 - z2 * z2 * z2 / 42.0 + z2 * z2 * z2 * z2 / 216.0
-           - z2 * z2 * z2 * z2 * z2 / 1320.0);
-  }
+  if (td_abslt(z, 0x3f000000u)) { return td_erf_series(x); }
+  let e = 1.0 - td_erfc_pos(z);
   return select(e, -e, td_ltz(x));
 }
 fn td_softplus(x: f32, beta: f32, threshold: f32) -> f32 {
@@ -192,15 +195,15 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "cos": {"f32": "td_cos({0})"},
     "tanh": {"f32": "td_tanh({0})"},
     "sigmoid": {"f32": "td_sigmoid({0})"},
-    "relu6": {"f32": "td_minimum(6.0, td_maximum(0.0, {0}))", "i32": "clamp({0}, 0, 6)"},
+    "relu6": {"f32": "td_relu6({0})", "i32": "clamp({0}, 0, 6)"},
     "leaky_relu": {"f32": lambda o, p: f"select({mul_literal(o[0], p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "elu": {"f32": lambda o, p: f"select({mul_literal(f'td_expm1({o[0]})', p[0])}, {o[0]}, td_gtz({o[0]}))"},
     "gelu": {"f32": "td_gelu({0})"},
     # 0.5 * x * (1 + tanh(u)) = x * sigmoid(2u): no cancellation for negative x
     "gelu_tanh": {"f32": "({0} / (1.0 + exp(-1.5957691216057308 * ({0} + 0.044715 * {0} * {0} * {0}))))"},
     "silu": {"f32": "({0} * td_sigmoid({0}))"},
-    "hardswish": {"f32": "({0} * td_minimum(6.0, td_maximum(0.0, {0} + 3.0)) / 6.0)"},
-    "hardsigmoid": {"f32": "(td_minimum(6.0, td_maximum(0.0, {0} + 3.0)) / 6.0)"},
+    "hardswish": {"f32": "({0} * td_relu6({0} + 3.0) / 6.0)"},
+    "hardsigmoid": {"f32": "(td_relu6({0} + 3.0) / 6.0)"},
     "softplus": {"f32": "td_softplus({0}, {a0}, {a1})"},
     "mish": {"f32": "({0} * td_tanh(td_softplus({0}, 1.0, 20.0)))"},
     "erf": {"f32": "td_erf({0})"},
