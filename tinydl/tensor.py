@@ -10,7 +10,6 @@ from collections import namedtuple
 import numpy as np
 
 from . import debug, dtypes
-from .checks import Code
 from .dtypes import DType
 from .ops import (BUFFER, CAT, CONST, ELEMENTWISE, ELEMENTWISE_OPS, IOTA, MATMUL, VIEW, Node)
 from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
@@ -283,62 +282,8 @@ class Tensor:
         return self._slice(d, start, start + length, 1)
 
     def __getitem__(self, index) -> "Tensor":
-        """torch's indexing: ints, slices, None, ..., bools, and advanced indices (integer or bool tensors, lists,
-        numpy arrays), applied as torch does (basic ones first, then the advanced ones together). Indices given
-        on the host are checked here, with torch's messages; a tinydl tensor of indices lives on the GPU and is
-        checked there (tinydl/checks.py: an index out of range raises IndexError at the next read-back)."""
-        items = _index_items(index)
-        n_real = builtins.sum(_index_dims(i) for i in items)
-        if n_real > self.ndim:
-            raise IndexError(f"too many indices for tensor of dimension {self.ndim}")
-        if builtins.sum(1 for i in items if i is Ellipsis) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
-        expanded = []
-        for i in items:
-            expanded.extend([slice(None)] * (self.ndim - n_real) if i is Ellipsis else [i])
-        expanded.extend([slice(None)] * (self.ndim - builtins.sum(_index_dims(i) for i in expanded)))
-        # basic indices first, as views of `out` (self, sliced; an int as a size-1 slice), then ONE reshape to the
-        # result's shape before the advanced indices (ints dropped, None inserted), then the advanced indices
-        out, d = self, 0  # d: the dim of `out` the next index applies to
-        new_shape, adv, empty = [], [], []  # adv: (dim of the reshaped result, indices); empty: x[False]'s dims
-        for pos, i in enumerate(expanded):  # torch's messages number the dims by position in the index
-            if i is None or isinstance(i, bool):
-                if i is False:  # torch: x[False] is empty along a new dim
-                    empty.append(len(new_shape))
-                new_shape.append(1)
-            elif isinstance(i, slice):
-                step = 1 if i.step is None else int(i.step)
-                if step == 0:
-                    raise ValueError("slice step cannot be zero")
-                if step < 0:
-                    raise ValueError("step must be greater than zero")
-                out = out._slice(d, i.start, i.stop, step)
-                new_shape.append(out.shape[d])
-                d += 1
-            elif isinstance(i, int):
-                size = out.shape[d]
-                if not -size <= i < size:
-                    raise IndexError(f"index {i} is out of bounds for dimension {pos} with size {size}")
-                out = out._slice(d, i % size, i % size + 1, 1)
-                d += 1
-            elif isinstance(i, _Mask):
-                m = i.values
-                for j in range(m.ndim):
-                    if m.shape[j] != out.shape[d + j]:
-                        raise IndexError(f"The shape of the mask {list(m.shape)} at index {j} does not match the "
-                                         f"shape of the indexed tensor {list(self.shape)} at index {d + j}")
-                for j, nz in enumerate(np.nonzero(m)):
-                    adv.append((len(new_shape), nz.astype(np.int64)))
-                    new_shape.append(out.shape[d + j])
-                d += m.ndim
-            else:  # an integer index array (host) or tensor (GPU)
-                adv.append((len(new_shape), i))
-                new_shape.append(out.shape[d])
-                d += 1
-        out = out.reshape(tuple(new_shape))
-        for e in empty:
-            out = out._slice(e, 0, 0, 1)
-        return out._index_advanced(adv) if adv else out
+        """torch's indexing (basic, then advanced indices); see indexing.py."""
+        return _getitem(self, index)
 
     def split(self, split_size, dim: int = 0):
         d = normalize_dim(dim, self.ndim)
@@ -369,158 +314,9 @@ class Tensor:
         d = normalize_dim(dim, self.ndim)
         return tuple(self.select(d, i) for i in range(self.shape[d]))
 
-    def _index_advanced(self, adv: list) -> "Tensor":
-        """self[advanced indices]: adv = [(dim, host int64 array or GPU int32 tensor)], torch's rules: the
-        indices broadcast together; their shape replaces the indexed dims where those are adjacent, else goes
-        first. One GATHER of rows over the indexed dims (moved to the front and merged) by their linear index."""
-        dims = [d for d, _ in adv]
-        idxs = []
-        for j, (d, i) in enumerate(adv):
-            n = self.shape[d]
-            if (i.size if isinstance(i, np.ndarray) else i.numel()) and n == 0:
-                raise IndexError("index is out of bounds for dimension with size 0")
-            if isinstance(i, np.ndarray):
-                bad = (i < -n) | (i >= n)
-                if bad.any():  # torch numbers the dim among the advanced indices
-                    raise IndexError(f"index {int(i[bad][0])} is out of bounds for dimension {j} with size {n}")
-                i = np.where(i < 0, i + n, i)
-            idxs.append(i)
-        try:
-            bshape = tuple(np.broadcast_shapes(*(tuple(i.shape) for i in idxs)))
-        except ValueError:
-            raise IndexError("shape mismatch: indexing tensors could not be broadcast together with shapes "
-                             + ", ".join(str(list(i.shape)) for i in idxs)) from None
-        rest = [d for d in range(self.ndim) if d not in dims]
-        sizes = [self.shape[d] for d in dims]
-        rows = self.permute(tuple(dims + rest)) if dims + rest != list(range(self.ndim)) else self
-        rows = rows.reshape((math.prod(sizes),) + tuple(self.shape[d] for d in rest))
-        strides = [math.prod(sizes[k + 1:]) for k in range(len(sizes))]
-        if builtins.all(isinstance(i, np.ndarray) for i in idxs):  # checked above: the row index, on the host
-            lin = builtins.sum(i * s for i, s in zip(idxs, strides))
-            lin, code = tensor(np.broadcast_to(lin, bshape).astype(np.int32)), None
-        elif len(idxs) == 1:  # one GPU index: the gather checks it (after torch's wrap of negatives)
-            lin, code = where(idxs[0] < 0, idxs[0] + sizes[0], idxs[0]), Code.INDEX
-        else:  # each GPU index checked along its own dim, so the row index is in range by construction
-            parts = []
-            for i, n, s in zip(idxs, sizes, strides):
-                if isinstance(i, np.ndarray):
-                    i = tensor(i.astype(np.int32))
-                else:
-                    i = _checked_index(where(i < 0, i + n, i), n)
-                parts.append(i * s if s != 1 else i)
-            lin, code = builtins.sum(parts[1:], parts[0]).expand(bshape), None
-        g = rows._gather_rows(lin, code)
-        first, nb = dims[0], len(bshape)
-        if dims == list(range(first, first + len(dims))) and first > 0:  # adjacent: in place of the indexed dims
-            g = g.permute(tuple(nb + k for k in range(first)) + tuple(range(nb))
-                          + tuple(nb + k for k in range(first, len(rest))))
-        return g
-
-    def _gather_rows(self, idx: "Tensor", code=None) -> "Tensor":
-        """self[idx] along dim 0 for an int32 tensor idx of any shape: idx.shape + self.shape[1:], one GATHER.
-        code: what an index outside [0, n) reports on the GPU (checks.Code), or None where the indices were
-        checked already (the kernel then only keeps its reads in bounds)."""
-        from .ops import GATHER
-        n, rest = self.shape[0], self.shape[1:]
-        out_shape = tuple(idx.shape) + rest
-        if math.prod(out_shape) == 0:
-            return zeros(out_shape, dtype=self.dtype)
-        rows = self.reshape(n, math.prod(rest))
-        g = _make(GATHER, None, (rows, idx.reshape(-1)), code, (idx.numel(), rows.shape[1]), self.dtype)
-        return g.reshape(out_shape)
-
-    def _gather(self, d: int, idx: "Tensor", code=None) -> "Tensor":
-        """Rows of dim d picked by an int32 tensor: shape[:d] + idx.shape + shape[d+1:] (one GATHER)."""
-        if self.shape[d] == 0 and idx.numel():
-            raise IndexError("index is out of bounds for dimension with size 0")
-        perm = (d,) + tuple(i for i in range(self.ndim) if i != d)
-        g = (self.permute(perm) if d else self)._gather_rows(idx, code)
-        k = idx.ndim
-        if d:
-            g = g.permute(tuple(range(k, k + d)) + tuple(range(k)) + tuple(range(k + d, self.ndim - 1 + k)))
-        return g
-
-    def index_select(self, dim: int, index) -> "Tensor":
-        d = normalize_dim(dim, builtins.max(self.ndim, 1))
-        if self.ndim == 0:  # a scalar is a 1-element vector here, and its one index keeps it a scalar
-            size = _host_array(index).size if not isinstance(index, Tensor) else index.numel()
-            if size != 1:
-                raise RuntimeError(f"index_select(): Index to scalar can have only 1 value, got {size} value(s)")
-            return self.reshape(1).index_select(0, index if isinstance(index, Tensor) else _host_array(index)
-                                                .reshape(1)).reshape(())
-        host = _host_array(index)
-        if host is not None:
-            if host.ndim > 1:
-                raise IndexError("index_select(): Index is supposed to be a vector")
-            if host.dtype.kind not in "iu":
-                raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
-            n = self.shape[d]
-            if host.size and n == 0:
-                raise RuntimeError("index_select(): self indexing axis dim should be positive")
-            bad = (host < 0) | (host >= n)
-            if bad.any():  # torch CPU's messages: its inner dims take another kernel, with another message
-                if 0 < d < self.ndim - 1:
-                    raise RuntimeError(f"INDICES element is out of DATA bounds, id={int(host[bad][0])} axis_dim={n}")
-                raise IndexError("index out of range in self")
-            return self._gather(d, tensor(host.reshape(-1).astype(np.int32)))
-        if index.ndim > 1:
-            raise IndexError("index_select(): Index is supposed to be a vector")
-        if index.dtype != dtypes.int32:
-            raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
-        if self.shape[d] == 0 and index.numel():
-            raise RuntimeError("index_select(): self indexing axis dim should be positive")
-        return self._gather(d, index.reshape(-1), Code.INDEX)  # negative indices are out of range, as in torch
-
-    def take(self, index) -> "Tensor":
-        """torch.take: the flattened tensor's elements at `index` (negative counts from the end)."""
-        n = self.numel()
-        host = _host_array(index)
-        if host is not None and host.dtype.kind not in "iu" or host is None and index.dtype != dtypes.int32:
-            dt = host.dtype.name if host is not None else index.dtype.name
-            raise RuntimeError(f"take(): Expected a long tensor for index, but got {dt}")
-        size = host.size if host is not None else index.numel()
-        if n == 0 and size:
-            raise IndexError("take(): tried to take from an empty tensor")
-        if host is not None:
-            bad = (host < -n) | (host >= n)
-            if bad.any():
-                raise IndexError(f"out of range: tried to access index {int(host[bad][0])} on a tensor of {n} "
-                                 f"elements.")
-            return self.reshape(-1)._gather_rows(tensor(np.where(host < 0, host + n, host).astype(np.int32)))
-        return self.reshape(-1)._gather_rows(where(index < 0, index + n, index), Code.INDEX)
-
-    def gather(self, dim: int, index) -> "Tensor":
-        """torch.gather: out[i][j][k] = self[i][index[i][j][k]][k] (dim=1); index no larger than self apart
-        from dim."""
-        d = normalize_dim(dim, builtins.max(self.ndim, 1))
-        host = _host_array(index)
-        shape = tuple(host.shape) if host is not None else index.shape
-        if (host.dtype.kind not in "iu") if host is not None else index.dtype != dtypes.int32:
-            raise RuntimeError("gather(): Expected dtype int32/int64 for index")
-        if len(shape) != self.ndim and not (len(shape) <= 1 and self.ndim <= 1):
-            raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
-        for k in range(len(shape)):
-            if k != d and shape[k] > self.shape[k]:
-                raise RuntimeError(f"Size does not match at dimension {k} expected index {list(shape)} to be no "
-                                   f"larger than self {list(self.shape)} apart from dimension {d}")
-        if self.ndim == 0:
-            return self.reshape(1).gather(0, index.reshape(1) if host is None else host.reshape(1)).reshape(shape)
-        n = self.shape[d]
-        if host is not None:
-            bad = (host < 0) | (host >= n)
-            if bad.any():
-                raise RuntimeError(f"index {int(host[bad][0])} is out of bounds for dimension {d} with size {n}")
-            idx = tensor(host.astype(np.int32))
-        else:
-            idx = _checked_index(index, n)  # an index outside [0, n) is reported on the GPU (no wrap, as torch)
-        # the flat position of each element: idx along d, the element's own coordinate along the other dims
-        strides = [math.prod(self.shape[k + 1:]) for k in range(self.ndim)]
-        lin = None
-        for k in range(self.ndim):
-            c = idx if k == d else arange(shape[k]).reshape(tuple(shape[k] if j == k else 1 for j in range(len(shape))))
-            c = c * strides[k] if strides[k] != 1 else c
-            lin = c if lin is None else lin + c
-        return self.reshape(-1)._gather_rows(lin.expand(shape) if lin.shape != shape else lin)
+    def index_select(self, dim: int, index) -> "Tensor": return index_select(self, dim, index)
+    def take(self, index) -> "Tensor": return take(self, index)
+    def gather(self, dim: int, index) -> "Tensor": return gather(self, dim, index)
 
     def roll(self, shifts, dims=None) -> "Tensor":
         """torch.roll as slices + cat: each rolled dim is the tail cut off and put in front."""
@@ -1246,107 +1042,6 @@ def roll(x: Tensor, shifts, dims=None) -> Tensor:
     return x.roll(shifts, dims)
 
 
-def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    return x.index_select(dim, index)
-
-
-def take(x: Tensor, index) -> Tensor:
-    return x.take(index)
-
-
-def gather(x: Tensor, dim: int, index, sparse_grad: bool = False) -> Tensor:
-    return x.gather(dim, index)
-
-
-# -- indices -------------------------------------------------------------------------------------------
-_INDEX_DTYPES = "tensors used as indices must be long, int, byte or bool tensors"
-
-
-class _Mask:
-    """A boolean index, its values on the host (the result's shape depends on them)."""
-    __slots__ = ("values",)
-
-    def __init__(self, values: np.ndarray):
-        self.values = values
-
-
-def _is_torch_tensor(v) -> bool:
-    return type(v).__module__.startswith("torch") and hasattr(v, "detach")
-
-
-def _host_array(v):
-    """Indices given on the host (a list, numpy array or torch tensor) as a numpy array; None for a tinydl
-    tensor (its values live on the GPU)."""
-    if isinstance(v, Tensor):
-        return None
-    if _is_torch_tensor(v):
-        return v.detach().cpu().numpy()
-    arr = np.asarray(v)
-    if arr.size == 0 and arr.dtype.kind == "f" and not isinstance(v, np.ndarray):
-        arr = arr.astype(np.int64)  # x[[]] is an empty integer index, as in torch
-    return arr
-
-
-def _index_items(index) -> list:
-    """__getitem__'s index as a list of: None, Ellipsis, slice, bool, int, _Mask, an int64 numpy array (host
-    indices) or an int32 Tensor (GPU indices)."""
-    if not isinstance(index, tuple):
-        # torch's (numpy's old) rule: a list holding sequences, slices, None, ... or tensors is a tuple of indices
-        seq = isinstance(index, list) and builtins.any(
-            i is None or i is Ellipsis or isinstance(i, (list, tuple, slice, Tensor)) or _is_torch_tensor(i)
-            for i in index)
-        index = tuple(index) if seq else (index,)
-    items = []
-    for i in index:
-        if i is None or i is Ellipsis or isinstance(i, slice):
-            items.append(i)
-        elif isinstance(i, (bool, np.bool_)):
-            items.append(builtins.bool(i))
-        elif isinstance(i, (int, np.integer)):
-            items.append(builtins.int(i))
-        elif isinstance(i, Tensor):
-            if i.dtype == dtypes.bool_:  # its result's shape depends on the values: read (a sync, as torch on CUDA)
-                items.append(_mask_item(i.numpy()))
-            elif i.dtype != dtypes.int32:
-                raise IndexError(_INDEX_DTYPES)
-            else:
-                items.append(i)
-        elif isinstance(i, (list, tuple, range, np.ndarray)) or _is_torch_tensor(i):
-            arr = _host_array(i)
-            if arr.dtype == np.bool_ or arr.dtype == np.uint8:  # torch still takes uint8 as a mask
-                items.append(_mask_item(arr.astype(np.bool_)))
-            elif arr.dtype.kind not in "iu":
-                raise IndexError(_INDEX_DTYPES)
-            elif arr.ndim == 0:
-                items.append(builtins.int(arr))  # a 0-d index is an int
-            else:
-                items.append(arr.astype(np.int64))
-        else:
-            raise TypeError(f"unsupported index type {type(i).__name__}")
-    return items
-
-
-def _mask_item(values: np.ndarray):
-    return builtins.bool(values) if values.ndim == 0 else _Mask(values)
-
-
-def _index_dims(item) -> int:
-    """How many dims of the indexed tensor an index item consumes."""
-    if item is None or item is Ellipsis or isinstance(item, bool):
-        return 0
-    return item.values.ndim if isinstance(item, _Mask) else 1
-
-
-def _checked_index(idx: Tensor, n: int) -> Tensor:
-    """idx itself, each value outside [0, n) reported on the GPU (checks.Code.INDEX) and read as 0: a GATHER
-    from arange(n), so the check is the gather's own (tinydl/checks.py)."""
-    from .ops import GATHER
-    if idx.numel() == 0:
-        return idx
-    table = arange(n).reshape(n, 1)
-    return _make(GATHER, None, (table, idx.reshape(-1)), Code.INDEX, (idx.numel(), 1), dtypes.int32).reshape(idx.shape)
-
-
 def stack(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -1434,3 +1129,5 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
 # the reductions live in reductions.py (they build on the ops above); imported last, as part of this API
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean, min,  # noqa: E402,F401,A004
                          prod, row_norm, softmax, std, sum, var)
+# indexing lives in indexing.py (it builds on the ops above); imported last, as part of this API
+from .indexing import gather, getitem as _getitem, index_select, take  # noqa: E402,F401

@@ -30,7 +30,7 @@ import operator
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, indexing
 from ..nn import functional as F
 from ..tensor import Tensor
 from . import fx, modules
@@ -50,12 +50,6 @@ def _dims(dim, ndim):
     if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
         return tuple(range(ndim))
     return dim
-
-
-def _index(x: Tensor, indices) -> Tensor:
-    """aten.index.Tensor: x[i0, i1, ...] with index tensors (None = a full slice): Tensor.__getitem__'s advanced
-    indexing, which checks host indices at the call and GPU ones on the GPU (tinydl/checks.py)."""
-    return x[tuple(slice(None) if i is None else i for i in indices)]
 
 
 def _cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
@@ -379,7 +373,7 @@ _aten("triu.default", lambda x, diagonal=0: _tri(x, diagonal, True))
 _aten("tril.default", lambda x, diagonal=0: _tri(x, diagonal, False))
 
 # indexing
-_aten("index.Tensor", _index)
+_aten("index.Tensor", indexing.index)
 _aten("index_select.default", lambda x, dim, index: x.index_select(dim, index))
 _aten("gather.default", lambda x, dim, index, sparse_grad=False: x.gather(dim, index))
 _aten("take.default", lambda x, index: x.take(index))

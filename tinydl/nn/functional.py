@@ -458,9 +458,9 @@ def embedding(indices, weight, padding_idx=None, max_norm=None):
     negative ones too, as torch); a tinydl tensor of indices is checked on the GPU (tinydl/checks.py: IndexError
     at the next read-back)."""
     from ..checks import Code
-    from ..tensor import _host_array
+    from ..indexing import host_array
     weight = _t(weight)
-    host = _host_array(indices)
+    host = host_array(indices)
     if max_norm is not None:
         raise NotImplementedError("embedding(max_norm=...) renormalizes weights in place; not supported")
     if (host.dtype.kind not in "iu") if host is not None else indices.dtype != dtypes.int32:
@@ -489,8 +489,8 @@ def one_hot(tensor_, num_classes: int = -1):
     """torch's one_hot (int64 out, stored as int32). Class values on the host are checked here; a tinydl tensor's
     are checked on the GPU (tinydl/checks.py), or read back when num_classes=-1 (the width depends on them, as
     torch reads them too)."""
-    from ..tensor import _checked_index, _host_array
-    host = _host_array(tensor_)
+    from ..indexing import checked_index, host_array
+    host = host_array(tensor_)
     if (host.dtype.kind not in "iu") if host is not None else tensor_.dtype != dtypes.int32:
         raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
     if host is None and num_classes == -1:
@@ -506,7 +506,7 @@ def one_hot(tensor_, num_classes: int = -1):
             raise RuntimeError("Class values must be smaller than num_classes.")
         idx = tensor_ if isinstance(tensor_, Tensor) else tensor(host.astype(np.int32))
     else:
-        idx = _checked_index(tensor_, num_classes)
+        idx = checked_index(tensor_, num_classes)
     return (idx.unsqueeze(-1) == arange(num_classes)).to(dtypes.int32)
 
 
