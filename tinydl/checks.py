@@ -7,10 +7,10 @@ The mechanism, end to end:
   DeviceStatus). Only such kernels bind it (as their last binding); the kernel must still compute something
   harmless for the bad element (e.g. read row 0, never out of bounds).
 - The scheduler asks `may_report(node)` for every node a kernel evaluates, so the extra binding counts toward
-  the adapter's storage-buffers-per-stage limit (schedule._respect_binding_limit). Kernels with no checks
+  the adapter's storage-buffers-per-stage limit (schedule.fuse.respect_binding_limit). Kernels with no checks
   (GEMMs, convs, elementwise chains) bind nothing extra and pay nothing.
 - A submit that ran checked kernels marks the status dirty (`Runtime.submit(..., checks=(kernels, results))`,
-  `submit_encoded(..., checks=...)`, from schedule._submit and BoundPlan.run: kernels = [(name, codes)] of
+  `submit_encoded(..., checks=...)`, from schedule.submit and replay.BoundPlan.run: kernels = [(name, codes)] of
   `Plan.checked`, results = the Buffers it computed that this submit does not read back). The next submit
   with read-backs, while dirty, also copies the status into the end of its last read-back's staging buffer (no
   extra submit, wait or map); if a bit is set, the runtime clears it (a queue write) and the read raises

@@ -1,7 +1,7 @@
 """Replaying a forward: after the first call, a call with inputs of the same shapes skips building the graph
 (Python op by op), walking it and looking up its plan: it copies the new inputs into the capture's buffers and
 submits the forward encoded during the previous call, then encodes the next one while the GPU runs
-(schedule.BoundPlan).
+(replay.BoundPlan).
 
     fast = tinydl.jit(model)          # or any function of tensors
     y = fast(tinydl.tensor(x))        # 1st call: runs normally and captures the plan
@@ -22,6 +22,7 @@ from . import profiler, schedule
 from .ops import BUFFER, Node
 from .errors import KernelError
 from .runtime import get_runtime, locked
+from .replay import BoundPlan
 from .tensor import Tensor
 
 
@@ -61,7 +62,7 @@ class _Capture:
         self.input_pos = input_pos
         self.rebuild = rebuild
         self.shapes = [(order[r].shape, order[r].dtype) for r in roots]
-        self.bound = schedule.BoundPlan(order, plan, roots, [p for ps in input_pos.values() for p in ps])
+        self.bound = BoundPlan(order, plan, roots, [p for ps in input_pos.values() for p in ps])
 
     def replay(self, inputs):
         t0 = profiler.now()
@@ -201,7 +202,7 @@ class Jit:
             schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
         except KernelError:  # neither the capture nor the plan is kept as good
             cap.close()
-            schedule.drop_plan(sig, plan)
+            schedule.drop_plan(plan)
             raise
         return cap
 

@@ -568,7 +568,7 @@ class Runtime:
     @locked
     def encode(self, dispatches, names=None):
         """dispatches recorded into one compute pass of a finished command buffer, for submit_encoded later: a
-        jit replay encodes its next forward while the GPU runs the current one (schedule.BoundPlan). names:
+        jit replay encodes its next forward while the GPU runs the current one (replay.BoundPlan). names:
         their kernels' names, for errors (KernelError)."""
         if self.faults:
             dispatches, _ = self._inject(dispatches, names)

@@ -37,7 +37,7 @@ ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
 FORMAT = 1
 KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to replace it (timing noise)
 # what each kernel costs besides its GPU time, counted into a candidate's time: the host encodes every dispatch
-# of a forward (~5 us each with wgpu's validation, see schedule.PRE_ENCODE), and batch-1 models are host-bound.
+# of a forward (~5 us each with wgpu's validation, see replay.PRE_ENCODE), and batch-1 models are host-bound.
 # Without it tuning split BERT-b1's probs @ v in 4 (7.1 -> 6.2 us of GPU time, a sum kernel more per layer)
 KERNEL_COST_S = 5e-6
 WARM_SECONDS = 0.3      # runs of the candidates before each race is timed (GPUs raise their clocks under load)

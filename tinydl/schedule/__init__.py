@@ -1,0 +1,129 @@
+"""The lazy fusion: from the recorded graph to a list of kernels, executed together.
+
+realize(tensors)
+  1. walk the unrealized graph behind the tensors (stopping at realized buffers) in a fixed order;
+     its structure (ops, args, shapes, dtypes - not data) is the cache key of the plan (graph.py);
+  2. on a cache miss (plan.py): lower it (lower.py: im2col, split-K, each GEMM's variant, chosen once), partition
+     it into kernels (fuse.py: the fusion rules, pure, on a Target), generate WGSL, get pipelines;
+  3. bind this graph's buffers by position, encode the kernels and submit them, read-backs in the same submit
+     as the last kernels (execute.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import debug, dtypes, errors, profiler, runtime
+from ..ops import BUFFER, CAT, Node
+from ..runtime import get_runtime
+from .execute import bind, execute, submit  # noqa: F401 - schedule.X
+from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX, fuse  # noqa: F401
+from .graph import alias_reshape, stored_leaves, walk  # noqa: F401
+from .lower import RULES, lower  # noqa: F401
+from .plan import ESTIMATE_FLOPS, KernelStep, Plan, build_plan  # noqa: F401
+from .target import Target
+
+_plans: dict[tuple, Plan] = {}
+# Who picks each GEMM's variant (tile, split-K) while lowering: the rules (lower.RULES), or tinydl.tuning's
+# measuring chooser (tuning.enable() sets it).
+CHOOSER = RULES
+
+
+def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> Plan:
+    """The kernels of a walked graph on this runtime's adapter (compile_kernels=False: their WGSL only)."""
+    rt = get_runtime()
+    return build_plan(order, roots, Target.of(rt), CHOOSER, rt.pipeline if compile_kernels else None)
+
+
+def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
+    """The cached plan of a graph structure (lowering, planning and code generation only on a miss)."""
+    key = (sig, CHOOSER.key())
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = _plan(order, roots)
+        plan.key = key
+        debug.stats["plans"] += 1
+    return plan
+
+
+def drop_plan(plan: Plan) -> None:
+    """A plan whose execution failed is not kept as good: the next call plans (and compiles) afresh."""
+    if _plans.get(plan.key) is plan:
+        del _plans[plan.key]
+
+
+def realize(*tensors, readback=False):
+    """Compute the given tensors (one plan). With readback=True returns their bytes (uint8 arrays)."""
+    return realize_nodes([t.node for t in tensors], readback)
+
+
+@runtime.locked
+def realize_nodes(nodes: list[Node], readback: bool = False):
+    for n in nodes:
+        alias_reshape(n)
+    pending = [n for n in nodes if not n.stored]
+    if not pending and not readback:
+        return None
+    t0 = profiler.now()
+    order, sig, pos = walk(pending or nodes)
+    roots = [pos[n.uid] for n in pending]
+    plan = plan_for(order, sig, roots)
+    reads = [pos[n.uid] for n in nodes] if readback else []
+    try:
+        return execute(order, plan, roots, reads, profiler.now() - t0)
+    except errors.KernelError:
+        drop_plan(plan)
+        raise
+
+
+@runtime.locked
+def kernels_for(t):
+    """The dispatches that compute tensor t, planned afresh (not cached: tuning plans one op under each variant
+    it times) and bound to buffers, not submitted; and t's output buffer, which the caller gives back
+    (runtime.release) once done with the dispatches (tinydl.tuning)."""
+    order, _sig, pos = walk([t.node])
+    root = pos[t.node.uid]
+    plan = _plan(order, [root])
+    bufs, dispatches = bind(order, plan, [root])
+    return dispatches, bufs[root].gpu
+
+
+def shaders_for(t) -> list[str]:
+    """The WGSL of the kernels that would compute tensor t, nothing compiled (tuning compiles its candidates'
+    shaders all at once: runtime.Runtime.compile_all)."""
+    order, _sig, pos = walk([t.node])
+    return [step.wgsl for step in _plan(order, [pos[t.node.uid]], compile_kernels=False).steps]
+
+
+def _read_pieces(n: Node) -> np.ndarray:
+    if n.kind == BUFFER:
+        return _read(n)
+    if n.kind == CAT:
+        return np.concatenate([_read_pieces(s) for s in n.srcs], axis=n.arg)
+    return _read_pieces(n.srcs[0]).reshape(n.shape)
+
+
+HOST_READS = 0  # read-backs so far: a jit capture is not kept when fn read values (its graph may depend on them)
+
+
+def read(t) -> np.ndarray:
+    """t's values on the host: realized and copied back in the same submit."""
+    return _read(t.node)
+
+
+@runtime.locked
+def _read(n: Node) -> np.ndarray:
+    global HOST_READS
+    HOST_READS += 1
+    if n.stored and n.kind != BUFFER:  # stored in pieces: read them, join on the host
+        return _read_pieces(n)
+    data = realize_nodes([n], readback=True)[0]
+    dt = n.dtype
+    arr = data.view(np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
+                             .replace("i32", "int32").replace("u32", "uint32")))
+    arr = arr[: n.numel].reshape(n.shape)  # a view of the read-back copy, which nothing else holds
+    return arr.astype(np.bool_) if dt == dtypes.bool_ else arr
+
+
+@runtime.locked
+def clear_cache() -> None:
+    _plans.clear()
