@@ -1,0 +1,335 @@
+"""Elementwise ops as graph nodes: torch's type promotion (tensors with dims decide, then 0-dim tensors, then
+Python scalars), its scalar rules for float16 and int64, its errors for dtypes an op refuses, and one ELEMENTWISE
+node per op (the op's WGSL is one row of kernels/snippets.py). Part of the tensor API: tinydl.tensor re-exports
+every name."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from . import dtypes
+from .dtypes import DType
+from .ops import ELEMENTWISE, ELEMENTWISE_OPS
+from .shapes import broadcast_shapes
+from .tensor import Scalar, Tensor, _cast_scalar, _checked_scalar, _const, _make, full, tensor
+
+
+def _as_tensor(x, like_dtype: DType) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, Scalar):  # a float16 op's scalar stays float32 (torch's opmath); _elementwise rounds add's
+        v = builtins.float(x) if like_dtype == dtypes.float16 else _cast_scalar(x, like_dtype)
+        return _const(v, (), like_dtype)
+    if type(x).__module__.startswith("torch") or isinstance(x, (np.ndarray, list)):
+        return tensor(x)
+    raise TypeError(f"unsupported operand type {type(x).__name__}")
+
+
+_COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+# torch (CPU) with a float16 tensor and a Python float: these ops round the scalar to half first (measured per op);
+# mul, div, and floor/trunc division with the scalar second compute with it in float32 (opmath); the scalar first
+# (3.3 // x) becomes a half tensor. clamp, masked_fill and pow also raise for a scalar beyond half's range.
+_HALF_SCALAR_OPS = ("add", "sub", "where", "remainder", "fmod", "pow") + _COMPARISONS
+_HALF_SCALAR_FIRST_OPS = ("floor_divide", "trunc_divide")
+
+
+def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
+    """Python ints beyond int32 in an integer op. With an int32 tensor torch computes in int32 and wraps the int
+    (x + 2**40 is x; literal() wraps it). With only bool tensors torch computes in int64: comparisons of 0/1 with
+    the int give what they give with the int clamped to int32; arithmetic results tinydl could not store raise."""
+    if builtins.any(isinstance(a, Tensor) and a.dtype == dtypes.int32 for a in value_args):
+        if op == "where" and builtins.any(isinstance(a, (int, np.integer)) and not -2**31 <= a < 2**31 for a in args):
+            raise RuntimeError("value cannot be converted to type int without overflow")  # torch checks where's
+        return args
+    out = list(args)
+    for i, a in enumerate(args):
+        if isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) and not -2**31 <= a < 2**31:
+            if op not in _COMPARISONS:
+                raise RuntimeError(f"{op} of a bool tensor and {builtins.int(a)} gives int64 values in torch, which do "
+                                   f"not fit int32 (tinydl stores integers as int32)")
+            out[i] = builtins.min(builtins.max(builtins.int(a), -2**31), 2**31 - 1)
+    return tuple(out)
+
+
+def _elementwise(op: str, *args, arg=()) -> Tensor:
+    spec = ELEMENTWISE_OPS[op]
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        raise TypeError(f"{op}(): expected at least one Tensor argument")
+    # torch's promotion: tensors with dimensions decide; zero-dim tensors, then python scalars, can only raise
+    # the category (half x + float32 0-dim mask -> half, as in a float16 model's exported constants)
+    value_args = args[1:] if op == "where" else args
+    dt = zero_dt = None
+    for a in value_args:
+        if isinstance(a, Tensor) and a.ndim:
+            dt = a.dtype if dt is None else dtypes.promote(dt, a.dtype)
+        elif isinstance(a, Tensor):
+            zero_dt = a.dtype if zero_dt is None else dtypes.promote(zero_dt, a.dtype)
+    if zero_dt is not None and (dt is None or zero_dt.category > dt.category):
+        dt = zero_dt
+    for a in value_args:
+        if not isinstance(a, Tensor):
+            dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
+    if dt == dtypes.int32:
+        args = _int64_scalars(op, args, value_args)
+    if dt == dtypes.float16 and (op in _HALF_SCALAR_OPS or op in _HALF_SCALAR_FIRST_OPS):  # rounded to half
+        args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_))  # 2**40: inf
+                     and (op in _HALF_SCALAR_OPS or i == 0) else a for i, a in enumerate(args))
+    ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
+    if op == "where":
+        if ts[0].dtype != dtypes.bool_:
+            raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                               f"{ts[0].dtype.name}")
+        ts = [ts[0]] + [t.to(dt) for t in ts[1:]]
+    elif op == "cast":
+        dt = arg[0]
+    else:
+        if spec.result == "float" or (not spec.ints and dt.category < 2) or (op == "pow" and dt == dtypes.bool_):
+            dt = dtypes.float32 if dt.category < 2 else dt
+        if op in ("logical_and", "logical_or", "logical_not"):
+            dt = dtypes.bool_
+        ts = [t.to(dt) for t in ts]
+    shape = broadcast_shapes(*(t.shape for t in ts))
+    ts = [t.expand(shape) for t in ts]
+    out = dtypes.bool_ if spec.result == "bool" else dt
+    return _make(ELEMENTWISE, op, ts, tuple(arg), shape, out)
+
+
+# float-only activations and roundings: torch's kernel names in its "not implemented for 'Int'" errors
+_TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_cpu", "leaky_relu": "leaky_relu_cpu",
+                     "elu": "elu_cpu", "gelu": "GeluKernelImpl", "gelu_tanh": "GeluKernelImpl", "silu": "silu_cpu",
+                     "mish": "mish_cpu", "softplus": "softplus_cpu"}
+_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu"}
+_TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}
+
+
+def _check_float_only(op: str, x) -> None:
+    if not isinstance(x, Tensor) or x.dtype.is_floating_point:
+        return
+    name = _TORCH_FLOAT_ONLY.get(op) or (_TORCH_BOOL_ONLY.get(op) if x.dtype == dtypes.bool_ else None)
+    if name:
+        raise NotImplementedError(f'"{name}" not implemented for \'{_TORCH_INT_NAMES[x.dtype.name]}\'')
+
+
+def _unary(op):
+    def f(x, *a):
+        _check_float_only(op, x)
+        if op == "relu6" and isinstance(x, Tensor) and not x.dtype.is_floating_point:
+            if x.dtype == dtypes.bool_:
+                raise RuntimeError("Bool inputs not supported for hardtanh")
+            return clamp(x, 0, 6)  # hardtanh(x, 0, 6): int stays int
+        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round"):
+            return x  # torch keeps integer tensors (values and dtype) under floor/ceil/round
+        if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+                               "to invert a mask, use the `~` or `logical_not()` operator instead.")
+        if op in ("abs", "relu") and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
+            raise RuntimeError(f"Boolean inputs not supported for {op}")
+        return _elementwise(op, _as_tensor(x, dtypes.float32), arg=a)
+    f.__name__ = op
+    return f
+
+
+def _binary(op):
+    def f(a, b):
+        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+            a = tensor(a)
+        if op == "sub":
+            n_bool = builtins.sum(1 for v in (a, b) if (v.dtype == dtypes.bool_ if isinstance(v, Tensor)
+                                                        else isinstance(v, (bool, np.bool_))))
+            if n_bool == 2:
+                raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+                                   "`^` or `logical_xor()` operator instead.")
+            if n_bool == 1:
+                raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                                   "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+        return _elementwise(op, a, b)
+    f.__name__ = op
+    return f
+
+
+neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, relu6, silu, hardswish, \
+    hardsigmoid, mish, erf, floor, ceil, round, logical_not = (
+        _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
+                           "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
+add, sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
+    _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
+
+
+def div(a, b, *, rounding_mode=None) -> Tensor:
+    """a / b; rounding_mode "trunc" or "floor" as torch.div (integers stay integers)."""
+    if rounding_mode is None:
+        return _true_div(a, b)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                         f"'{rounding_mode}'")
+    return _int_division("floor_divide" if rounding_mode == "floor" else "trunc_divide", a, b)
+
+
+# torch's kernel names in its "not implemented for 'Bool'" errors
+_DIVISION_KERNELS = {"floor_divide": "div_floor_cpu", "trunc_divide": "div_trunc_cpu", "remainder": "remainder_cpu",
+                     "fmod": "fmod_cpu"}
+
+
+def _int_division(op: str, a, b) -> Tensor:
+    """floor/trunc division, remainder, fmod: promoted as torch (int // int stays int); a Python zero divisor of
+    an integer op raises at the call, a tensor's zero raises when the result is read (checks.ZERO_DIVISION)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = tensor(a)
+    dts = [v.dtype if isinstance(v, Tensor) else dtypes.scalar_dtype(v) for v in (a, b)]
+    if builtins.all(d == dtypes.bool_ for d in dts):
+        raise NotImplementedError(f"\"{_DIVISION_KERNELS[op]}\" not implemented for 'Bool'")
+    out = _elementwise(op, a, b)
+    if out.dtype.category < 2 and isinstance(b, Scalar) and b == 0:
+        raise RuntimeError("ZeroDivisionError")
+    return out
+
+
+def floor_divide(a, b) -> Tensor:
+    return _int_division("floor_divide", a, b)
+
+
+def remainder(a, b) -> Tensor:
+    return _int_division("remainder", a, b)
+
+
+def fmod(a, b) -> Tensor:
+    if not isinstance(a, Tensor):
+        raise TypeError(f"fmod() received an invalid combination of arguments - got ({type(a).__name__}, "
+                        f"{type(b).__name__}), but expected (Tensor input, Tensor other) or (Tensor input, Number other)")
+    return _int_division("fmod", a, b)
+
+
+negative, multiply, divide, subtract, true_divide = neg, mul, div, sub, _true_div
+
+_TORCH_FLOAT_NAMES = {"float32": "Float", "float16": "Half"}
+
+
+def _bitwise(op: str, *args) -> Tensor:
+    """bitwise_not/and/or/xor: integer and bool operands only, checked before a node exists (no float form)."""
+    if not builtins.any(isinstance(a, Tensor) for a in args):
+        args = (tensor(args[0]),) + args[1:]
+    for a in args:
+        dt = a.dtype if isinstance(a, Tensor) else dtypes.scalar_dtype(a) if isinstance(a, Scalar) else None
+        if dt is not None and dt.is_floating_point:
+            raise NotImplementedError(f'"{op}" not implemented for \'{_TORCH_FLOAT_NAMES.get(dt.name, dt.name)}\'')
+    return _elementwise(op, *args)
+
+
+def bitwise_not(x) -> Tensor:
+    return _bitwise("bitwise_not", x)
+
+
+def bitwise_and(a, b) -> Tensor:
+    return _bitwise("bitwise_and", a, b)
+
+
+def bitwise_or(a, b) -> Tensor:
+    return _bitwise("bitwise_or", a, b)
+
+
+def bitwise_xor(a, b) -> Tensor:
+    return _bitwise("bitwise_xor", a, b)
+
+
+def logical_xor(a, b) -> Tensor:
+    return ne(*(v.bool() if isinstance(v, Tensor) else builtins.bool(v) for v in (a, b)))
+
+
+def isnan(x) -> Tensor:
+    return _elementwise("isnan", x)
+
+
+def isinf(x) -> Tensor:
+    return _elementwise("isinf", x)
+
+
+def isfinite(x) -> Tensor:
+    return _elementwise("isfinite", x)
+
+
+def pow(a, b) -> Tensor:  # noqa: A001
+    if isinstance(a, Tensor) and a.dtype == dtypes.bool_ and isinstance(b, (bool, np.bool_)):
+        return a if b else full(a.shape, True)  # torch: bool ** bool-scalar stays bool
+    if builtins.all((v.dtype == dtypes.bool_) if isinstance(v, Tensor) else isinstance(v, (bool, np.bool_))
+                    for v in (a, b)):
+        raise NotImplementedError("\"pow\" not implemented for 'Bool'")
+    if isinstance(b, Scalar) and isinstance(a, Tensor) and not isinstance(b, bool):
+        if a.dtype == dtypes.float16:
+            _checked_scalar(b, dtypes.float16)  # torch converts pow's exponent to half, with its overflow error
+        if b == 1:
+            return a.to(dtypes.promote_with_scalar(a.dtype, b))
+        if b == 2:
+            return mul(a, a.to(dtypes.promote_with_scalar(a.dtype, b)))
+        if b == 0.5 and a.dtype == dtypes.float32:  # torch: sqrt for float32; float16 goes through pow (-inf -> inf)
+            return sqrt(a)
+        if b == 3:
+            a = a.to(dtypes.promote_with_scalar(a.dtype, b))
+            return mul(mul(a, a), a)
+        if b == -1 and a.dtype.is_floating_point:
+            return reciprocal(a)
+        if isinstance(b, (int, np.integer)) and b < 0 and a.dtype.category < 2:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = tensor(a)
+    return _elementwise("pow", a, b)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    _check_float_only("leaky_relu", x)
+    return _elementwise("leaky_relu", x, arg=(builtins.float(negative_slope),))
+
+
+def elu(x, alpha=1.0):
+    _check_float_only("elu", x)
+    return _elementwise("elu", x, arg=(builtins.float(alpha),))
+
+
+def gelu(x, approximate="none"):
+    _check_float_only("gelu", x)
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError(f"approximate argument must be either none or tanh, got {approximate!r}")
+    return _elementwise("gelu" if approximate == "none" else "gelu_tanh", x)
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    _check_float_only("softplus", x)
+    return _elementwise("softplus", x, arg=(builtins.float(beta), builtins.float(threshold)))
+
+
+def clamp(x, min=None, max=None) -> Tensor:  # noqa: A002
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x if min is None else maximum(x, min)
+        return out if max is None else minimum(out, max)
+    if x.dtype == dtypes.bool_ and builtins.all(isinstance(v, (bool, np.bool_)) or v is None for v in (min, max)):
+        name = "clamp_scalar_cpu" if min is not None and max is not None else \
+            "clamp_min_scalar_cpu" if min is not None else "clamp_max_scalar_cpu"
+        raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")  # WGSL has no max/min on bool
+    dt = x.dtype
+    for v in (min, max):
+        if v is not None:
+            dt = dtypes.promote_with_scalar(dt, v)
+    x = x.to(dt)
+    if dt == dtypes.float16:  # torch converts clamp's bounds to half, with its overflow error (1e5)
+        for v in (min, max):
+            if v is not None:
+                _checked_scalar(v, dt)
+    # the bounds as a node holds constants (-0.0 and 0.0 are different plans; NaN resolves in the kernel's code)
+    bounds = tuple(None if v is None else dtypes.const_value(builtins.float(v)) if isinstance(v, (float, np.floating))
+                   else v for v in (min, max))
+    return _elementwise("clamp", x, arg=bounds)
+
+
+clip = clamp
+
+
+def where(cond, a, b) -> Tensor:
+    if not isinstance(cond, Tensor):
+        raise TypeError("where(): argument 'condition' must be Tensor")
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        dt = dtypes.promote(dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
+        a = _const(_cast_scalar(a, dt), (), dt)
+    return _elementwise("where", cond, a, b)
