@@ -52,7 +52,7 @@ def linear_op(rng):
 
 
 def test_tuning_is_off_unless_asked():
-    assert not tuning.enabled() and gemm.TUNER is None
+    assert not tuning.enabled() and tinydl.schedule.CHOOSER is tinydl.schedule.RULES
 
 
 def test_fastest_candidate_is_used_and_saved(rng, tuned, monkeypatch):
@@ -140,7 +140,7 @@ def test_failing_variant_is_not_a_candidate(rng):
 
 
 def test_environment_switch(monkeypatch):
-    monkeypatch.setattr(gemm, "TUNER", None)
+    monkeypatch.setattr(tinydl.schedule, "CHOOSER", tinydl.schedule.RULES)
     monkeypatch.setenv(tuning.ENV, "maybe")
     with pytest.raises(ValueError, match="TINYDL_TUNE='maybe'"):
         tuning._from_environment()

@@ -25,15 +25,23 @@ GATHER = "gather"        # embedding: srcs (weight, indices)
 INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / bilinear resampling
 # Heavy: always the root of a kernel (they may take elementwise consumers as an epilogue).
 REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output keeps dims)
-MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]
+MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]; arg: None, or GemmArgs (set by lowering)
 CONV = "conv"            # srcs x [N,C,H,W] (or an IM2COL node of it, ConvArgs.im2col), w; arg: ConvArgs
 IM2COL = "im2col"        # srcs x [N,C,H,W]; arg: ConvArgs (+ kernel size): [C*KH*KW, N*OH*OW], the conv's windows
 POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_norm over axes first..last;
 #                          arg: (eps, first, last)
 
-INLINE_KINDS = frozenset({CONST, IOTA, ELEMENTWISE, VIEW, CAT, GATHER, INTERP})
 HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
+
+# -- what a kernel can run: checked where a node is built, so that a call no kernel could run fails at the call --
+# Loop trips: MAX_TRIPS bounds any one thread's loop trips in any kernel tinydl generates (drivers may cap them:
+# lavapipe at 65535 per invocation, all loops together). A GEMM's tile loops K / 8 times or fewer, so a GEMM with
+# more than GEMM_MAX_K per K slice is split (a conv's slices are whole input channels); a conv with fewer than
+# DIRECT_CONV_MAX_COUT_PER_GROUP output channels per group runs as a direct conv, never split.
+MAX_TRIPS = 1 << 14
+GEMM_MAX_K = 8 * MAX_TRIPS
+DIRECT_CONV_MAX_COUT_PER_GROUP = 8  # below this a GEMM tile (>= 32 columns) would be mostly idle
 
 _ids = itertools.count()
 
@@ -103,9 +111,6 @@ ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     "where": ElementwiseOp(3, ints=True),     # srcs: (cond, a, b)
 }
 
-REDUCE_OPS = ("sum", "prod", "max", "min", "argmax", "argmin")
-
-
 @dataclass(frozen=True)
 class ConvArgs:
     stride: tuple[int, int]
@@ -113,10 +118,19 @@ class ConvArgs:
     dilation: tuple[int, int]
     groups: int
     transposed: bool = False
-    split: int = 1  # split-K: groups counts S slices of each real group's input channels (see nn.functional)
+    split: int = 1  # split-K: groups counts S slices of each real group's input channels (set by lowering)
     im2col: bool = False  # the conv's input is an IM2COL node of x (x_shape): its GEMM reads the windows as data
     x_shape: tuple = ()   # of an IM2COL node and its conv: the image input's shape
     kernel: tuple = ()    # of an IM2COL node: (KH, KW)
+    tile: str | None = None  # set by lowering (schedule/lower.py): the GEMM variant, None for a direct conv
+
+
+@dataclass(frozen=True)
+class GemmArgs:
+    """A MATMUL's lowering (schedule/lower.py): split-K (batch entry s*B + b multiplies slice s of K) and the GEMM
+    variant (kernels.gemm.TILES, or "gemv")."""
+    split: int = 1
+    tile: str | None = None
 
 
 @dataclass(frozen=True)

@@ -764,26 +764,8 @@ def matmul(a, b) -> Tensor:
         a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
         a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
-    from . import tuning
-    from .kernels import gemm
-
-    def bench():  # the same product on fresh data, for tuning: operands laid out as these are (transposed or not)
-        a_t, b_t = gemm.last_two_swapped(a3.node), gemm.last_two_swapped(b3.node)
-        x = tuning.random_like((B_, K, M_) if a_t else (B_, M_, K), dt)
-        y = tuning.random_like((B_, N, K) if b_t else (B_, K, N), dt)
-        return matmul(x.transpose(1, 2) if a_t else x, y.transpose(1, 2) if b_t else y)
-    S = gemm.split_k(B_, M_, N, K, K, itemsize=dt.itemsize, bench=bench)
-    if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
-        S = gemm.long_k_slices(K)
-        Kp = -(-K // S) * S
-        if Kp != K:
-            a3 = _view(a3, "pad", (((0, 0), (0, 0), (0, Kp - K)), "constant", 0), (B_, M_, Kp))
-            b3 = _view(b3, "pad", (((0, 0), (0, Kp - K), (0, 0)), "constant", 0), (B_, Kp, N))
-    if S > 1:  # too few output tiles to fill the GPU: K slices as extra batch entries (arg=S), then a sum
-        part = _make(MATMUL, None, (a3, b3), S, (S * B_, M_, N), dt)
-        out = _reduce("sum", part.reshape(S, B_, M_, N), 0).reshape(batch + (M, N))
-    else:
-        out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt).reshape(batch + (M, N))
+    # (lowering, on a plan-cache miss, picks its GEMM variant and may split K: schedule/lower.py)
+    out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt).reshape(batch + (M, N))
     if a.ndim == 1:
         out = out.squeeze(-2)
     if b.ndim == 1:

@@ -12,6 +12,9 @@ A shape is the GEMM's batch, M, N, K, how it reads its operand (plain, gathered,
     tinydl.tuning.enable()       # or TINYDL_TUNE=1 in the environment; off by default
     y = model(x)                 # the first call of each new shape measures its candidates (seconds, once)
 
+Tuning is a chooser passed into lowering (schedule/lower.py, on a plan-cache miss): `Tuner`, which measures a
+GEMM shape it has no choice for, then chooses as the rules do (a measured choice overrides them: gemm.TUNED).
+
 Off by default: tuning a model costs seconds of compiling and timing on its first call, and on the GPUs the
 rules were measured on it gains little (docs/benchmarks.md); where it found nothing, results are identical.
 TINYDL_CACHE_DIR moves the cache (default: the platform's user cache dir, e.g. ~/.cache/tinydl).
@@ -30,8 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import schedule
 from .kernels import gemm
+from .ops import MATMUL, Node
 from .runtime import get_runtime
+from .schedule.lower import RULES, Rules
 
 ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
 FORMAT = 1
@@ -50,15 +56,31 @@ TILES: tuple[str, ...] | None = None  # tiles tuning may pick from (None: all); 
 _loaded_for: list = [None]  # the adapter key whose choices gemm.TUNED holds (loaded once per process)
 
 
+class Tuner(Rules):
+    """Lowering's chooser with tuning on: a GEMM shape without a measured choice is measured first (_tune; not
+    under forced variants, nor for a gemv), then chosen for as the rules do, which prefer a measured choice."""
+
+    def split(self, node: Node, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str,
+              itemsize: int) -> int:
+        key = gemm.tune_key(batch, M, N, K, gather, itemsize)
+        rule = gemm.rule_tile(batch, M, N, K, gather)
+        if key not in gemm.TUNED and gemm.FORCE_TILE is None and gemm.FORCE_SPLIT_K is None and rule != "gemv":
+            _tune(key, gemm.tuning_candidates(batch, M, N, K, divides, gather),
+                  (rule, gemm.rule_split(rule, batch, M, N, K, divides, gather)), lambda: _fresh(node))
+        return super().split(node, batch, M, N, K, divides, gather, itemsize)
+
+
+TUNER = Tuner()
+
+
 def enabled() -> bool:
-    return gemm.TUNER is not None
+    return schedule.CHOOSER is TUNER
 
 
 def enable(on: bool = True) -> None:
-    """Turn tuning on (new shapes are measured as they are first built; measured ones come from the cache) or
+    """Turn tuning on (new shapes are measured as they are first planned; measured ones come from the cache) or
     off (the rules alone). Plans cached so far are dropped, as their kernels may change."""
-    from . import schedule  # (schedule's imports reach this module)
-    gemm.TUNER = _tune if on else None
+    schedule.CHOOSER = TUNER if on else RULES
     gemm.TUNED.clear()
     _loaded_for[0] = None
     schedule.clear_cache()
@@ -81,7 +103,7 @@ def choices() -> dict[str, tuple[str, int]]:
 
 # -- the measurement -----------------------------------------------------------------------------------------
 def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench) -> tuple[str, int]:
-    """gemm.TUNER: the fastest (tile, split) of `candidates` (tile -> splits, the first its fill-the-GPU try)
+    """The fastest (tile, split) of `candidates` (tile -> splits, the first its fill-the-GPU try)
     for the op bench() builds, in two races: each tile's first try (and the rules' choice), then every split of
     the STAGE2_TILES fastest tiles (with the rules' choice again); kept in gemm.TUNED and the cache file."""
     _load()
@@ -114,7 +136,6 @@ def _race(choices: list, bench, built: dict) -> dict:
     WARM_SECONDS of runs first (GPUs raise their clocks only under load), then ROUNDS rounds of one timed
     submit each (the kernels repeated to fill TIMED_SECONDS), so every choice meets the same clocks; medians;
     plus KERNEL_COST_S per kernel."""
-    from . import schedule
     rt = get_runtime()
     choices = list(dict.fromkeys(choices))
     new = [c for c in choices if c not in built]
@@ -161,6 +182,22 @@ def run_seconds(dispatches: list, out, copies: int) -> float:
     t0 = time.perf_counter()
     rt.submit(dispatches * copies, [(out, 16)])
     return time.perf_counter() - t0
+
+
+def _fresh(node: Node):
+    """The op of a MATMUL or CONV node (as the tensor API built it) on fresh data, its operands laid out as node's
+    (transposed or not): what a race times."""
+    from .tensor import Tensor
+    if node.kind == MATMUL:
+        a, b = node.srcs
+        (B, M, K), N = a.shape, b.shape[2]
+        a_t, b_t = gemm.last_two_swapped(a), gemm.last_two_swapped(b)
+        x = random_like((B, K, M) if a_t else (B, M, K), node.dtype)
+        y = random_like((B, N, K) if b_t else (B, K, N), node.dtype)
+        srcs = ((x.transpose(1, 2) if a_t else x).node, (y.transpose(1, 2) if b_t else y).node)
+    else:
+        srcs = tuple(random_like(s.shape, node.dtype).node for s in node.srcs)
+    return Tensor(Node(node.kind, node.op, srcs, node.arg, node.shape, node.dtype))
 
 
 _shared_inputs: dict = {}  # (shape, float size) -> tensor, while a shape is tuned
@@ -263,7 +300,7 @@ def _from_environment() -> None:
         return
     if value not in ("1", "true", "on", "yes"):
         raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected 1 (tune GEMM variants on this GPU) or 0 (off)")
-    gemm.TUNER = _tune
+    schedule.CHOOSER = TUNER
 
 
 _from_environment()

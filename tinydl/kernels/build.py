@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
+from ..ops import DIRECT_CONV_MAX_COUT_PER_GROUP  # noqa: F401 - read at call time: tests force either kernel
 from . import gemm, reduce, rownorm, window
 from .elementwise import elementwise
 from .expr import KernelSource
-
-DIRECT_CONV_MAX_COUT_PER_GROUP = 8  # below this a GEMM tile (>= 32 columns) would be mostly idle
 
 
 @dataclass
@@ -22,6 +21,7 @@ class CompiledKernel:
 
 
 def conv_uses_gemm(cout_per_group: int, transposed: bool) -> bool:
+    """Lowering's rule (schedule/lower.py) for a conv's kernel: implicit GEMM, or direct (few output channels)."""
     return transposed or cout_per_group >= DIRECT_CONV_MAX_COUT_PER_GROUP
 
 
@@ -35,7 +35,7 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
     elif core.kind == MATMUL:
         wgsl, groups, variant = gemm.matmul(src, core)
     elif core.kind == CONV:
-        if conv_uses_gemm(core.shape[1] // core.arg.groups, core.arg.transposed):
+        if core.arg.tile is not None:  # lowering chose a GEMM variant for it
             wgsl, groups, variant = gemm.conv(src, core)
         else:
             wgsl, groups, variant = window.direct_conv(src, core)

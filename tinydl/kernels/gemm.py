@@ -11,10 +11,9 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ops import BUFFER, VIEW, Node
+from ..ops import BUFFER, GEMM_MAX_K, VIEW, Node
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
-from .reduce import MAX_TRIPS
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,8 @@ TILES = {
 GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
 FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
-# measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below; TUNER, when
-# set, measures a key the table lacks: TUNER(key, candidates, rule choice, bench) -> (tile, split)
+# measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below
 TUNED: dict[tuple, tuple[str, int]] = {}
-TUNER: Callable | None = None
 VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
 VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
@@ -81,9 +78,9 @@ TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (
 IM2COL_MIN_COUT = 256
 # Loop trips: a tile's K loop makes K / bk trips (bk >= 8), gemv's at most K / 32 per lane; a thread's loop trips
 # must stay under reduce.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in all, silently). So a
-# GEMM with more than MAX_K per K slice is always split (tensor.matmul pads K to whole slices; a conv's slices are
-# whole input channels: functional._conv_node).
-MAX_K = 8 * MAX_TRIPS
+# GEMM with more than MAX_K per K slice is always split (schedule/lower.py: a matmul's K padded to whole slices; a
+# conv's slices are whole input channels).
+MAX_K = GEMM_MAX_K
 
 
 def long_k_slices(K: int) -> int:
@@ -238,23 +235,16 @@ def _slices_to_fill(tiles: int) -> int:
     return s
 
 
-def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False, itemsize: int = 4,
-            bench: Callable | None = None) -> int:
+def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False, itemsize: int = 4) -> int:
     """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
     convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
     same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
     slice count must divide it (K, or a conv's input channels per group); a tap-major gather's slices keep whole
     K steps of channels, so each still reads through a TapGather. Returns 1 for no split. Forced (tests),
-    measured (TUNED; with tuning on, a new shape is measured first: bench() builds the same op on fresh data,
-    see tinydl.tuning) or by the rules (rule_split)."""
+    measured (TUNED; with tuning on, tinydl.tuning measures a new shape first) or by the rules (rule_split)."""
     if FORCE_SPLIT_K is not None:
         return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
-    key = tune_key(batch, M, N, K, gather, itemsize)
-    tuned = TUNED.get(key)
-    rule = rule_tile(batch, M, N, K, gather)
-    if tuned is None and TUNER is not None and bench is not None and FORCE_TILE is None and rule != "gemv":
-        rule_choice = (rule, rule_split(rule, batch, M, N, K, divides, gather))
-        tuned = TUNER(key, tuning_candidates(batch, M, N, K, divides, gather), rule_choice, bench)
+    tuned = TUNED.get(tune_key(batch, M, N, K, gather, itemsize))
     if tuned and divides % tuned[1] == 0:
         return tuned[1]
     return rule_split(choose_tile(batch, M, N, K, gather, itemsize), batch, M, N, K, divides, gather)
@@ -305,20 +295,20 @@ def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: 
     return out
 
 
-def gemm(src: KernelSource, core: Node, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
+def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
          a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool | str = False,
          n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None,
          b_gather: TapGather | None = None):
-    """a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
+    """tile: the variant lowering chose (TILES, or "gemv"). a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
-    are K slices of one product (the tile is the one split_k chose the slice count for); gather: see choose_tile.
+    are K slices of one product; gather: see choose_tile.
     n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
     kernel stores each thread's groups of 4 columns as one vec4 (float32 or float16 outputs). a_vec / b_vec: the
     operand's memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so).
     b_gather: B is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
-    name = choose_tile(batch // split, M, N, K * split, gather, core.dtype.itemsize)
+    name = tile
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
@@ -539,11 +529,11 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
 
 
 def matmul(src: KernelSource, core: Node):
-    """Batched matmul; with split-K (core.arg = S) batch entry s*B + b multiplies slice s of K."""
+    """Batched matmul; with split-K (core.arg.split = S) batch entry s*B + b multiplies slice s of K."""
     a, b = core.srcs
     B, M, K = a.shape
     N = b.shape[2]
-    S = core.arg or 1
+    S, tile = core.arg.split, core.arg.tile
     Ks = K // S
 
     def vec_operand(x: Node, r_dim: int) -> VecOperand | None:
@@ -566,7 +556,7 @@ def matmul(src: KernelSource, core: Node):
     layout = dict(a_m_fastest=last_two_swapped(a), b_k_fastest=last_two_swapped(b),
                   a_vec=vec_operand(a, 1), b_vec=vec_operand(b, 2))
     if S == 1:
-        return gemm(src, core, B, M, N, K,
+        return gemm(src, core, tile, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
                     lambda e, bb, m, n: [bb, m, n], **layout, n_runs=True)
@@ -582,7 +572,7 @@ def matmul(src: KernelSource, core: Node):
         bi, kk = ab(e, bb, k)
         return e.value(b, (bi, kk, n))
 
-    return gemm(src, core, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S,
+    return gemm(src, core, tile, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S,
                 n_runs=True)
 
 
@@ -596,7 +586,8 @@ def last_two_swapped(x: Node) -> bool:
 
 
 def conv(src: KernelSource, core: Node):
-    """Implicit GEMM: batch = groups, M = output channels per group, N = N*OH*OW, K = Cin/g * KH * KW."""
+    """Implicit GEMM: batch = groups, M = output channels per group (the weights' rows), N = N*OH*OW (the pixels),
+    K = Cin/g * KH * KW; in the tile lowering chose (ConvArgs.tile)."""
     x, w = core.srcs  # x: the image, or its windows as data (an IM2COL node, a.im2col)
     a = core.arg
     Nb, C, H, W = a.x_shape if a.im2col else x.shape
@@ -611,8 +602,7 @@ def conv(src: KernelSource, core: Node):
     split = a.split if not a.transposed else 1
     gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g)
     # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather
-    tap_major = (gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and
-                 tap_major_fits(g // split, M, N, cin_g * KH * KW * split, cin_g, core.dtype.itemsize))
+    tap_major = gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and tile_reads_taps(a.tile, cin_g)
 
     def split_m(e: Expr, m):
         return (e.let(f"{m} / {OH * OW}", "n"), e.let(f"({m} / {OW}) % {OH}", "oh"), e.let(f"{m} % {OW}", "ow"))
@@ -623,7 +613,7 @@ def conv(src: KernelSource, core: Node):
             return e.let(f"{k} % {cin_g}", "ci"), e.let(f"{tap} / {KW}", "kh"), e.let(f"{tap} % {KW}", "kw")
         return (e.let(f"{k} / {KH * KW}", "ci"), e.let(f"({k} / {KW}) % {KH}", "kh"), e.let(f"{k} % {KW}", "kw"))
 
-    def a_value(e: Expr, bb, m, k):
+    def pixel_value(e: Expr, bb, k, m):  # B: the image's element under pixel m's window at k (group bb)
         if a.im2col:  # row k of this group's (split slice's) rows, pixel m
             return e.value(x, (f"{bb} * {cin_g * KH * KW} + {k}", m))
         n, oh, ow = split_m(e, m)
@@ -640,28 +630,28 @@ def conv(src: KernelSource, core: Node):
             ih, iw = e.let(f"{th} / {sh}", "ih"), e.let(f"{tw} / {sw}", "iw")
         return e.value(x, (n, f"{bb} * {cin_g} + {ci}", ih, iw))
 
-    def b_value(e: Expr, bb, k, nn):
+    def weight_value(e: Expr, bb, co, k):  # A: the weight of output channel co (of group bb) at k
         if not a.transposed and (w.kind == BUFFER or e.src.materialized(w)):
             # a weight in memory runs along k = (ci, kh, kw): its element is row * C/g*KH*KW + (first ci) * KH*KW + k,
             # with no division of k into (ci, kh, kw)
             if a.split > 1:  # group bb is slice bb % S of real group bb / S
-                row, first = f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g}"
+                row, first = f"({bb} / {a.split}) * {cout_g} + {co}", f"({bb} % {a.split}) * {cin_g}"
             else:
-                row, first = f"{bb} * {cout_g} + {nn}", "0"
+                row, first = f"{bb} * {cout_g} + {co}", "0"
             if tap_major:
                 return e.element(w, f"({row}) * {w.shape[1] * KH * KW} + ({first} + {k} % {cin_g}) * {KH * KW} + "
                                     f"{k} / {cin_g}")
             return e.element(w, f"({row}) * {w.shape[1] * KH * KW} + {first} * {KH * KW} + {k}")
         ci, kh, kw = k_parts(e, k)
         if not a.transposed and a.split > 1:  # group bb is slice bb % S of real group bb / S
-            return e.value(w, (f"({bb} / {a.split}) * {cout_g} + {nn}", f"({bb} % {a.split}) * {cin_g} + {ci}", kh, kw))
+            return e.value(w, (f"({bb} / {a.split}) * {cout_g} + {co}", f"({bb} % {a.split}) * {cin_g} + {ci}", kh, kw))
         if not a.transposed:
-            return e.value(w, (f"{bb} * {cout_g} + {nn}", ci, kh, kw))
-        return e.value(w, (f"{bb} * {cin_g} + {ci}", nn, kh, kw))
+            return e.value(w, (f"{bb} * {cout_g} + {co}", ci, kh, kw))
+        return e.value(w, (f"{bb} * {cin_g} + {ci}", co, kh, kw))
 
-    def out_index(e: Expr, bb, m, nn):
+    def out_index(e: Expr, bb, co, m):
         n, oh, ow = split_m(e, m)
-        return [n, e.let(f"{bb} * {cout_g} + {nn}", "co"), oh, ow]
+        return [n, e.let(f"{bb} * {cout_g} + {co}", "co"), oh, ow]
 
     # out^T = W . im2col: threads next to each other own neighbouring pixels, so the epilogue's stores into the
     # NCHW output are coalesced (as pixels x channels, each store instruction hit 32 cache lines; 1.1-1.8x
@@ -691,9 +681,8 @@ def conv(src: KernelSource, core: Node):
         pixels_vec = VecOperand(x, "r", lambda e, bb, m, k: f"(({bb}) * {cin_g * KH * KW} + {k}) * {Nb * OH * OW} + {m}")
     pixels_gather = (TapGather(x, (C, H, W), (OH, OW), cin_g, KW, a.stride, a.padding, a.dilation) if tap_major
                      else None)
-    return gemm(src, core, g, M, N, cin_g * KH * KW,
-                lambda e, bb, co, k: b_value(e, bb, k, co), lambda e, bb, k, m: a_value(e, bb, m, k),
-                lambda e, bb, co, m: out_index(e, bb, m, co), a_m_fastest=a.transposed, b_k_fastest=False,
+    return gemm(src, core, a.tile, g, M, N, cin_g * KH * KW,
+                weight_value, pixel_value, out_index, a_m_fastest=a.transposed, b_k_fastest=False,
                 split=split, gather=gather,
                 n_runs=(OH * OW) % 4 == 0,  # 4 pixels from a multiple of 4 lie in one image, side by side
                 a_vec=weights_vec, b_vec=pixels_vec, b_gather=pixels_gather)
@@ -701,8 +690,14 @@ def conv(src: KernelSource, core: Node):
 
 def tap_major_fits(batch: int, M: int, N: int, K: int, cin_g: int, itemsize: int = 4) -> bool:
     """Whether the tiled kernel choose_tile picks for a gathered conv's GEMM can read its pixels through a
-    TapGather: every K step lies within one tap, and each thread loads one pixel's column of the B tile."""
-    t = TILES.get(choose_tile(batch, M, N, K, "tap", itemsize))
+    TapGather (see tile_reads_taps)."""
+    return tile_reads_taps(choose_tile(batch, M, N, K, "tap", itemsize), cin_g)
+
+
+def tile_reads_taps(name: str, cin_g: int) -> bool:
+    """Whether a conv's GEMM in tile `name` can read its pixels through a TapGather: every K step lies within one
+    tap, and each thread loads one pixel's column of the B tile."""
+    t = TILES.get(name)
     return t is not None and cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..ops import Node
+from ..ops import MAX_TRIPS, Node
 from .common import WG, epilogue, thread_per_output
 from .expr import Expr, KernelSource, idx_vars, linear_index, unravel
 from .snippets import literal
@@ -42,11 +42,10 @@ LANES = 16
 # the first add, where a loop waits for each in turn
 SERIAL_UNROLL = 16
 # Loop trips: a reduction of up to STAGE_MAX elements is one kernel (a workgroup of 256 threads per output: at most
-# 256 trips each, + 8 for the tree); a longer one is staged. MAX_TRIPS bounds any one thread's loop trips in any
-# kernel tinydl generates (drivers may cap them: lavapipe at 65535 per invocation, all loops together).
+# 256 trips each, + 8 for the tree); a longer one is staged. ops.MAX_TRIPS bounds any one thread's loop trips in
+# any kernel tinydl generates (drivers may cap them: lavapipe at 65535 per invocation, all loops together).
 STAGE_MAX = 1 << 16
 STAGE_CHUNK = 1 << 13  # elements per stage-1 partial (more for reductions over 2^29+ elements: <= 65536 partials)
-MAX_TRIPS = 1 << 14
 WIDE_INT_OPS = ("sum", "prod")  # on int32: accumulated wide, overflow reported
 ARG_OPS = ("argmax", "argmin")
 

@@ -42,16 +42,16 @@ def choose_strip(planes: int, out_h: int, out_w: int) -> tuple[int, int]:
     return 1, 1
 
 
+def direct_trips(cin_g: int, kh: int, kw: int) -> int:
+    """Loop trips per thread of a direct conv: lowering (schedule/lower.py) makes one whose trips pass MAX_TRIPS
+    (drivers cap them) an implicit GEMM instead (K / 8 trips)."""
+    return cin_g * kh * (1 + kw) if kh * kw > MAX_UNROLLED_TAPS else cin_g
+
+
 def direct_conv(src: KernelSource, core: Node):
     """One thread per strip of rows x cols outputs of one (image, channel): loads each input row of the strip's
-    window once, every weight once, and keeps one accumulator per output. A window and channel count whose loops
-    would pass MAX_TRIPS trips per thread (drivers cap them) runs as an implicit GEMM instead (K / 8 trips)."""
+    window once, every weight once, and keeps one accumulator per output."""
     taps = math.prod(core.srcs[1].shape[2:])
-    cin_g = core.srcs[0].shape[1] // core.arg.groups
-    trips = cin_g * core.srcs[1].shape[2] * (1 + core.srcs[1].shape[3]) if taps > MAX_UNROLLED_TAPS else cin_g
-    if trips > MAX_TRIPS:
-        from .gemm import conv
-        return conv(src, core)
     if taps > MAX_UNROLLED_TAPS:
         return _looped_direct_conv(src, core)
     x, w = core.srcs

@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..ops import CONV, GATHER, IM2COL, INTERP, POOL, ConvArgs, PoolArgs
-from ..runtime import get_runtime
+from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTERP, POOL, ConvArgs, PoolArgs
 from ..shapes import as_tuple, conv_out_size
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
@@ -158,43 +157,16 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
 
 
 def _conv_node(x, w, args: ConvArgs, shape):
-    """The conv node; when its output alone gives too few GEMM workgroups (batch-1 convs over small images),
-    the input channels are cut into S slices run as S times the groups, and a sum over the slices (a reduce
-    kernel that takes the epilogue) adds them up."""
-    from .. import tuning
-    from ..kernels import gemm
-    from ..kernels.build import conv_uses_gemm
-    N, cout, OH, OW = shape
-    given = (x.shape, w.shape, x.dtype, args)  # x and args change below (im2col)
-
-    def bench():  # the same conv on fresh data, for tuning
-        x_shape, w_shape, dtype, conv_args = given
-        return _conv_node(tuning.random_like(x_shape, dtype), tuning.random_like(w_shape, dtype), conv_args, shape)
-    g = args.groups
-    C = x.shape[1]
-    cin_g, cout_g = C // g, cout // g
-    kh, kw = w.shape[2:]
-    on_gemm = conv_uses_gemm(cout_g, False)
-    if on_gemm and gemm.use_im2col(g, cout, N * OH * OW, C, kh * kw, x.dtype.itemsize, get_runtime().max_binding_size):
-        # the windows written once as a [C*KH*KW, N*OH*OW] matrix, which the conv's GEMM reads as plain data
-        col_args = dataclasses.replace(args, x_shape=x.shape, kernel=(kh, kw))
-        x = _make(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), x.dtype)
-        args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
-    S = gemm.split_k(g, *gemm.conv_gemm_dims(N * OH * OW, cout_g), cin_g * kh * kw, cin_g,
-                     gather=gemm.conv_gather(kh * kw, args.im2col, False, cin_g), itemsize=x.dtype.itemsize,
-                     bench=bench) if on_gemm else 1
-    if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (gemm.MAX_K)
-        S = next((s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K), 0)
-        if not S or not on_gemm:
-            raise NotImplementedError(f"conv2d with a {kh}x{kw} kernel: {kh * kw} taps per input channel are more "
-                                      f"than the {gemm.MAX_K} one GEMM loop of tinydl may run")
-    if S == 1:
-        return _make(CONV, None, (x, w), args, shape, x.dtype)
-    # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
-    # kernel indexes the original weight (ConvArgs.split), so no view of it is needed
-    part = _make(CONV, None, (x, w), dataclasses.replace(args, groups=g * S, split=S), (N, g * S * cout_g, OH, OW),
-                 x.dtype)
-    return part.reshape(N, g, S, cout_g, OH, OW).sum(2).reshape(shape)
+    """The conv node. How it runs (im2col, split-K over its input channels, its GEMM tile, or a direct conv) is
+    lowering's choice, on a plan-cache miss (schedule/lower.py); here only what no kernel could run is refused."""
+    cin_g, cout_g = x.shape[1] // args.groups, shape[1] // args.groups
+    taps = w.shape[2] * w.shape[3]
+    # a GEMM conv's K loop is split over its input channels to stay within drivers' loop caps, but never one
+    # channel's taps; a direct conv (few output channels per group) is never split
+    if cin_g * taps > GEMM_MAX_K and (taps > GEMM_MAX_K or cout_g < DIRECT_CONV_MAX_COUT_PER_GROUP):
+        raise NotImplementedError(f"conv2d with a {w.shape[2]}x{w.shape[3]} kernel: {taps} taps per input channel "
+                                  f"are more than the {GEMM_MAX_K} one GEMM loop of tinydl may run")
+    return _make(CONV, None, (x, w), args, shape, x.dtype)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -224,10 +196,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if OH <= 0 or OW <= 0:
         raise RuntimeError(f"Given input size per channel: ({x.shape[2]} x {x.shape[3]}). Calculated output size per "
                            f"channel: ({OH} x {OW}). Output size is too small")
-    from ..kernels import gemm
-    if C // groups * kh * kw > gemm.MAX_K:  # its GEMM's K loop would pass drivers' loop caps (not split)
+    if C // groups * kh * kw > GEMM_MAX_K:  # its GEMM's K loop would pass drivers' loop caps (not split)
         raise NotImplementedError(f"conv_transpose2d with {C // groups} input channels per group and a {kh}x{kw} "
-                                  f"kernel: K = {C // groups * kh * kw} is more than the {gemm.MAX_K} one GEMM loop "
+                                  f"kernel: K = {C // groups * kh * kw} is more than the {GEMM_MAX_K} one GEMM loop "
                                   f"of tinydl may run")
     out = _make(CONV, None, (x, weight), ConvArgs(stride, padding, dilation, groups, transposed=True),
                 (x.shape[0], cout, OH, OW), x.dtype)

@@ -1,9 +1,26 @@
-"""Lowering: backend choices made once, on a plan-cache miss, before fusion."""
+"""Lowering: the backend's choices, made once per graph structure (on a plan-cache miss), before fusion.
+
+The graph the tensor API builds says what to compute (MATMUL [B,M,K] @ [B,K,N], CONV with its ConvArgs). Lowering
+rewrites a copy of it into what the kernels compute, and records each choice on the node, where the emitters read
+it (they never choose):
+- a forward conv wide enough for a GEMM tile first writes its windows as data: IM2COL + CONV (gemm.use_im2col);
+- split-K: a GEMM whose output alone gives too few workgroups (batch-1 convs over small images) runs as S slices of
+  K, batch entries of one GEMM (GemmArgs.split / ConvArgs.split), and a sum over them. That sum is a REDUCE made
+  here, before fusion, so it takes over the epilogue (bias, BN, activation). A K too long for drivers' loop caps
+  (gemm.MAX_K) is always split;
+- each GEMM's variant (its tile, or gemv): GemmArgs.tile / ConvArgs.tile; a conv without one runs as a direct conv.
+The choices come from a chooser: RULES (forced variants for tests, measured ones, the rules in kernels/gemm.py),
+or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a Target value.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from ..ops import Node
+from ..kernels import gemm, window
+from ..kernels.build import conv_uses_gemm
+from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, VIEW, ConvArgs, GemmArgs, Node
+from .graph import walk
 from .target import Target
 
 
@@ -11,16 +28,152 @@ from .target import Target
 class Lowered:
     order: list[Node]   # the lowered graph, walked
     roots: list[int]    # its roots' positions
-    keys: list[int]     # each position's key in the plan: the original walk position of the node it stands for
-
-
-def lower(order: list[Node], roots: list[int], target: Target, chooser=None) -> Lowered:
-    return Lowered(order, list(roots), list(range(len(order))))
+    keys: list[int]     # per position, its key in the plan: the walk position of the original node it stands
+    #                     for, or (a node lowering made) a number past the original walk
 
 
 class Rules:
+    """The GEMM choices by kernels/gemm.py's rules: forced (tests: FORCE_*), measured (gemm.TUNED), or the rules.
+    `node` is the original (unlowered) MATMUL / CONV the choice is for."""
+
     def key(self) -> tuple:
-        return ()
+        """The switches that change lowering's choices (part of the plan key)."""
+        return (gemm.FORCE_TILE, gemm.FORCE_SPLIT_K, gemm.FORCE_IM2COL, gemm.TAP_MAJOR)
+
+    def split(self, node: Node, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str,
+              itemsize: int) -> int:
+        return gemm.split_k(batch, M, N, K, divides, gather, itemsize)
+
+    def tile(self, batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: int) -> str:
+        return gemm.choose_tile(batch, M, N, K, gather, itemsize)
 
 
 RULES = Rules()
+
+
+def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = RULES) -> Lowered:
+    """The walked graph with every MATMUL and CONV lowered (a copy: the caller's graph is not changed)."""
+    if not any(n.kind in (MATMUL, CONV) for n in order):
+        return Lowered(order, list(roots), list(range(len(order))))
+    new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph
+    made: set[int] = set()      # uids of lowered nodes that stand for an original one
+    for n in order:
+        if n.kind == BUFFER:
+            low = n
+        else:
+            srcs = tuple(new[s.uid] for s in n.srcs)
+            if n.kind == MATMUL:
+                low = _matmul(n, srcs, chooser)
+            elif n.kind == CONV:
+                low = _conv(n, srcs, target, chooser)
+            else:
+                low = _copy(n, srcs, made)
+        new[n.uid] = low
+        made.add(low.uid)
+    lroots = [new[order[r].uid] for r in roots]
+    lorder, _sig, lpos = walk(lroots)
+    keys = list(range(len(order), len(order) + len(lorder)))
+    for p, n in enumerate(order):
+        q = lpos.get(new[n.uid].uid)
+        if q is not None:
+            keys[q] = p
+    return Lowered(lorder, [lpos[n.uid] for n in lroots], keys)
+
+
+def _copy(n: Node, srcs: tuple, made: set[int]) -> Node:
+    """n over the lowered sources. It keeps n's uid (kernel names list fused ops in uid order: the order they
+    were built). A reshape of a lowered node that ends in a reshape is one reshape of what that one reshapes,
+    as the tensor API builds reshapes."""
+    if n.kind == VIEW and n.op == "reshape" and srcs[0].kind == VIEW and srcs[0].op == "reshape" \
+            and srcs[0] is not n.srcs[0]:
+        base = srcs[0].srcs[0]
+        if base.shape == n.shape and base.uid not in made:
+            return base
+        srcs = (base,)
+    low = Node(n.kind, n.op, srcs, n.arg, n.shape, n.dtype)
+    low.uid = n.uid
+    return low
+
+
+def _slice_sum(part: Node, sliced: tuple, axis: int, shape: tuple) -> Node:
+    """The sum over the slice axis of a split-K GEMM's result `part` (viewed as `sliced`), shaped `shape`: a
+    REDUCE, which fusion gives the epilogue."""
+    dt = part.dtype
+    kept = tuple(1 if i == axis else s for i, s in enumerate(sliced))
+    r = Node(VIEW, "reshape", (part,), sliced, sliced, dt)
+    red = Node(REDUCE, "sum", (r,), (axis,), kept, dt)
+    return Node(VIEW, "reshape", (red,), tuple(shape), tuple(shape), dt)
+
+
+def _pad_last(x: Node, dim: int, to: int) -> Node:
+    """x (3-D) padded with zeros along dim up to `to`."""
+    pads = tuple((0, to - x.shape[d]) if d == dim else (0, 0) for d in range(3))
+    shape = tuple(to if d == dim else s for d, s in enumerate(x.shape))
+    return Node(VIEW, "pad", (x,), (pads, "constant", 0), shape, x.dtype)
+
+
+def _matmul(n: Node, srcs: tuple, chooser: Rules) -> Node:
+    """[B,M,K] @ [B,K,N]: its split (K slices as extra batch entries: entry s*B + b multiplies slice s of K) and
+    its tile."""
+    a, b = srcs
+    B, M, K = a.shape
+    N = b.shape[2]
+    dt = n.dtype
+    S = chooser.split(n, B, M, N, K, K, False, dt.itemsize)
+    if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
+        S = gemm.long_k_slices(K)
+        Kp = -(-K // S) * S
+        if Kp != K:
+            a, b = _pad_last(a, 2, Kp), _pad_last(b, 1, Kp)
+    tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize)
+    if S == 1:
+        low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
+        low.uid = n.uid
+        return low
+    part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), dt)
+    return _slice_sum(part, (S, B, M, N), 0, n.shape)
+
+
+def _conv(n: Node, srcs: tuple, target: Target, chooser: Rules) -> Node:
+    """A conv: implicit GEMM (its windows first written by IM2COL where that pays; split-K; its tile) or direct."""
+    x, w = srcs
+    args: ConvArgs = n.arg
+    N, cout, OH, OW = n.shape
+    g, C = args.groups, x.shape[1]
+    cin_g, cout_g = C // g, cout // g
+    kh, kw = w.shape[2:]
+    dt = n.dtype
+    M, Ngemm = gemm.conv_gemm_dims(N * OH * OW, cout_g)
+    if args.transposed:
+        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gemm.conv_gather(kh * kw, False, True, cin_g), dt.itemsize)
+        return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
+    on_gemm = conv_uses_gemm(cout_g, False)
+    if not on_gemm:  # a direct conv, unless its loops would pass drivers' caps (then a GEMM of its own shape)
+        if window.direct_trips(cin_g, kh, kw) <= window.MAX_TRIPS:
+            return _node_like(n, (x, w), args)
+        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gemm.conv_gather(kh * kw, False, False, cin_g), dt.itemsize)
+        return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
+    if gemm.use_im2col(g, cout, N * OH * OW, C, kh * kw, dt.itemsize, target.max_binding_size):
+        # the windows written once as a [C*KH*KW, N*OH*OW] matrix, which the conv's GEMM reads as plain data
+        col_args = dataclasses.replace(args, x_shape=x.shape, kernel=(kh, kw))
+        x = Node(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), dt)
+        args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
+    K = cin_g * kh * kw
+    S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g), dt.itemsize)
+    if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
+        S = next(s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K)
+    # the tile of the GEMM as the kernel runs it: S * g groups of cin_g / S channels
+    tile = chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S), dt.itemsize)
+    if S == 1:
+        return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
+    # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
+    # kernel indexes the original weight (ConvArgs.split), so no view of it is needed
+    part = Node(CONV, None, (x, w), dataclasses.replace(args, groups=g * S, split=S, tile=tile),
+                (N, g * S * cout_g, OH, OW), dt)
+    return _slice_sum(part, (N, g, S, cout_g, OH, OW), 2, n.shape)
+
+
+def _node_like(n: Node, srcs: tuple, arg) -> Node:
+    low = Node(n.kind, n.op, srcs, arg, n.shape, n.dtype)
+    low.uid = n.uid
+    return low
