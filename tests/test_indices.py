@@ -255,15 +255,15 @@ def test_host_checked_indices_bind_no_status():
 
 
 def test_export_converters_check_indices():
-    from tinydl.interop import export
+    from tinydl.interop import export, registry  # noqa: F401 - export: the ATen ops registered
     x = tinydl.tensor(A)
-    index = export.ATEN["aten.index.Tensor"]
+    index = registry.lookup("aten.index.Tensor")
     np.testing.assert_array_equal(index(x, [None, _gpu_int([3, -1])]).numpy(), A[:, [3, -1]])
     with pytest.raises(IndexError, match="index out of range in self"):
         index(x, [_gpu_int([0, 1]), None, _gpu_int([0, 5])]).numpy()
     with pytest.raises(IndexError, match="index 5 is out of bounds for dimension 1 with size 5"):
         index(x, [torch.tensor([0, 1]), None, torch.tensor([0, 5])])
-    gather = export.ATEN["aten.gather.default"]
+    gather = registry.lookup("aten.gather.default")
     with pytest.raises(IndexError, match="index out of range in self"):
         gather(x, 1, _gpu_int([[[-1]]])).numpy()  # torch.gather refuses negative indices
 

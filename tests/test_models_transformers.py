@@ -21,7 +21,7 @@ import_torchvision()  # before transformers, which may import torchvision
 import transformers  # noqa: E402
 
 import tinydl  # noqa: E402
-from tinydl.interop import UnsupportedTorchOps, export  # noqa: E402
+from tinydl.interop import UnsupportedTorchOps, export, passes, registry  # noqa: E402
 from tinydl.testing import assert_close  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -286,7 +286,7 @@ def test_export_needs_example_inputs():
 def _aten_parity(name, torch_fn, *args, **kwargs):
     to_td = lambda a: tinydl.tensor(a) if isinstance(a, torch.Tensor) else (  # noqa: E731
         [to_td(v) for v in a] if isinstance(a, list) else a)
-    out = export.ATEN[name](*(to_td(a) for a in args), **kwargs)
+    out = registry.lookup(name)(*(to_td(a) for a in args), **kwargs)
     assert_close(out, torch_fn(*args, **kwargs), rtol=1e-4, atol=1e-5)
 
 
@@ -404,4 +404,28 @@ def test_sibling_linears_with_mismatched_weights_raise_torchs_error():
     env = {"x": tinydl.tensor(np.ones((2, 4), np.float32)), "w1": tinydl.tensor(np.ones((3, 4), np.float32)),
            "w2": tinydl.tensor(np.ones((3, 5), np.float32))}
     with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied \(2x4 and 5x3\)"):
-        export._run_sibling_linears(group, env, {})
+        passes.run_sibling_linears(group, env, {})
+
+
+def test_export_program_checks_get_attr_nodes_before_any_run(rng):
+    """ExportProgram.missing() runs at conversion, before the first run(): it checks get_attr nodes from the
+    host copies (it read the uploaded attributes, which only run() sets: an AttributeError)."""
+    from tinydl.interop import modules
+    from tinydl.interop.program import TorchFxModule
+    m = torch.nn.Linear(3, 2).eval()
+    args = (torch.from_numpy(rng.standard_normal((2, 3), dtype=np.float32)),)
+    lowered, _ = export.lower(export.export(m, args, {}))
+    gm, graph = lowered.graph_module, lowered.graph_module.graph
+    gm.register_buffer("extra", torch.ones(2))
+    gm.sub = torch.nn.Identity()
+    with graph.inserting_before(next(n for n in graph.nodes if n.op == "output")):
+        graph.get_attr("extra")
+        sub = graph.get_attr("sub")
+    assert export.ExportProgram(lowered, None, args, {}).missing() == [("attribute of type Identity", sub.name, "")]
+    graph.erase_node(sub)
+    program = export.ExportProgram(lowered, None, args, {})
+    assert program.missing() == []
+    tree = modules.mirror(m)
+    modules.copy_weights(tree, m)
+    with torch.no_grad():
+        assert_close(program.run(TorchFxModule(tree, program, "Linear"), args, {}), m(*args))

@@ -10,15 +10,7 @@
 """
 from __future__ import annotations
 
-
-class UnsupportedTorchOps(NotImplementedError):
-    """Raised by from_torch when the model uses ops tinydl cannot map. `.ops` lists (op, node, where)."""
-
-    def __init__(self, model_name: str, ops: list[tuple[str, str, str]]):
-        self.ops = ops
-        lines = "\n".join(f"  - {op}  (node '{node}'{', in ' + where if where else ''})" for op, node, where in ops)
-        super().__init__(f"from_torch({model_name}): {len(ops)} unsupported op(s); tinydl does not fall back to "
-                         f"torch:\n{lines}")
+from .registry import UnsupportedTorchOps
 
 
 def from_torch(module, example_inputs=None):

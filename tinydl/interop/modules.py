@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from .. import nn
-from ..nn.module import Module, Parameter
+from ..nn.module import Module, ModuleList, Parameter
 from ..tensor import tensor
+from .registry import LAYERS as CUSTOM_LAYERS
+from .weights import torch_to_numpy
 
 
 def _conv(cls):
@@ -77,9 +79,9 @@ LAYERS = {
 }
 
 
-# Library modules (timm's, ...) that fx cannot trace through, by qualified class name -> builder of a tinydl
-# module with the same parameter/buffer names (filled by timm_ops etc.); they are fx leaves too.
-CUSTOM_LAYERS: dict = {}
+# Library modules (timm's, ...) that fx cannot trace through are in the registry (CUSTOM_LAYERS: qualified class
+# name -> builder(torch module, convert_child) of a tinydl module with the same parameter/buffer names, registered
+# with @registry.layer by timm_ops etc.); they are fx leaves too.
 
 
 def _class_name(m) -> str:
@@ -91,15 +93,28 @@ def is_layer(m) -> bool:
     return (type(m).__module__.startswith("torch.nn") and type(m).__name__ in LAYERS) or _class_name(m) in CUSTOM_LAYERS
 
 
-def mirror(tm) -> Module:
-    """The tinydl twin of torch module `tm`, with placeholder weights (see copy_weights)."""
+def mirror(tm, convert=None) -> Module:
+    """The tinydl twin of torch module `tm`, with placeholder weights (see copy_weights). convert(torch module):
+    a converted module for a child of a custom layer that is neither a layer nor a container (fx.convert_child)."""
     with nn.init.no_init():
-        return _mirror(tm)
+        return _mirror(tm, convert)
 
 
-def _mirror(tm) -> Module:
+def mirror_child(tm, convert):
+    """A child of a custom layer: None, a tinydl layer, a ModuleList of children, or convert(tm) (its weights are
+    copied later, by the caller's copy_weights, through the shared parameter names)."""
+    if tm is None or is_layer(tm):
+        return None if tm is None else _mirror(tm, convert)
+    if type(tm).__name__ == "ModuleList":
+        return ModuleList([mirror_child(c, convert) for c in tm])
+    return convert(tm)
+
+
+def _mirror(tm, convert=None) -> Module:
     if is_layer(tm):
-        m = CUSTOM_LAYERS[_class_name(tm)](tm) if _class_name(tm) in CUSTOM_LAYERS else LAYERS[type(tm).__name__](tm)
+        name = _class_name(tm)
+        m = CUSTOM_LAYERS[name](tm, lambda c: mirror_child(c, convert)) if name in CUSTOM_LAYERS else \
+            LAYERS[type(tm).__name__](tm)
         m.train(tm.training)
         return m
     m = Module()
@@ -110,7 +125,7 @@ def _mirror(tm) -> Module:
         m.register_buffer(name, None if b is None else tensor(0.0),
                           persistent=name not in getattr(tm, "_non_persistent_buffers_set", ()))
     for name, child in tm._modules.items():
-        m.add_module(name, None if child is None else _mirror(child))
+        m.add_module(name, None if child is None else _mirror(child, convert))
     m.train(tm.training)
     return m
 
@@ -130,8 +145,4 @@ def copy_weights(m: Module, tm) -> None:
             (mod._parameters if attr in mod._parameters else mod._buffers)[attr] = first[id(t)]
             continue
         first[id(t)] = target
-        src = t.detach().cpu()
-        if str(src.dtype) in ("torch.bfloat16", "torch.float64"):
-            src = src.float()
-        new = tensor(src.numpy())
-        target.node = new.node
+        target.node = tensor(torch_to_numpy(t)).node  # bfloat16 exactly as float32; float64 as float32

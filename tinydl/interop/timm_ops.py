@@ -3,22 +3,22 @@
 `register_notrace_module` (fx leaves: their forward has control flow fx cannot trace). Each mirrors timm's math
 with tinydl Tensor ops, inference only.
 
-FUNCTIONS maps timm's qualified function names to tinydl callables (fx.py merges it into OVERRIDES and asks the
-tracer to keep them whole: `autowrap_functions()`); LAYERS maps timm's qualified class names to builders of
-tinydl modules with the same parameter/buffer names (merged into modules.CUSTOM_LAYERS). Nothing here imports
-timm: a model built with timm has imported it already.
+Each registers with the op registry (registry.py) under timm's qualified name: functions with
+`@implements(..., autowrap=True)` (the fx tracer keeps them whole), modules with `@layer` (builders of tinydl
+modules with the same parameter/buffer names). Nothing here imports timm: a model built with timm has imported it
+already.
 """
 from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import numpy as np
 
 from ..nn import functional as F
-from ..nn.module import Module, ModuleList
+from ..nn.module import Module
 from ..tensor import Tensor, cat, tensor
+from .registry import implements, layer
 
 
 # -- resampling matrices (the separable 1-d filters of torch's interpolate, as dense [out, in] matrices) -----
@@ -93,6 +93,7 @@ def resample_2d(x: Tensor, size, mode: str = "bicubic", antialias: bool = False,
 
 
 # -- timm.layers.pos_embed ---------------------------------------------------------------------------------
+@implements("timm.layers.pos_embed.resample_abs_pos_embed", autowrap=True)
 def resample_abs_pos_embed(posemb: Tensor, new_size, old_size=None, num_prefix_tokens: int = 1,
                            interpolation: str = "bicubic", antialias: bool = True, verbose: bool = False,
                            align_corners=None) -> Tensor:
@@ -120,6 +121,7 @@ def resample_abs_pos_embed(posemb: Tensor, new_size, old_size=None, num_prefix_t
     return cat([prefix, posemb], 1) if prefix is not None else posemb
 
 
+@implements("timm.layers.pos_embed.resample_abs_pos_embed_nhwc", autowrap=True)
 def resample_abs_pos_embed_nhwc(posemb: Tensor, new_size, interpolation: str = "bicubic", antialias: bool = True,
                                 verbose: bool = False) -> Tensor:
     if new_size[0] == posemb.shape[-3] and new_size[1] == posemb.shape[-2]:
@@ -130,53 +132,17 @@ def resample_abs_pos_embed_nhwc(posemb: Tensor, new_size, interpolation: str = "
     return grid.permute(0, 2, 3, 1).to(orig)
 
 
-FUNCTIONS = {
-    "timm.layers.pos_embed.resample_abs_pos_embed": resample_abs_pos_embed,
-    "timm.layers.pos_embed.resample_abs_pos_embed_nhwc": resample_abs_pos_embed_nhwc,
-}
-
-
-def autowrap_functions() -> tuple:
-    """timm's function objects for FUNCTIONS (those whose module is imported): the tracer keeps them as single
-    call_function nodes instead of tracing into them."""
-    out = []
-    for q in FUNCTIONS:
-        mod, _, name = q.rpartition(".")
-        if mod in sys.modules:
-            fn = getattr(sys.modules[mod], name, None)
-            if fn is not None:
-                out.append(fn)
-    return tuple(out)
-
-
 # -- leaf modules --------------------------------------------------------------------------------------------
-def _convert_child(tm):
-    """A child of a leaf module: a tinydl layer, or an fx-converted submodule (weights are copied later, by the
-    caller's copy_weights, through the shared parameter names)."""
-    from . import fx, modules
-    from .convert import UnsupportedTorchOps
-    if tm is None or modules.is_layer(tm):
-        return None if tm is None else modules._mirror(tm)
-    if type(tm).__name__ == "ModuleList":
-        return ModuleList([_convert_child(c) for c in tm])
-    program = fx.Program(fx.trace(tm).graph)
-    if program.missing:
-        raise UnsupportedTorchOps(type(tm).__name__, program.missing)
-    sub = fx.TorchFxModule(modules._mirror(tm), program, type(tm).__name__)
-    # part of the parent's graph: no plan capture of its own (held weakly: sub.forward would be a cycle)
-    object.__setattr__(sub, "_replay", fx._Forward(sub))
-    return sub
-
-
+@layer("timm.models.efficientvit_mit.LiteMLA")
 class LiteMLA(Module):
     """timm.models.efficientvit_mit.LiteMLA (EfficientViT-MIT's multi-scale linear attention); timm keeps it from
     fx because its forward branches on the device type."""
 
-    def __init__(self, tm):
+    def __init__(self, tm, convert_child):
         super().__init__()
         self.dim, self.eps = tm.dim, tm.eps
         for name in ("qkv", "aggreg", "kernel_func", "proj"):
-            self.add_module(name, _convert_child(getattr(tm, name)))
+            self.add_module(name, convert_child(getattr(tm, name)))
 
     def forward(self, x: Tensor) -> Tensor:
         B, _, H, W = x.shape
@@ -189,8 +155,3 @@ class LiteMLA(Module):
         out = q.float() @ (k.float().transpose(-1, -2) @ v.float())
         out = (out[..., :-1] / (out[..., -1:] + self.eps)).to(x.dtype)
         return self.proj(out.transpose(-1, -2).reshape(B, -1, H, W))
-
-
-LAYERS = {
-    "timm.models.efficientvit_mit.LiteMLA": LiteMLA,
-}

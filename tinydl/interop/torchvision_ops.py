@@ -2,7 +2,7 @@
 call_function node, so from_torch needs them as whole functions. Each mirrors torchvision's math with tinydl Tensor
 ops (inference only: the training branches - dropout, stochastic depth - are identities in eval mode).
 
-FUNCTIONS maps torchvision's qualified names to them; fx.py merges it into its OVERRIDES table.
+Each registers with the op registry (registry.py) under torchvision's qualified name (module path + name).
 """
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import numpy as np
 
 from ..nn import functional as F
 from ..tensor import Tensor, cat, tensor, zeros
+from .registry import implements
 
 
+@implements("torchvision.ops.stochastic_depth.stochastic_depth")
 def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) -> Tensor:
     """torchvision.ops.stochastic_depth: drops whole residual branches while training, identity in eval."""
     if p < 0.0 or p > 1.0:
@@ -27,6 +29,7 @@ def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) 
     return input
 
 
+@implements("torchvision.models.swin_transformer._patch_merging_pad")
 def _patch_merging_pad(x: Tensor) -> Tensor:
     """Swin's PatchMerging: pad H, W to even, then the four 2x2 phases side by side on the channels."""
     H, W, _ = x.shape[-3:]
@@ -38,6 +41,7 @@ def _patch_merging_pad(x: Tensor) -> Tensor:
     return cat([x0, x1, x2, x3], -1)
 
 
+@implements("torchvision.models.swin_transformer._get_relative_position_bias")
 def _get_relative_position_bias(relative_position_bias_table: Tensor, relative_position_index: Tensor,
                                 window_size) -> Tensor:
     """Swin: the (1, heads, N, N) bias, rows of the table picked by the (N*N,) index (a gather)."""
@@ -62,6 +66,7 @@ def _shift_mask(pad_H: int, pad_W: int, wh: int, ww: int, sh: int, sw: int) -> T
     return tensor(np.where(diff != 0, np.float32(-100.0), np.float32(0.0)))
 
 
+@implements("torchvision.models.swin_transformer.shifted_window_attention")
 def shifted_window_attention(input: Tensor, qkv_weight: Tensor, proj_weight: Tensor, relative_position_bias: Tensor,
                              window_size, num_heads: int, shift_size, attention_dropout: float = 0.0,
                              dropout: float = 0.0, qkv_bias: Tensor | None = None, proj_bias: Tensor | None = None,
@@ -121,12 +126,3 @@ def shifted_window_attention(input: Tensor, qkv_weight: Tensor, proj_weight: Ten
     if shifted:
         x = x.roll((shift_size[0], shift_size[1]), (1, 2))
     return x[:, :H, :W, :]
-
-
-# torchvision's qualified names (module path + function name) -> the tinydl function
-FUNCTIONS = {
-    "torchvision.ops.stochastic_depth.stochastic_depth": stochastic_depth,
-    "torchvision.models.swin_transformer._patch_merging_pad": _patch_merging_pad,
-    "torchvision.models.swin_transformer._get_relative_position_bias": _get_relative_position_bias,
-    "torchvision.models.swin_transformer.shifted_window_attention": shifted_window_attention,
-}

@@ -1,0 +1,411 @@
+"""The ATen ops of torch.export graphs, registered by overload name (str(torch.ops.aten.linear.default) ==
+"aten.linear.default"): each a tinydl callable taking the node's arguments. The inference IR keeps high-level
+ops (linear, layer_norm, scaled_dot_product_attention, ...), which map 1:1 to tinydl ops; the rest are composed
+here from tinydl ops. Python-level calls in ATen graphs (`_operator.getitem`) are torch_ops.py's."""
+from __future__ import annotations
+
+import builtins
+import importlib
+
+from .. import dtypes, indexing
+from ..nn import functional as F
+from ..tensor import Tensor
+from .registry import implements, to_dtype
+from .torch_ops import repeat
+
+T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
+
+
+# -- helpers composed from tinydl ops ---------------------------------------------------------------------
+def _dt(dtype, default=None):
+    return default if dtype is None else to_dtype(dtype)
+
+
+def _dims(dim, ndim):
+    """ATen's dim lists: None or [] mean every dim."""
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return tuple(range(ndim))
+    return dim
+
+
+def _cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
+    """Inclusive prefix sum as a masked reduction: out[..., i] = sum_j x[..., j] * (j <= i) (O(n^2); small n)."""
+    dt = _dt(dtype, dtypes.int32 if x.dtype.category < 2 else x.dtype)
+    d = dim % x.ndim if x.ndim else 0
+    if x.ndim == 0:
+        return x.to(dt)
+    n = x.shape[d]
+    moved = x.to(dt).transpose(d, -1).unsqueeze(-2)                 # (..., 1, n): j on the last axis
+    keep = T.arange(n).reshape(1, n) <= T.arange(n).reshape(n, 1)     # (n: i, n: j)
+    out = T.where(keep, moved, T.zeros((), dtype=dt)).sum(-1)         # (..., n: i)
+    return out.to(dt).transpose(d, -1)
+
+
+def _diff(x: Tensor, n=1, dim=-1, prepend=None, append=None) -> Tensor:
+    parts = [p for p in (prepend, x, append) if p is not None]
+    d = dim % x.ndim
+    y = T.cat(parts, d) if len(parts) > 1 else x
+    for _ in range(n):
+        size = y.shape[d]
+        hi, lo = y._slice(d, 1, size, 1), y._slice(d, 0, size - 1, 1)
+        y = T.ne(hi, lo) if y.dtype == dtypes.bool_ else hi - lo
+    return y
+
+
+def _tri(x: Tensor, diagonal: int, upper: bool) -> Tensor:
+    r, c = x.shape[-2:]
+    rows, cols = T.arange(r).reshape(r, 1), T.arange(c).reshape(1, c)
+    keep = (cols - rows >= diagonal) if upper else (cols - rows <= diagonal)
+    return T.where(keep, x, T.zeros((), dtype=x.dtype))
+
+
+def _floor_divide(a, b):
+    ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
+    q = T.floor(T.div(a, b))
+    return q.to(dtypes.int32) if ints else q
+
+
+def _div_mode(a, b, rounding_mode=None):
+    if rounding_mode is None:
+        return T.div(a, b)
+    if rounding_mode == "floor":
+        return _floor_divide(a, b)
+    q = T.div(a, b)
+    q = T.sign(q) * T.floor(T.abs(q))
+    ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
+    return q.to(dtypes.int32) if ints else q
+
+
+def _remainder(a, b):
+    return a - _floor_divide(a, b) * b
+
+
+def _like(fill):
+    def f(x, *_, dtype=None, **__):
+        return T.full(x.shape, fill, dtype=_dt(dtype, x.dtype))
+    return f
+
+
+def _new(fill):
+    def f(x, size, *_, dtype=None, **__):
+        return T.full(tuple(size), fill, dtype=_dt(dtype, x.dtype))
+    return f
+
+
+def _full(size, fill_value, *_, dtype=None, **__):
+    return T.full(tuple(size), fill_value, dtype=_dt(dtype))
+
+
+def _const(fill):
+    def f(size, *_, dtype=None, **__):
+        return T.full(tuple(size), fill, dtype=_dt(dtype, dtypes.float32))
+    return f
+
+
+def _arange(*args, dtype=None, **_):
+    return T.arange(*args, dtype=_dt(dtype))
+
+
+def _masked_fill(x, mask, value):
+    return T.where(mask, value, x).to(x.dtype)
+
+
+def _where_scalar(cond, a, b):
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        dt = dtypes.float32 if isinstance(a, float) or isinstance(b, float) else dtypes.promote(
+            dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
+        return T.where(cond, T.full((), a, dtype=dt), T.full((), b, dtype=dt))
+    return T.where(cond, a, b)
+
+
+def _sum(x, dim=None, keepdim=False, *, dtype=None):
+    return T.sum(x, _dims(dim, x.ndim), keepdim, dtype=_dt(dtype))
+
+
+def _mean(x, dim=None, keepdim=False, *, dtype=None):
+    x = x.to(to_dtype(dtype)) if dtype is not None else x
+    return T.mean(x, _dims(dim, x.ndim), keepdim)
+
+
+def _var(x, dim=None, *, correction=None, keepdim=False):
+    return T.var(x, _dims(dim, x.ndim), keepdim=keepdim, correction=1 if correction is None else correction)
+
+
+def _std(x, dim=None, *, correction=None, keepdim=False):
+    return T.sqrt(_var(x, dim, correction=correction, keepdim=keepdim))
+
+
+def _any(x, dim=None, keepdim=False):
+    return T.amax(x.bool().int(), _dims(dim, x.ndim), keepdim) > 0
+
+
+def _all(x, dim=None, keepdim=False):
+    return T.amin(x.bool().int(), _dims(dim, x.ndim), keepdim) > 0
+
+
+def _addmm(bias, a, b, *, beta=1, alpha=1):
+    out = T.matmul(a, b)
+    out = out * alpha if alpha != 1 else out
+    return out + (bias * beta if beta != 1 else bias)
+
+
+def _baddbmm(bias, a, b, *, beta=1, alpha=1):
+    return _addmm(bias, a, b, beta=beta, alpha=alpha)
+
+
+def _native_layer_norm(x, normalized_shape, weight, bias, eps):
+    dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean = x.mean(dims, keepdim=True)
+    xc = x - mean
+    rstd = ((xc * xc).mean(dims, keepdim=True) + eps).rsqrt()
+    return F.layer_norm(x, normalized_shape, weight, bias, eps), mean, rstd
+
+
+def _native_group_norm(x, weight, bias, N, C, HxW, group, eps):
+    return F.group_norm(x, group, weight, bias, eps), None, None
+
+
+def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, *_):
+    return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _bn_no_training(x, weight, bias, running_mean, running_var, momentum, eps):
+    return F.batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps), None, None
+
+
+def _convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_):
+    if transposed:
+        if w.ndim != 4:
+            raise NotImplementedError(f"transposed convolution with a {w.ndim}-d weight is not supported")
+        return F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+    return (F.conv1d if w.ndim == 3 else F.conv2d)(x, w, b, stride, padding, dilation, groups)
+
+
+def _conv(fn):
+    return lambda x, w, b=None, stride=1, padding=0, dilation=1, groups=1: fn(x, w, b, stride, padding, dilation,
+                                                                              groups)
+
+
+def _sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+def _sdpa_cpu(q, k, v, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale), None
+
+
+def _max_pool2d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return F.max_pool2d(x, kernel_size, stride or None, padding, dilation, ceil_mode)
+
+
+def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    return F.avg_pool2d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def _upsample(mode):
+    def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, **_):
+        if rest and isinstance(rest[0], bool):  # upsample_bilinear2d.vec(x, output_size, align_corners, scales)
+            align_corners, rest = rest[0], rest[1:]
+        if rest and scale_factors is None:
+            scale_factors = rest[0]
+        if output_size is not None:
+            return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners)
+        return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners)
+    return f
+
+
+def _squeeze(x, dim=None):
+    if isinstance(dim, (list, tuple)):
+        dim = tuple(dim)
+    return x.squeeze(dim)
+
+
+def _slice(x, dim=0, start=None, end=None, step=1):
+    d = dim % x.ndim
+    return x._slice(d, start, end, step)
+
+
+def _split(x, split_size, dim=0):
+    return x.split(split_size if isinstance(split_size, int) else list(split_size), dim)
+
+
+def _no_op(*_, **__):
+    return None
+
+
+def _same(x, *_, **__):
+    return x
+
+
+def _unsupported_view_dtype(x, dtype):
+    raise NotImplementedError("Tensor.view(dtype) (a bitcast) is not supported")
+
+
+def _aten(names: str, fn) -> None:
+    """Register fn for ATen overloads (names without the "aten." prefix, space-separated)."""
+    implements(*("aten." + n for n in names.split()))(fn)
+
+
+# elementwise
+for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu silu mish erf floor ceil round "
+              "hardswish hardsigmoid logical_not").split():
+    _aten(f"{_name}.default", getattr(T, _name))
+_aten("relu6.default", T.relu6)
+_aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b if alpha == 1 else T.mul(b, alpha)))
+_aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 else T.mul(b, alpha)))
+_aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.sub(b, a if alpha == 1 else T.mul(a, alpha)))
+_aten("mul.Tensor mul.Scalar", T.mul)
+_aten("div.Tensor div.Scalar", T.div)
+_aten("div.Tensor_mode div.Scalar_mode", _div_mode)
+_aten("floor_divide.default floor_divide.Scalar", _floor_divide)
+_aten("remainder.Tensor remainder.Scalar", _remainder)
+_aten("pow.Tensor_Scalar pow.Tensor_Tensor pow.Scalar", T.pow)
+_aten("square.default", lambda x: x * x)
+_aten("maximum.default", T.maximum)
+_aten("minimum.default", T.minimum)
+_aten("clamp.default clamp.Tensor", lambda x, min=None, max=None: T.clamp(x, min, max))
+_aten("clamp_min.default clamp_min.Tensor", lambda x, v: T.clamp(x, v, None))
+_aten("clamp_max.default clamp_max.Tensor", lambda x, v: T.clamp(x, None, v))
+_aten("hardtanh.default", lambda x, min_val=-1.0, max_val=1.0: F.hardtanh(x, min_val, max_val))
+_aten("leaky_relu.default", lambda x, negative_slope=0.01: T.leaky_relu(x, negative_slope))
+_aten("elu.default", lambda x, alpha=1.0, scale=1, input_scale=1: _elu(x, alpha, scale, input_scale))
+_aten("softplus.default", lambda x, beta=1, threshold=20: T.softplus(x, beta, threshold))
+_aten("gelu.default", lambda x, approximate="none": T.gelu(x, approximate))
+_aten("prelu.default _prelu_kernel.default", F.prelu)
+for _name in "eq ne lt le gt ge".split():
+    _aten(f"{_name}.Tensor {_name}.Scalar", getattr(T, _name))
+_aten("logical_and.default", T.logical_and)
+_aten("logical_or.default", T.logical_or)
+_aten("logical_xor.default", lambda a, b: T.ne(a.bool(), b.bool() if isinstance(b, Tensor) else builtins.bool(b)))
+_aten("bitwise_and.Tensor bitwise_and.Scalar __and__.Tensor __and__.Scalar", T.bitwise_and)
+_aten("bitwise_or.Tensor bitwise_or.Scalar __or__.Tensor __or__.Scalar", T.bitwise_or)
+_aten("bitwise_xor.Tensor bitwise_xor.Scalar __xor__.Tensor __xor__.Scalar", T.bitwise_xor)
+_aten("bitwise_not.default", T.bitwise_not)
+_aten("isnan.default", T.isnan)
+_aten("isinf.default", T.isinf)
+_aten("isfinite.default", T.isfinite)
+_aten("where.self", T.where)
+_aten("where.ScalarOther where.ScalarSelf where.Scalar", _where_scalar)
+_aten("masked_fill.Scalar masked_fill.Tensor", _masked_fill)
+
+
+def _elu(x, alpha, scale, input_scale):
+    if scale != 1 or input_scale != 1:  # selu / celu forms
+        return scale * T.where(x > 0, x, alpha * (T.exp(x * input_scale) - 1))
+    return T.elu(x, alpha)
+
+
+# dtype / identity / asserts
+_aten("clone.default alias.default contiguous.default detach.default lift_fresh_copy.default", _same)
+_aten("dropout.default feature_dropout.default alpha_dropout.default",
+      lambda x, p=0.5, train=False: F.dropout(x, p, train))
+_aten("_assert_tensor_metadata.default _assert_scalar.default _assert_async.msg sym_constrain_range.default "
+      "sym_constrain_range_for_size.default _assert_async.default", _no_op)
+_aten("_local_scalar_dense.default item.default", lambda x: x.item())
+_aten("copy.default", lambda x, src, non_blocking=False: src.to(x.dtype).expand(x.shape) if isinstance(src, Tensor)
+      else T.full(x.shape, src, dtype=x.dtype))
+_aten("fill.Scalar fill.Tensor", lambda x, v: T.full(x.shape, v.item() if isinstance(v, Tensor) else v, dtype=x.dtype))
+
+# movement
+_aten("view.default reshape.default _unsafe_view.default view_copy.default", lambda x, size: x.reshape(tuple(size)))
+_aten("view.dtype", _unsupported_view_dtype)
+_aten("permute.default permute_copy.default", lambda x, dims: x.permute(tuple(dims)))
+_aten("transpose.int transpose_copy.int", lambda x, a, b: x.transpose(a, b))
+_aten("t.default", lambda x: x.t())
+_aten("expand.default expand_copy.default", lambda x, size, implicit=False: x.expand(tuple(size)))
+_aten("expand_as.default", lambda x, other: x.expand(other.shape))
+_aten("unsqueeze.default unsqueeze_copy.default", lambda x, dim: x.unsqueeze(dim))
+_aten("squeeze.default squeeze.dim squeeze.dims squeeze_copy.dim", _squeeze)
+_aten("flatten.using_ints", lambda x, start_dim=0, end_dim=-1: x.flatten(start_dim, end_dim))
+_aten("unflatten.int", lambda x, dim, sizes: x.unflatten(dim, tuple(sizes)))
+_aten("slice.Tensor slice_copy.Tensor", _slice)
+_aten("select.int select_copy.int", lambda x, dim, index: x.select(dim, index))
+_aten("narrow.default", lambda x, dim, start, length: x.narrow(dim, start, length))
+_aten("split.Tensor split_with_sizes.default split_copy.Tensor split_with_sizes_copy.default", _split)
+_aten("chunk.default", lambda x, chunks, dim=0: x.chunk(chunks, dim))
+_aten("unbind.int", lambda x, dim=0: x.unbind(dim))
+_aten("cat.default", lambda ts, dim=0: T.cat(list(ts), dim))
+_aten("stack.default", lambda ts, dim=0: T.stack(list(ts), dim))
+_aten("repeat.default", lambda x, sizes: repeat(x, tuple(sizes)))
+_aten("roll.default", lambda x, shifts, dims=(): x.roll(tuple(shifts), tuple(dims) or None))
+_aten("constant_pad_nd.default", lambda x, pad, value=0: F.pad(x, tuple(pad), "constant", value))
+_aten("pad.default", lambda x, pad, mode="constant", value=None: F.pad(x, tuple(pad), mode, value))
+_aten("triu.default", lambda x, diagonal=0: _tri(x, diagonal, True))
+_aten("tril.default", lambda x, diagonal=0: _tri(x, diagonal, False))
+
+# indexing
+_aten("index.Tensor", indexing.index)
+_aten("index_select.default", lambda x, dim, index: x.index_select(dim, index))
+_aten("gather.default", lambda x, dim, index, sparse_grad=False: x.gather(dim, index))
+_aten("take.default", lambda x, index: x.take(index))
+_aten("one_hot.default", lambda x, num_classes=-1: F.one_hot(x, num_classes))
+_aten("embedding.default", lambda w, idx, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
+      F.embedding(idx, w))
+
+# creation
+_aten("arange.default arange.start arange.start_step", _arange)
+_aten("full.default", _full)
+_aten("zeros.default empty.memory_format", _const(0))
+_aten("ones.default", _const(1))
+_aten("scalar_tensor.default", lambda v, *, dtype=None, **_: T.full((), v, dtype=_dt(dtype, dtypes.float32)))
+_aten("zeros_like.default empty_like.default", _like(0))
+_aten("ones_like.default", _like(1))
+_aten("full_like.default", lambda x, v, *_, dtype=None, **__: T.full(x.shape, v, dtype=_dt(dtype, x.dtype)))
+_aten("new_zeros.default new_empty.default", _new(0))
+_aten("new_ones.default", _new(1))
+_aten("new_full.default", lambda x, size, v, *_, dtype=None, **__: T.full(tuple(size), v, dtype=_dt(dtype, x.dtype)))
+
+# reductions
+_aten("sum.dim_IntList sum.default", _sum)
+_aten("mean.dim mean.default", _mean)
+_aten("prod.dim_int prod.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.prod(x, dim, keepdim))
+_aten("amax.default", lambda x, dim=(), keepdim=False: T.amax(x, _dims(dim, x.ndim), keepdim))
+_aten("amin.default", lambda x, dim=(), keepdim=False: T.amin(x, _dims(dim, x.ndim), keepdim))
+_aten("max.dim", lambda x, dim, keepdim=False: T.max(x, dim, keepdim))
+_aten("min.dim", lambda x, dim, keepdim=False: T.min(x, dim, keepdim))
+_aten("max.default", lambda x: T.amax(x))
+_aten("min.default", lambda x: T.amin(x))
+_aten("argmax.default", lambda x, dim=None, keepdim=False: T.argmax(x, dim, keepdim))
+_aten("argmin.default", lambda x, dim=None, keepdim=False: T.argmin(x, dim, keepdim))
+_aten("var.correction", _var)
+_aten("std.correction", _std)
+_aten("any.dim any.dims any.default", _any)
+_aten("all.dim all.dims all.default", _all)
+_aten("cumsum.default", _cumsum)
+_aten("diff.default", _diff)
+_aten("softmax.int", lambda x, dim, dtype=None: F.softmax(x, dim, _dt(dtype)))
+_aten("_softmax.default", lambda x, dim, half_to_float=False: F.softmax(x, dim, dtypes.float32 if half_to_float
+                                                                          else None))
+_aten("log_softmax.int", lambda x, dim, dtype=None: F.log_softmax(x, dim, _dt(dtype)))
+_aten("_log_softmax.default", lambda x, dim, half_to_float=False: F.log_softmax(x, dim, dtypes.float32
+                                                                                if half_to_float else None))
+
+# linear algebra
+_aten("linear.default", lambda x, w, b=None: F.linear(x, w, b))
+_aten("addmm.default", _addmm)
+_aten("baddbmm.default", _baddbmm)
+_aten("mm.default", T.mm)
+_aten("bmm.default", T.bmm)
+_aten("matmul.default", T.matmul)
+
+# normalization / conv / pooling / attention
+_aten("layer_norm.default", lambda x, shape, w=None, b=None, eps=1e-5, cudnn_enable=True:
+      F.layer_norm(x, tuple(shape), w, b, eps))
+_aten("native_layer_norm.default", _native_layer_norm)
+_aten("group_norm.default", lambda x, groups, w=None, b=None, eps=1e-5, cudnn_enabled=True:
+      F.group_norm(x, groups, w, b, eps))
+_aten("native_group_norm.default", _native_group_norm)
+_aten("batch_norm.default", _batch_norm)
+_aten("_native_batch_norm_legit_no_training.default", _bn_no_training)
+_aten("conv2d.default conv2d.padding", _conv(F.conv2d))
+_aten("conv1d.default conv1d.padding", _conv(F.conv1d))
+_aten("convolution.default", _convolution)
+_aten("max_pool2d.default", _max_pool2d)
+_aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), None))
+_aten("avg_pool2d.default", _avg_pool2d)
+_aten("adaptive_avg_pool2d.default _adaptive_avg_pool2d.default", F.adaptive_avg_pool2d)
+_aten("adaptive_max_pool2d.default", lambda x, size: (F.adaptive_max_pool2d(x, size), None))
+_aten("upsample_nearest2d.vec upsample_nearest2d.default", _upsample("nearest"))
+_aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
+_aten("scaled_dot_product_attention.default", _sdpa)
+_aten("_scaled_dot_product_flash_attention_for_cpu.default", _sdpa_cpu)

@@ -1,0 +1,112 @@
+"""torch-level calls of fx graphs whose arguments differ from tinydl's, registered by qualified name (Python
+operators and builtins too: `_operator.add`, `builtins.getattr`). Every other torch call resolves by name
+(fx.resolve_function), since tinydl's API mirrors torch's."""
+from __future__ import annotations
+
+import builtins
+import importlib
+import math
+import operator
+
+from .. import dtypes
+from ..nn import functional as F
+from ..tensor import Tensor
+from .registry import implements, to_dtype
+
+T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
+
+
+@implements("torch.Tensor.to", "torch.Tensor.type", "aten._to_copy.default aten.to.dtype aten.to.dtype_layout "
+            "aten.to.device aten.to.other aten.type_as.default")
+def to(x, *args, **kwargs):
+    """x.to(...) in any of torch's forms: the first dtype (or tensor, for its dtype) among the arguments; device,
+    layout and memory_format changes are no-ops."""
+    for a in list(args) + list(kwargs.values()):
+        a = to_dtype(a)
+        if isinstance(a, dtypes.DType):
+            return x.to(a)
+        if isinstance(a, Tensor):
+            return x.to(a.dtype)
+    return x
+
+
+@implements("torch.Tensor.size")
+def _size(x, dim=None):
+    return x.size(dim) if dim is not None else tuple(x.shape)
+
+
+@implements("torch.Tensor.view", "torch.Tensor.reshape")
+def _view(x, *shape):
+    if len(shape) == 1 and type(shape[0]).__module__ == "torch" and type(shape[0]).__name__ == "dtype":
+        raise NotImplementedError("Tensor.view(dtype) (a bitcast) is not supported")
+    return x.reshape(*shape)
+
+
+@implements("torch.Tensor.repeat")
+def repeat(x, *sizes):
+    sizes = T._varargs(sizes)
+    lead = len(sizes) - x.ndim
+    x = x.reshape((1,) * lead + x.shape)
+    out = x
+    for d, r in enumerate(sizes):
+        if r != 1:
+            out = T.cat([out] * r, d)
+    return out
+
+
+implements("torch.flatten")(lambda x, start_dim=0, end_dim=-1: x.flatten(start_dim, end_dim))
+implements("torch.Tensor.permute")(lambda x, *dims: x.permute(*dims))
+implements("torch.Tensor.contiguous")(lambda x, *a, **k: x)
+implements("torch.Tensor.dim")(lambda x: x.ndim)
+implements("torch.Tensor.numel")(lambda x: x.numel())
+implements("torch.Tensor.float")(lambda x: x.float())
+implements("torch.Tensor.half")(lambda x: x.half())
+implements("torch.Tensor.long", "torch.Tensor.int")(lambda x: x.int())
+implements("torch.Tensor.bool")(lambda x: x.bool())
+implements("torch.Tensor.masked_fill")(lambda x, mask, value: T.where(mask, value, x))
+implements("torch.Tensor.__getitem__", "_operator.getitem", "getitem")(operator.getitem)
+implements("torch.scalar_tensor")(lambda v, dtype=None, **_: T.full((), v, dtype=to_dtype(dtype)))
+implements("torch._assert")(lambda cond, msg=None: None)  # shapes the tracer checked; tinydl checks shapes itself
+implements("torch.tensor")(lambda data, dtype=None, **_: T.tensor(data, to_dtype(dtype)))
+implements("torch.zeros")(lambda *s, dtype=None, **_: T.zeros(*s, dtype=to_dtype(dtype)))
+implements("torch.ones")(lambda *s, dtype=None, **_: T.ones(*s, dtype=to_dtype(dtype)))
+implements("torch.full")(lambda s, v, dtype=None, **_: T.full(s, v, dtype=to_dtype(dtype)))
+implements("torch.arange")(lambda *a, dtype=None, **_: T.arange(*a, dtype=to_dtype(dtype)))
+implements("torch.functional.split")(lambda x, split_size_or_sections, dim=0: x.split(split_size_or_sections, dim))
+implements("torch.Tensor.reshape_as", "torch.Tensor.view_as")(lambda x, other: x.reshape(other.shape))
+
+# torch.nn.functional calls with arguments tinydl does not take (inplace, _stacklevel) or torch dtypes
+implements("torch.nn.functional.dropout")(lambda x, p=0.5, training=False, inplace=False: F.dropout(x, p, training))
+for _name in ("relu", "relu6", "silu", "hardswish", "hardsigmoid"):
+    implements(f"torch.nn.functional.{_name}")(lambda x, inplace=False, _f=getattr(F, _name): _f(x))
+implements("torch.nn.functional.leaky_relu")(
+    lambda x, negative_slope=0.01, inplace=False: F.leaky_relu(x, negative_slope))
+implements("torch.nn.functional.elu")(lambda x, alpha=1.0, inplace=False: F.elu(x, alpha))
+implements("torch.nn.functional.hardtanh")(
+    lambda x, min_val=-1.0, max_val=1.0, inplace=False: F.hardtanh(x, min_val, max_val))
+implements("torch.nn.functional.softmax")(
+    lambda x, dim=None, _stacklevel=3, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
+implements("torch.nn.functional.log_softmax")(
+    lambda x, dim=None, _stacklevel=3, dtype=None: F.log_softmax(x, dim, to_dtype(dtype)))
+implements("torch.softmax", "torch.Tensor.softmax")(lambda x, dim, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
+
+_TENSOR_ATTRS = {"device": lambda x: "webgpu", "is_cuda": lambda x: False, "data": lambda x: x,
+                 "requires_grad": lambda x: False}
+
+
+@implements("builtins.getattr")
+def _getattr(obj, name, *default):
+    """x.device & co. read in a traced forward: tinydl tensors have one device; the value only feeds str()/moves."""
+    if isinstance(obj, Tensor) and name in _TENSOR_ATTRS:
+        return _TENSOR_ATTRS[name](obj)
+    return getattr(obj, name, *default)
+
+
+# Python operators and builtins in fx graphs, by qualified name (`_operator.add`); in-place forms compute anew
+for _op in ("add sub mul truediv floordiv matmul neg pow eq ne lt le gt ge and_ or_ invert xor mod").split():
+    implements(f"_operator.{_op}")(getattr(operator, _op))
+implements("_operator.iadd")(operator.add)
+implements("_operator.imul")(operator.mul)
+for _fn in (builtins.len, builtins.int, builtins.float):
+    implements(f"builtins.{_fn.__name__}")(_fn)
+implements("math.sqrt")(math.sqrt)
