@@ -68,3 +68,20 @@ def test_rms_norm_errors(rng):
         with pytest.raises(RuntimeError, match="normalized_shape") as got:
             F.rms_norm(tinydl.tensor(x), *dargs)
         assert str(got.value) == str(expected.value)
+
+
+# -- cumsum, diff, triu/tril: tinydl's own ops (from_torch's ATen table maps to them) ------------------------------
+def test_cumsum_diff_tri_match_torch(rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    tx, dx = torch.from_numpy(x), tinydl.tensor(x)
+    for dim in (0, 1, -1):
+        assert_close(tinydl.cumsum(dx, dim), torch.cumsum(tx, dim), rtol=1e-5, atol=1e-5)
+        assert_close(dx.diff(dim=dim), tx.diff(dim=dim), rtol=0, atol=0)
+    ints = tinydl.cumsum(dx > 0, 1)  # bool sums as int64 (int32 here), as torch
+    assert ints.dtype == tinydl.int32
+    np.testing.assert_array_equal(ints.numpy(), torch.cumsum(tx > 0, 1).numpy())
+    assert_close(dx.cumsum(0, dtype=tinydl.float16), torch.cumsum(tx, 0, dtype=torch.float16), rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(tinydl.diff(dx > 0, 2, 0).numpy(), torch.diff(tx > 0, 2, 0).numpy())
+    for k in (-1, 0, 2):
+        assert_close(tinydl.triu(dx, k), torch.triu(tx, k), rtol=0, atol=0)
+        assert_close(dx.tril(k), tx.tril(k), rtol=0, atol=0)

@@ -11,8 +11,8 @@ import numpy as np
 from . import dtypes
 from .dtypes import DType
 from .ops import ELEMENTWISE, ELEMENTWISE_OPS
-from .shapes import broadcast_shapes
-from .tensor import Scalar, Tensor, _cast_scalar, _checked_scalar, _const, _make, full, tensor
+from .shapes import broadcast_shapes, normalize_dim
+from .tensor import Scalar, Tensor, _cast_scalar, _checked_scalar, _const, _make, arange, cat, full, tensor, zeros
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:
@@ -333,3 +333,34 @@ def where(cond, a, b) -> Tensor:
         dt = dtypes.promote(dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
         a = _const(_cast_scalar(a, dt), (), dt)
     return _elementwise("where", cond, a, b)
+
+
+# -- composites ---------------------------------------------------------------------------------------------
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two dims (cols - rows >= diagonal), zeros elsewhere."""
+    return _triangle(x, diagonal, True)
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two dims (cols - rows <= diagonal), zeros elsewhere."""
+    return _triangle(x, diagonal, False)
+
+
+def _triangle(x: Tensor, diagonal: int, upper: bool) -> Tensor:
+    r, c = x.shape[-2:]
+    rows, cols = arange(r).reshape(r, 1), arange(c).reshape(1, c)
+    keep = (cols - rows >= diagonal) if upper else (cols - rows <= diagonal)
+    return where(keep, x, zeros((), dtype=x.dtype))
+
+
+def diff(x: Tensor, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+    """torch.diff: the n-th forward difference along dim (prepend/append joined first); bool: x[i+1] != x[i]."""
+    parts = [p for p in (prepend, x, append) if p is not None]
+    d = normalize_dim(dim, x.ndim)
+    y = cat(parts, d) if len(parts) > 1 else x
+    for _ in range(n):
+        size = y.shape[d]
+        hi, lo = y._slice(d, 1, size, 1), y._slice(d, 0, size - 1, 1)
+        y = ne(hi, lo) if y.dtype == dtypes.bool_ else hi - lo
+    return y
+

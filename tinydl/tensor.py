@@ -473,6 +473,10 @@ class Tensor:
         return std(self, dim, unbiased, keepdim, correction=correction)
     def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
     def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
+    def cumsum(self, dim, dtype=None): return cumsum(self, dim, dtype)
+    def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)
+    def triu(self, diagonal=0): return triu(self, diagonal)
+    def tril(self, diagonal=0): return tril(self, diagonal)
     def matmul(self, o): return matmul(self, o)
 
 
@@ -790,12 +794,13 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
 
 # the elementwise ops, reductions and indexing live in their own files (they build on the ops above); imported
 # last, as part of this API
-from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: E402,F401,A004
+from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: E402,F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
                           leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
-                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, true_divide, where)
-from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean, min,  # noqa: E402,F401,A004
-                         prod, row_norm, softmax, std, sum, var)
+                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
+                          true_divide, where)
+from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: E402,F401,A004
+                         min, prod, row_norm, softmax, std, sum, var)
 from .indexing import gather, getitem as _getitem, index_select, take  # noqa: E402,F401

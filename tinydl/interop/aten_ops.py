@@ -28,37 +28,6 @@ def _dims(dim, ndim):
     return dim
 
 
-def _cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
-    """Inclusive prefix sum as a masked reduction: out[..., i] = sum_j x[..., j] * (j <= i) (O(n^2); small n)."""
-    dt = _dt(dtype, dtypes.int32 if x.dtype.category < 2 else x.dtype)
-    d = dim % x.ndim if x.ndim else 0
-    if x.ndim == 0:
-        return x.to(dt)
-    n = x.shape[d]
-    moved = x.to(dt).transpose(d, -1).unsqueeze(-2)                 # (..., 1, n): j on the last axis
-    keep = T.arange(n).reshape(1, n) <= T.arange(n).reshape(n, 1)     # (n: i, n: j)
-    out = T.where(keep, moved, T.zeros((), dtype=dt)).sum(-1)         # (..., n: i)
-    return out.to(dt).transpose(d, -1)
-
-
-def _diff(x: Tensor, n=1, dim=-1, prepend=None, append=None) -> Tensor:
-    parts = [p for p in (prepend, x, append) if p is not None]
-    d = dim % x.ndim
-    y = T.cat(parts, d) if len(parts) > 1 else x
-    for _ in range(n):
-        size = y.shape[d]
-        hi, lo = y._slice(d, 1, size, 1), y._slice(d, 0, size - 1, 1)
-        y = T.ne(hi, lo) if y.dtype == dtypes.bool_ else hi - lo
-    return y
-
-
-def _tri(x: Tensor, diagonal: int, upper: bool) -> Tensor:
-    r, c = x.shape[-2:]
-    rows, cols = T.arange(r).reshape(r, 1), T.arange(c).reshape(1, c)
-    keep = (cols - rows >= diagonal) if upper else (cols - rows <= diagonal)
-    return T.where(keep, x, T.zeros((), dtype=x.dtype))
-
-
 def _floor_divide(a, b):
     ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
     q = T.floor(T.div(a, b))
@@ -330,8 +299,8 @@ _aten("repeat.default", lambda x, sizes: repeat(x, tuple(sizes)))
 _aten("roll.default", lambda x, shifts, dims=(): x.roll(tuple(shifts), tuple(dims) or None))
 _aten("constant_pad_nd.default", lambda x, pad, value=0: F.pad(x, tuple(pad), "constant", value))
 _aten("pad.default", lambda x, pad, mode="constant", value=None: F.pad(x, tuple(pad), mode, value))
-_aten("triu.default", lambda x, diagonal=0: _tri(x, diagonal, True))
-_aten("tril.default", lambda x, diagonal=0: _tri(x, diagonal, False))
+_aten("triu.default", T.triu)
+_aten("tril.default", T.tril)
 
 # indexing
 _aten("index.Tensor", indexing.index)
@@ -371,8 +340,8 @@ _aten("var.correction", _var)
 _aten("std.correction", _std)
 _aten("any.dim any.dims any.default", _any)
 _aten("all.dim all.dims all.default", _all)
-_aten("cumsum.default", _cumsum)
-_aten("diff.default", _diff)
+_aten("cumsum.default", T.cumsum)
+_aten("diff.default", T.diff)
 _aten("softmax.int", lambda x, dim, dtype=None: F.softmax(x, dim, _dt(dtype)))
 _aten("_softmax.default", lambda x, dim, half_to_float=False: F.softmax(x, dim, dtypes.float32 if half_to_float
                                                                           else None))
