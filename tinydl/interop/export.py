@@ -6,9 +6,9 @@ Python control flow on shapes, item assignment on tensors, ...), given example i
 gives an ATen graph without mutations ("inference IR") that still keeps high-level ops (linear, layer_norm,
 scaled_dot_product_attention, ...), which map 1:1 to tinydl ops. aten_ops.py registers the mapping in the op
 registry, keyed by the ATen op overload's name (str(torch.ops.aten.linear.default) == "aten.linear.default"). An
-op missing from the registry is first decomposed by torch into smaller ATen ops, where torch has a decomposition for it; whatever is
-still missing after that is reported at once (UnsupportedTorchOps, with node names and module paths), before
-anything is built.
+op missing from the registry is first decomposed by torch into smaller ATen ops, where torch has a decomposition
+for it; whatever is still missing after that is reported at once (UnsupportedTorchOps, with node names and module
+paths), before anything is built.
 
 Parameters and buffers are read by their state_dict names (ExportedProgram.graph_signature) from the returned
 module, which mirrors the torch module tree (modules.mirror + copy_weights), so it has the same state_dict keys

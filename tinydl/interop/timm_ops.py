@@ -1,7 +1,8 @@
 """tinydl versions of what timm hides from torch.fx: functions it registers with `register_notrace_function` /
 `torch.fx.wrap` (fx records each as ONE call_function node) and modules it registers with
 `register_notrace_module` (fx leaves: their forward has control flow fx cannot trace). Each mirrors timm's math
-with tinydl Tensor ops, inference only.
+with tinydl Tensor ops, inference only; the pos-embed resampling is tinydl's (nn/resample.py, as F.interpolate's
+bicubic and antialiased modes).
 
 Each registers with the op registry (registry.py) under timm's qualified name: functions with
 `@implements(..., autowrap=True)` (the fx tracer keeps them whole), modules with `@layer` (builders of tinydl
@@ -10,86 +11,13 @@ already.
 """
 from __future__ import annotations
 
-import functools
 import math
-
-import numpy as np
 
 from ..nn import functional as F
 from ..nn.module import Module
-from ..tensor import Tensor, cat, tensor
+from ..nn.resample import resample_2d
+from ..tensor import Tensor, cat
 from .registry import implements, layer
-
-
-# -- resampling matrices (the separable 1-d filters of torch's interpolate, as dense [out, in] matrices) -----
-def _cubic_aa(x: float, a: float = -0.5) -> float:
-    x = abs(x)
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    if x < 2.0:
-        return (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return 0.0
-
-
-def _linear_aa(x: float) -> float:
-    x = abs(x)
-    return 1.0 - x if x < 1.0 else 0.0
-
-
-@functools.lru_cache(maxsize=64)
-def resample_matrix(n_in: int, n_out: int, mode: str, antialias: bool, align_corners: bool) -> np.ndarray:
-    """M with interpolate(x)[..., i] == sum_j M[i, j] * x[..., j] along one axis, for torch's 'bilinear' and
-    'bicubic' modes with and without antialias (torch's _upsample_*_aa and upsample_bicubic2d formulas)."""
-    m = np.zeros((n_out, n_in), dtype=np.float64)
-    if mode not in ("bilinear", "bicubic"):
-        raise NotImplementedError(f"resampling mode {mode!r} is not supported (bilinear, bicubic are)")
-    if antialias:
-        if align_corners:
-            raise NotImplementedError("antialiased resampling with align_corners=True is not supported")
-        scale = n_in / n_out
-        interp = 4 if mode == "bicubic" else 2
-        filt = _cubic_aa if mode == "bicubic" else _linear_aa
-        support = interp * 0.5 * scale if scale >= 1.0 else interp * 0.5
-        inv = 1.0 / scale if scale >= 1.0 else 1.0
-        for i in range(n_out):
-            center = scale * (i + 0.5)
-            lo = max(int(center - support + 0.5), 0)
-            hi = min(int(center + support + 0.5), n_in)
-            w = np.array([filt((j - center + 0.5) * inv) for j in range(lo, hi)])
-            total = w.sum()
-            m[i, lo:hi] = w / total if total != 0.0 else w
-        return m
-    if align_corners:
-        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    else:
-        scale = n_in / n_out
-    for i in range(n_out):
-        src = scale * i if align_corners else scale * (i + 0.5) - 0.5
-        if mode == "bilinear":
-            src = max(src, 0.0) if not align_corners else src
-            x0 = min(int(math.floor(src)), n_in - 1)
-            x1 = min(x0 + 1, n_in - 1)
-            t = src - x0
-            m[i, x0] += 1.0 - t
-            m[i, x1] += t
-        else:  # torch's bicubic: A = -0.75, taps x-1..x+2 clamped to the border
-            x0 = int(math.floor(src))
-            t = src - x0
-            A = -0.75
-            c1 = lambda v: ((A + 2) * v - (A + 3)) * v * v + 1  # noqa: E731  |v| <= 1
-            c2 = lambda v: ((A * v - 5 * A) * v + 8 * A) * v - 4 * A  # noqa: E731  1 < |v| < 2
-            for k, w in zip(range(-1, 3), (c2(t + 1), c1(t), c1(1 - t), c2(2 - t))):
-                m[i, min(max(x0 + k, 0), n_in - 1)] += w
-    return m
-
-
-def resample_2d(x: Tensor, size, mode: str = "bicubic", antialias: bool = False, align_corners=None) -> Tensor:
-    """interpolate(x [N, C, H, W], size, mode) as two matmuls with constant resampling matrices."""
-    H, W = x.shape[-2:]
-    oh, ow = size
-    mh = tensor(resample_matrix(H, oh, mode, bool(antialias), bool(align_corners)).astype(np.float32))
-    mw = tensor(resample_matrix(W, ow, mode, bool(antialias), bool(align_corners)).astype(np.float32))
-    return (mh @ x) @ mw.T
 
 
 # -- timm.layers.pos_embed ---------------------------------------------------------------------------------

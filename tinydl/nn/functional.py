@@ -11,6 +11,7 @@ from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTE
 from ..shapes import as_tuple, conv_out_size
 from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
+from .resample import resample_2d
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
            "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv_transpose2d",
@@ -481,12 +482,22 @@ def one_hot(tensor_, num_classes: int = -1):
     return (idx.unsqueeze(-1) == arange(num_classes)).to(dtypes.int32)
 
 
+_TORCH_INTERP_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact"
+
+
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
                 antialias=False):
+    """torch's interpolate: nearest (3D, 4D), linear (3D), bilinear and bicubic (4D), antialiased bilinear and
+    bicubic (4D). Nearest and (bi)linear are INTERP nodes; bicubic and antialiased modes two matmuls with
+    resampling matrices (resample.py)."""
     x = _t(x)
     spatial = x.ndim - 2
-    if mode not in ("nearest", "bilinear", "linear"):
-        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, linear, bilinear are)")
+    if mode not in _TORCH_INTERP_MODES.split(" | ") or mode == "bicubic" and spatial != 2:
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
+                                  f"modes: {_TORCH_INTERP_MODES} (got {mode})")
+    if mode not in ("nearest", "bilinear", "linear", "bicubic"):
+        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, linear, bilinear, bicubic "
+                                  f"are)")
     if mode == "bilinear" and spatial != 2 or mode == "linear" and spatial != 1:
         raise ValueError(f"Got {x.ndim}D input, but {mode} mode needs {4 if mode == 'bilinear' else 3}D input")
     if mode == "nearest" and spatial not in (1, 2):
@@ -494,8 +505,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if mode == "nearest" and align_corners is not None:
         raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
                          "bicubic | trilinear")
-    if antialias:
-        raise NotImplementedError("interpolate(antialias=True) is not supported")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes and requires a 4-D "
+                         "tensor as input")
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
     if size is None and scale_factor is None:
@@ -512,6 +524,12 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         out_sizes = tuple(int(math.floor(i * s)) for i, s in zip(in_sizes, sf))
         scales = [None if recompute_scale_factor else float(s) for s in sf]
     ac = bool(align_corners)
+    if mode == "bicubic" or antialias:
+        if not x.dtype.is_floating_point:
+            kernel = "compute_index_ranges_weights" if antialias else "compute_indices_weights_cubic"
+            name = "Bool" if x.dtype == dtypes.bool_ else "Int"
+            raise NotImplementedError(f'"{kernel}" not implemented for \'{name}\'')
+        return resample_2d(x, out_sizes, mode, antialias, ac, scales)
     coord = []
     for i, o, s in zip(in_sizes, out_sizes, scales):
         if mode != "nearest" and ac:
