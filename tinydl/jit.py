@@ -23,6 +23,7 @@ from .ops import BUFFER, Node
 from .errors import KernelError
 from .runtime import get_runtime, locked
 from .replay import BoundPlan
+from .schedule.execute import execute
 from .tensor import Tensor
 
 
@@ -199,7 +200,7 @@ class Jit:
         roots = [pos[n.uid] for n in nodes]
         cap = _Capture(order, plan, roots, input_pos, rebuild)
         try:
-            schedule.execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
+            execute(order, plan, roots, [])  # realize the first call's outputs with the same plan
         except KernelError:  # neither the capture nor the plan is kept as good
             cap.close()
             schedule.drop_plan(plan)

@@ -30,7 +30,7 @@ CONV = "conv"            # srcs x [N,C,H,W] (or an IM2COL node of it, ConvArgs.i
 IM2COL = "im2col"        # srcs x [N,C,H,W]; arg: ConvArgs (+ kernel size): [C*KH*KW, N*OH*OW], the conv's windows
 POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_norm over axes first..last;
-#                          arg: (eps, first, last)
+#                          arg: (eps, first, last), and lowered (eps, first, last, teams: kernels/rownorm.py)
 
 HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
 

@@ -178,15 +178,10 @@ def _overflow_report(src: KernelSource) -> str:
     """THE HOOK for integer overflow: the WGSL statement that reports a sum/product that does not fit int32 (the
     device status flag of tinydl/checks.py, raised at the read-back), or "" where that mechanism is missing."""
     report = getattr(src, "report", None)
-    if report is None or not _status_supported():
+    if report is None:
         return ""
     from .. import checks
     return report(checks.Code.INTEGER_OVERFLOW)
-
-
-def _status_supported() -> bool:
-    from ..runtime import get_runtime
-    return getattr(get_runtime(), "status", None) is not None
 
 
 def reports_overflow(node: Node) -> bool:

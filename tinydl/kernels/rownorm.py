@@ -1,9 +1,9 @@
 """Row-wise normalizations in one kernel: softmax (and attention's safe_softmax), log_softmax, layer_norm, rms_norm
 over one axis.
 
-The node has its input's shape; arg (eps, first, last) names the normalized axes first..last. A row is the
-values at one position of the other axes (softmax over a middle dim reads and writes its strided rows in
-place). One workgroup per row. The row's values (the input computed inline: a prologue such as a residual
+The node has its input's shape; arg (eps, first, last) names the normalized axes first..last (lowered: a 4th
+entry, whether its rows go to subgroup teams, see use_teams). A row is the values at one position of the other
+axes (softmax over a middle dim reads and writes its strided rows in place). One workgroup per row. The row's values (the input computed inline: a prologue such as a residual
 add) are read once into registers where they fit, the row statistics (max and sum of exponentials; mean and
 variance; mean square) come from tree reductions in workgroup memory, and the normalized values leave through
 the epilogue (layer_norm's affine weight and bias, a following activation). Composed from reduce and
@@ -37,17 +37,16 @@ SUBGROUP_TEAMS = True
 TEAM, TEAM_ROWS, TEAM_MAX_LEN, MAX_TEAM_CACHED = 32, 4, 256, 32
 
 
-def use_teams(L: int) -> bool:
-    from ..runtime import get_runtime
-    return SUBGROUP_TEAMS and L <= TEAM_MAX_LEN and "subgroup" in get_runtime().features
+def use_teams(L: int, subgroups: bool) -> bool:
+    """Lowering's choice (schedule/lower.py) for rows of L values, where the adapter has subgroups or not."""
+    return SUBGROUP_TEAMS and L <= TEAM_MAX_LEN and subgroups
 
 
 def rownorm(src: KernelSource, core: Node):
     x = core.srcs[0]
-    eps, first, last = core.arg
+    eps, first, last, teams = core.arg  # (teams: lowering's choice, see use_teams)
     outer, row, inner = core.shape[:first], core.shape[first:last + 1], core.shape[last + 1:]
     rows, L = math.prod(outer) * math.prod(inner), math.prod(row)
-    teams = use_teams(L)
     if teams:  # `size` threads per row (a team), `per_group` rows per workgroup
         size, per_group = TEAM, TEAM_ROWS
         per = -(-L // size)

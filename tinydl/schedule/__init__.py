@@ -15,12 +15,12 @@ import numpy as np
 from .. import debug, dtypes, errors, profiler, runtime
 from ..ops import BUFFER, CAT, Node
 from ..runtime import get_runtime
-from .execute import bind, execute, submit  # noqa: F401 - schedule.X
-from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX, fuse  # noqa: F401
+from .execute import bind, execute as _execute, submit  # noqa: F401 - schedule.X (schedule.execute: the module)
+from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX  # noqa: F401
 from .graph import alias_reshape, stored_leaves, walk  # noqa: F401
-from .lower import RULES, lower  # noqa: F401
+from .lower import RULES
 from .plan import ESTIMATE_FLOPS, KernelStep, Plan, build_plan  # noqa: F401
-from .target import Target
+from .target import Target  # noqa: F401
 
 _plans: dict[tuple, Plan] = {}
 # Who picks each GEMM's variant (tile, split-K) while lowering: the rules (lower.RULES), or tinydl.tuning's
@@ -69,7 +69,7 @@ def realize_nodes(nodes: list[Node], readback: bool = False):
     plan = plan_for(order, sig, roots)
     reads = [pos[n.uid] for n in nodes] if readback else []
     try:
-        return execute(order, plan, roots, reads, profiler.now() - t0)
+        return _execute(order, plan, roots, reads, profiler.now() - t0)
     except errors.KernelError:
         drop_plan(plan)
         raise

@@ -8,18 +8,20 @@ it (they never choose):
   K, batch entries of one GEMM (GemmArgs.split / ConvArgs.split), and a sum over them. That sum is a REDUCE made
   here, before fusion, so it takes over the epilogue (bias, BN, activation). A K too long for drivers' loop caps
   (gemm.MAX_K) is always split;
-- each GEMM's variant (its tile, or gemv): GemmArgs.tile / ConvArgs.tile; a conv without one runs as a direct conv.
+- each GEMM's variant (its tile, or gemv): GemmArgs.tile / ConvArgs.tile; a conv without one runs as a direct conv;
+- each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups).
 The choices come from a chooser: RULES (forced variants for tests, measured ones, the rules in kernels/gemm.py),
 or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a Target value.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-from ..kernels import gemm, window
+from ..kernels import gemm, rownorm, window
 from ..kernels.build import conv_uses_gemm
-from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, VIEW, ConvArgs, GemmArgs, Node
+from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
 from .graph import walk
 from .target import Target
 
@@ -38,7 +40,7 @@ class Rules:
 
     def key(self) -> tuple:
         """The switches that change lowering's choices (part of the plan key)."""
-        return (gemm.FORCE_TILE, gemm.FORCE_SPLIT_K, gemm.FORCE_IM2COL, gemm.TAP_MAJOR)
+        return (gemm.FORCE_TILE, gemm.FORCE_SPLIT_K, gemm.FORCE_IM2COL, gemm.TAP_MAJOR, rownorm.SUBGROUP_TEAMS)
 
     def split(self, node: Node, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str,
               itemsize: int) -> int:
@@ -53,7 +55,7 @@ RULES = Rules()
 
 def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = RULES) -> Lowered:
     """The walked graph with every MATMUL and CONV lowered (a copy: the caller's graph is not changed)."""
-    if not any(n.kind in (MATMUL, CONV) for n in order):
+    if not any(n.kind in (MATMUL, CONV, ROWNORM) for n in order):
         return Lowered(order, list(roots), list(range(len(order))))
     new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph
     made: set[int] = set()      # uids of lowered nodes that stand for an original one
@@ -66,6 +68,8 @@ def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = 
                 low = _matmul(n, srcs, chooser)
             elif n.kind == CONV:
                 low = _conv(n, srcs, target, chooser)
+            elif n.kind == ROWNORM:
+                low = _rownorm(n, srcs, target)
             else:
                 low = _copy(n, srcs, made)
         new[n.uid] = low
@@ -177,3 +181,10 @@ def _node_like(n: Node, srcs: tuple, arg) -> Node:
     low = Node(n.kind, n.op, srcs, arg, n.shape, n.dtype)
     low.uid = n.uid
     return low
+
+
+def _rownorm(n: Node, srcs: tuple, target: Target) -> Node:
+    """A row kernel: its rows in subgroup teams or a workgroup per row (the 4th entry of its arg)."""
+    eps, first, last = n.arg
+    teams = rownorm.use_teams(math.prod(n.shape[first:last + 1]), target.subgroups)
+    return _node_like(n, srcs, (eps, first, last, teams))

@@ -10,11 +10,12 @@ class Target:
     max_storage_buffers: int = 8      # storage buffers one kernel may bind (its output included)
     max_binding_size: int = 1 << 30   # bytes of one storage binding
     max_workgroups: int = 65535       # workgroups per grid dimension
+    subgroups: bool = False           # the adapter's "subgroup" feature (row kernels in teams: kernels/rownorm.py)
 
     @classmethod
     def of(cls, rt) -> "Target":
         """The limits of a live runtime.Runtime."""
-        return cls(rt.max_storage_buffers, rt.max_binding_size, rt.max_workgroups)
+        return cls(rt.max_storage_buffers, rt.max_binding_size, rt.max_workgroups, "subgroup" in rt.features)
 
     def grid(self, workgroups: int) -> tuple[int, int, int]:
         """Split a 1-D workgroup count over x/y so no dimension exceeds the adapter limit."""

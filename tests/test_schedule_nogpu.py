@@ -1,0 +1,141 @@
+"""Lowering and fusion without a GPU: graphs of placeholder inputs planned (tinydl.debug.plan) on a made-up
+schedule.Target, their kernel groups checked. Each test names the rule (schedule/fuse.py, schedule/lower.py) that
+breaking would change its kernels. Any use of the runtime fails the test."""
+import pytest
+
+import tinydl.nn.functional as F
+from tinydl import debug, runtime, schedule
+from tinydl.kernels import gemm
+from tinydl.ops import CONV, MATMUL
+
+P = debug.placeholder
+TARGET = schedule.Target(max_storage_buffers=8, max_binding_size=1 << 27, max_workgroups=65535)
+
+
+@pytest.fixture(autouse=True)
+def no_gpu(monkeypatch):
+    def refuse():
+        raise AssertionError("planning asked for the GPU")
+    for module in (runtime, schedule, schedule.execute):
+        monkeypatch.setattr(module, "get_runtime", refuse)
+    for knob in ("FORCE_TILE", "FORCE_SPLIT_K", "FORCE_IM2COL"):
+        monkeypatch.setattr(gemm, knob, None)
+
+
+def names(fn, *inputs, target=TARGET):
+    return debug.plan(fn, *inputs, target=target).names
+
+
+def heads(fn, *inputs, target=TARGET):
+    """The kernels' names without shape and variant: 'conv2d+add+relu'."""
+    return [n.split(" ")[0] for n in names(fn, *inputs, target=target)]
+
+
+def test_conv_bias_relu_is_one_kernel():
+    """take_epilogues: the bias add and the relu are the conv's epilogue."""
+    assert heads(lambda x, w, b: F.conv2d(x, w, b, padding=1).relu(),
+                 P(1, 16, 14, 14), P(32, 16, 3, 3), P(32)) == ["conv2d+add+relu"]
+
+
+def test_linear_gelu_is_one_kernel():
+    assert heads(lambda x, w, b: F.gelu(F.linear(x, w, b)), P(64, 128), P(256, 128), P(256)) == ["matmul+add+gelu"]
+
+
+def test_batch_norm_relu_after_conv_is_its_epilogue():
+    """kernel_outputs: batch norm's scale rsqrt(var + eps) * weight is read twice (scale and shift) but is a short
+    formula over parameters (CHEAP_PARAM_OPS): recomputed, no kernel of its own."""
+    def f(x, w, mean, var, g, b):
+        return F.batch_norm(F.conv2d(x, w, padding=1), mean, var, g, b).relu()
+    out = heads(f, P(2, 16, 8, 8), P(32, 16, 3, 3), *[P(32) for _ in range(4)])
+    assert len(out) == 1 and out[0].startswith("conv2d+") and out[0].endswith("+relu"), out
+
+
+def test_split_k_conv_sum_takes_the_epilogue():
+    """lower: a batch-1 conv over a 7x7 image has too few GEMM tiles: its windows are written once (im2col), its
+    K is split, and the sum over the slices (a REDUCE made before fusion) takes the bias and relu."""
+    def f(x, w, b):
+        return F.conv2d(x, w, b, padding=1).relu()
+    out = names(f, P(1, 512, 7, 7), P(512, 512, 3, 3), P(512))
+    assert [n.split(" ")[0] for n in out] == ["im2col", "conv2d", "reduce_sum+add+relu"], out
+    assert out[1].startswith("conv2d 1x1x") and out[2].startswith("reduce_sum+add+relu 1x512x7x7"), out
+    # no room for the windows in one binding: the conv gathers them itself
+    small = schedule.Target(max_binding_size=1 << 19)
+    assert heads(f, P(1, 512, 7, 7), P(512, 512, 3, 3), P(512), target=small) == ["conv2d", "reduce_sum+add+relu"]
+
+
+def test_lowering_leaves_the_callers_graph_alone():
+    x, w = P(1, 512, 7, 7), P(512, 512, 3, 3)
+    y = F.conv2d(x, w, padding=1)
+    z = x.reshape(1, 512 * 49) @ P(512 * 49, 8)
+    debug.plan(lambda: (y, z), target=TARGET)
+    assert y.node.kind == CONV and y.node.arg.split == 1 and y.node.arg.tile is None and y.node.srcs[0] is x.node
+    matmul = z.node.srcs[0]
+    assert matmul.kind == MATMUL and matmul.arg is None
+
+
+def test_forced_split_k_matmul(monkeypatch):
+    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
+    assert heads(lambda x, w: F.linear(x, w).sigmoid(), P(8, 256), P(64, 256)) == ["matmul", "reduce_sum+sigmoid"]
+    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 1)
+    assert heads(lambda x, w: F.linear(x, w).sigmoid(), P(8, 256), P(64, 256)) == ["matmul+sigmoid"]
+
+
+def test_split_k_sum_inlined_into_layer_norm(monkeypatch):
+    """inline_sums: a split-K sum whose one reader chain ends in a row kernel is added up in its loads."""
+    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
+
+    def f(x, w, res):
+        return F.layer_norm(F.linear(x, w) + res, (64,))
+    assert heads(f, P(16, 256), P(64, 256), P(16, 64)) == ["matmul", "layer_norm"]
+    # read twice, it keeps its kernel
+    assert heads(lambda x, w: (lambda y: F.layer_norm(y, (64,)) + y)(F.linear(x, w)), P(16, 256), P(64, 256)) == \
+        ["matmul", "reduce_sum", "layer_norm+add"]
+
+
+def test_reduce_with_epilogue_is_one_kernel():
+    assert heads(lambda x: (x.sum(1) * 2).exp(), P(64, 128)) == ["reduce_sum+mul+exp"]
+
+
+def test_shared_long_chain_is_computed_once():
+    """kernel_outputs: an inline node read twice that is more than a short formula becomes a kernel output."""
+    def chain(x, n):
+        for _ in range(n):
+            x = x.exp()
+        return x
+
+    def f(x, n):
+        y = chain(x, n)
+        return y.sin() + y.cos()
+    assert heads(lambda x: f(x, schedule.CHEAP_PARAM_OPS), P(32)) == ["exp+exp+exp+exp+exp+exp+sin+cos+add"]
+    assert len(heads(lambda x: f(x, schedule.CHEAP_PARAM_OPS + 1), P(32))) == 2
+
+
+@pytest.mark.parametrize("limit", [3, 4, 5])
+def test_binding_limit_splits_a_kernel(limit):
+    """respect_binding_limit: no kernel binds more storage buffers than the Target allows (its output included)."""
+    def f(*xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x + 1
+        return out
+    inputs = [P(16, 16) for _ in range(6)]
+    plan = debug.plan(f, *inputs, target=schedule.Target(max_storage_buffers=limit))
+    assert all(len(s.inputs) + 1 <= limit for s in plan.steps), [(s.name, len(s.inputs)) for s in plan.steps]
+    assert len(plan.steps) > 1 and len(set(s.out for s in plan.steps)) == len(plan.steps), plan.names
+    assert len(debug.plan(f, *inputs, target=TARGET).steps) == 1
+
+
+def test_epilogue_reading_too_many_buffers_is_cut_off():
+    """respect_binding_limit: when the epilogue alone reads too many buffers, the heavy op stores its own result."""
+    def f(x, w, *adds):
+        out = F.linear(x, w)
+        for a in adds:
+            out = out + a
+        return out
+    out = heads(f, P(8, 32), P(16, 32), *[P(8, 16) for _ in range(4)], target=schedule.Target(max_storage_buffers=4))
+    assert out[0] == "matmul" and len(out) >= 2, out
+
+
+def test_grid_respects_max_workgroups():
+    plan = debug.plan(lambda x: x.exp(), P(1 << 22), target=schedule.Target(max_workgroups=1000))
+    assert all(g <= 1000 for s in plan.steps for g in s.grid), [s.grid for s in plan.steps]
