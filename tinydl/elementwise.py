@@ -12,7 +12,8 @@ from . import dtypes
 from .dtypes import DType
 from .ops import ELEMENTWISE, ELEMENTWISE_OPS
 from .shapes import broadcast_shapes, normalize_dim
-from .tensor import Scalar, Tensor, _cast_scalar, _checked_scalar, _const, _make, arange, cat, full, tensor, zeros
+from .creation import _cast_scalar, _checked_scalar, arange, full, tensor, zeros
+from .tensor import Scalar, Tensor, _const, _make, cat
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:
