@@ -1,14 +1,14 @@
-"""Lowering and fusion without a GPU: graphs of placeholder inputs planned (tinydl.debug.plan) on a made-up
+"""Lowering and fusion without a GPU: graphs of placeholder inputs planned (tinydl.explain.plan) on a made-up
 schedule.Target, their kernel groups checked. Each test names the rule (schedule/fuse.py, schedule/lower.py) that
 breaking would change its kernels. Any use of the runtime fails the test."""
 import pytest
 
 import tinydl.nn.functional as F
-from tinydl import debug, runtime, schedule
+from tinydl import explain, runtime, schedule
 from tinydl.kernels import gemm
 from tinydl.ops import CONV, MATMUL
 
-P = debug.placeholder
+P = explain.placeholder
 TARGET = schedule.Target(max_storage_buffers=8, max_binding_size=1 << 27, max_workgroups=65535)
 
 
@@ -16,14 +16,14 @@ TARGET = schedule.Target(max_storage_buffers=8, max_binding_size=1 << 27, max_wo
 def no_gpu(monkeypatch):
     def refuse():
         raise AssertionError("planning asked for the GPU")
-    for module in (runtime, schedule, schedule.execute):
+    for module in (runtime, schedule, schedule.execute, explain):
         monkeypatch.setattr(module, "get_runtime", refuse)
     for knob in ("FORCE_TILE", "FORCE_SPLIT_K", "FORCE_IM2COL"):
         monkeypatch.setattr(gemm, knob, None)
 
 
 def names(fn, *inputs, target=TARGET):
-    return debug.plan(fn, *inputs, target=target).names
+    return explain.plan(fn, *inputs, target=target).names
 
 
 def heads(fn, *inputs, target=TARGET):
@@ -67,7 +67,7 @@ def test_lowering_leaves_the_callers_graph_alone():
     x, w = P(1, 512, 7, 7), P(512, 512, 3, 3)
     y = F.conv2d(x, w, padding=1)
     z = x.reshape(1, 512 * 49) @ P(512 * 49, 8)
-    debug.plan(lambda: (y, z), target=TARGET)
+    explain.plan(lambda: (y, z), target=TARGET)
     assert y.node.kind == CONV and y.node.arg.split == 1 and y.node.arg.tile is None and y.node.srcs[0] is x.node
     matmul = z.node.srcs[0]
     assert matmul.kind == MATMUL and matmul.arg is None
@@ -119,10 +119,10 @@ def test_binding_limit_splits_a_kernel(limit):
             out = out * x + 1
         return out
     inputs = [P(16, 16) for _ in range(6)]
-    plan = debug.plan(f, *inputs, target=schedule.Target(max_storage_buffers=limit))
+    plan = explain.plan(f, *inputs, target=schedule.Target(max_storage_buffers=limit))
     assert all(len(s.inputs) + 1 <= limit for s in plan.steps), [(s.name, len(s.inputs)) for s in plan.steps]
     assert len(plan.steps) > 1 and len(set(s.out for s in plan.steps)) == len(plan.steps), plan.names
-    assert len(debug.plan(f, *inputs, target=TARGET).steps) == 1
+    assert len(explain.plan(f, *inputs, target=TARGET).steps) == 1
 
 
 def test_epilogue_reading_too_many_buffers_is_cut_off():
@@ -137,5 +137,5 @@ def test_epilogue_reading_too_many_buffers_is_cut_off():
 
 
 def test_grid_respects_max_workgroups():
-    plan = debug.plan(lambda x: x.exp(), P(1 << 22), target=schedule.Target(max_workgroups=1000))
+    plan = explain.plan(lambda x: x.exp(), P(1 << 22), target=schedule.Target(max_workgroups=1000))
     assert all(g <= 1000 for s in plan.steps for g in s.grid), [s.grid for s in plan.steps]

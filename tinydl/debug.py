@@ -3,8 +3,7 @@
 TINYDL_DEBUG=1 prints one line per kernel of each realization, =2 also its WGSL.
 TINYDL_EAGER=1 (or `with tinydl.debug.eager():`) realizes after every op: the reference the lazy,
 fused run must agree with.
-plan(fn, *inputs) shows the kernels fn's result would run as (lowered and fused), without running them; with a
-made-up schedule.Target and placeholder() inputs, without a GPU.
+tinydl.explain.plan(fn, *inputs) shows the kernels fn's result would run as, without running them.
 """
 from __future__ import annotations
 
@@ -101,30 +100,3 @@ def eager():
         yield
     finally:
         EAGER = old
-
-
-def placeholder(*shape, dtype=None):
-    """A tensor of this shape and dtype (default float32) with no data: an input for plan(), which never reads it
-    (nothing is uploaded, no GPU is needed)."""
-    from .dtypes import float32
-    from .ops import BUFFER, Node
-    from .tensor import Tensor
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return Tensor(Node(BUFFER, None, (), None, tuple(shape), dtype or float32))
-
-
-def plan(fn, *inputs, target=None):
-    """The plan (schedule.Plan) that would compute fn(*inputs): lowered, fused and its WGSL written, nothing
-    compiled or run and nothing cached. `.names` are its kernels' names as TINYDL_DEBUG prints them, `.steps`
-    their details (WGSL, inputs, grid). target: the adapter's limits (a schedule.Target; default: this GPU's).
-    fn may return a tensor or a tuple/list of them."""
-    from . import schedule
-    out = fn(*inputs)
-    nodes = [t.node for t in (out if isinstance(out, (tuple, list)) else (out,))]
-    pending = [n for n in nodes if not n.stored]
-    order, _sig, pos = schedule.walk(pending)
-    if target is None:
-        from .runtime import get_runtime
-        target = schedule.Target.of(get_runtime())
-    return schedule.build_plan(order, [pos[n.uid] for n in pending], target, schedule.CHOOSER)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
 from ..ops import DIRECT_CONV_MAX_COUT_PER_GROUP  # noqa: F401 - read at call time: tests force either kernel
-from . import gemm, reduce, rownorm, window
+from . import gemm, gemm_conv, reduce, rownorm, window
 from .elementwise import elementwise
 from .expr import KernelSource
 
@@ -36,7 +36,7 @@ def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
         wgsl, groups, variant = gemm.matmul(src, core)
     elif core.kind == CONV:
         if core.arg.tile is not None:  # lowering chose a GEMM variant for it
-            wgsl, groups, variant = gemm.conv(src, core)
+            wgsl, groups, variant = gemm_conv.conv(src, core)
         else:
             wgsl, groups, variant = window.direct_conv(src, core)
     elif core.kind == POOL:

@@ -518,7 +518,3 @@ def idx_vars(expr: Expr, lin: str, shape, prefix="i") -> list[str]:
         else:
             names.append(expr.let(e, f"{prefix}{k}_"))
     return names
-
-
-def numel(shape) -> int:
-    return math.prod(shape)
