@@ -42,6 +42,9 @@ HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
 MAX_TRIPS = 1 << 14
 GEMM_MAX_K = 8 * MAX_TRIPS
 DIRECT_CONV_MAX_COUT_PER_GROUP = 8  # below this a GEMM tile (>= 32 columns) would be mostly idle
+# Rows longer than ROW_MAX_LEN are not a row kernel (reductions.row_norm composes them from reductions): a workgroup
+# of 256 threads makes up to 3 passes over its row, ceil(L / 256) loop trips each.
+ROW_MAX_LEN = 1 << 20
 
 _ids = itertools.count()
 

@@ -1,5 +1,6 @@
-"""Reductions and row norms as graph nodes: sum/prod/mean/max/min/argmax/argmin/any/all/var/std (staged past
-kernels.reduce.STAGE_MAX elements), softmax/log_softmax and the row kernels (row_norm). Part of the tensor API:
+"""Reductions and row norms as graph nodes: sum/prod/mean/max/min/argmax/argmin/any/all/var/std (lowering stages
+those past kernels.reduce.STAGE_MAX elements: schedule/lower.py), softmax/log_softmax and the row kernels
+(row_norm). Part of the tensor API:
 tinydl.tensor re-exports every name."""
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import builtins
 import math
 
 from . import dtypes
-from .dtypes import DType
-from .kernels import reduce as reduce_kernels
-from .ops import REDUCE, ROWNORM
+from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
 from .tensor import (MaxMin, Tensor, _elementwise, _make, abs, arange, exp, full, isinf, isnan, log, maximum,
                      minimum, rsqrt, sqrt, where, zeros, zeros_like)
@@ -49,10 +48,7 @@ def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
         return _reduce(op, part, tuple(a for a in axes if a not in inner), keepdim) if keepdim else \
             _reduce(op, part, tuple(a for a in axes if a not in inner), True).reshape(
                 tuple(s for i, s in enumerate(x.shape) if i not in axes))
-    if R > reduce_kernels.STAGE_MAX:
-        out = _staged_reduce(op, src, axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
-    else:
-        out = _make(REDUCE, op, (src,), axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
+    out = _make(REDUCE, op, (src,), axes, kept, out_dtype if out_dtype != dtypes.bool_ else dtypes.int32)
     if out_dtype == dtypes.bool_:
         out = out.to(dtypes.bool_)
     if keepdim:
@@ -61,20 +57,6 @@ def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
 
 
 _INDEX_MAX = 2**31 - 1  # kernels index with i32
-
-
-def _staged_reduce(op: str, x: Tensor, axes: tuple, kept: tuple, out_dtype: DType) -> Tensor:
-    """A reduction over more than reduce_kernels.STAGE_MAX elements per output, in two reduce nodes: partials over
-    chunks of the reduced elements, then over the partials (no thread loops for long; see kernels/reduce.py)."""
-    R = math.prod(x.shape[a] for a in axes)
-    L = reduce_kernels.stage_chunk(R)
-    C = -(-R // L)
-    part = reduce_kernels.Partial(axes, L)
-    if reduce_kernels.pairs(op, x.dtype):  # (value bits, index) or a wide integer: two i32 words per partial
-        p = _make(REDUCE, op, (x,), part, kept + (C, 2), dtypes.int32)
-        return _make(REDUCE, op, (p,), reduce_kernels.OfPairs(x.dtype.compute), kept, out_dtype)
-    p = _make(REDUCE, op, (x,), part, kept + (C,), dtypes.float32 if x.dtype.is_floating_point else x.dtype)
-    return _make(REDUCE, op, (p,), (len(kept),), kept + (1,), out_dtype).reshape(kept)
 
 
 def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:  # noqa: A001
@@ -220,10 +202,9 @@ def _var_std(x: Tensor, dim, keepdim: bool, correction, take_sqrt: bool) -> Tens
 
 def row_norm(x: Tensor, op: str, dim: int, eps: float | None = None, n_axes: int = 1) -> Tensor:
     """One-kernel softmax / log_softmax / layer_norm / rms_norm (ops.ROWNORM) over the `n_axes` axes ending at
-    `dim`, without affine parameters; rows longer than rownorm.ROW_MAX_LEN are composed of (staged) reductions."""
-    from .kernels import rownorm
+    `dim`, without affine parameters; rows longer than ops.ROW_MAX_LEN are composed of (staged) reductions."""
     axes = tuple(range(dim - n_axes + 1, dim + 1))
-    if math.prod(x.shape[a] for a in axes) > rownorm.ROW_MAX_LEN:
+    if math.prod(x.shape[a] for a in axes) > ROW_MAX_LEN:
         return _long_row_norm(x, op, axes, eps)
     return _make(ROWNORM, op, (x,), (eps, dim - n_axes + 1, dim), x.shape, x.dtype)
 

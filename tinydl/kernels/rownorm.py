@@ -21,10 +21,9 @@ from .snippets import literal
 # torch CPU's row moments (layer_norm, group_norm) run in float32 vectors of 8 lanes (AVX2/NEON dispatch)
 TORCH_MOMENT_LANES = 8
 MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
-# Rows longer than this are not a row kernel (tensor.row_norm composes them from staged reductions): a workgroup of
-# 256 threads makes up to 3 passes over its row, ceil(L / 256) loop trips each, and a thread's loop trips must stay
-# under reduce.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in all, silently).
-ROW_MAX_LEN = 1 << 20
+# ops.ROW_MAX_LEN: rows longer than this are not a row kernel (reductions.row_norm composes them from reductions):
+# a thread's loop trips must stay under ops.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in
+# all, silently).
 # with the adapter's subgroup feature, rows of up to TEAM_MAX_LEN values go to teams of TEAM threads, TEAM_ROWS
 # rows per workgroup, whose sums and maxima come from subgroup shuffles: no barriers where a subgroup holds a
 # whole team (32+ lanes: NVIDIA, AMD), one where it does not (the partial sums meet in workgroup memory).

@@ -9,7 +9,9 @@ it (they never choose):
   here, before fusion, so it takes over the epilogue (bias, BN, activation). A K too long for drivers' loop caps
   (gemm.MAX_K) is always split;
 - each GEMM's variant (its tile, or gemv): GemmArgs.tile / ConvArgs.tile; a conv without one runs as a direct conv;
-- each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups).
+- each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups);
+- a reduction over more than kernels.reduce.STAGE_MAX elements per output runs in two REDUCE nodes: partials over
+  chunks of the reduced elements (Partial), then over the partials (no thread loops for long).
 The choices come from a chooser: RULES (forced variants for tests, measured ones, the rules in kernels/gemm.py),
 or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a Target value.
 """
@@ -19,7 +21,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..kernels import gemm, rownorm, window
+from .. import dtypes
+from ..kernels import gemm, reduce, rownorm, window
 from ..kernels.build import conv_uses_gemm
 from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
 from .graph import walk
@@ -55,7 +58,7 @@ RULES = Rules()
 
 def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = RULES) -> Lowered:
     """The walked graph with every MATMUL and CONV lowered (a copy: the caller's graph is not changed)."""
-    if not any(n.kind in (MATMUL, CONV, ROWNORM) for n in order):
+    if not any(n.kind in (MATMUL, CONV, ROWNORM) or _staged(n) for n in order):
         return Lowered(order, list(roots), list(range(len(order))))
     new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph
     made: set[int] = set()      # uids of lowered nodes that stand for an original one
@@ -70,6 +73,8 @@ def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = 
                 low = _conv(n, srcs, target, chooser)
             elif n.kind == ROWNORM:
                 low = _rownorm(n, srcs, target)
+            elif _staged(n):
+                low = _staged_reduce(n, srcs[0])
             else:
                 low = _copy(n, srcs, made)
         new[n.uid] = low
@@ -86,10 +91,10 @@ def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = 
 
 def _copy(n: Node, srcs: tuple, made: set[int]) -> Node:
     """n over the lowered sources. It keeps n's uid (kernel names list fused ops in uid order: the order they
-    were built). A reshape of a lowered node that ends in a reshape is one reshape of what that one reshapes,
-    as the tensor API builds reshapes."""
+    were built). A reshape of a node that lowering rewrote into a reshape (a split GEMM's or staged reduction's
+    result) is one reshape of what that one reshapes, as the tensor API builds reshapes."""
     if n.kind == VIEW and n.op == "reshape" and srcs[0].kind == VIEW and srcs[0].op == "reshape" \
-            and srcs[0] is not n.srcs[0]:
+            and srcs[0].uid != n.srcs[0].uid:  # (a copy keeps its original's uid; a rewrite's result does not)
         base = srcs[0].srcs[0]
         if base.shape == n.shape and base.uid not in made:
             return base
@@ -188,3 +193,24 @@ def _rownorm(n: Node, srcs: tuple, target: Target) -> Node:
     eps, first, last = n.arg
     teams = rownorm.use_teams(math.prod(n.shape[first:last + 1]), target.subgroups)
     return _node_like(n, srcs, (eps, first, last, teams))
+
+
+def _staged(n: Node) -> bool:
+    """A reduction (as the tensor API builds them: arg = its axes) over more than reduce.STAGE_MAX elements."""
+    return n.kind == REDUCE and type(n.arg) is tuple and \
+        math.prod(n.srcs[0].shape[a] for a in n.arg) > reduce.STAGE_MAX
+
+
+def _staged_reduce(n: Node, x: Node) -> Node:
+    """n in two reduce nodes: partials over chunks of its reduced elements, then over the partials."""
+    op, axes, kept = n.op, n.arg, n.shape
+    R = math.prod(x.shape[a] for a in axes)
+    L = reduce.stage_chunk(R)
+    C = -(-R // L)
+    part = reduce.Partial(axes, L)
+    if reduce.pairs(op, x.dtype):  # (value bits, index) or a wide integer: two i32 words per partial
+        p = Node(REDUCE, op, (x,), part, kept + (C, 2), dtypes.int32)
+        return Node(REDUCE, op, (p,), reduce.OfPairs(x.dtype.compute), kept, n.dtype)
+    p = Node(REDUCE, op, (x,), part, kept + (C,), dtypes.float32 if x.dtype.is_floating_point else x.dtype)
+    total = Node(REDUCE, op, (p,), (len(kept),), kept + (1,), n.dtype)
+    return Node(VIEW, "reshape", (total,), kept, kept, n.dtype)
