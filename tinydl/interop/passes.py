@@ -8,11 +8,10 @@ dispatches. The concatenated weights are a copy, made once and kept (see run_sib
 from __future__ import annotations
 
 import functools
-import importlib
 
 from ..nn import functional as F
+from ..tensor import cat
 
-T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
 
 
 def sibling_linears(steps, is_param, linear_target: str = "aten.linear.default", name_of=str) -> dict:
@@ -51,8 +50,8 @@ def run_sibling_linears(group, env, joined: dict) -> None:
     key = tuple(t.node.uid for t in weights + (biases or []))
     cached = joined.get(group[0].name)
     if cached is None or cached[0] != key:
-        cached = joined[group[0].name] = (key, T.cat(weights).clone().realize(),
-                                          T.cat(biases).clone().realize() if biases else None)
+        cached = joined[group[0].name] = (key, cat(weights).clone().realize(),
+                                          cat(biases).clone().realize() if biases else None)
     y = F.linear(x, cached[1], cached[2])
     for n, part in zip(group, y.split([w.shape[0] for w in weights], -1)):
         env[n.name] = part

@@ -12,17 +12,15 @@ through tinydl.jit.
 from __future__ import annotations
 
 import functools
-import importlib
 import weakref
 
 from .. import dtypes
 from ..jit import Jit
 from ..nn.module import Module
-from ..tensor import Tensor
+from ..tensor import Tensor, tensor
 from .registry import to_dtype
 from .weights import torch_to_numpy
 
-T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
 
 
 class Program:
@@ -105,7 +103,7 @@ def as_input(v):
     if v is None or isinstance(v, (Tensor, int, float, bool)):
         return v
     if type(v).__module__.startswith("torch") or type(v).__module__ == "numpy":
-        return T.tensor(v)
+        return tensor(v)
     return v
 
 
@@ -115,7 +113,7 @@ def fetch(root: Module, target: str):
     for part in target.split("."):
         obj = getattr(obj, part)
     if not isinstance(obj, Tensor) and type(obj).__module__.startswith("torch"):
-        obj = T.tensor(torch_to_numpy(obj))  # a constant tensor attribute the tracer found
+        obj = tensor(torch_to_numpy(obj))  # a constant tensor attribute the tracer found
     return obj
 
 

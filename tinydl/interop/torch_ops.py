@@ -4,16 +4,14 @@ operators and builtins too: `_operator.add`, `builtins.getattr`). Every other to
 from __future__ import annotations
 
 import builtins
-import importlib
 import math
 import operator
 
 from .. import dtypes
 from ..nn import functional as F
-from ..tensor import Tensor
+from ..tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
 from .registry import implements, to_dtype
 
-T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
 
 
 @implements("torch.Tensor.to", "torch.Tensor.type", "aten._to_copy.default aten.to.dtype aten.to.dtype_layout "
@@ -44,13 +42,13 @@ def _view(x, *shape):
 
 @implements("torch.Tensor.repeat")
 def repeat(x, *sizes):
-    sizes = T._varargs(sizes)
+    sizes = _varargs(sizes)
     lead = len(sizes) - x.ndim
     x = x.reshape((1,) * lead + x.shape)
     out = x
     for d, r in enumerate(sizes):
         if r != 1:
-            out = T.cat([out] * r, d)
+            out = cat([out] * r, d)
     return out
 
 
@@ -63,15 +61,15 @@ implements("torch.Tensor.float")(lambda x: x.float())
 implements("torch.Tensor.half")(lambda x: x.half())
 implements("torch.Tensor.long", "torch.Tensor.int")(lambda x: x.int())
 implements("torch.Tensor.bool")(lambda x: x.bool())
-implements("torch.Tensor.masked_fill")(lambda x, mask, value: T.where(mask, value, x))
+implements("torch.Tensor.masked_fill")(lambda x, mask, value: where(mask, value, x))
 implements("torch.Tensor.__getitem__", "_operator.getitem", "getitem")(operator.getitem)
-implements("torch.scalar_tensor")(lambda v, dtype=None, **_: T.full((), v, dtype=to_dtype(dtype)))
+implements("torch.scalar_tensor")(lambda v, dtype=None, **_: full((), v, dtype=to_dtype(dtype)))
 implements("torch._assert")(lambda cond, msg=None: None)  # shapes the tracer checked; tinydl checks shapes itself
-implements("torch.tensor")(lambda data, dtype=None, **_: T.tensor(data, to_dtype(dtype)))
-implements("torch.zeros")(lambda *s, dtype=None, **_: T.zeros(*s, dtype=to_dtype(dtype)))
-implements("torch.ones")(lambda *s, dtype=None, **_: T.ones(*s, dtype=to_dtype(dtype)))
-implements("torch.full")(lambda s, v, dtype=None, **_: T.full(s, v, dtype=to_dtype(dtype)))
-implements("torch.arange")(lambda *a, dtype=None, **_: T.arange(*a, dtype=to_dtype(dtype)))
+implements("torch.tensor")(lambda data, dtype=None, **_: tensor(data, to_dtype(dtype)))
+implements("torch.zeros")(lambda *s, dtype=None, **_: zeros(*s, dtype=to_dtype(dtype)))
+implements("torch.ones")(lambda *s, dtype=None, **_: ones(*s, dtype=to_dtype(dtype)))
+implements("torch.full")(lambda s, v, dtype=None, **_: full(s, v, dtype=to_dtype(dtype)))
+implements("torch.arange")(lambda *a, dtype=None, **_: arange(*a, dtype=to_dtype(dtype)))
 implements("torch.functional.split")(lambda x, split_size_or_sections, dim=0: x.split(split_size_or_sections, dim))
 implements("torch.Tensor.reshape_as", "torch.Tensor.view_as")(lambda x, other: x.reshape(other.shape))
 
