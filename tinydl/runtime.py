@@ -362,15 +362,7 @@ class Runtime:
             bg = self._bind_groups[key] = self.device.create_bind_group(layout=layout, entries=entries)
         return bg
 
-    # -- execution -----------------------------------------------------------------------------------
-    def grid(self, workgroups: int) -> tuple[int, int, int]:
-        """Split a 1-D workgroup count over x/y so no dimension exceeds the adapter limit."""
-        if workgroups <= self.max_workgroups:
-            return (max(workgroups, 1), 1, 1)
-        y = -(-workgroups // self.max_workgroups)
-        x = -(-workgroups // y)
-        return (x, y, 1)
-
+    # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
     @locked
     def submit(self, dispatches, readbacks=(), timings: list | None = None,
                first: int | None = None, checks=None, names=None) -> list[np.ndarray]:
