@@ -97,3 +97,26 @@ def test_generator_covers_every_elementwise_op():
 def test_known_gaps_name_a_rule_and_a_reason():
     for name, reason in fuzz.KNOWN_GAPS.items():
         assert name in fuzz.GAP_RULES and len(reason) > 20, name
+    for name, (has, reason) in fuzz.ADAPTER_GAPS.items():
+        assert name in fuzz.GAP_RULES and len(reason) > 20 and callable(has), name
+
+
+def test_adapter_gaps_follow_the_adapter(monkeypatch):
+    """subnormal_flush is avoided exactly on adapters that flush subnormals, and its rule catches a subnormal
+    operand of any op (input or literal), not only of log/division."""
+    import tinydl
+    import torch
+    flushes = tinydl.device_info()["flushes_subnormals"]
+    assert ("subnormal_flush" in fuzz.active_gaps()) == flushes
+    monkeypatch.setattr(tinydl, "device_info", lambda: {"flushes_subnormals": True})
+    assert "subnormal_flush" in fuzz.active_gaps()
+    rule = fuzz.GAP_RULES["subnormal_flush"]
+    assert rule("mul", "x1 * 1.5", [torch.tensor([1e-40])]) and rule("add", "x1 + 1e-41", [torch.tensor([1.0])])
+    assert not rule("mul", "x1 * 1.5", [torch.tensor([1e-30, 0.0])])
+
+
+def test_flush_probe_agrees_with_arithmetic():
+    """device_info's flushes_subnormals is what float32 arithmetic on this adapter does to a subnormal."""
+    import tinydl
+    x = tinydl.tensor(np.array([1e-40], np.float32)) * tinydl.tensor(np.array([1.5], np.float32))
+    assert (x.numpy()[0] == 0) == tinydl.device_info()["flushes_subnormals"]

@@ -723,8 +723,26 @@ class Runtime:
             "adapter_type": self.adapter.info.get("adapter_type", ""),
             "description": self.adapter.info.get("description", ""),
             "features": sorted(self.features), "limits": dict(self.limits),
+            "flushes_subnormals": self.flushes_subnormals,
         }
 
+    @functools.cached_property
+    def flushes_subnormals(self) -> bool:
+        """Whether float32 arithmetic on this adapter reads and writes subnormals as zero (WGSL allows it;
+        NVIDIA's drivers do it): a probe kernel multiplies a subnormal by 1.5, both loaded from memory."""
+        with _lock:
+            probe = np.array([np.float32(1e-40), np.float32(1.5), 0], np.float32).view(np.uint32)
+            buf = self.upload(probe, "the subnormal probe")
+            pipeline = self.pipeline(_SUBNORMAL_PROBE, "subnormal probe")
+            (out,) = self.submit([(pipeline, [buf.gpu], (1, 1, 1))], [(buf.gpu, probe.nbytes)],
+                                 names=["subnormal probe"])
+            self.release(buf.gpu)
+            return int(np.frombuffer(out.tobytes(), np.uint32)[2]) == 0
+
+
+_SUBNORMAL_PROBE = """@group(0) @binding(0) var<storage, read_write> d: array<u32>;
+@compute @workgroup_size(1) fn main() { d[2] = bitcast<u32>(bitcast<f32>(d[0]) * bitcast<f32>(d[1])); }
+"""
 
 _runtime: Runtime | None = None
 

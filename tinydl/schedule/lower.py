@@ -57,7 +57,8 @@ RULES = Rules()
 
 
 def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = RULES) -> Lowered:
-    """The walked graph with every MATMUL and CONV lowered (a copy: the caller's graph is not changed)."""
+    """The walked graph lowered as above: a copy (the caller's graph is not changed), or the graph itself where
+    nothing needs lowering."""
     if not any(n.kind in (MATMUL, CONV, ROWNORM) or _staged(n) for n in order):
         return Lowered(order, list(roots), list(range(len(order))))
     new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph

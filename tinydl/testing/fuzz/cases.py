@@ -24,6 +24,22 @@ KNOWN_GAPS: dict[str, str] = {
                       "(findings class 5)",
 }
 
+# Gaps of some adapters only: name -> (whether this adapter has it, from tinydl.device_info(); reason). active_gaps()
+# adds those the current adapter has to KNOWN_GAPS.
+ADAPTER_GAPS = {
+    "subnormal_flush": (lambda info: info.get("flushes_subnormals", False),
+                        "float32 subnormals into any op: this adapter flushes them in all float arithmetic (NVIDIA; "
+                        "README, Known differences)"),
+}
+
+
+def active_gaps() -> dict[str, str]:
+    """KNOWN_GAPS plus the ADAPTER_GAPS the current adapter has."""
+    import tinydl
+    info = tinydl.device_info()
+    return {**KNOWN_GAPS, **{name: why for name, (has, why) in ADAPTER_GAPS.items() if has(info)}}
+
+
 # name -> predicate(op, expr, source values as torch tensors): True when a step would hit that gap (not generated).
 GAP_RULES = {
     # var/std/layer_norm of finite values whose squares overflow float32 (|x| > ~1e19)
@@ -32,12 +48,17 @@ GAP_RULES = {
     "conv_padding_nonfinite": lambda op, expr, vals: op == "conv2d" and "padding=0" not in expr and any(
         v.is_floating_point() and not bool(v.isfinite().all()) for v in vals[:2]),
     # float32 subnormals into ops whose WGSL builtins may flush them (log, pow, division, remainder, roots)
-    "subnormal_math": lambda op, expr, vals: op in SUBNORMAL_SENSITIVE and (
-        any(_has_subnormal(v) for v in vals) or any(0 < abs(float(m)) < np.finfo(np.float32).tiny
-                                                     for m in re.findall(r"\d+\.?\d*e-\d+", expr))),
+    "subnormal_math": lambda op, expr, vals: op in SUBNORMAL_SENSITIVE and _subnormal_operand(expr, vals),
+    # float32 subnormals into any op (adapters that flush them everywhere)
+    "subnormal_flush": lambda op, expr, vals: _subnormal_operand(expr, vals),
 }
 SUBNORMAL_SENSITIVE = {"log", "pow", "div", "remainder", "fmod", "floor_divide", "trunc_divide", "reciprocal",
                        "rsqrt", "sqrt"}
+
+
+def _subnormal_operand(expr: str, vals) -> bool:
+    return any(_has_subnormal(v) for v in vals) or any(0 < abs(float(m)) < np.finfo(np.float32).tiny
+                                                       for m in re.findall(r"\d+\.?\d*e-\d+", expr))
 
 
 def _has_subnormal(v) -> bool:

@@ -6,7 +6,7 @@ import random
 import time
 import traceback
 
-from .cases import KNOWN_GAPS
+from .cases import ADAPTER_GAPS, KNOWN_GAPS, active_gaps
 from .oracle import run_graph
 from .generate import generate
 from .shrink import failure_class, shrink
@@ -65,10 +65,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.no_gaps:
         KNOWN_GAPS.clear()
+        ADAPTER_GAPS.clear()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     import tinydl
     print(f"fuzz: seed {seed}, {args.graphs} graphs, up to {args.max_ops} ops, known gaps avoided: "
-          f"{', '.join(KNOWN_GAPS) or 'none'}, adapter: {tinydl.device_info().get('adapter')}",
+          f"{', '.join(active_gaps()) or 'none'}, adapter: {tinydl.device_info().get('adapter')}",
           flush=True)
     found = fuzz(args.graphs, seed, args.max_ops, args.stop_on_failure, args.shrink_budget,
                  out=lambda s: print(s, flush=True))

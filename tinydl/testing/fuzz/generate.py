@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .cases import BINARY, GAP_RULES, Graph, KNOWN_GAPS, REDUCE, SPECIALS, SPECIALS16, Step, UNARY_F, UNARY_L
+from .cases import BINARY, active_gaps, GAP_RULES, Graph, REDUCE, SPECIALS, SPECIALS16, Step, UNARY_F, UNARY_L
 
 
 class Generator:
@@ -21,6 +21,7 @@ class Generator:
         self.g = Graph({}, [], [])
         self.env = {}  # name -> torch value
         self.n = 0
+        self.gaps = active_gaps()
 
     # values
     def _name(self, prefix):
@@ -94,7 +95,7 @@ class Generator:
         name = self._name("v")
         step = Step(name, expr, tuple(srcs), op, heavy)
         ns = {"torch": torch, "TF": TF, **self.env}
-        if any(GAP_RULES[gap](op, expr, [self.env[x] for x in srcs]) for gap in KNOWN_GAPS):
+        if any(GAP_RULES[gap](op, expr, [self.env[x] for x in srcs]) for gap in self.gaps):
             return None
         if op == "cast" and "int" in expr:
             v = self.env[srcs[0]]  # float -> int of NaN/Inf/out of range is undefined in C++ (torch's result varies)
