@@ -1,8 +1,9 @@
 """Indexing as graph nodes: torch's `x[...]` (ints, slices, None, ..., bools, then advanced indices: integer or
-bool tensors, lists, numpy arrays, masks), `index_select`, `take`, `gather` and ATen's `index.Tensor`. Each
-advanced index becomes one GATHER of rows (`gather_rows`). Indices given on the host are checked at the call,
-with torch's messages; a tinydl tensor of indices lives on the GPU and is checked there (the GATHER's
-`checks.Code`: IndexError at the next read-back). Part of the tensor API: Tensor's methods delegate here."""
+bool tensors, lists, numpy arrays, masks), `index_select`, `take`, `gather` and ATen's `index.Tensor`; slicing
+and selecting (`narrow`, `split`, `chunk`, `unbind`, `select`, `roll`: views and cats). Each advanced index
+becomes one GATHER of rows (`gather_rows`). Indices given on the host are checked at the call, with torch's
+messages; a tinydl tensor of indices lives on the GPU and is checked there (the GATHER's `checks.Code`:
+IndexError at the next read-back). Part of the tensor API: Tensor's methods delegate here."""
 from __future__ import annotations
 
 import builtins
@@ -14,7 +15,7 @@ from . import dtypes
 from .checks import Code
 from .ops import GATHER
 from .shapes import normalize_dim
-from .tensor import Tensor, _make, arange, tensor, where, zeros
+from .tensor import Tensor, _make, arange, cat, tensor, where, zeros
 
 _INDEX_DTYPES = "tensors used as indices must be long, int, byte or bool tensors"
 
@@ -209,6 +210,7 @@ def advanced(x: Tensor, adv: list) -> Tensor:
                       + tuple(nb + k for k in range(first, len(rest))))
     return g
 
+
 def gather_rows(x: Tensor, idx: Tensor, code=None) -> Tensor:
     """x[idx] along dim 0 for an int32 tensor idx of any shape: idx.shape + x.shape[1:], one GATHER.
     code: what an index outside [0, n) reports on the GPU (checks.Code), or None where the indices were
@@ -221,6 +223,7 @@ def gather_rows(x: Tensor, idx: Tensor, code=None) -> Tensor:
     g = _make(GATHER, None, (rows, idx.reshape(-1)), code, (idx.numel(), rows.shape[1]), x.dtype)
     return g.reshape(out_shape)
 
+
 def gather_dim(x: Tensor, d: int, idx: Tensor, code=None) -> Tensor:
     """Rows of dim d picked by an int32 tensor: shape[:d] + idx.shape + shape[d+1:] (one GATHER)."""
     if x.shape[d] == 0 and idx.numel():
@@ -231,6 +234,7 @@ def gather_dim(x: Tensor, d: int, idx: Tensor, code=None) -> Tensor:
     if d:
         g = g.permute(tuple(range(k, k + d)) + tuple(range(k)) + tuple(range(k + d, x.ndim - 1 + k)))
     return g
+
 
 def index_select(x: Tensor, dim: int, index) -> Tensor:
     d = normalize_dim(dim, builtins.max(x.ndim, 1))
@@ -263,6 +267,7 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
         raise RuntimeError("index_select(): self indexing axis dim should be positive")
     return gather_dim(x, d, index.reshape(-1), Code.INDEX)  # negative indices are out of range, as in torch
 
+
 def take(x: Tensor, index) -> Tensor:
     """torch.take: the flattened tensor's elements at `index` (negative counts from the end)."""
     n = x.numel()
@@ -280,6 +285,7 @@ def take(x: Tensor, index) -> Tensor:
                              f"elements.")
         return gather_rows(x.reshape(-1), tensor(np.where(host < 0, host + n, host).astype(np.int32)))
     return gather_rows(x.reshape(-1), where(index < 0, index + n, index), Code.INDEX)
+
 
 def gather(x: Tensor, dim: int, index, sparse_grad: bool = False) -> Tensor:
     """torch.gather: out[i][j][k] = x[i][index[i][j][k]][k] (dim=1); index no larger than x apart
@@ -319,3 +325,75 @@ def index(x: Tensor, indices) -> Tensor:
     """ATen's index.Tensor: x[i0, i1, ...] with index tensors (None = a full slice), as getitem's advanced
     indexing."""
     return getitem(x, tuple(slice(None) if i is None else i for i in indices))
+
+
+# -- slicing and selecting (views and cats: no GATHER) --------------------------------------------------------
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    d = normalize_dim(dim, x.ndim)
+    size = x.shape[d]
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], but got {start})")
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
+    start = start + size if start < 0 else start
+    if start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    return x._slice(d, start, start + length, 1)
+
+
+def split(x: Tensor, split_size, dim: int = 0) -> tuple:
+    d = normalize_dim(dim, x.ndim)
+    size = x.shape[d]
+    if isinstance(split_size, int):
+        if split_size <= 0 and size > 0:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}")
+        sizes = [split_size] * (size // split_size) + ([size % split_size] if size % split_size else []) \
+            if split_size > 0 else [0]
+    else:
+        sizes = list(split_size)
+        if builtins.sum(sizes) != size:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
+                               f"size at dimension {d}), but got split_sizes={sizes}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(narrow(x, d, start, s))
+        start += s
+    return tuple(out)
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
+    if chunks <= 0:
+        raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
+    d = normalize_dim(dim, x.ndim)
+    return split(x, builtins.max(1, -(-x.shape[d] // chunks)), d)
+
+
+def unbind(x: Tensor, dim: int = 0) -> tuple:
+    d = normalize_dim(dim, x.ndim)
+    return tuple(select(x, d, i) for i in range(x.shape[d]))
+
+
+def roll(x: Tensor, shifts, dims=None) -> Tensor:
+    """torch.roll as slices + cat: each rolled dim is the tail cut off and put in front."""
+    shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+    dims = () if dims is None else ((dims,) if isinstance(dims, (int, np.integer)) else tuple(dims))
+    if not dims and len(shifts) == 1:
+        return roll(x.flatten(), shifts, 0).reshape(x.shape)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    out = x
+    for s, d in zip(shifts, dims):
+        d = normalize_dim(d, x.ndim)
+        n = x.shape[d]
+        s = builtins.int(s) % n if n else 0
+        if s:
+            out = cat([out._slice(d, n - s, n, 1), out._slice(d, 0, n - s, 1)], d)
+    return out
+
+
+def select(x: Tensor, dim: int, index: int) -> Tensor:
+    d = normalize_dim(dim, x.ndim)
+    if not -x.shape[d] <= index < x.shape[d]:
+        raise IndexError(f"select(): index {index} out of range for tensor of size {list(x.shape)} at "
+                         f"dimension {d}")
+    return getitem(x, (slice(None),) * d + (index,))

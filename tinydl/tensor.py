@@ -269,78 +269,20 @@ class Tensor:
         shape = self.shape[:dim] + (length,) + self.shape[dim + 1:]
         return _view(self, "slice", (tuple(starts), tuple(steps)), shape)
 
-    def narrow(self, dim: int, start: int, length: int) -> "Tensor":
-        d = normalize_dim(dim, self.ndim)
-        size = self.shape[d]
-        if not -size <= start <= size:
-            raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], but got {start})")
-        if length < 0:
-            raise RuntimeError("narrow(): length must be non-negative.")
-        start = start + size if start < 0 else start
-        if start + length > size:
-            raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
-        return self._slice(d, start, start + length, 1)
+    def narrow(self, dim: int, start: int, length: int) -> "Tensor": return narrow(self, dim, start, length)
+    def split(self, split_size, dim: int = 0): return split(self, split_size, dim)
+    def chunk(self, chunks: int, dim: int = 0): return chunk(self, chunks, dim)
+    def unbind(self, dim: int = 0): return unbind(self, dim)
+    def select(self, dim: int, index: int) -> "Tensor": return select(self, dim, index)
+    def roll(self, shifts, dims=None) -> "Tensor": return roll(self, shifts, dims)
 
     def __getitem__(self, index) -> "Tensor":
         """torch's indexing (basic, then advanced indices); see indexing.py."""
         return _getitem(self, index)
 
-    def split(self, split_size, dim: int = 0):
-        d = normalize_dim(dim, self.ndim)
-        size = self.shape[d]
-        if isinstance(split_size, int):
-            if split_size <= 0 and size > 0:
-                raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}")
-            sizes = [split_size] * (size // split_size) + ([size % split_size] if size % split_size else []) \
-                if split_size > 0 else [0]
-        else:
-            sizes = list(split_size)
-            if builtins.sum(sizes) != size:
-                raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
-                                   f"size at dimension {d}), but got split_sizes={sizes}")
-        out, start = [], 0
-        for s in sizes:
-            out.append(self.narrow(d, start, s))
-            start += s
-        return tuple(out)
-
-    def chunk(self, chunks: int, dim: int = 0):
-        if chunks <= 0:
-            raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
-        d = normalize_dim(dim, self.ndim)
-        return self.split(builtins.max(1, -(-self.shape[d] // chunks)), d)
-
-    def unbind(self, dim: int = 0):
-        d = normalize_dim(dim, self.ndim)
-        return tuple(self.select(d, i) for i in range(self.shape[d]))
-
     def index_select(self, dim: int, index) -> "Tensor": return index_select(self, dim, index)
     def take(self, index) -> "Tensor": return take(self, index)
     def gather(self, dim: int, index) -> "Tensor": return gather(self, dim, index)
-
-    def roll(self, shifts, dims=None) -> "Tensor":
-        """torch.roll as slices + cat: each rolled dim is the tail cut off and put in front."""
-        shifts = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
-        dims = () if dims is None else ((dims,) if isinstance(dims, (int, np.integer)) else tuple(dims))
-        if not dims and len(shifts) == 1:
-            return self.flatten().roll(shifts, 0).reshape(self.shape)
-        if len(shifts) != len(dims):
-            raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
-        out = self
-        for s, d in zip(shifts, dims):
-            d = normalize_dim(d, self.ndim)
-            n = self.shape[d]
-            s = builtins.int(s) % n if n else 0
-            if s:
-                out = cat([out._slice(d, n - s, n, 1), out._slice(d, 0, n - s, 1)], d)
-        return out
-
-    def select(self, dim: int, index: int) -> "Tensor":
-        d = normalize_dim(dim, self.ndim)
-        if not -self.shape[d] <= index < self.shape[d]:
-            raise IndexError(f"select(): index {index} out of range for tensor of size {list(self.shape)} at "
-                             f"dimension {d}")
-        return self[(slice(None),) * d + (index,)]
 
     # -- elementwise ---------------------------------------------------------------------------------
     def __add__(self, o): return add(self, o)
@@ -573,10 +515,6 @@ def _cat_tree(parts, d):
 concat = concatenate = cat
 
 
-def roll(x: Tensor, shifts, dims=None) -> Tensor:
-    return x.roll(shifts, dims)
-
-
 def stack(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -656,4 +594,5 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: E402,F401,A004
                          min, prod, row_norm, softmax, std, sum, var)
-from .indexing import gather, getitem as _getitem, index_select, take  # noqa: E402,F401
+from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: E402,F401
+                       split, take, unbind)
