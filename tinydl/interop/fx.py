@@ -183,7 +183,7 @@ def convert(tm, graph_module) -> TorchFxModule:
     program = FxProgram(graph_module.graph)
     try:
         program.signature = inspect.signature(tm.forward)
-    except (TypeError, ValueError):  # no signature to read: the placeholders decide (Program._bind)
+    except (TypeError, ValueError):  # no signature to read: the placeholders decide (FxProgram._bind)
         pass
     if program.missing:
         raise UnsupportedTorchOps(type(tm).__name__, program.missing)
