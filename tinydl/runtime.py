@@ -732,11 +732,10 @@ class Runtime:
         NVIDIA's drivers do it): a probe kernel multiplies a subnormal by 1.5, both loaded from memory."""
         with _lock:
             probe = np.array([np.float32(1e-40), np.float32(1.5), 0], np.float32).view(np.uint32)
-            buf = self.upload(probe, "the subnormal probe")
+            buf = self.upload(probe, "the subnormal probe")  # back to the pool when collected (adopted)
             pipeline = self.pipeline(_SUBNORMAL_PROBE, "subnormal probe")
             (out,) = self.submit([(pipeline, [buf.gpu], (1, 1, 1))], [(buf.gpu, probe.nbytes)],
                                  names=["subnormal probe"])
-            self.release(buf.gpu)
             return int(np.frombuffer(out.tobytes(), np.uint32)[2]) == 0
 
 
