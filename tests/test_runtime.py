@@ -465,3 +465,14 @@ def test_spin_wait_from_the_environment(monkeypatch):
         monkeypatch.setenv("TINYDL_SPIN_WAIT_MS", bad)
         with pytest.raises(ValueError, match="TINYDL_SPIN_WAIT_MS.*milliseconds >= 0"):
             runtime._spin_wait_seconds()
+
+
+def test_import_and_first_call_leave_the_environment_alone_and_quiet():
+    """tinydl does not set environment variables (Mesa's XDG_RUNTIME_DIR only while adapters are listed), and a
+    headless first call prints no Mesa warning."""
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    code = ("import os, tinydl; before = dict(os.environ); print(tinydl.tensor([2.0]).numpy()[0]); "
+            "assert dict(os.environ) == before and 'XDG_RUNTIME_DIR' not in os.environ")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "2.0" and "XDG_RUNTIME_DIR" not in run.stderr, run.stderr

@@ -13,7 +13,6 @@ from collections import deque
 
 import numpy as np
 
-os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # silences Mesa's WSI warning when headless
 import wgpu  # noqa: E402
 
 from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError, uncycle  # noqa: E402,F401 - also runtime.X
@@ -144,7 +143,15 @@ class NoAdapterError(RuntimeError):
 
 
 def _pick_adapter():
-    adapters = list(wgpu.gpu.enumerate_adapters_sync())
+    # Mesa warns when XDG_RUNTIME_DIR is unset (headless machines): set it only while the adapters are listed
+    unset = "XDG_RUNTIME_DIR" not in os.environ
+    if unset:
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
+    try:
+        adapters = list(wgpu.gpu.enumerate_adapters_sync())
+    finally:
+        if unset:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
     if not adapters:
         raise NoAdapterError(
             "tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
