@@ -499,3 +499,18 @@ def test_transformer_encoder_padding_mask_nested_fast_path(rng):
     assert np.allclose(expected[pad], t.norm.bias.detach().numpy(), atol=1e-6)
     got = m(tinydl.tensor(x), src_key_padding_mask=tinydl.tensor(pad)).numpy()
     assert_close(got[~pad], expected[~pad])
+
+
+@pytest.mark.parametrize("lo, hi", [(2.0, 1.0), (1.0, 1.0)])
+def test_hardtanh_bounds_checked_as_torch(lo, hi):
+    """F.hardtanh raises for min_val > max_val (equal bounds are allowed); nn.Hardtanh needs max_val > min_val."""
+    import tinydl.nn.functional as F
+    import torch.nn.functional as TF
+    x = np.array([-3.0, 0.5, 3.0], np.float32)
+    if lo > hi:
+        check_error(lambda: TF.hardtanh(torch.tensor(x), lo, hi), lambda: F.hardtanh(tinydl.tensor(x), lo, hi),
+                    exc=ValueError)
+    else:
+        np.testing.assert_array_equal(F.hardtanh(tinydl.tensor(x), lo, hi).numpy(),
+                                      TF.hardtanh(torch.tensor(x), lo, hi).numpy())
+    check_error(lambda: torch.nn.Hardtanh(lo, hi), lambda: tinydl.nn.Hardtanh(lo, hi), exc=AssertionError)

@@ -27,6 +27,8 @@ def _t(x):
 # -- activations not in the core table -----------------------------------------------------------------
 def hardtanh(x, min_val=-1.0, max_val=1.0):
     x = _t(x)
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
     if x.dtype == dtypes.bool_:
         raise RuntimeError("Bool inputs not supported for hardtanh")
     if not x.dtype.is_floating_point:  # torch keeps an integer tensor's dtype: the bounds become ints
