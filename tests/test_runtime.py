@@ -18,7 +18,9 @@ from tinydl.testing import assert_close
 def test_device_info_describes_the_adapter_in_use():
     rt = get_runtime()
     info = tinydl.device_info()
-    assert set(info) == {"adapter", "backend", "adapter_type", "description", "features", "limits"}
+    assert set(info) == {"adapter", "backend", "adapter_type", "description", "features", "limits",
+                         "flushes_subnormals"}
+    assert isinstance(info["flushes_subnormals"], bool)
     assert info["adapter"] == rt.adapter_name and info["adapter"]
     assert info["adapter"] == (rt.adapter.info.get("device") or rt.adapter.summary)
     assert info["backend"] == rt.adapter.info.get("backend_type") and info["backend"]
