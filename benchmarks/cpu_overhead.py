@@ -23,15 +23,14 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--chunks", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_CHUNK")
-    ap.add_argument("--first", nargs="*", type=int, help="also time e2e with each runtime.SUBMIT_FIRST")
+    ap.add_argument("--chunks", nargs="*", type=int, help="also time e2e with each Options.submit_chunk")
+    ap.add_argument("--first", nargs="*", type=int, help="also time e2e with each Options.submit_first")
     ap.add_argument("--no-cprofile", action="store_true")
     args = ap.parse_args(argv)
 
     import torch
 
     import tinydl
-    from tinydl import runtime
     for name in args.models:
         model, inputs = MODELS[name][0](args.batch, args.quick)
         tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
@@ -39,16 +38,11 @@ def main(argv=None):
         def call():
             return first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()
 
-        default = runtime.SUBMIT_CHUNK
-        for chunk in args.chunks or ():
-            runtime.SUBMIT_CHUNK = chunk
-            print(f"== {name} batch {args.batch}: SUBMIT_CHUNK={chunk}: e2e median {median_ms(call, args.runs):.3f} ms")
-        runtime.SUBMIT_CHUNK = default
-        default = runtime.SUBMIT_FIRST
-        for first in args.first or ():
-            runtime.SUBMIT_FIRST = first
-            print(f"== {name} batch {args.batch}: SUBMIT_FIRST={first}: e2e median {median_ms(call, args.runs):.3f} ms")
-        runtime.SUBMIT_FIRST = default
+        for option, values in (("submit_chunk", args.chunks), ("submit_first", args.first)):
+            for value in values or ():
+                with tinydl.options(**{option: value}):
+                    ms = median_ms(call, args.runs)
+                print(f"== {name} batch {args.batch}: {option}={value}: e2e median {ms:.3f} ms")
         phases(name, args.batch, tm, inputs, args.runs)
         if args.no_cprofile:
             continue

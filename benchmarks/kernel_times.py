@@ -19,7 +19,6 @@ from .run import MODELS, first_tensor
 def forward_dispatches(tm, inputs):
     """The dispatches and kernel names of one replay of tm (the model after from_torch) on the numpy inputs."""
     import tinydl
-    from tinydl import replay
     from tinydl.runtime import get_runtime
     rt = get_runtime()
     call = lambda: first_tensor(tm(*[tinydl.tensor(a) for a in inputs])).numpy()  # noqa: E731
@@ -27,13 +26,11 @@ def forward_dispatches(tm, inputs):
     dispatches = []
     submit = rt.submit
     rt.submit = lambda d, *a, **k: (dispatches.extend(d), submit(d, *a, **k))[1]
-    pre_encode, replay.PRE_ENCODE = replay.PRE_ENCODE, False  # a replay that encodes its kernels via rt.submit
-    try:
-        with tinydl.debug.count_kernels() as counter:
+    try:  # a replay that encodes its kernels via rt.submit
+        with tinydl.options(pre_encode=False), tinydl.debug.count_kernels() as counter:
             call()
     finally:
         del rt.submit  # back to the class's method
-        replay.PRE_ENCODE = pre_encode
     return dispatches, counter.names
 
 

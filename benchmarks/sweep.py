@@ -60,12 +60,10 @@ def main(argv=None):
     import tinydl
     import tinydl.nn.functional as F
     from tabulate import tabulate
-    from tinydl import schedule
     from tinydl.kernels import gemm
 
     tiles = args.tiles or ["auto", *gemm.TILES]
-    gemm.VEC4_LOADS = not args.scalar_loads
-    gemm.TAP_MAJOR = not args.channel_major
+    switches = dict(vec4_loads=not args.scalar_loads, tap_major=not args.channel_major)
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else MOBILENET_1X1 if args.mobilenet else CONVS):
@@ -83,17 +81,16 @@ def main(argv=None):
     for label, flops, build in jobs:
         for tile in tiles:
             for split in args.splits:
-                gemm.FORCE_TILE = None if tile == "auto" else tile
-                gemm.FORCE_SPLIT_K = None if split == "auto" else int(split)
-                schedule.clear_cache()
+                forced = tinydl.options(**switches, force_tile=None if tile == "auto" else tile,
+                                        force_split_k=None if split == "auto" else int(split))
                 try:
-                    ms = busy_gpu_ms(build, args.runs, args.copies, args.warm)
+                    with forced:
+                        ms = busy_gpu_ms(build, args.runs, args.copies, args.warm)
                 except Exception as e:  # noqa: BLE001 - a variant a shape cannot take; keep sweeping
                     rows.append([label, tile, split, None, None, f"{type(e).__name__}"])
                     continue
                 rows.append([label, tile, split, ms * 1e3, flops / ms / 1e9, ""])
                 print(*rows[-1][:4], flush=True)  # progress, and the rows so far should the run be cut off
-    gemm.FORCE_TILE = gemm.FORCE_SPLIT_K = None
     print(tabulate(rows, headers=["shape", "tile", "split", "GPU us", "TFLOP/s", "note"], floatfmt=".3g",
                    missingval="-"))
 
@@ -102,9 +99,6 @@ def sweep_direct(args):
     import tinydl
     import tinydl.nn.functional as F
     from tabulate import tabulate
-    from tinydl import schedule
-    from tinydl.kernels import window
-
     rng = np.random.default_rng(0)
     rows = []
     for nb, (c, hw, s) in ([(2, (8, 8, 1))] if args.quick else [(b, d) for b in (16, 1) for d in DEPTHWISE]):
@@ -116,13 +110,11 @@ def sweep_direct(args):
         if args.only and args.only not in label:
             continue
         for strip in args.strips:
-            window.FORCE_STRIP = None if strip == "auto" else tuple(int(v) for v in strip.split("x"))
-            schedule.clear_cache()
-            ms = busy_gpu_ms(lambda: F.relu(F.conv2d(x, w, stride=s, padding=1, groups=c)), args.runs, args.copies,
-                             args.warm)
+            with tinydl.options(force_strip=None if strip == "auto" else tuple(int(v) for v in strip.split("x"))):
+                ms = busy_gpu_ms(lambda: F.relu(F.conv2d(x, w, stride=s, padding=1, groups=c)), args.runs,
+                                 args.copies, args.warm)
             rows.append([label, strip, ms * 1e3, mb / ms / 1e3])
             print(*rows[-1][:3], flush=True)
-    window.FORCE_STRIP = None
     print(tabulate(rows, headers=["shape", "strip", "GPU us", "TB/s"], floatfmt=".3g"))
 
 

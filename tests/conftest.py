@@ -20,3 +20,13 @@ def rng():
 def runtime():
     from tinydl.runtime import get_runtime
     return get_runtime()
+
+
+@pytest.fixture
+def use_options():
+    """use_options(knob=value, ...): tinydl.options(...) for the rest of the test (restored after it)."""
+    import contextlib
+
+    import tinydl
+    with contextlib.ExitStack() as stack:
+        yield lambda **changes: stack.enter_context(tinydl.options(**changes))

@@ -28,24 +28,20 @@ DIRECT_PATHS = ["direct", "direct1x1", "direct4x2", "direct2x3"]
 PATHS = [*DIRECT_PATHS, *GEMM_TILES]
 
 
-def force(monkeypatch, path):
+def force(use_options, path):
     """Force every conv of the test onto one kernel; returns the variant name its kernel must report."""
     direct = path.startswith("direct")
-    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 10**9 if direct else 0)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if direct else path)
+    use_options(direct_conv_max_cout_per_group=10**9 if direct else 0, force_tile=None if direct else path)
     if path == "direct":
-        monkeypatch.setattr(tinydl.kernels.window, "MAX_UNROLLED_TAPS", 0)
+        use_options(max_unrolled_taps=0)
     elif direct:
-        monkeypatch.setattr(tinydl.kernels.window, "FORCE_STRIP", tuple(map(int, path[6:].split("x"))))
-    tinydl.schedule.clear_cache()  # plans are cached by graph structure: drop those built under other knobs
+        use_options(force_strip=tuple(map(int, path[6:].split("x"))))
     return path
 
 
 @pytest.fixture(autouse=True)
 def _fresh_plans():
-    """Runs its teardown after monkeypatch's: no plan built under a forced knob outlives the test."""
-    tinydl.schedule.clear_cache()
-    yield
+    """The WGSL checks read the plans cached during the test (_gemm_wgsl)."""
     tinydl.schedule.clear_cache()
 
 
@@ -120,8 +116,8 @@ CONV2D = [
 
 
 @pytest.mark.parametrize("path,xs,ws,kw,bias", with_paths(CONV2D))
-def test_conv2d(rng, monkeypatch, path, xs, ws, kw, bias):
-    force(monkeypatch, path)
+def test_conv2d(rng, use_options, path, xs, ws, kw, bias):
+    force(use_options, path)
     x, w = rand(rng, *xs), rand(rng, *ws)
     b = rand(rng, ws[0]) if bias else None
     expected = TF.conv2d(*_torch(x, w, b), **kw)
@@ -137,17 +133,17 @@ def test_conv2d(rng, monkeypatch, path, xs, ws, kw, bias):
     ((2, 7, 5), (4, 2, 3, 2), dict(stride=2, padding=1)),
     ((4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding="same")),
 ]))
-def test_conv2d_unbatched(rng, monkeypatch, path, xs, ws, kw, bias):
-    force(monkeypatch, path)
+def test_conv2d_unbatched(rng, use_options, path, xs, ws, kw, bias):
+    force(use_options, path)
     x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0]) if bias else None
     out = run(lambda: F.conv2d(*_tiny(x, w, b), **kw), path)
     assert_close(out, TF.conv2d(*_torch(x, w, b), **kw), **tol(ws[1] * ws[2] * ws[3]))
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_conv2d_view_input_and_epilogue(rng, monkeypatch, path):
+def test_conv2d_view_input_and_epilogue(rng, use_options, path):
     """A permuted input is read through the conv's load function; bias + BN-style scale + relu fuse after it."""
-    force(monkeypatch, path)
+    force(use_options, path)
     x, w, b, s = rand(rng, 1, 6, 7, 3), rand(rng, 4, 3, 3, 3), rand(rng, 4), rand(rng, 1, 4, 1, 1)
     tx, tw, tb, ts = _tiny(x, w, b, s)
     out = run(lambda: (F.conv2d(tx.permute(0, 3, 1, 2), tw, tb, padding=1) * ts).relu(), path)
@@ -157,11 +153,11 @@ def test_conv2d_view_input_and_epilogue(rng, monkeypatch, path):
 
 @pytest.mark.parametrize("split", [1, 2])
 @pytest.mark.parametrize("path", PATHS)
-def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, path, split):
+def test_conv2d_weight_in_memory_or_computed(rng, monkeypatch, use_options, path, split):
     """A stored weight is read by its flat position (no (ci, kh, kw) split of k); a weight computed in the kernel
     (w * 2) or viewed (a permute) goes through the multi-index path: both equal torch, whole and split over K."""
-    force(monkeypatch, path)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    force(use_options, path)
+    use_options(force_split_k=split)
     x, w = rand(rng, 2, 4, 6, 6), rand(rng, 6, 2, 3, 3)
     tx, tw = _tiny(x, w)
     xt, wt = _torch(x, w)
@@ -193,17 +189,16 @@ def _spy_tap_gathers(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("tile,xs,ws,kw,bias", with_paths(TAP_CASES, TILED))
-def test_conv2d_tap_major(rng, monkeypatch, tile, xs, ws, kw, bias):
+def test_conv2d_tap_major(rng, monkeypatch, use_options, tile, xs, ws, kw, bias):
     """Every tiled variant reading its pixels through a TapGather (strides, dilation, groups, even and
     non-square kernels, partial tiles) equals torch, and so does the (ci, kh, kw) order it replaces."""
-    force(monkeypatch, tile)
+    force(use_options, tile)
     seen = _spy_tap_gathers(monkeypatch)
     x, w = rand(rng, *xs), rand(rng, *ws)
     b = rand(rng, ws[0]) if bias else None
     expected = TF.conv2d(*_torch(x, w, b), **kw)
     for tap in (True, False):
-        monkeypatch.setattr(tinydl.kernels.gemm, "TAP_MAJOR", tap)
-        tinydl.schedule.clear_cache()
+        use_options(tap_major=tap)
         seen.clear()
         out = run(lambda: F.conv2d(*_tiny(x, w, b), **kw), tile)
         assert len(seen) == tap, (tap, seen)
@@ -211,11 +206,11 @@ def test_conv2d_tap_major(rng, monkeypatch, tile, xs, ws, kw, bias):
 
 
 @pytest.mark.parametrize("tile", ["tile32", "tile128k16"])
-def test_conv2d_tap_major_split_and_computed_weights(rng, monkeypatch, tile):
+def test_conv2d_tap_major_split_and_computed_weights(rng, monkeypatch, use_options, tile):
     """Split over K into slices of whole K steps (16 channels each), with the weight stored, computed in the
     kernel (w * 2) or viewed (a permute): the weight's k = tap * channels + ci is found in each form."""
-    force(monkeypatch, tile)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", 2)
+    force(use_options, tile)
+    use_options(force_split_k=2)
     seen = _spy_tap_gathers(monkeypatch)
     x, w = rand(rng, 2, 32, 6, 5), rand(rng, 24, 32, 3, 3)
     tx, tw = _tiny(x, w)
@@ -228,8 +223,8 @@ def test_conv2d_tap_major_split_and_computed_weights(rng, monkeypatch, tile):
 
 
 @pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")
-def test_conv2d_tap_major_in_float16(rng, monkeypatch):
-    force(monkeypatch, "tile64x128t128")
+def test_conv2d_tap_major_in_float16(rng, monkeypatch, use_options):
+    force(use_options, "tile64x128t128")
     seen = _spy_tap_gathers(monkeypatch)
     x, w = rand(rng, 2, 16, 6, 6), rand(rng, 40, 16, 3, 3)
     # float16 buffers (a cast in front would be fused into the conv's loads: no image in memory to gather from)
@@ -242,11 +237,11 @@ def test_conv2d_tap_major_in_float16(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("tile", ["tile128k16", "tile32"])
-def test_tap_major_falls_back_where_a_k_step_would_span_taps(rng, monkeypatch, tile):
+def test_tap_major_falls_back_where_a_k_step_would_span_taps(rng, monkeypatch, use_options, tile):
     """24 input channels: K steps of 16 would straddle two taps, so the conv gathers in (ci, kh, kw) order with
     every tile (even one whose steps of 8 would fit: its tile rules are for tap-major convs) and equals torch."""
     x, w = rand(rng, 1, 24, 6, 6), rand(rng, 8, 24, 3, 3)
-    force(monkeypatch, tile)
+    force(use_options, tile)
     seen = _spy_tap_gathers(monkeypatch)
     out = run(lambda: F.conv2d(*_tiny(x, w), padding=1), tile)
     assert not seen
@@ -260,13 +255,11 @@ IM2COL_CASES = [(xs, ws, kw) for xs, ws, kw in CONV2D if kw.get("groups", 1) == 
 @pytest.mark.parametrize("split", [1, 2])
 @pytest.mark.parametrize("tile", ["auto", "tile32", "tile64x64t128"])
 @pytest.mark.parametrize("xs,ws,kw", IM2COL_CASES)
-def test_conv2d_through_im2col(rng, monkeypatch, xs, ws, kw, tile, split):
+def test_conv2d_through_im2col(rng, use_options, xs, ws, kw, tile, split):
     """Every single-group conv wider than 1x1 of the conv2d cases (strides, dilations, asymmetric and 'same'
     padding, even kernels) through the written windows and a plain GEMM, whole and split over K."""
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if tile == "auto" else tile)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
-    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 0)
+    use_options(force_im2col=True, force_tile=None if tile == "auto" else tile, force_split_k=split)
+    use_options(direct_conv_max_cout_per_group=0)
     x, w, b = rand(rng, *xs), rand(rng, *ws), rand(rng, ws[0])
     with tinydl.debug.count_kernels() as c:
         out = F.conv2d(*_tiny(x, w, b), **kw)
@@ -275,10 +268,10 @@ def test_conv2d_through_im2col(rng, monkeypatch, xs, ws, kw, tile, split):
     assert_close(out, TF.conv2d(*_torch(x, w, b), **kw), **tol(ws[1] * ws[2] * ws[3]))
 
 
-def test_im2col_conv_fuses_its_prologue_and_epilogue(rng, monkeypatch):
+def test_im2col_conv_fuses_its_prologue_and_epilogue(rng, use_options):
     """The window writer reads a permuted, scaled input through its loads; the GEMM carries bias, a BN-style
     scale and relu: 2 kernels. Edge infinities stay out of the padding (select, not * 0)."""
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    use_options(force_im2col=True)
     x, w, b, s = rand(rng, 1, 6, 7, 3), rand(rng, 8, 3, 3, 3), rand(rng, 8), rand(rng, 1, 8, 1, 1)
     x[0, 0, :, :] = np.inf  # the top row; with dilation 2, output row 1 reads it only as its clamped padding
     tx, tw, tb, ts = _tiny(x, w, b, s)
@@ -293,8 +286,8 @@ def test_im2col_conv_fuses_its_prologue_and_epilogue(rng, monkeypatch):
 
 
 @pytest.mark.skipif(not tinydl.runtime.get_runtime().has_f16, reason="adapter lacks shader-f16")
-def test_im2col_conv_in_float16(rng, monkeypatch):
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+def test_im2col_conv_in_float16(rng, use_options):
+    use_options(force_im2col=True)
     x, w = rand(rng, 2, 8, 6, 6), rand(rng, 16, 8, 3, 3)
     with tinydl.debug.count_kernels() as c:
         out = F.conv2d(tinydl.tensor(x).half(), tinydl.tensor(w).half(), padding=1)
@@ -306,9 +299,9 @@ def test_im2col_conv_in_float16(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("hw,variant", [(6, "window4"), (5, "window")])
-def test_im2col_writes_vec4s_where_the_pixels_allow(rng, monkeypatch, hw, variant):
+def test_im2col_writes_vec4s_where_the_pixels_allow(rng, use_options, hw, variant):
     """2 images of 6x6 = 72 pixels: 4 pixels of one k per thread, one vec4 store; 2 x 5x5 = 50: one per thread."""
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+    use_options(force_im2col=True)
     x, w = rand(rng, 2, 8, hw, hw), rand(rng, 16, 8, 3, 3)
     with tinydl.debug.count_kernels() as c:
         out = F.conv2d(*_tiny(x, w), padding=1)
@@ -330,10 +323,10 @@ def test_im2col_rule(groups, cout, pixels, channels, taps, used):
 
 
 @pytest.mark.parametrize("path", DIRECT_PATHS)
-def test_direct_conv_padding_taps_ignore_edge_infinities(rng, monkeypatch, path):
+def test_direct_conv_padding_taps_ignore_edge_infinities(rng, use_options, path):
     """Taps in the zero padding read a clamped in-range element and discard it: an inf or nan on the edge must
     not leak into outputs whose window only overlaps it through the padding (inf * 0 would give nan)."""
-    force(monkeypatch, path)
+    force(use_options, path)
     x, w = rand(rng, 1, 2, 6, 7), rand(rng, 2, 1, 3, 3)
     x[0, 0, :, 0], x[0, 1, 0, :] = np.inf, np.nan
     # dilation 2: output 1 reads input -1 (clamped to the edge, 0) but not input 0 itself, so it stays finite
@@ -358,10 +351,10 @@ def test_direct_conv_strip_rule(planes, out_hw, strip):
 
 
 @pytest.mark.parametrize("k,variant", [(3, "direct4x2"), (7, "direct4x2"), (9, "direct")])
-def test_direct_conv_unrolls_small_windows_and_loops_over_large_ones(rng, monkeypatch, k, variant):
-    """Windows of up to MAX_UNROLLED_TAPS taps run as unrolled strips (here the rule's 4x2: enough threads),
+def test_direct_conv_unrolls_small_windows_and_loops_over_large_ones(rng, use_options, k, variant):
+    """Windows of up to Options.max_unrolled_taps taps run as unrolled strips (here the rule's 4x2: enough threads),
     larger ones loop per output."""
-    monkeypatch.setattr(tinydl.kernels.window, "STRIP_MIN_THREADS", 1)
+    use_options(strip_min_threads=1)
     x, w = rand(rng, 1, 3, 28, 28), rand(rng, 3, 1, k, k)  # 28 wide: the wide strips
     out = run(lambda: F.conv2d(*_tiny(x, w), padding=k // 2, groups=3), variant)
     assert_close(out, TF.conv2d(*_torch(x, w), padding=k // 2, groups=3), **tol(k * k))
@@ -386,8 +379,8 @@ CONV1D = [
 
 
 @pytest.mark.parametrize("path,xs,ws,kw,bias", with_paths(CONV1D))
-def test_conv1d(rng, monkeypatch, path, xs, ws, kw, bias):
-    force(monkeypatch, path)
+def test_conv1d(rng, use_options, path, xs, ws, kw, bias):
+    force(use_options, path)
     x, w = rand(rng, *xs), rand(rng, *ws)
     b = rand(rng, ws[0]) if bias else None
     out = run(lambda: F.conv1d(*_tiny(x, w, b), **kw), path)
@@ -395,8 +388,8 @@ def test_conv1d(rng, monkeypatch, path, xs, ws, kw, bias):
 
 
 @pytest.mark.parametrize("path,kw,bias", with_paths([({},), (dict(padding="same", dilation=2),), (dict(stride=2),)]))
-def test_conv1d_unbatched(rng, monkeypatch, path, kw, bias):
-    force(monkeypatch, path)
+def test_conv1d_unbatched(rng, use_options, path, kw, bias):
+    force(use_options, path)
     x, w, b = rand(rng, 3, 9), rand(rng, 4, 3, 3), rand(rng, 4) if bias else None
     out = run(lambda: F.conv1d(*_tiny(x, w, b), **kw), path)
     assert_close(out, TF.conv1d(*_torch(x, w, b), **kw), **tol(9))
@@ -421,8 +414,8 @@ CONVT = [
 
 
 @pytest.mark.parametrize("tile,xs,ws,kw,bias", with_paths(CONVT, GEMM_TILES))
-def test_conv_transpose2d(rng, monkeypatch, tile, xs, ws, kw, bias):
-    force(monkeypatch, tile)
+def test_conv_transpose2d(rng, use_options, tile, xs, ws, kw, bias):
+    force(use_options, tile)
     x, w = rand(rng, *xs), rand(rng, *ws)
     b = rand(rng, ws[1] * kw.get("groups", 1)) if bias else None
     out = run(lambda: F.conv_transpose2d(*_tiny(x, w, b), **kw), tile)
@@ -431,16 +424,16 @@ def test_conv_transpose2d(rng, monkeypatch, tile, xs, ws, kw, bias):
 
 
 @pytest.mark.parametrize("tile", GEMM_TILES)
-def test_conv_transpose2d_unbatched(rng, monkeypatch, tile):
-    force(monkeypatch, tile)
+def test_conv_transpose2d_unbatched(rng, use_options, tile):
+    force(use_options, tile)
     x, w, b = rand(rng, 3, 4, 4), rand(rng, 3, 2, 3, 3), rand(rng, 2)
     out = run(lambda: F.conv_transpose2d(*_tiny(x, w, b), stride=2, padding=1, output_padding=1), tile)
     assert_close(out, TF.conv_transpose2d(*_torch(x, w, b), stride=2, padding=1, output_padding=1), **tol(27))
 
 
-def test_conv_transpose2d_direct_knob_still_gemm(rng, monkeypatch):
+def test_conv_transpose2d_direct_knob_still_gemm(rng, use_options):
     """The direct kernel is for forward convs only: with it forced, transposed convs still run (as GEMM)."""
-    force(monkeypatch, "direct")
+    force(use_options, "direct")
     x, w = rand(rng, 1, 2, 3, 3), rand(rng, 2, 3, 3, 3)
     with tinydl.debug.count_kernels() as c:
         out = F.conv_transpose2d(*_tiny(x, w), stride=2)
@@ -546,16 +539,19 @@ def test_conv2d_dtype_mismatch(rng):
 
 
 def _gemm_wgsl(prefix):
-    return [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith(prefix)]
+    """The WGSL of the kernels named prefix... the test planned under the current options."""
+    key = tinydl.options.current().plan_key
+    return [s.wgsl for p in tinydl.schedule._plans.values() if p.key[-1] == key
+            for s in p.steps if s.name.startswith(prefix)]
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
 @pytest.mark.parametrize("hw,vec4", [(6, True), (5, False)])
-def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, tile, hw, vec4):
+def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, use_options, tile, hw, vec4):
     """Where each output image has a multiple of 4 pixels, a thread stores its 4 neighbouring pixels of a channel
     as one vec4, each pushed through the epilogue (scale, residual add, relu); else element by element. Both give
     the same values, bit for bit."""
-    force(monkeypatch, tile)
+    force(use_options, tile)
     x, w, b, s = rand(rng, 2, 5, hw, hw), rand(rng, 8, 5, 3, 3), rand(rng, 8), rand(rng, 1, 8, 1, 1)
     res = rand(rng, 2, 8, hw, hw)
     tx, tw, tb, ts, tres = _tiny(x, w, b, s, res)
@@ -565,18 +561,17 @@ def test_conv_epilogue_stores_runs_of_four_pixels_as_vec4(rng, monkeypatch, tile
     assert ("store_out4(" in wgsl[0]) == vec4 and ("array<vec4<f32>>" in wgsl[0]) == vec4
     xt, wt, bt, st, rest = _torch(x, w, b, s, res)
     assert_close(out, (TF.conv2d(xt, wt, bt, padding=1) * st + rest).relu(), **tol(45))
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
-    tinydl.schedule.clear_cache()
+    use_options(vec4_stores=False)
     np.testing.assert_array_equal((F.conv2d(tx, tw, tb, padding=1) * ts + tres).relu().numpy(), out)
     assert not any("store_out4(" in src for src in _gemm_wgsl("conv2d"))
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_float16_conv_loads_and_stores_runs_of_four(rng, monkeypatch, k):
+def test_float16_conv_loads_and_stores_runs_of_four(rng, monkeypatch, use_options, k):
     """A float16 conv binds its buffers as vec4<f16> where an f32 one would use vec4s: a 1x1 conv's weights and
     pixels load 4 at a time, and both store 4 pixels at a time (the 3x3 one gathers its pixels tap-major); the
     results are the same bits as element by element."""
-    force(monkeypatch, "tile32")
+    force(use_options, "tile32")
     x, w = rand(rng, 2, 16, 6, 6).astype(np.float16), rand(rng, 8, 16, k, k).astype(np.float16)
     tx, tw = tinydl.tensor(x), tinydl.tensor(w)
     out = run(lambda: F.conv2d(tx, tw, padding=k // 2).relu(), "tile32").numpy()
@@ -586,20 +581,18 @@ def test_float16_conv_loads_and_stores_runs_of_four(rng, monkeypatch, k):
     assert out.dtype == np.float16
     ref = TF.conv2d(torch.from_numpy(x).float(), torch.from_numpy(w).float(), padding=k // 2).relu()
     assert_close(out.astype(np.float32), ref, rtol=1e-2, atol=3e-2, check_dtype=False)
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
-    tinydl.schedule.clear_cache()
+    use_options(vec4_loads=False, vec4_stores=False)
     np.testing.assert_array_equal(F.conv2d(tx, tw, padding=k // 2).relu().numpy(), out)
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
 @pytest.mark.parametrize("case", ["1x1", "1x1-odd-pixels", "1x1-stride2", "3x3", "grouped-1x1", "grouped-1x1-odd", "split"])
-def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case):
+def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, use_options, tile, case):
     """1x1 conv tiles load the weights 4 input channels at a time where Cin/g is a multiple of 4 (wider kernels,
     whose input is an im2col gather, measured faster element by element), and a stride-1 conv's input 4 pixels at
     a time where each image has a multiple of 4 of them; the values are the same bits as element-by-element
     loads."""
-    force(monkeypatch, tile)
+    force(use_options, tile)
     cin, k, stride, hw, groups, split = 8, 1, 1, 6, 1, None
     if case == "1x1-odd-pixels":
         hw = 5
@@ -613,7 +606,7 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
         cin, groups = 6, 2
     elif case == "split":
         split = 2
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    use_options(force_split_k=split)
     x, w, b = rand(rng, 2, cin, hw, hw), rand(rng, 8, cin // groups, k, k), rand(rng, 8)
     tx, tw, tb = _tiny(x, w, b)
 
@@ -628,7 +621,6 @@ def test_conv_tiles_load_weights_and_pixels_as_vec4(rng, monkeypatch, tile, case
     assert ("fn load_b4(" in wgsl[0]) == (t.whole_vec4s(t.bn) and k == 1 and stride == 1 and hw * hw % 4 == 0)
     xt, wt, bt = _torch(x, w, b)
     assert_close(out, TF.conv2d(xt, wt, bt, stride=stride, padding=k // 2, groups=groups).relu(), **tol(cin * k * k))
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
-    tinydl.schedule.clear_cache()
+    use_options(vec4_loads=False)
     np.testing.assert_array_equal(thunk().numpy(), out)
     assert not any("load_a4" in s or "load_b4" in s for s in _gemm_wgsl("conv2d"))

@@ -621,15 +621,11 @@ def test_unsupported_operand_raises(rng):
 # -- several outputs per thread (big tensors) ---------------------------------------------------------------
 @pytest.mark.parametrize("per_thread", [2, 4])
 @pytest.mark.parametrize("case", ["odd size", "broadcast and permute", "cat", "float16"])
-def test_several_outputs_per_thread(rng, monkeypatch, per_thread, case):
-    """Elementwise kernels of big tensors compute PER_THREAD outputs per thread; forced here on small shapes whose
+def test_several_outputs_per_thread(rng, monkeypatch, use_options, per_thread, case):
+    """Elementwise kernels of big tensors compute Options.per_thread outputs per thread; forced here on small shapes whose
     size is no multiple of a workgroup's outputs (the tail threads redo the last one): equal to torch, in that
     many times fewer workgroups."""
-    from tinydl import schedule
-    from tinydl.kernels import elementwise
-    monkeypatch.setattr(elementwise, "PER_THREAD", per_thread)
-    monkeypatch.setattr(elementwise, "PER_THREAD_MIN", 0)
-    schedule.clear_cache()
+    use_options(per_thread=per_thread, per_thread_min=0)
     rt = tinydl.runtime.get_runtime()
     grids, submit = [], rt.submit
     monkeypatch.setattr(rt, "submit", lambda d, *a, **k: (grids.extend(g for _, _, g in d), submit(d, *a, **k))[1])
@@ -646,6 +642,5 @@ def test_several_outputs_per_thread(rng, monkeypatch, per_thread, case):
             pytest.skip("adapter without shader-f16")
         out, ref = x.half() * 0.5, tx.half() * 0.5
     got = out.numpy()
-    schedule.clear_cache()
     assert grids == [(-(-got.size // (256 * per_thread)), 1, 1)], grids
     assert_close(got, ref)

@@ -78,9 +78,8 @@ def test_status_counts_toward_the_binding_limit(runtime, monkeypatch):
 
 
 @pytest.mark.parametrize("pre_encode", [True, False])
-def test_jit_replay_checks_indices(pre_encode, monkeypatch):
-    from tinydl import replay
-    monkeypatch.setattr(replay, "PRE_ENCODE", pre_encode)  # off: replays submit through schedule.submit
+def test_jit_replay_checks_indices(pre_encode, use_options):
+    use_options(pre_encode=pre_encode)  # off: replays submit through schedule.submit
     w = tinydl.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
     f = jit(lambda i: F.embedding(i, w) * 2)
     ref = np.arange(12, dtype=np.float32).reshape(4, 3) * 2

@@ -237,11 +237,10 @@ def test_replay_binds_an_input_stored_in_pieces(rng, monkeypatch):
     schedule.clear_cache()
 
 
-def test_replays_submit_the_forward_encoded_during_the_previous_one(rng, monkeypatch):
+def test_replays_submit_the_forward_encoded_during_the_previous_one(rng, monkeypatch, use_options):
     """A replay submits the command buffer the previous replay encoded (reading its own copy of the inputs) and
     encodes the next: results equal torch over changing inputs, with earlier outputs kept, and equal a replay
-    that encodes its own kernels (replay.PRE_ENCODE off)."""
-    from tinydl import replay
+    that encodes its own kernels (Options.pre_encode off)."""
     from tinydl.runtime import get_runtime
     ref, m = _models()
     rt = get_runtime()
@@ -250,7 +249,7 @@ def test_replays_submit_the_forward_encoded_during_the_previous_one(rng, monkeyp
     monkeypatch.setattr(rt, "submit_encoded", lambda *a, **k: submitted.append(1) or orig(*a, **k))
     xs = [rng.standard_normal((2, 3, 6, 6), dtype=np.float32) for _ in range(4)]
     for pre_encode in (True, False):
-        monkeypatch.setattr(replay, "PRE_ENCODE", pre_encode)
+        use_options(pre_encode=pre_encode)
         f, n0 = jit(m), len(submitted)
         kept = [f(tinydl.tensor(x)) for x in xs]  # capture, then three replays; every input dropped at once
         assert len(submitted) - n0 == (3 if pre_encode else 0)

@@ -15,18 +15,15 @@ from tinydl.testing import assert_close
 TILES = [*tinydl.kernels.gemm.TILES, "gemv"]  # every variant the emitter has
 
 
-def force_tile(monkeypatch, tile):
-    """Force one GEMM tile variant (plans are cached by graph structure, so drop those built before)."""
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", tile)
-    tinydl.schedule.clear_cache()
+def force_tile(use_options, tile):
+    """Force one GEMM tile variant for the rest of the test."""
+    use_options(force_tile=tile)
     return tile
 
 
 @pytest.fixture(autouse=True)
 def _fresh_plans():
-    """Its teardown runs after monkeypatch's: no plan built under a forced tile outlives the test."""
-    tinydl.schedule.clear_cache()
-    yield
+    """The WGSL checks read the plans cached during the test (_matmul_wgsl)."""
     tinydl.schedule.clear_cache()
 
 
@@ -78,8 +75,8 @@ MATMUL_SHAPES = [
 
 
 @pytest.mark.parametrize("tile,sa,sb", with_tiles(MATMUL_SHAPES, row_every=2))
-def test_matmul_shapes(rng, monkeypatch, tile, sa, sb):
-    force_tile(monkeypatch, tile)
+def test_matmul_shapes(rng, use_options, tile, sa, sb):
+    force_tile(use_options, tile)
     a, b = rand(rng, *sa), rand(rng, *sb)
     expected = torch.from_numpy(a) @ torch.from_numpy(b)
     with tinydl.debug.count_kernels() as c:
@@ -97,8 +94,8 @@ ODD_MNK = [
 
 
 @pytest.mark.parametrize("tile,M,N,K", with_tiles(ODD_MNK, row_every=2))
-def test_matmul_odd_sizes(rng, monkeypatch, tile, M, N, K):
-    force_tile(monkeypatch, tile)
+def test_matmul_odd_sizes(rng, use_options, tile, M, N, K):
+    force_tile(use_options, tile)
     a, b = rand(rng, M, K), rand(rng, K, N)
     with tinydl.debug.count_kernels() as c:
         out = tinydl.mm(tinydl.tensor(a), tinydl.tensor(b))
@@ -108,8 +105,8 @@ def test_matmul_odd_sizes(rng, monkeypatch, tile, M, N, K):
 
 @pytest.mark.parametrize("tile,B,M,N,K", with_tiles([(1, 1, 1, 1), (3, 5, 7, 9), (2, 17, 33, 20), (4, 1, 6, 40)],
                                                     row_every=2))
-def test_bmm(rng, monkeypatch, tile, B, M, N, K):
-    force_tile(monkeypatch, tile)
+def test_bmm(rng, use_options, tile, B, M, N, K):
+    force_tile(use_options, tile)
     a, b = rand(rng, B, M, K), rand(rng, B, K, N)
     with tinydl.debug.count_kernels() as c:
         out = tinydl.bmm(tinydl.tensor(a), tinydl.tensor(b))
@@ -119,8 +116,8 @@ def test_bmm(rng, monkeypatch, tile, B, M, N, K):
 
 # -- transposed operands are read through views: one GEMM kernel, no copy kernels ------------------------
 @pytest.mark.parametrize("tile", TILES)
-def test_x_at_w_transposed_is_a_view(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_x_at_w_transposed_is_a_view(rng, use_options, tile):
+    force_tile(use_options, tile)
     x, w = rand(rng, 5, 17), rand(rng, 9, 17)
     tx, tw = tinydl.tensor(x), tinydl.tensor(w)
     with tinydl.debug.count_kernels() as c:
@@ -131,8 +128,8 @@ def test_x_at_w_transposed_is_a_view(rng, monkeypatch, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_mT_at_b_is_a_view(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_mT_at_b_is_a_view(rng, use_options, tile):
+    force_tile(use_options, tile)
     a, b = rand(rng, 3, 19, 6), rand(rng, 3, 19, 7)
     ta, tb = tinydl.tensor(a), tinydl.tensor(b)
     with tinydl.debug.count_kernels() as c:
@@ -143,8 +140,8 @@ def test_mT_at_b_is_a_view(rng, monkeypatch, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_both_transposed_and_permuted(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_both_transposed_and_permuted(rng, use_options, tile):
+    force_tile(use_options, tile)
     a, b = rand(rng, 6, 2, 5), rand(rng, 7, 6)  # a.permute(1, 2, 0): (2, 5, 6); b.T: (6, 7)
     ta, tb = tinydl.tensor(a), tinydl.tensor(b)
     with tinydl.debug.count_kernels() as c:
@@ -155,8 +152,8 @@ def test_both_transposed_and_permuted(rng, monkeypatch, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_sliced_operand(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_sliced_operand(rng, use_options, tile):
+    force_tile(use_options, tile)
     a, b = rand(rng, 9, 12), rand(rng, 12, 10)
     out = tinydl.tensor(a)[1:8:2, 2:] @ tinydl.tensor(b)[2:, ::3]
     check(out, torch.from_numpy(a)[1:8:2, 2:] @ torch.from_numpy(b)[2:, ::3], 10)
@@ -165,8 +162,8 @@ def test_sliced_operand(rng, monkeypatch, tile):
 # -- linear -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("tile,xshape,bias", with_tiles([((17,), True), ((1, 17), False), ((1, 17), True), ((4, 17), False),
                                                       ((2, 3, 17), True), ((2, 1, 3, 17), False)], row_every=2))
-def test_linear(rng, monkeypatch, tile, xshape, bias):
-    force_tile(monkeypatch, tile)
+def test_linear(rng, use_options, tile, xshape, bias):
+    force_tile(use_options, tile)
     x, w = rand(rng, *xshape), rand(rng, 33, 17)
     b = rand(rng, 33) if bias else None
     expected = TF.linear(torch.from_numpy(x), torch.from_numpy(w), None if b is None else torch.from_numpy(b))
@@ -184,8 +181,8 @@ def test_linear_accepts_numpy_and_torch(rng):
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_matmul_epilogue_chain(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_matmul_epilogue_chain(rng, use_options, tile):
+    force_tile(use_options, tile)
     a, b, r = rand(rng, 6, 13), rand(rng, 13, 9), rand(rng, 6, 9)
     ta, tb, tr = tinydl.tensor(a), tinydl.tensor(b), tinydl.tensor(r)
     out = ((ta @ tb) * 0.5 + tr).relu()
@@ -194,8 +191,8 @@ def test_matmul_epilogue_chain(rng, monkeypatch, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
-def test_matmul_float16(rng, monkeypatch, tile):
-    force_tile(monkeypatch, tile)
+def test_matmul_float16(rng, use_options, tile):
+    force_tile(use_options, tile)
     a, b = rand(rng, 5, 24, dtype=np.float16), rand(rng, 24, 7, dtype=np.float16)
     out = tinydl.tensor(a) @ tinydl.tensor(b)
     expected = torch.from_numpy(a) @ torch.from_numpy(b)
@@ -218,8 +215,8 @@ def test_matmul_empty_output(rng, sa, sb):
 
 @pytest.mark.parametrize("tile,sa,sb", with_tiles([((3, 0), (0, 4)), ((2, 1, 0), (2, 0, 5)), ((0,), (0, 3)),
                                                ((0,), (0,))], row_every=2))
-def test_matmul_k0_gives_zeros(rng, monkeypatch, tile, sa, sb):
-    force_tile(monkeypatch, tile)
+def test_matmul_k0_gives_zeros(rng, use_options, tile, sa, sb):
+    force_tile(use_options, tile)
     a, b = rand(rng, *sa), rand(rng, *sb)
     expected = torch.from_numpy(a) @ torch.from_numpy(b)
     out = tinydl.tensor(a) @ tinydl.tensor(b)
@@ -328,16 +325,18 @@ def test_batched_input_times_matrix_is_one_product(rng):
 
 
 def _matmul_wgsl():
-    return [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("matmul")]
+    key = tinydl.options.current().plan_key  # the plans made under the current options
+    return [s.wgsl for p in tinydl.schedule._plans.values() if p.key[-1] == key
+            for s in p.steps if s.name.startswith("matmul")]
 
 
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
 @pytest.mark.parametrize("n,dtype,vec4", [(12, np.float32, True), (7, np.float32, False), (12, np.float16, True),
                                          (7, np.float16, False)])
-def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, monkeypatch, tile, n, dtype, vec4):
+def test_linear_epilogue_stores_runs_of_four_columns_as_vec4(rng, use_options, tile, n, dtype, vec4):
     """An output with a multiple of 4 columns is stored 4 columns (one vec4, of f32 or f16) at a time through the
     epilogue (bias, gelu); other widths element by element."""
-    force_tile(monkeypatch, tile)
+    force_tile(use_options, tile)
     x, w, b = rand(rng, 2, 9, 16, dtype=dtype), rand(rng, n, 16, dtype=dtype), rand(rng, n, dtype=dtype)
     with tinydl.debug.count_kernels() as c:
         out = F.gelu(F.linear(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b))).numpy()
@@ -401,12 +400,12 @@ VEC4_CASES = ["a@b", "x@W.T", "a.T@b", "odd-k", "offset-slice", "aligned-slice",
 @pytest.mark.parametrize("tile", list(tinydl.kernels.gemm.TILES))
 @pytest.mark.parametrize("case", VEC4_CASES)
 @pytest.mark.parametrize("split", [None, 2])
-def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, tile, case, split):
+def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, use_options, tile, case, split):
     """A tiled kernel loads 4 operand elements as one vec4 where they lie side by side from a multiple of 4 on in
     one float32 buffer (plain, transposed, aligned slices, broadcast batches; also across split-K slices), and
     element by element otherwise (odd K, unaligned slices, computed operands). Both give the same bits."""
-    force_tile(monkeypatch, tile)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", split)
+    force_tile(use_options, tile)
+    use_options(force_split_k=split)
     thunk, ref, K, a_vec, b_vec = _vec4_case(rng, case)
     with tinydl.debug.count_kernels() as c:
         out = thunk().numpy()
@@ -416,16 +415,15 @@ def test_tile_loads_fetch_runs_of_four_as_vec4(rng, monkeypatch, tile, case, spl
     t = tinydl.kernels.gemm.TILES[tile]
     assert ("fn load_a4(" in wgsl[0]) == (a_vec and t.whole_vec4s(t.bm))
     assert ("fn load_b4(" in wgsl[0]) == (b_vec and t.whole_vec4s(t.bn))
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
-    tinydl.schedule.clear_cache()
+    use_options(vec4_loads=False)
     np.testing.assert_array_equal(thunk().numpy(), out)
 
 
 @pytest.mark.parametrize("case", ["a@b", "x@W.T"])
-def test_float16_operands_load_and_store_runs_of_four(rng, monkeypatch, case):
+def test_float16_operands_load_and_store_runs_of_four(rng, monkeypatch, use_options, case):
     """float16 buffers are bound as vec4<f16> too: 4 elements per load and per store, widened to f32 for the
     arithmetic and rounded once at the store, so the result is the same bits as element by element."""
-    force_tile(monkeypatch, "tile64")
+    force_tile(use_options, "tile64")
     a, b = rand(rng, 24, 16, dtype=np.float16), rand(rng, 16, 12, dtype=np.float16)
     bt = np.ascontiguousarray(b.T)
 
@@ -437,17 +435,15 @@ def test_float16_operands_load_and_store_runs_of_four(rng, monkeypatch, case):
     assert "array<vec4<f16>>" in wgsl[0] and "vec4<f16>(" in wgsl[0]
     assert out.dtype == np.float16
     assert_close(out.astype(np.float32), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-2, atol=2e-2)
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_LOADS", False)
-    monkeypatch.setattr(tinydl.kernels.gemm, "VEC4_STORES", False)
-    tinydl.schedule.clear_cache()
+    use_options(vec4_loads=False, vec4_stores=False)
     np.testing.assert_array_equal(thunk().numpy(), out)
     assert not any("vec4<f16>" in src for src in _matmul_wgsl())
 
 
-def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, monkeypatch):
+def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, use_options):
     """(a @ b) + a: the epilogue reads a's elements through the vec4 binding its tile loads use, so the kernel binds
     3 buffers, not 4 (the scheduler's binding limit counts a once)."""
-    force_tile(monkeypatch, "tile64")
+    force_tile(use_options, "tile64")
     a, b = rand(rng, 24, 24), rand(rng, 24, 24)
     ta = tinydl.tensor(a)
     out = ((ta @ tinydl.tensor(b)) + ta).numpy()
@@ -463,10 +459,10 @@ def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, monkeypatch):
     (1, 30, 10, True, False),    # K not a multiple of 4
     (1, 64, 12, False, False),   # a @ b: b runs along n
 ])
-def test_gemv_loads_four_ks_of_each_operand_where_both_run_along_k(rng, monkeypatch, M, K, N, transposed, vec4):
+def test_gemv_loads_four_ks_of_each_operand_where_both_run_along_k(rng, use_options, M, K, N, transposed, vec4):
     """The gemv (a few rows: batch-1 linear layers) reads 4 k's of each operand as one vec4 where both lie along k
     in memory, element by element otherwise; with bias and gelu fused."""
-    force_tile(monkeypatch, "gemv")
+    force_tile(use_options, "gemv")
     x, w, bias = rand(rng, M, K), rand(rng, N, K), rand(rng, N)
     wt = tinydl.tensor(w).T if transposed else tinydl.tensor(np.ascontiguousarray(w.T))
     with tinydl.debug.count_kernels() as c:

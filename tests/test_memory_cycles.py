@@ -153,7 +153,7 @@ def test_jit_capture_keeps_no_output(rng):
         assert [r() for r in refs] == [None, None]
 
 
-@pytest.mark.parametrize("shape", [(3, 7), (131, 512)])  # the second is read back lent (LEND_MIN_BYTES)
+@pytest.mark.parametrize("shape", [(3, 7), (131, 512)])  # the second is read back lent (Options.lend_min_bytes)
 def test_op_chain_no_cycles(rng, created, shape):
     x = rng.standard_normal(shape).astype(np.float32)
     _check_flat(lambda: (tinydl.tensor(x) * 2 + 1).relu().numpy(), created)

@@ -25,19 +25,11 @@ import tinydl.kernels.window
 import tinydl.nn.functional as F
 import tinydl.schedule
 from tinydl.kernels import reduce as reduce_kernels
-from tinydl.kernels import rownorm
 
 build_module = importlib.import_module("tinydl.kernels.build")
 INF, NAN = float("inf"), float("nan")
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # torch: "degrees of freedom is <= 0"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plans():
-    tinydl.schedule.clear_cache()
-    yield
-    tinydl.schedule.clear_cache()
 
 
 def check(got, want, rtol=1e-4, atol=1e-6):
@@ -120,19 +112,15 @@ def test_var_std_empty_and_scalar():
 
 # -- row norms ---------------------------------------------------------------------------------------------------
 @pytest.fixture(params=["cached", "reread", "teams cached"])
-def variant(request, monkeypatch):
+def variant(request, use_options):
     """A workgroup per row (values in registers, or read again per pass) and subgroup teams, forced."""
     teams = request.param.startswith("teams")
     if teams and "subgroup" not in tinydl.device_info()["features"]:
         pytest.skip("adapter without subgroups")
-    monkeypatch.setattr(rownorm, "SUBGROUP_TEAMS", teams)
-    monkeypatch.setattr(rownorm, "TEAM_MAX_LEN", 1 << 30)
+    use_options(subgroup_teams=teams, team_max_len=1 << 30)
     if request.param == "reread":
-        monkeypatch.setattr(rownorm, "MAX_CACHED", 0)
-    tinydl.schedule.clear_cache()
-    yield request.param
-    monkeypatch.undo()
-    tinydl.schedule.clear_cache()
+        use_options(max_cached=0)
+    return request.param
 
 
 def _rows(n: int, kind: str) -> np.ndarray:
@@ -215,21 +203,20 @@ def test_batch_norm_inference_specials(kind):
 
 
 # -- conv padding ------------------------------------------------------------------------------------------------
-def _force(monkeypatch, path):
+def _force(use_options, path):
     direct = path.startswith("direct")
-    monkeypatch.setattr(build_module, "DIRECT_CONV_MAX_COUT_PER_GROUP", 10**9 if direct else 0)
-    monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_TILE", None if direct else path.split("+")[0])
+    use_options(direct_conv_max_cout_per_group=10**9 if direct else 0)
+    use_options(force_tile=None if direct else path.split("+")[0])
     if path == "direct":
-        monkeypatch.setattr(tinydl.kernels.window, "MAX_UNROLLED_TAPS", 0)
+        use_options(max_unrolled_taps=0)
     elif direct:
-        monkeypatch.setattr(tinydl.kernels.window, "FORCE_STRIP", tuple(map(int, path[6:].split("x"))))
+        use_options(force_strip=tuple(map(int, path[6:].split("x"))))
     if path.endswith("+im2col"):
-        monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_IM2COL", True)
+        use_options(force_im2col=True)
     if path.endswith("+split2"):
-        monkeypatch.setattr(tinydl.kernels.gemm, "FORCE_SPLIT_K", 2)
+        use_options(force_split_k=2)
     if path.endswith("+gather"):  # element gathers in (ci, kh, kw) order, not tap-major
-        monkeypatch.setattr(tinydl.kernels.gemm, "TAP_MAJOR", False)
-    tinydl.schedule.clear_cache()
+        use_options(tap_major=False)
 
 
 CONV_PATHS = ["direct", "direct1x1", "direct4x2", "direct2x3", "tile32", "tile64", "tile32+gather", "tile32+im2col",
@@ -272,8 +259,8 @@ def _torch_native_conv():
 @pytest.mark.parametrize("special", ["weight_inf", "weight_nan", "input_inf"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=[f"c{i}" for i in range(len(CONV_CASES))])
 @pytest.mark.parametrize("path", CONV_PATHS)
-def test_conv2d_padding_nonfinite(monkeypatch, path, case, special):
-    _force(monkeypatch, path)
+def test_conv2d_padding_nonfinite(use_options, path, case, special):
+    _force(use_options, path)
     x, w, b = _conv_inputs(case, special)
     kw = dict(stride=case[8], padding=case[9], dilation=case[10], groups=case[7])
     with _torch_native_conv():

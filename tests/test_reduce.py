@@ -21,13 +21,10 @@ def pair(a):
 
 
 @pytest.fixture(params=[None, "serial", "lanes", "workgroup"])
-def variant(request, monkeypatch):
+def variant(request, use_options):
     """Run the test with the default variant choice and with each reduce kernel variant forced."""
-    monkeypatch.setattr(reduce_kernels, "FORCE_VARIANT", request.param)
-    tinydl.schedule.clear_cache()
-    yield request.param
-    monkeypatch.undo()
-    tinydl.schedule.clear_cache()
+    use_options(force_reduce=request.param)
+    return request.param
 
 
 def check_variant(variant, *tensors):
@@ -47,11 +44,10 @@ def check_variant(variant, *tensors):
     ((100, 8), "lanes"),        # few outputs
     ((8, 65), "workgroup"),     # long reductions
 ])
-def test_variant_rule(rng, monkeypatch, shape, variant):
-    """The unforced choice (reduce.SERIAL_MAX / SERIAL_MIN_OUTPUTS / SERIAL_UNROLL, measured on the H200), with the
+def test_variant_rule(rng, use_options, shape, variant):
+    """The unforced choice (reduce.SERIAL_MAX / Options.serial_min_outputs / SERIAL_UNROLL, measured on the H200), with the
     output-count threshold lowered so the shapes stay small; the sums equal torch's."""
-    monkeypatch.setattr(reduce_kernels, "SERIAL_MIN_OUTPUTS", 4096 if shape[0] < 1 << 15 else 1 << 15)
-    tinydl.schedule.clear_cache()
+    use_options(serial_min_outputs=4096 if shape[0] < 1 << 15 else 1 << 15)
     a = rng.standard_normal(shape).astype(np.float32)
     x, t = pair(a)
     with tinydl.debug.count_kernels() as c:
@@ -59,7 +55,6 @@ def test_variant_rule(rng, monkeypatch, shape, variant):
         tinydl.realize(out)
     assert len(c.names) == 1 and f"[{variant}]" in c.names[0], c.names
     assert_close(out, t.sum(1), rtol=1e-5, atol=1e-5)
-    tinydl.schedule.clear_cache()
 
 
 # (shape, dim) cases: one dim, several dims, negative dims, all dims (None), size-1 dims, odd sizes, and reduce

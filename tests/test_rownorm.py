@@ -10,7 +10,6 @@ import torch.nn.functional as TF
 
 import tinydl
 import tinydl.nn.functional as F
-from tinydl import schedule
 from tinydl.debug import count_kernels
 from tinydl.kernels import rownorm
 from tinydl.testing import assert_close
@@ -21,21 +20,17 @@ def has_subgroups():
 
 
 @pytest.fixture(params=["cached", "reread", "teams cached", "teams reread"])
-def variant(request, monkeypatch):
+def variant(request, use_options):
     """Each test runs with a workgroup per row and with rows in subgroup teams (every row length, forced), the
     row held in registers and read again in every pass."""
     teams = request.param.startswith("teams")
     if teams and not has_subgroups():
         pytest.skip("adapter without subgroups")
-    monkeypatch.setattr(rownorm, "SUBGROUP_TEAMS", teams)
-    monkeypatch.setattr(rownorm, "TEAM_MAX_LEN", 1 << 30)
-    monkeypatch.setattr(rownorm, "MAX_TEAM_CACHED", 0 if request.param.endswith("reread") else 80)
+    use_options(subgroup_teams=teams, team_max_len=1 << 30)
+    use_options(max_team_cached=0 if request.param.endswith("reread") else 80)
     if request.param == "reread":
-        monkeypatch.setattr(rownorm, "MAX_CACHED", 0)
-    schedule.clear_cache()
-    yield request.param
-    monkeypatch.undo()
-    schedule.clear_cache()
+        use_options(max_cached=0)
+    return request.param
 
 
 def one_kernel(fn, name, variant):
@@ -131,23 +126,19 @@ def test_more_rows_than_one_grid_dimension(rng, variant):
 
 @pytest.mark.parametrize("team", [4, 8, 16, 32, 64])
 @pytest.mark.parametrize("shape", [(5, 37), (9, 128), (2, 3, 768)])
-def test_teams_of_any_size_against_the_subgroup(rng, monkeypatch, team, shape):
+def test_teams_of_any_size_against_the_subgroup(rng, use_options, team, shape):
     """A team of rows may be smaller than a subgroup (its lanes combine with shuffles only, as on a 64-lane AMD
     subgroup), as large (NVIDIA's 32) or span several (lavapipe's 8 lanes: partial results meet in workgroup
     memory): softmax and layer_norm agree with torch for each, spare teams of the last workgroup included."""
     if not has_subgroups():
         pytest.skip("adapter without subgroups")
-    monkeypatch.setattr(rownorm, "TEAM", team)
-    monkeypatch.setattr(rownorm, "MAX_TEAM_CACHED", 192)
-    monkeypatch.setattr(rownorm, "TEAM_MAX_LEN", 1 << 30)
-    schedule.clear_cache()
+    use_options(team=team, max_team_cached=192, team_max_len=1 << 30)
     a = (rng.standard_normal(shape) * 3).astype(np.float32)
     x, t = tinydl.tensor(a), torch.from_numpy(a)
     assert_close(one_kernel(lambda: F.softmax(x, -1), "softmax", "teams cached"), TF.softmax(t, -1),
                  rtol=1e-5, atol=1e-6)
     assert_close(one_kernel(lambda: F.layer_norm(x, shape[-1:]), "layer_norm", "teams cached"),
                  TF.layer_norm(t, shape[-1:]), rtol=1e-5, atol=1e-5)
-    schedule.clear_cache()
 
 
 @pytest.mark.parametrize("shape,groups", [((2, 6, 4, 4), 3), ((1, 8, 5), 8), ((3, 4, 2, 2, 2), 1)])
@@ -163,12 +154,10 @@ def test_group_norm_is_one_row_kernel(rng, variant, shape, groups):
 
 # -- a split-K sum added up in the row kernel's loads ------------------------------------------------------------
 @pytest.mark.parametrize("split,kernels", [(4, 2), (16, 2), (32, 3)])
-def test_split_k_sum_inlined_into_layer_norm(rng, variant, monkeypatch, split, kernels):
+def test_split_k_sum_inlined_into_layer_norm(rng, variant, use_options, split, kernels):
     """BERT's dense + bias + residual -> LayerNorm: with the GEMM split S <= INLINE_SUM_MAX ways, the sum over
     the slices runs in the layer_norm kernel's loads (GEMM + row kernel); longer sums keep their own kernel."""
-    from tinydl.kernels import gemm
-    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", split)
-    schedule.clear_cache()
+    use_options(force_split_k=split)
     x, w = rng.standard_normal((6, 256), dtype=np.float32), rng.standard_normal((40, 256), dtype=np.float32)
     b, res = rng.standard_normal(40, dtype=np.float32), rng.standard_normal((6, 40), dtype=np.float32)
     g, beta = rng.standard_normal(40, dtype=np.float32), rng.standard_normal(40, dtype=np.float32)
@@ -181,11 +170,9 @@ def test_split_k_sum_inlined_into_layer_norm(rng, variant, monkeypatch, split, k
     assert_close(y, TF.layer_norm(TF.linear(t(x), t(w), t(b)) + t(res), (40,), t(g), t(beta)), rtol=1e-4, atol=1e-4)
 
 
-def test_split_k_sum_read_twice_keeps_its_kernel(rng, monkeypatch):
+def test_split_k_sum_read_twice_keeps_its_kernel(rng, use_options):
     """The sum also feeds another consumer: it is computed once, in its own kernel, and read by both."""
-    from tinydl.kernels import gemm
-    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
-    schedule.clear_cache()
+    use_options(force_split_k=4)
     x, w = rng.standard_normal((6, 256), dtype=np.float32), rng.standard_normal((40, 256), dtype=np.float32)
     with count_kernels() as c:
         h = tinydl.tensor(x) @ tinydl.tensor(w).T
@@ -198,9 +185,8 @@ def test_split_k_sum_read_twice_keeps_its_kernel(rng, monkeypatch):
 
 
 def test_teams_take_short_rows_only(rng):
-    """By default (subgroups present) rows up to TEAM_MAX_LEN go to teams (attention's softmax over 128 keys),
+    """By default (subgroups present) rows up to Options.team_max_len go to teams (attention's softmax over 128 keys),
     longer ones keep a workgroup each (LayerNorm over 768); without subgroups every row has its workgroup."""
-    schedule.clear_cache()
     a = rng.standard_normal((4, 128)).astype(np.float32)
     b = rng.standard_normal((4, 768)).astype(np.float32)
     short = "teams cached" if has_subgroups() else "cached"

@@ -226,26 +226,24 @@ def test_f16_without_shader_f16_raises(rng, monkeypatch):
 
 
 # -- encoding and submission ---------------------------------------------------------------------------------
-def test_chunk_sizes_grow_from_the_first_to_the_cap(monkeypatch):
-    """Submits start small (the GPU starts early) and double up to SUBMIT_CHUNK; 0 puts everything in one."""
+def test_chunk_sizes_grow_from_the_first_to_the_cap(use_options):
+    """Submits start small (the GPU starts early) and double up to Options.submit_chunk; 0 puts everything in one."""
     from tinydl import runtime
-    monkeypatch.setattr(runtime, "SUBMIT_CHUNK", 32)
-    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 4)
+    use_options(submit_chunk=32, submit_first=4)
     assert runtime.chunk_sizes(65) == [4, 8, 16, 32, 5]
     assert runtime.chunk_sizes(3) == [3] and runtime.chunk_sizes(0) == []
     assert sum(runtime.chunk_sizes(1000)) == 1000 and max(runtime.chunk_sizes(1000)) == 32
-    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 0)
+    use_options(submit_first=0)
     assert runtime.chunk_sizes(65) == [32, 32, 1]
-    monkeypatch.setattr(runtime, "SUBMIT_CHUNK", 0)
+    use_options(submit_chunk=0)
     assert runtime.chunk_sizes(65) == [65]
 
 
 @pytest.mark.parametrize("first", [1, 4])
 @pytest.mark.parametrize("chunk", [0, 1, 2, 32])
-def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk, first):
+def test_submit_chunks_give_the_same_results(rng, use_options, chunk, first):
     """Dispatches in one submit or in chunks (down to one dispatch each): the same values, bit for bit, for a
     graph of several kernels whose later kernels read earlier ones' outputs across submits."""
-    from tinydl import runtime
     a, b = rng.standard_normal((9, 40)).astype(np.float32), rng.standard_normal((40, 7)).astype(np.float32)
 
     def run():
@@ -254,8 +252,7 @@ def test_submit_chunks_give_the_same_results(rng, monkeypatch, chunk, first):
         return (h.softmax(-1) + h.sum(0)).numpy()
 
     ref = run()
-    monkeypatch.setattr(runtime, "SUBMIT_CHUNK", chunk)
-    monkeypatch.setattr(runtime, "SUBMIT_FIRST", first)
+    use_options(submit_chunk=chunk, submit_first=first)
     with count_kernels() as c:
         out = run()
     assert c.count >= 3, c.names
@@ -302,13 +299,11 @@ def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, nati
 
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("n", [1, 5, 17, 1000, 4099])
-def test_split_upload_writes_every_byte(monkeypatch, threads, n):
-    """An upload past UPLOAD_SPLIT_BYTES is written in pieces from worker threads (sizes in multiples of 4, the
+def test_split_upload_writes_every_byte(use_options, threads, n):
+    """An upload past Options.upload_split_bytes is written in pieces from worker threads (sizes in multiples of 4, the
     last piece shorter): the GPU copy equals the array, for sizes the pieces divide unevenly and arrays whose
     byte size is not a multiple of 4 (written through a padded copy)."""
-    from tinydl import runtime
-    monkeypatch.setattr(runtime, "UPLOAD_THREADS", threads)
-    monkeypatch.setattr(runtime, "UPLOAD_SPLIT_BYTES", 16)
+    use_options(upload_threads=threads, upload_split_bytes=16)
     for dtype in (np.float32, np.float16, np.uint8):
         host = (np.arange(n) % 251).astype(dtype)
         np.testing.assert_array_equal(tinydl.tensor(host).numpy(), host)
@@ -317,14 +312,13 @@ def test_split_upload_writes_every_byte(monkeypatch, threads, n):
 
 @pytest.mark.parametrize("threads", [1, 3, 8])
 @pytest.mark.parametrize("n", [1, 5, 17, 1000, 4099])
-def test_split_readback_copies_every_byte(monkeypatch, threads, n):
-    """A read-back past READBACK_SPLIT_BYTES is copied out of the mapping in pieces from worker threads (the last
+def test_split_readback_copies_every_byte(monkeypatch, use_options, threads, n):
+    """A read-back past Options.readback_split_bytes is copied out of the mapping in pieces from worker threads (the last
     piece shorter, more threads than bytes for the smallest): the array equals what was written, for float32,
     float16 and uint8 data, and owns its memory (later read-backs through the same staging buffer leave it)."""
     from tinydl import runtime
     rt = runtime.get_runtime()
-    monkeypatch.setattr(runtime, "READBACK_THREADS", threads)
-    monkeypatch.setattr(runtime, "READBACK_SPLIT_BYTES", 4)
+    use_options(readback_threads=threads, readback_split_bytes=4)
     pools = []
     pool = rt._pool
     monkeypatch.setattr(rt, "_pool", lambda k: pools.append(k) or pool(k))
@@ -339,9 +333,9 @@ def test_split_readback_copies_every_byte(monkeypatch, threads, n):
     assert pools == ([threads] * split if threads > 1 else [])  # each read-back of 4+ bytes went through them
 
 
-def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
+def test_first_submit_holds_enough_estimated_gpu_work(use_options):
     """A plan's first submit carries its first kernels up to FIRST_SUBMIT_GPU_US of estimated GPU time, at least
-    SMALL_FIRST_SUBMIT and at most runtime.SUBMIT_FIRST of them; its size feeds chunk_sizes."""
+    SMALL_FIRST_SUBMIT and at most Options.submit_first of them; its size feeds chunk_sizes."""
     from tinydl import runtime, schedule
 
     def plan(flops_each, n=40):
@@ -352,21 +346,20 @@ def test_first_submit_holds_enough_estimated_gpu_work(monkeypatch):
     middle = plan(int(20e-6 * schedule.ESTIMATE_FLOPS))  # ~23 us each: 11 kernels reach 250 us
     assert (big.first_submit(), small.first_submit(), middle.first_submit()) == (8, 32, 11)
     assert runtime.chunk_sizes(40, middle.first_submit()) == [11, 22, 7]
-    monkeypatch.setattr(runtime, "SUBMIT_FIRST", 4)  # a smaller cap wins
+    use_options(submit_first=4)  # a smaller cap wins
     assert (big.first_submit(), small.first_submit()) == (4, 4)
 
 
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("lend", [True, False])
-def test_readback_paths_give_the_same_values(monkeypatch, native, lend):
+def test_readback_paths_give_the_same_values(use_options, native, lend):
     """Read-backs mapped through wgpu-native (one poll on the calling thread) or wgpu-py's map_sync, copied out or
     lent (the array over the mapped memory): the same values, for several tensors read in one submit, dtypes
     whose bytes are not a multiple of 4, and empty tensors."""
     from tinydl import runtime, schedule
     if native and runtime._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
-    monkeypatch.setattr(runtime, "NATIVE_MAP", native)
-    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 1 if lend else 1 << 62)
+    use_options(native_map=native, lend_min_bytes=1 if lend else 1 << 62)
     hosts = [np.arange(1000, dtype=np.float32), np.arange(7, dtype=np.float16), np.zeros((0, 3), np.float32),
              np.arange(5, dtype=np.int32) - 2, np.array([True, False, True])]
     tensors = [tinydl.tensor(h) * 1 for h in hosts]  # computed, so the read-back follows kernels in its submit
@@ -377,7 +370,7 @@ def test_readback_paths_give_the_same_values(monkeypatch, native, lend):
     np.testing.assert_array_equal(together[1].view(np.float16)[:7], hosts[1] + 1)
 
 
-def test_lent_readback_keeps_its_buffer_while_any_view_lives(monkeypatch):
+def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
     """A lent read-back array owns its staging buffer until it and every view of it are gone: later read-backs of
     the same size never write into it; the buffer then returns to the pool, which keeps STAGING_KEEP per size."""
     import gc
@@ -385,7 +378,7 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(monkeypatch):
     from tinydl import runtime
     if runtime._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
-    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 1)
+    use_options(lend_min_bytes=1)
     rt = get_runtime()
     host = np.arange(4096, dtype=np.float32)
     x = tinydl.tensor(host)

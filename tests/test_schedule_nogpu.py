@@ -5,7 +5,6 @@ import pytest
 
 import tinydl.nn.functional as F
 from tinydl import explain, runtime, schedule
-from tinydl.kernels import gemm
 from tinydl.ops import CONV, MATMUL
 
 P = explain.placeholder
@@ -18,8 +17,6 @@ def no_gpu(monkeypatch):
         raise AssertionError("planning asked for the GPU")
     for module in (runtime, schedule, schedule.execute, explain):
         monkeypatch.setattr(module, "get_runtime", refuse)
-    for knob in ("FORCE_TILE", "FORCE_SPLIT_K", "FORCE_IM2COL"):
-        monkeypatch.setattr(gemm, knob, None)
 
 
 def names(fn, *inputs, target=TARGET):
@@ -73,16 +70,16 @@ def test_lowering_leaves_the_callers_graph_alone():
     assert matmul.kind == MATMUL and matmul.arg is None
 
 
-def test_forced_split_k_matmul(monkeypatch):
-    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
+def test_forced_split_k_matmul(use_options):
+    use_options(force_split_k=4)
     assert heads(lambda x, w: F.linear(x, w).sigmoid(), P(8, 256), P(64, 256)) == ["matmul", "reduce_sum+sigmoid"]
-    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 1)
+    use_options(force_split_k=1)
     assert heads(lambda x, w: F.linear(x, w).sigmoid(), P(8, 256), P(64, 256)) == ["matmul+sigmoid"]
 
 
-def test_split_k_sum_inlined_into_layer_norm(monkeypatch):
+def test_split_k_sum_inlined_into_layer_norm(use_options):
     """inline_sums: a split-K sum whose one reader chain ends in a row kernel is added up in its loads."""
-    monkeypatch.setattr(gemm, "FORCE_SPLIT_K", 4)
+    use_options(force_split_k=4)
 
     def f(x, w, res):
         return F.layer_norm(F.linear(x, w) + res, (64,))

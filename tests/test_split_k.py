@@ -1,6 +1,6 @@
 """Split-K: when a GEMM's output gives too few workgroups (batch-1 convs over small images), K is cut into
 slices run as extra batch entries and summed by a reduce kernel that takes over the epilogue. Forced here on
-small shapes (tinydl.kernels.gemm.FORCE_SPLIT_K) so CI covers the path big GPUs pick."""
+small shapes (tinydl.options(force_split_k=...)) so CI covers the path big GPUs pick."""
 import numpy as np
 import pytest
 import torch
@@ -8,19 +8,14 @@ import torch.nn.functional as TF
 
 import tinydl
 import tinydl.nn.functional as F
-from tinydl import schedule
 from tinydl.debug import count_kernels
 from tinydl.kernels import gemm
 from tinydl.testing import assert_close
 
 
 @pytest.fixture
-def split(monkeypatch):
-    def set_split(s):
-        monkeypatch.setattr(gemm, "FORCE_SPLIT_K", s)
-        schedule.clear_cache()
-    yield set_split
-    schedule.clear_cache()
+def split(use_options):
+    return lambda s: use_options(force_split_k=s)
 
 
 @pytest.mark.parametrize("S", [2, 4])

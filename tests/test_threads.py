@@ -1,6 +1,7 @@
 """tinydl from many Python threads at once: plain ops, one model shared by all threads, different models, first
 calls racing, garbage collection on any thread. Every result must equal the single-threaded one bit for bit, and
 no thread may hang (each test joins its threads with a timeout and fails on one still alive)."""
+import contextvars
 import gc
 import subprocess
 import sys
@@ -29,8 +30,9 @@ def _switch_often():
 
 
 def _in_threads(work, n: int) -> list:
-    """work(i) on n threads released together; their results in order. Re-raises a thread's error; fails if a
-    thread is still running after JOIN_TIMEOUT (a deadlock)."""
+    """work(i) on n threads released together, each under the caller's tinydl.options (a thread starts at the
+    defaults); their results in order. Re-raises a thread's error; fails if a thread is still running after
+    JOIN_TIMEOUT (a deadlock)."""
     results, errors = [None] * n, []
     barrier = threading.Barrier(n)
 
@@ -40,7 +42,7 @@ def _in_threads(work, n: int) -> list:
             results[i] = work(i)
         except BaseException as e:  # noqa: BLE001 - handed to the test's thread
             errors.append(e)
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(run, i), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -58,8 +60,8 @@ def _plain(host: np.ndarray, w: np.ndarray):
     return (h.sum(1) + h.amax(1)).numpy(), debug.last_kernels()
 
 
-def test_plain_ops_from_eight_threads_equal_single_threaded(monkeypatch):
-    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 64)  # most read-backs lent: their buffers return on any thread
+def test_plain_ops_from_eight_threads_equal_single_threaded(use_options):
+    use_options(lend_min_bytes=64)  # most read-backs lent: their buffers return on any thread
     rng = np.random.default_rng(0)
     shapes = [(3 + i % 4, 8 + 2 * (i % 3)) for i in range(8)]  # plans shared by some threads, not all
     cases = [[(rng.standard_normal(s).astype(np.float32), rng.standard_normal((s[1], 5)).astype(np.float32))
@@ -192,10 +194,10 @@ def test_first_calls_of_the_process_racing():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
 
 
-def test_garbage_collection_on_another_thread_never_waits_for_the_lock(monkeypatch):
+def test_garbage_collection_on_another_thread_never_waits_for_the_lock(use_options):
     """Tensors and lent read-back arrays freed by a thread that does not hold tinydl's lock (a worker the lock's
     holder may be waiting for) go back later, without blocking; the next realization takes them back."""
-    monkeypatch.setattr(runtime, "LEND_MIN_BYTES", 64)
+    use_options(lend_min_bytes=64)
     rt = runtime.get_runtime()
     x = tinydl.tensor(np.ones(256, np.float32))
     ys = [(x * k).realize() for k in range(3)]

@@ -18,11 +18,11 @@ from tinydl.testing import assert_close
 
 
 @pytest.fixture
-def tuned(monkeypatch, tmp_path):
+def tuned(monkeypatch, use_options, tmp_path):
     """Tuning on, its cache in a fresh directory, few candidates (each costs a compile on lavapipe)."""
     monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(tuning, "TILES", ("tile32", "tile64", "tile64x64t128"))
-    monkeypatch.setattr(gemm, "TUNE_SPLITS", (1, 2, 4))
+    use_options(tune_splits=(1, 2, 4))
     monkeypatch.setattr(tuning, "ROUNDS", 2)
     monkeypatch.setattr(tuning, "WARM_SECONDS", 0.0)
     tuning.enable()

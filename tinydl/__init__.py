@@ -2,7 +2,7 @@
 
 Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels submitted at once.
 """
-from . import debug, dtypes, tuning
+from . import debug, dtypes, options, tuning
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
 from .jit import jit

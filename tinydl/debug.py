@@ -1,8 +1,8 @@
 """Debug switches and counters.
 
 TINYDL_DEBUG=1 prints one line per kernel of each realization, =2 also its WGSL.
-TINYDL_EAGER=1 (or `with tinydl.debug.eager():`) realizes after every op: the reference the lazy,
-fused run must agree with.
+TINYDL_EAGER=1 (or `with tinydl.debug.eager():`, i.e. `tinydl.options(eager=True)`) realizes after every op: the
+reference the lazy, fused run must agree with.
 tinydl.explain.plan(fn, *inputs) shows the kernels fn's result would run as, without running them.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import threading
 
 LEVEL = int(os.environ.get("TINYDL_DEBUG", "0") or 0)
-EAGER = os.environ.get("TINYDL_EAGER", "0") not in ("", "0")
 
 _kernels_run = 0
 # planning/codegen work done so far: a second forward of a cached graph must not move these
@@ -91,12 +90,7 @@ def inject_fault(stage: str, kernel: str = ""):
                 rt.faults[stage] = old
 
 
-@contextlib.contextmanager
 def eager():
-    """Realize after every op (the unfused reference)."""
-    global EAGER
-    old, EAGER = EAGER, True
-    try:
-        yield
-    finally:
-        EAGER = old
+    """Realize after every op (the unfused reference): tinydl.options(eager=True)."""
+    from . import options
+    return options.use(eager=True)

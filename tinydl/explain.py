@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import schedule
 from .dtypes import DType, float32
 from .ops import BUFFER, Node
+from .options import Options, current as current_options
 from .runtime import get_runtime
 from .tensor import Tensor
 
@@ -24,14 +25,15 @@ def placeholder(*shape, dtype: DType = float32) -> Tensor:
     return Tensor(Node(BUFFER, None, (), None, tuple(shape), dtype))
 
 
-def plan(fn, *inputs, target: schedule.Target | None = None) -> schedule.Plan:
+def plan(fn, *inputs, target: schedule.Target | None = None, options: Options | None = None) -> schedule.Plan:
     """The plan that would compute fn(*inputs) (a tensor, or a tuple/list of them): `.names` are its kernels'
     names as TINYDL_DEBUG prints them, `.steps` their details (WGSL, inputs, grid, FLOPs). target: the adapter's
-    limits (default: this GPU's)."""
+    limits (default: this GPU's); options: the settings (default: the current tinydl.options)."""
     out = fn(*inputs)
     nodes = [t.node for t in (out if isinstance(out, (tuple, list)) else (out,))]
     pending = [n for n in nodes if not n.stored]
     order, _sig, pos = schedule.walk(pending)
     if target is None:
         target = schedule.Target.of(get_runtime())
-    return schedule.build_plan(order, [pos[n.uid] for n in pending], target, schedule.CHOOSER)
+    return schedule.build_plan(order, [pos[n.uid] for n in pending], target, options or current_options(),
+                               schedule.CHOOSER)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from . import profiler, schedule
 from .ops import BUFFER, Node
+from .options import current as current_options
 from .errors import KernelError
 from .runtime import get_runtime, locked
 from .replay import BoundPlan
@@ -114,7 +115,8 @@ class Jit:
         key = (tuple((t.shape, t.dtype) for t in inputs), same,
                repr([a for a in args if not isinstance(a, Tensor)]),
                repr(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor))),
-               tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))))
+               tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))),
+               current_options().plan_key)  # a capture's plan holds for the settings it was planned under
         cap = self.captures.get(key)
         if cap is not None:
             try:

@@ -5,20 +5,21 @@ from __future__ import annotations
 from . import profiler, schedule
 from .errors import KernelError
 from .ops import BUFFER, Node
+from .options import current as current_options
 from .runtime import get_runtime
 from .schedule.execute import bind, describe, report, submit
 
 # A jit replay submits a command buffer encoded before it was called, and encodes the next replay's while
 # the GPU runs this one (BoundPlan.run): the host's encoding (~5 us per kernel, wgpu's pass validation at
-# finish() most of it) leaves the critical path. Off: each replay encodes its own kernels, in chunks.
-PRE_ENCODE = True
+# finish() most of it) leaves the critical path. Off (Options.pre_encode): each replay encodes its own kernels,
+# in chunks.
 
 
 class BoundPlan:
     """A captured plan (tinydl.jit) with every buffer that is the same in each replay bound once: weights
     and intermediates (owned by the capture, so the same buffers always meet the same kernels and find their
     bind groups cached). A replay submits the command buffer the previous replay encoded, reading copies of
-    its inputs, and encodes the next (PRE_ENCODE); profiled, it puts its inputs' buffers and fresh output
+    its inputs, and encodes the next (Options.pre_encode); profiled, it puts its inputs' buffers and fresh output
     buffers into the kernels that touch them and submits those. No walk over the graph, no buffer bookkeeping
     per kernel."""
 
@@ -43,7 +44,7 @@ class BoundPlan:
             if slots:
                 self.patches.append((k, slots))
 
-        # pre-encoded replays read their inputs from buffers of their own, copied into first (see PRE_ENCODE)
+        # pre-encoded replays read their inputs from buffers of their own, copied into first (see Options.pre_encode)
         self.input_copies = {p: rt.alloc(order[p].numel * order[p].dtype.itemsize, "jit input") for p in inputs}
         self._next = None  # (command buffer, {root position: its fresh Buffer}) of the next replay
 
@@ -71,7 +72,7 @@ class BoundPlan:
     def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
         """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
         rt = get_runtime()
-        pre_encoded = PRE_ENCODE and profiler.active() is None
+        pre_encoded = current_options().pre_encode and profiler.active() is None
         if pre_encoded:
             command_buffer, bufs = self._next or self._encode_next()
             self._next = None

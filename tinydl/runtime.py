@@ -18,6 +18,7 @@ import wgpu  # noqa: E402
 from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError, uncycle  # noqa: E402,F401 - also runtime.X
 
 from .checks import STATUS_BYTES, DeviceStatus  # noqa: E402
+from .options import Options, current as current_options  # noqa: E402
 
 try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
     from wgpu.backends.wgpu_native._api import ffi as _ffi
@@ -25,11 +26,10 @@ try:  # wgpu-native's C entry points, called without wgpu-py's per-call error ca
 except ImportError:  # another wgpu-py backend or layout: the public API
     _native = None
 
-# a read-back of at least LEND_MIN_BYTES is returned as an array over the mapped staging memory itself
-# (Runtime._lend): no copy out (BERT-b8's 3 MB output took 0.27 ms to copy on the H200 box, 11 GB/s)
-LEND_MIN_BYTES = 1 << 18
+# The runtime's settings are tinydl.options.Options fields, read once per call: a read-back of at least
+# Options.lend_min_bytes is returned as an array over the mapped staging memory itself (Runtime._lend, no copy
+# out), where read-backs are mapped through wgpu-native directly (Options.native_map, see Runtime._map_read).
 STAGING_KEEP = 2  # read-back buffers pooled per size
-NATIVE_MAP = True  # read-backs mapped through wgpu-native directly (see Runtime._map_read)
 
 
 def _spin_wait_seconds() -> float:
@@ -44,9 +44,7 @@ def _spin_wait_seconds() -> float:
 
 
 # a read-back's wait polls the device without blocking for up to SPIN_WAIT_SECONDS, then blocks: a blocking wait
-# returns late on the NVIDIA boxes (H200, 2026-11-22, interleaved A/B, spin / block, ms: MobileNetV2-b1 0.752 /
-# 0.802, ResNet18-b1 0.687 / 0.807, BERT-b8 6.074 / 6.334, BERT-b1 1.674 / 1.811, MobileNetV2-b16 1.878 / 2.030),
-# as CUDA's default synchronization spins too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's
+# returns late on the NVIDIA boxes (docs/benchmarks.md, "spin wait"), as CUDA's default synchronization spins too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's
 # cores. TINYDL_SPIN_WAIT_MS sets it (0: always block).
 SPIN_WAIT_SECONDS = _spin_wait_seconds()
 _mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
@@ -70,28 +68,16 @@ _WANTED_LIMITS = (
 )
 _TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
-# dispatches per queue submit (0: all in one): the GPU starts on the first chunk while the CPU encodes the
-# rest. The first chunk is SUBMIT_FIRST dispatches (or the plan's own, see schedule.Plan.first_submit),
-# each next one twice the one before, up to SUBMIT_CHUNK. Measured with benchmarks/cpu_overhead.py --chunks /
-# --first: on the H100 box a small first chunk (1, 4, 8) did not beat 32 for MobileNet-, ResNet-50- or BERT-b1
-# (2026-11-21): their kernels are too short to keep the GPU busy while the next chunk is encoded.
-SUBMIT_CHUNK = 32
-SUBMIT_FIRST = 32
-
-# an upload of at least UPLOAD_SPLIT_BYTES is written as UPLOAD_THREADS pieces from worker threads at once:
-# a queue write is a host memcpy into wgpu's staging memory (wgpu-native releases the GIL), and one thread
-# copies at well below the host's memory bandwidth. A 9.6 MB input (batch 16 at 224x224) on the H200 box
-# (16 cores): 1 thread 2.63 ms MobileNetV2-b16 end to end, 2 threads 2.57, 4 threads 2.51, 8 threads 2.95.
-UPLOAD_THREADS = min(4, os.cpu_count() or 1)
-UPLOAD_SPLIT_BYTES = 1 << 21
-# a read-back of at least READBACK_SPLIT_BYTES is copied out of the mapped staging buffer as READBACK_THREADS
-# pieces at once (numpy's copy releases the GIL; one thread copies ~11 GB/s, page faults of the new array
-# included). GPT-2's 25.7 MB of logits on the H200 box (16 cores): 2.42 ms with 1 thread, 1.58 with 2, 1.01 with
-# 4, 0.79 with 8 (the GPU copy and the map take 0.69 before it); GPT-2 end to end 6.92 ms -> 4.93 with 8. But
-# BERT-b8's 3 MB output lost (8.18 ms -> 8.29 with 4 threads, 8.45 with 8), hence the threshold. Read-backs of
-# LEND_MIN_BYTES or more are no longer copied where wgpu-native's API is there (see below): this serves the rest.
-READBACK_THREADS = min(8, os.cpu_count() or 1)
-READBACK_SPLIT_BYTES = 1 << 24
+# Dispatches per queue submit (Options.submit_chunk; 0: all in one): the GPU starts on the first chunk while the
+# CPU encodes the rest. The first chunk is Options.submit_first dispatches (or the plan's own, see
+# schedule.Plan.first_submit), each next one twice the one before, up to submit_chunk (measured with
+# benchmarks/cpu_overhead.py --chunks / --first). An upload of at least Options.upload_split_bytes is written as
+# Options.upload_threads pieces from worker threads at once: a queue write is a host memcpy into wgpu's staging
+# memory (wgpu-native releases the GIL), and one thread copies at well below the host's memory bandwidth. A
+# read-back of at least Options.readback_split_bytes is copied out of the mapped staging buffer as
+# Options.readback_threads pieces at once (numpy's copy releases the GIL); smaller outputs lost by it. Read-backs
+# of lend_min_bytes or more are not copied at all where wgpu-native's API is there. (docs/benchmarks.md, "runtime
+# settings", has the numbers.)
 
 # shaders compiled at once by compile_all
 COMPILE_THREADS = min(8, os.cpu_count() or 1)
@@ -125,16 +111,18 @@ STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsag
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 
 
-def chunk_sizes(n: int, first: int | None = None) -> list[int]:
-    """How n dispatches are cut into queue submits (see SUBMIT_CHUNK); first: the first chunk's size in place
-    of SUBMIT_FIRST."""
-    if not SUBMIT_CHUNK:
+def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -> list[int]:
+    """How n dispatches are cut into queue submits (see Options.submit_chunk); first: the first chunk's size in
+    place of Options.submit_first. opts: the Options in effect (default: the current ones)."""
+    opts = opts or current_options()
+    chunk = opts.submit_chunk
+    if not chunk:
         return [n] if n else []
-    sizes, step = [], max(1, min(first or SUBMIT_FIRST or SUBMIT_CHUNK, SUBMIT_CHUNK))
+    sizes, step = [], max(1, min(first or opts.submit_first or chunk, chunk))
     while n > 0:
         sizes.append(min(step, n))
         n -= step
-        step = min(step * 2, SUBMIT_CHUNK)
+        step = min(step * 2, chunk)
     return sizes
 
 
@@ -208,7 +196,7 @@ class Runtime:
         self._staging: dict[int, list] = {}   # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
-        self._host_pool = (0, None)  # (threads, executor) of split uploads and read-backs (UPLOAD_THREADS, ...)
+        self._host_pool = (0, None)  # (threads, executor) of split uploads and read-backs (Options.upload_threads, ...)
         self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
         # buffers the garbage collector freed while another thread held the lock: given back under it (_give_back)
         self._later: deque = deque()
@@ -278,23 +266,24 @@ class Runtime:
 
     def _write(self, gpu, data: memoryview) -> None:
         """Queue-write data (a multiple of 4 bytes) into gpu from offset 0, in pieces from worker threads when big
-        (see UPLOAD_THREADS); returns once every piece is in wgpu's staging memory."""
+        (see Options.upload_threads); returns once every piece is in wgpu's staging memory."""
         n = data.nbytes
-        if UPLOAD_THREADS <= 1 or n < UPLOAD_SPLIT_BYTES:
+        opts = current_options()
+        if opts.upload_threads <= 1 or n < opts.upload_split_bytes:
             self.device.queue.write_buffer(gpu, 0, data)
             return
         write = self.device.queue.write_buffer
         # queue writes take offsets and sizes in multiples of 4
-        self._in_pieces(n, UPLOAD_THREADS, 4, lambda o, size: write(gpu, o, data, o, size))
+        self._in_pieces(n, opts.upload_threads, 4, lambda o, size: write(gpu, o, data, o, size))
 
-    def _copy_out(self, mapped, nbytes: int) -> np.ndarray:
+    def _copy_out(self, mapped, nbytes: int, opts: Options) -> np.ndarray:
         """The first nbytes of a mapped read-back buffer, copied into a new array, in pieces from worker threads
-        when big (see READBACK_THREADS)."""
+        when big (see Options.readback_threads)."""
         src = np.frombuffer(mapped, np.uint8)[:nbytes]
-        if READBACK_THREADS <= 1 or nbytes < READBACK_SPLIT_BYTES:
+        if opts.readback_threads <= 1 or nbytes < opts.readback_split_bytes:
             return src.copy()
         out = np.empty(nbytes, np.uint8)
-        self._in_pieces(nbytes, READBACK_THREADS, 1, lambda o, size: np.copyto(out[o:o + size], src[o:o + size]))
+        self._in_pieces(nbytes, opts.readback_threads, 1, lambda o, size: np.copyto(out[o:o + size], src[o:o + size]))
         return out
 
     def _in_pieces(self, n: int, threads: int, align: int, work) -> None:
@@ -395,7 +384,7 @@ class Runtime:
 
     def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
-        Dispatches go into one compute pass per SUBMIT_CHUNK of them, each chunk its own queue submit (the GPU
+        Dispatches go into one compute pass per Options.submit_chunk of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
         finished (so validated) but unsent: the next submit sends it with its own first command buffer, so a
         forward and the read-back of its output go to the GPU in one submit less; flush() (before any queue
@@ -408,6 +397,7 @@ class Runtime:
         reported, and raises what it finds."""
         if checks:
             self.status.ran(*checks)
+        opts = current_options()
         timed = timings is not None and "timestamp-query" in self.features and dispatches
         if timed:
             if pending:
@@ -425,7 +415,7 @@ class Runtime:
             # each chunk is finished (validated) before anything is sent: a failing chunk loses no earlier work
             enc = self.device.create_command_encoder()
             start = 0
-            for step in chunk_sizes(len(dispatches), first):
+            for step in chunk_sizes(len(dispatches), first, opts):
                 if start:
                     cb = enc.finish()
                     at.stage = "submit"
@@ -467,7 +457,8 @@ class Runtime:
             raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
-        mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail)
+        native = _native is not None and opts.native_map
+        mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, native)
         out, status = [], None
         for k, (st, nbytes) in enumerate(staging):
             if not nbytes:
@@ -477,11 +468,11 @@ class Runtime:
             view = mapped.pop(0)
             if k == ride:  # the status: the staging buffer's last bytes
                 status = np.frombuffer(view, np.uint8)[st.size - STATUS_BYTES:st.size].copy()
-            if _native is not None and NATIVE_MAP and nbytes >= LEND_MIN_BYTES:
+            if native and nbytes >= opts.lend_min_bytes:
                 out.append(self._lend(st, view, nbytes))
             else:  # one copy out of the mapped memory, straight into the array the caller keeps
-                out.append(self._copy_out(view, nbytes))
-                self._unmap([st])
+                out.append(self._copy_out(view, nbytes, opts))
+                self._unmap([st], native)
                 self._give_staging(st)
         if check:
             if readbacks[ride][0] is self.status.gpu:
@@ -516,17 +507,17 @@ class Runtime:
         else:
             st.destroy()
 
-    def _map_read(self, buffers, fail: bool = False) -> list:
+    def _map_read(self, buffers, fail: bool = False, native: bool = True) -> list:
         """Map read-back buffers (their copies just submitted) and return a view of each one's memory. Through
         wgpu-native directly where it can: map requests, then polls on this thread until the GPU is done and
         the map callbacks ran (without blocking for the first spin_seconds, see SPIN_WAIT_SECONDS). wgpu-py's
         map_sync hands the wait to its poll thread and waits for that thread to wake this one, and first submits
-        an empty command buffer."""
+        an empty command buffer. native: through wgpu-native (Options.native_map, where it is there)."""
         if not buffers:
             return []
         if fail:  # a map failure forced by a test (tinydl.debug.inject_fault)
             raise Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
-        if _native is None or not NATIVE_MAP:
+        if not native:
             views = []
             for st in buffers:
                 st.map_sync(wgpu.MapMode.READ, 0, st.size)
@@ -547,19 +538,20 @@ class Runtime:
         status = [_mapped.pop(i) for i in ids]
         errors = sorted({_map_errors.pop(i) for i in ids if i in _map_errors})
         if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
-            self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success])
+            self._unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success], True)
             failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
             raise Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
                            + "".join(f": {e}" for e in errors))
         ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
         if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
-            self._unmap(buffers)
+            self._unmap(buffers, True)
             raise Failure("a mapped read-back buffer has no mapped range")
         return [_ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
 
-    def _unmap(self, buffers) -> None:
+    def _unmap(self, buffers, native: bool) -> None:
+        """Unmap read-back buffers, the way they were mapped (native: through wgpu-native)."""
         for st in buffers:
-            if _native is None or not NATIVE_MAP:
+            if not native:
                 st.unmap()
             else:
                 _native.wgpuBufferUnmap(st._internal)

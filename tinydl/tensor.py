@@ -9,9 +9,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import debug, dtypes
+from . import dtypes
 from .dtypes import DType
 from .ops import BUFFER, CAT, CONST, IOTA, MATMUL, VIEW, Node
+from .options import current as current_options
 from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
 
 Scalar = (int, float, bool, np.number, np.bool_)
@@ -425,7 +426,7 @@ class Tensor:
 # -- construction ----------------------------------------------------------------------------------------
 def _make(kind, op, srcs, arg, shape, dtype) -> Tensor:
     t = Tensor(Node(kind, op, tuple(s.node for s in srcs), arg, shape, dtype))
-    if debug.EAGER and kind not in (VIEW, CONST, IOTA):
+    if current_options().eager and kind not in (VIEW, CONST, IOTA):
         t.realize()
     return t
 

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import schedule
+from . import options, schedule
 from .kernels import gemm
 from .ops import MATMUL, Node
+from .options import Options
 from .runtime import get_runtime
 from .schedule.lower import RULES, Rules
 
@@ -43,7 +44,7 @@ ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
 FORMAT = 1
 KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to replace it (timing noise)
 # what each kernel costs besides its GPU time, counted into a candidate's time: the host encodes every dispatch
-# of a forward (~5 us each with wgpu's validation, see replay.PRE_ENCODE), and batch-1 models are host-bound.
+# of a forward (~5 us each with wgpu's validation, see Options.pre_encode), and batch-1 models are host-bound.
 # Without it tuning split BERT-b1's probs @ v in 4 (7.1 -> 6.2 us of GPU time, a sum kernel more per layer)
 KERNEL_COST_S = 5e-6
 WARM_SECONDS = 0.3      # runs of the candidates before each race is timed (GPUs raise their clocks under load)
@@ -61,13 +62,13 @@ class Tuner(Rules):
     under forced variants, nor for a gemv), then chosen for as the rules do, which prefer a measured choice."""
 
     def split(self, node: Node, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str,
-              itemsize: int) -> int:
+              itemsize: int, opts: Options) -> int:
         key = gemm.tune_key(batch, M, N, K, gather, itemsize)
         rule = gemm.rule_tile(batch, M, N, K, gather)
-        if key not in gemm.TUNED and gemm.FORCE_TILE is None and gemm.FORCE_SPLIT_K is None and rule != "gemv":
-            _tune(key, gemm.tuning_candidates(batch, M, N, K, divides, gather),
+        if key not in gemm.TUNED and opts.force_tile is None and opts.force_split_k is None and rule != "gemv":
+            _tune(key, gemm.tuning_candidates(batch, M, N, K, divides, gather, opts),
                   (rule, gemm.rule_split(rule, batch, M, N, K, divides, gather)), lambda: _fresh(node))
-        return super().split(node, batch, M, N, K, divides, gather, itemsize)
+        return super().split(node, batch, M, N, K, divides, gather, itemsize, opts)
 
 
 TUNER = Tuner()
@@ -160,14 +161,11 @@ def _race(choices: list, bench, built: dict) -> dict:
 
 def _forced(choice: tuple[str, int], fn, failed):
     """fn() with the GEMM variant forced to choice = (tile, split); `failed` where the variant cannot be built."""
-    saved = gemm.FORCE_TILE, gemm.FORCE_SPLIT_K
-    gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = choice
     try:
-        return fn()
+        with options.use(force_tile=choice[0], force_split_k=choice[1]):
+            return fn()
     except Exception:  # noqa: BLE001 - a variant this shape or adapter cannot take is not a candidate
         return failed
-    finally:
-        gemm.FORCE_TILE, gemm.FORCE_SPLIT_K = saved
 
 
 def run_seconds(dispatches: list, out, copies: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, Node
-from ..ops import DIRECT_CONV_MAX_COUT_PER_GROUP  # noqa: F401 - read at call time: tests force either kernel
+from ..options import Options
 from . import gemm, gemm_conv, reduce, rownorm, window
 from .elementwise import elementwise
 from .expr import KernelSource
@@ -20,31 +20,32 @@ class CompiledKernel:
     checks: int = 0  # codes the kernel may report (tinydl/checks.py): it binds the status buffer after its inputs
 
 
-def conv_uses_gemm(cout_per_group: int, transposed: bool) -> bool:
-    """Lowering's rule (schedule/lower.py) for a conv's kernel: implicit GEMM, or direct (few output channels)."""
-    return transposed or cout_per_group >= DIRECT_CONV_MAX_COUT_PER_GROUP
+def conv_uses_gemm(cout_per_group: int, transposed: bool, opts: Options) -> bool:
+    """Lowering's rule (schedule/lower.py) for a conv's kernel: implicit GEMM, or direct (fewer output channels
+    per group than Options.direct_conv_max_cout_per_group)."""
+    return transposed or cout_per_group >= opts.direct_conv_max_cout_per_group
 
 
-def build(out: Node, core: Node | None, materialized) -> CompiledKernel:
+def build(out: Node, core: Node | None, materialized, opts: Options) -> CompiledKernel:
     src = KernelSource(lambda n: n is not out and n is not core and materialized(n), out)
     if core is None:
-        wgsl, groups = elementwise(src)
+        wgsl, groups = elementwise(src, opts)
         variant = "elementwise"
     elif core.kind == REDUCE:
-        wgsl, groups, variant = reduce.reduce(src, core)
+        wgsl, groups, variant = reduce.reduce(src, core, opts)
     elif core.kind == MATMUL:
-        wgsl, groups, variant = gemm.matmul(src, core)
+        wgsl, groups, variant = gemm.matmul(src, core, opts)
     elif core.kind == CONV:
         if core.arg.tile is not None:  # lowering chose a GEMM variant for it
-            wgsl, groups, variant = gemm_conv.conv(src, core)
+            wgsl, groups, variant = gemm_conv.conv(src, core, opts)
         else:
-            wgsl, groups, variant = window.direct_conv(src, core)
+            wgsl, groups, variant = window.direct_conv(src, core, opts)
     elif core.kind == POOL:
         wgsl, groups, variant = window.pool(src, core)
     elif core.kind == IM2COL:
-        wgsl, groups, variant = window.im2col(src, core)
+        wgsl, groups, variant = window.im2col(src, core, opts)
     elif core.kind == ROWNORM:
-        wgsl, groups, variant = rownorm.rownorm(src, core)
+        wgsl, groups, variant = rownorm.rownorm(src, core, opts)
     else:
         raise AssertionError(core)
     return CompiledKernel(wgsl, src.inputs, groups, variant, int(src.checks))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ops import GEMM_MAX_K, VIEW, Node
+from ..options import DEFAULT, Options
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
 
@@ -52,12 +53,8 @@ TILES = {
 # "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
 # K loop and add up their partial sums in workgroup memory.
 GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
-FORCE_TILE: str | None = None  # tests force each variant so small shapes cover every code path
-FORCE_SPLIT_K: int | None = None  # tests force a split-K factor (see split_k)
 # measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below
 TUNED: dict[tuple, tuple[str, int]] = {}
-VEC4_STORES = True  # tiled kernels store runs of 4 outputs as one vec4 where the layout allows (gemm's n_runs)
-VEC4_LOADS = True  # tiled kernels load runs of 4 operand elements as one vec4 where the layout allows (VecOperand)
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
 # plain GEMMs with 256+ rows and a K this long take tile128k16 however few its tiles when split-K fills the GPU
 # (TARGET_WORKGROUPS) with slices of LONG_K_SLICE or more (H200, 2026-11-22, GPU us with the slices' sum):
@@ -72,8 +69,6 @@ SPLIT_MAX_TILES = 160
 # batch-1 1x1 convs (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32
 # channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
-FORCE_IM2COL: bool | None = None  # tests force both conv forms (see use_im2col)
-TAP_MAJOR = True  # gathered convs whose K steps fit in one tap take the TapGather operand (see conv_gather)
 TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
 IM2COL_MIN_COUT = 256
 # Loop trips: a tile's K loop makes K / bk trips (bk >= 8), gemv's at most K / 32 per lane; a thread's loop trips
@@ -155,14 +150,14 @@ def _fast_axis(off: int, db: list, dr: list, dk: list):
     return None
 
 
-def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int) -> bool | str:
+def conv_gather(taps: int, im2col: bool, transposed: bool, channels: int, opts: Options = DEFAULT) -> bool | str:
     """How a conv's GEMM reads its pixels: False (as plain data: a 1x1 conv, or its windows written by im2col),
     "tap" (gathered in tap-major K order, through a TapGather where its kernel's tile allows: the conv's input
     channels per group come in whole K steps of any tile) or True (gathered in (ci, kh, kw) order: a 3-channel
     stem)."""
     if taps == 1 or im2col:
         return False
-    return "tap" if TAP_MAJOR and not transposed and channels % TAP_CHANNELS == 0 else True
+    return "tap" if opts.tap_major and not transposed and channels % TAP_CHANNELS == 0 else True
 
 
 def tune_key(batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: int) -> tuple:
@@ -170,10 +165,11 @@ def tune_key(batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: i
     return (itemsize, batch, M, N, K, gather)
 
 
-def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False, itemsize: int = 4) -> str:
-    """The GEMM variant: forced (tests), measured on this GPU (TUNED), or by the rules (rule_tile)."""
-    if FORCE_TILE:
-        return FORCE_TILE
+def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False, itemsize: int = 4,
+                opts: Options = DEFAULT) -> str:
+    """The GEMM variant: forced (Options.force_tile), measured on this GPU (TUNED), or by the rules (rule_tile)."""
+    if opts.force_tile:
+        return opts.force_tile
     tuned = TUNED.get(tune_key(batch, M, N, K, gather, itemsize))
     return tuned[0] if tuned else rule_tile(batch, M, N, K, gather)
 
@@ -235,19 +231,20 @@ def _slices_to_fill(tiles: int) -> int:
     return s
 
 
-def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False, itemsize: int = 4) -> int:
+def split_k(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False, itemsize: int = 4,
+            opts: Options = DEFAULT) -> int:
     """How many slices to cut K into when the output alone gives too few workgroups to fill the GPU (batch-1
     convs over small images: ResNet-50's 7x7x512 layers have 32 tiles). Each slice becomes a batch entry of the
     same GEMM and a sum over slices (a reduce kernel carrying the epilogue) adds them up. `divides`: the
     slice count must divide it (K, or a conv's input channels per group); a tap-major gather's slices keep whole
-    K steps of channels, so each still reads through a TapGather. Returns 1 for no split. Forced (tests),
+    K steps of channels, so each still reads through a TapGather. Returns 1 for no split. Forced (Options),
     measured (TUNED; with tuning on, tinydl.tuning measures a new shape first) or by the rules (rule_split)."""
-    if FORCE_SPLIT_K is not None:
-        return FORCE_SPLIT_K if divides % FORCE_SPLIT_K == 0 else 1
+    if opts.force_split_k is not None:
+        return opts.force_split_k if divides % opts.force_split_k == 0 else 1
     tuned = TUNED.get(tune_key(batch, M, N, K, gather, itemsize))
     if tuned and divides % tuned[1] == 0:
         return tuned[1]
-    return rule_split(choose_tile(batch, M, N, K, gather, itemsize), batch, M, N, K, divides, gather)
+    return rule_split(choose_tile(batch, M, N, K, gather, itemsize, opts), batch, M, N, K, divides, gather)
 
 
 def _tiles_of(name: str, batch: int, M: int, N: int) -> int:
@@ -273,14 +270,14 @@ def rule_split(name: str, batch: int, M: int, N: int, K: int, divides: int, gath
     return s
 
 
-# what tuning tries (tinydl.tuning): every tile that is not mostly idle over the output, in K slices of these
-# counts that keep 32+ of K each and make at most TUNE_MAX_WORKGROUPS workgroups
-TUNE_SPLITS = (1, 2, 3, 4, 6, 8, 12, 16)
+# what tuning tries (tinydl.tuning): every tile that is not mostly idle over the output, in K slices of the
+# counts Options.tune_splits that keep 32+ of K each and make at most TUNE_MAX_WORKGROUPS workgroups
 TUNE_MAX_WORKGROUPS = 4096
 
 
-def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> dict:
-    """tile -> the split counts tuning may measure it with (see TUNE_SPLITS), the first the one that fills the
+def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False,
+                      opts: Options = DEFAULT) -> dict:
+    """tile -> the split counts tuning may measure it with (Options.tune_splits), the first the one that fills the
     GPU as the rules would (a tile's first try)."""
     out = {}
     step = _split_step(gather)
@@ -288,7 +285,7 @@ def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: 
         if t.bm > max(32, 2 * M) or t.bn > max(32, 2 * N):
             continue
         tiles = _tiles_of(name, batch, M, N)
-        splits = [s for s in TUNE_SPLITS if s == 1 or (divides % (s * step) == 0 and K // s >= 32
+        splits = [s for s in opts.tune_splits if s == 1 or (divides % (s * step) == 0 and K // s >= 32
                                                          and tiles * s <= TUNE_MAX_WORKGROUPS)]
         fill = next((s for s in splits if tiles * s >= TARGET_WORKGROUPS), splits[-1])
         out[name] = [fill] + [s for s in splits if s != fill]
@@ -298,7 +295,7 @@ def tuning_candidates(batch: int, M: int, N: int, K: int, divides: int, gather: 
 def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K: int, a_value, b_value, out_index,
          a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool | str = False,
          n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None,
-         b_gather: TapGather | None = None):
+         b_gather: TapGather | None = None, opts: Options = DEFAULT):
     """tile: the variant lowering chose (TILES, or "gemv"). a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
@@ -307,12 +304,13 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     n_runs: outputs n..n+3 (n a multiple of 4) are stored side by side from a multiple of 4 on, so a tiled
     kernel stores each thread's groups of 4 columns as one vec4 (float32 or float16 outputs). a_vec / b_vec: the
     operand's memory layout where 4 elements at a time can be loaded as one vec4 (a tiled kernel then does so).
-    b_gather: B is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits)."""
+    b_gather: B is a conv's pixels in tap-major K order, read through it (the caller checked tap_major_fits).
+    opts: the vec4 switches (Options.vec4_loads / vec4_stores)."""
     name = tile
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
-    gemv4 = (name == "gemv" and VEC4_LOADS and K % 4 == 0
+    gemv4 = (name == "gemv" and opts.vec4_loads and K % 4 == 0
              and all(v is not None and v.fast == "k" for v in (a_vec, b_vec)))
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
@@ -324,7 +322,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         if op == "b" and b_gather:
             continue
         whole = t.whole_vec4s(rows) if t else gemv4
-        if VEC4_LOADS and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
+        if opts.vec4_loads and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
             continue
@@ -339,7 +337,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     if name == "gemv":
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return _gemv(src, batch, M, N, K, gemv4)
-    vec4 = VEC4_STORES and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
+    vec4 = opts.vec4_stores and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True
         store4_function(src, core, "b: i32, m: i32, n: i32",
@@ -528,7 +526,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
     return src.render("\n".join(body), T, shared), groups, "gemv"
 
 
-def matmul(src: KernelSource, core: Node):
+def matmul(src: KernelSource, core: Node, opts: Options = DEFAULT):
     """Batched matmul; with split-K (core.arg.split = S) batch entry s*B + b multiplies slice s of K."""
     a, b = core.srcs
     B, M, K = a.shape
@@ -559,7 +557,7 @@ def matmul(src: KernelSource, core: Node):
         return gemm(src, core, tile, B, M, N, K,
                     lambda e, bb, m, k: e.value(a, (bb, m, k)),
                     lambda e, bb, k, n: e.value(b, (bb, k, n)),
-                    lambda e, bb, m, n: [bb, m, n], **layout, n_runs=True)
+                    lambda e, bb, m, n: [bb, m, n], **layout, n_runs=True, opts=opts)
 
     def ab(e, bb, kk):
         return e.let(f"{bb} % {B}", "bi"), e.let(f"({bb} / {B}) * {Ks} + {kk}", "kk")
@@ -573,7 +571,7 @@ def matmul(src: KernelSource, core: Node):
         return e.value(b, (bi, kk, n))
 
     return gemm(src, core, tile, S * B, M, N, Ks, a_value, b_value, lambda e, bb, m, n: [bb, m, n], **layout, split=S,
-                n_runs=True)
+                n_runs=True, opts=opts)
 
 
 def last_two_swapped(x: Node) -> bool:
@@ -598,7 +596,8 @@ def tile_reads_taps(name: str, cin_g: int) -> bool:
     return t is not None and cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
 
 
-def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, itemsize: int, max_bytes: int) -> bool:
+def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, itemsize: int, max_bytes: int,
+               opts: Options = DEFAULT) -> bool:
     """Whether a forward conv (GEMM path) first writes its windows as data (ops.IM2COL, channels*taps x pixels)
     and runs as a plain GEMM over them, instead of gathering each tile element with its bounds checks. Writing
     the windows costs their bytes once; the GEMM does cout multiply-adds per window element, so it pays from
@@ -606,8 +605,8 @@ def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, it
     256 -> 256 at 14x14 199 vs 125, 512 -> 512 at 7x7 213 vs 168, 128 -> 256 stride 2 110 vs 71; but 128 -> 128
     at 28x28 152 vs 158, 64 -> 64 at 56x56 167 vs 206, the 7x7 stem 191 vs 221; at batch 1 the 256+ channel
     convs gain 1-3 us each."""
-    if FORCE_IM2COL is not None:
-        return FORCE_IM2COL and groups == 1 and taps > 1
+    if opts.force_im2col is not None:
+        return opts.force_im2col and groups == 1 and taps > 1
     nbytes = channels * taps * pixels * itemsize
     return groups == 1 and taps > 1 and cout >= IM2COL_MIN_COUT and nbytes <= min(IM2COL_MAX_BYTES, max_bytes)
 

@@ -4,11 +4,12 @@ tap-major order through a TapGather), in the tile lowering chose."""
 from __future__ import annotations
 
 from ..ops import BUFFER, Node
+from ..options import DEFAULT, Options
 from .expr import VEC4_STORAGE, Expr, KernelSource
 from .gemm import TapGather, VecOperand, conv_gather, conv_gemm_dims, gemm, tile_reads_taps
 
 
-def conv(src: KernelSource, core: Node):
+def conv(src: KernelSource, core: Node, opts: Options = DEFAULT):
     """Implicit GEMM: batch = groups, M = output channels per group (the weights' rows), N = N*OH*OW (the pixels),
     K = Cin/g * KH * KW; in the tile lowering chose (ConvArgs.tile)."""
     x, w = core.srcs  # x: the image, or its windows as data (an IM2COL node, a.im2col)
@@ -23,7 +24,7 @@ def conv(src: KernelSource, core: Node):
 
     M, N = conv_gemm_dims(Nb * OH * OW, cout_g)
     split = a.split if not a.transposed else 1
-    gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g)
+    gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g, opts)
     # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather
     tap_major = gather == "tap" and (x.kind == BUFFER or src.materialized(x)) and tile_reads_taps(a.tile, cin_g)
 
@@ -108,4 +109,4 @@ def conv(src: KernelSource, core: Node):
                 weight_value, pixel_value, out_index, a_m_fastest=a.transposed, b_k_fastest=False,
                 split=split, gather=gather,
                 n_runs=(OH * OW) % 4 == 0,  # 4 pixels from a multiple of 4 lie in one image, side by side
-                a_vec=weights_vec, b_vec=pixels_vec, b_gather=pixels_gather)
+                a_vec=weights_vec, b_vec=pixels_vec, b_gather=pixels_gather, opts=opts)

@@ -25,18 +25,14 @@ import math
 from dataclasses import dataclass
 
 from ..ops import MAX_TRIPS, Node
+from ..options import DEFAULT, Options
 from .common import WG, epilogue, thread_per_output
 from .expr import Expr, KernelSource, idx_vars, linear_index, unravel
 from .snippets import literal
 
-FORCE_VARIANT: str | None = None  # tests force "serial" / "lanes" / "workgroup" to cover each on small shapes
-SERIAL_MAX = 64  # reduce lengths up to this use LANES threads per output (or one: see SERIAL_MIN_OUTPUTS) ...
-# ... and one thread per output when there are this many outputs and the length is at most SERIAL_UNROLL (a loop
-# waits for each load in turn: ~14 us for 49 elements however few the outputs). H200, GPU us, serial vs lanes:
-# MobileNetV2-b1's global average pool (1280 outputs of 49) 11.3 vs 3.3, split-K sums of 16 slices over 7840
-# outputs 5.5 vs 3.7, of 8 over 12544 3.9 vs 3.3, but of 8 over 62720 4.1 vs 5.9; ResNet-50-b16's pool (32768
-# outputs of 49) 14.2 vs 7.9, and 65536 of 49 15.1 vs 13.3
-SERIAL_MIN_OUTPUTS = 1 << 15
+SERIAL_MAX = 64  # reduce lengths up to this use LANES threads per output (or one: see below) ...
+# ... and one thread per output when there are Options.serial_min_outputs outputs and the length is at most
+# SERIAL_UNROLL (a loop waits for each load in turn; docs/benchmarks.md, "serial vs lanes")
 LANES = 16
 # a serial reduction this short is written out (a split-K GEMM's sum over its slices): its loads all issue before
 # the first add, where a loop waits for each in turn
@@ -199,7 +195,7 @@ except ImportError:  # pragma: no cover
     pass
 
 
-def reduce(src: KernelSource, core: Node):
+def reduce(src: KernelSource, core: Node, opts: Options = DEFAULT):
     x = core.srcs[0]
     op = core.op
     arg = op in ARG_OPS
@@ -221,8 +217,8 @@ def reduce(src: KernelSource, core: Node):
         out_shape = core.shape
     assert ct != "bool", "bool reductions are reduced as int32 (reductions._reduce)"
     n_out = math.prod(out_shape)
-    short = "serial" if n_out >= SERIAL_MIN_OUTPUTS and R <= SERIAL_UNROLL else "lanes"
-    variant = FORCE_VARIANT or (short if R <= SERIAL_MAX else "workgroup")
+    short = "serial" if n_out >= opts.serial_min_outputs and R <= SERIAL_UNROLL else "lanes"
+    variant = opts.force_reduce or (short if R <= SERIAL_MAX else "workgroup")
     if variant == "serial" and R > MAX_TRIPS:
         variant = "workgroup"
     A = _Acc(op, ct)

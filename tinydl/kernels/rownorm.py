@@ -14,46 +14,43 @@ from __future__ import annotations
 import math
 
 from ..ops import Node
+from ..options import DEFAULT, Options
 from .common import function, store_function
 from .expr import Expr, KernelSource, unravel
 from .snippets import literal
 
 # torch CPU's row moments (layer_norm, group_norm) run in float32 vectors of 8 lanes (AVX2/NEON dispatch)
 TORCH_MOMENT_LANES = 8
-MAX_CACHED = 16  # values per thread kept in registers; longer rows are read again in each pass
 # ops.ROW_MAX_LEN: rows longer than this are not a row kernel (reductions.row_norm composes them from reductions):
 # a thread's loop trips must stay under ops.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in
 # all, silently).
-# with the adapter's subgroup feature, rows of up to TEAM_MAX_LEN values go to teams of TEAM threads, TEAM_ROWS
-# rows per workgroup, whose sums and maxima come from subgroup shuffles: no barriers where a subgroup holds a
-# whole team (32+ lanes: NVIDIA, AMD), one where it does not (the partial sums meet in workgroup memory).
-# A workgroup per row spends a barrier per halving of its tree, and BERT-b8's 12,288 softmax rows of 128 made
-# as many 64-thread workgroups. H100, 2026-11-22: that softmax 12.8 -> 6.4 us, BERT-b8 6.508 -> 6.433 ms and
-# 6.470 -> 6.394 (interleaved A/B), BERT-b1 1.812 -> 1.787. Longer rows stay a workgroup's: LayerNorm over 768
-# (split-K sums inlined, bandwidth-bound) gained nothing at batch 8 and lost at batch 1 (32 teams' workgroups
-# for 128 rows: BERT-b1 1.80 -> 2.04 ms with TEAM_MAX_LEN 1024).
-SUBGROUP_TEAMS = True
-TEAM, TEAM_ROWS, TEAM_MAX_LEN, MAX_TEAM_CACHED = 32, 4, 256, 32
+# With the adapter's subgroup feature (and Options.subgroup_teams), rows of up to Options.team_max_len values go
+# to teams of Options.team threads, TEAM_ROWS rows per workgroup, whose sums and maxima come from subgroup
+# shuffles: no barriers where a subgroup holds a whole team (32+ lanes: NVIDIA, AMD), one where it does not (the
+# partial sums meet in workgroup memory). A workgroup per row spends a barrier per halving of its tree; longer
+# rows stay a workgroup's (docs/benchmarks.md, "subgroup teams"). A thread keeps up to Options.max_cached values
+# (Options.max_team_cached in a team) in registers; longer rows are read again in each pass.
+TEAM_ROWS = 4
 
 
-def use_teams(L: int, subgroups: bool) -> bool:
+def use_teams(L: int, subgroups: bool, opts: Options = DEFAULT) -> bool:
     """Lowering's choice (schedule/lower.py) for rows of L values, where the adapter has subgroups or not."""
-    return SUBGROUP_TEAMS and L <= TEAM_MAX_LEN and subgroups
+    return opts.subgroup_teams and L <= opts.team_max_len and subgroups
 
 
-def rownorm(src: KernelSource, core: Node):
+def rownorm(src: KernelSource, core: Node, opts: Options = DEFAULT):
     x = core.srcs[0]
     eps, first, last, teams = core.arg  # (teams: lowering's choice, see use_teams)
     outer, row, inner = core.shape[:first], core.shape[first:last + 1], core.shape[last + 1:]
     rows, L = math.prod(outer) * math.prod(inner), math.prod(row)
     if teams:  # `size` threads per row (a team), `per_group` rows per workgroup
-        size, per_group = TEAM, TEAM_ROWS
+        size, per_group = opts.team, TEAM_ROWS
         per = -(-L // size)
-        cached = per <= MAX_TEAM_CACHED
+        cached = per <= opts.max_team_cached
     else:
         size, per_group = (256 if L >= 2048 else 128 if L >= 256 else 64), 1
         per = -(-L // size)
-        cached = per <= MAX_CACHED
+        cached = per <= opts.max_cached
     groups = -(-rows // per_group)
 
     def load(e: Expr):

@@ -5,54 +5,50 @@ from __future__ import annotations
 import math
 
 from ..ops import Node
+from ..options import DEFAULT, Options
 from ..shapes import conv_out_size
 from .common import WG, epilogue, thread_per_output
-from .elementwise import PER_THREAD, PER_THREAD_MIN
 from .expr import Expr, KernelSource, idx_vars, linear_index
 from .reduce import MAX_TRIPS
 from .snippets import literal
 
 
-FORCE_STRIP: tuple[int, int] | None = None  # tests force each (rows, cols) so small shapes cover every path
-# (rows, cols) of outputs per thread, most shared loads first: 4x2 for maps 28+ wide, single columns below. From
-# MobileNetV2's depthwise 3x3 convs on the H200 (`benchmarks/sweep.py --direct`, 2026-11-21): at batch 16, 4x2
-# strips ran 2-2.5x faster than one output per thread on 112-28 wide maps (16x144x56x56: 22.7 vs 49.5 us; 2x4
-# and 1x8 lost, their threads' loads coalesce worse), 8x1 best on 14 and 7 wide ones (16x576x14x14: 7.7 vs
-# 8.8 us for 4x2).
+# (rows, cols) of outputs per thread, most shared loads first: 4x2 for maps 28+ wide, single columns below
+# (measured on MobileNetV2's depthwise convs: docs/benchmarks.md, "direct-conv strips").
 WIDE_STRIPS = ((4, 2), (2, 2), (1, 2))
 NARROW_STRIPS = ((8, 1), (4, 1), (2, 1))
 NARROW_WIDTH = 14
-STRIP_MIN_THREADS = 65536  # fewer threads leave the GPU idle: batch-1 layers ran fastest with the smaller strips
 STRIP_MAX_WASTE = 1.15  # outputs past the edge a ragged strip computes for nothing, as a share of the real ones
-# a strip kernel unrolls its window: larger windows (a 9x9 or 31x31 depthwise conv) loop over it per output
-MAX_UNROLLED_TAPS = 49
+# a strip kernel unrolls its window up to Options.max_unrolled_taps taps: larger windows (a 9x9 or 31x31 depthwise
+# conv) loop over it per output. Fewer threads than Options.strip_min_threads leave the GPU idle: batch-1 layers
+# ran fastest with the smaller strips.
 
 
-def choose_strip(planes: int, out_h: int, out_w: int) -> tuple[int, int]:
+def choose_strip(planes: int, out_h: int, out_w: int, opts: Options = DEFAULT) -> tuple[int, int]:
     """Output rows x columns per thread of the direct conv over `planes` (image, channel) planes. A strip shares
     its input rows and columns between neighbouring outputs (a 4x2 strip of a 3x3 stride-1 conv loads 6x4
     inputs for 8 outputs, against 72) and its weights and channel parameters between all of them."""
-    if FORCE_STRIP:
-        return FORCE_STRIP
+    if opts.force_strip:
+        return opts.force_strip
     for rows, cols in NARROW_STRIPS if out_w <= NARROW_WIDTH else WIDE_STRIPS:
         strips = -(-out_h // rows) * -(-out_w // cols)
-        if (planes * strips >= STRIP_MIN_THREADS
+        if (planes * strips >= opts.strip_min_threads
                 and strips * rows * cols <= STRIP_MAX_WASTE * out_h * out_w):
             return rows, cols
     return 1, 1
 
 
-def direct_trips(cin_g: int, kh: int, kw: int) -> int:
+def direct_trips(cin_g: int, kh: int, kw: int, opts: Options = DEFAULT) -> int:
     """Loop trips per thread of a direct conv: lowering (schedule/lower.py) makes one whose trips pass MAX_TRIPS
     (drivers cap them) an implicit GEMM instead (K / 8 trips)."""
-    return cin_g * kh * (1 + kw) if kh * kw > MAX_UNROLLED_TAPS else cin_g
+    return cin_g * kh * (1 + kw) if kh * kw > opts.max_unrolled_taps else cin_g
 
 
-def direct_conv(src: KernelSource, core: Node):
+def direct_conv(src: KernelSource, core: Node, opts: Options = DEFAULT):
     """One thread per strip of rows x cols outputs of one (image, channel): loads each input row of the strip's
     window once, every weight once, and keeps one accumulator per output."""
     taps = math.prod(core.srcs[1].shape[2:])
-    if taps > MAX_UNROLLED_TAPS:
+    if taps > opts.max_unrolled_taps:
         return _looped_direct_conv(src, core)
     x, w = core.srcs
     a = core.arg
@@ -61,7 +57,7 @@ def direct_conv(src: KernelSource, core: Node):
     KH, KW = w.shape[2:]
     cin_g, cout_g = C // a.groups, Cout // a.groups
     (sh, sw), (ph, pw), (dh, dw) = a.stride, a.padding, a.dilation
-    R, T = choose_strip(N * Cout, OH, OW)
+    R, T = choose_strip(N * Cout, OH, OW, opts)
     grid = (N, Cout, -(-OH // R), -(-OW // T))
     n_threads = math.prod(grid)
     lines: list[str] = []
@@ -155,7 +151,7 @@ def _looped_direct_conv(src: KernelSource, core: Node):
     return wgsl, groups, "direct"
 
 
-def im2col(src: KernelSource, core: Node):
+def im2col(src: KernelSource, core: Node, opts: Options = DEFAULT):
     """A conv's windows as data (ops.IM2COL): element (k, p) of [C*KH*KW, N*OH*OW] is x[n, ci, ih, iw] for
     k = (ci, kh, kw) and pixel p = (n, oh, ow), 0 in the padding. Written once, it is the plain GEMM operand of the
     conv that reads it (vec4 loads, no bounds checks per tile element). Where the pixels come in whole vec4s
@@ -183,7 +179,7 @@ def im2col(src: KernelSource, core: Node):
     if P % 4 or core.dtype.storage != "f32":
         n = math.prod(core.shape)
         wgsl, groups = thread_per_output(src, core.shape, lambda e, idx: window_value(e, *k_parts(e, idx[0]), idx[1]),
-                                         PER_THREAD if n >= PER_THREAD_MIN else 1)
+                                         opts.per_thread if n >= opts.per_thread_min else 1)
         return wgsl, groups, "window"
     src.vec4_out = True
     lines: list[str] = []

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import debug, dtypes, errors, profiler, runtime
 from ..ops import BUFFER, CAT, Node
+from ..options import current as current_options
 from ..runtime import get_runtime
 from .execute import bind, execute as _execute, submit  # noqa: F401 - schedule.X (schedule.execute: the module)
 from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX  # noqa: F401
@@ -28,18 +29,21 @@ _plans: dict[tuple, Plan] = {}
 CHOOSER = RULES
 
 
-def _plan(order: list[Node], roots: list[int], compile_kernels: bool = True) -> Plan:
-    """The kernels of a walked graph on this runtime's adapter (compile_kernels=False: their WGSL only)."""
+def _plan(order: list[Node], roots: list[int], opts, compile_kernels: bool = True) -> Plan:
+    """The kernels of a walked graph on this runtime's adapter, under Options opts (compile_kernels=False: their
+    WGSL only)."""
     rt = get_runtime()
-    return build_plan(order, roots, Target.of(rt), CHOOSER, rt.pipeline if compile_kernels else None)
+    return build_plan(order, roots, Target.of(rt), opts, CHOOSER, rt.pipeline if compile_kernels else None)
 
 
 def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
-    """The cached plan of a graph structure (lowering, planning and code generation only on a miss)."""
-    key = (sig, CHOOSER.key())
+    """The cached plan of a graph structure (lowering, planning and code generation only on a miss). The key
+    holds the Options fields that change plans (Options.plan_key), not the runtime's."""
+    opts = current_options()
+    key = (sig, CHOOSER.key(), opts.plan_key)
     plan = _plans.get(key)
     if plan is None:
-        plan = _plans[key] = _plan(order, roots)
+        plan = _plans[key] = _plan(order, roots, opts)
         plan.key = key
         debug.stats["plans"] += 1
     return plan
@@ -82,7 +86,7 @@ def kernels_for(t):
     (runtime.release) once done with the dispatches (tinydl.tuning)."""
     order, _sig, pos = walk([t.node])
     root = pos[t.node.uid]
-    plan = _plan(order, [root])
+    plan = _plan(order, [root], current_options())
     bufs, dispatches = bind(order, plan, [root])
     return dispatches, bufs[root].gpu
 
@@ -91,7 +95,7 @@ def shaders_for(t) -> list[str]:
     """The WGSL of the kernels that would compute tensor t, nothing compiled (tuning compiles its candidates'
     shaders all at once: runtime.Runtime.compile_all)."""
     order, _sig, pos = walk([t.node])
-    return [step.wgsl for step in _plan(order, [pos[t.node.uid]], compile_kernels=False).steps]
+    return [step.wgsl for step in _plan(order, [pos[t.node.uid]], current_options(), compile_kernels=False).steps]
 
 
 def _read_pieces(n: Node) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import debug, errors, profiler
 from ..ops import BUFFER, Node
+from ..options import current as current_options
 from ..runtime import get_runtime
 from .plan import Plan
 
@@ -78,12 +79,13 @@ def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=())
     rt = get_runtime()
     prof = profiler.active()
     status = (plan.checked, results) if plan.checked else None
+    first = plan.first_submit(current_options().submit_first)
     if prof is None:
-        data = rt.submit(dispatches, reads, first=plan.first_submit(), checks=status, names=plan.names)
+        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names)
     else:
         times: list[float] = []
         t0 = profiler.now()
-        data = rt.submit(dispatches, reads, timings=times, first=plan.first_submit(), checks=status,
+        data = rt.submit(dispatches, reads, timings=times, first=first, checks=status,
                          names=plan.names)
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
     report(plan)

@@ -12,8 +12,9 @@ it (they never choose):
 - each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups);
 - a reduction over more than kernels.reduce.STAGE_MAX elements per output runs in two REDUCE nodes: partials over
   chunks of the reduced elements (Partial), then over the partials (no thread loops for long).
-The choices come from a chooser: RULES (forced variants for tests, measured ones, the rules in kernels/gemm.py),
-or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a Target value.
+The choices come from a chooser: RULES (variants forced by the Options, measured ones, the rules in
+kernels/gemm.py), or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a
+Target value, the settings (forced variants, tap-major, subgroup teams) as an Options value.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from .. import dtypes
 from ..kernels import gemm, reduce, rownorm, window
 from ..kernels.build import conv_uses_gemm
+from ..options import Options
 from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
 from .graph import walk
 from .target import Target
@@ -38,25 +40,25 @@ class Lowered:
 
 
 class Rules:
-    """The GEMM choices by kernels/gemm.py's rules: forced (tests: FORCE_*), measured (gemm.TUNED), or the rules.
+    """The GEMM choices by kernels/gemm.py's rules: forced (Options.force_*), measured (gemm.TUNED), or the rules.
     `node` is the original (unlowered) MATMUL / CONV the choice is for."""
 
     def key(self) -> tuple:
-        """The switches that change lowering's choices (part of the plan key)."""
-        return (gemm.FORCE_TILE, gemm.FORCE_SPLIT_K, gemm.FORCE_IM2COL, gemm.TAP_MAJOR, rownorm.SUBGROUP_TEAMS)
+        """What besides the Options changes this chooser's choices (part of the plan key): nothing."""
+        return ()
 
     def split(self, node: Node, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str,
-              itemsize: int) -> int:
-        return gemm.split_k(batch, M, N, K, divides, gather, itemsize)
+              itemsize: int, opts: Options) -> int:
+        return gemm.split_k(batch, M, N, K, divides, gather, itemsize, opts)
 
-    def tile(self, batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: int) -> str:
-        return gemm.choose_tile(batch, M, N, K, gather, itemsize)
+    def tile(self, batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: int, opts: Options) -> str:
+        return gemm.choose_tile(batch, M, N, K, gather, itemsize, opts)
 
 
 RULES = Rules()
 
 
-def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = RULES) -> Lowered:
+def lower(order: list[Node], roots: list[int], target: Target, opts: Options, chooser: Rules = RULES) -> Lowered:
     """The walked graph lowered as above: a copy (the caller's graph is not changed), or the graph itself where
     nothing needs lowering."""
     if not any(n.kind in (MATMUL, CONV, ROWNORM) or _staged(n) for n in order):
@@ -69,11 +71,11 @@ def lower(order: list[Node], roots: list[int], target: Target, chooser: Rules = 
         else:
             srcs = tuple(new[s.uid] for s in n.srcs)
             if n.kind == MATMUL:
-                low = _matmul(n, srcs, chooser)
+                low = _matmul(n, srcs, opts, chooser)
             elif n.kind == CONV:
-                low = _conv(n, srcs, target, chooser)
+                low = _conv(n, srcs, target, opts, chooser)
             elif n.kind == ROWNORM:
-                low = _rownorm(n, srcs, target)
+                low = _rownorm(n, srcs, target, opts)
             elif _staged(n):
                 low = _staged_reduce(n, srcs[0])
             else:
@@ -122,20 +124,20 @@ def _pad_last(x: Node, dim: int, to: int) -> Node:
     return Node(VIEW, "pad", (x,), (pads, "constant", 0), shape, x.dtype)
 
 
-def _matmul(n: Node, srcs: tuple, chooser: Rules) -> Node:
+def _matmul(n: Node, srcs: tuple, opts: Options, chooser: Rules) -> Node:
     """[B,M,K] @ [B,K,N]: its split (K slices as extra batch entries: entry s*B + b multiplies slice s of K) and
     its tile."""
     a, b = srcs
     B, M, K = a.shape
     N = b.shape[2]
     dt = n.dtype
-    S = chooser.split(n, B, M, N, K, K, False, dt.itemsize)
+    S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
     if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
         S = gemm.long_k_slices(K)
         Kp = -(-K // S) * S
         if Kp != K:
             a, b = _pad_last(a, 2, Kp), _pad_last(b, 1, Kp)
-    tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize)
+    tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize, opts)
     if S == 1:
         low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
         low.uid = n.uid
@@ -144,7 +146,7 @@ def _matmul(n: Node, srcs: tuple, chooser: Rules) -> Node:
     return _slice_sum(part, (S, B, M, N), 0, n.shape)
 
 
-def _conv(n: Node, srcs: tuple, target: Target, chooser: Rules) -> Node:
+def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -> Node:
     """A conv: implicit GEMM (its windows first written by IM2COL where that pays; split-K; its tile) or direct."""
     x, w = srcs
     args: ConvArgs = n.arg
@@ -155,25 +157,29 @@ def _conv(n: Node, srcs: tuple, target: Target, chooser: Rules) -> Node:
     dt = n.dtype
     M, Ngemm = gemm.conv_gemm_dims(N * OH * OW, cout_g)
     if args.transposed:
-        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gemm.conv_gather(kh * kw, False, True, cin_g), dt.itemsize)
+        gather = gemm.conv_gather(kh * kw, False, True, cin_g, opts)
+        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gather, dt.itemsize, opts)
         return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
-    on_gemm = conv_uses_gemm(cout_g, False)
+    on_gemm = conv_uses_gemm(cout_g, False, opts)
     if not on_gemm:  # a direct conv, unless its loops would pass drivers' caps (then a GEMM of its own shape)
-        if window.direct_trips(cin_g, kh, kw) <= window.MAX_TRIPS:
+        if window.direct_trips(cin_g, kh, kw, opts) <= window.MAX_TRIPS:
             return _node_like(n, (x, w), args)
-        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gemm.conv_gather(kh * kw, False, False, cin_g), dt.itemsize)
+        gather = gemm.conv_gather(kh * kw, False, False, cin_g, opts)
+        tile = chooser.tile(g, M, Ngemm, cin_g * kh * kw, gather, dt.itemsize, opts)
         return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
-    if gemm.use_im2col(g, cout, N * OH * OW, C, kh * kw, dt.itemsize, target.max_binding_size):
+    if gemm.use_im2col(g, cout, N * OH * OW, C, kh * kw, dt.itemsize, target.max_binding_size, opts):
         # the windows written once as a [C*KH*KW, N*OH*OW] matrix, which the conv's GEMM reads as plain data
         col_args = dataclasses.replace(args, x_shape=x.shape, kernel=(kh, kw))
         x = Node(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), dt)
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
     K = cin_g * kh * kw
-    S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g), dt.itemsize)
+    S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g, opts),
+                      dt.itemsize, opts)
     if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
         S = next(s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K)
     # the tile of the GEMM as the kernel runs it: S * g groups of cin_g / S channels
-    tile = chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S), dt.itemsize)
+    tile = chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S, opts),
+                        dt.itemsize, opts)
     if S == 1:
         return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
@@ -189,10 +195,10 @@ def _node_like(n: Node, srcs: tuple, arg) -> Node:
     return low
 
 
-def _rownorm(n: Node, srcs: tuple, target: Target) -> Node:
+def _rownorm(n: Node, srcs: tuple, target: Target, opts: Options) -> Node:
     """A row kernel: its rows in subgroup teams or a workgroup per row (the 4th entry of its arg)."""
     eps, first, last = n.arg
-    teams = rownorm.use_teams(math.prod(n.shape[first:last + 1]), target.subgroups)
+    teams = rownorm.use_teams(math.prod(n.shape[first:last + 1]), target.subgroups, opts)
     return _node_like(n, srcs, (eps, first, last, teams))
 
 

@@ -8,8 +8,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import runtime
 from ..kernels import build
+from ..options import Options, current as current_options
 from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, REDUCE, ROWNORM, Node
 from .fuse import Fusion, fuse
 from .lower import lower
@@ -17,11 +17,10 @@ from .target import Target
 
 _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
-# time (between SMALL_FIRST_SUBMIT and runtime.SUBMIT_FIRST kernels): enough to keep the GPU busy while the
+# time (between SMALL_FIRST_SUBMIT and Options.submit_first kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate
-# (ESTIMATE_FLOPS, ESTIMATE_BYTES per second, plus a launch each); it only decides the first submit's size.
-# On the H200 box (2026-11-21), a first submit of 8 against 32: MobileNetV2-b16 2.42 -> 2.32 ms, ResNet-50-b16
-# 7.90 -> 7.76; but MobileNetV2-b1 1.20 -> 1.26 (its kernels, 5-10 us, cannot cover the next chunk's encoding).
+# (ESTIMATE_FLOPS, ESTIMATE_BYTES per second, plus a launch each); it only decides the first submit's size
+# (docs/benchmarks.md, "first submit").
 FIRST_SUBMIT_GPU_US = 250.0
 SMALL_FIRST_SUBMIT = 8
 ESTIMATE_FLOPS, ESTIMATE_BYTES, ESTIMATE_LAUNCH_US = 30e12, 3e12, 3.0
@@ -56,20 +55,23 @@ class Plan:
         self.est_us = list(itertools.accumulate(
             s.flops / ESTIMATE_FLOPS * 1e6 + s.bytes / ESTIMATE_BYTES * 1e6 + ESTIMATE_LAUNCH_US for s in self.steps))
 
-    def first_submit(self) -> int:
-        """How many kernels the plan's first queue submit carries (see FIRST_SUBMIT_GPU_US)."""
+    def first_submit(self, submit_first: int | None = None) -> int:
+        """How many kernels the plan's first queue submit carries (see FIRST_SUBMIT_GPU_US), at most
+        submit_first (default: the current Options.submit_first)."""
+        if submit_first is None:
+            submit_first = current_options().submit_first
         needed = bisect.bisect_left(self.est_us, FIRST_SUBMIT_GPU_US) + 1
-        return max(min(needed, runtime.SUBMIT_FIRST), min(SMALL_FIRST_SUBMIT, runtime.SUBMIT_FIRST))
+        return max(min(needed, submit_first), min(SMALL_FIRST_SUBMIT, submit_first))
 
 
-def build_plan(order: list[Node], roots: list[int], target: Target, chooser,
+def build_plan(order: list[Node], roots: list[int], target: Target, opts: Options, chooser,
                pipeline: Callable[[str, str], object] | None = None) -> Plan:
     """The kernels of a walked graph: lowered, fused, their WGSL (and pipelines where `pipeline` is given)."""
-    low = lower(order, roots, target, chooser)
-    return steps_of(fuse(low.order, low.roots, target), low.keys, target, pipeline)
+    low = lower(order, roots, target, opts, chooser)
+    return steps_of(fuse(low.order, low.roots, target), low.keys, target, opts, pipeline)
 
 
-def steps_of(fusion: Fusion, keys: list[int], target: Target, pipeline=None) -> Plan:
+def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options, pipeline=None) -> Plan:
     """A kernel step per group of the fusion (keys: the plan's key of each position of the fused graph)."""
     order, index = fusion.order, fusion.index
     materialized_uids = {order[i].uid for i in fusion.materialized}
@@ -80,7 +82,7 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, pipeline=None) -> 
             empty.append(keys[i])
             continue
         core = order[c] if c is not None else None
-        ck = build(out, core, lambda nd: nd.uid in materialized_uids)
+        ck = build(out, core, lambda nd: nd.uid in materialized_uids, opts)
         inputs = [index[nd.uid] for nd in ck.inputs]
         fused = fused_ops(out, core, materialized_uids)
         name = kernel_name(out, core, fused) + f" [{ck.variant}]"

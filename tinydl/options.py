@@ -1,0 +1,122 @@
+"""Settings: what we choose, as one frozen value (schedule.Target is what the adapter is).
+
+    with tinydl.options(force_split_k=2, vec4_loads=False):   # tests and experiments
+        y = model(x)
+    tinydl.options.current()                                   # the Options in effect
+
+Planning reads the Options it is given (lowering, fusion and the emitters receive it next to the Target); the
+fields marked `plan` change what planning makes (variants, WGSL), so they are part of the plan-cache key: a plan
+made under one Options is never replayed under another that plans differently, and no cache needs clearing. The
+runtime's fields (submit chunking, read-back and upload threading, pre-encoded replays) do not change plans and
+do not split the cache; the runtime reads them once per call. Defaults come from the environment where a
+variable exists (TINYDL_EAGER), read once at import.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+
+from .ops import DIRECT_CONV_MAX_COUT_PER_GROUP
+
+
+def _plan(default):
+    return field(default=default, metadata={"plan": True})
+
+
+@dataclass(frozen=True)
+class Options:
+    # -- planning: part of the plan-cache key --------------------------------------------------------------
+    force_tile: str | None = _plan(None)          # a GEMM variant for every GEMM (kernels/gemm.py TILES, "gemv")
+    force_split_k: int | None = _plan(None)       # a split-K factor for every GEMM it divides (gemm.split_k)
+    force_im2col: bool | None = _plan(None)       # every eligible conv with (True) or without (False) IM2COL
+    tap_major: bool = _plan(True)                 # gathered convs read their pixels tap-major (gemm.conv_gather)
+    vec4_loads: bool = _plan(True)                # tiled GEMMs load runs of 4 operand elements as one vec4
+    vec4_stores: bool = _plan(True)               # tiled GEMMs store runs of 4 outputs as one vec4
+    direct_conv_max_cout_per_group: int = _plan(DIRECT_CONV_MAX_COUT_PER_GROUP)  # fewer: a direct conv
+    subgroup_teams: bool = _plan(True)            # row kernels in subgroup teams where the adapter has subgroups
+    team: int = _plan(32)                         # threads per team (kernels/rownorm.py)
+    team_max_len: int = _plan(256)                # longest row a team takes
+    max_team_cached: int = _plan(32)              # values per team thread kept in registers
+    max_cached: int = _plan(16)                   # values per workgroup-row thread kept in registers
+    force_strip: tuple[int, int] | None = _plan(None)  # (rows, cols) of outputs per direct-conv thread
+    strip_min_threads: int = _plan(65536)         # fewer threads take smaller strips (kernels/window.py)
+    max_unrolled_taps: int = _plan(49)            # larger windows loop instead of being unrolled
+    force_reduce: str | None = _plan(None)        # "serial" / "lanes" / "workgroup" for every reduction
+    serial_min_outputs: int = _plan(1 << 15)      # outputs from which a short reduction runs one per thread
+    per_thread: int = _plan(4)                    # outputs per thread of big elementwise kernels ...
+    per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
+    # -- not planning ----------------------------------------------------------------------------------------
+    tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)
+    eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
+    pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)
+    submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
+    submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)
+    native_map: bool = True                       # big read-backs mapped through wgpu-native directly
+    lend_min_bytes: int = 1 << 18                 # read-backs from this size lend the mapped staging memory
+    upload_threads: int = min(4, os.cpu_count() or 1)     # uploads from upload_split_bytes on are written in
+    upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads
+    readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
+    readback_split_bytes: int = 1 << 24                   # out in this many pieces
+
+    def __post_init__(self):
+        # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned
+        # once, here; so the keys built per realize and per jit call hash an int, not the tuple)
+        planning = tuple(getattr(self, f.name) for f in _PLANNING)
+        with _lock:
+            key = _plan_keys.setdefault(planning, len(_plan_keys))
+        object.__setattr__(self, "plan_key", key)
+
+    def replace(self, **changes) -> "Options":
+        """These options with some fields changed; unknown names raise TypeError naming them."""
+        unknown = sorted(set(changes) - _NAMES)
+        if unknown:
+            raise TypeError(f"unknown tinydl option{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(_NAMES))})")
+        return dataclasses.replace(self, **changes)
+
+
+_PLANNING = tuple(f for f in dataclasses.fields(Options) if f.metadata.get("plan"))
+_plan_keys: dict[tuple, int] = {}
+_lock = threading.Lock()
+_NAMES = frozenset(f.name for f in dataclasses.fields(Options))
+PLANNING = tuple(f.name for f in _PLANNING)
+
+
+def _from_environment() -> Options:
+    return Options(eager=os.environ.get("TINYDL_EAGER", "0") not in ("", "0"))
+
+
+DEFAULT = _from_environment()
+_current: contextvars.ContextVar[Options] = contextvars.ContextVar("tinydl_options", default=DEFAULT)
+
+
+def current() -> Options:
+    """The Options in effect (in this thread / context)."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def use(**changes):
+    """Options changed for the block (nested blocks change the enclosing one's), restored after it, also on an
+    exception. Yields the Options in effect inside."""
+    new = current().replace(**changes)
+    token = _current.set(new)
+    try:
+        yield new
+    finally:
+        _current.reset(token)
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, **changes):
+        """tinydl.options(**changes): see use()."""
+        return use(**changes)
+
+
+sys.modules[__name__].__class__ = _CallableModule
