@@ -56,18 +56,13 @@ GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
 # measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below
 TUNED: dict[tuple, tuple[str, int]] = {}
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
+# The split-K rules' thresholds (measured: docs/benchmarks.md, "split-K thresholds"):
 # plain GEMMs with 256+ rows and a K this long take tile128k16 however few its tiles when split-K fills the GPU
-# (TARGET_WORKGROUPS) with slices of LONG_K_SLICE or more (H200, 2026-11-22, GPU us with the slices' sum):
-# BERT-b8's FFN down 1024 x 768 x 3072 in 8 slices 124 vs 136 with tile128x64t128 in 4, the model 7.89 ->
-# 7.79 ms; but ResNet-50-b16's 2048 -> 512 1x1 convs at 7x7 (784 x 512 x 2048: 16 slices of 128) 6.54 -> 6.76
+# (TARGET_WORKGROUPS) with slices of LONG_K_SLICE or more (BERT's FFN down projection);
 LONG_K, LONG_K_SLICE = 2048, 384
-# a product of this many tiles or more is not split: ResNet-50-b16's 512 -> 2048 1x1 conv at 7x7 (208 tiles of
-# tile128x64t128) ran 111 us in 2 slices, 84 whole; its 1024 -> 2048 stride-2 one 217 vs 158 (H200, 2026-11-22);
-# 1024 -> 256 at 14x14 (98 tiles) still gains from 4 slices, 68 -> 51
+# a product of this many tiles or more is not split (its slices' sum costs more than the split gains);
 SPLIT_MAX_TILES = 160
-# a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered: MobileNetV2's
-# batch-1 1x1 convs (sweep --mobilenet --batch 1, H200, GPU us with the sum kernel, split 1 vs 4): 192 -> 32
-# channels at 28x28 (25 tiles) 12.2 vs 7.9, 160 -> 960 at 7x7 (15 tiles) 11.9 vs 9.5
+# a K of SHORT_SPLIT_MIN_K..255 is split only under SHORT_SPLIT_MAX_TILES tiles, not gathered (batch-1 1x1 convs).
 SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
 TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
 IM2COL_MIN_COUT = 256
@@ -601,10 +596,8 @@ def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, it
     """Whether a forward conv (GEMM path) first writes its windows as data (ops.IM2COL, channels*taps x pixels)
     and runs as a plain GEMM over them, instead of gathering each tile element with its bounds checks. Writing
     the windows costs their bytes once; the GEMM does cout multiply-adds per window element, so it pays from
-    IM2COL_MIN_COUT output channels on. ResNet's 3x3 convs on the H200 (GPU us, gathered vs im2col, batch 16):
-    256 -> 256 at 14x14 199 vs 125, 512 -> 512 at 7x7 213 vs 168, 128 -> 256 stride 2 110 vs 71; but 128 -> 128
-    at 28x28 152 vs 158, 64 -> 64 at 56x56 167 vs 206, the 7x7 stem 191 vs 221; at batch 1 the 256+ channel
-    convs gain 1-3 us each."""
+    IM2COL_MIN_COUT output channels on (measured on ResNet's 3x3 convs: docs/benchmarks.md, "im2col").
+    Options.force_im2col forces either form."""
     if opts.force_im2col is not None:
         return opts.force_im2col and groups == 1 and taps > 1
     nbytes = channels * taps * pixels * itemsize
