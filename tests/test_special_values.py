@@ -478,6 +478,8 @@ def test_nan_inputs_through_bit_tested_helpers():
     g = v[np.isnan(v) | (np.abs(v) <= 1) | np.isinf(v)]  # torch's own float32 gelu drifts in the far tail (x < -2)
     g = np.concatenate([g, np.array([3e38, 2e38, 1e30, -1e30], np.float32)])  # gelu(inf) is NaN, gelu(3e38) inf
     _check(F.gelu(tinydl.tensor(g)), TF.gelu(torch.tensor(g)), ulps=8)
+    h = np.array([np.inf, -np.inf, np.nan, 6e4, -6e4, 1.0, -1.0], np.float16)  # float16: gelu(+inf) is inf
+    np.testing.assert_array_equal(F.gelu(tinydl.tensor(h)).numpy(), TF.gelu(torch.tensor(h)).numpy())
     _check(F.elu(x), TF.elu(t), ulps=8)
     _check(F.softplus(x), TF.softplus(t), ulps=8)
     _check(x // 0.25, t // 0.25)
