@@ -96,9 +96,9 @@ DEFAULT = _from_environment()
 _current: contextvars.ContextVar[Options] = contextvars.ContextVar("tinydl_options", default=DEFAULT)
 
 
-def current() -> Options:
-    """The Options in effect (in this thread / context)."""
-    return _current.get()
+# current() -> Options: the Options in effect (in this thread / context). The contextvar's own get, no Python
+# frame: the tensor API reads it per op (Options.eager), the runtime once per call.
+current = _current.get
 
 
 @contextlib.contextmanager
