@@ -94,7 +94,7 @@ def test_adapter_by_name_selects_a_different_backend():
     backend = other.rsplit(" via ", 1)[1]
     # only the choice is checked: whether that backend can run compute depends on the machine's drivers
     # (seen: an NVIDIA box whose OpenGL adapter enumerates but loses its device)
-    code = "from tinydl.runtime import _pick_adapter; print(_pick_adapter().summary)"
+    code = "from tinydl.adapter import pick_adapter; print(pick_adapter().summary)"
     res = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TINYDL_ADAPTER=f"via {backend}"),
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
@@ -118,7 +118,7 @@ def test_adapter_index_out_of_range_lists_adapters():
 
 
 def test_no_adapter_error_is_a_runtime_error():
-    from tinydl.runtime import NoAdapterError
+    from tinydl.adapter import NoAdapterError
     assert issubclass(NoAdapterError, RuntimeError)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import tempfile
 import threading
 import time
 import weakref
@@ -15,6 +14,7 @@ import numpy as np
 
 import wgpu  # noqa: E402
 
+from .adapter import NoAdapterError, pick_adapter, request_device  # noqa: E402,F401 - also runtime.X
 from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError, uncycle  # noqa: E402,F401 - also runtime.X
 
 from .checks import STATUS_BYTES, DeviceStatus  # noqa: E402
@@ -59,15 +59,6 @@ if _native is not None:
             _map_errors[i] = _ffi.string(message.data, message.length).decode("utf-8", "replace")
         _mapped[i] = status
 
-_WANTED_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
-_WANTED_LIMITS = (
-    "max-storage-buffers-per-shader-stage", "max-storage-buffer-binding-size", "max-buffer-size",
-    "max-compute-workgroup-storage-size", "max-compute-invocations-per-workgroup",
-    "max-compute-workgroup-size-x", "max-compute-workgroup-size-y", "max-compute-workgroup-size-z",
-    "max-compute-workgroups-per-dimension", "max-bindings-per-bind-group",
-)
-_TYPE_RANK = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3, "Unknown": 4}
-_BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 2}
 # Dispatches per queue submit (Options.submit_chunk; 0: all in one): the GPU starts on the first chunk while the
 # CPU encodes the rest. The first chunk is Options.submit_first dispatches (or the plan's own, see
 # schedule.Plan.first_submit), each next one twice the one before, up to submit_chunk (measured with
@@ -126,41 +117,6 @@ def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -
     return sizes
 
 
-class NoAdapterError(RuntimeError):
-    pass
-
-
-def _pick_adapter():
-    # Mesa warns when XDG_RUNTIME_DIR is unset (headless machines): set it only while the adapters are listed
-    unset = "XDG_RUNTIME_DIR" not in os.environ
-    if unset:
-        os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
-    try:
-        adapters = list(wgpu.gpu.enumerate_adapters_sync())
-    finally:
-        if unset:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-    if not adapters:
-        raise NoAdapterError(
-            "tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
-            "without a GPU the software Vulkan driver: `apt-get install mesa-vulkan-drivers`.")
-    choice = os.environ.get("TINYDL_ADAPTER", "").strip()
-    if choice:
-        if choice.isdigit():
-            idx = int(choice)
-            if idx >= len(adapters):
-                raise NoAdapterError(f"TINYDL_ADAPTER={choice}: only {len(adapters)} adapters: "
-                                     + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
-            return adapters[idx]
-        for a in adapters:
-            if choice.lower() in a.summary.lower():
-                return a
-        raise NoAdapterError(f"TINYDL_ADAPTER={choice!r} matches no adapter; found: "
-                             + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
-    return min(adapters, key=lambda a: (_BACKEND_RANK.get(a.info.get("backend_type"), 1),
-                                        _TYPE_RANK.get(a.info.get("adapter_type"), 4)))
-
-
 class Buffer:
     """A storage buffer from the pool. `nbytes` is the size asked for (the GPU buffer may be the same)."""
     __slots__ = ("gpu", "nbytes", "__weakref__")
@@ -179,11 +135,8 @@ class _MappedBytes:
 
 class Runtime:
     def __init__(self):
-        self.adapter = _pick_adapter()
-        feats = [f for f in _WANTED_FEATURES if f in self.adapter.features]
-        limits = {k: self.adapter.limits[k] for k in _WANTED_LIMITS if k in self.adapter.limits}
-        self.device = self.adapter.request_device_sync(required_features=feats, required_limits=limits)
-        self.features = set(feats)
+        self.adapter = pick_adapter()
+        self.device, self.features = request_device(self.adapter)
         self.limits = dict(self.device.limits)
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
         self.backend = self.adapter.info.get("backend_type", "")
