@@ -44,8 +44,9 @@ def _spin_wait_seconds() -> float:
 
 
 # a read-back's wait polls the device without blocking for up to SPIN_WAIT_SECONDS, then blocks: a blocking wait
-# returns late on the NVIDIA boxes (docs/benchmarks.md, "spin wait"), as CUDA's default synchronization spins too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's
-# cores. TINYDL_SPIN_WAIT_MS sets it (0: always block).
+# returns late on the NVIDIA boxes (docs/benchmarks.md, "spin wait"), as CUDA's default synchronization spins
+# too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's cores. TINYDL_SPIN_WAIT_MS sets it (0:
+# always block).
 SPIN_WAIT_SECONDS = _spin_wait_seconds()
 _mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
 _map_errors: dict[int, str] = {}  # map request id -> wgpu's message, for a request that failed
