@@ -97,8 +97,21 @@ def test_generator_covers_every_elementwise_op():
 def test_known_gaps_name_a_rule_and_a_reason():
     for name, reason in fuzz.KNOWN_GAPS.items():
         assert name in fuzz.GAP_RULES and len(reason) > 20, name
-    for name, (has, reason) in fuzz.ADAPTER_GAPS.items():
+    for name, (has, reason) in (fuzz.ADAPTER_GAPS | fuzz.REFERENCE_GAPS).items():
         assert name in fuzz.GAP_RULES and len(reason) > 20 and callable(has), name
+
+
+def test_reference_gaps_follow_the_installed_torch():
+    """The pinned torch (2.13) has none of the REFERENCE_GAPS; a torch whose clamp ignores a NaN bound has one,
+    and its rule catches exactly clamps with a NaN bound."""
+    import types
+    import torch
+    assert not any(has(torch) for has, _ in fuzz.REFERENCE_GAPS.values()), torch.__version__
+    old_torch = types.SimpleNamespace(clamp=lambda x, min=None: x, ones=torch.ones)
+    has, _ = fuzz.REFERENCE_GAPS["clamp_nan_bound"]
+    assert has(old_torch)
+    rule = fuzz.GAP_RULES["clamp_nan_bound"]
+    assert rule("clamp", "{L}.clamp(x1, min=float('nan'), max=None)", []) and not rule("clamp", "x1.clamp(0, 1)", [])
 
 
 def test_adapter_gaps_follow_the_adapter(monkeypatch):

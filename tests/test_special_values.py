@@ -368,6 +368,31 @@ def test_integer_floor_trunc_division_and_remainders_stay_int_and_raise_on_zero(
         fn(tinydl.tensor(np.array([True])), tinydl.tensor(np.array([True])))
 
 
+def test_integer_division_signs_as_torch():
+    """Every sign combination, computed from the quotient: WGSL's i32 `%` takes the divisor's sign on some drivers
+    (fmod(-1, 2) was 1 and True // -1 was -2 on an H200)."""
+    a = np.array([-7, -6, -1, 0, 1, 6, 7, 2**31 - 1, -2**31 + 1], np.int32).reshape(-1, 1)
+    b = np.array([-7, -3, -2, -1, 1, 2, 3, 7], np.int32).reshape(1, -1)
+    for fn in (lambda x, y: x // y, lambda x, y: x % y, lambda x, y: x.fmod(y),
+               lambda x, y: x.div(y, rounding_mode="trunc")):
+        _check(fn(tinydl.tensor(a), tinydl.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+    t = np.array([True, False])
+    _check(tinydl.tensor(t) // tinydl.tensor(np.int32([-1])), torch.tensor(t) // torch.tensor(np.int32([-1])))
+
+
+def test_half_ops_read_a_float32_zero_dim_divisor_unrounded():
+    """torch's half mul/div/floor/trunc division read a float32 0-dim tensor in the second place as a float32
+    scalar: 1.488 / 0.37218288 truncates to 3 (to 4 with the divisor rounded to half first); in the first place,
+    and for add/sub/remainder, the 0-dim tensor is rounded to half."""
+    a = np.array([1.488, -3.3, 0.25, 6e4], np.float16)
+    for s in (0.37218288, 1e-6, 1.0000001, -7.77):
+        b = np.array(s, np.float32)
+        for fn in (lambda x, y: x * y, lambda x, y: x / y, lambda x, y: x.div(y, rounding_mode="trunc"),
+                   lambda x, y: x // y, lambda x, y: x + y, lambda x, y: x - y, lambda x, y: x % y):
+            _check(fn(tinydl.tensor(a), tinydl.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+            _check(fn(tinydl.tensor(b), tinydl.tensor(a)), fn(torch.tensor(b), torch.tensor(a)))
+
+
 def test_rounding_mode_is_checked():
     with pytest.raises(ValueError, match="rounding_mode to be one of None, 'trunc', or 'floor'"):
         tinydl.tensor([1.0]).div(2, rounding_mode="round")
@@ -478,6 +503,8 @@ def test_nan_inputs_through_bit_tested_helpers():
     g = v[np.isnan(v) | (np.abs(v) <= 1) | np.isinf(v)]  # torch's own float32 gelu drifts in the far tail (x < -2)
     g = np.concatenate([g, np.array([3e38, 2e38, 1e30, -1e30], np.float32)])  # gelu(inf) is NaN, gelu(3e38) inf
     _check(F.gelu(tinydl.tensor(g)), TF.gelu(torch.tensor(g)), ulps=8)
+    for tail in (-5.0, -5.5, -5.6, -6.0, -12.0, -30.0):  # torch forms 1 + erf in float32: -0.0 beyond about -5.6
+        _check(F.gelu(tinydl.tensor([tail])), TF.gelu(torch.tensor([tail])))
     h = np.array([np.inf, -np.inf, np.nan, 6e4, -6e4, 1.0, -1.0], np.float16)  # float16: gelu(+inf) is inf
     np.testing.assert_array_equal(F.gelu(tinydl.tensor(h)).numpy(), TF.gelu(torch.tensor(h)).numpy())
     _check(F.elu(x), TF.elu(t), ulps=8)

@@ -35,6 +35,10 @@ _HALF_SCALAR_OPS = ("add", "sub", "where", "remainder", "fmod", "pow") + _COMPAR
 _HALF_SCALAR_FIRST_OPS = ("floor_divide", "trunc_divide")
 
 
+def _rounds_half_scalar(op: str, position: int) -> bool:
+    return op in _HALF_SCALAR_OPS or (op in _HALF_SCALAR_FIRST_OPS and position == 0)
+
+
 def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
     """Python ints beyond int32 in an integer op. With an int32 tensor torch computes in int32 and wraps the int
     (x + 2**40 is x; literal() wraps it). With only bool tensors torch computes in int64: comparisons of 0/1 with
@@ -76,7 +80,7 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
         args = _int64_scalars(op, args, value_args)
     if dt == dtypes.float16 and (op in _HALF_SCALAR_OPS or op in _HALF_SCALAR_FIRST_OPS):  # rounded to half
         args = tuple(_cast_scalar(a, dt) if isinstance(a, Scalar) and not isinstance(a, (bool, np.bool_))  # 2**40: inf
-                     and (op in _HALF_SCALAR_OPS or i == 0) else a for i, a in enumerate(args))
+                     and _rounds_half_scalar(op, i) else a for i, a in enumerate(args))
     ts = [_as_tensor(a, dt if not (op == "where" and i == 0) else dtypes.bool_) for i, a in enumerate(args)]
     if op == "where":
         if ts[0].dtype != dtypes.bool_:
@@ -90,7 +94,9 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
             dt = dtypes.float32 if dt.category < 2 else dt
         if op in ("logical_and", "logical_or", "logical_not"):
             dt = dtypes.bool_
-        ts = [t.to(dt) for t in ts]
+        # torch's half kernels read a float32 zero-dim tensor in the second place as a float32 scalar (opmath)
+        ts = [t if i == 1 and dt == dtypes.float16 and t.ndim == 0 and t.dtype == dtypes.float32
+              and not _rounds_half_scalar(op, i) else t.to(dt) for i, t in enumerate(ts)]
     shape = broadcast_shapes(*(t.shape for t in ts))
     ts = [t.expand(shape) for t in ts]
     out = dtypes.bool_ if spec.result == "bool" else dt

@@ -89,8 +89,9 @@ fn td_gelu(x: f32) -> f32 { return select(td_gelu_f16(x), td_nan(), bitcast<u32>
 fn td_gelu_f16(x: f32) -> f32 {
   let z = abs(x) * 0.7071067811865476;
   if (td_abslt(z, 0x3f000000u)) { return x * (1.0 + td_erf_series(x * 0.7071067811865476)) * 0.5; }
+  // torch forms 1 + erf(x / sqrt 2) in f32, a multiple of 2^-24 below 0.5: the same steps here (0 from about x < -5.6)
   let r = td_erfc_pos(z);
-  return td_opaque(x * select(2.0 - r, r, td_ltz(x))) * 0.5;  // opaque: not x * (select * 0.5)
+  return td_opaque(x * select(2.0 - r, round(r * 16777216.0) * 5.9604644775390625e-8, td_ltz(x))) * 0.5;
 }
 fn td_erf(x: f32) -> f32 {
   let z = abs(x);
@@ -158,18 +159,19 @@ fn td_floordiv(a: f32, b: f32) -> f32 {
   if (td_lt(0.5, d - f)) { f = f + 1.0; }
   return f;
 }
-// integer forms: a zero divisor is reported by the caller (checks.ZERO_DIVISION); b = 0 gives 0 here
+// integer forms: a zero divisor is reported by the caller (checks.ZERO_DIVISION); b = 0 gives 0 here.
+// The remainder is a - b * (a / b), never WGSL's `%` on i32: some drivers give it the divisor's sign
+// (fmod(-1, 2) = 1 on NVIDIA). i32::MIN / -1 is i32::MIN in WGSL, so its remainder wraps to the right 0.
+fn td_ifmod(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a - b * (a / b); }
 fn td_ifloordiv(a: i32, b: i32) -> i32 {
   if (b == 0) { return 0; }
   let q = a / b;
-  return select(q, q - 1, (a % b != 0) && ((a < 0) != (b < 0)));
+  return select(q, q - 1, (a - b * q != 0) && ((a < 0) != (b < 0)));
 }
 fn td_iremainder(a: i32, b: i32) -> i32 {
-  if (b == 0) { return 0; }
-  let r = a % b;
+  let r = td_ifmod(a, b);
   return select(r, r + b, r != 0 && ((r < 0) != (b < 0)));
 }
-fn td_ifmod(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a % b; }
 fn td_itrunc_div(a: i32, b: i32) -> i32 { if (b == 0) { return 0; } return a / b; }
 fn td_ipow(a: i32, b: i32) -> i32 {
   if (b < 0) { return select(select(0, 1, a == 1), select(1, -1, (b & 1) == 1), a == -1); }  // as torch's integer pow

@@ -29,16 +29,17 @@ Oracle (see `check_output`):
 
 Seeds: graph i of a run uses seed `seed + i`, so any failing graph reruns alone with `--graphs 1 --seed <its seed>`.
 Exclusions: KNOWN_GAPS (one list, each entry a reason) switches on GAP_RULES the generator steers around;
-ADAPTER_GAPS adds the rules of gaps only some adapters have (active_gaps(): those of the current one).
+ADAPTER_GAPS adds the rules of gaps only some adapters have, REFERENCE_GAPS those of a torch other than the
+pinned one (active_gaps(): those of the current adapter and torch).
 
 Layout: cases.py (op tables, KNOWN_GAPS, Graph), oracle.py (running a graph on both sides, check_output),
 generate.py (random graphs), shrink.py (minimal repros), cli.py (the loop and the command line).
 """
-from .cases import ADAPTER_GAPS, BINARY, GAP_RULES, KNOWN_GAPS, active_gaps, UNARY_F, UNARY_L, UNSUPPORTED, Graph, Step
+from .cases import ADAPTER_GAPS, BINARY, REFERENCE_GAPS, GAP_RULES, KNOWN_GAPS, active_gaps, UNARY_F, UNARY_L, UNSUPPORTED, Graph, Step
 from .cli import fuzz, main
 from .generate import generate
 from .oracle import check_output, run_graph
 from .shrink import failure_class, shrink
 
-__all__ = ["ADAPTER_GAPS", "BINARY", "active_gaps", "GAP_RULES", "KNOWN_GAPS", "UNARY_F", "UNARY_L", "UNSUPPORTED", "Graph", "Step", "check_output",
+__all__ = ["ADAPTER_GAPS", "BINARY", "REFERENCE_GAPS", "active_gaps", "GAP_RULES", "KNOWN_GAPS", "UNARY_F", "UNARY_L", "UNSUPPORTED", "Graph", "Step", "check_output",
            "failure_class", "fuzz", "generate", "main", "run_graph", "shrink"]

@@ -33,11 +33,21 @@ ADAPTER_GAPS = {
 }
 
 
+# Behaviours where the installed torch is not the pinned one (pyproject: torch==2.13.0), which tinydl follows:
+# name -> (whether this torch differs, probed on torch itself; reason). The GPU box may carry an older torch.
+REFERENCE_GAPS = {
+    "clamp_nan_bound": (lambda torch: not bool(torch.clamp(torch.ones(1), min=float("nan")).isnan().all()),
+                        "clamp with a NaN bound: this torch returns the input, torch 2.13 (tinydl) NaN"),
+}
+
+
 def active_gaps() -> dict[str, str]:
-    """KNOWN_GAPS plus the ADAPTER_GAPS the current adapter has."""
+    """KNOWN_GAPS plus the ADAPTER_GAPS the current adapter has and the REFERENCE_GAPS the installed torch has."""
     import tinydl
+    import torch
     info = tinydl.device_info()
-    return {**KNOWN_GAPS, **{name: why for name, (has, why) in ADAPTER_GAPS.items() if has(info)}}
+    return {**KNOWN_GAPS, **{name: why for name, (has, why) in ADAPTER_GAPS.items() if has(info)},
+            **{name: why for name, (has, why) in REFERENCE_GAPS.items() if has(torch)}}
 
 
 # name -> predicate(op, expr, source values as torch tensors): True when a step would hit that gap (not generated).
@@ -51,6 +61,8 @@ GAP_RULES = {
     "subnormal_math": lambda op, expr, vals: op in SUBNORMAL_SENSITIVE and _subnormal_operand(expr, vals),
     # float32 subnormals into any op (adapters that flush them everywhere)
     "subnormal_flush": lambda op, expr, vals: _subnormal_operand(expr, vals),
+    # a NaN clamp bound (torch versions differ)
+    "clamp_nan_bound": lambda op, expr, vals: op == "clamp" and "nan" in expr,
 }
 SUBNORMAL_SENSITIVE = {"log", "pow", "div", "remainder", "fmod", "floor_divide", "trunc_divide", "reciprocal",
                        "rsqrt", "sqrt"}

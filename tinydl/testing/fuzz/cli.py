@@ -6,7 +6,7 @@ import random
 import time
 import traceback
 
-from .cases import ADAPTER_GAPS, KNOWN_GAPS, active_gaps
+from .cases import ADAPTER_GAPS, KNOWN_GAPS, REFERENCE_GAPS, active_gaps
 from .oracle import run_graph
 from .generate import generate
 from .shrink import failure_class, shrink
@@ -66,6 +66,7 @@ def main(argv=None) -> int:
     if args.no_gaps:
         KNOWN_GAPS.clear()
         ADAPTER_GAPS.clear()
+        REFERENCE_GAPS.clear()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     import tinydl
     print(f"fuzz: seed {seed}, {args.graphs} graphs, up to {args.max_ops} ops, known gaps avoided: "
