@@ -8,7 +8,7 @@ import pytest
 
 import tinydl
 from tinydl import debug, runtime, schedule
-from tinydl.jit import jit
+from tinydl.capture import jit
 
 STAGES = runtime.FAULT_STAGES  # shader, pipeline, bind group, encode, submit, map
 

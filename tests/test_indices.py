@@ -11,7 +11,7 @@ import torch
 import tinydl
 import tinydl.nn.functional as F
 from tinydl import checks
-from tinydl.jit import jit
+from tinydl.capture import jit
 from tinydl.testing import assert_close
 
 

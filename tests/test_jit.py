@@ -7,7 +7,7 @@ import tinydl
 import tinydl.nn.functional as F
 from tinydl import nn
 from tinydl.debug import count_kernels
-from tinydl.jit import jit
+from tinydl.capture import jit
 from tinydl.testing import assert_close
 
 

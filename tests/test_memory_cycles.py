@@ -17,7 +17,7 @@ import tinydl.nn.functional as F
 from tinydl import nn
 from tinydl.ops import Node
 from tinydl.runtime import Buffer, get_runtime
-from tinydl.tensor import Tensor
+from tinydl._tensor import Tensor
 
 CALLS = 8
 WARMUP = 3

@@ -9,7 +9,7 @@ import torch
 
 import tinydl
 from tinydl import nn
-from tinydl.jit import jit
+from tinydl.capture import jit
 from tinydl.nn import functional as F
 from tinydl.runtime import get_runtime
 from tinydl.testing import assert_close

@@ -15,7 +15,7 @@ import torch
 import tinydl
 import tinydl.nn.functional as F
 from tinydl import debug, nn, runtime
-from tinydl.jit import jit
+from tinydl.capture import jit
 
 JOIN_TIMEOUT = 120.0  # seconds: a deadlock guard only (lavapipe on shared cores is slow), not a measurement
 

@@ -5,23 +5,23 @@ Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels subm
 from . import debug, dtypes, options, tuning
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
-from .jit import jit
+from .capture import jit
 from .nn.init import manual_seed
 from .profiler import profile
 from .errors import DeviceLostError, KernelError
 from .runtime import device_info
 from .schedule import realize as _realize
-from .tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, cat, ceil, clamp, clip, concat,
+from ._tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, cat, ceil, clamp, clip, concat,
                      cos, div, elu, empty, eq, erf, exp, floor, from_numpy, full, full_like, ge, gelu, gt,
                      hardsigmoid, hardswish, le, leaky_relu, log, log_softmax, logical_and, logical_not, logical_or,
                      lt, matmul, max, maximum, mean, min, minimum, mish, mm, mul, ne, neg, ones, ones_like, pow,
                      prod, reciprocal, relu, relu6, round, rsqrt, sigmoid, sign, silu, sin, softmax, softplus, sqrt,
                      stack, std, sub, sum, tanh, tensor, var, where, zeros, zeros_like)
-from .tensor import cumsum, diff, gather, index_select, roll, take, tril, triu  # noqa: E402
-from .tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinite, isinf, isnan,  # noqa: E402
+from ._tensor import cumsum, diff, gather, index_select, roll, take, tril, triu  # noqa: E402
+from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinite, isinf, isnan,  # noqa: E402
                      logical_xor)
-from .tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
-from .tensor import floor_divide, fmod, remainder  # noqa: E402
+from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
+from ._tensor import floor_divide, fmod, remainder  # noqa: E402
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

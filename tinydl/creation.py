@@ -12,7 +12,7 @@ import numpy as np
 from . import dtypes
 from .dtypes import DType
 from .ops import BUFFER, IOTA, Node
-from .tensor import INDEX_LIMIT, Tensor, _cat_tree, _const, _varargs
+from ._tensor import INDEX_LIMIT, Tensor, _cat_tree, _const, _varargs
 
 
 def _check_dtype_available(dtype: DType) -> None:

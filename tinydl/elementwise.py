@@ -13,7 +13,7 @@ from .dtypes import DType
 from .ops import ELEMENTWISE, ELEMENTWISE_OPS
 from .shapes import broadcast_shapes, normalize_dim
 from .creation import _cast_scalar, _checked_scalar, arange, full, tensor, zeros
-from .tensor import Scalar, Tensor, _const, _make, cat
+from ._tensor import Scalar, Tensor, _const, _make, cat
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:

@@ -14,7 +14,7 @@ from .dtypes import DType, float32
 from .ops import BUFFER, Node
 from .options import Options, current as current_options
 from .runtime import get_runtime
-from .tensor import Tensor
+from ._tensor import Tensor
 
 
 def placeholder(*shape, dtype: DType = float32) -> Tensor:

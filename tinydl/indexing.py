@@ -15,7 +15,7 @@ from . import dtypes
 from .checks import Code
 from .ops import GATHER
 from .shapes import normalize_dim
-from .tensor import Tensor, _make, arange, cat, tensor, where, zeros
+from ._tensor import Tensor, _make, arange, cat, tensor, where, zeros
 
 _INDEX_DTYPES = "tensors used as indices must be long, int, byte or bool tensors"
 

@@ -10,7 +10,7 @@ import math
 from . import dtypes
 from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
-from .tensor import (MaxMin, Tensor, _elementwise, _make, abs, arange, exp, full, isinf, isnan, log, maximum,
+from ._tensor import (MaxMin, Tensor, _elementwise, _make, abs, arange, exp, full, isinf, isnan, log, maximum,
                      minimum, rsqrt, sqrt, where, zeros, zeros_like)
 
 

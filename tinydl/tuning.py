@@ -185,7 +185,7 @@ def run_seconds(dispatches: list, out, copies: int) -> float:
 def _fresh(node: Node):
     """The op of a MATMUL or CONV node (as the tensor API built it) on fresh data, its operands laid out as node's
     (transposed or not): what a race times."""
-    from .tensor import Tensor
+    from ._tensor import Tensor
     if node.kind == MATMUL:
         a, b = node.srcs
         (B, M, K), N = a.shape, b.shape[2]
@@ -204,7 +204,7 @@ _shared_inputs: dict = {}  # (shape, float size) -> tensor, while a shape is tun
 def random_like(shape: tuple, dtype):
     """Data of a shape and float dtype for a tuning op (its values do not change its speed); the same tensor for
     every candidate of one tuning."""
-    from .tensor import tensor
+    from ._tensor import tensor
     key = (tuple(shape), dtype.itemsize)
     if key not in _shared_inputs:
         data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)

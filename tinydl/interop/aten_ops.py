@@ -5,15 +5,14 @@ here from tinydl ops. Python-level calls in ATen graphs (`_operator.getitem`) ar
 from __future__ import annotations
 
 import builtins
-import importlib
 
 from .. import dtypes, indexing
 from ..nn import functional as F
-from ..tensor import Tensor
+from .._tensor import Tensor
 from .registry import implements, to_dtype
 from .torch_ops import repeat
 
-T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
+from .. import _tensor as T
 
 
 # -- helpers composed from tinydl ops ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ import operator
 import numpy as np
 
 from .. import dtypes
-from ..tensor import Tensor, tensor
+from .._tensor import Tensor, tensor
 from . import aten_ops, fx, modules, passes, torch_ops  # noqa: F401 - aten_ops, torch_ops: the registered ops
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import UnsupportedTorchOps, lookup

@@ -7,17 +7,16 @@ Tensor method, `torch.x` -> `tinydl.tensor.x`, `F.x` or the method.
 """
 from __future__ import annotations
 
-import importlib
 
 from ..nn import functional as F
 from ..nn.module import Module
-from ..tensor import Tensor
+from .._tensor import Tensor
 from . import modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import UnsupportedTorchOps, autowrap_functions, lookup
 from .weights import torch_to_numpy
 
-T = importlib.import_module("..tensor", __package__)  # the module (the package's tinydl.tensor is the function)
+from .. import _tensor as T
 
 
 def trace(tm):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import nn
 from ..nn.module import Module, ModuleList, Parameter
-from ..tensor import tensor
+from .._tensor import tensor
 from .registry import LAYERS as CUSTOM_LAYERS
 from .weights import torch_to_numpy
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from ..nn import functional as F
-from ..tensor import cat
+from .._tensor import cat
 
 
 

@@ -15,9 +15,9 @@ import functools
 import weakref
 
 from .. import dtypes
-from ..jit import Jit
+from ..capture import Jit
 from ..nn.module import Module
-from ..tensor import Tensor, tensor
+from .._tensor import Tensor, tensor
 from .registry import to_dtype
 from .weights import torch_to_numpy
 

@@ -16,7 +16,7 @@ import math
 from ..nn import functional as F
 from ..nn.module import Module
 from ..nn.resample import resample_2d
-from ..tensor import Tensor, cat
+from .._tensor import Tensor, cat
 from .registry import implements, layer
 
 

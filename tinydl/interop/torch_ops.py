@@ -9,7 +9,7 @@ import operator
 
 from .. import dtypes
 from ..nn import functional as F
-from ..tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
+from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
 from .registry import implements, to_dtype
 
 

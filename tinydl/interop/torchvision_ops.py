@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..nn import functional as F
-from ..tensor import Tensor, cat, tensor, zeros
+from .._tensor import Tensor, cat, tensor, zeros
 from .registry import implements
 
 

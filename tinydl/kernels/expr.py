@@ -22,7 +22,7 @@ VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (bindi
 
 
 def _const_value(node: Node):
-    """A CONST node's value (a float16 one is computed in f32: tensor.py rounds it to half where torch does)."""
+    """A CONST node's value (a float16 one is computed in f32: elementwise.py rounds it to half where torch does)."""
     return node.arg
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from .. import dtypes
 from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTERP, POOL, ConvArgs, PoolArgs
 from ..shapes import as_tuple, conv_out_size
-from ..tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
+from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
 from .resample import resample_2d
 
@@ -340,7 +340,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         if x.shape[1] and x.numel() // x.shape[1] == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
         dims = (0,) + tuple(range(2, x.ndim))
-        from ..tensor import zeros
+        from .._tensor import zeros
         # the mean as a sum of x / count: no float32 overflow where the sum of values near 1e38 would (torch sums
         # in double); a squared deviation that overflows gives var inf and 0 out, as torch's
         count = x.numel() // x.shape[1] if x.shape[1] else 0

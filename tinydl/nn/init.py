@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..tensor import zeros
+from .._tensor import zeros
 from .module import Parameter
 
 _rng = np.random.default_rng()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..tensor import tensor
+from .._tensor import tensor
 from . import functional as F
 from . import init
 from .module import Module

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor, tensor
+from .._tensor import Tensor, tensor
 from .. import dtypes
 
 

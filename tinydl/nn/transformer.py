@@ -5,7 +5,7 @@ import copy
 import math
 
 from .. import dtypes
-from ..tensor import Tensor, where
+from .._tensor import Tensor, where
 from . import functional as F
 from . import init
 from .linear import Dropout, Linear

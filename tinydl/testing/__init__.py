@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor
+from .._tensor import Tensor
 
 _DTYPE_NAMES = {"float32": "float32", "float16": "float16", "int32": "int32", "int64": "int32", "bool": "bool",
                 "float64": "float32"}
@@ -187,7 +187,7 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
     import torch
 
     from .. import realize
-    from ..tensor import tensor as _tensor
+    from .._tensor import tensor as _tensor
 
     def for_torch(v):
         if isinstance(v, Tensor):

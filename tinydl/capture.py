@@ -25,7 +25,7 @@ from .errors import KernelError
 from .runtime import get_runtime, locked
 from .replay import BoundPlan
 from .schedule.execute import execute
-from .tensor import Tensor
+from ._tensor import Tensor
 
 
 def _flatten(obj, out: list):
