@@ -290,6 +290,7 @@ def convert(tm, example_inputs):
     modules.copy_weights(tree, tm)
     out = TorchFxModule(tree, program, name)
     out.eval()
+    object.__setattr__(out, "_torch_module", tm)  # tinydl.generation exports its cached step from it lazily
     return out
 
 

@@ -174,6 +174,11 @@ class TorchFxModule(Module):
     def forward(self, *args, **kwargs):
         return self._program.run(self, args, kwargs)
 
+    def generate(self, *args, **kwargs):
+        """Text generation for a converted causal LM, as Hugging Face's generate (tinydl.generation)."""
+        from ..generation import generate
+        return generate(self, *args, **kwargs)
+
     def _cast_floats(self, dtype):
         self._program.cast_floats(dtype)  # the traced graph's float32 follows the weights (export)
         return super()._cast_floats(dtype)

@@ -1,0 +1,126 @@
+"""The decode loop: one prefill step over the prompt, then one replayed decode step per token, the KV cache
+passed from step to step as GPU tensors (never read back). The host keeps the 2-D attention mask and builds
+each step's 4-D mask and positions from it (left padding: positions from the mask's cumulative sum, as HF);
+it reads back only the next token ids (greedy: their argmax on the GPU), or the last logits row to sample."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from .._tensor import tensor
+from ..runtime import get_runtime
+from . import sampling
+from .step import convert_step
+
+# the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
+# converted decode step (the extra slots are masked out)
+CACHE_BLOCK = 64
+POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length")
+
+
+def max_positions(config) -> int | None:
+    for name in POSITION_LIMITS:
+        v = getattr(config, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def cache_length(prompt: int, new: int) -> int:
+    need = prompt + max(new, 1)
+    return -(-need // CACHE_BLOCK) * CACHE_BLOCK
+
+
+def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize: int) -> None:
+    """Raise, before any work, when the positions or one layer's cache tensor exceed the model's or the
+    adapter's limits."""
+    limit = max_positions(config)
+    if limit is not None and prompt + new > limit:
+        raise ValueError(f"generate: the prompt ({prompt} tokens) plus max_new_tokens ({new}) is {prompt + new} "
+                         f"positions, more than the model's maximum of {limit} "
+                         f"({next(n for n in POSITION_LIMITS if getattr(config, n, None) == limit)})")
+    heads = getattr(config, "num_attention_heads", None) or 1
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
+    nbytes = batch * kv_heads * length * head_dim * itemsize
+    rt = get_runtime()
+    if nbytes > rt.max_binding_size:
+        raise MemoryError(f"generate: one layer's KV cache tensor would be {nbytes} bytes ([{batch}, {kv_heads}, "
+                          f"{length}, {head_dim}] x {itemsize} bytes), more than the adapter's maximum buffer "
+                          f"binding size of {rt.max_binding_size} bytes; use a smaller batch or fewer tokens")
+
+
+def _float_dtype(tm):
+    for p in tm.parameters():
+        if p.dtype.is_floating_point:
+            return p.dtype
+    return dtypes.float32
+
+
+def _additive_mask(visible: np.ndarray, np_dtype) -> np.ndarray:
+    """[B, T, L] booleans -> HF's 4-D additive mask [B, 1, T, L]."""
+    return np.where(visible, 0, np.finfo(np_dtype).min).astype(np_dtype)[:, None]
+
+
+class Steps:
+    """The converted prefill/decode steps of one converted model, by shape (kept on the model)."""
+
+    def __init__(self, tm, torch_model):
+        self.tm, self.torch_model = tm, torch_model
+        self.converted: dict[tuple, object] = {}
+
+    def get(self, key, example, length, float_dtype):
+        """The step for key, converted on first use with example() (torch tensors of the inputs' shapes)."""
+        step = self.converted.get(key)
+        if step is None:
+            step = self.converted[key] = convert_step(self.tm, self.torch_model, example(), length)
+        step._program.cast_floats(float_dtype)  # the graph's float32 follows tm's weights (tm.half())
+        return step
+
+
+def _torch_example(arrays, cache=()):
+    import torch
+    return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a) for a in arrays) + \
+        tuple(torch.zeros(c.shape) for c in cache)
+
+
+def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
+    """Yields the next token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
+    batch, prompt = ids.shape
+    new = settings.max_new_tokens
+    if new == 0:
+        return
+    length = cache_length(prompt, new)
+    float_dtype = _float_dtype(steps.tm)
+    np_float = np.float16 if float_dtype is dtypes.float16 else np.float32
+    check_fits(steps.torch_model.config, batch, prompt, new, length, float_dtype.itemsize)
+    full = np.zeros((batch, length), np.int64)
+    full[:, :prompt] = mask
+    full[:, prompt:] = 1  # generated tokens are always attended to (HF appends ones)
+    positions = np.where(full == 0, 1, np.cumsum(full, -1) - 1)
+    slots = np.arange(length)
+    causal = slots[None, :prompt] <= slots[:prompt, None]
+    prefill_inputs = (ids, _additive_mask(causal[None] & (mask[:, None, :] > 0), np_float),
+                      positions[:, :prompt], np.zeros(1, np.int64))
+    step = steps.get(("prefill", batch, prompt, length), lambda: _torch_example(prefill_inputs), length,
+                     float_dtype)
+    out = step(*(tensor(a) for a in prefill_inputs))
+    unfinished = np.ones(batch, bool)
+    eos = np.asarray(settings.eos_token_id, np.int64)
+    for i in range(new):
+        if settings.do_sample:
+            token = sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
+        else:
+            token = out[0].numpy().astype(np.int64)
+        if settings.pad_token_id is not None:
+            token = np.where(unfinished, token, settings.pad_token_id)
+        unfinished &= ~np.isin(token, eos)
+        yield token
+        if not unfinished.any() or i == new - 1:
+            return
+        slot = prompt + i
+        cache = out[2:]
+        inputs = (token[:, None], _additive_mask((slots <= slot)[None, None] & (full[:, None, :] > 0), np_float),
+                  positions[:, slot:slot + 1], np.array([slot], np.int64))
+        step = steps.get(("decode", batch, length), lambda: _torch_example(inputs, cache), length, float_dtype)
+        out = step(*(tensor(a) for a in inputs), *cache)

@@ -1,0 +1,80 @@
+"""generate's settings with Hugging Face's precedence: the call's arguments over the model's
+generation_config over transformers' global defaults. Every setting that would change the result and that
+tinydl's generate does not implement (beam search, penalties, logits processors, extra outputs, ...) is an
+error naming it: never silently ignored."""
+from __future__ import annotations
+
+import dataclasses
+
+# what the decode loop implements
+SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "eos_token_id",
+             "pad_token_id"}
+# bookkeeping that does not change the tokens (the loop always uses its own static cache)
+NEUTRAL = {"bos_token_id", "decoder_start_token_id", "_from_model_config", "transformers_version", "use_cache",
+           "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
+           "low_memory", "is_assistant"}
+
+
+@dataclasses.dataclass
+class Settings:
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_k: int | None
+    top_p: float
+    eos_token_id: list[int]
+    pad_token_id: int | None
+
+
+def _defaults() -> dict:
+    from transformers import GenerationConfig
+    return GenerationConfig._get_default_generation_params()
+
+
+def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
+    from transformers import GenerationConfig
+    fields = set(GenerationConfig().to_dict())
+    unknown = sorted(k for k in kwargs if k not in fields)
+    if unknown:
+        raise TypeError(f"generate() got unexpected keyword argument(s) {unknown} (model inputs other than "
+                        f"input_ids and attention_mask are not supported)")
+    defaults = _defaults()
+    merged = dict(defaults)
+    config = getattr(torch_model, "generation_config", None)
+    if config is not None:
+        merged.update({k: v for k, v in config.to_dict().items() if v is not None})
+    merged.update({k: v for k, v in kwargs.items() if v is not None})
+    unsupported = sorted(k for k, v in merged.items()
+                         if k not in SUPPORTED and k not in NEUTRAL and v != defaults.get(k)
+                         and v not in (None, False, [], {}))
+    if unsupported:
+        raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
+                                  f"supported (tinydl's generate does greedy search and sampling with "
+                                  f"temperature, top_k and top_p)")
+    if merged.get("max_new_tokens") is not None:
+        new = int(merged["max_new_tokens"])
+    else:
+        new = int(merged["max_length"]) - prompt_length
+        if new <= 0:
+            raise ValueError(f"Input length of input_ids is {prompt_length}, but `max_length` is set to "
+                             f"{merged['max_length']}. This can lead to unexpected behavior. You should consider "
+                             f"increasing `max_length` or, better yet, setting `max_new_tokens`.")
+    if new < 0:
+        raise ValueError(f"`max_new_tokens` must be greater than 0, but is {new}.")
+    eos = merged.get("eos_token_id")
+    eos = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+    pad = merged.get("pad_token_id")
+    if pad is None and eos:
+        pad = eos[0]  # as HF (which warns)
+    do_sample = bool(merged["do_sample"])
+    temperature, top_p = float(merged["temperature"]), float(merged["top_p"])
+    top_k = merged["top_k"]
+    if do_sample:
+        if not temperature > 0:
+            raise ValueError(f"`temperature` (={temperature}) has to be a strictly positive float, otherwise your "
+                             f"next token scores will be invalid.")
+        if not 0 <= top_p <= 1:
+            raise ValueError(f"`top_p` has to be a float > 0 and < 1, but is {top_p}")
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
+            raise ValueError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
+    return Settings(new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad))

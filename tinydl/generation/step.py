@@ -1,0 +1,105 @@
+"""The cached forward step of a causal LM, as torch modules torch.export can capture, converted to tinydl.
+
+A Hugging Face model appends each layer's new keys/values to its cache object (`cache.update(k, v, layer)`)
+in place; torch.export cannot return such an object, and an in-place update of a module buffer would change
+the converted module's state each token (tinydl.capture.Jit drops its captures on that). So the cache here is
+functional: the step takes the cache tensors as inputs and returns the updated ones as outputs, a pure
+function that one captured plan replays with new input buffers every token.
+
+- Prefill (T prompt tokens): attends over its own T keys, returns each layer's keys/values padded to the
+  cache length L (slots T..L-1 zero).
+- Decode (one token per sequence): writes slot `cache_position` of every layer's cache (a select against
+  arange(L), so shapes never change) and attends over all L slots.
+
+The mask comes in as the 4-D additive mask HF models take as-is ([B, 1, T, L]: 0 where a key is visible, the
+dtype's lowest value where not), so padding and causality are data made on the host. Both steps return the
+last position's logits and their argmax (greedy decoding reads back only the token ids).
+"""
+from __future__ import annotations
+
+import inspect
+
+from ..interop import export as ex
+from ..interop.dynamic_dims import InputDims
+from ..interop.program import TorchFxModule
+from ..interop.registry import UnsupportedTorchOps
+from ..nn.module import Module
+
+
+def _torch_step_class():
+    import torch
+    from transformers.cache_utils import Cache
+
+    class FunctionalCache(Cache):
+        """The cache a HF model writes through update(): records the new tensors instead of mutating."""
+
+        is_compileable = True
+
+        def __init__(self, past, cache_position, length):
+            # Cache.__init__ builds layer objects this cache does not use
+            self.past, self.cache_position, self.length = past, cache_position, length
+            self.new: dict[int, tuple] = {}
+            self.layers = []
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            if self.past is None:  # prefill: its own keys; the cache is them padded to the cache length
+                pad = (0, 0, 0, self.length - key_states.shape[-2])
+                self.new[layer_idx] = (torch.nn.functional.pad(key_states, pad),
+                                       torch.nn.functional.pad(value_states, pad))
+                return key_states, value_states
+            k, v = self.past[2 * layer_idx], self.past[2 * layer_idx + 1]
+            slot = (torch.arange(self.length) == self.cache_position)[:, None]
+            k, v = torch.where(slot, key_states, k), torch.where(slot, value_states, v)
+            self.new[layer_idx] = (k, v)
+            return k, v
+
+        def get_seq_length(self, layer_idx=0):
+            return 0 if self.past is None else self.length
+
+        def get_mask_sizes(self, *args, **kwargs):
+            return self.length, 0
+
+        def __len__(self):
+            return len(self.new)
+
+    class Step(torch.nn.Module):
+        """model(ids, mask, positions, cache) -> (argmax [B], last logits [B, V], *new cache)."""
+
+        def __init__(self, model, length):
+            super().__init__()
+            self.model, self.length = model, length
+            params = inspect.signature(model.forward).parameters
+            self.cache_arg = "cache" if "cache" in params else "past_key_values"
+            self.keep = "logits_to_keep" in params
+
+        def forward(self, input_ids, attention_mask, position_ids, cache_position, *past):
+            cache = FunctionalCache(past or None, cache_position, self.length)
+            kwargs = {self.cache_arg: cache, "use_cache": True}
+            if self.keep:
+                kwargs["logits_to_keep"] = 1
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             **kwargs)
+            logits = out.logits[:, -1, :]
+            flat = [t for i in sorted(cache.new) for t in cache.new[i]]
+            return (torch.argmax(logits, -1), logits, *flat)
+
+    return Step
+
+
+def convert_step(tm: Module, torch_model, example: tuple, length: int) -> TorchFxModule:
+    """The step for example's shapes (decode: when example holds the cache tensors) and cache length, converted
+    through the torch.export path, reading tm's weights (the step's 'model.*' state is tm's: no second copy)."""
+    import torch
+    step = _torch_step_class()(torch_model, length).eval()
+    with torch.no_grad():
+        ep = torch.export.export(step, tuple(example), strict=False)
+    lowered, _ = ex.lower(ep)
+    program = ex.ExportProgram(lowered, None, example, {}, InputDims(lowered.range_constraints, static=True))
+    missing = program.missing()
+    if missing:
+        raise UnsupportedTorchOps(type(torch_model).__name__, missing)
+    tree = Module()
+    tree.add_module("model", tm)
+    out = TorchFxModule(tree, program, f"{type(torch_model).__name__} cached step")
+    out.eval()
+    return out
