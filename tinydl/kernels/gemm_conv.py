@@ -6,7 +6,8 @@ from __future__ import annotations
 from ..ops import BUFFER, Node
 from ..options import DEFAULT, Options
 from .expr import VEC4_STORAGE, Expr, KernelSource
-from .gemm import TapGather, VecOperand, conv_gather, conv_gemm_dims, gemm, tile_reads_taps
+from .gemm import TapGather, VecOperand, gemm
+from .tiles import conv_gather, conv_gemm_dims, tile_reads_taps
 
 
 def conv(src: KernelSource, core: Node, opts: Options = DEFAULT):
