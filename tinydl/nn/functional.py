@@ -11,6 +11,7 @@ from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTE
 from ..shapes import as_tuple, conv_out_size
 from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
+from .functional_norms import _t, batch_norm, group_norm, layer_norm, normalize, rms_norm
 from .resample import resample_2d
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
@@ -18,10 +19,6 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "batch_norm", "layer_norm",
            "group_norm", "embedding", "interpolate", "pad", "scaled_dot_product_attention", "dropout", "prelu",
            "hardtanh", "normalize", "rms_norm", "one_hot"]
-
-
-def _t(x):
-    return x if isinstance(x, Tensor) or x is None else tensor(x)
 
 
 # -- activations not in the core table -----------------------------------------------------------------
@@ -324,106 +321,6 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
     if return_indices:
         raise NotImplementedError("adaptive_max_pool2d(return_indices=True) is not supported")
     return _adaptive("max", x, output_size)
-
-
-# -- normalization -------------------------------------------------------------------------------------
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """Inference form: y = (x - mean) * rsqrt(var + eps) * weight + bias, as one per-channel scale/shift
-    that fuses into the producer's epilogue."""
-    if training and (running_mean is not None or running_var is not None):
-        raise RuntimeError("tinydl is inference only: batch_norm with training=True uses batch statistics; "
-                           "call model.eval()")
-    x, running_mean, running_var, weight, bias = map(_t, (x, running_mean, running_var, weight, bias))
-    if training:  # no running stats to update: a plain normalization by the batch's statistics (timm's StdConv)
-        if x.ndim < 2:
-            raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
-        if x.shape[1] and x.numel() // x.shape[1] == 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
-        dims = (0,) + tuple(range(2, x.ndim))
-        from .._tensor import zeros
-        # the mean as a sum of x / count: no float32 overflow where the sum of values near 1e38 would (torch sums
-        # in double); a squared deviation that overflows gives var inf and 0 out, as torch's
-        count = x.numel() // x.shape[1] if x.shape[1] else 0
-        xc = x - ((x * (1.0 / count)).sum(dims, keepdim=True) if count else x.mean(dims, keepdim=True))
-        x, running_mean, running_var = xc, zeros(x.shape[1], dtype=x.dtype), (xc * xc).mean(dims)
-    if x.ndim < 2:
-        raise ValueError(f"expected 2D or more input (got {x.ndim}D input)")
-    C = x.shape[1]
-    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        if p is not None and p.numel() != C:
-            raise RuntimeError(f"running_mean should contain {C} elements not {p.numel()}" if name == "running_mean"
-                               else f"{name} should contain {C} elements not {p.numel()}")
-    shape = (1, C) + (1,) * (x.ndim - 2)
-    scale = (running_var + eps).rsqrt()
-    if weight is not None:
-        scale = scale * weight
-    shift = -running_mean * scale
-    if bias is not None:
-        shift = shift + bias
-    return x * scale.reshape(shape) + shift.reshape(shape)
-
-
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    x, weight, bias = _t(x), _t(weight), _t(bias)
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(normalized_shape)
-    n = len(normalized_shape)
-    if x.shape[x.ndim - n:] != normalized_shape or n > x.ndim:
-        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
-                           f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
-    y = row_norm(x, "layer_norm", x.ndim - 1, eps, n) if x.numel() else x
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
-
-
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    x, weight, bias = _t(x), _t(weight), _t(bias)
-    if x.ndim < 2:
-        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {x.ndim}")
-    N, C = x.shape[:2]
-    if C % num_groups:
-        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
-                           f"shape {list(x.shape)} and num_groups={num_groups}")
-    # each (sample, group) is one row of the layer_norm row kernel
-    y = row_norm(x.reshape(N, num_groups, -1), "layer_norm", 2, eps).reshape(x.shape) if x.numel() else x
-    shape = (1, C) + (1,) * (x.ndim - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
-
-
-def rms_norm(x, normalized_shape, weight=None, eps=None):
-    """x * rsqrt(mean(x^2 over the last len(normalized_shape) dims) + eps) * weight; eps None: the dtype's eps."""
-    x, weight = _t(x), _t(weight)
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(normalized_shape)
-    n = len(normalized_shape)
-    if n > x.ndim or x.shape[x.ndim - n:] != normalized_shape:
-        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
-                           f"[*{', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
-    if weight is not None and weight.shape != normalized_shape:
-        raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got weight of shape "
-                           f"{list(weight.shape)} and normalized_shape = {list(normalized_shape)}")
-    if eps is None:
-        eps = float(np.finfo(x.dtype.np).eps) if x.dtype.is_floating_point else float(np.finfo(np.float32).eps)
-    y = row_norm(x, "rms_norm", x.ndim - 1, eps, n) if x.numel() else x
-    return y * weight if weight is not None else y
-
-
-def normalize(x, p=2.0, dim=1, eps=1e-12):
-    x = _t(x)
-    if p != 2:
-        norm = (x.abs() ** p).sum(dim, keepdim=True) ** (1.0 / p)
-    else:
-        norm = (x * x).sum(dim, keepdim=True).sqrt()
-    return x / norm.clamp(min=eps)
 
 
 # -- lookup / resampling ---------------------------------------------------------------------------------
