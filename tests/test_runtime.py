@@ -262,16 +262,16 @@ def test_submit_chunks_give_the_same_results(rng, use_options, chunk, first):
 def test_public_api_encoding_gives_the_same_results(rng, monkeypatch):
     """Dispatches are recorded through wgpu-native's C functions where wgpu-py exposes them; the fallback
     through wgpu-py's public methods must give the same values."""
-    from tinydl import runtime
+    from tinydl import transfers
     a = rng.standard_normal((9, 40)).astype(np.float32)
 
     def run():
         x = tinydl.tensor(a)
         return ((x @ x.T).relu().softmax(-1) + 1.0).numpy()
 
-    assert runtime._native is not None  # this wgpu-py build: the fast path is the one tested everywhere else
+    assert transfers._native is not None  # this wgpu-py build: the fast path is the one tested everywhere else
     ref = run()
-    monkeypatch.setattr(runtime, "_native", None)
+    monkeypatch.setattr(transfers, "_native", None)
     np.testing.assert_array_equal(run(), ref)
 
 
@@ -281,10 +281,10 @@ def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, nati
     errors when the command encoder finishes, which still raises."""
     import wgpu
 
-    from tinydl import runtime
+    from tinydl import runtime, transfers
     rt = get_runtime()
     if not native:
-        monkeypatch.setattr(runtime, "_native", None)
+        monkeypatch.setattr(transfers, "_native", None)
     wgsl = ("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
             "@compute @workgroup_size(1) fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[0] = 1.0; }\n")
     buf = rt.alloc(16)
@@ -356,8 +356,8 @@ def test_readback_paths_give_the_same_values(use_options, native, lend):
     """Read-backs mapped through wgpu-native (one poll on the calling thread) or wgpu-py's map_sync, copied out or
     lent (the array over the mapped memory): the same values, for several tensors read in one submit, dtypes
     whose bytes are not a multiple of 4, and empty tensors."""
-    from tinydl import runtime, schedule
-    if native and runtime._native is None:
+    from tinydl import schedule, transfers
+    if native and transfers._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
     use_options(native_map=native, lend_min_bytes=1 if lend else 1 << 62)
     hosts = [np.arange(1000, dtype=np.float32), np.arange(7, dtype=np.float16), np.zeros((0, 3), np.float32),
@@ -375,8 +375,8 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
     the same size never write into it; the buffer then returns to the pool, which keeps STAGING_KEEP per size."""
     import gc
 
-    from tinydl import runtime
-    if runtime._native is None:
+    from tinydl import runtime, transfers
+    if transfers._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
     use_options(lend_min_bytes=1)
     rt = get_runtime()
@@ -403,10 +403,10 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
 
 def test_failed_readback_map_raises(monkeypatch):
     """A read-back buffer the driver cannot map raises a RuntimeError that says so, at the read."""
-    from tinydl import runtime
-    if runtime._native is None:
+    from tinydl import transfers
+    if transfers._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
-    native = runtime._native
+    native = transfers._native
 
     class FailingMaps:
         def __getattr__(self, name):
@@ -414,11 +414,11 @@ def test_failed_readback_map_raises(monkeypatch):
 
         @staticmethod
         def wgpuBufferMapAsync(buffer, mode, offset, size, info):  # the callback reports an error, no mapping
-            message = runtime._ffi.new("WGPUStringView *")[0]
-            runtime._on_mapped(native.WGPUMapAsyncStatus_Error, message, info.userdata1, runtime._ffi.NULL)
+            message = transfers._ffi.new("WGPUStringView *")[0]
+            transfers._on_mapped(native.WGPUMapAsyncStatus_Error, message, info.userdata1, transfers._ffi.NULL)
     t = tinydl.tensor(np.ones(8, np.float32)) * 2
     t.numpy()
-    monkeypatch.setattr(runtime, "_native", FailingMaps())
+    monkeypatch.setattr(transfers, "_native", FailingMaps())
     with pytest.raises(RuntimeError, match="could not map 1 read-back buffer"):
         (t + 1).numpy()
 
@@ -427,12 +427,12 @@ def test_failed_readback_map_raises(monkeypatch):
 def test_readback_wait_spins_then_blocks(monkeypatch, spin):
     """A read-back's wait polls without blocking while spin_seconds last (a GPU adapter's default; never a CPU
     adapter's, whose work needs the host's cores), then blocks; the values are the same either way."""
-    from tinydl import runtime
-    if runtime._native is None:
+    from tinydl import runtime, transfers
+    if transfers._native is None:
         pytest.skip("wgpu-py without the wgpu-native backend")
     rt = get_runtime()
     assert rt.spin_seconds == (0.0 if tinydl.device_info()["adapter_type"] == "CPU" else runtime.SPIN_WAIT_SECONDS)
-    native, polls = runtime._native, []
+    native, polls = transfers._native, []
 
     class CountingPolls:
         def __getattr__(self, name):
@@ -445,7 +445,7 @@ def test_readback_wait_spins_then_blocks(monkeypatch, spin):
     host = np.arange(50000, dtype=np.float32)
     t = tinydl.tensor(host) * 3
     monkeypatch.setattr(rt, "spin_seconds", spin)
-    monkeypatch.setattr(runtime, "_native", CountingPolls())
+    monkeypatch.setattr(transfers, "_native", CountingPolls())
     np.testing.assert_array_equal(t.numpy(), host * 3)
     assert polls and (not any(polls) if spin else all(polls)), polls[:5]
 

@@ -1,0 +1,204 @@
+"""Bytes between the host and the GPU: uploads (written from worker threads when big), read-backs (mapped through
+wgpu-native's C API where wgpu-py exposes it, then copied out or lent as the array itself) and the pool of
+read-back buffers. runtime.Runtime ties them to its device, its lock and its submits; nothing here takes the lock.
+
+The runtime's settings are tinydl.options.Options fields, read once per call. An upload of at least
+Options.upload_split_bytes is written as Options.upload_threads pieces from worker threads at once: a queue write
+is a host memcpy into wgpu's staging memory (wgpu-native releases the GIL), and one thread copies at well below
+the host's memory bandwidth. A read-back of at least Options.readback_split_bytes is copied out of the mapped
+staging buffer as Options.readback_threads pieces at once (numpy's copy releases the GIL); smaller outputs lose
+by it. A read-back of at least Options.lend_min_bytes is not copied at all where wgpu-native's API is there
+(Options.native_map): it is returned as an array over the mapped staging memory itself (lend).
+(docs/benchmarks.md, "runtime settings", has the numbers.)"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import weakref
+
+import numpy as np
+
+import wgpu
+
+from .errors import Failure
+from .options import Options
+
+try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
+    from wgpu.backends.wgpu_native._api import ffi as _ffi
+    from wgpu.backends.wgpu_native._api import lib as _native
+except ImportError:  # another wgpu-py backend or layout: the public API
+    _native = None
+
+READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+STAGING_KEEP = 2  # read-back buffers pooled per size
+
+
+def _spin_wait_seconds() -> float:
+    value = os.environ.get("TINYDL_SPIN_WAIT_MS", "").strip()
+    try:
+        ms = float(value) if value else 20.0
+        if not ms >= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"TINYDL_SPIN_WAIT_MS={value!r}: expected milliseconds >= 0 (0: always block)") from None
+    return ms / 1e3
+
+
+# a read-back's wait polls the device without blocking for up to SPIN_WAIT_SECONDS, then blocks: a blocking wait
+# returns late on the NVIDIA boxes (docs/benchmarks.md, "spin wait"), as CUDA's default synchronization spins
+# too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's cores. TINYDL_SPIN_WAIT_MS sets it (0:
+# always block).
+SPIN_WAIT_SECONDS = _spin_wait_seconds()
+_mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
+_map_errors: dict[int, str] = {}  # map request id -> wgpu's message, for a request that failed
+_map_ids = itertools.count()
+
+if _native is not None:
+    @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+    def _on_mapped(status, message, userdata1, userdata2):
+        i = int(_ffi.cast("intptr_t", userdata1))
+        if status != _native.WGPUMapAsyncStatus_Success and message.data != _ffi.NULL:
+            _map_errors[i] = _ffi.string(message.data, message.length).decode("utf-8", "replace")
+        _mapped[i] = status
+
+
+class HostThreads:
+    """The worker threads of split uploads and read-backs (and of Runtime.compile_all): called with a count, an
+    executor of at least that many threads (made anew when asked for more, so tests and benchmarks can change
+    the options)."""
+
+    def __init__(self):
+        self.threads, self.pool = 0, None
+
+    def __call__(self, threads: int):
+        if self.threads < threads:
+            from concurrent.futures import ThreadPoolExecutor
+            if self.pool is not None:
+                self.pool.shutdown()
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="tinydl-host")
+            self.threads = threads
+        return self.pool
+
+
+def in_pieces(pool, n: int, threads: int, align: int, work) -> None:
+    """work(offset, size) over n bytes cut into `threads` pieces (offsets and sizes multiples of align, the last
+    piece shorter), run at once on pool(threads)'s workers; returns when all are done, re-raising a worker's
+    error here."""
+    step = (-(-n // threads) + align - 1) // align * align
+    list(pool(threads).map(lambda o: work(o, min(step, n - o)), range(0, n, step)))
+
+
+def write(queue, gpu, data: memoryview, opts: Options, pool) -> None:
+    """Queue-write data (a multiple of 4 bytes) into gpu from offset 0, in pieces from pool's worker threads when
+    big (see Options.upload_threads); returns once every piece is in wgpu's staging memory."""
+    n = data.nbytes
+    if opts.upload_threads <= 1 or n < opts.upload_split_bytes:
+        queue.write_buffer(gpu, 0, data)
+        return
+    write_buffer = queue.write_buffer
+    # queue writes take offsets and sizes in multiples of 4
+    in_pieces(pool, n, opts.upload_threads, 4, lambda o, size: write_buffer(gpu, o, data, o, size))
+
+
+def copy_out(mapped, nbytes: int, opts: Options, pool) -> np.ndarray:
+    """The first nbytes of a mapped read-back buffer, copied into a new array, in pieces from pool's worker
+    threads when big (see Options.readback_threads)."""
+    src = np.frombuffer(mapped, np.uint8)[:nbytes]
+    if opts.readback_threads <= 1 or nbytes < opts.readback_split_bytes:
+        return src.copy()
+    out = np.empty(nbytes, np.uint8)
+    in_pieces(pool, nbytes, opts.readback_threads, 1, lambda o, size: np.copyto(out[o:o + size], src[o:o + size]))
+    return out
+
+
+class Staging(dict):
+    """The read-back buffers not in use, by byte size: STAGING_KEEP of each (lent arrays the caller kept may have
+    made many)."""
+
+    def take(self, device, size: int):
+        pool = self.setdefault(size, [])
+        return pool.pop() if pool else device.create_buffer(size=size, usage=READBACK)
+
+    def give(self, st) -> None:
+        pool = self.setdefault(st.size, [])
+        if len(pool) < STAGING_KEEP:
+            pool.append(st)
+        else:
+            st.destroy()
+
+
+def map_read(device, buffers, spin_seconds: float, fail: bool = False, native: bool = True) -> list:
+    """Map read-back buffers (their copies just submitted) and return a view of each one's memory. Through
+    wgpu-native directly where it can: map requests, then polls on this thread until the GPU is done and the map
+    callbacks ran (without blocking for the first spin_seconds, see SPIN_WAIT_SECONDS). wgpu-py's map_sync hands
+    the wait to its poll thread and waits for that thread to wake this one, and first submits an empty command
+    buffer. native: through wgpu-native (Options.native_map, where it is there); fail: a map failure a test
+    forces (tinydl.debug.inject_fault)."""
+    if not buffers:
+        return []
+    if fail:
+        raise Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
+    if not native:
+        views = []
+        for st in buffers:
+            st.map_sync(wgpu.MapMode.READ, 0, st.size)
+            views.append(st.read_mapped(0, st.size, copy=False))
+        return views
+    info = _ffi.new("WGPUBufferMapCallbackInfo *")
+    info.mode = _native.WGPUCallbackMode_AllowProcessEvents
+    info.callback = _on_mapped
+    ids = [next(_map_ids) for _ in buffers]  # this call's requests (another thread may map its own meanwhile)
+    for i, st in zip(ids, buffers):
+        info.userdata1 = _ffi.cast("void *", i)
+        _native.wgpuBufferMapAsync(st._internal, _native.WGPUMapMode_Read, 0, st.size, info[0])
+    handle = device._internal
+    spin_until = time.perf_counter() + spin_seconds
+    # a poll runs every callback that is due, and wgpu-py's poll thread may run ours: poll until all ran
+    while not all(i in _mapped for i in ids):
+        _native.wgpuDevicePoll(handle, time.perf_counter() >= spin_until, _ffi.NULL)
+    status = [_mapped.pop(i) for i in ids]
+    errors = sorted({_map_errors.pop(i) for i in ids if i in _map_errors})
+    if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
+        unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success], True)
+        failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
+        raise Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
+                      + "".join(f": {e}" for e in errors))
+    ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
+    if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
+        unmap(buffers, True)
+        raise Failure("a mapped read-back buffer has no mapped range")
+    return [_ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
+
+
+def unmap(buffers, native: bool) -> None:
+    """Unmap read-back buffers, the way they were mapped (native: through wgpu-native)."""
+    for st in buffers:
+        if not native:
+            st.unmap()
+        else:
+            _native.wgpuBufferUnmap(st._internal)
+
+
+class _MappedBytes:
+    """Mapped read-back memory as numpy sees it (the base of a lent array: the buffer goes back when this dies)."""
+    __slots__ = ("__array_interface__", "__weakref__")
+
+    def __init__(self, address: int, nbytes: int):
+        self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (address, False), "version": 3}
+
+
+def lend(st, view, nbytes: int, give_back) -> np.ndarray:
+    """The mapped memory of read-back buffer st (mapped through wgpu-native) as the array itself, no copy: st
+    stays mapped while the array (or any view of it) lives, then give_back(st, True) runs (Runtime._give_back,
+    on the garbage collector's thread: it unmaps st and pools it again through return_lent)."""
+    owner = _MappedBytes(int(_ffi.cast("uintptr_t", _ffi.from_buffer(view))), nbytes)
+    done = weakref.finalize(owner, give_back, st, True)
+    done.atexit = False  # at exit the device may be gone: nothing to give back
+    return np.asarray(owner)
+
+
+def return_lent(st, staging: Staging) -> None:
+    """A lent read-back buffer, no longer referenced, unmapped and back in the pool."""
+    _native.wgpuBufferUnmap(st._internal)
+    staging.give(st)
