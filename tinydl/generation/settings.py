@@ -53,6 +53,10 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
                                   f"temperature, top_k and top_p)")
     if merged.get("max_new_tokens") is not None:
         new = int(merged["max_new_tokens"])
+    elif kwargs.get("max_length") is None and getattr(config, "max_length", None) is None:
+        # HF: no max_length set anywhere means 20 new tokens, within max_position_embeddings
+        limit = getattr(torch_model.config, "max_position_embeddings", None)
+        new = merged["max_length"] if limit is None else min(merged["max_length"], limit - prompt_length)
     else:
         new = int(merged["max_length"]) - prompt_length
         if new <= 0:

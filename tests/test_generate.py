@@ -1,0 +1,312 @@
+"""tm.generate on converted Hugging Face causal LMs (tinydl.generation): greedy tokens equal to HF's generate on
+torch CPU at float32 (left-padded batches with a mask, EOS per sequence), the input's kind kept, sampling
+reproducible from a seed and filtered as HF's warpers, decode steps replayed (nothing planned or compiled after
+the first), memory flat over repeated calls, and the error cases.
+
+Tiny random configs (HF_HUB_OFFLINE=1), attn_implementation="eager", untied LM heads scaled x20 so that the
+argmax is decided by the model and not by float noise.
+"""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tinydl.interop.torchvision_compat import import_torchvision  # noqa: E402
+
+import_torchvision()  # before transformers, which may import torchvision
+
+import transformers  # noqa: E402
+
+import tinydl  # noqa: E402
+from tinydl import debug, generation  # noqa: E402
+from tinydl.generation import sampling  # noqa: E402
+from tinydl.runtime import get_runtime  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+
+VOCAB, PROMPT = 100, 7
+SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+GQA = dict(SMALL, num_key_value_heads=2)
+# architecture -> (config / model class prefix, config arguments)
+ARCHS = {
+    "gpt2": ("GPT2", dict(n_positions=64, n_embd=32, n_layer=2, n_head=4)),
+    "llama": ("Llama", dict(GQA, max_position_embeddings=64)),
+    "mistral": ("Mistral", GQA),
+    "qwen2": ("Qwen2", GQA),
+    "qwen3": ("Qwen3", dict(GQA, head_dim=8)),
+    "phi3": ("Phi3", dict(GQA, pad_token_id=0)),
+    "gemma": ("Gemma", dict(GQA, head_dim=8)),
+    "gpt_neox": ("GPTNeoX", SMALL),
+    "opt": ("OPT", dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+                        word_embed_proj_dim=32)),
+    "falcon": ("Falcon", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)),
+    "bloom": ("Bloom", dict(hidden_size=32, n_layer=2, n_head=4)),
+}
+GPT2 = "GPT2LMHeadModel"
+
+
+def hf_model(arch, seed=0, **extra):
+    torch.manual_seed(seed)
+    prefix, args = ARCHS[arch]
+    cfg = getattr(transformers, prefix + "Config")(vocab_size=VOCAB, attn_implementation="eager",
+                                                   initializer_range=0.2, use_cache=False,
+                                                   tie_word_embeddings=False, **args, **extra)
+    cls = getattr(transformers, GPT2 if arch == "gpt2" else prefix + "ForCausalLM")
+    m = cls(cfg).eval()
+    with torch.no_grad():
+        m.get_output_embeddings().weight.mul_(20)
+    return m
+
+
+def prompt(batch=2, seed=0):
+    """Ids and a left-padded mask: the second sequence has 3 padding tokens (id 0) in front."""
+    ids = np.random.default_rng(seed).integers(1, VOCAB, (batch, PROMPT))
+    mask = np.ones((batch, PROMPT), np.int64)
+    if batch > 1:
+        mask[1, :3] = 0
+        ids[1, :3] = 0
+    return ids, mask
+
+
+def convert(m, ids, mask):
+    return tinydl.from_torch(m, example_inputs=((torch.from_numpy(ids),), {"attention_mask": torch.from_numpy(mask)}))
+
+
+def hf_generate(m, ids, mask, **kwargs):
+    with torch.no_grad():
+        return m.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kwargs).numpy()
+
+
+@pytest.fixture(scope="module")
+def llama():
+    m = hf_model("llama")
+    return m, convert(m, *prompt())
+
+
+BLOOM_WHY = ("Bloom builds its ALiBi biases from the 2-D attention mask; the cached step passes HF the 4-D mask "
+             "over the cache")
+
+
+@pytest.mark.parametrize("arch", [a if a != "bloom" else pytest.param(a, marks=pytest.mark.xfail(
+    raises=ValueError, strict=True, reason=BLOOM_WHY)) for a in ARCHS])
+def test_greedy_matches_hf_left_padded_batch(arch):
+    m = hf_model(arch)
+    ids, mask = prompt()
+    ref = hf_generate(m, ids, mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert len(set(ref[:, PROMPT:].ravel())) > 2  # not a degenerate run
+    out = convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                         pad_token_id=0)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_padding_changes_the_tokens(llama):
+    """The mask is applied: the padded sequence's tokens differ when its padding is attended to."""
+    m, tm = llama
+    ids, mask = prompt()
+    padded = tm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
+    unmasked = tm.generate(ids, attention_mask=np.ones_like(mask), max_new_tokens=4, pad_token_id=0)
+    np.testing.assert_array_equal(padded[0], unmasked[0])
+    assert not np.array_equal(padded[1], unmasked[1])
+
+
+def test_eos_stops_each_sequence_as_hf(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    free = hf_generate(m, ids, mask, max_new_tokens=8, pad_token_id=0)
+    eos = int(free[0, PROMPT + 1])  # the first sequence ends at its second new token
+    kwargs = dict(max_new_tokens=8, eos_token_id=eos, pad_token_id=0)
+    ref = hf_generate(m, ids, mask, **kwargs)
+    out = tm.generate(ids, attention_mask=mask, **kwargs)
+    np.testing.assert_array_equal(out, ref)
+    assert (out[0, PROMPT + 2:] == 0).all()  # finished: padded
+    # every sequence finished: generation stops before max_new_tokens, as HF's
+    eos_both = [eos, int(free[1, PROMPT + 2])]
+    ref = hf_generate(m, ids, mask, max_new_tokens=8, eos_token_id=eos_both, pad_token_id=0)
+    out = tm.generate(ids, attention_mask=mask, max_new_tokens=8, eos_token_id=eos_both, pad_token_id=0)
+    assert out.shape[1] < PROMPT + 8
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_input_kinds_and_defaults(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    ref = hf_generate(m, ids, mask, max_new_tokens=3, pad_token_id=0)
+    out = tm.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=3, pad_token_id=0)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.int64
+    np.testing.assert_array_equal(out.numpy(), ref)
+    out = tm.generate(ids.astype(np.int32), attention_mask=mask, max_new_tokens=3, pad_token_id=0)
+    assert isinstance(out, np.ndarray) and out.dtype == np.int32
+    np.testing.assert_array_equal(out, ref)
+    out = tm.generate(tinydl.tensor(ids), attention_mask=mask, max_new_tokens=3, pad_token_id=0)
+    assert isinstance(out, tinydl.Tensor)
+    np.testing.assert_array_equal(out.numpy(), ref)
+    # no max_new_tokens nor max_length anywhere: 20 new tokens, as HF; no mask: all ones
+    one = ids[:1]
+    with torch.no_grad():
+        ref = m.generate(torch.from_numpy(one)).numpy()
+    assert ref.shape[1] == PROMPT + 20
+    np.testing.assert_array_equal(tm.generate(one), ref)
+
+
+def test_streaming(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    full = tm.generate(ids, attention_mask=mask, max_new_tokens=5, pad_token_id=0)
+    steps = list(generation.stream(tm, ids, attention_mask=mask, max_new_tokens=5, pad_token_id=0))
+    assert len(steps) == 5 and all(s.shape == (2,) for s in steps)
+    np.testing.assert_array_equal(np.stack(steps, 1), full[:, PROMPT:])
+    seen = []
+    tm.generate(ids, attention_mask=mask, max_new_tokens=5, pad_token_id=0, streamer=seen.append)
+    np.testing.assert_array_equal(np.stack(seen, 1), full[:, PROMPT:])
+
+    class Streamer:  # HF's streamer protocol: the prompt first, then each step's tokens, then end()
+        def __init__(self):
+            self.put_calls, self.ended = [], False
+
+        def put(self, value):
+            self.put_calls.append(value)
+
+        def end(self):
+            self.ended = True
+
+    s = Streamer()
+    tm.generate(ids, attention_mask=mask, max_new_tokens=5, pad_token_id=0, streamer=s)
+    assert s.ended and len(s.put_calls) == 6 and isinstance(s.put_calls[0], torch.Tensor)
+    np.testing.assert_array_equal(s.put_calls[0].numpy(), ids)
+
+
+def test_sampling_reproducible_from_a_seed(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    kwargs = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, temperature=3.0, top_k=0, pad_token_id=0)
+    a = tm.generate(ids, seed=1, **kwargs)
+    np.testing.assert_array_equal(tm.generate(ids, seed=1, **kwargs), a)
+    assert not np.array_equal(tm.generate(ids, seed=2, **kwargs), a)
+    # top_k=1 samples the argmax: greedy's tokens
+    greedy = tm.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0)
+    np.testing.assert_array_equal(tm.generate(ids, seed=3, **dict(kwargs, top_k=1)), greedy)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 5, 1.0), (0.7, None, 0.8), (1.5, 10, 0.5),
+                                                     (1.0, None, 0.0)])
+def test_warp_matches_hf_warpers(temperature, top_k, top_p):
+    """The tokens left to sample from and their probabilities are HF's (temperature, then top-k, then top-p)."""
+    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
+    logits = np.random.default_rng(0).standard_normal((3, 50)).astype(np.float32) * 3
+    scores = torch.from_numpy(logits)
+    scores = TemperatureLogitsWarper(temperature)(None, scores)
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p < 1:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    ref = torch.softmax(scores.double(), -1).numpy()
+    got = sampling.warp(logits, temperature, top_k, top_p)
+    got = np.exp(got - got.max(-1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(-1, keepdims=True), ref, rtol=1e-5, atol=1e-7)
+    draws = sampling.sample(logits, np.random.default_rng(0), temperature, top_k, top_p)
+    assert (ref[np.arange(3), draws] > 0).all()
+
+
+def test_decode_steps_replay_without_planning(llama, monkeypatch):
+    """After the first decode step, each step is one submit of the replayed plan plus the read-back of the token
+    ids (a submit without kernels): no plan, no pipeline, no GPU buffer created."""
+    m, tm = llama
+    ids, mask = prompt()
+    rt = get_runtime()
+    counts = {"replays": 0, "kernel_submits": 0, "readbacks": 0, "buffers": 0}
+
+    def bump(name):
+        counts[name] += 1
+
+    real_encoded, real_submit, real_create = rt.submit_encoded, rt.submit, type(rt.device).create_buffer
+    monkeypatch.setattr(rt, "submit_encoded", lambda *a, **k: bump("replays") or real_encoded(*a, **k))
+    monkeypatch.setattr(rt, "submit", lambda dispatches, *a, **k: bump(
+        "kernel_submits" if dispatches else "readbacks") or real_submit(dispatches, *a, **k))
+    monkeypatch.setattr(type(rt.device), "create_buffer",
+                        lambda self, *a, **k: bump("buffers") or real_create(self, *a, **k))
+    marks = []
+    tm.generate(ids, attention_mask=mask, max_new_tokens=12, pad_token_id=0,
+                streamer=lambda t: marks.append((dict(debug.stats), dict(counts))))
+    assert len(marks) == 12
+    (stats2, counts2), (stats_end, counts_end) = marks[2], marks[-1]
+    assert stats_end == stats2, "decode steps after the first planned or compiled"
+    steps = len(marks) - 1 - 2
+    assert {k: counts_end[k] - counts2[k] for k in counts} == {"replays": steps, "kernel_submits": 0,
+                                                               "readbacks": steps, "buffers": 0}
+
+
+def test_repeated_generate_is_flat(llama, monkeypatch):
+    m, tm = llama
+    ids, mask = prompt()
+    first = tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    rt = get_runtime()
+    created = []
+    real_create = type(rt.device).create_buffer
+    monkeypatch.setattr(type(rt.device), "create_buffer",
+                        lambda self, *a, **k: created.append(1) or real_create(self, *a, **k))
+    before = dict(debug.stats)
+    for _ in range(20):
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), first)
+    assert dict(debug.stats) == before
+    assert len(created) < 10, f"{len(created)} GPU buffers created in 20 generate calls"
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+def test_unsupported_options_are_named(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match=r"num_beams=4.*not supported"):
+        tm.generate(ids, attention_mask=mask, num_beams=4)
+    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=2, repetition_penalty=1.3 not supported"):
+        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, no_repeat_ngram_size=2)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['token_type_ids'\]"):
+        tm.generate(ids, attention_mask=mask, token_type_ids=mask)
+    with pytest.raises(ValueError, match=r"`temperature` \(=0.0\) has to be a strictly positive float"):
+        tm.generate(ids, attention_mask=mask, do_sample=True, temperature=0.0)
+
+
+def test_unsupported_option_in_generation_config():
+    m = hf_model("llama")
+    ids, mask = prompt()
+    tm = convert(m, ids, mask)
+    m.generation_config.repetition_penalty = 1.2
+    with pytest.raises(NotImplementedError, match=r"repetition_penalty=1.2 not supported"):
+        tm.generate(ids, attention_mask=mask)
+
+
+def test_length_errors(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    with pytest.raises(ValueError, match=r"7 tokens\) plus max_new_tokens \(58\) is 65 positions, more than the "
+                                         r"model's maximum of 64 \(max_position_embeddings\)"):
+        tm.generate(ids, attention_mask=mask, max_new_tokens=58)
+    with pytest.raises(ValueError, match=r"Input length of input_ids is 7, but `max_length` is set to 5"):
+        tm.generate(ids, attention_mask=mask, max_length=5)
+    with pytest.raises(ValueError, match=r"attention_mask has shape \[2, 6\], input_ids \[2, 7\]"):
+        tm.generate(ids, attention_mask=mask[:, 1:])
+
+
+def test_cache_too_large_for_the_adapter(llama, monkeypatch):
+    m, tm = llama
+    ids, mask = prompt()
+    rt = get_runtime()
+    monkeypatch.setattr(rt, "max_binding_size", 1000)
+    # [2 sequences, 2 KV heads, 64 slots, 8 dims] float32 = 8192 bytes
+    with pytest.raises(MemoryError, match=r"KV cache tensor would be 8192 bytes \(\[2, 2, 64, 8\] x 4 bytes\), "
+                                          r"more than the adapter's maximum buffer binding size of 1000 bytes"):
+        tm.generate(ids, attention_mask=mask, max_new_tokens=4)
+
+
+def test_not_a_causal_lm():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                  intermediate_size=64, attn_implementation="eager")
+    ids, mask = prompt()
+    tm = convert(transformers.BertModel(cfg).eval(), ids, mask)
+    with pytest.raises(TypeError, match="generate needs a converted Hugging Face causal language model"):
+        tm.generate(ids)
