@@ -267,7 +267,7 @@ def _elu(x, alpha, scale, input_scale):
 _aten("clone.default alias.default contiguous.default detach.default lift_fresh_copy.default", _same)
 _aten("dropout.default feature_dropout.default alpha_dropout.default",
       lambda x, p=0.5, train=False: F.dropout(x, p, train))
-_aten("_assert_tensor_metadata.default _assert_scalar.default _assert_async.msg sym_constrain_range.default "
+_aten("_assert_tensor_metadata.default _assert_async.msg sym_constrain_range.default "
       "sym_constrain_range_for_size.default _assert_async.default", _no_op)
 _aten("_local_scalar_dense.default item.default", lambda x: x.item())
 _aten("copy.default", lambda x, src, non_blocking=False: src.to(x.dtype).expand(x.shape) if isinstance(src, Tensor)

@@ -13,10 +13,17 @@ from __future__ import annotations
 from .registry import UnsupportedTorchOps
 
 
-def from_torch(module, example_inputs=None):
-    """Convert a torch.nn.Module in eval mode. example_inputs are only needed when torch.fx cannot trace the model
-    and torch.export is used instead: a tuple of positional inputs (tensors/arrays), a dict of keyword inputs, or
-    (tuple, dict). The export path's module is specialized to the example shapes (see export.py)."""
+def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
+    """Convert a torch.nn.Module in eval mode.
+
+    example_inputs are only needed when torch.fx cannot trace the model and torch.export is used instead: a tuple
+    of positional inputs (tensors/arrays), a dict of keyword inputs, or (tuple, dict). A Hugging Face
+    PreTrainedModel needs none: token ids of shape (2, 8) (and an attention mask) are made from the model.
+
+    dynamic_shapes (torch.export path only; fx-traced modules take any shape): "auto" keeps every input dim
+    dynamic that the model allows to vary (torch.export.Dim.AUTO; a dim of size 0 or 1 in the example stays
+    static, as torch specializes those), None or False exports with the example's shapes only, and anything else
+    is passed to torch.export.export(dynamic_shapes=...) as it is (see export.py)."""
     import torch
 
     if not isinstance(module, torch.nn.Module):
@@ -30,10 +37,12 @@ def from_torch(module, example_inputs=None):
     except UnsupportedTorchOps:
         raise
     except Exception as fx_error:
+        from . import export
+        if example_inputs is None and export.is_hf_model(module):
+            example_inputs = export.hf_example_inputs(module)
         if example_inputs is None:
             raise RuntimeError(f"from_torch({type(module).__name__}): torch.fx cannot trace this model ({type(fx_error).__name__}: "
                                f"{str(fx_error).splitlines()[0] if str(fx_error) else ''}); pass example_inputs=(...) "
                                f"so that torch.export can capture it instead") from fx_error
-        from . import export
-        return export.convert(module, example_inputs)
+        return export.convert(module, example_inputs, dynamic_shapes)
     return fx.convert(module, graph_module)

@@ -15,10 +15,15 @@ module, which mirrors the torch module tree (modules.mirror + copy_weights), so 
 and load_state_dict works on it; lifted tensor constants (tensors created inside forward) come from
 ExportedProgram.constants; a buffer that forward assigns is assigned in the converted module too.
 
-Limitation: the exported graph is specialized to the example inputs: their shapes (and the values of non-tensor
-arguments) are baked in, so the converted module only accepts inputs of the same shapes (it says so when called
-with others). Outputs keep the torch model's structure (a tuple, a dict, a Hugging Face ModelOutput, ...) with
-tinydl tensors in it.
+Shapes: by default every dim of every tensor input is exported dynamic where the model allows it
+(torch.export.Dim.AUTO; dynamic_dims.py), so one conversion takes other batch sizes and sequence lengths. The graph
+then reads sizes at run time (aten.sym_size and integer arithmetic on them: symbolic_ops.py), which the
+interpreter evaluates on the tinydl tensors' concrete shapes. A call is checked against the exported dims first:
+a dim the model forces static, a size outside the exported range (dynamic dims start at 2: torch specializes
+sizes 0 and 1 of the example), or dims torch found equal that differ raise an error naming the input and the
+dim. The values of non-tensor arguments stay baked in. Each new input shape is captured and planned anew on its
+first call (kernels are compiled for concrete sizes); a shape seen before replays. Outputs keep the torch model's
+structure (a tuple, a dict, a Hugging Face ModelOutput, ...) with tinydl tensors in it.
 """
 from __future__ import annotations
 
@@ -28,8 +33,9 @@ import operator
 import numpy as np
 
 from .. import dtypes
-from .._tensor import Tensor, tensor
-from . import aten_ops, fx, modules, passes, torch_ops  # noqa: F401 - aten_ops, torch_ops: the registered ops
+from .._tensor import Tensor, ones, tensor
+from . import aten_ops, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
+from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import UnsupportedTorchOps, lookup
 from .weights import torch_to_numpy
@@ -48,9 +54,9 @@ def op_name(target) -> str:
 # -- the program ------------------------------------------------------------------------------------------
 class ExportProgram(Program):
     """The exported ATen graph with resolved tinydl callables: inputs bound by the graph signature (parameters and
-    buffers by state_dict name, lifted constants, user inputs checked against the example's shapes)."""
+    buffers by state_dict name, lifted constants, user inputs checked against the exported dims)."""
 
-    def __init__(self, ep, signature, example_args, example_kwargs):
+    def __init__(self, ep, signature, example_args, example_kwargs, dims: InputDims | None = None):
         import torch
         import torch.utils._pytree as pytree
 
@@ -62,6 +68,8 @@ class ExportProgram(Program):
         self.example_nargs = len(example_args)
         self.example_kwarg_names = list(example_kwargs)
         self.signature = signature
+        self.dims = dims or InputDims(ep.range_constraints)
+        self.ones_like: dict = {}  # input -> the input whose shape a ones tensor takes when it is not given
         # tensors created inside forward (lifted constants, or get_attr constants): host copies here, uploaded
         # at the first run in the model's floating dtype (and again if that changes)
         self.host_constants = {k: torch_to_numpy(v) for k, v in getattr(ep, "constants", {}).items()
@@ -140,8 +148,12 @@ class ExportProgram(Program):
                      if k not in pos_names and k not in self.example_kwarg_names and v is not None]
             if extra:
                 raise RuntimeError(f"the model was exported without argument(s) {extra}; pass them in example_inputs "
-                                   f"to from_torch to use them (the exported graph is specialized to the example "
-                                   f"inputs)")
+                                   f"to from_torch to use them (the exported graph takes the example's arguments "
+                                   f"only)")
+
+            for name, like in self.ones_like.items():  # HF: no attention_mask is a mask of ones
+                if values.get(name) is None and values.get(like) is not None:
+                    values[name] = ones(tuple(as_input(values[like]).shape), dtype=dtypes.int32)
 
             def value(n):
                 if n in values:
@@ -170,7 +182,7 @@ class ExportProgram(Program):
             self.constants = {k: self._upload(v) for k, v in self.host_constants.items()}
             self.attrs = {k: self._upload(v) for k, v in self.host_attrs.items()}
             self._uploaded_as = self.float_dtype
-        env = {}
+        env, sizes = {}, {}  # sizes: the call's size of each exported symbol (InputDims.check)
         for node, _ in self.steps:
             if node.op == "placeholder":
                 kind, key = self.inputs[node.name]
@@ -179,7 +191,7 @@ class ExportProgram(Program):
                 elif kind == "constant":
                     env[node.name] = self.constants[key]
                 else:
-                    env[node.name] = self._check_input(node, key, leaves[key])
+                    env[node.name] = self._check_input(node, key, leaves[key], sizes)
         return env
 
     def attribute(self, root, node):
@@ -194,7 +206,7 @@ class ExportProgram(Program):
                 user.append(value)
         return self.pytree.tree_unflatten(user, self.out_spec)
 
-    def _check_input(self, node, k, value):
+    def _check_input(self, node, k, value, sizes: dict):
         spec = self.user_examples[k]
         example = node.meta.get("val")
         if type(spec.arg).__name__ == "ConstantArgument" or not hasattr(example, "shape"):
@@ -206,11 +218,7 @@ class ExportProgram(Program):
         value = as_input(value)
         if not isinstance(value, Tensor):
             raise TypeError(f"argument '{node.name}' must be a tensor, got {type(value).__name__}")
-        want = tuple(int(s) for s in example.shape)
-        if tuple(value.shape) != want:
-            raise RuntimeError(f"argument '{node.name}' has shape {list(value.shape)}, but the model was exported "
-                               f"with example inputs of shape {list(want)}: the torch.export graph is specialized "
-                               f"to the example shapes; convert again with example inputs of this shape")
+        self.dims.check(node.name, example, tuple(value.shape), sizes)
         return value
 
 
@@ -241,10 +249,31 @@ def _split_example(example_inputs):
     return tuple(example_inputs), {}
 
 
-def export(module, args, kwargs):
+def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
+    """torch.export with dynamic dims: "auto" (Dim.AUTO on every dim of every tensor input), torch.export's own
+    dynamic_shapes spec, or None/False (static: every dim as in the example). Returns (the ExportedProgram,
+    whether it is static)."""
+    import warnings
+
     import torch
+    if isinstance(dynamic_shapes, str) and dynamic_shapes != AUTO:
+        raise ValueError(f"dynamic_shapes must be \"auto\", None/False (static) or a torch.export dynamic_shapes "
+                         f"spec, got {dynamic_shapes!r}")
+    static = dynamic_shapes is None or dynamic_shapes is False
     with torch.no_grad():
-        return torch.export.export(module, args, kwargs, strict=False)
+        if static:
+            return torch.export.export(module, args, kwargs, strict=False), True
+        if dynamic_shapes != AUTO:
+            return torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False), False
+        try:
+            spec = auto_spec(signature, args, kwargs)
+            return torch.export.export(module, args, kwargs, dynamic_shapes=spec, strict=False), False
+        except Exception as e:  # noqa: BLE001 - a model torch can export only statically: convert it so, saying why
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            warnings.warn(f"from_torch({type(module).__name__}): torch.export failed with dynamic dims "
+                          f"({type(e).__name__}: {first}); the converted module is specialized to the example "
+                          f"shapes", stacklevel=4)
+            return torch.export.export(module, args, kwargs, strict=False), True
 
 
 def lower(ep):
@@ -272,17 +301,46 @@ def lower(ep):
     return lowered, missing
 
 
-def convert(tm, example_inputs):
+def is_hf_model(tm) -> bool:
+    """A Hugging Face transformers PreTrainedModel (without importing transformers for other models)."""
+    import sys
+    mod = sys.modules.get("transformers")
+    return mod is not None and isinstance(tm, getattr(mod, "PreTrainedModel", ()))
+
+
+def hf_example_inputs(tm) -> dict:
+    """Example keyword inputs for a Hugging Face model, from the model itself: token ids of shape (2, 8) (sizes
+    of 2 or more, so that no dim is specialized: batch and length stay dynamic), with attention_mask and, for an
+    encoder-decoder, decoder_input_ids where forward takes them; a model whose main input is not token ids
+    (pixel_values, ...) gets its own dummy_inputs."""
+    import torch
+    params = inspect.signature(tm.forward).parameters
+    if getattr(tm, "main_input_name", "input_ids") != "input_ids" or "input_ids" not in params:
+        return dict(tm.dummy_inputs)
+    cfg = tm.config
+    vocab = getattr(cfg, "vocab_size", None) or tm.get_input_embeddings().num_embeddings
+    ids = (torch.arange(16, dtype=torch.int64).reshape(2, 8) * 7 + 3) % vocab
+    out = {"input_ids": ids}
+    if "attention_mask" in params:
+        out["attention_mask"] = torch.ones_like(ids)
+    if getattr(cfg, "is_encoder_decoder", False) and "decoder_input_ids" in params:
+        out["decoder_input_ids"] = ids.flip(-1)
+    return out
+
+
+def convert(tm, example_inputs, dynamic_shapes=AUTO):
     args, kwargs = _split_example(example_inputs)
     args, kwargs = _to_torch(args), _to_torch(kwargs)
     name = type(tm).__name__
-    ep = export(tm, args, kwargs)
-    lowered, _ = lower(ep)
     try:
         signature = inspect.signature(tm.forward)
     except (TypeError, ValueError):
         signature = None
-    program = ExportProgram(lowered, signature, args, kwargs)
+    ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
+    lowered, _ = lower(ep)
+    program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
+    if is_hf_model(tm):  # as in the torch model, an attention_mask left out means: attend to every token
+        program.ones_like = {"attention_mask": "input_ids"}
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(name, missing)
@@ -294,4 +352,4 @@ def convert(tm, example_inputs):
     return out
 
 
-__all__ = ["convert", "ExportProgram", "op_name", "lower"]
+__all__ = ["convert", "ExportProgram", "op_name", "lower", "is_hf_model", "hf_example_inputs"]
