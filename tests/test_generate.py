@@ -310,3 +310,15 @@ def test_not_a_causal_lm():
     tm = convert(transformers.BertModel(cfg).eval(), ids, mask)
     with pytest.raises(TypeError, match="generate needs a converted Hugging Face causal language model"):
         tm.generate(ids)
+
+
+@pytest.mark.skipif(not get_runtime().has_f16, reason="adapter lacks shader-f16")
+def test_half():
+    """After tm.half() the steps run in float16 (the mask in float16's range): HF's float32 tokens, the heads
+    being scaled so that float16's rounding does not flip them."""
+    m = hf_model("llama")
+    ids, mask = prompt()
+    tm = convert(m, ids, mask)
+    ref = hf_generate(m, ids, mask, max_new_tokens=4, pad_token_id=0)
+    tm.half()
+    np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0), ref)
