@@ -162,12 +162,36 @@ def _x(rng, *shape):
 
 def test_plain_module_dynamic_batch_and_length(rng):
     m = _Branchy().eval()
-    with pytest.raises(Exception):
+    with pytest.raises(torch.fx.proxy.TraceError):
         torch.fx.symbolic_trace(m)  # the export path is the one under test
     tm = tinydl.from_torch(m, example_inputs=(_x(rng, 2, 3, 4),))
     for shape in [(2, 3, 4), (5, 3, 4), (3, 9, 4), (7, 2, 4)]:
         x = _x(rng, *shape)
         assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
+
+
+class _Halves(torch.nn.Module):
+    """Sizes computed from a dynamic dim (n // 2) as slice bounds, view and full sizes; fx cannot trace the
+    branch on a size."""
+
+    def forward(self, x):
+        n = x.shape[1]
+        if n % 2:
+            raise ValueError("odd length")
+        y = x[:, : n // 2] * x[:, n // 2:]
+        return y.reshape(-1, n // 2) + torch.full((x.shape[0], n // 2), 1.5)
+
+
+def test_sizes_computed_from_dynamic_dims(rng):
+    m = _Halves().eval()
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(m)
+    tm = tinydl.from_torch(m, example_inputs=(_x(rng, 2, 6),))
+    for shape in [(2, 6), (3, 10), (5, 4)]:
+        x = _x(rng, *shape)
+        out = tm(tinydl.tensor(x))
+        assert out.shape == (shape[0], shape[1] // 2)
+        assert_close(out, m(x), rtol=1e-4, atol=1e-5)
 
 
 def test_static_dim_error_names_input_dim_and_size(rng):
