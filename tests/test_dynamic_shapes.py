@@ -298,3 +298,27 @@ def test_each_shape_captures_once_then_replays(rng):
         x = _x(rng, *shape)
         assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
     assert len(jit.captures) == 2  # one per shape: the second call of each replayed
+
+
+def test_captures_of_the_shapes_used_last_are_kept(rng, use_options):
+    """A model called with ever new shapes keeps Options.max_captures captures: the least recently used one is
+    dropped, its buffers handed back; calling its shape again captures it anew."""
+    use_options(max_captures=2)
+    m = _Branchy().eval()
+    tm = tinydl.from_torch(m, example_inputs=(_x(rng, 2, 3, 4),))
+    jit = tm._replay
+
+    def call(*shape):
+        x = _x(rng, *shape)
+        assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
+
+    call(2, 3, 4)
+    first = next(iter(jit.captures.values()))
+    call(3, 5, 4)
+    call(2, 3, 4)  # used again: now the most recent
+    call(4, 6, 4)  # evicts (3, 5, 4)
+    assert [k[0][0][0] for k in jit.captures] == [(2, 3, 4), (4, 6, 4)]
+    assert first is jit.captures[next(iter(jit.captures))] and first.bound.private.owned
+    call(3, 5, 4)  # evicts (2, 3, 4), whose buffers go back to the pool
+    assert [k[0][0][0] for k in jit.captures] == [(4, 6, 4), (3, 5, 4)]
+    assert first.bound.private.owned == {} and first.bound.input_copies == {}

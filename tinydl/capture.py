@@ -13,10 +13,14 @@ dropped, and their buffers handed back to the pool, when the state of the module
 names): a parameter or buffer assigned, registered, deleted, reloaded or cast, train()/eval(), a submodule
 replaced, any attribute assigned. Module tells the Jits that watch it (`Module._changed`), so a replay checks
 one flag; the Jit then compares the modules' fingerprints (`Module._fingerprint`). A change in one model never
-drops another model's captures. The function must be shape-static: the same ops for the same input shapes,
+drops another model's captures. A Jit keeps the captures of the Options.max_captures input shapes used last
+(a model called with ever new shapes, e.g. growing sequence lengths, would otherwise keep every shape's plan
+and buffers). The function must be shape-static: the same ops for the same input shapes,
 with no data-dependent Python control flow.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from . import profiler, schedule
 from .ops import BUFFER, Node
@@ -90,7 +94,7 @@ class _Capture:
 class Jit:
     def __init__(self, fn):
         self.fn = fn
-        self.captures: dict[tuple, _Capture] = {}
+        self.captures: OrderedDict[tuple, _Capture] = OrderedDict()  # least recently used first
         # the fingerprint of the watched modules' state the captures were made under; stale: a watched
         # module changed since it was taken (set by Module._changed), so the next call compares again
         self._state = None
@@ -120,6 +124,7 @@ class Jit:
         cap = self.captures.get(key)
         if cap is not None:
             try:
+            self.captures.move_to_end(key)
                 return cap.replay(inputs)
             except KernelError:  # not kept as good: the next call runs fn and captures afresh
                 if self.captures.get(key) is cap:
@@ -138,6 +143,8 @@ class Jit:
             if self._state == before:
                 self.captures[key] = cap
             else:  # fn changed the state it reads (e.g. assigns a buffer): a replay would not; run it each call
+                while len(self.captures) > max(current_options().max_captures, 1):
+                    self.captures.popitem(last=False)[1].close()
                 cap.close()
         return out
 

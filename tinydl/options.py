@@ -65,6 +65,7 @@ class Options:
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
 
     def __post_init__(self):
+    max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
         # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned
         # once, here; so the keys built per realize and per jit call hash an int, not the tuple)
         planning = tuple(getattr(self, f.name) for f in _PLANNING)
