@@ -51,9 +51,9 @@ GPT2 = "GPT2LMHeadModel"
 def hf_model(arch, seed=0, **extra):
     torch.manual_seed(seed)
     prefix, args = ARCHS[arch]
-    cfg = getattr(transformers, prefix + "Config")(vocab_size=VOCAB, attn_implementation="eager",
-                                                   initializer_range=0.2, use_cache=False,
-                                                   tie_word_embeddings=False, **args, **extra)
+    cfg = getattr(transformers, prefix + "Config")(**{**dict(
+        vocab_size=VOCAB, attn_implementation="eager", initializer_range=0.2, use_cache=False,
+        tie_word_embeddings=False), **args, **extra})
     cls = getattr(transformers, GPT2 if arch == "gpt2" else prefix + "ForCausalLM")
     m = cls(cfg).eval()
     with torch.no_grad():
@@ -322,3 +322,15 @@ def test_half():
     ref = hf_generate(m, ids, mask, max_new_tokens=4, pad_token_id=0)
     tm.half()
     np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0), ref)
+
+
+def test_model_with_use_cache_converts_without_examples():
+    """A config with use_cache=True (HF's default: forward returns its cache object) converts, with or without
+    example inputs, and generates HF's tokens (HF's generate then uses its own dynamic cache)."""
+    m = hf_model("qwen2", use_cache=True)
+    assert m.config.use_cache
+    ids, mask = prompt()
+    ref = hf_generate(m, ids, mask, max_new_tokens=6, pad_token_id=0)
+    for tm in (convert(m, ids, mask), tinydl.from_torch(m)):
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), ref)
+    assert m.config.use_cache  # left as it was

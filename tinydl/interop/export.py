@@ -27,6 +27,7 @@ structure (a tuple, a dict, a Hugging Face ModelOutput, ...) with tinydl tensors
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 
@@ -276,6 +277,21 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
             return torch.export.export(module, args, kwargs, strict=False), True
 
 
+@contextlib.contextmanager
+def _without_kv_cache(tm):
+    """A Hugging Face model with config.use_cache returns its cache object, which torch.export cannot return:
+    the converted forward is exported without it (tinydl.generation exports its own cached step)."""
+    config = getattr(tm, "config", None)
+    use = getattr(config, "use_cache", False) if is_hf_model(tm) else False
+    if use:
+        config.use_cache = False
+    try:
+        yield
+    finally:
+        if use:
+            config.use_cache = use
+
+
 def lower(ep):
     """run_decompositions({}): the functional inference IR, high-level ops kept. Ops the registry lacks are then
     decomposed with torch's own decompositions for just those ops, as long as that helps. Returns the lowered
@@ -336,7 +352,8 @@ def convert(tm, example_inputs, dynamic_shapes=AUTO):
         signature = inspect.signature(tm.forward)
     except (TypeError, ValueError):
         signature = None
-    ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
+    with _without_kv_cache(tm):
+        ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
     lowered, _ = lower(ep)
     program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
     if is_hf_model(tm):  # as in the torch model, an attention_mask left out means: attend to every token
