@@ -87,6 +87,60 @@ def test_clear_cache_forces_a_new_plan(rng):
     assert stats["plans"] == n + 1
 
 
+def _plan_of(t):
+    order, sig, pos = S.walk([t.node])
+    return S.plan_for(order, sig, [pos[t.node.uid]])
+
+
+def test_the_target_is_part_of_the_plan_key(rng, monkeypatch):
+    """A plan made for other adapter limits is never the one for this adapter's (tests and explain plan under
+    made-up Targets)."""
+    a = tinydl.tensor(_rand(rng, 8, 8))
+    plan = _plan_of(a.exp() + 1.0)
+    assert plan.key[2] == S.target() == S.Target.of(get_runtime())
+    assert _plan_of(a.exp() + 1.0) is plan
+    monkeypatch.setattr(S, "target", lambda: S.Target(max_storage_buffers=4))
+    other = _plan_of(a.exp() + 1.0)
+    assert other is not plan and other.key[2] == S.Target(max_storage_buffers=4)
+    assert other.key[:2] + other.key[3:] == plan.key[:2] + plan.key[3:]  # the same graph, chooser and options
+    monkeypatch.undo()
+    assert _plan_of(a.exp() + 1.0) is plan and other in S._plans.values()  # both kept
+
+
+def test_the_plan_cache_keeps_the_plans_used_last(rng, use_options):
+    """At most Options.plan_cache_size plans (a server meeting many shapes must not grow without bound); the
+    least recently used goes first."""
+    use_options(plan_cache_size=3)
+    S.clear_cache()
+    xs = [tinydl.tensor(_rand(rng, 2, n)) for n in range(1, 21)]
+    keys = [_plan_of(x.exp()).key for x in xs[:3]]
+    assert list(S._plans) == keys
+    _plan_of(xs[0].exp())  # used again: now the most recent
+    _plan_of(xs[3].exp())  # a fourth plan: the least recently used (xs[1]'s) goes
+    assert list(S._plans) == [keys[2], keys[0], _plan_of(xs[3].exp()).key]
+    for x in xs:  # many shapes
+        assert_close(x.exp(), np.exp(x.numpy()), rtol=1e-6, atol=0)
+        assert len(S._plans) <= 3
+    n = stats["plans"]
+    _plan_of(xs[1].exp())  # evicted: planned again
+    assert stats["plans"] == n + 1
+
+
+def test_a_capture_replays_after_its_plan_is_evicted(rng, use_options):
+    use_options(plan_cache_size=1)
+    S.clear_cache()
+    f = tinydl.jit(lambda x: (x * 2.0).relu())
+    a, b = _rand(rng, 4, 8), _rand(rng, 4, 8)
+    assert_close(f(tinydl.tensor(a)), np.maximum(a * 2, 0))
+    plan = next(iter(S._plans.values()))
+    assert_close(tinydl.tensor(b).exp(), np.exp(b), rtol=1e-6, atol=0)  # another plan: f's is evicted
+    assert plan not in S._plans.values()
+    n = stats["plans"]
+    y = f(tinydl.tensor(b))
+    assert stats["plans"] == n and len(f.captures) == 1  # replayed, with the plan the capture holds
+    assert_close(y, np.maximum(b * 2, 0))
+
+
 # -- storage buffers per kernel --------------------------------------------------------------------------
 @pytest.fixture
 def buffer_limit(monkeypatch):

@@ -15,7 +15,7 @@ TARGET = schedule.Target(max_storage_buffers=8, max_binding_size=1 << 27, max_wo
 def no_gpu(monkeypatch):
     def refuse():
         raise AssertionError("planning asked for the GPU")
-    for module in (runtime, schedule, schedule.execute, explain):
+    for module in (runtime, schedule, schedule.execute):
         monkeypatch.setattr(module, "get_runtime", refuse)
 
 

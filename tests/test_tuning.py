@@ -52,7 +52,43 @@ def linear_op(rng):
 
 
 def test_tuning_is_off_unless_asked():
-    assert not tuning.enabled() and tinydl.schedule.CHOOSER is tinydl.schedule.RULES
+    opts = tinydl.options.current()
+    assert not tuning.enabled() and not opts.tune and not tinydl.options.DEFAULT.tune
+    assert tinydl.schedule.chooser(opts) is tinydl.schedule.RULES
+    assert tinydl.schedule.chooser(opts.replace(tune=True)) is tuning.TUNER
+
+
+@pytest.fixture
+def own_choices(monkeypatch):
+    """The measured choices (gemm.TUNED) of this test only: none before, none left after."""
+    monkeypatch.setattr(tuning, "_loaded_for", [None])
+    before = dict(gemm.TUNED)
+    gemm.TUNED.clear()
+    yield
+    gemm.TUNED.clear()
+    gemm.TUNED.update(before)
+
+
+def test_tune_is_an_option_for_a_block(rng, tmp_path, monkeypatch, own_choices):
+    """`with tinydl.options(tune=True)` tunes inside only; the plans made with and without it never mix."""
+    monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path))
+    measured = fake_timer(monkeypatch, {("tile64", 4): 2.0, ("tile64", 2): 1.0})
+    x, w, op = linear_op(rng)
+    tinydl.schedule.clear_cache()
+    with count_kernels() as before:
+        op().numpy()
+    assert measured == [] and before.count == 1, before.names  # the rules: one kernel
+    with tinydl.options(tune=True):
+        assert tuning.enabled()
+        with count_kernels() as inside:
+            y = op().numpy()
+    assert measured and inside.count == 2 and "[tile64]" in inside.names[0], inside.names  # split in 2
+    assert_close(y, TF.linear(torch.from_numpy(x), torch.from_numpy(w)).relu(), rtol=1e-4, atol=1e-4)
+    plans = tinydl.debug.stats["plans"]
+    with count_kernels() as after:
+        op().numpy()
+    assert not tuning.enabled() and after.names == before.names and tinydl.debug.stats["plans"] == plans
+    assert len(tinydl.schedule._plans) == 2  # one per chooser
 
 
 def test_fastest_candidate_is_used_and_saved(rng, tuned, monkeypatch):
@@ -140,16 +176,22 @@ def test_failing_variant_is_not_a_candidate(rng):
 
 
 def test_environment_switch(monkeypatch):
-    monkeypatch.setattr(tinydl.schedule, "CHOOSER", tinydl.schedule.RULES)
+    """TINYDL_TUNE sets the default Options.tune (read once, at import: here read again)."""
     monkeypatch.setenv(tuning.ENV, "maybe")
-    with pytest.raises(ValueError, match="TINYDL_TUNE='maybe'"):
-        tuning._from_environment()
+    with pytest.raises(ValueError, match="TINYDL_TUNE='maybe': expected 1 .tune GEMM variants on this GPU. or 0"):
+        tinydl.options._from_environment()
     monkeypatch.setenv(tuning.ENV, "0")
-    tuning._from_environment()
-    assert not tuning.enabled()
+    assert not tinydl.options._from_environment().tune
     monkeypatch.setenv(tuning.ENV, "1")
-    tuning._from_environment()
-    assert tuning.enabled()
+    assert tinydl.options._from_environment().tune
+
+
+def test_enable_sets_the_option_from_here_on(use_options, own_choices):
+    use_options()  # whatever enable() sets is undone after the test
+    tuning.enable()
+    assert tinydl.options.current().tune and tuning.enabled()
+    tuning.enable(False)
+    assert not tinydl.options.current().tune and not tuning.enabled()
 
 
 def test_candidates_respect_the_shape():

@@ -3,6 +3,7 @@
 Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels submitted at once.
 """
 from . import debug, dtypes, options, tuning
+from ._version import __version__  # noqa: F401
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
 from .capture import jit
@@ -64,5 +65,3 @@ def split(x, split_size_or_sections, dim=0):
 def chunk(x, chunks, dim=0):
     return x.chunk(chunks, dim)
 
-
-__version__ = "0.1.0"

@@ -1,67 +1,47 @@
-"""Tensor: a lazy handle on a graph node. Every op builds a node (shape and dtype checked here, at the
-call site); nothing runs on the GPU until data is needed (`.numpy()`, `.item()`, `.tolist()`, printing,
-`.realize()`)."""
+"""Tensor: a lazy handle on a graph node. Every op builds a node (shape and dtype checked at the call site);
+nothing runs on the GPU until data is needed (`.numpy()`, `.item()`, `.tolist()`, printing, `.realize()`).
+
+The class users hold: _core.Tensor (state, metadata, views) with a method per op, each delegating to the op
+modules below (creation, joining, elementwise, reductions, indexing), and data access through the scheduler.
+It is also the tensor API's namespace: every op function is importable from here."""
 from __future__ import annotations
 
 import builtins
 import math
-from collections import namedtuple
 
 import numpy as np
 
-from . import dtypes
-from .dtypes import DType
-from .ops import BUFFER, CAT, CONST, IOTA, MATMUL, VIEW, Node
-from .options import current as current_options
-from .shapes import broadcast_shapes, infer_reshape, normalize_dim, normalize_dims
+from . import _core, dtypes, runtime, schedule
+from ._core import (CAT_FANIN, INDEX_LIMIT, MaxMin, Scalar, _cat_tree, _check_index_range, _const, _make,  # noqa: F401
+                    _varargs, _view)
+from .ops import BUFFER, MATMUL
+from .shapes import broadcast_shapes
+from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
+                       from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
+from .joining import cat, concat, concatenate, stack  # noqa: F401
+from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
+                          bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
+                          floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
+                          leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
+                          mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
+                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
+                          true_divide, where)
+from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
+                         min, prod, row_norm, softmax, std, sum, var)
+from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
+                       split, take, unbind)
 
-Scalar = (int, float, bool, np.number, np.bool_)
-MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
-
-class Tensor:
-    __slots__ = ("node", "__weakref__")
-    __array_priority__ = 1000  # numpy scalars/arrays on the left defer to Tensor operators
-
-    def __init__(self, node: Node):
-        self.node = node
-
-    # -- metadata ------------------------------------------------------------------------------------
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.node.shape
-
-    @property
-    def dtype(self) -> DType:
-        return self.node.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.node.shape)
-
-    def dim(self) -> int:
-        return self.ndim
-
-    def numel(self) -> int:
-        return self.node.numel
-
-    def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[normalize_dim(dim, self.ndim)]
-
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
+class Tensor(_core.Tensor):
+    __slots__ = ()
 
     # -- data ----------------------------------------------------------------------------------------
     def realize(self) -> "Tensor":
-        from .schedule import realize
-        realize(self)
+        schedule.realize(self)
         return self
 
     def numpy(self) -> np.ndarray:
-        from .schedule import read
-        return read(self)
+        return schedule.read(self)
 
     def item(self):
         if self.numel() != 1:
@@ -135,140 +115,11 @@ class Tensor:
         """A copy in memory of its own where the data is already stored: a buffer, or buffers joined by a cat
         (one buffer then, unless the whole is larger than a storage binding allows). A lazy result is a value
         of its own already."""
-        from .runtime import get_runtime
         if self.node.stored and (self.node.kind == BUFFER or
-                                 self.numel() * self.dtype.itemsize <= get_runtime().max_binding_size):
+                                 self.numel() * self.dtype.itemsize <= runtime.get_runtime().max_binding_size):
             return _elementwise("cast", self, arg=(self.dtype,))
         return self
 
-    # -- movement (views: index math, no copies) -----------------------------------------------------
-    def reshape(self, *shape) -> "Tensor":
-        shape = infer_reshape(_varargs(shape), self.numel())
-        if shape == self.shape:
-            return self
-        n = self.node
-        if n.kind == VIEW and n.op == "reshape":  # reshape of reshape: one reshape of the original
-            return Tensor(n.srcs[0]).reshape(shape)
-        if n.kind == CONST:
-            return _const(n.arg, shape, n.dtype)
-        return _view(self, "reshape", shape, shape)
-
-    view = reshape
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
-        if self.ndim == 0:
-            return self.reshape(1)
-        s, e = normalize_dim(start_dim, self.ndim), normalize_dim(end_dim, self.ndim)
-        if s > e:
-            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-        return self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
-
-    def unflatten(self, dim: int, sizes) -> "Tensor":
-        d = normalize_dim(dim, self.ndim)
-        sizes = infer_reshape(sizes, self.shape[d]) if -1 in tuple(sizes) else tuple(sizes)
-        if math.prod(sizes) != self.shape[d]:
-            raise RuntimeError(f"unflatten: Provided sizes {list(sizes)} don't multiply up to the size of dim "
-                               f"{dim} ({self.shape[d]}) in the input tensor")
-        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1:])
-
-    def squeeze(self, dim=None) -> "Tensor":
-        dims = normalize_dims(dim, self.ndim) if dim is not None else tuple(range(self.ndim))
-        return self.reshape(tuple(s for i, s in enumerate(self.shape) if not (i in dims and s == 1)))
-
-    def unsqueeze(self, dim: int) -> "Tensor":
-        d = normalize_dim(dim, self.ndim + 1)
-        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
-
-    def permute(self, *dims) -> "Tensor":
-        dims = _varargs(dims)
-        if len(dims) != self.ndim:
-            raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
-                               f"length of the desired ordering of dimensions i.e. input.dim() = {self.ndim} is not "
-                               f"equal to len(dims) = {len(dims)}")
-        dims = tuple(normalize_dim(d, self.ndim) for d in dims)
-        if len(set(dims)) != len(dims):
-            raise RuntimeError("permute(): duplicate dims are not allowed.")
-        if dims == tuple(range(self.ndim)):
-            return self
-        n = self.node
-        if n.kind == VIEW and n.op == "permute":  # compose: a double transpose vanishes
-            inner = n.arg
-            return Tensor(n.srcs[0]).permute(tuple(inner[d] for d in dims))
-        if n.kind == CONST:
-            return _const(n.arg, tuple(self.shape[d] for d in dims), n.dtype)
-        return _view(self, "permute", dims, tuple(self.shape[d] for d in dims))
-
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
-        d0, d1 = normalize_dim(dim0, self.ndim), normalize_dim(dim1, self.ndim)
-        order = list(range(self.ndim))
-        order[d0], order[d1] = order[d1], order[d0]
-        return self.permute(order)
-
-    swapaxes = transpose
-
-    def t(self) -> "Tensor":
-        if self.ndim > 2:
-            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
-        return self.transpose(0, 1) if self.ndim == 2 else self
-
-    @property
-    def T(self) -> "Tensor":
-        return self.permute(tuple(reversed(range(self.ndim))))
-
-    @property
-    def mT(self) -> "Tensor":
-        if self.ndim < 2:
-            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got {self.ndim}-D "
-                               f"tensor.")
-        return self.transpose(-2, -1)
-
-    def expand(self, *shape) -> "Tensor":
-        shape = _varargs(shape)
-        if len(shape) < self.ndim:
-            raise RuntimeError(f"expand(torch.FloatTensor{{{list(self.shape)}}}, size={list(shape)}): the number of "
-                               f"sizes provided ({len(shape)}) must be greater or equal to the number of dimensions "
-                               f"in the tensor ({self.ndim})")
-        lead = len(shape) - self.ndim
-        full = (1,) * lead + self.shape
-        out = []
-        for i, (have, want) in enumerate(zip(full, shape)):
-            if want == -1:
-                if i < lead:
-                    raise RuntimeError(f"The expanded size of the tensor (-1) isn't allowed in a leading, "
-                                       f"non-existing dimension {i}")
-                want = have
-            if have != want and have != 1:
-                raise RuntimeError(f"The expanded size of the tensor ({want}) must match the existing size ({have}) "
-                                   f"at non-singleton dimension {i}.  Target sizes: {list(shape)}.  Tensor sizes: "
-                                   f"{list(self.shape)}")
-            out.append(want)
-        out = tuple(out)
-        if out == self.shape:
-            return self
-        if self.node.kind == CONST:
-            return _const(self.node.arg, out, self.dtype)
-        base = self.reshape(full) if lead else self
-        if out == base.shape:
-            return base
-        return _view(base, "expand", out, out)
-
-    def expand_as(self, other: "Tensor") -> "Tensor":
-        return self.expand(other.shape)
-
-    def contiguous(self) -> "Tensor":
-        return self  # every node's output is contiguous; views are materialized by the kernel reading them
-
-    def _slice(self, dim: int, start: int, stop: int, step: int) -> "Tensor":
-        size = self.shape[dim]
-        start, stop, step = slice(start, stop, step).indices(size)
-        length = builtins.max(0, (stop - start + step - 1) // step)
-        if start == 0 and step == 1 and length == size:
-            return self
-        starts = [0] * self.ndim
-        steps = [1] * self.ndim
-        starts[dim], steps[dim] = start, step
-        shape = self.shape[:dim] + (length,) + self.shape[dim + 1:]
-        return _view(self, "slice", (tuple(starts), tuple(steps)), shape)
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor": return narrow(self, dim, start, length)
     def split(self, split_size, dim: int = 0): return split(self, split_size, dim)
@@ -423,110 +274,6 @@ class Tensor:
     def matmul(self, o): return matmul(self, o)
 
 
-# -- construction ----------------------------------------------------------------------------------------
-def _make(kind, op, srcs, arg, shape, dtype) -> Tensor:
-    t = Tensor(Node(kind, op, tuple(s.node for s in srcs), arg, shape, dtype))
-    if current_options().eager and kind not in (VIEW, CONST, IOTA):
-        t.realize()
-    return t
-
-
-INDEX_LIMIT = 2**31  # kernels index in i32: each dim, and each run of dims a reshape regroups, stays below this
-
-
-def _view(t: Tensor, op: str, arg, shape) -> Tensor:
-    if t.node.kind != CONST:  # a constant's views never compute an index
-        _check_index_range(op, t.shape, shape)
-    return _make(VIEW, op, (t,), arg, shape, t.dtype)
-
-
-def _check_index_range(op: str, src_shape, shape) -> None:
-    """Views of 2^31+ elements work while every index a kernel computes fits i32 (expand(4096, 4096, 256) does); a
-    dim of 2^31+ or a reshape that regroups 2^31+ elements would need wider indices: raise here, at the call, not
-    with WGSL a driver rejects or an index that wraps."""
-    big = next((d for d in tuple(shape) + tuple(src_shape) if d >= INDEX_LIMIT), None)
-    if big is not None:
-        raise NotImplementedError(f"{op} to shape {list(shape)}: a dimension of {big} elements; tinydl indexes with "
-                                  f"32-bit integers (dimensions up to {INDEX_LIMIT - 1})")
-    if op == "reshape" and math.prod(shape) >= INDEX_LIMIT:
-        a, b = [d for d in shape if d != 1], [d for d in src_shape if d != 1]
-        while a and b and a[-1] == b[-1]:  # trailing dims both shapes share pass through (expr._view)
-            a, b = a[:-1], b[:-1]
-        if a != b and math.prod(a) >= INDEX_LIMIT:
-            raise NotImplementedError(f"reshape of {list(src_shape)} to {list(shape)} regroups {math.prod(a)} "
-                                      f"elements; tinydl indexes with 32-bit integers (at most {INDEX_LIMIT - 1})")
-
-
-def _const(value, shape, dtype: DType) -> Tensor:
-    return Tensor(Node(CONST, None, (), dtypes.const_value(value), shape, dtype))
-
-
-def _varargs(shape) -> tuple[int, ...]:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = shape[0]
-    out = []
-    for s in shape:
-        if isinstance(s, Tensor):
-            s = s.item()
-        out.append(builtins.int(s))
-    return tuple(out)
-
-
-# -- joining -------------------------------------------------------------------------------------------
-CAT_FANIN = 4  # a cat node reads at most this many sources; longer lists become a tree (buffer limit)
-
-
-def cat(tensors, dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
-    ref = next((t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)), tensors[0])
-    d = normalize_dim(dim, ref.ndim)
-    dt = tensors[0].dtype
-    for t in tensors[1:]:
-        dt = dtypes.promote(dt, t.dtype)
-    parts = []
-    for i, t in enumerate(tensors):
-        if t.ndim == 1 and t.shape[0] == 0 and ref.ndim != 1:
-            continue  # torch skips legacy empty tensors
-        if t.ndim != ref.ndim:
-            raise RuntimeError(f"Tensors must have same number of dimensions: got {ref.ndim} and {t.ndim}")
-        for k in range(ref.ndim):
-            if k != d and t.shape[k] != ref.shape[k]:
-                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
-                                   f"{ref.shape[k]} but got size {t.shape[k]} for tensor number {i} in the list.")
-        if t.shape[d] > 0:
-            parts.append(t.to(dt))
-    if not parts:
-        return zeros(ref.shape[:d] + (0,) + ref.shape[d + 1:], dtype=dt)
-    return _cat_tree(parts, d)
-
-
-def _cat_tree(parts, d):
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) > CAT_FANIN:
-        k = -(-len(parts) // CAT_FANIN)
-        parts = [_cat_tree(parts[i:i + k], d) for i in range(0, len(parts), k)]
-    shape = list(parts[0].shape)
-    shape[d] = builtins.sum(p.shape[d] for p in parts)
-    return _make(CAT, None, parts, d, tuple(shape), parts[0].dtype)
-
-
-concat = concatenate = cat
-
-
-def stack(tensors, dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise RuntimeError("stack expects a non-empty TensorList")
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
-                               f"entry 0 and {list(t.shape)} at entry {i}")
-    d = normalize_dim(dim, tensors[0].ndim + 1)
-    return cat([t.unsqueeze(d) for t in tensors], d)
-
 
 # -- matmul --------------------------------------------------------------------------------------------
 def matmul(a, b) -> Tensor:
@@ -582,18 +329,5 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     return matmul(a, b)
 
 
-# the leaves, elementwise ops, reductions and indexing live in their own files (they build on the ops above); imported
-# last, as part of this API
-from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: E402,F401
-                       from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
-from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: E402,F401,A004
-                          bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
-                          floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
-                          leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
-                          mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
-                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
-                          true_divide, where)
-from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: E402,F401,A004
-                         min, prod, row_norm, softmax, std, sum, var)
-from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: E402,F401
-                       split, take, unbind)
+
+_core.register(Tensor)

@@ -30,6 +30,7 @@ from .runtime import get_runtime, locked
 from .replay import BoundPlan
 from .schedule.execute import execute
 from ._tensor import Tensor
+from .nn.module import Module
 
 
 def _flatten(obj, out: list):
@@ -123,8 +124,8 @@ class Jit:
                current_options().plan_key)  # a capture's plan holds for the settings it was planned under
         cap = self.captures.get(key)
         if cap is not None:
-            try:
             self.captures.move_to_end(key)
+            try:
                 return cap.replay(inputs)
             except KernelError:  # not kept as good: the next call runs fn and captures afresh
                 if self.captures.get(key) is cap:
@@ -142,9 +143,9 @@ class Jit:
             before, self._state = self._state, self._fingerprint()
             if self._state == before:
                 self.captures[key] = cap
-            else:  # fn changed the state it reads (e.g. assigns a buffer): a replay would not; run it each call
                 while len(self.captures) > max(current_options().max_captures, 1):
                     self.captures.popitem(last=False)[1].close()
+            else:  # fn changed the state it reads (e.g. assigns a buffer): a replay would not; run it each call
                 cap.close()
         return out
 
@@ -162,7 +163,6 @@ class Jit:
     def _roots(self) -> list:
         """The Modules fn reads: fn itself, a bound method's Module, Modules in its closure or in the globals
         its code names (rebinding such a name to another Module is not seen: nothing tells the Jit)."""
-        from .nn.module import Module
         fn = self.fn
         found = [fn, getattr(fn, "__self__", None)]
         for cell in getattr(fn, "__closure__", None) or ():

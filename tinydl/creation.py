@@ -1,7 +1,7 @@
 """Leaf tensors: uploads of host data (`tensor`, `from_numpy`; `_split_upload` for tensors larger than one
 storage binding), constants (`full`, `zeros`, `ones`, ..., CONST nodes: formulas, never uploaded) and `arange`
-(an IOTA node), with torch's checks of fill values. Part of the tensor API: tinydl.tensor re-exports every
-name."""
+(an IOTA node), with torch's checks of fill values. Part of the tensor API: tinydl._tensor re-exports
+every name."""
 from __future__ import annotations
 
 import builtins
@@ -9,18 +9,17 @@ import math
 
 import numpy as np
 
-from . import dtypes
+from . import dtypes, runtime
 from .dtypes import DType
 from .ops import BUFFER, IOTA, Node
-from ._tensor import INDEX_LIMIT, Tensor, _cat_tree, _const, _varargs
+from ._core import INDEX_LIMIT, Tensor, _cat_tree, _const, _varargs, _wrap
 
 
 def _check_dtype_available(dtype: DType) -> None:
     if dtype == dtypes.float16:
-        from .runtime import get_runtime
-        if not get_runtime().has_f16:
+        if not runtime.get_runtime().has_f16:
             raise RuntimeError("float16 needs the adapter feature 'shader-f16', which this adapter "
-                               f"({get_runtime().adapter_name}) lacks")
+                               f"({runtime.get_runtime().adapter_name}) lacks")
 
 
 def tensor(data, dtype=None) -> Tensor:
@@ -40,7 +39,6 @@ def tensor(data, dtype=None) -> Tensor:
 
 
 def from_numpy(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
-    from .runtime import get_runtime
     arr = np.asarray(arr)
     dtype = dtypes.from_numpy_dtype(arr.dtype) if dtype is None else dtypes.to_dtype(dtype)
     _check_dtype_available(dtype)
@@ -53,11 +51,11 @@ def from_numpy(arr: np.ndarray, dtype: DType | None = None) -> Tensor:
     host = np.ascontiguousarray(arr.astype(dtype.np, copy=False))
     if dtype == dtypes.bool_:
         host = host.astype(np.uint32)
-    rt = get_runtime()
+    rt = runtime.get_runtime()
     if host.nbytes > rt.max_binding_size:
         return _split_upload(host, dtype, rt)
     buf = rt.upload(host, describe=f"tensor of shape {list(arr.shape)} ({dtype.name})")
-    return Tensor(Node(BUFFER, None, (), None, arr.shape, dtype, buffer=buf))
+    return _wrap(Node(BUFFER, None, (), None, arr.shape, dtype, buffer=buf))
 
 
 def _split_upload(host: np.ndarray, dtype: DType, rt) -> Tensor:
@@ -72,7 +70,7 @@ def _split_upload(host: np.ndarray, dtype: DType, rt) -> Tensor:
     for i in range(0, rows.shape[0], per):
         piece = rows[i:i + per]
         buf = rt.upload(np.ascontiguousarray(piece), describe=f"piece of a tensor of shape {list(shape)}")
-        parts.append(Tensor(Node(BUFFER, None, (), None, piece.shape, dtype, buffer=buf)))
+        parts.append(_wrap(Node(BUFFER, None, (), None, piece.shape, dtype, buffer=buf)))
     return _cat_tree(parts, 0).reshape(shape)
 
 
@@ -129,7 +127,7 @@ def arange(start, end=None, step=1, dtype=None) -> Tensor:
     if dtype == dtypes.int32 and not -2**31 <= start + (n - 1) * step < 2**31 if n else False:
         raise RuntimeError(f"value cannot be converted to type int32 without overflow: {start + (n - 1) * step} "
                            f"(tinydl stores integers as int32)")
-    return Tensor(Node(IOTA, None, (), (0, start, step), (n,), dtype))
+    return _wrap(Node(IOTA, None, (), (0, start, step), (n,), dtype))
 
 
 _TORCH_SCALAR_NAMES = {"int32": "int", "float32": "float", "float16": "c10::Half"}

@@ -1,7 +1,7 @@
 """Elementwise ops as graph nodes: torch's type promotion (tensors with dims decide, then 0-dim tensors, then
 Python scalars), its scalar rules for float16 and int64, its errors for dtypes an op refuses, and one ELEMENTWISE
-node per op (the op's WGSL is one row of kernels/snippets.py). Part of the tensor API: tinydl.tensor re-exports
-every name."""
+node per op (the op's WGSL is one row of kernels/snippets.py). Part of the tensor API: tinydl._tensor
+re-exports every name."""
 from __future__ import annotations
 
 import builtins
@@ -13,7 +13,8 @@ from .dtypes import DType
 from .ops import ELEMENTWISE, ELEMENTWISE_OPS
 from .shapes import broadcast_shapes, normalize_dim
 from .creation import _cast_scalar, _checked_scalar, arange, full, tensor, zeros
-from ._tensor import Scalar, Tensor, _const, _make, cat
+from ._core import Scalar, Tensor, _const, _make
+from .joining import cat
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:

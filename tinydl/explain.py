@@ -13,7 +13,6 @@ from . import schedule
 from .dtypes import DType, float32
 from .ops import BUFFER, Node
 from .options import Options, current as current_options
-from .runtime import get_runtime
 from ._tensor import Tensor
 
 
@@ -33,7 +32,6 @@ def plan(fn, *inputs, target: schedule.Target | None = None, options: Options | 
     nodes = [t.node for t in (out if isinstance(out, (tuple, list)) else (out,))]
     pending = [n for n in nodes if not n.stored]
     order, _sig, pos = schedule.walk(pending)
-    if target is None:
-        target = schedule.Target.of(get_runtime())
-    return schedule.build_plan(order, [pos[n.uid] for n in pending], target, options or current_options(),
-                               schedule.CHOOSER)
+    opts = options or current_options()
+    return schedule.build_plan(order, [pos[n.uid] for n in pending], target or schedule.target(), opts,
+                               schedule.chooser(opts))

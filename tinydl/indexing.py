@@ -15,7 +15,10 @@ from . import dtypes
 from .checks import Code
 from .ops import GATHER
 from .shapes import normalize_dim
-from ._tensor import Tensor, _make, arange, cat, tensor, where, zeros
+from ._core import Tensor, _make
+from .creation import arange, tensor, zeros
+from .elementwise import where
+from .joining import cat
 
 _INDEX_DTYPES = "tensors used as indices must be long, int, byte or bool tensors"
 

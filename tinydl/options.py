@@ -9,7 +9,7 @@ fields marked `plan` change what planning makes (variants, WGSL), so they are pa
 made under one Options is never replayed under another that plans differently, and no cache needs clearing. The
 runtime's fields (submit chunking, read-back and upload threading, pre-encoded replays) do not change plans and
 do not split the cache; the runtime reads them once per call. Defaults come from the environment where a
-variable exists (TINYDL_EAGER), read once at import.
+variable exists (TINYDL_EAGER, TINYDL_TUNE), read once at import.
 """
 from __future__ import annotations
 
@@ -51,9 +51,11 @@ class Options:
     serial_min_outputs: int = _plan(1 << 15)      # outputs from which a short reduction runs one per thread
     per_thread: int = _plan(4)                    # outputs per thread of big elementwise kernels ...
     per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
+    tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     # -- not planning ----------------------------------------------------------------------------------------
     tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)
     eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
+    plan_cache_size: int = 256                    # plans kept (the least recently used dropped past it)
     pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)
     submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
     submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)
@@ -63,9 +65,9 @@ class Options:
     upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads
     readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
+    max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
 
     def __post_init__(self):
-    max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
         # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned
         # once, here; so the keys built per realize and per jit call hash an int, not the tuple)
         planning = tuple(getattr(self, f.name) for f in _PLANNING)
@@ -89,8 +91,21 @@ _NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 PLANNING = tuple(f.name for f in _PLANNING)
 
 
+TUNE_ENV = "TINYDL_TUNE"
+
+
+def _switch(name: str, meaning: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "off", "no"):
+        return False
+    if value not in ("1", "true", "on", "yes"):
+        raise ValueError(f"{name}={os.environ[name]!r}: expected 1 ({meaning}) or 0 (off)")
+    return True
+
+
 def _from_environment() -> Options:
-    return Options(eager=os.environ.get("TINYDL_EAGER", "0") not in ("", "0"))
+    return Options(eager=os.environ.get("TINYDL_EAGER", "0") not in ("", "0"),
+                   tune=_switch(TUNE_ENV, "tune GEMM variants on this GPU"))
 
 
 DEFAULT = _from_environment()
@@ -112,6 +127,14 @@ def use(**changes):
         yield new
     finally:
         _current.reset(token)
+
+
+def update(**changes) -> Options:
+    """Options changed from here on in this context (this thread, or asyncio task), not for a block: what
+    tinydl.tuning.enable() does. Returns the Options now in effect."""
+    new = current().replace(**changes)
+    _current.set(new)
+    return new
 
 
 class _CallableModule(types.ModuleType):

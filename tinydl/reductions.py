@@ -1,7 +1,7 @@
 """Reductions and row norms as graph nodes: sum/prod/mean/max/min/argmax/argmin/any/all/var/std (lowering stages
 those past kernels.reduce.STAGE_MAX elements: schedule/lower.py), softmax/log_softmax and the row kernels
 (row_norm). Part of the tensor API:
-tinydl.tensor re-exports every name."""
+tinydl._tensor re-exports every name."""
 from __future__ import annotations
 
 import builtins
@@ -10,8 +10,9 @@ import math
 from . import dtypes
 from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
-from ._tensor import (MaxMin, Tensor, _elementwise, _make, abs, arange, exp, full, isinf, isnan, log, maximum,
-                     minimum, rsqrt, sqrt, where, zeros, zeros_like)
+from ._core import MaxMin, Tensor, _make
+from .creation import arange, full, zeros, zeros_like
+from .elementwise import _elementwise, abs, exp, isinf, isnan, log, maximum, minimum, rsqrt, sqrt, where
 
 
 def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 
 import wgpu
 
-from . import transfers
+from . import counters, transfers
 from .adapter import NoAdapterError, pick_adapter, request_device  # noqa: F401 - also runtime.X
 from .checks import STATUS_BYTES, DeviceStatus
 from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
@@ -181,8 +181,7 @@ class Runtime:
             if wgsl in self._pipelines:
                 return self._pipelines[wgsl]
             self._pipelines[wgsl] = p
-            from . import debug
-            debug.stats["pipelines"] += 1
+            counters.stats["pipelines"] += 1
         return p
 
     def compile_all(self, shaders) -> None:

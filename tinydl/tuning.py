@@ -9,11 +9,12 @@ so the next process pays nothing. The rules' choice stays unless a candidate bea
 A shape is the GEMM's batch, M, N, K, how it reads its operand (plain, gathered, tap-major) and its float size
 (gemm.tune_key): two ops alike in all of these (a 1x1 conv and a matmul of the same dims) share one measurement.
 
-    tinydl.tuning.enable()       # or TINYDL_TUNE=1 in the environment; off by default
-    y = model(x)                 # the first call of each new shape measures its candidates (seconds, once)
+    with tinydl.options(tune=True):   # or TINYDL_TUNE=1 in the environment (the default); off by default
+        y = model(x)                  # the first call of each new shape measures its candidates (seconds, once)
 
-Tuning is a chooser passed into lowering (schedule/lower.py, on a plan-cache miss): `Tuner`, which measures a
-GEMM shape it has no choice for, then chooses as the rules do (a measured choice overrides them: gemm.TUNED).
+Tuning is a chooser passed into lowering (schedule/lower.py, on a plan-cache miss) when Options.tune is set:
+`Tuner`, which measures a GEMM shape it has no choice for, then chooses as the rules do (a measured choice
+overrides them: gemm.TUNED). Options.tune is a planning field, so plans made with and without tuning never mix.
 
 Off by default: tuning a model costs seconds of compiling and timing on its first call, and on the GPUs the
 rules were measured on it gains little (docs/benchmarks.md); where it found nothing, results are identical.
@@ -34,13 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from . import options, schedule
+from ._tensor import Tensor, tensor
+from ._version import __version__
 from .kernels import gemm
 from .ops import MATMUL, Node
 from .options import Options
 from .runtime import get_runtime
-from .schedule.lower import RULES, Rules
+from .schedule.lower import Rules
 
-ENV, CACHE_ENV = "TINYDL_TUNE", "TINYDL_CACHE_DIR"
+ENV, CACHE_ENV = options.TUNE_ENV, "TINYDL_CACHE_DIR"
 FORMAT = 1
 KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to replace it (timing noise)
 # what each kernel costs besides its GPU time, counted into a candidate's time: the host encodes every dispatch
@@ -72,16 +75,19 @@ class Tuner(Rules):
 
 
 TUNER = Tuner()
+schedule.register_tuner(TUNER)  # the chooser planning takes under Options.tune
 
 
 def enabled() -> bool:
-    return schedule.CHOOSER is TUNER
+    """Whether the Options in effect tune."""
+    return options.current().tune
 
 
 def enable(on: bool = True) -> None:
-    """Turn tuning on (new shapes are measured as they are first planned; measured ones come from the cache) or
-    off (the rules alone). Plans cached so far are dropped, as their kernels may change."""
-    schedule.CHOOSER = TUNER if on else RULES
+    """Options.tune on or off from here on in this context (this thread; `with tinydl.options(tune=...)` for a
+    block). The measured choices are read again from the cache file, and the plans cached so far dropped (the
+    rules prefer measured choices)."""
+    options.update(tune=on)
     gemm.TUNED.clear()
     _loaded_for[0] = None
     schedule.clear_cache()
@@ -185,7 +191,6 @@ def run_seconds(dispatches: list, out, copies: int) -> float:
 def _fresh(node: Node):
     """The op of a MATMUL or CONV node (as the tensor API built it) on fresh data, its operands laid out as node's
     (transposed or not): what a race times."""
-    from ._tensor import Tensor
     if node.kind == MATMUL:
         a, b = node.srcs
         (B, M, K), N = a.shape, b.shape[2]
@@ -204,7 +209,6 @@ _shared_inputs: dict = {}  # (shape, float size) -> tensor, while a shape is tun
 def random_like(shape: tuple, dtype):
     """Data of a shape and float dtype for a tuning op (its values do not change its speed); the same tensor for
     every candidate of one tuning."""
-    from ._tensor import tensor
     key = (tuple(shape), dtype.itemsize)
     if key not in _shared_inputs:
         data = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -216,7 +220,6 @@ def random_like(shape: tuple, dtype):
 @functools.lru_cache(maxsize=1)
 def _adapter_key() -> str:
     """Whose measurements these are: the adapter, its backend and driver, and the kernel code that ran."""
-    from . import __version__
     rt = get_runtime()
     code = hashlib.sha1()
     for f in sorted(Path(gemm.__file__).parent.glob("*.py")):
@@ -291,14 +294,3 @@ def _save(key: tuple, best: tuple[str, int], seconds: float, rule: tuple[str, in
         warnings.warn(f"tinydl: cannot write the tuning cache {path} ({e}); measured choices last this process "
                       f"only", stacklevel=3)
 
-
-def _from_environment() -> None:
-    value = os.environ.get(ENV, "").strip().lower()
-    if value in ("", "0", "false", "off", "no"):
-        return
-    if value not in ("1", "true", "on", "yes"):
-        raise ValueError(f"{ENV}={os.environ[ENV]!r}: expected 1 (tune GEMM variants on this GPU) or 0 (off)")
-    schedule.CHOOSER = TUNER
-
-
-_from_environment()

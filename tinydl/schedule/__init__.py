@@ -2,7 +2,8 @@
 
 realize(tensors)
   1. walk the unrealized graph behind the tensors (stopping at realized buffers) in a fixed order;
-     its structure (ops, args, shapes, dtypes - not data) is the cache key of the plan (graph.py);
+     its structure (ops, args, shapes, dtypes - not data) is the cache key of the plan (graph.py), with the
+     chooser, the Target and the planning Options; the cache keeps the Options.plan_cache_size plans used last;
   2. on a cache miss (plan.py): lower it (lower.py: im2col, split-K, each GEMM's variant, chosen once), partition
      it into kernels (fuse.py: the fusion rules, pure, on a Target), generate WGSL, get pipelines;
   3. bind this graph's buffers by position, encode the kernels and submit them, read-backs in the same submit
@@ -10,42 +11,69 @@ realize(tensors)
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
-from .. import debug, dtypes, errors, profiler, runtime
+from .. import counters, dtypes, errors, profiler, runtime
 from ..ops import BUFFER, CAT, Node
 from ..options import current as current_options
 from ..runtime import get_runtime
 from .execute import bind, execute as _execute, submit  # noqa: F401 - schedule.X (schedule.execute: the module)
 from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX  # noqa: F401
 from .graph import alias_reshape, stored_leaves, walk  # noqa: F401
-from .lower import RULES
+from .lower import RULES, Rules
 from .plan import ESTIMATE_FLOPS, KernelStep, Plan, build_plan  # noqa: F401
 from .target import Target  # noqa: F401
 
-_plans: dict[tuple, Plan] = {}
-# Who picks each GEMM's variant (tile, split-K) while lowering: the rules (lower.RULES), or tinydl.tuning's
-# measuring chooser (tuning.enable() sets it).
-CHOOSER = RULES
+# the plans by key, least recently used first (plan_for evicts from the front past Options.plan_cache_size)
+_plans: OrderedDict[tuple, Plan] = OrderedDict()
+# Who picks each GEMM's variant (tile, split-K) while lowering, by Options.tune: the rules, or tinydl.tuning's
+# measuring chooser, which registers itself when tinydl is imported (it plans through this module).
+_CHOOSERS: dict[bool, Rules] = {False: RULES}
+_target_of: list = [None, None]  # [runtime, its Target]: read once per runtime, and again after clear_cache()
+
+
+def register_tuner(tuner: Rules) -> None:
+    _CHOOSERS[True] = tuner
+
+
+def chooser(opts) -> Rules:
+    """The GEMM chooser under Options opts."""
+    return _CHOOSERS[opts.tune]
+
+
+def target() -> Target:
+    """This runtime's adapter limits, as planning sees them."""
+    rt = get_runtime()
+    if _target_of[0] is not rt:
+        _target_of[:] = rt, Target.of(rt)
+    return _target_of[1]
 
 
 def _plan(order: list[Node], roots: list[int], opts, compile_kernels: bool = True) -> Plan:
     """The kernels of a walked graph on this runtime's adapter, under Options opts (compile_kernels=False: their
     WGSL only)."""
     rt = get_runtime()
-    return build_plan(order, roots, Target.of(rt), opts, CHOOSER, rt.pipeline if compile_kernels else None)
+    return build_plan(order, roots, target(), opts, chooser(opts), rt.pipeline if compile_kernels else None)
 
 
 def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:
     """The cached plan of a graph structure (lowering, planning and code generation only on a miss). The key
-    holds the Options fields that change plans (Options.plan_key), not the runtime's."""
+    holds the chooser, the Target and the Options fields that change plans (Options.plan_key; last), not the
+    runtime's. Past Options.plan_cache_size plans the least recently used is dropped (a jit capture holding it
+    keeps replaying it)."""
     opts = current_options()
-    key = (sig, CHOOSER.key(), opts.plan_key)
+    key = (sig, _CHOOSERS[opts.tune].key(), target(), opts.plan_key)
     plan = _plans.get(key)
     if plan is None:
         plan = _plans[key] = _plan(order, roots, opts)
         plan.key = key
-        debug.stats["plans"] += 1
+        counters.stats["plans"] += 1
+        while len(_plans) > opts.plan_cache_size:
+            _plans.popitem(last=False)
+    else:
+        _plans.move_to_end(key)
     return plan
 
 
@@ -130,4 +158,6 @@ def _read(n: Node) -> np.ndarray:
 
 @runtime.locked
 def clear_cache() -> None:
+    """Forget every plan, and the Target (tests change the runtime's limits)."""
     _plans.clear()
+    _target_of[:] = None, None

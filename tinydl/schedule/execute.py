@@ -2,7 +2,7 @@
 chunks, so the GPU starts while the rest is encoded), read-backs in the same submit as the last kernels."""
 from __future__ import annotations
 
-from .. import debug, errors, profiler
+from .. import counters, errors, profiler
 from ..ops import BUFFER, Node
 from ..options import current as current_options
 from ..runtime import get_runtime
@@ -94,9 +94,9 @@ def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=())
 
 def report(plan: Plan) -> None:
     """Tell the kernel counters (and the TINYDL_DEBUG printout) which kernels a realization dispatched."""
-    debug.record(plan.names)
-    if debug.LEVEL:
+    counters.record(plan.names)
+    if counters.LEVEL:
         for s in plan.steps:
             print(f"tinydl kernel: {s.name}")
-            if debug.LEVEL >= 2:
+            if counters.LEVEL >= 2:
                 print(s.wgsl)
