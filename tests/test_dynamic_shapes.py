@@ -127,6 +127,24 @@ def test_hf_model_without_example_inputs(rng):
     assert_close(tm(ids).logits, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_hf_vision_model_without_example_inputs(rng):
+    """pixel_values of the configured size: the batch is dynamic; the image size is fixed by the position
+    embeddings, and the error says so."""
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=1,
+                                 num_attention_heads=4, intermediate_size=64, initializer_range=0.2, **EAGER)
+    m = transformers.ViTModel(cfg).eval()
+    tm = tinydl.from_torch(m)
+    for batch in (2, 3):
+        x = _x(rng, batch, 3, 16, 16)
+        with torch.no_grad():
+            ref = m(x).last_hidden_state
+        assert_close(tm(tinydl.tensor(x)).last_hidden_state, ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match=r"argument 'pixel_values' has size 20 at dim 2, but the exported model "
+                                           r"only accepts 16 there: the model's code requires that size"):
+        tm(_x(rng, 2, 3, 20, 20))
+
+
 def test_hf_example_inputs_from_the_model():
     from tinydl.interop import export
     inputs = export.hf_example_inputs(_gpt2(n_layer=1))
@@ -254,6 +272,24 @@ def test_static_conversion_on_request(rng, static):
         tm(_x(rng, 3, 3, 4))
 
 
+def test_model_torch_exports_only_statically_is_converted_static_with_a_warning(rng, monkeypatch):
+    from tinydl.interop import export
+
+    def fail(*_):
+        raise RuntimeError("Constraints violated (batch)!\nmore lines")
+    monkeypatch.setattr(export, "auto_spec", fail)
+    m = _Branchy().eval()
+    with pytest.warns(UserWarning, match=r"from_torch\(_Branchy\): torch.export failed with dynamic dims "
+                                         r"\(RuntimeError: Constraints violated \(batch\)!\); the converted module is "
+                                         r"specialized to the example shapes"):
+        tm = tinydl.from_torch(m, example_inputs=(_x(rng, 2, 3, 4),))
+    x = _x(rng, 2, 3, 4)
+    assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(RuntimeError, match=r"argument 'x' has size 3 at dim 0, but the exported model only accepts 2 "
+                                           r"there: it was converted with static shapes"):
+        tm(_x(rng, 3, 3, 4))
+
+
 def test_dynamic_shapes_rejects_an_unknown_mode(rng):
     with pytest.raises(ValueError, match=r"dynamic_shapes must be \"auto\", None/False \(static\) or a torch.export "
                                          r"dynamic_shapes spec, got 'dynamic'"):
@@ -276,7 +312,8 @@ def test_symbolic_size_ops_match_torch():
                            ("math.floor", math.floor, (-2.5,)), ("math.trunc", math.trunc, (-2.5,)),
                            ("math.log2", math.log2, (8,)), ("_operator.abs", operator.abs, (-3,)),
                            ("_operator.floordiv", operator.floordiv, (-7, 2)), ("_operator.mod", operator.mod, (-7, 2)),
-                           ("_operator.lshift", operator.lshift, (3, 2)), ("_operator.rshift", operator.rshift, (12, 2)),
+                           ("_operator.lshift", operator.lshift, (3, 2)),
+                           ("_operator.rshift", operator.rshift, (12, 2)),
                            ("_operator.pos", operator.pos, (-3,)), ("_operator.not_", operator.not_, (0,))]:
         assert registry.lookup(name)(*args) == fn(*args), name
 

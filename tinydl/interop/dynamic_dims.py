@@ -90,7 +90,8 @@ class InputDims:
 
     def _why_static(self, size: int) -> str:
         if self.static:
-            return "it was converted with static shapes (dynamic_shapes=None)"
+            return ("it was converted with static shapes (dynamic_shapes=None, or a model torch.export could not "
+                    "export with dynamic dims)")
         if size in (0, 1):
             return (f"the example's size there was {size}, and torch.export specializes sizes 0 and 1 "
                     f"(use an example of size 2 or more in dims meant to vary)")

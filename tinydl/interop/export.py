@@ -324,16 +324,25 @@ def is_hf_model(tm) -> bool:
     return mod is not None and isinstance(tm, getattr(mod, "PreTrainedModel", ()))
 
 
-def hf_example_inputs(tm) -> dict:
-    """Example keyword inputs for a Hugging Face model, from the model itself: token ids of shape (2, 8) (sizes
-    of 2 or more, so that no dim is specialized: batch and length stay dynamic), with attention_mask and, for an
-    encoder-decoder, decoder_input_ids where forward takes them; a model whose main input is not token ids
-    (pixel_values, ...) gets its own dummy_inputs."""
+def hf_example_inputs(tm) -> dict | None:
+    """Example keyword inputs for a Hugging Face model, from the model itself (None where it cannot tell): token
+    ids of shape (2, 8), with attention_mask and, for an encoder-decoder, decoder_input_ids where forward takes
+    them; or pixel_values of 2 images of the configured size. Sizes of 2 or more, so that torch specializes no
+    dim that may vary."""
     import torch
     params = inspect.signature(tm.forward).parameters
-    if getattr(tm, "main_input_name", "input_ids") != "input_ids" or "input_ids" not in params:
-        return dict(tm.dummy_inputs)
-    cfg = tm.config
+    cfg, main = tm.config, getattr(tm, "main_input_name", "input_ids")
+    if main not in params:
+        return None
+    if main == "pixel_values":
+        size = getattr(cfg, "image_size", None)
+        channels = getattr(cfg, "num_channels", None)
+        if size is None or channels is None:
+            return None
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return {"pixel_values": torch.linspace(-1, 1, 2 * channels * h * w).reshape(2, channels, h, w)}
+    if main != "input_ids":
+        return None
     vocab = getattr(cfg, "vocab_size", None) or tm.get_input_embeddings().num_embeddings
     ids = (torch.arange(16, dtype=torch.int64).reshape(2, 8) * 7 + 3) % vocab
     out = {"input_ids": ids}

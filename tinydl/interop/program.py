@@ -163,9 +163,10 @@ class TorchFxModule(Module):
             self.register_buffer(k, v, persistent=k not in tree._non_persistent)
         object.__setattr__(self, "_program", program)
         object.__setattr__(self, "_name", name)
-        # repeated calls with same-shaped tensor inputs replay the captured plan (tinydl.jit): the graph is
-        # static, as traced, so only the input buffers change. A submodule that is part of its parent's graph
-        # (replay=False) has no capture of its own (held weakly: sub.forward would be a cycle)
+        # repeated calls with same-shaped tensor inputs replay the captured plan (tinydl.jit): for given input
+        # shapes the graph runs the same ops (an exported graph with dynamic dims computes its sizes from the
+        # shapes), so only the input buffers change; a new shape is captured anew. A submodule that is part of
+        # its parent's graph (replay=False) has no capture of its own (held weakly: sub.forward would be a cycle)
         object.__setattr__(self, "_replay", Jit(_Forward(self)) if replay else _Forward(self))
 
     def __call__(self, *args, **kwargs):
