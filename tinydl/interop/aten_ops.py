@@ -27,27 +27,6 @@ def _dims(dim, ndim):
     return dim
 
 
-def _floor_divide(a, b):
-    ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
-    q = T.floor(T.div(a, b))
-    return q.to(dtypes.int32) if ints else q
-
-
-def _div_mode(a, b, rounding_mode=None):
-    if rounding_mode is None:
-        return T.div(a, b)
-    if rounding_mode == "floor":
-        return _floor_divide(a, b)
-    q = T.div(a, b)
-    q = T.sign(q) * T.floor(T.abs(q))
-    ints = all((v.dtype.category < 2) if isinstance(v, Tensor) else isinstance(v, (int, bool)) for v in (a, b))
-    return q.to(dtypes.int32) if ints else q
-
-
-def _remainder(a, b):
-    return a - _floor_divide(a, b) * b
-
-
 def _like(fill):
     def f(x, *_, dtype=None, **__):
         return T.full(x.shape, fill, dtype=_dt(dtype, x.dtype))
@@ -224,9 +203,12 @@ _aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 el
 _aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.sub(b, a if alpha == 1 else T.mul(a, alpha)))
 _aten("mul.Tensor mul.Scalar", T.mul)
 _aten("div.Tensor div.Scalar", T.div)
-_aten("div.Tensor_mode div.Scalar_mode", _div_mode)
-_aten("floor_divide.default floor_divide.Scalar", _floor_divide)
-_aten("remainder.Tensor remainder.Scalar", _remainder)
+# torch's division semantics (floor / trunc quotients, float remainders, integer division by zero) are the
+# tensor API's own: elementwise.py
+_aten("div.Tensor_mode div.Scalar_mode", lambda a, b, rounding_mode=None: T.div(a, b, rounding_mode=rounding_mode))
+_aten("floor_divide.default floor_divide.Scalar", T.floor_divide)
+_aten("remainder.Tensor remainder.Scalar remainder.Scalar_Tensor", T.remainder)
+_aten("fmod.Tensor fmod.Scalar", T.fmod)
 _aten("pow.Tensor_Scalar pow.Tensor_Tensor pow.Scalar", T.pow)
 _aten("square.default", lambda x: x * x)
 _aten("maximum.default", T.maximum)
