@@ -102,14 +102,21 @@ def test_bert_any_batch_and_length_within_its_positions(rng):
         tm(input_ids=_ids(rng, 2, 33), attention_mask=_padded_mask(2, 33))
 
 
-def test_bart_encoder_decoder_any_lengths(rng):
-    """Encoder and decoder lengths vary independently; the batch is shared."""
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+def test_encoder_decoder_any_lengths(rng, arch):
+    """Encoder and decoder lengths vary independently; the batch is shared. T5 computes its relative position
+    buckets from the lengths."""
     torch.manual_seed(0)
-    cfg = transformers.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
-                                  encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                  decoder_ffn_dim=64, max_position_embeddings=32, use_cache=False, init_std=0.2,
-                                  **EAGER)
-    m = transformers.BartModel(cfg).eval()
+    if arch == "bart":
+        cfg = transformers.BartConfig(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+                                      encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                                      decoder_ffn_dim=64, max_position_embeddings=32, use_cache=False, init_std=0.2,
+                                      **EAGER)
+        m = transformers.BartModel(cfg).eval()
+    else:
+        cfg = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                    use_cache=False, initializer_factor=1.0, **EAGER)
+        m = transformers.T5Model(cfg).eval()
     tm = tinydl.from_torch(m)  # the example comes from the model (ids, mask, decoder ids)
     for batch, seq, dec in [(2, 8, 8), (3, 5, 11), (2, 13, 4)]:
         dec_ids = _ids(rng, batch, dec)
