@@ -134,6 +134,22 @@ def test_hf_model_without_example_inputs(rng):
     assert_close(tm(ids).logits, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_hf_bert_without_example_inputs_takes_tokenizer_outputs(rng):
+    """A tokenizer's ids, attention_mask and token_type_ids, or ids alone (the mask then attends to every token,
+    the token types are 0, as in the torch model)."""
+    m = _tiny_bert()
+    tm = tinydl.from_torch(m)
+    ids, mask = _ids(rng, 3, 6), _padded_mask(3, 6)
+    types = torch.from_numpy(rng.integers(0, 2, (3, 6)).astype(np.int64))
+    for kwargs in ({"attention_mask": mask, "token_type_ids": types}, {}):
+        with torch.no_grad():
+            ref = m(ids, **kwargs).last_hidden_state
+        assert_close(tm(ids, **kwargs).last_hidden_state, ref, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # the token types matter (so the comparison above checks they are read)
+        assert not torch.allclose(m(ids, token_type_ids=types).last_hidden_state, m(ids).last_hidden_state,
+                                  atol=1e-3)
+
+
 def test_hf_vision_model_without_example_inputs(rng):
     """pixel_values of the configured size: the batch is dynamic; the image size is fixed by the position
     embeddings, and the error says so."""

@@ -34,7 +34,7 @@ import operator
 import numpy as np
 
 from .. import dtypes
-from .._tensor import Tensor, ones, tensor
+from .._tensor import Tensor, full, tensor
 from . import aten_ops, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
 from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
@@ -70,7 +70,8 @@ class ExportProgram(Program):
         self.example_kwarg_names = list(example_kwargs)
         self.signature = signature
         self.dims = dims or InputDims(ep.range_constraints)
-        self.ones_like: dict = {}  # input -> the input whose shape a ones tensor takes when it is not given
+        # input -> (fill value, the input whose shape it takes) for an int input a call may leave out
+        self.filled_like: dict = {}
         # tensors created inside forward (lifted constants, or get_attr constants): host copies here, uploaded
         # at the first run in the model's floating dtype (and again if that changes)
         self.host_constants = {k: torch_to_numpy(v) for k, v in getattr(ep, "constants", {}).items()
@@ -152,9 +153,9 @@ class ExportProgram(Program):
                                    f"to from_torch to use them (the exported graph takes the example's arguments "
                                    f"only)")
 
-            for name, like in self.ones_like.items():  # HF: no attention_mask is a mask of ones
+            for name, (fill, like) in self.filled_like.items():  # as the torch model fills them
                 if values.get(name) is None and values.get(like) is not None:
-                    values[name] = ones(tuple(as_input(values[like]).shape), dtype=dtypes.int32)
+                    values[name] = full(tuple(as_input(values[like]).shape), fill, dtype=dtypes.int32)
 
             def value(n):
                 if n in values:
@@ -326,8 +327,8 @@ def is_hf_model(tm) -> bool:
 
 def hf_example_inputs(tm) -> dict | None:
     """Example keyword inputs for a Hugging Face model, from the model itself (None where it cannot tell): token
-    ids of shape (2, 8), with attention_mask and, for an encoder-decoder, decoder_input_ids where forward takes
-    them; or pixel_values of 2 images of the configured size. Sizes of 2 or more, so that torch specializes no
+    ids of shape (2, 8), with attention_mask, token_type_ids and, for an encoder-decoder, decoder_input_ids where
+    forward takes them; or pixel_values of 2 images of the configured size. Sizes of 2 or more, so that torch specializes no
     dim that may vary."""
     import torch
     params = inspect.signature(tm.forward).parameters
@@ -348,6 +349,8 @@ def hf_example_inputs(tm) -> dict | None:
     out = {"input_ids": ids}
     if "attention_mask" in params:
         out["attention_mask"] = torch.ones_like(ids)
+    if "token_type_ids" in params and getattr(cfg, "type_vocab_size", 0):  # BERT's tokenizers return them
+        out["token_type_ids"] = torch.zeros_like(ids)
     if getattr(cfg, "is_encoder_decoder", False) and "decoder_input_ids" in params:
         out["decoder_input_ids"] = ids.flip(-1)
     return out
@@ -365,8 +368,9 @@ def convert(tm, example_inputs, dynamic_shapes=AUTO):
         ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
     lowered, _ = lower(ep)
     program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
-    if is_hf_model(tm):  # as in the torch model, an attention_mask left out means: attend to every token
-        program.ones_like = {"attention_mask": "input_ids"}
+    if is_hf_model(tm):  # as the torch model reads them: no attention_mask attends to every token, no
+        # token_type_ids is segment 0 everywhere
+        program.filled_like = {"attention_mask": (1, "input_ids"), "token_type_ids": (0, "input_ids")}
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(name, missing)
