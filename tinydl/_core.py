@@ -19,6 +19,7 @@ from .shapes import infer_reshape, normalize_dim, normalize_dims
 Scalar = (int, float, bool, np.number, np.bool_)
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
+
 class Tensor:
     """State, metadata and views; the op methods are tinydl._tensor.Tensor's."""
     __slots__ = ("node", "__weakref__")
@@ -184,7 +185,6 @@ class Tensor:
         return _view(self, "slice", (tuple(starts), tuple(steps)), shape)
 
 
-
 _tensor_class = Tensor  # every op's result: tinydl._tensor.Tensor once it is defined (register)
 
 
@@ -248,7 +248,7 @@ def _varargs(shape) -> tuple[int, ...]:
 
 
 
-# -- joining (cat and stack: joining.py) -------------------------------------------------------------------------------------------
+# -- joining (cat and stack: joining.py) ---------------------------------------------------------------
 CAT_FANIN = 4  # a cat node reads at most this many sources; longer lists become a tree (buffer limit)
 
 
