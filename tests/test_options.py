@@ -63,6 +63,26 @@ def test_plan_key_holds_the_planning_fields_only():
     assert base.replace(vec4_stores=False).plan_key != base.plan_key
     # runtime settings do not split the plan cache
     assert base.replace(submit_chunk=1, pre_encode=False, native_map=False, lend_min_bytes=1).plan_key == base.plan_key
+    # the GEMM chooser plans; how many plans are kept does not
+    assert base.replace(tune=True).plan_key != base.plan_key
+    assert base.replace(plan_cache_size=1).plan_key == base.plan_key
+
+
+def test_update_changes_the_options_from_there_on():
+    """options.update: not for a block but for the rest of the context; an enclosing block still restores what
+    it found."""
+    before = options.current()
+    with tinydl.options():
+        now = options.update(plan_cache_size=7)
+        assert options.current() is now and now.plan_cache_size == 7
+        with pytest.raises(TypeError, match="plan_cache_sise"):
+            options.update(plan_cache_sise=7)
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(options.current().plan_cache_size))
+        t.start()
+        t.join()
+        assert seen == [Options().plan_cache_size]  # another thread: the defaults
+    assert options.current() is before
 
 
 def test_a_plan_is_not_reused_under_options_that_plan_differently(rng):
