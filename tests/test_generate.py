@@ -334,3 +334,21 @@ def test_model_with_use_cache_converts_without_examples():
     for tm in (convert(m, ids, mask), tinydl.from_torch(m)):
         np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0), ref)
     assert m.config.use_cache  # left as it was
+
+
+def test_one_conversion_serves_other_sizes():
+    """The steps are exported with dynamic dims: other batch sizes (>= 2), prompt lengths and cache lengths reuse
+    the converted prefill and decode steps (batch 1, which torch.export specializes, gets its own)."""
+    m = hf_model("llama", max_position_embeddings=256)
+    ids, mask = prompt()
+    tm = convert(m, ids, mask)
+    for batch, length, new in [(2, 7, 4), (3, 5, 4), (2, 9, 70)]:  # cache lengths 64, 64, 128
+        i = np.random.default_rng(batch * length).integers(1, VOCAB, (batch, length))
+        ref = hf_generate(m, i, np.ones_like(i), max_new_tokens=new, pad_token_id=0)
+        np.testing.assert_array_equal(tm.generate(i, max_new_tokens=new, pad_token_id=0), ref)
+    steps = tm._generation_steps.converted
+    assert (len(steps["prefill"]), len(steps["decode"])) == (1, 1)
+    ref = hf_generate(m, ids[:1], mask[:1], max_new_tokens=3, pad_token_id=0)
+    np.testing.assert_array_equal(tm.generate(ids[:1], attention_mask=mask[:1], max_new_tokens=3, pad_token_id=0),
+                                  ref)
+    assert (len(steps["prefill"]), len(steps["decode"])) == (2, 2)

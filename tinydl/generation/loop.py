@@ -10,7 +10,8 @@ from .. import dtypes
 from .._tensor import tensor
 from ..runtime import get_runtime
 from . import sampling
-from .step import convert_step
+from ..nn import functional as F
+from .step import accepts, convert_step
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -63,25 +64,29 @@ def _additive_mask(visible: np.ndarray, np_dtype) -> np.ndarray:
 
 
 class Steps:
-    """The converted prefill/decode steps of one converted model, by shape (kept on the model)."""
+    """The converted prefill/decode steps of one converted model (kept on the model): each serves the input
+    shapes its exported dims take, a new one is converted for shapes none takes."""
 
     def __init__(self, tm, torch_model):
         self.tm, self.torch_model = tm, torch_model
-        self.converted: dict[tuple, object] = {}
+        self.converted: dict[str, list] = {"prefill": [], "decode": []}
 
-    def get(self, key, example, length, float_dtype):
-        """The step for key, converted on first use with example() (torch tensors of the inputs' shapes)."""
-        step = self.converted.get(key)
+    def get(self, kind, inputs, float_dtype):
+        """The step taking inputs (numpy arrays / tinydl tensors), converted on first need."""
+        shapes = [tuple(a.shape) for a in inputs]
+        step = next((s for s in self.converted[kind] if accepts(s, shapes)), None)
         if step is None:
-            step = self.converted[key] = convert_step(self.tm, self.torch_model, example(), length)
+            step = convert_step(self.tm, self.torch_model, _torch_example(inputs))
+            self.converted[kind].append(step)
         step._program.cast_floats(float_dtype)  # the graph's float32 follows tm's weights (tm.half())
         return step
 
 
-def _torch_example(arrays, cache=()):
+def _torch_example(inputs):
+    """Torch tensors of the inputs' shapes and dtypes (the cache as float32 zeros: the graph's float dtype)."""
     import torch
-    return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a) for a in arrays) + \
-        tuple(torch.zeros(c.shape) for c in cache)
+    return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a)
+                 if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
 
 
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
@@ -102,9 +107,8 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     causal = slots[None, :prompt] <= slots[:prompt, None]
     prefill_inputs = (ids, _additive_mask(causal[None] & (mask[:, None, :] > 0), np_float),
                       positions[:, :prompt], np.zeros(1, np.int64))
-    step = steps.get(("prefill", batch, prompt, length), lambda: _torch_example(prefill_inputs), length,
-                     float_dtype)
-    out = step(*(tensor(a) for a in prefill_inputs))
+    out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
+    cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
     unfinished = np.ones(batch, bool)
     eos = np.asarray(settings.eos_token_id, np.int64)
     for i in range(new):
@@ -119,8 +123,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
         if not unfinished.any() or i == new - 1:
             return
         slot = prompt + i
-        cache = out[2:]
         inputs = (token[:, None], _additive_mask((slots <= slot)[None, None] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
-        step = steps.get(("decode", batch, length), lambda: _torch_example(inputs, cache), length, float_dtype)
-        out = step(*(tensor(a) for a in inputs), *cache)
+        out = steps.get("decode", (*inputs, *cache), float_dtype)(*(tensor(a) for a in inputs), *cache)
+        cache = out[2:]

@@ -6,10 +6,13 @@ the converted module's state each token (tinydl.capture.Jit drops its captures o
 functional: the step takes the cache tensors as inputs and returns the updated ones as outputs, a pure
 function that one captured plan replays with new input buffers every token.
 
-- Prefill (T prompt tokens): attends over its own T keys, returns each layer's keys/values padded to the
-  cache length L (slots T..L-1 zero).
+- Prefill (T prompt tokens): attends over its own T keys and returns them; the loop pads them to the cache
+  length L.
 - Decode (one token per sequence): writes slot `cache_position` of every layer's cache (a select against
   arange(L), so shapes never change) and attends over all L slots.
+
+Both are exported with dynamic dims (batch, prompt length, cache length), so one conversion serves every
+size torch keeps dynamic (sizes >= 2); a size it specialized gets a conversion of its own (`Steps`).
 
 The mask comes in as the 4-D additive mask HF models take as-is ([B, 1, T, L]: 0 where a key is visible, the
 dtype's lowest value where not), so padding and causality are data made on the host. Both steps return the
@@ -35,29 +38,24 @@ def _torch_step_class():
 
         is_compileable = True
 
-        def __init__(self, past, cache_position, length):
+        def __init__(self, past, cache_position):
             # Cache.__init__ builds layer objects this cache does not use
-            self.past, self.cache_position, self.length = past, cache_position, length
+            self.past, self.cache_position = past, cache_position
             self.new: dict[int, tuple] = {}
             self.layers = []
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-            if self.past is None:  # prefill: its own keys; the cache is them padded to the cache length
-                pad = (0, 0, 0, self.length - key_states.shape[-2])
-                self.new[layer_idx] = (torch.nn.functional.pad(key_states, pad),
-                                       torch.nn.functional.pad(value_states, pad))
+            if self.past is None:  # prefill: attends over its own keys, which are the new cache
+                self.new[layer_idx] = (key_states, value_states)
                 return key_states, value_states
             k, v = self.past[2 * layer_idx], self.past[2 * layer_idx + 1]
-            slot = (torch.arange(self.length) == self.cache_position)[:, None]
+            slot = (torch.arange(k.shape[-2]) == self.cache_position)[:, None]
             k, v = torch.where(slot, key_states, k), torch.where(slot, value_states, v)
             self.new[layer_idx] = (k, v)
             return k, v
 
         def get_seq_length(self, layer_idx=0):
-            return 0 if self.past is None else self.length
-
-        def get_mask_sizes(self, *args, **kwargs):
-            return self.length, 0
+            return 0 if self.past is None else self.past[0].shape[-2]
 
         def __len__(self):
             return len(self.new)
@@ -65,15 +63,15 @@ def _torch_step_class():
     class Step(torch.nn.Module):
         """model(ids, mask, positions, cache) -> (argmax [B], last logits [B, V], *new cache)."""
 
-        def __init__(self, model, length):
+        def __init__(self, model):
             super().__init__()
-            self.model, self.length = model, length
+            self.model = model
             params = inspect.signature(model.forward).parameters
             self.cache_arg = "cache" if "cache" in params else "past_key_values"
             self.keep = "logits_to_keep" in params
 
         def forward(self, input_ids, attention_mask, position_ids, cache_position, *past):
-            cache = FunctionalCache(past or None, cache_position, self.length)
+            cache = FunctionalCache(past or None, cache_position)
             kwargs = {self.cache_arg: cache, "use_cache": True}
             if self.keep:
                 kwargs["logits_to_keep"] = 1
@@ -86,15 +84,14 @@ def _torch_step_class():
     return Step
 
 
-def convert_step(tm: Module, torch_model, example: tuple, length: int) -> TorchFxModule:
-    """The step for example's shapes (decode: when example holds the cache tensors) and cache length, converted
-    through the torch.export path, reading tm's weights (the step's 'model.*' state is tm's: no second copy)."""
-    import torch
-    step = _torch_step_class()(torch_model, length).eval()
-    with torch.no_grad():
-        ep = torch.export.export(step, tuple(example), strict=False)
+def convert_step(tm: Module, torch_model, example: tuple) -> TorchFxModule:
+    """The step for inputs like example's (decode: when example holds the cache tensors), converted through the
+    torch.export path with dynamic dims, reading tm's weights (the step's 'model.*' state is tm's: no second
+    copy)."""
+    step = _torch_step_class()(torch_model).eval()
+    ep, static = ex.export(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward))
     lowered, _ = ex.lower(ep)
-    program = ex.ExportProgram(lowered, None, example, {}, InputDims(lowered.range_constraints, static=True))
+    program = ex.ExportProgram(lowered, None, example, {}, InputDims(lowered.range_constraints, static))
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(type(torch_model).__name__, missing)
@@ -103,3 +100,15 @@ def convert_step(tm: Module, torch_model, example: tuple, length: int) -> TorchF
     out = TorchFxModule(tree, program, f"{type(torch_model).__name__} cached step")
     out.eval()
     return out
+
+
+def accepts(step: TorchFxModule, shapes: list[tuple]) -> bool:
+    """Whether the converted step's exported dims take user inputs of these shapes (in order)."""
+    program, bindings = step._program, {}
+    users = [n for n, _ in program.steps if n.op == "placeholder" and program.inputs[n.name][0] == "user"]
+    try:
+        for node, shape in zip(users, shapes):
+            program.dims.check(node.name, node.meta.get("val"), tuple(shape), bindings)
+    except RuntimeError:
+        return False
+    return len(users) == len(shapes)
