@@ -285,6 +285,8 @@ def test_length_errors(llama):
     with pytest.raises(ValueError, match=r"7 tokens\) plus max_new_tokens \(58\) is 65 positions, more than the "
                                          r"model's maximum of 64 \(max_position_embeddings\)"):
         tm.generate(ids, attention_mask=mask, max_new_tokens=58)
+    with pytest.raises(ValueError, match=r"`max_new_tokens` must be greater than 0, but is 0."):
+        tm.generate(ids, attention_mask=mask, max_new_tokens=0)
     with pytest.raises(ValueError, match=r"Input length of input_ids is 7, but `max_length` is set to 5"):
         tm.generate(ids, attention_mask=mask, max_length=5)
     with pytest.raises(ValueError, match=r"attention_mask has shape \[2, 6\], input_ids \[2, 7\]"):

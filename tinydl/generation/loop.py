@@ -93,8 +93,6 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     """Yields the next token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
     batch, prompt = ids.shape
     new = settings.max_new_tokens
-    if new == 0:
-        return
     length = cache_length(prompt, new)
     float_dtype = _float_dtype(steps.tm)
     np_float = np.float16 if float_dtype is dtypes.float16 else np.float32

@@ -53,18 +53,20 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
                                   f"temperature, top_k and top_p)")
     if merged.get("max_new_tokens") is not None:
         new = int(merged["max_new_tokens"])
-    elif kwargs.get("max_length") is None and getattr(config, "max_length", None) is None:
-        # HF: no max_length set anywhere means 20 new tokens, within max_position_embeddings
-        limit = getattr(torch_model.config, "max_position_embeddings", None)
-        new = merged["max_length"] if limit is None else min(merged["max_length"], limit - prompt_length)
+        if new < 1:
+            raise ValueError(f"`max_new_tokens` must be greater than 0, but is {new}.")
     else:
-        new = int(merged["max_length"]) - prompt_length
+        max_length = int(merged["max_length"])
+        if kwargs.get("max_length") is None and getattr(config, "max_length", None) is None:
+            # HF: no max_length set anywhere means 20 new tokens, within max_position_embeddings
+            max_length += prompt_length
+            limit = getattr(torch_model.config, "max_position_embeddings", None)
+            max_length = max_length if limit is None else min(max_length, limit)
+        new = max_length - prompt_length
         if new <= 0:
             raise ValueError(f"Input length of input_ids is {prompt_length}, but `max_length` is set to "
-                             f"{merged['max_length']}. This can lead to unexpected behavior. You should consider "
+                             f"{max_length}. This can lead to unexpected behavior. You should consider "
                              f"increasing `max_length` or, better yet, setting `max_new_tokens`.")
-    if new < 0:
-        raise ValueError(f"`max_new_tokens` must be greater than 0, but is {new}.")
     eos = merged.get("eos_token_id")
     eos = [] if eos is None else [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
     pad = merged.get("pad_token_id")
