@@ -23,6 +23,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHECKED_TOKENS = 4
+EAGER = dict(attn_implementation="eager")  # the attention torch.export captures as tinydl's ops
 
 
 def _transformers():
@@ -35,7 +36,7 @@ def _transformers():
 
 def gpt2(tiny):
     t = _transformers()
-    cfg = t.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000) if tiny else t.GPT2Config()
+    cfg = t.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, **EAGER) if tiny else t.GPT2Config(**EAGER)
     return t.GPT2LMHeadModel(cfg)
 
 
@@ -43,10 +44,10 @@ def tinyllama(tiny):
     t = _transformers()
     if tiny:
         cfg = t.LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                            intermediate_size=128, vocab_size=1000)
+                            intermediate_size=128, vocab_size=1000, **EAGER)
     else:  # TinyLlama-1.1B's shape
         cfg = t.LlamaConfig(hidden_size=2048, num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-                            intermediate_size=5632, vocab_size=32000, max_position_embeddings=2048)
+                            intermediate_size=5632, vocab_size=32000, max_position_embeddings=2048, **EAGER)
     return t.LlamaForCausalLM(cfg)
 
 
@@ -57,8 +58,6 @@ def build(name, tiny):
     import torch
     torch.manual_seed(0)
     model = MODELS[name](tiny)
-    model.config.attn_implementation = "eager"
-    model.config._attn_implementation = "eager"
     model.config.use_cache = False  # the conversion's forward; generate's cached steps ask for the cache
     return model.eval()
 
