@@ -354,3 +354,28 @@ def test_one_conversion_serves_other_sizes():
     np.testing.assert_array_equal(tm.generate(ids[:1], attention_mask=mask[:1], max_new_tokens=3, pad_token_id=0),
                                   ref)
     assert (len(steps["prefill"]), len(steps["decode"])) == (2, 2)
+
+
+def test_sliding_window():
+    """Mistral's sliding window (every layer) past the window: the mask keeps the last `sliding_window` keys,
+    as HF's."""
+    m = hf_model("mistral", sliding_window=4)
+    ids, mask = prompt()
+    ref = hf_generate(m, ids, mask, max_new_tokens=8, pad_token_id=0)
+    full = hf_generate(hf_model("mistral", sliding_window=None), ids, mask, max_new_tokens=8, pad_token_id=0)
+    assert not np.array_equal(ref, full)  # the window matters
+    np.testing.assert_array_equal(convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8,
+                                                                 pad_token_id=0), ref)
+
+
+def test_sliding_window_on_some_layers_only_is_refused():
+    from types import SimpleNamespace
+
+    from tinydl.generation.loop import sliding_window
+    mixed = SimpleNamespace(sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+    assert sliding_window(mixed, 8) is None  # never reached: nothing to refuse
+    with pytest.raises(NotImplementedError, match=r"a sliding window \(8\) on some layers only \(\['full_attention', "
+                                                  r"'sliding_attention'\]\) is not supported past 8 positions"):
+        sliding_window(mixed, 9)
+    assert sliding_window(SimpleNamespace(sliding_window=8, layer_types=["full_attention"]), 20) is None
+    assert sliding_window(SimpleNamespace(sliding_window=8), 20) == 8

@@ -51,6 +51,21 @@ def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize:
                           f"binding size of {rt.max_binding_size} bytes; use a smaller batch or fewer tokens")
 
 
+def sliding_window(config, total: int) -> int | None:
+    """The attention window every layer applies (Mistral's sliding_window), None when none applies within
+    `total` positions; a window on some layers only (one 4-D mask serves all layers here) raises."""
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or window >= total:
+        return None
+    kinds = set(getattr(config, "layer_types", None) or ["sliding_attention"])
+    if "sliding_attention" not in kinds and getattr(config, "layer_types", None) is not None:
+        return None
+    if kinds != {"sliding_attention"}:
+        raise NotImplementedError(f"generate: a sliding window ({window}) on some layers only "
+                                  f"({sorted(kinds)}) is not supported past {window} positions (got {total})")
+    return window
+
+
 def _float_dtype(tm):
     for p in tm.parameters():
         if p.dtype.is_floating_point:
@@ -102,7 +117,12 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     full[:, prompt:] = 1  # generated tokens are always attended to (HF appends ones)
     positions = np.where(full == 0, 1, np.cumsum(full, -1) - 1)
     slots = np.arange(length)
-    causal = slots[None, :prompt] <= slots[:prompt, None]
+    window = sliding_window(steps.torch_model.config, prompt + new)
+    # query slot q sees key slot k: k <= q, within the window (HF: k > q - window) and not padding
+    seen = slots[None, :] <= slots[:, None]
+    if window is not None:
+        seen &= slots[None, :] > slots[:, None] - window
+    causal = seen[:prompt, :prompt]
     prefill_inputs = (ids, _additive_mask(causal[None] & (mask[:, None, :] > 0), np_float),
                       positions[:, :prompt], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
@@ -121,7 +141,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
         if not unfinished.any() or i == new - 1:
             return
         slot = prompt + i
-        inputs = (token[:, None], _additive_mask((slots <= slot)[None, None] & (full[:, None, :] > 0), np_float),
+        inputs = (token[:, None], _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
         out = steps.get("decode", (*inputs, *cache), float_dtype)(*(tensor(a) for a in inputs), *cache)
         cache = out[2:]
