@@ -6,6 +6,7 @@ from . import debug, dtypes, options, tuning
 from ._version import __version__  # noqa: F401
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
+from . import generation  # noqa: F401 - registers generate() for converted causal LMs
 from .capture import jit
 from .nn.init import manual_seed
 from .profiler import profile

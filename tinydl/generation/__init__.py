@@ -2,6 +2,9 @@
 with Hugging Face's meaning, `stream(...)` for token-by-token use. step.py: the cached step exported through
 torch.export; loop.py: prefill + replayed decode steps; sampling.py: temperature/top-k/top-p on the host;
 settings.py: arguments and generation_config."""
+from ..interop.registry import GENERATORS
 from .generate import generate, stream
+
+GENERATORS.append(generate)  # the converted module's generate() (interop sits below generation)
 
 __all__ = ["generate", "stream"]

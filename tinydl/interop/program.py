@@ -18,6 +18,7 @@ from .. import dtypes
 from ..capture import Jit
 from ..nn.module import Module
 from .._tensor import Tensor, tensor
+from . import registry
 from .registry import to_dtype
 from .weights import torch_to_numpy
 
@@ -177,8 +178,7 @@ class TorchFxModule(Module):
 
     def generate(self, *args, **kwargs):
         """Text generation for a converted causal LM, as Hugging Face's generate (tinydl.generation)."""
-        from ..generation import generate
-        return generate(self, *args, **kwargs)
+        return registry.generator()(self, *args, **kwargs)
 
     def _cast_floats(self, dtype):
         self._program.cast_floats(dtype)  # the traced graph's float32 follows the weights (export)

@@ -15,6 +15,7 @@ from .. import dtypes
 OPS: dict = {}  # name -> tinydl callable taking the node's arguments (torch dtypes already tinydl dtypes)
 LAYERS: dict = {}  # qualified class name -> builder(torch module, convert_child) of a tinydl module (fx leaves)
 _AUTOWRAP: set = set()  # names of library functions fx must record whole (not trace into)
+GENERATORS: list = []  # tinydl.generation registers its generate(module, ...) here (it sits above interop)
 
 
 class UnsupportedTorchOps(NotImplementedError):
@@ -71,3 +72,8 @@ def to_dtype(x):
     """torch dtypes appearing as arguments (x.to(torch.float32), dtype=torch.int64) -> tinydl dtypes; anything
     else unchanged."""
     return dtypes.to_dtype(x) if type(x).__module__ == "torch" and type(x).__name__ == "dtype" else x
+
+
+def generator():
+    """The generate(module, ...) that tinydl.generation registered (tinydl/__init__ imports it)."""
+    return GENERATORS[-1]
