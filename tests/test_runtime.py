@@ -471,3 +471,24 @@ def test_import_and_first_call_leave_the_environment_alone_and_quiet():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "2.0" and "XDG_RUNTIME_DIR" not in run.stderr, run.stderr
+
+
+def test_pipeline_cache_keeps_the_newest_shaders_and_plans_keep_theirs():
+    """Options.pipeline_cache_size bounds the compiled shaders the runtime keeps (the oldest dropped): a server
+    seeing ever new shapes stays flat; a plan holds its own pipelines, so it still runs after they are dropped,
+    and only a plan built again compiles again."""
+    from tinydl import counters, schedule
+    rt = get_runtime()
+    xs = [np.arange(n, dtype=np.float32) for n in range(3, 9)]  # six shapes: six shaders
+    with tinydl.options(pipeline_cache_size=3):
+        first = (tinydl.tensor(xs[0]) * 3 + 1).numpy()
+        for x in xs[1:]:
+            np.testing.assert_array_equal((tinydl.tensor(x) * 3 + 1).numpy(), x * 3 + 1)
+            assert len(rt._pipelines) <= 3
+        before = counters.stats["pipelines"]
+        np.testing.assert_array_equal((tinydl.tensor(xs[0]) * 3 + 1).numpy(), first)  # its cached plan: no compile
+        assert counters.stats["pipelines"] == before
+        schedule.clear_cache()
+        np.testing.assert_array_equal((tinydl.tensor(xs[0]) * 3 + 1).numpy(), xs[0] * 3 + 1)
+        assert counters.stats["pipelines"] == before + 1  # planned again: its dropped shader compiled again
+        assert len(rt._pipelines) <= 3

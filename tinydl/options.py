@@ -56,6 +56,7 @@ class Options:
     tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)
     eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
     plan_cache_size: int = 256                    # plans kept (the least recently used dropped past it)
+    pipeline_cache_size: int = 1024               # compiled shaders kept by the runtime (the oldest dropped past it)
     pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)
     submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
     submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)

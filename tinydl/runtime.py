@@ -182,7 +182,17 @@ class Runtime:
                 return self._pipelines[wgsl]
             self._pipelines[wgsl] = p
             counters.stats["pipelines"] += 1
+            self._bound_pipelines(current_options().pipeline_cache_size)
         return p
+
+    def _bound_pipelines(self, keep: int) -> None:
+        """Drop the oldest compiled pipelines past `keep` (a server seeing ever new shapes stays flat): the
+        plans that use one hold it, so only a plan built again compiles it again."""
+        while len(self._pipelines) > max(keep, 1):
+            try:
+                del self._pipelines[next(iter(self._pipelines))]
+            except (KeyError, RuntimeError, StopIteration):  # another compile thread dropped or added one
+                break
 
     def compile_all(self, shaders) -> None:
         """Pipelines for several shaders made at once on worker threads (the driver's compiles run side by side;
