@@ -21,10 +21,8 @@ from tinydl.testing import assert_close
 def tuned(monkeypatch, use_options, tmp_path):
     """Tuning on, its cache in a fresh directory, few candidates (each costs a compile on lavapipe)."""
     monkeypatch.setenv(tuning.CACHE_ENV, str(tmp_path))
-    monkeypatch.setattr(tuning, "TILES", ("tile32", "tile64", "tile64x64t128"))
-    use_options(tune_splits=(1, 2, 4))
-    monkeypatch.setattr(tuning, "ROUNDS", 2)
-    monkeypatch.setattr(tuning, "WARM_SECONDS", 0.0)
+    use_options(tune_splits=(1, 2, 4), tune_tiles=("tile32", "tile64", "tile64x64t128"), tune_rounds=2,
+                tune_warm_seconds=0.0)
     tuning.enable()
     yield tmp_path / "tuning.json"
     tuning.enable(False)
@@ -35,7 +33,7 @@ def fake_timer(monkeypatch, times: dict, default: float = 5.0) -> list:
     built (each one once)."""
     built = []
 
-    def race(choices, bench, done):
+    def race(choices, bench, done, opts=None):
         for c in choices:
             if c not in done:
                 built.append(c)

@@ -54,6 +54,9 @@ class Options:
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     # -- not planning ----------------------------------------------------------------------------------------
     tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)
+    tune_tiles: tuple[str, ...] | None = None     # tiles tuning may measure (None: every tile)
+    tune_rounds: int = 5                          # timed submits per candidate (their median)
+    tune_warm_seconds: float = 0.3                # runs of the candidates before each race (GPUs raise clocks under load)
     eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
     plan_cache_size: int = 256                    # plans kept (the least recently used dropped past it)
     pipeline_cache_size: int = 1024               # compiled shaders kept by the runtime (the oldest dropped past it)

@@ -50,12 +50,9 @@ KEEP_RULE_WITHIN = 0.03  # a candidate must beat the rules' choice by 3 % to rep
 # of a forward (~5 us each with wgpu's validation, see Options.pre_encode), and batch-1 models are host-bound.
 # Without it tuning split BERT-b1's probs @ v in 4 (7.1 -> 6.2 us of GPU time, a sum kernel more per layer)
 KERNEL_COST_S = 5e-6
-WARM_SECONDS = 0.3      # runs of the candidates before each race is timed (GPUs raise their clocks under load)
 TIMED_SECONDS = 2e-3     # GPU time per timed submit: the op's kernels repeated (at most MAX_COPIES) to fill it
 MAX_COPIES = 64
-ROUNDS = 5               # timed submits per candidate (median)
 STAGE2_TILES = 2         # tiles whose other splits are measured, after each tile's first try
-TILES: tuple[str, ...] | None = None  # tiles tuning may pick from (None: all); tests narrow it
 
 _loaded_for: list = [None]  # the adapter key whose choices gemm.TUNED holds (loaded once per process)
 
@@ -70,7 +67,7 @@ class Tuner(Rules):
         rule = gemm.rule_tile(batch, M, N, K, gather)
         if key not in gemm.TUNED and opts.force_tile is None and opts.force_split_k is None and rule != "gemv":
             _tune(key, gemm.tuning_candidates(batch, M, N, K, divides, gather, opts),
-                  (rule, gemm.rule_split(rule, batch, M, N, K, divides, gather)), lambda: _fresh(node))
+                  (rule, gemm.rule_split(rule, batch, M, N, K, divides, gather)), lambda: _fresh(node), opts)
         return super().split(node, batch, M, N, K, divides, gather, itemsize, opts)
 
 
@@ -109,22 +106,22 @@ def choices() -> dict[str, tuple[str, int]]:
 
 
 # -- the measurement -----------------------------------------------------------------------------------------
-def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench) -> tuple[str, int]:
+def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench, opts: Options) -> tuple[str, int]:
     """The fastest (tile, split) of `candidates` (tile -> splits, the first its fill-the-GPU try)
     for the op bench() builds, in two races: each tile's first try (and the rules' choice), then every split of
     the STAGE2_TILES fastest tiles (with the rules' choice again); kept in gemm.TUNED and the cache file."""
     _load()
     if key in gemm.TUNED:
         return gemm.TUNED[key]
-    if TILES is not None:
-        candidates = {t: s for t, s in candidates.items() if t in TILES}
+    if opts.tune_tiles is not None:
+        candidates = {t: s for t, s in candidates.items() if t in opts.tune_tiles}
     built: dict[tuple[str, int], tuple | None] = {}
     _shared_inputs.clear()  # every candidate reads the same fresh inputs
     try:
-        first = _race([rule] + [(tile, splits[0]) for tile, splits in candidates.items()], bench, built)
+        first = _race([rule] + [(tile, splits[0]) for tile, splits in candidates.items()], bench, built, opts)
         leaders = sorted({c[0] for c in first}, key=lambda t: min(v for c, v in first.items() if c[0] == t))
         second = _race([rule] + [(t, s) for t in leaders[:STAGE2_TILES] for s in candidates.get(t, [rule[1]])],
-                       bench, built)
+                       bench, built, opts)
     finally:
         _shared_inputs.clear()
         for b in built.values():
@@ -138,12 +135,13 @@ def _tune(key: tuple, candidates: dict, rule: tuple[str, int], bench) -> tuple[s
     return best
 
 
-def _race(choices: list, bench, built: dict) -> dict:
+def _race(choices: list, bench, built: dict, opts: Options | None = None) -> dict:
     """Seconds per run of each choice's kernels (inf where it cannot be built): GPU time, measured in turns:
-    WARM_SECONDS of runs first (GPUs raise their clocks only under load), then ROUNDS rounds of one timed
+    opts.tune_warm_seconds of runs first (GPUs raise their clocks only under load), then opts.tune_rounds rounds of one timed
     submit each (the kernels repeated to fill TIMED_SECONDS), so every choice meets the same clocks; medians;
     plus KERNEL_COST_S per kernel."""
     rt = get_runtime()
+    opts = opts or options.current()
     choices = list(dict.fromkeys(choices))
     new = [c for c in choices if c not in built]
     rt.compile_all(w for c in new for w in _forced(c, lambda: schedule.shaders_for(bench()), []))
@@ -152,13 +150,13 @@ def _race(choices: list, bench, built: dict) -> dict:
     live = [c for c in choices if built[c] is not None]
     per_run = {c: run_seconds(*built[c], 1) for c in live}
     copies = {c: 1 for c in live}
-    t_end = time.perf_counter() + WARM_SECONDS
+    t_end = time.perf_counter() + opts.tune_warm_seconds
     while live and time.perf_counter() < t_end:
         for c in live:
             per_run[c] = run_seconds(*built[c], copies[c]) / copies[c]
             copies[c] = max(1, min(MAX_COPIES, math.ceil(TIMED_SECONDS / max(per_run[c], 1e-7))))
     runs: dict = {c: [] for c in live}
-    for r in range(ROUNDS if live else 0):  # each round in another order: clocks still settling favour no one
+    for r in range(opts.tune_rounds if live else 0):  # each round in another order: clocks still settling favour no one
         for c in live[r % len(live):] + live[:r % len(live)]:
             runs[c].append(run_seconds(*built[c], copies[c]) / copies[c])
     return {c: statistics.median(runs[c]) + KERNEL_COST_S * len(built[c][0]) if c in runs else math.inf
