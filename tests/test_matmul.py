@@ -12,7 +12,9 @@ import tinydl.nn.functional as F
 import tinydl.schedule
 from tinydl.testing import assert_close
 
-TILES = [*tinydl.kernels.gemm.TILES, "gemv"]  # every variant the emitter has
+# the gemvs differ only in lanes per column: the fewest (one subgroup) and the most (one column per workgroup)
+GEMVS = ["gemv", "gemv256"]
+TILES = [*tinydl.kernels.gemm.TILES, *GEMVS]  # every tile, and gemvs of both extremes
 
 
 def force_tile(use_options, tile):
@@ -33,7 +35,7 @@ def with_tiles(cases, row_every=1):
     out = []
     for i, case in enumerate(cases):
         for tile in TILES:
-            if tile == "gemv" and i % row_every:
+            if tile in GEMVS and i % row_every:
                 continue
             out.append(pytest.param(tile, *case, id=f"{tile}-{i}"))
     return out

@@ -89,14 +89,19 @@ def test_split_k_heuristic_only_for_few_tiles():
 
 
 def test_tile_choice_rules():
-    """Unforced tile choice (measured rules, see gemm.choose_tile): gemv for a few rows; tile128 for 3x3 convs
+    """Unforced tile choice (measured rules, see gemm.choose_tile): a gemv for a few rows, with
+    lanes enough per column for 2^17 threads; tile128 for 3x3 convs
     (gathered loads) with a few dozen tiles, tile128k16 for long-K GEMMs with 256+ tiles (or K >= 2048 split into
     256+ workgroups of 384+ each), tile128x64t128 for other GEMMs of 256+ rows with 64+ tiles at K >= 512, 256+
     tiles below (BERT-b8's linears, batch-16 1x1 convs);
     tile64x128 for 64-channel 3x3 convs over many pixels; tile64x64t128 for other GEMMs at least 64 wide (batch-1
     1x1 convs, BERT-b1's linears); tile64 for narrow 3x3 convs (batch-1 7x7 images), tile32 for GEMMs 32 wide or
     less and for K <= 32 (one K step: the stores dominate)."""
-    assert gemm.choose_tile(1, 1, 1000, 512) == "gemv"
+    assert gemm.choose_tile(1, 1, 1000, 512) == "gemv128"  # a narrow output: more lanes per column ...
+    assert gemm.choose_tile(1, 1, 1000, 256) == "gemv64"   # ... but none without 2 vec4s of K each
+    assert gemm.choose_tile(1, 1, 2048, 2048) == "gemv64"
+    assert gemm.choose_tile(1, 4, 32000, 2048) == "gemv"   # a wide one: one subgroup per column
+    assert gemm.choose_tile(1, 1, 8, 1 << 16) == "gemv256"
     assert gemm.choose_tile(1, 256, 16 * 196, 2304, gather=True) == "tile128"       # 3x3 conv, batch 16, 50 tiles
     assert gemm.choose_tile(1, 1024, 16 * 196, 256) == "tile128x64t128"             # 1x1 conv, batch 16, 392 tiles
     assert gemm.choose_tile(1, 960, 16 * 49, 160) == "tile64x64t128"                # 104 tiles of a short K

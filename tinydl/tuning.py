@@ -65,7 +65,7 @@ class Tuner(Rules):
               itemsize: int, opts: Options) -> int:
         key = gemm.tune_key(batch, M, N, K, gather, itemsize)
         rule = gemm.rule_tile(batch, M, N, K, gather)
-        if key not in gemm.TUNED and opts.force_tile is None and opts.force_split_k is None and rule != "gemv":
+        if key not in gemm.TUNED and opts.force_tile is None and opts.force_split_k is None and rule not in gemm.GEMV_LANES:
             _tune(key, gemm.tuning_candidates(batch, M, N, K, divides, gather, opts),
                   (rule, gemm.rule_split(rule, batch, M, N, K, divides, gather)), lambda: _fresh(node), opts)
         return super().split(node, batch, M, N, K, divides, gather, itemsize, opts)

@@ -15,9 +15,9 @@ from ..ops import VIEW, Node
 from ..options import DEFAULT, Options
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
-from .tiles import GEMV_COLS, GEMV_LANES, GEMV_ROWS, TILES, Tile
+from .tiles import GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL, GEMV_ROWS, GEMV_THREADS, TILES, Tile, gemv_lanes
 # the choices lowering and tuning ask for, read as gemm.X (the table and the rules live in tiles.py)
-from .tiles import (MAX_K, TUNED, choose_tile, conv_gather, conv_gemm_dims, long_k_slices,  # noqa: F401
+from .tiles import (GEMV_LANES, MAX_K, TUNED, choose_tile, conv_gather, conv_gemm_dims, long_k_slices,  # noqa: F401
                     rule_split, rule_tile, split_k, tap_major_fits, tile_reads_taps, tune_key, tuning_candidates,
                     use_im2col)
 
@@ -89,7 +89,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
          a_m_fastest: bool = False, b_k_fastest: bool = False, split: int = 1, gather: bool | str = False,
          n_runs: bool = False, a_vec: VecOperand | None = None, b_vec: VecOperand | None = None,
          b_gather: TapGather | None = None, opts: Options = DEFAULT):
-    """tile: the variant lowering chose (TILES, or "gemv"). a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
+    """tile: the variant lowering chose (TILES, or a gemv: GEMV_LANES). a_value(expr, b, m, k) / b_value(expr, b, k, n) emit the operand values (they may emit early
     `return 0.0;` guards); out_index(expr, b, m, n) gives the output multi-index. a_m_fastest / b_k_fastest:
     the operand's memory runs along m (im2col rows, X.T) / along k (x @ W.T, conv weights), so the tile loads
     walk that index across neighbouring threads (coalesced global reads). split: how many of the batch entries
@@ -103,7 +103,8 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
-    gemv4 = (name == "gemv" and opts.vec4_loads and K % 4 == 0
+    lanes = gemv_lanes(name)
+    gemv4 = (lanes is not None and opts.vec4_loads and K % 4 == 0
              and all(v is not None and v.fast == "k" for v in (a_vec, b_vec)))
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
@@ -127,9 +128,11 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
                 e.emit(f"if ({' || '.join(checks)}) {{ return 0.0; }}")
             e.emit(f"return f32({fn(e, 'b', *idx)});")
         function(src, f"load_{op}(b: i32, {idx[0]}: i32, {idx[1]}: i32) -> f32", body)
-    if name == "gemv":
+    if lanes is not None:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-        return _gemv(src, batch, M, N, K, gemv4)
+        load_bytes = 4 * b_vec.node.dtype.itemsize if gemv4 else 4  # scalar loads: counted as float32
+        unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
+        return _gemv(src, batch, M, N, K, gemv4, lanes, unroll) + (name,)
     vec4 = opts.vec4_stores and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True
@@ -285,25 +288,37 @@ def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str
             f"  let m0 = (rem / {tiles_n}) * {rows};"]
 
 
-def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
-    """vec4: both operands run along k in memory (x @ W.T), each lane loads 4 k's of each at once."""
-    R, C, L = min(GEMV_ROWS, M), GEMV_COLS, GEMV_LANES
-    T = C * L
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool, L: int, U: int):
+    """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup; each lane keeps U loads
+    of each operand in flight per trip. vec4: both operands run along k in memory (x @ W.T), each lane loads 4
+    k's of each at once."""
+    R, T = min(GEMV_ROWS, M), GEMV_THREADS
+    C = T // L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
     groups = batch * tiles_m * tiles_n
     body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
-    # vec4: each lane reads 4 k's of both operands at once and adds its 4 products up at the end
-    kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, k)", "load_a4(b, m0 + {}, k)") if vec4 else
-                                  ("f32", 1, "load_b(b, k, n)", "load_a(b, m0 + {}, k)"))
-    body += [f"  var part{i} = {kind}(0.0);" for i in range(R)]
-    body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {step * L}) {{")
-    body.append(f"    let bv = {load_b};")
-    body += [f"    part{i} = fma({load_a.format(i)}, bv, part{i});" for i in range(R)]
+    kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, {k})", "load_a4(b, m0 + {i}, {k})") if vec4 else
+                                  ("f32", 1, "load_b(b, {k}, n)", "load_a(b, m0 + {i}, {k})"))
+    stride = step * L
+    body += [f"  var part{i}_{u} = {kind}(0.0);" for i in range(R) for u in range(U)]
+    body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {stride * U}) {{")
+    for u in range(U):
+        k = f"k + {u * stride}" if u else "k"
+        guard = u and K % (stride * U) != 0
+        ind = "      " if guard else "    "
+        if guard:
+            body.append(f"    if ({k} < {K}) {{")
+        body.append(f"{ind}let bv{u} = {load_b.format(k=k)};")
+        body += [f"{ind}part{i}_{u} = fma({load_a.format(i=i, k=k)}, bv{u}, part{i}_{u});" for i in range(R)]
+        if guard:
+            body.append("    }")
     body.append("  }")
-    body += [f"  let acc{i} = part{i}.x + part{i}.y + part{i}.z + part{i}.w;" if vec4 else f"  let acc{i} = part{i};"
-             for i in range(R)]
+    for i in range(R):
+        total = " + ".join(f"part{i}_{u}" for u in range(U))
+        body.append(f"  let sum{i} = {total};")
+        body.append(f"  let acc{i} = sum{i}.x + sum{i}.y + sum{i}.z + sum{i}.w;" if vec4 else f"  let acc{i} = sum{i};")
     body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
     body.append("  workgroupBarrier();")
     body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")
@@ -316,7 +331,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool):
     body += [f"    if (m0 + {i} < {M}) {{ store_out(b, m0 + {i}, n, red[{i * T} + lid]); }}" for i in range(R)]
     body.append("  }")
     shared = f"var<workgroup> red: array<f32, {R * T}>;"
-    return src.render("\n".join(body), T, shared), groups, "gemv"
+    return src.render("\n".join(body), T, shared), groups
 
 
 def matmul(src: KernelSource, core: Node, opts: Options = DEFAULT):

@@ -42,9 +42,16 @@ TILES = {
     "tile128x64t128": Tile(8, 16, 8, 8, 16),  # 128x64 with 128 threads of 8x8: BERT-sized GEMMs
     "tile128x64t128k8": Tile(8, 16, 8, 8, 8),  # the same in K steps of 8: tap-major convs over few tiles
 }
-# "gemv": a few rows (batch-1 linear layers): 8 output columns per workgroup, 32 threads share each column's
-# K loop and add up their partial sums in workgroup memory.
-GEMV_ROWS, GEMV_COLS, GEMV_LANES = 4, 8, 32
+# The gemvs: a few rows (batch-1 linear layers). Each output column's K loop is shared by the lanes the
+# variant names, which add up their partial sums in workgroup memory; GEMV_THREADS threads per workgroup.
+# More lanes per column keep a narrow output's weight reads wide enough to fill the GPU's memory pipes.
+GEMV_LANES = {"gemv": 32, "gemv64": 64, "gemv128": 128, "gemv256": 256}
+GEMV_ROWS, GEMV_THREADS = 4, 256
+# the bytes of B each lane loads per K-loop trip (2 vec4s of float32, 4 of float16: the loads of a trip all
+# issue before the first multiply, and narrow float16 loads need more of them to keep the memory busy)
+GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL = 32, 4
+# a gemv's lanes: enough that N columns make at least this many threads in all
+GEMV_MIN_THREADS = 1 << 17
 # measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below
 TUNED: dict[tuple, tuple[str, int]] = {}
 TARGET_WORKGROUPS = 256  # enough workgroups to fill a big GPU (an H100 has 132 SMs)
@@ -59,11 +66,25 @@ SHORT_SPLIT_MIN_K, SHORT_SPLIT_MAX_TILES = 144, 64
 TAP_CHANNELS = 16  # the longest K step of a tile: a tap-major conv's channels (and split-K slices) divide by it
 IM2COL_MIN_COUT = 256
 IM2COL_MAX_BYTES = 1 << 28  # the windows of a batch-16 ResNet layer3 conv: 29 MB
-# Loop trips: a tile's K loop makes K / bk trips (bk >= 8), gemv's at most K / 32 per lane; a thread's loop trips
+# Loop trips: a tile's K loop makes K / bk trips (bk >= 8), a gemv's at most K / 64 per lane; a thread's loop trips
 # must stay under reduce.MAX_TRIPS (drivers cap them: lavapipe ends every loop after 65535 in all, silently). So a
 # GEMM with more than MAX_K per K slice is always split (schedule/lower.py: a matmul's K padded to whole slices; a
 # conv's slices are whole input channels).
 MAX_K = GEMM_MAX_K
+
+
+def gemv_lanes(name: str) -> int | None:
+    """The lanes per column of a gemv variant; None for a tile."""
+    return GEMV_LANES.get(name)
+
+
+def rule_gemv(N: int, K: int) -> str:
+    """The gemv for N columns over K: the fewest lanes per column that make GEMV_MIN_THREADS threads, doubled
+    only while each lane keeps 2+ vec4s of K (measured on decode steps: docs/benchmarks.md, "gemv lanes")."""
+    lanes = 32
+    while lanes < 256 and N * lanes < GEMV_MIN_THREADS and lanes * 2 * 4 <= K:
+        lanes *= 2
+    return next(name for name, n in GEMV_LANES.items() if n == lanes)
 
 
 def long_k_slices(K: int) -> int:
@@ -118,7 +139,7 @@ def rule_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False) ->
     tile128 130 at batch 16 (98 tiles), but tile128x64t128k8 38 vs tile128k16 75 at batch 4 (25 tiles); 256 at
     14x14, batch 16 (50 tiles, im2col off) 132 vs 146; 512 at 7x7 (K 4608): tile128k16 170 vs 270."""
     if M <= GEMV_ROWS:
-        return "gemv"
+        return rule_gemv(N, K)
 
     def tiles(name):
         return _tiles_of(name, batch, M, N)
@@ -183,7 +204,7 @@ def _split_step(gather: bool | str) -> int:
 
 def rule_split(name: str, batch: int, M: int, N: int, K: int, divides: int, gather: bool | str = False) -> int:
     """split_k's rules for the tile `name`: slices (a power of 2) until the tiles fill TARGET_WORKGROUPS."""
-    if name == "gemv" or K < SHORT_SPLIT_MIN_K:
+    if name in GEMV_LANES or K < SHORT_SPLIT_MIN_K:
         return 1
     tiles = _tiles_of(name, batch, M, N)
     if tiles >= SPLIT_MAX_TILES or K < 256 and (gather or tiles >= SHORT_SPLIT_MAX_TILES):
