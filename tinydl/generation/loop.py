@@ -16,6 +16,8 @@ from .step import accepts, convert_step
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
 CACHE_BLOCK = 64
+# how many input shapes Steps remembers the step of (a server meeting ever new prompt lengths stays flat)
+SHAPES_KEPT = 256
 POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length")
 
 
@@ -85,14 +87,20 @@ class Steps:
     def __init__(self, tm, torch_model):
         self.tm, self.torch_model = tm, torch_model
         self.converted: dict[str, list] = {"prefill": [], "decode": []}
+        self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
 
     def get(self, kind, inputs, float_dtype):
         """The step taking inputs (numpy arrays / tinydl tensors), converted on first need."""
-        shapes = [tuple(a.shape) for a in inputs]
-        step = next((s for s in self.converted[kind] if accepts(s, shapes)), None)
+        shapes = tuple(tuple(a.shape) for a in inputs)
+        step = self.by_shapes.get((kind, shapes))
         if step is None:
-            step = convert_step(self.tm, self.torch_model, _torch_example(inputs))
-            self.converted[kind].append(step)
+            step = next((s for s in self.converted[kind] if accepts(s, shapes)), None)
+            if step is None:
+                step = convert_step(self.tm, self.torch_model, _torch_example(inputs))
+                self.converted[kind].append(step)
+            if len(self.by_shapes) >= SHAPES_KEPT:
+                self.by_shapes.clear()
+            self.by_shapes[kind, shapes] = step
         step._program.cast_floats(float_dtype)  # the graph's float32 follows tm's weights (tm.half())
         return step
 
