@@ -442,6 +442,33 @@ def test_float16_operands_load_and_store_runs_of_four(rng, monkeypatch, use_opti
     assert not any("vec4<f16>" in src for src in _matmul_wgsl())
 
 
+@pytest.mark.parametrize("M,K,N,start,packed", [
+    (1, 64, 10, 0, True),      # x @ W.T in float16: 8 k's of each operand per 16-byte load
+    (3, 200, 9, 0, True),      # 3 rows, 9 columns, K not a multiple of the lanes' stride (a guarded trip)
+    (1, 36, 10, 0, False),     # K not a multiple of 8: 4 at a time
+    (1, 64, 10, 4, False),     # W's rows start at k = 4 (a slice): runs of 8 would straddle two loads
+])
+@pytest.mark.parametrize("tile", GEMVS)
+def test_float16_gemv_loads_packed_pairs(rng, use_options, M, K, N, start, packed, tile):
+    """A float16 gemv reads 8 k's of both operands as one vec4<u32> of packed pairs where both run along k in
+    whole 8s from multiples of 8, 4 as vec4<f16> otherwise; the same values either way (within the f32 sum
+    order), checked against torch's float16 product with bias and gelu fused."""
+    force_tile(use_options, tile)
+    x, w, bias = (rand(rng, M, K, dtype=np.float16), rand(rng, N, K + start, dtype=np.float16),
+                  rand(rng, N, dtype=np.float16))
+    with tinydl.debug.count_kernels() as c:
+        out = F.gelu(tinydl.tensor(x) @ tinydl.tensor(w)[:, start:].T + tinydl.tensor(bias)).numpy()
+    ref = TF.gelu(torch.from_numpy(x).float() @ torch.from_numpy(w[:, start:]).float().T
+                  + torch.from_numpy(bias).float()).half().numpy()
+    assert out.dtype == np.float16
+    assert_close(out.astype(np.float32), ref.astype(np.float32), rtol=4e-3, atol=4e-3)
+    assert any(f"[{tile}]" in n for n in c.names), c.names
+    wgsl = _matmul_wgsl()
+    assert len(wgsl) == 1
+    assert ("fn load_b8(" in wgsl[0]) == packed and ("array<vec4<u32>>" in wgsl[0]) == packed
+    assert ("fn load_b4(" in wgsl[0]) == (not packed)
+
+
 def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, use_options):
     """(a @ b) + a: the epilogue reads a's elements through the vec4 binding its tile loads use, so the kernel binds
     3 buffers, not 4 (the scheduler's binding limit counts a once)."""

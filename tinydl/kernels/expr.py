@@ -75,6 +75,7 @@ class KernelSource:
         self._tmp = 0
         self.vec4_out = False  # the output bound as array<vec4<f32>>: store4 writes 4 elements at once
         self._vec4_inputs: set[str] = set()  # input bindings declared array<vec4<f32>> (see binding4)
+        self._packed_inputs: set[str] = set()  # float16 input bindings declared array<vec4<u32>> (load8_packed)
         self.checks = checks.Code(0)  # codes this kernel may report: it then binds the status buffer (last)
         self.uses_f16 = False  # the code rounds through f16 (a cast to float16 inside a chain): `enable f16;`
 
@@ -115,6 +116,19 @@ class KernelSource:
             self._vec4_inputs.add(name)
         return name
 
+    def load8_packed(self, node: Node, lin: str) -> str:
+        """A float16 node's elements lin..lin+7 (lin a multiple of 8) as one vec4<u32> of packed pairs (one
+        16-byte load; unpack2x16float gives each pair as a vec2<f32>), through a binding of its buffer as
+        array<vec4<u32>> of its own."""
+        assert node.dtype.storage == "f16" and (node.kind == BUFFER or self.materialized(node)), node
+        key = ("packed8", node.uid)
+        name = self._binding.get(key)
+        if name is None:
+            self.inputs.append(node)
+            name = self._binding[key] = f"in{len(self.inputs)}"
+            self._packed_inputs.add(name)
+        return f"{name}[({lin}) >> 3u]"
+
     def report(self, code: checks.Code) -> str:
         """The WGSL statement that reports `code` (a violation found on the GPU, see tinydl/checks.py); the
         kernel binds the runtime's status buffer after its inputs."""
@@ -143,7 +157,8 @@ class KernelSource:
         out_type = f"vec4<{self.out.dtype.storage}>" if self.vec4_out else self.out.dtype.storage
         decls = [f"@group(0) @binding(0) var<storage, read_write> out: array<{out_type}>;"]
         for i, n in enumerate(self.inputs, 1):
-            elem = f"vec4<{n.dtype.storage}>" if f"in{i}" in self._vec4_inputs else n.dtype.storage
+            elem = f"vec4<{n.dtype.storage}>" if f"in{i}" in self._vec4_inputs else \
+                "vec4<u32>" if f"in{i}" in self._packed_inputs else n.dtype.storage
             decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{elem}>;")
         if self.checks:
             decls.append(checks.wgsl_binding(len(self.inputs) + 1))

@@ -30,6 +30,7 @@ class VecOperand:
     node: Node
     fast: str
     lin: Callable
+    eights: bool = False  # float16 whose runs along k also come in whole 8s from multiples of 8 (load8_packed)
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,16 @@ class TapGather:
         return f"select(0.0, {src.load(self.image, f'goff + ({k}) * {plane}')}, gok)"
 
 
-def _fast_axis(off: int, db: list, dr: list, dk: list):
-    """Which of r / k runs with stride 1 in runs of 4 (its innermost sub-dim: 4 indices from a multiple of 4 stay
-    in it; a whole dim's length is checked by the caller) while every other step moves in multiples of 4
-    elements. db / dr / dk: the batch, row and k dims' sub-dims (expr.memory_layout)."""
-    def steps_of_4(*dims):
-        return all(stride % 4 == 0 for d in dims for _, stride in d)
-    if off % 4 or not steps_of_4(db):
+def _fast_axis(off: int, db: list, dr: list, dk: list, width: int = 4):
+    """Which of r / k runs with stride 1 in runs of `width` (its innermost sub-dim: `width` indices from a multiple
+    of it stay in it; a whole dim's length is checked by the caller) while every other step moves in multiples of
+    `width` elements. db / dr / dk: the batch, row and k dims' sub-dims (expr.memory_layout)."""
+    def steps_of(*dims):
+        return all(stride % width == 0 for d in dims for _, stride in d)
+    if off % width or not steps_of(db):
         return None
     for fast, run, other in (("k", dk, dr), ("r", dr, dk)):
-        if run and run[-1][1] == 1 and (len(run) == 1 or run[-1][0] % 4 == 0) and steps_of_4(run[:-1], other):
+        if run and run[-1][1] == 1 and (len(run) == 1 or run[-1][0] % width == 0) and steps_of(run[:-1], other):
             return fast
     return None
 
@@ -106,6 +107,8 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     lanes = gemv_lanes(name)
     gemv4 = (lanes is not None and opts.vec4_loads and K % 4 == 0
              and all(v is not None and v.fast == "k" for v in (a_vec, b_vec)))
+    # ... and float16 operands 8 k's at a time, as one 16-byte load of packed pairs
+    packed = gemv4 and K % 8 == 0 and a_vec.eights and b_vec.eights
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
@@ -114,6 +117,9 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
     for op, v, r, rows, lim_r, fn in operands:
         if op == "b" and b_gather:
+            continue
+        if packed:
+            _load8_function(src, f"load_{op}8", v, r, inside, (lim_r, K))
             continue
         whole = t.whole_vec4s(rows) if t else gemv4
         if opts.vec4_loads and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
@@ -130,9 +136,9 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         function(src, f"load_{op}(b: i32, {idx[0]}: i32, {idx[1]}: i32) -> f32", body)
     if lanes is not None:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-        load_bytes = 4 * b_vec.node.dtype.itemsize if gemv4 else 4  # scalar loads: counted as float32
+        load_bytes = 16 if packed else 4 * b_vec.node.dtype.itemsize if gemv4 else 4  # scalar: as float32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
-        return _gemv(src, batch, M, N, K, gemv4, lanes, unroll) + (name,)
+        return _gemv(src, batch, M, N, K, "packed" if packed else gemv4, lanes, unroll) + (name,)
     vec4 = opts.vec4_stores and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True
@@ -152,6 +158,17 @@ def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside
             e.emit(f"if ({' || '.join(checks)}) {{ return vec4<f32>(0.0); }}")
         e.emit(f"return {src.load4(v.node, v.lin(e, 'b', r, 'k'))};")
     function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<f32>", body)
+
+
+def _load8_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
+    """fn <fname>(b, r, k) -> vec4<u32>: the float16 operand's elements (r, k..k+7) as packed pairs (k a multiple
+    of 8; zeros outside the operand)."""
+    def body(e: Expr):
+        checks = [f"{i} >= {n}" for i, n in ((r, lim[0]), ("k", lim[1])) if not inside[i]]
+        if checks:
+            e.emit(f"if ({' || '.join(checks)}) {{ return vec4<u32>(0u); }}")
+        e.emit(f"return {src.load8_packed(v.node, v.lin(e, 'b', r, 'k'))};")
+    function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<u32>", body)
 
 
 def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
@@ -288,10 +305,15 @@ def _tile_origin(groups: int, tiles_m: int, tiles_n: int, rows: int) -> list[str
             f"  let m0 = (rem / {tiles_n}) * {rows};"]
 
 
-def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool, L: int, U: int):
+# float16 elements 0-3 / 4-7 of 8 loaded as packed pairs
+PACKED_HALVES = """fn td_lo8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn td_hi8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)); }"""
+
+
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool | str, L: int, U: int):
     """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup; each lane keeps U loads
     of each operand in flight per trip. vec4: both operands run along k in memory (x @ W.T), each lane loads 4
-    k's of each at once."""
+    k's of each at once ("packed": float16 operands, 8 k's of each as one 16-byte load)."""
     R, T = min(GEMV_ROWS, M), GEMV_THREADS
     C = T // L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
@@ -299,8 +321,12 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool, L: 
     body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
-    kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, {k})", "load_a4(b, m0 + {i}, {k})") if vec4 else
-                                  ("f32", 1, "load_b(b, {k}, n)", "load_a(b, m0 + {i}, {k})"))
+    if vec4 == "packed":
+        src.functions.append(PACKED_HALVES)
+        kind, step, load_b, load_a = "vec4<f32>", 8, "load_b8(b, n, {k})", "load_a8(b, m0 + {i}, {k})"
+    else:
+        kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, {k})", "load_a4(b, m0 + {i}, {k})") if vec4
+                                      else ("f32", 1, "load_b(b, {k}, n)", "load_a(b, m0 + {i}, {k})"))
     stride = step * L
     body += [f"  var part{i}_{u} = {kind}(0.0);" for i in range(R) for u in range(U)]
     body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {stride * U}) {{")
@@ -311,7 +337,13 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool, L: 
         if guard:
             body.append(f"    if ({k} < {K}) {{")
         body.append(f"{ind}let bv{u} = {load_b.format(k=k)};")
-        body += [f"{ind}part{i}_{u} = fma({load_a.format(i=i, k=k)}, bv{u}, part{i}_{u});" for i in range(R)]
+        for i in range(R):
+            a, p = load_a.format(i=i, k=k), f"part{i}_{u}"
+            if vec4 == "packed":
+                body.append(f"{ind}let av{i}_{u} = {a};")
+                body.append(f"{ind}{p} = fma(td_lo8(av{i}_{u}), td_lo8(bv{u}), fma(td_hi8(av{i}_{u}), td_hi8(bv{u}), {p}));")
+            else:
+                body.append(f"{ind}{p} = fma({a}, bv{u}, {p});")
         if guard:
             body.append("    }")
     body.append("  }")
@@ -353,11 +385,12 @@ def matmul(src: KernelSource, core: Node, opts: Options = DEFAULT):
         fast = _fast_axis(off, db, dr, dk)
         if fast is None:
             return None
+        eights = layout[0].dtype.storage == "f16" and fast == "k" and _fast_axis(off, db, dr, dk, 8) == "k"
 
         def lin(e, bb, r, k):
             bi, ki = (bb, k) if S == 1 else (f"({bb}) % {B}", f"(({bb}) / {B}) * {Ks} + {k}")
             return f"{off} + {sub_dim_offset(e, db, bi)} + {sub_dim_offset(e, dr, r)} + {sub_dim_offset(e, dk, ki)}"
-        return VecOperand(base, fast, lin)
+        return VecOperand(base, fast, lin, eights)
 
     layout = dict(a_m_fastest=last_two_swapped(a), b_k_fastest=last_two_swapped(b),
                   a_vec=vec_operand(a, 1), b_vec=vec_operand(b, 2))
