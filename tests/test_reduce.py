@@ -356,3 +356,15 @@ def test_int_prod_overflow_in_every_variant(variant):
     out = x[1:].prod(1)
     check_variant(variant, out)
     assert_close(out, t[1:].prod(1), rtol=0, atol=0, check_dtype=False)
+
+
+@pytest.mark.parametrize("rows,threads", [(1, 256), (127, 256), (128, 64)])
+def test_few_outputs_take_a_whole_workgroup_each(rng, rows, threads):
+    """A workgroup reduction with too few outputs to fill the GPU (an RMSNorm's mean of squares at batch 1) gives
+    each output 256 threads, so each waits for fewer loads in turn; with many outputs, 64 each; the same sums."""
+    x = rng.standard_normal((rows, 2048)).astype(np.float32)
+    tinydl.schedule.clear_cache()
+    out = (tinydl.tensor(x) * tinydl.tensor(x)).mean(-1).numpy()
+    assert_close(out, (torch.from_numpy(x) ** 2).mean(-1).numpy())
+    wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("reduce")]
+    assert len(wgsl) == 1 and f"@workgroup_size({threads})" in wgsl[0], [w[-600:] for w in wgsl]

@@ -42,6 +42,9 @@ SERIAL_UNROLL = 16
 # any kernel tinydl generates (drivers may cap them: lavapipe at 65535 per invocation, all loops together).
 STAGE_MAX = 1 << 16
 STAGE_CHUNK = 1 << 13  # elements per stage-1 partial (more for reductions over 2^29+ elements: <= 65536 partials)
+# a workgroup reduction with fewer outputs than this (too few workgroups to fill the GPU: an RMSNorm's mean of
+# squares at batch 1) takes 256 threads per output at any length, so each waits for fewer loads in turn
+FEW_OUTPUTS = 128
 WIDE_INT_OPS = ("sum", "prod")  # on int32: accumulated wide, overflow reported
 ARG_OPS = ("argmax", "argmin")
 
@@ -295,7 +298,7 @@ def reduce(src: KernelSource, core: Node, opts: Options = DEFAULT):
 
     # lanes / workgroup: `lanes` threads per output (a power of two), `size // lanes` outputs per workgroup
     if variant == "workgroup":
-        size = lanes = 256 if R >= 4096 else 64
+        size = lanes = 256 if R >= 4096 or n_out < FEW_OUTPUTS else 64
     else:
         size, lanes = WG, min(LANES, 1 << max(R - 1, 0).bit_length())
     per_wg = size // lanes
