@@ -108,26 +108,24 @@ class KernelSource:
         stays beside it (two read-only bindings of one buffer are allowed, but count against the adapter's
         limit)."""
         assert node.dtype.storage in VEC4_STORAGE and (node.kind == BUFFER or self.materialized(node)), node
-        key = ("vec4", node.uid)
-        name = self._binding.get(key)
-        if name is None:
-            self.inputs.append(node)
-            name = self._binding[key] = f"in{len(self.inputs)}"
-            self._vec4_inputs.add(name)
-        return name
+        return self._typed_binding("vec4", node, self._vec4_inputs)
 
     def load8_packed(self, node: Node, lin: str) -> str:
         """A float16 node's elements lin..lin+7 (lin a multiple of 8) as one vec4<u32> of packed pairs (one
         16-byte load; unpack2x16float gives each pair as a vec2<f32>), through a binding of its buffer as
         array<vec4<u32>> of its own."""
         assert node.dtype.storage == "f16" and (node.kind == BUFFER or self.materialized(node)), node
-        key = ("packed8", node.uid)
+        return f"{self._typed_binding('packed8', node, self._packed_inputs)}[({lin}) >> 3u]"
+
+    def _typed_binding(self, kind: str, node: Node, names: set) -> str:
+        """node's binding of element type `kind` (declared as render finds its name in `names`), made once."""
+        key = (kind, node.uid)
         name = self._binding.get(key)
         if name is None:
             self.inputs.append(node)
             name = self._binding[key] = f"in{len(self.inputs)}"
-            self._packed_inputs.add(name)
-        return f"{name}[({lin}) >> 3u]"
+            names.add(name)
+        return name
 
     def report(self, code: checks.Code) -> str:
         """The WGSL statement that reports `code` (a violation found on the GPU, see tinydl/checks.py); the

@@ -152,23 +152,25 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
 def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
     """fn <fname>(b, r, k) -> vec4<f32>: the operand's elements at (r, k) and the next 3 along v.fast, read as one
     vec4 (they are all inside or all outside the operand: its extent along v.fast is a multiple of 4)."""
-    def body(e: Expr):
-        checks = [f"{i} >= {n}" for i, n in ((r, lim[0]), ("k", lim[1])) if not inside[i]]
-        if checks:
-            e.emit(f"if ({' || '.join(checks)}) {{ return vec4<f32>(0.0); }}")
-        e.emit(f"return {src.load4(v.node, v.lin(e, 'b', r, 'k'))};")
-    function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<f32>", body)
+    _vector_load(src, fname, r, inside, lim, "vec4<f32>", "vec4<f32>(0.0)",
+                 lambda e: src.load4(v.node, v.lin(e, "b", r, "k")))
 
 
 def _load8_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
     """fn <fname>(b, r, k) -> vec4<u32>: the float16 operand's elements (r, k..k+7) as packed pairs (k a multiple
     of 8; zeros outside the operand)."""
+    _vector_load(src, fname, r, inside, lim, "vec4<u32>", "vec4<u32>(0u)",
+                 lambda e: src.load8_packed(v.node, v.lin(e, "b", r, "k")))
+
+
+def _vector_load(src: KernelSource, fname: str, r: str, inside: dict, lim: tuple[int, int], kind: str, zero: str,
+                 load):
     def body(e: Expr):
         checks = [f"{i} >= {n}" for i, n in ((r, lim[0]), ("k", lim[1])) if not inside[i]]
         if checks:
-            e.emit(f"if ({' || '.join(checks)}) {{ return vec4<u32>(0u); }}")
-        e.emit(f"return {src.load8_packed(v.node, v.lin(e, 'b', r, 'k'))};")
-    function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> vec4<u32>", body)
+            e.emit(f"if ({' || '.join(checks)}) {{ return {zero}; }}")
+        e.emit(f"return {load(e)};")
+    function(src, f"{fname}(b: i32, {r}: i32, k: i32) -> {kind}", body)
 
 
 def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
