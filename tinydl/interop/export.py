@@ -281,16 +281,21 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
 @contextlib.contextmanager
 def _without_kv_cache(tm):
     """A Hugging Face model with config.use_cache returns its cache object, which torch.export cannot return:
-    the converted forward is exported without it (tinydl.generation exports its own cached step)."""
-    config = getattr(tm, "config", None)
-    use = getattr(config, "use_cache", False) if is_hf_model(tm) else False
-    if use:
+    the converted forward is exported without it (tinydl.generation exports its own cached step). Every config
+    in the model is switched off: some models give their parts configs of their own (T5's decoder stack)."""
+    configs = {}
+    if is_hf_model(tm):
+        for m in tm.modules():
+            config = getattr(m, "config", None)
+            if getattr(config, "use_cache", False) is True:
+                configs[id(config)] = config
+    for config in configs.values():
         config.use_cache = False
     try:
         yield
     finally:
-        if use:
-            config.use_cache = use
+        for config in configs.values():
+            config.use_cache = True
 
 
 def lower(ep):
