@@ -310,7 +310,7 @@ def test_not_a_causal_lm():
                                   intermediate_size=64, attn_implementation="eager")
     ids, mask = prompt()
     tm = convert(transformers.BertModel(cfg).eval(), ids, mask)
-    with pytest.raises(TypeError, match="generate needs a converted Hugging Face causal language model"):
+    with pytest.raises(TypeError, match="generate needs a converted Hugging Face language model"):
         tm.generate(ids)
 
 

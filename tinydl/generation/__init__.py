@@ -1,7 +1,8 @@
-"""Text generation for converted causal LMs with a GPU-resident KV cache: `tm.generate(...)` (generate.py)
-with Hugging Face's meaning, `stream(...)` for token-by-token use. step.py: the cached step exported through
-torch.export; loop.py: prefill + replayed decode steps; sampling.py: temperature/top-k/top-p on the host;
-settings.py: arguments and generation_config."""
+"""Text generation for converted causal LMs and encoder-decoder models with a GPU-resident KV cache:
+`tm.generate(...)` (generate.py) with Hugging Face's meaning, `stream(...)` for token-by-token use. step.py: the
+cached step exported through torch.export; loop.py: prefill + replayed decode steps; seq2seq.py: the encoder
+once, then replayed decoder steps with self- and cross-attention caches; sampling.py: temperature/top-k/top-p
+on the host; settings.py: arguments and generation_config."""
 from ..interop.registry import GENERATORS
 from .generate import generate, stream
 

@@ -1,23 +1,27 @@
-"""generate / stream for a converted causal LM (tinydl.from_torch of a Hugging Face ...ForCausalLM), with
-Hugging Face's meaning: the same arguments and defaults (from the model's generation_config), the prompt
-followed by the new tokens as the result, finished sequences padded with pad_token_id."""
+"""generate / stream for a converted causal LM or encoder-decoder model (tinydl.from_torch of a Hugging Face
+...ForCausalLM, ...ForConditionalGeneration), with Hugging Face's meaning: the same arguments and defaults
+(from the model's generation_config), the prompt (an encoder-decoder: the decoder's start token) followed by
+the new tokens as the result, finished sequences padded with pad_token_id."""
 from __future__ import annotations
 
 import numpy as np
 
 from .._tensor import Tensor
-from . import loop, settings as settings_mod
+from . import loop, seq2seq, settings as settings_mod, step
 
 
 def _torch_model(tm):
     model = getattr(tm, "_torch_module", None)
     if model is None or not hasattr(model, "config") or not callable(getattr(model, "get_output_embeddings", None)) \
             or model.get_output_embeddings() is None:
-        raise TypeError(f"generate needs a converted Hugging Face causal language model (a ...ForCausalLM given to "
-                        f"tinydl.from_torch); {getattr(tm, '_name', type(tm).__name__)} is not one")
-    if getattr(model.config, "is_encoder_decoder", False):
-        raise NotImplementedError(f"generate: encoder-decoder models ({type(model).__name__}) are not supported")
+        raise TypeError(f"generate needs a converted Hugging Face language model (a ...ForCausalLM or an "
+                        f"encoder-decoder ...ForConditionalGeneration given to tinydl.from_torch); "
+                        f"{getattr(tm, '_name', type(tm).__name__)} is not one")
     return model
+
+
+def _encoder_decoder(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
 def _as_numpy(x, name):
@@ -43,7 +47,8 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs):
     ids, kind = _as_numpy(input_ids, "input_ids")
     if ids is None or ids.shape[1] == 0:
         raise ValueError("generate: input_ids must hold at least one token per sequence")
-    s = settings_mod.resolve(model, ids.shape[1], kwargs)
+    seq2seq_model = _encoder_decoder(model)
+    s = settings_mod.resolve(model, 1 if seq2seq_model else ids.shape[1], kwargs)
     mask, _ = _as_numpy(attention_mask, "attention_mask")
     if mask is None:  # as HF: padding is inferred from pad_token_id when it is not also EOS
         pad = s.pad_token_id
@@ -53,30 +58,34 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs):
         raise ValueError(f"generate: attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
     steps = tm.__dict__.get("_generation_steps")
     if steps is None:
-        steps = loop.Steps(tm, model)
+        steps = loop.Steps(tm, model, seq2seq.kinds() if seq2seq_model else step.causal_kinds())
         object.__setattr__(tm, "_generation_steps", steps)
-    return steps, ids, mask, s, np.random.default_rng(seed), kind
+    # the result starts with the prompt (causal LMs) or the decoder's start token (encoder-decoders), as HF's
+    head = np.full((ids.shape[0], 1), s.decoder_start_token_id, np.int64) if seq2seq_model else ids
+    tokens = (seq2seq.run if seq2seq_model else loop.run)(steps, ids, mask, s, np.random.default_rng(seed))
+    return tokens, head, kind
 
 
 def stream(tm, input_ids, attention_mask=None, seed=None, **kwargs):
     """Iterator of the new tokens, one numpy int64 array [batch] per step (pad_token_id for finished
     sequences), as they are generated."""
-    steps, ids, mask, s, rng, _ = _prepare(tm, input_ids, attention_mask, seed, kwargs)
-    yield from loop.run(steps, ids, mask, s, rng)
+    tokens, _, _ = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    yield from tokens
 
 
 def generate(tm, input_ids, attention_mask=None, streamer=None, seed=None, **kwargs):
-    """The prompt followed by the generated tokens, [batch, prompt + new] (new <= max_new_tokens: generation
-    stops once every sequence has produced EOS), as the kind of input_ids (torch, numpy, tinydl). streamer: an
-    HF streamer (put/end; put gets the prompt first, then each step's tokens, as torch tensors) or a callable
-    given each step's tokens (numpy [batch]). seed: sampling's numpy Generator seed."""
-    steps, ids, mask, s, rng, kind = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    """The prompt followed by the generated tokens, [batch, prompt + new] (an encoder-decoder model: the
+    decoder's start token followed by them, [batch, 1 + new]; new <= max_new_tokens: generation stops once every
+    sequence has produced EOS), as the kind of input_ids (torch, numpy, tinydl). streamer: an HF streamer
+    (put/end; put gets the prompt (the start tokens) first, then each step's tokens, as torch tensors) or a
+    callable given each step's tokens (numpy [batch]). seed: sampling's numpy Generator seed."""
+    tokens, head, kind = _prepare(tm, input_ids, attention_mask, seed, kwargs)
     hf_streamer = streamer is not None and hasattr(streamer, "put")
     if hf_streamer:
         import torch
-        streamer.put(torch.from_numpy(ids))
-    out = [ids]
-    for token in loop.run(steps, ids, mask, s, rng):
+        streamer.put(torch.from_numpy(head))
+    out = [head]
+    for token in tokens:
         out.append(token[:, None])
         if hf_streamer:
             streamer.put(torch.from_numpy(token))

@@ -34,17 +34,22 @@ def cache_length(prompt: int, new: int) -> int:
     return -(-need // CACHE_BLOCK) * CACHE_BLOCK
 
 
-def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize: int) -> None:
+def _first(config, names):
+    return next((v for v in (getattr(config, n, None) for n in names) if isinstance(v, int) and v > 0), None)
+
+
+def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize: int, decoder: bool = False) -> None:
     """Raise, before any work, when the positions or one layer's cache tensor exceed the model's or the
-    adapter's limits."""
+    adapter's limits. decoder: an encoder-decoder's decoder (prompt: its start token)."""
     limit = max_positions(config)
     if limit is not None and prompt + new > limit:
-        raise ValueError(f"generate: the prompt ({prompt} tokens) plus max_new_tokens ({new}) is {prompt + new} "
+        what = "the decoder's start token" if decoder else f"the prompt ({prompt} tokens)"
+        raise ValueError(f"generate: {what} plus max_new_tokens ({new}) is {prompt + new} "
                          f"positions, more than the model's maximum of {limit} "
                          f"({next(n for n in POSITION_LIMITS if getattr(config, n, None) == limit)})")
-    heads = getattr(config, "num_attention_heads", None) or 1
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
+    heads = _first(config, ("num_attention_heads", "decoder_attention_heads", "num_heads")) or 1
+    kv_heads = _first(config, ("num_key_value_heads",)) or heads
+    head_dim = _first(config, ("head_dim", "d_kv")) or (_first(config, ("hidden_size", "d_model")) or 0) // heads
     nbytes = batch * kv_heads * length * head_dim * itemsize
     rt = get_runtime()
     if nbytes > rt.max_binding_size:
@@ -84,9 +89,10 @@ class Steps:
     """The converted prefill/decode steps of one converted model (kept on the model): each serves the input
     shapes its exported dims take, a new one is converted for shapes none takes."""
 
-    def __init__(self, tm, torch_model):
-        self.tm, self.torch_model = tm, torch_model
-        self.converted: dict[str, list] = {"prefill": [], "decode": []}
+    def __init__(self, tm, torch_model, kinds: dict):
+        """kinds: step kind -> a function of the torch model making the torch module to convert."""
+        self.tm, self.torch_model, self.kinds = tm, torch_model, kinds
+        self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
 
     def get(self, kind, inputs, float_dtype):
@@ -96,7 +102,7 @@ class Steps:
         if step is None:
             step = next((s for s in self.converted[kind] if accepts(s, shapes)), None)
             if step is None:
-                step = convert_step(self.tm, self.torch_model, _torch_example(inputs))
+                step = convert_step(self.tm, self.kinds[kind](self.torch_model), _torch_example(inputs))
                 self.converted[kind].append(step)
             if len(self.by_shapes) >= SHAPES_KEPT:
                 self.by_shapes.clear()
@@ -110,6 +116,20 @@ def _torch_example(inputs):
     import torch
     return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a)
                  if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
+
+
+def pick(out, settings, rng, step: int, length: int) -> np.ndarray:
+    """The next token ids [B] from a step's outputs (argmax [B], last logits [B, V]): greedy or sampled, then
+    HF's forced tokens (forced_bos_token_id after the first token, forced_eos_token_id at the length limit);
+    length: the sequence's length before this token."""
+    forced = settings.forced_bos_token_id if length == 1 else None
+    if step == settings.max_new_tokens - 1 and settings.forced_eos_token_id is not None:
+        forced = settings.forced_eos_token_id
+    if forced is not None:
+        return np.full(out[0].shape[0], forced, np.int64)
+    if settings.do_sample:
+        return sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
+    return out[0].numpy().astype(np.int64)
 
 
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
@@ -138,10 +158,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     unfinished = np.ones(batch, bool)
     eos = np.asarray(settings.eos_token_id, np.int64)
     for i in range(new):
-        if settings.do_sample:
-            token = sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
-        else:
-            token = out[0].numpy().astype(np.int64)
+        token = pick(out, settings, rng, i, prompt + i)
         if settings.pad_token_id is not None:
             token = np.where(unfinished, token, settings.pad_token_id)
         unfinished &= ~np.isin(token, eos)

@@ -8,9 +8,9 @@ import dataclasses
 
 # what the decode loop implements
 SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "eos_token_id",
-             "pad_token_id"}
+             "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
-NEUTRAL = {"bos_token_id", "decoder_start_token_id", "_from_model_config", "transformers_version", "use_cache",
+NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
            "low_memory", "is_assistant"}
 
@@ -24,6 +24,9 @@ class Settings:
     top_p: float
     eos_token_id: list[int]
     pad_token_id: int | None
+    decoder_start_token_id: int | None = None  # encoder-decoder models: the decoder's first token
+    forced_bos_token_id: int | None = None  # the token after the first one
+    forced_eos_token_id: int | None = None  # the last token at the length limit
 
 
 def _defaults() -> dict:
@@ -83,4 +86,20 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
             raise ValueError(f"`top_p` has to be a float > 0 and < 1, but is {top_p}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
             raise ValueError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
-    return Settings(new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad))
+    start = None
+    if getattr(torch_model.config, "is_encoder_decoder", False):
+        start = merged.get("decoder_start_token_id")  # as HF: the generation settings' own, else bos
+        start = merged.get("bos_token_id") if start is None else start
+        if start is None:
+            raise ValueError("`decoder_start_token_id` or `bos_token_id` has to be defined for encoder-decoder "
+                             "generation.")
+    forced_eos = merged.get("forced_eos_token_id")
+    if isinstance(forced_eos, (list, tuple)):
+        forced_eos = min(forced_eos)  # greedy's pick among the forced ids (all others are -inf)
+    return Settings(new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad),
+                    None if start is None else int(start), _int(merged.get("forced_bos_token_id")),
+                    _int(forced_eos))
+
+
+def _int(v):
+    return None if v is None else int(v)

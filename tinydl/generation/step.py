@@ -20,6 +20,7 @@ last position's logits and their argmax (greedy decoding reads back only the tok
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 from ..interop import export as ex
@@ -29,18 +30,23 @@ from ..interop.registry import UnsupportedTorchOps
 from ..nn.module import Module
 
 
-def _torch_step_class():
+@functools.cache
+def torch_classes():
+    """(FunctionalCache, Step): made on first use (torch and transformers are imported only then)."""
     import torch
     from transformers.cache_utils import Cache
 
     class FunctionalCache(Cache):
-        """The cache a HF model writes through update(): records the new tensors instead of mutating."""
+        """The cache a HF model writes through update(): records the new tensors instead of mutating.
+        position_as_length: get_seq_length() is the step's position (a tensor), for models that place their
+        positions from it (BART's decoder, T5's relative bias) rather than from position ids."""
 
         is_compileable = True
 
-        def __init__(self, past, cache_position):
+        def __init__(self, past, cache_position, position_as_length=False):
             # Cache.__init__ builds layer objects this cache does not use
             self.past, self.cache_position = past, cache_position
+            self.position_as_length = position_as_length
             self.new: dict[int, tuple] = {}
             self.layers = []
 
@@ -55,7 +61,9 @@ def _torch_step_class():
             return k, v
 
         def get_seq_length(self, layer_idx=0):
-            return 0 if self.past is None else self.past[0].shape[-2]
+            if self.past is None:
+                return 0
+            return self.cache_position if self.position_as_length else self.past[0].shape[-2]
 
         def __len__(self):
             return len(self.new)
@@ -78,17 +86,29 @@ def _torch_step_class():
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              **kwargs)
             logits = out.logits[:, -1, :]
-            flat = [t for i in sorted(cache.new) for t in cache.new[i]]
-            return (torch.argmax(logits, -1), logits, *flat)
+            return (torch.argmax(logits, -1), logits, *flat_new(cache))
 
-    return Step
+    return FunctionalCache, Step
 
 
-def convert_step(tm: Module, torch_model, example: tuple) -> TorchFxModule:
-    """The step for inputs like example's (decode: when example holds the cache tensors), converted through the
-    torch.export path with dynamic dims, reading tm's weights (the step's 'model.*' state is tm's: no second
-    copy)."""
-    step = _torch_step_class()(torch_model).eval()
+def causal_kinds() -> dict:
+    """The step kinds loop.Steps converts for a causal LM: prefill and decode are one torch module (Step), told
+    apart by whether the cache comes in."""
+    Step = torch_classes()[1]
+    return {"prefill": Step, "decode": Step}
+
+
+def flat_new(cache) -> list:
+    """The tensors a step's cache recorded, layer by layer: keys, values."""
+    return [t for i in sorted(cache.new) for t in cache.new[i]]
+
+
+def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
+    """step (a torch module whose `model` is the torch model tm was converted from) for inputs like example's,
+    converted through the torch.export path with dynamic dims, reading tm's weights (the step's 'model.*' state
+    is tm's: no second copy)."""
+    torch_model = step.model
+    step = step.eval()
     ep, static = ex.export(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward))
     lowered, _ = ex.lower(ep)
     program = ex.ExportProgram(lowered, None, example, {}, InputDims(lowered.range_constraints, static))
@@ -97,7 +117,7 @@ def convert_step(tm: Module, torch_model, example: tuple) -> TorchFxModule:
         raise UnsupportedTorchOps(type(torch_model).__name__, missing)
     tree = Module()
     tree.add_module("model", tm)
-    out = TorchFxModule(tree, program, f"{type(torch_model).__name__} cached step")
+    out = TorchFxModule(tree, program, f"{type(torch_model).__name__} {type(step).__name__}")
     out.eval()
     return out
 
