@@ -44,6 +44,10 @@ ARCHS = {
                         word_embed_proj_dim=32)),
     "falcon": ("Falcon", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4)),
     "bloom": ("Bloom", dict(hidden_size=32, n_layer=2, n_head=4)),
+    "gptj": ("GPTJ", dict(n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64)),
+    "phi": ("Phi", SMALL),
+    "olmo": ("Olmo", SMALL),
+    "granite": ("Granite", GQA),
 }
 GPT2 = "GPT2LMHeadModel"
 

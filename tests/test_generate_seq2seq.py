@@ -37,6 +37,10 @@ ARCHS = {
            dict(decoder_start_token_id=0)),
     "marian": ("MarianMTModel", "MarianConfig", dict(LAYERS, init_std=0.5, decoder_start_token_id=99,
                                                      pad_token_id=99), dict(eos_token_id=97, forced_eos_token_id=97)),
+    "mbart": ("MBartForConditionalGeneration", "MBartConfig", dict(LAYERS, init_std=0.5),
+              dict(eos_token_id=97, forced_eos_token_id=97)),
+    "m2m100": ("M2M100ForConditionalGeneration", "M2M100Config", dict(LAYERS, init_std=2.0, decoder_start_token_id=2),
+               dict(eos_token_id=97)),
 }
 
 
