@@ -3,9 +3,11 @@
 1. mirror the module tree (modules.py): torch layers tinydl has become the tinydl layer, every other module a
    plain container holding its own parameters/buffers under the same names; weights are copied once;
 2. capture the forward as a graph: torch.fx symbolic tracing (torch-level ops; fx.py), or, where fx cannot
-   trace and example inputs are given, torch.export (ATen ops; export.py);
+   trace or its graph has ops tinydl does not map and example inputs are given (or made, for Hugging Face
+   models), torch.export (ATen ops; export.py); `conversion_path` says which ("fx" or "torch.export");
 3. check every op of the graph against the mapping tables first, and raise ONE error listing all that are
-   missing (op, node, and the module it sits in) - there is no silent fallback to torch;
+   missing (op, node, and the module it sits in; when both paths fail, those of the path that came closer) -
+   there is no silent fallback to torch;
 4. the returned Module's forward interprets the graph with tinydl ops (lazily, like hand-written code).
 """
 from __future__ import annotations
@@ -25,25 +27,48 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
     dynamic that the model allows to vary (torch.export.Dim.AUTO; a dim of size 0 or 1 in the example stays
     static, as torch specializes those), None or False exports with the example's shapes only, and anything else
     is passed to torch.export.export(dynamic_shapes=...) as it is (see export.py)."""
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        raise ImportError("tinydl.from_torch needs torch, which is not installed: pip install 'tinydl[torch]' "
+                          "(weights in .safetensors files load without it: tinydl.load)") from e
 
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     if module.training:
         raise RuntimeError(f"from_torch({type(module).__name__}): the model is in training mode; tinydl is inference "
                            f"only (train mode changes BatchNorm and Dropout): call model.eval() first")
-    from . import fx
+    from . import export, fx
     try:
-        graph_module = fx.trace(module)
-    except UnsupportedTorchOps:
-        raise
-    except Exception as fx_error:
-        from . import export
+        out = fx.convert(module, fx.trace(module))
+    except Exception as fx_error:  # noqa: BLE001 - any fx failure: torch.export is tried next
         if example_inputs is None and export.is_hf_model(module):
             example_inputs = export.hf_example_inputs(module)
         if example_inputs is None:
-            raise RuntimeError(f"from_torch({type(module).__name__}): torch.fx cannot trace this model ({type(fx_error).__name__}: "
-                               f"{str(fx_error).splitlines()[0] if str(fx_error) else ''}); pass example_inputs=(...) "
-                               f"so that torch.export can capture it instead") from fx_error
-        return export.convert(module, example_inputs, dynamic_shapes)
-    return fx.convert(module, graph_module)
+            if isinstance(fx_error, UnsupportedTorchOps):
+                raise UnsupportedTorchOps(fx_error.model_name, fx_error.ops, hint=(
+                    "(found by torch.fx; pass example_inputs=(...) to try torch.export too, whose ATen ops may "
+                    "map where these do not)")) from None
+            raise RuntimeError(f"from_torch({type(module).__name__}): torch.fx cannot trace this model "
+                               f"({_first_line(fx_error)}); pass example_inputs=(...) so that torch.export can "
+                               f"capture it instead") from fx_error
+        try:
+            out = export.convert(module, example_inputs, dynamic_shapes)
+        except UnsupportedTorchOps as export_missing:
+            # the path that came closer: its missing ops, all at once
+            if isinstance(fx_error, UnsupportedTorchOps) and len(fx_error.ops) <= len(export_missing.ops):
+                raise fx_error from export_missing
+            raise export_missing from fx_error
+        except Exception as export_error:
+            if isinstance(fx_error, UnsupportedTorchOps):
+                raise fx_error from export_error
+            raise
+        object.__setattr__(out, "conversion_path", "torch.export")
+        return out
+    object.__setattr__(out, "conversion_path", "fx")
+    return out
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"

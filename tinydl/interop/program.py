@@ -185,7 +185,8 @@ class TorchFxModule(Module):
         return super()._cast_floats(dtype)
 
     def extra_repr(self):
-        return f"from_torch({self._name})"
+        path = self.__dict__.get("conversion_path")
+        return f"from_torch({self._name}{', via ' + path if path else ''})"
 
 
 class _Forward:

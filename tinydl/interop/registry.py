@@ -21,11 +21,11 @@ GENERATORS: list = []  # tinydl.generation registers its generate(module, ...) h
 class UnsupportedTorchOps(NotImplementedError):
     """Raised by from_torch when the model uses ops tinydl cannot map. `.ops` lists (op, node, where)."""
 
-    def __init__(self, model_name: str, ops: list[tuple[str, str, str]]):
-        self.ops = ops
+    def __init__(self, model_name: str, ops: list[tuple[str, str, str]], hint: str = ""):
+        self.model_name, self.ops = model_name, ops
         lines = "\n".join(f"  - {op}  (node '{node}'{', in ' + where if where else ''})" for op, node, where in ops)
         super().__init__(f"from_torch({model_name}): {len(ops)} unsupported op(s); tinydl does not fall back to "
-                         f"torch:\n{lines}")
+                         f"torch:\n{lines}{chr(10) + hint if hint else ''}")
 
 
 def implements(*names: str, autowrap: bool = False):

@@ -221,7 +221,12 @@ def _check_legacy(f, path: str, size: int) -> None:
 def _load_torch(f, path: str) -> dict:
     import pickle
 
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError as e:
+        raise ImportError(f"{path}: a torch checkpoint, and reading one needs torch, which is not installed: pip "
+                          f"install 'tinydl[torch]' (or save the weights as .safetensors, which load without "
+                          f"it)") from e
     try:
         obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
