@@ -14,26 +14,26 @@ from tinydl.interop.registry import UnsupportedTorchOps
 from tinydl.testing import assert_close
 
 
-class AddCMul(torch.nn.Module):
-    """torch.addcmul: no fx mapping; torch.export's ATen graph decomposes into ops tinydl maps."""
+class Einsum(torch.nn.Module):
+    """torch.einsum: no fx mapping; torch.export's ATen graph decomposes it into ops tinydl maps."""
 
     def __init__(self):
         super().__init__()
         self.fc = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return torch.addcmul(x, self.fc(x), x, value=0.5)
+        return torch.einsum("ij,kj->ik", self.fc(x), x)
 
 
 class Unmappable(torch.nn.Module):
     """torch.linalg.det: missing on both paths."""
 
     def forward(self, x):
-        return torch.linalg.det(x) + torch.addcmul(x, x, x).sum()
+        return torch.linalg.det(x) + torch.einsum("bij,bij->b", x, x)
 
 
 def test_fx_graph_with_unmapped_ops_converts_through_export():
-    m = AddCMul().eval()
+    m = Einsum().eval()
     x = torch.randn(3, 4)
     tm = tinydl.from_torch(m, example_inputs=(x,))
     assert tm.conversion_path == "torch.export" and "via torch.export" in repr(tm)
@@ -43,16 +43,16 @@ def test_fx_graph_with_unmapped_ops_converts_through_export():
 
 
 def test_unmapped_ops_without_examples_say_export_may_help():
-    with pytest.raises(UnsupportedTorchOps, match=r"(?s)torch\.addcmul.*pass example_inputs=\(\.\.\.\) to try "
+    with pytest.raises(UnsupportedTorchOps, match=r"(?s)einsum.*pass example_inputs=\(\.\.\.\) to try "
                                                   r"torch\.export too"):
-        tinydl.from_torch(AddCMul().eval())
+        tinydl.from_torch(Einsum().eval())
 
 
 def test_both_paths_failing_list_the_closer_paths_ops():
     with pytest.raises(UnsupportedTorchOps) as err:
         tinydl.from_torch(Unmappable().eval(), example_inputs=(torch.randn(2, 3, 3),))
     ops = [op for op, _, _ in err.value.ops]
-    assert len(ops) == 1 and "det" in ops[0], ops  # export's graph misses only det; fx's misses det and addcmul
+    assert len(ops) == 1 and "det" in ops[0], ops  # export's graph misses only det; fx's misses det and einsum
 
 
 HIDDEN_TORCH = """
@@ -83,3 +83,33 @@ def test_without_torch_an_import_error_names_the_extra(tmp_path):
         in out.stdout, out.stdout + out.stderr
     assert "a torch checkpoint, and reading one needs torch" in out.stdout, out.stdout + out.stderr
     assert "safetensors: [1.5, 2.5]" in out.stdout, out.stdout + out.stderr
+
+
+OPS = {
+    "addcmul": lambda x: torch.addcmul(x, x, x * 2, value=0.5) + x.addcdiv(x, x.abs() + 5),
+    "round_decimals": lambda x: torch.round(x * 10, decimals=1) + (x * 100).round(decimals=-1),
+    "nearest_exact": lambda x: torch.nn.functional.interpolate(x, scale_factor=1.5, mode="nearest-exact"),
+    "circular_pad": lambda x: torch.nn.functional.pad(x, (2, 1, -1, 3), mode="circular"),
+}
+
+
+class Fn(torch.nn.Module):
+    def __init__(self, fn, traceable):
+        super().__init__()
+        self.fn, self.traceable = fn, traceable
+
+    def forward(self, x):
+        if not self.traceable:
+            for _ in range(x.shape[0]):  # a loop over a size: fx cannot trace it, torch.export can
+                pass
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_ops_map_on_both_paths(name, path):
+    x = torch.randn(2, 3, 5, 6)
+    m = Fn(OPS[name], path == "fx").eval()
+    tm = tinydl.from_torch(m, example_inputs=(x,))
+    assert tm.conversion_path == path
+    assert_close(tm(tinydl.tensor(x.numpy())), m(x), rtol=1e-6, atol=1e-6)

@@ -644,3 +644,37 @@ def test_several_outputs_per_thread(rng, monkeypatch, use_options, per_thread, c
     got = out.numpy()
     assert grids == [(-(-got.size // (256 * per_thread)), 1, 1)], grids
     assert_close(got, ref)
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 3, -1, -2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_round_decimals(rng, decimals, dtype):
+    """torch's round(decimals=): x * 10^d rounded half to even, / 10^d (d < 0: x / 10^-d, then * 10^-d)."""
+    x = (rng.standard_normal(2000) * 300).astype(dtype)
+    assert_close(tinydl.tensor(x).round(decimals=decimals), torch.round(torch.from_numpy(x), decimals=decimals),
+                 rtol=0, atol=0)
+    assert_close(tinydl.round(tinydl.tensor(x), decimals=decimals), torch.from_numpy(x).round(decimals=decimals),
+                 rtol=0, atol=0)
+
+
+def test_round_decimals_refuses_integers_as_torch():
+    with pytest.raises(RuntimeError, match="round_cpu\" not implemented for 'Int'"):
+        tinydl.tensor(np.arange(3, dtype=np.int32)).round(decimals=1)
+    with pytest.raises(RuntimeError, match="round_cpu\" not implemented for 'Int'"):
+        torch.arange(3, dtype=torch.int32).round(decimals=1)
+
+
+@pytest.mark.parametrize("value", [1, 0.5, -2.5])
+def test_addcmul_addcdiv(rng, value):
+    x, a, b = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3))
+    tx, ta, tb = map(tinydl.tensor, (x, a, b))
+    rx, ra, rb = map(torch.from_numpy, (x, a, b))
+    # torch's vectorized loop may fuse the multiply and add: within an ulp or two, not bit for bit
+    assert_close(tinydl.addcmul(tx, ta, tb, value=value), torch.addcmul(rx, ra, rb, value=value))
+    assert_close(tx.addcdiv(ta, tb, value=value), rx.addcdiv(ra, rb, value=value))
+    assert_close(tx.addcmul(ta, tb[0], value=value), rx.addcmul(ra, rb[0], value=value))  # broadcast
+    ints = tinydl.tensor(np.arange(4, dtype=np.int32))
+    with pytest.raises(RuntimeError, match="Integer division with addcdiv is no longer supported"):
+        tinydl.addcdiv(ints, ints, ints)
+    with pytest.raises(RuntimeError, match="Integer division with addcdiv is no longer supported"):
+        torch.addcdiv(torch.arange(4), torch.arange(4), torch.arange(4))

@@ -97,7 +97,7 @@ def test_conv1d_groups(rng):
     check(*make("Conv1d", 4, 6, 3, groups=2), randn(rng, 2, 4, 7))
 
 
-@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
 @pytest.mark.parametrize("padding", [1, (2, 1)])
 def test_conv2d_padding_modes(rng, padding_mode, padding):
     check(*make("Conv2d", 3, 5, 3, padding=padding, padding_mode=padding_mode), randn(rng, 2, 3, 7, 6))

@@ -121,22 +121,24 @@ def test_embedding_then_linear(rng):
 
 
 # -- interpolate -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
 @pytest.mark.parametrize("kw", [
     dict(size=(8, 10)), dict(size=(3, 7)), dict(size=5), dict(size=(2, 1)),
     dict(scale_factor=2), dict(scale_factor=0.5), dict(scale_factor=(1.5, 2.0)), dict(scale_factor=(0.7, 3)),
 ])
-def test_interpolate_nearest_2d(rng, kw):
+def test_interpolate_nearest_2d(rng, kw, mode):
     x = rand(rng, 1, 2, 4, 5)
-    out = F.interpolate(tinydl.tensor(x), mode="nearest", **kw)
+    out = F.interpolate(tinydl.tensor(x), mode=mode, **kw)
     # nearest copies input values: exact
-    assert_close(out, TF.interpolate(torch.from_numpy(x), mode="nearest", **kw), rtol=0, atol=0)
+    assert_close(out, TF.interpolate(torch.from_numpy(x), mode=mode, **kw), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
 @pytest.mark.parametrize("kw", [dict(size=7), dict(size=3), dict(scale_factor=2), dict(scale_factor=1.7)])
-def test_interpolate_nearest_1d(rng, kw):
+def test_interpolate_nearest_1d(rng, kw, mode):
     x = rand(rng, 2, 3, 5)
-    out = F.interpolate(tinydl.tensor(x), mode="nearest", **kw)
-    assert_close(out, TF.interpolate(torch.from_numpy(x), mode="nearest", **kw), rtol=0, atol=0)
+    out = F.interpolate(tinydl.tensor(x), mode=mode, **kw)
+    assert_close(out, TF.interpolate(torch.from_numpy(x), mode=mode, **kw), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kw", [
@@ -192,11 +194,11 @@ def test_interpolate_bad_modes_raise_as_torch(rng, shape, kw, exc, match):
                 exc, match)
 
 
-@pytest.mark.parametrize("mode", ["area", "nearest-exact", "trilinear", "lanczos"])
+@pytest.mark.parametrize("mode", ["area", "trilinear", "lanczos"])
 def test_interpolate_unsupported_modes(rng, mode):
     x = tinydl.tensor(rand(rng, 1, 2, 4, 4))
-    with pytest.raises(NotImplementedError, match=f"interpolate mode '{mode}' is not supported \\(nearest, linear, "
-                                                  f"bilinear, bicubic are\\)"):
+    with pytest.raises(NotImplementedError, match=f"interpolate mode '{mode}' is not supported \\(nearest, "
+                                                  f"nearest-exact, linear, bilinear, bicubic are\\)"):
         F.interpolate(x, size=2, mode=mode)
     with pytest.raises(NotImplementedError, match='"compute_indices_weights_cubic" not implemented for \'Int\''):
         F.interpolate(tinydl.tensor(np.ones((1, 1, 3, 3), np.int32)), size=2, mode="bicubic")
@@ -224,6 +226,34 @@ def test_pad_reflect_replicate(rng, mode, shape, pads):
     x = rand(rng, *shape)
     assert_close(F.pad(tinydl.tensor(x), pads, mode=mode), TF.pad(torch.from_numpy(x), pads, mode=mode),
                  rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape,pads", [
+    ((2, 3, 5), (2, 1)), ((2, 3, 5), (5, 0)), ((1, 2, 4, 5), (1, 2, 3, 0)), ((1, 2, 4, 5, 3), (1, 1, 2, 0, 1, 3)),
+    ((2, 3), (1, 2)),                                      # 2D: one batched signal
+    ((1, 1, 4, 5), (-1, 2, 0, 0)), ((1, 1, 5, 5), (-2, -1, 3, -1)),  # negative pads crop, then wrap what is left
+])
+def test_pad_circular(rng, shape, pads):
+    x = rand(rng, *shape)
+    assert_close(F.pad(tinydl.tensor(x), pads, mode="circular"), TF.pad(torch.from_numpy(x), pads, mode="circular"),
+                 rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_non_constant_pads_refuse_what_torch_refuses(mode):
+    """torch pads the last 1-3 dims of a batched or unbatched 1-3D signal only, circular wrapping once at most."""
+    for size, shape in ((4, (8, 8)), (2, (1, 1, 1, 1, 1, 4))):
+        with pytest.raises(NotImplementedError) as ours:
+            F.pad(tinydl.tensor(np.zeros(shape, np.float32)), (1,) * size, mode=mode)
+        with pytest.raises(NotImplementedError) as torchs:
+            TF.pad(torch.zeros(shape), (1,) * size, mode=mode)
+        assert str(ours.value) == str(torchs.value)
+        assert str(ours.value).startswith(f"Padding size {size} is not supported for {len(shape)}D input tensor.")
+    if mode == "circular":
+        with pytest.raises(RuntimeError, match=r"^Padding value causes wrapping around more than once\.$"):
+            F.pad(tinydl.tensor(np.zeros((1, 1, 4, 4), np.float32)), (5, 0, 0, 0), mode=mode)
+        with pytest.raises(RuntimeError, match="wrapping around more than once"):
+            TF.pad(torch.zeros(1, 1, 4, 4), (5, 0, 0, 0), mode=mode)
 
 
 def test_pad_int_dtype(rng):

@@ -19,6 +19,7 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
+from .elementwise import addcdiv, addcmul  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
@@ -207,7 +208,9 @@ class Tensor(_core.Tensor):
     def erf(self): return erf(self)
     def floor(self): return floor(self)
     def ceil(self): return ceil(self)
-    def round(self): return round(self)
+    def round(self, *, decimals=0): return round(self, decimals=decimals)
+    def addcmul(self, tensor1, tensor2, *, value=1): return addcmul(self, tensor1, tensor2, value=value)
+    def addcdiv(self, tensor1, tensor2, *, value=1): return addcdiv(self, tensor1, tensor2, value=value)
     def sign(self): return sign(self)
     def clamp(self, min=None, max=None): return clamp(self, min, max)
     clip = clamp

@@ -158,11 +158,47 @@ def _binary(op):
 
 
 neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, relu6, silu, hardswish, \
-    hardsigmoid, mish, erf, floor, ceil, round, logical_not = (
+    hardsigmoid, mish, erf, floor, ceil, _round, logical_not = (
         _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
                            "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
+
+
+def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
+    """Round half to even; with decimals, as torch: x * 10^d rounded, then / 10^d (d < 0: x / 10^-d rounded,
+    then * 10^-d), the power in x's float type."""
+    if decimals == 0:
+        return _round(x)
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise TypeError(f"round(): argument 'decimals' must be int, not {type(decimals).__name__}")
+    if isinstance(x, Tensor) and not x.dtype.is_floating_point:
+        raise RuntimeError('"round_cpu" not implemented for \'Int\'' if x.dtype == dtypes.int32
+                           else '"round_cpu" not implemented for \'Bool\'')
+    power = float(10.0 ** builtins.abs(int(decimals)))
+    if decimals > 0:
+        return _true_div(_round(mul(x, power)), power)
+    return mul(_round(_true_div(x, power)), power)
 add, sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
     _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
+
+
+def addcmul(x, tensor1, tensor2, *, value=1) -> Tensor:
+    """x + value * tensor1 * tensor2, multiplied in torch's order ((value * tensor1) * tensor2)."""
+    product = mul(tensor1, tensor2) if value == 1 else mul(mul(tensor1, value), tensor2)
+    return add(x, product)
+
+
+def addcdiv(x, tensor1, tensor2, *, value=1) -> Tensor:
+    """x + value * tensor1 / tensor2, in torch's order ((value * tensor1) / tensor2); integer operands refused
+    as torch does."""
+    if all(isinstance(t, Tensor) and not t.dtype.is_floating_point for t in (tensor1, tensor2)):
+        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a future release addcdiv "
+                           "will perform a true division of tensor1 and tensor2. The historic addcdiv behavior can "
+                           "be implemented as (input + value * torch.trunc(tensor1 / tensor2)).to(input.dtype) for "
+                           "integer inputs and as (input + value * tensor1 / tensor2) for float inputs. The future "
+                           "addcdiv behavior is just the latter implementation: (input + value * tensor1 / "
+                           "tensor2), for all dtypes.")
+    quotient = _true_div(tensor1, tensor2) if value == 1 else _true_div(mul(tensor1, value), tensor2)
+    return add(x, quotient)
 
 
 def div(a, b, *, rounding_mode=None) -> Tensor:

@@ -198,6 +198,9 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
               "hardswish hardsigmoid logical_not").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+_aten("round.decimals", lambda x, decimals=0: T.round(x, decimals=decimals))
+_aten("addcmul.default", lambda x, t1, t2, value=1: T.addcmul(x, t1, t2, value=value))
+_aten("addcdiv.default", lambda x, t1, t2, value=1: T.addcdiv(x, t1, t2, value=value))
 _aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b if alpha == 1 else T.mul(b, alpha)))
 _aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 else T.mul(b, alpha)))
 _aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.sub(b, a if alpha == 1 else T.mul(a, alpha)))
@@ -355,7 +358,10 @@ _aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), 
 _aten("avg_pool2d.default", _avg_pool2d)
 _aten("adaptive_avg_pool2d.default _adaptive_avg_pool2d.default", F.adaptive_avg_pool2d)
 _aten("adaptive_max_pool2d.default", lambda x, size: (F.adaptive_max_pool2d(x, size), None))
-_aten("upsample_nearest2d.vec upsample_nearest2d.default", _upsample("nearest"))
+_aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec upsample_nearest1d.default",
+      _upsample("nearest"))
+_aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "
+      "_upsample_nearest_exact1d.default", _upsample("nearest-exact"))
 _aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
 _aten("scaled_dot_product_attention.default", _sdpa)
 _aten("_scaled_dot_product_flash_attention_for_cpu.default", _sdpa_cpu)

@@ -372,6 +372,11 @@ class Expr:
             if lo == 0 and _hi == 0:
                 sidx.append(i)
                 continue
+            if mode == "circular":  # torch crops negative pads first, then wraps within what is left (once at most)
+                m, crop = n + min(lo, 0) + min(_hi, 0), max(-lo, 0)
+                s = self.let(f"({i}) - {max(lo, 0)}", "p")
+                sidx.append(f"(select(select({s}, {s} - {m}, {s} >= {m}), {s} + {m}, {s} < 0) + {crop})")
+                continue
             s = self.let(f"({i}) - {lo}", "p")
             if mode == "constant":
                 conds.append(f"({s} >= 0 && {s} < {n})")
@@ -405,11 +410,12 @@ class Expr:
         src = node.srcs[0]
         mode, align_corners, scales = node.arg
         n, c = idx[0], idx[1]
-        if mode == "nearest":
+        if mode in ("nearest", "nearest-exact"):
             sp = []
             for k, (o, scale) in enumerate(zip(idx[2:], scales)):
                 size = src.shape[2 + k]
-                sp.append(f"min(i32(floor(f32({o}) * {literal(scale, 'f32')})), {size - 1})")
+                at = f"f32({o})" if mode == "nearest" else f"(f32({o}) + 0.5)"  # nearest-exact: pixel centres
+                sp.append(f"min(i32(floor({at} * {literal(scale, 'f32')})), {size - 1})")
             return self.value(src, [n, c] + sp)
         # (bi)linear: per spatial dim the two taps and the weight of the upper one
         taps = []

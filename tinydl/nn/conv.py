@@ -25,8 +25,6 @@ class _ConvNd(Module):
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"padding_mode must be one of ['zeros', 'reflect', 'replicate', 'circular'], but got "
                              f"padding_mode='{padding_mode}'")
-        if padding_mode == "circular":
-            raise NotImplementedError("padding_mode='circular' is not supported by tinydl")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = as_tuple(kernel_size, nd, "kernel_size")
         self.stride, self.dilation = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")

@@ -386,7 +386,7 @@ _TORCH_INTERP_MODES = "nearest | linear | bilinear | bicubic | trilinear | lancz
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
                 antialias=False):
-    """torch's interpolate: nearest (3D, 4D), linear (3D), bilinear and bicubic (4D), antialiased bilinear and
+    """torch's interpolate: nearest and nearest-exact (3D, 4D), linear (3D), bilinear and bicubic (4D), antialiased bilinear and
     bicubic (4D). Nearest and (bi)linear are INTERP nodes; bicubic and antialiased modes two matmuls with
     resampling matrices (resample.py)."""
     x = _t(x)
@@ -394,14 +394,15 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if mode not in _TORCH_INTERP_MODES.split(" | ") or mode == "bicubic" and spatial != 2:
         raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
                                   f"modes: {_TORCH_INTERP_MODES} (got {mode})")
-    if mode not in ("nearest", "bilinear", "linear", "bicubic"):
-        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, linear, bilinear, bicubic "
-                                  f"are)")
+    if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic"):
+        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, nearest-exact, linear, "
+                                  f"bilinear, bicubic are)")
+    nearest = mode in ("nearest", "nearest-exact")
     if mode == "bilinear" and spatial != 2 or mode == "linear" and spatial != 1:
         raise ValueError(f"Got {x.ndim}D input, but {mode} mode needs {4 if mode == 'bilinear' else 3}D input")
-    if mode == "nearest" and spatial not in (1, 2):
-        raise NotImplementedError("nearest interpolation supports 3D and 4D input")
-    if mode == "nearest" and align_corners is not None:
+    if nearest and spatial not in (1, 2):
+        raise NotImplementedError(f"{mode} interpolation supports 3D and 4D input")
+    if nearest and align_corners is not None:
         raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
                          "bicubic | trilinear")
     if antialias and mode not in ("bilinear", "bicubic"):
@@ -431,12 +432,12 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         return resample_2d(x, out_sizes, mode, antialias, ac, scales)
     coord = []
     for i, o, s in zip(in_sizes, out_sizes, scales):
-        if mode != "nearest" and ac:
+        if not nearest and ac:
             coord.append((i - 1) / (o - 1) if o > 1 else 0.0)
         else:
             coord.append(1.0 / s if s is not None else i / o)
     x4 = x
-    node_mode = "nearest" if mode == "nearest" else "linear"
+    node_mode = mode if nearest else "linear"
     return _make(INTERP, None, (x4,), (node_mode, ac, tuple(coord)), x.shape[:2] + tuple(out_sizes), x.dtype)
 
 
@@ -446,10 +447,18 @@ def pad(x, pad, mode="constant", value=None):
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise RuntimeError(f"Padding length must be divisible by 2 and at most twice the number of dimensions of the "
                            f"input, got {len(pad)} for a {x.ndim}D input")
-    if mode not in ("constant", "reflect", "replicate"):
-        raise NotImplementedError(f"padding mode {mode!r} is not supported (constant, reflect, replicate are)")
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(f"padding mode {mode!r} is not supported (constant, reflect, replicate, circular "
+                                  f"are)")
     if mode != "constant" and value not in (None, 0):
         raise RuntimeError(f"Padding mode \"{mode}\" doesn't take in value argument")
+    if mode != "constant" and not (len(pad) in (2, 4, 6) and x.ndim - len(pad) // 2 in (1, 2)):
+        # torch's non-constant modes pad the last 1-3 dims of a (batched) 1-3D signal only
+        raise NotImplementedError(f"Padding size {len(pad)} is not supported for {x.ndim}D input tensor.\n"
+                                  f"Supported combinations for non-constant padding:\n"
+                                  f"  - 2D or 3D input: padding size = 2 (pads last dimension)\n"
+                                  f"  - 3D or 4D input: padding size = 4 (pads last 2 dimensions)\n"
+                                  f"  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
     pads = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         pads[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
@@ -458,8 +467,10 @@ def pad(x, pad, mode="constant", value=None):
         if mode == "reflect" and (lo >= n or hi >= n) and (lo or hi):
             raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
                                f"but got: padding ({lo}, {hi}) at dimension {d} of input {list(x.shape)}")
-        if mode != "constant" and (lo < 0 or hi < 0):
+        if mode in ("reflect", "replicate") and (lo < 0 or hi < 0):
             raise RuntimeError("negative padding is only supported for mode='constant'")
+        if mode == "circular" and max(lo, hi) > n + min(lo, 0) + min(hi, 0):  # what is left after negative pads
+            raise RuntimeError("Padding value causes wrapping around more than once.")
         if mode == "replicate" and n == 0 and (lo or hi):
             raise RuntimeError("padding a zero-size dimension with mode='replicate' is not possible")
         size = n + lo + hi
