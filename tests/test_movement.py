@@ -464,6 +464,33 @@ def test_roll_of_views_feeds_elementwise(rng):
     same(out, ref)
 
 
+@pytest.mark.parametrize("shape,dims", [((5,), 0), ((5,), [-1]), ((3, 4), (0, 1)), ((2, 3, 4), [1]), ((2, 3, 4), (2, 0)),
+                                        ((1, 4), 0), ((0, 3), 0), ((), [])])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_, np.float16])
+def test_flip(rng, shape, dims, dtype):
+    x, t = pair(rand(rng, *shape, dtype=dtype))
+    same(x.flip(dims), t.flip(dims))
+    same(tinydl.flip(x, dims), torch.flip(t, dims if isinstance(dims, (list, tuple)) else [dims]))
+
+
+def test_flip_views_feed_kernels(rng):
+    """A flip is a view stepping backwards: it composes with other views and feeds GEMMs, convs and reductions
+    through index math (the GEMMs read it element by element: no vec4 layout steps backwards)."""
+    a, w, cw = rand(rng, 3, 4, 5, 6), rand(rng, 6, 7), rand(rng, 2, 4, 3, 3)
+    (x, t), (xw, tw), (xc, tc) = pair(a), pair(w), pair(cw)
+    same(x.flip(1)[:, 1:3, ::2].permute(2, 0, 1, 3).fliplr(), t.flip(1)[:, 1:3, ::2].permute(2, 0, 1, 3).fliplr())
+    same(x[:, ::2].flip(1), t[:, ::2].flip(1))
+    assert_close(x.flip(-1) @ xw.flip(0), t.flip(-1) @ tw.flip(0), rtol=1e-5, atol=1e-5)
+    assert_close(x[0, 0, :1].flip(-1) @ xw.flip(1), t[0, 0, :1].flip(-1) @ tw.flip(1), rtol=1e-5, atol=1e-5)  # gemv
+    assert_close(tinydl.nn.functional.conv2d(x.flip(2, 3), xc.flip(-1)),
+                 torch.nn.functional.conv2d(t.flip(2, 3), tc.flip(-1)), rtol=1e-5, atol=1e-5)
+    assert_close(x.flip(1).reshape(3, -1).sum(1), t.flip(1).reshape(3, -1).sum(1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="dim 0 appears multiple times in the list of dims"):
+        x.flip([0, -4])
+    with pytest.raises(RuntimeError, match="Input must be >= 2-d."):
+        tinydl.fliplr(x[0, 0, 0])
+
+
 def test_roll_errors(rng):
     x = tinydl.tensor(rand(rng, 3, 4))
     with pytest.raises(RuntimeError, match="shifts and dimensions must align. shifts: 2, dims:0"):

@@ -29,6 +29,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
                          min, prod, row_norm, softmax, std, sum, var)
+from .indexing import flip, fliplr, flipud  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 
@@ -128,6 +129,9 @@ class Tensor(_core.Tensor):
     def unbind(self, dim: int = 0): return unbind(self, dim)
     def select(self, dim: int, index: int) -> "Tensor": return select(self, dim, index)
     def roll(self, shifts, dims=None) -> "Tensor": return roll(self, shifts, dims)
+    def flip(self, *dims) -> "Tensor": return flip(self, dims[0] if len(dims) == 1 else dims)
+    def fliplr(self) -> "Tensor": return fliplr(self)
+    def flipud(self) -> "Tensor": return flipud(self)
 
     def __getitem__(self, index) -> "Tensor":
         """torch's indexing (basic, then advanced indices); see indexing.py."""

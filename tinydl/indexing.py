@@ -15,7 +15,7 @@ from . import dtypes
 from .checks import Code
 from .ops import GATHER
 from .shapes import normalize_dim
-from ._core import Tensor, _make
+from ._core import Tensor, _make, _view
 from .creation import arange, tensor, zeros
 from .elementwise import where
 from .joining import cat
@@ -392,6 +392,34 @@ def roll(x: Tensor, shifts, dims=None) -> Tensor:
         if s:
             out = cat([out._slice(d, n - s, n, 1), out._slice(d, 0, n - s, 1)], d)
     return out
+
+
+def flip(x: Tensor, dims) -> Tensor:
+    """torch.flip: a view stepping backwards along each of dims (index math, no copy)."""
+    dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    norm = [normalize_dim(d, x.ndim) for d in dims]
+    for d in norm:
+        if norm.count(d) > 1:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+    starts, steps = [0] * x.ndim, [1] * x.ndim
+    for d in set(norm):
+        if x.shape[d] > 1:
+            starts[d], steps[d] = x.shape[d] - 1, -1
+    if all(st == 1 for st in steps):
+        return x
+    return _view(x, "slice", (tuple(starts), tuple(steps)), x.shape)
+
+
+def fliplr(x: Tensor) -> Tensor:
+    if x.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(x, 1)
+
+
+def flipud(x: Tensor) -> Tensor:
+    if x.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(x, 0)
 
 
 def select(x: Tensor, dim: int, index: int) -> Tensor:

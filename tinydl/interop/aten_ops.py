@@ -198,6 +198,7 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
               "hardswish hardsigmoid logical_not").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+_aten("flip.default", lambda x, dims: T.flip(x, dims))
 _aten("round.decimals", lambda x, decimals=0: T.round(x, decimals=decimals))
 _aten("addcmul.default", lambda x, t1, t2, value=1: T.addcmul(x, t1, t2, value=value))
 _aten("addcdiv.default", lambda x, t1, t2, value=1: T.addcdiv(x, t1, t2, value=value))
