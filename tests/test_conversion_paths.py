@@ -90,6 +90,8 @@ OPS = {
     "round_decimals": lambda x: torch.round(x * 10, decimals=1) + (x * 100).round(decimals=-1),
     "nearest_exact": lambda x: torch.nn.functional.interpolate(x, scale_factor=1.5, mode="nearest-exact"),
     "circular_pad": lambda x: torch.nn.functional.pad(x, (2, 1, -1, 3), mode="circular"),
+    "norms": lambda x: torch.linalg.vector_norm(x, 3, dim=-1)[..., None] + x.norm(dim=(0, 1)) + torch.norm(x)
+    + torch.nn.functional.normalize(x, p=1.0, dim=-1),
     "flip": lambda x: torch.flip(x, [1, 3]) @ x.flip(-2).transpose(-1, -2) + x.fliplr().sum(),
 }
 

@@ -368,3 +368,32 @@ def test_few_outputs_take_a_whole_workgroup_each(rng, rows, threads):
     assert_close(out, (torch.from_numpy(x) ** 2).mean(-1).numpy())
     wgsl = [s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps if s.name.startswith("reduce")]
     assert len(wgsl) == 1 and f"@workgroup_size({threads})" in wgsl[0], [w[-600:] for w in wgsl]
+
+
+
+@pytest.mark.parametrize("ord", [2, 1, 0, 3, 0.5, -1, float("inf"), -float("inf")])
+@pytest.mark.parametrize("dim,keepdim", [(None, False), (1, True), ((0, 2), False), (-1, False)])
+def test_vector_norm(rng, ord, dim, keepdim):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    x[0, 0, :2] = 0  # zeros count for ord 0
+    ours = tinydl.vector_norm(tinydl.tensor(x), ord, dim, keepdim)
+    assert_close(ours, torch.linalg.vector_norm(torch.from_numpy(x), ord, dim, keepdim), rtol=1e-5, atol=1e-6)
+
+
+def test_norm_and_normalize(rng):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    t, r = tinydl.tensor(x), torch.from_numpy(x)
+    assert_close(t.norm(), r.norm(), rtol=1e-5)
+    assert_close(tinydl.norm(t, 1, (1, 2), True), torch.norm(r, 1, (1, 2), True), rtol=1e-5)
+    assert_close(t.half().norm(dim=0, dtype=tinydl.float32), r.half().norm(dim=0, dtype=torch.float32), rtol=1e-5)
+    with pytest.raises(RuntimeError, match=r"the dtype of the input \(Float\) should be convertible without narrowing "
+                                           r"to the specified dtype \(Half\)"):
+        t.norm(dim=0, dtype=tinydl.float16)
+    for p in (2.0, 1.0, 3.0, float("inf")):
+        assert_close(tinydl.nn.functional.normalize(t, p, -1), torch.nn.functional.normalize(r, p, -1), rtol=1e-5,
+                     atol=1e-6)
+    with pytest.raises(RuntimeError, match="linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                                           "Got Int"):
+        tinydl.vector_norm(tinydl.tensor(np.arange(3, dtype=np.int32)))
+    with pytest.raises(NotImplementedError, match="nuclear norm"):
+        t[0].norm("nuc")

@@ -28,7 +28,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
-                         min, prod, row_norm, softmax, std, sum, var)
+                         min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .indexing import flip, fliplr, flipud  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
@@ -258,6 +258,7 @@ class Tensor(_core.Tensor):
 
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
     def mean(self, dim=None, keepdim=False): return mean(self, dim, keepdim)
     def prod(self, dim=None, keepdim=False): return prod(self, dim, keepdim)
     def max(self, dim=None, keepdim=False): return max(self, dim, keepdim)

@@ -103,6 +103,43 @@ def amin(x, dim=None, keepdim=False):
     return _reduce("min", x, dim, keepdim)
 
 
+def vector_norm(x: Tensor, ord=2, dim=None, keepdim=False, *, dtype=None) -> Tensor:  # noqa: A002 - torch's name
+    """torch.linalg.vector_norm: (sum |x|^ord)^(1/ord) over dim (all when None); ord inf / -inf the largest /
+    smallest |x|, ord 0 the count of non-zeros; dtype: x cast to it first."""
+    if dtype is not None:
+        if x.dtype.is_floating_point and dtype.itemsize < x.dtype.itemsize:
+            names = {dtypes.float32: "Float", dtypes.float16: "Half"}
+            raise RuntimeError(f"linalg.vector_norm: the dtype of the input ({names[x.dtype]}) should be convertible "
+                               f"without narrowing to the specified dtype ({names[dtype]})")
+        x = x.to(dtype)
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. Got "
+                           f"{'Bool' if x.dtype == dtypes.bool_ else 'Int'}")
+    if isinstance(ord, bool) or not isinstance(ord, (int, builtins.float)):
+        raise TypeError(f"linalg_vector_norm(): argument 'ord' must be Number, not {type(ord).__name__}")
+    if isinstance(dim, int):
+        dim = (dim,)
+    if ord == builtins.float("inf"):
+        return amax(abs(x), dim, keepdim)
+    if ord == -builtins.float("inf"):
+        return amin(abs(x), dim, keepdim)
+    if ord == 0:
+        return sum(x != 0, dim, keepdim, dtype=x.dtype)
+    if ord == 1:
+        return sum(abs(x), dim, keepdim)
+    if ord == 2:
+        return sqrt(sum(x * x, dim, keepdim))
+    return sum(abs(x) ** ord, dim, keepdim) ** (1.0 / ord)
+
+
+def norm(x: Tensor, p="fro", dim=None, keepdim=False, dtype=None) -> Tensor:
+    """torch.norm / Tensor.norm: a vector norm over dim (all when None); "fro" is the 2-norm."""
+    if p == "nuc":
+        raise NotImplementedError("norm(p='nuc') (the nuclear norm: a singular value decomposition) is not "
+                                  "supported")
+    return vector_norm(x, 2 if p == "fro" or p is None else p, dim, keepdim, dtype=dtype)
+
+
 def _arg_flat(op: str, x: Tensor, keepdim: bool) -> Tensor:
     """argmax/argmin over the flattened tensor; keepdim keeps every dim as size 1, as torch does."""
     if x.numel() == 0:

@@ -9,6 +9,7 @@ import operator
 
 from .. import dtypes
 from ..nn import functional as F
+from .. import _tensor as T
 from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
 from .registry import implements, to_dtype
 
@@ -108,3 +109,13 @@ implements("_operator.imul")(operator.mul)
 for _fn in (builtins.len, builtins.int, builtins.float):
     implements(f"builtins.{_fn.__name__}")(_fn)
 implements("math.sqrt")(math.sqrt)
+
+
+@implements("torch.linalg.vector_norm", "aten.linalg_vector_norm.default")
+def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  # noqa: A002 - torch's name
+    return T.vector_norm(x, ord, dim, keepdim, dtype=to_dtype(dtype) if dtype is not None else None)
+
+
+@implements("torch.functional.norm", "torch.norm", "torch.Tensor.norm")
+def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
+    return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)

@@ -101,10 +101,9 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     return y * weight if weight is not None else y
 
 
-def normalize(x, p=2.0, dim=1, eps=1e-12):
+def normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
+    """x / max(||x||_p over dim, eps), as torch (any p of vector_norm)."""
+    if out is not None:
+        raise NotImplementedError("normalize(out=...): tinydl tensors are not written in place")
     x = _t(x)
-    if p != 2:
-        norm = (x.abs() ** p).sum(dim, keepdim=True) ** (1.0 / p)
-    else:
-        norm = (x * x).sum(dim, keepdim=True).sqrt()
-    return x / norm.clamp(min=eps)
+    return x / x.norm(p, dim, keepdim=True).clamp(min=eps)
