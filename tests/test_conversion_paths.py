@@ -92,6 +92,8 @@ OPS = {
     "circular_pad": lambda x: torch.nn.functional.pad(x, (2, 1, -1, 3), mode="circular"),
     "norms": lambda x: torch.linalg.vector_norm(x, 3, dim=-1)[..., None] + x.norm(dim=(0, 1)) + torch.norm(x)
     + torch.nn.functional.normalize(x, p=1.0, dim=-1),
+    "max_pool_functions": lambda x: torch.nn.functional.max_pool2d(x, 2)[..., :2, :2]
+    + torch.nn.functional.adaptive_max_pool2d(x, 2),  # boolean_dispatch's functions, by their public names
     "flip": lambda x: torch.flip(x, [1, 3]) @ x.flip(-2).transpose(-1, -2) + x.fliplr().sum(),
 }
 

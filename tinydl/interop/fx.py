@@ -39,6 +39,8 @@ _C_SUBMODULES = {"torch._C._fft": "fft", "torch._C._linalg": "linalg", "torch._C
 def _qualname(fn) -> str:
     mod = getattr(fn, "__module__", None) or ""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+    if "<locals>" in name and getattr(fn, "__name__", None):  # a function a factory made (F.max_pool2d is
+        name = fn.__name__                                     # boolean_dispatch's fn): its public name
     if mod in _C_SUBMODULES:
         sub = _C_SUBMODULES[mod]
         return f"torch.{sub}.{name.removeprefix(sub + '_')}"
