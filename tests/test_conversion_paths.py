@@ -94,6 +94,8 @@ OPS = {
     + torch.nn.functional.normalize(x, p=1.0, dim=-1),
     "max_pool_functions": lambda x: torch.nn.functional.max_pool2d(x, 2)[..., :2, :2]
     + torch.nn.functional.adaptive_max_pool2d(x, 2),  # boolean_dispatch's functions, by their public names
+    "logsumexp_lerp_repeat": lambda x: torch.logsumexp(x, -1)[..., None] + torch.lerp(x, x * 3, 0.7)
+    + x[..., :3].repeat_interleave(2, dim=-1),
     "flip": lambda x: torch.flip(x, [1, 3]) @ x.flip(-2).transpose(-1, -2) + x.fliplr().sum(),
 }
 

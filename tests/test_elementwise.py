@@ -678,3 +678,15 @@ def test_addcmul_addcdiv(rng, value):
         tinydl.addcdiv(ints, ints, ints)
     with pytest.raises(RuntimeError, match="Integer division with addcdiv is no longer supported"):
         torch.addcdiv(torch.arange(4), torch.arange(4), torch.arange(4))
+
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 0.7, 1.0, "tensor"])
+def test_lerp(rng, weight):
+    a, b, w = (rng.standard_normal(64).astype(np.float32) for _ in range(3))
+    tw, rw = (tinydl.tensor(w), torch.from_numpy(w)) if weight == "tensor" else (weight, weight)
+    # torch's vectorized loop may fuse the multiply-add: within an ulp
+    assert_close(tinydl.tensor(a).lerp(tinydl.tensor(b), tw), torch.from_numpy(a).lerp(torch.from_numpy(b), rw),
+                 rtol=1e-6, atol=1e-6)
+    if weight == 1.0:  # from the end: exactly end
+        assert_close(tinydl.lerp(tinydl.tensor(a), tinydl.tensor(b), 1.0), b, rtol=0, atol=0)

@@ -491,6 +491,20 @@ def test_flip_views_feed_kernels(rng):
         tinydl.fliplr(x[0, 0, 0])
 
 
+@pytest.mark.parametrize("shape,repeats,dim", [((5,), 2, None), ((2, 3), 3, None), ((2, 3), 2, 0), ((2, 3), 3, 1),
+                                                ((2, 3, 4), 2, -2), ((2, 3), 0, 1), ((0, 3), 2, 0)])
+def test_repeat_interleave(rng, shape, repeats, dim):
+    x, t = pair(rand(rng, *shape))
+    same(x.repeat_interleave(repeats, dim), t.repeat_interleave(repeats, dim))
+    same(tinydl.repeat_interleave(x, repeats, dim=dim), torch.repeat_interleave(t, repeats, dim=dim))
+
+
+def test_repeat_interleave_refuses_per_element_repeats(rng):
+    x = tinydl.tensor(rand(rng, 3))
+    with pytest.raises(NotImplementedError, match="per-element repeats"):
+        x.repeat_interleave(tinydl.tensor(np.array([1, 2, 3], np.int32)))
+
+
 def test_roll_errors(rng):
     x = tinydl.tensor(rand(rng, 3, 4))
     with pytest.raises(RuntimeError, match="shifts and dimensions must align. shifts: 2, dims:0"):

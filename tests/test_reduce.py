@@ -397,3 +397,17 @@ def test_norm_and_normalize(rng):
         tinydl.vector_norm(tinydl.tensor(np.arange(3, dtype=np.int32)))
     with pytest.raises(NotImplementedError, match="nuclear norm"):
         t[0].norm("nuc")
+
+
+
+def test_logsumexp(rng):
+    x = (rng.standard_normal((3, 4, 5)) * 10).astype(np.float32)
+    for dim, keepdim in ((1, False), ((0, 2), True), (-1, False)):
+        assert_close(tinydl.tensor(x).logsumexp(dim, keepdim), torch.logsumexp(torch.from_numpy(x), dim, keepdim),
+                     rtol=1e-5, atol=1e-5)
+    inf = float("inf")
+    special = np.array([[inf, 1.0], [-inf, -inf], [np.nan, 1.0], [1.0, 2.0]], np.float32)  # as torch: inf, -inf, nan
+    assert_close(tinydl.logsumexp(tinydl.tensor(special), 1), torch.logsumexp(torch.from_numpy(special), 1))
+    assert_close(tinydl.logsumexp(tinydl.tensor(np.zeros((2, 0), np.float32)), 1), torch.logsumexp(torch.zeros(2, 0), 1))
+    ints = np.arange(5, dtype=np.int32)
+    assert_close(tinydl.logsumexp(tinydl.tensor(ints), 0), torch.logsumexp(torch.from_numpy(ints), 0))

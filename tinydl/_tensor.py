@@ -19,7 +19,8 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
-from .elementwise import addcdiv, addcmul  # noqa: F401
+from .elementwise import addcdiv, addcmul, lerp  # noqa: F401
+from .joining import repeat_interleave  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
@@ -28,7 +29,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
-                         min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
+                         logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .indexing import flip, fliplr, flipud  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
@@ -259,6 +260,10 @@ class Tensor(_core.Tensor):
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
+    def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
+    def lerp(self, end, weight): return lerp(self, end, weight)
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        return repeat_interleave(self, repeats, dim, output_size=output_size)
     def mean(self, dim=None, keepdim=False): return mean(self, dim, keepdim)
     def prod(self, dim=None, keepdim=False): return prod(self, dim, keepdim)
     def max(self, dim=None, keepdim=False): return max(self, dim, keepdim)

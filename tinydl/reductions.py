@@ -132,6 +132,20 @@ def vector_norm(x: Tensor, ord=2, dim=None, keepdim=False, *, dtype=None) -> Ten
     return sum(abs(x) ** ord, dim, keepdim) ** (1.0 / ord)
 
 
+def logsumexp(x: Tensor, dim, keepdim=False) -> Tensor:
+    """log(sum(exp(x))) over dim, as torch: shifted by the max (0 where the max is infinite, so +inf stays +inf and
+    all -inf gives -inf); integers as float32; over no elements -inf."""
+    if not x.dtype.is_floating_point:
+        x = x.to(dtypes.float32)
+    axes = normalize_dims(dim, x.ndim)
+    if x.numel() == 0 or builtins.any(x.shape[a] == 0 for a in axes):
+        return log(sum(exp(x), dim, keepdim))
+    top = amax(x, axes, keepdim=True)
+    shift = where(isinf(top), zeros_like(top), top)
+    out = log(sum(exp(x - shift), axes, keepdim=True)) + shift
+    return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
 def norm(x: Tensor, p="fro", dim=None, keepdim=False, dtype=None) -> Tensor:
     """torch.norm / Tensor.norm: a vector norm over dim (all when None); "fro" is the 2-norm."""
     if p == "nuc":

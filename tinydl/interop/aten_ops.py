@@ -199,6 +199,10 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
 _aten("flip.default", lambda x, dims: T.flip(x, dims))
+_aten("logsumexp.default", lambda x, dim, keepdim=False: T.logsumexp(x, dim, keepdim))
+_aten("lerp.Scalar lerp.Tensor", T.lerp)
+_aten("repeat_interleave.self_int", lambda x, repeats, dim=None, *, output_size=None: T.repeat_interleave(
+    x, repeats, dim, output_size=output_size))
 _aten("round.decimals", lambda x, decimals=0: T.round(x, decimals=decimals))
 _aten("addcmul.default", lambda x, t1, t2, value=1: T.addcmul(x, t1, t2, value=value))
 _aten("addcdiv.default", lambda x, t1, t2, value=1: T.addcdiv(x, t1, t2, value=value))
