@@ -21,6 +21,7 @@ from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, ar
 from .joining import cat, concat, concatenate, stack  # noqa: F401
 from .elementwise import addcdiv, addcmul, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
+from .einsum import einsum  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,

@@ -119,3 +119,13 @@ def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  #
 @implements("torch.functional.norm", "torch.norm", "torch.Tensor.norm")
 def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)
+
+
+@implements("torch.functional.einsum", "torch.einsum")
+def _einsum(equation, *operands):
+    return T.einsum(equation, *operands)
+
+
+@implements("aten.einsum.default")
+def _aten_einsum(equation, tensors, *, path=None):
+    return T.einsum(equation, *tensors)
