@@ -121,3 +121,45 @@ def test_ops_map_on_both_paths(name, path):
     tm = tinydl.from_torch(m, example_inputs=(x,))
     assert tm.conversion_path == path
     assert_close(tm(tinydl.tensor(x.numpy())), m(x))
+
+
+
+class LoopOnBatch(torch.nn.Module):
+    """A Python loop over the batch size: fx cannot trace it, and torch.export makes the batch static."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        for _ in range(x.shape[0]):
+            pass
+        return self.fc(x).relu()
+
+
+def test_untraceable_model_without_examples_converts_on_its_first_call():
+    """Until its first call it is the converted tree (state_dict, load_state_dict, half); each call's sizes get
+    an export that takes them (a new one where the model's code made a size static)."""
+    m = LoopOnBatch().eval()
+    tm = tinydl.from_torch(LoopOnBatch().eval())
+    assert "via torch.export, on the first call" in repr(tm) and list(tm.state_dict()) == ["fc.weight", "fc.bias"]
+    tm.load_state_dict(m.state_dict())
+    for n in (5, 7, 5):
+        x = torch.randn(n, 4)
+        assert_close(tm(tinydl.tensor(x.numpy())), m(x))
+    assert tm.conversion_path == "torch.export" and len(tm._programs) == 2
+    tm.half()
+    x = torch.randn(5, 4)
+    out = tm(tinydl.tensor(x.numpy()).half())
+    assert out.dtype == tinydl.float16
+    assert_close(out.float(), m(x), rtol=1e-2, atol=1e-2)
+
+
+def test_first_call_conversion_failure_says_why_it_was_deferred():
+    class Both(LoopOnBatch):
+        def forward(self, x):
+            return torch.linalg.det(super().forward(x)[:, :2].reshape(-1, 1, 1))
+    tm = tinydl.from_torch(Both().eval())
+    with pytest.raises(UnsupportedTorchOps, match="det") as err:
+        tm(tinydl.tensor(np.ones((3, 4), np.float32)))
+    assert any("because torch.fx cannot trace it" in note for note in err.value.__notes__)

@@ -275,10 +275,12 @@ def test_export_unsupported_ops_listed():
                               ("aten.kthvalue.default", "kthvalue", "block")]
 
 
-def test_export_needs_example_inputs():
+def test_untraceable_model_without_examples_converts_on_its_first_call():
     m = _LoopOnShape().eval()
-    with pytest.raises(RuntimeError, match=r"torch.fx cannot trace this model .*pass example_inputs="):
-        tinydl.from_torch(m)
+    tm = tinydl.from_torch(m)
+    assert "on the first call" in repr(tm)
+    assert_close(tm(torch.ones(3, 2)), m(torch.ones(3, 2)))
+    assert tm.conversion_path == "torch.export"
     tm = tinydl.from_torch(m, example_inputs=(torch.ones(3, 2),))
     assert_close(tm(torch.ones(3, 2)), m(torch.ones(3, 2)))
 

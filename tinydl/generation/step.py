@@ -124,11 +124,4 @@ def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
 
 def accepts(step: TorchFxModule, shapes: list[tuple]) -> bool:
     """Whether the converted step's exported dims take user inputs of these shapes (in order)."""
-    program, bindings = step._program, {}
-    users = [n for n, _ in program.steps if n.op == "placeholder" and program.inputs[n.name][0] == "user"]
-    try:
-        for node, shape in zip(users, shapes):
-            program.dims.check(node.name, node.meta.get("val"), tuple(shape), bindings)
-    except RuntimeError:
-        return False
-    return len(users) == len(shapes)
+    return step._program.accepts(shapes)

@@ -4,7 +4,8 @@
    plain container holding its own parameters/buffers under the same names; weights are copied once;
 2. capture the forward as a graph: torch.fx symbolic tracing (torch-level ops; fx.py), or, where fx cannot
    trace or its graph has ops tinydl does not map and example inputs are given (or made, for Hugging Face
-   models), torch.export (ATen ops; export.py); `conversion_path` says which ("fx" or "torch.export");
+   models), torch.export (ATen ops; export.py); without example inputs, a model fx cannot trace is exported on
+   its first call with that call's inputs (deferred.py); `conversion_path` says which ("fx" or "torch.export");
 3. check every op of the graph against the mapping tables first, and raise ONE error listing all that are
    missing (op, node, and the module it sits in; when both paths fail, those of the path that came closer) -
    there is no silent fallback to torch;
@@ -38,7 +39,7 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
     if module.training:
         raise RuntimeError(f"from_torch({type(module).__name__}): the model is in training mode; tinydl is inference "
                            f"only (train mode changes BatchNorm and Dropout): call model.eval() first")
-    from . import export, fx
+    from . import deferred, export, fx
     try:
         out = fx.convert(module, fx.trace(module))
     except Exception as fx_error:  # noqa: BLE001 - any fx failure: torch.export is tried next
@@ -49,9 +50,11 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
                 raise UnsupportedTorchOps(fx_error.model_name, fx_error.ops, hint=(
                     "(found by torch.fx; pass example_inputs=(...) to try torch.export too, whose ATen ops may "
                     "map where these do not)")) from None
-            raise RuntimeError(f"from_torch({type(module).__name__}): torch.fx cannot trace this model "
-                               f"({_first_line(fx_error)}); pass example_inputs=(...) so that torch.export can "
-                               f"capture it instead") from fx_error
+            # fx cannot trace it: torch.export captures it on the first call, with that call's inputs
+            out = deferred.DeferredConversion(_tree(module), module, dynamic_shapes,
+                                              f"torch.fx cannot trace it ({_first_line(fx_error)})")
+            out.eval()
+            return out
         try:
             out = export.convert(module, example_inputs, dynamic_shapes)
         except UnsupportedTorchOps as export_missing:
@@ -72,3 +75,10 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
 def _first_line(e: Exception) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _tree(module):
+    from . import fx, modules
+    tree = modules.mirror(module, fx.convert_child)
+    modules.copy_weights(tree, module)
+    return tree

@@ -178,6 +178,17 @@ class ExportProgram(Program):
     def cast_floats(self, dtype) -> None:
         self.float_dtype = dtype
 
+    def accepts(self, shapes: list[tuple]) -> bool:
+        """Whether the exported dims take user tensor inputs of these shapes (in the placeholders' order)."""
+        users = [n for n, _ in self.steps if n.op == "placeholder" and self.inputs[n.name][0] == "user"]
+        bindings = {}
+        try:
+            for node, shape in zip(users, shapes):
+                self.dims.check(node.name, node.meta.get("val"), tuple(shape), bindings)
+        except RuntimeError:
+            return False
+        return len(users) == len(shapes)
+
     def bind(self, root, args, kwargs) -> dict:
         leaves = self._user_leaves(args, kwargs, getattr(root, "_name", type(root).__name__))
         if self._uploaded_as is not self.float_dtype:
@@ -362,6 +373,18 @@ def hf_example_inputs(tm) -> dict | None:
 
 
 def convert(tm, example_inputs, dynamic_shapes=AUTO):
+    program = capture(tm, example_inputs, dynamic_shapes)
+    tree = modules.mirror(tm, fx.convert_child)  # custom layers' children through fx, as on the fx path
+    modules.copy_weights(tree, tm)
+    out = TorchFxModule(tree, program, type(tm).__name__)
+    out.eval()
+    object.__setattr__(out, "_torch_module", tm)  # tinydl.generation exports its cached step from it lazily
+    return out
+
+
+def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
+    """tm's forward for inputs like example_inputs, exported, lowered and checked against the op tables (every
+    missing op at once)."""
     args, kwargs = _split_example(example_inputs)
     args, kwargs = _to_torch(args), _to_torch(kwargs)
     name = type(tm).__name__
@@ -379,12 +402,7 @@ def convert(tm, example_inputs, dynamic_shapes=AUTO):
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(name, missing)
-    tree = modules.mirror(tm, fx.convert_child)  # custom layers' children through fx, as on the fx path
-    modules.copy_weights(tree, tm)
-    out = TorchFxModule(tree, program, name)
-    out.eval()
-    object.__setattr__(out, "_torch_module", tm)  # tinydl.generation exports its cached step from it lazily
-    return out
+    return program
 
 
-__all__ = ["convert", "ExportProgram", "op_name", "lower", "is_hf_model", "hf_example_inputs"]
+__all__ = ["convert", "capture", "ExportProgram", "op_name", "lower", "is_hf_model", "hf_example_inputs"]
