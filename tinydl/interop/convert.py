@@ -19,10 +19,12 @@ from .registry import UnsupportedTorchOps
 def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
     """Convert a torch.nn.Module in eval mode.
 
-    example_inputs are only needed when torch.fx cannot trace the model and torch.export is used instead: a tuple
-    of positional inputs (tensors/arrays), a dict of keyword inputs, or (tuple, dict). A Hugging Face
-    PreTrainedModel taking token ids or images needs none: token ids of shape (2, 8) (and an attention mask), or
-    2 images of the configured size, are made from the model (export.hf_example_inputs).
+    example_inputs are used when torch.fx cannot trace the model or its graph has ops tinydl does not map, and
+    torch.export is tried instead: a tuple of positional inputs (tensors/arrays), a dict of keyword inputs, or
+    (tuple, dict). A Hugging Face PreTrainedModel taking token ids or images needs none: token ids of shape (2, 8)
+    (and an attention mask), or 2 images of the configured size, are made from the model
+    (export.hf_example_inputs). Another model fx cannot trace, given none, is exported on its first call, with
+    that call's inputs (deferred.py).
 
     dynamic_shapes (torch.export path only; fx-traced modules take any shape): "auto" keeps every input dim
     dynamic that the model allows to vary (torch.export.Dim.AUTO; a dim of size 0 or 1 in the example stays
