@@ -4,6 +4,7 @@ when available, else CPU), greedy, side by side.
     python -m benchmarks.generate              # GPT-2 124M and a TinyLlama-1.1B-shaped Llama, batch 1 and 8
     python -m benchmarks.generate --quick      # the same models, a short prompt, few tokens and runs
     python -m benchmarks.generate --tiny       # 2-layer models of width 64: a smoke test (lavapipe)
+    python -m benchmarks.generate --models bart  # an encoder-decoder (BART-base's shape): decoder tokens/s
 
 Prefill tokens/s: batch * prompt / the time of generate(max_new_tokens=1). Decode tokens/s: batch * (N - 1) /
 (time of generate(max_new_tokens=N) - time of generate(max_new_tokens=1)). Medians over --runs runs after a
@@ -51,7 +52,23 @@ def tinyllama(tiny):
     return t.LlamaForCausalLM(cfg)
 
 
-MODELS = {"gpt2": gpt2, "tinyllama": tinyllama}
+def bart(tiny):
+    """An encoder-decoder (BART-base's shape): the prompt is the encoder's input, the decoder generates."""
+    t = _transformers()
+    if tiny:
+        cfg = t.BartConfig(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                           decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=1000,
+                           max_position_embeddings=256, **EAGER)
+    else:
+        cfg = t.BartConfig(**EAGER)  # BART-base: 6 + 6 layers of width 768, 50265 tokens
+    model = t.BartForConditionalGeneration(cfg)
+    # no early stop and no forced last token: both engines make every token (torch's min_new_tokens)
+    model.generation_config.eos_token_id = model.generation_config.forced_eos_token_id = None
+    return model
+
+
+MODELS = {"gpt2": gpt2, "tinyllama": tinyllama, "bart": bart}
+DEFAULT_MODELS = ["gpt2", "tinyllama"]
 
 
 def build(name, tiny):
@@ -101,8 +118,8 @@ def bench(name, batch, args):
     rows = [(f"torch {device}", throughput(torch_gen, batch, args.prompt, args.new, args.runs))]
     expected = torch_gen(CHECKED_TOKENS)
     model = model.to("cpu")
-    tm = tinydl.from_torch(model, example_inputs=((torch.from_numpy(ids[:, :8]),),
-                                                  {"attention_mask": torch.ones(batch, 8, dtype=torch.int64)}))
+    tm = tinydl.from_torch(model) if model.config.is_encoder_decoder else tinydl.from_torch(
+        model, example_inputs=((torch.from_numpy(ids[:, :8]),), {"attention_mask": torch.ones(batch, 8, dtype=torch.int64)}))
 
     def tiny_gen(n):
         return tm.generate(ids, attention_mask=np.ones_like(ids), max_new_tokens=n, pad_token_id=0)
@@ -119,7 +136,7 @@ def bench(name, batch, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=DEFAULT_MODELS, choices=list(MODELS))
     ap.add_argument("--batches", nargs="*", type=int, default=[1, 8])
     ap.add_argument("--prompt", type=int, help="prompt tokens (default 128, --quick/--tiny 16)")
     ap.add_argument("--new", type=int, help="new tokens (default 128, --quick/--tiny 16)")
