@@ -514,3 +514,35 @@ def test_hardtanh_bounds_checked_as_torch(lo, hi):
         np.testing.assert_array_equal(F.hardtanh(tinydl.tensor(x), lo, hi).numpy(),
                                       TF.hardtanh(torch.tensor(x), lo, hi).numpy())
     check_error(lambda: torch.nn.Hardtanh(lo, hi), lambda: tinydl.nn.Hardtanh(lo, hi), exc=AssertionError)
+
+
+@pytest.mark.parametrize("name,shape", [("InstanceNorm1d", (2, 3, 7)), ("InstanceNorm1d", (3, 7)),
+                                        ("InstanceNorm2d", (2, 3, 5, 6)), ("InstanceNorm2d", (3, 5, 6)),
+                                        ("InstanceNorm3d", (2, 3, 4, 4, 3))])
+@pytest.mark.parametrize("kwargs", [{}, dict(affine=True), dict(track_running_stats=True),
+                                    dict(affine=True, track_running_stats=True)])
+def test_instance_norm(rng, name, shape, kwargs):
+    """Each (sample, channel) over its own spatial values (unbatched inputs as a batch of one); with running
+    statistics tracked, eval mode uses those."""
+    check(*make(name, 3, **kwargs), randn(rng, *shape))
+
+
+def test_instance_norm_and_batch_statistics_convert_on_both_paths(rng):
+    seq = tnn.Sequential(tnn.InstanceNorm2d(3, affine=True), tnn.BatchNorm2d(3, track_running_stats=False)).eval()
+
+    class Loop(tnn.Module):  # fx cannot trace a loop over a size: torch.export (aten.instance_norm, no_stats BN)
+        def __init__(self):
+            super().__init__()
+            self.seq = seq
+
+        def forward(self, x):
+            for _ in range(x.shape[0]):
+                pass
+            return self.seq(x)
+    x = randn(rng, 2, 3, 5, 6)
+    for m, example in ((seq, None), (Loop().eval(), (torch.from_numpy(x),))):
+        tm = tinydl.from_torch(m, example_inputs=example)
+        assert tm.conversion_path == ("fx" if example is None else "torch.export")
+        assert_close(tm(tinydl.tensor(x)), m(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element when training"):
+        tinydl.nn.functional.instance_norm(tinydl.tensor(randn(rng, 2, 3, 1)))

@@ -116,6 +116,16 @@ def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, 
     return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
+def _bn_batch_stats(x, weight, bias, training, momentum, eps):
+    """_native_batch_norm_legit.no_stats: normalized by the batch's own statistics (BatchNorm without running
+    stats); the saved mean / rstd outputs are not computed (inference reads only the first)."""
+    return F.batch_norm(x, None, None, weight, bias, True, momentum, eps), None, None
+
+
+def _instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, *_):
+    return F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
+
+
 def _bn_no_training(x, weight, bias, running_mean, running_var, momentum, eps):
     return F.batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps), None, None
 
@@ -353,6 +363,8 @@ _aten("native_layer_norm.default", _native_layer_norm)
 _aten("group_norm.default", lambda x, groups, w=None, b=None, eps=1e-5, cudnn_enabled=True:
       F.group_norm(x, groups, w, b, eps))
 _aten("native_group_norm.default", _native_group_norm)
+_aten("_native_batch_norm_legit.no_stats", _bn_batch_stats)
+_aten("instance_norm.default", _instance_norm)
 _aten("batch_norm.default", _batch_norm)
 _aten("_native_batch_norm_legit_no_training.default", _bn_no_training)
 _aten("conv2d.default conv2d.padding", _conv(F.conv2d))

@@ -24,6 +24,10 @@ def _bn(cls):
     return lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, bias=_has_bias(m))
 
 
+def _instance_norm(cls):
+    return lambda m: cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+
+
 def _simple(cls, *attrs):
     return lambda m: cls(*(getattr(m, a) for a in attrs))
 
@@ -41,6 +45,9 @@ LAYERS = {
     "BatchNorm2d": _bn(nn.BatchNorm2d),
     "LayerNorm": lambda m: nn.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine,
                                         getattr(m, "bias", None) is not None or not m.elementwise_affine),
+    "InstanceNorm1d": _instance_norm(nn.InstanceNorm1d),
+    "InstanceNorm2d": _instance_norm(nn.InstanceNorm2d),
+    "InstanceNorm3d": _instance_norm(nn.InstanceNorm3d),
     "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, bias=_has_bias(m)),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),

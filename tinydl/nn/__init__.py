@@ -6,7 +6,7 @@ from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,
 from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .linear import Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, Unflatten
 from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d, Upsample
 from .transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 

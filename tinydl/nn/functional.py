@@ -11,7 +11,7 @@ from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTE
 from ..shapes import as_tuple, conv_out_size
 from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
-from .functional_norms import _t, batch_norm, group_norm, layer_norm, normalize, rms_norm
+from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .resample import resample_2d
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",

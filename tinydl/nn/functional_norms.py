@@ -1,5 +1,5 @@
 """torch.nn.functional's normalizations (re-exported by functional): batch_norm in its inference form,
-layer_norm, group_norm and rms_norm on the row-norm kernels, normalize. The layers over them are in norm.py."""
+layer_norm, group_norm, instance_norm and rms_norm on the row-norm kernels, normalize. The layers over them are in norm.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -62,6 +62,22 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return y
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Each (sample, channel) normalized over its own spatial values (a group norm of one channel per group);
+    use_input_stats=False: by the running statistics, as batch_norm's inference form."""
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if x.ndim < 3:
+        raise ValueError(f"expected 3D or more input (got {x.ndim}D input)")
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError("Expected running_mean and running_var to be defined when use_input_stats is false")
+        return batch_norm(x, running_mean, running_var, weight, bias, eps=eps)
+    if x.numel() and x.numel() // (x.shape[0] * x.shape[1]) == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(x.shape)}")
+    return group_norm(x, x.shape[1], weight, bias, eps)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):

@@ -61,6 +61,43 @@ class BatchNorm2d(_BatchNorm):
     _ranks = (4,)
 
 
+class _InstanceNorm(_BatchNorm):
+    """torch's InstanceNorm*d: each (sample, channel) normalized over its spatial values; with running statistics
+    tracked, eval mode uses them instead. An unbatched input (one rank less) is normalized as a batch of one."""
+    _rank = 0  # the batched input's rank
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False, track_running_stats=False, device=None,
+                 dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+
+    def forward(self, x):
+        if x.ndim not in (self._rank - 1, self._rank):
+            raise ValueError(f"expected {self._rank - 1}D or {self._rank}D input (got {x.ndim}D input)")
+        if self.training:
+            raise RuntimeError(f"tinydl is inference only: call model.eval() first ({type(self).__name__})")
+        unbatched = x.ndim == self._rank - 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self.affine and x.shape[1] != self.num_features:
+            raise ValueError(f"expected input's size at dim=1 to match num_features ({self.num_features}), but got: "
+                             f"{x.shape[1]}.")
+        y = F.instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            use_input_stats=not self.track_running_stats, eps=self.eps)
+        return y.squeeze(0) if unbatched else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    _rank = 3
+
+
+class InstanceNorm2d(_InstanceNorm):
+    _rank = 4
+
+
+class InstanceNorm3d(_InstanceNorm):
+    _rank = 5
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
