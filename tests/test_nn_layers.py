@@ -546,3 +546,28 @@ def test_instance_norm_and_batch_statistics_convert_on_both_paths(rng):
         assert_close(tm(tinydl.tensor(x)), m(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="Expected more than 1 spatial element when training"):
         tinydl.nn.functional.instance_norm(tinydl.tensor(randn(rng, 2, 3, 1)))
+
+
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("MaxPool1d", (3,), {}), ("MaxPool1d", (3, 2, 1), dict(ceil_mode=True)), ("MaxPool1d", (2,), dict(dilation=2)),
+    ("AvgPool1d", (3,), {}), ("AvgPool1d", (2,), dict(padding=1, ceil_mode=True, count_include_pad=False)),
+    ("AdaptiveAvgPool1d", (4,), {}), ("AdaptiveMaxPool1d", (3,), {}), ("AdaptiveAvgPool1d", (1,), {}),
+])
+@pytest.mark.parametrize("shape", [(2, 3, 11), (3, 11)])
+def test_pool_1d(rng, name, args, kwargs, shape):
+    """The 1-d pools (the 2-d pools over a [N, C, 1, L] view), batched and unbatched; converted through fx too."""
+    t, m = make(name, *args, **kwargs)
+    x = randn(rng, *shape)
+    check(t, m, x, rtol=1e-6, atol=1e-6)
+    assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_pool_1d_errors_as_torch(rng):
+    x = randn(rng, 2, 3, 4, 5)
+    import tinydl.nn.functional as F
+    check_error(lambda: tnn.functional.max_pool1d(torch.from_numpy(x), 2), lambda: F.max_pool1d(tinydl.tensor(x), 2))
+    check_error(lambda: tnn.functional.avg_pool1d(torch.from_numpy(x), 2), lambda: F.avg_pool1d(tinydl.tensor(x), 2))
+    check_error(lambda: tnn.functional.adaptive_max_pool1d(torch.from_numpy(x), 2),
+                lambda: F.adaptive_max_pool1d(tinydl.tensor(x), 2))
+    x3 = randn(rng, 2, 3, 4)
+    check_error(lambda: tnn.functional.max_pool1d(torch.from_numpy(x3), 0), lambda: F.max_pool1d(tinydl.tensor(x3), 0))

@@ -323,6 +323,54 @@ def adaptive_max_pool2d(x, output_size, return_indices=False):
     return _adaptive("max", x, output_size)
 
 
+# -- 1-d pools: the 2-d pools over a [N, C, 1, L] view --------------------------------------------------------
+def _signal(x, name: str):
+    x = _t(x)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(f"max_pool1d: Expected 2D or 3D (batch mode) tensor with optional 0 dim batch size for "
+                           f"input, but got:{list(x.shape)}" if name == "max_pool1d" else
+                           f"Expected 2 to 3 dimensions, but got {x.ndim}-dimensional tensor for argument #1 'self' "
+                           f"(while checking arguments for {name})")
+    return x.unsqueeze(-2)
+
+
+def _one(v, name):
+    """A 1-d pool's int argument (an int or a 1-tuple)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise RuntimeError(f"{name} must be an int or a tuple of one int, got {tuple(v)}")
+        v = v[0]
+    return int(v)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("max_pool1d(return_indices=True) is not supported")
+    k = _one(kernel_size, "kernel_size")
+    if k <= 0:
+        raise RuntimeError(f"max_pool1d() kernel_size must be greater than zero, but got {k}")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _one(stride, "stride")
+    return max_pool2d(_signal(x, "max_pool1d"), (1, k), (1, s), (0, _one(padding, "padding")),
+                      (1, _one(dilation, "dilation")), ceil_mode).squeeze(-2)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    k = _one(kernel_size, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _one(stride, "stride")
+    return avg_pool2d(_signal(x, "avg_pool1d"), (1, k), (1, s), (0, _one(padding, "padding")), ceil_mode,
+                      count_include_pad).squeeze(-2)
+
+
+def adaptive_avg_pool1d(x, output_size):
+    return adaptive_avg_pool2d(_signal(x, "adaptive_avg_pool1d"), (1, _one(output_size, "output_size"))).squeeze(-2)
+
+
+def adaptive_max_pool1d(x, output_size, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool1d(return_indices=True) is not supported")
+    return adaptive_max_pool2d(_signal(x, "adaptive_max_pool1d"), (1, _one(output_size, "output_size"))).squeeze(-2)
+
+
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
     """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",
