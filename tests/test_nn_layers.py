@@ -571,3 +571,27 @@ def test_pool_1d_errors_as_torch(rng):
                 lambda: F.adaptive_max_pool1d(tinydl.tensor(x), 2))
     x3 = randn(rng, 2, 3, 4)
     check_error(lambda: tnn.functional.max_pool1d(torch.from_numpy(x3), 0), lambda: F.max_pool1d(tinydl.tensor(x3), 0))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, padding=1), dict(kernel_size=(3, 1, 1), stride=(2, 1, 1)),
+    dict(kernel_size=(1, 3, 3), padding=(0, 1, 1), groups=2), dict(kernel_size=3, dilation=(2, 1, 1), padding=(2, 1, 1)),
+    dict(kernel_size=2, stride=2, bias=False), dict(kernel_size=3, padding=1, padding_mode="circular"),
+    dict(kernel_size=3, padding="same"),
+])
+@pytest.mark.parametrize("shape", [(2, 4, 5, 7, 6), (4, 5, 7, 6)])
+def test_conv3d(rng, kwargs, shape):
+    """A 3-d conv as one 2-d conv per kernel depth over the depth slices folded into the batch, added up."""
+    t, m = make("Conv3d", 4, 6, **kwargs)
+    x = randn(rng, *shape)
+    check(t, m, x)
+    assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_conv3d_errors_as_torch(rng):
+    import tinydl.nn.functional as F
+    x, w = randn(rng, 1, 4, 3, 3, 3), randn(rng, 6, 4, 5, 1, 1)
+    check_error(lambda: tnn.functional.conv3d(torch.from_numpy(x), torch.from_numpy(w)),
+                lambda: F.conv3d(tinydl.tensor(x), tinydl.tensor(w)))
+    check_error(lambda: tnn.functional.conv3d(torch.from_numpy(x[0, 0]), torch.from_numpy(w)),
+                lambda: F.conv3d(tinydl.tensor(x[0, 0]), tinydl.tensor(w)))

@@ -135,7 +135,7 @@ def _convolution(x, w, b, stride, padding, dilation, transposed, output_padding,
         if w.ndim != 4:
             raise NotImplementedError(f"transposed convolution with a {w.ndim}-d weight is not supported")
         return F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
-    return (F.conv1d if w.ndim == 3 else F.conv2d)(x, w, b, stride, padding, dilation, groups)
+    return {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}.get(w.ndim, F.conv2d)(x, w, b, stride, padding, dilation, groups)
 
 
 def _conv(fn):
@@ -369,6 +369,7 @@ _aten("batch_norm.default", _batch_norm)
 _aten("_native_batch_norm_legit_no_training.default", _bn_no_training)
 _aten("conv2d.default conv2d.padding", _conv(F.conv2d))
 _aten("conv1d.default conv1d.padding", _conv(F.conv1d))
+_aten("conv3d.default conv3d.padding", _conv(F.conv3d))
 _aten("convolution.default", _convolution)
 _aten("max_pool2d.default", _max_pool2d)
 _aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), None))

@@ -38,6 +38,7 @@ LAYERS = {
     "Linear": lambda m: nn.Linear(m.in_features, m.out_features, m.bias is not None),
     "Conv1d": _conv(nn.Conv1d),
     "Conv2d": _conv(nn.Conv2d),
+    "Conv3d": _conv(nn.Conv3d),
     "ConvTranspose2d": lambda m: nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride,
                                                     m.padding, m.output_padding, m.groups, m.bias is not None,
                                                     m.dilation, m.padding_mode),

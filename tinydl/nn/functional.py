@@ -139,6 +139,11 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
             raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(str(s + 2 * q) for s, q in zip(spatial, padding))}). "
                                f"Kernel size: ({' x '.join(str(d * (kk - 1) + 1) for kk in ks)}). Kernel size can't "
                                f"be greater than actual input size")
+    if nd == 3:
+        out = _conv3d(x, weight, stride, padding, dilation, groups)
+        if bias is not None:
+            out = out + bias.reshape(1, cout, 1, 1, 1)
+        return out.squeeze(0) if unbatched else out
     if nd == 1:  # conv1d runs as conv2d over a height of 1
         x4, w4 = x.unsqueeze(2), weight.unsqueeze(2)
         args = ConvArgs((1, stride[0]), (0, padding[0]), (1, dilation[0]), groups)
@@ -154,6 +159,30 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, nd, name):
     if nd == 1:
         out = out.squeeze(2)
     return out.squeeze(0) if unbatched else out
+
+
+def _conv3d(x, weight, stride, padding, dilation, groups):
+    """A 3-d conv as one 2-d conv per kernel depth, added up: the depth slices each kernel depth meets (a strided
+    view of the depth-padded input) folded into the batch, [N * OD, C, H, W]."""
+    (sd, sh, sw), (pd, ph, pw), (dd, dh, dw) = stride, padding, dilation
+    if pd:
+        x = pad(x, (0, 0, 0, 0, pd, pd))
+    N, C, D = x.shape[:3]
+    KD = weight.shape[2]
+    OD = conv_out_size(D, KD, sd, 0, dd)
+    out = None
+    for kd in range(KD):
+        start = kd * dd
+        frames = x[:, :, start:start + (OD - 1) * sd + 1:sd].permute(0, 2, 1, 3, 4).reshape(N * OD, C, *x.shape[3:])
+        part = conv2d(frames, weight[:, :, kd], None, (sh, sw), (ph, pw), (dh, dw), groups)
+        out = part if out is None else out + part
+    cout, OH, OW = out.shape[1:]
+    return out.reshape(N, OD, cout, OH, OW).permute(0, 2, 1, 3, 4)
+
+
+def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
 
 
 def _conv_node(x, w, args: ConvArgs, shape):
