@@ -50,8 +50,12 @@ def _build(name):
     Logits then have std ~1, and torch's own fp32 result is within ~4e-6 of a float64 run for every model here."""
     torch.manual_seed(0)
     builder, size = MODELS[name]
-    model = builder().eval()
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    return _scaled(builder().eval(), (2, 3, size, size)), size
+
+
+def _scaled(model, sample_shape):
+    """model with the weights _build describes, scaled by one forward on a random batch of sample_shape."""
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
 
     def unit_variance(layer, inputs, out):
         std = out.std()
@@ -72,10 +76,10 @@ def _build(name):
                 m.running_mean.normal_(0.0, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
         hooks = [m.register_forward_hook(unit_variance) for m in layers]
-        model(torch.randn(2, 3, size, size))
+        model(torch.randn(*sample_shape))
         for h in hooks:
             h.remove()
-    return model, size
+    return model
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -101,6 +105,23 @@ def test_torchvision_model(rng, name):
     with torch.no_grad():
         ref2 = model(torch.from_numpy(x2))
     assert_close(out2, ref2, rtol=1e-4, atol=1e-4)
+
+
+# video classifiers (3-d convs, BatchNorm3d, 3-d adaptive pooling): 4 frames of 32x32
+VIDEO = {"r3d_18": lambda: M.video.r3d_18(), "mc3_18": lambda: M.video.mc3_18()}
+
+
+@pytest.mark.parametrize("name", list(VIDEO))
+def test_torchvision_video_model(rng, name):
+    torch.manual_seed(0)
+    model = _scaled(VIDEO[name]().eval(), (2, 3, 4, 32, 32))
+    x = rng.standard_normal((1, 3, 4, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))
+    assert 0.1 < ref.std() < 10, "badly scaled reference logits: the comparison would prove little"
+    converted = tinydl.from_torch(model)
+    assert list(converted.state_dict().keys()) == list(model.state_dict().keys())
+    assert_close(converted(tinydl.tensor(x)), ref, rtol=1e-4, atol=1e-4)
 
 
 # -- errors ----------------------------------------------------------------------------------------------

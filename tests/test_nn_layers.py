@@ -595,3 +595,19 @@ def test_conv3d_errors_as_torch(rng):
                 lambda: F.conv3d(tinydl.tensor(x), tinydl.tensor(w)))
     check_error(lambda: tnn.functional.conv3d(torch.from_numpy(x[0, 0]), torch.from_numpy(w)),
                 lambda: F.conv3d(tinydl.tensor(x[0, 0]), tinydl.tensor(w)))
+
+
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("MaxPool3d", (3, 2, 1), {}), ("MaxPool3d", ((2, 3, 3),), dict(ceil_mode=True)), ("MaxPool3d", (2,), dict(dilation=(2, 1, 1))),
+    ("AvgPool3d", (3, 2, 1), {}), ("AvgPool3d", (3, 2, 1), dict(count_include_pad=False)),
+    ("AvgPool3d", (2,), dict(ceil_mode=True)), ("AvgPool3d", (3, 1, 1), dict(divisor_override=5)),
+    ("AdaptiveAvgPool3d", ((2, 3, 4),), {}), ("AdaptiveAvgPool3d", (1,), {}), ("AdaptiveMaxPool3d", ((3, None, 2),), {}),
+])
+@pytest.mark.parametrize("shape", [(2, 3, 7, 8, 6), (3, 7, 8, 6)])
+def test_pool_3d(rng, name, args, kwargs, shape):
+    """The 3-d pools, separable: over H x W with depth folded into the channels, then over D (an average's divisor
+    a product of per-dim counts; an override after plain sums); batched and unbatched; converted through fx."""
+    t, m = make(name, *args, **kwargs)
+    x = randn(rng, *shape)
+    check(t, m, x, rtol=1e-5, atol=1e-6)
+    assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)), rtol=1e-5, atol=1e-6)

@@ -6,9 +6,9 @@ from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose2d
 from .linear import Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, Unflatten
 from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm
-from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d,
-                      MaxPool1d, MaxPool2d, Upsample)
+from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
+                      AdaptiveMaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d, Upsample)
 from .transformer import MultiheadAttention, TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [n for n in dir() if not n.startswith("_")]

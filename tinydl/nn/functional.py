@@ -400,6 +400,73 @@ def adaptive_max_pool1d(x, output_size, return_indices=False):
     return adaptive_max_pool2d(_signal(x, "adaptive_max_pool1d"), (1, _one(output_size, "output_size"))).squeeze(-2)
 
 
+# -- 3-d pools: separable, the 2-d pools over H x W (depth folded into the channels), then over D ------------------
+def _volume(x, name: str):
+    x = _t(x)
+    if x.ndim not in (4, 5):
+        raise RuntimeError(f"{name}: Expected 4D or 5D tensor for input, but got: {list(x.shape)}" if "adaptive" in name
+                           else f"non-empty 4D or 5D (batch mode) tensor expected for input")
+    return (x.unsqueeze(0), True) if x.ndim == 4 else (x, False)
+
+
+def _two_passes(x, first, second):
+    """first(4-d) pools [N, C * D, H, W] over H x W; second(4-d) pools [N, C, D, OH * OW] over D."""
+    N, C, D, H, W = x.shape
+    y = first(x.reshape(N, C * D, H, W))
+    OH, OW = y.shape[2:]
+    z = second(y.reshape(N, C, D, OH * OW))
+    return z.reshape(N, C, z.shape[2], OH, OW)
+
+
+def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("max_pool3d(return_indices=True) is not supported")
+    x, unbatched = _volume(x, "max_pool3d")
+    k = as_tuple(kernel_size, 3, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else as_tuple(stride, 3, "stride")
+    p, d = as_tuple(padding, 3, "padding"), as_tuple(dilation, 3, "dilation")
+    out = _two_passes(x, lambda v: max_pool2d(v, k[1:], s[1:], p[1:], d[1:], ceil_mode),
+                      lambda v: max_pool2d(v, (k[0], 1), (s[0], 1), (p[0], 0), (d[0], 1), ceil_mode))
+    return out.squeeze(0) if unbatched else out
+
+
+def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    x, unbatched = _volume(x, "avg_pool3d")
+    k = as_tuple(kernel_size, 3, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else as_tuple(stride, 3, "stride")
+    p = as_tuple(padding, 3, "padding")
+    # the divisor is a product of per-dim counts; an override: sums first, then the override
+    out = _two_passes(x, lambda v: avg_pool2d(v, k[1:], s[1:], p[1:], ceil_mode, count_include_pad,
+                                              1 if divisor_override else None),
+                      lambda v: avg_pool2d(v, (k[0], 1), (s[0], 1), (p[0], 0), ceil_mode, count_include_pad,
+                                           divisor_override))
+    return out.squeeze(0) if unbatched else out
+
+
+def _adaptive3d(kind, x, output_size):
+    x, unbatched = _volume(x, f"adaptive_{kind}_pool3d")
+    size = (output_size,) * 3 if isinstance(output_size, int) else tuple(output_size)
+    if len(size) != 3:
+        raise RuntimeError(f"adaptive_{kind}_pool3d: output_size must be 3")
+    size = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(size))
+    pool = adaptive_avg_pool2d if kind == "avg" else adaptive_max_pool2d
+    out = _two_passes(x, lambda v: pool(v, size[1:]), lambda v: pool(v, (size[0], v.shape[3])))
+    return out.squeeze(0) if unbatched else out
+
+
+def adaptive_avg_pool3d(x, output_size):
+    return _adaptive3d("avg", x, output_size)
+
+
+def adaptive_max_pool3d(x, output_size, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool3d(return_indices=True) is not supported")
+    return _adaptive3d("max", x, output_size)
+
+
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
     """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",

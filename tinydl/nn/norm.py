@@ -61,6 +61,10 @@ class BatchNorm2d(_BatchNorm):
     _ranks = (4,)
 
 
+class BatchNorm3d(_BatchNorm):
+    _ranks = (5,)
+
+
 class _InstanceNorm(_BatchNorm):
     """torch's InstanceNorm*d: each (sample, channel) normalized over its spatial values; with running statistics
     tracked, eval mode uses them instead. An unbatched input (one rank less) is normalized as a batch of one."""

@@ -85,6 +85,27 @@ class AdaptiveMaxPool1d(Module):
         return f"output_size={self.output_size}"
 
 
+class MaxPool3d(MaxPool2d):
+    def forward(self, x):
+        return F.max_pool3d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+
+class AvgPool3d(AvgPool2d):
+    def forward(self, x):
+        return F.avg_pool3d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                            self.divisor_override)
+
+
+class AdaptiveAvgPool3d(AdaptiveAvgPool2d):
+    def forward(self, x):
+        return F.adaptive_avg_pool3d(x, self.output_size)
+
+
+class AdaptiveMaxPool3d(AdaptiveMaxPool1d):
+    def forward(self, x):
+        return F.adaptive_max_pool3d(x, self.output_size)
+
+
 class AdaptiveMaxPool2d(Module):
     def __init__(self, output_size, return_indices=False):
         super().__init__()
