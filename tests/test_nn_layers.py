@@ -611,3 +611,14 @@ def test_pool_3d(rng, name, args, kwargs, shape):
     x = randn(rng, *shape)
     check(t, m, x, rtol=1e-5, atol=1e-6)
     assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=1),
+                                    dict(kernel_size=3, stride=2, output_padding=1, groups=2),
+                                    dict(kernel_size=3, dilation=2, bias=False)])
+@pytest.mark.parametrize("shape", [(2, 4, 9), (4, 9)])
+def test_conv_transpose1d(rng, kwargs, shape):
+    t, m = make("ConvTranspose1d", 4, 6, **kwargs)
+    x = randn(rng, *shape)
+    check(t, m, x)
+    assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)

@@ -132,9 +132,10 @@ def _bn_no_training(x, weight, bias, running_mean, running_var, momentum, eps):
 
 def _convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_):
     if transposed:
-        if w.ndim != 4:
+        if w.ndim not in (3, 4):
             raise NotImplementedError(f"transposed convolution with a {w.ndim}-d weight is not supported")
-        return F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+        fn = F.conv_transpose2d if w.ndim == 4 else F.conv_transpose1d
+        return fn(x, w, b, stride, padding, output_padding, groups, dilation)
     return {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}.get(w.ndim, F.conv2d)(x, w, b, stride, padding, dilation, groups)
 
 

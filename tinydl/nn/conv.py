@@ -99,17 +99,21 @@ class Conv1d(_ConvNd):
 
 
 class ConvTranspose2d(Module):
+    _nd = 2
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
+        nd = self._nd
         if padding_mode != "zeros":
-            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose2d')
+            raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
         if in_channels % groups or out_channels % groups:
             raise ValueError("in_channels and out_channels must be divisible by groups")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = as_tuple(kernel_size, 2, "kernel_size")
-        self.stride, self.padding = as_tuple(stride, 2, "stride"), as_tuple(padding, 2, "padding")
-        self.output_padding, self.dilation = as_tuple(output_padding, 2, "output_padding"), as_tuple(dilation, 2, "dilation")
+        self.kernel_size = as_tuple(kernel_size, nd, "kernel_size")
+        self.stride, self.padding = as_tuple(stride, nd, "stride"), as_tuple(padding, nd, "padding")
+        self.output_padding = as_tuple(output_padding, nd, "output_padding")
+        self.dilation = as_tuple(dilation, nd, "dilation")
         self.padding_mode = padding_mode
         # torch computes fan_in from weight dim 1 (out_channels // groups) for transposed convs
         fan_in = out_channels // groups * math.prod(self.kernel_size)
@@ -121,8 +125,13 @@ class ConvTranspose2d(Module):
 
     def forward(self, x, output_size=None):
         if output_size is not None:
-            raise NotImplementedError("ConvTranspose2d(output_size=...) is not supported; use output_padding")
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                  self.groups, self.dilation)
+            raise NotImplementedError(f"{type(self).__name__}(output_size=...) is not supported; use output_padding")
+        fn = F.conv_transpose2d if self._nd == 2 else F.conv_transpose1d
+        return fn(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
+                  self.dilation)
 
     extra_repr = _ConvNd.extra_repr
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    _nd = 1

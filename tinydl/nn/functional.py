@@ -198,6 +198,23 @@ def _conv_node(x, w, args: ConvArgs, shape):
     return _make(CONV, None, (x, w), args, shape, x.dtype)
 
 
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """conv_transpose2d over a height of 1."""
+    x, weight = _t(x), _t(weight)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(f"Expected 2D (unbatched) or 3D (batched) input to conv_transpose1d, but got input of "
+                           f"size: {list(x.shape)}")
+    if weight.ndim != 3:
+        raise RuntimeError(f"Expected 3-dimensional weight for 3-dimensional input, but got weight of size "
+                           f"{list(weight.shape)}")
+
+    def one(v, name):
+        return (1 if name in ("stride", "dilation") else 0, as_tuple(v, 1, name)[0])
+    out = conv_transpose2d(x.unsqueeze(-2), weight.unsqueeze(2), bias, one(stride, "stride"), one(padding, "padding"),
+                           one(output_padding, "output_padding"), groups, one(dilation, "dilation"))
+    return out.squeeze(-2)
+
+
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     x, weight, bias = _t(x), _t(weight), _t(bias)
     x, unbatched = _batched_image(x, f"Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, but got "
