@@ -581,3 +581,30 @@ def test_clone_of_buffers_joined_by_a_cat_is_one_new_buffer(rng):
     copy = joined.clone().realize()
     assert copy.node.kind == "buffer"
     np.testing.assert_array_equal(copy.numpy(), np.concatenate([a, b]))
+
+
+@pytest.mark.parametrize("arg,dim", [(3, 0), (2, 1), ([1, 4], 0), ([2, 2, 9], 0), ([-2], 0), ([-9, 3], 1), (10, 0)])
+def test_tensor_split(rng, arg, dim):
+    x, t = pair(rand(rng, 7, 5))
+    ours, ref = x.tensor_split(arg, dim), t.tensor_split(arg, dim)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        same(a, b)
+    with pytest.raises(RuntimeError, match="number of sections must be larger than 0, got 0"):
+        tinydl.tensor_split(x, 0)
+
+
+@pytest.mark.parametrize("shape,r", [((2, 18, 4, 5), 3), ((9, 4, 4), 3), ((1, 2, 8, 3, 2), 2)])
+def test_pixel_shuffle_and_unshuffle(rng, shape, r):
+    import torch.nn.functional as TF
+    F = tinydl.nn.functional
+    x, t = pair(rand(rng, *shape))
+    same(F.pixel_shuffle(x, r), TF.pixel_shuffle(t, r))
+    y, u = pair(rand(rng, *shape[:-2], shape[-2] * r, shape[-1] * r))
+    same(F.pixel_unshuffle(y, r), TF.pixel_unshuffle(u, r))
+    m = torch.nn.Sequential(torch.nn.PixelShuffle(r), torch.nn.PixelUnshuffle(r)).eval()
+    same(tinydl.from_torch(m)(x), m(t))
+    with pytest.raises(RuntimeError, match=r"input.size\(-3\)=5 is not divisible by 4"):
+        F.pixel_shuffle(tinydl.tensor(np.zeros((5, 2, 2), np.float32)), 2)
+    with pytest.raises(RuntimeError, match=r"input.size\(-1\)=3 is not divisible by 2"):
+        F.pixel_unshuffle(tinydl.tensor(np.zeros((1, 4, 3), np.float32)), 2)

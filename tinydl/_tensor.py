@@ -31,7 +31,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
-from .indexing import flip, fliplr, flipud  # noqa: F401
+from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 
@@ -132,6 +132,7 @@ class Tensor(_core.Tensor):
     def select(self, dim: int, index: int) -> "Tensor": return select(self, dim, index)
     def roll(self, shifts, dims=None) -> "Tensor": return roll(self, shifts, dims)
     def flip(self, *dims) -> "Tensor": return flip(self, dims[0] if len(dims) == 1 else dims)
+    def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
     def fliplr(self) -> "Tensor": return fliplr(self)
     def flipud(self) -> "Tensor": return flipud(self)
 

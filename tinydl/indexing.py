@@ -364,6 +364,23 @@ def split(x: Tensor, split_size, dim: int = 0) -> tuple:
     return tuple(out)
 
 
+def tensor_split(x: Tensor, indices_or_sections, dim: int = 0) -> tuple:
+    """Views of x cut along dim: into n parts (the first size % n one longer), or at the given indices."""
+    d = normalize_dim(dim, x.ndim)
+    size = x.shape[d]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        n = int(indices_or_sections)
+        if n <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {n}")
+        small, extra = divmod(size, n)
+        bounds = [i * small + builtins.min(i, extra) for i in range(n + 1)]
+    else:
+        # as Python slice bounds: negative ones count from the end, all clamped into [0, size]
+        bounds = [0, *(builtins.min(builtins.max(int(i) + size if i < 0 else int(i), 0), size)
+                       for i in indices_or_sections), size]
+    return tuple(x._slice(d, a, builtins.max(a, b), 1) for a, b in zip(bounds, bounds[1:]))
+
+
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))

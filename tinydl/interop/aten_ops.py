@@ -210,6 +210,9 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
 _aten("flip.default", lambda x, dims: T.flip(x, dims))
+_aten("pixel_shuffle.default", F.pixel_shuffle)
+_aten("pixel_unshuffle.default", F.pixel_unshuffle)
+_aten("tensor_split.sections tensor_split.indices", lambda x, s, dim=0: T.tensor_split(x, s, dim))
 _aten("logsumexp.default", lambda x, dim, keepdim=False: T.logsumexp(x, dim, keepdim))
 _aten("lerp.Scalar lerp.Tensor", T.lerp)
 _aten("repeat_interleave.self_int", lambda x, repeats, dim=None, *, output_size=None: T.repeat_interleave(

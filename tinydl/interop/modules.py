@@ -60,6 +60,8 @@ LAYERS = {
     "Dropout2d": _simple(nn.Dropout2d, "p"),
     "Identity": lambda m: nn.Identity(),
     "Flatten": _simple(nn.Flatten, "start_dim", "end_dim"),
+    "PixelShuffle": _simple(nn.PixelShuffle, "upscale_factor"),
+    "PixelUnshuffle": _simple(nn.PixelUnshuffle, "downscale_factor"),
     "Unflatten": _simple(nn.Unflatten, "dim", "unflattened_size"),
     "ReLU": lambda m: nn.ReLU(),
     "ReLU6": lambda m: nn.ReLU6(),

@@ -484,6 +484,46 @@ def adaptive_max_pool3d(x, output_size, return_indices=False):
     return _adaptive3d("max", x, output_size)
 
 
+# -- pixel (un)shuffle: reshapes and a permute ---------------------------------------------------------------
+def pixel_shuffle(x, upscale_factor: int):
+    """[*, C * r * r, H, W] -> [*, C, H * r, W * r]."""
+    x, r = _t(x), int(upscale_factor)
+    if x.ndim < 3:
+        raise RuntimeError(f"pixel_shuffle expects input to have at least 3 dimensions, but got input with {x.ndim} "
+                           f"dimension(s)")
+    if r <= 0:
+        raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
+    *lead, C, H, W = x.shape
+    if C % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
+                           f"upscale_factor, but input.size(-3)={C} is not divisible by {r * r}")
+    n = len(lead)
+    y = x.reshape(*lead, C // (r * r), r, r, H, W)
+    y = y.permute(*range(n), n, n + 3, n + 1, n + 4, n + 2)
+    return y.reshape(*lead, C // (r * r), H * r, W * r)
+
+
+def pixel_unshuffle(x, downscale_factor: int):
+    """[*, C, H * r, W * r] -> [*, C * r * r, H, W]."""
+    x, r = _t(x), int(downscale_factor)
+    if x.ndim < 3:
+        raise RuntimeError(f"pixel_unshuffle expects input to have at least 3 dimensions, but got input with "
+                           f"{x.ndim} dimension(s)")
+    if r <= 0:
+        raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
+    *lead, C, H, W = x.shape
+    if H % r:
+        raise RuntimeError(f"pixel_unshuffle expects height to be divisible by downscale_factor, but input.size(-2)="
+                           f"{H} is not divisible by {r}")
+    if W % r:
+        raise RuntimeError(f"pixel_unshuffle expects width to be divisible by downscale_factor, but input.size(-1)="
+                           f"{W} is not divisible by {r}")
+    n = len(lead)
+    y = x.reshape(*lead, C, H // r, r, W // r, r)
+    y = y.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3)
+    return y.reshape(*lead, C * r * r, H // r, W // r)
+
+
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
     """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",
