@@ -681,9 +681,9 @@ def test_addcmul_addcdiv(rng, value):
 
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 0.7, 1.0, "tensor"])
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 0.7, 1.0, -0.7, 1.5, "tensor"])
 def test_lerp(rng, weight):
-    a, b, w = (rng.standard_normal(64).astype(np.float32) for _ in range(3))
+    a, b, w = (rng.standard_normal(64).astype(np.float32) for _ in range(3))  # tensor weights of either sign
     tw, rw = (tinydl.tensor(w), torch.from_numpy(w)) if weight == "tensor" else (weight, weight)
     # torch's vectorized loop may fuse the multiply-add: within an ulp
     assert_close(tinydl.tensor(a).lerp(tinydl.tensor(b), tw), torch.from_numpy(a).lerp(torch.from_numpy(b), rw),

@@ -203,12 +203,12 @@ def addcdiv(x, tensor1, tensor2, *, value=1) -> Tensor:
 
 def lerp(start, end, weight) -> Tensor:
     """start + weight * (end - start), as torch: from the end (end - (end - start) * (1 - weight)) where
-    weight >= 0.5, so weight 1 gives end exactly."""
+    |weight| >= 0.5, so weight 1 gives end exactly."""
     diff = sub(end, start)
     low = add(start, mul(weight, diff))
     high = sub(end, mul(diff, sub(1.0, weight)))
     if not isinstance(weight, Tensor):
-        return low if weight < 0.5 else high
+        return low if builtins.abs(weight) < 0.5 else high
     return where(lt(abs(weight), 0.5), low, high)
 
 

@@ -50,15 +50,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 
-
 def repeat_interleave(x: Tensor, repeats, dim=None, *, output_size=None) -> Tensor:
     """Each element repeated `repeats` times along dim (x flattened when dim is None), as an expand of a new axis
     and a reshape. Per-element repeats (a tensor of counts) make a shape that depends on data: refused."""
-    if isinstance(repeats, Tensor):
-        if repeats.numel() != 1:
-            raise NotImplementedError("repeat_interleave with a tensor of per-element repeats (an output shape that "
-                                      "depends on the data) is not supported; pass an int")
-        raise NotImplementedError("repeat_interleave with repeats given as a tensor is not supported; pass an int")
+    if isinstance(repeats, Tensor):  # its values would decide the output's shape
+        raise NotImplementedError("repeat_interleave with repeats given as a tensor (per-element repeats: an output "
+                                  "shape that depends on the data) is not supported; pass an int")
     repeats = int(repeats)
     if repeats < 0:
         raise RuntimeError("repeats can not be negative")
@@ -67,6 +64,6 @@ def repeat_interleave(x: Tensor, repeats, dim=None, *, output_size=None) -> Tens
     d = normalize_dim(dim, x.ndim)
     out_shape = x.shape[:d] + (x.shape[d] * repeats,) + x.shape[d + 1:]
     if output_size is not None and output_size != out_shape[d]:
-        raise RuntimeError(f"allocated size does not match required size")
+        raise RuntimeError("allocated size does not match required size")
     wide = x.reshape(x.shape[:d + 1] + (1,) + x.shape[d + 1:])
     return wide.expand(x.shape[:d + 1] + (repeats,) + x.shape[d + 1:]).reshape(out_shape)
