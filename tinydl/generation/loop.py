@@ -118,18 +118,24 @@ def _torch_example(inputs):
                  if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
 
 
-def pick(out, settings, rng, step: int, length: int) -> np.ndarray:
+def next_tokens(out, settings, rng, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
     """The next token ids [B] from a step's outputs (argmax [B], last logits [B, V]): greedy or sampled, then
-    HF's forced tokens (forced_bos_token_id after the first token, forced_eos_token_id at the length limit);
-    length: the sequence's length before this token."""
+    HF's forced tokens (forced_bos_token_id after the first token, forced_eos_token_id at the length limit) and
+    pad_token_id for sequences already finished; length: the sequence's length before this token. unfinished
+    [B] loses the sequences this token ends (EOS)."""
     forced = settings.forced_bos_token_id if length == 1 else None
     if step == settings.max_new_tokens - 1 and settings.forced_eos_token_id is not None:
         forced = settings.forced_eos_token_id
     if forced is not None:
-        return np.full(out[0].shape[0], forced, np.int64)
-    if settings.do_sample:
-        return sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
-    return out[0].numpy().astype(np.int64)
+        token = np.full(out[0].shape[0], forced, np.int64)
+    elif settings.do_sample:
+        token = sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
+    else:
+        token = out[0].numpy().astype(np.int64)
+    if settings.pad_token_id is not None:
+        token = np.where(unfinished, token, settings.pad_token_id)
+    unfinished &= ~np.isin(token, settings.eos_token_id)
+    return token
 
 
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
@@ -156,12 +162,8 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
     cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
     unfinished = np.ones(batch, bool)
-    eos = np.asarray(settings.eos_token_id, np.int64)
     for i in range(new):
-        token = pick(out, settings, rng, i, prompt + i)
-        if settings.pad_token_id is not None:
-            token = np.where(unfinished, token, settings.pad_token_id)
-        unfinished &= ~np.isin(token, eos)
+        token = next_tokens(out, settings, rng, i, prompt + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return

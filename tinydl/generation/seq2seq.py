@@ -20,7 +20,7 @@ import numpy as np
 
 from .._tensor import tensor
 from ..nn import functional as F
-from .loop import _additive_mask, _float_dtype, cache_length, check_fits, pick
+from .loop import _additive_mask, _float_dtype, cache_length, check_fits, next_tokens
 
 KINDS = ("encoder", "first", "next")
 
@@ -131,10 +131,7 @@ def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     cross = list(out[2 + 2 * layers:])
     unfinished = np.ones(batch, bool)
     for i in range(new):
-        token = pick(out, settings, rng, i, 1 + i)
-        if settings.pad_token_id is not None:
-            token = np.where(unfinished, token, settings.pad_token_id)
-        unfinished &= ~np.isin(token, settings.eos_token_id)
+        token = next_tokens(out, settings, rng, i, 1 + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return
