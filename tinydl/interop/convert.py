@@ -53,7 +53,7 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
                     "(found by torch.fx; pass example_inputs=(...) to try torch.export too, whose ATen ops may "
                     "map where these do not)")) from None
             # fx cannot trace it: torch.export captures it on the first call, with that call's inputs
-            out = deferred.DeferredConversion(_tree(module), module, dynamic_shapes,
+            out = deferred.DeferredConversion(export.mirrored_tree(module), module, dynamic_shapes,
                                               f"torch.fx cannot trace it ({_first_line(fx_error)})")
             out.eval()
             return out
@@ -77,10 +77,3 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
 def _first_line(e: Exception) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def _tree(module):
-    from . import fx, modules
-    tree = modules.mirror(module, fx.convert_child)
-    modules.copy_weights(tree, module)
-    return tree

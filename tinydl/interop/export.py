@@ -374,12 +374,17 @@ def hf_example_inputs(tm) -> dict | None:
 
 def convert(tm, example_inputs, dynamic_shapes=AUTO):
     program = capture(tm, example_inputs, dynamic_shapes)
-    tree = modules.mirror(tm, fx.convert_child)  # custom layers' children through fx, as on the fx path
-    modules.copy_weights(tree, tm)
-    out = TorchFxModule(tree, program, type(tm).__name__)
+    out = TorchFxModule(mirrored_tree(tm), program, type(tm).__name__)
     out.eval()
     object.__setattr__(out, "_torch_module", tm)  # tinydl.generation exports its cached step from it lazily
     return out
+
+
+def mirrored_tree(tm):
+    """tm's tinydl twin holding tm's weights (custom layers' children through fx, as on the fx path)."""
+    tree = modules.mirror(tm, fx.convert_child)
+    modules.copy_weights(tree, tm)
+    return tree
 
 
 def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
