@@ -197,7 +197,7 @@ def im2col(src: KernelSource, core: Node, opts: Options = DEFAULT):
 
 def pool_trips(a, in_hw, out_hw) -> int:
     """An upper bound of one pool thread's loop trips (its window rows, plus their columns): kept within
-    MAX_TRIPS by functional._pool_node, which splits larger windows into a pool along W, then along H."""
+    MAX_TRIPS by functional_pools._pool_node, which splits larger windows into a pool along W, then along H."""
     if a.adaptive:
         if not all(out_hw):
             return 0
