@@ -43,6 +43,7 @@ class Code(enum.IntFlag):
     INDEX = 1 << 0             # an index (gather, embedding, index_select, x[idx]) outside its dim
     INTEGER_OVERFLOW = 1 << 1  # an integer result that does not fit its type
     ZERO_DIVISION = 1 << 2     # an integer //, % or fmod by a zero element (torch CPU raises)
+    PROBABILITY = 1 << 3       # sampling from scores with NaN or +inf, or only -inf (torch.multinomial raises)
 
 
 # code -> (exception type, message); the message starts with torch's wording where torch has one
@@ -51,6 +52,7 @@ MESSAGES = {
     Code.ZERO_DIVISION: (RuntimeError, "ZeroDivisionError"),
     Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow: a sum or product of int32 values does not fit int32 "
                                           "(torch's result is int64, which tinydl does not store)"),
+    Code.PROBABILITY: (RuntimeError, "probability tensor contains either `inf`, `nan` or element < 0"),
 }
 
 _reporters: list = []
@@ -64,6 +66,12 @@ def reporter(predicate):
 
 def may_report(node) -> bool:
     return any(p(node) for p in _reporters)
+
+
+@reporter
+def _sample_checks(node) -> bool:
+    from .ops import SAMPLE
+    return node.kind == SAMPLE
 
 
 @reporter

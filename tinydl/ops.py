@@ -31,8 +31,10 @@ IM2COL = "im2col"        # srcs x [N,C,H,W]; arg: ConvArgs (+ kernel size): [C*K
 POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_norm over axes first..last;
 #                          arg: (eps, first, last), and lowered (eps, first, last, teams: kernels/rownorm.py)
+SAMPLE = "sample"        # srcs scores [R, V] (float), uniform [R, 1] -> [R] int32: a token per row drawn after HF's
+#                          top-k/top-p filters; arg: (top_k or None, top_p) (kernels/sample.py)
 
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE})
 
 # -- what a kernel can run: checked where a node is built, so that a call no kernel could run fails at the call --
 # Loop trips: MAX_TRIPS bounds any one thread's loop trips in any kernel tinydl generates (drivers may cap them:

@@ -1,7 +1,8 @@
 """The decode loop: one prefill step over the prompt, then one replayed decode step per token, the KV cache
 passed from step to step as GPU tensors (never read back). The host keeps the 2-D attention mask and builds
 each step's 4-D mask and positions from it (left padding: positions from the mask's cumulative sum, as HF);
-it reads back only the next token ids (greedy: their argmax on the GPU), or the last logits row to sample."""
+it reads back only the next token ids (greedy: their argmax on the GPU; sampled: drawn on the GPU, see
+sampling.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -128,6 +129,10 @@ def next_tokens(out, settings, rng, step: int, length: int, unfinished: np.ndarr
         forced = settings.forced_eos_token_id
     if forced is not None:
         token = np.full(out[0].shape[0], forced, np.int64)
+    elif settings.do_sample and sampling.fits_gpu(out[1].shape[-1], settings.top_k, settings.top_p):
+        u = rng.random(out[1].shape[0])  # (the host draw below takes the same numbers)
+        token = sampling.sample_on_gpu(out[1], u, settings.temperature, settings.top_k, settings.top_p).numpy()
+        token = token.astype(np.int64)
     elif settings.do_sample:
         token = sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
     else:

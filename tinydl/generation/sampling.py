@@ -1,9 +1,43 @@
-"""Sampling the next token from the last position's logits on the host, as Hugging Face's warpers do in
-order (temperature, top-k, top-p), drawn from a seeded numpy Generator: reproducible from the seed (not the
-same stream as torch's)."""
+"""Sampling the next token from the last position's logits, as Hugging Face's warpers do in order (temperature,
+top-k, top-p), with one uniform number per sequence from a seeded numpy Generator: reproducible from the seed
+(not the same stream as torch's).
+
+On the GPU (`sample_on_gpu`: one kernel, kernels/sample.py) the step reads back only the token ids; `sample` is
+the same draw on the host from the logits read back, for rows too long for the kernel's loop limit (and the
+reference its tests compare with).
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from .. import dtypes
+from .._core import Tensor, _make
+from .._tensor import tensor
+from ..kernels import sample as sample_kernel
+from ..ops import MAX_TRIPS, SAMPLE
+
+
+def effective_top_k(top_k: int | None, vocab: int) -> int | None:
+    """HF's TopKLogitsWarper: off for None/0 and for k >= the vocabulary (it keeps everything)."""
+    return top_k if top_k and top_k < vocab else None
+
+
+def fits_gpu(vocab: int, top_k: int | None, top_p: float) -> bool:
+    return sample_kernel.trips(vocab, effective_top_k(top_k, vocab), top_p) <= MAX_TRIPS
+
+
+def sample_on_gpu(logits: Tensor, uniform: np.ndarray, temperature: float, top_k: int | None,
+                  top_p: float) -> Tensor:
+    """[B, V] logits, [B] uniforms in [0, 1) -> [B] token ids (int32), as `sample` draws them (a tie or a
+    cumulative probability within float32 rounding of the draw or of top_p may land on a neighbour)."""
+    vocab = logits.shape[-1]
+    assert fits_gpu(vocab, top_k, top_p), vocab
+    scores = logits.float()
+    if temperature != 1.0:
+        scores = scores / temperature
+    u = tensor(np.asarray(uniform, np.float32).reshape(-1, 1))
+    return _make(SAMPLE, None, (scores, u), (effective_top_k(top_k, vocab), float(top_p)), scores.shape[:1],
+                 dtypes.int32)
 
 
 def warp(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float) -> np.ndarray:
