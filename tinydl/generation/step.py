@@ -20,8 +20,10 @@ last position's logits and their argmax (greedy decoding reads back only the tok
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import sys
 
 from ..interop import export as ex
 from ..interop.dynamic_dims import InputDims
@@ -83,12 +85,37 @@ def torch_classes():
             kwargs = {self.cache_arg: cache, "use_cache": True}
             if self.keep:
                 kwargs["logits_to_keep"] = 1
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             **kwargs)
+            with alibi_from_4d_masks(self.model):
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                 **kwargs)
             logits = out.logits[:, -1, :]
             return (torch.argmax(logits, -1), logits, *flat_new(cache))
 
     return FunctionalCache, Step
+
+
+@contextlib.contextmanager
+def alibi_from_4d_masks(model):
+    """While the step runs: the ALiBi builder of the model's module (`build_alibi_tensor(mask_2d, heads, dtype)`:
+    Bloom, Falcon with alibi), which needs the 2-D padding mask, takes the step's 4-D additive mask too. The last
+    query row of [B, 1, T, L] sees exactly the keys that are not padding (up to the newest one; later cache slots
+    are masked out for every query, so their biases are never used), which is the 2-D mask it needs."""
+    module = sys.modules.get(type(model).__module__)
+    build = getattr(module, "build_alibi_tensor", None)
+    if build is None:
+        yield
+        return
+
+    def from_any_mask(mask, *args, **kwargs):
+        if mask.ndim == 4:
+            mask = (mask[:, 0, -1, :] == 0).long()
+        return build(mask, *args, **kwargs)
+
+    module.build_alibi_tensor = from_any_mask
+    try:
+        yield
+    finally:
+        module.build_alibi_tensor = build
 
 
 def causal_kinds() -> dict:
