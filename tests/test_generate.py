@@ -219,9 +219,11 @@ def test_warp_matches_hf_warpers(temperature, top_k, top_p):
     assert (ref[np.arange(3), draws] > 0).all()
 
 
-def test_decode_steps_replay_without_planning(llama, monkeypatch):
+@pytest.mark.parametrize("sampled", [False, True])
+def test_decode_steps_replay_without_planning(llama, monkeypatch, sampled):
     """After the first decode step, each step is one submit of the replayed plan plus the read-back of the token
-    ids (a submit without kernels): no plan, no pipeline, no GPU buffer created."""
+    ids (greedy: a submit without kernels; sampled: the sampling kernel's submit, which reads the ids back): no
+    plan, no pipeline, no GPU buffer created."""
     m, tm = llama
     ids, mask = prompt()
     rt = get_runtime()
@@ -237,14 +239,16 @@ def test_decode_steps_replay_without_planning(llama, monkeypatch):
     monkeypatch.setattr(type(rt.device), "create_buffer",
                         lambda self, *a, **k: bump("buffers") or real_create(self, *a, **k))
     marks = []
-    tm.generate(ids, attention_mask=mask, max_new_tokens=12, pad_token_id=0,
+    sampling_args = dict(do_sample=True, top_k=20, top_p=0.9, seed=1) if sampled else {}
+    tm.generate(ids, attention_mask=mask, max_new_tokens=12, pad_token_id=0, **sampling_args,
                 streamer=lambda t: marks.append((dict(debug.stats), dict(counts))))
     assert len(marks) == 12
     (stats2, counts2), (stats_end, counts_end) = marks[2], marks[-1]
     assert stats_end == stats2, "decode steps after the first planned or compiled"
     steps = len(marks) - 1 - 2
-    assert {k: counts_end[k] - counts2[k] for k in counts} == {"replays": steps, "kernel_submits": 0,
-                                                               "readbacks": steps, "buffers": 0}
+    assert {k: counts_end[k] - counts2[k] for k in counts} == {
+        "replays": steps, "kernel_submits": steps if sampled else 0, "readbacks": 0 if sampled else steps,
+        "buffers": 0}
 
 
 def test_repeated_generate_is_flat(llama, monkeypatch):
