@@ -5,12 +5,14 @@ when available, else CPU), greedy, side by side.
     python -m benchmarks.generate --quick      # the same models, a short prompt, few tokens and runs
     python -m benchmarks.generate --tiny       # 2-layer models of width 64: a smoke test (lavapipe)
     python -m benchmarks.generate --models bart  # an encoder-decoder (BART-base's shape): decoder tokens/s
+    python -m benchmarks.generate --sample     # sampled (temperature 0.8, top-k 50, top-p 0.9) instead of greedy
 
 Prefill tokens/s: batch * prompt / the time of generate(max_new_tokens=1). Decode tokens/s: batch * (N - 1) /
 (time of generate(max_new_tokens=N) - time of generate(max_new_tokens=1)). Medians over --runs runs after a
 warm-up (the first tinydl call also exports and plans its steps). Random weights (no network); float32 tokens are
 checked to equal torch's for the first few new tokens; float16 (after tm.half()) is measured where the adapter
-has shader-f16.
+has shader-f16. With --sample both engines sample (tinydl on the GPU), every token made (no EOS); the greedy
+tokens are still checked first.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHECKED_TOKENS = 4
+SAMPLED = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.9)
 EAGER = dict(attn_implementation="eager")  # the attention torch.export captures as tinydl's ops
 
 
@@ -106,27 +109,31 @@ def bench(name, batch, args):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ref_model = model.to(device)
 
-    def torch_gen(n, m=ref_model):
+    def torch_gen(n, m=ref_model, sample=False):
         with torch.no_grad():
             out = m.generate(torch.from_numpy(ids).to(device), attention_mask=torch.ones(ids.shape, device=device,
-                             dtype=torch.int64), max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                             use_cache=True, pad_token_id=0)
+                             dtype=torch.int64), max_new_tokens=n, min_new_tokens=n,
+                             **(SAMPLED if sample else dict(do_sample=False)), use_cache=True, pad_token_id=0)
         if device == "cuda":
             torch.cuda.synchronize()
         return out.cpu().numpy()
 
-    rows = [(f"torch {device}", throughput(torch_gen, batch, args.prompt, args.new, args.runs))]
+    rows = [(f"torch {device}", throughput(lambda n: torch_gen(n, sample=args.sample), batch, args.prompt,
+                                           args.new, args.runs))]
     expected = torch_gen(CHECKED_TOKENS)
     model = model.to("cpu")
     tm = tinydl.from_torch(model) if model.config.is_encoder_decoder else tinydl.from_torch(
         model, example_inputs=((torch.from_numpy(ids[:, :8]),), {"attention_mask": torch.ones(batch, 8, dtype=torch.int64)}))
 
-    def tiny_gen(n):
-        return tm.generate(ids, attention_mask=np.ones_like(ids), max_new_tokens=n, pad_token_id=0)
+    def tiny_gen(n, sample=args.sample):
+        more = dict(SAMPLED, seed=0) if sample else {}
+        return tm.generate(ids, attention_mask=np.ones_like(ids), max_new_tokens=n, pad_token_id=0, **more)
 
-    got = tiny_gen(CHECKED_TOKENS)
+    got = tiny_gen(CHECKED_TOKENS, sample=False)
     assert np.array_equal(got, expected), f"{name} b{batch}: tinydl's greedy tokens {got[:, -CHECKED_TOKENS:]} " \
                                           f"differ from torch's {expected[:, -CHECKED_TOKENS:]}"
+    if args.sample:  # every token made, as torch's min_new_tokens (tinydl's generate reads the model's settings)
+        model.generation_config.eos_token_id = None
     rows.append(("tinydl fp32", throughput(tiny_gen, batch, args.prompt, args.new, args.runs)))
     if tinydl.runtime.get_runtime().has_f16 and not args.no_fp16:
         tm.half()
@@ -144,6 +151,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short prompt, few tokens and runs")
     ap.add_argument("--tiny", action="store_true", help="2-layer models of width 64 (lavapipe)")
     ap.add_argument("--no-fp16", action="store_true")
+    ap.add_argument("--sample", action="store_true", help="sample (temperature 0.8, top-k 50, top-p 0.9)")
     args = ap.parse_args(argv)
     short = args.quick or args.tiny
     args.prompt = args.prompt or (16 if short else 128)
