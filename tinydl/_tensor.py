@@ -22,6 +22,7 @@ from .joining import cat, concat, concatenate, stack  # noqa: F401
 from .elementwise import addcdiv, addcmul, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
 from .einsum import einsum  # noqa: F401
+from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
@@ -283,6 +284,11 @@ class Tensor(_core.Tensor):
     def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
     def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
     def cumsum(self, dim, dtype=None): return cumsum(self, dim, dtype)
+    def sort(self, dim=-1, descending=False, stable=False): return sort(self, dim, descending, stable)
+    def argsort(self, dim=-1, descending=False, stable=False): return argsort(self, dim, descending, stable)
+    def msort(self): return msort(self)
+    def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
+    def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
     def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)
     def triu(self, diagonal=0): return triu(self, diagonal)
     def tril(self, diagonal=0): return tril(self, diagonal)

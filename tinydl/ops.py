@@ -33,8 +33,10 @@ ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_n
 #                          arg: (eps, first, last), and lowered (eps, first, last, teams: kernels/rownorm.py)
 SAMPLE = "sample"        # srcs scores [R, V] (float), uniform [R, 1] -> [R] int32: a token per row drawn after HF's
 #                          top-k/top-p filters; arg: (top_k or None, top_p) (kernels/sample.py)
+SORT = "sort"            # srcs x [R, N] -> [R, k] int32: the indices of each row's first k in sorted order (stable);
+#                          arg: (k, descending) (kernels/sort.py)
 
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE, SORT})
 
 # -- what a kernel can run: checked where a node is built, so that a call no kernel could run fails at the call --
 # Loop trips: MAX_TRIPS bounds any one thread's loop trips in any kernel tinydl generates (drivers may cap them:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, Node
+from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, SORT, Node
 from ..options import Options
-from . import gemm, gemm_conv, reduce, rownorm, sample, window
+from . import gemm, gemm_conv, reduce, rownorm, sample, sort, window
 from .elementwise import elementwise
 from .expr import KernelSource
 
@@ -48,6 +48,8 @@ def build(out: Node, core: Node | None, materialized, opts: Options) -> Compiled
         wgsl, groups, variant = rownorm.rownorm(src, core, opts)
     elif core.kind == SAMPLE:
         wgsl, groups, variant = sample.sample(src, core)
+    elif core.kind == SORT:
+        wgsl, groups, variant = sort.sort(src, core)
     else:
         raise AssertionError(core)
     return CompiledKernel(wgsl, src.inputs, groups, variant, int(src.checks))

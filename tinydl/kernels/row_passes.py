@@ -69,7 +69,7 @@ class RowPasses:
                           # the bits above this digit (none in the first pass: a shift by 32 is not a WGSL shift)
                           f"    let high = select(0xffffffffu << (shift + {DIGIT_BITS}u), 0u, p == 0);",
                           "    var h = vec4<f32>(0.0);"])
-        self.each(f"let sk = {key}; if ((sk & high) == {name}) {{ h[(sk >> shift) & 3u] += {weight}; }}", "    ")
+        self.each(f"let sel = {key}; if ((sel & high) == {name}) {{ h[(sel >> shift) & 3u] += {weight}; }}", "    ")
         self.reduce4("h", "{} + {}", "hist", "    ")
         top = (1 << DIGIT_BITS) - 1
         self.body.extend([

@@ -10,12 +10,12 @@ from typing import Callable
 
 from ..kernels import build
 from ..options import Options, current as current_options
-from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, Node
+from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, SORT, Node
 from .fuse import Fusion, fuse
 from .lower import lower
 from .target import Target
 
-_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample"}
+_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample", SORT: "sort"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
 # time (between SMALL_FIRST_SUBMIT and Options.submit_first kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate

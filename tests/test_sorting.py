@@ -1,0 +1,151 @@
+"""sort / argsort / msort / topk / kthvalue (tinydl/sorting.py, kernels/sort.py) against torch CPU: values and
+indices (stable: equal elements keep their order, as torch's stable sort; NaN above +inf), every dim, dtypes,
+rows sorted whole and long rows' first k by radix select; torch's errors; both conversion paths."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl
+from tinydl.kernels import sort as sort_kernel
+
+
+def distinct(rng, shape) -> np.ndarray:
+    """Distinct float32 values (indices are then unique: equal to torch's whatever its tie order)."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.37 - 11.0).astype(np.float32)
+
+
+def same(got, ref):
+    np.testing.assert_array_equal(got.values.numpy(), ref.values.numpy())
+    np.testing.assert_array_equal(got.indices.numpy(), ref.indices.numpy())
+
+
+@pytest.mark.parametrize("shape,dim", [((3, 7), -1), ((4, 300, 5), 1), ((2, 2048), 1), ((1000,), 0),
+                                       ((2, 3, 4), 0), ((1, 1), 0), ((5, 1), 1)])
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_matches_torch(rng, shape, dim, descending):
+    a = distinct(rng, shape)
+    got = tinydl.sort(tinydl.tensor(a), dim, descending)
+    same(got, torch.sort(torch.from_numpy(a), dim=dim, descending=descending))
+    np.testing.assert_array_equal(tinydl.tensor(a).argsort(dim, descending).numpy(), got.indices.numpy())
+
+
+@pytest.mark.parametrize("shape,dim,k", [((3, 7), -1, 3), ((4, 300, 5), 1, 17), ((2, 2048), 1, 2048),
+                                         ((2, 3, 4), 0, 2), ((3, 5000), 1, 10), ((2, 70000), 1, 1024),
+                                         ((3, 3001), -1, 1), ((2, 4099, 2), 1, 333)])
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_matches_torch(rng, shape, dim, k, largest):
+    """Rows of up to SORT_MAX sort whole; longer ones (5000, 70000, ...) take the radix-select form."""
+    a = distinct(rng, shape)
+    same(tinydl.tensor(a).topk(k, dim, largest), torch.topk(torch.from_numpy(a), k, dim, largest))
+
+
+def test_ties_keep_their_order_and_nan_sorts_last(rng):
+    a = rng.integers(-3, 4, (6, 50)).astype(np.float32)
+    a[0, [3, 9]] = np.nan
+    a[1, 5] = np.inf
+    a[2, 7] = -np.inf
+    a[3, :10] = -0.0  # -0 equals 0: a tie
+    t = torch.from_numpy(a)
+    for descending in (False, True):
+        same(tinydl.sort(tinydl.tensor(a), 1, descending), torch.sort(t, dim=1, descending=descending, stable=True))
+    # long rows: the radix-select form keeps ties too (the lowest indices first)
+    b = rng.integers(0, 5, (2, 9000)).astype(np.float32)
+    got = tinydl.topk(tinydl.tensor(b), 700)
+    ref = torch.sort(torch.from_numpy(b), dim=1, descending=True, stable=True)
+    np.testing.assert_array_equal(got.values.numpy(), ref.values[:, :700].numpy())
+    np.testing.assert_array_equal(got.indices.numpy(), ref.indices[:, :700].numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.float16])
+def test_dtypes(rng, dtype):
+    a = rng.integers(-1000, 1000, (4, 33)).astype(dtype)
+    t = torch.from_numpy(a)
+    got = tinydl.sort(tinydl.tensor(a), descending=True)
+    ref = torch.sort(t, descending=True, stable=True)
+    np.testing.assert_array_equal(got.values.numpy(), ref.values.numpy().astype(got.values.numpy().dtype))
+    np.testing.assert_array_equal(got.indices.numpy(), ref.indices.numpy())
+
+
+def test_kthvalue_and_msort(rng):
+    a = distinct(rng, (4, 9, 3))
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    for k, dim, keepdim in [(1, 1, False), (9, 1, True), (2, 0, False), (3, -1, True)]:
+        same(x.kthvalue(k, dim, keepdim), torch.kthvalue(t, k, dim, keepdim))
+    np.testing.assert_array_equal(tinydl.msort(x).numpy(), torch.msort(t).numpy())
+
+
+def test_scalars_and_empty():
+    same(tinydl.topk(tinydl.tensor(3.0), 1), torch.topk(torch.tensor(3.0), 1))
+    same(tinydl.sort(tinydl.tensor(3.0)), torch.sort(torch.tensor(3.0)))
+    got = tinydl.topk(tinydl.zeros((3, 4)), 0)
+    assert got.values.shape == (3, 0) and got.indices.shape == (3, 0)
+    assert tinydl.sort(tinydl.zeros((0, 5)), 1).values.shape == (0, 5)
+
+
+def test_errors():
+    x = tinydl.zeros(5)
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        tinydl.topk(x, 6)
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        x.topk(-1)
+    with pytest.raises(RuntimeError, match=r"kthvalue\(\): selected number k out of range for dimension 0"):
+        x.kthvalue(0)
+    with pytest.raises(IndexError, match=r"Dimension out of range \(expected to be in range of \[-1, 0\], but got 2\)"):
+        tinydl.sort(x, 2)
+    with pytest.raises(TypeError, match="argument 'k' must be int"):
+        x.topk(2.0)
+    long = tinydl.zeros((1, sort_kernel.SORT_MAX + 1))
+    with pytest.raises(NotImplementedError, match="sort over a dim of 2049 elements is not supported"):
+        tinydl.sort(long)
+    with pytest.raises(NotImplementedError, match="topk over a dim of 2049 elements"):
+        long.topk(sort_kernel.TOPK_MAX + 1)
+
+
+def test_kernels_per_call(rng):
+    """One sort kernel, one gather of the values (two outputs: two kernels); indices alone: one."""
+    x = tinydl.tensor(distinct(rng, (8, 100))).realize()
+    with tinydl.debug.count_kernels() as c:
+        tinydl.realize(*tinydl.topk(x, 5))
+    assert len(c.names) == 2 and sum(n.startswith("sort") for n in c.names) == 1, c.names
+    with tinydl.debug.count_kernels() as c:
+        x.argsort().realize()
+    assert len(c.names) == 1 and c.names[0].startswith("sort"), c.names
+
+
+class Sorts(torch.nn.Module):
+    def __init__(self, traceable):
+        super().__init__()
+        self.traceable = traceable
+
+    def forward(self, x):
+        if not self.traceable:
+            for _ in range(x.shape[0]):  # a loop over a size: fx cannot trace it, torch.export can
+                pass
+        top = torch.topk(x, 3, dim=1)
+        ordered = torch.sort(x, dim=0, descending=True, stable=True)
+        kth = x.kthvalue(2, 1, keepdim=True)
+        return (top.values * 2, top.indices, ordered.values, torch.argsort(x, dim=-1), kth.values,
+                x.sort().indices, torch.msort(x))
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_conversion_paths(rng, path):
+    a = distinct(rng, (4, 6))
+    m = Sorts(path == "fx").eval()
+    tm = tinydl.from_torch(m, example_inputs=(torch.from_numpy(a),))
+    assert tm.conversion_path == path
+    outs = tm(tinydl.tensor(a))
+    for got, ref in zip(outs, m(torch.from_numpy(a)), strict=True):
+        np.testing.assert_array_equal(got.numpy(), ref.numpy())
+
+
+@pytest.mark.parametrize("n,k", [(70000, 1024), (400000, 1024), (2048, 2048)])
+def test_loop_trips_within_the_bound(n, k):
+    """The kernel's trips as counted from its WGSL stay within trips() (ops.MAX_TRIPS bounds it; rows past it are
+    refused above)."""
+    from tinydl.ops import MAX_TRIPS
+
+    from test_big_reductions import loop_trips
+    (wgsl,) = tinydl.schedule.shaders_for(tinydl.topk(tinydl.zeros((1, n)), k).indices)
+    assert loop_trips(wgsl) <= sort_kernel.trips(n, k) <= MAX_TRIPS
+    assert sort_kernel.trips(2_000_000, 10) is None

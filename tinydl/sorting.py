@@ -1,0 +1,94 @@
+"""Sorting along a dim: `sort`, `argsort`, `msort`, `topk`, `kthvalue`, with torch's signatures, results and errors.
+
+Each is one SORT kernel (kernels/sort.py) giving the indices of each row's first k in order, stable (equal
+elements keep their order; NaN sorts above +inf, as torch), and a gather of the values. Rows of up to
+kernels.sort.SORT_MAX elements sort whole; longer rows take topk / kthvalue with k <= kernels.sort.TOPK_MAX
+(the rest is refused by name). Part of the tensor API: Tensor's methods delegate here.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+
+from . import dtypes
+from ._core import MaxMin, Tensor, _make
+from .creation import arange, zeros
+from .indexing import gather_rows
+from .kernels import sort as sort_kernel
+from .ops import SORT
+from .shapes import normalize_dim
+
+
+def _first_k(x: Tensor, dim: int, k: int, descending: bool, what: str) -> MaxMin:
+    """(values, indices) of the first k along dim in sorted order, dim keeping its place (size k)."""
+    if x.ndim == 0:
+        out = _first_k(x.reshape(1), 0, k, descending, what)
+        return MaxMin(out.values.reshape(()), out.indices.reshape(()))
+    d = normalize_dim(dim, x.ndim)
+    n = x.shape[d]
+    moved = x.transpose(d, -1)  # (its own inverse: it moves the result back too)
+    shape = moved.shape[:-1] + (k,)
+    if k == 0 or math.prod(shape) == 0:
+        idx = zeros(shape, dtype=dtypes.int32)
+        return MaxMin(zeros(shape, dtype=x.dtype).transpose(d, -1), idx.transpose(d, -1))
+    if sort_kernel.trips(n, k) is None:
+        raise NotImplementedError(
+            f"{what} over a dim of {n} elements is not supported: rows of up to {sort_kernel.SORT_MAX} elements "
+            f"sort whole, longer ones give their first k <= {sort_kernel.TOPK_MAX} (topk, kthvalue)")
+    rows = moved.reshape(-1, n)
+    idx = _make(SORT, None, (rows,), (k, bool(descending)), (rows.shape[0], k), dtypes.int32)
+    flat = idx + arange(rows.shape[0], dtype=dtypes.int32).reshape(-1, 1) * n if rows.shape[0] > 1 else idx
+    values = gather_rows(rows.reshape(-1), flat)  # (in range by construction: no check)
+    return MaxMin(values.reshape(shape).transpose(d, -1), idx.reshape(shape).transpose(d, -1))
+
+
+def _dim_size(x: Tensor, dim: int) -> int:
+    """The size of dim (checked as torch does; a 0-d tensor has one element along dim 0 or -1)."""
+    d = normalize_dim(dim, builtins.max(x.ndim, 1))
+    return x.shape[d] if x.ndim else 1
+
+
+def sort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> MaxMin:
+    """torch.sort: (values, indices); always stable (torch's stable=False allows any order of equal elements)."""
+    return _first_k(x, dim, _dim_size(x, dim), descending, "sort")
+
+
+def argsort(x: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    return sort(x, dim, descending, stable).indices
+
+
+def msort(x: Tensor) -> Tensor:
+    return sort(x, 0).values
+
+
+def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> MaxMin:
+    """torch.topk: the k largest (smallest) along dim, in order (sorted=False allows any order; they come sorted);
+    ties go to the lowest indices."""
+    n = _dim_size(x, dim)
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise TypeError(f"topk(): argument 'k' must be int, not {type(k).__name__}")
+    if not 0 <= k <= n:
+        raise RuntimeError("selected index k out of range")
+    return _first_k(x, dim, k, largest, "topk")
+
+
+def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> MaxMin:
+    """torch.kthvalue: the k-th smallest along dim (1-based) and its index."""
+    n = _dim_size(x, dim)
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise TypeError(f"kthvalue(): argument 'k' must be int, not {type(k).__name__}")
+    if not 1 <= k <= n:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension "
+                           f"{normalize_dim(dim, builtins.max(x.ndim, 1))}")
+    first = _first_k(x, dim, k, False, "kthvalue")
+    if x.ndim == 0:
+        return first
+    d = normalize_dim(dim, x.ndim)
+    pick = (slice(None),) * d + (slice(k - 1, k),)
+    values, indices = first.values[pick], first.indices[pick]
+    if not keepdim:
+        values, indices = values.squeeze(d), indices.squeeze(d)
+    return MaxMin(values, indices)
+
+
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue"]
