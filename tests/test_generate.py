@@ -138,6 +138,46 @@ def test_eos_stops_each_sequence_as_hf(llama):
     np.testing.assert_array_equal(out, ref)
 
 
+def processor_cases(free):
+    """Options for HF's logits processors, built from a free run's tokens so that each one changes them."""
+    first, second = int(free[0, PROMPT]), int(free[0, PROMPT + 1])
+    return {
+        "repetition_penalty": dict(repetition_penalty=1.8),
+        "repetition_reward": dict(repetition_penalty=0.6),
+        "min_new_tokens": dict(min_new_tokens=5, eos_token_id=second),
+        "min_length": dict(min_length=PROMPT + 4, eos_token_id=[first, second]),
+        "suppress_tokens": dict(suppress_tokens=[first, second]),
+        "begin_suppress_tokens": dict(begin_suppress_tokens=[first, int(free[1, PROMPT])]),
+        "all": dict(repetition_penalty=1.3, min_new_tokens=3, eos_token_id=second, suppress_tokens=[first]),
+    }
+
+
+@pytest.mark.parametrize("case", list(processor_cases(np.zeros((2, PROMPT + 2), int))))
+def test_logits_processors_match_hf(llama, case):
+    """Greedy tokens with HF's processors equal HF's (left-padded batch: the penalty skips a row's padding)."""
+    m, tm = llama
+    ids, mask = prompt()
+    free = hf_generate(m, ids, mask, max_new_tokens=8, pad_token_id=0)
+    kwargs = dict(max_new_tokens=8, pad_token_id=0, **processor_cases(free)[case])
+    ref = hf_generate(m, ids, mask, **kwargs)
+    assert not np.array_equal(ref, free[:, :ref.shape[1]]) or ref.shape != free.shape  # the option matters
+    np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, **kwargs), ref)
+
+
+def test_processors_and_min_p_when_sampling(llama):
+    """Sampling applies the processors too (a suppressed token is never drawn) and min_p keeps the top token."""
+    m, tm = llama
+    ids, mask = prompt()
+    greedy = tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, pad_token_id=0, do_sample=True, temperature=2.0)
+    banned = sorted(set(greedy[:, PROMPT:].ravel().tolist()))
+    for seed in range(3):
+        out = tm.generate(ids, seed=seed, suppress_tokens=banned, **kwargs)
+        assert not np.isin(out[:, PROMPT:], banned).any()
+    # min_p=1 keeps only the most likely token: greedy's
+    np.testing.assert_array_equal(tm.generate(ids, seed=0, min_p=1.0, **kwargs), greedy)
+
+
 def test_input_kinds_and_defaults(llama):
     m, tm = llama
     ids, mask = prompt()
@@ -269,13 +309,22 @@ def test_repeated_generate_is_flat(llama, monkeypatch):
 
 
 # -- errors -------------------------------------------------------------------------------------------------
+def test_processor_settings_errors(llama):
+    m, tm = llama
+    ids, mask = prompt()
+    with pytest.raises(ValueError, match="`penalty` has to be a strictly positive float, but is 0.0"):
+        tm.generate(ids, attention_mask=mask, repetition_penalty=0.0)
+    with pytest.raises(ValueError, match=r"`min_p` has to be a float in the \[0, 1\] interval, but is 1.5"):
+        tm.generate(ids, attention_mask=mask, do_sample=True, min_p=1.5)
+
+
 def test_unsupported_options_are_named(llama):
     m, tm = llama
     ids, mask = prompt()
     with pytest.raises(NotImplementedError, match=r"num_beams=4.*not supported"):
         tm.generate(ids, attention_mask=mask, num_beams=4)
-    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=2, repetition_penalty=1.3 not supported"):
-        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, no_repeat_ngram_size=2)
+    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=2, typical_p=0.5 not supported"):
+        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, no_repeat_ngram_size=2, typical_p=0.5)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['token_type_ids'\]"):
         tm.generate(ids, attention_mask=mask, token_type_ids=mask)
     with pytest.raises(ValueError, match=r"`temperature` \(=0.0\) has to be a strictly positive float"):
@@ -286,8 +335,8 @@ def test_unsupported_option_in_generation_config():
     m = hf_model("llama")
     ids, mask = prompt()
     tm = convert(m, ids, mask)
-    m.generation_config.repetition_penalty = 1.2
-    with pytest.raises(NotImplementedError, match=r"repetition_penalty=1.2 not supported"):
+    m.generation_config.no_repeat_ngram_size = 3
+    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=3 not supported"):
         tm.generate(ids, attention_mask=mask)
 
 

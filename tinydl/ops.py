@@ -32,7 +32,7 @@ POOL = "pool"            # arg: PoolArgs
 ROWNORM = "rownorm"      # op: softmax|safe_softmax|log_softmax|layer_norm|rms_norm over axes first..last;
 #                          arg: (eps, first, last), and lowered (eps, first, last, teams: kernels/rownorm.py)
 SAMPLE = "sample"        # srcs scores [R, V] (float), uniform [R, 1] -> [R] int32: a token per row drawn after HF's
-#                          top-k/top-p filters; arg: (top_k or None, top_p) (kernels/sample.py)
+#                          top-k/top-p/min-p filters; arg: (top_k or None, top_p, min_p or None) (kernels/sample.py)
 SORT = "sort"            # srcs x [R, N] -> [R, k] int32: the indices of each row's first k in sorted order (stable);
 #                          arg: (k, descending) (kernels/sort.py)
 

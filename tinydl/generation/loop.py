@@ -1,8 +1,7 @@
 """The decode loop: one prefill step over the prompt, then one replayed decode step per token, the KV cache
 passed from step to step as GPU tensors (never read back). The host keeps the 2-D attention mask and builds
 each step's 4-D mask and positions from it (left padding: positions from the mask's cumulative sum, as HF);
-it reads back only the next token ids (greedy: their argmax on the GPU; sampled: drawn on the GPU, see
-sampling.py)."""
+it reads back only the next token ids (choose.py: greedy, the argmax on the GPU; sampled, drawn on the GPU)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from .. import dtypes
 from .._tensor import tensor
 from ..runtime import get_runtime
-from . import sampling
+from .choose import TokenChooser
 from ..nn import functional as F
 from .step import accepts, convert_step
 
@@ -119,30 +118,6 @@ def _torch_example(inputs):
                  if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
 
 
-def next_tokens(out, settings, rng, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
-    """The next token ids [B] from a step's outputs (argmax [B], last logits [B, V]): greedy or sampled, then
-    HF's forced tokens (forced_bos_token_id after the first token, forced_eos_token_id at the length limit) and
-    pad_token_id for sequences already finished; length: the sequence's length before this token. unfinished
-    [B] loses the sequences this token ends (EOS)."""
-    forced = settings.forced_bos_token_id if length == 1 else None
-    if step == settings.max_new_tokens - 1 and settings.forced_eos_token_id is not None:
-        forced = settings.forced_eos_token_id
-    if forced is not None:
-        token = np.full(out[0].shape[0], forced, np.int64)
-    elif settings.do_sample and sampling.fits_gpu(out[1].shape[-1], settings.top_k, settings.top_p):
-        u = rng.random(out[1].shape[0])  # (the host draw below takes the same numbers)
-        token = sampling.sample_on_gpu(out[1], u, settings.temperature, settings.top_k, settings.top_p).numpy()
-        token = token.astype(np.int64)
-    elif settings.do_sample:
-        token = sampling.sample(out[1].numpy(), rng, settings.temperature, settings.top_k, settings.top_p)
-    else:
-        token = out[0].numpy().astype(np.int64)
-    if settings.pad_token_id is not None:
-        token = np.where(unfinished, token, settings.pad_token_id)
-    unfinished &= ~np.isin(token, settings.eos_token_id)
-    return token
-
-
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     """Yields the next token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
     batch, prompt = ids.shape
@@ -166,9 +141,10 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
                       positions[:, :prompt], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
     cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
+    chooser = TokenChooser(settings, rng, ids, mask, out[1].shape[-1])
     unfinished = np.ones(batch, bool)
     for i in range(new):
-        token = next_tokens(out, settings, rng, i, prompt + i, unfinished)
+        token = chooser.choose(out, i, prompt + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return

@@ -1,5 +1,5 @@
 """Sampling the next token from the last position's logits, as Hugging Face's warpers do in order (temperature,
-top-k, top-p), with one uniform number per sequence from a seeded numpy Generator: reproducible from the seed
+top-k, top-p, min-p), with one uniform number per sequence from a seeded numpy Generator: reproducible from the seed
 (not the same stream as torch's).
 
 On the GPU (`sample_on_gpu`: one kernel, kernels/sample.py) the step reads back only the token ids; `sample` is
@@ -27,7 +27,7 @@ def fits_gpu(vocab: int, top_k: int | None, top_p: float) -> bool:
 
 
 def sample_on_gpu(logits: Tensor, uniform: np.ndarray, temperature: float, top_k: int | None,
-                  top_p: float) -> Tensor:
+                  top_p: float, min_p: float | None = None) -> Tensor:
     """[B, V] logits, [B] uniforms in [0, 1) -> [B] token ids (int32), as `sample` draws them (a tie or a
     cumulative probability within float32 rounding of the draw or of top_p may land on a neighbour)."""
     vocab = logits.shape[-1]
@@ -36,11 +36,12 @@ def sample_on_gpu(logits: Tensor, uniform: np.ndarray, temperature: float, top_k
     if temperature != 1.0:
         scores = scores / temperature
     u = tensor(np.asarray(uniform, np.float32).reshape(-1, 1))
-    return _make(SAMPLE, None, (scores, u), (effective_top_k(top_k, vocab), float(top_p)), scores.shape[:1],
-                 dtypes.int32)
+    arg = (effective_top_k(top_k, vocab), float(top_p), None if min_p is None else float(min_p))
+    return _make(SAMPLE, None, (scores, u), arg, scores.shape[:1], dtypes.int32)
 
 
-def warp(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float) -> np.ndarray:
+def warp(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float,
+         min_p: float | None = None) -> np.ndarray:
     """[B, V] float scores -> the scores HF would sample from (-inf where filtered out)."""
     scores = logits.astype(np.float64) / temperature
     vocab = scores.shape[-1]
@@ -59,12 +60,15 @@ def warp(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float
         remove = np.zeros_like(drop)
         np.put_along_axis(remove, order, drop, -1)
         scores = np.where(remove, -np.inf, scores)
+    if min_p is not None:  # HF's MinPLogitsWarper: probability below min_p times the top one's
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        scores = np.where(p < min_p, -np.inf, scores)
     return scores
 
 
 def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_k: int | None,
-           top_p: float) -> np.ndarray:
-    scores = warp(logits, temperature, top_k, top_p)
+           top_p: float, min_p: float | None = None) -> np.ndarray:
+    scores = warp(logits, temperature, top_k, top_p, min_p)
     p = np.exp(scores - scores.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     u = rng.random(len(p))[:, None]

@@ -20,7 +20,8 @@ import numpy as np
 
 from .._tensor import tensor
 from ..nn import functional as F
-from .loop import _additive_mask, _float_dtype, cache_length, check_fits, next_tokens
+from .choose import TokenChooser
+from .loop import _additive_mask, _float_dtype, cache_length, check_fits
 
 KINDS = ("encoder", "first", "next")
 
@@ -129,9 +130,10 @@ def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     layers = (len(out) - 2) // 4
     self_cache = [F.pad(t, (0, 0, 0, length - 1)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
+    chooser = TokenChooser(settings, rng, start, None, out[1].shape[-1])
     unfinished = np.ones(batch, bool)
     for i in range(new):
-        token = next_tokens(out, settings, rng, i, 1 + i, unfinished)
+        token = chooser.choose(out, i, 1 + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return

@@ -1,14 +1,15 @@
 """generate's settings with Hugging Face's precedence: the call's arguments over the model's
 generation_config over transformers' global defaults. Every setting that would change the result and that
-tinydl's generate does not implement (beam search, penalties, logits processors, extra outputs, ...) is an
+tinydl's generate does not implement (beam search, most logits processors, extra outputs, ...) is an
 error naming it: never silently ignored."""
 from __future__ import annotations
 
 import dataclasses
 
 # what the decode loop implements
-SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "eos_token_id",
-             "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id"}
+SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p", "eos_token_id",
+             "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
+             "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
 NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
@@ -27,6 +28,13 @@ class Settings:
     decoder_start_token_id: int | None = None  # encoder-decoder models: the decoder's first token
     forced_bos_token_id: int | None = None  # the token after the first one
     forced_eos_token_id: int | None = None  # the last token at the length limit
+    # logits processors (choose.py)
+    repetition_penalty: float = 1.0
+    min_length: int = 0          # EOS suppressed while the sequence is shorter
+    min_new_tokens: int = 0      # EOS suppressed while fewer new tokens
+    suppress_tokens: tuple = ()
+    begin_suppress_tokens: tuple = ()  # suppressed at the first generated position
+    min_p: float | None = None   # sampling: tokens less likely than min_p times the top one are dropped
 
 
 def _defaults() -> dict:
@@ -53,7 +61,8 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
     if unsupported:
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
-                                  f"temperature, top_k and top_p)")
+                                  f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
+                                  f"min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens)")
     if merged.get("max_new_tokens") is not None:
         new = int(merged["max_new_tokens"])
         if new < 1:
@@ -86,6 +95,13 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
             raise ValueError(f"`top_p` has to be a float > 0 and < 1, but is {top_p}")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
             raise ValueError(f"`top_k` has to be a strictly positive integer, but is {top_k}")
+    min_p = merged.get("min_p") if do_sample else None
+    if min_p is not None and not 0 <= min_p <= 1.0:
+        raise ValueError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p}")
+    penalty = merged.get("repetition_penalty")
+    penalty = 1.0 if penalty is None else penalty
+    if penalty != 1.0 and (not isinstance(penalty, float) or not penalty > 0):
+        raise ValueError(f"`penalty` has to be a strictly positive float, but is {penalty}")
     start = None
     if getattr(torch_model.config, "is_encoder_decoder", False):
         start = merged.get("decoder_start_token_id")  # as HF: the generation settings' own, else bos
@@ -98,8 +114,14 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
         forced_eos = min(forced_eos)  # greedy's pick among the forced ids (all others are -inf)
     return Settings(new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad),
                     None if start is None else int(start), _int(merged.get("forced_bos_token_id")),
-                    _int(forced_eos))
+                    _int(forced_eos), float(penalty), int(merged.get("min_length") or 0),
+                    int(merged.get("min_new_tokens") or 0), _ints(merged.get("suppress_tokens")),
+                    _ints(merged.get("begin_suppress_tokens")), None if min_p is None else float(min_p))
 
 
 def _int(v):
     return None if v is None else int(v)
+
+
+def _ints(v) -> tuple:
+    return () if v is None else tuple(int(t) for t in (v if isinstance(v, (list, tuple)) else [v]))

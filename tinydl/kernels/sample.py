@@ -36,7 +36,7 @@ def trips(vocab: int, top_k: int | None, top_p: float) -> int:
 def sample(src: KernelSource, core: Node):
     scores, uniform = core.srcs
     rows, V = scores.shape
-    top_k, top_p = core.arg
+    top_k, top_p, min_p = core.arg
     assert trips(V, top_k, top_p) <= MAX_TRIPS, (V, top_k, top_p)
 
     def load(e: Expr):
@@ -66,7 +66,9 @@ def sample(src: KernelSource, core: Node):
         rp.add("  let cut = max(cut_k, cut_p);")
     else:
         rp.add("  let cut = cut_k;")
-    weight = "select(0.0, exp(v - top), key >= cut)"
+    # HF's min-p: a probability below min_p times the top one's (exp(v - top) is that ratio) is dropped too
+    keep = "key >= cut" if min_p is None else f"key >= cut && exp(v - top) >= {literal(min_p, 'f32')}"
+    weight = f"select(0.0, exp(v - top), {keep})"
     # the draw: contiguous chunks in index order, a scan over their sums
     chunk = -(-V // THREADS)
 
@@ -95,7 +97,8 @@ def sample(src: KernelSource, core: Node):
            "  }")
     shared = "\n".join([row_passes.REDUCTION_MEMORY,
                         "var<workgroup> pick: atomic<u32>;", "var<workgroup> tail: atomic<i32>;"])
-    variant = "+".join(["sample"] + (["top_k"] if top_k is not None else []) + (["top_p"] if top_p < 1.0 else []))
+    variant = "+".join(["sample"] + (["top_k"] if top_k is not None else []) + (["top_p"] if top_p < 1.0 else [])
+                        + (["min_p"] if min_p is not None else []))
     return src.render("\n".join(rp.body), THREADS, shared), rows, variant
 
 

@@ -1,0 +1,113 @@
+"""Each step's next tokens from the step's outputs (its argmax [B] and last logits [B, V]): Hugging Face's logits
+processors, then greedy or sampled choice, then the forced tokens and padding of finished sequences.
+
+The processors run on the GPU, in HF's order, on the float32 logits: repetition_penalty (the tokens seen so
+far, without a row's left padding, as a [B, V] mask kept on the GPU and updated with each step's tokens),
+min_length / min_new_tokens (EOS suppressed while too short), suppress_tokens, begin_suppress_tokens (at the
+first generated position). Greedy search without any of them reads the step's own argmax; otherwise the
+argmax, or the draw (sampling.py), is one more kernel over the processed logits, realized with the updated
+mask in one submit; only the token ids are read back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._tensor import arange, argmax, tensor, where
+from ..schedule import realize
+from . import sampling
+
+
+def _token_mask(tokens, vocab: int):
+    """A [V] bool tensor, True at tokens (ids outside the vocabulary: none), or None for no tokens."""
+    tokens = [t for t in tokens or () if 0 <= t < vocab]
+    if not tokens:
+        return None
+    mask = np.zeros(vocab, bool)
+    mask[tokens] = True
+    return tensor(mask)
+
+
+class TokenChooser:
+    """The choice of every step of one generate call. ids [B, T] / mask [B, T] or None: the sequence the
+    tokens extend (a decoder-only model's prompt; an encoder-decoder's decoder start tokens)."""
+
+    def __init__(self, settings, rng, ids: np.ndarray, mask: np.ndarray | None, vocab: int):
+        self.settings, self.rng, self.vocab = settings, rng, vocab
+        self.input_length = ids.shape[1]
+        s = settings
+        self.seen = None  # [B, V] bool: the tokens the repetition penalty applies to
+        if s.repetition_penalty != 1.0:
+            # HF ignores each row's left padding (positions before its mask's first 1)
+            start = (mask != 0).argmax(1) if mask is not None else np.zeros(len(ids), int)
+            seen = np.zeros((len(ids), vocab), bool)
+            for row, (first, row_ids) in enumerate(zip(start, ids)):
+                kept = row_ids[first:]
+                seen[row, kept[(kept >= 0) & (kept < vocab)]] = True
+            self.seen = tensor(seen)
+        self.eos = _token_mask(s.eos_token_id, vocab) if (s.min_length or s.min_new_tokens) else None
+        self.suppress = _token_mask(s.suppress_tokens, vocab)
+        self.begin_suppress = _token_mask(s.begin_suppress_tokens, vocab)
+        # HF: the first generated position, one later when a forced BOS token takes it after a 1-token input
+        self.begin_index = self.input_length + (self.input_length == 1 and s.forced_bos_token_id is not None)
+        self.previous = None  # the last step's tokens, not yet in `seen`
+
+    def _processed(self, logits, length: int):
+        """The processed float32 logits for the token at position `length`, or None where no processor applies."""
+        s = self.settings
+        masks = []
+        if self.eos is not None and (length < s.min_length or length - self.input_length < s.min_new_tokens):
+            masks.append(self.eos)
+        if self.suppress is not None:
+            masks.append(self.suppress)
+        if self.begin_suppress is not None and length == self.begin_index:
+            masks.append(self.begin_suppress)
+        if self.seen is None and not masks:
+            return None
+        scores = logits.float()
+        if self.seen is not None:
+            if self.previous is not None:
+                self.seen = self.seen | (arange(self.vocab) == tensor(self.previous.astype(np.int32)[:, None]))
+            p = s.repetition_penalty
+            scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
+        for mask in masks:
+            scores = where(mask, float("-inf"), scores)
+        return scores
+
+    def choose(self, out, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
+        """The next token ids [B] (int64) from a step's outputs; length: the sequence's length before this token.
+        unfinished [B] loses the sequences this token ends (EOS)."""
+        s = self.settings
+        forced = s.forced_bos_token_id if length == 1 else None
+        if step == s.max_new_tokens - 1 and s.forced_eos_token_id is not None:
+            forced = s.forced_eos_token_id
+        logits = out[1]
+        processed = self._processed(logits, length)
+        scores = logits if processed is None else processed
+        if forced is not None:
+            token = np.full(logits.shape[0], forced, np.int64)
+            if self.seen is not None:
+                realize(self.seen)
+        elif s.do_sample and sampling.fits_gpu(self.vocab, s.top_k, s.top_p):
+            u = self.rng.random(logits.shape[0])  # (the host draw below takes the same numbers)
+            token = self._read(sampling.sample_on_gpu(scores, u, s.temperature, s.top_k, s.top_p, s.min_p))
+            token = token.astype(np.int64)
+        elif s.do_sample:
+            token = sampling.sample(self._read(scores), self.rng, s.temperature, s.top_k, s.top_p, s.min_p)
+        elif processed is not None:
+            token = self._read(argmax(processed, -1)).astype(np.int64)
+        else:
+            token = out[0].numpy().astype(np.int64)
+        if s.pad_token_id is not None:
+            token = np.where(unfinished, token, s.pad_token_id)
+        unfinished &= ~np.isin(token, s.eos_token_id)
+        self.previous = token
+        return token
+
+    def _read(self, t) -> np.ndarray:
+        """t's values, computed with the updated `seen` mask in one plan."""
+        if self.seen is not None:
+            realize(t, self.seen)
+        return t.numpy()
+
+
+__all__ = ["TokenChooser"]
