@@ -252,8 +252,8 @@ class Runtime:
         forward and the read-back of its output go to the GPU in one submit less; flush() (before any queue
         write) sends it. pending: those earlier command buffers; fail: stages a test forces to fail
         (failures.inject); at: how far it got (failures.Progress), for submit's error. With `timings` (a list) and the
-        adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
-        each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
+        adapter's timestamp queries, each dispatch gets its own pass with timestamps, and its (start, end) on the
+        GPU's clock, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
         checks: (checked kernels, results not read back) when dispatches bind the status buffer
         (checks.DeviceStatus.ran); a submit with read-backs reads the status too while any such kernel may have
         reported, and raises what it finds."""
@@ -343,7 +343,7 @@ class Runtime:
             self.status.verify(status)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
-            timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
+            timings.extend(zip((ts[:, 0] * 1e-9).tolist(), (np.maximum(ts[:, 1], ts[:, 0]) * 1e-9).tolist()))
         return out
 
     def _map_read(self, buffers, fail: bool = False, native: bool = True) -> list:
