@@ -33,6 +33,13 @@ class Drifting(torch.nn.Module):
         return x + self.calls
 
 
+class Determinant(torch.nn.Module):
+    """An op tinydl does not have (torch.linalg.det): conversion fails, naming it."""
+
+    def forward(self, x):
+        return torch.linalg.det(x)
+
+
 NOT_A_MODEL = 3
 
 

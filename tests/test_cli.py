@@ -147,6 +147,12 @@ def test_compare_timm_without_timm_says_how_to_install(cli, monkeypatch):
     assert "Error: timm:NAME needs timm, which is not installed: pip install timm" in res.output
 
 
+def test_compare_of_a_model_tinydl_cannot_convert_names_the_ops(cli):
+    res = cli("compare", "cli_factories:Determinant", "-s", "2,3,3")
+    assert res.exit_code == 1
+    assert "Error: " in res.output and "linalg_det" in res.output and "Traceback" not in res.output
+
+
 def test_compare_factory_needs_a_shape_or_inputs(cli, tmp_path):
     res = cli("compare", "cli_factories:tiny")
     assert res.exit_code == 2 and "this model needs it" in res.output and "--example-inputs" in res.output

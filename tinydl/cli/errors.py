@@ -1,5 +1,6 @@
-"""What every command shares: tinydl's expected failures (no adapter, a missing optional package) shown as one
-`Error: ...` line and exit code 1 instead of a traceback. Bad arguments raise typer.BadParameter (exit code 2)."""
+"""What every command shares: tinydl's expected failures (no adapter, a missing optional package, ops it cannot
+convert) shown as one `Error: ...` line and exit code 1 instead of a traceback. Bad arguments raise
+typer.BadParameter (exit code 2)."""
 from __future__ import annotations
 
 import functools
@@ -7,6 +8,7 @@ import functools
 import typer
 
 from ..adapter import NoAdapterError
+from ..interop.registry import UnsupportedTorchOps
 
 
 class CommandError(Exception):
@@ -21,12 +23,13 @@ class MissingPackage(CommandError):
 
 
 def reported(fn):
-    """fn with CommandError and NoAdapterError (which says what to install) as `Error: ...` and exit code 1."""
+    """fn with CommandError, NoAdapterError (which says what to install) and UnsupportedTorchOps (a model tinydl
+    cannot convert: every missing op listed) as `Error: ...` and exit code 1."""
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (CommandError, NoAdapterError) as e:
+        except (CommandError, NoAdapterError, UnsupportedTorchOps) as e:
             typer.echo(f"Error: {e}", err=True)
             raise typer.Exit(1) from None
     return run

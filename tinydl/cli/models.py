@@ -62,7 +62,15 @@ def _torchvision(name: str):
     return tv.models.get_model(name, weights=None)  # random weights: nothing is downloaded
 
 
+def _torchvision_importable() -> None:
+    """torchvision made importable on the CPU torch wheel (timm and users' models import it), where installed."""
+    if importlib.util.find_spec("torchvision") is not None:
+        from ..interop.torchvision_compat import import_torchvision
+        import_torchvision()
+
+
 def _timm(name: str):
+    _torchvision_importable()
     try:
         import timm
     except ImportError:
@@ -97,12 +105,15 @@ def _import(source: str):
         path = Path(source)
         if not path.is_file():
             raise typer.BadParameter(f"no such file: {source}", param_hint="MODEL")
+        _torchvision_importable()
+        sys.path.insert(0, str(path.resolve().parent))  # the file's own imports of its neighbours
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    _torchvision_importable()
     try:
         return importlib.import_module(source)
     except ModuleNotFoundError as e:
