@@ -81,7 +81,8 @@ def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=())
     status = (plan.checked, results) if plan.checked else None
     first = plan.first_submit(current_options().submit_first)
     if prof is None:
-        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names)
+        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names, first_run=not plan.ran)
+        plan.ran = True
     else:
         times: list[tuple[float, float]] = []
         t0 = profiler.now()
