@@ -9,10 +9,10 @@ app = typer.Typer(
     name="tinydl", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="tinydl: PyTorch-style inference on WebGPU. Check the GPU, prove a model's parity with torch, time it.\n\n"
-         "Examples:\n\n"
-         "  tinydl info\n\n"
-         "  tinydl compare torchvision:resnet50 --input-shape 1,3,224,224\n\n"
-         "  tinydl bench resnet18 --batch 16 --plot resnet18.png\n\n"
+         "Examples:\n\n\b\n"
+         "  tinydl info\n"
+         "  tinydl compare torchvision:resnet50 --input-shape 1,3,224,224\n"
+         "  tinydl bench resnet18 --batch 16 --plot resnet18.png\n"
          "  tinydl profile timm:convnext_tiny --trace trace.json")
 
 

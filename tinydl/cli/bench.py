@@ -23,10 +23,9 @@ torchvision:NAME, timm:NAME, MODULE:FACTORY with --input-shape.
 
 Examples:
 
+\b
   tinydl bench resnet18 --batch 16
-
   tinydl bench bert_base --quick --runs 5 --no-fp16
-
   tinydl bench torchvision:efficientnet_b0 --input-shape 8,3,224,224 --plot effnet.png
 """
 

@@ -9,10 +9,9 @@ processes for faster first calls (tinydl's tuning cache, the GPU driver's shader
 
 Examples:
 
+\b
   tinydl cache
-
   tinydl cache clear              # tinydl's own files
-
   tinydl cache clear --driver     # also the driver's shader cache (the next first call compiles every kernel)
 """)
 

@@ -18,12 +18,10 @@ MODEL is torchvision:NAME, timm:NAME, or MODULE:FACTORY: a module path (found fr
 
 Examples:
 
+\b
   tinydl compare torchvision:resnet50
-
   tinydl compare timm:convnext_tiny --dtype float16
-
   tinydl compare mypackage.models:build --input-shape 1,3,64,64 --input-shape 1,10
-
   tinydl compare models.py:TextModel --example-inputs batch.safetensors --rtol 1e-3 --atol 1e-3
 """
 

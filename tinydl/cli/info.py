@@ -14,10 +14,9 @@ tuning cache lives.
 
 Examples:
 
+\b
   tinydl info
-
   TINYDL_ADAPTER=1 tinydl info        # what tinydl would run on with adapter 1
-
   tinydl info --json
 """
 

@@ -20,8 +20,8 @@ MODEL is torchvision:NAME, timm:NAME or MODULE:FACTORY, as for `tinydl compare`.
 
 Examples:
 
+\b
   tinydl profile torchvision:resnet18 --input-shape 1,3,224,224
-
   tinydl profile timm:convnext_tiny --dtype float16 --trace convnext.json
 """
 
