@@ -76,6 +76,13 @@ def test_info_without_an_adapter_says_what_to_install(cli, monkeypatch):
     assert "Error: tinydl found no WebGPU adapter" in res.output and "mesa-vulkan-drivers" in res.output
 
 
+def test_info_with_a_wrong_tinydl_adapter_lists_the_adapters(cli, monkeypatch):
+    monkeypatch.setenv("TINYDL_ADAPTER", "99")
+    res = cli("info")
+    assert res.exit_code == 1
+    assert "Error: TINYDL_ADAPTER=99: only " in res.output and " adapters: 0: " in res.output
+
+
 # -- compare -----------------------------------------------------------------------------------------------
 def test_compare_passes_with_exit_0(cli):
     res = cli("compare", "cli_factories:tiny", "--input-shape", "2,3,8,8")
