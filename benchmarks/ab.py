@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         _worker(argv[1], int(argv[2]), "--half" in argv, "--quick" in argv)
         return 0
     sys.path.insert(0, str(HERE))
-    from benchmarks.run import MODELS
+    from tinydl.bench.models import MODELS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True, help="the A tree (a checkout holding tinydl/)")
     ap.add_argument("--new", type=Path, default=HERE, help="the B tree (default: this checkout)")

@@ -13,7 +13,8 @@ import io
 import pstats
 import time
 
-from .run import MODELS, first_tensor, median_ms
+from tinydl.bench.models import MODELS, first_tensor
+from tinydl.bench.timing import median_ms
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import statistics
 import time
 from collections import defaultdict
 
-from .run import MODELS, first_tensor
+from tinydl.bench.models import MODELS, first_tensor
 
 
 def forward_dispatches(tm, inputs):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import statistics
 import sys
@@ -26,193 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from tinydl.bench.models import MODELS, first_tensor
+from tinydl.bench.peers import run_ort_webgpu, run_tinydl, run_tinydl_fp16, run_tinydl_tuned, run_torch
+from tinydl.bench.plot import plot
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def median_ms(fn, runs: int, warmup: int = 3, warm_s: float = 1.0) -> float:
-    """Median ms of fn() over `runs` calls, after at least `warmup` calls and `warm_s` seconds of calls: GPUs
-    lower their clocks when idle, so every column is measured on a device that has been kept busy."""
-    t_end = time.perf_counter() + warm_s
-    for i in range(10**9):
-        fn()
-        if i + 1 >= warmup and time.perf_counter() >= t_end:
-            break
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
-# -- models ------------------------------------------------------------------------------------------------
-def vision(name):
-    def build(batch, quick):
-        from tinydl.interop.torchvision_compat import import_torchvision
-        tv = import_torchvision()
-        import torch
-        torch.manual_seed(0)
-        model = getattr(tv.models, name)().eval()
-        size = 64 if quick else 224
-        x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-        return model, (x,)
-    return build
-
-
-def _transformers():
-    from tinydl.interop.torchvision_compat import import_torchvision
-    import_torchvision()  # transformers imports torchvision when present; on CPU torch it needs the fix first
-    import transformers
-    return transformers
-
-
-def bert(batch, quick):
-    import torch
-    transformers = _transformers()
-    cfg = transformers.BertConfig(num_hidden_layers=2 if quick else 12, hidden_size=768, num_attention_heads=12,
-                                  intermediate_size=3072, attn_implementation="eager", use_cache=False)
-    torch.manual_seed(0)
-    model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
-    seq = 16 if quick else 128
-    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, seq)).astype(np.int64)
-    return model, (ids,)
-
-
-def gpt2(batch, quick):
-    import torch
-    transformers = _transformers()
-    cfg = transformers.GPT2Config(n_layer=2 if quick else 12, attn_implementation="eager", use_cache=False)
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg).eval()
-    seq = 16 if quick else 128
-    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, seq)).astype(np.int64)
-    return model, (ids,)
-
-
-MODELS = {"resnet18": (vision("resnet18"), (1, 16)), "mobilenet_v2": (vision("mobilenet_v2"), (1, 16)),
-          "resnet50": (vision("resnet50"), (1, 16)), "bert_base": (bert, (1, 8)), "gpt2": (gpt2, (1,))}
-
-
-def first_tensor(out):
-    """The main output of a model (logits / last hidden state) as a torch/tinydl tensor."""
-    if hasattr(out, "logits") and out.logits is not None:
-        return out.logits
-    if hasattr(out, "last_hidden_state"):
-        return out.last_hidden_state
-    if isinstance(out, dict):
-        return first_tensor(next(iter(out.values())))
-    if isinstance(out, (tuple, list)):
-        return first_tensor(out[0])
-    return out
-
-
-# -- peers -------------------------------------------------------------------------------------------------
-def run_torch(model, inputs, device, runs):
-    import torch
-    m = model.to(device)
-    def call():
-        with torch.no_grad():
-            t = [torch.from_numpy(a).to(device) for a in inputs]
-            return first_tensor(m(*t)).float().cpu().numpy()
-    out = call()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    ms = median_ms(call, runs)
-    m.to("cpu")
-    return ms, out
-
-
-def run_tinydl(model, inputs, runs, reference):
-    import tinydl
-    tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
-    return time_converted(tm, inputs, runs, reference) + (tm,)
-
-
-def run_tinydl_tuned(model, inputs, runs, reference):
-    """(median ms, max abs error, seconds of the first call) of a fresh conversion with tinydl.tuning on: the
-    first call measures each new GEMM shape's variants (cached on disk: a second run pays nothing)."""
-    import tinydl
-    from tinydl import tuning
-    tuning.enable()
-    try:
-        tm = tinydl.from_torch(model, example_inputs=tuple(_torch_inputs(inputs)))
-        t0 = time.perf_counter()
-        tm(*[tinydl.tensor(a) for a in inputs])
-        first_s = time.perf_counter() - t0
-        return time_converted(tm, inputs, runs, reference) + (first_s,)
-    finally:
-        tuning.enable(False)
-
-
-def run_tinydl_fp16(tm, inputs, runs, reference):
-    """The converted model after .half() (float16 weights and activations, computed in float32 by the kernels;
-    the output is read back as float32). It leaves the model in float16."""
-    tm.half()
-    return time_converted(tm, inputs, runs, reference, half=True)
-
-
-def time_converted(tm, inputs, runs, reference, half=False):
-    """(median ms, max abs error vs reference) of tm on the numpy inputs; half: floating inputs as float16."""
-    import tinydl
-    from tinydl.testing import max_error
-
-    def call():
-        xs = [tinydl.tensor(a).half() if half and np.issubdtype(a.dtype, np.floating) else tinydl.tensor(a)
-              for a in inputs]
-        return first_tensor(tm(*xs)).float().numpy()
-    out = call()
-    return median_ms(call, runs), max_error(out, reference)[0]
-
-
-def _torch_inputs(inputs):
-    import torch
-    return [torch.from_numpy(a) for a in inputs]
-
-
-def run_ort_webgpu(model, inputs, runs, workdir: Path, reference):
-    """(median ms, max abs error vs reference, note) of ONNX Runtime's WebGPU provider on an ONNX export of the
-    model; ms is None (and the note says why) where it cannot run."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None, None, "onnxruntime not installed"
-    if "WebGpuExecutionProvider" not in ort.get_available_providers():
-        return None, None, "no WebGpuExecutionProvider"
-    import torch
-
-    class MainOutput(torch.nn.Module):  # HF models return ModelOutput objects; ONNX wants plain tensors
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, *args):
-            return first_tensor(self.m(*args))
-
-    path = workdir / f"model_{id(model)}.onnx"
-    names = [f"input{i}" for i in range(len(inputs))]
-    # eval(): the TorchScript exporter restores the wrapper's training flag afterwards, and with it the model's
-    wrapped, note = MainOutput(model).eval(), None
-    try:
-        torch.onnx.export(wrapped, tuple(_torch_inputs(inputs)), str(path), input_names=names,
-                          dynamo=False, opset_version=17)
-    except Exception as e:  # noqa: BLE001 - GPT-2's packed-sequence check uses aten::diff, which it lacks
-        note = f"TorchScript export failed ({type(e).__name__}), dynamo export"
-        try:  # torch.export, as tinydl.from_torch traces it
-            torch.onnx.export(wrapped, tuple(_torch_inputs(inputs)), str(path), input_names=names, dynamo=True)
-        except Exception as e2:  # noqa: BLE001 - report why the peer is missing, keep benchmarking
-            why = str(e2).splitlines()[0][:80] if str(e2) else ""
-            return None, None, f"onnx export failed: {type(e2).__name__}: {why}"
-    from tinydl.testing import max_error
-    sess = ort.InferenceSession(str(path), providers=["WebGpuExecutionProvider"])
-    feeds = {n: a for n, a in zip(names, inputs)}
-    err = max_error(sess.run(None, feeds)[0], reference)[0]
-    ms = median_ms(lambda: sess.run(None, feeds), runs)
-    path.unlink(missing_ok=True)
-    for extra in workdir.glob(path.name + "*"):
-        extra.unlink()
-    return ms, err, note
 
 
 # -- kernel rooflines --------------------------------------------------------------------------------------
@@ -385,38 +202,6 @@ def main(argv=None):
     (args.out / f"{stem}.md").write_text(text)
     if args.plot:
         plot(records, header, args.out / f"{stem}.png")
-
-
-COLUMNS = [("tinydl_ms", "tinydl"), ("tinydl_tuned_ms", "tinydl tuned"), ("tinydl_fp16_ms", "tinydl fp16"),
-           ("torch_cuda_ms", "torch CUDA eager"),
-           ("ort_webgpu_ms", "ORT-WebGPU"), ("torch_cpu_ms", "torch CPU")]
-
-
-def plot(records, header, path: Path) -> None:
-    """Grouped bars: one group per model x batch, one bar per measured column (log scale: CPU and GPU peers
-    differ by 10-100x)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("--plot: matplotlib is not installed (pip install -e '.[bench]'); no chart written", file=sys.stderr)
-        return
-    cols = [(k, label) for k, label in COLUMNS if any(r.get(k) for r in records)]
-    groups = [f"{r['model']}\nbatch {r['batch']}" for r in records]
-    width = 0.8 / max(len(cols), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups)), 4.5))
-    for i, (k, label) in enumerate(cols):
-        xs = [g + (i - (len(cols) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(xs, [r.get(k) or 0 for r in records], width, label=label)
-    ax.set_xticks(range(len(groups)), groups, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("median end-to-end ms (lower is better)")
-    ax.set_title(f"{header['device']} ({header['backend']}), {header['date']}", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"chart: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

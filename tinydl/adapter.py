@@ -22,21 +22,33 @@ class NoAdapterError(RuntimeError):
     pass
 
 
-def pick_adapter():
-    """The adapter tinydl runs on: TINYDL_ADAPTER (an index or part of its summary) or the best by backend and type."""
+NO_ADAPTER = ("tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
+              "without a GPU the software Vulkan driver: `apt-get install mesa-vulkan-drivers`.")
+
+
+def list_adapters() -> list:
+    """Every adapter wgpu finds, in its order (the indices TINYDL_ADAPTER and `tinydl info` use)."""
     # Mesa warns when XDG_RUNTIME_DIR is unset (headless machines): set it only while the adapters are listed
     unset = "XDG_RUNTIME_DIR" not in os.environ
     if unset:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
     try:
-        adapters = list(wgpu.gpu.enumerate_adapters_sync())
+        return list(wgpu.gpu.enumerate_adapters_sync())
     finally:
         if unset:
             os.environ.pop("XDG_RUNTIME_DIR", None)
+
+
+def pick_adapter():
+    """The adapter tinydl runs on: TINYDL_ADAPTER (an index or part of its summary) or the best by backend and type."""
+    return choose(list_adapters())[0]
+
+
+def choose(adapters: list) -> tuple[object, str]:
+    """(the adapter tinydl runs on, why): TINYDL_ADAPTER (an index or part of its summary), else the best by
+    backend and type. Raises NoAdapterError when there is none, or none that TINYDL_ADAPTER names."""
     if not adapters:
-        raise NoAdapterError(
-            "tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
-            "without a GPU the software Vulkan driver: `apt-get install mesa-vulkan-drivers`.")
+        raise NoAdapterError(NO_ADAPTER)
     choice = os.environ.get("TINYDL_ADAPTER", "").strip()
     if choice:
         if choice.isdigit():
@@ -44,14 +56,16 @@ def pick_adapter():
             if idx >= len(adapters):
                 raise NoAdapterError(f"TINYDL_ADAPTER={choice}: only {len(adapters)} adapters: "
                                      + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
-            return adapters[idx]
+            return adapters[idx], f"TINYDL_ADAPTER={choice} (an index)"
         for a in adapters:
             if choice.lower() in a.summary.lower():
-                return a
+                return a, f"TINYDL_ADAPTER={choice!r} (the first adapter whose description contains it)"
         raise NoAdapterError(f"TINYDL_ADAPTER={choice!r} matches no adapter; found: "
                              + "; ".join(f"{i}: {a.summary}" for i, a in enumerate(adapters)))
-    return min(adapters, key=lambda a: (_BACKEND_RANK.get(a.info.get("backend_type"), 1),
+    best = min(adapters, key=lambda a: (_BACKEND_RANK.get(a.info.get("backend_type"), 1),
                                         _TYPE_RANK.get(a.info.get("adapter_type"), 4)))
+    return best, ("the best found: Vulkan/Metal/D3D12 before OpenGL, then discrete > integrated > virtual > CPU "
+                  "(TINYDL_ADAPTER=N or =name picks another)")
 
 
 def request_device(adapter):

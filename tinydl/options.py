@@ -9,7 +9,7 @@ fields marked `plan` change what planning makes (variants, WGSL), so they are pa
 made under one Options is never replayed under another that plans differently, and no cache needs clearing. The
 runtime's fields (submit chunking, read-back and upload threading, pre-encoded replays) do not change plans and
 do not split the cache; the runtime reads them once per call. Defaults come from the environment where a
-variable exists (TINYDL_EAGER, TINYDL_TUNE), read once at import.
+variable exists (TINYDL_EAGER, TINYDL_TUNE, TINYDL_PROGRESS), read once at import.
 """
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ class Options:
     readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
     max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
+    progress: bool = True                         # a progress bar on a terminal while kernels compile (TINYDL_PROGRESS)
 
     def __post_init__(self):
         # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned
@@ -95,12 +96,14 @@ _NAMES = frozenset(f.name for f in dataclasses.fields(Options))
 PLANNING = tuple(f.name for f in _PLANNING)
 
 
-TUNE_ENV = "TINYDL_TUNE"
+TUNE_ENV, PROGRESS_ENV = "TINYDL_TUNE", "TINYDL_PROGRESS"
 
 
-def _switch(name: str, meaning: str) -> bool:
+def _switch(name: str, meaning: str, default: bool = False) -> bool:
     value = os.environ.get(name, "").strip().lower()
-    if value in ("", "0", "false", "off", "no"):
+    if value == "":
+        return default
+    if value in ("0", "false", "off", "no"):
         return False
     if value not in ("1", "true", "on", "yes"):
         raise ValueError(f"{name}={os.environ[name]!r}: expected 1 ({meaning}) or 0 (off)")
@@ -109,7 +112,8 @@ def _switch(name: str, meaning: str) -> bool:
 
 def _from_environment() -> Options:
     return Options(eager=os.environ.get("TINYDL_EAGER", "0") not in ("", "0"),
-                   tune=_switch(TUNE_ENV, "tune GEMM variants on this GPU"))
+                   tune=_switch(TUNE_ENV, "tune GEMM variants on this GPU"),
+                   progress=_switch(PROGRESS_ENV, "a progress bar while kernels compile", default=True))
 
 
 DEFAULT = _from_environment()

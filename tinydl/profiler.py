@@ -7,6 +7,7 @@ realization: the CPU time spent planning (graph walk, cache lookup) and encoding
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class KernelRecord:
     gpu_s: float
     flops: int
     bytes: int
+    start_s: float = 0.0  # on the GPU's clock (timestamp queries), else laid end to end from the submit's start
 
 
 @dataclass
@@ -57,6 +59,16 @@ class Profile:
         return head + "\n" + tabulate(rows, headers=["kernel", "calls", "total ms", "avg us", "TFLOP/s", "GB/s"],
                                       floatfmt=".3f")
 
+    def chrome_trace(self) -> dict:
+        """The kernels as a Chrome trace (chrome://tracing, Perfetto): one complete event ("ph": "X") per kernel
+        run, its start and duration in microseconds from the first kernel's start."""
+        t0 = min((k.start_s for k in self.kernels), default=0.0)
+        events = [{"name": k.name, "cat": "kernel", "ph": "X", "pid": 0, "tid": 0,
+                   "ts": (k.start_s - t0) * 1e6, "dur": k.gpu_s * 1e6, "args": {"flops": k.flops, "bytes": k.bytes}}
+                  for k in self.kernels]
+        source = "GPU timestamps" if self.timestamps else "no timestamp queries: submit wall time spread by work"
+        return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"tinydl": source}}
+
 
 @contextlib.contextmanager
 def profile():
@@ -72,7 +84,10 @@ def active() -> Profile | None:
     return _active[-1] if _active else None
 
 
-def record(steps, times: list[float], plan_s: float, submit_s: float, has_timestamps: bool) -> None:
+def record(steps, spans: list[tuple[float, float]], plan_s: float, submit_s: float, has_timestamps: bool,
+           started_s: float = 0.0) -> None:
+    """A realization's kernels: spans, each kernel's (start, end) GPU timestamps in seconds; without timestamp
+    queries, the submit's wall time (from started_s, on the host's clock) is spread over them."""
     p = active()
     if p is None:
         return
@@ -83,9 +98,10 @@ def record(steps, times: list[float], plan_s: float, submit_s: float, has_timest
     if not has_timestamps:  # one wall-clock figure for the submit, spread by FLOPs+bytes as a rough guide
         weight = [s.flops + s.bytes for s in steps]
         total = sum(weight) or 1
-        times = [submit_s * w / total for w in weight]
-    for s, t in zip(steps, times):
-        p.kernels.append(KernelRecord(s.name, t, s.flops, s.bytes))
+        ends = [started_s + submit_s * w / total for w in itertools.accumulate(weight)]
+        spans = list(zip([started_s] + ends[:-1], ends))
+    for s, (start, end) in zip(steps, spans):
+        p.kernels.append(KernelRecord(s.name, end - start, s.flops, s.bytes, start))
 
 
 now = time.perf_counter

@@ -14,7 +14,7 @@ import numpy as np
 
 import wgpu
 
-from . import counters, transfers
+from . import counters, progress, transfers
 from .adapter import NoAdapterError, pick_adapter, request_device  # noqa: F401 - also runtime.X
 from .checks import STATUS_BYTES, DeviceStatus
 from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
@@ -30,6 +30,9 @@ from .transfers import HostThreads, Staging, copy_out, lend, map_read, return_le
 
 # shaders compiled at once by compile_all
 COMPILE_THREADS = min(8, os.cpu_count() or 1)
+# dispatches per queue submit in a plan's first run on a driver that compiles kernels then, while a progress bar
+# counts them (Runtime.compiles_on_first_run): the bar moves in steps this small
+FIRST_RUN_CHUNK = 8
 
 # One lock over everything that touches the device, the pools and the caches: tinydl's public API may be called
 # from any thread, and such calls run one at a time (wgpu-native objects, the pending encoder, the pools and the
@@ -82,6 +85,9 @@ class Runtime:
         self.backend = self.adapter.info.get("backend_type", "")
         self.has_f16 = "shader-f16" in self.features
         self.spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
+        # a CPU driver (lavapipe) compiles a kernel into machine code when it first runs, in the queue submit
+        # that carries it, not when its pipeline is made: a plan's first run then shows a progress bar too
+        self.compiles_on_first_run = self.adapter.info.get("adapter_type") == "CPU"
         self.max_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
         self.max_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
         self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
@@ -194,10 +200,11 @@ class Runtime:
             except (KeyError, RuntimeError, StopIteration):  # another compile thread dropped or added one
                 break
 
-    def compile_all(self, shaders) -> None:
+    def compile_all(self, shaders, opts: Options | None = None) -> None:
         """Pipelines for several shaders made at once on worker threads (the driver's compiles run side by side;
-        wgpu's calls release the GIL): tuning compiles every variant it times. A shader that fails is left
-        for pipeline() to report when it is asked for."""
+        wgpu's calls release the GIL): a new plan's kernels, the variants tuning times. A shader that fails is
+        left for pipeline() to report when it is asked for. On a terminal, a progress bar counts them (opts:
+        the Options in effect, default the current ones; Options.progress)."""
         todo = [w for w in dict.fromkeys(shaders) if w not in self._pipelines]
 
         def compile_one(wgsl):
@@ -205,7 +212,11 @@ class Runtime:
                 self.pipeline(wgsl)
             except RuntimeError:
                 pass
-        list(self._pool(COMPILE_THREADS).map(compile_one, todo))
+        if len(todo) <= 1:  # nothing new, or one kernel (a plan's usual case after the first call): no threads
+            return compile_one(todo[0]) if todo else None
+        with progress.bar(len(todo), "compiling kernels", opts or current_options()) as bar:
+            for _ in self._pool(COMPILE_THREADS).map(compile_one, todo):
+                bar.update(1)
 
     def _bind_group(self, pipeline, gpus):
         # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)
@@ -223,10 +234,12 @@ class Runtime:
     # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
     @locked
     def submit(self, dispatches, readbacks=(), timings: list | None = None,
-               first: int | None = None, checks=None, names=None) -> list[np.ndarray]:
+               first: int | None = None, checks=None, names=None, first_run: bool = False) -> list[np.ndarray]:
         """See _submit; names: the dispatches' kernel names. Whatever fails (bind group, encoding, queue submit,
         map, device) raises a KernelError naming the kernel (and its WGSL where one kernel is to blame); the
-        pending work of earlier submits is kept for the next, never lost with this one's."""
+        pending work of earlier submits is kept for the next, never lost with this one's. first_run: a plan's
+        first run, which on a CPU driver compiles its kernels (compiles_on_first_run): a progress bar on a
+        terminal counts the dispatches sent, and its last chunk is sent at once rather than kept pending."""
         if self._later:
             self._drain()
         fail = ()
@@ -234,8 +247,11 @@ class Runtime:
             dispatches, fail = inject(self, dispatches, names)
         at = Progress(len(dispatches))
         pending, self._pending = self._pending, []
+        shown = first_run and self.compiles_on_first_run and timings is None
         try:
-            return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at)
+            with progress.bar(len(dispatches) if shown else 0, "first run, the driver compiles kernels",
+                              current_options()) as bar:
+                return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at, bar)
         except GPU_ERRORS as e:
             if not at.sent:
                 self._pending = pending + self._pending
@@ -244,16 +260,17 @@ class Runtime:
                 raise failure(self, "map", e, names) from e
             raise failure(self, at.stage, e, names[at.start:at.stop], dispatches[at.start:at.stop]) from e
 
-    def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at) -> list[np.ndarray]:
+    def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at, bar) -> list[np.ndarray]:
         """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
         Dispatches go into one compute pass per Options.submit_chunk of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
         finished (so validated) but unsent: the next submit sends it with its own first command buffer, so a
         forward and the read-back of its output go to the GPU in one submit less; flush() (before any queue
         write) sends it. pending: those earlier command buffers; fail: stages a test forces to fail
-        (failures.inject); at: how far it got (failures.Progress), for submit's error. With `timings` (a list) and the
-        adapter's timestamp queries, each dispatch gets its own pass with timestamps, and the GPU time of
-        each, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
+        (failures.inject); at: how far it got (failures.Progress), for submit's error; bar: told the dispatches
+        sent (progress.bar). With `timings` (a list) and the
+        adapter's timestamp queries, each dispatch gets its own pass with timestamps, and its (start, end) on the
+        GPU's clock, in seconds, is appended to `timings` (the profiler's mode; passes add a little overhead).
         checks: (checked kernels, results not read back) when dispatches bind the status buffer
         (checks.DeviceStatus.ran); a submit with read-backs reads the status too while any such kernel may have
         reported, and raises what it finds."""
@@ -276,8 +293,10 @@ class Runtime:
         else:
             # each chunk is finished (validated) before anything is sent: a failing chunk loses no earlier work
             enc = self.device.create_command_encoder()
-            start = 0
-            for step in chunk_sizes(len(dispatches), first, opts):
+            start, n = 0, len(dispatches)
+            sizes = (chunk_sizes(n, first, opts) if isinstance(bar, progress.Silent) else  # a first run, counted:
+                     [min(FIRST_RUN_CHUNK, n - i) for i in range(0, n, FIRST_RUN_CHUNK)])  # small steps
+            for step in sizes:
                 if start:
                     cb = enc.finish()
                     at.stage = "submit"
@@ -285,6 +304,7 @@ class Runtime:
                         raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
                     self.device.queue.submit([*pending, cb])
                     pending, at.sent = [], True
+                    bar.update(at.stop - at.start)
                     enc = self.device.create_command_encoder()
                 at.stage, at.start, at.stop = "encode", start, start + step
                 cp = enc.begin_compute_pass()
@@ -294,6 +314,9 @@ class Runtime:
             if not readbacks and timings is None:
                 # the last chunk waits for the next submit (one submit less for a forward and its read-back)
                 self._pending = [*pending, enc.finish()]
+                if not isinstance(bar, progress.Silent):  # unless a bar counts it: it compiles now
+                    self.flush()
+                    bar.update(at.stop - at.start)
                 return []
         # the status (checks.DeviceStatus) rides in the last read-back's staging buffer, after its data (no map
         # of its own), or alone where nothing else is read; it is cleared only when found set (below)
@@ -318,6 +341,7 @@ class Runtime:
             raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
+        bar.update(at.stop - at.start)
         native = transfers._native is not None and opts.native_map
         mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, native)
         out, status = [], None
@@ -343,7 +367,7 @@ class Runtime:
             self.status.verify(status)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
-            timings.extend(((ts[:, 1] - ts[:, 0]).clip(min=0) * 1e-9).tolist())
+            timings.extend(zip((ts[:, 0] * 1e-9).tolist(), (np.maximum(ts[:, 1], ts[:, 0]) * 1e-9).tolist()))
         return out
 
     def _map_read(self, buffers, fail: bool = False, native: bool = True) -> list:

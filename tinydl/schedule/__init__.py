@@ -55,7 +55,7 @@ def _plan(order: list[Node], roots: list[int], opts, compile_kernels: bool = Tru
     """The kernels of a walked graph on this runtime's adapter, under Options opts (compile_kernels=False: their
     WGSL only)."""
     rt = get_runtime()
-    return build_plan(order, roots, target(), opts, chooser(opts), rt.pipeline if compile_kernels else None)
+    return build_plan(order, roots, target(), opts, chooser(opts), rt if compile_kernels else None)
 
 
 def plan_for(order: list[Node], sig: tuple, roots: list[int]) -> Plan:

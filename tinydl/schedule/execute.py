@@ -81,13 +81,14 @@ def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=())
     status = (plan.checked, results) if plan.checked else None
     first = plan.first_submit(current_options().submit_first)
     if prof is None:
-        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names)
+        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names, first_run=not plan.ran)
+        plan.ran = True
     else:
-        times: list[float] = []
+        times: list[tuple[float, float]] = []
         t0 = profiler.now()
         data = rt.submit(dispatches, reads, timings=times, first=first, checks=status,
                          names=plan.names)
-        profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches)
+        profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches, t0)
     report(plan)
     return data
 

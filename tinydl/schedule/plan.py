@@ -6,7 +6,6 @@ from __future__ import annotations
 import bisect
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..kernels import build
 from ..options import Options, current as current_options
@@ -47,6 +46,7 @@ class Plan:
     frees: list[list[int]] = field(default_factory=list)  # temporaries whose last reader is step k
     empty: list[int] = field(default_factory=list)        # zero-size outputs: a buffer, no kernel
     key: tuple = ()                                       # what the plan cache holds it under
+    ran: bool = False                                     # run once (its first run may compile: runtime.submit)
 
     def __post_init__(self):
         self.names = [s.name for s in self.steps]  # for the kernel counters (debug.record)
@@ -64,15 +64,21 @@ class Plan:
         return max(min(needed, submit_first), min(SMALL_FIRST_SUBMIT, submit_first))
 
 
-def build_plan(order: list[Node], roots: list[int], target: Target, opts: Options, chooser,
-               pipeline: Callable[[str, str], object] | None = None) -> Plan:
-    """The kernels of a walked graph: lowered, fused, their WGSL (and pipelines where `pipeline` is given)."""
+def build_plan(order: list[Node], roots: list[int], target: Target, opts: Options, chooser, runtime=None) -> Plan:
+    """The kernels of a walked graph: lowered, fused, their WGSL, and (with a runtime) their pipelines, the new
+    ones compiled at once on worker threads (Runtime.compile_all; a progress bar on a terminal)."""
     low = lower(order, roots, target, opts, chooser)
-    return steps_of(fuse(low.order, low.roots, target), low.keys, target, opts, pipeline)
+    plan = steps_of(fuse(low.order, low.roots, target), low.keys, target, opts)
+    if runtime is not None:
+        runtime.compile_all([s.wgsl for s in plan.steps], opts)
+        for s in plan.steps:  # compiled by now; a shader that failed raises here, naming its kernel
+            s.pipeline = runtime.pipeline(s.wgsl, s.name)
+    return plan
 
 
-def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options, pipeline=None) -> Plan:
-    """A kernel step per group of the fusion (keys: the plan's key of each position of the fused graph)."""
+def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> Plan:
+    """A kernel step per group of the fusion (keys: the plan's key of each position of the fused graph), without
+    pipelines (build_plan gets them)."""
     order, index = fusion.order, fusion.index
     materialized_uids = {order[i].uid for i in fusion.materialized}
     steps, last_read, empty = [], {}, []
@@ -88,7 +94,7 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options, pip
         name = kernel_name(out, core, fused) + f" [{ck.variant}]"
         out_bytes = out.numel * out.dtype.itemsize
         nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out_bytes
-        steps.append(KernelStep(pipeline(ck.wgsl, name) if pipeline else None, keys[i], [keys[p] for p in inputs],
+        steps.append(KernelStep(None, keys[i], [keys[p] for p in inputs],
                                 target.grid(ck.workgroups), name, ck.wgsl, flops(core, out, fused), nbytes,
                                 ck.checks, out_bytes, out.shape))
         for p in inputs:

@@ -149,6 +149,11 @@ def _flatten_outputs(x, name, out):
     return out
 
 
+def leaves(x) -> list[tuple[str, object]]:
+    """(name, leaf) pairs of a model's output structure, named from "output" (`output[0]`, `output.logits`)."""
+    return _flatten_outputs(x, "output", [])
+
+
 def _compare_leaf(name, got, want, rtol, atol) -> OutputReport:
     if got is None or want is None:
         ok = got is None and want is None

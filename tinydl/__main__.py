@@ -1,0 +1,4 @@
+"""`python -m tinydl ...`: the `tinydl` command (tinydl/cli/)."""
+from .cli import main
+
+main()
