@@ -1,5 +1,5 @@
 """Sampling on the GPU (kernels/sample.py): the token each row draws with its uniform number equals the host
-sampler's (HF's warpers in float64, then the inverse CDF) — top-k ties, top-p's boundary, -inf scores, float16
+sampler's (HF's warpers in float64, then the inverse CDF) — top-k ties, top-p's boundary, min-p, -inf scores, float16
 logits, rows shorter than the workgroup; invalid probabilities raise torch's error; one kernel."""
 import numpy as np
 import pytest
@@ -12,28 +12,29 @@ from tinydl.ops import MAX_TRIPS
 from test_big_reductions import loop_trips  # noqa: E402 - the loop-trip bound the big-reduction tests check
 
 
-def host_draw(logits: np.ndarray, u: np.ndarray, temperature, top_k, top_p) -> np.ndarray:
+def host_draw(logits: np.ndarray, u: np.ndarray, temperature, top_k, top_p, min_p=None) -> np.ndarray:
     """sampling.sample's draw with given uniforms."""
-    scores = sampling.warp(logits.astype(np.float32), temperature, top_k, top_p)
+    scores = sampling.warp(logits.astype(np.float32), temperature, top_k, top_p, min_p)
     p = np.exp(scores - scores.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return np.minimum((np.cumsum(p, -1) < u[:, None]).sum(-1), p.shape[-1] - 1)
 
 
-def draw(logits: np.ndarray, u: np.ndarray, temperature=1.0, top_k=None, top_p=1.0) -> np.ndarray:
-    return sampling.sample_on_gpu(tinydl.tensor(logits), u, temperature, top_k, top_p).numpy()
+def draw(logits: np.ndarray, u: np.ndarray, temperature=1.0, top_k=None, top_p=1.0, min_p=None) -> np.ndarray:
+    return sampling.sample_on_gpu(tinydl.tensor(logits), u, temperature, top_k, top_p, min_p).numpy()
 
 
-@pytest.mark.parametrize("vocab,temperature,top_k,top_p", [
-    (1000, 1.0, None, 1.0), (1000, 0.7, 50, 1.0), (1000, 1.0, None, 0.9), (1000, 1.3, 50, 0.9),
-    (3001, 1.0, 7, 0.5), (1000, 1.0, 1, 1.0), (1000, 1.0, None, 0.0), (5, 2.0, 3, 0.8), (255, 1.0, 300, 0.95),
-    (4099, 0.5, 1000, 0.99)])
-def test_draws_equal_the_host_sampler(vocab, temperature, top_k, top_p):
+@pytest.mark.parametrize("vocab,temperature,top_k,top_p,min_p", [
+    (1000, 1.0, None, 1.0, None), (1000, 0.7, 50, 1.0, None), (1000, 1.0, None, 0.9, None),
+    (1000, 1.3, 50, 0.9, None), (3001, 1.0, 7, 0.5, None), (1000, 1.0, 1, 1.0, None), (1000, 1.0, None, 0.0, None),
+    (5, 2.0, 3, 0.8, None), (255, 1.0, 300, 0.95, None), (4099, 0.5, 1000, 0.99, None), (1000, 1.0, None, 1.0, 0.05),
+    (1000, 1.5, 40, 0.95, 0.2), (1000, 1.0, None, 1.0, 1.0)])
+def test_draws_equal_the_host_sampler(vocab, temperature, top_k, top_p, min_p):
     rng = np.random.default_rng(vocab + (top_k or 0))
     logits = (rng.standard_normal((48, vocab)) * 3).astype(np.float32)
     u = rng.random(48)
-    np.testing.assert_array_equal(draw(logits, u, temperature, top_k, top_p),
-                                  host_draw(logits, u, temperature, top_k, top_p))
+    np.testing.assert_array_equal(draw(logits, u, temperature, top_k, top_p, min_p),
+                                  host_draw(logits, u, temperature, top_k, top_p, min_p))
 
 
 def test_top_k_keeps_every_tie_of_the_kth_score():
