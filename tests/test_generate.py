@@ -238,12 +238,13 @@ def test_sampling_reproducible_from_a_seed(llama):
     np.testing.assert_array_equal(tm.generate(ids, seed=3, **dict(kwargs, top_k=1)), greedy)
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 5, 1.0), (0.7, None, 0.8), (1.5, 10, 0.5),
-                                                     (1.0, None, 0.0)])
-def test_warp_matches_hf_warpers(temperature, top_k, top_p):
-    """The tokens left to sample from and their probabilities are HF's (temperature, then top-k, then top-p)."""
-    from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
-                                                        TopPLogitsWarper)
+@pytest.mark.parametrize("temperature,top_k,top_p,min_p", [(1.0, 5, 1.0, None), (0.7, None, 0.8, None),
+                                                           (1.5, 10, 0.5, None), (1.0, None, 0.0, None),
+                                                           (1.0, None, 1.0, 0.1), (0.8, 20, 0.9, 0.05)])
+def test_warp_matches_hf_warpers(temperature, top_k, top_p, min_p):
+    """The tokens left to sample from and their probabilities are HF's (temperature, top-k, top-p, min-p)."""
+    from transformers.generation.logits_process import (MinPLogitsWarper, TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
     logits = np.random.default_rng(0).standard_normal((3, 50)).astype(np.float32) * 3
     scores = torch.from_numpy(logits)
     scores = TemperatureLogitsWarper(temperature)(None, scores)
@@ -251,11 +252,13 @@ def test_warp_matches_hf_warpers(temperature, top_k, top_p):
         scores = TopKLogitsWarper(top_k)(None, scores)
     if top_p < 1:
         scores = TopPLogitsWarper(top_p)(None, scores)
+    if min_p is not None:
+        scores = MinPLogitsWarper(min_p)(None, scores)
     ref = torch.softmax(scores.double(), -1).numpy()
-    got = sampling.warp(logits, temperature, top_k, top_p)
+    got = sampling.warp(logits, temperature, top_k, top_p, min_p)
     got = np.exp(got - got.max(-1, keepdims=True))
     np.testing.assert_allclose(got / got.sum(-1, keepdims=True), ref, rtol=1e-5, atol=1e-7)
-    draws = sampling.sample(logits, np.random.default_rng(0), temperature, top_k, top_p)
+    draws = sampling.sample(logits, np.random.default_rng(0), temperature, top_k, top_p, min_p)
     assert (ref[np.arange(3), draws] > 0).all()
 
 
