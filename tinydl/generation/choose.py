@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import arange, argmax, tensor, where
+from ..indexing import gather_rows
 from ..schedule import realize
 from . import sampling
 
@@ -27,15 +28,15 @@ def _token_mask(tokens, vocab: int):
     return tensor(mask)
 
 
-class TokenChooser:
-    """The choice of every step of one generate call. ids [B, T] / mask [B, T] or None: the sequence the
-    tokens extend (a decoder-only model's prompt; an encoder-decoder's decoder start tokens)."""
+class Processors:
+    """HF's logits processors over the rows of one generate call. ids [R, T] / mask [R, T] or None: the
+    sequences the tokens extend (a decoder-only model's prompt; an encoder-decoder's decoder start tokens)."""
 
-    def __init__(self, settings, rng, ids: np.ndarray, mask: np.ndarray | None, vocab: int):
-        self.settings, self.rng, self.vocab = settings, rng, vocab
+    def __init__(self, settings, ids: np.ndarray, mask: np.ndarray | None, vocab: int):
+        self.settings, self.vocab = settings, vocab
         self.input_length = ids.shape[1]
         s = settings
-        self.seen = None  # [B, V] bool: the tokens the repetition penalty applies to
+        self.seen = None  # [R, V] bool: the tokens the repetition penalty applies to
         if s.repetition_penalty != 1.0:
             # HF ignores each row's left padding (positions before its mask's first 1)
             start = (mask != 0).argmax(1) if mask is not None else np.zeros(len(ids), int)
@@ -49,10 +50,17 @@ class TokenChooser:
         self.begin_suppress = _token_mask(s.begin_suppress_tokens, vocab)
         # HF: the first generated position, one later when a forced BOS token takes it after a 1-token input
         self.begin_index = self.input_length + (self.input_length == 1 and s.forced_bos_token_id is not None)
-        self.previous = None  # the last step's tokens, not yet in `seen`
 
-    def _processed(self, logits, length: int):
-        """The processed float32 logits for the token at position `length`, or None where no processor applies."""
+    def advance(self, tokens: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """The rows' next tokens [R] are chosen (rows: which earlier row each continues, beam search's reorder)."""
+        if self.seen is None:
+            return
+        seen = self.seen if rows is None else gather_rows(self.seen, tensor(rows.astype(np.int32)))
+        self.seen = seen | (arange(self.vocab) == tensor(tokens.astype(np.int32)[:, None]))
+
+    def apply(self, scores, length: int, always: bool = False):
+        """The processed float32 scores for the token at position `length`; None where no processor applies
+        (unless `always`)."""
         s = self.settings
         masks = []
         if self.eos is not None and (length < s.min_length or length - self.input_length < s.min_new_tokens):
@@ -61,17 +69,32 @@ class TokenChooser:
             masks.append(self.suppress)
         if self.begin_suppress is not None and length == self.begin_index:
             masks.append(self.begin_suppress)
-        if self.seen is None and not masks:
+        if self.seen is None and not masks and not always:
             return None
-        scores = logits.float()
+        scores = scores.float()
         if self.seen is not None:
-            if self.previous is not None:
-                self.seen = self.seen | (arange(self.vocab) == tensor(self.previous.astype(np.int32)[:, None]))
             p = s.repetition_penalty
             scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
         for mask in masks:
             scores = where(mask, float("-inf"), scores)
         return scores
+
+    def read(self, *tensors) -> list[np.ndarray]:
+        """The tensors' values, computed with the updated `seen` mask in one plan (one tensor and no mask: its
+        kernels and its read-back in one submit)."""
+        if self.seen is not None or len(tensors) > 1:
+            realize(*tensors, *([self.seen] if self.seen is not None else []))
+        return [t.numpy() for t in tensors]
+
+
+class TokenChooser:
+    """Greedy or sampled choice of every step of one generate call (rows: its sequences)."""
+
+    reorder = None  # (beam search's chooser reorders the cache rows; this one never does)
+
+    def __init__(self, settings, rng, ids: np.ndarray, mask: np.ndarray | None):
+        self.settings, self.rng, self.ids, self.mask = settings, rng, ids, mask
+        self.processors = None  # made at the first step, which tells the vocabulary
 
     def choose(self, out, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
         """The next token ids [B] (int64) from a step's outputs; length: the sequence's length before this token.
@@ -81,33 +104,29 @@ class TokenChooser:
         if step == s.max_new_tokens - 1 and s.forced_eos_token_id is not None:
             forced = s.forced_eos_token_id
         logits = out[1]
-        processed = self._processed(logits, length)
+        vocab = logits.shape[-1]
+        if self.processors is None:
+            self.processors = Processors(s, self.ids, self.mask, vocab)
+        proc = self.processors
+        processed = proc.apply(logits, length)
         scores = logits if processed is None else processed
         if forced is not None:
             token = np.full(logits.shape[0], forced, np.int64)
-            if self.seen is not None:
-                realize(self.seen)
-        elif s.do_sample and sampling.fits_gpu(self.vocab, s.top_k, s.top_p):
+        elif s.do_sample and sampling.fits_gpu(vocab, s.top_k, s.top_p):
             u = self.rng.random(logits.shape[0])  # (the host draw below takes the same numbers)
-            token = self._read(sampling.sample_on_gpu(scores, u, s.temperature, s.top_k, s.top_p, s.min_p))
-            token = token.astype(np.int64)
+            token = proc.read(sampling.sample_on_gpu(scores, u, s.temperature, s.top_k, s.top_p, s.min_p))[0]
         elif s.do_sample:
-            token = sampling.sample(self._read(scores), self.rng, s.temperature, s.top_k, s.top_p, s.min_p)
+            token = sampling.sample(proc.read(scores)[0], self.rng, s.temperature, s.top_k, s.top_p, s.min_p)
         elif processed is not None:
-            token = self._read(argmax(processed, -1)).astype(np.int64)
+            token = proc.read(argmax(processed, -1))[0]
         else:
-            token = out[0].numpy().astype(np.int64)
+            token = out[0].numpy()
+        token = token.astype(np.int64)
         if s.pad_token_id is not None:
             token = np.where(unfinished, token, s.pad_token_id)
         unfinished &= ~np.isin(token, s.eos_token_id)
-        self.previous = token
+        proc.advance(token)
         return token
-
-    def _read(self, t) -> np.ndarray:
-        """t's values, computed with the updated `seen` mask in one plan."""
-        if self.seen is not None:
-            realize(t, self.seen)
-        return t.numpy()
 
 
 __all__ = ["TokenChooser"]

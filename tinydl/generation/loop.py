@@ -141,7 +141,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
                       positions[:, :prompt], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
     cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
-    chooser = TokenChooser(settings, rng, ids, mask, out[1].shape[-1])
+    chooser = TokenChooser(settings, rng, ids, mask)
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, prompt + i, unfinished)

@@ -130,7 +130,7 @@ def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     layers = (len(out) - 2) // 4
     self_cache = [F.pad(t, (0, 0, 0, length - 1)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
-    chooser = TokenChooser(settings, rng, start, None, out[1].shape[-1])
+    chooser = TokenChooser(settings, rng, start, None)
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, 1 + i, unfinished)
