@@ -58,24 +58,26 @@ class Processors:
         seen = self.seen if rows is None else gather_rows(self.seen, tensor(rows.astype(np.int32)))
         self.seen = seen | (arange(self.vocab) == tensor(tokens.astype(np.int32)[:, None]))
 
-    def apply(self, scores, length: int, always: bool = False):
+    def apply(self, scores, length: int, always: bool = False, forced: int | None = None):
         """The processed float32 scores for the token at position `length`; None where no processor applies
-        (unless `always`)."""
+        (unless `always`). forced: a token HF's ForcedBOS/ForcedEOS processor forces here (beam search; the
+        greedy and sampling chooser sets it directly)."""
         s = self.settings
-        masks = []
-        if self.eos is not None and (length < s.min_length or length - self.input_length < s.min_new_tokens):
-            masks.append(self.eos)
-        if self.suppress is not None:
-            masks.append(self.suppress)
-        if self.begin_suppress is not None and length == self.begin_index:
-            masks.append(self.begin_suppress)
-        if self.seen is None and not masks and not always:
+        too_short = self.eos is not None and (length < s.min_length or
+                                              length - self.input_length < s.min_new_tokens)
+        suppressed = [m for m, on in ((self.suppress, True), (self.begin_suppress, length == self.begin_index))
+                      if m is not None and on]
+        if self.seen is None and not too_short and not suppressed and not always and forced is None:
             return None
         scores = scores.float()
         if self.seen is not None:
             p = s.repetition_penalty
             scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
-        for mask in masks:
+        if too_short:  # min_length / min_new_tokens: no EOS yet
+            scores = where(self.eos, float("-inf"), scores)
+        if forced is not None:
+            scores = where(arange(self.vocab) == forced, 0.0, float("-inf"))
+        for mask in suppressed:
             scores = where(mask, float("-inf"), scores)
         return scores
 

@@ -1,13 +1,15 @@
 """generate / stream for a converted causal LM or encoder-decoder model (tinydl.from_torch of a Hugging Face
 ...ForCausalLM, ...ForConditionalGeneration), with Hugging Face's meaning: the same arguments and defaults
 (from the model's generation_config), the prompt (an encoder-decoder: the decoder's start token) followed by
-the new tokens as the result, finished sequences padded with pad_token_id."""
+the new tokens as the result, finished sequences padded with pad_token_id; beam search's best hypotheses."""
 from __future__ import annotations
 
 import numpy as np
 
 from .._tensor import Tensor
 from . import loop, seq2seq, settings as settings_mod, step
+from .beam import BeamChooser
+from .choose import TokenChooser
 
 
 def _torch_model(tm):
@@ -60,16 +62,29 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs):
     if steps is None:
         steps = loop.Steps(tm, model, seq2seq.kinds() if seq2seq_model else step.causal_kinds())
         object.__setattr__(tm, "_generation_steps", steps)
+    batch = ids.shape[0]
+    if s.num_beams > 1:  # a row per beam, the input repeated (as HF expands it)
+        ids, mask = np.repeat(ids, s.num_beams, 0), np.repeat(mask, s.num_beams, 0)
     # the result starts with the prompt (causal LMs) or the decoder's start token (encoder-decoders), as HF's
     head = np.full((ids.shape[0], 1), s.decoder_start_token_id, np.int64) if seq2seq_model else ids
-    tokens = (seq2seq.run if seq2seq_model else loop.run)(steps, ids, mask, s, np.random.default_rng(seed))
-    return tokens, head, kind
+    if s.num_beams > 1:
+        chooser = BeamChooser(model, s, head, None if seq2seq_model else mask, batch)
+    else:
+        chooser = TokenChooser(s, np.random.default_rng(seed), head, None if seq2seq_model else mask)
+    tokens = (seq2seq.run if seq2seq_model else loop.run)(steps, ids, mask, s, chooser)
+    return tokens, head, kind, chooser
+
+
+def _no_beams_streamed(s, streamer=True):
+    if s.num_beams > 1 and streamer:
+        raise ValueError("`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1.")
 
 
 def stream(tm, input_ids, attention_mask=None, seed=None, **kwargs):
     """Iterator of the new tokens, one numpy int64 array [batch] per step (pad_token_id for finished
     sequences), as they are generated."""
-    tokens, _, _ = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    tokens, _, _, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    _no_beams_streamed(chooser.settings)
     yield from tokens
 
 
@@ -79,7 +94,8 @@ def generate(tm, input_ids, attention_mask=None, streamer=None, seed=None, **kwa
     sequence has produced EOS), as the kind of input_ids (torch, numpy, tinydl). streamer: an HF streamer
     (put/end; put gets the prompt (the start tokens) first, then each step's tokens, as torch tensors) or a
     callable given each step's tokens (numpy [batch]). seed: sampling's numpy Generator seed."""
-    tokens, head, kind = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    tokens, head, kind, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    _no_beams_streamed(chooser.settings, streamer is not None)
     hf_streamer = streamer is not None and hasattr(streamer, "put")
     if hf_streamer:
         import torch
@@ -93,7 +109,7 @@ def generate(tm, input_ids, attention_mask=None, streamer=None, seed=None, **kwa
             streamer(token)
     if hf_streamer:
         streamer.end()
-    result = np.concatenate(out, 1)
+    result = chooser.sequences_found() if isinstance(chooser, BeamChooser) else np.concatenate(out, 1)
     if kind == "torch":
         import torch
         return torch.from_numpy(result)

@@ -9,7 +9,7 @@ import numpy as np
 from .. import dtypes
 from .._tensor import tensor
 from ..runtime import get_runtime
-from .choose import TokenChooser
+from ..indexing import gather_rows
 from ..nn import functional as F
 from .step import accepts, convert_step
 
@@ -111,6 +111,14 @@ class Steps:
         return step
 
 
+def reordered(cache: list, rows) -> list:
+    """The cache tensors with their rows (dim 0) taken from `rows` (beam search; None: as they are)."""
+    if rows is None:
+        return cache
+    index = tensor(np.asarray(rows, np.int32))
+    return [gather_rows(t, index) for t in cache]
+
+
 def _torch_example(inputs):
     """Torch tensors of the inputs' shapes and dtypes (the cache as float32 zeros: the graph's float dtype)."""
     import torch
@@ -118,8 +126,9 @@ def _torch_example(inputs):
                  if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
 
 
-def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
-    """Yields the next token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
+def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
+    """Yields the next token ids [B] (np.int64) per step, as `chooser` picks them (choose.TokenChooser: finished
+    sequences get pad_token_id; beam.BeamChooser: each row's beam, whose cache rows `reorder` moves)."""
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     length = cache_length(prompt, new)
@@ -141,7 +150,6 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
                       positions[:, :prompt], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
     cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
-    chooser = TokenChooser(settings, rng, ids, mask)
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, prompt + i, unfinished)
@@ -151,5 +159,6 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
         slot = prompt + i
         inputs = (token[:, None], _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
+        cache = reordered(cache, chooser.reorder)
         out = steps.get("decode", (*inputs, *cache), float_dtype)(*(tensor(a) for a in inputs), *cache)
         cache = out[2:]

@@ -20,8 +20,7 @@ import numpy as np
 
 from .._tensor import tensor
 from ..nn import functional as F
-from .choose import TokenChooser
-from .loop import _additive_mask, _float_dtype, cache_length, check_fits
+from .loop import _additive_mask, _float_dtype, cache_length, check_fits, reordered
 
 KINDS = ("encoder", "first", "next")
 
@@ -112,7 +111,7 @@ def kinds() -> dict:
             "next": functools.partial(DecoderStep, first=False)}
 
 
-def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
+def run(steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """Yields the next decoder token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
     batch = ids.shape[0]
     new = settings.max_new_tokens
@@ -130,7 +129,6 @@ def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
     layers = (len(out) - 2) // 4
     self_cache = [F.pad(t, (0, 0, 0, length - 1)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
-    chooser = TokenChooser(settings, rng, start, None)
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, 1 + i, unfinished)
@@ -140,6 +138,7 @@ def run(steps, ids: np.ndarray, mask: np.ndarray, settings, rng):
         slot = i + 1
         visible = np.broadcast_to(slots[None, None, :] <= slot, (batch, 1, length))
         inputs = (token[:, None], _additive_mask(visible, np_float), np.array([slot], np.int64))
+        self_cache = reordered(self_cache, chooser.reorder)  # (the cross keys/values are alike across beams)
         out = steps.get("next", (*inputs, encoded, mask, *self_cache, *cross), float_dtype)(
             *(tensor(a) for a in inputs), encoded, enc_mask, *self_cache, *cross)
         self_cache = list(out[2:])

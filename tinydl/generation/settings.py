@@ -9,7 +9,8 @@ import dataclasses
 # what the decode loop implements
 SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p", "eos_token_id",
              "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
-             "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens"}
+             "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
+             "num_beams", "length_penalty", "early_stopping", "num_return_sequences"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
 NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
@@ -35,6 +36,11 @@ class Settings:
     suppress_tokens: tuple = ()
     begin_suppress_tokens: tuple = ()  # suppressed at the first generated position
     min_p: float | None = None   # sampling: tokens less likely than min_p times the top one are dropped
+    # beam search (beam.py)
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    num_return_sequences: int = 1
 
 
 def _defaults() -> dict:
@@ -62,7 +68,8 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
                                   f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
-                                  f"min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens)")
+                                  f"min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; beam search with "
+                                  f"num_beams, length_penalty, early_stopping and num_return_sequences)")
     if merged.get("max_new_tokens") is not None:
         new = int(merged["max_new_tokens"])
         if new < 1:
@@ -98,6 +105,18 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
     min_p = merged.get("min_p") if do_sample else None
     if min_p is not None and not 0 <= min_p <= 1.0:
         raise ValueError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p}")
+    beams, returned = int(merged.get("num_beams") or 1), int(merged.get("num_return_sequences") or 1)
+    if returned > 1 and beams == 1 and not do_sample:
+        raise ValueError("Greedy methods (do_sample != True) without beam search do not support "
+                         f"`num_return_sequences` different than 1 (got {returned}).")
+    if returned > beams > 1:
+        raise ValueError(f"`num_return_sequences` ({returned}) has to be smaller or equal to `num_beams` ({beams}).")
+    if returned > 1 and beams == 1:
+        raise NotImplementedError(f"generate: num_return_sequences={returned} with sampling is not supported "
+                                  f"(one sequence per input; repeat the input rows instead)")
+    if beams > 1 and do_sample:
+        raise NotImplementedError(f"generate: num_beams={beams} with do_sample=True (beam sampling) is not "
+                                  f"supported (beam search or sampling, not both)")
     penalty = merged.get("repetition_penalty")
     penalty = 1.0 if penalty is None else penalty
     if penalty != 1.0 and (not isinstance(penalty, float) or not penalty > 0):
@@ -116,7 +135,8 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
                     None if start is None else int(start), _int(merged.get("forced_bos_token_id")),
                     _int(forced_eos), float(penalty), int(merged.get("min_length") or 0),
                     int(merged.get("min_new_tokens") or 0), _ints(merged.get("suppress_tokens")),
-                    _ints(merged.get("begin_suppress_tokens")), None if min_p is None else float(min_p))
+                    _ints(merged.get("begin_suppress_tokens")), None if min_p is None else float(min_p), beams,
+                    float(merged.get("length_penalty", 1.0)), merged.get("early_stopping", False), returned)
 
 
 def _int(v):
