@@ -98,6 +98,7 @@ OPS = {
     + x[..., :3].repeat_interleave(2, dim=-1),
     "einsum": lambda x: torch.einsum("bhqd,bhkd->bhqk", x, x) @ x + torch.einsum("...ij->...j", x)[..., None, :],
     "flip": lambda x: torch.flip(x, [1, 3]) @ x.flip(-2).transpose(-1, -2) + x.fliplr().sum(),
+    "tensor_constant": lambda x: x[torch.tensor([1, 0, 1])] * 2,  # fx keeps it as a get_attr on the root
 }
 
 
