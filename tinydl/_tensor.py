@@ -34,6 +34,8 @@ from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, 
 from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
+from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
+                      select_scatter, slice_scatter)
 
 
 class Tensor(_core.Tensor):
@@ -143,6 +145,20 @@ class Tensor(_core.Tensor):
     def index_select(self, dim: int, index) -> "Tensor": return index_select(self, dim, index)
     def take(self, index) -> "Tensor": return take(self, index)
     def gather(self, dim: int, index) -> "Tensor": return gather(self, dim, index)
+    def scatter(self, dim: int, index, src=None, *, value=None, reduce=None) -> "Tensor":
+        return scatter(self, dim, index, src, value=value, reduce=reduce)
+    def scatter_add(self, dim: int, index, src) -> "Tensor": return scatter_add(self, dim, index, src)
+    def scatter_reduce(self, dim: int, index, src, reduce, *, include_self=True) -> "Tensor":
+        return scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
+    def index_add(self, dim: int, index, source, *, alpha=1) -> "Tensor":
+        return index_add(self, dim, index, source, alpha=alpha)
+    def index_copy(self, dim: int, index, source) -> "Tensor": return index_copy(self, dim, index, source)
+    def index_fill(self, dim: int, index, value) -> "Tensor": return index_fill(self, dim, index, value)
+    def index_put(self, indices, values, accumulate=False) -> "Tensor":
+        return index_put(self, indices, values, accumulate)
+    def slice_scatter(self, src, dim=0, start=None, end=None, step=1) -> "Tensor":
+        return slice_scatter(self, src, dim, start, end, step)
+    def select_scatter(self, src, dim: int, index: int) -> "Tensor": return select_scatter(self, src, dim, index)
 
     # -- elementwise ---------------------------------------------------------------------------------
     def __add__(self, o): return add(self, o)

@@ -314,6 +314,19 @@ _aten("one_hot.default", lambda x, num_classes=-1: F.one_hot(x, num_classes))
 _aten("embedding.default", lambda w, idx, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
       F.embedding(idx, w))
 
+# writing by index (torch.export turns in-place forms and x[idx] = v into these)
+_aten("scatter.src scatter.value", lambda x, dim, index, src: T.scatter(x, dim, index, src))
+_aten("scatter.reduce scatter.value_reduce", lambda x, dim, index, src, *, reduce: T.scatter(x, dim, index, src,
+                                                                                             reduce=reduce))
+_aten("scatter_add.default", T.scatter_add)
+_aten("scatter_reduce.two", T.scatter_reduce)
+_aten("index_add.default", T.index_add)
+_aten("index_copy.default", T.index_copy)
+_aten("index_fill.int_Scalar index_fill.int_Tensor", T.index_fill)
+_aten("index_put.default", T.index_put)
+_aten("slice_scatter.default", T.slice_scatter)
+_aten("select_scatter.default", T.select_scatter)
+
 # creation
 _aten("arange.default arange.start arange.start_step", _arange)
 _aten("full.default", _full)
