@@ -19,7 +19,7 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
-from .elementwise import addcdiv, addcmul, lerp  # noqa: F401
+from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
 from .einsum import einsum  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
@@ -29,11 +29,12 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
-from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
+from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
+from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
 
@@ -299,6 +300,9 @@ class Tensor(_core.Tensor):
     def softmax(self, dim, dtype=None): return softmax(self, dim, dtype)
     def log_softmax(self, dim, dtype=None): return log_softmax(self, dim, dtype)
     def cumsum(self, dim, dtype=None): return cumsum(self, dim, dtype)
+    def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)
+    def logcumsumexp(self, dim): return logcumsumexp(self, dim)
+    def hypot(self, other): return hypot(self, other)
     def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)
     def triu(self, diagonal=0): return triu(self, diagonal)
     def tril(self, diagonal=0): return tril(self, diagonal)
