@@ -8,6 +8,7 @@ import builtins
 
 from .. import dtypes, indexing
 from ..nn import functional as F
+from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
 from .._tensor import Tensor
 from .registry import implements, to_dtype
 from .torch_ops import repeat
@@ -170,6 +171,13 @@ def _upsample(mode):
             return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners)
         return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners)
     return f
+
+
+def _grid_sampler(x, grid, interpolation_mode, padding_mode, align_corners):
+    """ATen's grid_sampler: the modes as the integers F.grid_sample's names map to."""
+    mode = {v: k for k, v in GRID_MODES.items()}[interpolation_mode]
+    padding = {v: k for k, v in GRID_PADDING_MODES.items()}[padding_mode]
+    return F.grid_sample(x, grid, mode, padding, align_corners)
 
 
 def _squeeze(x, dim=None):
@@ -401,5 +409,7 @@ _aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec 
 _aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "
       "_upsample_nearest_exact1d.default", _upsample("nearest-exact"))
 _aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
+_aten("grid_sampler.default grid_sampler_2d.default grid_sampler_3d.default", _grid_sampler)
+_aten("affine_grid_generator.default", lambda theta, size, align_corners: F.affine_grid(theta, size, align_corners))
 _aten("scaled_dot_product_attention.default", _sdpa)
 _aten("_scaled_dot_product_flash_attention_for_cpu.default", _sdpa_cpu)

@@ -1,5 +1,6 @@
 """tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once); the
-norms (functional_norms.py) and pools (functional_pools.py) live beside it and are re-exported here."""
+norms (functional_norms.py), pools (functional_pools.py) and grid sampling (grid_sample.py) live beside it and are
+re-exported here."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_n
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
                                avg_pool3d, max_pool1d, max_pool2d, max_pool3d)
+from .grid_sample import affine_grid, grid_sample
 from .resample import resample_2d
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
@@ -23,7 +25,7 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "layer_norm", "group_norm", "instance_norm",
            "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "scaled_dot_product_attention",
-           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot"]
+           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot", "grid_sample", "affine_grid"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
