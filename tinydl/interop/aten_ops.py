@@ -133,9 +133,9 @@ def _bn_no_training(x, weight, bias, running_mean, running_var, momentum, eps):
 
 def _convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_):
     if transposed:
-        if w.ndim not in (3, 4):
+        if w.ndim not in (3, 4, 5):
             raise NotImplementedError(f"transposed convolution with a {w.ndim}-d weight is not supported")
-        fn = F.conv_transpose2d if w.ndim == 4 else F.conv_transpose1d
+        fn = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[w.ndim]
         return fn(x, w, b, stride, padding, output_padding, groups, dilation)
     return {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}.get(w.ndim, F.conv2d)(x, w, b, stride, padding, dilation, groups)
 
@@ -399,6 +399,9 @@ _aten("conv2d.default conv2d.padding", _conv(F.conv2d))
 _aten("conv1d.default conv1d.padding", _conv(F.conv1d))
 _aten("conv3d.default conv3d.padding", _conv(F.conv3d))
 _aten("convolution.default", _convolution)
+_aten("conv_transpose1d.default", F.conv_transpose1d)
+_aten("conv_transpose2d.input", F.conv_transpose2d)
+_aten("conv_transpose3d.input", F.conv_transpose3d)
 _aten("max_pool2d.default", _max_pool2d)
 _aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), None))
 _aten("avg_pool2d.default", _avg_pool2d)
