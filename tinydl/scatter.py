@@ -3,11 +3,13 @@
 tensor API: Tensor's methods delegate here.
 
 Every kernel computes its output by output index, and WGSL has no float atomics, so a scatter is a gather turned
-around: each output element looks at every index entry that could land on it. Along the scattered dim d that is
-one masked reduction (`_scatter_along`): for output j, reduce src[..., k, ...] over the k with index[..., k, ...]
-== j (REDUCE over a comparison fused into its prologue, nothing materialized; lowering stages long reductions, so
-MAX_TRIPS holds). The cost is O(out positions along d x index entries along d) per line, so it is bounded:
-SCATTER_MAX_WORK comparisons, past which the op refuses (NotImplementedError) rather than run for minutes.
+around: each output element reduces the source entries that land on it, one REDUCE along the scattered dim d
+(`_scatter_along`; lowering stages long reductions, so MAX_TRIPS holds). Which entries those are:
+- indices on the GPU (`_compared`): every entry of the output's line, masked by index == j (the comparison fused
+  into the REDUCE's prologue, nothing materialized). O(positions along d x index entries along d) per line, so it
+  is bounded: past SCATTER_MAX_WORK comparisons the op refuses (NotImplementedError) rather than run for minutes;
+- indices on the host (`_sorted`): sorted there into slots per output (as many as the most duplicated output has),
+  the sources gathered into them: O(outputs x slots), no bound needed.
 Duplicate indices: the sums (scatter_add, index_add, index_put(accumulate=True)) add every one of them; the
 overwriting forms (scatter, index_copy, index_put), which torch leaves unspecified, keep the one that comes last
 along d (torch CPU's sequential loop gives the same). slice_scatter / select_scatter are views and one `where`.
@@ -38,38 +40,31 @@ _TORCH_NAMES = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.int32: "
 
 
 # -- the one kernel-level form -----------------------------------------------------------------------------------
-def _scatter_along(x: Tensor, d: int, index: Tensor, src: Tensor, reduce: str, include_self: bool) -> Tensor:
-    """x with src scattered along dim d at index (an int32 tensor of x's ndim whose values are in [0, x.shape[d]):
-    checked already, or checked on the GPU here when `index` came from the GPU). src has index's shape and x's
-    dtype. reduce: "last" (overwrite, the last duplicate wins), or one of REDUCTIONS."""
-    n, ndim = x.shape[d], x.ndim
-    lines = index.shape
-    k_len = lines[d]
-    if index.numel() == 0:
+def _scatter_along(x: Tensor, d: int, index, src: Tensor, reduce: str, include_self: bool) -> Tensor:
+    """x with src scattered along dim d at index, of x's ndim, values in [0, x.shape[d]): an int64 numpy array
+    (host indices, checked) or an int32 tensor (GPU indices, checked on the GPU by checked_index). src has index's
+    shape and x's dtype. reduce: "last" (overwrite, the last duplicate wins), or one of REDUCTIONS.
+
+    Each output position j (along d) of each line reduces its candidates along axis d + 1: with GPU indices every
+    index entry of the line, masked by index == j (`_compared`); with host indices only the entries that land on j,
+    found on the host (`_sorted`): as many slots as the most duplicated position has."""
+    n = x.shape[d]
+    if math.prod(index.shape) == 0:
         return x
-    region = lines[:d] + (n,) + lines[d + 1:]          # the part of x the index can reach
-    cube = lines[:d] + (n, k_len) + lines[d + 1:]      # out position j along d, index entry k along d + 1
-    if math.prod(cube) > SCATTER_MAX_WORK:
-        raise NotImplementedError(
-            f"scatter along a dim of {n} with {k_len} index entries per line: {math.prod(cube)} comparisons, over "
-            f"tinydl's bound of {SCATTER_MAX_WORK} (each output looks at every index entry of its line; "
-            f"tinydl/scatter.py)")
+    region = tuple(index.shape[:d]) + (n,) + tuple(index.shape[d + 1:])  # the part of x the index can reach
     compute = dtypes.int32 if x.dtype == dtypes.bool_ else x.dtype
     src = src.to(compute)
-    at_j = arange(n).reshape((1,) * d + (n, 1) + (1,) * (ndim - d - 1))
-    hit = index.unsqueeze(d).expand(cube) == at_j
-    vals = src.unsqueeze(d).expand(cube)
+    find = _sorted if isinstance(index, np.ndarray) else _compared
+    hit, vals, pick = find(index, src, d, n, reduce == "last")
     k = d + 1
+    base = _fit(x, region).to(compute)
 
     def masked(neutral):
         return where(hit, vals, _const(neutral, (), compute))
 
-    base = _fit(x, region).to(compute)
     if reduce == "last":
-        at_k = arange(k_len).reshape((1,) * k + (k_len,) + (1,) * (ndim - k))
-        last = _reduce("max", where(hit, at_k, _const(-1, (), dtypes.int32)), k)  # the last entry landing here
-        picked = gather(src, d, maximum(last, 0))
-        out = where(last >= 0, picked, base)
+        found, value = pick
+        out = where(found, value, base)
     elif reduce == "mean":
         total = _reduce("sum", masked(0), k)
         count = _reduce("sum", hit.to(dtypes.int32), k)
@@ -88,6 +83,60 @@ def _scatter_along(x: Tensor, d: int, index: Tensor, src: Tensor, reduce: str, i
             touched = _reduce("max", hit.to(dtypes.int32), k) > 0
             out = where(touched, acc, base)
     return _place(out.to(x.dtype), x)
+
+
+def _compared(index: Tensor, src: Tensor, d: int, n: int, last_only: bool):
+    """GPU indices: every index entry k of a line is a candidate of output j, hit where index == j. Returns
+    (hit, values) over [..., j, k, ...] and, with last_only, (found, value) of the last entry that hits."""
+    lines, ndim = index.shape, index.ndim
+    k_len = lines[d]
+    cube = lines[:d] + (n, k_len) + lines[d + 1:]      # out position j along d, index entry k along d + 1
+    if math.prod(cube) > SCATTER_MAX_WORK:
+        raise NotImplementedError(
+            f"scatter along a dim of {n} with {k_len} index entries per line: {math.prod(cube)} comparisons, over "
+            f"tinydl's bound of {SCATTER_MAX_WORK} (each output looks at every index entry of its line; indices "
+            f"given on the host are sorted there instead; tinydl/scatter.py)")
+    hit = index.unsqueeze(d).expand(cube) == arange(n).reshape((1,) * d + (n, 1) + (1,) * (ndim - d - 1))
+    vals = src.unsqueeze(d).expand(cube)
+    pick = None
+    if last_only:
+        at_k = arange(k_len).reshape((1,) * (d + 1) + (k_len,) + (1,) * (ndim - d - 1))
+        last = _reduce("max", where(hit, at_k, _const(-1, (), dtypes.int32)), d + 1)
+        pick = (last >= 0, gather(src, d, maximum(last, 0)))
+    return hit, vals, pick
+
+
+def _sorted(index: np.ndarray, src: Tensor, d: int, n: int, last_only: bool):
+    """Host indices: the entries landing on each output, found by sorting on the host, in slots [..., j, m, ...]
+    (m < the most entries any output gets; 1 with last_only, which keeps the last). Returns what _compared does;
+    the work is the outputs times the slots, not times the line's length."""
+    lines = index.shape
+    region = lines[:d] + (n,) + lines[d + 1:]
+    strides = [math.prod(region[a + 1:]) for a in range(len(region))]
+    target = index * strides[d]  # each entry's flat position in region
+    for a, size in enumerate(lines):
+        if a != d:
+            target = target + np.arange(size).reshape((1,) * a + (size,) + (1,) * (len(lines) - a - 1)) * strides[a]
+    entry = np.broadcast_to(np.arange(lines[d]).reshape((1,) * d + (-1,) + (1,) * (len(lines) - d - 1)), lines)
+    target, entry = np.broadcast_to(target, lines).ravel(), entry.ravel()
+    order = np.lexsort((entry, target))
+    target, entry = target[order], entry[order]
+    starts = np.r_[True, target[1:] != target[:-1]]
+    if last_only:  # the last entry of each output: the one before the next output's first
+        keep = np.r_[starts[1:], True]
+        target, entry, rank = target[keep], entry[keep], np.zeros(keep.sum(), np.int64)
+    else:
+        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(target)), 0))
+        rank = np.arange(len(target)) - group_start
+    slots = int(rank.max()) + 1
+    table = np.full((math.prod(region), slots), -1, np.int64)
+    table[target, rank] = entry
+    table = np.moveaxis(table.reshape(region + (slots,)), -1, d + 1)    # [..., j, m, ...]
+    flat = np.maximum(table, 0).reshape(lines[:d] + (n * slots,) + lines[d + 1:])
+    vals = gather(src, d, flat).reshape(table.shape)                       # checked here, on the host
+    hit = tensor(table >= 0)
+    pick = (hit.squeeze(d + 1), vals.squeeze(d + 1)) if last_only else None
+    return hit, vals, pick
 
 
 def _lowest(dt):
@@ -120,10 +169,11 @@ def _place(part: Tensor, x: Tensor) -> Tensor:
 
 
 # -- index checks ------------------------------------------------------------------------------------------------
-def _index_tensor(index, n: int, dtype_error, bounds_error, wrap: bool = False) -> Tensor:
-    """An int32 index tensor with every value in [0, n): host indices checked here (bounds_error(value) is the
-    exception to raise for the first bad one), GPU ones checked on the GPU. wrap: negative indices count from the
-    end (advanced indexing) rather than being out of range (scatter, index_add, ...)."""
+def _index_tensor(index, n: int, dtype_error, bounds_error, wrap: bool = False):
+    """Indices with every value in [0, n): host ones checked here (bounds_error(value) is the exception to raise
+    for the first bad one) and kept on the host (an int64 numpy array), GPU ones as an int32 tensor checked on the
+    GPU. wrap: negative indices count from the end (advanced indexing) rather than being out of range (scatter,
+    index_add, ...)."""
     host = host_array(index)
     if host is not None:
         if host.dtype.kind not in "iu":
@@ -132,10 +182,17 @@ def _index_tensor(index, n: int, dtype_error, bounds_error, wrap: bool = False) 
         bad = (host < lo) | (host >= n)
         if bad.any():
             raise bounds_error(int(host[bad].flat[0]))
-        return tensor(np.where(host < 0, host + n, host).astype(np.int32))
+        return np.where(host < 0, host + n, host).astype(np.int64)
     if index.dtype != dtypes.int32:
         raise dtype_error(_TORCH_NAMES[index.dtype])
     return checked_index(where(index < 0, index + n, index) if wrap else index, n)
+
+
+def _expand(index, shape: tuple):
+    """index (host array or tensor) broadcast to shape."""
+    if isinstance(index, np.ndarray):
+        return np.broadcast_to(index, shape)
+    return index.expand(shape) if index.shape != tuple(shape) else index
 
 
 def _host_dtype_name(a: np.ndarray) -> str:
@@ -231,8 +288,8 @@ def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_erro
     if count != ss[d]:
         raise RuntimeError(f"{op}(): Number of indices ({count}) should be equal to source.size(dim): ({ss[d]}), "
                            f"for dim: {d}")
-    idx = _index_tensor(index, xs[d], dtype_error, bounds_error).reshape(
-        (1,) * d + (count,) + (1,) * (len(xs) - d - 1)).expand(ss)
+    idx = _expand(_index_tensor(index, xs[d], dtype_error, bounds_error).reshape(
+        (1,) * d + (count,) + (1,) * (len(xs) - d - 1)), ss)
     return x.reshape(xs), d, idx, source.reshape(ss)
 
 
@@ -283,11 +340,16 @@ def index_fill(x: Tensor, dim: int, index, value) -> Tensor:
                         lambda _name: IndexError("index_fill_(): Expected dtype int64 for index."),
                         lambda v: IndexError(f"index {v} is out of bounds for dimension {d} with size {n}"),
                         wrap=True)
-    if idx.numel() == 0:
+    if math.prod(idx.shape) == 0:
         return x
     xs = x.shape or (1,)
     line = (1,) * d + (n,) + (1,) * (len(xs) - d - 1)
-    chosen = _reduce("max", (idx.reshape(1, -1) == arange(n).reshape(n, 1)).to(dtypes.int32), 1) > 0
+    if isinstance(idx, np.ndarray):
+        marks = np.zeros(n, np.bool_)
+        marks[idx.ravel()] = True
+        chosen = tensor(marks)
+    else:  # each position compared with every index: O(n x indices), as _compared
+        chosen = _reduce("max", (idx.reshape(1, -1) == arange(n).reshape(n, 1)).to(dtypes.int32), 1) > 0
     filled = value if isinstance(value, Tensor) else _const(value, (), x.dtype)
     return where(chosen.reshape(line), filled, x.reshape(xs)).to(x.dtype).reshape(x.shape)
 
@@ -335,14 +397,16 @@ def index_put(x: Tensor, indices, values, accumulate: bool = False) -> Tensor:
             i, sizes[j], lambda _name: IndexError("tensors used as indices must be long, int, byte or bool tensors"),
             lambda v, k=k, n=sizes[j]: IndexError(f"index {v} is out of bounds for dimension {k} with size {n}"),
             wrap=True))
+    if not all(isinstance(p, np.ndarray) for p in lin_parts):  # one on the GPU: all of them there
+        lin_parts = [tensor(p.astype(np.int32)) if isinstance(p, np.ndarray) else p for p in lin_parts]
     try:
         bshape = tuple(np.broadcast_shapes(*(tuple(i.shape) for i in lin_parts)))
     except ValueError:
         raise IndexError("shape mismatch: indexing tensors could not be broadcast together with shapes "
                          + ", ".join(str(list(i.shape)) for i in lin_parts)) from None
     strides = [math.prod(sizes[j + 1:]) for j in range(len(sizes))]
-    lin = builtins.sum((p * s if s != 1 else p for p, s in zip(lin_parts[1:], strides[1:])),
-                       lin_parts[0] * strides[0] if strides[0] != 1 else lin_parts[0]).expand(bshape)
+    lin = _expand(builtins.sum((p * s if s != 1 else p for p, s in zip(lin_parts[1:], strides[1:])),
+                               lin_parts[0] * strides[0] if strides[0] != 1 else lin_parts[0]), bshape)
     rest = [k for k in range(x.ndim) if k not in dims]
     rest_sizes = tuple(x.shape[k] for k in rest)
     # the indexing result's layout (getitem's rule): the index shape in place of adjacent indexed dims, else first
@@ -361,7 +425,7 @@ def index_put(x: Tensor, indices, values, accumulate: bool = False) -> Tensor:
     order = tuple(dims + rest)
     rows = (x.permute(order) if order != tuple(range(x.ndim)) else x).reshape((math.prod(sizes),) + rest_sizes)
     src = vals.reshape((count,) + rest_sizes)
-    idx = lin.reshape((count,) + (1,) * len(rest)).expand((count,) + rest_sizes)
+    idx = _expand(lin.reshape((count,) + (1,) * len(rest)), (count,) + rest_sizes)
     out = _scatter_along(rows, 0, idx, src, "sum" if accumulate else "last", True)
     out = out.reshape(tuple(sizes) + rest_sizes)
     inverse = tuple(order.index(k) for k in range(x.ndim))
