@@ -273,8 +273,8 @@ def scatter_reduce(x: Tensor, dim: int, index, src: Tensor, reduce: str, *, incl
 
 # -- index_add / index_copy / index_fill: a vector of indices along one dim ---------------------------------------
 def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_error, bounds_error):
-    """Checks shared by index_add and index_copy; returns (x, d, index as int32 along source's shape) with 0-d
-    tensors seen as 1-element vectors."""
+    """Checks shared by index_add and index_copy (bounds_error(value, dim, size): the exception for an index out of
+    range); returns (x, d, the index broadcast to source's shape, source) with 0-d tensors as 1-element vectors."""
     d = normalize_dim(dim, builtins.max(x.ndim, 1))
     ishape = _shape_of(index)
     if len(ishape) > 1:
@@ -288,7 +288,7 @@ def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_erro
     if count != ss[d]:
         raise RuntimeError(f"{op}(): Number of indices ({count}) should be equal to source.size(dim): ({ss[d]}), "
                            f"for dim: {d}")
-    idx = _expand(_index_tensor(index, xs[d], dtype_error, bounds_error).reshape(
+    idx = _expand(_index_tensor(index, xs[d], dtype_error, lambda v: bounds_error(v, d, xs[d])).reshape(
         (1,) * d + (count,) + (1,) * (len(xs) - d - 1)), ss)
     return x.reshape(xs), d, idx, source.reshape(ss)
 
@@ -299,12 +299,10 @@ def index_add(x: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
     if source.dtype != x.dtype:
         raise RuntimeError(f"index_add_(): self ({_TORCH_NAMES[x.dtype]}) and source ({_TORCH_NAMES[source.dtype]}) "
                            f"must have the same scalar type")
-    d = normalize_dim(dim, builtins.max(x.ndim, 1))
-    n = (x.shape or (1,))[d]
     xr, d, idx, src = _index_along(
         "index_add_", x, dim, index, source,
         lambda name: RuntimeError(f"index_add_(): Expected dtype int32/int64 for index but got: {name}"),
-        lambda v: RuntimeError(f"index {v} is out of bounds for dimension {d} with size {n}"))
+        lambda v, d, n: RuntimeError(f"index {v} is out of bounds for dimension {d} with size {n}"))
     if alpha != 1:
         src = src * (alpha if x.dtype.is_floating_point else builtins.int(alpha))
     return _scatter_along(xr, d, idx, src.to(x.dtype), "sum", True).reshape(x.shape)
@@ -315,12 +313,10 @@ def index_copy(x: Tensor, dim: int, index, source: Tensor) -> Tensor:
     if source.dtype != x.dtype:
         raise RuntimeError(f"index_copy_(): self and source expected to have the same dtype, but got (self) "
                            f"{_TORCH_NAMES[x.dtype]} and (source) {_TORCH_NAMES[source.dtype]}")
-    d = normalize_dim(dim, builtins.max(x.ndim, 1))
-    n = (x.shape or (1,))[d]
     xr, d, idx, src = _index_along(
         "index_copy_", x, dim, index, source,
         lambda name: RuntimeError(f"index_copy_(): Expected a long tensor for index, but got {name}"),
-        lambda v: IndexError(f"index_copy_(): index {v} is out of bounds for dimension {d} with size {n}"))
+        lambda v, d, n: IndexError(f"index_copy_(): index {v} is out of bounds for dimension {d} with size {n}"))
     return _scatter_along(xr, d, idx, src, "last", True).reshape(x.shape)
 
 
