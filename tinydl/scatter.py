@@ -109,7 +109,10 @@ def _compared(index: Tensor, src: Tensor, d: int, n: int, last_only: bool):
 def _sorted(index: np.ndarray, src: Tensor, d: int, n: int, last_only: bool):
     """Host indices: the entries landing on each output, found by sorting on the host, in slots [..., j, m, ...]
     (m < the most entries any output gets; 1 with last_only, which keeps the last). Returns what _compared does;
-    the work is the outputs times the slots, not times the line's length."""
+    the work is the outputs times the slots, not times the line's length. Dims along which the index is broadcast
+    (index_add's and index_put's rows) are sorted once and expanded on the GPU."""
+    full = index.shape
+    index = index[tuple(slice(0, 1) if a != d and index.strides[a] == 0 else slice(None) for a in range(index.ndim))]
     lines = index.shape
     region = lines[:d] + (n,) + lines[d + 1:]
     strides = [math.prod(region[a + 1:]) for a in range(len(region))]
@@ -132,9 +135,10 @@ def _sorted(index: np.ndarray, src: Tensor, d: int, n: int, last_only: bool):
     table = np.full((math.prod(region), slots), -1, np.int64)
     table[target, rank] = entry
     table = np.moveaxis(table.reshape(region + (slots,)), -1, d + 1)    # [..., j, m, ...]
-    flat = np.maximum(table, 0).reshape(lines[:d] + (n * slots,) + lines[d + 1:])
-    vals = gather(src, d, flat).reshape(table.shape)                       # checked here, on the host
-    hit = tensor(table >= 0)
+    cube = full[:d] + (n, slots) + full[d + 1:]
+    flat = tensor(np.maximum(table, 0).reshape(lines[:d] + (n * slots,) + lines[d + 1:]).astype(np.int32))
+    vals = gather(src, d, flat.expand(full[:d] + (n * slots,) + full[d + 1:])).reshape(cube)
+    hit = tensor(table >= 0).expand(cube)
     pick = (hit.squeeze(d + 1), vals.squeeze(d + 1)) if last_only else None
     return hit, vals, pick
 
