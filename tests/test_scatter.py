@@ -269,6 +269,8 @@ def test_gpu_index_out_of_range_raises_at_read():
                 x.index_put((tinydl.tensor(np.array([-4])),), tinydl.tensor(1.0))):
         with pytest.raises(IndexError, match="index out of range"):
             out.numpy()
+    with pytest.raises(IndexError, match="index is out of bounds for dimension with size 0"):
+        tinydl.zeros(0, 4).scatter(0, tinydl.tensor(np.zeros((1, 4), np.int64)), tinydl.ones(1, 4))  # no output to check
     ok = x.index_put((tinydl.tensor(np.array([-3])),), tinydl.tensor(1.0))  # -3 wraps to row 0
     assert ok.numpy()[0].tolist() == [1.0] * 4
 

@@ -189,6 +189,8 @@ def _index_tensor(index, n: int, dtype_error, bounds_error, wrap: bool = False):
         return np.where(host < 0, host + n, host).astype(np.int64)
     if index.dtype != dtypes.int32:
         raise dtype_error(_TORCH_NAMES[index.dtype])
+    if n == 0 and index.numel():  # no output would read it, so the GPU would never report it: every index is bad
+        raise IndexError("index is out of bounds for dimension with size 0")
     return checked_index(where(index < 0, index + n, index) if wrap else index, n)
 
 
