@@ -98,6 +98,9 @@ OPS = {
     + x[..., :3].repeat_interleave(2, dim=-1),
     "einsum": lambda x: torch.einsum("bhqd,bhkd->bhqk", x, x) @ x + torch.einsum("...ij->...j", x)[..., None, :],
     "flip": lambda x: torch.flip(x, [1, 3]) @ x.flip(-2).transpose(-1, -2) + x.fliplr().sum(),
+    "tensor_constant": lambda x: x[torch.tensor([1, 0, 1])] * 2,  # fx keeps it as a get_attr on the root
+    "scans_hypot": lambda x: torch.cumprod(x, 1) + x.cumsum(-1, dtype=torch.float32) + torch.logcumsumexp(x, 2)
+    + torch.hypot(x, x * 2) + x.cumprod(0),
 }
 
 

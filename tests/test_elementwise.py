@@ -690,3 +690,21 @@ def test_lerp(rng, weight):
                  rtol=1e-6, atol=1e-6)
     if weight == 1.0:  # from the end: exactly end
         assert_close(tinydl.lerp(tinydl.tensor(a), tinydl.tensor(b), 1.0), b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtypes_", [("float32", "float32"), ("float16", "float16"), ("float16", "float32")])
+def test_hypot(rng, dtypes_):
+    """hypot against torch: broadcasting, mixed float dtypes, no overflow or underflow in between, inf wins over
+    NaN; integers refused as torch does."""
+    a = (rng.standard_normal((3, 1, 5)) * 10).astype(dtypes_[0])
+    b = (rng.standard_normal((4, 1)) * 10).astype(dtypes_[1])
+    tol = dict(rtol=1e-3, atol=1e-3) if "float16" in dtypes_ else dict(rtol=1e-6, atol=0)
+    assert_close(tinydl.tensor(a).hypot(tinydl.tensor(b)), torch.from_numpy(a).hypot(torch.from_numpy(b)), **tol)
+    big = np.array([3e30, 3e-30, 0, np.inf, np.nan, -np.inf, 1], np.float32)
+    other = np.array([4e30, 4e-30, 0, np.nan, -np.inf, 2, np.nan], np.float32)
+    assert_close(tinydl.hypot(tinydl.tensor(big), tinydl.tensor(other)),
+                 torch.hypot(torch.from_numpy(big), torch.from_numpy(other)), rtol=1e-6, atol=0)
+    with pytest.raises(NotImplementedError, match="\"hypot_cpu\" not implemented for 'Long'"):
+        tinydl.hypot(tinydl.arange(3), tinydl.arange(3))
+    with pytest.raises(TypeError, match="argument 'other' must be Tensor, not float"):
+        tinydl.hypot(tinydl.ones(3), 2.0)

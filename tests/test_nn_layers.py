@@ -622,3 +622,71 @@ def test_conv_transpose1d(rng, kwargs, shape):
     x = randn(rng, *shape)
     check(t, m, x)
     assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3), dict(kernel_size=(2, 4, 3), stride=(2, 2, 1), padding=(1, 1, 0)),
+                                    dict(kernel_size=3, stride=(3, 2, 2), output_padding=(2, 1, 0), groups=2),
+                                    dict(kernel_size=(3, 2, 2), dilation=(2, 1, 2), padding=(2, 0, 1), bias=False)])
+@pytest.mark.parametrize("shape", [(2, 4, 3, 5, 4), (4, 3, 5, 4)])
+def test_conv_transpose3d(rng, kwargs, shape):
+    """A 3-d transposed conv as one 2-d transposed conv per kernel depth over the depth slices, each spread along
+    depth by the stride, shifted by its kernel depth, and added up (then the depth padding cropped)."""
+    t, m = make("ConvTranspose3d", 4, 6, **kwargs)
+    x = randn(rng, *shape)
+    check(t, m, x)
+    assert_close(tinydl.from_torch(t)(tinydl.tensor(x)), t(torch.from_numpy(x)).detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_transpose3d_export_and_aten(rng):
+    from tinydl.interop import registry
+
+    class Up(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = tnn.ConvTranspose3d(3, 2, (3, 2, 2), stride=2, padding=1, output_padding=1)
+
+        def forward(self, x):
+            for _ in range(x.shape[0]):  # fx cannot trace this loop; torch.export can
+                pass
+            return self.up(x).relu()
+
+    t = Up().eval()
+    x = randn(rng, 2, 3, 3, 4, 5)
+    tm = tinydl.from_torch(t, example_inputs=(torch.from_numpy(x),))
+    assert tm.conversion_path == "torch.export"
+    with torch.no_grad():
+        assert_close(tm(tinydl.tensor(x)), t(torch.from_numpy(x)), rtol=1e-4, atol=1e-5)
+    w, b = randn(rng, 3, 4, 2, 3, 2), randn(rng, 4)
+    for name, fn in (("aten.conv_transpose3d.input", torch.ops.aten.conv_transpose3d.input),):
+        out = registry.lookup(name)(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b), [1, 2, 1], [0, 1, 1])
+        assert_close(out, fn(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), [1, 2, 1], [0, 1, 1]),
+                     rtol=1e-4, atol=1e-5)
+    conv = torch.ops.aten.convolution.default
+    args = ([2, 1, 1], [1, 0, 0], [1, 1, 1], True, [1, 0, 0], 1)
+    out = registry.lookup("aten.convolution.default")(tinydl.tensor(x), tinydl.tensor(w), tinydl.tensor(b), *args)
+    assert_close(out, conv(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), *args), rtol=1e-4, atol=1e-5)
+
+
+def test_conv_transpose3d_errors_as_torch(rng):
+    import tinydl.nn.functional as F
+    x, w = randn(rng, 1, 4, 3, 3, 3), randn(rng, 4, 2, 2, 2, 2)
+    tf = tnn.functional.conv_transpose3d
+    pairs = [(torch.from_numpy(x[0, 0]), torch.from_numpy(w), {}),                 # 3-d input
+             (torch.from_numpy(x[:, :3]), torch.from_numpy(w), {}),                # channels
+             (torch.from_numpy(x), torch.from_numpy(w), dict(groups=3)),           # groups
+             (torch.from_numpy(x), torch.from_numpy(w), dict(output_padding=1)),   # output_padding >= stride
+             (torch.from_numpy(x), torch.from_numpy(w), dict(bias=torch.zeros(3)))]
+    for tx, tw, kw in pairs:
+        dkw = {k: tinydl.tensor(v.numpy()) if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+        check_error(lambda: tf(tx, tw, **kw), lambda: F.conv_transpose3d(tinydl.tensor(tx.numpy()),
+                                                                         tinydl.tensor(tw.numpy()), **dkw))
+    check_error(lambda: tf(torch.from_numpy(x), torch.from_numpy(w[:, :, 0])),  # a 4-d weight (torch words it oddly)
+                lambda: F.conv_transpose3d(tinydl.tensor(x), tinydl.tensor(w[:, :, 0])), same_message=False)
+    with pytest.raises(RuntimeError, match="Expected 5-dimensional weight for 5-dimensional input"):
+        F.conv_transpose3d(tinydl.tensor(x), tinydl.tensor(w[:, :, 0]))
+    for nd in (1, 2):  # the same checks serve every transposed conv
+        shape = (1, 4) + (3,) * nd
+        weight = (4, 2) + (2,) * nd
+        check_error(lambda: getattr(tnn.functional, f"conv_transpose{nd}d")(torch.zeros(shape), torch.zeros(weight),
+                                                                          groups=3),
+                    lambda: getattr(F, f"conv_transpose{nd}d")(tinydl.zeros(*shape), tinydl.zeros(*weight), groups=3))

@@ -19,7 +19,7 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
-from .elementwise import addcdiv, addcmul, lerp  # noqa: F401
+from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
@@ -30,11 +30,14 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
-from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, cumsum, log_softmax, max, mean,  # noqa: F401,A004
+from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
+from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
+from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
+                      select_scatter, slice_scatter)
 
 
 class Tensor(_core.Tensor):
@@ -144,6 +147,20 @@ class Tensor(_core.Tensor):
     def index_select(self, dim: int, index) -> "Tensor": return index_select(self, dim, index)
     def take(self, index) -> "Tensor": return take(self, index)
     def gather(self, dim: int, index) -> "Tensor": return gather(self, dim, index)
+    def scatter(self, dim: int, index, src=None, *, value=None, reduce=None) -> "Tensor":
+        return scatter(self, dim, index, src, value=value, reduce=reduce)
+    def scatter_add(self, dim: int, index, src) -> "Tensor": return scatter_add(self, dim, index, src)
+    def scatter_reduce(self, dim: int, index, src, reduce, *, include_self=True) -> "Tensor":
+        return scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
+    def index_add(self, dim: int, index, source, *, alpha=1) -> "Tensor":
+        return index_add(self, dim, index, source, alpha=alpha)
+    def index_copy(self, dim: int, index, source) -> "Tensor": return index_copy(self, dim, index, source)
+    def index_fill(self, dim: int, index, value) -> "Tensor": return index_fill(self, dim, index, value)
+    def index_put(self, indices, values, accumulate=False) -> "Tensor":
+        return index_put(self, indices, values, accumulate)
+    def slice_scatter(self, src, dim=0, start=None, end=None, step=1) -> "Tensor":
+        return slice_scatter(self, src, dim, start, end, step)
+    def select_scatter(self, src, dim: int, index: int) -> "Tensor": return select_scatter(self, src, dim, index)
 
     # -- elementwise ---------------------------------------------------------------------------------
     def __add__(self, o): return add(self, o)
@@ -289,6 +306,9 @@ class Tensor(_core.Tensor):
     def msort(self): return msort(self)
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
+    def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)
+    def logcumsumexp(self, dim): return logcumsumexp(self, dim)
+    def hypot(self, other): return hypot(self, other)
     def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)
     def triu(self, diagonal=0): return triu(self, diagonal)
     def tril(self, diagonal=0): return tril(self, diagonal)

@@ -212,6 +212,24 @@ def lerp(start, end, weight) -> Tensor:
     return where(lt(abs(weight), 0.5), low, high)
 
 
+def hypot(a: Tensor, b: Tensor) -> Tensor:
+    """sqrt(a^2 + b^2) without overflow or underflow in between: the larger of |a|, |b| times sqrt(1 + r^2), r the
+    ratio of the smaller to it; inf where either is infinite (even with a NaN), as C's hypot. Floats only, as
+    torch; float16 computed in float32, rounded once."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        bad = b if isinstance(a, Tensor) else a
+        raise TypeError(f"hypot(): argument 'other' must be Tensor, not {type(bad).__name__}")
+    dt = dtypes.promote(a.dtype, b.dtype)
+    if not dt.is_floating_point:
+        raise NotImplementedError(f"\"hypot_cpu\" not implemented for '{'Bool' if dt == dtypes.bool_ else 'Long'}'")
+    aa, bb = abs(a.float()), abs(b.float())
+    big, small = maximum(aa, bb), minimum(aa, bb)
+    ratio = where(eq(big, 0.0), 0.0, _true_div(small, big))
+    out = mul(big, sqrt(add(mul(ratio, ratio), 1.0)))
+    out = where(logical_or(isinf(aa), isinf(bb)), float("inf"), out)
+    return out.to(dt)
+
+
 def div(a, b, *, rounding_mode=None) -> Tensor:
     """a / b; rounding_mode "trunc" or "floor" as torch.div (integers stay integers)."""
     if rounding_mode is None:

@@ -11,7 +11,7 @@ from . import dtypes
 from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
 from ._core import MaxMin, Tensor, _make
-from .creation import arange, full, zeros, zeros_like
+from .creation import full, zeros, zeros_like
 from .elementwise import _elementwise, abs, exp, isinf, isnan, log, maximum, minimum, rsqrt, sqrt, where
 
 
@@ -304,18 +304,3 @@ def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
         shifted = x - _reduce("max", x, d, True)
         return shifted - log(_reduce("sum", exp(shifted), d, True))
     return row_norm(x, "log_softmax", d)
-
-
-def cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
-    """Inclusive prefix sum along dim as a masked reduction: out[..., i] = sum_j x[..., j] * (j <= i) (O(n^2): for
-    short dims). Integer and bool inputs sum as int64 (stored as int32), as torch."""
-    dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int32 if x.dtype.category < 2 else x.dtype
-    if x.ndim == 0:
-        return x.to(dt)
-    d = normalize_dim(dim, x.ndim)
-    n = x.shape[d]
-    moved = x.to(dt).transpose(d, -1).unsqueeze(-2)             # (..., 1, n): j on the last axis
-    keep = arange(n).reshape(1, n) <= arange(n).reshape(n, 1)     # (n: i, n: j)
-    out = sum(where(keep, moved, zeros((), dtype=dt)), -1)        # (..., n: i)
-    return out.to(dt).transpose(d, -1)
-

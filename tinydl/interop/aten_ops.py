@@ -8,6 +8,7 @@ import builtins
 
 from .. import dtypes, indexing
 from ..nn import functional as F
+from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
 from .._tensor import Tensor
 from .registry import implements, to_dtype
 from .torch_ops import repeat
@@ -132,9 +133,9 @@ def _bn_no_training(x, weight, bias, running_mean, running_var, momentum, eps):
 
 def _convolution(x, w, b, stride, padding, dilation, transposed, output_padding, groups, *_):
     if transposed:
-        if w.ndim not in (3, 4):
+        if w.ndim not in (3, 4, 5):
             raise NotImplementedError(f"transposed convolution with a {w.ndim}-d weight is not supported")
-        fn = F.conv_transpose2d if w.ndim == 4 else F.conv_transpose1d
+        fn = {3: F.conv_transpose1d, 4: F.conv_transpose2d, 5: F.conv_transpose3d}[w.ndim]
         return fn(x, w, b, stride, padding, output_padding, groups, dilation)
     return {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}.get(w.ndim, F.conv2d)(x, w, b, stride, padding, dilation, groups)
 
@@ -170,6 +171,13 @@ def _upsample(mode):
             return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners)
         return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners)
     return f
+
+
+def _grid_sampler(x, grid, interpolation_mode, padding_mode, align_corners):
+    """ATen's grid_sampler: the modes as the integers F.grid_sample's names map to."""
+    mode = {v: k for k, v in GRID_MODES.items()}[interpolation_mode]
+    padding = {v: k for k, v in GRID_PADDING_MODES.items()}[padding_mode]
+    return F.grid_sample(x, grid, mode, padding, align_corners)
 
 
 def _squeeze(x, dim=None):
@@ -215,6 +223,7 @@ _aten("pixel_unshuffle.default", F.pixel_unshuffle)
 _aten("tensor_split.sections tensor_split.indices", lambda x, s, dim=0: T.tensor_split(x, s, dim))
 _aten("logsumexp.default", lambda x, dim, keepdim=False: T.logsumexp(x, dim, keepdim))
 _aten("lerp.Scalar lerp.Tensor", T.lerp)
+_aten("hypot.default", T.hypot)
 _aten("repeat_interleave.self_int", lambda x, repeats, dim=None, *, output_size=None: T.repeat_interleave(
     x, repeats, dim, output_size=output_size))
 _aten("round.decimals", lambda x, decimals=0: T.round(x, decimals=decimals))
@@ -314,6 +323,19 @@ _aten("one_hot.default", lambda x, num_classes=-1: F.one_hot(x, num_classes))
 _aten("embedding.default", lambda w, idx, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
       F.embedding(idx, w))
 
+# writing by index (torch.export turns in-place forms and x[idx] = v into these)
+_aten("scatter.src scatter.value", lambda x, dim, index, src: T.scatter(x, dim, index, src))
+_aten("scatter.reduce scatter.value_reduce", lambda x, dim, index, src, *, reduce: T.scatter(x, dim, index, src,
+                                                                                             reduce=reduce))
+_aten("scatter_add.default", T.scatter_add)
+_aten("scatter_reduce.two", T.scatter_reduce)
+_aten("index_add.default", T.index_add)
+_aten("index_copy.default", T.index_copy)
+_aten("index_fill.int_Scalar index_fill.int_Tensor", T.index_fill)
+_aten("index_put.default", T.index_put)
+_aten("slice_scatter.default", T.slice_scatter)
+_aten("select_scatter.default", T.select_scatter)
+
 # creation
 _aten("arange.default arange.start arange.start_step", _arange)
 _aten("full.default", _full)
@@ -352,6 +374,8 @@ _aten("argsort.stable", lambda x, *, stable=None, dim=-1, descending=False: T.ar
 _aten("msort.default", T.msort)
 _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, k, dim, largest, sorted))
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
+_aten("cumprod.default", T.cumprod)
+_aten("logcumsumexp.default", T.logcumsumexp)
 _aten("diff.default", T.diff)
 _aten("softmax.int", lambda x, dim, dtype=None: F.softmax(x, dim, _dt(dtype)))
 _aten("_softmax.default", lambda x, dim, half_to_float=False: F.softmax(x, dim, dtypes.float32 if half_to_float
@@ -383,6 +407,9 @@ _aten("conv2d.default conv2d.padding", _conv(F.conv2d))
 _aten("conv1d.default conv1d.padding", _conv(F.conv1d))
 _aten("conv3d.default conv3d.padding", _conv(F.conv3d))
 _aten("convolution.default", _convolution)
+_aten("conv_transpose1d.default", F.conv_transpose1d)
+_aten("conv_transpose2d.input", F.conv_transpose2d)
+_aten("conv_transpose3d.input", F.conv_transpose3d)
 _aten("max_pool2d.default", _max_pool2d)
 _aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), None))
 _aten("avg_pool2d.default", _avg_pool2d)
@@ -393,5 +420,7 @@ _aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec 
 _aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "
       "_upsample_nearest_exact1d.default", _upsample("nearest-exact"))
 _aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
+_aten("grid_sampler.default grid_sampler_2d.default grid_sampler_3d.default", _grid_sampler)
+_aten("affine_grid_generator.default", lambda theta, size, align_corners: F.affine_grid(theta, size, align_corners))
 _aten("scaled_dot_product_attention.default", _sdpa)
 _aten("_scaled_dot_product_flash_attention_for_cpu.default", _sdpa_cpu)

@@ -190,14 +190,15 @@ def convert(tm, graph_module) -> TorchFxModule:
         raise UnsupportedTorchOps(type(tm).__name__, program.missing)
     tree = modules.mirror(tm, convert_child)
     modules.copy_weights(tree, tm)
-    _copy_plain_tensors(tree, graph_module)
     out = TorchFxModule(tree, program, type(tm).__name__)
+    _copy_plain_tensors(out, graph_module)  # onto the converted root, where the tracer's root constants are read
     out.eval()
     return out
 
 
 def _copy_plain_tensors(tree: Module, graph_module) -> None:
-    """Tensors the graph reads with get_attr that are neither parameters nor buffers (plain attributes)."""
+    """Tensors the graph reads with get_attr that are neither parameters nor buffers (plain attributes, and the
+    `_tensor_constantN` the tracer makes of a torch.tensor(...) built in forward)."""
     import torch
     for node in graph_module.graph.nodes:
         if node.op != "get_attr":

@@ -3,7 +3,7 @@
 from . import functional, init  # noqa: F401
 from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
                          ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
-from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, PixelShuffle, PixelUnshuffle, Unflatten
 from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm

@@ -1,4 +1,4 @@
-"""Conv1d, Conv2d (padding modes), ConvTranspose2d."""
+"""Conv1d, Conv2d, Conv3d (padding modes), ConvTranspose1d, ConvTranspose2d, ConvTranspose3d."""
 from __future__ import annotations
 
 import math
@@ -126,7 +126,7 @@ class ConvTranspose2d(Module):
     def forward(self, x, output_size=None):
         if output_size is not None:
             raise NotImplementedError(f"{type(self).__name__}(output_size=...) is not supported; use output_padding")
-        fn = F.conv_transpose2d if self._nd == 2 else F.conv_transpose1d
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[self._nd]
         return fn(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups,
                   self.dilation)
 
@@ -135,3 +135,7 @@ class ConvTranspose2d(Module):
 
 class ConvTranspose1d(ConvTranspose2d):
     _nd = 1
+
+
+class ConvTranspose3d(ConvTranspose2d):
+    _nd = 3

@@ -1,5 +1,6 @@
 """tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once); the
-norms (functional_norms.py) and pools (functional_pools.py) live beside it and are re-exported here."""
+norms (functional_norms.py), pools (functional_pools.py) and grid sampling (grid_sample.py) live beside it and are
+re-exported here."""
 from __future__ import annotations
 
 import math
@@ -15,15 +16,17 @@ from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_n
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
                                avg_pool3d, max_pool1d, max_pool2d, max_pool3d)
+from .grid_sample import affine_grid, grid_sample
 from .resample import resample_2d
 
 __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "leaky_relu", "elu",
            "softplus", "mish", "softmax", "log_softmax", "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-           "conv_transpose2d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "conv_transpose2d", "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
+           "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "layer_norm", "group_norm", "instance_norm",
            "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "scaled_dot_product_attention",
-           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot"]
+           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot", "grid_sample", "affine_grid"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
@@ -215,9 +218,40 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
     def one(v, name):
         return (1 if name in ("stride", "dilation") else 0, as_tuple(v, 1, name)[0])
+    # checked here too, so that torch's messages show the 1-d weight and arguments
+    _check_transposed(x if x.ndim == 3 else x.unsqueeze(0), weight, _t(bias), groups, one(stride, "stride")[1:],
+                      one(output_padding, "output_padding")[1:], one(dilation, "dilation")[1:], 1)
     out = conv_transpose2d(x.unsqueeze(-2), weight.unsqueeze(2), bias, one(stride, "stride"), one(padding, "padding"),
                            one(output_padding, "output_padding"), groups, one(dilation, "dilation"))
     return out.squeeze(-2)
+
+
+def _check_transposed(x, weight, bias, groups, stride, output_padding, dilation, nd) -> int:
+    """torch's checks of a transposed conv's arguments (x batched); returns the output channels."""
+    C = x.shape[1]
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"Expected {nd + 2}-dimensional weight for {nd + 2}-dimensional input, but got weight of "
+                           f"size {list(weight.shape)}")
+    if weight.shape[0] != C:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
+                           f"to have {weight.shape[0] if weight.ndim else '?'} channels, but got {C} channels instead")
+    if C % groups:  # weight.shape[0] == C here; torch words it as a weight check (its size in double brackets)
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
+                           f"got weight of size [{list(weight.shape)}] instead")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            if nd == 3:  # torch's 3-d kernel names each value
+                got = " ".join(f"{name}_{axis}: {v}" for name, values in (("output_padding", output_padding),
+                               ("stride", stride), ("dilation", dilation))
+                               for axis, v in zip(("depth", "height", "width"), values))
+            else:
+                got = f"output_padding: {list(output_padding)}, stride: {list(stride)}, dilation: {list(dilation)}"
+            raise RuntimeError(f"output padding must be smaller than either stride or dilation, but got {got}")
+    cout = weight.shape[1] * groups
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
+                           f"with {cout} elements, but got bias of size {list(bias.shape)} instead")
+    return cout
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -227,20 +261,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     stride, padding = as_tuple(stride, 2, "stride"), as_tuple(padding, 2, "padding")
     output_padding, dilation = as_tuple(output_padding, 2, "output_padding"), as_tuple(dilation, 2, "dilation")
     C = x.shape[1]
-    if weight.ndim != 4 or weight.shape[0] != C:
-        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
-                           f"to have {weight.shape[0] if weight.ndim else '?'} channels, but got {C} channels instead")
-    if C % groups:  # weight.shape[0] == C here; torch words it as a weight check
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but "
-                           f"got weight of size {list(weight.shape)} instead")
-    for op, s, d in zip(output_padding, stride, dilation):
-        if op >= s and op >= d:
-            raise RuntimeError("output padding must be smaller than either stride or dilation, but got "
-                               f"output_padding: {list(output_padding)}, stride: {list(stride)}, dilation: {list(dilation)}")
-    cout = weight.shape[1] * groups
-    if bias is not None and (bias.ndim != 1 or bias.shape[0] != cout):
-        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
-                           f"with {cout} elements, but got bias of size {list(bias.shape)} instead")
+    cout = _check_transposed(x, weight, bias, groups, stride, output_padding, dilation, 2)
     kh, kw = weight.shape[2:]
     OH = (x.shape[2] - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
     OW = (x.shape[3] - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
@@ -255,6 +276,47 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                 (x.shape[0], cout, OH, OW), x.dtype)
     if bias is not None:
         out = out + bias.reshape(1, cout, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """A 3-d transposed conv as one 2-d transposed conv per kernel depth over the input's depth slices (folded into
+    the batch): kernel depth kd sends input slice i to output depth i * stride + kd * dilation (before the depth
+    padding is cropped), so each part is spread along depth (stride - 1 zeros between slices), shifted, and the
+    parts added up."""
+    x, weight, bias = _t(x), _t(weight), _t(bias)
+    if x.ndim not in (4, 5):
+        raise RuntimeError(f"Expected 4D (unbatched) or 5D (batched) input to conv_transpose3d, but got input of "
+                           f"size: {list(x.shape)}")
+    unbatched = x.ndim == 4
+    if unbatched:
+        x = x.unsqueeze(0)
+    stride, padding = as_tuple(stride, 3, "stride"), as_tuple(padding, 3, "padding")
+    output_padding, dilation = as_tuple(output_padding, 3, "output_padding"), as_tuple(dilation, 3, "dilation")
+    cout = _check_transposed(x, weight, bias, groups, stride, output_padding, dilation, 3)
+    (sd, sh, sw), (pd, ph, pw), (opd, oph, opw), (dd, dh, dw) = stride, padding, output_padding, dilation
+    N, C, D, H, W = x.shape
+    KD = weight.shape[2]
+    full = (D - 1) * sd + dd * (KD - 1) + 1 + opd  # output depth before the padding is cropped
+    OD = full - 2 * pd
+    frames = x.permute(0, 2, 1, 3, 4).reshape(N * D, C, H, W)
+    out = None
+    for kd in range(KD):
+        part = conv_transpose2d(frames, weight[:, :, kd], None, (sh, sw), (ph, pw), (oph, opw), groups, (dh, dw))
+        OH, OW = part.shape[2:]
+        part = part.reshape(N, D, 1, cout, OH, OW)
+        if sd > 1:  # stride - 1 zero slices after each slice, the last ones dropped
+            part = pad(part, (0, 0, 0, 0, 0, 0, 0, sd - 1))
+        part = part.reshape(N, D * sd, cout, OH, OW)[:, :(D - 1) * sd + 1]
+        front = kd * dd
+        part = pad(part, (0, 0, 0, 0, 0, 0, front, full - front - part.shape[1]))
+        out = part if out is None else out + part
+    if OD <= 0:
+        raise RuntimeError(f"Given input size per channel: ({D} x {H} x {W}). Calculated output size per channel: "
+                           f"({OD} x {out.shape[3]} x {out.shape[4]}). Output size is too small")
+    out = out[:, pd:pd + OD].permute(0, 2, 1, 3, 4)
+    if bias is not None:
+        out = out + bias.reshape(1, cout, 1, 1, 1)
     return out.squeeze(0) if unbatched else out
 
 
