@@ -123,7 +123,8 @@ def main(argv=None) -> int:
             sides = []
             try:
                 # both sides build and compile at once (the start-up is most of a row's time)
-                sides = [_Side(tree, name, batch, args.half, args.quick) for tree in (args.base, args.new)]
+                for tree in (args.base, args.new):
+                    sides.append(_Side(tree, name, batch, args.half, args.quick))
                 for side in sides:
                     side.ready()
             except Exception as e:  # noqa: BLE001 - one failing row must not lose the others

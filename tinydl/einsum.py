@@ -31,7 +31,7 @@ def _parse(eq: str, operands) -> tuple[list[str], str]:
     lhs, arrow, rhs = eq.partition("->")
     inputs = lhs.split(",")
     if len(inputs) != len(operands):
-        raise RuntimeError(f"einsum(): more operands were provided than specified in the equation"
+        raise RuntimeError("einsum(): more operands were provided than specified in the equation"
                            if len(operands) > len(inputs) else
                            "einsum(): fewer operands were provided than specified in the equation")
     used = set("".join(inputs) + rhs) - set(".")
