@@ -148,7 +148,10 @@ def processor_cases(free):
         "min_length": dict(min_length=PROMPT + 4, eos_token_id=[first, second]),
         "suppress_tokens": dict(suppress_tokens=[first, second]),
         "begin_suppress_tokens": dict(begin_suppress_tokens=[first, int(free[1, PROMPT])]),
-        "all": dict(repetition_penalty=1.3, min_new_tokens=3, eos_token_id=second, suppress_tokens=[first]),
+        "no_repeat_ngram_size": dict(no_repeat_ngram_size=1),
+        "no_repeat_bigrams": dict(no_repeat_ngram_size=2, max_new_tokens=20),
+        "all": dict(repetition_penalty=1.3, min_new_tokens=3, eos_token_id=second, suppress_tokens=[first],
+                    no_repeat_ngram_size=3),
     }
 
 
@@ -158,7 +161,7 @@ def test_logits_processors_match_hf(llama, case):
     m, tm = llama
     ids, mask = prompt()
     free = hf_generate(m, ids, mask, max_new_tokens=8, pad_token_id=0)
-    kwargs = dict(max_new_tokens=8, pad_token_id=0, **processor_cases(free)[case])
+    kwargs = dict(dict(max_new_tokens=8, pad_token_id=0), **processor_cases(free)[case])
     ref = hf_generate(m, ids, mask, **kwargs)
     assert not np.array_equal(ref, free[:, :ref.shape[1]]) or ref.shape != free.shape  # the option matters
     np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, **kwargs), ref)
@@ -324,10 +327,10 @@ def test_processor_settings_errors(llama):
 def test_unsupported_options_are_named(llama):
     m, tm = llama
     ids, mask = prompt()
-    with pytest.raises(NotImplementedError, match=r"num_beams=4.*not supported"):
-        tm.generate(ids, attention_mask=mask, num_beams=4)
-    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=2, typical_p=0.5 not supported"):
-        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, no_repeat_ngram_size=2, typical_p=0.5)
+    with pytest.raises(NotImplementedError, match=r"num_beam_groups=2.*not supported"):
+        tm.generate(ids, attention_mask=mask, num_beams=4, num_beam_groups=2, diversity_penalty=0.5)
+    with pytest.raises(NotImplementedError, match=r"encoder_no_repeat_ngram_size=2, typical_p=0.5 not supported"):
+        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, encoder_no_repeat_ngram_size=2, typical_p=0.5)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['token_type_ids'\]"):
         tm.generate(ids, attention_mask=mask, token_type_ids=mask)
     with pytest.raises(ValueError, match=r"`temperature` \(=0.0\) has to be a strictly positive float"):
@@ -338,8 +341,8 @@ def test_unsupported_option_in_generation_config():
     m = hf_model("llama")
     ids, mask = prompt()
     tm = convert(m, ids, mask)
-    m.generation_config.no_repeat_ngram_size = 3
-    with pytest.raises(NotImplementedError, match=r"no_repeat_ngram_size=3 not supported"):
+    m.generation_config.typical_p = 0.3
+    with pytest.raises(NotImplementedError, match=r"typical_p=0.3 not supported"):
         tm.generate(ids, attention_mask=mask)
 
 

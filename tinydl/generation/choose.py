@@ -3,6 +3,7 @@ processors, then greedy or sampled choice, then the forced tokens and padding of
 
 The processors run on the GPU, in HF's order, on the float32 logits: repetition_penalty (the tokens seen so
 far, without a row's left padding, as a [B, V] mask kept on the GPU and updated with each step's tokens),
+no_repeat_ngram_size (the n-gram ends to ban found on the host, where the tokens are, a few ids per row),
 min_length / min_new_tokens (EOS suppressed while too short), suppress_tokens, begin_suppress_tokens (at the
 first generated position). Greedy search without any of them reads the step's own argmax; otherwise the
 argmax, or the draw (sampling.py), is one more kernel over the processed logits, realized with the updated
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tensor import arange, argmax, tensor, where
+from .._tensor import any as any_, arange, argmax, tensor, where
 from ..indexing import gather_rows
 from ..schedule import realize
 from . import sampling
@@ -50,9 +51,14 @@ class Processors:
         self.begin_suppress = _token_mask(s.begin_suppress_tokens, vocab)
         # HF: the first generated position, one later when a forced BOS token takes it after a 1-token input
         self.begin_index = self.input_length + (self.input_length == 1 and s.forced_bos_token_id is not None)
+        # no_repeat_ngram_size: the rows' tokens so far, on the host (HF counts the prompt and its padding too)
+        self.sequences = ids.copy() if s.no_repeat_ngram_size else None
 
     def advance(self, tokens: np.ndarray, rows: np.ndarray | None = None) -> None:
         """The rows' next tokens [R] are chosen (rows: which earlier row each continues, beam search's reorder)."""
+        if self.sequences is not None:
+            before = self.sequences if rows is None else self.sequences[rows]
+            self.sequences = np.concatenate([before, tokens.astype(np.int64)[:, None]], 1)
         if self.seen is None:
             return
         seen = self.seen if rows is None else gather_rows(self.seen, tensor(rows.astype(np.int32)))
@@ -67,12 +73,16 @@ class Processors:
                                               length - self.input_length < s.min_new_tokens)
         suppressed = [m for m, on in ((self.suppress, True), (self.begin_suppress, length == self.begin_index))
                       if m is not None and on]
-        if self.seen is None and not too_short and not suppressed and not always and forced is None:
+        repeats = self._repeated_ngram_ends(length)
+        if self.seen is None and repeats is None and not too_short and not suppressed and not always \
+                and forced is None:
             return None
         scores = scores.float()
         if self.seen is not None:
             p = s.repetition_penalty
             scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
+        if repeats is not None:  # no_repeat_ngram_size: tokens that would repeat an n-gram
+            scores = where(any_(arange(self.vocab) == tensor(repeats)[:, :, None], 1), float("-inf"), scores)
         if too_short:  # min_length / min_new_tokens: no EOS yet
             scores = where(self.eos, float("-inf"), scores)
         if forced is not None:
@@ -80,6 +90,24 @@ class Processors:
         for mask in suppressed:
             scores = where(mask, float("-inf"), scores)
         return scores
+
+    def _repeated_ngram_ends(self, length: int):
+        """HF's NoRepeatNGramLogitsProcessor: per row, the tokens that would complete an n-gram the row already
+        has ([R, M] int32, -1 padded), or None where none would."""
+        n = self.settings.no_repeat_ngram_size
+        if self.sequences is None or length + 1 < n:
+            return None
+        banned = []
+        for row in self.sequences.tolist():
+            prefix = tuple(row[len(row) - n + 1:]) if n > 1 else ()
+            banned.append([g[-1] for g in zip(*[row[i:] for i in range(n)]) if tuple(g[:-1]) == prefix])
+        width = max(map(len, banned))
+        if not width:
+            return None
+        out = np.full((len(banned), width), -1, np.int32)
+        for r, ends in enumerate(banned):
+            out[r, :len(ends)] = ends
+        return out
 
     def read(self, *tensors) -> list[np.ndarray]:
         """The tensors' values, computed with the updated `seen` mask in one plan (one tensor and no mask: its

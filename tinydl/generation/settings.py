@@ -10,7 +10,7 @@ import dataclasses
 SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p", "eos_token_id",
              "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
              "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
-             "num_beams", "length_penalty", "early_stopping", "num_return_sequences"}
+             "num_beams", "length_penalty", "early_stopping", "num_return_sequences", "no_repeat_ngram_size"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
 NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
@@ -35,6 +35,7 @@ class Settings:
     min_new_tokens: int = 0      # EOS suppressed while fewer new tokens
     suppress_tokens: tuple = ()
     begin_suppress_tokens: tuple = ()  # suppressed at the first generated position
+    no_repeat_ngram_size: int = 0      # no n-gram of this size twice in a row's tokens
     min_p: float | None = None   # sampling: tokens less likely than min_p times the top one are dropped
     # beam search (beam.py)
     num_beams: int = 1
@@ -68,7 +69,8 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
                                   f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
-                                  f"min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; beam search with "
+                                  f"no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; "
+                                  f"beam search with "
                                   f"num_beams, length_penalty, early_stopping and num_return_sequences)")
     if merged.get("max_new_tokens") is not None:
         new = int(merged["max_new_tokens"])
@@ -105,6 +107,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
     min_p = merged.get("min_p") if do_sample else None
     if min_p is not None and not 0 <= min_p <= 1.0:
         raise ValueError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p}")
+    ngram = int(merged.get("no_repeat_ngram_size") or 0)
     beams, returned = int(merged.get("num_beams") or 1), int(merged.get("num_return_sequences") or 1)
     if returned > 1 and beams == 1 and not do_sample:
         raise ValueError("Greedy methods (do_sample != True) without beam search do not support "
@@ -131,12 +134,16 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
     forced_eos = merged.get("forced_eos_token_id")
     if isinstance(forced_eos, (list, tuple)):
         forced_eos = min(forced_eos)  # greedy's pick among the forced ids (all others are -inf)
-    return Settings(new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad),
-                    None if start is None else int(start), _int(merged.get("forced_bos_token_id")),
-                    _int(forced_eos), float(penalty), int(merged.get("min_length") or 0),
-                    int(merged.get("min_new_tokens") or 0), _ints(merged.get("suppress_tokens")),
-                    _ints(merged.get("begin_suppress_tokens")), None if min_p is None else float(min_p), beams,
-                    float(merged.get("length_penalty", 1.0)), merged.get("early_stopping", False), returned)
+    return Settings(
+        new, do_sample, temperature, top_k or None, top_p, eos, None if pad is None else int(pad),
+        decoder_start_token_id=None if start is None else int(start),
+        forced_bos_token_id=_int(merged.get("forced_bos_token_id")), forced_eos_token_id=_int(forced_eos),
+        repetition_penalty=float(penalty), min_length=int(merged.get("min_length") or 0),
+        min_new_tokens=int(merged.get("min_new_tokens") or 0), suppress_tokens=_ints(merged.get("suppress_tokens")),
+        begin_suppress_tokens=_ints(merged.get("begin_suppress_tokens")), no_repeat_ngram_size=ngram,
+        min_p=None if min_p is None else float(min_p), num_beams=beams,
+        length_penalty=float(merged.get("length_penalty", 1.0)), early_stopping=merged.get("early_stopping", False),
+        num_return_sequences=returned)
 
 
 def _int(v):
