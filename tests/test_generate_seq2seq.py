@@ -137,8 +137,8 @@ def test_errors(bart):
     with pytest.raises(ValueError, match=r"the decoder's start token plus max_new_tokens \(64\) is 65 positions, "
                                          r"more than the model's maximum of 64 \(max_position_embeddings\)"):
         tm.generate(ids, attention_mask=mask, max_new_tokens=64)
-    with pytest.raises(NotImplementedError, match=r"num_beams=4.*not supported"):
-        tm.generate(ids, attention_mask=mask, num_beams=4)
+    with pytest.raises(NotImplementedError, match=r"encoder_repetition_penalty=1.5.*not supported"):
+        tm.generate(ids, attention_mask=mask, num_beams=4, encoder_repetition_penalty=1.5)
     t5 = hf_model("t5")  # HF's own T5 config sets no decoder start in its generation settings: HF raises too
     with pytest.raises(ValueError, match="`decoder_start_token_id` or `bos_token_id` has to be defined"):
         tinydl.from_torch(t5).generate(ids, attention_mask=mask, max_new_tokens=2)

@@ -252,13 +252,13 @@ class _LoopOnShape(torch.nn.Module):
 
 
 class _UsesUnmappedOps(torch.nn.Module):
-    """bucketize and kthvalue: ATen ops with neither a tinydl mapping nor a torch decomposition."""
+    """bucketize and mode: ATen ops with neither a tinydl mapping nor a torch decomposition."""
 
     def __init__(self):
         super().__init__()
         self.lin = torch.nn.Linear(4, 4)
         self.block = _LoopOnShape(lambda x: torch.bucketize(x, torch.tensor([-1.0, 0.0, 1.0])).sum(-1)
-                                  + torch.kthvalue(x, 2, dim=-1)[0])
+                                  + torch.mode(x, dim=-1)[0])
 
     def forward(self, x):
         return self.block(self.lin(x))
@@ -270,9 +270,9 @@ def test_export_unsupported_ops_listed():
         tinydl.from_torch(m, example_inputs=(torch.randn(3, 4),))
     msg = str(info.value)
     assert "aten.bucketize.Tensor  (node 'bucketize', in block)" in msg
-    assert "aten.kthvalue.default  (node 'kthvalue', in block)" in msg
+    assert "aten.mode.default  (node 'mode', in block)" in msg
     assert info.value.ops == [("aten.bucketize.Tensor", "bucketize", "block"),
-                              ("aten.kthvalue.default", "kthvalue", "block")]
+                              ("aten.mode.default", "mode", "block")]
 
 
 def test_untraceable_model_without_examples_converts_on_its_first_call():
