@@ -62,7 +62,7 @@ def predict(**kwargs):
     x, ids = rows()
     ds = ray.data.from_items([{"x": x[i], "id": ids[i]} for i in range(ROWS)])
     return ds.map_batches(Predictor, fn_constructor_kwargs=dict(model=tiny_model, pad_to=BATCH, **kwargs),
-                          concurrency=WORKERS, batch_size=BATCH, num_cpus=1)
+                          compute=ray.data.ActorPoolStrategy(size=WORKERS), batch_size=BATCH, num_cpus=1)
 
 
 @pytestmark_ray

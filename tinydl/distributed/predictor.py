@@ -1,7 +1,9 @@
 """Predictor: a model run over batches of numpy columns, the shape of a Ray Data `map_batches` class UDF.
 
     ds.map_batches(Predictor, fn_constructor_kwargs=dict(model=make_model, inputs="image", top_k=5),
-                   num_gpus=1, concurrency=N, batch_size=B)
+                   num_gpus=1, compute=ray.data.ActorPoolStrategy(size=N), batch_size=B)
+
+(`concurrency=N` in place of `compute=` is the same; Ray 2.51 deprecated it.)
 
 Ray builds one Predictor per actor: the constructor starts tinydl on the GPU Ray assigned that actor
 (`assigned_gpu`, mapped to its WebGPU adapter by tinydl.use_gpu; TINYDL_ADAPTER still wins) and builds the model
