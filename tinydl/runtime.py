@@ -77,8 +77,9 @@ class Buffer:
 
 
 class Runtime:
-    def __init__(self):
-        self.adapter = pick_adapter()
+    def __init__(self, gpu: str | int | None = None):
+        self.gpu = gpu  # the GPU asked for (adapter.pick_adapter), None: TINYDL_ADAPTER or the best adapter
+        self.adapter = pick_adapter(gpu)
         self.device, self.features = request_device(self.adapter)
         self.limits = dict(self.device.limits)
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
@@ -502,6 +503,20 @@ def get_runtime() -> Runtime:
         with _lock:  # two threads' first calls must not make two devices
             if _runtime is None:
                 _runtime = Runtime()
+    return _runtime
+
+
+def use_gpu(gpu: str | int | None) -> Runtime:
+    """Start tinydl's device on `gpu`: the GPU a scheduler assigned this process (Ray's ray.get_gpu_ids()[0], an
+    nvidia-smi index or a UUID; see adapter.adapter_for_gpu), unless TINYDL_ADAPTER says otherwise. Call it
+    before anything touches the device; once started on another GPU it raises (one device per process)."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(gpu)
+        elif gpu is not None and str(_runtime.gpu) != str(gpu):
+            raise RuntimeError(f"tinydl already runs on {_runtime.adapter_name} (gpu={_runtime.gpu}); "
+                               f"use_gpu({gpu!r}) must come before the first tensor op of the process")
     return _runtime
 
 
