@@ -167,6 +167,17 @@ def test_logits_processors_match_hf(llama, case):
     np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, **kwargs), ref)
 
 
+def test_sampling_several_sequences_per_input(llama):
+    """num_return_sequences with sampling: each input's rows follow it (HF's order), drawn independently."""
+    m, tm = llama
+    ids, mask = prompt()
+    out = tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0, do_sample=True, temperature=3.0,
+                      num_return_sequences=3, seed=0)
+    assert out.shape == (6, PROMPT + 6)
+    np.testing.assert_array_equal(out[:, :PROMPT], np.repeat(ids, 3, 0))
+    assert len({tuple(r) for r in out[:3, PROMPT:].tolist()}) > 1
+
+
 def test_processors_and_min_p_when_sampling(llama):
     """Sampling applies the processors too (a suppressed token is never drawn) and min_p keeps the top token."""
     m, tm = llama

@@ -63,8 +63,9 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs):
         steps = loop.Steps(tm, model, seq2seq.kinds() if seq2seq_model else step.causal_kinds())
         object.__setattr__(tm, "_generation_steps", steps)
     batch = ids.shape[0]
-    if s.num_beams > 1:  # a row per beam, the input repeated (as HF expands it)
-        ids, mask = np.repeat(ids, s.num_beams, 0), np.repeat(mask, s.num_beams, 0)
+    if s.num_beams > 1 or s.num_return_sequences > 1:  # a row per beam / per sample: the input repeated, as HF
+        rows = s.num_beams if s.num_beams > 1 else s.num_return_sequences
+        ids, mask = np.repeat(ids, rows, 0), np.repeat(mask, rows, 0)
     # the result starts with the prompt (causal LMs) or the decoder's start token (encoder-decoders), as HF's
     head = np.full((ids.shape[0], 1), s.decoder_start_token_id, np.int64) if seq2seq_model else ids
     if s.num_beams > 1:

@@ -114,9 +114,6 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
                          f"`num_return_sequences` different than 1 (got {returned}).")
     if returned > beams > 1:
         raise ValueError(f"`num_return_sequences` ({returned}) has to be smaller or equal to `num_beams` ({beams}).")
-    if returned > 1 and beams == 1:
-        raise NotImplementedError(f"generate: num_return_sequences={returned} with sampling is not supported "
-                                  f"(one sequence per input; repeat the input rows instead)")
     if beams > 1 and do_sample:
         raise NotImplementedError(f"generate: num_beams={beams} with do_sample=True (beam sampling) is not "
                                   f"supported (beam search or sampling, not both)")
