@@ -162,11 +162,23 @@ def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_inc
 
 
 def _upsample(mode):
-    def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, **_):
-        if rest and isinstance(rest[0], bool):  # upsample_bilinear2d.vec(x, output_size, align_corners, scales)
+    """ATen's upsample_* overloads: .vec (output_size or scale_factors, a list) and .default (output_size and
+    optional per-dim scales, which torch's kernels map coordinates with: 1 / scale rather than in / out)."""
+    def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, scales_h=None, scales_w=None,
+          scales=None):
+        if rest and isinstance(rest[0], bool):  # upsample_bilinear2d(x, output_size, align_corners, ...)
             align_corners, rest = rest[0], rest[1:]
-        if rest and scale_factors is None:
-            scale_factors = rest[0]
+        if rest and isinstance(rest[0], (list, tuple)):  # .vec's scale_factors
+            scale_factors, rest = rest[0], rest[1:]
+        per_dim = list(rest) or ([scales] if scales is not None else [scales_h, scales_w][:x.ndim - 2])
+        if output_size is not None and any(v is not None for v in per_dim):
+            spatial = x.shape[2:]
+            if len(per_dim) == len(spatial) and all(v is not None and int(n * v) == o
+                                                   for v, n, o in zip(per_dim, spatial, output_size)):
+                scale_factors, output_size = per_dim, None  # the same size, mapped by 1 / scale as torch's
+            elif any(v is not None and v != o / n for v, n, o in zip(per_dim, spatial, output_size)):
+                raise NotImplementedError(f"aten upsample ({mode}): scales {per_dim} that do not give the output "
+                                          f"size {list(output_size)} from {list(spatial)}")
         if output_size is not None:
             return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners)
         return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners)
