@@ -140,7 +140,8 @@ def _unary(op):
 
 
 def _binary(op):
-    def f(a, b):
+    def f(input, other):  # (torch's parameter names: an fx call may pass them by name)
+        a, b = input, other
         if not isinstance(a, Tensor) and not isinstance(b, Tensor):
             a = tensor(a)
         if op == "sub":
@@ -177,8 +178,18 @@ def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
     if decimals > 0:
         return _true_div(_round(mul(x, power)), power)
     return mul(_round(_true_div(x, power)), power)
-add, sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
+_add, _sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
     _binary(n) for n in "add sub mul div maximum minimum eq ne lt le gt ge logical_and logical_or".split())
+
+
+def add(input, other, *, alpha=1) -> Tensor:
+    """torch.add: input + alpha * other."""
+    return _add(input, other if alpha == 1 else mul(other, alpha))
+
+
+def sub(input, other, *, alpha=1) -> Tensor:
+    """torch.sub: input - alpha * other."""
+    return _sub(input, other if alpha == 1 else mul(other, alpha))
 
 
 def addcmul(x, tensor1, tensor2, *, value=1) -> Tensor:
@@ -399,7 +410,8 @@ def clamp(x, min=None, max=None) -> Tensor:  # noqa: A002
 clip = clamp
 
 
-def where(cond, a, b) -> Tensor:
+def where(condition, input, other) -> Tensor:
+    cond, a, b = condition, input, other  # (torch's parameter names: an fx call may pass them by name)
     if not isinstance(cond, Tensor):
         raise TypeError("where(): argument 'condition' must be Tensor")
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):

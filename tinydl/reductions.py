@@ -65,8 +65,8 @@ def sum(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:  # noqa: A001
     return _reduce("sum", x.to(dtype) if dtype is not None else x, dim, keepdim)
 
 
-def prod(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    return _reduce("prod", x, dim, keepdim)
+def prod(x: Tensor, dim=None, keepdim=False, dtype=None) -> Tensor:
+    return _reduce("prod", x.to(dtype) if dtype is not None else x, dim, keepdim)  # (cast first, as torch)
 
 
 def mean(x: Tensor, dim=None, keepdim=False) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..nn import functional as F
 from ..nn.module import Module
 from .._tensor import Tensor
-from . import modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
+from . import arguments, modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import UnsupportedTorchOps, autowrap_functions, lookup
 from .weights import torch_to_numpy
@@ -97,10 +97,26 @@ class FxProgram(Program):
                 fn = resolve_function(node.target)
                 if fn is None:
                     missing.append((f"function {_qualname(node.target)}", node.name, at))
+                else:
+                    fn, problem = arguments.fit(node, node.target, fn)
+                    if problem:
+                        missing.append((f"function {_qualname(node.target)}({problem})", node.name, at))
             elif node.op == "call_method":
                 fn = resolve_method(node.target)
                 if fn is None:
                     missing.append((f"method Tensor.{node.target}", node.name, at))
+                else:
+                    generic = lookup(f"torch.Tensor.{node.target}") is None  # the Tensor method itself
+                    fn, problem = arguments.fit(node, node.target, fn,
+                                                getattr(Tensor, node.target, None) if generic else None)
+                    if problem:
+                        missing.append((f"method Tensor.{node.target}({problem})", node.name, at))
+            elif node.op == "call_module" and graph.owning_module is not None:
+                fn = None
+                module = graph.owning_module.get_submodule(node.target)
+                problem = arguments.module_problem(node, module)
+                if problem:
+                    missing.append((f"module {type(module).__name__}({problem})", node.name, at))
             else:
                 fn = None
             steps.append((node, fn))
