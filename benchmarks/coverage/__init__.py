@@ -3,6 +3,7 @@
     python -m benchmarks.coverage                          # everything, small inputs, 300 s per model
     python -m benchmarks.coverage --only hf --timeout 120  # one source (torchvision | timm | hf)
     python -m benchmarks.coverage --only torchvision --resume --budget 40   # continue, stop launching after 40 min
+    python -m benchmarks.coverage --resume --retry timeout                  # run the timed-out models again
     python -m benchmarks.coverage --report-only            # rewrite docs/coverage.md from the results file
 
 Sources: torchvision's list_models() by module (quantization excluded: int8 kernels), one model per timm module

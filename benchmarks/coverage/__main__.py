@@ -28,6 +28,8 @@ def parse(argv):
     ap.add_argument("--group", action="append", help="only these modules/tasks (e.g. classification; repeatable)")
     ap.add_argument("--limit", type=int, help="run at most N models in this invocation")
     ap.add_argument("--resume", action="store_true", help="skip models that already have a row in the results file")
+    ap.add_argument("--retry", action="append", default=[], choices=check.STATUSES,
+                    help="with --resume: run again the models whose last row has this status (repeatable)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per model (default 300)")
     ap.add_argument("--budget", type=float, help="minutes: launch no model after this much wall time")
     ap.add_argument("--size", choices=("small", "default"), default="small",
@@ -87,7 +89,9 @@ def run_one(entry, args, log) -> dict:
     if row is None:
         if child.is_alive():
             child.kill()
-            row = dict(check.base_row(entry), status=check.TIMEOUT, reason=f"over {args.timeout:g} s")
+            # the machine's load says whether the model was slow or the machine busy
+            row = dict(check.base_row(entry), status=check.TIMEOUT, reason=f"over {args.timeout:g} s (load average "
+                                                                           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)")
         else:
             child.join()
             code = child.exitcode
@@ -124,7 +128,8 @@ def main(argv=None):
     entries = zoo.entries(timm_cache=RESULTS / "timm-families.json")
     if args.report_only:
         return write_report(entries, args)
-    done = {r["key"] for r in read_rows(args.results)} if args.resume else set()
+    last = {r["key"]: r["status"] for r in read_rows(args.results)} if args.resume else {}
+    done = {key for key, status in last.items() if status not in args.retry}
     todo = [e for e in entries if (not args.only or e.source in args.only)
             and (not args.group or e.group in args.group) and e.key not in done][:args.limit]
     logs = args.results.parent / "coverage-logs"
