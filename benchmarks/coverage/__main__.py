@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import json
 import multiprocessing
 import os
 import re
 import resource
 import shlex
+import signal
 import sys
 import time
 from collections import Counter
@@ -56,6 +58,7 @@ def _child(entry, size, conn, log, memory_bytes):
     os.dup2(fd, 2)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a timed-out model was, into its log
     import torch
     torch.set_num_threads(1)  # the reference is small; the cores are for the (software) GPU
     try:
@@ -64,9 +67,6 @@ def _child(entry, size, conn, log, memory_bytes):
         import traceback
         traceback.print_exc()
         row = dict(check.base_row(entry), status=check.RUNTIME, reason="in the coverage script: " + check.describe(e))
-    if row["status"] not in (check.OK, check.MISMATCH):
-        import traceback
-        traceback.print_exc()
     import tinydl
     row["device"] = tinydl.device_info()["adapter"] if row["status"] != check.SKIPPED else None
     conn.send(row)
@@ -88,10 +88,12 @@ def run_one(entry, args, log) -> dict:
             pass
     if row is None:
         if child.is_alive():
+            os.kill(child.pid, signal.SIGUSR1)
+            child.join(3)
             child.kill()
             # the machine's load says whether the model was slow or the machine busy
             row = dict(check.base_row(entry), status=check.TIMEOUT, reason=f"over {args.timeout:g} s (load average "
-                                                                           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)")
+                                                                           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores; where it was: {log.name})")
         else:
             child.join()
             code = child.exitcode

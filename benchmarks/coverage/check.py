@@ -4,6 +4,7 @@ A row's status is one of STATUSES; failures keep the reason (the unmapped ops fo
 from __future__ import annotations
 
 import time
+import traceback
 
 OK, MISMATCH, CONVERSION, RUNTIME, TORCH, TIMEOUT, CRASHED, SKIPPED, NOT_RUN = (
     "ok", "mismatch", "conversion failed", "runtime error", "torch failed", "timeout", "crashed", "skipped",
@@ -23,6 +24,16 @@ def atol_for(scale: float) -> float:
     """1e-4, scaled down with the outputs' magnitude (as the zoo tests: random heads give logits of 0.05-2, and an
     absolute 1e-4 on logits of 0.05 would let a 0.2% error through)."""
     return 1e-4 * min(1.0, scale)
+
+
+def failed(row, status, e, **fields) -> dict:
+    """row with status and the error's first line as its reason; the traceback goes to stderr (the model's log)."""
+    traceback.print_exception(e)
+    return dict(row, status=status, **{"reason": describe(e), **fields})
+
+
+def unmapped(row, e) -> dict:
+    return failed(row, CONVERSION, e, ops=sorted({op for op, _, _ in e.ops}), reason=f"{len(e.ops)} unmapped op(s)")
 
 
 def base_row(entry) -> dict:
@@ -47,7 +58,7 @@ def check(entry, size_mode: str = "small") -> dict:
     try:
         built = entry.build(size_mode)
     except TorchFailed as e:
-        return dict(row, status=TORCH, reason=str(e))
+        return failed(row, TORCH, e, reason=str(e))
     row["inputs"] = built.inputs
     if row["params"] is None:
         row["params"] = sum(p.numel() for p in built.model.parameters())
@@ -62,10 +73,9 @@ def check(entry, size_mode: str = "small") -> dict:
     try:
         tm = tinydl.from_torch(built.model, example_inputs=(built.args, built.kwargs))
     except UnsupportedTorchOps as e:
-        return dict(row, status=CONVERSION, ops=sorted({op for op, _, _ in e.ops}),
-                    reason=f"{len(e.ops)} unmapped op(s)")
+        return unmapped(row, e)
     except Exception as e:  # noqa: BLE001 - any other conversion failure is this model's row, not the run's end
-        return dict(row, status=CONVERSION, reason=describe(e))
+        return failed(row, CONVERSION, e)
     row["convert_s"] = time.perf_counter() - start
 
     def first_call(*args, **kwargs):
@@ -81,10 +91,9 @@ def check(entry, size_mode: str = "small") -> dict:
         report = compare(built.model, first_call, *built.args, kwargs=built.kwargs, rtol=RTOL, atol=row["atol"],
                          print_report=False)
     except UnsupportedTorchOps as e:  # a model exported on its first call
-        return dict(row, status=CONVERSION, ops=sorted({op for op, _, _ in e.ops}),
-                    reason=f"{len(e.ops)} unmapped op(s)")
+        return unmapped(row, e)
     except Exception as e:  # noqa: BLE001 - a kernel or shape error in tinydl: this model's row
-        return dict(row, path=getattr(tm, "conversion_path", None), status=RUNTIME, reason=describe(e))
+        return failed(row, RUNTIME, e, path=getattr(tm, "conversion_path", None))
     row["path"] = getattr(tm, "conversion_path", None)
     row["max_abs"] = report.max_abs if np.isfinite(report.max_abs) else None
     if report.ok:
