@@ -104,7 +104,7 @@ ARCHITECTURES = {
     "Swin": ("vision encoder", "SwinConfig", "SwinModel",
              dict(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4), None),
     "ConvNeXt": ("vision encoder", "ConvNextConfig", "ConvNextModel",
-                 dict(hidden_sizes=[8, 16], depths=[1, 1], image_size=32), None),
+                 dict(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32), None),
     "ResNet": ("vision encoder", "ResNetConfig", "ResNetModel",
                dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]), image(32)),
     "DETR": ("object detection", "DetrConfig", "DetrForObjectDetection",
