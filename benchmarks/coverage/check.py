@@ -33,7 +33,8 @@ def failed(row, status, e, **fields) -> dict:
 
 
 def unmapped(row, e) -> dict:
-    return failed(row, CONVERSION, e, ops=sorted({op for op, _, _ in e.ops}), reason=f"{len(e.ops)} unmapped op(s)")
+    ops = sorted({op for op, _, _ in e.ops})
+    return failed(row, CONVERSION, e, ops=ops, reason=f"{len(ops)} unmapped op(s) at {len(e.ops)} node(s)")
 
 
 def base_row(entry) -> dict:
