@@ -112,9 +112,10 @@ def memory_skip(entry, args) -> str:
 
 
 def write_report(entries, args):
-    rows = report.merge(entries, read_rows(args.results))
+    recorded = read_rows(args.results)
+    rows = report.merge(entries, recorded)
     ran = [r for r in rows if r.get("command")]
-    commands = list(dict.fromkeys(r["command"] for r in ran))
+    commands = list(dict.fromkeys(r["command"] for r in recorded))  # the file's order: the order they ran in
     device = Counter(r["device"] for r in ran if r.get("device")).most_common(1)
     text = report.markdown(rows, zoo.TV_EXCLUDED, commands, device[0][0] if device else None,
                            {r["date"] for r in ran})
