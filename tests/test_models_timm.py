@@ -9,6 +9,7 @@ import tinydl
 from tinydl.interop import timm_ops
 from tinydl.interop.torchvision_compat import import_torchvision
 from tinydl.testing import assert_close
+from tinydl.testing.weights import randomize_constants
 
 import_torchvision()  # before timm: torchvision's C++ ops need their schemas declared on CPU torch
 import timm  # noqa: E402
@@ -50,30 +51,12 @@ def test_every_timm_test_model_is_covered():
     assert not missing, f"timm {timm.__version__} ships test models this file does not cover: {missing}"
 
 
-def _randomize_constants(model, seed=1):
-    """timm's inits leave many tensors constant (zero biases, BN's 0/1 statistics and affine params, LeViT's zero
-    attention biases, layer-scale gammas of 1e-5): with those, whole code paths (the bias gather, BN's shift, the
-    residual branches) would contribute nothing and a conversion bug there could not fail the test. Every constant
-    float tensor c becomes c + noise of 10% of max(|c|, 0.2); running variances are drawn from [0.5, 1.5]."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if not t.dtype.is_floating_point or t.numel() == 0:
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-                continue
-            c = t.flatten()[0].item()
-            if bool((t == c).all()):
-                t.add_(torch.randn(t.shape, generator=g) * 0.1 * max(abs(c), 0.2))
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_timm_model(rng, name):
     kwargs, size = MODELS[name]
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False, **kwargs).eval()
-    _randomize_constants(model)
+    randomize_constants(model)
     x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
 
     converted = tinydl.from_torch(model)
@@ -124,7 +107,7 @@ def test_lite_mla_leaf(rng):
     from timm.models.efficientvit_mit import LiteMLA
     torch.manual_seed(0)
     m = torch.nn.Sequential(LiteMLA(8, 8, dim=4, norm_layer=(None, torch.nn.BatchNorm2d))).eval()
-    _randomize_constants(m)
+    randomize_constants(m)
     x = rng.standard_normal((2, 8, 5, 3)).astype(np.float32)
     converted = tinydl.from_torch(m)
     assert isinstance(converted.get_submodule("0"), timm_ops.LiteMLA)

@@ -10,6 +10,7 @@ import tinydl
 from tinydl.interop import UnsupportedTorchOps, torchvision_ops
 from tinydl.interop.torchvision_compat import import_torchvision
 from tinydl.testing import assert_close
+from tinydl.testing.weights import unit_variance
 
 tv = import_torchvision()
 M = tv.models
@@ -55,31 +56,7 @@ def _build(name):
 
 def _scaled(model, sample_shape):
     """model with the weights _build describes, scaled by one forward on a random batch of sample_shape."""
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
-
-    def unit_variance(layer, inputs, out):
-        std = out.std()
-        layer.weight.div_(std)
-        if layer.bias is not None:
-            layer.bias.div_(std)
-        return out / std
-
-    with torch.no_grad():
-        for m in layers:
-            m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5)
-            if m.bias is not None:
-                m.bias.normal_(0.0, 0.1)
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.2)
-                m.running_mean.normal_(0.0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-        hooks = [m.register_forward_hook(unit_variance) for m in layers]
-        model(torch.randn(*sample_shape))
-        for h in hooks:
-            h.remove()
-    return model
+    return unit_variance(model, lambda: (torch.randn(*sample_shape),))
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -25,17 +26,17 @@ def torch_module():
     return torch
 
 
-def load(spec: str):
+def load(spec: str, **kwargs):
     """The torch model `spec` names, in eval mode, and the input shape it expects where it knows one (zoo models:
-    torchvision's 1x3x224x224, timm's configured size), else None."""
+    torchvision's 1x3x224x224, timm's configured size), else None. kwargs go to a zoo model's builder."""
     torch = torch_module()
     source, sep, name = spec.partition(":")
     if not sep or not source or not name:
         raise typer.BadParameter(f"{spec!r} is not MODULE:FACTORY ({EXAMPLES})", param_hint="MODEL")
     if source == "torchvision":
-        model, shape = _torchvision(name), (1, 3, 224, 224)
+        model, shape = _torchvision(name, kwargs), (1, 3, 224, 224)
     elif source == "timm":
-        model = _timm(name)
+        model = _timm(name, kwargs)
         shape = (1, *model.pretrained_cfg.get("input_size", (3, 224, 224))) if hasattr(model, "pretrained_cfg") \
             else None
     else:
@@ -50,7 +51,7 @@ def _close(name: str, names) -> str:
     return f" (did you mean {', '.join(near)}?)" if near else ""
 
 
-def _torchvision(name: str):
+def _torchvision(name: str, kwargs: dict):
     try:
         from ..interop.torchvision_compat import import_torchvision
         tv = import_torchvision()
@@ -59,7 +60,10 @@ def _torchvision(name: str):
     names = tv.models.list_models()
     if name not in names:
         raise typer.BadParameter(f"torchvision has no model {name!r}{_close(name, names)}", param_hint="MODEL")
-    return tv.models.get_model(name, weights=None)  # random weights: nothing is downloaded
+    # random weights, the backbone's too (segmentation and detection default to ImageNet ones): nothing downloaded
+    if "weights_backbone" in inspect.signature(tv.models.get_model_builder(name)).parameters:
+        kwargs = {"weights_backbone": None, **kwargs}
+    return tv.models.get_model(name, weights=None, **kwargs)
 
 
 def _torchvision_importable() -> None:
@@ -69,7 +73,7 @@ def _torchvision_importable() -> None:
         import_torchvision()
 
 
-def _timm(name: str):
+def _timm(name: str, kwargs: dict):
     _torchvision_importable()
     try:
         import timm
@@ -78,7 +82,7 @@ def _timm(name: str):
     names = timm.list_models()
     if name not in names:
         raise typer.BadParameter(f"timm has no model {name!r}{_close(name, names)}", param_hint="MODEL")
-    return timm.create_model(name, pretrained=False)
+    return timm.create_model(name, pretrained=False, **kwargs)
 
 
 def _factory(source: str, name: str):
