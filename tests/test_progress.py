@@ -19,13 +19,13 @@ class Terminal(io.StringIO):
 
 
 @pytest.fixture
-def terminal(monkeypatch):
+def terminal(monkeypatch, use_options):
     """terminal() -> stderr as a terminal from here on in the test (its text kept), bars shown at once. Called in
     the test itself: pytest's capture sets sys.stderr again when the test starts."""
     def use():
         term = Terminal()
         monkeypatch.setattr(sys, "stderr", term)
-        monkeypatch.setattr(progress, "DELAY_S", 0.0)
+        use_options(progress_delay_s=0.0)
         return term
     return use
 

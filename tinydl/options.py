@@ -71,6 +71,7 @@ class Options:
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
     max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
     progress: bool = True                         # a progress bar on a terminal while kernels compile (TINYDL_PROGRESS)
+    progress_delay_s: float = 0.5                 # shown only once the work has lasted this long (a few kernels: none)
 
     def __post_init__(self):
         # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned

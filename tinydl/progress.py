@@ -1,11 +1,10 @@
 """A progress bar on stderr while a first call compiles its kernels (kernels done / total): shown only where
 stderr is a terminal and Options.progress is on (TINYDL_PROGRESS=0 turns it off), and only once the work has
-lasted DELAY_S, so a plan of a few kernels prints nothing. The bar is removed when the work is done."""
+lasted Options.progress_delay_s, so a plan of a few kernels prints nothing. The bar is removed when the work is
+done."""
 from __future__ import annotations
 
 import sys
-
-DELAY_S = 0.5
 
 
 class Silent:
@@ -33,5 +32,5 @@ def bar(total: int, what: str, opts):
     if total <= 0 or not shown(opts):
         return Silent()
     from tqdm import tqdm
-    return tqdm(total=total, desc=f"tinydl: {what}", unit="kernel", delay=DELAY_S, leave=False, file=sys.stderr,
+    return tqdm(total=total, desc=f"tinydl: {what}", unit="kernel", delay=opts.progress_delay_s, leave=False, file=sys.stderr,
                 dynamic_ncols=True)
