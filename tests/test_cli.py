@@ -65,12 +65,14 @@ def test_info_json_is_the_same_as_data(cli, monkeypatch):
     d = json.loads(cli("info", "--json").output)
     assert d["chosen"] == 0 and d["why"].startswith("TINYDL_ADAPTER=0")
     assert {"index", "name", "backend", "type", "driver"} <= set(d["adapters"][0])
-    assert set(d["features"]) == {"shader-f16", "subgroup", "timestamp-query"}
+    assert set(d["features"]) == {"shader-f16", "subgroup", "subgroups", "chromium-experimental-subgroup-matrix",
+                                  "timestamp-query"}
+    assert d["webgpu"] == "wgpu-native"  # TINYDL_BACKEND unset
     assert d["limits"]["max-storage-buffer-binding-size"] > 0 and d["tuning_cache"].endswith("tuning.json")
 
 
 def test_info_without_an_adapter_says_what_to_install(cli, monkeypatch):
-    monkeypatch.setattr(tinydl.adapter, "list_adapters", lambda: [])
+    monkeypatch.setattr(tinydl.adapter, "list_adapters", lambda backend=None: [])
     res = cli("info")
     assert res.exit_code == 1
     assert "Error: tinydl found no WebGPU adapter" in res.output and "mesa-vulkan-drivers" in res.output

@@ -82,7 +82,7 @@ def test_bad_gpu_value():
 
 def test_pick_adapter_passes_the_gpu_and_tinydl_adapter_wins(monkeypatch):
     listed = host()
-    monkeypatch.setattr(adapter.wgpu.gpu, "enumerate_adapters_sync", lambda: listed)
+    monkeypatch.setattr(adapter.webgpu.load("wgpu").api.gpu, "enumerate_adapters_sync", lambda: listed)
     monkeypatch.setattr(adapter.gpu_ids, "vulkan_devices", lambda: vulkan(order=[1, 2, 0]))
     monkeypatch.setattr(adapter.gpu_ids, "nvidia_uuids", lambda: dict(enumerate(UUIDS)))
     monkeypatch.delenv("TINYDL_ADAPTER", raising=False)

@@ -18,8 +18,9 @@ from tinydl.testing import assert_close
 def test_device_info_describes_the_adapter_in_use():
     rt = get_runtime()
     info = tinydl.device_info()
-    assert set(info) == {"adapter", "backend", "adapter_type", "description", "features", "limits",
+    assert set(info) == {"adapter", "backend", "webgpu", "adapter_type", "description", "features", "limits",
                          "flushes_subnormals"}
+    assert info["webgpu"] == rt.webgpu.name in ("wgpu-native", "dawn")
     assert isinstance(info["flushes_subnormals"], bool)
     assert info["adapter"] == rt.adapter_name and info["adapter"]
     assert info["adapter"] == (rt.adapter.info.get("device") or rt.adapter.summary)
@@ -27,7 +28,7 @@ def test_device_info_describes_the_adapter_in_use():
     assert info["adapter_type"] == rt.adapter.info.get("adapter_type")
     assert info["description"] == rt.adapter.info.get("description", "")
     assert info["features"] == sorted(info["features"])
-    assert set(info["features"]) <= {"shader-f16", "timestamp-query", "subgroup"}
+    assert set(info["features"]) <= set(rt.webgpu.features)
     assert set(info["features"]) <= set(rt.adapter.features)
     assert ("shader-f16" in info["features"]) == rt.has_f16
     limits = info["limits"]
@@ -262,17 +263,23 @@ def test_submit_chunks_give_the_same_results(rng, use_options, chunk, first):
 def test_public_api_encoding_gives_the_same_results(rng, monkeypatch):
     """Dispatches are recorded through wgpu-native's C functions where wgpu-py exposes them; the fallback
     through wgpu-py's public methods must give the same values."""
-    from tinydl import transfers
     a = rng.standard_normal((9, 40)).astype(np.float32)
 
     def run():
         x = tinydl.tensor(a)
         return ((x @ x.T).relu().softmax(-1) + 1.0).numpy()
 
-    assert transfers._native is not None  # this wgpu-py build: the fast path is the one tested everywhere else
+    rt = get_runtime()
+    assert rt.webgpu.lib is not None  # this wgpu-py build: the fast path is the one tested everywhere else
     ref = run()
-    monkeypatch.setattr(transfers, "_native", None)
+    _public_api_only(monkeypatch, rt)
     np.testing.assert_array_equal(run(), ref)
+
+
+def _public_api_only(monkeypatch, rt):
+    """rt records dispatches and maps read-backs through wgpu-py's public methods only."""
+    import dataclasses
+    monkeypatch.setattr(rt, "webgpu", dataclasses.replace(rt.webgpu, ffi=None, lib=None, native_map=False))
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -281,10 +288,10 @@ def test_invalid_dispatch_still_raises_through_direct_encoding(monkeypatch, nati
     errors when the command encoder finishes, which still raises."""
     import wgpu
 
-    from tinydl import runtime, transfers
+    from tinydl import runtime
     rt = get_runtime()
     if not native:
-        monkeypatch.setattr(transfers, "_native", None)
+        _public_api_only(monkeypatch, rt)
     wgsl = ("@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
             "@compute @workgroup_size(1) fn main(@builtin(global_invocation_id) g: vec3<u32>) { out[0] = 1.0; }\n")
     buf = rt.alloc(16)
@@ -356,9 +363,9 @@ def test_readback_paths_give_the_same_values(use_options, native, lend):
     """Read-backs mapped through wgpu-native (one poll on the calling thread) or wgpu-py's map_sync, copied out or
     lent (the array over the mapped memory): the same values, for several tensors read in one submit, dtypes
     whose bytes are not a multiple of 4, and empty tensors."""
-    from tinydl import schedule, transfers
-    if native and transfers._native is None:
-        pytest.skip("wgpu-py without the wgpu-native backend")
+    from tinydl import schedule
+    if native and not get_runtime().webgpu.native_map:
+        pytest.skip("read-backs mapped through wgpu-native's C API only")
     use_options(native_map=native, lend_min_bytes=1 if lend else 1 << 62)
     hosts = [np.arange(1000, dtype=np.float32), np.arange(7, dtype=np.float16), np.zeros((0, 3), np.float32),
              np.arange(5, dtype=np.int32) - 2, np.array([True, False, True])]
@@ -375,9 +382,9 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
     the same size never write into it; the buffer then returns to the pool, which keeps STAGING_KEEP per size."""
     import gc
 
-    from tinydl import runtime, transfers
-    if transfers._native is None:
-        pytest.skip("wgpu-py without the wgpu-native backend")
+    from tinydl import runtime
+    if not get_runtime().webgpu.native_map:
+        pytest.skip("read-backs mapped through wgpu-native's C API only")
     use_options(lend_min_bytes=1)
     rt = get_runtime()
     host = np.arange(4096, dtype=np.float32)
@@ -404,8 +411,8 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
 def test_failed_readback_map_raises(monkeypatch):
     """A read-back buffer the driver cannot map raises a RuntimeError that says so, at the read."""
     from tinydl import transfers
-    if transfers._native is None:
-        pytest.skip("wgpu-py without the wgpu-native backend")
+    if not get_runtime().webgpu.native_map:
+        pytest.skip("read-backs mapped through wgpu-native's C API only")
     native = transfers._native
 
     class FailingMaps:
@@ -428,8 +435,8 @@ def test_readback_wait_spins_then_blocks(monkeypatch, spin):
     """A read-back's wait polls without blocking while spin_seconds last (a GPU adapter's default; never a CPU
     adapter's, whose work needs the host's cores), then blocks; the values are the same either way."""
     from tinydl import runtime, transfers
-    if transfers._native is None:
-        pytest.skip("wgpu-py without the wgpu-native backend")
+    if not get_runtime().webgpu.native_map:
+        pytest.skip("read-backs mapped through wgpu-native's C API only")
     rt = get_runtime()
     assert rt.spin_seconds == (0.0 if tinydl.device_info()["adapter_type"] == "CPU" else runtime.SPIN_WAIT_SECONDS)
     native, polls = transfers._native, []

@@ -7,11 +7,8 @@ import os
 import tempfile
 import warnings
 
-import wgpu
+from . import gpu_ids, webgpu
 
-from . import gpu_ids
-
-WANTED_FEATURES = ("shader-f16", "timestamp-query", "subgroup")
 WANTED_LIMITS = (
     "max-storage-buffers-per-shader-stage", "max-storage-buffer-binding-size", "max-buffer-size",
     "max-compute-workgroup-storage-size", "max-compute-invocations-per-workgroup",
@@ -28,24 +25,31 @@ class NoAdapterError(RuntimeError):
 
 NO_ADAPTER = ("tinydl found no WebGPU adapter. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux "
               "without a GPU the software Vulkan driver: `apt-get install mesa-vulkan-drivers`.")
+NO_DAWN_ADAPTER = ("tinydl's Dawn backend found no adapter Dawn accepts (Dawn refuses Mesa's software Vulkan, lavapipe, "
+                   "and GPUs without the Vulkan/Metal/D3D12 features it requires); run on the default backend "
+                   "(unset TINYDL_BACKEND, or tinydl.use_backend('wgpu')).")
 
 
-def list_adapters() -> list:
-    """Every adapter wgpu finds, in its order (the indices TINYDL_ADAPTER and `tinydl info` use)."""
+def list_adapters(backend: str | None = None) -> list:
+    """Every adapter the WebGPU implementation finds (webgpu.load(backend): TINYDL_BACKEND or wgpu-native), in
+    its order (the indices TINYDL_ADAPTER and `tinydl info` use)."""
     # Mesa warns when XDG_RUNTIME_DIR is unset (headless machines): set it only while the adapters are listed
     unset = "XDG_RUNTIME_DIR" not in os.environ
     if unset:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.gettempdir()
     try:
-        return list(wgpu.gpu.enumerate_adapters_sync())
+        return webgpu.load(backend).adapters()
     finally:
         if unset:
             os.environ.pop("XDG_RUNTIME_DIR", None)
 
 
-def pick_adapter(gpu: str | int | None = None):
+def pick_adapter(gpu: str | int | None = None, backend: str | None = None):
     """The adapter tinydl runs on: see choose."""
-    return choose(list_adapters(), gpu)[0]
+    found = list_adapters(backend)
+    if not found and webgpu.canonical(backend) == "dawn":
+        raise NoAdapterError(NO_DAWN_ADAPTER)
+    return choose(found, gpu)[0]
 
 
 def choose(adapters: list, gpu: str | int | None = None) -> tuple[object, str]:
@@ -130,8 +134,9 @@ def _by_uuid(adapters, uuid: str, vulkan: list) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def request_device(adapter):
-    """A device with the WANTED_FEATURES the adapter has and its best WANTED_LIMITS; returns (device, features)."""
-    feats = [f for f in WANTED_FEATURES if f in adapter.features]
+def request_device(adapter, backend: "webgpu.Backend | None" = None):
+    """A device with the features tinydl asks for (backend.features) that the adapter has and its best
+    WANTED_LIMITS; returns (device, features)."""
+    feats = [f for f in (backend or webgpu.load()).features if f in adapter.features]
     limits = {k: adapter.limits[k] for k in WANTED_LIMITS if k in adapter.limits}
     return adapter.request_device_sync(required_features=feats, required_limits=limits), set(feats)

@@ -1,8 +1,6 @@
 """How tinydl's GPU work fails: the errors raised instead of a wrong answer, the stages they name, and the wgpu
-errors the runtime turns into them."""
+errors the runtime turns into them (each WebGPU implementation's own classes: webgpu.Backend.errors)."""
 from __future__ import annotations
-
-import wgpu
 
 # where a kernel can fail, as KernelError.stage says (and tinydl.debug.inject_fault can force)
 FAULT_STAGES = ("shader", "pipeline", "bind group", "encode", "submit", "map")
@@ -35,7 +33,6 @@ class Failure(Exception):
     """A failure wgpu reports other than by raising (a map request's status) or one forced by a test."""
 
 
-GPU_ERRORS = (wgpu.GPUError, wgpu.GPUPipelineError, Failure)
 
 
 def uncycle(error) -> None:

@@ -4,7 +4,7 @@ and the faults a test forces (tinydl.debug.inject_fault, Runtime.faults) are mad
 without aborting the process. Only error paths and tests come here: the hot path validates whole passes."""
 from __future__ import annotations
 
-from .errors import GPU_ERRORS, DeviceLostError, Failure, KernelError, uncycle
+from .errors import DeviceLostError, Failure, KernelError, uncycle
 from .transfers import READBACK
 
 
@@ -48,7 +48,7 @@ def isolate(rt, dispatches):
     for i, (pipeline, gpus, grid) in enumerate(dispatches):
         try:
             bind_group = rt._bind_group(pipeline, gpus)
-        except GPU_ERRORS as e:
+        except rt.errors as e:
             return i, "bind group", e
         try:
             enc = rt.device.create_command_encoder()
@@ -58,7 +58,7 @@ def isolate(rt, dispatches):
             cp.dispatch_workgroups(*grid)
             cp.end()
             enc.finish()
-        except GPU_ERRORS as e:
+        except rt.errors as e:
             return i, "encode", e
     return None
 

@@ -14,10 +14,10 @@ import numpy as np
 
 import wgpu
 
-from . import counters, progress, transfers
+from . import counters, progress, webgpu
 from .adapter import NoAdapterError, pick_adapter, request_device  # noqa: F401 - also runtime.X
 from .checks import STATUS_BYTES, DeviceStatus
-from .errors import FAULT_STAGES, GPU_ERRORS, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
+from .errors import FAULT_STAGES, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
 from .failures import Progress, failure, fault, inject
 from .options import Options, current as current_options
 from .transfers import SPIN_WAIT_SECONDS, STAGING_KEEP, _spin_wait_seconds  # noqa: F401 - also runtime.X
@@ -77,14 +77,17 @@ class Buffer:
 
 
 class Runtime:
-    def __init__(self, gpu: str | int | None = None):
+    def __init__(self, gpu: str | int | None = None, backend: str | None = None):
         self.gpu = gpu  # the GPU asked for (adapter.pick_adapter), None: TINYDL_ADAPTER or the best adapter
-        self.adapter = pick_adapter(gpu)
-        self.device, self.features = request_device(self.adapter)
+        self.webgpu = webgpu.load(backend)  # the WebGPU implementation (webgpu.py; None: TINYDL_BACKEND or wgpu)
+        self.errors = (*self.webgpu.errors, Failure)  # what its calls raise (and the faults tests force)
+        self.adapter = pick_adapter(gpu, backend)
+        self.device, self.features = request_device(self.adapter, self.webgpu)
         self.limits = dict(self.device.limits)
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
         self.backend = self.adapter.info.get("backend_type", "")
         self.has_f16 = "shader-f16" in self.features
+        self.subgroup_matrix_f16 = self.has_f16 and self.webgpu.has_f16_matrices(self.adapter, self.features)
         self.spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
         # a CPU driver (lavapipe) compiles a kernel into machine code when it first runs, in the queue submit
         # that carries it, not when its pipeline is made: a plan's first run then shows a progress bar too
@@ -120,7 +123,7 @@ class Runtime:
             return Buffer(free.pop(), nbytes)
         try:
             return Buffer(self.device.create_buffer(size=size, usage=STORAGE), nbytes)
-        except GPU_ERRORS as e:  # out of memory, device lost
+        except self.errors as e:  # out of memory, device lost
             raise failure(self, f"allocation of {describe}", e) from e
 
     def release(self, gpu) -> None:
@@ -161,7 +164,7 @@ class Runtime:
             elif host.nbytes:
                 write(self.device.queue, buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"),
                       current_options(), self._pool)
-        except GPU_ERRORS as e:
+        except self.errors as e:
             raise failure(self, f"upload of {describe}", e) from e
         return self.adopt(buf)
 
@@ -177,11 +180,11 @@ class Runtime:
             try:
                 # a forced fault (tests): a real parse error, or a real pipeline error (no such entry point)
                 code = wgsl + "\nfn tinydl_injected_fault( {" if forced == "shader" else wgsl
-                module = self.device.create_shader_module(code=code)
+                module = self.device.create_shader_module(code=self.webgpu.prepare(code))
                 stage = "pipeline"
                 entry = "tinydl_injected_fault" if forced == "pipeline" else "main"
                 p = self.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": entry})
-            except GPU_ERRORS as e:
+            except self.errors as e:
                 detail = (f"tinydl generated WGSL that {self.adapter_name} rejected (a tinydl bug; please report it "
                           f"with this shader): {type(e).__name__}: {e}")
                 raise failure(self, stage, e, kernels, wgsl=wgsl, detail=detail) from e
@@ -253,7 +256,7 @@ class Runtime:
             with progress.bar(len(dispatches) if shown else 0, "first run, the driver compiles kernels",
                               current_options()) as bar:
                 return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at, bar)
-        except GPU_ERRORS as e:
+        except self.errors as e:
             if not at.sent:
                 self._pending = pending + self._pending
             names = list(names or [])
@@ -343,7 +346,7 @@ class Runtime:
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
         bar.update(at.stop - at.start)
-        native = transfers._native is not None and opts.native_map
+        native = self.webgpu.native_map and opts.native_map
         mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, native)
         out, status = [], None
         for k, (st, nbytes) in enumerate(staging):
@@ -388,7 +391,7 @@ class Runtime:
             self._encode(cp, dispatches)
             cp.end()
             return enc.finish()
-        except GPU_ERRORS as e:
+        except self.errors as e:
             raise failure(self, "encode", e, names, dispatches) from e
 
     def submit_encoded(self, command_buffer, copies=(), checks=None, names=None) -> None:
@@ -408,7 +411,7 @@ class Runtime:
                     raise Failure("queue submit refused (a fault forced by tinydl.debug.inject_fault)")
                 self._pending = []
                 self.device.queue.submit(cbs)
-            except GPU_ERRORS as e:
+            except self.errors as e:
                 raise failure(self, "submit", e, names) from e
 
     def gpu_seconds(self, dispatches) -> float | None:
@@ -443,7 +446,7 @@ class Runtime:
             cbs, self._pending = self._pending, []
             try:
                 self.device.queue.submit(cbs)
-            except GPU_ERRORS as e:
+            except self.errors as e:
                 raise failure(self, "submit", e, []) from e
 
     def _encode(self, cp, dispatches) -> None:
@@ -452,14 +455,14 @@ class Runtime:
         by benchmarks/dispatch_cost.py. Calling the three C functions directly costs 1.5-3 µs; nothing is lost
         in checking, as wgpu-core defers a pass's validation errors to the encoder's finish(), which still
         goes through wgpu-py and raises them."""
-        native = transfers._native
+        native = self.webgpu.lib
         if native is None:
             for pipeline, gpus, grid in dispatches:
                 cp.set_pipeline(pipeline)
                 cp.set_bind_group(0, self._bind_group(pipeline, gpus))
                 cp.dispatch_workgroups(*grid)
             return
-        handle, bind_group, no_offsets = cp._internal, self._bind_group, transfers._ffi.NULL
+        handle, bind_group, no_offsets = cp._internal, self._bind_group, self.webgpu.ffi.NULL
         set_pipeline = native.wgpuComputePassEncoderSetPipeline
         set_bind_group = native.wgpuComputePassEncoderSetBindGroup
         dispatch = native.wgpuComputePassEncoderDispatchWorkgroups
@@ -470,7 +473,7 @@ class Runtime:
 
     def info(self) -> dict:
         return {
-            "adapter": self.adapter_name, "backend": self.backend,
+            "adapter": self.adapter_name, "backend": self.backend, "webgpu": self.webgpu.name,
             "adapter_type": self.adapter.info.get("adapter_type", ""),
             "description": self.adapter.info.get("description", ""),
             "features": sorted(self.features), "limits": dict(self.limits),
@@ -506,18 +509,29 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
-def use_gpu(gpu: str | int | None) -> Runtime:
+def use_gpu(gpu: str | int | None, backend: str | None = None) -> Runtime:
     """Start tinydl's device on `gpu`: the GPU a scheduler assigned this process (Ray's ray.get_gpu_ids()[0], an
-    nvidia-smi index or a UUID; see adapter.adapter_for_gpu), unless TINYDL_ADAPTER says otherwise. Call it
-    before anything touches the device; once started on another GPU it raises (one device per process)."""
+    nvidia-smi index or a UUID; see adapter.adapter_for_gpu), unless TINYDL_ADAPTER says otherwise; backend: the
+    WebGPU implementation (see use_backend). Call it before anything touches the device; once started on
+    another GPU or implementation it raises (one device per process)."""
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = Runtime(gpu)
+            _runtime = Runtime(gpu, backend)
         elif gpu is not None and str(_runtime.gpu) != str(gpu):
             raise RuntimeError(f"tinydl already runs on {_runtime.adapter_name} (gpu={_runtime.gpu}); "
                                f"use_gpu({gpu!r}) must come before the first tensor op of the process")
+        elif backend is not None and webgpu.canonical(backend) != _runtime.webgpu.name:
+            raise RuntimeError(f"tinydl already runs on {_runtime.webgpu.name}; use_backend({backend!r}) must come "
+                               f"before the first tensor op of the process (or set {webgpu.BACKEND_ENV})")
     return _runtime
+
+
+def use_backend(name: str) -> Runtime:
+    """Run on the WebGPU implementation `name`: "wgpu" (wgpu-native, the default) or "dawn" (Google's Dawn through
+    the wgpudawn package, `pip install 'tinydl[dawn]'`; its subgroup matrices reach tensor cores). Same as
+    TINYDL_BACKEND=name; call it before the first tensor op of the process."""
+    return use_gpu(None, name)
 
 
 def device_info() -> dict:

@@ -223,7 +223,7 @@ def _adapter_key() -> str:
     for f in sorted(Path(gemm.__file__).parent.glob("*.py")):
         code.update(f.read_bytes())
     info = rt.adapter.info
-    return " | ".join([rt.adapter_name, rt.backend, str(info.get("description", "")),
+    return " | ".join([rt.adapter_name, rt.backend, rt.webgpu.name, str(info.get("description", "")),
                        f"tinydl {__version__}", f"kernels {code.hexdigest()[:12]}"])
 
 

@@ -17,11 +17,14 @@ Examples:
 \b
   tinydl info
   TINYDL_ADAPTER=1 tinydl info        # what tinydl would run on with adapter 1
+  TINYDL_BACKEND=dawn tinydl info     # the adapters Dawn finds (pip install 'tinydl[dawn]')
   tinydl info --json
 """
 
 # (feature, what tinydl uses it for)
-FEATURES = (("shader-f16", "float16 tensors (model.half())"), ("subgroup", "subgroup row kernels"),
+FEATURES = (("shader-f16", "float16 tensors (model.half())"), ("subgroup", "subgroup row kernels (wgpu-native)"),
+            ("subgroups", "subgroup row kernels (Dawn)"),
+            ("chromium-experimental-subgroup-matrix", "tensor-core float16 GEMMs (Dawn)"),
             ("timestamp-query", "per-kernel GPU times (tinydl profile)"))
 # (limit, label, in bytes)
 LIMITS = (("max-storage-buffer-binding-size", "largest storage binding", True),
@@ -43,13 +46,14 @@ def describe() -> dict:
     """What `tinydl info` prints, as data: adapters, the choice and why, features, limits, caches."""
     import wgpu
 
-    from .. import adapter, tuning
+    from .. import adapter, tuning, webgpu
     from .._version import __version__
     found = adapter.list_adapters()
     chosen, why = adapter.choose(found)
     cache = tuning.cache_file()
     return {
         "tinydl": __version__, "wgpu": wgpu.__version__, "python": platform.python_version(),
+        "webgpu": webgpu.canonical(None),
         "adapters": [{"index": i, "name": a.info.get("device", "") or a.summary, "backend": a.info.get("backend_type", ""),
                       "type": a.info.get("adapter_type", ""), "driver": a.info.get("description", "")}
                      for i, a in enumerate(found)],
@@ -66,7 +70,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print the same as o
     if as_json:
         typer.echo(json.dumps(d, indent=1))
         return
-    typer.echo(f"tinydl {d['tinydl']} (wgpu {d['wgpu']}, Python {d['python']})\n")
+    typer.echo(f"tinydl {d['tinydl']} (wgpu {d['wgpu']}, Python {d['python']}); WebGPU implementation: "
+               f"{d['webgpu']} (TINYDL_BACKEND)\n")
     rows = [[("* " if a["index"] == d["chosen"] else "  ") + str(a["index"]), a["name"], a["backend"], a["type"],
              a["driver"]] for a in d["adapters"]]
     typer.echo(tabulate(rows, headers=["index", "name", "backend", "type", "driver"], disable_numparse=True))

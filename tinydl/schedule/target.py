@@ -10,12 +10,16 @@ class Target:
     max_storage_buffers: int = 8      # storage buffers one kernel may bind (its output included)
     max_binding_size: int = 1 << 30   # bytes of one storage binding
     max_workgroups: int = 65535       # workgroups per grid dimension
-    subgroups: bool = False           # the adapter's "subgroup" feature (row kernels in teams: kernels/rownorm.py)
+    subgroups: bool = False           # the adapter's subgroup feature (row kernels in teams: kernels/rownorm.py)
+    # Dawn's subgroup matrices with float16 16x16x16 tiles accumulating in float32 (tensor cores): float16 GEMMs
+    # on them (kernels/gemm_matrix.py)
+    subgroup_matrix: bool = False
 
     @classmethod
     def of(cls, rt) -> "Target":
         """The limits of a live runtime.Runtime."""
-        return cls(rt.max_storage_buffers, rt.max_binding_size, rt.max_workgroups, "subgroup" in rt.features)
+        return cls(rt.max_storage_buffers, rt.max_binding_size, rt.max_workgroups,
+                   bool({"subgroup", "subgroups"} & rt.features), rt.subgroup_matrix_f16)
 
     def grid(self, workgroups: int) -> tuple[int, int, int]:
         """Split a 1-D workgroup count over x/y so no dimension exceeds the adapter limit."""

@@ -1,0 +1,90 @@
+"""The WebGPU implementation as a value (tinydl/webgpu.py): names, the WGSL dialect each compiler takes, the choice
+through TINYDL_BACKEND / use_backend, and Dawn's refusal of an adapter it cannot run on (CI's lavapipe) as an error
+that says what to do. The Dawn suite itself runs on the GPU box (docs/benchmarks.md)."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+
+import tinydl
+from tinydl import webgpu
+from tinydl.runtime import get_runtime
+
+SUBGROUP_KERNEL = ("@group(0) @binding(0) var<storage, read_write> d: array<f32>;\n"
+                   "@compute @workgroup_size(32) fn main(@builtin(local_invocation_index) i: u32, "
+                   "@builtin(subgroup_size) sgs: u32) { d[i] = subgroupShuffleXor(d[i], 1u) + f32(sgs); }\n")
+
+
+@pytest.mark.parametrize("name, canonical", [("wgpu", "wgpu-native"), ("WGPU-native", "wgpu-native"),
+                                             (" dawn ", "dawn")])
+def test_backend_names(name, canonical):
+    assert webgpu.canonical(name) == canonical
+
+
+def test_bad_backend_names_say_what_is_expected(monkeypatch):
+    with pytest.raises(ValueError, match=r"backend='vulkan': expected one of 'wgpu' .* or 'dawn'"):
+        webgpu.canonical("vulkan")
+    monkeypatch.setenv("TINYDL_BACKEND", "metal")
+    with pytest.raises(ValueError, match=r"TINYDL_BACKEND='metal': expected one of"):
+        webgpu.canonical(None)
+    monkeypatch.setenv("TINYDL_BACKEND", "")
+    assert webgpu.canonical(None) == "wgpu-native"
+
+
+def test_tint_gets_enable_subgroups_and_naga_does_not():
+    """Dawn's compiler needs `enable subgroups;` before subgroup builtins; wgpu-native's refuses the directive."""
+    native = webgpu.load("wgpu")
+    dawn = dataclasses.replace(native, name="dawn")
+    assert native.prepare(SUBGROUP_KERNEL) == SUBGROUP_KERNEL
+    assert dawn.prepare(SUBGROUP_KERNEL) == "enable subgroups;\n" + SUBGROUP_KERNEL
+    assert dawn.prepare(dawn.prepare(SUBGROUP_KERNEL)).count("enable subgroups;") == 1
+    plain = SUBGROUP_KERNEL.replace("subgroupShuffleXor(d[i], 1u)", "d[i]").replace(
+        ", @builtin(subgroup_size) sgs: u32", "").replace(" + f32(sgs)", "")
+    assert dawn.prepare(plain) == plain  # no subgroup use, no directive
+
+
+def test_the_prepared_subgroup_kernel_runs_on_this_backend():
+    """What prepare() hands this runtime's compiler compiles (on wgpu-native: unchanged)."""
+    rt = get_runtime()
+    if not {"subgroup", "subgroups"} & rt.features:
+        pytest.skip("adapter without subgroups")
+    assert rt.pipeline(SUBGROUP_KERNEL, "subgroup probe") is not None
+
+
+def test_use_backend_after_the_device_started_on_another_raises():
+    rt = get_runtime()
+    other = "dawn" if rt.webgpu.name == "wgpu-native" else "wgpu"
+    with pytest.raises(RuntimeError, match=f"already runs on {rt.webgpu.name}; use_backend\\('{other}'\\) must come "
+                                           "before the first tensor op"):
+        tinydl.use_backend(other)
+    assert tinydl.use_backend(rt.webgpu.name) is rt  # the one in use: no error
+
+
+def _run(code: str, backend: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TINYDL_BACKEND": backend}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env)
+
+
+def test_dawn_backend_loads_and_names_its_adapter_or_refuses_clearly():
+    """TINYDL_BACKEND=dawn loads Dawn (wgpudawn) with its toggles and runs a tensor op on the adapter Dawn gives;
+    where Dawn accepts no adapter (CI's lavapipe), the first op raises NoAdapterError saying why and what to do."""
+    pytest.importorskip("wgpudawn")
+    code = ("import tinydl, numpy as np\n"
+            "from tinydl.adapter import NoAdapterError\n"
+            "try:\n"
+            "    y = (tinydl.tensor(np.arange(4, dtype=np.float32)) * 2).numpy()\n"
+            "    print('ran', tinydl.device_info()['webgpu'], y.tolist())\n"
+            "except NoAdapterError as e:\n"
+            "    print('refused', e)\n")
+    res = _run(code, "dawn")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout.strip().splitlines()[-1]
+    assert out in ("ran dawn [0.0, 2.0, 4.0, 6.0]",) or (
+        out.startswith("refused tinydl's Dawn backend found no adapter Dawn accepts") and "TINYDL_BACKEND" in out), out
+
+
+def test_a_bad_backend_variable_fails_at_the_first_op():
+    res = _run("import tinydl; tinydl.tensor([1.0]).numpy()", "vulkan")
+    assert res.returncode != 0 and "TINYDL_BACKEND='vulkan': expected one of 'wgpu'" in res.stderr, res.stderr[-2000:]
