@@ -26,7 +26,7 @@ from .. import dtypes
 from ..kernels import gemm, reduce, rownorm, window
 from ..kernels.build import conv_uses_gemm
 from ..options import Options
-from ..ops import BUFFER, CONV, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
+from ..ops import BUFFER, CONV, ELEMENTWISE, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
 from .graph import walk
 from .target import Target
 
@@ -107,14 +107,22 @@ def _copy(n: Node, srcs: tuple, made: set[int]) -> Node:
     return low
 
 
-def _slice_sum(part: Node, sliced: tuple, axis: int, shape: tuple) -> Node:
-    """The sum over the slice axis of a split-K GEMM's result `part` (viewed as `sliced`), shaped `shape`: a
-    REDUCE, which fusion gives the epilogue."""
-    dt = part.dtype
+def _slice_sum(part: Node, sliced: tuple, axis: int, shape: tuple, dt) -> Node:
+    """The sum over the slice axis of a split-K GEMM's result `part` (viewed as `sliced`), shaped `shape`, in dtype
+    dt: a REDUCE, which fusion gives the epilogue. A float16 product's slices are float32 (part_dtype): their sum
+    is rounded to float16 once, at the end, as torch's one accumulation is."""
+    pt = part.dtype
     kept = tuple(1 if i == axis else s for i, s in enumerate(sliced))
-    r = Node(VIEW, "reshape", (part,), sliced, sliced, dt)
-    red = Node(REDUCE, "sum", (r,), (axis,), kept, dt)
-    return Node(VIEW, "reshape", (red,), tuple(shape), tuple(shape), dt)
+    r = Node(VIEW, "reshape", (part,), sliced, sliced, pt)
+    red = Node(REDUCE, "sum", (r,), (axis,), kept, pt)
+    out = Node(VIEW, "reshape", (red,), tuple(shape), tuple(shape), pt)
+    return out if pt == dt else Node(ELEMENTWISE, "cast", (out,), (dt,), tuple(shape), dt)
+
+
+def part_dtype(dt):
+    """The dtype of a split-K GEMM's slice results: float32 for float16 products (their partial sums would lose
+    the digits that cancelling terms leave), else the product's own."""
+    return dtypes.float32 if dt == dtypes.float16 else dt
 
 
 def _pad_last(x: Node, dim: int, to: int) -> Node:
@@ -142,8 +150,8 @@ def _matmul(n: Node, srcs: tuple, opts: Options, chooser: Rules) -> Node:
         low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
         low.uid = n.uid
         return low
-    part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), dt)
-    return _slice_sum(part, (S, B, M, N), 0, n.shape)
+    part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), part_dtype(dt))
+    return _slice_sum(part, (S, B, M, N), 0, n.shape, dt)
 
 
 def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -> Node:
@@ -185,8 +193,8 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
     # kernel indexes the original weight (ConvArgs.split), so no view of it is needed
     part = Node(CONV, None, (x, w), dataclasses.replace(args, groups=g * S, split=S, tile=tile),
-                (N, g * S * cout_g, OH, OW), dt)
-    return _slice_sum(part, (N, g, S, cout_g, OH, OW), 2, n.shape)
+                (N, g * S * cout_g, OH, OW), part_dtype(dt))
+    return _slice_sum(part, (N, g, S, cout_g, OH, OW), 2, n.shape, dt)
 
 
 def _node_like(n: Node, srcs: tuple, arg) -> Node:
