@@ -55,6 +55,18 @@ def kernel_rooflines(runs, quick):
             peer = _cuda_ms(lambda: ta @ tb, runs)
         flops = 2 * M * N * K
         rows.append([f"matmul {M}x{N}x{K}", flops / t / 1e9, flops / peer / 1e9 if peer else None, "TFLOP/s"])
+    half_shapes = [(256, 256, 256)] if quick else [(4096, 4096, 4096), (1024, 768, 768), (1024, 3072, 768),
+                                                   (1024, 768, 3072), (1024, 2304, 768), (3152, 2304, 768)]
+    for M, N, K in half_shapes:  # float16 in and out (BERT-base batch 8, GPT-2, ViT-B/16 batch 16 shapes)
+        a = tinydl.tensor(rng.standard_normal((M, K)).astype(np.float16))
+        b = tinydl.tensor(rng.standard_normal((K, N)).astype(np.float16))
+        t = busy_gpu_ms(lambda: a @ b, runs)
+        peer = None
+        if cuda:
+            ta, tb = torch.randn(M, K, device="cuda").half(), torch.randn(K, N, device="cuda").half()
+            peer = _cuda_ms(lambda: ta @ tb, runs)
+        flops = 2 * M * N * K
+        rows.append([f"matmul {M}x{N}x{K} fp16", flops / t / 1e9, flops / peer / 1e9 if peer else None, "TFLOP/s"])
     n = 1 << (20 if quick else 26)
     x = tinydl.tensor(rng.standard_normal(n, dtype=np.float32))
     chain = busy_gpu_ms(lambda: (x * 1.5 + 0.5).relu().exp() * x - 1.0, runs)

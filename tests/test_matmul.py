@@ -499,3 +499,41 @@ def test_gemv_loads_four_ks_of_each_operand_where_both_run_along_k(rng, use_opti
     check(out, TF.gelu(torch.from_numpy(x) @ torch.from_numpy(w).T + torch.from_numpy(bias)).numpy(), K, "gemv", c.names)
     wgsl = _matmul_wgsl()
     assert len(wgsl) == 1 and ("fn load_a4(" in wgsl[0]) == vec4 and ("fn load_b4(" in wgsl[0]) == vec4
+
+
+HALF_PRODUCTS = {  # name: (tinydl fn, torch fn, input shapes): layouts and edges a float16 GEMM must get right
+    "square": (lambda a, b: a @ b, lambda a, b: a @ b, [(256, 256), (256, 256)]),
+    "ragged": (lambda a, b: a @ b, lambda a, b: a @ b, [(130, 72), (72, 200)]),
+    "long K": (lambda a, b: a @ b, lambda a, b: a @ b, [(64, 4096), (4096, 48)]),
+    "A transposed": (lambda a, b: a.T @ b, lambda a, b: a.T @ b, [(96, 80), (96, 48)]),
+    "batched": (lambda a, b: a @ b, lambda a, b: a @ b, [(3, 50, 64), (3, 64, 33)]),
+    "q @ k.T": (lambda q, k: q @ k.transpose(-1, -2), lambda q, k: q @ k.transpose(-1, -2),
+                [(2, 4, 40, 64), (2, 4, 40, 64)]),
+    "linear+bias+gelu": (lambda x, w, b: F.gelu(F.linear(x, w, b)), lambda x, w, b: TF.gelu(TF.linear(x, w, b)),
+                         [(77, 96), (160, 96), (160,)]),
+}
+
+
+@pytest.mark.parametrize("case", list(HALF_PRODUCTS))
+def test_float16_products_are_as_accurate_as_rounding_the_exact_result(rng, case):
+    """float16 in and out, float32 accumulation: within twice the error of rounding the exact result to float16.
+    On an adapter with subgroup matrices (Dawn) these run on the matrix tiles (kernels/gemm_matrix.py), elsewhere
+    on the other tiles; the epilogue stays fused either way."""
+    from tinydl.debug import count_kernels
+    from tinydl.runtime import get_runtime
+    if "shader-f16" not in get_runtime().features:
+        pytest.skip("adapter without shader-f16")
+    fn, tfn, shapes = HALF_PRODUCTS[case]
+    arrays = [rng.standard_normal(s).astype(np.float16) for s in shapes]
+    with count_kernels() as c:
+        y = fn(*map(tinydl.tensor, arrays)).numpy()
+    assert y.dtype == np.float16
+    exact = tfn(*(torch.from_numpy(a).double() for a in arrays)).numpy()
+    rounded = exact.astype(np.float16).astype(np.float64)
+    scale = np.abs(exact).max()
+    err = np.abs(y.astype(np.float64) - exact).max() / scale
+    assert err <= 2 * np.abs(rounded - exact).max() / scale + 1e-4, err
+    matrices = get_runtime().subgroup_matrix_f16
+    assert ("[mma" in c.names[0]) == matrices, c.names
+    assert c.count == 1 or not matrices, c.names  # a matrix tile is never split
+    assert case != "linear+bias+gelu" or "add+gelu" in c.names[-1], c.names

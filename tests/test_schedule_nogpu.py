@@ -136,3 +136,29 @@ def test_epilogue_reading_too_many_buffers_is_cut_off():
 def test_grid_respects_max_workgroups():
     plan = explain.plan(lambda x: x.exp(), P(1 << 22), target=schedule.Target(max_workgroups=1000))
     assert all(g <= 1000 for s in plan.steps for g in s.grid), [s.grid for s in plan.steps]
+
+
+MATRIX = schedule.Target(max_storage_buffers=8, max_binding_size=1 << 27, max_workgroups=65535, subgroups=True,
+                         subgroup_matrix=True)
+
+
+def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matrices():
+    """schedule/lower.py _matmul: a float16 product on a Target with subgroup matrices runs on a matrix tile
+    (kernels/gemm_matrix.py), unsplit, its epilogue fused; float32 products, float16 ones elsewhere, gemv-sized
+    and short-K ones keep the other tiles."""
+    from tinydl import float16
+    x, w, b = P(1024, 768, dtype=float16), P(3072, 768, dtype=float16), P(3072, dtype=float16)
+    plan = explain.plan(lambda x, w, b: F.gelu(F.linear(x, w, b)), x, w, b, target=MATRIX)
+    assert plan.names == ["matmul+add+gelu 1024x3072 [mma128]"]
+    wgsl = plan.steps[0].wgsl
+    assert "enable chromium_experimental_subgroup_matrix;" in wgsl and "enable subgroups;" in wgsl
+    assert wgsl.count("subgroupMatrixMultiplyAccumulate") == 2 * 16  # 2 sub-steps of 16 deep, 4 x 4 fragments
+    assert "@builtin(subgroup_id)" in wgsl  # fragment offsets uniform per subgroup
+    # a long K is not split: the matrix tile accumulates all of it in float32
+    assert names(lambda a, b: a @ b, P(64, 8192, dtype=float16), P(8192, 64, dtype=float16), target=MATRIX) == \
+        ["matmul 64x64 [mma64]"]
+    assert "mma" not in names(lambda x, w: F.linear(x, w), P(1024, 768), P(3072, 768), target=MATRIX)[0]  # float32
+    assert "mma" not in names(lambda x, w: F.linear(x, w, None), x, w, target=TARGET)[0]  # no subgroup matrices
+    assert "gemv" in names(lambda x, w: F.linear(x, w), P(1, 768, dtype=float16), w, target=MATRIX)[0]
+    assert "mma" not in names(lambda a, b: a @ b, P(64, 16, dtype=float16), P(16, 64, dtype=float16),
+                              target=MATRIX)[0]  # K under 2 fragments

@@ -163,7 +163,7 @@ class Runtime:
                 self.device.queue.write_buffer(buf.gpu, 0, data)
             elif host.nbytes:
                 write(self.device.queue, buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"),
-                      current_options(), self._pool)
+                      current_options(), self._pool, self.webgpu.threads)
         except self.errors as e:
             raise failure(self, f"upload of {describe}", e) from e
         return self.adopt(buf)
@@ -219,7 +219,8 @@ class Runtime:
         if len(todo) <= 1:  # nothing new, or one kernel (a plan's usual case after the first call): no threads
             return compile_one(todo[0]) if todo else None
         with progress.bar(len(todo), "compiling kernels", opts or current_options()) as bar:
-            for _ in self._pool(COMPILE_THREADS).map(compile_one, todo):
+            done = self._pool(COMPILE_THREADS).map(compile_one, todo) if self.webgpu.threads else map(compile_one, todo)
+            for _ in done:
                 bar.update(1)
 
     def _bind_group(self, pipeline, gpus):

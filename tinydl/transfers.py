@@ -89,11 +89,12 @@ def in_pieces(pool, n: int, threads: int, align: int, work) -> None:
     list(pool(threads).map(lambda o: work(o, min(step, n - o)), range(0, n, step)))
 
 
-def write(queue, gpu, data: memoryview, opts: Options, pool) -> None:
+def write(queue, gpu, data: memoryview, opts: Options, pool, threads: bool = True) -> None:
     """Queue-write data (a multiple of 4 bytes) into gpu from offset 0, in pieces from pool's worker threads when
-    big (see Options.upload_threads); returns once every piece is in wgpu's staging memory."""
+    big (see Options.upload_threads) and the WebGPU implementation takes calls from several threads (`threads`);
+    returns once every piece is in wgpu's staging memory."""
     n = data.nbytes
-    if opts.upload_threads <= 1 or n < opts.upload_split_bytes:
+    if not threads or opts.upload_threads <= 1 or n < opts.upload_split_bytes:
         queue.write_buffer(gpu, 0, data)
         return
     write_buffer = queue.write_buffer

@@ -31,6 +31,7 @@ class Backend:
     native_map: bool        # read-backs mapped through lib (wgpu-native's wgpuDevicePoll; transfers.map_read)
     errors: tuple           # the exception classes its calls raise
     features: tuple         # the device features tinydl asks for where the adapter has them
+    threads: bool           # its device may be called from several threads at once (split uploads, compile_all)
 
     def prepare(self, wgsl: str) -> str:
         """The shader as this implementation's compiler takes it: Tint (Dawn) needs `enable subgroups;` before
@@ -86,7 +87,7 @@ def load(name: str | None = None) -> Backend:
     except ImportError:  # another wgpu-py layout: the public API
         ffi = lib = None
     return Backend("wgpu-native", wgpu, ffi, lib, lib is not None, (wgpu.GPUError, wgpu.GPUPipelineError),
-                   ("shader-f16", "timestamp-query", "subgroup"))
+                   ("shader-f16", "timestamp-query", "subgroup"), True)
 
 
 def _dawn() -> Backend:
@@ -103,6 +104,7 @@ def _dawn() -> Backend:
         if "instance" not in str(e).lower():
             raise
     # the dispatch loop's three calls have webgpu.h's signatures in Dawn too; read-backs go through the public API
-    # (Dawn has no wgpuDevicePoll)
+    # (Dawn has no wgpuDevicePoll). Dawn's device refuses calls from several threads at once ("Concurrent buffer
+    # operations are not allowed"): uploads in one piece, pipelines compiled one at a time.
     return Backend("dawn", wgpudawn, ffi, lib, False, (wgpudawn.GPUError, wgpudawn.GPUPipelineError),
-                   ("shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX))
+                   ("shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX), False)

@@ -147,9 +147,11 @@ class KernelSource:
         assert self.vec4_out and self.out.dtype.storage in VEC4_STORAGE
         return f"out[({lin}) >> 2u] = {value if self.out.dtype.storage == 'f32' else f'vec4<f16>(td_round_f16x4({value}))'};"
 
-    def render(self, body: str, workgroup_size: int, shared: str = "", subgroups: bool = False) -> str:
+    def render(self, body: str, workgroup_size: int, shared: str = "", subgroups: bool = False,
+               enables: tuple[str, ...] = (), builtins: str = "") -> str:
         """The shader: bindings, shared memory, functions and main around body. subgroups: main also gets the
-        subgroup size as `sgs` (the adapter's subgroup feature)."""
+        subgroup size as `sgs` (the adapter's subgroup feature); enables: extensions the kernel needs besides f16;
+        builtins: more parameters of main (", @builtin(...) name: type")."""
         needs_f16 = (self.uses_f16 or self.out.dtype == dtypes.float16
                      or any(n.dtype == dtypes.float16 for n in self.inputs))
         out_type = f"vec4<{self.out.dtype.storage}>" if self.vec4_out else self.out.dtype.storage
@@ -160,11 +162,12 @@ class KernelSource:
             decls.append(f"@group(0) @binding({i}) var<storage, read> in{i}: array<{elem}>;")
         if self.checks:
             decls.append(checks.wgsl_binding(len(self.inputs) + 1))
-        head = "enable f16;\n" if needs_f16 else ""
+        head = ("enable f16;\n" if needs_f16 else "") + "".join(f"enable {x};\n" for x in enables)
         return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
                 f"@compute @workgroup_size({workgroup_size})\n"
                 f"fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
-                f"        @builtin(local_invocation_id) lid3: vec3<u32>{_SUBGROUP_BUILTINS if subgroups else ''}) {{\n"
+                f"        @builtin(local_invocation_id) lid3: vec3<u32>{_SUBGROUP_BUILTINS if subgroups else ''}"
+                f"{builtins}) {{\n"
                 f"  td_z = nwg.z >> 31u;\n"  # 0 (a dispatch has under 65536 workgroups), unknown to the compiler
                 f"  let lid = i32(lid3.x);\n  let wg = i32(wid.x + wid.y * nwg.x);\n{body}\n}}\n")
 

@@ -13,8 +13,10 @@ from typing import Callable
 
 from ..ops import VIEW, Node
 from ..options import DEFAULT, Options
+from . import gemm_matrix
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
+from .gemm_matrix import MATRIX_TILES
 from .tiles import GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL, GEMV_ROWS, GEMV_THREADS, TILES, Tile, gemv_lanes
 # the choices lowering and tuning ask for, read as gemm.X (the table and the rules live in tiles.py)
 from .tiles import (GEMV_LANES, MAX_K, TUNED, choose_tile, conv_gather, conv_gemm_dims, long_k_slices,  # noqa: F401
@@ -102,7 +104,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     opts: the vec4 switches (Options.vec4_loads / vec4_stores)."""
     name = tile
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
-    t = TILES.get(name)
+    t = TILES.get(name) or MATRIX_TILES.get(name)
     # a gemv reads both operands as vec4s along k, or neither
     lanes = gemv_lanes(name)
     gemv4 = (lanes is not None and opts.vec4_loads and K % 4 == 0
@@ -139,6 +141,9 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         load_bytes = 16 if packed else 4 * b_vec.node.dtype.itemsize if gemv4 else 4  # scalar: as float32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
         return _gemv(src, batch, M, N, K, "packed" if packed else gemv4, lanes, unroll) + (name,)
+    if name in MATRIX_TILES:
+        store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
+        return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec) + (name,)
     vec4 = opts.vec4_stores and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from .. import dtypes
-from ..kernels import gemm, reduce, rownorm, window
+from ..kernels import gemm, gemm_matrix, reduce, rownorm, window
 from ..kernels.build import conv_uses_gemm
 from ..options import Options
 from ..ops import BUFFER, CONV, ELEMENTWISE, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
@@ -71,7 +71,7 @@ def lower(order: list[Node], roots: list[int], target: Target, opts: Options, ch
         else:
             srcs = tuple(new[s.uid] for s in n.srcs)
             if n.kind == MATMUL:
-                low = _matmul(n, srcs, opts, chooser)
+                low = _matmul(n, srcs, target, opts, chooser)
             elif n.kind == CONV:
                 low = _conv(n, srcs, target, opts, chooser)
             elif n.kind == ROWNORM:
@@ -132,13 +132,18 @@ def _pad_last(x: Node, dim: int, to: int) -> Node:
     return Node(VIEW, "pad", (x,), (pads, "constant", 0), shape, x.dtype)
 
 
-def _matmul(n: Node, srcs: tuple, opts: Options, chooser: Rules) -> Node:
+def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -> Node:
     """[B,M,K] @ [B,K,N]: its split (K slices as extra batch entries: entry s*B + b multiplies slice s of K) and
-    its tile."""
+    its tile; a float16 product on an adapter with subgroup matrices takes a matrix tile, unsplit."""
     a, b = srcs
     B, M, K = a.shape
     N = b.shape[2]
     dt = n.dtype
+    if (target.subgroup_matrix and a.dtype == b.dtype == dtypes.float16 and not opts.force_tile
+            and gemm_matrix.fits(M, N, K) and K <= gemm.MAX_K):
+        low = Node(MATMUL, None, (a, b), GemmArgs(1, gemm_matrix.choose(B, M, N)), n.shape, dt)
+        low.uid = n.uid
+        return low
     S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
     if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
         S = gemm.long_k_slices(K)

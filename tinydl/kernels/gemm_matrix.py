@@ -1,0 +1,153 @@
+"""Float16 GEMMs on subgroup matrices: WGSL's chromium_experimental_subgroup_matrix (Dawn), which compiles to the
+GPU's matrix units (tensor cores). gemm.gemm emits the operands' load functions and the epilogue's store function
+as for its other tiles; this module emits the kernel around them.
+
+A workgroup computes a bm x bn output tile with sm x sn subgroups of 32 lanes, each owning fm x fn fragments of
+16 x 16, accumulated in float32 result matrices. Each K step of bk, every thread loads its share of the A (bm x bk)
+and B (bk x bn) tiles through the load functions, rounds them to float16 (the operands are float16 already: the
+rounding is exact) and writes them to workgroup memory laid out along the operand's fast axis (so 4 elements a
+thread loads lie side by side); the subgroups then load 16 x 16 fragments from there, row- or column-major to
+match, and multiply-accumulate. At the end each subgroup stores one result fragment at a time into its own 16 x 16
+float32 scratch, from which its lanes push 8 values each through the epilogue (store_out): bias, activation and
+residual stay fused."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .expr import KernelSource
+
+ENABLE = "chromium_experimental_subgroup_matrix"
+LANES = 32   # the subgroup size the tiles are written for (webgpu.Backend.has_f16_matrices checks the adapter's)
+FRAG = 16    # the f16 x f16 -> f32 fragment: 16 x 16 x 16
+PAD = 8      # float16 elements after each row of a workgroup tile: rows start in different banks
+# main's subgroup index (uniform within a subgroup, as the fragments' offsets must be) and lane
+BUILTINS = ", @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sglane: u32"
+
+
+@dataclass(frozen=True)
+class MatrixTile:
+    sm: int  # subgroups along M
+    sn: int  # subgroups along N
+    fm: int  # 16-row fragments per subgroup along M
+    fn: int  # 16-column fragments per subgroup along N
+    bk: int  # K step held in workgroup memory (a multiple of 16)
+
+    @property
+    def bm(self) -> int:
+        return self.sm * self.fm * FRAG
+
+    @property
+    def bn(self) -> int:
+        return self.sn * self.fn * FRAG
+
+    @property
+    def threads(self) -> int:
+        return self.sm * self.sn * LANES
+
+    def whole_vec4s(self, rows: int) -> bool:
+        """Each thread's share of an operand tile with `rows` rows (bm or bn) is whole vec4s."""
+        return (rows * self.bk) % (4 * self.threads) == 0
+
+
+MATRIX_TILES = {
+    "mma128": MatrixTile(2, 2, 4, 4, 32),  # 128 x 128 by 4 subgroups of 64 x 64: big products
+    "mma64": MatrixTile(2, 2, 2, 2, 32),   # 64 x 64 by 4 subgroups of 32 x 32: products of few big tiles
+}
+# a product needs this many 128 x 128 tiles to take mma128 (about a wave on a big GPU), else mma64
+MMA128_MIN_TILES = 128
+
+
+def choose(batch: int, M: int, N: int) -> str:
+    """The matrix tile for a batch of M x N products."""
+    t = MATRIX_TILES["mma128"]
+    tiles = batch * -(-M // t.bm) * -(-N // t.bn)
+    return "mma128" if tiles >= MMA128_MIN_TILES else "mma64"
+
+
+def fits(M: int, N: int, K: int) -> bool:
+    """Products worth the matrix tiles: more than a few rows (fewer go to the gemvs) and a K of whole fragments'
+    worth (a shorter K leaves the matrix units idle; its zero-padding costs more than it saves)."""
+    return M >= FRAG and N >= FRAG and K >= 2 * FRAG
+
+
+def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict):
+    """The kernel's WGSL and workgroup count. fast[op]: the index ("r" or "k") the operand's memory runs along;
+    vec[op]: its tile loads fetch 4 elements at once (load_a4 / load_b4; else load_a / load_b)."""
+    T = t.threads
+    tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
+    groups = batch * tiles_m * tiles_n
+    # per operand: (array, rows, origin, its tile's fast axis) and the stride of its workgroup layout: a row of the
+    # fast axis is contiguous ("k": rows of bk; "r": columns of bm / bn)
+    rows = {"a": t.bm, "b": t.bn}
+    stride = {op: (t.bk if fast[op] == "k" else rows[op]) + PAD for op in ("a", "b")}
+    size = {op: (rows[op] if fast[op] == "k" else t.bk) * stride[op] for op in ("a", "b")}
+
+    def at(op: str, r: str, k: str) -> str:
+        """Position of (row r, k) of the operand's tile in its workgroup array."""
+        return f"({r}) * {stride[op]} + ({k})" if fast[op] == "k" else f"({k}) * {stride[op]} + ({r})"
+
+    body = [f"  if (wg >= {groups}) {{ return; }}",
+            f"  let b = wg / {tiles_m * tiles_n};",
+            f"  let rem = wg % {tiles_m * tiles_n};",
+            f"  let m0 = (rem / {tiles_n}) * {t.bm};",
+            f"  let n0 = (rem % {tiles_n}) * {t.bn};",
+            "  let sg = i32(sgid);",           # this subgroup: uniform within it, as fragment offsets must be
+            "  let lane = i32(sglane);",
+            f"  let fr0 = (sg / {t.sn}) * {t.fm * FRAG};",  # its first row / column in the tile
+            f"  let fc0 = (sg % {t.sn}) * {t.fn * FRAG};"]
+    body += [f"  var acc{i}_{j} = subgroup_matrix_result<f32, {FRAG}, {FRAG}>();"
+             for i in range(t.fm) for j in range(t.fn)]
+    body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
+    for op, origin in (("a", "m0"), ("b", "n0")):
+        arr = "As" if op == "a" else "Bs"
+        if vec[op]:  # 4 elements along the fast axis per load
+            per = rows[op] * t.bk // (4 * T)
+            along = t.bk // 4 if fast[op] == "k" else rows[op] // 4
+            for s in range(per):
+                q = f"(lid + {s * T})"
+                r, k = ((f"{q} / {along}", f"({q} % {along}) * 4") if fast[op] == "k"
+                        else (f"({q} % {along}) * 4", f"{q} / {along}"))
+                body.append(f"    {{ let r = {r}; let k = {k}; let v = load_{op}4(b, {origin} + r, k0 + k);")
+                dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # the 4 elements' steps along r and k
+                body += [f"      {arr}[{at(op, f'r + {c * dr}', f'k + {c * dk}')}] = f16(v[{c}]);"
+                         for c in range(4)]
+                body.append("    }")
+        else:
+            per = -(-rows[op] * t.bk // T)
+            for s in range(per):
+                q = f"(lid + {s * T})"
+                r, k = (f"{q} / {t.bk}", f"{q} % {t.bk}") if fast[op] == "k" else \
+                    (f"{q} % {rows[op]}", f"{q} / {rows[op]}")
+                load = "load_a(b, m0 + r, k0 + k)" if op == "a" else "load_b(b, k0 + k, n0 + r)"
+                guard = "" if (rows[op] * t.bk) % T == 0 or s < per - 1 else f"if ({q} < {rows[op] * t.bk}) "
+                body.append(f"    {guard}{{ let r = {r}; let k = {k}; {arr}[{at(op, 'r', 'k')}] = f16({load}); }}")
+    body.append("    workgroupBarrier();")
+    left, right = (f"subgroup_matrix_{kind}<f16, {FRAG}, {FRAG}>" for kind in ("left", "right"))
+    # a fragment's (row, k) layout: A row-major where its tile rows are contiguous (fast "k"), else column-major;
+    # B's fragment is k x n: row-major where its tile holds rows of n (fast "r"), else column-major
+    a_col, b_col = ("true" if fast["a"] == "r" else "false"), ("true" if fast["b"] == "k" else "false")
+    for kk in range(0, t.bk, FRAG):  # each 16-deep sub-step in a scope of its own (its fragments' names)
+        body.append("    {")
+        body += [f"      let a{i} = subgroupMatrixLoad<{left}>(&As, u32({at('a', f'fr0 + {i * FRAG}', kk)}), "
+                 f"{a_col}, {stride['a']}u);" for i in range(t.fm)]
+        body += [f"      let b{j} = subgroupMatrixLoad<{right}>(&Bs, u32({at('b', f'fc0 + {j * FRAG}', kk)}), "
+                 f"{b_col}, {stride['b']}u);" for j in range(t.fn)]
+        body += [f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});"
+                 for i in range(t.fm) for j in range(t.fn)]
+        body.append("    }")
+    body.append("    workgroupBarrier();")
+    body.append("  }")
+    # the epilogue: fragment by fragment through this subgroup's scratch, 8 values a lane
+    for i in range(t.fm):
+        for j in range(t.fn):
+            body.append(f"  subgroupMatrixStore(&Cs, u32(sg * {FRAG * FRAG}), acc{i}_{j}, false, {FRAG}u);")
+            body.append("  workgroupBarrier();")
+            body.append(f"  for (var e: i32 = lane; e < {FRAG * FRAG}; e += {LANES}) {{")
+            body.append(f"    let m = m0 + fr0 + {i * FRAG} + e / {FRAG}; let n = n0 + fc0 + {j * FRAG} + e % {FRAG};")
+            body.append(f"    if (m < {M} && n < {N}) {{ store_out(b, m, n, Cs[sg * {FRAG * FRAG} + e]); }}")
+            body.append("  }")
+            body.append("  workgroupBarrier();")
+    shared = (f"var<workgroup> As: array<f16, {size['a']}>;\n"
+              f"var<workgroup> Bs: array<f16, {size['b']}>;\n"
+              f"var<workgroup> Cs: array<f32, {t.sm * t.sn * FRAG * FRAG}>;")
+    return src.render("\n".join(body), T, shared, enables=("subgroups", ENABLE), builtins=BUILTINS), groups
