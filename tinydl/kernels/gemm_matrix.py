@@ -97,31 +97,46 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
             f"  let fc0 = (sg % {t.sn}) * {t.fn * FRAG};"]
     body += [f"  var acc{i}_{j} = subgroup_matrix_result<f32, {FRAG}, {FRAG}>();"
              for i in range(t.fm) for j in range(t.fn)]
+    # each thread's slots of the two tiles: (register, operand, row and k expressions within the tile, 4 wide)
+    slots = []
+    for op in ("a", "b"):
+        width = 4 if vec[op] else 1
+        along = (t.bk if fast[op] == "k" else rows[op]) // width  # loads across the fast axis
+        for s in range(-(-rows[op] * t.bk // (width * T))):
+            q = f"(lid + {s * T})"
+            across, down = f"({q} % {along}) * {width}", f"{q} / {along}"
+            r, k = (down, across) if fast[op] == "k" else (across, down)
+            ragged = (rows[op] * t.bk) % (width * T) and s == -(-rows[op] * t.bk // (width * T)) - 1
+            slots.append((f"g{op}{s}", op, r, k, width, f"{q} < {rows[op] * t.bk // width}" if ragged else None))
+
+    def fetch(k0: str, decl: str):
+        """Each slot's global load for the K step at k0 into its registers (float16: exact)."""
+        for reg, op, r, k, width, guard in slots:
+            origin = "m0" if op == "a" else "n0"
+            if width == 4:
+                load = f"vec4<f16>(load_{op}4(b, {origin} + {reg}r, {k0} + {reg}k))"
+            else:
+                load = (f"f16(load_a(b, m0 + {reg}r, {k0} + {reg}k))" if op == "a"
+                        else f"f16(load_b(b, {k0} + {reg}k, n0 + {reg}r))")
+            if guard:
+                load = f"select({'vec4<f16>(0.0h)' if width == 4 else '0.0h'}, {load}, {guard})"
+            body.append(f"    {decl}{reg} = {load};")
+
+    for reg, op, r, k, width, guard in slots:
+        body.append(f"  let {reg}r = {r}; let {reg}k = {k};")
+    fetch("0", "var ")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    for op, origin in (("a", "m0"), ("b", "n0")):
+    for reg, op, r, k, width, guard in slots:  # registers into the workgroup tiles
         arr = "As" if op == "a" else "Bs"
-        if vec[op]:  # 4 elements along the fast axis per load
-            per = rows[op] * t.bk // (4 * T)
-            along = t.bk // 4 if fast[op] == "k" else rows[op] // 4
-            for s in range(per):
-                q = f"(lid + {s * T})"
-                r, k = ((f"{q} / {along}", f"({q} % {along}) * 4") if fast[op] == "k"
-                        else (f"({q} % {along}) * 4", f"{q} / {along}"))
-                body.append(f"    {{ let r = {r}; let k = {k}; let v = load_{op}4(b, {origin} + r, k0 + k);")
-                dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # the 4 elements' steps along r and k
-                body += [f"      {arr}[{at(op, f'r + {c * dr}', f'k + {c * dk}')}] = f16(v[{c}]);"
-                         for c in range(4)]
-                body.append("    }")
-        else:
-            per = -(-rows[op] * t.bk // T)
-            for s in range(per):
-                q = f"(lid + {s * T})"
-                r, k = (f"{q} / {t.bk}", f"{q} % {t.bk}") if fast[op] == "k" else \
-                    (f"{q} % {rows[op]}", f"{q} / {rows[op]}")
-                load = "load_a(b, m0 + r, k0 + k)" if op == "a" else "load_b(b, k0 + k, n0 + r)"
-                guard = "" if (rows[op] * t.bk) % T == 0 or s < per - 1 else f"if ({q} < {rows[op] * t.bk}) "
-                body.append(f"    {guard}{{ let r = {r}; let k = {k}; {arr}[{at(op, 'r', 'k')}] = f16({load}); }}")
+        dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # a vec4's elements step along k or r
+        parts = [(f"{reg}[{c}]", f"{reg}r + {c * dr}", f"{reg}k + {c * dk}") for c in range(4)] if width == 4 \
+            else [(reg, f"{reg}r", f"{reg}k")]
+        stores = " ".join(f"{arr}[{at(op, rr, kk)}] = {v};" for v, rr, kk in parts)
+        body.append(f"    if ({guard}) {{ {stores} }}" if guard else f"    {stores}")
     body.append("    workgroupBarrier();")
+    body.append(f"    if (k0 + {t.bk} < {K}) {{")  # the next step's loads in flight while this one multiplies
+    fetch(f"k0 + {t.bk}", "")
+    body.append("    }")
     left, right = (f"subgroup_matrix_{kind}<f16, {FRAG}, {FRAG}>" for kind in ("left", "right"))
     # a fragment's (row, k) layout: A row-major where its tile rows are contiguous (fast "k"), else column-major;
     # B's fragment is k x n: row-major where its tile holds rows of n (fast "r"), else column-major
