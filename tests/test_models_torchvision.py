@@ -84,6 +84,25 @@ def test_torchvision_model(rng, name):
     assert_close(out2, ref2, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["swin_t", "vit_b_16"])
+def test_torchvision_model_after_half(rng, name):
+    """model.half() converts and runs in float16 throughout: no float32 constant left in the graph (swin_t's
+    shifted-window mask was float32 and made its attention float32: "expected m1 and m2 to have the same
+    dtype"); the logits are as close to the float32 model's as torch's own float16 forward is, give or take."""
+    if "shader-f16" not in tinydl.device_info()["features"]:
+        pytest.skip("adapter without shader-f16")
+    model, size = _build(name)
+    x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+        half_model = model.half()
+        torch_half = half_model(torch.from_numpy(x).half()).float().numpy()
+    out = tinydl.from_torch(half_model)(tinydl.tensor(x.astype(np.float16))).numpy()
+    assert out.dtype == np.float16
+    ours, theirs = (np.abs(o.astype(np.float32) - ref).max() / np.abs(ref).max() for o in (out, torch_half))
+    assert ours <= max(3 * theirs, 5e-3), (ours, theirs)
+
+
 # video classifiers (3-d convs, BatchNorm3d, 3-d adaptive pooling): 4 frames of 32x32
 VIDEO = {"r3d_18": lambda: M.video.r3d_18(), "mc3_18": lambda: M.video.mc3_18()}
 

@@ -108,7 +108,8 @@ def shifted_window_attention(input: Tensor, qkv_weight: Tensor, proj_weight: Ten
     attn = attn + relative_position_bias
 
     if shifted:
-        mask = _shift_mask(pad_H, pad_W, window_size[0], window_size[1], shift_size[0], shift_size[1])
+        # in the attention's dtype, as torchvision builds it (x.new_zeros): a float16 model stays float16
+        mask = _shift_mask(pad_H, pad_W, window_size[0], window_size[1], shift_size[0], shift_size[1]).to(attn.dtype)
         attn = attn.reshape(x.size(0) // num_windows, num_windows, num_heads, x.size(1), x.size(1))
         attn = attn + mask.unsqueeze(1).unsqueeze(0)
         attn = attn.reshape(-1, num_heads, x.size(1), x.size(1))

@@ -52,6 +52,8 @@ def linear_index(idx, shape) -> str:
 
 
 def unravel(lin: str, shape) -> list[str]:
+    if 0 in shape:  # no element: no index is ever reached (and a literal `% 0` is a compile error in Tint)
+        return ["0"] * len(shape)
     out = []
     for s, n in zip(contiguous_strides(shape), shape):
         if n == 1:
@@ -518,7 +520,7 @@ def _merged(dims: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
 
 def sub_dim_offset(e: Expr, dim: list[tuple[int, int]], index: str) -> str:
     """The element offset of position `index` (an expression) along a dim made of these sub-dims."""
-    if not dim:
+    if not dim or any(size == 0 for size, _ in dim):  # an empty dim: never indexed (Tint refuses `% 0`)
         return "0"
     if len(dim) == 1:
         return f"({index}) * {dim[0][1]}"
