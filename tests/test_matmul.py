@@ -511,6 +511,10 @@ HALF_PRODUCTS = {  # name: (tinydl fn, torch fn, input shapes): layouts and edge
                 [(2, 4, 40, 64), (2, 4, 40, 64)]),
     "linear+bias+gelu": (lambda x, w, b: F.gelu(F.linear(x, w, b)), lambda x, w, b: TF.gelu(TF.linear(x, w, b)),
                          [(77, 96), (160, 96), (160,)]),
+    "conv 3x3": (lambda x, w: F.conv2d(x, w, None, 1, 1), lambda x, w: TF.conv2d(x, w, None, 1, 1),
+                 [(2, 32, 9, 9), (48, 32, 3, 3)]),
+    "conv 1x1 stride 2": (lambda x, w: F.conv2d(x, w, None, 2), lambda x, w: TF.conv2d(x, w, None, 2),
+                          [(2, 64, 10, 10), (40, 64, 1, 1)]),
 }
 
 

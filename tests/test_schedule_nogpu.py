@@ -162,3 +162,8 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
     assert "gemv" in names(lambda x, w: F.linear(x, w), P(1, 768, dtype=float16), w, target=MATRIX)[0]
     assert "mma" not in names(lambda a, b: a @ b, P(64, 16, dtype=float16), P(16, 64, dtype=float16),
                               target=MATRIX)[0]  # K under 2 fragments
+    # convs on the GEMM path too, their pixels gathered per element; direct convs (few output channels) stay
+    assert names(lambda x, w: F.conv2d(x, w, padding=1).relu(), P(16, 64, 56, 56, dtype=float16),
+                 P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128]"]
+    assert "mma" not in names(lambda x, w: F.conv2d(x, w, padding=1), P(2, 3, 32, 32, dtype=float16),
+                              P(16, 3, 3, 3, dtype=float16), target=MATRIX)[-1]
