@@ -199,3 +199,27 @@ def test_compare_hf_model_output(rng):
     report = compare(T(), M(), randn(rng, 2, 5, 3), print_report=False)
     assert [o.name for o in report] == [".last_hidden_state", ".pooler_output"]  # None fields are not outputs
     assert report.ok
+
+
+def test_compare_puts_a_float16_model_beside_a_float32_copy(rng):
+    """A float16 torch module is also run as a float32 copy: each output reports tinydl's error against it and
+    torch's own float16 error against it, so a difference shows as float16's or tinydl's."""
+    if "shader-f16" not in tinydl.device_info()["features"]:
+        pytest.skip("adapter without shader-f16")
+    torch.manual_seed(0)
+    t = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.LayerNorm(128), torch.nn.GELU(),
+                            torch.nn.Linear(128, 16)).eval().half()
+    x = rng.standard_normal((4, 64)).astype(np.float16)
+    report = compare(t, tinydl.from_torch(t, (torch.from_numpy(x),)), x, rtol=1e-2, atol=1e-2, print_report=False)
+    out = report.outputs[0]
+    with torch.no_grad():
+        exact = t.float()(torch.from_numpy(x).float()).numpy()
+        t.half()
+        torch_half = t(torch.from_numpy(x)).float().numpy()
+    assert out.torch_vs_float32 == pytest.approx(np.abs(torch_half - exact).max(), rel=1e-6)
+    assert 0 < out.vs_float32 <= 4 * out.torch_vs_float32  # tinydl's float16 error is float16's, not more
+    text = str(report)
+    assert "vs float32 model" in text and "torch fp16 vs float32" in text and f"{out.vs_float32:.3g}" in text
+    linear = torch.nn.Linear(4, 4).eval()  # a float32 module: no such columns
+    plain = compare(linear, tinydl.from_torch(linear), np.ones((2, 4), np.float32), print_report=False)
+    assert plain.outputs[0].vs_float32 is None and "vs float32" not in str(plain)

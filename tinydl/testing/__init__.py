@@ -63,11 +63,15 @@ def max_error(actual, expected) -> tuple[float, float]:
 # -- whole-model parity --------------------------------------------------------------------------------------
 class OutputReport:
     """One output of compare(): its name in the output structure, shapes and errors."""
-    __slots__ = ("name", "shape", "expected_shape", "dtype", "max_abs", "max_rel", "ok", "note")
+    __slots__ = ("name", "shape", "expected_shape", "dtype", "max_abs", "max_rel", "ok", "note", "vs_float32",
+                 "torch_vs_float32")
 
     def __init__(self, name, shape, expected_shape, dtype, max_abs, max_rel, ok, note=""):
         self.name, self.shape, self.expected_shape, self.dtype = name, shape, expected_shape, dtype
         self.max_abs, self.max_rel, self.ok, self.note = max_abs, max_rel, ok, note
+        # a float16 model's: tinydl's and torch's own float16 max abs error against a float32 copy of the model
+        self.vs_float32: float | None = None
+        self.torch_vs_float32: float | None = None
 
     def __repr__(self):
         return (f"OutputReport({self.name!r}, shape={self.shape}, max_abs={self.max_abs:.3g}, "
@@ -104,15 +108,24 @@ class CompareReport:
     def __str__(self):
         head = (f"{self.title + ': ' if self.title else ''}{len(self.outputs)} output(s), rtol={self.rtol:g}, "
                 f"atol={self.atol:g}: {'PASS' if self.ok else 'FAIL'}")
-        rows = [("output", "shape", "max abs err", "max rel err", "result")]
+        half = any(o.vs_float32 is not None for o in self.outputs)
+        rows = [("output", "shape", "max abs err", "max rel err")
+                + (("vs float32 model", "torch fp16 vs float32") if half else ()) + ("result",)]
         for o in self.outputs:
             shape = "x".join(map(str, o.shape)) if o.shape else "scalar"
             if o.expected_shape != o.shape:
                 shape += f" (torch: {'x'.join(map(str, o.expected_shape or ())) or 'scalar'})"
-            rows.append((o.name, shape, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}",
-                         ("ok" if o.ok else "FAIL") + (f"  {o.note}" if o.note else "")))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+            context = tuple("-" if v is None else f"{v:.3g}" for v in (o.vs_float32, o.torch_vs_float32)) \
+                if half else ()
+            rows.append((o.name, shape, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}") + context
+                        + (("ok" if o.ok else "FAIL") + (f"  {o.note}" if o.note else ""),))
+        n = len(rows[0]) - 1
+        widths = [max(len(r[i]) for r in rows) for i in range(n)]
+        lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:n], widths)) + "  " + r[n] for r in rows]
+        if half:
+            lines.append("  (a float16 model: 'vs float32 model' is tinydl's max abs error against a float32 copy of "
+                         "the torch model, 'torch fp16 vs float32' torch's own float16 error against it: the share of "
+                         "a difference that float16 itself explains)")
         return "\n".join([head] + lines)
 
     __repr__ = __str__
@@ -152,6 +165,34 @@ def _flatten_outputs(x, name, out):
 def leaves(x) -> list[tuple[str, object]]:
     """(name, leaf) pairs of a model's output structure, named from "output" (`output[0]`, `output.logits`)."""
     return _flatten_outputs(x, "output", [])
+
+
+def _float32_run(torch_module, args, kwargs) -> dict | None:
+    """For a float16 torch module (its parameters float16): its outputs' leaves from a float32 copy run on float32
+    copies of the floating inputs, by name; None for any other module, or where the copy cannot run."""
+    import copy
+
+    import torch
+    params = list(torch_module.parameters()) if isinstance(torch_module, torch.nn.Module) else []
+    if not params or params[0].dtype != torch.float16:
+        return None
+
+    def widen(v):
+        return v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+    try:
+        out = copy.deepcopy(torch_module).float()(*map(widen, args), **{k: widen(v) for k, v in kwargs.items()})
+    except Exception:  # noqa: BLE001 - the context is optional: the main comparison stands without it
+        return None
+    return {name: to_numpy(v).astype(np.float64) for name, v in _flatten_outputs(out, "output", [])
+            if v is not None and not isinstance(v, (int, bool))}
+
+
+def _max_abs(a, e) -> float:
+    a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    if a.shape != e.shape:
+        return float("inf")
+    err = np.abs(a - e)
+    return float(np.where(np.isnan(a) & np.isnan(e), 0.0, np.nan_to_num(err, nan=np.inf)).max(initial=0.0))
 
 
 def _compare_leaf(name, got, want, rtol, atol) -> OutputReport:
@@ -209,9 +250,11 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
     kwargs = kwargs or {}
     with torch.no_grad():
         expected = torch_module(*map(for_torch, inputs), **{k: for_torch(v) for k, v in kwargs.items()})
+        float32 = _float32_run(torch_module, [for_torch(v) for v in inputs], {k: for_torch(v) for k, v in kwargs.items()})
     got = tinydl_module(*map(for_tinydl, inputs), **{k: for_tinydl(v) for k, v in kwargs.items()})
     want_leaves = _flatten_outputs(expected, "output", [])
     got_leaves = dict(_flatten_outputs(got, "output", []))
+    got_leaves_all = dict(got_leaves)
     pending = [v for v in got_leaves.values() if isinstance(v, Tensor)]
     if pending:
         realize(*pending)  # every output in one plan and one submit
@@ -223,6 +266,9 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
                                      False, "missing from tinydl's output"))
             continue
         rows.append(_compare_leaf(short, got_leaves.pop(name), want, rtol, atol))
+        if float32 is not None and name in float32 and rows[-1].max_abs != float("inf"):
+            rows[-1].vs_float32 = _max_abs(to_numpy(got_leaves_all[name]), float32[name])
+            rows[-1].torch_vs_float32 = _max_abs(to_numpy(want), float32[name])
     for name in got_leaves:
         rows.append(OutputReport(name[len("output"):] or "output", (), (), "-", float("inf"), float("inf"), False,
                                  "not in torch's output"))
