@@ -510,3 +510,21 @@ def test_sdpa_dim_mismatch(rng):
     q, k = rand(rng, 1, 2, 3, 4), rand(rng, 1, 2, 3, 5)
     with pytest.raises(RuntimeError, match="Expected query and key to have the same last dimension, got 4 and 5"):
         F.scaled_dot_product_attention(*_d(q, k, k))
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "group_norm", "rms_norm", "softmax", "log_softmax"])
+def test_float16_norms_of_large_values_keep_float32_statistics(rng, op):
+    """float16 inputs of magnitude ~1e4: their squares (~1e8) overflow float16, so mean/variance/sum of exps are
+    kept in float32 (as torch accumulates) and only the result is rounded: finite, and as close to the float32
+    result as rounding to float16 allows (ONNX Runtime's float16 LayerNorm once returned Inf/NaN here)."""
+    if "shader-f16" not in tinydl.device_info()["features"]:
+        pytest.skip("adapter without shader-f16")
+    x = (rng.standard_normal((4, 32, 64)) * 8e3).astype(np.float16)
+    fns = {"layer_norm": (lambda t, f: f.layer_norm(t, (64,))), "group_norm": (lambda t, f: f.group_norm(t, 8)),
+           "rms_norm": (lambda t, f: f.rms_norm(t, (64,))), "softmax": (lambda t, f: f.softmax(t / 1e3, -1)),
+           "log_softmax": (lambda t, f: f.log_softmax(t / 1e3, -1))}
+    y = fns[op](tinydl.tensor(x), F).numpy()
+    ref = fns[op](torch.from_numpy(x).float(), TF).numpy()
+    assert y.dtype == np.float16 and np.isfinite(y).all()
+    rounding = np.abs(ref.astype(np.float16).astype(np.float32) - ref).max()
+    assert np.abs(y.astype(np.float32) - ref).max() <= 2 * rounding + 2e-3 * np.abs(ref).max()
