@@ -38,6 +38,7 @@ class Options:
     tap_major: bool = _plan(True)                 # gathered convs read their pixels tap-major (gemm.conv_gather)
     vec4_loads: bool = _plan(True)                # tiled GEMMs load runs of 4 operand elements as one vec4
     vec4_stores: bool = _plan(True)               # tiled GEMMs store runs of 4 outputs as one vec4
+    matrix_packed_loads: bool = _plan(True)       # matrix tiles load float16 runs of 8 as one 16-byte load
     direct_conv_max_cout_per_group: int = _plan(DIRECT_CONV_MAX_COUT_PER_GROUP)  # fewer: a direct conv
     subgroup_teams: bool = _plan(True)            # row kernels in subgroup teams where the adapter has subgroups
     team: int = _plan(32)                         # threads per team (kernels/rownorm.py)

@@ -113,7 +113,8 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     packed = gemv4 and K % 8 == 0 and a_vec.eights and b_vec.eights
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
-    # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s)
+    # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s; a matrix
+    # tile's: 8, packed float16 pairs)
     fast = {"a": "r" if a_m_fastest else "k", "b": "k" if b_k_fastest else "r"}
     vec = {"a": False, "b": False}
     operands = (("a", a_vec, "m", t and t.bm, M, a_value), ("b", b_vec, "n", t and t.bn, N, b_value))
@@ -121,6 +122,11 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         if op == "b" and b_gather:
             continue
         if packed:
+            _load8_function(src, f"load_{op}8", v, r, inside, (lim_r, K))
+            continue
+        if (name in MATRIX_TILES and opts.matrix_packed_loads and v and v.eights and K % 8 == 0
+                and t.whole_vecs(rows, 8)):  # float16 runs of 8 along k as one 16-byte load
+            vec[op], fast[op] = 8, "k"
             _load8_function(src, f"load_{op}8", v, r, inside, (lim_r, K))
             continue
         whole = t.whole_vec4s(rows) if t else gemv4

@@ -46,7 +46,10 @@ class MatrixTile:
 
     def whole_vec4s(self, rows: int) -> bool:
         """Each thread's share of an operand tile with `rows` rows (bm or bn) is whole vec4s."""
-        return (rows * self.bk) % (4 * self.threads) == 0
+        return self.whole_vecs(rows, 4)
+
+    def whole_vecs(self, rows: int, width: int) -> bool:
+        return (rows * self.bk) % (width * self.threads) == 0
 
 
 MATRIX_TILES = {
@@ -72,7 +75,8 @@ def fits(M: int, N: int, K: int) -> bool:
 
 def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict):
     """The kernel's WGSL and workgroup count. fast[op]: the index ("r" or "k") the operand's memory runs along;
-    vec[op]: its tile loads fetch 4 elements at once (load_a4 / load_b4; else load_a / load_b)."""
+    vec[op]: its tile loads fetch 8 float16 elements along k at once (8: load_a8 / load_b8, packed pairs), 4 (True:
+    load_a4 / load_b4), or one (load_a / load_b)."""
     T = t.threads
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
     groups = batch * tiles_m * tiles_n
@@ -100,7 +104,7 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
     # each thread's slots of the two tiles: (register, operand, row and k expressions within the tile, 4 wide)
     slots = []
     for op in ("a", "b"):
-        width = 4 if vec[op] else 1
+        width = 8 if vec[op] == 8 else 4 if vec[op] else 1
         along = (t.bk if fast[op] == "k" else rows[op]) // width  # loads across the fast axis
         for s in range(-(-rows[op] * t.bk // (width * T))):
             q = f"(lid + {s * T})"
@@ -113,13 +117,16 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         """Each slot's global load for the K step at k0 into its registers (float16: exact)."""
         for reg, op, r, k, width, guard in slots:
             origin = "m0" if op == "a" else "n0"
-            if width == 4:
+            if width == 8:  # 8 float16 along k as 4 packed pairs
+                load = f"load_{op}8(b, {origin} + {reg}r, {k0} + {reg}k)"
+            elif width == 4:
                 load = f"vec4<f16>(load_{op}4(b, {origin} + {reg}r, {k0} + {reg}k))"
             else:
                 load = (f"f16(load_a(b, m0 + {reg}r, {k0} + {reg}k))" if op == "a"
                         else f"f16(load_b(b, {k0} + {reg}k, n0 + {reg}r))")
             if guard:
-                load = f"select({'vec4<f16>(0.0h)' if width == 4 else '0.0h'}, {load}, {guard})"
+                zero = {8: "vec4<u32>(0u)", 4: "vec4<f16>(0.0h)", 1: "0.0h"}[width]
+                load = f"select({zero}, {load}, {guard})"
             body.append(f"    {decl}{reg} = {load};")
 
     for reg, op, r, k, width, guard in slots:
@@ -129,8 +136,12 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
     for reg, op, r, k, width, guard in slots:  # registers into the workgroup tiles
         arr = "As" if op == "a" else "Bs"
         dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # a vec4's elements step along k or r
-        parts = [(f"{reg}[{c}]", f"{reg}r + {c * dr}", f"{reg}k + {c * dk}") for c in range(4)] if width == 4 \
-            else [(reg, f"{reg}r", f"{reg}k")]
+        if width == 8:  # along k: pair c // 2's half c % 2
+            parts = [(f"bitcast<vec2<f16>>({reg}[{c // 2}])[{c % 2}]", f"{reg}r", f"{reg}k + {c}") for c in range(8)]
+        elif width == 4:
+            parts = [(f"{reg}[{c}]", f"{reg}r + {c * dr}", f"{reg}k + {c * dk}") for c in range(4)]
+        else:
+            parts = [(reg, f"{reg}r", f"{reg}k")]
         stores = " ".join(f"{arr}[{at(op, rr, kk)}] = {v};" for v, rr, kk in parts)
         body.append(f"    if ({guard}) {{ {stores} }}" if guard else f"    {stores}")
     body.append("    workgroupBarrier();")
