@@ -1,4 +1,6 @@
-"""Parity of max_pool2d / avg_pool2d / adaptive_{avg,max}_pool2d with torch CPU."""
+"""Parity of max_pool2d / avg_pool2d / adaptive_{avg,max}_pool2d and max_pool3d with torch CPU (and their errors)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -241,3 +243,109 @@ def test_adaptive_bad_output_size(rng):
 def test_global_avg_pool_of_integers(rng):
     x = np.arange(2 * 3 * 4 * 4, dtype=np.int32).reshape(2, 3, 4, 4)
     _both_raise("adaptive_avg_pool2d", x, (1,), {}, "mean.*could not infer output dtype")
+
+
+# -- max_pool3d: separable (H x W, then D), with torch's checks and words -----------------------------------
+def torch_error(fn, *args, **kw):
+    """The exception torch raises for fn(*args, **kw) (the test's expected type and message)."""
+    try:
+        fn(*args, **kw)
+    except Exception as e:  # noqa: BLE001 - whatever torch raises is what tinydl must raise
+        return e
+    raise AssertionError("torch raised nothing")
+
+
+MAX3D_CASES = [
+    ((2, 3, 6, 6, 6), dict(kernel_size=2)),                                  # stride None -> kernel
+    ((1, 2, 5, 7, 6), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 7, 5, 9), dict(kernel_size=(2, 3, 1), stride=(1, 2, 3), padding=(1, 1, 0))),
+    ((1, 2, 9, 8, 7), dict(kernel_size=3, stride=1, padding=1, dilation=(2, 1, 3))),
+    ((1, 1, 4, 5, 6), dict(kernel_size=(4, 5, 6))),                          # the whole volume -> 1x1x1
+    ((1, 2, 8, 8, 8), dict(kernel_size=2, stride=3)),                        # stride > kernel: skips inputs
+    ((1, 2, 5, 5, 5), dict(kernel_size=2, stride=3, padding=1)),             # ceil drops a window in the padding
+    ((3, 5, 6, 7), dict(kernel_size=(3, 2, 2), stride=(2, 1, 2), padding=(1, 0, 1))),  # unbatched
+    ((0, 2, 4, 4, 4), dict(kernel_size=2)),                                  # size-0 batch
+]
+
+
+@pytest.mark.parametrize("shape,kw", MAX3D_CASES)
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool3d(rng, shape, kw, ceil_mode):
+    x = rand(rng, *shape)
+    out, expected = both("max_pool3d", x, ceil_mode=ceil_mode, **kw)
+    assert out.shape == tuple(expected.shape)
+    assert_close(out, expected, rtol=0, atol=0)  # max selects an input value: exact
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool3d_nonfinite(rng, ceil_mode):
+    """NaN anywhere in a window wins (torch propagates it, through both passes here); -inf and padding never do."""
+    x = -np.abs(rand(rng, 2, 2, 5, 6, 7)) - 10
+    x[0, 0, 0, 0, 0] = x[1, 1, 4, 5, 6] = np.nan
+    x[0, 1, 2, :, :] = np.inf
+    x[1, 0, :, :, 0] = -np.inf
+    out, expected = both("max_pool3d", x, 3, 2, 1, ceil_mode=ceil_mode)
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())  # NaNs in the same places, the rest equal
+    assert np.isnan(expected.numpy()).any() and np.isinf(expected.numpy()).any()
+
+
+def test_max_pool3d_float16(rng):
+    x = rand(rng, 1, 3, 5, 6, 7).astype(np.float16)
+    out, expected = both("max_pool3d", x, (2, 3, 2), 1, 1)
+    assert out.dtype == tinydl.float16
+    assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fn,args", [("max_pool2d", (3, 2, 1)), ("max_pool3d", (3, 2, 1))])
+def test_max_pool_of_integers(rng, fn, args):
+    """An int32 max pool keeps its integers (the window kernel's accumulator is i32, starting at int32's min)."""
+    shape = (2, 3, 5, 6, 7) if fn == "max_pool3d" else (3, 5, 6, 7)
+    x = rng.integers(-2**31, 2**31 - 1, shape, dtype=np.int64).astype(np.int32)
+    x.flat[0] = -2**31  # the smallest int32 is still picked over the padding
+    out, expected = both(fn, x, *args)
+    assert out.dtype == tinydl.int32
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=0), dict(kernel_size=(2, 0, 2), stride=1), dict(kernel_size=-1, stride=1),
+    dict(kernel_size=2, stride=(1, 0, 1)), dict(kernel_size=2, stride=-1), dict(kernel_size=2, padding=-1),
+    dict(kernel_size=2, dilation=0), dict(kernel_size=2, dilation=(1, -1, 1)),
+    dict(kernel_size=2, padding=(2, 0, 0)),                       # pad > half the effective kernel (dilation 1)
+    dict(kernel_size=2, dilation=3, padding=(0, 1, 2)),            # within the effective kernel, not the kernel
+    dict(kernel_size=(2, 2), stride=1), dict(kernel_size=2, stride=(1, 1)), dict(kernel_size=2, padding=(1, 1)),
+    dict(kernel_size=2, dilation=(1, 1)), dict(kernel_size=(6, 2, 2)), dict(kernel_size=(1, 7, 2)),
+    dict(kernel_size=(3, 3, 8), stride=2),
+])
+def test_max_pool3d_bad_arguments_raise_as_torch(rng, kw):
+    x = rand(rng, 1, 2, 5, 6, 7)
+    err = torch_error(TF.max_pool3d, torch.from_numpy(x), **kw)
+    with pytest.raises(type(err), match="^" + re.escape(str(err)) + "$"):
+        F.max_pool3d(tinydl.tensor(x), **kw)
+
+
+@pytest.mark.parametrize("x", [np.zeros((2, 0, 4, 4, 4), np.float32), np.zeros((2, 4, 0, 4), np.float32),
+                               np.zeros((2, 4, 4), np.float32), np.zeros((1, 1, 4, 4, 4, 4), np.float32),
+                               np.zeros((1, 1, 4, 4, 4), np.bool_)])
+def test_max_pool3d_bad_input_raises_as_torch(x):
+    err = torch_error(TF.max_pool3d, torch.from_numpy(x), 2)
+    with pytest.raises(type(err), match="^" + re.escape(str(err)) + "$"):
+        F.max_pool3d(tinydl.tensor(x), 2)
+
+
+def test_max_pool2d_bad_dilation_and_bool_raise_as_torch(rng):
+    x = rand(rng, 1, 2, 9, 9)
+    for args, kw in (((x,), dict(kernel_size=2, dilation=0)), ((x > 0,), dict(kernel_size=2))):
+        err = torch_error(TF.max_pool2d, torch.from_numpy(args[0]), **kw)
+        with pytest.raises(type(err), match="^" + re.escape(str(err)) + "$"):
+            F.max_pool2d(tinydl.tensor(args[0]), **kw)
+
+
+@pytest.mark.parametrize("fn", ["max_pool3d", "max_pool2d"])
+def test_max_pool_return_indices_is_refused(rng, fn):
+    x = rand(rng, *(1, 2, 4, 4, 4)[:int(fn[-2]) + 2])
+    with pytest.raises(NotImplementedError, match=rf"^{fn}\(return_indices=True\) is not supported$"):
+        getattr(F, fn)(tinydl.tensor(x), 2, return_indices=True)
+    with pytest.raises(NotImplementedError, match=r"^MaxPool3d\(return_indices=True\) is not supported$"):
+        tinydl.nn.MaxPool3d(2, return_indices=True)
+
