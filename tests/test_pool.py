@@ -1,4 +1,5 @@
-"""Parity of max_pool2d / avg_pool2d / adaptive_{avg,max}_pool2d and max_pool3d with torch CPU (and their errors)."""
+"""Parity of max_pool2d / avg_pool2d / adaptive_{avg,max}_pool2d and max_pool3d with torch CPU (and their errors);
+max pools in converted torch graphs."""
 import re
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch.nn.functional as TF
 
 import tinydl
 import tinydl.nn.functional as F
+from tinydl.interop.registry import UnsupportedTorchOps
 from tinydl.testing import assert_close
 
 
@@ -349,3 +351,83 @@ def test_max_pool_return_indices_is_refused(rng, fn):
     with pytest.raises(NotImplementedError, match=r"^MaxPool3d\(return_indices=True\) is not supported$"):
         tinydl.nn.MaxPool3d(2, return_indices=True)
 
+
+# -- max pools from torch graphs: aten.max_pool3d(_with_indices) and F.max_poolNd_with_indices ---------------------
+class VideoStem(torch.nn.Module):
+    """A conv and nn.MaxPool3d (as in mvit_v1_b's pooled attention), with a loop over the clip's frames that fx
+    cannot trace (range of a Proxy): from_torch goes through torch.export."""
+
+    def __init__(self, **pool):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(2, 4, 3, padding=1)
+        self.pool = torch.nn.MaxPool3d(**pool)
+
+    def forward(self, x):
+        y = self.pool(self.conv(x))
+        return sum(y[:, :, t] for t in range(y.shape[2]))
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), ceil_mode=True),
+                                  dict(kernel_size=2, dilation=(2, 1, 1))])
+def test_from_torch_max_pool3d_through_export(rng, pool):
+    m = VideoStem(**pool).eval()
+    x = torch.from_numpy(rand(rng, 2, 2, 6, 9, 8))
+    assert "aten.max_pool3d.default" in export_ops(m, x)
+    tm = tinydl.from_torch(m, example_inputs=(x,))
+    assert tm.conversion_path == "torch.export"
+    with torch.no_grad():
+        expected = m(x)
+    assert_close(tm(tinydl.tensor(x.numpy())), expected, rtol=1e-4, atol=1e-5)
+
+
+class PoolValues(torch.nn.Module):
+    """F.max_poolNd(return_indices=True) with only the values read: fx records max_poolNd_with_indices, torch.export
+    the ATen max_poolNd_with_indices; both map (the indices are never computed)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.pool = getattr(TF, f"max_pool{dims}d")
+
+    def forward(self, x):
+        values, _ = self.pool(x, 3, 2, 1, return_indices=True)
+        return values * 2
+
+
+class PoolIndices(PoolValues):
+    def forward(self, x):
+        values, indices = self.pool(x, 2, return_indices=True)
+        return values, indices
+
+
+def export_ops(m, x) -> set:
+    from tinydl.interop import export
+    ep, _ = export.export(m, (x,), {}, None)
+    return {export.op_name(n.target) for n in export.lower(ep)[0].graph.nodes if n.op == "call_function"}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_max_pool_with_indices_whose_values_only_are_read(rng, dims):
+    from tinydl.interop import export
+    m = PoolValues(dims).eval()
+    x = torch.from_numpy(rand(rng, *(2, 3, 5, 6, 7)[3 - dims:]))
+    assert f"aten.max_pool{dims}d_with_indices.default" in export_ops(m, x)
+    expected = m(x)
+    fx_model = tinydl.from_torch(m)
+    assert fx_model.conversion_path == "fx"
+    assert_close(fx_model(tinydl.tensor(x.numpy())), expected, rtol=0, atol=0)
+    assert_close(export.convert(m, (x,))(tinydl.tensor(x.numpy())), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_max_pool_indices_read_are_refused_at_conversion(rng, dims):
+    m = PoolIndices(dims).eval()
+    x = torch.from_numpy(rand(rng, *(2, 3, 4, 4, 4)[3 - dims:]))
+    from tinydl.interop import export
+    with pytest.raises(UnsupportedTorchOps) as err:
+        export.convert(m, (x,))
+    assert [op for op, _, _ in err.value.ops] == [
+        f"aten.max_pool{dims}d_with_indices.default (its indices are read: tinydl computes only the pooled values)"]
+    with pytest.raises(UnsupportedTorchOps, match=rf"function torch\.nn\.functional\.max_pool{dims}d_with_indices\(its "
+                                                  r"indices are read: tinydl computes only the pooled values\)"):
+        tinydl.from_torch(m)
