@@ -101,6 +101,8 @@ OPS = {
     "tensor_constant": lambda x: x[torch.tensor([1, 0, 1])] * 2,  # fx keeps it as a get_attr on the root
     "scans_hypot": lambda x: torch.cumprod(x, 1) + x.cumsum(-1, dtype=torch.float32) + torch.logcumsumexp(x, 2)
     + torch.hypot(x, x * 2) + x.cumprod(0),
+    "max_pool3d": lambda x: torch.nn.functional.max_pool3d(x, (2, 3, 2), 1, (1, 1, 0), ceil_mode=True),  # unbatched
+    "histc": lambda x: x + torch.histc(x, bins=6, min=-1, max=1) + x.histc(6) + torch.histc(x[0], 6, 0.5, 0.5),
 }
 
 

@@ -18,7 +18,7 @@ NO_OPS = {"device", "layout", "pin_memory", "memory_format", "non_blocking", "co
 # entries that parse their *args themselves (x.to(...) in any of torch's forms: the dtype among them; arange's
 # 1-3 numbers; upsample's overloads, told apart by their arguments' types)
 READS_ALL = {"aten.to.device", "aten.to.dtype", "aten.to.dtype_layout", "aten.to.other", "aten.type_as.default",
-             "aten._to_copy.default", "aten.max_pool2d_with_indices.default", "aten.arange.default",
+             "aten._to_copy.default", "aten.arange.default",
              "aten.arange.start", "aten.arange.start_step"} | {
     f"aten.{op}.{overload}" for op in ("upsample_nearest1d", "upsample_nearest2d", "upsample_bilinear2d",
                                        "_upsample_nearest_exact1d", "_upsample_nearest_exact2d")

@@ -26,7 +26,7 @@ from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
 from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
-from ._tensor import cumprod, hypot, logcumsumexp  # noqa: E402
+from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
 

@@ -36,6 +36,7 @@ from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
+from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
 
@@ -310,6 +311,7 @@ class Tensor(_core.Tensor):
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
     def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)
     def logcumsumexp(self, dim): return logcumsumexp(self, dim)
+    def histc(self, bins=100, min=0, max=0): return histc(self, bins, min, max)  # noqa: A002
     def hypot(self, other): return hypot(self, other)
     def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)
     def triu(self, diagonal=0): return triu(self, diagonal)

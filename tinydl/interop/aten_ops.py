@@ -5,12 +5,13 @@ here from tinydl ops. Python-level calls in ATen graphs (`_operator.getitem`) ar
 from __future__ import annotations
 
 import builtins
+import functools
 
 from .. import dtypes, indexing
 from ..nn import functional as F
 from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
 from .._tensor import Tensor
-from .registry import implements, to_dtype
+from .registry import VALUES_ONLY, implements, to_dtype
 from .torch_ops import repeat
 
 from .. import _tensor as T
@@ -157,6 +158,10 @@ def _max_pool2d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=Fals
     return F.max_pool2d(x, kernel_size, stride or None, padding, dilation, ceil_mode)
 
 
+def _max_pool3d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return F.max_pool3d(x, kernel_size, stride or None, padding, dilation, ceil_mode)
+
+
 def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
     return F.avg_pool2d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor_override)
 
@@ -222,6 +227,16 @@ def _unsupported_view_dtype(x, dtype):
 def _aten(names: str, fn) -> None:
     """Register fn for ATen overloads (names without the "aten." prefix, space-separated)."""
     implements(*("aten." + n for n in names.split()))(fn)
+
+
+def _values_only(names: str, fn) -> None:
+    """Register fn (the values of a max pool) for ATen overloads returning (values, indices): the entry returns
+    (values, None), and a graph that reads the indices is refused at conversion (registry.VALUES_ONLY)."""
+    @functools.wraps(fn)  # (fn's signature: the table test checks it against the schema)
+    def values(*args, **kwargs):
+        return fn(*args, **kwargs), None
+    _aten(names, values)
+    VALUES_ONLY.update("aten." + n for n in names.split())
 
 
 # elementwise
@@ -387,6 +402,7 @@ _aten("msort.default", T.msort)
 _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, k, dim, largest, sorted))
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
 _aten("cumprod.default", T.cumprod)
+_aten("histc.default", T.histc)
 _aten("logcumsumexp.default", T.logcumsumexp)
 _aten("diff.default", T.diff)
 _aten("softmax.int", lambda x, dim, dtype=None: F.softmax(x, dim, _dt(dtype)))
@@ -423,10 +439,12 @@ _aten("conv_transpose1d.default", F.conv_transpose1d)
 _aten("conv_transpose2d.input", F.conv_transpose2d)
 _aten("conv_transpose3d.input", F.conv_transpose3d)
 _aten("max_pool2d.default", _max_pool2d)
-_aten("max_pool2d_with_indices.default", lambda *a, **k: (_max_pool2d(*a, **k), None))
+_values_only("max_pool2d_with_indices.default", _max_pool2d)
+_aten("max_pool3d.default", _max_pool3d)
+_values_only("max_pool3d_with_indices.default", _max_pool3d)
 _aten("avg_pool2d.default", _avg_pool2d)
 _aten("adaptive_avg_pool2d.default _adaptive_avg_pool2d.default", F.adaptive_avg_pool2d)
-_aten("adaptive_max_pool2d.default", lambda x, size: (F.adaptive_max_pool2d(x, size), None))
+_values_only("adaptive_max_pool2d.default", lambda x, output_size: F.adaptive_max_pool2d(x, output_size))
 _aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec upsample_nearest1d.default",
       _upsample("nearest"))
 _aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "

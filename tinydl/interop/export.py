@@ -38,7 +38,7 @@ from .._tensor import Tensor, full, tensor
 from . import aten_ops, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
 from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
-from .registry import UnsupportedTorchOps, lookup
+from .registry import INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, lookup, reads_past_values
 from .weights import torch_to_numpy
 
 
@@ -117,6 +117,8 @@ class ExportProgram(Program):
         for node, fn in self.steps:
             if node.op == "call_function" and fn is None:
                 out.append((op_name(node.target), node.name, where(node)))
+            elif node.op == "call_function" and op_name(node.target) in VALUES_ONLY and reads_past_values(node):
+                out.append((f"{op_name(node.target)} ({INDICES_READ})", node.name, where(node)))
             elif node.op == "placeholder" and self.inputs.get(node.name, ("",))[0] == "unsupported":
                 out.append((self.inputs[node.name][1], node.name, ""))
             elif node.op == "get_attr" and not isinstance(self.host_attrs.get(node.name), np.ndarray):

@@ -13,7 +13,8 @@ from ..nn.module import Module
 from .._tensor import Tensor
 from . import arguments, modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
-from .registry import UnsupportedTorchOps, autowrap_functions, lookup
+from .registry import (INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, autowrap_functions, lookup,
+                       reads_past_values)
 from .weights import torch_to_numpy
 
 from .. import _tensor as T
@@ -101,6 +102,8 @@ class FxProgram(Program):
                     fn, problem = arguments.fit(node, node.target, fn)
                     if problem:
                         missing.append((f"function {_qualname(node.target)}({problem})", node.name, at))
+                    elif _qualname(node.target) in VALUES_ONLY and reads_past_values(node):
+                        missing.append((f"function {_qualname(node.target)}({INDICES_READ})", node.name, at))
             elif node.op == "call_method":
                 fn = resolve_method(node.target)
                 if fn is None:

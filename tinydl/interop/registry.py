@@ -8,6 +8,7 @@ knows a graph: fx.py and export.py look names up (`lookup`) and report what is m
 """
 from __future__ import annotations
 
+import operator
 import sys
 
 from .. import dtypes
@@ -16,6 +17,10 @@ OPS: dict = {}  # name -> tinydl callable taking the node's arguments (torch dty
 LAYERS: dict = {}  # qualified class name -> builder(torch module, convert_child) of a tinydl module (fx leaves)
 _AUTOWRAP: set = set()  # names of library functions fx must record whole (not trace into)
 GENERATORS: list = []  # tinydl.generation registers its generate(module, ...) here (it sits above interop)
+# names whose callable returns (values, None): a max pool's indices are not computed, so a graph may read only item
+# 0 of the result; fx.py and export.py list a node that reads more as unsupported (`reads_past_values`)
+VALUES_ONLY: set = set()
+INDICES_READ = "its indices are read: tinydl computes only the pooled values"
 
 
 class UnsupportedTorchOps(NotImplementedError):
@@ -48,6 +53,14 @@ def layer(*class_names: str):
             LAYERS[name] = builder
         return builder
     return register
+
+
+def reads_past_values(node) -> bool:
+    """Whether a graph reads node's result other than as item 0 (the values of a VALUES_ONLY op); an item nothing
+    reads does not count (fx records `values, _ = F.max_pool2d(..., return_indices=True)` as two getitems)."""
+    def item(u):
+        return u.args[1] if u.op == "call_function" and u.target is operator.getitem else None
+    return any(item(u) != 0 and (item(u) is None or u.users) for u in node.users)
 
 
 def lookup(name: str):

@@ -11,7 +11,7 @@ from .. import dtypes
 from ..nn import functional as F
 from .. import _tensor as T
 from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
-from .registry import implements, to_dtype
+from .registry import VALUES_ONLY, implements, to_dtype
 
 
 
@@ -87,6 +87,13 @@ implements("torch.nn.functional.softmax")(
     lambda x, dim=None, _stacklevel=3, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
 implements("torch.nn.functional.log_softmax")(
     lambda x, dim=None, _stacklevel=3, dtype=None: F.log_softmax(x, dim, to_dtype(dtype)))
+# F.max_pool2d/3d(..., return_indices=True) as fx records them: the values only (registry.VALUES_ONLY: a graph
+# that reads the indices is refused at conversion)
+for _d in (2, 3):
+    implements(f"torch.nn.functional.max_pool{_d}d_with_indices")(
+        lambda x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+        _f=getattr(F, f"max_pool{_d}d"): (_f(x, kernel_size, stride, padding, dilation, ceil_mode), None))
+    VALUES_ONLY.add(f"torch.nn.functional.max_pool{_d}d_with_indices")
 implements("torch.softmax", "torch.Tensor.softmax")(lambda x, dim, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
 
 _TENSOR_ATTRS = {"device": lambda x: "webgpu", "is_cuda": lambda x: False, "data": lambda x: x,

@@ -227,9 +227,9 @@ def pool(src: KernelSource, core: Node):
                 # avg: the divisor counts padding up to size + p, but not past it (torch's pool_size)
                 pend = e.let(f"min({start} + {k}, {size + p})", "pe")
                 bounds.append((start, f"{start} + {k}", pend, None))
-        acc_t = "f32"
+        acc_t = x.dtype.compute  # i32 for integer max pools (torch's max_pool2d/3d take them); avg: f32
         if a.kind == "max":
-            e.emit(f"var acc: {acc_t} = {literal(float('-inf'), 'f32')};")
+            e.emit(f"var acc: {acc_t} = {literal(-2**31 if acc_t == 'i32' else float('-inf'), acc_t)};")
         else:
             e.emit("var acc: f32 = 0.0;")
             e.emit("var cnt: i32 = 0;")
@@ -249,7 +249,7 @@ def pool(src: KernelSource, core: Node):
                     with e.scope(f"if ({iw} >= 0 && {iw} < {W})"):
                         v = e.value(x, (n, c, ih, iw))
                         if a.kind == "max":
-                            e.emit(f"acc = td_max(acc, {v});")
+                            e.emit(f"acc = {'max' if acc_t == 'i32' else 'td_max'}(acc, {v});")
                         else:
                             e.emit(f"acc = acc + {v};")
                             e.emit("cnt = cnt + 1;")

@@ -42,6 +42,8 @@ def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_incl
         raise RuntimeError("stride should not be zero")
     if any(v < 0 for v in s):
         raise RuntimeError(f"stride should be greater than zero, but got dH: {s[0]} dW: {s[1]}")
+    if any(v <= 0 for v in d):  # (a zero dilation would read one tap over and over)
+        raise RuntimeError(f"dilation should be greater than zero, but got dilationH: {d[0]} dilationW: {d[1]}")
     if any(pp > kk // 2 for pp, kk in zip(p, k)):
         raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p[0]}, "
                            f"kernel_size={k[0]} and dilation={d[0]}")
@@ -50,6 +52,8 @@ def _pool(kind, x, kernel_size, stride, padding, dilation, ceil_mode, count_incl
     if OH <= 0 or OW <= 0:
         raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[1:]))}). Calculated output size: "
                            f"({x.shape[1]}x{OH}x{OW}). Output size is too small")
+    if kind == "max" and x.dtype == dtypes.bool_:
+        raise NotImplementedError("\"max_pool2d\" not implemented for 'Bool'")
     args = PoolArgs(kind, k, s, p, d, count_include_pad, divisor_override)
     out = _pool_node(x, args, (OH, OW))
     return out.squeeze(0) if unbatched else out
@@ -195,13 +199,64 @@ def _two_passes(x, first, second):
     return z.reshape(N, C, z.shape[2], OH, OW)
 
 
+def _trunc_half(v: int) -> int:
+    return int(v / 2)  # C++'s v / 2 (toward zero)
+
+
+def _max_pool3d_args(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """torch's checks of max_pool3d, in its order and words (DilatedMaxPool3d.cpp: argument lengths, the rank, each
+    dim's output size with its stride and padding checks, then pool3d_shape_check). Returns (k, s, p, d, out)."""
+    def three(v, what, allow_empty=False):
+        v = (v,) if isinstance(v, int) else tuple(v)
+        if len(v) not in ((0, 1, 3) if allow_empty else (1, 3)):
+            raise RuntimeError(f"max_pool3d: {what}")
+        return v * 3 if len(v) == 1 else v
+    k = three(kernel_size, "kernel_size must either be a single int, or a tuple of three ints")
+    s = three(() if stride is None else stride, "stride must either be omitted, a single int, or a tuple of three "
+              "ints", allow_empty=True) or k
+    p = three(padding, "padding must either be a single int, or a tuple of three ints")
+    d = three(dilation, "dilation must be either a single int, or a tuple of three ints")
+    if x.ndim not in (4, 5):
+        raise RuntimeError("non-empty 4D or 5D (batch mode) tensor expected for input")
+    out = []
+    for size, kk, ss, pp, dd in zip(x.shape[-3:], k, s, p, d):  # torch's pooling_output_shape
+        if ss == 0:
+            raise RuntimeError("stride should not be zero")
+        if pp < 0:
+            raise RuntimeError(f"pad must be non-negative, but got pad: {pp}")
+        if pp > _trunc_half((kk - 1) * dd + 1):
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={pp}, "
+                               f"kernel_size={kk} and dilation={dd}")
+        out.append(_pool_out(size, kk, ss, pp, dd, ceil_mode))
+    if any(v <= 0 for v in k):
+        raise RuntimeError(f"kernel size should be greater than zero, but got kT: {k[0]} kH: {k[1]} kW: {k[2]}")
+    if any(v <= 0 for v in s):
+        raise RuntimeError(f"stride should be greater than zero, but got dT: {s[0]} dH: {s[1]} dW: {s[2]}")
+    if any(v <= 0 for v in d):
+        raise RuntimeError(f"dilation should be greater than zero, but got dilationT: {d[0]} dilationH: {d[1]} "
+                           f"dilationW: {d[2]}")
+    for i, size in enumerate(x.shape):
+        if size == 0 and not (x.ndim == 5 and i == 0):  # torch prints the size where it means the dim
+            raise RuntimeError(f"max_pool3d_with_indices_out_cpu_template(): Expected input's non-batch dimensions to "
+                               f"have positive length, but input has a shape of {list(x.shape)} and non-batch "
+                               f"dimension {size} has length zero!")
+    if any(pp > kk // 2 for pp, kk in zip(p, k)):
+        raise RuntimeError(f"pad should be smaller than or equal to half of kernel size, but got kT: {k[0]} kW: {k[2]} "
+                           f"kH: {k[1]} padT: {p[0]} padW: {p[2]} padH: {p[1]}")
+    if any(v < 1 for v in out):
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, x.shape[-4:]))}). Calculated output size: "
+                           f"({x.shape[-4]}x{'x'.join(map(str, out))}). Output size is too small")
+    if x.dtype == dtypes.bool_:
+        raise NotImplementedError("\"max_pool3d\" not implemented for 'Bool'")
+    return k, s, p, d, out
+
+
 def max_pool3d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     if return_indices:
         raise NotImplementedError("max_pool3d(return_indices=True) is not supported")
+    k, s, p, d, _ = _max_pool3d_args(_t(x), kernel_size, stride, padding, dilation, ceil_mode)
     x, unbatched = _volume(x, "max_pool3d")
-    k = as_tuple(kernel_size, 3, "kernel_size")
-    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else as_tuple(stride, 3, "stride")
-    p, d = as_tuple(padding, 3, "padding"), as_tuple(dilation, 3, "dilation")
+    # (each pass's own checks pass: the dims were checked above as torch checks them)
     out = _two_passes(x, lambda v: max_pool2d(v, k[1:], s[1:], p[1:], d[1:], ceil_mode),
                       lambda v: max_pool2d(v, (k[0], 1), (s[0], 1), (p[0], 0), (d[0], 1), ceil_mode))
     return out.squeeze(0) if unbatched else out

@@ -9,7 +9,7 @@ class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__()
         if return_indices:
-            raise NotImplementedError("MaxPool2d(return_indices=True) is not supported")
+            raise NotImplementedError(f"{type(self).__name__}(return_indices=True) is not supported")
         self.kernel_size, self.stride, self.padding = kernel_size, stride if stride is not None else kernel_size, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
@@ -75,7 +75,7 @@ class AdaptiveMaxPool1d(Module):
     def __init__(self, output_size, return_indices=False):
         super().__init__()
         if return_indices:
-            raise NotImplementedError("AdaptiveMaxPool1d(return_indices=True) is not supported")
+            raise NotImplementedError(f"{type(self).__name__}(return_indices=True) is not supported")
         self.output_size = output_size
 
     def forward(self, x):
