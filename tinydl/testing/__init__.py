@@ -254,7 +254,6 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
     got = tinydl_module(*map(for_tinydl, inputs), **{k: for_tinydl(v) for k, v in kwargs.items()})
     want_leaves = _flatten_outputs(expected, "output", [])
     got_leaves = dict(_flatten_outputs(got, "output", []))
-    got_leaves_all = dict(got_leaves)
     pending = [v for v in got_leaves.values() if isinstance(v, Tensor)]
     if pending:
         realize(*pending)  # every output in one plan and one submit
@@ -265,9 +264,12 @@ def compare(torch_module, tinydl_module, *inputs, rtol: float = 1e-4, atol: floa
             rows.append(OutputReport(short, (), tuple(getattr(want, "shape", ())), "-", float("inf"), float("inf"),
                                      False, "missing from tinydl's output"))
             continue
-        rows.append(_compare_leaf(short, got_leaves.pop(name), want, rtol, atol))
+        got_leaf = got_leaves.pop(name)
+        if isinstance(got_leaf, Tensor):  # read back once, for both comparisons
+            got_leaf = got_leaf.numpy()
+        rows.append(_compare_leaf(short, got_leaf, want, rtol, atol))
         if float32 is not None and name in float32 and rows[-1].max_abs != float("inf"):
-            rows[-1].vs_float32 = _max_abs(to_numpy(got_leaves_all[name]), float32[name])
+            rows[-1].vs_float32 = _max_abs(got_leaf, float32[name])
             rows[-1].torch_vs_float32 = _max_abs(to_numpy(want), float32[name])
     for name in got_leaves:
         rows.append(OutputReport(name[len("output"):] or "output", (), (), "-", float("inf"), float("inf"), False,
