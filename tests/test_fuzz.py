@@ -71,6 +71,17 @@ def test_fuzzer_passes_a_graph_that_agrees():
     assert fuzz.run_graph(g) is None
 
 
+def test_oracle_accepts_the_overflow_error_for_an_int_value_beyond_int32():
+    """torch runs the graph's int32 inputs in int32 and wraps x * 4 (2^32 -> 0); tinydl's int32 stands for torch's
+    int64 and raises: agreement when the int64 run leaves int32, a failure when it does not."""
+    step = [fuzz.Step("v", "({0} * 4 > 0).int()", ("x",), "mul")]
+    assert fuzz.run_graph(fuzz.Graph({"x": np.array([2**30, 3], np.int32)}, step, ["v"])) is None
+    g = fuzz.Graph({"x": np.array([5, 3], np.int32)}, step, ["v"])
+    assert fuzz.oracle._int64_overflow(RuntimeError("integer overflow: ..."), g) is False
+    assert fuzz.oracle._int64_overflow(RuntimeError("integer overflow: ..."), fuzz.Graph(
+        {"x": np.array([2**30], np.int32)}, step, ["v"])) is True
+
+
 def test_oracle_rules():
     """NaN positions must match; int/bool exact; torch int64 is tinydl int32; tolerance grows with float64
     disagreement only."""

@@ -276,9 +276,12 @@ def test_casts_between_every_dtype_pair():
 
 def test_python_ints_beyond_int32():
     x, t = tinydl.tensor(INTS[:8]), torch.tensor(INTS[:8])
-    for fn in (lambda p: p + 2**40, lambda p: p * 2**31, lambda p: p == 2**40, lambda p: p < 2**40,
-               lambda p: p > -2**40, lambda p: p - 2**32 + 5):
+    for fn in (lambda p: p + 2**40, lambda p: p == 2**40, lambda p: p < 2**40, lambda p: p > -2**40,
+               lambda p: p - 2**32 + 5):
         _check(fn(x), fn(t))  # int32 tensors: torch computes in int32 (the Python int wraps)
+    _check(x[:2] * 2**31, t[:2] * 2**31)  # 0 and 1 times the wrapped int, -2**31
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        (x * 2**31).numpy()  # -1 * -2**31 does not fit int32 (tinydl's int32 stands for torch's int64)
     b, bt = tinydl.tensor(np.array([True, False])), torch.tensor([True, False])
     for fn in (lambda p: p == 2**40, lambda p: p < 2**40, lambda p: p >= -2**40):
         _check(fn(b), fn(bt))  # bool tensors compare in int64 in torch

@@ -8,7 +8,8 @@ The mechanism, end to end:
   harmless for the bad element (e.g. read row 0, never out of bounds).
 - The scheduler asks `may_report(node)` for every node a kernel evaluates, so the extra binding counts toward
   the adapter's storage-buffers-per-stage limit (schedule.fuse.respect_binding_limit). Kernels with no checks
-  (GEMMs, convs, elementwise chains) bind nothing extra and pay nothing.
+  (GEMMs, convs, float and bool elementwise chains) bind nothing extra and pay nothing; int32 arithmetic that can
+  overflow int32 reports Code.INTEGER_OVERFLOW (kernels/overflow.py, as the int32 sums and products of reduce.py).
 - A submit that ran checked kernels marks the status dirty (`Runtime.submit(..., checks=(kernels, results))`,
   `submit_encoded(..., checks=...)`, from schedule.submit and replay.BoundPlan.run: kernels = [(name, codes)] of
   `Plan.checked`, results = the Buffers it computed that this submit does not read back). The next submit
@@ -41,7 +42,7 @@ SUSPECTS_PRUNE = 4096  # suspects kept before the dead ones are dropped (jit rep
 
 class Code(enum.IntFlag):
     INDEX = 1 << 0             # an index (gather, embedding, index_select, x[idx]) outside its dim
-    INTEGER_OVERFLOW = 1 << 1  # an integer result that does not fit its type
+    INTEGER_OVERFLOW = 1 << 1  # an int32 result (a sum or product, elementwise arithmetic) that does not fit int32
     ZERO_DIVISION = 1 << 2     # an integer //, % or fmod by a zero element (torch CPU raises)
     PROBABILITY = 1 << 3       # sampling from scores with NaN or +inf, or only -inf (torch.multinomial raises)
 
@@ -50,8 +51,9 @@ class Code(enum.IntFlag):
 MESSAGES = {
     Code.INDEX: (IndexError, "index out of range in self"),
     Code.ZERO_DIVISION: (RuntimeError, "ZeroDivisionError"),
-    Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow: a sum or product of int32 values does not fit int32 "
-                                          "(torch's result is int64, which tinydl does not store)"),
+    Code.INTEGER_OVERFLOW: (RuntimeError, "integer overflow: an int32 result (a sum, product or other integer "
+                                          "arithmetic) does not fit int32 (torch computes it in int64, which tinydl "
+                                          "does not store)"),
     Code.PROBABILITY: (RuntimeError, "probability tensor contains either `inf`, `nan` or element < 0"),
 }
 

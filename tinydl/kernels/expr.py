@@ -13,7 +13,7 @@ import math
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
-from . import snippets
+from . import overflow, snippets
 from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
@@ -33,6 +33,18 @@ INT_DIVISIONS = ("floor_divide", "trunc_divide", "remainder", "fmod")
 def _int_division_checks(node) -> bool:
     return (node.kind == ELEMENTWISE and node.op in INT_DIVISIONS and node.dtype.compute == "i32"
             and const_of(node.srcs[1]) is None)
+
+
+def int_overflow(node: Node) -> tuple | None:
+    """How this node's int32 result can leave int32 (kernels/overflow.py), or None: only elementwise int ops."""
+    if node.kind != ELEMENTWISE or node.dtype.compute != "i32" or node.op not in overflow.OVERFLOW_OPS:
+        return None
+    return overflow.int_overflow(node.op, [const_of(s) for s in node.srcs])
+
+
+@checks.reporter
+def _int_overflow_checks(node) -> bool:
+    return int_overflow(node) is not None
 
 
 def const_of(node: Node):
@@ -128,6 +140,11 @@ class KernelSource:
             name = self._binding[key] = f"in{len(self.inputs)}"
             names.add(name)
         return name
+
+    def helper(self, text: str) -> None:
+        """A helper function the kernel's code calls (added once)."""
+        if text not in self.functions:
+            self.functions.append(text)
 
     def report(self, code: checks.Code) -> str:
         """The WGSL statement that reports `code` (a violation found on the GPU, see tinydl/checks.py); the
@@ -295,14 +312,45 @@ class Expr:
         return a == b or self._canon(a) == self._canon(b)
 
     def _elementwise(self, node: Node, idx) -> str:
-        e = self._elementwise_expr(node, idx)
+        ops = [self.value(s, idx) for s in node.srcs]
+        check = int_overflow(node)  # None for every float and bool value
+        if check == ("ops",) and node.op == "pow":
+            self.src.helper(overflow.IMUL_OVF)
+            self.src.helper(overflow.IPOW_CHECKED)
+            p = self.let(f"td_ipow_checked({ops[0]}, {ops[1]})", "pw")
+            self._report_overflow(f"{p}.y != 0")
+            return self.let(f"{p}.x")
+        e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
-        return self.let(e)
+        v = self.let(e)
+        if check is not None:
+            self._report_overflow(self._overflow_test(node.op, check, ops, v))
+        return v
 
-    def _elementwise_expr(self, node: Node, idx) -> str:
-        """The WGSL expression of an elementwise node at idx (its operands are lets already)."""
-        ops = [self.value(s, idx) for s in node.srcs]
+    def _overflow_test(self, op: str, check: tuple, ops: list[str], r: str) -> str:
+        """The WGSL condition under which int32 result r of op (operands ops) does not fit int32 (kernels/overflow.py)."""
+        if check[0] == "range":
+            _, k, lo, hi = check
+            bounds = ([f"{ops[k]} < {literal(lo, 'i32')}"] if lo is not None else []) + \
+                     ([f"{ops[k]} > {literal(hi, 'i32')}"] if hi is not None else [])
+            return " || ".join(bounds) or "true"
+        a, b = ops
+        if op == "add":
+            return f"(({a} ^ {r}) & ({b} ^ {r})) < 0"
+        if op == "sub":
+            return f"(({a} ^ {b}) & ({a} ^ {r})) < 0"
+        if op == "mul":
+            self.src.helper(overflow.IMUL_OVF)
+            return f"td_imul_ovf({a}, {b})"
+        assert op in ("floor_divide", "trunc_divide"), op
+        return f"{a} == {literal(overflow.INT_MIN, 'i32')} && {b} == -1"
+
+    def _report_overflow(self, cond: str) -> None:
+        self.emit(f"if ({cond}) {{ {self.src.report(checks.Code.INTEGER_OVERFLOW)} }}")
+
+    def _elementwise_expr(self, node: Node, ops: list[str]) -> str:
+        """The WGSL expression of an elementwise node over its operands' values (lets already)."""
         ct = node.dtype.compute
         if node.op == "cast":
             v = convert(ops[0], node.srcs[0].dtype.compute, ct)

@@ -9,7 +9,9 @@ repro, so a repro is exactly what ran.
 
 Oracle (see `check_output`):
 - shape equal; dtype equal, where torch's int64 counts as tinydl's int32 (tinydl has no int64; a torch int64 result
-  outside int32's range must make tinydl raise its integer-overflow RuntimeError, see UNSUPPORTED);
+  outside int32's range must make tinydl raise its integer-overflow RuntimeError, see UNSUPPORTED; so may an
+  intermediate integer value beyond int32, which torch's int32 inputs wrap: oracle._int64_overflow reruns torch
+  with int64 inputs to see it);
 - int/bool: exact;
 - floats: NaN where torch has NaN, ±Inf where torch has ±Inf, finite values within
   atol*mag + rtol*|torch| + 16*|torch - torch_float64|. `mag` (>= 1) is the largest magnitude seen at heavy ops

@@ -1,7 +1,9 @@
 """Running one graph on tinydl and torch CPU, and the oracle that compares them (see the package docstring)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import warnings
 
 import numpy as np
@@ -15,6 +17,7 @@ class Outcome:
     error: BaseException = None
     line: int = -1
     dtypes: list = None
+    beyond_int32: bool = False  # (ints64 runs) some torch op returned an integer value beyond int32
 
 
 # Ops whose GPU result may be a few ulps off torch's (WGSL builtins: exp2/log2-based pow, sin, ...): the perturbed
@@ -25,7 +28,9 @@ INEXACT = {"exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "s
 PERTURB = 4 * 2.0 ** -23
 
 
-def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False) -> Outcome:
+def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints64: bool = False) -> Outcome:
+    """Run the graph on one side. to64: float inputs as float64; ints64 (torch): integer inputs as int64, noting
+    whether any torch op (inside a step too) returns an integer value beyond int32."""
     import torch
     import torch.nn.functional as TF
 
@@ -33,12 +38,15 @@ def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False) -> O
     import tinydl.nn.functional as DF
     ns = {"torch": torch, "tinydl": tinydl, "TF": TF, "DF": DF, "np": np}
     for k, v in g.inputs.items():
-        ns["a_" + k] = v.astype(np.float64) if to64 and v.dtype.kind == "f" else v
+        ns["a_" + k] = (v.astype(np.float64) if to64 and v.dtype.kind == "f" else
+                        v.astype(np.int64) if ints64 and v.dtype.kind in "iu" else v)
+    watch = _int_range_mode()() if ints64 else contextlib.nullcontext()
     lines = g.lines(lib)
     gen = torch.Generator().manual_seed(0)
     for i, line in enumerate(lines):
         try:
-            exec(line, ns)  # noqa: S102 - the graph's own text, so the repro is what ran
+            with watch:
+                exec(line, ns)  # noqa: S102 - the graph's own text, so the repro is what ran
         except Exception as exc:  # noqa: BLE001 - any error is an outcome to compare
             return Outcome(error=exc, line=i)
         step = g.steps[i - len(g.inputs)] if i >= len(g.inputs) else None
@@ -52,9 +60,38 @@ def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False) -> O
             outs = [o if isinstance(o, tinydl.Tensor) else tinydl.tensor(o) for o in outs]
             tinydl.realize(*outs)
             return Outcome([o.numpy() for o in outs], dtypes=[o.dtype.name for o in outs])
-        return Outcome([o.numpy() for o in outs], dtypes=[str(o.dtype).replace("torch.", "") for o in outs])
+        return Outcome([o.numpy() for o in outs], dtypes=[str(o.dtype).replace("torch.", "") for o in outs],
+                       beyond_int32=ints64 and watch.beyond)
     except Exception as exc:  # noqa: BLE001
         return Outcome(error=exc, line=len(lines))
+
+
+@functools.cache
+def _int_range_mode():
+    """The TorchFunctionMode class of ints64 runs (made once: torch is imported lazily, as everywhere here)."""
+    from torch.overrides import TorchFunctionMode
+
+    class IntRange(TorchFunctionMode):
+        """Notes whether any torch op (inside a step too: x * 4 > 0) returns an integer value beyond int32."""
+        beyond = False
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            import torch
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if (not self.beyond and isinstance(t, torch.Tensor) and t.dtype in (torch.int32, torch.int64)
+                        and t.numel()):
+                    self.beyond = bool((t.max() > 2**31 - 1) | (t.min() < -2**31))
+            return out
+    return IntRange
+
+
+def _int64_overflow(exc: BaseException, g: Graph) -> bool:
+    """tinydl's integer-overflow error, where torch computes an integer value beyond int32 in some op once the
+    graph's integer inputs are int64 (what tinydl's int32 stands for); torch's int32 run wraps it silently."""
+    if not (isinstance(exc, RuntimeError) and "integer overflow" in str(exc)):
+        return False
+    return _execute(g, "torch", ints64=True).beyond_int32
 
 
 def _tinydl_dtype(torch_dtype: str) -> str:
@@ -132,7 +169,7 @@ def _run_graph(g: Graph) -> str | None:
         return (f"tinydl raises {type(got.error).__name__}, torch {type(want.error).__name__}\n"
                 f"tinydl: {_short(got.error)}\ntorch: {want.error}")
     if got.error is not None:
-        if any(ok(got.error, want.values) for ok, _ in UNSUPPORTED):
+        if any(ok(got.error, want.values) for ok, _ in UNSUPPORTED) or _int64_overflow(got.error, g):
             return None
         where = "at realize" if got.line == len(g.steps) + len(g.inputs) else "at the call"
         return f"tinydl raises {type(got.error).__name__} {where}, torch does not\ntinydl: {_short(got.error)}"
