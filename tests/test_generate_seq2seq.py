@@ -134,7 +134,7 @@ def test_decoding_plans_nothing_new(bart):
 def test_errors(bart):
     m, tm = bart
     ids, mask = prompt()
-    with pytest.raises(ValueError, match=r"the decoder's start token plus max_new_tokens \(64\) is 65 positions, "
+    with pytest.raises(ValueError, match=r"the decoder's first tokens \(1\) plus max_new_tokens \(64\) is 65 positions, "
                                          r"more than the model's maximum of 64 \(max_position_embeddings\)"):
         tm.generate(ids, attention_mask=mask, max_new_tokens=64)
     with pytest.raises(NotImplementedError, match=r"encoder_repetition_penalty=1.5.*not supported"):

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tensor import Tensor
-from . import loop, seq2seq, settings as settings_mod, step
+from . import inputs, loop, own_generate, seq2seq, settings as settings_mod, step
 from .beam import BeamChooser
 from .choose import TokenChooser
 
@@ -26,53 +25,48 @@ def _encoder_decoder(model) -> bool:
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
-def _as_numpy(x, name):
-    if x is None:
-        return None, None
-    kind = type(x).__module__.split(".")[0]
-    if isinstance(x, Tensor):
-        a, kind = x.numpy(), "tinydl"
-    elif kind == "torch":
-        a = x.detach().cpu().numpy()
-    else:
-        a, kind = np.asarray(x), "numpy"
-    if a.ndim == 1:
-        a = a[None]
-    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"generate: {name} must be integer ids of shape [batch, sequence], got {a.dtype} "
-                         f"of shape {list(a.shape)}")
-    return a.astype(np.int64), kind
-
-
-def _prepare(tm, input_ids, attention_mask, seed, kwargs):
+def _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config=None, prefix=None):
+    """(the new tokens' iterator, the head the result starts with, the input's kind, the chooser).
+    generation_config: the settings in place of the model's own (a model's own generate calling down);
+    prefix: an encoder-decoder's first decoder tokens [B, k] (default: its decoder_start_token_id)."""
     model = _torch_model(tm)
-    ids, kind = _as_numpy(input_ids, "input_ids")
-    if ids is None or ids.shape[1] == 0:
-        raise ValueError("generate: input_ids must hold at least one token per sequence")
     seq2seq_model = _encoder_decoder(model)
-    s = settings_mod.resolve(model, 1 if seq2seq_model else ids.shape[1], kwargs)
-    mask, _ = _as_numpy(attention_mask, "attention_mask")
-    if mask is None:  # as HF: padding is inferred from pad_token_id when it is not also EOS
+    name = getattr(model, "main_input_name", "input_ids") if seq2seq_model else "input_ids"
+    if input_ids is None:
+        raise ValueError(f"generate: {name} is required")
+    ids, kind = inputs.as_ids(input_ids, name) if name == "input_ids" else inputs.encoder_input(input_ids, name)
+    if name == "input_ids" and ids.shape[1] == 0:
+        raise ValueError("generate: input_ids must hold at least one token per sequence")
+    if prefix is not None:
+        prefix, _ = inputs.as_ids(prefix, "decoder_input_ids")
+        if prefix.shape[0] != ids.shape[0]:
+            raise ValueError(f"generate: decoder_input_ids has {prefix.shape[0]} rows, {name} {ids.shape[0]}")
+    s = settings_mod.resolve(model, (1 if prefix is None else prefix.shape[1]) if seq2seq_model else ids.shape[1],
+                             kwargs, generation_config)
+    mask, _ = inputs.as_ids(attention_mask, "attention_mask")
+    if mask is None and name == "input_ids":  # as HF: padding is inferred from pad_token_id when it is not also EOS
         pad = s.pad_token_id
         mask = (ids != pad).astype(np.int64) if pad is not None and pad not in s.eos_token_id and (ids == pad).any() \
             else np.ones_like(ids)
-    elif mask.shape != ids.shape:
-        raise ValueError(f"generate: attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
+    elif mask is not None and mask.shape != ids.shape[:2]:
+        raise ValueError(f"generate: attention_mask has shape {list(mask.shape)}, {name} {list(ids.shape)}")
     steps = tm.__dict__.get("_generation_steps")
     if steps is None:
         steps = loop.Steps(tm, model, seq2seq.kinds() if seq2seq_model else step.causal_kinds())
         object.__setattr__(tm, "_generation_steps", steps)
     batch = ids.shape[0]
+    # the result starts with the prompt (causal LMs) or the decoder's first tokens (encoder-decoders), as HF's
+    head = ids if not seq2seq_model else prefix if prefix is not None else \
+        np.full((batch, 1), s.decoder_start_token_id, np.int64)
     if s.num_beams > 1 or s.num_return_sequences > 1:  # a row per beam / per sample: the input repeated, as HF
         rows = s.num_beams if s.num_beams > 1 else s.num_return_sequences
-        ids, mask = np.repeat(ids, rows, 0), np.repeat(mask, rows, 0)
-    # the result starts with the prompt (causal LMs) or the decoder's start token (encoder-decoders), as HF's
-    head = np.full((ids.shape[0], 1), s.decoder_start_token_id, np.int64) if seq2seq_model else ids
+        ids, head = np.repeat(ids, rows, 0), np.repeat(head, rows, 0)
+        mask = None if mask is None else np.repeat(mask, rows, 0)
     if s.num_beams > 1:
         chooser = BeamChooser(model, s, head, None if seq2seq_model else mask, batch)
     else:
         chooser = TokenChooser(s, np.random.default_rng(seed), head, None if seq2seq_model else mask)
-    tokens = (seq2seq.run if seq2seq_model else loop.run)(steps, ids, mask, s, chooser)
+    tokens = seq2seq.run(steps, ids, mask, s, chooser, head) if seq2seq_model else loop.run(steps, ids, mask, s, chooser)
     return tokens, head, kind, chooser
 
 
@@ -84,18 +78,40 @@ def _no_beams_streamed(s, streamer=True):
 def stream(tm, input_ids, attention_mask=None, seed=None, **kwargs):
     """Iterator of the new tokens, one numpy int64 array [batch] per step (pad_token_id for finished
     sequences), as they are generated."""
+    model = _torch_model(tm)
+    if own_generate.has_own_generate(model):
+        raise NotImplementedError(f"stream: {type(model).__name__} has a generate of its own, which decides the "
+                                  f"tokens it starts from and returns; use generate(..., streamer=callback)")
     tokens, _, _, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs)
     _no_beams_streamed(chooser.settings)
     yield from tokens
 
 
-def generate(tm, input_ids, attention_mask=None, streamer=None, seed=None, **kwargs):
+def generate(tm, input_ids=None, attention_mask=None, streamer=None, seed=None, **kwargs):
     """The prompt followed by the generated tokens, [batch, prompt + new] (an encoder-decoder model: the
-    decoder's start token followed by them, [batch, 1 + new]; new <= max_new_tokens: generation stops once every
-    sequence has produced EOS), as the kind of input_ids (torch, numpy, tinydl). streamer: an HF streamer
-    (put/end; put gets the prompt (the start tokens) first, then each step's tokens, as torch tensors) or a
-    callable given each step's tokens (numpy [batch]). seed: sampling's numpy Generator seed."""
-    tokens, head, kind, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    decoder's first tokens followed by them, [batch, k + new]; new <= max_new_tokens: generation stops once every
+    sequence has produced EOS), as the kind of input_ids (torch, numpy, tinydl). input_ids: an encoder-decoder's
+    main input (input_features, pixel_values) where that is not ids. streamer: an HF streamer (put/end; put gets
+    the prompt (the start tokens) first, then each step's tokens, as torch tensors) or a callable given each
+    step's tokens (numpy [batch]). seed: sampling's numpy Generator seed. A model whose HF class has a generate
+    of its own (Whisper) runs that, with tinydl generating underneath (own_generate.py)."""
+    model = _torch_model(tm)
+    if own_generate.has_own_generate(model):
+        return own_generate.run(tm, model, input_ids, attention_mask, streamer, seed, kwargs, generate_tokens)
+    result, kind = generate_tokens(tm, input_ids, attention_mask, streamer, seed, kwargs)
+    if kind == "torch":
+        import torch
+        return torch.from_numpy(result)
+    if kind == "tinydl":
+        from .._tensor import tensor
+        return tensor(result)
+    dtype = np.asarray(input_ids).dtype if kind == "numpy" else None
+    return result.astype(dtype) if dtype is not None and np.issubdtype(dtype, np.integer) else result
+
+
+def generate_tokens(tm, input_ids, attention_mask, streamer, seed, kwargs, generation_config=None, prefix=None):
+    """(the result as a numpy int64 array, the kind of input_ids): generate's work (see _prepare's arguments)."""
+    tokens, head, kind, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config, prefix)
     _no_beams_streamed(chooser.settings, streamer is not None)
     hf_streamer = streamer is not None and hasattr(streamer, "put")
     if hf_streamer:
@@ -111,10 +127,4 @@ def generate(tm, input_ids, attention_mask=None, streamer=None, seed=None, **kwa
     if hf_streamer:
         streamer.end()
     result = chooser.sequences_found() if isinstance(chooser, BeamChooser) else np.concatenate(out, 1)
-    if kind == "torch":
-        import torch
-        return torch.from_numpy(result)
-    if kind == "tinydl":
-        from .._tensor import tensor
-        return tensor(result)
-    return result.astype(np.asarray(input_ids).dtype) if kind == "numpy" else result
+    return result, kind

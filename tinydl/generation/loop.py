@@ -19,13 +19,15 @@ CACHE_BLOCK = 64
 # how many input shapes Steps remembers the step of (a server meeting ever new prompt lengths stays flat)
 SHAPES_KEPT = 256
 POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length")
+DECODER_POSITION_LIMITS = ("max_target_positions",)  # an encoder-decoder's decoder (Whisper), before the above
 
 
-def max_positions(config) -> int | None:
-    for name in POSITION_LIMITS:
+def max_positions(config, decoder: bool = False) -> tuple[int, str] | None:
+    """The model's (decoder's) limit on positions, and the config field that sets it."""
+    for name in (DECODER_POSITION_LIMITS if decoder else ()) + POSITION_LIMITS:
         v = getattr(config, name, None)
         if isinstance(v, int) and v > 0:
-            return v
+            return v, name
     return None
 
 
@@ -40,13 +42,12 @@ def _first(config, names):
 
 def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize: int, decoder: bool = False) -> None:
     """Raise, before any work, when the positions or one layer's cache tensor exceed the model's or the
-    adapter's limits. decoder: an encoder-decoder's decoder (prompt: its start token)."""
-    limit = max_positions(config)
-    if limit is not None and prompt + new > limit:
-        what = "the decoder's start token" if decoder else f"the prompt ({prompt} tokens)"
+    adapter's limits. decoder: an encoder-decoder's decoder (prompt: its first tokens)."""
+    limit = max_positions(config, decoder)
+    if limit is not None and prompt + new > limit[0]:
+        what = f"the decoder's first tokens ({prompt})" if decoder else f"the prompt ({prompt} tokens)"
         raise ValueError(f"generate: {what} plus max_new_tokens ({new}) is {prompt + new} "
-                         f"positions, more than the model's maximum of {limit} "
-                         f"({next(n for n in POSITION_LIMITS if getattr(config, n, None) == limit)})")
+                         f"positions, more than the model's maximum of {limit[0]} ({limit[1]})")
     heads = _first(config, ("num_attention_heads", "decoder_attention_heads", "num_heads")) or 1
     kv_heads = _first(config, ("num_key_value_heads",)) or heads
     head_dim = _first(config, ("head_dim", "d_kv")) or (_first(config, ("hidden_size", "d_model")) or 0) // heads

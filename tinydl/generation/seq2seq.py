@@ -3,9 +3,12 @@ the decoder starts from decoder_start_token_id and runs one replayed step per to
 and the cross-attention keys/values (computed once, by the first decoder step, from the encoder's output) kept
 on the GPU and passed from step to step.
 
-Three converted steps (torch modules given to torch.export, as step.py's):
-- "encoder": (input_ids, attention_mask) -> the encoder's last hidden state;
-- "first": the first decoder step (the start token, no self cache yet): computes and returns the cross-attention
+Three converted steps (torch modules given to torch.export, as step.py's), each with the encoder's padding mask
+as an input or (the `_unmasked` kinds: a call without a mask) without:
+- "encoder": (the model's main input: input_ids, input_features, ...[, attention_mask]) -> the encoder's last
+  hidden state;
+- "first": the first decoder step (the decoder's first tokens: the start token or a given prefix, no self cache
+  yet): computes and returns the cross-attention
   keys/values of every layer besides its own self-attention keys/values (which the loop pads to the cache
   length);
 - "next": one token with both caches as inputs, writing slot `cache_position` of the self-attention cache.
@@ -22,7 +25,7 @@ from .._tensor import tensor
 from ..nn import functional as F
 from .loop import _additive_mask, _float_dtype, cache_length, check_fits, reordered
 
-KINDS = ("encoder", "first", "next")
+UNMASKED = "_unmasked"  # the step kinds converted without the encoder's padding mask
 
 
 @functools.cache
@@ -62,26 +65,32 @@ def _torch_classes():
             self.is_updated = {i: True for i in range(len(cross_cache))}
 
     class Encoder(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
+        """The encoder over the model's main input (input_ids, Whisper's input_features, pixel_values) and, when
+        masked, its padding mask."""
 
-        def forward(self, input_ids, attention_mask):
-            return self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        def __init__(self, model, masked: bool):
+            super().__init__()
+            self.model, self.masked = model, masked
+
+        def forward(self, inputs, *mask):
+            kwargs = {self.model.main_input_name: inputs}
+            if self.masked:
+                kwargs["attention_mask"] = mask[0]
+            return self.model.get_encoder()(**kwargs).last_hidden_state
 
     class DecoderStep(torch.nn.Module):
-        """model(decoder ids, 4-D decoder mask, position, encoder states, encoder mask, *self cache, *cross cache)
-        -> (argmax [B], last logits [B, V], *new self cache[, *cross cache: first step])."""
+        """model(decoder ids, 4-D decoder mask, positions, encoder states[, encoder mask: masked], *self cache,
+        *cross cache) -> (argmax [B], last logits [B, V], *new self cache[, *cross cache: first step])."""
 
-        def __init__(self, model, first: bool):
+        def __init__(self, model, first: bool, masked: bool):
             super().__init__()
-            self.model, self.first = model, first
+            self.model, self.first, self.masked = model, first, masked
             params = inspect.signature(model.forward).parameters
             self.cache_arg = "cache" if "cache" in params else "past_key_values"
             self.position_arg = "cache_position" in params
 
-        def forward(self, decoder_input_ids, decoder_attention_mask, cache_position, encoder_hidden_states,
-                    attention_mask, *past):
+        def forward(self, decoder_input_ids, decoder_attention_mask, cache_position, encoder_hidden_states, *rest):
+            attention_mask, past = (rest[0], rest[1:]) if self.masked else (None, rest)
             half = len(past) // 2
             self_cache = FunctionalCache(None if self.first else past[:half], cache_position,
                                          position_as_length=True)
@@ -105,40 +114,55 @@ class _Layer:
 
 
 def kinds() -> dict:
-    """The step kinds loop.Steps converts for an encoder-decoder model."""
+    """The step kinds loop.Steps converts for an encoder-decoder model: each with the encoder's padding mask as
+    an input, and (suffix UNMASKED) without one (a call without attention_mask: Whisper's features)."""
     Encoder, DecoderStep = _torch_classes()
-    return {"encoder": Encoder, "first": functools.partial(DecoderStep, first=True),
-            "next": functools.partial(DecoderStep, first=False)}
+    out = {}
+    for suffix, masked in (("", True), (UNMASKED, False)):
+        out["encoder" + suffix] = functools.partial(Encoder, masked=masked)
+        out["first" + suffix] = functools.partial(DecoderStep, first=True, masked=masked)
+        out["next" + suffix] = functools.partial(DecoderStep, first=False, masked=masked)
+    return out
 
 
-def run(steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
-    """Yields the next decoder token ids [B] (np.int64) per step; finished sequences get pad_token_id."""
-    batch = ids.shape[0]
+def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, prefix: np.ndarray | None = None):
+    """Yields the next decoder token ids [B] (np.int64) per step; finished sequences get pad_token_id.
+    inputs: the encoder's main input (ids, features); mask: its padding mask or None; prefix: the decoder's
+    first tokens [B, k] (default: decoder_start_token_id)."""
+    batch = inputs.shape[0]
+    if prefix is None:
+        prefix = np.full((batch, 1), settings.decoder_start_token_id, np.int64)
+    given = prefix.shape[1]
     new = settings.max_new_tokens
-    length = cache_length(1, new)  # decoder positions: the start token, then the new tokens
+    length = cache_length(given, new)  # decoder positions: the prefix, then the new tokens
     float_dtype = _float_dtype(steps.tm)
     np_float = np.float16 if float_dtype.itemsize == 2 else np.float32
-    check_fits(steps.torch_model.config, batch, 1, new, length, float_dtype.itemsize, decoder=True)
-    enc_inputs = (ids, mask)
-    encoded = steps.get("encoder", enc_inputs, float_dtype)(*(tensor(a) for a in enc_inputs))
-    enc_mask = tensor(mask)
+    check_fits(steps.torch_model.config, batch, given, new, length, float_dtype.itemsize, decoder=True)
+    if np.issubdtype(inputs.dtype, np.floating):
+        inputs = inputs.astype(np_float)  # features follow the weights' dtype (a .half() model's, too)
+    suffix = "" if mask is not None else UNMASKED
+    enc_inputs = (inputs,) if mask is None else (inputs, mask)
+    encoded = steps.get("encoder" + suffix, enc_inputs, float_dtype)(*(tensor(a) for a in enc_inputs))
+    enc_mask = () if mask is None else (tensor(mask),)
     slots = np.arange(length)
-    start = np.full((batch, 1), settings.decoder_start_token_id, np.int64)
-    first = (start, _additive_mask(np.ones((batch, 1, 1), bool), np_float), np.zeros(1, np.int64))
-    out = steps.get("first", (*first, encoded, mask), float_dtype)(*(tensor(a) for a in first), encoded, enc_mask)
+    causal = slots[None, :given] <= slots[:given, None]
+    first = (prefix, _additive_mask(np.broadcast_to(causal, (batch, given, given)), np_float),
+             np.arange(given, dtype=np.int64))
+    out = steps.get("first" + suffix, (*first, encoded, *enc_inputs[1:]), float_dtype)(
+        *(tensor(a) for a in first), encoded, *enc_mask)
     layers = (len(out) - 2) // 4
-    self_cache = [F.pad(t, (0, 0, 0, length - 1)) for t in out[2:2 + 2 * layers]]  # later slots: zero
+    self_cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
     unfinished = np.ones(batch, bool)
     for i in range(new):
-        token = chooser.choose(out, i, 1 + i, unfinished)
+        token = chooser.choose(out, i, given + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return
-        slot = i + 1
+        slot = given + i
         visible = np.broadcast_to(slots[None, None, :] <= slot, (batch, 1, length))
-        inputs = (token[:, None], _additive_mask(visible, np_float), np.array([slot], np.int64))
+        step_inputs = (token[:, None], _additive_mask(visible, np_float), np.array([slot], np.int64))
         self_cache = reordered(self_cache, chooser.reorder)  # (the cross keys/values are alike across beams)
-        out = steps.get("next", (*inputs, encoded, mask, *self_cache, *cross), float_dtype)(
-            *(tensor(a) for a in inputs), encoded, enc_mask, *self_cache, *cross)
+        out = steps.get("next" + suffix, (*step_inputs, encoded, *enc_inputs[1:], *self_cache, *cross), float_dtype)(
+            *(tensor(a) for a in step_inputs), encoded, *enc_mask, *self_cache, *cross)
         self_cache = list(out[2:])

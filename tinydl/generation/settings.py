@@ -49,7 +49,9 @@ def _defaults() -> dict:
     return GenerationConfig._get_default_generation_params()
 
 
-def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
+def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=None) -> Settings:
+    """generation_config: the settings in place of the model's own (a model's own generate passing its merged
+    settings down; only GenerationConfig's own fields are read: model-specific ones are that generate's)."""
     from transformers import GenerationConfig
     fields = set(GenerationConfig().to_dict())
     unknown = sorted(k for k in kwargs if k not in fields)
@@ -58,9 +60,10 @@ def resolve(torch_model, prompt_length: int, kwargs: dict) -> Settings:
                         f"input_ids and attention_mask are not supported)")
     defaults = _defaults()
     merged = dict(defaults)
-    config = getattr(torch_model, "generation_config", None)
+    config = generation_config if generation_config is not None else getattr(torch_model, "generation_config", None)
     if config is not None:
-        merged.update({k: v for k, v in config.to_dict().items() if v is not None})
+        merged.update({k: v for k, v in config.to_dict().items() if v is not None
+                       and (generation_config is None or k in fields)})
     merged.update({k: v for k, v in kwargs.items() if v is not None})
     unsupported = sorted(k for k, v in merged.items()
                          if k not in SUPPORTED and k not in NEUTRAL and v != defaults.get(k)
