@@ -1,8 +1,10 @@
-"""tm.generate on converted speech encoder-decoders, whose encoder reads float features (input_features), not ids:
+"""tm.generate on converted encoder-decoders whose encoder reads float features, not ids (input_features,
+pixel_values):
 Whisper, whose HF class has a generate of its own (init tokens for language and task, language detection,
 EOS stripped and right padding), run as HF runs it with tinydl generating underneath; Speech2Text, through
-tinydl's own encoder-decoder loop, with and without the features' padding mask. Greedy tokens equal to HF's
-on torch CPU at float32.
+tinydl's own encoder-decoder loop, with and without the features' padding mask; an image encoder-decoder (ViT
+encoder, GPT-2 decoder with cross-attention: TrOCR's and Donut's shape). Greedy tokens equal to HF's on torch CPU
+at float32.
 
 Tiny random configs (HF_HUB_OFFLINE=1), attn_implementation="eager", weights drawn wide (init_std=0.5) so that
 the tokens depend on the input.
@@ -130,3 +132,20 @@ def test_speech2text_features_with_and_without_mask():
     np.testing.assert_array_equal(tm.generate(x.numpy(), **kwargs), unmasked.numpy())
     with pytest.raises(ValueError, match=r"input_features must be a float array of shape \[batch, \.\.\.\]"):
         tm.generate(np.ones((2, 3), np.int64), max_new_tokens=2)
+
+
+def test_image_encoder_decoder():
+    torch.manual_seed(0)
+    encoder = transformers.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                     image_size=32, patch_size=8)
+    decoder = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=100, n_positions=64,
+                                      add_cross_attention=True, is_decoder=True, initializer_range=0.5)
+    cfg = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = 1, 0, 97
+    m = transformers.VisionEncoderDecoderModel(cfg).eval()
+    m.config._attn_implementation = "eager"
+    x = torch.randn(2, 3, 32, 32)
+    ref = hf_generate(m, x, max_new_tokens=8)
+    assert len(set(ref.ravel().tolist())) > 3 and not torch.equal(ref[0], ref[1])
+    tm = tinydl.from_torch(m, example_inputs=((), {"pixel_values": x, "decoder_input_ids": torch.ones(2, 3, dtype=torch.long)}))
+    np.testing.assert_array_equal(tm.generate(x, max_new_tokens=8).numpy(), ref.numpy())
