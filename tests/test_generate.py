@@ -22,7 +22,7 @@ import transformers  # noqa: E402
 
 import tinydl  # noqa: E402
 from tinydl import debug, generation  # noqa: E402
-from tinydl.generation import sampling  # noqa: E402
+from tinydl.generation import loop, sampling  # noqa: E402
 from tinydl.runtime import get_runtime  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -432,6 +432,23 @@ def test_one_conversion_serves_other_sizes():
     np.testing.assert_array_equal(tm.generate(ids[:1], attention_mask=mask[:1], max_new_tokens=3, pad_token_id=0),
                                   ref)
     assert (len(steps["prefill"]), len(steps["decode"])) == (2, 2)
+
+
+def test_prompts_of_nearby_lengths_plan_nothing_new(llama):
+    """Prompts are left-padded (masked out) to a multiple of loop.PROMPT_BLOCK before their prefill: a new prompt
+    length within the block plans and compiles nothing, and the tokens stay HF's (unpadded) ones."""
+    m, tm = llama
+    rng = np.random.default_rng(5)
+    lengths = [3, 9, 20, loop.PROMPT_BLOCK]
+    i = rng.integers(1, VOCAB, (2, lengths[0]))
+    tm.generate(i, max_new_tokens=5, pad_token_id=0)
+    before = dict(debug.stats)
+    for length in lengths[1:]:
+        i = rng.integers(1, VOCAB, (2, length))
+        ref = hf_generate(m, i, np.ones_like(i), max_new_tokens=5, pad_token_id=0)
+        np.testing.assert_array_equal(tm.generate(i, max_new_tokens=5, pad_token_id=0), ref)
+    assert dict(debug.stats) == before, "a prompt length within the block planned or compiled"
+    assert loop.padded_prompt(3, window=None) == loop.PROMPT_BLOCK and loop.padded_prompt(3, window=4) == 3
 
 
 def test_sliding_window():

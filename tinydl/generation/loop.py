@@ -16,6 +16,10 @@ from .step import accepts, convert_step
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
 CACHE_BLOCK = 64
+# the prompt is left-padded (masked out) to a multiple of this before its prefill, so that prompts of nearby
+# lengths share one converted step and one plan: a server meeting a new prompt length each request compiles
+# nothing new within a block (the extra rows cost prefill work, which is launch-bound at short lengths)
+PROMPT_BLOCK = 32
 # how many input shapes Steps remembers the step of (a server meeting ever new prompt lengths stays flat)
 SHAPES_KEPT = 256
 POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length")
@@ -29,6 +33,12 @@ def max_positions(config, decoder: bool = False) -> tuple[int, str] | None:
         if isinstance(v, int) and v > 0:
             return v, name
     return None
+
+
+def padded_prompt(prompt: int, window: int | None) -> int:
+    """The prompt's length as prefilled: rounded up to PROMPT_BLOCK, except under a sliding window (it counts
+    cache slots, so padding would move keys out of it)."""
+    return prompt if window is not None else -(-prompt // PROMPT_BLOCK) * PROMPT_BLOCK
 
 
 def cache_length(prompt: int, new: int) -> int:
@@ -132,32 +142,34 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     sequences get pad_token_id; beam.BeamChooser: each row's beam, whose cache rows `reorder` moves)."""
     batch, prompt = ids.shape
     new = settings.max_new_tokens
-    length = cache_length(prompt, new)
+    window = sliding_window(steps.torch_model.config, prompt + new)
+    given = padded_prompt(prompt, window)  # the prompt's slots: left padding first, then the prompt
+    ids = np.pad(ids, ((0, 0), (given - prompt, 0)))
+    length = cache_length(given, new)
     float_dtype = _float_dtype(steps.tm)
     np_float = np.float16 if float_dtype is dtypes.float16 else np.float32
     check_fits(steps.torch_model.config, batch, prompt, new, length, float_dtype.itemsize)
     full = np.zeros((batch, length), np.int64)
-    full[:, :prompt] = mask
-    full[:, prompt:] = 1  # generated tokens are always attended to (HF appends ones)
+    full[:, given - prompt:given] = mask
+    full[:, given:] = 1  # generated tokens are always attended to (HF appends ones)
     positions = np.where(full == 0, 1, np.cumsum(full, -1) - 1)
     slots = np.arange(length)
-    window = sliding_window(steps.torch_model.config, prompt + new)
     # query slot q sees key slot k: k <= q, within the window (HF: k > q - window) and not padding
     seen = slots[None, :] <= slots[:, None]
     if window is not None:
         seen &= slots[None, :] > slots[:, None] - window
-    causal = seen[:prompt, :prompt]
-    prefill_inputs = (ids, _additive_mask(causal[None] & (mask[:, None, :] > 0), np_float),
-                      positions[:, :prompt], np.zeros(1, np.int64))
+    causal = seen[:given, :given]
+    prefill_inputs = (ids, _additive_mask(causal[None] & (full[:, None, :given] > 0), np_float),
+                      positions[:, :given], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
-    cache = [F.pad(t, (0, 0, 0, length - prompt)) for t in out[2:]]  # slots past the prompt: zero
+    cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]  # slots past the prompt: zero
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, prompt + i, unfinished)
         yield token
         if not unfinished.any() or i == new - 1:
             return
-        slot = prompt + i
+        slot = given + i
         inputs = (token[:, None], _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
         cache = reordered(cache, chooser.reorder)
