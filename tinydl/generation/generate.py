@@ -25,6 +25,15 @@ def _encoder_decoder(model) -> bool:
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
+def steps_of(tm, model) -> loop.Steps:
+    """The converted generation steps of tm (kept on it), made on first use."""
+    steps = tm.__dict__.get("_generation_steps")
+    if steps is None:
+        steps = loop.Steps(tm, model, seq2seq.kinds() if _encoder_decoder(model) else step.causal_kinds())
+        object.__setattr__(tm, "_generation_steps", steps)
+    return steps
+
+
 def _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config=None, prefix=None):
     """(the new tokens' iterator, the head the result starts with, the input's kind, the chooser).
     generation_config: the settings in place of the model's own (a model's own generate calling down);
@@ -50,10 +59,7 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config=None
             else np.ones_like(ids)
     elif mask is not None and mask.shape != ids.shape[:2]:
         raise ValueError(f"generate: attention_mask has shape {list(mask.shape)}, {name} {list(ids.shape)}")
-    steps = tm.__dict__.get("_generation_steps")
-    if steps is None:
-        steps = loop.Steps(tm, model, seq2seq.kinds() if seq2seq_model else step.causal_kinds())
-        object.__setattr__(tm, "_generation_steps", steps)
+    steps = steps_of(tm, model)
     batch = ids.shape[0]
     # the result starts with the prompt (causal LMs) or the decoder's first tokens (encoder-decoders), as HF's
     head = ids if not seq2seq_model else prefix if prefix is not None else \
@@ -97,7 +103,8 @@ def generate(tm, input_ids=None, attention_mask=None, streamer=None, seed=None, 
     of its own (Whisper) runs that, with tinydl generating underneath (own_generate.py)."""
     model = _torch_model(tm)
     if own_generate.has_own_generate(model):
-        return own_generate.run(tm, model, input_ids, attention_mask, streamer, seed, kwargs, generate_tokens)
+        return own_generate.run(tm, model, input_ids, attention_mask, streamer, seed, kwargs,
+                                generate_tokens, steps_of)
     result, kind = generate_tokens(tm, input_ids, attention_mask, streamer, seed, kwargs)
     if kind == "torch":
         import torch

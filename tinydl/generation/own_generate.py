@@ -20,7 +20,7 @@ import numpy as np
 
 from .inputs import to_numpy
 
-# (the converted module, seed, generate_tokens) of the call in progress: the hooked generate's way back to tinydl
+# (the converted module, seed, generate_tokens, steps_of) of the call in progress: the hooked generate's way back to tinydl
 _CALL: contextvars.ContextVar = contextvars.ContextVar("tinydl_own_generate")
 _SWAP_LOCK = threading.Lock()
 
@@ -30,9 +30,10 @@ def has_own_generate(model) -> bool:
     return getattr(type(model), "generate", GenerationMixin.generate) is not GenerationMixin.generate
 
 
-def run(tm, model, inputs, attention_mask, streamer, seed, kwargs, generate_tokens):
+def run(tm, model, inputs, attention_mask, streamer, seed, kwargs, generate_tokens, steps_of):
     """model.generate(inputs, attention_mask=..., streamer=..., **kwargs) as HF runs it, generate_tokens
-    (generate.py's) underneath; the result in the kind of inputs (torch, numpy, tinydl)."""
+    (generate.py's) underneath, steps_of(tm, model) giving tm's converted steps; the result in the kind of inputs
+    (torch, numpy, tinydl)."""
     import torch
 
     args, kind = (), None
@@ -43,7 +44,7 @@ def run(tm, model, inputs, attention_mask, streamer, seed, kwargs, generate_toke
         kwargs = {**kwargs, "attention_mask": torch.from_numpy(np.ascontiguousarray(to_numpy(attention_mask)[0]))}
     if streamer is not None:
         kwargs = {**kwargs, "streamer": streamer}
-    token = _CALL.set((tm, seed, generate_tokens))
+    token = _CALL.set((tm, seed, generate_tokens, steps_of))
     try:
         with _hooked(model):
             out = model.generate(*args, **kwargs)
@@ -76,7 +77,37 @@ class _hooked:
 
 @functools.cache
 def _hooked_class(cls):
-    return type(cls.__name__, (cls, _mixin()), {"__module__": cls.__module__})
+    """cls with _TinydlGenerationMixin before GenerationMixin, and first the methods of cls that tinydl runs on
+    the GPU (_GPU_METHODS)."""
+    overrides = tuple(o for name, o in _GPU_METHODS.items() if callable(getattr(cls, name, None)))
+    return type(cls.__name__, (*overrides, cls, _mixin()), {"__module__": cls.__module__})
+
+
+class _LanguageDetection:
+    """Whisper's detect_language from features: the encoder and the first decoder step from the start token on the
+    GPU, the argmax over the language tokens read back (HF's own runs the torch model; from encoder outputs it
+    still does)."""
+
+    def detect_language(self, input_features=None, encoder_outputs=None, generation_config=None,
+                        num_segment_frames: int = 3000):
+        if input_features is None or encoder_outputs is not None:
+            return super().detect_language(input_features, encoder_outputs, generation_config, num_segment_frames)
+        import torch
+        from .._tensor import arange, argmax, tensor, where
+        from .loop import _float_dtype
+        from .seq2seq import start
+
+        config = generation_config or self.generation_config
+        tm, _, _, steps_of = _CALL.get()
+        features = input_features[:, :, :num_segment_frames].detach().cpu().numpy()
+        prefix = np.full((features.shape[0], 1), config.decoder_start_token_id, np.int64)
+        logits = start(steps_of(tm, self), features, None, prefix, _float_dtype(tm))[0][1].float()
+        languages = tensor(np.asarray(sorted(config.lang_to_id.values()), np.int32))
+        is_language = (arange(logits.shape[-1])[:, None] == languages).any(-1)
+        return torch.from_numpy(argmax(where(is_language, logits, float("-inf")), -1).numpy().astype(np.int64))
+
+
+_GPU_METHODS = {"detect_language": _LanguageDetection}
 
 
 @functools.cache
@@ -107,7 +138,7 @@ def _generate_underneath(model, inputs, generation_config, logits_processor, sto
         named.append(f"stopping_criteria={[type(c).__name__ for c in stopping_criteria]}")
     if named:
         raise NotImplementedError(f"generate: {', '.join(named)} not supported by tinydl's generate")
-    tm, seed, generate_tokens = _CALL.get()
+    tm, seed, generate_tokens, _ = _CALL.get()
     kwargs = dict(kwargs)
     prefix = kwargs.pop("decoder_input_ids", None)
     mask = kwargs.pop("attention_mask", None)

@@ -125,6 +125,25 @@ def kinds() -> dict:
     return out
 
 
+def start(steps, inputs: np.ndarray, mask: np.ndarray | None, prefix: np.ndarray, float_dtype):
+    """The encoder over inputs and the first decoder step over prefix: (the step's outputs (argmax, last logits,
+    self cache, cross cache), the encoder's states, the encoder's inputs, its mask as tensors, the kinds' suffix)."""
+    np_float = np.float16 if float_dtype.itemsize == 2 else np.float32
+    if np.issubdtype(inputs.dtype, np.floating):
+        inputs = inputs.astype(np_float)  # features follow the weights' dtype (a .half() model's, too)
+    suffix = "" if mask is not None else UNMASKED
+    enc_inputs = (inputs,) if mask is None else (inputs, mask)
+    encoded = steps.get("encoder" + suffix, enc_inputs, float_dtype)(*(tensor(a) for a in enc_inputs))
+    enc_mask = () if mask is None else (tensor(mask),)
+    batch, given = prefix.shape
+    causal = np.tril(np.ones((given, given), bool))
+    first = (prefix, _additive_mask(np.broadcast_to(causal, (batch, given, given)), np_float),
+             np.arange(given, dtype=np.int64))
+    out = steps.get("first" + suffix, (*first, encoded, *enc_inputs[1:]), float_dtype)(
+        *(tensor(a) for a in first), encoded, *enc_mask)
+    return out, encoded, enc_inputs, enc_mask, suffix
+
+
 def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, prefix: np.ndarray | None = None):
     """Yields the next decoder token ids [B] (np.int64) per step; finished sequences get pad_token_id.
     inputs: the encoder's main input (ids, features); mask: its padding mask or None; prefix: the decoder's
@@ -138,21 +157,11 @@ def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, p
     float_dtype = _float_dtype(steps.tm)
     np_float = np.float16 if float_dtype.itemsize == 2 else np.float32
     check_fits(steps.torch_model.config, batch, given, new, length, float_dtype.itemsize, decoder=True)
-    if np.issubdtype(inputs.dtype, np.floating):
-        inputs = inputs.astype(np_float)  # features follow the weights' dtype (a .half() model's, too)
-    suffix = "" if mask is not None else UNMASKED
-    enc_inputs = (inputs,) if mask is None else (inputs, mask)
-    encoded = steps.get("encoder" + suffix, enc_inputs, float_dtype)(*(tensor(a) for a in enc_inputs))
-    enc_mask = () if mask is None else (tensor(mask),)
-    slots = np.arange(length)
-    causal = slots[None, :given] <= slots[:given, None]
-    first = (prefix, _additive_mask(np.broadcast_to(causal, (batch, given, given)), np_float),
-             np.arange(given, dtype=np.int64))
-    out = steps.get("first" + suffix, (*first, encoded, *enc_inputs[1:]), float_dtype)(
-        *(tensor(a) for a in first), encoded, *enc_mask)
+    out, encoded, enc_inputs, enc_mask, suffix = start(steps, inputs, mask, prefix, float_dtype)
     layers = (len(out) - 2) // 4
     self_cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
+    slots = np.arange(length)
     unfinished = np.ones(batch, bool)
     for i in range(new):
         token = chooser.choose(out, i, given + i, unfinished)
