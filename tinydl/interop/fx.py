@@ -81,7 +81,9 @@ def resolve_method(name: str):
     attr = getattr(Tensor, name, None)
     if attr is None or not callable(attr):
         return None
-    return lambda x, *a, **k: getattr(x, name)(*a, **k)
+    call = lambda x, *a, **k: getattr(x, name)(*a, **k)  # noqa: E731
+    call.__wrapped__ = attr  # its signature is the method's: arguments.fit fits torch.transpose(input=x, dim0=...)
+    return call
 
 
 # -- the program ---------------------------------------------------------------------------------------------
