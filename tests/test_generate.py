@@ -48,6 +48,8 @@ ARCHS = {
     "phi": ("Phi", SMALL),
     "olmo": ("Olmo", SMALL),
     "granite": ("Granite", GQA),
+    # mixture of experts: the experts' grouped matmul (transformers.grouped_mm_fallback) in prefill and decode
+    "mixtral": ("Mixtral", dict(GQA, num_local_experts=4, num_experts_per_tok=2)),
 }
 GPT2 = "GPT2LMHeadModel"
 

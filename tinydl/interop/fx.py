@@ -12,6 +12,7 @@ from ..nn import functional as F
 from ..nn.module import Module
 from .._tensor import Tensor
 from . import arguments, modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
+from . import transformers_ops  # noqa: F401 - (both paths: export imports fx)
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import (INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, autowrap_functions, lookup,
                        reads_past_values)
@@ -38,6 +39,11 @@ _C_SUBMODULES = {"torch._C._fft": "fft", "torch._C._linalg": "linalg", "torch._C
 
 
 def _qualname(fn) -> str:
+    if type(fn).__module__ == "torch._ops" and type(fn).__name__ in ("OpOverload", "OpOverloadPacket"):
+        # torch.ops.ns.op(...) in a forward: the op's registry name, as torch.export records it (a packet with one
+        # overload calls that one; which of several a call picks is torch's dispatch, not decided here)
+        only_default = type(fn).__name__ == "OpOverloadPacket" and fn.overloads() == ["default"]
+        return f"{fn}.default" if only_default else str(fn)
     mod = getattr(fn, "__module__", None) or ""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
     if "<locals>" in name and getattr(fn, "__name__", None):  # a function a factory made (F.max_pool2d is
@@ -75,7 +81,9 @@ def resolve_method(name: str):
     attr = getattr(Tensor, name, None)
     if attr is None or not callable(attr):
         return None
-    return lambda x, *a, **k: getattr(x, name)(*a, **k)
+    call = lambda x, *a, **k: getattr(x, name)(*a, **k)  # noqa: E731
+    call.__wrapped__ = attr  # its signature is the method's: arguments.fit fits torch.transpose(input=x, dim0=...)
+    return call
 
 
 # -- the program ---------------------------------------------------------------------------------------------

@@ -64,13 +64,46 @@ implements("torch.Tensor.long", "torch.Tensor.int")(lambda x: x.int())
 implements("torch.Tensor.bool")(lambda x: x.bool())
 implements("torch.Tensor.masked_fill")(lambda x, mask, value: where(mask, value, x))
 implements("torch.Tensor.__getitem__", "_operator.getitem", "getitem")(operator.getitem)
-implements("torch.scalar_tensor")(lambda v, dtype=None, **_: full((), v, dtype=to_dtype(dtype)))
+# creation: torch's own keyword names and no **kwargs, so that a keyword these do not take is listed at conversion
+# (arguments.fit; devices and the like dropped there) instead of swallowed (torch.zeros(size=...) made a scalar)
+implements("torch.scalar_tensor")(lambda s, dtype=None: full((), s, dtype=to_dtype(dtype)))
 implements("torch._assert")(lambda cond, msg=None: None)  # shapes the tracer checked; tinydl checks shapes itself
-implements("torch.tensor")(lambda data, dtype=None, **_: tensor(data, to_dtype(dtype)))
-implements("torch.zeros")(lambda *s, dtype=None, **_: zeros(*s, dtype=to_dtype(dtype)))
-implements("torch.ones")(lambda *s, dtype=None, **_: ones(*s, dtype=to_dtype(dtype)))
-implements("torch.full")(lambda s, v, dtype=None, **_: full(s, v, dtype=to_dtype(dtype)))
-implements("torch.arange")(lambda *a, dtype=None, **_: arange(*a, dtype=to_dtype(dtype)))
+implements("torch.tensor")(lambda data, dtype=None: tensor(data, to_dtype(dtype)))
+implements("torch.zeros")(lambda *sizes, size=None, dtype=None: zeros(*_sizes_arg(sizes, size), dtype=to_dtype(dtype)))
+implements("torch.ones")(lambda *sizes, size=None, dtype=None: ones(*_sizes_arg(sizes, size), dtype=to_dtype(dtype)))
+implements("torch.full")(lambda size, fill_value, dtype=None: full(size, fill_value, dtype=to_dtype(dtype)))
+
+
+def _sizes_arg(sizes: tuple, size) -> tuple:
+    """torch.zeros(2, 3), torch.zeros((2, 3)) or torch.zeros(size=(2, 3))."""
+    if size is None:
+        return sizes
+    if sizes:
+        raise TypeError("zeros() received an invalid combination of arguments: a size both by position and as size=")
+    return (size,)
+
+
+@implements("torch.arange")
+def _torch_arange(*args, start=None, end=None, step=None, dtype=None):
+    """torch.arange's forms: (end), (start, end), (start, end, step), any of them by keyword (a keyword once
+    swallowed: torch.arange(0, n, step=2) made n values)."""
+    if len(args) == 1 and start is None and end is None and step is None:
+        args = (0, args[0])
+    given = dict(zip(("start", "end", "step"), args))
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        if value is not None:
+            if name in given:
+                raise TypeError(f"arange() got multiple values for argument '{name}'")
+            given[name] = value
+    if "end" not in given:
+        raise TypeError("arange() missing required argument 'end'")
+    return arange(given.get("start", 0), given["end"], given.get("step", 1), dtype=to_dtype(dtype))
+
+
+# torch.embedding is ATen's (weight, indices, ...), F.embedding's order reversed: by name it resolved to F.embedding
+# with the two swapped; padding_idx, scale_grad_by_freq and sparse change only gradients
+implements("torch.embedding")(lambda weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
+                              F.embedding(indices, weight))
 implements("torch.functional.split")(lambda x, split_size_or_sections, dim=0: x.split(split_size_or_sections, dim))
 implements("torch.Tensor.reshape_as", "torch.Tensor.view_as")(lambda x, other: x.reshape(other.shape))
 
