@@ -2,7 +2,6 @@
 index_copy / index_fill / index_put, slice_scatter / select_scatter; host and GPU indices, dtypes, negative dims,
 indices smaller than self, duplicates, 0-d and empty tensors; torch's errors (same type, same message); both
 conversion paths and each ATen overload torch.export produces."""
-import importlib
 import re
 
 import numpy as np
@@ -10,10 +9,10 @@ import pytest
 import torch
 
 import tinydl
+from tinydl import schedule
 from tinydl.interop import registry
 from tinydl.testing import assert_close
 
-scatter_module = importlib.import_module("tinydl.scatter")  # tinydl.scatter the attribute is the function
 
 DTYPES = {"float32": (np.float32, torch.float32), "float16": (np.float16, torch.float16),
           "int32": (np.int32, torch.int32), "bool": (np.bool_, torch.bool)}
@@ -275,19 +274,36 @@ def test_gpu_index_out_of_range_raises_at_read():
     assert ok.numpy()[0].tolist() == [1.0] * 4
 
 
-def test_work_past_the_bound_is_refused():
-    """GPU indices compare every output with every index entry of its line, up to SCATTER_MAX_WORK (refused at the
-    call, before anything runs); host indices are sorted on the host, so their work is the outputs times the most
-    duplicates, whatever the bound."""
-    bound = scatter_module.SCATTER_MAX_WORK
-    big = np.random.default_rng(0).integers(0, 1 << 17, 1 << 16)
-    with pytest.raises(NotImplementedError, match=f"comparisons, over tinydl's bound of {bound}"):
-        tinydl.zeros(1 << 17, 1).index_add(0, tinydl.tensor(big), tinydl.ones(1 << 16, 1))  # 2^33 comparisons
-    x = tinydl.zeros(20, 3)
-    rows = np.array([3, 1, 3, 0, 7, 3, 19, 1, 0, 5])
-    src = np.arange(30, dtype=np.float32).reshape(10, 3)
-    ref = torch.zeros(20, 3).index_add(0, torch.from_numpy(rows), torch.from_numpy(src))
-    assert_close(x.index_add(0, rows, tinydl.tensor(src)), ref)
+@pytest.mark.parametrize("op", ["index_add", "index_copy", "scatter_reduce_amax", "index_put_out_of_range"])
+def test_work_past_the_bound_reads_the_indices_back(op):
+    """GPU indices compare every output with every index entry of its line, up to Options.scatter_max_work; past it
+    the indices are read back (checked as on the GPU) and sorted on the host: same values as torch, no refusal."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 40, 64)
+    src = rng.standard_normal((64, 3)).astype(np.float32)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    idx = tinydl.tensor(rows)
+    assert 40 * 64 * 3 > 1000  # the comparisons this takes, past the bound below
+    with tinydl.options(scatter_max_work=1000):
+        reads = schedule.HOST_READS
+        if op == "index_add":
+            out, ref = tinydl.tensor(x).index_add(0, idx, tinydl.tensor(src)), \
+                torch.from_numpy(x).index_add(0, torch.from_numpy(rows), torch.from_numpy(src))
+        elif op == "index_copy":  # duplicates: the last one along the dim, as torch CPU
+            out, ref = tinydl.tensor(x).index_copy(0, idx, tinydl.tensor(src)), \
+                torch.from_numpy(x).index_copy(0, torch.from_numpy(rows), torch.from_numpy(src))
+        elif op == "scatter_reduce_amax":
+            index = np.broadcast_to(rows[:, None], (64, 3)).copy()
+            out = tinydl.tensor(x).scatter_reduce(0, tinydl.tensor(index), tinydl.tensor(src), "amax")
+            ref = torch.from_numpy(x).scatter_reduce(0, torch.from_numpy(index), torch.from_numpy(src), "amax")
+        else:
+            bad = rows.copy()
+            bad[5] = 40
+            with pytest.raises(IndexError, match="index out of range"):
+                tinydl.tensor(x).index_add(0, tinydl.tensor(bad), tinydl.tensor(src)).numpy()
+            return
+        assert schedule.HOST_READS == reads + 1  # the indices, read back
+        assert_close(out, ref)
 
 
 def test_scatter_without_src_or_value():

@@ -70,6 +70,7 @@ class Options:
     upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads
     readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
+    scatter_max_work: int = 1 << 32               # comparisons a scatter with GPU indices makes (tinydl/scatter.py) ...
     max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
     progress: bool = True                         # a progress bar on a terminal while kernels compile (TINYDL_PROGRESS)
     progress_delay_s: float = 0.5                 # shown only once the work has lasted this long (a few kernels: none)

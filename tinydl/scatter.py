@@ -7,7 +7,9 @@ around: each output element reduces the source entries that land on it, one REDU
 (`_scatter_along`; lowering stages long reductions, so MAX_TRIPS holds). Which entries those are:
 - indices on the GPU (`_compared`): every entry of the output's line, masked by index == j (the comparison fused
   into the REDUCE's prologue, nothing materialized). O(positions along d x index entries along d) per line, so it
-  is bounded: past SCATTER_MAX_WORK comparisons the op refuses (NotImplementedError) rather than run for minutes;
+  is bounded: past Options.scatter_max_work comparisons the indices are read back (checked as on the GPU) and
+  take the host's way below instead of running for minutes (a read-back, so a jit runs such a function each call
+  rather than replaying it);
 - indices on the host (`_sorted`): sorted there into slots per output (as many as the most duplicated output has),
   the sources gathered into them: O(outputs x slots), no bound needed.
 Duplicate indices: the sums (scatter_add, index_add, index_put(accumulate=True)) add every one of them; the
@@ -29,11 +31,8 @@ from ._core import Tensor, _const, _view
 from .creation import arange, tensor
 from .elementwise import floor_divide, maximum, minimum, where
 from .indexing import _Mask, _index_items, checked_index, gather, host_array
+from .options import current as current_options
 from .reductions import _reduce
-
-# Comparisons one scatter may make (output positions along d x index entries along d, summed over the other
-# dims): 2^32 is a few ms on a discrete GPU, and keeps a call that would take minutes from running at all.
-SCATTER_MAX_WORK = 1 << 32
 
 REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
 _TORCH_NAMES = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.int32: "Long", dtypes.bool_: "Bool"}
@@ -54,6 +53,8 @@ def _scatter_along(x: Tensor, d: int, index, src: Tensor, reduce: str, include_s
     region = tuple(index.shape[:d]) + (n,) + tuple(index.shape[d + 1:])  # the part of x the index can reach
     compute = dtypes.int32 if x.dtype == dtypes.bool_ else x.dtype
     src = src.to(compute)
+    if not isinstance(index, np.ndarray) and _comparisons(index.shape, d, n) > current_options().scatter_max_work:
+        index = index.numpy().astype(np.int64)  # (checked_index's values: an index out of range raises here)
     find = _sorted if isinstance(index, np.ndarray) else _compared
     hit, vals, pick = find(index, src, d, n, reduce == "last")
     k = d + 1
@@ -85,17 +86,17 @@ def _scatter_along(x: Tensor, d: int, index, src: Tensor, reduce: str, include_s
     return _place(out.to(x.dtype), x)
 
 
+def _comparisons(lines: tuple, d: int, n: int) -> int:
+    """How many index comparisons `_compared` makes for an index of shape `lines` into a dim of n."""
+    return math.prod(lines) * n
+
+
 def _compared(index: Tensor, src: Tensor, d: int, n: int, last_only: bool):
     """GPU indices: every index entry k of a line is a candidate of output j, hit where index == j. Returns
     (hit, values) over [..., j, k, ...] and, with last_only, (found, value) of the last entry that hits."""
     lines, ndim = index.shape, index.ndim
     k_len = lines[d]
     cube = lines[:d] + (n, k_len) + lines[d + 1:]      # out position j along d, index entry k along d + 1
-    if math.prod(cube) > SCATTER_MAX_WORK:
-        raise NotImplementedError(
-            f"scatter along a dim of {n} with {k_len} index entries per line: {math.prod(cube)} comparisons, over "
-            f"tinydl's bound of {SCATTER_MAX_WORK} (each output looks at every index entry of its line; indices "
-            f"given on the host are sorted there instead; tinydl/scatter.py)")
     hit = index.unsqueeze(d).expand(cube) == arange(n).reshape((1,) * d + (n, 1) + (1,) * (ndim - d - 1))
     vals = src.unsqueeze(d).expand(cube)
     pick = None
