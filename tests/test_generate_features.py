@@ -85,7 +85,9 @@ def test_whisper_matches_hf(whisper):
     dict(language="de"), dict(language="en", task="translate"), dict(language=["en", "de"]),
     dict(),  # no language: HF's detection (in torch) picks it
     dict(language="en", eos_token_id=51),  # EOS mid-sequence: HF strips it and pads the row
-], ids=["de", "translate", "per-row", "detected", "eos"])
+    dict(language="en", num_beams=3),  # beam search underneath Whisper's generate
+    dict(language="en", no_repeat_ngram_size=2, repetition_penalty=1.3),  # processors over the init tokens too
+], ids=["de", "translate", "per-row", "detected", "eos", "beams", "processors"])
 def test_whisper_language_and_task_tokens_as_hf(whisper_multilingual, kwargs):
     m, tm = whisper_multilingual
     x = features(seed=1)

@@ -110,6 +110,20 @@ def test_forced_tokens_and_eos_per_sequence_as_hf(bart):
     assert (out[:, 1] == 7).all() and (out[:, -1] == 96).all()
 
 
+def test_decoder_prefix_as_hf(bart):
+    """decoder_input_ids start the decoder (the start token put in front when no row begins with it, as HF)."""
+    m, tm = bart
+    ids, mask = prompt()
+    start = m.generation_config.decoder_start_token_id
+    for prefix in ([[5, 6], [7, 8]], [[start, 9, 10], [start, 11, 12]]):
+        kwargs = dict(ARCHS["bart"][3], max_new_tokens=5, decoder_input_ids=torch.tensor(prefix))
+        ref = hf_generate(m, ids, mask, **kwargs)
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, **kwargs), ref)
+    with pytest.raises(NotImplementedError, match="decoder_attention_mask with padding"):
+        tm.generate(ids, attention_mask=mask, decoder_input_ids=np.array([[5, 6], [7, 8]]),
+                    decoder_attention_mask=np.array([[1, 1], [0, 1]]))
+
+
 def test_sampling_reproducible_and_streamed(bart):
     m, tm = bart
     ids, mask = prompt()

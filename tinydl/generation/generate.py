@@ -25,6 +25,26 @@ def _encoder_decoder(model) -> bool:
     return bool(getattr(model.config, "is_encoder_decoder", False))
 
 
+def _starts_prefix(model) -> bool:
+    """Whether given decoder ids get the start token in front when none of them begins with it (HF's rule; Whisper
+    and Donut take theirs as given)."""
+    config = model.config
+    donut = "donut" in type(model).__name__.lower() or (
+        config.model_type == "vision-encoder-decoder" and "donut" in config.encoder.model_type.lower())
+    return not donut and config.model_type != "whisper"
+
+
+def _decoder_prefix(model, kwargs: dict):
+    """The decoder ids a call gives an encoder-decoder (decoder_input_ids; a padded decoder_attention_mask is
+    refused), taken out of kwargs; None when none are given."""
+    prefix = kwargs.pop("decoder_input_ids", None) if _encoder_decoder(model) else None
+    mask = kwargs.pop("decoder_attention_mask", None) if prefix is not None else None
+    if mask is not None and not (inputs.to_numpy(mask)[0] != 0).all():
+        raise NotImplementedError("generate: a decoder_attention_mask with padding (zeros) is not supported; "
+                                  "give decoder_input_ids of one length without padding")
+    return prefix
+
+
 def steps_of(tm, model) -> loop.Steps:
     """The converted generation steps of tm (kept on it), made on first use."""
     steps = tm.__dict__.get("_generation_steps")
@@ -52,6 +72,10 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config=None
             raise ValueError(f"generate: decoder_input_ids has {prefix.shape[0]} rows, {name} {ids.shape[0]}")
     s = settings_mod.resolve(model, (1 if prefix is None else prefix.shape[1]) if seq2seq_model else ids.shape[1],
                              kwargs, generation_config)
+    if prefix is not None and _starts_prefix(model) and (prefix[:, 0] != s.decoder_start_token_id).all():
+        # as HF: decoder ids that do not begin with the start token get it in front
+        prefix = np.concatenate([np.full((len(prefix), 1), s.decoder_start_token_id, np.int64), prefix], 1)
+        s = settings_mod.resolve(model, prefix.shape[1], kwargs, generation_config)
     mask, _ = inputs.as_ids(attention_mask, "attention_mask")
     if mask is None and name == "input_ids":  # as HF: padding is inferred from pad_token_id when it is not also EOS
         pad = s.pad_token_id
@@ -88,7 +112,9 @@ def stream(tm, input_ids, attention_mask=None, seed=None, **kwargs):
     if own_generate.has_own_generate(model):
         raise NotImplementedError(f"stream: {type(model).__name__} has a generate of its own, which decides the "
                                   f"tokens it starts from and returns; use generate(..., streamer=callback)")
-    tokens, _, _, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs)
+    kwargs = dict(kwargs)
+    tokens, _, _, chooser = _prepare(tm, input_ids, attention_mask, seed, kwargs,
+                                     prefix=_decoder_prefix(model, kwargs))
     _no_beams_streamed(chooser.settings)
     yield from tokens
 
@@ -105,7 +131,9 @@ def generate(tm, input_ids=None, attention_mask=None, streamer=None, seed=None, 
     if own_generate.has_own_generate(model):
         return own_generate.run(tm, model, input_ids, attention_mask, streamer, seed, kwargs,
                                 generate_tokens, steps_of)
-    result, kind = generate_tokens(tm, input_ids, attention_mask, streamer, seed, kwargs)
+    kwargs = dict(kwargs)
+    prefix = _decoder_prefix(model, kwargs)
+    result, kind = generate_tokens(tm, input_ids, attention_mask, streamer, seed, kwargs, prefix=prefix)
     if kind == "torch":
         import torch
         return torch.from_numpy(result)
