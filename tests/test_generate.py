@@ -50,6 +50,9 @@ ARCHS = {
     "granite": ("Granite", GQA),
     # mixture of experts: the experts' grouped matmul (transformers.grouped_mm_fallback) in prefill and decode
     "mixtral": ("Mixtral", dict(GQA, num_local_experts=4, num_experts_per_tok=2)),
+    "gemma2": ("Gemma2", dict(GQA, head_dim=8)),          # logit soft-capping, sliding layers within the window
+    "gpt_bigcode": ("GPTBigCode", dict(n_embd=32, n_layer=2, n_head=4)),  # multi-query attention
+    "cohere": ("Cohere", GQA),                             # parallel attention/MLP block, scaled logits
 }
 GPT2 = "GPT2LMHeadModel"
 
@@ -463,6 +466,16 @@ def test_sliding_window():
     assert not np.array_equal(ref, full)  # the window matters
     np.testing.assert_array_equal(convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8,
                                                                  pad_token_id=0), ref)
+
+
+def test_recurrent_state_models_are_refused():
+    """A model whose cache holds recurrent or convolution states (Mamba) is refused by name, not run wrong."""
+    torch.manual_seed(0)
+    m = transformers.MambaForCausalLM(transformers.MambaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                                               use_cache=False)).eval()
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match="the model reads a cache layer's state"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
 
 
 def test_sliding_window_on_some_layers_only_is_refused():

@@ -50,7 +50,7 @@ def torch_classes():
             self.past, self.cache_position = past, cache_position
             self.position_as_length = position_as_length
             self.new: dict[int, tuple] = {}
-            self.layers = []
+            self.layers = _NoLayers()
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             if self.past is None:  # prefill: attends over its own keys, which are the new cache
@@ -92,6 +92,16 @@ def torch_classes():
             return (torch.argmax(logits, -1), logits, *flat_new(cache))
 
     return FunctionalCache, Step
+
+
+class _NoLayers(list):
+    """The functional cache's layer list: empty, and a model that reads a layer's state from it (a recurrent or
+    convolution state: Mamba, Jamba, ...) gets an error naming what generate supports."""
+
+    def __getitem__(self, index):
+        raise NotImplementedError("generate: the model reads a cache layer's state (a recurrent or convolution "
+                                  "state, as state-space and hybrid models keep); tinydl's generate keeps "
+                                  "attention keys and values only")
 
 
 @contextlib.contextmanager
