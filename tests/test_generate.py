@@ -155,6 +155,7 @@ def processor_cases(free):
         "begin_suppress_tokens": dict(begin_suppress_tokens=[first, int(free[1, PROMPT])]),
         "no_repeat_ngram_size": dict(no_repeat_ngram_size=1),
         "no_repeat_bigrams": dict(no_repeat_ngram_size=2, max_new_tokens=20),
+        "encoder_no_repeat": dict(encoder_no_repeat_ngram_size=1),  # no token of the prompt (its padding included)
         "all": dict(repetition_penalty=1.3, min_new_tokens=3, eos_token_id=second, suppress_tokens=[first],
                     no_repeat_ngram_size=3),
     }
@@ -345,8 +346,8 @@ def test_unsupported_options_are_named(llama):
     ids, mask = prompt()
     with pytest.raises(NotImplementedError, match=r"num_beam_groups=2.*not supported"):
         tm.generate(ids, attention_mask=mask, num_beams=4, num_beam_groups=2, diversity_penalty=0.5)
-    with pytest.raises(NotImplementedError, match=r"encoder_no_repeat_ngram_size=2, typical_p=0.5 not supported"):
-        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, encoder_no_repeat_ngram_size=2, typical_p=0.5)
+    with pytest.raises(NotImplementedError, match=r"encoder_repetition_penalty=1.2, typical_p=0.5 not supported"):
+        tm.generate(ids, attention_mask=mask, repetition_penalty=1.3, encoder_repetition_penalty=1.2, typical_p=0.5)
     with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['token_type_ids'\]"):
         tm.generate(ids, attention_mask=mask, token_type_ids=mask)
     with pytest.raises(ValueError, match=r"`temperature` \(=0.0\) has to be a strictly positive float"):

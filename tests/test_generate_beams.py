@@ -13,7 +13,8 @@ CASES = {
     "returned": dict(num_beams=4, length_penalty=0.5, num_return_sequences=2),
     "early_stopping": dict(num_beams=3, early_stopping=True),
     "never": dict(num_beams=2, early_stopping="never", length_penalty=2.0),
-    "processors": dict(num_beams=3, repetition_penalty=1.5, min_new_tokens=3, no_repeat_ngram_size=2),
+    "processors": dict(num_beams=3, repetition_penalty=1.5, min_new_tokens=3, no_repeat_ngram_size=2,
+                       encoder_no_repeat_ngram_size=2),
 }
 
 

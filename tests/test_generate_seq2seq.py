@@ -41,6 +41,9 @@ ARCHS = {
               dict(eos_token_id=97, forced_eos_token_id=97)),
     "m2m100": ("M2M100ForConditionalGeneration", "M2M100Config", dict(LAYERS, init_std=2.0, decoder_start_token_id=2),
                dict(eos_token_id=97)),
+    # mixture of experts with expert capacity; its model reads the encoder's output as .last_hidden_state
+    "nllb_moe": ("NllbMoeForConditionalGeneration", "NllbMoeConfig", dict(LAYERS, init_std=1.0, num_experts=4,
+                                                                          expert_capacity=8), dict(eos_token_id=97)),
 }
 
 
@@ -108,6 +111,22 @@ def test_forced_tokens_and_eos_per_sequence_as_hf(bart):
     out = tm.generate(ids, attention_mask=mask, max_new_tokens=5, eos_token_id=97, forced_bos_token_id=7,
                       forced_eos_token_id=96)
     assert (out[:, 1] == 7).all() and (out[:, -1] == 96).all()
+
+
+def test_encoder_no_repeat_ngram_size_as_hf(bart):
+    """encoder_no_repeat_ngram_size bans what would repeat an n-gram of the encoder's input ids (Blenderbot's
+    generation settings set it)."""
+    m, tm = bart
+    rng = np.random.default_rng(1)
+    ids = np.stack([rng.permutation(np.arange(3, 90))[:40] for _ in range(2)])  # inputs holding many tokens
+    ids[:, 10:12] = 14  # and the bigram the free run repeats
+    mask = np.ones_like(ids)
+    kwargs = dict(ARCHS["bart"][3], max_new_tokens=8)
+    for n in (1, 2):
+        ref = hf_generate(m, ids, mask, encoder_no_repeat_ngram_size=n, **kwargs)
+        assert not np.array_equal(ref, hf_generate(m, ids, mask, **kwargs))  # the option matters
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, encoder_no_repeat_ngram_size=n,
+                                                  **kwargs), ref)
 
 
 def test_decoder_prefix_as_hf(bart):

@@ -24,10 +24,11 @@ class BeamChooser:
     """The beam-search choice of every step of one generate call over `batch` items; ids/mask: the rows' input
     ([batch * num_beams, T], each item's rows alike). After the last step, `sequences()` is HF's result."""
 
-    def __init__(self, torch_model, settings, ids: np.ndarray, mask: np.ndarray | None, batch: int):
+    def __init__(self, torch_model, settings, ids: np.ndarray, mask: np.ndarray | None, batch: int,
+                 encoder_ids: np.ndarray | None = None):
         import torch
         self.torch, self.model, self.settings = torch, torch_model, settings
-        self.ids, self.mask, self.batch = ids, mask, batch
+        self.ids, self.mask, self.batch, self.encoder_ids = ids, mask, batch, encoder_ids
         s = settings
         nb = self.num_beams = s.num_beams
         self.prompt = ids.shape[1]  # HF's decoder_prompt_len
@@ -58,7 +59,7 @@ class BeamChooser:
         logits = out[1]
         vocab = logits.shape[-1]
         if self.processors is None:
-            self.processors = Processors(s, self.ids, self.mask, vocab)
+            self.processors = Processors(s, self.ids, self.mask, vocab, self.encoder_ids)
         forced = s.forced_bos_token_id if length == 1 else None
         if length == self.max_length - 1 and s.forced_eos_token_id is not None:
             forced = s.forced_eos_token_id

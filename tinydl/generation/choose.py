@@ -31,9 +31,12 @@ def _token_mask(tokens, vocab: int):
 
 class Processors:
     """HF's logits processors over the rows of one generate call. ids [R, T] / mask [R, T] or None: the
-    sequences the tokens extend (a decoder-only model's prompt; an encoder-decoder's decoder start tokens)."""
+    sequences the tokens extend (a decoder-only model's prompt; an encoder-decoder's decoder start tokens);
+    encoder_ids [B, S] or None: the input ids of the call (a decoder-only model's prompt, an encoder's ids), one
+    row per input, whose n-grams encoder_no_repeat_ngram_size bans (None: the encoder reads no ids)."""
 
-    def __init__(self, settings, ids: np.ndarray, mask: np.ndarray | None, vocab: int):
+    def __init__(self, settings, ids: np.ndarray, mask: np.ndarray | None, vocab: int,
+                 encoder_ids: np.ndarray | None = None):
         self.settings, self.vocab = settings, vocab
         self.input_length = ids.shape[1]
         s = settings
@@ -52,7 +55,18 @@ class Processors:
         # HF: the first generated position, one later when a forced BOS token takes it after a 1-token input
         self.begin_index = self.input_length + (self.input_length == 1 and s.forced_bos_token_id is not None)
         # no_repeat_ngram_size: the rows' tokens so far, on the host (HF counts the prompt and its padding too)
-        self.sequences = ids.copy() if s.no_repeat_ngram_size else None
+        # encoder_no_repeat_ngram_size: per input row, each n-gram of its ids: its first n - 1 tokens -> the last ones
+        self.encoder_ngrams = None
+        if s.encoder_no_repeat_ngram_size and encoder_ids is not None:
+            n = s.encoder_no_repeat_ngram_size
+            self.encoder_ngrams = []
+            for row in encoder_ids.tolist():
+                grams: dict[tuple, list] = {}
+                for g in zip(*[row[i:] for i in range(n)]):
+                    grams.setdefault(tuple(g[:-1]), []).append(g[-1])
+                self.encoder_ngrams.append(grams)
+            self.rows_per_input = len(ids) // len(encoder_ids)  # (beams and returned sequences repeat the rows)
+        self.sequences = ids.copy() if s.no_repeat_ngram_size or self.encoder_ngrams is not None else None
 
     def advance(self, tokens: np.ndarray, rows: np.ndarray | None = None) -> None:
         """The rows' next tokens [R] are chosen (rows: which earlier row each continues, beam search's reorder)."""
@@ -81,7 +95,7 @@ class Processors:
         if self.seen is not None:
             p = s.repetition_penalty
             scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
-        if repeats is not None:  # no_repeat_ngram_size: tokens that would repeat an n-gram
+        if repeats is not None:  # (encoder_)no_repeat_ngram_size: tokens that would repeat an n-gram
             scores = where(any_(arange(self.vocab) == tensor(repeats)[:, :, None], 1), float("-inf"), scores)
         if too_short:  # min_length / min_new_tokens: no EOS yet
             scores = where(self.eos, float("-inf"), scores)
@@ -92,15 +106,21 @@ class Processors:
         return scores
 
     def _repeated_ngram_ends(self, length: int):
-        """HF's NoRepeatNGramLogitsProcessor: per row, the tokens that would complete an n-gram the row already
-        has ([R, M] int32, -1 padded), or None where none would."""
-        n = self.settings.no_repeat_ngram_size
-        if self.sequences is None or length + 1 < n:
+        """HF's NoRepeatNGramLogitsProcessor and EncoderNoRepeatNGramLogitsProcessor: per row, the tokens that
+        would complete an n-gram the row already has, or one its input's ids have ([R, M] int32, -1 padded), or
+        None where none would."""
+        if self.sequences is None:
             return None
+        n, m = self.settings.no_repeat_ngram_size, self.settings.encoder_no_repeat_ngram_size
         banned = []
-        for row in self.sequences.tolist():
-            prefix = tuple(row[len(row) - n + 1:]) if n > 1 else ()
-            banned.append([g[-1] for g in zip(*[row[i:] for i in range(n)]) if tuple(g[:-1]) == prefix])
+        for r, row in enumerate(self.sequences.tolist()):
+            ends = []
+            if n and length + 1 >= n:
+                prefix = tuple(row[len(row) - n + 1:]) if n > 1 else ()
+                ends += [g[-1] for g in zip(*[row[i:] for i in range(n)]) if tuple(g[:-1]) == prefix]
+            if self.encoder_ngrams is not None and length + 1 >= m:
+                ends += self.encoder_ngrams[r // self.rows_per_input].get(tuple(row[len(row) - m + 1:]) if m > 1 else (), [])
+            banned.append(ends)
         width = max(map(len, banned))
         if not width:
             return None
@@ -122,8 +142,8 @@ class TokenChooser:
 
     reorder = None  # (beam search's chooser reorders the cache rows; this one never does)
 
-    def __init__(self, settings, rng, ids: np.ndarray, mask: np.ndarray | None):
-        self.settings, self.rng, self.ids, self.mask = settings, rng, ids, mask
+    def __init__(self, settings, rng, ids: np.ndarray, mask: np.ndarray | None, encoder_ids=None):
+        self.settings, self.rng, self.ids, self.mask, self.encoder_ids = settings, rng, ids, mask, encoder_ids
         self.processors = None  # made at the first step, which tells the vocabulary
 
     def choose(self, out, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
@@ -136,7 +156,7 @@ class TokenChooser:
         logits = out[1]
         vocab = logits.shape[-1]
         if self.processors is None:
-            self.processors = Processors(s, self.ids, self.mask, vocab)
+            self.processors = Processors(s, self.ids, self.mask, vocab, self.encoder_ids)
         proc = self.processors
         processed = proc.apply(logits, length)
         scores = logits if processed is None else processed

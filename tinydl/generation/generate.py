@@ -4,6 +4,8 @@
 the new tokens as the result, finished sequences padded with pad_token_id; beam search's best hypotheses."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import inputs, loop, own_generate, seq2seq, settings as settings_mod, step
@@ -88,14 +90,19 @@ def _prepare(tm, input_ids, attention_mask, seed, kwargs, generation_config=None
     # the result starts with the prompt (causal LMs) or the decoder's first tokens (encoder-decoders), as HF's
     head = ids if not seq2seq_model else prefix if prefix is not None else \
         np.full((batch, 1), s.decoder_start_token_id, np.int64)
+    # the ids encoder_no_repeat_ngram_size reads: the call's input ids (HF ignores it, warning, for features)
+    encoder_ids = ids if name == "input_ids" else None
+    if s.encoder_no_repeat_ngram_size and encoder_ids is None:
+        warnings.warn("Passing `encoder_no_repeat_ngram_size` requires some form of `input_ids` to be passed to "
+                      "`generate`, ignoring the argument.", UserWarning)
     if s.num_beams > 1 or s.num_return_sequences > 1:  # a row per beam / per sample: the input repeated, as HF
         rows = s.num_beams if s.num_beams > 1 else s.num_return_sequences
         ids, head = np.repeat(ids, rows, 0), np.repeat(head, rows, 0)
         mask = None if mask is None else np.repeat(mask, rows, 0)
     if s.num_beams > 1:
-        chooser = BeamChooser(model, s, head, None if seq2seq_model else mask, batch)
+        chooser = BeamChooser(model, s, head, None if seq2seq_model else mask, batch, encoder_ids)
     else:
-        chooser = TokenChooser(s, np.random.default_rng(seed), head, None if seq2seq_model else mask)
+        chooser = TokenChooser(s, np.random.default_rng(seed), head, None if seq2seq_model else mask, encoder_ids)
     tokens = seq2seq.run(steps, ids, mask, s, chooser, head) if seq2seq_model else loop.run(steps, ids, mask, s, chooser)
     return tokens, head, kind, chooser
 

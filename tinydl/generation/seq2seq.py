@@ -34,6 +34,16 @@ def _torch_classes():
 
     import torch
     from transformers.cache_utils import EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput
+
+    class EncoderOutput(BaseModelOutput):
+        """The encoder's states as the decoder step gives them to the model: models read `.last_hidden_state` (NLLB-MoE)
+        or `[0]`, and the extras an encoder of theirs returns (NLLB-MoE's router_logits) as None: not computed here."""
+
+        def __getattr__(self, name):
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return None
 
     from .step import flat_new, torch_classes
     FunctionalCache = torch_classes()[0]
@@ -98,7 +108,8 @@ def _torch_classes():
             kwargs = {self.cache_arg: FunctionalEncoderDecoderCache(self_cache, cross), "use_cache": True}
             if self.position_arg:
                 kwargs["cache_position"] = cache_position
-            out = self.model(encoder_outputs=(encoder_hidden_states,), attention_mask=attention_mask,
+            out = self.model(encoder_outputs=EncoderOutput(last_hidden_state=encoder_hidden_states),
+                             attention_mask=attention_mask,
                              decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
                              **kwargs)
             logits = out.logits[:, -1, :]

@@ -10,7 +10,8 @@ import dataclasses
 SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "min_p", "eos_token_id",
              "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
              "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
-             "num_beams", "length_penalty", "early_stopping", "num_return_sequences", "no_repeat_ngram_size"}
+             "num_beams", "length_penalty", "early_stopping", "num_return_sequences", "no_repeat_ngram_size",
+             "encoder_no_repeat_ngram_size"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
 NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
@@ -36,6 +37,7 @@ class Settings:
     suppress_tokens: tuple = ()
     begin_suppress_tokens: tuple = ()  # suppressed at the first generated position
     no_repeat_ngram_size: int = 0      # no n-gram of this size twice in a row's tokens
+    encoder_no_repeat_ngram_size: int = 0  # no n-gram of this size that the encoder's input ids hold
     min_p: float | None = None   # sampling: tokens less likely than min_p times the top one are dropped
     # beam search (beam.py)
     num_beams: int = 1
@@ -72,7 +74,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
                                   f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
-                                  f"no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; "
+                                  f"no_repeat_ngram_size, encoder_no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; "
                                   f"beam search with "
                                   f"num_beams, length_penalty, early_stopping and num_return_sequences)")
     if merged.get("max_new_tokens") is not None:
@@ -111,6 +113,9 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
     if min_p is not None and not 0 <= min_p <= 1.0:
         raise ValueError(f"`min_p` has to be a float in the [0, 1] interval, but is {min_p}")
     ngram = int(merged.get("no_repeat_ngram_size") or 0)
+    encoder_ngram = merged.get("encoder_no_repeat_ngram_size") or 0
+    if encoder_ngram and (not isinstance(encoder_ngram, int) or encoder_ngram < 0):
+        raise ValueError(f"`encoder_ngram_size` has to be a strictly positive integer, but is {encoder_ngram}")
     beams, returned = int(merged.get("num_beams") or 1), int(merged.get("num_return_sequences") or 1)
     if returned > 1 and beams == 1 and not do_sample:
         raise ValueError("Greedy methods (do_sample != True) without beam search do not support "
@@ -141,6 +146,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         repetition_penalty=float(penalty), min_length=int(merged.get("min_length") or 0),
         min_new_tokens=int(merged.get("min_new_tokens") or 0), suppress_tokens=_ints(merged.get("suppress_tokens")),
         begin_suppress_tokens=_ints(merged.get("begin_suppress_tokens")), no_repeat_ngram_size=ngram,
+        encoder_no_repeat_ngram_size=encoder_ngram,
         min_p=None if min_p is None else float(min_p), num_beams=beams,
         length_penalty=float(merged.get("length_penalty", 1.0)), early_stopping=merged.get("early_stopping", False),
         num_return_sequences=returned)
