@@ -53,6 +53,25 @@ def test_failures_are_rows():
     assert row["status"] == check.SKIPPED and row["reason"] == "int8"
 
 
+def test_float64_arbitrates_a_mismatch():
+    """A model whose tinydl and torch float32 outputs differ beyond the tolerance is ok when tinydl's error against
+    a float64 run is within torch float32's own; a real fault stays a mismatch."""
+    assert check.within_torchs_own_error(1e-7, 2e-4, 1e-6) and check.within_torchs_own_error(5e-7, 1e-8, 1e-6)
+    assert not check.within_torchs_own_error(1e-3, 2e-4, 1e-6)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh()).eval()
+    x = torch.randn(2, 8)
+    built = zoo.Built(model, (x,), {}, "2x8")
+    import tinydl
+    tm = tinydl.from_torch(model, example_inputs=(x,))
+    with torch.no_grad():
+        expected = model(x)
+    ours, torchs = check.float64_errors(built, expected, tm)
+    assert ours < 1e-5 and torchs < 1e-5
+    ours, torchs = check.float64_errors(built, expected + 1.0, tm)  # torch float32 off by one, tinydl right
+    assert ours < 1e-5 and torchs > 0.99
+
+
 def test_markdown_from_rows():
     entries = [zoo.Entry("torchvision", "classification", n, None) for n in ("a", "b", "c", "d")] + [
         zoo.Entry("torchvision", "quantization", "q", None, skip="int8 kernels"),

@@ -101,5 +101,48 @@ def check(entry, size_mode: str = "small") -> dict:
         note = "torch's outputs are all ~0: the comparison proves little" if scale < DEGENERATE else ""
         return dict(row, status=OK, reason=note)
     bad = [o for o in report.outputs if not o.ok]
-    return dict(row, status=MISMATCH, reason=f"{len(bad)} of {len(report.outputs)} output(s) differ; "
-                                             f"{bad[0].name}: {bad[0].note}"[:300])
+    reason = f"{len(bad)} of {len(report.outputs)} output(s) differ; {bad[0].name}: {bad[0].note}"[:300]
+    errors = float64_errors(built, expected, tm)
+    if errors is not None and within_torchs_own_error(*errors, row["atol"]):
+        ours, torchs = errors
+        return dict(row, status=OK, reason=f"differs from torch's float32 beyond the tolerance, but against a float64 "
+                                           f"run its error ({ours:.2g}) is within torch float32's own ({torchs:.2g})")
+    return dict(row, status=MISMATCH, reason=reason)
+
+
+def float64_errors(built, expected, tm):
+    """(tinydl's, torch float32's) largest error against the model run in float64 on the same inputs, over the
+    floating outputs; None where the model does not run in float64."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    import tinydl
+    from tinydl.testing import leaves
+
+    def to64(v):
+        return v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+    try:
+        with torch.no_grad():
+            truth = copy.deepcopy(built.model).double()(*map(to64, built.args),
+                                                        **{k: to64(v) for k, v in built.kwargs.items()})
+        ours = tm(*built.args, **built.kwargs)
+    except Exception:  # noqa: BLE001 - no float64 verdict for this model: its mismatch stands
+        return None
+    flat = [(leaf for _, leaf in leaves(x)) for x in (truth, expected, ours)]
+    worst_ours = worst_torch = 0.0
+    for t64, t32, mine in zip(*flat):
+        if not (isinstance(t64, torch.Tensor) and t64.is_floating_point()):
+            continue
+        mine = mine.numpy() if isinstance(mine, tinydl.Tensor) else np.asarray(mine)
+        t64 = t64.numpy()
+        worst_ours = max(worst_ours, float(np.abs(mine.astype(np.float64) - t64).max(initial=0)))
+        worst_torch = max(worst_torch, float(np.abs(t32.numpy().astype(np.float64) - t64).max(initial=0)))
+    return worst_ours, worst_torch
+
+
+def within_torchs_own_error(ours: float, torchs: float, atol: float) -> bool:
+    """tinydl's error against float64 is no larger than torch float32's own (or than atol): the two float32 results
+    differ by float32 rounding, not by a tinydl fault."""
+    return ours <= max(torchs, atol)
