@@ -103,6 +103,12 @@ OPS = {
     + torch.hypot(x, x * 2) + x.cumprod(0),
     "max_pool3d": lambda x: torch.nn.functional.max_pool3d(x, (2, 3, 2), 1, (1, 1, 0), ceil_mode=True),  # unbatched
     "histc": lambda x: x + torch.histc(x, bins=6, min=-1, max=1) + x.histc(6) + torch.histc(x[0], 6, 0.5, 0.5),
+    # antialiased resampling (ATen's _upsample_*_aa, which torch.export keeps), down and up, bicubic and bilinear
+    "interpolate_antialias": lambda x: torch.nn.functional.interpolate(x, size=(3, 4), mode="bicubic",
+                                                                       antialias=True).sum()
+    + torch.nn.functional.interpolate(x, scale_factor=(1.5, 0.5), mode="bilinear", antialias=True).mean(-1)[..., :5, None]
+    + torch.nn.functional.interpolate(x, size=(5, 9), mode="bicubic", align_corners=True)[..., :6]
+    + torch.nn.functional.interpolate(x[:, :, 0], size=11, mode="linear")[..., None, :6],
 }
 
 

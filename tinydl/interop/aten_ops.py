@@ -166,9 +166,10 @@ def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_inc
     return F.avg_pool2d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor_override)
 
 
-def _upsample(mode):
+def _upsample(mode, antialias=False):
     """ATen's upsample_* overloads: .vec (output_size or scale_factors, a list) and .default (output_size and
-    optional per-dim scales, which torch's kernels map coordinates with: 1 / scale rather than in / out)."""
+    optional per-dim scales, which torch's kernels map coordinates with: 1 / scale rather than in / out);
+    antialias: the _aa overloads (interpolate(..., antialias=True))."""
     def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, scales_h=None, scales_w=None,
           scales=None):
         if rest and isinstance(rest[0], bool):  # upsample_bilinear2d(x, output_size, align_corners, ...)
@@ -185,8 +186,10 @@ def _upsample(mode):
                 raise NotImplementedError(f"aten upsample ({mode}): scales {per_dim} that do not give the output "
                                           f"size {list(output_size)} from {list(spatial)}")
         if output_size is not None:
-            return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners)
-        return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners)
+            return F.interpolate(x, size=tuple(output_size), mode=mode, align_corners=align_corners,
+                                 antialias=antialias)
+        return F.interpolate(x, scale_factor=tuple(scale_factors), mode=mode, align_corners=align_corners,
+                             antialias=antialias)
     return f
 
 
@@ -450,6 +453,10 @@ _aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec 
 _aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "
       "_upsample_nearest_exact1d.default", _upsample("nearest-exact"))
 _aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
+_aten("upsample_bicubic2d.vec upsample_bicubic2d.default", _upsample("bicubic"))
+_aten("upsample_linear1d.vec upsample_linear1d.default", _upsample("linear"))
+_aten("_upsample_bilinear2d_aa.vec _upsample_bilinear2d_aa.default", _upsample("bilinear", antialias=True))
+_aten("_upsample_bicubic2d_aa.vec _upsample_bicubic2d_aa.default", _upsample("bicubic", antialias=True))
 _aten("grid_sampler.default grid_sampler_2d.default grid_sampler_3d.default", _grid_sampler)
 _aten("affine_grid_generator.default", lambda theta, size, align_corners: F.affine_grid(theta, size, align_corners))
 _aten("scaled_dot_product_attention.default", _sdpa)
