@@ -21,7 +21,8 @@ READS_ALL = {"aten.to.device", "aten.to.dtype", "aten.to.dtype_layout", "aten.to
              "aten._to_copy.default", "aten.arange.default",
              "aten.arange.start", "aten.arange.start_step"} | {
     f"aten.{op}.{overload}" for op in ("upsample_nearest1d", "upsample_nearest2d", "upsample_bilinear2d",
-                                       "_upsample_nearest_exact1d", "_upsample_nearest_exact2d")
+                                       "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "upsample_bicubic2d",
+                                       "upsample_linear1d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa")
     for overload in ("default", "vec")}
 # runtime checks torch.export records (torch._check, asserts on sizes): they change no value; tinydl's own shape
 # checks guard its inputs instead (interop/dynamic_dims.py)
@@ -87,6 +88,12 @@ def test_fate_of_arguments_finds_what_an_entry_drops():
     ("upsample_nearest2d.vec", (None, [1.35, 1.35])),
     ("upsample_bilinear2d.vec", (None, False, [1.35, 1.35])),
     ("upsample_nearest1d.default", ([13], 1.35)),
+    ("upsample_bicubic2d.default", ([13, 13], False, 1.35, 1.35)),
+    ("upsample_linear1d.default", ([13], False, 1.35)),
+    ("_upsample_bicubic2d_aa.default", ([7, 7], False)),
+    ("_upsample_bicubic2d_aa.default", ([7, 7], False, 0.7, 0.7)),
+    ("_upsample_bilinear2d_aa.vec", (None, False, [0.65, 0.65])),
+    ("_upsample_bilinear2d_aa.default", ([13, 13], True)),
 ])
 def test_upsample_scales_map_as_torch(name, args):
     """With per-dim scales torch maps output to input by 1 / scale (not in / out): 10 -> 13 by 1.35 differs."""
