@@ -29,6 +29,7 @@ from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
+from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

@@ -32,6 +32,11 @@ def _simple(cls, *attrs):
     return lambda m: cls(*(getattr(m, a) for a in attrs))
 
 
+def _pad(cls):
+    """torch's padding layers: a ZeroPad has no value argument (its value is 0), a ConstantPad one."""
+    return lambda m: cls(m.padding, m.value) if type(m).__name__.startswith("Constant") else cls(m.padding)
+
+
 # torch.nn class name -> builder of the tinydl layer from the torch layer's configuration. These become fx
 # leaves (called as one tinydl layer); every other module is traced through.
 LAYERS = {
@@ -57,6 +62,10 @@ LAYERS = {
     "InstanceNorm2d": _instance_norm(nn.InstanceNorm2d),
     "InstanceNorm3d": _instance_norm(nn.InstanceNorm3d),
     "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, bias=_has_bias(m)),
+    "RMSNorm": lambda m: nn.RMSNorm(m.normalized_shape, m.eps, m.elementwise_affine),
+    **{f"{kind}Pad{n}d": _pad(getattr(nn, f"{kind}Pad{n}d")) for kind in ("Zero", "Constant", "Reflection",
+                                                                          "Replication", "Circular") for n in (1, 2, 3)},
+    "ChannelShuffle": _simple(nn.ChannelShuffle, "groups"),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),

@@ -25,8 +25,9 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "layer_norm", "group_norm", "instance_norm",
-           "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "scaled_dot_product_attention",
-           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot", "grid_sample", "affine_grid"]
+           "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+           "scaled_dot_product_attention", "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot",
+           "grid_sample", "affine_grid"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
@@ -360,6 +361,19 @@ def pixel_unshuffle(x, downscale_factor: int):
     return y.reshape(*lead, C * r * r, H // r, W // r)
 
 
+def channel_shuffle(input, groups: int):  # noqa: A002 - torch's name (fx may pass it by name)
+    """[N, g * c, *] -> [N, c * g, *]: the channels regrouped (a reshape, a permute, a reshape)."""
+    x, g = _t(input), int(groups)
+    if x.ndim <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with sizes {list(x.shape)}")
+    if g <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of groups:{g}")
+    N, C, *rest = x.shape
+    if C % g:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {C} channels and {g} groups.")
+    return x.reshape(N, g, C // g, *rest).transpose(1, 2).reshape(x.shape)
+
+
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
     """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",
@@ -481,9 +495,11 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
 def pad(x, pad, mode="constant", value=None):
     x = _t(x)
     pad = tuple(int(p) for p in pad)
-    if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise RuntimeError(f"Padding length must be divisible by 2 and at most twice the number of dimensions of the "
-                           f"input, got {len(pad)} for a {x.ndim}D input")
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if len(pad) // 2 > x.ndim:
+        raise RuntimeError(f"Padding length should be less than or equal to two times the input dimension but got "
+                           f"padding length {len(pad)} and input of dimension {x.ndim}")
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise NotImplementedError(f"padding mode {mode!r} is not supported (constant, reflect, replicate, circular "
                                   f"are)")
