@@ -27,9 +27,11 @@ from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E4
 from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
+from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
+from .nn.functional import celu, hardshrink, rrelu, selu, threshold  # noqa: E402 - torch.X too
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

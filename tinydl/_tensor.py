@@ -25,6 +25,7 @@ from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
+                          expm1, fix, hardshrink, log1p, trunc,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
                           leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
@@ -237,6 +238,11 @@ class Tensor(_core.Tensor):
     def floor(self): return floor(self)
     def ceil(self): return ceil(self)
     def round(self, *, decimals=0): return round(self, decimals=decimals)
+    def trunc(self): return trunc(self)
+    def fix(self): return trunc(self)
+    def log1p(self): return log1p(self)
+    def expm1(self): return expm1(self)
+    def hardshrink(self, lambd=0.5): return hardshrink(self, lambd)
     def addcmul(self, tensor1, tensor2, *, value=1): return addcmul(self, tensor1, tensor2, value=value)
     def addcdiv(self, tensor1, tensor2, *, value=1): return addcdiv(self, tensor1, tensor2, value=value)
     def sign(self): return sign(self)

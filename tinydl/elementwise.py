@@ -107,8 +107,11 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
 # float-only activations and roundings: torch's kernel names in its "not implemented for 'Int'" errors
 _TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_cpu", "leaky_relu": "leaky_relu_cpu",
                      "elu": "elu_cpu", "gelu": "GeluKernelImpl", "gelu_tanh": "GeluKernelImpl", "silu": "silu_cpu",
-                     "mish": "mish_cpu", "softplus": "softplus_cpu"}
-_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu"}
+                     "mish": "mish_cpu", "softplus": "softplus_cpu",
+                     "hardshrink": "hardshrink_cpu", "glu": "glu_cpu", "log_sigmoid": "log_sigmoid_cpu",
+                     "softshrink": "softshrink_check"}
+_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu",
+                    "trunc": "trunc_vml_cpu"}
 _TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}
 
 
@@ -127,7 +130,7 @@ def _unary(op):
             if x.dtype == dtypes.bool_:
                 raise RuntimeError("Bool inputs not supported for hardtanh")
             return clamp(x, 0, 6)  # hardtanh(x, 0, 6): int stays int
-        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round"):
+        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round", "trunc"):
             return x  # torch keeps integer tensors (values and dtype) under floor/ceil/round
         if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
             raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
@@ -159,9 +162,10 @@ def _binary(op):
 
 
 neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, relu6, silu, hardswish, \
-    hardsigmoid, mish, erf, floor, ceil, _round, logical_not = (
+    hardsigmoid, mish, erf, floor, ceil, _round, logical_not, log1p, expm1, trunc = (
         _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
-                           "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
+                           "hardswish hardsigmoid mish erf floor ceil round logical_not log1p expm1 trunc".split())
+fix = trunc
 
 
 def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
@@ -363,6 +367,12 @@ def pow(a, b) -> Tensor:  # noqa: A001
 def leaky_relu(x, negative_slope=0.01):
     _check_float_only("leaky_relu", x)
     return _elementwise("leaky_relu", x, arg=(builtins.float(negative_slope),))
+
+
+def hardshrink(input, lambd=0.5):  # noqa: A002 - torch's name
+    """0 inside [-lambd, lambd], else x (NaN kept, as torch's band test)."""
+    _check_float_only("hardshrink", input)
+    return where((input >= -lambd) & (input <= lambd), 0.0, input)
 
 
 def elu(x, alpha=1.0):

@@ -241,7 +241,7 @@ def _values_only(names: str, fn) -> None:
 
 # elementwise
 for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu silu mish erf floor ceil round "
-              "hardswish hardsigmoid logical_not").split():
+              "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
 _aten("flip.default", lambda x, dims: T.flip(x, dims))
@@ -282,6 +282,15 @@ _aten("elu.default", lambda x, alpha=1.0, scale=1, input_scale=1: _elu(x, alpha,
 _aten("softplus.default", lambda x, beta=1, threshold=20: T.softplus(x, beta, threshold))
 _aten("gelu.default", lambda x, approximate="none": T.gelu(x, approximate))
 _aten("prelu.default _prelu_kernel.default", F.prelu)
+_aten("glu.default", F.glu)
+_aten("selu.default", F.selu)
+_aten("celu.default", F.celu)
+_aten("log_sigmoid.default", F.logsigmoid)
+_aten("threshold.default", F.threshold)
+_aten("hardshrink.default", F.hardshrink)
+_aten("softshrink.default", F.softshrink)
+_aten("rrelu.default", lambda x, lower=0.125, upper=1.0 / 3, training=False, generator=None:
+      F.rrelu(x, lower, upper, training))
 for _name in "eq ne lt le gt ge".split():
     _aten(f"{_name}.Tensor {_name}.Scalar", getattr(T, _name))
 _aten("logical_and.default", T.logical_and)
@@ -301,8 +310,16 @@ _aten("masked_fill.Scalar masked_fill.Tensor", _masked_fill)
 
 def _elu(x, alpha, scale, input_scale):
     if scale != 1 or input_scale != 1:  # selu / celu forms
-        return scale * T.where(x > 0, x, alpha * (T.exp(x * input_scale) - 1))
+        return scale * T.where(x > 0, x, alpha * T.expm1(x * input_scale))
     return T.elu(x, alpha)
+
+
+def _rrelu_with_noise(x, noise, lower=0.125, upper=1.0 / 3, training=False, generator=None):
+    """(output, noise): in inference the noise is neither drawn nor written."""
+    return F.rrelu(x, lower, upper, training), noise
+
+
+_aten("rrelu_with_noise_functional.default", _rrelu_with_noise)
 
 
 # dtype / identity / asserts

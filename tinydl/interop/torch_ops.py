@@ -127,6 +127,12 @@ for _d in (2, 3):
         lambda x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
         _f=getattr(F, f"max_pool{_d}d"): (_f(x, kernel_size, stride, padding, dilation, ceil_mode), None))
     VALUES_ONLY.add(f"torch.nn.functional.max_pool{_d}d_with_indices")
+# functions fx records under another name than torch.nn.functional's public one
+implements("torch.nn.functional.log_sigmoid")(F.logsigmoid)
+implements("torch.nn.functional._threshold")(F.threshold)
+# torch.rrelu is ATen's (..., training, generator), F.rrelu's fifth is inplace; the generator draws only in training
+implements("torch.rrelu")(lambda input, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None:
+                          F.rrelu(input, lower, upper, training))
 implements("torch.softmax", "torch.Tensor.softmax")(lambda x, dim, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
 
 _TENSOR_ATTRS = {"device": lambda x: "webgpu", "is_cuda": lambda x: False, "data": lambda x: x,

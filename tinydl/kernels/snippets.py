@@ -69,7 +69,14 @@ fn td_log1p(x: f32) -> f32 {
   }
   return log(1.0 + x);
 }
-fn td_expm1(x: f32) -> f32 { if (td_abslt(x, 0x3727c5acu)) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }  // |x| < 1e-5
+// expm1: its series below |x| < 0.125 (exp(x) - 1 keeps only ~3 digits at 1e-4)
+fn td_expm1(x: f32) -> f32 {
+  if (td_abslt(x, 0x3e000000u)) {
+    return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.008333334 + x * (0.0013888889
+           + x * 0.0001984127))))));
+  }
+  return exp(x) - 1.0;
+}
 // erfc(z) for z >= 0: Chebyshev-fitted rational form (Numerical Recipes erfcc), relative error < 1.2e-7
 fn td_erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
@@ -215,6 +222,9 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "floor": {"f32": "floor({0})"},
     "ceil": {"f32": "ceil({0})"},
     "round": {"f32": "round({0})"},
+    "trunc": {"f32": "trunc({0})"},
+    "log1p": {"f32": "td_log1p({0})"},
+    "expm1": {"f32": "td_expm1({0})"},
     "logical_not": {"bool": "(!{0})"},
     "add": {"bool": "({0} || {1})", "*": "({0} + {1})"},  # bool + bool is logical or, as in torch
     "sub": {"*": "({0} - {1})"},

@@ -1,8 +1,9 @@
 """tinydl.nn: torch.nn's layers with the same class names, constructor arguments and attribute names, so
 `tinydl_model.load_state_dict(torch_model.state_dict())` works key for key."""
 from . import functional, init  # noqa: F401
-from .activation import (ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, Mish, PReLU, ReLU,
-                         ReLU6, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from .activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU,
+                         LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6, RReLU, Sigmoid, SiLU, Softmax, Softmax2d,
+                         Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold)
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import (ChannelShuffle, Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, PixelShuffle,
                      PixelUnshuffle, Unflatten)
