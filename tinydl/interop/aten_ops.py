@@ -9,6 +9,7 @@ import functools
 
 from .. import dtypes, indexing
 from ..nn import functional as F
+from ..nn.functional_distances import _cdist
 from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
 from .._tensor import Tensor
 from .registry import VALUES_ONLY, implements, to_dtype
@@ -282,6 +283,10 @@ _aten("elu.default", lambda x, alpha=1.0, scale=1, input_scale=1: _elu(x, alpha,
 _aten("softplus.default", lambda x, beta=1, threshold=20: T.softplus(x, beta, threshold))
 _aten("gelu.default", lambda x, approximate="none": T.gelu(x, approximate))
 _aten("prelu.default _prelu_kernel.default", F.prelu)
+_aten("cosine_similarity.default", F.cosine_similarity)
+_aten("pairwise_distance.default", F.pairwise_distance)
+_aten("cdist.default _cdist_forward.default", lambda x1, x2, p=2.0, compute_mode=None: _cdist(x1, x2, p, compute_mode))
+_aten("_euclidean_dist.default", lambda x1, x2: _cdist(x1, x2, 2.0, 1))
 _aten("glu.default", F.glu)
 _aten("selu.default", F.selu)
 _aten("celu.default", F.celu)

@@ -66,6 +66,8 @@ LAYERS = {
     **{f"{kind}Pad{n}d": _pad(getattr(nn, f"{kind}Pad{n}d")) for kind in ("Zero", "Constant", "Reflection",
                                                                           "Replication", "Circular") for n in (1, 2, 3)},
     "ChannelShuffle": _simple(nn.ChannelShuffle, "groups"),
+    "CosineSimilarity": _simple(nn.CosineSimilarity, "dim", "eps"),
+    "PairwiseDistance": _simple(nn.PairwiseDistance, "norm", "eps", "keepdim"),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),

@@ -167,6 +167,9 @@ def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)
 
 
+implements("torch.functional.cdist")(F.cdist)  # torch.cdist is torch.functional's (fx names it so)
+
+
 @implements("torch.functional.einsum", "torch.einsum")
 def _einsum(equation, *operands):
     return T.einsum(equation, *operands)
