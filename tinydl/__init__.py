@@ -28,6 +28,8 @@ from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_no
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger, kron,  # noqa: E402
+                     mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too

@@ -37,6 +37,8 @@ from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
+from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
+                     kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
@@ -273,6 +275,21 @@ class Tensor(_core.Tensor):
     def true_divide(self, other): return div(self, other)
     def subtract(self, other, alpha=1): return self.sub(other, alpha)
     def mm(self, other): return mm(self, other)
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1): return addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1): return addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def addmv(self, mat, vec, *, beta=1, alpha=1): return addmv(self, mat, vec, beta=beta, alpha=alpha)
+    def mv(self, vec): return mv(self, vec)
+    def dot(self, tensor): return dot(self, tensor)
+    def vdot(self, other): return vdot(self, other)
+    def outer(self, vec2): return outer(self, vec2)
+    def ger(self, vec2): return outer(self, vec2)
+    def kron(self, other): return kron(self, other)
+    def trace(self): return trace(self)
+    def diag(self, diagonal=0): return diag(self, diagonal)
+    def diagonal(self, offset=0, dim1=0, dim2=1): return diagonal(self, offset, dim1, dim2)
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1): return diag_embed(self, offset, dim1, dim2)
     def bmm(self, other): return bmm(self, other)
     def square(self): return pow(self, 2)
     def clamp_min(self, min): return clamp(self, min, None)  # noqa: A002

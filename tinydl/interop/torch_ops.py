@@ -167,7 +167,10 @@ def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)
 
 
-implements("torch.functional.cdist")(F.cdist)  # torch.cdist is torch.functional's (fx names it so)
+# torch.X defined in torch.functional: fx names them so
+implements("torch.functional.cdist")(F.cdist)
+implements("torch.functional.tensordot")(T.tensordot)
+implements("torch.functional.block_diag")(T.block_diag)
 
 
 @implements("torch.functional.einsum", "torch.einsum")
