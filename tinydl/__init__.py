@@ -28,6 +28,8 @@ from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_no
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
+                     meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger, kron,  # noqa: E402
                      mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
@@ -68,6 +70,29 @@ def squeeze(x, dim=None):
 
 def unsqueeze(x, dim):
     return x.unsqueeze(dim)
+
+
+def movedim(x, source, destination):
+    return x.movedim(source, destination)
+
+
+moveaxis = movedim
+
+
+def swapaxes(x, axis0, axis1):
+    return x.transpose(axis0, axis1)
+
+
+def swapdims(x, dim0, dim1):
+    return x.transpose(dim0, dim1)
+
+
+def broadcast_to(x, size):
+    return x.expand(size)
+
+
+def unflatten(x, dim, sizes):
+    return x.unflatten(dim, sizes)
 
 
 def split(x, split_size_or_sections, dim=0):

@@ -21,6 +21,8 @@ from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, ar
 from .joining import cat, concat, concatenate, stack  # noqa: F401
 from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
+from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
+                      hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
@@ -33,7 +35,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
-from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
+from .indexing import flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
@@ -142,6 +144,8 @@ class Tensor(_core.Tensor):
     def flip(self, *dims) -> "Tensor": return flip(self, dims[0] if len(dims) == 1 else dims)
     def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
     def fliplr(self) -> "Tensor": return fliplr(self)
+    def rot90(self, k=1, dims=(0, 1)) -> "Tensor": return rot90(self, k, dims)
+    def take_along_dim(self, indices, dim=None) -> "Tensor": return take_along_dim(self, indices, dim)
     def flipud(self) -> "Tensor": return flipud(self)
 
     def __getitem__(self, index) -> "Tensor":

@@ -275,6 +275,22 @@ _aten("diagonal.default diagonal_copy.default", T.diagonal)
 _aten("diag_embed.default", T.diag_embed)
 _aten("tensordot.default", lambda x, other, dims_self, dims_other: T.tensordot(x, other, (dims_self, dims_other)))
 _aten("block_diag.default", lambda tensors: T.block_diag(*tensors))
+# shapes
+_aten("movedim.int movedim.intlist moveaxis.int moveaxis.intlist", lambda x, source, destination:
+      x.movedim(source, destination))
+_aten("swapaxes.default", lambda x, axis0, axis1: x.transpose(axis0, axis1))
+_aten("swapdims.default", lambda x, dim0, dim1: x.transpose(dim0, dim1))
+_aten("broadcast_to.default", lambda x, size: x.expand(tuple(size)))
+_aten("broadcast_tensors.default", lambda tensors: T.broadcast_tensors(*tensors))
+_aten("meshgrid.default", lambda tensors: T.meshgrid(*tensors))
+_aten("meshgrid.indexing", lambda tensors, *, indexing: T.meshgrid(*tensors, indexing=indexing))
+for _name in ("hstack", "vstack", "dstack", "column_stack"):
+    _aten(f"{_name}.default", getattr(T, _name))
+for _n in (1, 2, 3):
+    _aten(f"atleast_{_n}d.default", lambda x, _f=getattr(T, f"atleast_{_n}d"): _f(x))
+    _aten(f"atleast_{_n}d.Sequence", lambda tensors, _f=getattr(T, f"atleast_{_n}d"): _f(tensors))
+_aten("take_along_dim.default", T.take_along_dim)
+_aten("rot90.default", lambda x, k=1, dims=(0, 1): T.rot90(x, k, dims))
 _aten("tril_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.tril_indices(row, col, offset,
                                                                                             dtype=_dt(dtype)))
 _aten("triu_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.triu_indices(row, col, offset,

@@ -171,6 +171,10 @@ def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
 implements("torch.functional.cdist")(F.cdist)
 implements("torch.functional.tensordot")(T.tensordot)
 implements("torch.functional.block_diag")(T.block_diag)
+implements("torch.functional.broadcast_tensors")(T.broadcast_tensors)
+implements("torch.functional.meshgrid")(T.meshgrid)
+for _n in (1, 2, 3):
+    implements(f"torch.functional.atleast_{_n}d")(getattr(T, f"atleast_{_n}d"))
 
 
 @implements("torch.functional.einsum", "torch.einsum")
