@@ -28,6 +28,8 @@ from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_no
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp, logaddexp2, logit,  # noqa: E402
+                     nan_to_num, signbit, sinc, xlogy)
 from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
                      meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger, kron,  # noqa: E402

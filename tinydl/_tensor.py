@@ -27,7 +27,8 @@ from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
-                          expm1, fix, hardshrink, log1p, trunc,
+                          expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, copysign, float_power, frac,
+                          heaviside, logaddexp, logaddexp2, logit, nan_to_num, signbit, sinc, xlogy,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
                           leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
@@ -249,6 +250,19 @@ class Tensor(_core.Tensor):
     def log1p(self): return log1p(self)
     def expm1(self): return expm1(self)
     def hardshrink(self, lambd=0.5): return hardshrink(self, lambd)
+    def atan2(self, other): return atan2(self, other)
+    def arctan2(self, other): return atan2(self, other)
+    def copysign(self, other): return copysign(self, other)
+    def frac(self): return frac(self)
+    def logit(self, eps=None): return logit(self, eps)
+    def xlogy(self, other): return xlogy(self, other)
+    def sinc(self): return sinc(self)
+    def logaddexp(self, other): return logaddexp(self, other)
+    def logaddexp2(self, other): return logaddexp2(self, other)
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None): return nan_to_num(self, nan, posinf, neginf)
+    def heaviside(self, values): return heaviside(self, values)
+    def float_power(self, exponent): return float_power(self, exponent)
+    def signbit(self): return signbit(self)
     def addcmul(self, tensor1, tensor2, *, value=1): return addcmul(self, tensor1, tensor2, value=value)
     def addcdiv(self, tensor1, tensor2, *, value=1): return addcdiv(self, tensor1, tensor2, value=value)
     def sign(self): return sign(self)

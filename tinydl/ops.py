@@ -114,7 +114,8 @@ ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     **_ops(2, "logical_and logical_or", result="bool", ints=True),
     **_ops(1, "bitwise_not", ints=True),      # integer and bool only (tensor._bitwise refuses floats)
     **_ops(2, "bitwise_and bitwise_or bitwise_xor", ints=True),
-    **_ops(1, "isnan isinf isfinite", result="bool", ints=True),
+    **_ops(1, "isnan isinf isfinite signbit", result="bool", ints=True),
+    **_ops(2, "atan2", result="float"),
     "where": ElementwiseOp(3, ints=True),     # srcs: (cond, a, b)
 }
 

@@ -245,6 +245,19 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
               "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+_aten("atan2.default arctan2.default", T.atan2)
+_aten("copysign.Tensor copysign.Scalar", T.copysign)
+_aten("xlogy.Tensor xlogy.Scalar_Other xlogy.Scalar_Self special_xlogy.default special_xlogy.other_scalar "
+      "special_xlogy.self_scalar", T.xlogy)
+_aten("logaddexp.default", T.logaddexp)
+_aten("logaddexp2.default", T.logaddexp2)
+_aten("heaviside.default", T.heaviside)
+_aten("signbit.default", T.signbit)
+_aten("frac.default", T.frac)
+_aten("sinc.default", T.sinc)
+_aten("logit.default", lambda x, eps=None: T.logit(x, eps))
+_aten("nan_to_num.default", lambda x, nan=None, posinf=None, neginf=None: T.nan_to_num(x, 0.0 if nan is None else nan,
+                                                                                      posinf, neginf))
 _aten("flip.default", lambda x, dims: T.flip(x, dims))
 _aten("pixel_shuffle.default", F.pixel_shuffle)
 _aten("pixel_unshuffle.default", F.pixel_unshuffle)

@@ -111,6 +111,33 @@ fn td_softplus(x: f32, beta: f32, threshold: f32) -> f32 {
   if (td_lt(threshold, bx)) { return x; }
   return td_log1p(exp(bx)) / beta;
 }
+// atan of t in [0, 1] (Cephes atanf: above tan(pi/8) reduced by (t - 1) / (t + 1) around pi/4; ~2 ulp)
+fn td_atan01(t: f32) -> f32 {
+  let big = bitcast<u32>(t) > 0x3ed413cdu;  // t > tan(pi/8) on the bits (t >= 0, not NaN): no float compare
+  let u = select(t, (t - 1.0) / (t + 1.0), big);
+  let z = u * u;
+  return select(0.0, 0.7853982, big) + ((((0.0805374449538 * z - 0.138776856032) * z + 0.199777106478) * z
+         - 0.333329491539) * z * u + u);
+}
+// atan2 with C's special values, and its own atan (WGSL's atan2 may be 4096 ulp off; lavapipe's is ~200 off):
+// NaN in, NaN out; y = +-0 gives +-0 or +-pi by x's sign bit; y = +-inf +-pi/4, +-3pi/4 or +-pi/2;
+// x = +-inf +-0 or +-pi; x = +-0 +-pi/2; else the octant's atan of min / max turned around
+fn td_atan2(y: f32, x: f32) -> f32 {
+  if (td_isnan(x) || td_isnan(y)) { return td_nan(); }
+  let xneg = (bitcast<u32>(x) & 0x80000000u) != 0u;
+  var r: f32;
+  if (td_iszero(y)) { r = select(0.0, 3.1415927, xneg); }
+  else if (td_isinf(y)) { r = select(select(1.5707964, 0.7853982, td_isinf(x)), 2.3561945, td_isinf(x) && xneg); }
+  else if (td_isinf(x)) { r = select(0.0, 3.1415927, xneg); }
+  else if (td_iszero(x)) { r = 1.5707964; }
+  else {
+    let ay = abs(y); let ax = abs(x);
+    r = td_atan01(min(ay, ax) / max(ay, ax));
+    r = select(r, 1.5707964 - r, bitcast<u32>(ay) > bitcast<u32>(ax));  // |y| > |x| on the bits
+    r = select(r, 3.1415927 - r, xneg);
+  }
+  return bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(y) & 0x80000000u));
+}
 fn td_pow(a: f32, b: f32) -> f32 {
   // std::pow's special values (torch CPU's): x^0 = 1^y = 1 even for NaN, (-1)^inf = 1, signs of 0 and inf
   if (td_iszero(b) || bitcast<u32>(a) == 0x3f800000u) { return 1.0; }
@@ -225,6 +252,8 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "trunc": {"f32": "trunc({0})"},
     "log1p": {"f32": "td_log1p({0})"},
     "expm1": {"f32": "td_expm1({0})"},
+    "signbit": {"f32": "((bitcast<u32>({0}) & 0x80000000u) != 0u)", "i32": "({0} < 0)", "bool": "false"},  # -0, -NaN
+    "atan2": {"f32": "td_atan2({0}, {1})"},
     "logical_not": {"bool": "(!{0})"},
     "add": {"bool": "({0} || {1})", "*": "({0} + {1})"},  # bool + bool is logical or, as in torch
     "sub": {"*": "({0} - {1})"},
