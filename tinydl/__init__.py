@@ -28,6 +28,7 @@ from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_no
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp, logaddexp2, logit,  # noqa: E402
                      nan_to_num, signbit, sinc, xlogy)
 from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402

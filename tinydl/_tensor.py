@@ -36,6 +36,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
+from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
@@ -323,6 +324,10 @@ class Tensor(_core.Tensor):
 
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
+    def nansum(self, dim=None, keepdim=False, *, dtype=None): return nansum(self, dim, keepdim, dtype=dtype)
+    def nanmean(self, dim=None, keepdim=False, *, dtype=None): return nanmean(self, dim, keepdim, dtype=dtype)
+    def aminmax(self, *, dim=None, keepdim=False): return aminmax(self, dim=dim, keepdim=keepdim)
+    def count_nonzero(self, dim=None): return count_nonzero(self, dim)
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
     def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
     def lerp(self, end, weight): return lerp(self, end, weight)

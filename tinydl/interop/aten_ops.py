@@ -245,6 +245,19 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
               "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+# reductions
+_aten("nansum.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.nansum(x, _dims(dim, x.ndim), keepdim,
+                                                                                   dtype=_dt(dtype)))
+_aten("nanmean.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.nanmean(x, _dims(dim, x.ndim), keepdim,
+                                                                                     dtype=_dt(dtype)))
+for _name in ("var_mean", "std_mean"):
+    _aten(f"{_name}.default", lambda x, unbiased=True, _f=getattr(T, _name): _f(x, None, unbiased))
+    _aten(f"{_name}.dim", lambda x, dim, unbiased=True, keepdim=False, _f=getattr(T, _name): _f(x, dim, unbiased,
+                                                                                                 keepdim))
+    _aten(f"{_name}.correction", lambda x, dim=None, *, correction=None, keepdim=False, _f=getattr(T, _name):
+          _f(x, _dims(dim, x.ndim), None, keepdim, correction=1 if correction is None else correction))
+_aten("aminmax.default", lambda x, *, dim=None, keepdim=False: tuple(T.aminmax(x, dim=dim, keepdim=keepdim)))
+_aten("count_nonzero.default count_nonzero.dim_IntList", lambda x, dim=None: T.count_nonzero(x, dim))
 _aten("atan2.default arctan2.default", T.atan2)
 _aten("copysign.Tensor copysign.Scalar", T.copysign)
 _aten("xlogy.Tensor xlogy.Scalar_Other xlogy.Scalar_Self special_xlogy.default special_xlogy.other_scalar "
