@@ -123,7 +123,8 @@ Z = tinydl.zeros
 @pytest.mark.parametrize("call,exc,message", [
     (lambda: tinydl.mv(Z(3), Z(3)), RuntimeError, "vector \\+ matrix @ vector expected, got 1, 1, 1"),
     (lambda: tinydl.mv(Z(2, 3), Z(4)), RuntimeError, r"size mismatch, got input \(2\), mat \(2x3\), vec \(4\)"),
-    (lambda: tinydl.addmv(Z(3), Z(2, 3), Z(3)), RuntimeError, r"size mismatch, got input \(3\), mat \(2x3\), vec \(3\)"),
+    (lambda: tinydl.addmv(Z(3), Z(2, 3), Z(3)), RuntimeError,
+     r"size mismatch, got input \(3\), mat \(2x3\), vec \(3\)"),
     (lambda: tinydl.dot(Z(2, 3), Z(3)), RuntimeError, "1D tensors expected, but got 2D and 1D tensors"),
     (lambda: tinydl.dot(Z(3), Z(4)), RuntimeError, r"inconsistent tensor size, expected tensor \[3\] and src \[4\] "
                                                    "to have the same number of elements, but got 3 and 4 elements"),

@@ -125,7 +125,8 @@ _TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_c
                      "mish": "mish_cpu", "softplus": "softplus_cpu",
                      "hardshrink": "hardshrink_cpu", "glu": "glu_cpu", "log_sigmoid": "log_sigmoid_cpu",
                      "softshrink": "softshrink_check", "frac": "frac_cpu",
-                     "logaddexp": "logaddexp_cpu", "logaddexp2": "logaddexp2_cpu"}
+                     "logaddexp": "logaddexp_cpu", "logaddexp2": "logaddexp2_cpu", "im2col": "im2col_out_cpu",
+                     "col2im": "col2im_out_cpu"}
 _TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu",
                     "trunc": "trunc_vml_cpu"}
 _TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}

@@ -68,6 +68,8 @@ LAYERS = {
     "ChannelShuffle": _simple(nn.ChannelShuffle, "groups"),
     "CosineSimilarity": _simple(nn.CosineSimilarity, "dim", "eps"),
     "PairwiseDistance": _simple(nn.PairwiseDistance, "norm", "eps", "keepdim"),
+    "Unfold": _simple(nn.Unfold, "kernel_size", "dilation", "padding", "stride"),
+    "Fold": _simple(nn.Fold, "output_size", "kernel_size", "dilation", "padding", "stride"),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),

@@ -5,6 +5,7 @@ from .activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid, Ha
                          LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6, RReLU, Sigmoid, SiLU, Softmax, Softmax2d,
                          Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold)
 from .distance import CosineSimilarity, PairwiseDistance
+from .fold import Fold, Unfold
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import (ChannelShuffle, Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, PixelShuffle,
                      PixelUnshuffle, Unflatten)

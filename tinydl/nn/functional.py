@@ -1,7 +1,7 @@
 """tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once); the
 norms (functional_norms.py), pools (functional_pools.py), the activations beyond the op table's
-(functional_activations.py), distances (functional_distances.py) and grid sampling (grid_sample.py) live beside it
-and are re-exported here."""
+(functional_activations.py), distances (functional_distances.py), unfold / fold (functional_fold.py) and grid
+sampling (grid_sample.py) live beside it and are re-exported here."""
 from __future__ import annotations
 
 import math
@@ -16,6 +16,7 @@ from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsi
 from .functional_activations import (celu, glu, hardshrink, logsigmoid, rrelu, selu, softmin, softshrink,
                                      softsign, tanhshrink, threshold)
 from .functional_distances import cdist, cosine_similarity, pairwise_distance
+from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
@@ -32,7 +33,8 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
            "scaled_dot_product_attention", "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot",
            "grid_sample", "affine_grid", "glu", "selu", "celu", "softsign", "logsigmoid", "tanhshrink", "softmin",
-           "threshold", "hardshrink", "softshrink", "rrelu", "cosine_similarity", "pairwise_distance"]
+           "threshold", "hardshrink", "softshrink", "rrelu", "cosine_similarity", "pairwise_distance",
+           "unfold", "fold"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
