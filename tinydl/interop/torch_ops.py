@@ -9,6 +9,7 @@ import operator
 
 from .. import dtypes
 from ..nn import functional as F
+from ..nn.functional_distances import cdist
 from .. import _tensor as T
 from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
 from .registry import VALUES_ONLY, implements, to_dtype
@@ -168,7 +169,7 @@ def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
 
 
 # torch.X defined in torch.functional: fx names them so
-implements("torch.functional.cdist")(F.cdist)
+implements("torch.functional.cdist")(cdist)
 implements("torch.functional.tensordot")(T.tensordot)
 implements("torch.functional.block_diag")(T.block_diag)
 implements("torch.functional.broadcast_tensors")(T.broadcast_tensors)

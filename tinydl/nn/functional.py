@@ -15,7 +15,7 @@ from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsi
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
 from .functional_activations import (celu, glu, hardshrink, logsigmoid, rrelu, selu, softmin, softshrink,
                                      softsign, tanhshrink, threshold)
-from .functional_distances import cdist, cosine_similarity, pairwise_distance
+from .functional_distances import cosine_similarity, pairwise_distance
 from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
