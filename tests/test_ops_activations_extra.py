@@ -8,6 +8,7 @@ import torch
 
 import tinydl
 from tinydl import nn
+from tinydl.debug import count_kernels
 from tinydl.nn import functional as F
 from tinydl.testing import assert_close
 
@@ -57,6 +58,15 @@ def test_float16(name):  # float16 in, float16 out, within half's rounding
     got = ours(_t(x).half())
     assert got.dtype == tinydl.float16
     assert_close(got.float(), theirs(x.half()).float(), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in CALLS if n not in ("softmin", "glu")])
+def test_one_kernel_with_its_producer(name):
+    """Each activation is one fused elementwise kernel with the op that feeds it."""
+    x = _t(torch.randn(4, 6))
+    with count_kernels() as c:
+        CALLS[name][0](x * 2).numpy()
+    assert c.count == 1, c.names
 
 
 def test_threshold_keeps_integer_dtype():

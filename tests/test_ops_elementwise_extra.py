@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tinydl
+from tinydl.debug import count_kernels
 from tinydl.testing import assert_close
 
 from paths import check_paths
@@ -122,6 +123,18 @@ def test_options_and_integers():
     for name in ("signbit", "sinc", "logit", "nan_to_num"):
         assert_close(getattr(tinydl, name)(_t(i)), getattr(torch, name)(i))
     assert_close(tinydl.signbit(_t(torch.tensor([True, False]))), torch.signbit(torch.tensor([True, False])))
+
+
+@pytest.mark.parametrize("name", ["copysign", "xlogy", "logaddexp", "logaddexp2", "heaviside", "atan2"])
+def test_compositions_are_one_kernel(name):
+    """Each composition fuses into one elementwise kernel with its producers (here x * 2, y + 1: cheap, so
+    recomputed where a composition reads them more than once; a costly producer read twice is a kernel of its own,
+    the scheduler's rule for any such node)."""
+    x = tinydl.tensor(np.random.randn(4, 6).astype(np.float32))
+    y = tinydl.tensor(np.random.rand(4, 6).astype(np.float32))
+    with count_kernels() as c:
+        getattr(tinydl, name)(x * 2, y + 1).numpy()
+    assert c.count == 1, c.names
 
 
 def test_errors():

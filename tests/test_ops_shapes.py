@@ -113,7 +113,8 @@ Z = tinydl.zeros
     (lambda: tinydl.movedim(Z(2, 3, 4), (0, 1), (2,)), RuntimeError,
      r"movedim: Invalid source or destination dims: source \(\[0, 1\] dims\) should contain the same number of dims "
      r"as destination \(\[2\] dims\)"),
-    (lambda: tinydl.movedim(Z(2, 3, 4), (0, 0), (1, 2)), RuntimeError, r"movedim: repeated dim in `source` \(\[0, 0\]\)"),
+    (lambda: tinydl.movedim(Z(2, 3, 4), (0, 0), (1, 2)), RuntimeError,
+     r"movedim: repeated dim in `source` \(\[0, 0\]\)"),
     (lambda: tinydl.movedim(Z(2, 3, 4), (0, 1), (2, 2)), RuntimeError,
      r"movedim: repeated dim in `destination` \(\[2, 2\]\)"),
     (lambda: tinydl.movedim(Z(2, 3, 4), 3, 0), IndexError,
@@ -157,7 +158,8 @@ def family(x):
     idx = x.argsort(-1)
     return (torch.movedim(x, 0, -1), x.moveaxis((0, 1), (1, 0)), torch.swapaxes(x, 0, 2), x.swapdims(1, 2),
             torch.broadcast_to(x[:1], (3, 3, 4)), torch.broadcast_tensors(x, x[0, 0])[1],  # (fx cannot unpack)
-            torch.meshgrid(x[0, 0], x[1, :, 0], indexing="xy")[0], torch.meshgrid(x[0, 0], x[0, :, 1], indexing="ij")[1],
+            torch.meshgrid(x[0, 0], x[1, :, 0], indexing="xy")[0],
+            torch.meshgrid(x[0, 0], x[0, :, 1], indexing="ij")[1],
             torch.hstack([x, x]), torch.vstack([x[0], x[1]]), torch.dstack([x[0], x[1]]),
             torch.column_stack([x[0, :, 0], x[1]]), torch.take_along_dim(x, idx, -1), x.take_along_dim(idx[:, :1], 2),
             torch.rot90(x, 1, (1, 2)), x.rot90(3), torch.atleast_3d(x[0]), torch.unbind(x, 1)[2],

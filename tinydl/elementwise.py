@@ -499,8 +499,8 @@ def xlogy(input, other) -> Tensor:  # noqa: A002
 def sinc(input) -> Tensor:  # noqa: A002
     """sin(pi x) / (pi x), 1 at 0 (pi x rounded to the float type first, as torch)."""
     (x,) = _floats(input)
-    px = x * np.pi
-    return where(x == 0, 1.0, sin(px) / px)
+    px = x * np.pi  # x read once (px == 0 exactly where x == 0): a computed x is not made a kernel of its own
+    return where(px == 0, 1.0, sin(px) / px)
 
 
 def logaddexp(input, other) -> Tensor:  # noqa: A002
@@ -524,9 +524,9 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None) -> Tensor:  # noqa: A00
     if not x.dtype.is_floating_point:
         return x
     big = builtins.float(np.finfo(x.dtype.np).max)
-    x = where(isnan(x), nan, x)
-    x = where(x == builtins.float("inf"), big if posinf is None else posinf, x)
-    return where(x == -builtins.float("inf"), -big if neginf is None else neginf, x)
+    inf = builtins.float("inf")
+    return where(isnan(x), nan, where(x == inf, big if posinf is None else posinf,
+                                      where(x == -inf, -big if neginf is None else neginf, x)))
 
 
 def heaviside(input, values) -> Tensor:  # noqa: A002
