@@ -155,3 +155,13 @@ def test_both_paths(path):
                               torch.heaviside(x, y), torch.signbit(x), torch.frac(x * 3), torch.sinc(x),
                               torch.logit(x.sigmoid(), eps=1e-3), torch.nan_to_num(x.log(), 0.5, 9.0, -9.0)),
                 torch.randn(3, 5), torch.randn(3, 5), path=path)
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_torch_special_aliases(path):
+    """torch.special's aliases of torch.X resolve by name on the fx path as torch.X does."""
+    check_paths(lambda x: (torch.special.xlogy(x, x.abs()), torch.special.expm1(x), torch.special.log1p(x.abs()),
+                           torch.special.logit(x.sigmoid(), eps=1e-3), torch.special.sinc(x), torch.special.erf(x),
+                           torch.special.logsumexp(x, 1), torch.special.softmax(x, 1),
+                           torch.special.log_softmax(x, 1, dtype=torch.float32), torch.special.round(x, decimals=1)),
+                torch.randn(3, 4), path=path)
