@@ -14,26 +14,26 @@ from tinydl.interop.registry import UnsupportedTorchOps
 from tinydl.testing import assert_close
 
 
-class Xlogy(torch.nn.Module):
-    """torch.special.xlogy: no fx mapping; torch.export's ATen graph decomposes it into ops tinydl maps."""
+class Entr(torch.nn.Module):
+    """torch.special.entr: no fx mapping; torch.export's ATen graph decomposes it into ops tinydl maps."""
 
     def __init__(self):
         super().__init__()
         self.fc = torch.nn.Linear(4, 4)
 
     def forward(self, x):
-        return torch.special.xlogy(self.fc(x).abs(), x.abs() + 1)
+        return torch.special.entr(self.fc(x).abs() + x.abs())
 
 
 class Unmappable(torch.nn.Module):
     """torch.linalg.det: missing on both paths."""
 
     def forward(self, x):
-        return torch.linalg.det(x) + torch.special.xlogy(x.abs(), x.abs()).sum((1, 2))
+        return torch.linalg.det(x) + torch.special.entr(x.abs()).sum((1, 2))
 
 
 def test_fx_graph_with_unmapped_ops_converts_through_export():
-    m = Xlogy().eval()
+    m = Entr().eval()
     x = torch.randn(3, 4)
     tm = tinydl.from_torch(m, example_inputs=(x,))
     assert tm.conversion_path == "torch.export" and "via torch.export" in repr(tm)
@@ -43,16 +43,16 @@ def test_fx_graph_with_unmapped_ops_converts_through_export():
 
 
 def test_unmapped_ops_without_examples_say_export_may_help():
-    with pytest.raises(UnsupportedTorchOps, match=r"(?s)xlogy.*pass example_inputs=\(\.\.\.\) to try "
+    with pytest.raises(UnsupportedTorchOps, match=r"(?s)entr.*pass example_inputs=\(\.\.\.\) to try "
                                                   r"torch\.export too"):
-        tinydl.from_torch(Xlogy().eval())
+        tinydl.from_torch(Entr().eval())
 
 
 def test_both_paths_failing_list_the_closer_paths_ops():
     with pytest.raises(UnsupportedTorchOps) as err:
         tinydl.from_torch(Unmappable().eval(), example_inputs=(torch.randn(2, 3, 3),))
     ops = [op for op, _, _ in err.value.ops]
-    assert len(ops) == 1 and "det" in ops[0], ops  # export's graph misses only det; fx's misses det and xlogy
+    assert len(ops) == 1 and "det" in ops[0], ops  # export's graph misses only det; fx's misses det and entr
 
 
 HIDDEN_TORCH = """

@@ -29,6 +29,7 @@ UNREAD = {
     "sorted": "tinydl's topk is always sorted, which sorted=False allows",
     "padding_idx": "torch.embedding: changes only gradients", "scale_grad_by_freq": "torch.embedding: gradients",
     "sparse": "torch.embedding: the gradient's layout",
+    "generator": "torch.rrelu: draws random slopes only in training, which tinydl refuses",
 }
 # entries that parse every argument themselves: x.to(...) in any of torch's forms (its dtype, or a tensor's)
 READS_ALL = {"method to"}

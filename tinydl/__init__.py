@@ -27,8 +27,19 @@ from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E4
 from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
+from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
+from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402
+                     logaddexp2, logit, nan_to_num, signbit, sinc, xlogy)
+from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
+                     meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
+from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
+                     ger, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
+from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
+from .nn.functional import celu, hardshrink, rrelu, selu, threshold  # noqa: E402 - torch.X too
+from .nn.functional_distances import cdist, cosine_similarity, pairwise_distance  # noqa: E402 - torch.X too
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32
@@ -62,6 +73,29 @@ def squeeze(x, dim=None):
 
 def unsqueeze(x, dim):
     return x.unsqueeze(dim)
+
+
+def movedim(x, source, destination):
+    return x.movedim(source, destination)
+
+
+moveaxis = movedim
+
+
+def swapaxes(x, axis0, axis1):
+    return x.transpose(axis0, axis1)
+
+
+def swapdims(x, dim0, dim1):
+    return x.transpose(dim0, dim1)
+
+
+def broadcast_to(x, size):
+    return x.expand(size)
+
+
+def unflatten(x, dim, sizes):
+    return x.unflatten(dim, sizes)
 
 
 def split(x, split_size_or_sections, dim=0):

@@ -118,7 +118,27 @@ class Tensor:
         order[d0], order[d1] = order[d1], order[d0]
         return self.permute(order)
 
-    swapaxes = transpose
+    swapaxes = swapdims = transpose
+
+    def movedim(self, source, destination) -> "Tensor":
+        """Dims source moved to positions destination, the others keeping their order (a permute)."""
+        src = [source] if isinstance(source, int) else list(source)
+        dst = [destination] if isinstance(destination, int) else list(destination)
+        if len(src) != len(dst):
+            raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should contain the "
+                               f"same number of dims as destination ({dst} dims)")
+        src = [normalize_dim(d, self.ndim) for d in src]
+        dst = [normalize_dim(d, self.ndim) for d in dst]
+        for name, ds in (("source", src), ("destination", dst)):
+            if len(set(ds)) != len(ds):
+                raise RuntimeError(f"movedim: repeated dim in `{name}` ({ds})")
+        order = [None] * self.ndim
+        for s, d in zip(src, dst):
+            order[d] = s
+        rest = iter(d for d in range(self.ndim) if d not in src)
+        return self.permute([o if o is not None else next(rest) for o in order])
+
+    moveaxis = movedim
 
     def t(self) -> "Tensor":
         if self.ndim > 2:
@@ -168,6 +188,9 @@ class Tensor:
 
     def expand_as(self, other: "Tensor") -> "Tensor":
         return self.expand(other.shape)
+
+    def broadcast_to(self, size) -> "Tensor":
+        return self.expand(size)
 
     def contiguous(self) -> "Tensor":
         return self  # every node's output is contiguous; views are materialized by the kernel reading them

@@ -21,10 +21,14 @@ from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, ar
 from .joining import cat, concat, concatenate, stack  # noqa: F401
 from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
+from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
+                      hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
+                          expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, copysign, float_power, frac,
+                          heaviside, logaddexp, logaddexp2, logit, nan_to_num, signbit, sinc, xlogy,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
                           leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
@@ -32,10 +36,13 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           true_divide, where)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
-from .indexing import flip, fliplr, flipud, tensor_split  # noqa: F401
+from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
+from .indexing import flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
+from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
+                     kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
@@ -139,6 +146,8 @@ class Tensor(_core.Tensor):
     def flip(self, *dims) -> "Tensor": return flip(self, dims[0] if len(dims) == 1 else dims)
     def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
     def fliplr(self) -> "Tensor": return fliplr(self)
+    def rot90(self, k=1, dims=(0, 1)) -> "Tensor": return rot90(self, k, dims)
+    def take_along_dim(self, indices, dim=None) -> "Tensor": return take_along_dim(self, indices, dim)
     def flipud(self) -> "Tensor": return flipud(self)
 
     def __getitem__(self, index) -> "Tensor":
@@ -237,6 +246,24 @@ class Tensor(_core.Tensor):
     def floor(self): return floor(self)
     def ceil(self): return ceil(self)
     def round(self, *, decimals=0): return round(self, decimals=decimals)
+    def trunc(self): return trunc(self)
+    def fix(self): return trunc(self)
+    def log1p(self): return log1p(self)
+    def expm1(self): return expm1(self)
+    def hardshrink(self, lambd=0.5): return hardshrink(self, lambd)
+    def atan2(self, other): return atan2(self, other)
+    def arctan2(self, other): return atan2(self, other)
+    def copysign(self, other): return copysign(self, other)
+    def frac(self): return frac(self)
+    def logit(self, eps=None): return logit(self, eps)
+    def xlogy(self, other): return xlogy(self, other)
+    def sinc(self): return sinc(self)
+    def logaddexp(self, other): return logaddexp(self, other)
+    def logaddexp2(self, other): return logaddexp2(self, other)
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None): return nan_to_num(self, nan, posinf, neginf)
+    def heaviside(self, values): return heaviside(self, values)
+    def float_power(self, exponent): return float_power(self, exponent)
+    def signbit(self): return signbit(self)
     def addcmul(self, tensor1, tensor2, *, value=1): return addcmul(self, tensor1, tensor2, value=value)
     def addcdiv(self, tensor1, tensor2, *, value=1): return addcdiv(self, tensor1, tensor2, value=value)
     def sign(self): return sign(self)
@@ -267,6 +294,21 @@ class Tensor(_core.Tensor):
     def true_divide(self, other): return div(self, other)
     def subtract(self, other, alpha=1): return self.sub(other, alpha)
     def mm(self, other): return mm(self, other)
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1): return addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1): return addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+    def addmv(self, mat, vec, *, beta=1, alpha=1): return addmv(self, mat, vec, beta=beta, alpha=alpha)
+    def mv(self, vec): return mv(self, vec)
+    def dot(self, tensor): return dot(self, tensor)
+    def vdot(self, other): return vdot(self, other)
+    def outer(self, vec2): return outer(self, vec2)
+    def ger(self, vec2): return outer(self, vec2)
+    def kron(self, other): return kron(self, other)
+    def trace(self): return trace(self)
+    def diag(self, diagonal=0): return diag(self, diagonal)
+    def diagonal(self, offset=0, dim1=0, dim2=1): return diagonal(self, offset, dim1, dim2)
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1): return diag_embed(self, offset, dim1, dim2)
     def bmm(self, other): return bmm(self, other)
     def square(self): return pow(self, 2)
     def clamp_min(self, min): return clamp(self, min, None)  # noqa: A002
@@ -282,6 +324,10 @@ class Tensor(_core.Tensor):
 
     # -- reductions ----------------------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, dtype=None): return sum(self, dim, keepdim, dtype=dtype)
+    def nansum(self, dim=None, keepdim=False, *, dtype=None): return nansum(self, dim, keepdim, dtype=dtype)
+    def nanmean(self, dim=None, keepdim=False, *, dtype=None): return nanmean(self, dim, keepdim, dtype=dtype)
+    def aminmax(self, *, dim=None, keepdim=False): return aminmax(self, dim=dim, keepdim=keepdim)
+    def count_nonzero(self, dim=None): return count_nonzero(self, dim)
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
     def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
     def lerp(self, end, weight): return lerp(self, end, weight)

@@ -58,25 +58,40 @@ def _int64_scalars(op: str, args: tuple, value_args) -> tuple:
     return tuple(out)
 
 
-def _elementwise(op: str, *args, arg=()) -> Tensor:
-    spec = ELEMENTWISE_OPS[op]
-    tensors = [a for a in args if isinstance(a, Tensor)]
-    if not tensors:
-        raise TypeError(f"{op}(): expected at least one Tensor argument")
-    # torch's promotion: tensors with dimensions decide; zero-dim tensors, then python scalars, can only raise
-    # the category (half x + float32 0-dim mask -> half, as in a float16 model's exported constants)
-    value_args = args[1:] if op == "where" else args
+def _result_dtype(values) -> DType:
+    """torch's promotion: tensors with dimensions decide; zero-dim tensors, then Python scalars, can only raise
+    the category (half x + float32 0-dim mask -> half, as in a float16 model's exported constants)."""
     dt = zero_dt = None
-    for a in value_args:
+    for a in values:
         if isinstance(a, Tensor) and a.ndim:
             dt = a.dtype if dt is None else dtypes.promote(dt, a.dtype)
         elif isinstance(a, Tensor):
             zero_dt = a.dtype if zero_dt is None else dtypes.promote(zero_dt, a.dtype)
     if zero_dt is not None and (dt is None or zero_dt.category > dt.category):
         dt = zero_dt
-    for a in value_args:
+    for a in values:
         if not isinstance(a, Tensor):
             dt = dtypes.scalar_dtype(a) if dt is None else dtypes.promote_with_scalar(dt, a)
+    return dt
+
+
+def _floats(*args) -> list:
+    """The operands as tensors of one float type: their promoted type, integers and bool as float32 (the result
+    type of torch's float ops: atan2, xlogy, logaddexp, ...)."""
+    if not builtins.any(isinstance(a, Tensor) for a in args):
+        raise TypeError("expected at least one Tensor argument")
+    dt = _result_dtype(args)
+    dt = dt if dt.is_floating_point else dtypes.float32
+    return [_as_tensor(a, dt).to(dt) for a in args]
+
+
+def _elementwise(op: str, *args, arg=()) -> Tensor:
+    spec = ELEMENTWISE_OPS[op]
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        raise TypeError(f"{op}(): expected at least one Tensor argument")
+    value_args = args[1:] if op == "where" else args
+    dt = _result_dtype(value_args)
     if dt == dtypes.int32:
         args = _int64_scalars(op, args, value_args)
     if dt == dtypes.float16 and (op in _HALF_SCALAR_OPS or op in _HALF_SCALAR_FIRST_OPS):  # rounded to half
@@ -107,8 +122,13 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
 # float-only activations and roundings: torch's kernel names in its "not implemented for 'Int'" errors
 _TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_cpu", "leaky_relu": "leaky_relu_cpu",
                      "elu": "elu_cpu", "gelu": "GeluKernelImpl", "gelu_tanh": "GeluKernelImpl", "silu": "silu_cpu",
-                     "mish": "mish_cpu", "softplus": "softplus_cpu"}
-_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu"}
+                     "mish": "mish_cpu", "softplus": "softplus_cpu",
+                     "hardshrink": "hardshrink_cpu", "glu": "glu_cpu", "log_sigmoid": "log_sigmoid_cpu",
+                     "softshrink": "softshrink_check", "frac": "frac_cpu",
+                     "logaddexp": "logaddexp_cpu", "logaddexp2": "logaddexp2_cpu", "im2col": "im2col_out_cpu",
+                     "col2im": "col2im_out_cpu"}
+_TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu",
+                    "trunc": "trunc_vml_cpu"}
 _TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}
 
 
@@ -127,7 +147,7 @@ def _unary(op):
             if x.dtype == dtypes.bool_:
                 raise RuntimeError("Bool inputs not supported for hardtanh")
             return clamp(x, 0, 6)  # hardtanh(x, 0, 6): int stays int
-        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round"):
+        if isinstance(x, Tensor) and x.dtype == dtypes.int32 and op in ("floor", "ceil", "round", "trunc"):
             return x  # torch keeps integer tensors (values and dtype) under floor/ceil/round
         if op == "neg" and isinstance(x, Tensor) and x.dtype == dtypes.bool_:
             raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
@@ -159,9 +179,10 @@ def _binary(op):
 
 
 neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, relu6, silu, hardswish, \
-    hardsigmoid, mish, erf, floor, ceil, _round, logical_not = (
+    hardsigmoid, mish, erf, floor, ceil, _round, logical_not, log1p, expm1, trunc = (
         _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
-                           "hardswish hardsigmoid mish erf floor ceil round logical_not".split())
+                           "hardswish hardsigmoid mish erf floor ceil round logical_not log1p expm1 trunc".split())
+fix = trunc
 
 
 def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
@@ -365,6 +386,12 @@ def leaky_relu(x, negative_slope=0.01):
     return _elementwise("leaky_relu", x, arg=(builtins.float(negative_slope),))
 
 
+def hardshrink(input, lambd=0.5):  # noqa: A002 - torch's name
+    """0 inside [-lambd, lambd], else x (NaN kept, as torch's band test)."""
+    _check_float_only("hardshrink", input)
+    return where((input >= -lambd) & (input <= lambd), 0.0, input)
+
+
 def elu(x, alpha=1.0):
     _check_float_only("elu", x)
     return _elementwise("elu", x, arg=(builtins.float(alpha),))
@@ -421,6 +448,102 @@ def where(condition, input, other) -> Tensor:
 
 
 # -- composites ---------------------------------------------------------------------------------------------
+def _check_float_result(op: str, *args) -> None:
+    """torch's refusal where the operands' common type is an integer or bool (its kernel is float-only)."""
+    dt = _result_dtype(args)
+    if not dt.is_floating_point:
+        raise NotImplementedError(f'"{_TORCH_FLOAT_ONLY[op]}" not implemented for \'{_TORCH_INT_NAMES[dt.name]}\'')
+
+
+# -- float functions of torch's beyond the table: compositions of its rows (one fused chain each) ----------------
+atan2 = arctan2 = _binary("atan2")
+
+
+def signbit(input) -> Tensor:  # noqa: A002 - torch's names (fx may pass them by name)
+    """The sign bit: true for -0.0 and negative NaNs too (a row: a comparison cannot see them)."""
+    return _elementwise("signbit", input)
+
+
+def copysign(input, other) -> Tensor:  # noqa: A002
+    """|input| with other's sign bit; a float result (integers as float32)."""
+    a, b = _floats(input, other)
+    m = abs(a)
+    if not isinstance(other, Tensor):  # a Python number's sign, read on the host (-0.0 included)
+        return neg(m) if np.signbit(other) else m
+    return where(signbit(b), neg(m), m)
+
+
+def frac(input) -> Tensor:  # noqa: A002
+    _check_float_only("frac", input)
+    return input - trunc(input)
+
+
+def logit(input, eps=None) -> Tensor:  # noqa: A002
+    """log(z / (1 - z)) with z = input clamped to [eps, 1 - eps] when eps is given."""
+    (z,) = _floats(input)
+    if eps is not None:
+        z = clamp(z, eps, 1 - eps)
+    return log(z / (1 - z))
+
+
+def xlogy(input, other) -> Tensor:  # noqa: A002
+    """input * log(other), 0 where input is 0 (unless other is NaN)."""
+    x, y = _floats(input, other)
+    if not isinstance(other, Tensor):  # a number's log on the host (a literal log(-1.0) is refused by WGSL compilers)
+        ly = builtins.float(np.log(np.float32(other))) if other > 0 else (
+            -builtins.float("inf") if other == 0 else builtins.float("nan"))
+        return x * ly if other != other else where(x == 0, 0.0, x * ly)  # other NaN: NaN everywhere, as torch
+    return where((x == 0) & logical_not(isnan(y)), 0.0, x * log(y))
+
+
+def sinc(input) -> Tensor:  # noqa: A002
+    """sin(pi x) / (pi x), 1 at 0 (pi x rounded to the float type first, as torch)."""
+    (x,) = _floats(input)
+    px = x * np.pi  # x read once (px == 0 exactly where x == 0): a computed x is not made a kernel of its own
+    return where(px == 0, 1.0, sin(px) / px)
+
+
+def logaddexp(input, other) -> Tensor:  # noqa: A002
+    """log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)); equal infinities give themselves (no inf - inf)."""
+    _check_float_result("logaddexp", input, other)
+    a, b = _floats(input, other)
+    m = maximum(a, b)
+    return where(isinf(a) & (a == b), a, m + log1p(exp(neg(abs(a - b)))))
+
+
+def logaddexp2(input, other) -> Tensor:  # noqa: A002
+    _check_float_result("logaddexp2", input, other)
+    a, b = _floats(input, other)
+    m = maximum(a, b)
+    return where(isinf(a) & (a == b), a, m + log1p(pow(2.0, neg(abs(a - b)))) / np.log(2))
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None) -> Tensor:  # noqa: A002
+    """NaN, +inf and -inf replaced (the infinities by the dtype's largest finite values unless given)."""
+    x = input
+    if not x.dtype.is_floating_point:
+        return x
+    big = builtins.float(np.finfo(x.dtype.np).max)
+    inf = builtins.float("inf")
+    return where(isnan(x), nan, where(x == inf, big if posinf is None else posinf,
+                                      where(x == -inf, -big if neginf is None else neginf, x)))
+
+
+def heaviside(input, values) -> Tensor:  # noqa: A002
+    """0 below 0, 1 above, values at 0 (NaN gives 0, as torch's input > 0)."""
+    if input.dtype != values.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
+    return where(input == 0, values, (input > 0).to(input.dtype))
+
+
+def float_power(input, exponent) -> Tensor:  # noqa: A002
+    if not isinstance(input, Tensor) and not isinstance(exponent, Tensor):  # torch's overloads take a tensor
+        raise TypeError(f"float_power() received an invalid combination of arguments - got "
+                        f"({type(input).__name__}, {type(exponent).__name__})")
+    raise NotImplementedError("float_power computes in float64, which tinydl does not have (float32 and float16 "
+                              "only): use pow, which computes in the inputs' float type")
+
+
 def triu(x: Tensor, diagonal: int = 0) -> Tensor:
     """The upper triangle of the last two dims (cols - rows >= diagonal), zeros elsewhere."""
     return _triangle(x, diagonal, True)

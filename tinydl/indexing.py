@@ -14,7 +14,7 @@ import numpy as np
 from . import dtypes
 from .checks import Code
 from .ops import GATHER
-from .shapes import normalize_dim
+from .shapes import broadcast_shapes, normalize_dim
 from ._core import Tensor, _make, _view
 from .creation import arange, tensor, zeros
 from .elementwise import where
@@ -324,6 +324,27 @@ def gather(x: Tensor, dim: int, index, sparse_grad: bool = False) -> Tensor:
     return gather_rows(x.reshape(-1), lin.expand(shape) if lin.shape != shape else lin)
 
 
+def take_along_dim(input, indices, dim=None) -> Tensor:  # noqa: A002 - torch's names
+    """gather along dim after broadcasting input and indices against each other (but along dim); dim None:
+    over the flattened input."""
+    x = input
+    host = host_array(indices)  # host indices stay on the host: gather checks them at the call
+    dt = dtypes.from_numpy_dtype(host.dtype) if host is not None else indices.dtype
+    if dt != dtypes.int32:  # torch's int64 is tinydl's int32
+        names = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.bool_: "Bool"}
+        raise RuntimeError(f"torch.take_along_dim(): dtype of indices should be Long but got {names[dt]}")
+    if dim is None:
+        return gather(x.reshape(-1), 0, host.reshape(-1) if host is not None else indices.reshape(-1))
+    d = normalize_dim(dim, x.ndim)
+    ishape = tuple(host.shape) if host is not None else indices.shape
+    if x.ndim != len(ishape):
+        raise RuntimeError(f"torch.take_along_dim(): input and indices should have the same number of dimensions, "
+                           f"but got {x.ndim} dimensions for input, and {len(ishape)} dimensions for indices")
+    shape = broadcast_shapes(x.shape[:d] + (ishape[d],) + x.shape[d + 1:], ishape)
+    idx = np.broadcast_to(host, shape) if host is not None else indices.expand(shape)
+    return gather(x.expand(shape[:d] + (x.shape[d],) + shape[d + 1:]), d, idx)
+
+
 def index(x: Tensor, indices) -> Tensor:
     """ATen's index.Tensor: x[i0, i1, ...] with index tensors (None = a full slice), as getitem's advanced
     indexing."""
@@ -425,6 +446,26 @@ def flip(x: Tensor, dims) -> Tensor:
     if all(st == 1 for st in steps):
         return x
     return _view(x, "slice", (tuple(starts), tuple(steps)), x.shape)
+
+
+def rot90(input, k: int = 1, dims=(0, 1)) -> Tensor:  # noqa: A002 - torch's name
+    """Rotation by 90 degrees k times from dims[0] towards dims[1]: flips and a transpose (views)."""
+    x, dims = input, list(dims)
+    if len(dims) != 2:
+        raise RuntimeError(f"expected total rotation dims == 2, but got dims = {len(dims)}")
+    if x.ndim < 2:
+        raise RuntimeError(f"expected total dims >= 2, but got total dims = {x.ndim}")
+    d0, d1 = normalize_dim(dims[0], x.ndim), normalize_dim(dims[1], x.ndim)
+    if d0 == d1:
+        raise RuntimeError(f"expected rotation dims to be different, but got dim0 = {d0} and dim1 = {d1}")
+    k %= 4
+    if k == 1:
+        return flip(x, d1).transpose(d0, d1)
+    if k == 2:
+        return flip(x, (d0, d1))
+    if k == 3:
+        return flip(x, d0).transpose(d0, d1)
+    return x
 
 
 def fliplr(x: Tensor) -> Tensor:

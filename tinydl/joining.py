@@ -1,11 +1,12 @@
-"""Joining tensors: cat (a CAT node, a tree of them past CAT_FANIN sources) and stack. Part of the tensor API:
+"""Joining tensors: cat (a CAT node, a tree of them past CAT_FANIN sources) and stack; hstack / vstack / dstack /
+column_stack over atleast_1d/2d/3d; broadcast_tensors and meshgrid (expand views). Part of the tensor API:
 tinydl._tensor re-exports every name."""
 from __future__ import annotations
 
 from . import dtypes
 from ._core import Tensor, _cat_tree
 from .creation import zeros
-from .shapes import normalize_dim
+from .shapes import broadcast_shapes, normalize_dim
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
@@ -67,3 +68,85 @@ def repeat_interleave(x: Tensor, repeats, dim=None, *, output_size=None) -> Tens
         raise RuntimeError("allocated size does not match required size")
     wide = x.reshape(x.shape[:d + 1] + (1,) + x.shape[d + 1:])
     return wide.expand(x.shape[:d + 1] + (repeats,) + x.shape[d + 1:]).reshape(out_shape)
+
+
+def broadcast_tensors(*tensors) -> tuple:
+    """The tensors expanded to their common broadcast shape (views)."""
+    shape = broadcast_shapes(*(t.shape for t in tensors))
+    return tuple(t.expand(shape) for t in tensors)
+
+
+def meshgrid(*tensors, indexing=None) -> tuple:
+    """Grids of 0-d / 1-d tensors, 'ij' (the default) or 'xy' (the first two swapped): expand views."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if not tensors:
+        raise RuntimeError("meshgrid expects a non-empty TensorList")
+    indexing = "ij" if indexing is None else indexing
+    if indexing not in ("ij", "xy"):
+        raise RuntimeError(f'torch.meshgrid: indexing must be one of "xy" or "ij", but received: {indexing}')
+    for t in tensors:
+        if t.ndim > 1:
+            raise RuntimeError(f"torch.meshgrid: Expected 0D or 1D tensor in the tensor list but got a "
+                               f"{t.ndim}D tensor of shape {list(t.shape)}")
+        if t.dtype != tensors[0].dtype:
+            raise RuntimeError("meshgrid expects all tensors to have the same dtype")
+    swap = indexing == "xy" and len(tensors) >= 2
+    ordered = (tensors[1], tensors[0]) + tuple(tensors[2:]) if swap else tuple(tensors)
+    shape = tuple(t.numel() for t in ordered)
+    n = len(shape)
+    grids = [t.reshape((1,) * i + (-1,) + (1,) * (n - i - 1)).expand(shape) for i, t in enumerate(ordered)]
+    return (grids[1], grids[0]) + tuple(grids[2:]) if swap else tuple(grids)
+
+
+def atleast_1d(*tensors):
+    return _atleast(tensors, lambda t: t.reshape(1) if t.ndim == 0 else t)
+
+
+def atleast_2d(*tensors):
+    return _atleast(tensors, lambda t: t.reshape((1,) * (2 - t.ndim) + t.shape) if t.ndim < 2 else t)
+
+
+def atleast_3d(*tensors):
+    """torch's: a scalar [1, 1, 1], a vector [1, n, 1], a matrix [a, b, 1]."""
+    def up(t):
+        return {0: lambda: t.reshape(1, 1, 1), 1: lambda: t.reshape(1, -1, 1),
+                2: lambda: t.unsqueeze(-1)}.get(t.ndim, lambda: t)()
+    return _atleast(tensors, up)
+
+
+def _atleast(tensors, f):
+    """One tensor -> one result; several (or a list) -> a tuple, as torch."""
+    if len(tensors) == 1 and isinstance(tensors[0], Tensor):
+        return f(tensors[0])
+    if len(tensors) == 1:
+        tensors = tensors[0]
+    return tuple(f(t) for t in tensors)
+
+
+def _nonempty(name: str, tensors) -> list:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError(f"{name} expects a non-empty TensorList")
+    return tensors
+
+
+def hstack(tensors) -> Tensor:
+    ts = atleast_1d(_nonempty("hstack", tensors))
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors) -> Tensor:
+    return cat(atleast_2d(_nonempty("vstack", tensors)), 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors) -> Tensor:
+    return cat(atleast_3d(_nonempty("dstack", tensors)), 2)
+
+
+def column_stack(tensors) -> Tensor:
+    ts = _nonempty("column_stack", tensors)
+    return cat([t.reshape(-1, 1) if t.ndim < 2 else t for t in ts], 1)

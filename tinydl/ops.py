@@ -101,7 +101,7 @@ def _ops(arity, names, **kw):
 ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     **_ops(1, "neg abs sign relu", ints=True),
     **_ops(1, "exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 leaky_relu elu gelu gelu_tanh silu "
-              "hardswish hardsigmoid softplus mish erf floor ceil round", result="float"),
+              "hardswish hardsigmoid softplus mish erf floor ceil round log1p expm1 trunc", result="float"),
     **_ops(1, "clamp", ints=True),            # arg: (min or None, max or None)
     **_ops(1, "logical_not", result="bool", ints=True),
     "cast": ElementwiseOp(1, result="cast", ints=True),  # arg: (target DType,)
@@ -114,7 +114,8 @@ ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     **_ops(2, "logical_and logical_or", result="bool", ints=True),
     **_ops(1, "bitwise_not", ints=True),      # integer and bool only (tensor._bitwise refuses floats)
     **_ops(2, "bitwise_and bitwise_or bitwise_xor", ints=True),
-    **_ops(1, "isnan isinf isfinite", result="bool", ints=True),
+    **_ops(1, "isnan isinf isfinite signbit", result="bool", ints=True),
+    **_ops(2, "atan2", result="float"),
     "where": ElementwiseOp(3, ints=True),     # srcs: (cond, a, b)
 }
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import namedtuple
 
 from . import dtypes
 from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
 from ._core import MaxMin, Tensor, _make
 from .creation import full, zeros, zeros_like
-from .elementwise import _elementwise, abs, exp, isinf, isnan, log, maximum, minimum, rsqrt, sqrt, where
+from .elementwise import (_elementwise, abs, exp, isinf, isnan, log, logical_not, maximum, minimum, rsqrt, sqrt,
+                          where)
 
 
 def _reduce(op: str, x: Tensor, dim=None, keepdim=False) -> Tensor:
@@ -211,6 +213,54 @@ def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None) -
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     return _var_std(x, dim, keepdim, correction, True)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> tuple:  # noqa: A002
+    """(var, mean) over dim; var_mean(x, True) is torch's (input, unbiased) overload."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> tuple:  # noqa: A002
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def nansum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:  # noqa: A002
+    """The sum with NaNs counted as 0 (integers: the sum)."""
+    x = input.to(dtype) if dtype is not None else input
+    return sum(where(isnan(x), 0.0, x) if x.dtype.is_floating_point else x, dim, keepdim)
+
+
+def nanmean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:  # noqa: A002
+    """nansum over the count of non-NaN values (NaN where there are none), as torch."""
+    x = input.to(dtype) if dtype is not None else input
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"nanmean(): expected input to have floating point or complex dtype but got "
+                           f"{'Bool' if x.dtype == dtypes.bool_ else 'Long'}")
+    return nansum(x, dim, keepdim) / sum(logical_not(isnan(x)), dim, keepdim)
+
+
+Aminmax = namedtuple("aminmax", ["min", "max"])  # torch.return_types.aminmax's fields
+
+
+def aminmax(input, *, dim=None, keepdim=False) -> Aminmax:  # noqa: A002
+    """(amin, amax) over dim (all when None: with keepdim, every dim kept as 1)."""
+    x = input
+    axes = normalize_dims(dim, x.ndim) if x.ndim else ()
+    if x.numel() == 0 and (dim is None or builtins.any(x.shape[a] == 0 for a in axes)):
+        raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the operation has no "
+                           "identity.")
+    lo, hi = amin(x, dim, keepdim), amax(x, dim, keepdim)
+    if dim is None and keepdim:
+        lo, hi = lo.reshape((1,) * x.ndim), hi.reshape((1,) * x.ndim)
+    return Aminmax(lo, hi)
+
+
+def count_nonzero(input, dim=None) -> Tensor:  # noqa: A002
+    return sum(input != 0, dim)
 
 
 _F32_TINY = 2.0 ** -126  # the smallest normal float32

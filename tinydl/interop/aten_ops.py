@@ -9,6 +9,7 @@ import functools
 
 from .. import dtypes, indexing
 from ..nn import functional as F
+from ..nn.functional_distances import _cdist
 from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
 from .._tensor import Tensor
 from .registry import VALUES_ONLY, implements, to_dtype
@@ -244,12 +245,40 @@ def _values_only(names: str, fn) -> None:
 
 # elementwise
 for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu silu mish erf floor ceil round "
-              "hardswish hardsigmoid logical_not").split():
+              "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+# reductions
+_aten("nansum.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.nansum(x, _dims(dim, x.ndim), keepdim,
+                                                                                   dtype=_dt(dtype)))
+_aten("nanmean.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.nanmean(x, _dims(dim, x.ndim), keepdim,
+                                                                                     dtype=_dt(dtype)))
+for _name in ("var_mean", "std_mean"):
+    _aten(f"{_name}.default", lambda x, unbiased=True, _f=getattr(T, _name): _f(x, None, unbiased))
+    _aten(f"{_name}.dim", lambda x, dim, unbiased=True, keepdim=False, _f=getattr(T, _name): _f(x, dim, unbiased,
+                                                                                                 keepdim))
+    _aten(f"{_name}.correction", lambda x, dim=None, *, correction=None, keepdim=False, _f=getattr(T, _name):
+          _f(x, _dims(dim, x.ndim), None, keepdim, correction=1 if correction is None else correction))
+_aten("aminmax.default", lambda x, *, dim=None, keepdim=False: tuple(T.aminmax(x, dim=dim, keepdim=keepdim)))
+_aten("count_nonzero.default count_nonzero.dim_IntList", lambda x, dim=None: T.count_nonzero(x, dim))
+_aten("atan2.default arctan2.default", T.atan2)
+_aten("copysign.Tensor copysign.Scalar", T.copysign)
+_aten("xlogy.Tensor xlogy.Scalar_Other xlogy.Scalar_Self special_xlogy.default special_xlogy.other_scalar "
+      "special_xlogy.self_scalar", T.xlogy)
+_aten("logaddexp.default", T.logaddexp)
+_aten("logaddexp2.default", T.logaddexp2)
+_aten("heaviside.default", T.heaviside)
+_aten("signbit.default", T.signbit)
+_aten("frac.default", T.frac)
+_aten("sinc.default", T.sinc)
+_aten("logit.default", lambda x, eps=None: T.logit(x, eps))
+_aten("nan_to_num.default", lambda x, nan=None, posinf=None, neginf=None: T.nan_to_num(x, 0.0 if nan is None else nan,
+                                                                                      posinf, neginf))
 _aten("flip.default", lambda x, dims: T.flip(x, dims))
 _aten("pixel_shuffle.default", F.pixel_shuffle)
 _aten("pixel_unshuffle.default", F.pixel_unshuffle)
+_aten("channel_shuffle.default native_channel_shuffle.default", F.channel_shuffle)
+_aten("rms_norm.default", F.rms_norm)
 _aten("tensor_split.sections tensor_split.indices", lambda x, s, dim=0: T.tensor_split(x, s, dim))
 _aten("logsumexp.default", lambda x, dim, keepdim=False: T.logsumexp(x, dim, keepdim))
 _aten("lerp.Scalar lerp.Tensor", T.lerp)
@@ -259,6 +288,42 @@ _aten("repeat_interleave.self_int", lambda x, repeats, dim=None, *, output_size=
 _aten("round.decimals", lambda x, decimals=0: T.round(x, decimals=decimals))
 _aten("addcmul.default", lambda x, t1, t2, value=1: T.addcmul(x, t1, t2, value=value))
 _aten("addcdiv.default", lambda x, t1, t2, value=1: T.addcdiv(x, t1, t2, value=value))
+# linear algebra (tinydl/linalg.py)
+_aten("addmm.default", T.addmm)
+_aten("addbmm.default", T.addbmm)
+_aten("baddbmm.default", T.baddbmm)
+_aten("addmv.default", T.addmv)
+_aten("mv.default", T.mv)
+_aten("dot.default", T.dot)
+_aten("vdot.default", T.vdot)
+_aten("outer.default ger.default", T.outer)
+_aten("kron.default", T.kron)
+_aten("trace.default", T.trace)
+_aten("diag.default", T.diag)
+_aten("diagonal.default diagonal_copy.default", T.diagonal)
+_aten("diag_embed.default", T.diag_embed)
+_aten("tensordot.default", lambda x, other, dims_self, dims_other: T.tensordot(x, other, (dims_self, dims_other)))
+_aten("block_diag.default", lambda tensors: T.block_diag(*tensors))
+# shapes
+_aten("movedim.int movedim.intlist moveaxis.int moveaxis.intlist", lambda x, source, destination:
+      x.movedim(source, destination))
+_aten("swapaxes.default", lambda x, axis0, axis1: x.transpose(axis0, axis1))
+_aten("swapdims.default", lambda x, dim0, dim1: x.transpose(dim0, dim1))
+_aten("broadcast_to.default", lambda x, size: x.expand(tuple(size)))
+_aten("broadcast_tensors.default", lambda tensors: T.broadcast_tensors(*tensors))
+_aten("meshgrid.default", lambda tensors: T.meshgrid(*tensors))
+_aten("meshgrid.indexing", lambda tensors, *, indexing: T.meshgrid(*tensors, indexing=indexing))
+for _name in ("hstack", "vstack", "dstack", "column_stack"):
+    _aten(f"{_name}.default", getattr(T, _name))
+for _n in (1, 2, 3):
+    _aten(f"atleast_{_n}d.default", lambda x, _f=getattr(T, f"atleast_{_n}d"): _f(x))
+    _aten(f"atleast_{_n}d.Sequence", lambda tensors, _f=getattr(T, f"atleast_{_n}d"): _f(tensors))
+_aten("take_along_dim.default", T.take_along_dim)
+_aten("rot90.default", lambda x, k=1, dims=(0, 1): T.rot90(x, k, dims))
+_aten("tril_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.tril_indices(row, col, offset,
+                                                                                            dtype=_dt(dtype)))
+_aten("triu_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.triu_indices(row, col, offset,
+                                                                                            dtype=_dt(dtype)))
 _aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b if alpha == 1 else T.mul(b, alpha)))
 _aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 else T.mul(b, alpha)))
 _aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.sub(b, a if alpha == 1 else T.mul(a, alpha)))
@@ -283,6 +348,21 @@ _aten("elu.default", lambda x, alpha=1.0, scale=1, input_scale=1: _elu(x, alpha,
 _aten("softplus.default", lambda x, beta=1, threshold=20: T.softplus(x, beta, threshold))
 _aten("gelu.default", lambda x, approximate="none": T.gelu(x, approximate))
 _aten("prelu.default _prelu_kernel.default", F.prelu)
+_aten("cosine_similarity.default", F.cosine_similarity)
+_aten("pairwise_distance.default", F.pairwise_distance)
+_aten("cdist.default _cdist_forward.default", lambda x1, x2, p=2.0, compute_mode=None: _cdist(x1, x2, p, compute_mode))
+_aten("_euclidean_dist.default", lambda x1, x2: _cdist(x1, x2, 2.0, 1))
+_aten("im2col.default", F.unfold)
+_aten("col2im.default", F.fold)
+_aten("glu.default", F.glu)
+_aten("selu.default", F.selu)
+_aten("celu.default", F.celu)
+_aten("log_sigmoid.default", F.logsigmoid)
+_aten("threshold.default", F.threshold)
+_aten("hardshrink.default", F.hardshrink)
+_aten("softshrink.default", F.softshrink)
+_aten("rrelu.default", lambda x, lower=0.125, upper=1.0 / 3, training=False, generator=None:
+      F.rrelu(x, lower, upper, training))
 for _name in "eq ne lt le gt ge".split():
     _aten(f"{_name}.Tensor {_name}.Scalar", getattr(T, _name))
 _aten("logical_and.default", T.logical_and)
@@ -302,8 +382,16 @@ _aten("masked_fill.Scalar masked_fill.Tensor", _masked_fill)
 
 def _elu(x, alpha, scale, input_scale):
     if scale != 1 or input_scale != 1:  # selu / celu forms
-        return scale * T.where(x > 0, x, alpha * (T.exp(x * input_scale) - 1))
+        return scale * T.where(x > 0, x, alpha * T.expm1(x * input_scale))
     return T.elu(x, alpha)
+
+
+def _rrelu_with_noise(x, noise, lower=0.125, upper=1.0 / 3, training=False, generator=None):
+    """(output, noise): in inference the noise is neither drawn nor written."""
+    return F.rrelu(x, lower, upper, training), noise
+
+
+_aten("rrelu_with_noise_functional.default", _rrelu_with_noise)
 
 
 # dtype / identity / asserts

@@ -72,6 +72,8 @@ def resolve_function(fn):
         return resolve_method(name)
     if q.startswith("torch.") and q.count(".") == 1:  # torch.foo(x, ...): tinydl's foo, else x.foo(...)
         return getattr(T, name, None) or getattr(F, name, None) or resolve_method(name)
+    if q.startswith("torch.special."):  # torch.special's names are torch.X's aliases (expm1, log1p, logit, xlogy, ...)
+        return getattr(T, name, None) or getattr(F, name, None)
     return None
 
 

@@ -32,6 +32,11 @@ def _simple(cls, *attrs):
     return lambda m: cls(*(getattr(m, a) for a in attrs))
 
 
+def _pad(cls):
+    """torch's padding layers: a ZeroPad has no value argument (its value is 0), a ConstantPad one."""
+    return lambda m: cls(m.padding, m.value) if type(m).__name__.startswith("Constant") else cls(m.padding)
+
+
 # torch.nn class name -> builder of the tinydl layer from the torch layer's configuration. These become fx
 # leaves (called as one tinydl layer); every other module is traced through.
 LAYERS = {
@@ -57,6 +62,14 @@ LAYERS = {
     "InstanceNorm2d": _instance_norm(nn.InstanceNorm2d),
     "InstanceNorm3d": _instance_norm(nn.InstanceNorm3d),
     "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, bias=_has_bias(m)),
+    "RMSNorm": lambda m: nn.RMSNorm(m.normalized_shape, m.eps, m.elementwise_affine),
+    **{f"{kind}Pad{n}d": _pad(getattr(nn, f"{kind}Pad{n}d")) for kind in ("Zero", "Constant", "Reflection",
+                                                                          "Replication", "Circular") for n in (1, 2, 3)},
+    "ChannelShuffle": _simple(nn.ChannelShuffle, "groups"),
+    "CosineSimilarity": _simple(nn.CosineSimilarity, "dim", "eps"),
+    "PairwiseDistance": _simple(nn.PairwiseDistance, "norm", "eps", "keepdim"),
+    "Unfold": _simple(nn.Unfold, "kernel_size", "dilation", "padding", "stride"),
+    "Fold": _simple(nn.Fold, "output_size", "kernel_size", "dilation", "padding", "stride"),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),
@@ -81,6 +94,18 @@ LAYERS = {
     "Hardtanh": _simple(nn.Hardtanh, "min_val", "max_val"),
     "PReLU": lambda m: nn.PReLU(m.num_parameters),
     "Softmax": _simple(nn.Softmax, "dim"),
+    "Softmin": _simple(nn.Softmin, "dim"),
+    "Softmax2d": lambda m: nn.Softmax2d(),
+    "GLU": _simple(nn.GLU, "dim"),
+    "SELU": lambda m: nn.SELU(),
+    "CELU": _simple(nn.CELU, "alpha"),
+    "Softsign": lambda m: nn.Softsign(),
+    "LogSigmoid": lambda m: nn.LogSigmoid(),
+    "Tanhshrink": lambda m: nn.Tanhshrink(),
+    "Threshold": _simple(nn.Threshold, "threshold", "value"),
+    "Hardshrink": _simple(nn.Hardshrink, "lambd"),
+    "Softshrink": _simple(nn.Softshrink, "lambd"),
+    "RReLU": _simple(nn.RReLU, "lower", "upper"),
     "LogSoftmax": _simple(nn.LogSoftmax, "dim"),
     "MaxPool2d": lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices,
                                         m.ceil_mode),

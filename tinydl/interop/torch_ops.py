@@ -9,6 +9,7 @@ import operator
 
 from .. import dtypes
 from ..nn import functional as F
+from ..nn.functional_distances import cdist
 from .. import _tensor as T
 from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
 from .registry import VALUES_ONLY, implements, to_dtype
@@ -127,6 +128,12 @@ for _d in (2, 3):
         lambda x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
         _f=getattr(F, f"max_pool{_d}d"): (_f(x, kernel_size, stride, padding, dilation, ceil_mode), None))
     VALUES_ONLY.add(f"torch.nn.functional.max_pool{_d}d_with_indices")
+# functions fx records under another name than torch.nn.functional's public one
+implements("torch.nn.functional.log_sigmoid")(F.logsigmoid)
+implements("torch.nn.functional._threshold")(F.threshold)
+# torch.rrelu is ATen's (..., training, generator), F.rrelu's fifth is inplace; the generator draws only in training
+implements("torch.rrelu")(lambda input, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None:
+                          F.rrelu(input, lower, upper, training))
 implements("torch.softmax", "torch.Tensor.softmax")(lambda x, dim, dtype=None: F.softmax(x, dim, to_dtype(dtype)))
 
 _TENSOR_ATTRS = {"device": lambda x: "webgpu", "is_cuda": lambda x: False, "data": lambda x: x,
@@ -159,6 +166,16 @@ def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  #
 @implements("torch.functional.norm", "torch.norm", "torch.Tensor.norm")
 def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)
+
+
+# torch.X defined in torch.functional: fx names them so
+implements("torch.functional.cdist")(cdist)
+implements("torch.functional.tensordot")(T.tensordot)
+implements("torch.functional.block_diag")(T.block_diag)
+implements("torch.functional.broadcast_tensors")(T.broadcast_tensors)
+implements("torch.functional.meshgrid")(T.meshgrid)
+for _n in (1, 2, 3):
+    implements(f"torch.functional.atleast_{_n}d")(getattr(T, f"atleast_{_n}d"))
 
 
 @implements("torch.functional.einsum", "torch.einsum")

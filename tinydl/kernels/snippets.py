@@ -69,7 +69,14 @@ fn td_log1p(x: f32) -> f32 {
   }
   return log(1.0 + x);
 }
-fn td_expm1(x: f32) -> f32 { if (td_abslt(x, 0x3727c5acu)) { return x * (1.0 + 0.5 * x); } return exp(x) - 1.0; }  // |x| < 1e-5
+// expm1: its series below |x| < 0.125 (exp(x) - 1 keeps only ~3 digits at 1e-4)
+fn td_expm1(x: f32) -> f32 {
+  if (td_abslt(x, 0x3e000000u)) {
+    return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.008333334 + x * (0.0013888889
+           + x * 0.0001984127))))));
+  }
+  return exp(x) - 1.0;
+}
 // erfc(z) for z >= 0: Chebyshev-fitted rational form (Numerical Recipes erfcc), relative error < 1.2e-7
 fn td_erfc_pos(z: f32) -> f32 {
   let t = 1.0 / (1.0 + 0.5 * z);
@@ -103,6 +110,33 @@ fn td_softplus(x: f32, beta: f32, threshold: f32) -> f32 {
   let bx = beta * x;
   if (td_lt(threshold, bx)) { return x; }
   return td_log1p(exp(bx)) / beta;
+}
+// atan of t in [0, 1] (Cephes atanf: above tan(pi/8) reduced by (t - 1) / (t + 1) around pi/4; ~2 ulp)
+fn td_atan01(t: f32) -> f32 {
+  let big = bitcast<u32>(t) > 0x3ed413cdu;  // t > tan(pi/8) on the bits (t >= 0, not NaN): no float compare
+  let u = select(t, (t - 1.0) / (t + 1.0), big);
+  let z = u * u;
+  return select(0.0, 0.7853982, big) + ((((0.0805374449538 * z - 0.138776856032) * z + 0.199777106478) * z
+         - 0.333329491539) * z * u + u);
+}
+// atan2 with C's special values, and its own atan (WGSL's atan2 may be 4096 ulp off; lavapipe's is ~200 off):
+// NaN in, NaN out; y = +-0 gives +-0 or +-pi by x's sign bit; y = +-inf +-pi/4, +-3pi/4 or +-pi/2;
+// x = +-inf +-0 or +-pi; x = +-0 +-pi/2; else the octant's atan of min / max turned around
+fn td_atan2(y: f32, x: f32) -> f32 {
+  if (td_isnan(x) || td_isnan(y)) { return td_nan(); }
+  let xneg = (bitcast<u32>(x) & 0x80000000u) != 0u;
+  var r: f32;
+  if (td_iszero(y)) { r = select(0.0, 3.1415927, xneg); }
+  else if (td_isinf(y)) { r = select(select(1.5707964, 0.7853982, td_isinf(x)), 2.3561945, td_isinf(x) && xneg); }
+  else if (td_isinf(x)) { r = select(0.0, 3.1415927, xneg); }
+  else if (td_iszero(x)) { r = 1.5707964; }
+  else {
+    let ay = abs(y); let ax = abs(x);
+    r = td_atan01(min(ay, ax) / max(ay, ax));
+    r = select(r, 1.5707964 - r, bitcast<u32>(ay) > bitcast<u32>(ax));  // |y| > |x| on the bits
+    r = select(r, 3.1415927 - r, xneg);
+  }
+  return bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(y) & 0x80000000u));
 }
 fn td_pow(a: f32, b: f32) -> f32 {
   // std::pow's special values (torch CPU's): x^0 = 1^y = 1 even for NaN, (-1)^inf = 1, signs of 0 and inf
@@ -215,6 +249,11 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "floor": {"f32": "floor({0})"},
     "ceil": {"f32": "ceil({0})"},
     "round": {"f32": "round({0})"},
+    "trunc": {"f32": "trunc({0})"},
+    "log1p": {"f32": "td_log1p({0})"},
+    "expm1": {"f32": "td_expm1({0})"},
+    "signbit": {"f32": "((bitcast<u32>({0}) & 0x80000000u) != 0u)", "i32": "({0} < 0)", "bool": "false"},  # -0, -NaN
+    "atan2": {"f32": "td_atan2({0}, {1})"},
     "logical_not": {"bool": "(!{0})"},
     "add": {"bool": "({0} || {1})", "*": "({0} + {1})"},  # bool + bool is logical or, as in torch
     "sub": {"*": "({0} - {1})"},

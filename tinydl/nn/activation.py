@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import functional as F
 from . import init as _init
+from .functional_activations import legacy_softmax_dim
 from .module import Module
 
 
@@ -28,6 +29,10 @@ Hardsigmoid = _simple("Hardsigmoid", F.hardsigmoid, "relu6(x + 3) / 6")
 Sigmoid = _simple("Sigmoid", F.sigmoid, "1 / (1 + exp(-x))")
 Tanh = _simple("Tanh", F.tanh, "tanh(x)")
 Mish = _simple("Mish", F.mish, "x * tanh(softplus(x))", True)
+SELU = _simple("SELU", F.selu, "scale * elu(x, alpha) with torch's constants", True)
+Softsign = _simple("Softsign", F.softsign, "x / (1 + |x|)")
+LogSigmoid = _simple("LogSigmoid", F.logsigmoid, "log(sigmoid(x))")
+Tanhshrink = _simple("Tanhshrink", F.tanhshrink, "x - tanh(x)")
 
 
 def _inplace(m) -> str:
@@ -115,7 +120,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x):
-        return F.softmax(x, self.dim if self.dim is not None else _legacy_dim(x))
+        return F.softmax(x, self.dim if self.dim is not None else legacy_softmax_dim(x))
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -127,12 +132,98 @@ class LogSoftmax(Module):
         self.dim = dim
 
     def forward(self, x):
-        return F.log_softmax(x, self.dim if self.dim is not None else _legacy_dim(x))
+        return F.log_softmax(x, self.dim if self.dim is not None else legacy_softmax_dim(x))
 
     def extra_repr(self):
         return f"dim={self.dim}"
 
 
-def _legacy_dim(x) -> int:
-    """torch's implicit softmax dim (deprecated): 0 for 0-, 1- and 3-D input, else 1."""
-    return 0 if x.ndim in (0, 1, 3) else 1
+class Softmin(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmin(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Softmax2d(Module):
+    """softmax over the channels of a [N, C, H, W] or [C, H, W] input."""
+
+    def forward(self, x):
+        if x.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {x.ndim}D instead")
+        return F.softmax(x, -3)
+
+
+class GLU(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.glu(x, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class CELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, x):
+        return F.celu(x, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}{_inplace(self)}"
+
+
+class Threshold(Module):
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, x):
+        return F.threshold(x, self.threshold, self.value)
+
+    def extra_repr(self):
+        return f"threshold={self.threshold}, value={self.value}{_inplace(self)}"
+
+
+class _Shrink(Module):
+    def __init__(self, lambd: float = 0.5):
+        super().__init__()
+        self.lambd = lambd
+
+    def extra_repr(self):
+        return str(self.lambd)
+
+
+class Hardshrink(_Shrink):
+    def forward(self, x):
+        return F.hardshrink(x, self.lambd)
+
+
+class Softshrink(_Shrink):
+    def forward(self, x):
+        return F.softshrink(x, self.lambd)
+
+
+class RReLU(Module):
+    """Inference form (eval): leaky_relu with slope (lower + upper) / 2; in training mode it refuses (random
+    slopes)."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False):
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, x):
+        return F.rrelu(x, self.lower, self.upper, self.training)
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}{_inplace(self)}"

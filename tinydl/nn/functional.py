@@ -1,6 +1,7 @@
 """tinydl.nn.functional: torch.nn.functional's inference ops, built from Tensor ops (the math lives once); the
-norms (functional_norms.py), pools (functional_pools.py) and grid sampling (grid_sample.py) live beside it and are
-re-exported here."""
+norms (functional_norms.py), pools (functional_pools.py), the activations beyond the op table's
+(functional_activations.py), distances (functional_distances.py), unfold / fold (functional_fold.py) and grid
+sampling (grid_sample.py) live beside it and are re-exported here."""
 from __future__ import annotations
 
 import math
@@ -12,6 +13,10 @@ from ..ops import CONV, DIRECT_CONV_MAX_COUT_PER_GROUP, GATHER, GEMM_MAX_K, INTE
 from ..shapes import as_tuple, conv_out_size
 from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsigmoid, hardswish, leaky_relu, log_softmax,
                       matmul, mish, relu, relu6, sigmoid, silu, softmax, softplus, tanh, tensor, where, zeros)
+from .functional_activations import (celu, glu, hardshrink, logsigmoid, rrelu, selu, softmin, softshrink,
+                                     softsign, tanhshrink, threshold)
+from .functional_distances import cosine_similarity, pairwise_distance
+from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
@@ -25,8 +30,11 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "batch_norm", "layer_norm", "group_norm", "instance_norm",
-           "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "scaled_dot_product_attention",
-           "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot", "grid_sample", "affine_grid"]
+           "embedding", "interpolate", "pad", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+           "scaled_dot_product_attention", "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot",
+           "grid_sample", "affine_grid", "glu", "selu", "celu", "softsign", "logsigmoid", "tanhshrink", "softmin",
+           "threshold", "hardshrink", "softshrink", "rrelu", "cosine_similarity", "pairwise_distance",
+           "unfold", "fold"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
@@ -360,6 +368,19 @@ def pixel_unshuffle(x, downscale_factor: int):
     return y.reshape(*lead, C * r * r, H // r, W // r)
 
 
+def channel_shuffle(input, groups: int):  # noqa: A002 - torch's name (fx may pass it by name)
+    """[N, g * c, *] -> [N, c * g, *]: the channels regrouped (a reshape, a permute, a reshape)."""
+    x, g = _t(input), int(groups)
+    if x.ndim <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with sizes {list(x.shape)}")
+    if g <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of groups:{g}")
+    N, C, *rest = x.shape
+    if C % g:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {C} channels and {g} groups.")
+    return x.reshape(N, g, C // g, *rest).transpose(1, 2).reshape(x.shape)
+
+
 # -- lookup / resampling ---------------------------------------------------------------------------------
 def embedding(indices, weight, padding_idx=None, max_norm=None):
     """weight's rows picked by indices: indices given on the host are checked here ("index out of range in self",
@@ -481,9 +502,11 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
 def pad(x, pad, mode="constant", value=None):
     x = _t(x)
     pad = tuple(int(p) for p in pad)
-    if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        raise RuntimeError(f"Padding length must be divisible by 2 and at most twice the number of dimensions of the "
-                           f"input, got {len(pad)} for a {x.ndim}D input")
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if len(pad) // 2 > x.ndim:
+        raise RuntimeError(f"Padding length should be less than or equal to two times the input dimension but got "
+                           f"padding length {len(pad)} and input of dimension {x.ndim}")
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise NotImplementedError(f"padding mode {mode!r} is not supported (constant, reflect, replicate, circular "
                                   f"are)")

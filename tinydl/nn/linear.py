@@ -1,4 +1,4 @@
-"""Linear, Embedding, Flatten/Unflatten, Dropout."""
+"""Linear, Embedding, Flatten/Unflatten, Dropout, PixelShuffle/PixelUnshuffle, ChannelShuffle."""
 from __future__ import annotations
 
 from . import functional as F
@@ -106,6 +106,18 @@ class PixelShuffle(Module):
 
     def extra_repr(self):
         return f"upscale_factor={self.upscale_factor}"
+
+
+class ChannelShuffle(Module):
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        return F.channel_shuffle(x, self.groups)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
 
 
 class PixelUnshuffle(Module):

@@ -1,4 +1,4 @@
-"""BatchNorm1d/2d (inference form), LayerNorm, GroupNorm."""
+"""BatchNorm1d/2d/3d (inference form), LayerNorm, GroupNorm, InstanceNorm1d/2d/3d, RMSNorm."""
 from __future__ import annotations
 
 import numpy as np
@@ -117,6 +117,22 @@ class LayerNorm(Module):
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
+
+
+class RMSNorm(Module):
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.elementwise_affine = elementwise_affine
+        self.register_parameter("weight", init.constant(self.normalized_shape, 1.0) if elementwise_affine else None)
+
+    def forward(self, x):
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class GroupNorm(Module):

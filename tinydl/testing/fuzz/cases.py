@@ -92,14 +92,15 @@ SPECIALS = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e38, -1e38, 1
 SPECIALS16 = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 6e4, -6e4, 6e-5, 1e-7]
 
 UNARY_L = "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid erf floor ceil round logical_not " \
-          "bitwise_not isnan isinf isfinite".split()
+          "bitwise_not isnan isinf isfinite log1p expm1 trunc signbit".split()
 UNARY_F = "relu6 leaky_relu elu gelu silu hardswish hardsigmoid softplus mish".split()
 BINARY = {"logical_xor": "{L}.logical_xor({0}, {1})", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}", "pow": "{L}.pow({0}, {1})",
           "maximum": "{L}.maximum({0}, {1})", "minimum": "{L}.minimum({0}, {1})", "eq": "{0} == {1}",
           "ne": "{0} != {1}", "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}",
           "logical_and": "{L}.logical_and({0}, {1})", "logical_or": "{L}.logical_or({0}, {1})",
           "floor_divide": "{0} // {1}", "remainder": "{0} % {1}", "fmod": "{L}.fmod({0}, {1})",
-          "trunc_divide": "{L}.div({0}, {1}, rounding_mode='trunc')", "bitwise_and": "{0} & {1}", "bitwise_or": "{0} | {1}", "bitwise_xor": "{0} ^ {1}"}
+          "trunc_divide": "{L}.div({0}, {1}, rounding_mode='trunc')", "bitwise_and": "{0} & {1}", "bitwise_or": "{0} | {1}", "bitwise_xor": "{0} ^ {1}",
+          "atan2": "{L}.atan2({0}, {1})"}
 REDUCE = "sum mean prod amax amin argmax argmin var std".split()
 HEAVY = {"reduce", "matmul", "conv2d", "softmax", "layer_norm"}
 
