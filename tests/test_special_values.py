@@ -661,3 +661,15 @@ def test_division_by_huge_values_as_torch():
     assert "td_div(" in body
     body = tinydl.schedule.shaders_for(tinydl.tensor(a) / 2e38)[0].split("fn main")[-1]
     assert "td_div(" in body
+
+
+@pytest.mark.parametrize("name, fn, tfn", [
+    ("log", tinydl.log, torch.log), ("sqrt", tinydl.sqrt, torch.sqrt), ("rsqrt", tinydl.rsqrt, torch.rsqrt),
+    ("pow", lambda x: x ** 0.5, lambda x: x ** 0.5), ("exp", tinydl.exp, torch.exp),
+])
+def test_ops_of_literals_only_give_torchs_nan_and_inf(name, fn, tfn):
+    """An op whose operands are all constants (a full tensor) is not folded by the shader compiler, which would
+    refuse log(-1.0) outright: NaN and Inf as torch."""
+    for v in (-1.0, 0.0, 100.0):
+        got = fn(tinydl.full((3,), v)).numpy()
+        np.testing.assert_allclose(got, tfn(torch.full((3,), v)).numpy(), rtol=2e-6)  # NaN, Inf: equal

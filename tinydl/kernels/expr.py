@@ -313,6 +313,10 @@ class Expr:
 
     def _elementwise(self, node: Node, idx) -> str:
         ops = [self.value(s, idx) for s in node.srcs]
+        if node.srcs and all(s.dtype.compute == "f32" and const_of(s) is not None for s in node.srcs):
+            # every operand a literal: WGSL would evaluate the op when compiling and reject a NaN result
+            # (log(-1.0f), sqrt(-1.0f)); torch gives NaN, so the compiler must not see the values
+            ops = [f"td_opaque({o})" for o in ops]
         check = int_overflow(node)  # None for every float and bool value
         if check == ("ops",) and node.op == "pow":
             self.src.helper(overflow.IMUL_OVF)
