@@ -30,12 +30,14 @@ def _worker(model_name: str, batch: int, half: bool, quick: bool) -> None:
     """Worker side: build, convert, warm up; then for each line "N" on stdin time N calls and answer with
     their times as JSON; "out" answers with the output's path (.npy in a temp dir)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_models", HERE / "benchmarks" / "run.py")
+    spec = importlib.util.spec_from_file_location("bench_models", HERE / "tinydl" / "bench" / "models.py")
     bench = importlib.util.module_from_spec(spec)  # this checkout's model builders, whichever tinydl is first
     spec.loader.exec_module(bench)
+    import torch
+
     import tinydl
     model, inputs = bench.MODELS[model_name][0](batch, quick)
-    tm = tinydl.from_torch(model, example_inputs=tuple(bench._torch_inputs(inputs)))
+    tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
     if half:
         tm.half()
 
