@@ -118,6 +118,9 @@ def main(argv=None) -> int:
     ap.add_argument("--half", action="store_true", help="the models after .half(), fed float16 inputs")
     ap.add_argument("--quick", action="store_true", help="small inputs and 2-layer transformers (smoke test)")
     args = ap.parse_args(argv)
+    for tree in (args.base, args.new):
+        if not (tree / "tinydl" / "__init__.py").is_file():  # else the installed tinydl would be timed instead
+            ap.error(f"{tree} holds no tinydl/ package")
     from tabulate import tabulate
     rows = []
     for name in args.models:
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
           + (" (half)" if args.half else ""))
     print(tabulate(rows, headers=["model", "batch", "A ms", "B ms", "B / A", "max |A - B|", "note"],
                    floatfmt=".4g", missingval="-"))
-    return 0
+    return 1 if any(row[-1] for row in rows) else 0  # a failed row fails the run
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""The measuring scripts the GPU box runs work end to end (on lavapipe, their quick forms): a script that breaks
+here would cost a device call to find out."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ab_of_a_tree_against_itself():
+    done = _run("benchmarks.ab", "--base", str(ROOT), "--models", "resnet18", "--batches", "1", "--rounds", "1",
+                "--calls", "2", "--quick")
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("resnet18"))
+    fields = row.split()
+    assert len(fields) == 6 and fields[-1] == "0", row  # timed on both sides; the same tree gives the same output
+
+
+def test_ab_refuses_a_folder_without_tinydl(tmp_path):
+    done = _run("benchmarks.ab", "--base", str(tmp_path), "--models", "resnet18")
+    assert done.returncode == 2
+    assert f"{tmp_path} holds no tinydl/ package" in done.stderr
+
+
+def test_ab_reports_a_failing_tree(tmp_path):
+    (tmp_path / "tinydl").mkdir()
+    (tmp_path / "tinydl" / "__init__.py").write_text("raise ImportError('a broken tree')\n")
+    done = _run("benchmarks.ab", "--base", str(tmp_path), "--models", "resnet18", "--batches", "1", "--rounds", "1",
+                "--calls", "1", "--quick")
+    assert done.returncode == 1
+    assert "worker exited" in done.stdout
+
+
+def test_first_call_cold_and_warm():
+    done = _run("benchmarks.first_call", "--models", "resnet18", "--batches", "1", "--quick")
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| resnet18 | 1 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all(float(c) > 0 for c in cells[2:]), row
