@@ -11,7 +11,7 @@ from .._tensor import tensor
 from ..runtime import get_runtime
 from ..indexing import gather_rows
 from ..nn import functional as F
-from .step import accepts, convert_step
+from .step import accepts, convert_step, keeps_cache, positions_from_cache
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -105,6 +105,14 @@ class Steps:
         self.tm, self.torch_model, self.kinds = tm, torch_model, kinds
         self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
+        self._keeps_cache = None
+
+    @property
+    def keeps_cache(self) -> bool:
+        """Whether the model keeps a KV cache (else each token runs the whole sequence: `run_without_cache`)."""
+        if self._keeps_cache is None:
+            self._keeps_cache = "full" not in self.kinds or keeps_cache(self.torch_model)
+        return self._keeps_cache
 
     def get(self, kind, inputs, float_dtype):
         """The step taking inputs (numpy arrays / tinydl tensors), converted on first need."""
@@ -140,10 +148,14 @@ def _torch_example(inputs):
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """Yields the next token ids [B] (np.int64) per step, as `chooser` picks them (choose.TokenChooser: finished
     sequences get pad_token_id; beam.BeamChooser: each row's beam, whose cache rows `reorder` moves)."""
+    if not steps.keeps_cache:
+        yield from run_without_cache(steps, ids, mask, settings, chooser)
+        return
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     window = sliding_window(steps.torch_model.config, prompt + new)
-    given = padded_prompt(prompt, window)  # the prompt's slots: left padding first, then the prompt
+    # the prompt's slots: left padding first, then the prompt (none added where padding would count as positions)
+    given = prompt if positions_from_cache(steps.torch_model) else padded_prompt(prompt, window)
     ids = np.pad(ids, ((0, 0), (given - prompt, 0)))
     length = cache_length(given, new)
     float_dtype = _float_dtype(steps.tm)
@@ -175,3 +187,32 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
         cache = reordered(cache, chooser.reorder)
         out = steps.get("decode", (*inputs, *cache), float_dtype)(*(tensor(a) for a in inputs), *cache)
         cache = out[2:]
+
+
+def run_without_cache(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
+    """run() for a model that keeps no cache: each token runs the whole sequence so far, as HF's generate does for
+    it. The sequence sits in buffers of one length (right padding, masked out, which no real position attends to),
+    so every token replays one plan; the logits are read at the last real position."""
+    batch, prompt = ids.shape
+    new = settings.max_new_tokens
+    limit = max_positions(steps.torch_model.config)
+    length = cache_length(prompt, new)
+    if limit is not None:
+        length = min(length, max(limit[0], prompt + new))
+    float_dtype = _float_dtype(steps.tm)
+    check_fits(steps.torch_model.config, batch, prompt, new, 0, float_dtype.itemsize)
+    ids = np.pad(ids, ((0, 0), (0, length - prompt)))
+    full = np.pad(mask, ((0, 0), (0, length - prompt)))
+    unfinished = np.ones(batch, bool)
+    for i in range(new):
+        last = prompt + i - 1
+        positions = np.where(full == 0, 0, np.cumsum(full, -1) - 1)  # as HF's generate makes them
+        inputs = (ids, full, positions, np.array([last], np.int64))
+        out = steps.get("full", inputs, float_dtype)(*(tensor(a) for a in inputs))
+        token = chooser.choose(out, i, prompt + i, unfinished)
+        yield token
+        if not unfinished.any() or i == new - 1:
+            return
+        if chooser.reorder is not None:
+            ids, full = ids[chooser.reorder], full[chooser.reorder]
+        ids[:, last + 1], full[:, last + 1] = token, 1

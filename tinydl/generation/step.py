@@ -34,7 +34,7 @@ from ..nn.module import Module
 
 @functools.cache
 def torch_classes():
-    """(FunctionalCache, Step): made on first use (torch and transformers are imported only then)."""
+    """(FunctionalCache, Step, FullStep): made on first use (torch and transformers are imported only then)."""
     import torch
     from transformers.cache_utils import Cache
 
@@ -79,9 +79,10 @@ def torch_classes():
             params = inspect.signature(model.forward).parameters
             self.cache_arg = "cache" if "cache" in params else "past_key_values"
             self.keep = "logits_to_keep" in params
+            self.positions_from_cache = positions_from_cache(model)
 
         def forward(self, input_ids, attention_mask, position_ids, cache_position, *past):
-            cache = FunctionalCache(past or None, cache_position)
+            cache = FunctionalCache(past or None, cache_position, self.positions_from_cache)
             kwargs = {self.cache_arg: cache, "use_cache": True}
             if self.keep:
                 kwargs["logits_to_keep"] = 1
@@ -91,7 +92,49 @@ def torch_classes():
             logits = out.logits[:, -1, :]
             return (torch.argmax(logits, -1), logits, *flat_new(cache))
 
-    return FunctionalCache, Step
+    class FullStep(torch.nn.Module):
+        """For a model that keeps no cache: model(ids, mask[, positions]) over the whole sequence so far, as HF's
+        generate recomputes it each token -> (argmax [B], logits [B, V] at position `last`)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, last):
+            kwargs = {"position_ids": position_ids} if not positions_from_cache(self.model) else {}
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+            logits = out.logits.index_select(1, last)[:, 0, :]
+            return torch.argmax(logits, -1), logits
+
+    return FunctionalCache, Step, FullStep
+
+
+def keeps_cache(model) -> bool:
+    """Whether the model returns the KV cache it is given (use_cache=True, a 2-token input). Those that do not (no
+    cache in their forward: OpenAI GPT; an encoder's LM head without is_decoder, which attends both ways) are
+    generated as HF does, by running the whole sequence again each token. A model that reads state from the cache
+    (Mamba's) raises _NoLayers' error here."""
+    import torch
+    params = inspect.signature(model.forward).parameters
+    arg = next((name for name in ("cache", "past_key_values") if name in params), None)
+    if arg is None:
+        return False
+    cache = torch_classes()[0](None, torch.zeros(1, dtype=torch.long))
+    try:
+        with torch.no_grad():
+            out = model(input_ids=torch.zeros((1, 2), dtype=torch.long), use_cache=True, **{arg: cache})
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - the cached path's conversion reports what stops it
+        return True
+    return any(getattr(out, name, None) is not None for name in ("past_key_values", "cache"))
+
+
+def positions_from_cache(model) -> bool:
+    """Whether the model places its tokens from the cache's length (its forward takes no position_ids: BART's or
+    Blenderbot's decoder as a causal LM) rather than from the position ids HF's generate makes from the mask.
+    Then the cache reports the step's slot as its length, and left padding counts as positions, as in HF."""
+    return "position_ids" not in inspect.signature(model.forward).parameters
 
 
 class _NoLayers(list):
@@ -130,9 +173,9 @@ def alibi_from_4d_masks(model):
 
 def causal_kinds() -> dict:
     """The step kinds loop.Steps converts for a causal LM: prefill and decode are one torch module (Step), told
-    apart by whether the cache comes in."""
-    Step = torch_classes()[1]
-    return {"prefill": Step, "decode": Step}
+    apart by whether the cache comes in; full: the whole sequence each token, for a model that keeps no cache."""
+    _, Step, FullStep = torch_classes()
+    return {"prefill": Step, "decode": Step, "full": FullStep}
 
 
 def flat_new(cache) -> list:

@@ -1,0 +1,104 @@
+"""generate on causal LMs whose generation differs from the cached, position-id-driven common case, each against
+HF's generate on torch CPU (greedy, left-padded batch):
+
+- models that place tokens from the cache's length (their forward takes no position_ids: BART's, Blenderbot's
+  decoders as causal LMs): left padding counts as positions there, as in HF;
+- models that keep no cache (OpenAI GPT; an encoder's LM head without is_decoder, which attends both ways): HF
+  runs the whole sequence again each token, and so does tinydl, replaying one plan.
+"""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tinydl.interop.torchvision_compat import import_torchvision  # noqa: E402
+
+import_torchvision()
+
+import transformers  # noqa: E402
+
+import tinydl  # noqa: E402
+from tinydl import debug  # noqa: E402
+from tinydl.generation import step  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+
+VOCAB, PROMPT = 100, 7
+BART = dict(d_model=32, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=64, encoder_layers=1,
+            encoder_attention_heads=4, encoder_ffn_dim=64, max_position_embeddings=64)
+BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=64)
+# name -> (config class, model class, config arguments[, seed: one whose greedy run is not degenerate])
+MODELS = {
+    "bart": ("BartConfig", "BartForCausalLM", BART),
+    "blenderbot": ("BlenderbotConfig", "BlenderbotForCausalLM", BART),
+    "openai_gpt": ("OpenAIGPTConfig", "OpenAIGPTLMHeadModel", dict(n_embd=32, n_layer=2, n_head=4, n_positions=64)),
+    "bert_bidirectional": ("BertConfig", "BertLMHeadModel", dict(BERT, is_decoder=False), 1),
+    "roberta_bidirectional": ("RobertaConfig", "RobertaForCausalLM", dict(BERT, is_decoder=False, pad_token_id=1), 2),
+    "bert_decoder": ("BertConfig", "BertLMHeadModel", dict(BERT, is_decoder=True), 1),
+}
+
+
+def hf_model(name):
+    cfg_name, cls_name, args, *seed = MODELS[name]
+    torch.manual_seed(seed[0] if seed else 0)
+    cfg = getattr(transformers, cfg_name)(**{**dict(vocab_size=VOCAB, initializer_range=0.2, use_cache=False,
+                                                    attn_implementation="eager", tie_word_embeddings=False), **args})
+    m = getattr(transformers, cls_name)(cfg).eval()
+    with torch.no_grad():
+        m.get_output_embeddings().weight.mul_(20)
+    return m
+
+
+def prompt():
+    ids = np.random.default_rng(0).integers(3, VOCAB, (2, PROMPT))
+    mask = np.ones((2, PROMPT), np.int64)
+    mask[1, :3] = 0
+    ids[1, :3] = 0
+    return ids, mask
+
+
+def convert(m, ids, mask):
+    return tinydl.from_torch(m, example_inputs=((torch.from_numpy(ids),), {"attention_mask": torch.from_numpy(mask)}))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_greedy_matches_hf(name):
+    m = hf_model(name)
+    ids, mask = prompt()
+    with torch.no_grad():
+        ref = m.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=8,
+                         do_sample=False, pad_token_id=0).numpy()
+    assert len(set(ref[:, PROMPT:].ravel())) > 2  # not a degenerate run
+    out = convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                         pad_token_id=0)
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("name, keeps", [("bert_decoder", True), ("bert_bidirectional", False),
+                                         ("openai_gpt", False), ("bart", True)])
+def test_which_models_keep_a_cache(name, keeps):
+    assert step.keeps_cache(hf_model(name)) is keeps
+
+
+def test_without_cache_tokens_replay_one_plan():
+    """Each token of a model without a cache runs the same shapes: nothing is planned or compiled after the
+    first token, however many follow."""
+    m = hf_model("openai_gpt")
+    ids, mask = prompt()
+    tm = convert(m, ids, mask)
+    marks = []
+    tm.generate(ids, attention_mask=mask, max_new_tokens=10, pad_token_id=0,
+                streamer=lambda t: marks.append(dict(debug.stats)))
+    assert len(marks) == 10 and marks[-1] == marks[1]
+
+
+def test_without_cache_positions_limit():
+    m = hf_model("openai_gpt")
+    ids, mask = prompt()
+    with pytest.raises(ValueError, match=r"plus max_new_tokens \(60\) is 67 positions, more than the model's "
+                                         r"maximum of 64 \(max_position_embeddings\)"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=60, pad_token_id=0)
