@@ -4,7 +4,9 @@ HF's generate on torch CPU (greedy, left-padded batch):
 - models that place tokens from the cache's length (their forward takes no position_ids: BART's, Blenderbot's
   decoders as causal LMs): left padding counts as positions there, as in HF;
 - models that keep no cache (OpenAI GPT; an encoder's LM head without is_decoder, which attends both ways): HF
-  runs the whole sequence again each token, and so does tinydl, replaying one plan.
+  runs the whole sequence again each token, and so does tinydl, replaying one plan;
+- models that attend both ways and keep a cache (BigBird without is_decoder): with use_cache=True the prompt is
+  prefilled both ways and each new token attends to the cache; with use_cache=False the whole sequence runs again.
 """
 import os
 
@@ -39,6 +41,8 @@ MODELS = {
     "bert_bidirectional": ("BertConfig", "BertLMHeadModel", dict(BERT, is_decoder=False), 1),
     "roberta_bidirectional": ("RobertaConfig", "RobertaForCausalLM", dict(BERT, is_decoder=False, pad_token_id=1), 2),
     "bert_decoder": ("BertConfig", "BertLMHeadModel", dict(BERT, is_decoder=True), 1),
+    "big_bird_bidirectional": ("BigBirdConfig", "BigBirdForCausalLM",
+                               dict(BERT, is_decoder=False, attention_type="original_full")),
 }
 
 
@@ -65,23 +69,54 @@ def convert(m, ids, mask):
     return tinydl.from_torch(m, example_inputs=((torch.from_numpy(ids),), {"attention_mask": torch.from_numpy(mask)}))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_greedy_matches_hf(name):
-    m = hf_model(name)
-    ids, mask = prompt()
+def greedy(m, ids, mask, **kwargs):
     with torch.no_grad():
         ref = m.generate(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), max_new_tokens=8,
-                         do_sample=False, pad_token_id=0).numpy()
+                         do_sample=False, pad_token_id=0, **kwargs).numpy()
     assert len(set(ref[:, PROMPT:].ravel())) > 2  # not a degenerate run
+    return ref
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_greedy_matches_hf(name):
+    """The configs say use_cache=False: what HF's generate then does decides the tokens of the models that attend
+    both ways (for the others it changes nothing)."""
+    m = hf_model(name)
+    ids, mask = prompt()
+    ref = greedy(m, ids, mask)
     out = convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
                                          pad_token_id=0)
     np.testing.assert_array_equal(out, ref)
 
 
-@pytest.mark.parametrize("name, keeps", [("bert_decoder", True), ("bert_bidirectional", False),
-                                         ("openai_gpt", False), ("bart", True)])
-def test_which_models_keep_a_cache(name, keeps):
-    assert step.keeps_cache(hf_model(name)) is keeps
+def test_both_ways_with_a_cache_matches_hf():
+    """use_cache=True: BigBird's prompt keys are computed once, both ways, and kept (other tokens than without)."""
+    m = hf_model("big_bird_bidirectional")
+    ids, mask = prompt()
+    ref = greedy(m, ids, mask, use_cache=True)
+    assert not np.array_equal(ref, greedy(m, ids, mask, use_cache=False))
+    out = convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                         pad_token_id=0, use_cache=True)
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("name, kind, both_ways", [
+    ("bert_decoder", "kept", False), ("bert_bidirectional", "dropped", True), ("openai_gpt", "none", False),
+    ("bart", "kept", False), ("big_bird_bidirectional", "kept", True)])
+def test_cache_kind_and_direction(name, kind, both_ways):
+    m = hf_model(name)
+    assert step.cache_kind(m) == kind
+    assert step.attends_both_ways(m) is both_ways
+
+
+def test_a_dropped_cache_with_use_cache_is_refused():
+    """A model that takes a cache and returns none would, with use_cache=True, see only its newest token each step
+    in HF's generate: refused by name, with the ways out."""
+    m = hf_model("bert_bidirectional")
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match=r"BertLMHeadModel takes a cache but returns none .* pass "
+                                                  r"use_cache=False .* or set config.is_decoder=True"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0, use_cache=True)
 
 
 def test_without_cache_tokens_replay_one_plan():

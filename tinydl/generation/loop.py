@@ -11,7 +11,7 @@ from .._tensor import tensor
 from ..runtime import get_runtime
 from ..indexing import gather_rows
 from ..nn import functional as F
-from .step import accepts, convert_step, keeps_cache, positions_from_cache
+from .step import accepts, attends_both_ways, cache_kind, convert_step, positions_from_cache
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -105,14 +105,21 @@ class Steps:
         self.tm, self.torch_model, self.kinds = tm, torch_model, kinds
         self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
-        self._keeps_cache = None
+        self._cache_kind = self._both_ways = None
 
     @property
-    def keeps_cache(self) -> bool:
-        """Whether the model keeps a KV cache (else each token runs the whole sequence: `run_without_cache`)."""
-        if self._keeps_cache is None:
-            self._keeps_cache = "full" not in self.kinds or keeps_cache(self.torch_model)
-        return self._keeps_cache
+    def cache_kind(self) -> str:
+        """step.cache_kind of the model: where not "kept", each token runs the whole sequence (`run_without_cache`)."""
+        if self._cache_kind is None:
+            self._cache_kind = "kept" if "full" not in self.kinds else cache_kind(self.torch_model)
+        return self._cache_kind
+
+    @property
+    def both_ways(self) -> bool:
+        """Whether the prompt's tokens attend to each other both ways in the prefill (step.attends_both_ways)."""
+        if self._both_ways is None:
+            self._both_ways = attends_both_ways(self.torch_model)
+        return self._both_ways
 
     def get(self, kind, inputs, float_dtype):
         """The step taking inputs (numpy arrays / tinydl tensors), converted on first need."""
@@ -148,7 +155,14 @@ def _torch_example(inputs):
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """Yields the next token ids [B] (np.int64) per step, as `chooser` picks them (choose.TokenChooser: finished
     sequences get pad_token_id; beam.BeamChooser: each row's beam, whose cache rows `reorder` moves)."""
-    if not steps.keeps_cache:
+    kind = steps.cache_kind
+    if kind == "dropped" and settings.use_cache:
+        name = type(steps.torch_model).__name__
+        raise NotImplementedError(
+            f"generate: {name} takes a cache but returns none (an encoder's LM head without config.is_decoder), so "
+            f"with use_cache=True HF's generate would feed it only the newest token each step; pass "
+            f"use_cache=False (each token runs the whole sequence) or set config.is_decoder=True")
+    if kind != "kept" or (not settings.use_cache and steps.both_ways):
         yield from run_without_cache(steps, ids, mask, settings, chooser)
         return
     batch, prompt = ids.shape
@@ -170,7 +184,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     seen = slots[None, :] <= slots[:, None]
     if window is not None:
         seen &= slots[None, :] > slots[:, None] - window
-    causal = seen[:given, :given]
+    causal = np.ones((given, given), bool) if steps.both_ways else seen[:given, :given]
     prefill_inputs = (ids, _additive_mask(causal[None] & (full[:, None, :given] > 0), np_float),
                       positions[:, :given], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))

@@ -11,9 +11,9 @@ SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k"
              "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
              "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
              "num_beams", "length_penalty", "early_stopping", "num_return_sequences", "no_repeat_ngram_size",
-             "encoder_no_repeat_ngram_size"}
+             "encoder_no_repeat_ngram_size", "use_cache"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
-NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version", "use_cache",
+NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
            "low_memory", "is_assistant"}
 
@@ -44,6 +44,9 @@ class Settings:
     length_penalty: float = 1.0
     early_stopping: bool | str = False
     num_return_sequences: int = 1
+    # False: as HF, each token runs the whole sequence (the same tokens as with a cache, except for a model that
+    # attends both ways, whose prompt keys then see the new tokens)
+    use_cache: bool = True
 
 
 def _defaults() -> dict:
@@ -149,7 +152,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         encoder_no_repeat_ngram_size=encoder_ngram,
         min_p=None if min_p is None else float(min_p), num_beams=beams,
         length_penalty=float(merged.get("length_penalty", 1.0)), early_stopping=merged.get("early_stopping", False),
-        num_return_sequences=returned)
+        num_return_sequences=returned, use_cache=merged.get("use_cache", True) is not False)
 
 
 def _int(v):

@@ -109,16 +109,16 @@ def torch_classes():
     return FunctionalCache, Step, FullStep
 
 
-def keeps_cache(model) -> bool:
-    """Whether the model returns the KV cache it is given (use_cache=True, a 2-token input). Those that do not (no
-    cache in their forward: OpenAI GPT; an encoder's LM head without is_decoder, which attends both ways) are
-    generated as HF does, by running the whole sequence again each token. A model that reads state from the cache
-    (Mamba's) raises _NoLayers' error here."""
+def cache_kind(model) -> str:
+    """How the model keeps its KV cache: "kept" (it returns the cache it is given, use_cache=True, 2 tokens);
+    "none" (its forward takes no cache: OpenAI GPT; HF's generate runs the whole sequence again each token);
+    "dropped" (it takes one and returns none: an encoder's LM head without is_decoder; HF's generate does the same
+    only with use_cache=False). A model that reads state from the cache (Mamba's) raises _NoLayers' error here."""
     import torch
     params = inspect.signature(model.forward).parameters
     arg = next((name for name in ("cache", "past_key_values") if name in params), None)
     if arg is None:
-        return False
+        return "none"
     cache = torch_classes()[0](None, torch.zeros(1, dtype=torch.long))
     try:
         with torch.no_grad():
@@ -126,8 +126,18 @@ def keeps_cache(model) -> bool:
     except NotImplementedError:
         raise
     except Exception:  # noqa: BLE001 - the cached path's conversion reports what stops it
-        return True
-    return any(getattr(out, name, None) is not None for name in ("past_key_values", "cache"))
+        return "kept"
+    return "kept" if any(getattr(out, name, None) is not None for name in ("past_key_values", "cache")) else "dropped"
+
+
+def attends_both_ways(model) -> bool:
+    """Whether the model's attention is bidirectional (an encoder's LM head without is_decoder: BigBird's): the
+    first position's logits change with the second token. HF's generate then prefills the prompt both ways, and
+    each new token attends to the cache as in a causal model."""
+    import torch
+    with torch.no_grad():
+        first, second = (model(input_ids=torch.tensor([[0, token]]), use_cache=False).logits[0, 0] for token in (0, 1))
+    return not torch.equal(first, second)
 
 
 def positions_from_cache(model) -> bool:
