@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import dtypes
 from .._tensor import Tensor, full, tensor
-from . import aten_ops, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
+from . import aten_ops, complex_pairs, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
 from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, lookup, reads_past_values
@@ -327,6 +327,8 @@ def lower(ep):
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch-internal noise
         for _ in range(6):
             lowered = ep.run_decompositions(dict(table))
+            if complex_pairs.rewrite(lowered.graph_module.graph):
+                lowered.graph_module.recompile()
             missing = sorted({n.target for n in lowered.graph.nodes
                               if n.op == "call_function" and lookup(op_name(n.target)) is None}, key=str)
             new = {op: full_table[op] for op in missing if op in full_table and op not in table}
@@ -401,7 +403,10 @@ def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
         signature = None
     with _without_kv_cache(tm):
         ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
-    lowered, _ = lower(ep)
+    try:
+        lowered, _ = lower(ep)
+    except complex_pairs.ComplexUnsupported as e:
+        raise UnsupportedTorchOps(name, [(e.op, e.node, "")], hint=complex_pairs.COMPUTED) from None
     program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
     if is_hf_model(tm):  # as the torch model reads them: no attention_mask attends to every token, no
         # token_type_ids is segment 0 everywhere
