@@ -50,20 +50,28 @@ def _rank(node) -> int:
     return node.meta["val"].dim()
 
 
-def rewrite(graph) -> bool:
-    """Rewrite the fx graph's complex values as pairs in place; True when there were any."""
+def rewrite(graph) -> dict[str, str]:
+    """Rewrite the fx graph's complex values as pairs in place. Returns what it could not rewrite: node name -> what
+    is unsupported there (those nodes, and the complex values computed from them, stay as they were; a rewritten
+    node that one of them still reads maps to None: not a failure of its own)."""
     aten = _ops()[0]
     pairs: dict = {}  # complex node -> the node of its pair tensor
-    changed = False
+    failed: dict = {}
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
         inputs = [a for a in node.all_input_nodes if a in pairs or _is_complex(a)]
         if not _is_complex(node) and not inputs and node.target is not aten.view_as_complex.default:
             continue
-        changed = True
-        with graph.inserting_before(node):
-            out = _pair_op(graph, node, pairs)
+        if any(a in failed or a.name in failed for a in inputs):
+            failed[node] = None  # follows from a failure already named
+            continue
+        try:
+            with graph.inserting_before(node):
+                out = _pair_op(graph, node, pairs)
+        except ComplexUnsupported as e:
+            failed[node.name] = e.op
+            continue
         if out is None:  # a node that only checked metadata
             graph.erase_node(node)
         elif _is_complex(node):
@@ -71,13 +79,13 @@ def rewrite(graph) -> bool:
         else:  # a real result (view_as_real): the pair tensor is it
             node.replace_all_uses_with(out)
             graph.erase_node(node)
+    kept = {}
     for node in reversed(list(pairs)):  # complex nodes no longer used once all are rewritten
-        if not node.users:
+        if node.users:
+            kept[node.name] = None
+        else:
             graph.erase_node(node)
-    if any(_is_complex(n) for n in graph.nodes if n.op == "call_function"):
-        left = next(n for n in graph.nodes if n.op == "call_function" and _is_complex(n))
-        raise ComplexUnsupported(f"{left.target} (a complex value left)", left.name)
-    return changed
+    return {**kept, **{k: v for k, v in failed.items() if isinstance(k, str)}}
 
 
 def _pair_op(graph, node, pairs):

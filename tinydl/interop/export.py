@@ -114,8 +114,12 @@ class ExportProgram(Program):
 
     def missing(self) -> list[tuple[str, str, str]]:
         out = []
+        complex_ops = self.graph.owning_module.meta.get("complex_unsupported", {})
         for node, fn in self.steps:
-            if node.op == "call_function" and fn is None:
+            if node.name in complex_ops:
+                if complex_ops[node.name] is not None:
+                    out.append((f"{complex_ops[node.name]} ({complex_pairs.COMPUTED})", node.name, where(node)))
+            elif node.op == "call_function" and fn is None:
                 out.append((op_name(node.target), node.name, where(node)))
             elif node.op == "call_function" and op_name(node.target) in VALUES_ONLY and reads_past_values(node):
                 out.append((f"{op_name(node.target)} ({INDICES_READ})", node.name, where(node)))
@@ -327,8 +331,9 @@ def lower(ep):
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch-internal noise
         for _ in range(6):
             lowered = ep.run_decompositions(dict(table))
-            if complex_pairs.rewrite(lowered.graph_module.graph):
-                lowered.graph_module.recompile()
+            # what the rewrite leaves is listed by ExportProgram.missing
+            lowered.graph_module.meta["complex_unsupported"] = complex_pairs.rewrite(lowered.graph_module.graph)
+            lowered.graph_module.recompile()
             missing = sorted({n.target for n in lowered.graph.nodes
                               if n.op == "call_function" and lookup(op_name(n.target)) is None}, key=str)
             new = {op: full_table[op] for op in missing if op in full_table and op not in table}
@@ -403,10 +408,7 @@ def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
         signature = None
     with _without_kv_cache(tm):
         ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
-    try:
-        lowered, _ = lower(ep)
-    except complex_pairs.ComplexUnsupported as e:
-        raise UnsupportedTorchOps(name, [(e.op, e.node, "")], hint=complex_pairs.COMPUTED) from None
+    lowered, _ = lower(ep)
     program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
     if is_hf_model(tm):  # as the torch model reads them: no attention_mask attends to every token, no
         # token_type_ids is segment 0 everywhere
