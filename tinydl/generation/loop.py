@@ -4,6 +4,8 @@ each step's 4-D mask and positions from it (left padding: positions from the mas
 it reads back only the next token ids (choose.py: greedy, the argmax on the GPU; sampled, drawn on the GPU)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import dtypes
@@ -105,21 +107,16 @@ class Steps:
         self.tm, self.torch_model, self.kinds = tm, torch_model, kinds
         self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
-        self._cache_kind = self._both_ways = None
 
-    @property
+    @functools.cached_property
     def cache_kind(self) -> str:
         """step.cache_kind of the model: where not "kept", each token runs the whole sequence (`run_without_cache`)."""
-        if self._cache_kind is None:
-            self._cache_kind = "kept" if "full" not in self.kinds else cache_kind(self.torch_model)
-        return self._cache_kind
+        return "kept" if "full" not in self.kinds else cache_kind(self.torch_model)
 
-    @property
+    @functools.cached_property
     def both_ways(self) -> bool:
         """Whether the prompt's tokens attend to each other both ways in the prefill (step.attends_both_ways)."""
-        if self._both_ways is None:
-            self._both_ways = attends_both_ways(self.torch_model)
-        return self._both_ways
+        return attends_both_ways(self.torch_model)
 
     def get(self, kind, inputs, float_dtype):
         """The step taking inputs (numpy arrays / tinydl tensors), converted on first need."""

@@ -99,9 +99,10 @@ def torch_classes():
         def __init__(self, model):
             super().__init__()
             self.model = model
+            self.takes_positions = not positions_from_cache(model)
 
         def forward(self, input_ids, attention_mask, position_ids, last):
-            kwargs = {"position_ids": position_ids} if not positions_from_cache(self.model) else {}
+            kwargs = {"position_ids": position_ids} if self.takes_positions else {}
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
             logits = out.logits.index_select(1, last)[:, 0, :]
             return torch.argmax(logits, -1), logits

@@ -3,8 +3,9 @@ arithmetic models use (rotary embeddings as `polar` / `view_as_complex` / a prod
 Meta's reference Llama) maps onto real ops over a trailing dim of 2 (real, imaginary) — exactly the layout
 `view_as_real` gives, so the views in and out become no-ops.
 
-`rewrite(graph)` replaces every node whose value is complex with ATen ops on such a pair tensor. Ops on complex
-values outside the ones below raise ComplexUnsupported, naming them: never run on the pairs as if they were real.
+`rewrite(graph)` replaces every node whose value is complex with ATen ops on such a pair tensor. An op on complex
+values outside the ones below is returned by name (ExportProgram.missing lists it with the other missing ops): never
+run on the pairs as if they were real.
 """
 from __future__ import annotations
 
@@ -25,16 +26,16 @@ def _ops():
             {aten.add.Tensor, aten.sub.Tensor})
 
 
-COMPUTED = "tinydl computes complex values as float pairs through polar, view_as_complex/view_as_real, +, - and * "\
-           "and shape ops"
+COMPUTED = "tinydl computes complex values as float pairs through polar, view_as_complex/view_as_real, +, -, * and "\
+           "shape ops"
 
 
 class ComplexUnsupported(NotImplementedError):
-    """op: what is not supported; node: the graph node's name."""
+    """_pair_op's refusal: op says what is not supported."""
 
-    def __init__(self, op: str, node: str):
-        self.op, self.node = op, node
-        super().__init__(f"complex tensors: {op} at node '{node}' is not supported ({COMPUTED})")
+    def __init__(self, op: str):
+        self.op = op
+        super().__init__(op)
 
 
 def _is_node(a) -> bool:
@@ -50,27 +51,29 @@ def _rank(node) -> int:
     return node.meta["val"].dim()
 
 
-def rewrite(graph) -> dict[str, str]:
+def rewrite(graph) -> dict[str, str | None]:
     """Rewrite the fx graph's complex values as pairs in place. Returns what it could not rewrite: node name -> what
     is unsupported there (those nodes, and the complex values computed from them, stay as they were; a rewritten
     node that one of them still reads maps to None: not a failure of its own)."""
     aten = _ops()[0]
     pairs: dict = {}  # complex node -> the node of its pair tensor
-    failed: dict = {}
+    unsupported: dict[str, str | None] = {}  # node name -> what is unsupported there
+    blocked: set = set()  # nodes left as they were: unsupported, or computed from one that is
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
         inputs = [a for a in node.all_input_nodes if a in pairs or _is_complex(a)]
         if not _is_complex(node) and not inputs and node.target is not aten.view_as_complex.default:
             continue
-        if any(a in failed or a.name in failed for a in inputs):
-            failed[node] = None  # follows from a failure already named
+        if blocked.intersection(inputs):  # follows from a failure already named
+            blocked.add(node)
             continue
         try:
             with graph.inserting_before(node):
                 out = _pair_op(graph, node, pairs)
         except ComplexUnsupported as e:
-            failed[node.name] = e.op
+            unsupported[node.name] = e.op
+            blocked.add(node)
             continue
         if out is None:  # a node that only checked metadata
             graph.erase_node(node)
@@ -79,13 +82,12 @@ def rewrite(graph) -> dict[str, str]:
         else:  # a real result (view_as_real): the pair tensor is it
             node.replace_all_uses_with(out)
             graph.erase_node(node)
-    kept = {}
     for node in reversed(list(pairs)):  # complex nodes no longer used once all are rewritten
-        if node.users:
-            kept[node.name] = None
+        if node.users:  # read by a blocked node: not a failure of its own
+            unsupported[node.name] = None
         else:
             graph.erase_node(node)
-    return {**kept, **{k: v for k, v in failed.items() if isinstance(k, str)}}
+    return unsupported
 
 
 def _pair_op(graph, node, pairs):
@@ -95,7 +97,7 @@ def _pair_op(graph, node, pairs):
 
     def pair(a):
         if _is_node(a) and a not in pairs and _is_complex(a):
-            raise ComplexUnsupported("a complex parameter, buffer or input (tinydl has no complex dtype)", a.name)
+            raise ComplexUnsupported(f"'{a.name}', a complex parameter, buffer or input (tinydl has no complex dtype)")
         return pairs.get(a, a) if _is_node(a) else a
 
     def end_dim(dim):
@@ -145,4 +147,4 @@ def _pair_op(graph, node, pairs):
     if target is aten.transpose.int:
         rank = _rank(node)
         return call(target, (pair(args[0]), args[1] % rank, args[2] % rank))
-    raise ComplexUnsupported(f"{target} on a complex tensor", node.name)
+    raise ComplexUnsupported(f"{target} on a complex tensor")
