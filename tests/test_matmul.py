@@ -469,6 +469,38 @@ def test_float16_gemv_loads_packed_pairs(rng, use_options, M, K, N, start, packe
     assert ("fn load_b4(" in wgsl[0]) == (not packed)
 
 
+@pytest.mark.parametrize("dtype,K,b_load", [
+    (np.float16, 64, "load_b8("),   # float16 weights: 8 k's per 16-byte load, A's 8 computed one by one
+    (np.float16, 36, "load_b4("),   # K not a multiple of 8: 4 at a time
+    (np.float32, 64, "load_b4("),
+    (np.float32, 200, "load_b4("),  # K not a multiple of the lanes' stride (a guarded trip)
+])
+@pytest.mark.parametrize("tile", GEMVS)
+def test_gemv_reads_weights_as_vectors_when_its_activation_is_computed(rng, use_options, dtype, K, b_load, tile):
+    """x * rsqrt(mean(x^2)) * g @ W.T (an RMSNorm in front of a projection, batch 1): the norm is A's prologue, so
+    A has no memory layout, yet the gemv still reads W's k's as vectors (packed float16 pairs where it can) and
+    gathers A's matching k's element by element; the same values as torch."""
+    force_tile(use_options, tile)
+    x, g, w = rand(rng, 1, K, dtype=dtype), rand(rng, K, dtype=dtype), rand(rng, 9, K, dtype=dtype)
+
+    def thunk():
+        tx = tinydl.tensor(x)
+        normed = tx * (tx.float().pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt().to(tx.dtype) * tinydl.tensor(g)
+        return (normed @ tinydl.tensor(w).T).numpy()
+    with tinydl.debug.count_kernels() as c:
+        out = thunk()
+    t = torch.from_numpy(x)
+    ref = ((t * (t.float().pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt().to(t.dtype) * torch.from_numpy(g)).float()
+           @ torch.from_numpy(w).float().T).numpy()
+    assert out.dtype == dtype
+    assert_close(out.astype(np.float32), ref, rtol=4e-3 if dtype == np.float16 else 1e-4, atol=4e-3)
+    wgsl = _matmul_wgsl()
+    assert any(f"[{tile}]" in n for n in c.names) and len(wgsl) == 1, c.names
+    assert b_load in wgsl[0] and "fn load_a(" in wgsl[0] and "fn load_a4(" not in wgsl[0]
+    use_options(vec4_loads=False)  # element by element: the same values within the f32 sum order
+    assert_close(thunk().astype(np.float32), out.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
 def test_operand_read_by_the_epilogue_too_takes_one_binding(rng, use_options):
     """(a @ b) + a: the epilogue reads a's elements through the vec4 binding its tile loads use, so the kernel binds
     3 buffers, not 4 (the scheduler's binding limit counts a once)."""

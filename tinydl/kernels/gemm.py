@@ -105,12 +105,11 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     name = tile
     # a tiled kernel's loads stay inside every dimension its tile divides: those need no bounds check
     t = TILES.get(name) or MATRIX_TILES.get(name)
-    # a gemv reads both operands as vec4s along k, or neither
+    # a gemv whose weights (B) run along k reads them 4 k's at a time as one vec4, float16 ones 8 at a time as
+    # one 16-byte load of packed pairs; A follows in the same runs, as vectors where it lies along k in memory,
+    # element by element (computed: a norm's prologue, a gather) otherwise
     lanes = gemv_lanes(name)
-    gemv4 = (lanes is not None and opts.vec4_loads and K % 4 == 0
-             and all(v is not None and v.fast == "k" for v in (a_vec, b_vec)))
-    # ... and float16 operands 8 k's at a time, as one 16-byte load of packed pairs
-    packed = gemv4 and K % 8 == 0 and a_vec.eights and b_vec.eights
+    gemv_loads = _gemv_loads(lanes is not None and opts.vec4_loads, K, a_vec, b_vec)
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
     # tiled kernel's loads fetch 4 elements as one vec4 (each thread's share of a tile is whole vec4s; a matrix
@@ -121,7 +120,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     for op, v, r, rows, lim_r, fn in operands:
         if op == "b" and b_gather:
             continue
-        if packed:
+        if gemv_loads and gemv_loads[op] == "packed":
             _load8_function(src, f"load_{op}8", v, r, inside, (lim_r, K))
             continue
         if (name in MATRIX_TILES and opts.matrix_packed_loads and v and v.eights and K % 8 == 0
@@ -129,7 +128,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
             vec[op], fast[op] = 8, "k"
             _load8_function(src, f"load_{op}8", v, r, inside, (lim_r, K))
             continue
-        whole = t.whole_vec4s(rows) if t else gemv4
+        whole = t.whole_vec4s(rows) if t else bool(gemv_loads) and gemv_loads[op] == "vec4"
         if opts.vec4_loads and v and whole and (K if v.fast == "k" else lim_r) % 4 == 0:
             vec[op], fast[op] = True, v.fast
             _load4_function(src, f"load_{op}4", v, r, inside, (lim_r, K))
@@ -144,9 +143,10 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         function(src, f"load_{op}(b: i32, {idx[0]}: i32, {idx[1]}: i32) -> f32", body)
     if lanes is not None:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-        load_bytes = 16 if packed else 4 * b_vec.node.dtype.itemsize if gemv4 else 4  # scalar: as float32
+        b_load = gemv_loads and gemv_loads["b"]
+        load_bytes = 16 if b_load == "packed" else 4 * b_vec.node.dtype.itemsize if b_load else 4  # scalar: f32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
-        return _gemv(src, batch, M, N, K, "packed" if packed else gemv4, lanes, unroll) + (name,)
+        return _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll) + (name,)
     if name in MATRIX_TILES:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec) + (name,)
@@ -158,6 +158,18 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
     return _tiled(src, t, batch, M, N, K, fast, vec, vec4, b_gather) + (name,)
+
+
+def _gemv_loads(vectors: bool, K: int, a_vec: VecOperand | None, b_vec: VecOperand | None) -> dict | None:
+    """How a gemv loads each operand ({"a": ..., "b": ...}: "packed", "vec4" or "scalar"), or None where it reads
+    both element by element: B (the weights) decides the run (8 packed float16 k's, or 4), A is read in the same
+    runs, as one load where it lies along k in whole runs, as single elements gathered into vectors otherwise."""
+    if not (vectors and b_vec is not None and b_vec.fast == "k" and K % 4 == 0):
+        return None
+    a_along_k = a_vec is not None and a_vec.fast == "k"
+    if K % 8 == 0 and b_vec.eights:
+        return {"b": "packed", "a": "packed" if a_along_k and a_vec.eights else "vec4" if a_along_k else "scalar"}
+    return {"b": "vec4", "a": "vec4" if a_along_k else "scalar"}
 
 
 def _load4_function(src: KernelSource, fname: str, v: VecOperand, r: str, inside: dict, lim: tuple[int, int]):
@@ -323,10 +335,11 @@ PACKED_HALVES = """fn td_lo8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpac
 fn td_hi8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)); }"""
 
 
-def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool | str, L: int, U: int):
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | None, L: int, U: int):
     """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup; each lane keeps U loads
-    of each operand in flight per trip. vec4: both operands run along k in memory (x @ W.T), each lane loads 4
-    k's of each at once ("packed": float16 operands, 8 k's of each as one 16-byte load)."""
+    of each operand in flight per trip. loads (see _gemv_loads): B runs along k in memory (x @ W.T) and each lane
+    loads 4 k's of it at once ("vec4"), or 8 float16 k's as one 16-byte load ("packed"); A's same k's come as one
+    load of its own or element by element ("scalar"). None: both element by element."""
     R, T = min(GEMV_ROWS, M), GEMV_THREADS
     C = T // L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
@@ -334,12 +347,26 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool | st
     body = _tile_origin(groups, tiles_m, tiles_n, R) + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
-    if vec4 == "packed":
+    if loads is None:
+        kind, step, load_b = "f32", 1, "load_b(b, {k}, n)"
+    elif loads["b"] == "packed":
         src.functions.append(PACKED_HALVES)
-        kind, step, load_b, load_a = "vec4<f32>", 8, "load_b8(b, n, {k})", "load_a8(b, m0 + {i}, {k})"
+        kind, step, load_b = "vec4<f32>", 8, "load_b8(b, n, {k})"
     else:
-        kind, step, load_b, load_a = (("vec4<f32>", 4, "load_b4(b, n, {k})", "load_a4(b, m0 + {i}, {k})") if vec4
-                                      else ("f32", 1, "load_b(b, {k}, n)", "load_a(b, m0 + {i}, {k})"))
+        kind, step, load_b = "vec4<f32>", 4, "load_b4(b, n, {k})"
+
+    def a_runs(i: int, k: str, u: int) -> list[str]:
+        """A's row m0 + i at k..k+step-1 (trip u) as WGSL values matching B's: one f32, or vec4<f32>s (two for 8
+        k's; packed ones from the av{i}_{u} loaded just before)."""
+        row = f"m0 + {i}"
+        if loads is None:
+            return [f"load_a(b, {row}, {k})"]
+        if loads["a"] == "packed":
+            return [f"td_lo8(av{i}_{u})", f"td_hi8(av{i}_{u})"]
+        if loads["a"] == "vec4":
+            return [f"load_a4(b, {row}, {k} + {j})" for j in range(0, step, 4)]
+        return ["vec4<f32>(" + ", ".join(f"load_a(b, {row}, {k} + {j + c})" for c in range(4)) + ")"
+                for j in range(0, step, 4)]
     stride = step * L
     body += [f"  var part{i}_{u} = {kind}(0.0);" for i in range(R) for u in range(U)]
     body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {stride * U}) {{")
@@ -351,19 +378,21 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, vec4: bool | st
             body.append(f"    if ({k} < {K}) {{")
         body.append(f"{ind}let bv{u} = {load_b.format(k=k)};")
         for i in range(R):
-            a, p = load_a.format(i=i, k=k), f"part{i}_{u}"
-            if vec4 == "packed":
-                body.append(f"{ind}let av{i}_{u} = {a};")
-                body.append(f"{ind}{p} = fma(td_lo8(av{i}_{u}), td_lo8(bv{u}), fma(td_hi8(av{i}_{u}), td_hi8(bv{u}), {p}));")
+            p = f"part{i}_{u}"
+            if loads and loads["a"] == "packed":
+                body.append(f"{ind}let av{i}_{u} = load_a8(b, m0 + {i}, {k});")
+            a = a_runs(i, k, u)
+            if step == 8:
+                body.append(f"{ind}{p} = fma({a[0]}, td_lo8(bv{u}), fma({a[1]}, td_hi8(bv{u}), {p}));")
             else:
-                body.append(f"{ind}{p} = fma({a}, bv{u}, {p});")
+                body.append(f"{ind}{p} = fma({a[0]}, bv{u}, {p});")
         if guard:
             body.append("    }")
     body.append("  }")
     for i in range(R):
         total = " + ".join(f"part{i}_{u}" for u in range(U))
         body.append(f"  let sum{i} = {total};")
-        body.append(f"  let acc{i} = sum{i}.x + sum{i}.y + sum{i}.z + sum{i}.w;" if vec4 else f"  let acc{i} = sum{i};")
+        body.append(f"  let acc{i} = sum{i}.x + sum{i}.y + sum{i}.z + sum{i}.w;" if loads else f"  let acc{i} = sum{i};")
     body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
     body.append("  workgroupBarrier();")
     body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")
