@@ -77,6 +77,27 @@ def test_status_counts_toward_the_binding_limit(runtime, monkeypatch):
         schedule.clear_cache()
 
 
+def test_a_read_waited_for_later_judges_the_work_before_its_copy(runtime):
+    """schedule.read_later: the status rides with the copy submitted now; work submitted before the wait (the
+    decode loop's next step) is judged by a later read, or condemned with the rest when the status was set."""
+    w = tinydl.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
+    wait = tinydl.schedule.read_later(F.embedding(_gpu_int([1, 2]), w))
+    after = F.embedding(_gpu_int([0, 9]), w)  # a bad index, submitted after the good read's copy
+    after.realize()
+    np.testing.assert_array_equal(wait(), np.arange(12, dtype=np.float32).reshape(4, 3)[[1, 2]])
+    assert runtime.status.dirty  # `after` is still unjudged ...
+    with pytest.raises(IndexError, match="index out of range in self"):
+        after.numpy()  # ... and its own read reports it
+    wait = tinydl.schedule.read_later(F.embedding(_gpu_int([5]), w))  # bad, copied now
+    later = F.embedding(_gpu_int([3]), w)
+    later.realize()  # good, but what it reports is erased with the status the wait clears
+    with pytest.raises(IndexError, match="index out of range in self"):
+        wait()
+    with pytest.raises(IndexError, match="index out of range in self"):
+        later.numpy()  # condemned: never a number nobody could vouch for
+    assert_close(F.embedding(_gpu_int([3]), w), np.arange(12, dtype=np.float32).reshape(4, 3)[[3]])
+
+
 @pytest.mark.parametrize("pre_encode", [True, False])
 def test_jit_replay_checks_indices(pre_encode, use_options):
     use_options(pre_encode=pre_encode)  # off: replays submit through schedule.submit

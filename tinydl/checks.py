@@ -113,16 +113,25 @@ class DeviceStatus:
             self._suspects = [r for r in self._suspects if r() is not None]
             self._prune_at = max(SUSPECTS_PRUNE, 2 * len(self._suspects))  # amortized, however many stay alive
 
-    def verify(self, data: np.ndarray) -> None:
-        """The status bytes a read-back brought back (the buffer is cleared in the same submit): raise if set."""
+    def take(self) -> tuple:
+        """What the status copied by a read-back's submit vouches for: the suspects and checked kernels so far
+        (then no longer dirty). verify() judges them once the copy is mapped; work submitted in between (a read
+        whose wait comes later: Runtime.submit(later=True)) starts a new set."""
         self.dirty = False
+        taken = self._suspects, self._kernels
+        self._suspects, self._kernels = [], {}
+        return taken
+
+    def verify(self, data: np.ndarray, taken: tuple | None = None) -> None:
+        """The status bytes a read-back brought back (the buffer is cleared if set): raise if set. taken: what
+        take() returned at that read-back's submit (None: take it now). A set status also condemns the results
+        of checked work submitted after the copy: clearing the buffer erases whatever that work reported."""
+        suspects, kernels = self.take() if taken is None else taken
         word = int(np.frombuffer(data[:4].tobytes(), np.uint32)[0]) if len(data) >= 4 else 0
-        suspects, self._suspects = self._suspects, []
-        kernels, self._kernels = self._kernels, {}
         if not word:
             return
         error = self.error(word, kernels)
-        for ref in suspects:
+        for ref in suspects + self._suspects:
             buf = ref()
             if buf is not None:
                 self.bad[buf] = error

@@ -239,12 +239,15 @@ class Runtime:
     # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
     @locked
     def submit(self, dispatches, readbacks=(), timings: list | None = None,
-               first: int | None = None, checks=None, names=None, first_run: bool = False) -> list[np.ndarray]:
+               first: int | None = None, checks=None, names=None, first_run: bool = False, later: bool = False):
         """See _submit; names: the dispatches' kernel names. Whatever fails (bind group, encoding, queue submit,
         map, device) raises a KernelError naming the kernel (and its WGSL where one kernel is to blame); the
         pending work of earlier submits is kept for the next, never lost with this one's. first_run: a plan's
         first run, which on a CPU driver compiles its kernels (compiles_on_first_run): a progress bar on a
-        terminal counts the dispatches sent, and its last chunk is sent at once rather than kept pending."""
+        terminal counts the dispatches sent, and its last chunk is sent at once rather than kept pending.
+        later: with read-backs, return once they are sent: a function that waits for them and returns the
+        arrays (work submitted meanwhile runs behind them on the queue and is not waited for; a map failure
+        or a checked kernel's report raises from that function)."""
         if self._later:
             self._drain()
         fail = ()
@@ -256,7 +259,10 @@ class Runtime:
         try:
             with progress.bar(len(dispatches) if shown else 0, "first run, the driver compiles kernels",
                               current_options()) as bar:
-                return self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at, bar)
+                reads = self._submit(dispatches, readbacks, timings, first, checks, pending, fail, at, bar)
+                if reads is None:
+                    return []
+                return self._mapped_reads(reads, names) if later and timings is None else reads()
         except self.errors as e:
             if not at.sent:
                 self._pending = pending + self._pending
@@ -265,8 +271,20 @@ class Runtime:
                 raise failure(self, "map", e, names) from e
             raise failure(self, at.stage, e, names[at.start:at.stop], dispatches[at.start:at.stop]) from e
 
-    def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at, bar) -> list[np.ndarray]:
-        """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)].
+    def _mapped_reads(self, reads, names):
+        """A submit's deferred read-backs: the function that maps them (under tinydl's lock, errors as submit's)."""
+        def wait() -> list[np.ndarray]:
+            with _lock:
+                try:
+                    return reads()
+                except self.errors as e:
+                    raise failure(self, "map", e, list(names or [])) from e
+        return wait
+
+    def _submit(self, dispatches, readbacks, timings, first, checks, pending, fail, at, bar):
+        """dispatches: [(pipeline, [gpu buffers], (gx, gy, gz))]; readbacks: [(gpu buffer, nbytes)]. Returns None
+        where nothing is read back, else (once the read-backs are sent) the function that maps them and returns
+        their arrays.
         Dispatches go into one compute pass per Options.submit_chunk of them, each chunk its own queue submit (the GPU
         runs the first ones while the CPU encodes the rest). Without read-backs the last chunk is kept pending,
         finished (so validated) but unsent: the next submit sends it with its own first command buffer, so a
@@ -322,11 +340,12 @@ class Runtime:
                 if not isinstance(bar, progress.Silent):  # unless a bar counts it: it compiles now
                     self.flush()
                     bar.update(at.stop - at.start)
-                return []
+                return None
         # the status (checks.DeviceStatus) rides in the last read-back's staging buffer, after its data (no map
         # of its own), or alone where nothing else is read; it is cleared only when found set (below)
         check, ride = self.status.dirty, None
         if check:
+            check = self.status.take()
             ride = next((k for k in reversed(range(len(readbacks))) if readbacks[k][1]), None)
             if ride is None:
                 readbacks, ride = [(self.status.gpu, STATUS_BYTES), *readbacks], 0
@@ -347,6 +366,11 @@ class Runtime:
         self.device.queue.submit([*pending, cb])
         at.stage, at.sent = "map", True
         bar.update(at.stop - at.start)
+        return lambda: self._read_staging(staging, readbacks, ride, check, timed, timings, fail, opts)
+
+    def _read_staging(self, staging, readbacks, ride, check, timed, timings, fail, opts) -> list[np.ndarray]:
+        """The arrays of a submit's read-backs (their staging buffers' copies sent): mapped, copied or lent out,
+        the status verified (see _submit)."""
         native = self.webgpu.native_map and opts.native_map
         mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, native)
         out, status = [], None
@@ -369,7 +393,7 @@ class Runtime:
                 out.pop(ride)
             if status.any():  # reset before it raises (a queue write: ordered before any later submit)
                 self.device.queue.write_buffer(self.status.gpu, 0, bytes(STATUS_BYTES))
-            self.status.verify(status)
+            self.status.verify(status, check)
         if timed:
             ts = np.frombuffer(out.pop(), dtype=np.uint64).reshape(-1, 2).astype(np.int64)
             timings.extend(zip((ts[:, 0] * 1e-9).tolist(), (np.maximum(ts[:, 1], ts[:, 0]) * 1e-9).tolist()))

@@ -68,6 +68,10 @@ class Processors:
             self.rows_per_input = len(ids) // len(encoder_ids)  # (beams and returned sequences repeat the rows)
         self.sequences = ids.copy() if s.no_repeat_ngram_size or self.encoder_ngrams is not None else None
 
+    def idle(self) -> bool:
+        """No processor is configured: apply() never changes the scores (and advance() keeps nothing)."""
+        return all(x is None for x in (self.seen, self.sequences, self.eos, self.suppress, self.begin_suppress))
+
     def advance(self, tokens: np.ndarray, rows: np.ndarray | None = None) -> None:
         """The rows' next tokens [R] are chosen (rows: which earlier row each continues, beam search's reorder)."""
         if self.sequences is not None:
@@ -146,23 +150,40 @@ class TokenChooser:
         self.settings, self.rng, self.ids, self.mask, self.encoder_ids = settings, rng, ids, mask, encoder_ids
         self.processors = None  # made at the first step, which tells the vocabulary
 
-    def choose(self, out, step: int, length: int, unfinished: np.ndarray) -> np.ndarray:
-        """The next token ids [B] (int64) from a step's outputs; length: the sequence's length before this token.
-        unfinished [B] loses the sequences this token ends (EOS)."""
+    def _forced(self, step: int, length: int) -> int | None:
         s = self.settings
-        forced = s.forced_bos_token_id if length == 1 else None
         if step == s.max_new_tokens - 1 and s.forced_eos_token_id is not None:
-            forced = s.forced_eos_token_id
-        logits = out[1]
-        vocab = logits.shape[-1]
+            return s.forced_eos_token_id
+        return s.forced_bos_token_id if length == 1 else None
+
+    def _processors(self, vocab: int) -> Processors:
         if self.processors is None:
-            self.processors = Processors(s, self.ids, self.mask, vocab, self.encoder_ids)
-        proc = self.processors
-        processed = proc.apply(logits, length)
+            self.processors = Processors(self.settings, self.ids, self.mask, vocab, self.encoder_ids)
+        return self.processors
+
+    def argmax_is_token(self, out, step: int, length: int, unfinished: np.ndarray) -> bool:
+        """Whether this step's tokens are the step's own argmax, whatever it holds: greedy, no logits processor
+        at work, no forced token here, no sequence finished (a finished one gets pad_token_id). The loop then
+        feeds that argmax to the next step on the GPU before the host reads it (choose(..., argmax_ids=) later)."""
+        return (not self.settings.do_sample and unfinished.all() and self._forced(step, length) is None
+                and self._processors(out[1].shape[-1]).idle())
+
+    def choose(self, out, step: int, length: int, unfinished: np.ndarray,
+               argmax_ids: np.ndarray | None = None) -> np.ndarray:
+        """The next token ids [B] (int64) from a step's outputs; length: the sequence's length before this token.
+        unfinished [B] loses the sequences this token ends (EOS). argmax_ids: the step's argmax, already read back
+        (where argmax_is_token said it is the token)."""
+        s = self.settings
+        forced = self._forced(step, length)
+        logits = out[1]
+        proc = self._processors(logits.shape[-1])
+        processed = None if argmax_ids is not None else proc.apply(logits, length)
         scores = logits if processed is None else processed
-        if forced is not None:
+        if argmax_ids is not None:
+            token = argmax_ids
+        elif forced is not None:
             token = np.full(logits.shape[0], forced, np.int64)
-        elif s.do_sample and sampling.fits_gpu(vocab, s.top_k, s.top_p):
+        elif s.do_sample and sampling.fits_gpu(logits.shape[-1], s.top_k, s.top_p):
             u = self.rng.random(logits.shape[0])  # (the host draw below takes the same numbers)
             token = proc.read(sampling.sample_on_gpu(scores, u, s.temperature, s.top_k, s.top_p, s.min_p))[0]
         elif s.do_sample:

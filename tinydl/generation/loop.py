@@ -1,7 +1,9 @@
 """The decode loop: one prefill step over the prompt, then one replayed decode step per token, the KV cache
 passed from step to step as GPU tensors (never read back). The host keeps the 2-D attention mask and builds
 each step's 4-D mask and positions from it (left padding: positions from the mask's cumulative sum, as HF);
-it reads back only the next token ids (choose.py: greedy, the argmax on the GPU; sampled, drawn on the GPU)."""
+it reads back only the next token ids (choose.py: greedy, the argmax on the GPU; sampled, drawn on the GPU).
+Where the token is the step's own argmax (greedy, no processor, nothing finished), the next step takes it on
+the GPU and is queued before the host waits for it: host and GPU work overlap."""
 from __future__ import annotations
 
 import functools
@@ -9,9 +11,10 @@ import functools
 import numpy as np
 
 from .. import dtypes
-from .._tensor import tensor
+from .._tensor import Tensor, tensor
 from ..runtime import get_runtime
 from ..indexing import gather_rows
+from ..schedule import read_later
 from ..nn import functional as F
 from .step import accepts, attends_both_ways, cache_kind, convert_step, positions_from_cache
 
@@ -143,10 +146,13 @@ def reordered(cache: list, rows) -> list:
 
 
 def _torch_example(inputs):
-    """Torch tensors of the inputs' shapes and dtypes (the cache as float32 zeros: the graph's float dtype)."""
+    """Torch tensors of the inputs' shapes and dtypes (float ones, the cache among them, as float32 zeros: the
+    graph's float dtype; tinydl tensors of ids as int64 zeros)."""
     import torch
     return tuple(torch.from_numpy(a.astype(np.float32) if a.dtype == np.float16 else a)
-                 if isinstance(a, np.ndarray) else torch.zeros(a.shape) for a in inputs)
+                 if isinstance(a, np.ndarray) else
+                 torch.zeros(a.shape, dtype=torch.float32 if a.dtype.is_floating_point else torch.int64)
+                 for a in inputs)
 
 
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
@@ -185,19 +191,47 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     prefill_inputs = (ids, _additive_mask(causal[None] & (full[:, None, :given] > 0), np_float),
                       positions[:, :given], np.zeros(1, np.int64))
     out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
-    cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]  # slots past the prompt: zero
-    unfinished = np.ones(batch, bool)
-    for i in range(new):
-        token = chooser.choose(out, i, prompt + i, unfinished)
-        yield token
-        if not unfinished.any() or i == new - 1:
-            return
+    state = {"cache": [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]}  # slots past the prompt: zero
+
+    def decode(fed, i: int):
+        """The decode step after token i (fed: the ids [B, 1], numpy or a GPU tensor)."""
         slot = given + i
-        inputs = (token[:, None], _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
+        inputs = (fed, _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
-        cache = reordered(cache, chooser.reorder)
-        out = steps.get("decode", (*inputs, *cache), float_dtype)(*(tensor(a) for a in inputs), *cache)
-        cache = out[2:]
+        cache = reordered(state["cache"], chooser.reorder)
+        out = steps.get("decode", (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
+        state["cache"] = out[2:]
+        return out
+
+    yield from decoded(out, batch, new, prompt, chooser, decode)
+
+
+def as_tensors(inputs) -> list:
+    """A step's inputs as tinydl tensors (numpy arrays uploaded; tensors as they are)."""
+    return [a if isinstance(a, Tensor) else tensor(a) for a in inputs]
+
+
+def decoded(out, batch: int, new: int, length: int, chooser, decode):
+    """Yields the next token ids [B] per step, from the first step's outputs `out` on: chooser picks each token
+    (the sequences are `length` tokens long before the first), decode(ids [B, 1], i) runs the step after token i.
+    Where the token is the step's own argmax (chooser.argmax_is_token), the next step takes it on the GPU and goes
+    to the queue before the host waits for the token's copy, so the GPU never idles while the host makes the
+    next step."""
+    unfinished = np.ones(batch, bool)
+    argmax_is_token = getattr(chooser, "argmax_is_token", None)  # (beam search: never)
+    for i in range(new):
+        last = i == new - 1
+        ahead = None
+        if not last and argmax_is_token is not None and argmax_is_token(out, i, length + i, unfinished):
+            argmax = read_later(out[0])
+            ahead = decode(out[0].reshape(batch, 1), i)
+            token = chooser.choose(out, i, length + i, unfinished, argmax_ids=argmax().astype(np.int64))
+        else:
+            token = chooser.choose(out, i, length + i, unfinished)
+        yield token
+        if not unfinished.any() or last:
+            return
+        out = ahead if ahead is not None else decode(token[:, None], i)
 
 
 def run_without_cache(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._tensor import tensor
 from ..nn import functional as F
-from .loop import _additive_mask, _float_dtype, cache_length, check_fits, reordered
+from .loop import _additive_mask, _float_dtype, as_tensors, cache_length, check_fits, decoded, reordered
 
 UNMASKED = "_unmasked"  # the step kinds converted without the encoder's padding mask
 
@@ -173,16 +173,17 @@ def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, p
     self_cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
     slots = np.arange(length)
-    unfinished = np.ones(batch, bool)
-    for i in range(new):
-        token = chooser.choose(out, i, given + i, unfinished)
-        yield token
-        if not unfinished.any() or i == new - 1:
-            return
+    state = {"self_cache": self_cache}
+
+    def decode(fed, i: int):
         slot = given + i
         visible = np.broadcast_to(slots[None, None, :] <= slot, (batch, 1, length))
-        step_inputs = (token[:, None], _additive_mask(visible, np_float), np.array([slot], np.int64))
-        self_cache = reordered(self_cache, chooser.reorder)  # (the cross keys/values are alike across beams)
+        step_inputs = (fed, _additive_mask(visible, np_float), np.array([slot], np.int64))
+        # (the cross keys/values are alike across beams)
+        self_cache = reordered(state["self_cache"], chooser.reorder)
         out = steps.get("next" + suffix, (*step_inputs, encoded, *enc_inputs[1:], *self_cache, *cross), float_dtype)(
-            *(tensor(a) for a in step_inputs), encoded, *enc_mask, *self_cache, *cross)
-        self_cache = list(out[2:])
+            *as_tensors(step_inputs), encoded, *enc_mask, *self_cache, *cross)
+        state["self_cache"] = list(out[2:])
+        return out
+
+    yield from decoded(out, batch, new, given, chooser, decode)

@@ -89,7 +89,9 @@ def realize(*tensors, readback=False):
 
 
 @runtime.locked
-def realize_nodes(nodes: list[Node], readback: bool = False):
+def realize_nodes(nodes: list[Node], readback: bool = False, later: bool = False):
+    """Compute the nodes (one plan); readback: return their bytes (later: a function that waits for them and
+    returns them, see Runtime.submit)."""
     for n in nodes:
         alias_reshape(n)
     pending = [n for n in nodes if not n.stored]
@@ -101,7 +103,7 @@ def realize_nodes(nodes: list[Node], readback: bool = False):
     plan = plan_for(order, sig, roots)
     reads = [pos[n.uid] for n in nodes] if readback else []
     try:
-        return _execute(order, plan, roots, reads, profiler.now() - t0)
+        return _execute(order, plan, roots, reads, profiler.now() - t0, later)
     except errors.KernelError:
         drop_plan(plan)
         raise
@@ -142,13 +144,30 @@ def read(t) -> np.ndarray:
     return _read(t.node)
 
 
+def read_later(t):
+    """Start reading t's values back: its kernels and the copy go to the GPU now; returns a function that waits
+    for them and returns the array. Work submitted before that function is called runs behind the copy and is
+    not waited for (the decode loop submits the next step, fed on the GPU, before it waits for the token)."""
+    n = t.node
+    if n.stored and n.kind != BUFFER:
+        return lambda: _read(n)
+    wait = _read(n, later=True)
+    return lambda: _as_array(n, wait()[0])
+
+
 @runtime.locked
-def _read(n: Node) -> np.ndarray:
+def _read(n: Node, later: bool = False):
     global HOST_READS
     HOST_READS += 1
     if n.stored and n.kind != BUFFER:  # stored in pieces: read them, join on the host
         return _read_pieces(n)
-    data = realize_nodes([n], readback=True)[0]
+    if later:
+        return realize_nodes([n], readback=True, later=True)
+    return _as_array(n, realize_nodes([n], readback=True)[0])
+
+
+def _as_array(n: Node, data: np.ndarray) -> np.ndarray:
+    """The bytes read back for node n as its array."""
     dt = n.dtype
     arr = data.view(np.dtype(dt.storage.replace("f16", "float16").replace("f32", "float32")
                              .replace("i32", "int32").replace("u32", "uint32")))

@@ -46,7 +46,9 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private=None):
     return bufs, dispatches
 
 
-def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0):
+def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int], plan_s: float = 0.0,
+            later: bool = False):
+    """Run the plan; the read-backs' arrays (later: a function that waits for them, see Runtime.submit)."""
     rt = get_runtime()
     # data from a result whose checks failed on the GPU (tinydl/checks.py): raise again, never a wrong number
     tainted = rt.status.tainted([n.buffer for n in order if n.kind == BUFFER]) if rt.status.bad else None
@@ -59,7 +61,8 @@ def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]
         buf = n.buffer if n.kind == BUFFER else bufs[p]
         reads.append((buf.gpu, n.numel * n.dtype.itemsize))
     try:
-        data = submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs])
+        data = submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs],
+                      later)
     except BaseException:  # nothing is marked realized: the buffers go back, whatever they hold
         for b in bufs.values():
             rt.release(b.gpu)
@@ -73,15 +76,17 @@ def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]
     return data
 
 
-def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=()) -> list:
+def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=(), later: bool = False):
     """Run the dispatches (and read-backs) on the GPU; tell the profiler and the kernel counters. results: the
-    buffers computed and not read back (suspects until the status is read, if the plan has checked kernels)."""
+    buffers computed and not read back (suspects until the status is read, if the plan has checked kernels).
+    later: see Runtime.submit (under the profiler the read-backs are waited for at once)."""
     rt = get_runtime()
     prof = profiler.active()
     status = (plan.checked, results) if plan.checked else None
     first = plan.first_submit(current_options().submit_first)
     if prof is None:
-        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names, first_run=not plan.ran)
+        data = rt.submit(dispatches, reads, first=first, checks=status, names=plan.names, first_run=not plan.ran,
+                         later=later)
         plan.ran = True
     else:
         times: list[tuple[float, float]] = []
@@ -89,6 +94,8 @@ def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=())
         data = rt.submit(dispatches, reads, timings=times, first=first, checks=status,
                          names=plan.names)
         profiler.record(plan.steps, times, plan_s, profiler.now() - t0, bool(times) or not dispatches, t0)
+        if later:
+            return lambda: data
     report(plan)
     return data
 
