@@ -508,8 +508,12 @@ def test_nan_inputs_through_bit_tested_helpers():
     _check(F.gelu(tinydl.tensor(g)), TF.gelu(torch.tensor(g)), ulps=8)
     for tail in (-5.0, -5.5, -5.6, -6.0, -12.0, -30.0):  # torch forms 1 + erf in float32: -0.0 beyond about -5.6
         _check(F.gelu(tinydl.tensor([tail])), TF.gelu(torch.tensor([tail])))
-    h = np.array([np.inf, -np.inf, np.nan, 6e4, -6e4, 1.0, -1.0], np.float16)  # float16: gelu(+inf) is inf
-    np.testing.assert_array_equal(F.gelu(tinydl.tensor(h)).numpy(), TF.gelu(torch.tensor(h)).numpy())
+    # float16 as float32: torch's float16 gelu(+inf) is NaN where its kernel is vectorized in float32 (AVX-512
+    # hosts), inf elsewhere; the float32 kernel's answer, rounded, is the one reference on every host
+    h = np.array([np.inf, -np.inf, np.nan, 6e4, -6e4, 1.0, -1.0, 0.5, -3.0], np.float16)
+    want = TF.gelu(torch.tensor(h).float()).half()
+    assert want[0].isnan()
+    np.testing.assert_array_equal(F.gelu(tinydl.tensor(h)).numpy(), want.numpy())
     _check(F.elu(x), TF.elu(t), ulps=8)
     _check(F.softplus(x), TF.softplus(t), ulps=8)
     _check(x // 0.25, t // 0.25)

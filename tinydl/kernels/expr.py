@@ -386,8 +386,6 @@ class Expr:
                        snippets.with_literal(node.op, ops, [const_of(s) for s in node.srcs]))
             if special is not None:
                 return special
-        if node.op == "gelu" and node.dtype == dtypes.float16:
-            return f"td_gelu_f16({ops[0]})"  # torch's float16 gelu(+inf) is inf, its float32 one NaN
         return apply(node.op, operand_type, ops, node.arg)
 
     def _view(self, node: Node, idx) -> str:
