@@ -190,17 +190,18 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     causal = np.ones((given, given), bool) if steps.both_ways else seen[:given, :given]
     prefill_inputs = (ids, _additive_mask(causal[None] & (full[:, None, :given] > 0), np_float),
                       positions[:, :given], np.zeros(1, np.int64))
-    out = steps.get("prefill", prefill_inputs, float_dtype)(*(tensor(a) for a in prefill_inputs))
-    state = {"cache": [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]}  # slots past the prompt: zero
+    out = steps.get("prefill", prefill_inputs, float_dtype)(*as_tensors(prefill_inputs))
+    cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]  # slots past the prompt: zero
 
     def decode(fed, i: int):
         """The decode step after token i (fed: the ids [B, 1], numpy or a GPU tensor)."""
+        nonlocal cache
         slot = given + i
         inputs = (fed, _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
                   positions[:, slot:slot + 1], np.array([slot], np.int64))
-        cache = reordered(state["cache"], chooser.reorder)
+        cache = reordered(cache, chooser.reorder)
         out = steps.get("decode", (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
-        state["cache"] = out[2:]
+        cache = out[2:]
         return out
 
     yield from decoded(out, batch, new, prompt, chooser, decode)

@@ -144,14 +144,14 @@ def start(steps, inputs: np.ndarray, mask: np.ndarray | None, prefix: np.ndarray
         inputs = inputs.astype(np_float)  # features follow the weights' dtype (a .half() model's, too)
     suffix = "" if mask is not None else UNMASKED
     enc_inputs = (inputs,) if mask is None else (inputs, mask)
-    encoded = steps.get("encoder" + suffix, enc_inputs, float_dtype)(*(tensor(a) for a in enc_inputs))
+    encoded = steps.get("encoder" + suffix, enc_inputs, float_dtype)(*as_tensors(enc_inputs))
     enc_mask = () if mask is None else (tensor(mask),)
     batch, given = prefix.shape
     causal = np.tril(np.ones((given, given), bool))
     first = (prefix, _additive_mask(np.broadcast_to(causal, (batch, given, given)), np_float),
              np.arange(given, dtype=np.int64))
     out = steps.get("first" + suffix, (*first, encoded, *enc_inputs[1:]), float_dtype)(
-        *(tensor(a) for a in first), encoded, *enc_mask)
+        *as_tensors(first), encoded, *enc_mask)
     return out, encoded, enc_inputs, enc_mask, suffix
 
 
@@ -173,17 +173,17 @@ def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, p
     self_cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + 2 * layers]]  # later slots: zero
     cross = list(out[2 + 2 * layers:])
     slots = np.arange(length)
-    state = {"self_cache": self_cache}
 
     def decode(fed, i: int):
+        nonlocal self_cache
         slot = given + i
         visible = np.broadcast_to(slots[None, None, :] <= slot, (batch, 1, length))
         step_inputs = (fed, _additive_mask(visible, np_float), np.array([slot], np.int64))
         # (the cross keys/values are alike across beams)
-        self_cache = reordered(state["self_cache"], chooser.reorder)
+        self_cache = reordered(self_cache, chooser.reorder)
         out = steps.get("next" + suffix, (*step_inputs, encoded, *enc_inputs[1:], *self_cache, *cross), float_dtype)(
             *as_tensors(step_inputs), encoded, *enc_mask, *self_cache, *cross)
-        state["self_cache"] = list(out[2:])
+        self_cache = list(out[2:])
         return out
 
     yield from decoded(out, batch, new, given, chooser, decode)
