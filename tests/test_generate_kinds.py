@@ -137,3 +137,18 @@ def test_without_cache_positions_limit():
     with pytest.raises(ValueError, match=r"plus max_new_tokens \(60\) is 67 positions, more than the model's "
                                          r"maximum of 64 \(max_position_embeddings\)"):
         convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=60, pad_token_id=0)
+
+
+def test_a_model_with_a_cache_class_of_its_own_is_refused_by_name():
+    """MiniMax's linear-attention layers keep a state in a cache class of its own and refuse any other: generate
+    says so at the call, naming the model, rather than failing inside the model's forward."""
+    cfg = transformers.MiniMaxConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, head_dim=8, vocab_size=VOCAB, num_local_experts=2,
+                                     num_experts_per_tok=1, max_position_embeddings=64, attn_implementation="eager")
+    m = transformers.MiniMaxForCausalLM(cfg).eval()
+    with pytest.raises(NotImplementedError, match=r"MiniMaxForCausalLM keeps a cache of its own class, which tinydl's "
+                                                  r"generate does not make"):
+        step.cache_kind(m)
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match="MiniMaxForCausalLM keeps a cache of its own class"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)

@@ -114,7 +114,8 @@ def cache_kind(model) -> str:
     """How the model keeps its KV cache: "kept" (it returns the cache it is given, use_cache=True, 2 tokens);
     "none" (its forward takes no cache: OpenAI GPT; HF's generate runs the whole sequence again each token);
     "dropped" (it takes one and returns none: an encoder's LM head without is_decoder; HF's generate does the same
-    only with use_cache=False). A model that reads state from the cache (Mamba's) raises _NoLayers' error here."""
+    only with use_cache=False). A model that reads state from the cache (Mamba's) raises _NoLayers' error here, one
+that refuses any cache but its own class (MiniMax's) a NotImplementedError naming it."""
     import torch
     params = inspect.signature(model.forward).parameters
     arg = next((name for name in ("cache", "past_key_values") if name in params), None)
@@ -126,7 +127,10 @@ def cache_kind(model) -> str:
             out = model(input_ids=torch.zeros((1, 2), dtype=torch.long), use_cache=True, **{arg: cache})
     except NotImplementedError:
         raise
-    except Exception:  # noqa: BLE001 - the cached path's conversion reports what stops it
+    except Exception as e:  # noqa: BLE001 - the cached path's conversion reports what stops it
+        if type(cache).__name__ in str(e):  # it checks its cache's class: one of its own (MiniMax's linear attention)
+            raise NotImplementedError(f"generate: {type(model).__name__} keeps a cache of its own class, which tinydl's "
+                                      f"generate does not make (it keeps attention keys and values only): {e}") from e
         return "kept"
     return "kept" if any(getattr(out, name, None) is not None for name in ("past_key_values", "cache")) else "dropped"
 
