@@ -43,6 +43,9 @@ MODELS = {
     "bert_decoder": ("BertConfig", "BertLMHeadModel", dict(BERT, is_decoder=True), 1),
     "big_bird_bidirectional": ("BigBirdConfig", "BigBirdForCausalLM",
                                dict(BERT, is_decoder=False, attention_type="original_full")),
+    # they read the cache's length as a number (MVP's learned positions from an arange, MPT's ALiBi slices)
+    "mvp": ("MvpConfig", "MvpForCausalLM", dict(BART, encoder_layers=2)),  # (HF sizes its cache by encoder_layers)
+    "mpt": ("MptConfig", "MptForCausalLM", dict(d_model=32, n_layers=2, n_heads=4, max_seq_len=64)),
 }
 
 
@@ -152,3 +155,21 @@ def test_a_model_with_a_cache_class_of_its_own_is_refused_by_name():
     ids, mask = prompt()
     with pytest.raises(NotImplementedError, match="MiniMaxForCausalLM keeps a cache of its own class"):
         convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
+
+
+@pytest.mark.parametrize("name", ["mvp", "mpt"])
+def test_a_cache_length_read_as_a_number_runs_the_whole_sequence_each_token(name):
+    """A model that places its tokens from the cache's length and reads it as a Python number cannot take the
+    step's slot as a tensor: its cached decode step does not convert, so generate says so and runs the whole
+    sequence each token (HF's use_cache=False path), with HF's use_cache=True tokens, on later calls too."""
+    m = hf_model(name)
+    ids, mask = prompt()
+    ref = greedy(m, ids, mask, use_cache=True)
+    tm = convert(m, ids, mask)
+    with pytest.warns(UserWarning, match=f"{type(m).__name__}'s cached decode step did not convert .* each token "
+                                         f"runs the whole sequence instead"):
+        out = tm.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0,
+                          use_cache=True)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                              pad_token_id=0, use_cache=True), ref)

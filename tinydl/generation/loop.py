@@ -7,6 +7,7 @@ the GPU and is queued before the host waits for it: host and GPU work overlap.""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -110,6 +111,7 @@ class Steps:
         self.tm, self.torch_model, self.kinds = tm, torch_model, kinds
         self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
+        self.cache_refused: str | None = None  # why the cached decode step did not convert (run_without_cache)
 
     @functools.cached_property
     def cache_kind(self) -> str:
@@ -165,9 +167,10 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
             f"generate: {name} takes a cache but returns none (an encoder's LM head without config.is_decoder), so "
             f"with use_cache=True HF's generate would feed it only the newest token each step; pass "
             f"use_cache=False (each token runs the whole sequence) or set config.is_decoder=True")
-    if kind != "kept" or (not settings.use_cache and steps.both_ways):
+    if kind != "kept" or (not settings.use_cache and steps.both_ways) or steps.cache_refused:
         yield from run_without_cache(steps, ids, mask, settings, chooser)
         return
+    prompt_ids = ids
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     window = sliding_window(steps.torch_model.config, prompt + new)
@@ -193,16 +196,32 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     out = steps.get("prefill", prefill_inputs, float_dtype)(*as_tensors(prefill_inputs))
     cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]  # slots past the prompt: zero
 
+    def decode_inputs(fed, i: int):
+        slot = given + i
+        return (fed, _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
+                positions[:, slot:slot + 1], np.array([slot], np.int64))
+
     def decode(fed, i: int):
         """The decode step after token i (fed: the ids [B, 1], numpy or a GPU tensor)."""
         nonlocal cache
-        slot = given + i
-        inputs = (fed, _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
-                  positions[:, slot:slot + 1], np.array([slot], np.int64))
+        inputs = decode_inputs(fed, i)
         cache = reordered(cache, chooser.reorder)
         out = steps.get("decode", (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
         cache = out[2:]
         return out
+
+    if new > 1 and given == prompt and positions_from_cache(steps.torch_model):
+        # such a model reads the cache's length, a tensor here, where it may want a number (MVP's arange, MPT's
+        # slices): converted before the first token, so that the whole-sequence path can still take over
+        try:
+            steps.get("decode", (*decode_inputs(ids[:, :1], 0), *cache), float_dtype)
+        except Exception as e:  # noqa: BLE001 - any failure: the path HF takes with use_cache=False
+            steps.cache_refused = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            warnings.warn(f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
+                          f"({steps.cache_refused}); each token runs the whole sequence instead (the tokens of "
+                          f"HF's generate, more work per token)", stacklevel=2)
+            yield from run_without_cache(steps, prompt_ids, mask, settings, chooser)
+            return
 
     yield from decoded(out, batch, new, prompt, chooser, decode)
 
