@@ -173,3 +173,17 @@ def test_a_cache_length_read_as_a_number_runs_the_whole_sequence_each_token(name
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
                                               pad_token_id=0, use_cache=True), ref)
+
+
+def test_a_model_generating_from_inputs_of_its_own_is_refused_by_name():
+    """XLNet's generate appends a dummy token and feeds perm_mask and target_mapping (its prepare_inputs_for_
+    generation): generate refuses it, naming those inputs, rather than return other tokens than HF's."""
+    cfg = transformers.XLNetConfig(vocab_size=VOCAB, d_model=32, n_layer=2, n_head=4, d_inner=64)
+    m = transformers.XLNetLMHeadModel(cfg).eval()
+    assert step.own_generation_inputs(m) == ("perm_mask, target_mapping, input_ids of shape [1, 4] for a prompt "
+                                              "of [1, 3]")
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match=r"XLNetLMHeadModel generates from inputs of its own \(its "
+                                                  r"prepare_inputs_for_generation gives perm_mask, target_mapping"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
+    assert step.own_generation_inputs(hf_model("openai_gpt")) is None  # an override that passes the plain inputs

@@ -17,7 +17,8 @@ from ..runtime import get_runtime
 from ..indexing import gather_rows
 from ..schedule import read_later
 from ..nn import functional as F
-from .step import accepts, attends_both_ways, cache_kind, convert_step, positions_from_cache
+from .step import (accepts, attends_both_ways, cache_kind, convert_step, own_generation_inputs,
+                   positions_from_cache)
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -119,6 +120,11 @@ class Steps:
         return "kept" if "full" not in self.kinds else cache_kind(self.torch_model)
 
     @functools.cached_property
+    def own_inputs(self) -> str | None:
+        """step.own_generation_inputs of a causal LM (None for an encoder-decoder's steps)."""
+        return own_generation_inputs(self.torch_model) if "full" in self.kinds else None
+
+    @functools.cached_property
     def both_ways(self) -> bool:
         """Whether the prompt's tokens attend to each other both ways in the prefill (step.attends_both_ways)."""
         return attends_both_ways(self.torch_model)
@@ -160,6 +166,11 @@ def _torch_example(inputs):
 def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """Yields the next token ids [B] (np.int64) per step, as `chooser` picks them (choose.TokenChooser: finished
     sequences get pad_token_id; beam.BeamChooser: each row's beam, whose cache rows `reorder` moves)."""
+    own = steps.own_inputs
+    if own:
+        raise NotImplementedError(
+            f"generate: {type(steps.torch_model).__name__} generates from inputs of its own "
+            f"(its prepare_inputs_for_generation gives {own}), which tinydl's generate does not make")
     kind = steps.cache_kind
     if kind == "dropped" and settings.use_cache:
         name = type(steps.torch_model).__name__

@@ -129,10 +129,33 @@ that refuses any cache but its own class (MiniMax's) a NotImplementedError namin
         raise
     except Exception as e:  # noqa: BLE001 - the cached path's conversion reports what stops it
         if type(cache).__name__ in str(e):  # it checks its cache's class: one of its own (MiniMax's linear attention)
-            raise NotImplementedError(f"generate: {type(model).__name__} keeps a cache of its own class, which tinydl's "
-                                      f"generate does not make (it keeps attention keys and values only): {e}") from e
+            raise NotImplementedError(f"generate: {type(model).__name__} keeps a cache of its own class, which "
+                                      f"tinydl's generate does not make (it keeps attention keys and values only): "
+                                      f"{e}") from e
         return "kept"
     return "kept" if any(getattr(out, name, None) is not None for name in ("past_key_values", "cache")) else "dropped"
+
+
+# what HF's prepare_inputs_for_generation passes for a plain prompt, which the steps reproduce
+_PLAIN_INPUTS = {"input_ids", "attention_mask", "position_ids", "cache_position", "token_type_ids"}
+
+
+def own_generation_inputs(model) -> str | None:
+    """What the model's prepare_inputs_for_generation feeds its forward beyond the prompt's ids and mask (XLNet's
+    dummy token, perm_mask and target_mapping), in words; None when nothing (or when the probe cannot tell)."""
+    import torch
+    ids = torch.tensor([[5, 6, 7]])
+    try:
+        given = model.prepare_inputs_for_generation(ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                                                    cache_position=torch.arange(3))
+    except Exception:  # noqa: BLE001 - a signature of its own: the conversion reports what it meets
+        return None
+    extra = sorted(k for k, v in given.items() if torch.is_tensor(v) and k not in _PLAIN_INPUTS)
+    grown = torch.is_tensor(given.get("input_ids")) and tuple(given["input_ids"].shape) != (1, 3)
+    if not extra and not grown:
+        return None
+    return ", ".join(extra + ([f"input_ids of shape {list(given['input_ids'].shape)} for a prompt of [1, 3]"]
+                              if grown else []))
 
 
 def attends_both_ways(model) -> bool:
