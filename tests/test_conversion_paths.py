@@ -174,3 +174,20 @@ def test_first_call_conversion_failure_says_why_it_was_deferred():
     with pytest.raises(UnsupportedTorchOps, match="det") as err:
         tm(tinydl.tensor(np.ones((3, 4), np.float32)))
     assert any("because torch.fx cannot trace it" in note for note in err.value.__notes__)
+
+
+class Bfloat16Scale(Fn):
+    """A bfloat16 buffer cast to the input's dtype where it is used (RecurrentGemma's normalizer): torch.export
+    asserts the buffer's dtype (`_assert_tensor_metadata(..., dtype=torch.bfloat16)`), a check with no value."""
+
+    def __init__(self, traceable):
+        super().__init__(lambda x: x * self.scale.type(x.dtype), traceable)
+        self.register_buffer("scale", torch.tensor(48 ** 0.5, dtype=torch.bfloat16), persistent=False)
+
+
+def test_a_bfloat16_buffer_cast_where_it_is_used_converts_and_runs():
+    x = torch.randn(2, 3, 5, 6)
+    m = Bfloat16Scale(traceable=False).eval()
+    tm = tinydl.from_torch(m, example_inputs=(x,))
+    assert tm.conversion_path == "torch.export"
+    np.testing.assert_array_equal(tm(tinydl.tensor(x.numpy())).numpy(), m(x).numpy())  # the bfloat16 value exactly
