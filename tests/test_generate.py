@@ -23,6 +23,7 @@ import transformers  # noqa: E402
 import tinydl  # noqa: E402
 from tinydl import debug, generation  # noqa: E402
 from tinydl.generation import loop, sampling  # noqa: E402
+from tinydl.generation.choose import TokenChooser  # noqa: E402
 from tinydl.runtime import get_runtime  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -246,12 +247,15 @@ def test_streaming(llama):
     np.testing.assert_array_equal(s.put_calls[0].numpy(), ids)
 
 
-def test_sampling_reproducible_from_a_seed(llama):
+def test_sampling_reproducible_from_a_seed(llama, monkeypatch):
     m, tm = llama
     ids, mask = prompt()
     kwargs = dict(attention_mask=mask, max_new_tokens=8, do_sample=True, temperature=3.0, top_k=0, pad_token_id=0)
     a = tm.generate(ids, seed=1, **kwargs)
     np.testing.assert_array_equal(tm.generate(ids, seed=1, **kwargs), a)
+    with monkeypatch.context() as patch:  # every token drawn on the host's path (no step queued ahead)
+        patch.setattr(TokenChooser, "token_on_gpu", lambda *args: None)
+        np.testing.assert_array_equal(tm.generate(ids, seed=1, **kwargs), a)
     assert not np.array_equal(tm.generate(ids, seed=2, **kwargs), a)
     # top_k=1 samples the argmax: greedy's tokens
     greedy = tm.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0)
@@ -285,12 +289,14 @@ def test_warp_matches_hf_warpers(temperature, top_k, top_p, min_p):
 @pytest.mark.parametrize("settings,overlaps", [
     (dict(), True),                                        # greedy: the token is the step's argmax
     (dict(repetition_penalty=1.3), False),                 # a processor: the host has the token first
-    (dict(do_sample=True, top_k=20, seed=1), False),
+    (dict(do_sample=True, top_k=20, seed=1), True),        # sampled: the GPU draw is the token
+    (dict(do_sample=True, top_k=20, seed=1, repetition_penalty=1.3), False),
 ])
-def test_greedy_decoding_queues_the_next_step_before_it_waits_for_the_token(llama, monkeypatch, settings, overlaps):
-    """Greedy decoding without processors feeds the step's argmax to the next step on the GPU: each decode step
-    goes to the queue before the host waits for the previous token's copy (host and GPU work overlap); the tokens
-    are HF's either way. Where the host must choose the token first, it waits and then submits."""
+def test_decoding_queues_the_next_step_before_it_waits_for_the_token(llama, monkeypatch, settings, overlaps):
+    """Greedy or sampled decoding without processors feeds the step's argmax or GPU draw to the next step on the
+    GPU: each decode step goes to the queue before the host waits for the previous token's copy (host and GPU work
+    overlap); the tokens are HF's either way. Where the host must choose the token first, it waits and then
+    submits."""
     from tinydl.generation import loop
     m, tm = llama
     ids, mask = prompt()
@@ -342,7 +348,7 @@ def test_decode_steps_replay_without_planning(llama, monkeypatch, sampled):
     (stats2, counts2), (stats_end, counts_end) = marks[2], marks[-1]
     assert stats_end == stats2, "decode steps after the first planned or compiled"
     steps = len(marks) - 1 - 2
-    ahead = 0 if sampled else 1  # greedy: the step after token i is queued before token i is yielded
+    ahead = 1  # the step after token i is queued before token i is yielded
     assert {k: counts_end[k] - counts2[k] for k in counts} == {
         "replays": steps - ahead, "kernel_submits": steps if sampled else 0, "readbacks": 0 if sampled else steps,
         "buffers": 0}

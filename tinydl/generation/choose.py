@@ -161,26 +161,35 @@ class TokenChooser:
             self.processors = Processors(self.settings, self.ids, self.mask, vocab, self.encoder_ids)
         return self.processors
 
-    def argmax_is_token(self, out, step: int, length: int, unfinished: np.ndarray) -> bool:
-        """Whether this step's tokens are the step's own argmax, whatever it holds: greedy, no logits processor
-        at work, no forced token here, no sequence finished (a finished one gets pad_token_id). The loop then
-        feeds that argmax to the next step on the GPU before the host reads it (choose(..., argmax_ids=) later)."""
-        return (not self.settings.do_sample and unfinished.all() and self._forced(step, length) is None
-                and self._processors(out[1].shape[-1]).idle())
+    def token_on_gpu(self, out, step: int, length: int, unfinished: np.ndarray):
+        """This step's tokens as a GPU tensor [B] where nothing on the host decides them (no logits processor at
+        work, no forced token here, no sequence finished: a finished one gets pad_token_id): the step's argmax
+        (greedy) or the GPU draw (sampling, its uniforms drawn here); None otherwise. The loop then feeds it to the
+        next step on the GPU before the host reads it (choose(..., token_ids=) later)."""
+        s = self.settings
+        logits = out[1]
+        if not unfinished.all() or self._forced(step, length) is not None or not self._processors(
+                logits.shape[-1]).idle():
+            return None
+        if not s.do_sample:
+            return out[0]
+        if not sampling.fits_gpu(logits.shape[-1], s.top_k, s.top_p):
+            return None
+        u = self.rng.random(logits.shape[0])  # the numbers choose would draw for this step
+        return sampling.sample_on_gpu(logits, u, s.temperature, s.top_k, s.top_p, s.min_p)
 
     def choose(self, out, step: int, length: int, unfinished: np.ndarray,
-               argmax_ids: np.ndarray | None = None) -> np.ndarray:
+               token_ids: np.ndarray | None = None) -> np.ndarray:
         """The next token ids [B] (int64) from a step's outputs; length: the sequence's length before this token.
-        unfinished [B] loses the sequences this token ends (EOS). argmax_ids: the step's argmax, already read back
-        (where argmax_is_token said it is the token)."""
+        unfinished [B] loses the sequences this token ends (EOS). token_ids: token_on_gpu's tokens, read back."""
         s = self.settings
         forced = self._forced(step, length)
         logits = out[1]
         proc = self._processors(logits.shape[-1])
-        processed = None if argmax_ids is not None else proc.apply(logits, length)
+        processed = None if token_ids is not None else proc.apply(logits, length)
         scores = logits if processed is None else processed
-        if argmax_ids is not None:
-            token = argmax_ids
+        if token_ids is not None:
+            token = token_ids
         elif forced is not None:
             token = np.full(logits.shape[0], forced, np.int64)
         elif s.do_sample and sampling.fits_gpu(logits.shape[-1], s.top_k, s.top_p):

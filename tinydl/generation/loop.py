@@ -245,25 +245,25 @@ def as_tensors(inputs) -> list:
 def decoded(out, batch: int, new: int, length: int, chooser, decode):
     """Yields the next token ids [B] per step, from the first step's outputs `out` on: chooser picks each token
     (the sequences are `length` tokens long before the first), decode(ids [B, 1], i) runs the step after token i.
-    Where the token is the step's own argmax (chooser.argmax_is_token), the next step takes it on the GPU and goes
-    to the queue before the host waits for the token's copy, so the GPU never idles while the host makes the
-    next step."""
+    Where the GPU alone decides the token (chooser.token_on_gpu: the step's argmax, or its GPU draw), the next step
+    takes it on the GPU and goes to the queue before the host waits for the token's copy, so the GPU never idles
+    while the host makes the next step."""
     unfinished = np.ones(batch, bool)
-    argmax_is_token = getattr(chooser, "argmax_is_token", None)  # (beam search: never)
+    token_on_gpu = getattr(chooser, "token_on_gpu", None)  # (beam search: never)
     for i in range(new):
         last = i == new - 1
         ahead = None
-        if not last and argmax_is_token is not None and argmax_is_token(out, i, length + i, unfinished):
-            argmax = read_later(out[0])
-            ahead = decode(out[0].reshape(batch, 1), i)
-            token = chooser.choose(out, i, length + i, unfinished, argmax_ids=argmax().astype(np.int64))
+        gpu_token = None if last or token_on_gpu is None else token_on_gpu(out, i, length + i, unfinished)
+        if gpu_token is not None:
+            read = read_later(gpu_token)
+            ahead = decode(gpu_token.reshape(batch, 1), i)
+            token = chooser.choose(out, i, length + i, unfinished, token_ids=read().astype(np.int64))
         else:
             token = chooser.choose(out, i, length + i, unfinished)
         yield token
         if not unfinished.any() or last:
             return
         out = ahead if ahead is not None else decode(token[:, None], i)
-
 
 def run_without_cache(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """run() for a model that keeps no cache: each token runs the whole sequence so far, as HF's generate does for
