@@ -187,3 +187,31 @@ def test_a_model_generating_from_inputs_of_its_own_is_refused_by_name():
                                                   r"prepare_inputs_for_generation gives perm_mask, target_mapping"):
         convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
     assert step.own_generation_inputs(hf_model("openai_gpt")) is None  # an override that passes the plain inputs
+
+
+def test_a_model_that_reads_padding_from_its_ids_is_refused_where_buffers_are_padded():
+    """CPM-Ant ignores attention_mask and finds padding in its ids: the whole-sequence path's right-padded buffers
+    would change its logits, so generate refuses it by name (its cached step does not convert either: it reads the
+    cache's length as a number) rather than give other tokens than HF's."""
+    cfg = transformers.CpmAntConfig(vocab_size=VOCAB, hidden_size=32, num_attention_heads=4, dim_head=8, dim_ff=64,
+                                    num_hidden_layers=2, prompt_length=4, init_std=0.2)
+    torch.manual_seed(0)
+    m = transformers.CpmAntForCausalLM(cfg).eval()
+    assert not step.masks_right_padding(m)
+    assert step.masks_right_padding(hf_model("openai_gpt"))
+    assert step.masks_right_padding(hf_model("bert_bidirectional"))
+    ids, mask = prompt()
+    with pytest.raises(NotImplementedError, match=r"CpmAntForCausalLM's cached decode step did not convert \(.*\), "
+                                                  r"and the whole sequence cannot run each token instead: its logits "
+                                                  r"change with padding that attention_mask masks out"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
+
+
+def test_the_whole_sequence_path_refuses_a_model_that_does_not_mask_its_padding(monkeypatch):
+    from tinydl.generation import loop
+    m = hf_model("openai_gpt")
+    ids, mask = prompt()
+    monkeypatch.setattr(loop.Steps, "masks_right_padding", False)  # as step.masks_right_padding finds CPM-Ant
+    with pytest.raises(NotImplementedError, match=r"OpenAIGPTLMHeadModel runs the whole sequence each token here, "
+                                                  r"and its logits change with padding after the sequence"):
+        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)

@@ -17,8 +17,8 @@ from ..runtime import get_runtime
 from ..indexing import gather_rows
 from ..schedule import read_later
 from ..nn import functional as F
-from .step import (accepts, attends_both_ways, cache_kind, convert_step, own_generation_inputs,
-                   positions_from_cache)
+from .step import (accepts, attends_both_ways, cache_kind, convert_step, masks_right_padding,
+                   own_generation_inputs, positions_from_cache)
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -125,6 +125,11 @@ class Steps:
         return own_generation_inputs(self.torch_model) if "full" in self.kinds else None
 
     @functools.cached_property
+    def masks_right_padding(self) -> bool:
+        """step.masks_right_padding of the model (run_without_cache's buffers need it)."""
+        return masks_right_padding(self.torch_model)
+
+    @functools.cached_property
     def both_ways(self) -> bool:
         """Whether the prompt's tokens attend to each other both ways in the prefill (step.attends_both_ways)."""
         return attends_both_ways(self.torch_model)
@@ -227,6 +232,11 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
         try:
             steps.get("decode", (*decode_inputs(ids[:, :1], 0), *cache), float_dtype)
         except Exception as e:  # noqa: BLE001 - any failure: the path HF takes with use_cache=False
+            if not steps.masks_right_padding:
+                raise NotImplementedError(
+                    f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
+                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]}), and the whole sequence cannot run each "
+                    f"token instead: its logits change with padding that attention_mask masks out") from e
             steps.cache_refused = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
             warnings.warn(f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
                           f"({steps.cache_refused}); each token runs the whole sequence instead (the tokens of "
@@ -265,10 +275,17 @@ def decoded(out, batch: int, new: int, length: int, chooser, decode):
             return
         out = ahead if ahead is not None else decode(token[:, None], i)
 
+
 def run_without_cache(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     """run() for a model that keeps no cache: each token runs the whole sequence so far, as HF's generate does for
     it. The sequence sits in buffers of one length (right padding, masked out, which no real position attends to),
-    so every token replays one plan; the logits are read at the last real position."""
+    so every token replays one plan; the logits are read at the last real position. A model that does not mask
+    that padding out (step.masks_right_padding) is refused."""
+    if not steps.masks_right_padding:
+        raise NotImplementedError(
+            f"generate: {type(steps.torch_model).__name__} runs the whole sequence each token here, and its logits "
+            f"change with padding after the sequence that attention_mask masks out (it does not read the mask), so "
+            f"tinydl's fixed-length buffers would give other tokens than HF's")
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     limit = max_positions(steps.torch_model.config)

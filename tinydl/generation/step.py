@@ -158,6 +158,20 @@ def own_generation_inputs(model) -> str | None:
                               if grown else []))
 
 
+def masks_right_padding(model) -> bool:
+    """Whether padding after the sequence, masked out in attention_mask, leaves the real positions' logits as they
+    are (what the whole-sequence path's fixed-length buffers need); not where the model reads padding from the ids
+    themselves and ignores the mask (CPM-Ant)."""
+    import torch
+    ids = torch.tensor([[3, 4, 5]])
+    padded = torch.tensor([[3, 4, 5, 0, 0]])
+    kwargs = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+    with torch.no_grad():
+        alone = model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs).logits[0, -1]
+        within = model(input_ids=padded, attention_mask=torch.tensor([[1, 1, 1, 0, 0]]), **kwargs).logits[0, 2]
+    return bool(torch.allclose(alone, within, rtol=1e-4, atol=1e-4 * float(alone.abs().max())))
+
+
 def attends_both_ways(model) -> bool:
     """Whether the model's attention is bidirectional (an encoder's LM head without is_decoder: BigBird's): the
     first position's logits change with the second token. HF's generate then prefills the prompt both ways, and
