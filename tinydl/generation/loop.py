@@ -53,8 +53,22 @@ def cache_length(prompt: int, new: int) -> int:
     return -(-need // CACHE_BLOCK) * CACHE_BLOCK
 
 
+def _layer_values(config, name) -> list:
+    """config.name, or every layer's value where a heterogeneous config lets it vary by layer (per_layer_config:
+    reading it globally raises there)."""
+    if name in (getattr(config, "per_layer_attributes", None) or ()):
+        return [getattr(layer, name, None) for layer in config.per_layer_config]
+    return [getattr(config, name, None)]
+
+
 def _first(config, names):
-    return next((v for v in (getattr(config, n, None) for n in names) if isinstance(v, int) and v > 0), None)
+    """The first of names the config sets to a positive int (the largest layer's, where layers differ: the size
+    checks bound the largest cache tensor)."""
+    for name in names:
+        values = [v for v in _layer_values(config, name) if isinstance(v, int) and v > 0]
+        if values:
+            return max(values)
+    return None
 
 
 def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize: int, decoder: bool = False) -> None:
