@@ -438,6 +438,12 @@ def test_cache_size_check_reads_a_heterogeneous_config_per_layer(monkeypatch):
     monkeypatch.setattr(get_runtime(), "max_binding_size", 1000)
     with pytest.raises(MemoryError, match=r"would be 8192 bytes \(\[2, 2, 32, 16\] x 4 bytes\)"):
         loop.check_fits(cfg, 2, 7, 4, 32, 4)
+    cfg = transformers.MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, sliding_window=16)
+    cfg.per_layer_config = {1: {"sliding_window": 8}}  # a narrower window on layer 1
+    assert loop.sliding_window(cfg, 8) is None
+    with pytest.raises(NotImplementedError, match=r"sliding windows that differ by layer \(per_layer_config: "
+                                                  r"\[16, 8\]\) are not supported past 8 positions \(got 9\)"):
+        loop.sliding_window(cfg, 9)
 
 
 def test_not_a_causal_lm():

@@ -93,9 +93,13 @@ def check_fits(config, batch: int, prompt: int, new: int, length: int, itemsize:
 def sliding_window(config, total: int) -> int | None:
     """The attention window every layer applies (Mistral's sliding_window), None when none applies within
     `total` positions; a window on some layers only (one 4-D mask serves all layers here) raises."""
-    window = getattr(config, "sliding_window", None)
-    if not isinstance(window, int) or window >= total:
+    windows = [w if isinstance(w, int) else None for w in _layer_values(config, "sliding_window")]
+    window = min((w for w in windows if w is not None), default=None)
+    if window is None or window >= total:
         return None
+    if len(set(windows)) > 1:  # a heterogeneous config's layers differ
+        raise NotImplementedError(f"generate: sliding windows that differ by layer (per_layer_config: {windows}) "
+                                  f"are not supported past {window} positions (got {total})")
     kinds = set(getattr(config, "layer_types", None) or ["sliding_attention"])
     if "sliding_attention" not in kinds and getattr(config, "layer_types", None) is not None:
         return None
