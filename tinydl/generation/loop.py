@@ -250,12 +250,13 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
         try:
             steps.get("decode", (*decode_inputs(ids[:, :1], 0), *cache), float_dtype)
         except Exception as e:  # noqa: BLE001 - any failure: the path HF takes with use_cache=False
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
             if not steps.masks_right_padding:
                 raise NotImplementedError(
-                    f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
-                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]}), and the whole sequence cannot run each "
-                    f"token instead: its logits change with padding that attention_mask masks out") from e
-            steps.cache_refused = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert ({reason}), "
+                    f"and the whole sequence cannot run each token instead: its logits change with padding that "
+                    f"attention_mask masks out") from e
+            steps.cache_refused = reason
             warnings.warn(f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
                           f"({steps.cache_refused}); each token runs the whole sequence instead (the tokens of "
                           f"HF's generate, more work per token)", stacklevel=2)
