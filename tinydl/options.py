@@ -72,6 +72,7 @@ class Options:
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
     scatter_max_work: int = 1 << 32               # comparisons a scatter with GPU indices makes (tinydl/scatter.py) ...
     max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
+    decode_ahead: bool = True                     # generate queues a step fed its token on the GPU before it reads it
     progress: bool = True                         # a progress bar on a terminal while kernels compile (TINYDL_PROGRESS)
     progress_delay_s: float = 0.5                 # shown only once the work has lasted this long (a few kernels: none)
 

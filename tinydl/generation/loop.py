@@ -15,6 +15,7 @@ from .. import dtypes
 from .._tensor import Tensor, tensor
 from ..runtime import get_runtime
 from ..indexing import gather_rows
+from ..options import current as current_options
 from ..schedule import read_later
 from ..nn import functional as F
 from .step import (accepts, attends_both_ways, cache_kind, convert_step, masks_right_padding,
@@ -278,7 +279,7 @@ def decoded(out, batch: int, new: int, length: int, chooser, decode):
     takes it on the GPU and goes to the queue before the host waits for the token's copy, so the GPU never idles
     while the host makes the next step."""
     unfinished = np.ones(batch, bool)
-    token_on_gpu = getattr(chooser, "token_on_gpu", None)  # (beam search: never)
+    token_on_gpu = getattr(chooser, "token_on_gpu", None) if current_options().decode_ahead else None  # (beams: never)
     for i in range(new):
         last = i == new - 1
         ahead = None
