@@ -426,16 +426,16 @@ def test_cache_too_large_for_the_adapter(llama, monkeypatch):
         tm.generate(ids, attention_mask=mask, max_new_tokens=4)
 
 
-def test_cache_size_check_reads_a_heterogeneous_config_per_layer(monkeypatch):
+def test_cache_size_check_reads_a_heterogeneous_config_per_layer():
     """A config whose layers differ (per_layer_config: Gemma 4's head_dim) raises when read globally: the size
     check reads every layer's value and bounds the largest layer's cache tensor."""
     from tinydl.generation import loop
     cfg = transformers.LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   head_dim=8, max_position_embeddings=256)
+                                   head_dim=8, max_position_embeddings=1 << 16)
     cfg.per_layer_config = {1: {"head_dim": 16}}
-    monkeypatch.setattr(get_runtime(), "max_binding_size", 1000)
-    with pytest.raises(MemoryError, match=r"would be 8192 bytes \(\[2, 2, 32, 16\] x 4 bytes\)"):
-        loop.check_fits(cfg, 2, 7, 4, 32, 4)
+    # [2^16 sequences, 2 KV heads, 2^14 slots, 16 dims] float32 = 2^37 bytes: past any adapter's binding size
+    with pytest.raises(MemoryError, match=r"would be 137438953472 bytes \(\[65536, 2, 16384, 16\] x 4 bytes\)"):
+        loop.check_fits(cfg, 1 << 16, 7, 4, 1 << 14, 4)
     cfg = transformers.MistralConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, sliding_window=16)
     cfg.per_layer_config = {1: {"sliding_window": 8}}  # a narrower window on layer 1
     assert loop.sliding_window(cfg, 8) is None
