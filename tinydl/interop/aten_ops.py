@@ -220,7 +220,7 @@ def _no_op(*_, **__):
     return None
 
 
-_no_op.reads_nothing = True  # Program.run skips it before loading its arguments (a bfloat16 dtype among them)
+_no_op.reads_nothing = True  # Program leaves out its nodes that nothing reads (a bfloat16 dtype among their arguments)
 
 
 def _same(x, *_, **__):

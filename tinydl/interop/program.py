@@ -31,7 +31,9 @@ class Program:
 
     def __init__(self, graph, steps):
         self.graph = graph
-        self.steps = steps  # [(fx node, tinydl callable or None)] in graph order
+        # [(fx node, tinydl callable or None)] in graph order; metadata asserts nothing reads are left out (their
+        # arguments may hold dtypes tinydl has not, such as a bfloat16 buffer's)
+        self.steps = [(n, fn) for n, fn in steps if n.users or not getattr(fn, "reads_nothing", False)]
         self.fused: dict = {}  # node name -> fn(env) that computes the node and its group (passes.py)
 
     # -- what differs between fx and torch.export
@@ -62,8 +64,6 @@ class Program:
             if node.name in self.fused:
                 if node.name not in env:  # the group's first node computes all of them
                     self.fused[node.name](env)
-            elif getattr(fn, "reads_nothing", False):  # asserts on metadata: their dtypes may be none of tinydl's
-                env[node.name] = None
             elif op in ("call_function", "call_method"):
                 env[node.name] = fn(*load(node.args), **load(node.kwargs))
             elif op == "call_module":
