@@ -115,7 +115,7 @@ def cache_kind(model) -> str:
     "none" (its forward takes no cache: OpenAI GPT; HF's generate runs the whole sequence again each token);
     "dropped" (it takes one and returns none: an encoder's LM head without is_decoder; HF's generate does the same
     only with use_cache=False). A model that reads state from the cache (Mamba's) raises _NoLayers' error here, one
-that refuses any cache but its own class (MiniMax's) a NotImplementedError naming it."""
+    that refuses any cache but its own class (MiniMax's) a NotImplementedError naming it."""
     import torch
     params = inspect.signature(model.forward).parameters
     arg = next((name for name in ("cache", "past_key_values") if name in params), None)
