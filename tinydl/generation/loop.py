@@ -205,7 +205,6 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     if kind != "kept" or (not settings.use_cache and steps.both_ways) or steps.cache_refused:
         yield from run_without_cache(steps, ids, mask, settings, chooser)
         return
-    prompt_ids = ids
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     window = sliding_window(steps.torch_model.config, prompt + new)
@@ -261,7 +260,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
             warnings.warn(f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
                           f"({steps.cache_refused}); each token runs the whole sequence instead (the tokens of "
                           f"HF's generate, more work per token)", stacklevel=2)
-            yield from run_without_cache(steps, prompt_ids, mask, settings, chooser)
+            yield from run_without_cache(steps, ids, mask, settings, chooser)  # (unpadded: given == prompt)
             return
 
     yield from decoded(out, batch, new, prompt, chooser, decode)
