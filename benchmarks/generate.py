@@ -6,6 +6,8 @@ when available, else CPU), greedy, side by side.
     python -m benchmarks.generate --tiny       # 2-layer models of width 64: a smoke test (lavapipe)
     python -m benchmarks.generate --models bart  # an encoder-decoder (BART-base's shape): decoder tokens/s
     python -m benchmarks.generate --sample     # sampled (temperature 0.8, top-k 50, top-p 0.9) instead of greedy
+    python -m benchmarks.generate --option stats_in_gemv=true --rounds 2   # tinydl rows with and without a
+                                               # planning option, alternated in one process (an A/B)
 
 Prefill tokens/s: batch * prompt / the time of generate(max_new_tokens=1). Decode tokens/s: batch * (N - 1) /
 (time of generate(max_new_tokens=N) - time of generate(max_new_tokens=1)). Medians over --runs runs after a
@@ -17,6 +19,7 @@ tokens are still checked first.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -134,11 +137,26 @@ def bench(name, batch, args):
                                           f"differ from torch's {expected[:, -CHECKED_TOKENS:]}"
     if args.sample:  # every token made, as torch's min_new_tokens (tinydl's generate reads the model's settings)
         model.generation_config.eos_token_id = None
-    rows.append(("tinydl fp32", throughput(tiny_gen, batch, args.prompt, args.new, args.runs)))
-    if tinydl.runtime.get_runtime().has_f16 and not args.no_fp16:
-        tm.half()
-        rows.append(("tinydl fp16", throughput(tiny_gen, batch, args.prompt, args.new, args.runs)))
+    variants = [("", {})] + [(f" {k}={v}", {k: v}) for k, v in args.option]
+    precisions = ["fp32"] + (["fp16"] if tinydl.runtime.get_runtime().has_f16 and not args.no_fp16 else [])
+    for precision in precisions:
+        if precision == "fp16":
+            tm.half()
+        for _ in range(args.rounds):  # the variants in turns: a drift of clocks falls on each alike
+            for label, changes in variants:
+                with tinydl.options(**changes):
+                    rows.append((f"tinydl {precision}{label}", throughput(tiny_gen, batch, args.prompt, args.new,
+                                                                         args.runs)))
     return rows
+
+
+def option(text: str) -> tuple[str, object]:
+    """NAME=VALUE of a tinydl.options field, the value read as JSON (true, 4, "x") or else as a string."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def main(argv=None):
@@ -152,6 +170,9 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="2-layer models of width 64 (lavapipe)")
     ap.add_argument("--no-fp16", action="store_true")
     ap.add_argument("--sample", action="store_true", help="sample (temperature 0.8, top-k 50, top-p 0.9)")
+    ap.add_argument("--option", type=option, action="append", default=[], metavar="NAME=VALUE",
+                    help="also time tinydl with this tinydl.options field set (repeatable: one variant each)")
+    ap.add_argument("--rounds", type=int, default=1, help="turns of the tinydl variants (with --option)")
     args = ap.parse_args(argv)
     short = args.quick or args.tiny
     args.prompt = args.prompt or (16 if short else 128)

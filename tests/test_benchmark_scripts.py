@@ -41,3 +41,12 @@ def test_first_call_cold_and_warm():
     row = next(line for line in done.stdout.splitlines() if line.startswith("| resnet18 | 1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert all(float(c) > 0 for c in cells[2:]), row
+
+
+def test_generate_times_an_option_beside_the_defaults():
+    """benchmarks.generate --option: the tinydl rows again under a planning option, in turns, in one process."""
+    done = _run("benchmarks.generate", "--tiny", "--models", "tinyllama", "--batches", "1", "--new", "3",
+                "--runs", "1", "--no-fp16", "--option", "stats_in_gemv=true", "--rounds", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    engines = [" ".join(line.split()[2:-2]) for line in done.stdout.splitlines() if line.startswith("tinyllama")]
+    assert engines[1:] == ["tinydl fp32", "tinydl fp32 stats_in_gemv=True"] * 2, engines

@@ -283,6 +283,32 @@ def test_elementwise_prologue_feeding_matmul_is_inlined(rng):
     assert_close(y, ty)
 
 
+@pytest.mark.parametrize("rows,K,N", [(1, 2048, 96), (3, 300, 33), (4, 4096, 40)])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_norm_statistic_inside_the_gemv_equals_torch(rng, use_options, rows, K, N, dtype):
+    """stats_in_gemvs: an RMSNorm's mean square computed by the gemv's own workgroups: one kernel, torch's values,
+    and the same values as with the reduce kernel it replaces."""
+    if dtype == "float16" and not tinydl.runtime.get_runtime().has_f16:
+        pytest.skip("adapter lacks shader-f16")
+    x, w, W = (_rand(rng, rows, K) * 4).astype(dtype), _rand(rng, K).astype(dtype), \
+        (_rand(rng, N, K) / np.sqrt(K)).astype(dtype)
+
+    def rms_linear(lib, x, w, W):
+        h = x.float()
+        h = h * lib.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return lib.nn.functional.linear(w * h.to(x.dtype), W)
+    ref = rms_linear(torch, *map(torch.from_numpy, (x, w, W)))
+    got = {}
+    for on in (True, False):
+        use_options(stats_in_gemv=on)
+        y = rms_linear(tinydl, *map(tinydl.tensor, (x, w, W)))
+        n, names = _kernels(y)
+        assert n == (1 if on else 2), names
+        got[on] = y.numpy()
+        assert_close(y, ref, rtol=1e-2 if dtype == "float16" else 1e-4, atol=1e-2 if dtype == "float16" else 1e-5)
+    np.testing.assert_allclose(got[True], got[False], rtol=1e-5, atol=1e-6)
+
+
 # -- dead / no-op nodes --------------------------------------------------------------------------------------
 def test_noop_views_return_the_original_node(rng):
     x = tinydl.tensor(_rand(rng, 4, 6))

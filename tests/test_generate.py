@@ -106,6 +106,24 @@ def test_greedy_matches_hf_left_padded_batch(arch):
     np.testing.assert_array_equal(out, ref)
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "gemma", "cohere"])
+def test_norm_statistics_inside_the_gemvs(use_options, arch):
+    """Options.stats_in_gemv: the decode steps' norm statistics computed by the gemvs that read them: HF's tokens,
+    in fewer kernels than with a reduce kernel per norm."""
+    m = hf_model(arch)
+    ids, mask = prompt()
+    ref = hf_generate(m, ids, mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    tm = convert(m, ids, mask)
+    counts = {}
+    for on in (False, True):
+        use_options(stats_in_gemv=on)
+        with debug.count_kernels() as c:
+            out = tm.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        np.testing.assert_array_equal(out, ref)
+        counts[on] = c.count
+    assert counts[True] < counts[False], counts
+
+
 def test_falcon_alibi_names_its_bfloat16_slopes():
     """Falcon's ALiBi rounds its slopes through bfloat16, which tinydl does not compute in: the error names it
     (Bloom's ALiBi, in float32, generates above)."""

@@ -167,3 +167,41 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
                  P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128]"]
     assert "mma" not in names(lambda x, w: F.conv2d(x, w, padding=1), P(2, 3, 32, 32, dtype=float16),
                               P(16, 3, 3, 3, dtype=float16), target=MATRIX)[-1]
+
+
+def _rms_linear(x, w, W):
+    """A decode step's RMSNorm then projection, as transformers writes it (statistic in float32)."""
+    h = x.float()
+    h = h * (h.pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt()
+    return F.linear(w * h.to(x.dtype), W)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_norm_statistic_computed_inside_the_gemv(use_options, rows):
+    """stats_in_gemvs: the mean square a gemv alone reads is reduced by the gemv's own workgroups (one kernel);
+    off, it keeps a reduce kernel of its own."""
+    inputs = P(rows, 512), P(512), P(96, 512)
+    use_options(stats_in_gemv=True)
+    (only,) = names(_rms_linear, *inputs)
+    assert only.startswith(f"matmul {rows}x96 [gemv") and only.endswith(" stats]"), only
+    use_options(stats_in_gemv=False)
+    assert heads(_rms_linear, *inputs) == ["reduce_sum+mul+add+rsqrt", "matmul"]
+
+
+def test_norm_statistic_keeps_its_kernel_where_not_one_gemv_reads_it(use_options):
+    """stats_in_gemvs folds only a statistic one gemv reads, of few outputs, under a non-gemv GEMM never."""
+    use_options(stats_in_gemv=True)
+    x, w, W = P(1, 512), P(512), P(96, 512)
+
+    def read_twice(x, w, W):
+        h = x * (x.pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt()
+        return F.linear(h, W), h.sum()
+    assert heads(read_twice, x, w, W)[0] == "reduce_sum+mul+add+rsqrt"
+    # two gemvs read it (projections of one input not joined into one): it stays one kernel, read by both
+    def two_readers(x, W, V):
+        h = x * (x.pow(2).mean(-1, keepdim=True) + 1e-6).rsqrt()
+        return F.linear(h, W), F.linear(h.exp(), V)
+    assert heads(two_readers, x, W, P(32, 512)) == ["reduce_sum+mul+add+rsqrt", "matmul", "matmul"]
+    # more rows than a statistic folds (fuse.GEMV_STAT_OUTPUTS), and rows enough for a tiled GEMM
+    for rows in (schedule.fuse.GEMV_STAT_OUTPUTS + 1, 256):
+        assert heads(_rms_linear, P(rows, 512), w, W)[0] == "reduce_sum+mul+add+rsqrt", rows

@@ -52,6 +52,7 @@ class Options:
     serial_min_outputs: int = _plan(1 << 15)      # outputs from which a short reduction runs one per thread
     per_thread: int = _plan(4)                    # outputs per thread of big elementwise kernels ...
     per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
+    stats_in_gemv: bool = _plan(False)            # a norm's statistic computed inside the gemv reading it (fuse.py)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     # -- not planning ----------------------------------------------------------------------------------------
     tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)

@@ -26,8 +26,11 @@ def conv_uses_gemm(cout_per_group: int, transposed: bool, opts: Options) -> bool
     return transposed or cout_per_group >= opts.direct_conv_max_cout_per_group
 
 
-def build(out: Node, core: Node | None, materialized, opts: Options) -> CompiledKernel:
+def build(out: Node, core: Node | None, materialized, opts: Options, rounded_uids=frozenset()) -> CompiledKernel:
+    """rounded_uids: inline nodes whose float16 values are rounded where they are computed, as the store of the
+    kernel they came out of rounded them (a gemv's statistic, schedule/fuse.py stats_in_gemvs)."""
     src = KernelSource(lambda n: n is not out and n is not core and materialized(n), out)
+    src.rounded_uids = rounded_uids
     if core is None:
         wgsl, groups = elementwise(src, opts)
         variant = "elementwise"

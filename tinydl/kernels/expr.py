@@ -92,6 +92,9 @@ class KernelSource:
         self._packed_inputs: set[str] = set()  # float16 input bindings declared array<vec4<u32>> (load8_packed)
         self.checks = checks.Code(0)  # codes this kernel may report: it then binds the status buffer (last)
         self.uses_f16 = False  # the code rounds through f16 (a cast to float16 inside a chain): `enable f16;`
+        self.stats_allowed = False  # a gemv: it computes the long sums its loads read itself (row_stats.py)
+        self.stats: list[Node] = []  # those sums, each held in workgroup memory as td_stat<its index>
+        self.rounded_uids = frozenset()  # inline nodes whose float16 values are rounded as a store would (build)
 
     def fresh(self, prefix="v") -> str:
         self._tmp += 1
@@ -145,6 +148,13 @@ class KernelSource:
         """A helper function the kernel's code calls (added once)."""
         if text not in self.functions:
             self.functions.append(text)
+
+    def stat(self, node: Node) -> str:
+        """The workgroup array holding the long sum `node`'s outputs, filled at the kernel's start (row_stats.py)."""
+        assert self.stats_allowed, f"{node} is neither materialized nor inlinable"
+        if node not in self.stats:
+            self.stats.append(node)
+        return f"td_stat{self.stats.index(node)}"
 
     def report(self, code: checks.Code) -> str:
         """The WGSL statement that reports `code` (a violation found on the GPU, see tinydl/checks.py); the
@@ -272,6 +282,8 @@ class Expr:
             v = self.value(weight, (row,) + idx[-1:])
         elif node.kind == INTERP:
             v = self._interp(node, idx)
+        elif node.kind == REDUCE and node.op == "sum" and self.src.stats_allowed:  # a gemv's statistic
+            v = self.let(f"{self.src.stat(node)}[{linear_index(idx, node.shape)}]")
         elif node.kind == REDUCE and node.op == "sum":  # short, unrolled (schedule.INLINE_SUM_MAX)
             src, axes = node.srcs[0], node.arg
             terms = []
@@ -283,6 +295,8 @@ class Expr:
             v = self.let(" + ".join(terms))
         else:
             raise AssertionError(f"{node} is neither materialized nor inlinable")
+        if node.uid in self.src.rounded_uids and node.dtype == dtypes.float16:
+            v = self.let(f"td_round_f16({v})")
         self.memo[key] = v
         return v
 

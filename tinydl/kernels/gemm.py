@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..ops import VIEW, Node
 from ..options import DEFAULT, Options
-from . import gemm_matrix
+from . import gemm_matrix, row_stats
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
 from .gemm_matrix import MATRIX_TILES
@@ -109,6 +109,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     # one 16-byte load of packed pairs; A follows in the same runs, as vectors where it lies along k in memory,
     # element by element (computed: a norm's prologue, a gather) otherwise
     lanes = gemv_lanes(name)
+    src.stats_allowed = lanes is not None  # a gemv computes the statistics its loads read (row_stats.py)
     gemv_loads = _gemv_loads(lanes is not None and opts.vec4_loads, K, a_vec, b_vec)
     inside = {"m": t and M % t.bm == 0, "n": t and N % t.bn == 0, "k": t and K % t.bk == 0}
     # per operand: the index its memory runs along ("r": its rows, m for A / n for B; or "k"), and whether a
@@ -146,7 +147,8 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         b_load = gemv_loads and gemv_loads["b"]
         load_bytes = 16 if b_load == "packed" else 4 * b_vec.node.dtype.itemsize if b_load else 4  # scalar: f32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
-        return _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll) + (name,)
+        wgsl, groups = _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll)
+        return wgsl, groups, name + (" stats" if src.stats else "")  # (it computes a statistic: row_stats.py)
     if name in MATRIX_TILES:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
         return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec) + (name,)
@@ -344,7 +346,8 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
     C = T // L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
     groups = batch * tiles_m * tiles_n
-    body = _tile_origin(groups, tiles_m, tiles_n, R) + [
+    stats, stats_shared = row_stats.prologue(src, T)
+    body = _tile_origin(groups, tiles_m, tiles_n, R) + stats + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
     if loads is None:
@@ -404,7 +407,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
     body.append(f"  if (lane == 0 && n < {N}) {{")
     body += [f"    if (m0 + {i} < {M}) {{ store_out(b, m0 + {i}, n, red[{i * T} + lid]); }}" for i in range(R)]
     body.append("  }")
-    shared = f"var<workgroup> red: array<f32, {R * T}>;"
+    shared = f"var<workgroup> red: array<f32, {R * T}>;\n{stats_shared}"
     return src.render("\n".join(body), T, shared), groups
 
 

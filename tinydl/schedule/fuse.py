@@ -12,6 +12,9 @@ FUSION RULES, each a function below, applied in this order:
                      elementwise producers are inlined there (a prologue), never copied first.
 - take_epilogues:    a heavy op (EPILOGUE_HOSTS) absorbs the chain of same-element-count elementwise consumers
                      and reshapes that follows it (bias, BN, residual add, activation) as its epilogue.
+- stats_in_gemvs:    a small float sum (a norm's statistic: RMSNorm's mean square over the hidden size) read only
+                     by one gemv's operand loads is computed by each of that gemv's workgroups before its K loop,
+                     in no kernel of its own (GEMV_STAT_OUTPUTS): a decode step's norm costs no dispatch.
 - respect_binding_limit: a kernel that would bind more storage buffers than the adapter allows is split.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import checks
+from ..kernels.tiles import gemv_lanes
 from ..ops import BUFFER, CONST, CONV, ELEMENTWISE, HEAVY_KINDS, IOTA, MATMUL, POOL, REDUCE, ROWNORM, VIEW, Node
 from .target import Target
 
@@ -37,6 +41,10 @@ EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
 # once per pass), so the S loads cost less than a dispatch and a round trip (BERT's dense + residual ->
 # LayerNorm: 24 kernels fewer per forward).
 INLINE_SUM_MAX = 16
+# A float sum with at most this many outputs (rows: a decode step's batch), each over at most GEMV_STAT_MAX_LEN
+# elements, read only by one gemv's operands, is recomputed by every workgroup of that gemv (kernels/row_stats.py):
+# the few kilobytes it re-reads come from cache, the dispatch and round trip it saves do not.
+GEMV_STAT_OUTPUTS, GEMV_STAT_MAX_LEN = 4, 1 << 16
 
 
 @dataclass
@@ -48,9 +56,10 @@ class Fusion:
     roots: list[int]
     groups: list[tuple[int, int | None]]
     materialized: set[int]
+    rounded: set[int] = frozenset()  # inline values a kernel rounds as their store would have (stats_in_gemvs)
 
 
-def fuse(order: list[Node], roots: list[int], target: Target) -> Fusion:
+def fuse(order: list[Node], roots: list[int], target: Target, stats_in_gemv: bool = False) -> Fusion:
     index = {n.uid: i for i, n in enumerate(order)}
     consumers: list[list[int]] = [[] for _ in order]
     for i, n in enumerate(order):
@@ -60,12 +69,13 @@ def fuse(order: list[Node], roots: list[int], target: Target) -> Fusion:
     sums = inline_sums(order, consumers, root_set)
     out_nodes = kernel_outputs(order, index, consumers, root_set, sums)
     core_of = take_epilogues(order, consumers, root_set, out_nodes, sums)
-    respect_binding_limit(order, index, out_nodes, core_of, target)
+    stats = stats_in_gemvs(order, consumers, root_set, out_nodes, core_of) if stats_in_gemv else {}
+    respect_binding_limit(order, index, out_nodes, core_of, target, set(stats))
     groups = []
     for i in sorted(out_nodes):
         core = core_of.get(i, i if order[i].kind in HEAVY_KINDS else None)
         groups.append((i, core))
-    return Fusion(order, index, list(roots), groups, out_nodes)
+    return Fusion(order, index, list(roots), groups, out_nodes, set(stats.values()))
 
 
 def inline_sums(order: list[Node], consumers: list[list[int]], root_set: set[int]) -> set[int]:
@@ -167,6 +177,48 @@ def take_epilogues(order: list[Node], consumers: list[list[int]], root_set: set[
     return core_of
 
 
+def stats_in_gemvs(order: list[Node], consumers: list[list[int]], root_set: set[int], out_nodes: set[int],
+                   core_of: dict[int, int]) -> dict[int, int]:
+    """Small float sums (and their epilogues) read only by one gemv: made inline there (removed from out_nodes).
+    Returns {sum's position: its kernel's output position} (the value the gemv rounds where it was stored)."""
+    out_of = {core: o for o, core in core_of.items()}
+    folded = {}
+    for i, n in enumerate(order):
+        o = out_of.get(i, i)
+        if not (n.kind == REDUCE and n.op == "sum" and type(n.arg) is tuple and n.dtype.is_floating_point
+                and o in out_nodes and o not in root_set and not n.stored
+                and 0 < n.numel <= GEMV_STAT_OUTPUTS
+                and INLINE_SUM_MAX < n.srcs[0].numel // n.numel <= GEMV_STAT_MAX_LEN):
+            continue
+        readers = _reading_kernels(order, consumers, out_nodes, o)
+        if len(readers) != 1:
+            continue
+        g = order[next(iter(readers))]
+        if g.kind == MATMUL and gemv_lanes(g.arg.tile) is not None and g.arg.split == 1:
+            out_nodes.discard(o)
+            core_of.pop(o, None)
+            folded[i] = o
+    return folded
+
+
+def _reading_kernels(order, consumers, out_nodes, p) -> set[int]:
+    """The kernels that read node p's value: their heavy cores, or their outputs (a kernel without a heavy core,
+    or p read in a heavy op's epilogue); -1 for a kernel of another kind (then the set answers "not one gemv")."""
+    found, stack, seen = set(), list(consumers[p]), set()
+    while stack:
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        if order[c].kind == MATMUL:
+            found.add(c)
+        elif c in out_nodes or order[c].kind in HEAVY_KINDS:
+            found.update((c, -1))
+        else:
+            stack.extend(consumers[c])
+    return found
+
+
 def _reads(order, index, out_nodes, core_pos, out_pos) -> tuple[set[int], list[int]]:
     """Buffers a kernel reads, and the inline nodes on the way (candidates to materialize)."""
     reads, inline, seen = set(), [], set()
@@ -186,8 +238,10 @@ def _reads(order, index, out_nodes, core_pos, out_pos) -> tuple[set[int], list[i
     return reads, inline
 
 
-def respect_binding_limit(order, index, out_nodes: set[int], core_of: dict[int, int], target: Target) -> None:
-    """Split kernels that would bind more storage buffers than the adapter allows (output included)."""
+def respect_binding_limit(order, index, out_nodes: set[int], core_of: dict[int, int], target: Target,
+                          stats: set[int] = frozenset()) -> None:
+    """Split kernels that would bind more storage buffers than the adapter allows (output included). An
+    expression over a gemv's inline statistic (stats) is not cut out: only the gemv computes statistics."""
     limit = target.max_storage_buffers
     changed = True
     while changed:
@@ -204,6 +258,8 @@ def respect_binding_limit(order, index, out_nodes: set[int], core_of: dict[int, 
             best, best_n = None, 1
             for p in inline:
                 if core is not None and _depends_on(order, index, p, core, out_nodes):
+                    continue
+                if any(_depends_on(order, index, p, st, out_nodes) for st in stats):
                     continue
                 r, _ = _reads(order, index, out_nodes, None, p)
                 # (never a view: its source reads the same buffers, and is not broadcast to a larger shape)

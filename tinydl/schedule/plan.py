@@ -68,7 +68,7 @@ def build_plan(order: list[Node], roots: list[int], target: Target, opts: Option
     """The kernels of a walked graph: lowered, fused, their WGSL, and (with a runtime) their pipelines, the new
     ones compiled at once on worker threads (Runtime.compile_all; a progress bar on a terminal)."""
     low = lower(order, roots, target, opts, chooser)
-    plan = steps_of(fuse(low.order, low.roots, target), low.keys, target, opts)
+    plan = steps_of(fuse(low.order, low.roots, target, opts.stats_in_gemv), low.keys, target, opts)
     if runtime is not None:
         runtime.compile_all([s.wgsl for s in plan.steps], opts)
         for s in plan.steps:  # compiled by now; a shader that failed raises here, naming its kernel
@@ -81,6 +81,7 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> 
     pipelines (build_plan gets them)."""
     order, index = fusion.order, fusion.index
     materialized_uids = {order[i].uid for i in fusion.materialized}
+    rounded_uids = {order[i].uid for i in fusion.rounded}
     steps, last_read, empty = [], {}, []
     for i, c in fusion.groups:
         out = order[i]
@@ -88,7 +89,7 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> 
             empty.append(keys[i])
             continue
         core = order[c] if c is not None else None
-        ck = build(out, core, lambda nd: nd.uid in materialized_uids, opts)
+        ck = build(out, core, lambda nd: nd.uid in materialized_uids, opts, rounded_uids)
         inputs = [index[nd.uid] for nd in ck.inputs]
         fused = fused_ops(out, core, materialized_uids)
         name = kernel_name(out, core, fused) + f" [{ck.variant}]"
@@ -123,6 +124,8 @@ def fused_ops(out: Node, core: Node | None, materialized_uids: set[int]) -> list
             ops.append((n.uid, n.op if n.op != "cast" else f"cast_{n.dtype.name}"))
         elif n.kind in (CAT, GATHER, INTERP):
             ops.append((n.uid, n.kind))
+        elif n.kind == REDUCE:  # a statistic computed inside the kernel (fuse.stats_in_gemvs, inline_sums)
+            ops.append((n.uid, f"reduce_{n.op}"))
         stack.extend(n.srcs)
     return [op for _, op in sorted(ops)]
 
