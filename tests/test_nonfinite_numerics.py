@@ -342,4 +342,3 @@ def test_batch_norm_batch_statistics_specials(values):
     x = np.array(values * 3, np.float32).reshape(2, 3, 2, 1)
     check(F.batch_norm(tinydl.tensor(x), None, None, training=True).numpy(),
           TF.batch_norm(torch.tensor(x), None, None, training=True), atol=1e-4)
-
