@@ -37,14 +37,34 @@ def _model(model_type):
     import torch
     import transformers
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    cfg_cls = type(transformers.AutoConfig.for_model(model_type))
-    known = set(inspect.signature(cfg_cls.__init__).parameters) | set(vars(cfg_cls()))
-    cfg = cfg_cls(**{k: v for k, v in TINY.items() if k in known})
+    cfg = _tiny_config(type(transformers.AutoConfig.for_model(model_type)))
+    cls = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])
+    wanted = getattr(cls, "config_class", None)
+    if isinstance(wanted, type) and not isinstance(cfg, wanted) and hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()  # a composite config listed with its text model's causal LM
     torch.manual_seed(0)
-    m = getattr(transformers, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[model_type])(cfg).eval()
+    m = cls(cfg).eval()
     with torch.no_grad():
         m.get_output_embeddings().weight.mul_(20)
     return m
+
+
+def _tiny_config(cfg_cls):
+    """cfg_cls with whichever TINY fields it has; a composite config's parts (text, vision, audio: its
+    sub_configs) tiny too, else a multimodal causal LM builds its towers at full size."""
+    default = cfg_cls()
+    known = set(inspect.signature(cfg_cls.__init__).parameters) | set(vars(default))
+    fields = {k: v for k, v in TINY.items() if k in known}
+    kinds = getattr(default, "layer_types", None)
+    if isinstance(kinds, (list, tuple)) and kinds and "num_hidden_layers" in fields:
+        # a hybrid's layers: one of each kind, in the order they first come (two at least)
+        kinds = list(dict.fromkeys(kinds)) if len(set(kinds)) > 1 else list(kinds[:1]) * 2
+        fields.update(layer_types=kinds, num_hidden_layers=len(kinds))
+    for name in getattr(cfg_cls, "sub_configs", {}):
+        part = getattr(default, name, None)  # (its class, where the declared one is AutoConfig)
+        if name in known and hasattr(part, "to_dict"):
+            fields[name] = {**_tiny_config(type(part)).to_dict(), "model_type": part.model_type}
+    return cfg_cls(**fields)
 
 
 def _one(model_type, queue):

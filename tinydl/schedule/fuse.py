@@ -194,7 +194,7 @@ def stats_in_gemvs(order: list[Node], consumers: list[list[int]], root_set: set[
         if len(readers) != 1:
             continue
         g = order[next(iter(readers))]
-        if g.kind == MATMUL and gemv_lanes(g.arg.tile) is not None and g.arg.split == 1:
+        if g.kind == MATMUL and gemv_lanes(getattr(g.arg, "tile", None)) is not None and g.arg.split == 1:
             out_nodes.discard(o)
             core_of.pop(o, None)
             folded[i] = o
