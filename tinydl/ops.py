@@ -139,6 +139,7 @@ class GemmArgs:
     variant (kernels.gemm.TILES, or "gemv")."""
     split: int = 1
     tile: str | None = None
+    subgroups: bool = False  # the adapter's subgroup operations (a gemv's own statistics meet through them)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         b_load = gemv_loads and gemv_loads["b"]
         load_bytes = 16 if b_load == "packed" else 4 * b_vec.node.dtype.itemsize if b_load else 4  # scalar: f32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
-        wgsl, groups = _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll)
+        wgsl, groups = _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll, getattr(core.arg, "subgroups", False))
         return wgsl, groups, name + (" stats" if src.stats else "")  # (it computes a statistic: row_stats.py)
     if name in MATRIX_TILES:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
@@ -337,16 +337,18 @@ PACKED_HALVES = """fn td_lo8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpac
 fn td_hi8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)); }"""
 
 
-def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | None, L: int, U: int):
+def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | None, L: int, U: int,
+          subgroups: bool = False):
     """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup; each lane keeps U loads
-    of each operand in flight per trip. loads (see _gemv_loads): B runs along k in memory (x @ W.T) and each lane
+    of each operand in flight per trip. subgroups: the statistics it computes (row_stats.py) add up through
+    subgroup operations. loads (see _gemv_loads): B runs along k in memory (x @ W.T) and each lane
     loads 4 k's of it at once ("vec4"), or 8 float16 k's as one 16-byte load ("packed"); A's same k's come as one
     load of its own or element by element ("scalar"). None: both element by element."""
     R, T = min(GEMV_ROWS, M), GEMV_THREADS
     C = T // L
     tiles_m, tiles_n = -(-M // R), -(-N // C)
     groups = batch * tiles_m * tiles_n
-    stats, stats_shared = row_stats.prologue(src, T)
+    stats, stats_shared = row_stats.prologue(src, T, subgroups)
     body = _tile_origin(groups, tiles_m, tiles_n, R) + stats + [
             f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
             f"  let lane = lid % {L};"]
@@ -408,7 +410,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
     body += [f"    if (m0 + {i} < {M}) {{ store_out(b, m0 + {i}, n, red[{i * T} + lid]); }}" for i in range(R)]
     body.append("  }")
     shared = f"var<workgroup> red: array<f32, {R * T}>;\n{stats_shared}"
-    return src.render("\n".join(body), T, shared), groups
+    return src.render("\n".join(body), T, shared, subgroups=subgroups and bool(stats)), groups
 
 
 def matmul(src: KernelSource, core: Node, opts: Options = DEFAULT):

@@ -14,10 +14,12 @@ import itertools
 from .expr import Expr, KernelSource, unravel
 
 
-def prologue(src: KernelSource, threads: int) -> tuple[list[str], str]:
+def prologue(src: KernelSource, threads: int, subgroups: bool = False) -> tuple[list[str], str]:
     """The statements (at the top of main, all `threads` of the workgroup taking part) that fill each statistic
     the kernel's loads asked for, and the workgroup arrays they use. Each thread adds up a strided share of each
-    output's elements, then the shares meet in a tree: the order of the reduce kernel it replaces (f32 sums)."""
+    output's elements; the shares meet in a tree in workgroup memory (the order of the reduce kernel it replaces),
+    or, with subgroups (main's `sgs`), in a subgroupAdd each, whose results one thread adds up: two barriers
+    instead of a tree's eight."""
     if not src.stats:
         return [], ""
     lines: list[str] = []
@@ -38,6 +40,23 @@ def prologue(src: KernelSource, threads: int) -> tuple[list[str], str]:
             for o, out_idx in enumerate(itertools.product(*(range(s) for s in kept))):
                 idx = [at.get(a, str(i)) for a, i in enumerate(out_idx)]
                 e.emit(f"td_s{j}_{o} += {e.value(x, idx)};")
+        if subgroups:  # (invocations fill subgroups in order: subgroup lid / sgs)
+            for o in range(outputs):
+                e.emit(f"let td_t{j}_{o} = subgroupAdd(td_s{j}_{o});")
+            with e.scope("if (lid % i32(sgs) == 0)"):
+                for o in range(outputs):
+                    e.emit(f"td_pre[{o * threads} + lid / i32(sgs)] = td_t{j}_{o};")
+            e.emit("workgroupBarrier();")
+            with e.scope("if (lid == 0)"):
+                for o in range(outputs):
+                    e.emit(f"var td_u{j}_{o} = 0.0;")
+                with e.scope(f"for (var p: i32 = 0; p < {threads} / i32(sgs); p++)"):
+                    for o in range(outputs):
+                        e.emit(f"td_u{j}_{o} += td_pre[{o * threads} + p];")
+                for o in range(outputs):
+                    e.emit(f"td_stat{j}[{o}] = td_u{j}_{o};")
+            e.emit("workgroupBarrier();")
+            continue
         for o in range(outputs):
             e.emit(f"td_pre[{o * threads} + lid] = td_s{j}_{o};")
         e.emit("workgroupBarrier();")

@@ -158,7 +158,8 @@ def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules)
             a, b = _pad_last(a, 2, Kp), _pad_last(b, 1, Kp)
     tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize, opts)
     if S == 1:
-        low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
+        low = Node(MATMUL, None, (a, b), GemmArgs(1, tile, target.subgroups and gemm.gemv_lanes(tile) is not None),
+                   n.shape, dt)
         low.uid = n.uid
         return low
     part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), part_dtype(dt))
