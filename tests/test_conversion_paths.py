@@ -109,6 +109,8 @@ OPS = {
     + torch.nn.functional.interpolate(x, scale_factor=(1.5, 0.5), mode="bilinear", antialias=True).mean(-1)[..., :5, None]
     + torch.nn.functional.interpolate(x, size=(5, 9), mode="bicubic", align_corners=True)[..., :6]
     + torch.nn.functional.interpolate(x[:, :, 0], size=11, mode="linear")[..., None, :6],
+    # windows that overlap (a sliding-window unfold's strides) over an intermediate that owns its storage
+    "as_strided": lambda x: torch.as_strided(x * 2, (2, 3, 4, 3), (90, 30, 6, 2), 1) + x[..., :4, :3],
 }
 
 
@@ -191,3 +193,23 @@ def test_a_bfloat16_buffer_cast_where_it_is_used_converts_and_runs():
     tm = tinydl.from_torch(m, example_inputs=(x,))
     assert tm.conversion_path == "torch.export"
     np.testing.assert_array_equal(tm(tinydl.tensor(x.numpy())).numpy(), m(x).numpy())  # the bfloat16 value exactly
+
+
+class StridedView(torch.nn.Module):
+    """as_strided over a transpose: torch reads the transposed tensor's base storage."""
+
+    def forward(self, x):
+        return torch.as_strided(x.transpose(0, 1), (2, 2), (1, 1), 1) * 2
+
+
+def test_as_strided_over_a_view_is_refused():
+    """torch.export: at conversion, from the traced tensor's layout; fx (no layouts traced): at the call, where the
+    tensor is one of tinydl's views (never a wrong answer: a tinydl view is refused even where torch's copy made
+    storage of its own)."""
+    x = torch.randn(4, 6)
+    with pytest.raises(UnsupportedTorchOps, match=r"aten\.as_strided\.default \(of a view"):
+        tinydl.from_torch(Fn(StridedView(), False).eval(), example_inputs=(x,))
+    tm = tinydl.from_torch(Fn(StridedView(), True).eval(), example_inputs=(x,))
+    assert tm.conversion_path == "fx"
+    with pytest.raises(NotImplementedError, match=r"as_strided of a view \(permute\)"):
+        tm(tinydl.tensor(x.numpy()))

@@ -608,3 +608,26 @@ def test_pixel_shuffle_and_unshuffle(rng, shape, r):
         F.pixel_shuffle(tinydl.tensor(np.zeros((5, 2, 2), np.float32)), 2)
     with pytest.raises(RuntimeError, match=r"input.size\(-1\)=3 is not divisible by 2"):
         F.pixel_unshuffle(tinydl.tensor(np.zeros((1, 4, 3), np.float32)), 2)
+
+
+@pytest.mark.parametrize("size,stride,offset", [((2, 2), (1, 1), 0), ((3, 4), (4, 1), 2), ((2, 3, 2), (6, 1, 3), 1),
+                                                ((5, 3), (2, 3), 0), ((4,), (0,), 3), ((0, 3), (1, 1), 0)])
+def test_as_strided(size, stride, offset):
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    got = tinydl.tensor(x).as_strided(size, stride, offset)
+    assert_close(got, torch.from_numpy(x).as_strided(size, stride, offset))
+    assert_close(tinydl.as_strided(tinydl.tensor(x) + 1, size, stride, offset),
+                 torch.as_strided(torch.from_numpy(x) + 1, size, stride, offset))
+
+
+def test_as_strided_errors():
+    x = tinydl.tensor(np.arange(8, dtype=np.float32))
+    for args, error, message in [(((3, 3), (3, 1), 0), RuntimeError, "requiring a storage size of 36 are out of bounds"),
+                                 (((2,), (1, 1)), RuntimeError, "mismatch in length of strides and shape"),
+                                 (((2, 2), (-1, 1), 1), RuntimeError, "Negative strides are not supported")]:
+        with pytest.raises(error, match=message):
+            x.as_strided(*args)
+        with pytest.raises(error, match=message):
+            torch.arange(8.).as_strided(*args)
+    with pytest.raises(NotImplementedError, match=r"as_strided of a view \(permute\)"):
+        x.reshape(2, 4).t().as_strided((2, 2), (1, 1))

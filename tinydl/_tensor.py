@@ -37,7 +37,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
-from .indexing import flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
+from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
@@ -156,6 +156,7 @@ class Tensor(_core.Tensor):
 
     def index_select(self, dim: int, index) -> "Tensor": return index_select(self, dim, index)
     def take(self, index) -> "Tensor": return take(self, index)
+    def as_strided(self, size, stride, storage_offset=0) -> "Tensor": return as_strided(self, size, stride, storage_offset)
     def gather(self, dim: int, index) -> "Tensor": return gather(self, dim, index)
     def scatter(self, dim: int, index, src=None, *, value=None, reduce=None) -> "Tensor":
         return scatter(self, dim, index, src, value=value, reduce=reduce)

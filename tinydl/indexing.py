@@ -13,7 +13,7 @@ import numpy as np
 
 from . import dtypes
 from .checks import Code
-from .ops import GATHER
+from .ops import GATHER, VIEW
 from .shapes import broadcast_shapes, normalize_dim
 from ._core import Tensor, _make, _view
 from .creation import arange, tensor, zeros
@@ -269,6 +269,43 @@ def index_select(x: Tensor, dim: int, index) -> Tensor:
     if x.shape[d] == 0 and index.numel():
         raise RuntimeError("index_select(): self indexing axis dim should be positive")
     return gather_dim(x, d, index.reshape(-1), Code.INDEX)  # negative indices are out of range, as in torch
+
+
+def as_strided(x: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
+    """torch.as_strided over x's elements in row-major order (its storage, where x is not a view of another
+    tensor's): element i of the result is x.flatten()[storage_offset + sum(i_k * stride_k)]. A view (a transpose,
+    a slice) has its base's storage in torch, which tinydl does not keep: refused."""
+    node = x.node
+    while node.kind == VIEW and node.op == "reshape":  # (a reshape keeps the elements' order: the same storage)
+        node = node.srcs[0]
+    if node.kind == VIEW:
+        raise NotImplementedError(f"as_strided of a view ({node.op}): torch reads the viewed tensor's storage, "
+                                  f"which tinydl does not keep")
+    return strided_elements(x, size, stride, storage_offset)
+
+
+def strided_elements(x: Tensor, size, stride, storage_offset: int = 0) -> Tensor:
+    """as_strided's result read from x's elements in row-major order, whatever x is: for a caller that knows
+    they are torch's storage of x (the export path checks the traced tensor's layout at conversion)."""
+    size, stride = [int(v) for v in size], [int(v) for v in stride]
+    offset = 0 if storage_offset is None else int(storage_offset)
+    if len(size) != len(stride):
+        raise RuntimeError("mismatch in length of strides and shape")
+    if any(v < 0 for v in stride):
+        raise RuntimeError(f"as_strided: Negative strides are not supported at the moment, got strides: {stride}")
+    if any(v < 0 for v in size):
+        raise RuntimeError(f"as_strided: Trying to create tensor with negative dimension {min(size)}: {size}")
+    needed = offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1 if all(size) else 0
+    if needed > x.numel() or offset > x.numel():
+        raise RuntimeError(f"setStorage: sizes {size}, strides {stride}, storage offset {offset}, and itemsize "
+                           f"{x.dtype.itemsize} requiring a storage size of {needed * x.dtype.itemsize} are out of "
+                           f"bounds for storage of size {x.numel() * x.dtype.itemsize}")
+    index = np.full(size, offset, np.int64)
+    for axis, (n, st) in enumerate(zip(size, stride)):
+        index += (np.arange(n) * st).reshape([n if a == axis else 1 for a in range(len(size))])
+    if index.size == 0:
+        return zeros(tuple(size), dtype=x.dtype)
+    return gather_rows(x.reshape(-1), tensor(index.reshape(-1).astype(np.int32))).reshape(tuple(size))
 
 
 def take(x: Tensor, index) -> Tensor:

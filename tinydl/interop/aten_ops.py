@@ -440,6 +440,9 @@ _aten("index.Tensor", indexing.index)
 _aten("index_select.default", lambda x, dim, index: x.index_select(dim, index))
 _aten("gather.default", lambda x, dim, index, sparse_grad=False: x.gather(dim, index))
 _aten("take.default", lambda x, index: x.take(index))
+# (export.ExportProgram.missing refuses one over a traced view at conversion: the elements are torch's storage here)
+_aten("as_strided.default", lambda x, size, stride, storage_offset=None: indexing.strided_elements(x, size, stride,
+                                                                                                   storage_offset))
 _aten("one_hot.default", lambda x, num_classes=-1: F.one_hot(x, num_classes))
 _aten("embedding.default", lambda w, idx, padding_idx=-1, scale_grad_by_freq=False, sparse=False:
       F.embedding(idx, w))

@@ -53,6 +53,23 @@ def op_name(target) -> str:
 
 
 # -- the program ------------------------------------------------------------------------------------------
+# why an as_strided over a view is refused: torch reads the view's base, which tinydl does not keep
+STRIDED_VIEW = "of a view of another tensor's storage"
+
+
+def _owns_storage(arg) -> bool:
+    """The traced tensor `arg` is contiguous at offset 0 of a storage of its own size: its elements in row-major
+    order are the storage as_strided reads (a tensor not traced: assumed, tinydl's own check follows at the call)."""
+    val = getattr(arg, "meta", {}).get("val")
+    if val is None or not hasattr(val, "is_contiguous"):
+        return True
+    try:
+        return bool(val.is_contiguous() and val.storage_offset() == 0
+                    and val.untyped_storage().nbytes() == val.numel() * val.element_size())
+    except Exception:  # noqa: BLE001 - a layout that cannot be read: not known to be plain
+        return False
+
+
 class ExportProgram(Program):
     """The exported ATen graph with resolved tinydl callables: inputs bound by the graph signature (parameters and
     buffers by state_dict name, lifted constants, user inputs checked against the exported dims)."""
@@ -123,6 +140,9 @@ class ExportProgram(Program):
                 out.append((op_name(node.target), node.name, where(node)))
             elif node.op == "call_function" and op_name(node.target) in VALUES_ONLY and reads_past_values(node):
                 out.append((f"{op_name(node.target)} ({INDICES_READ})", node.name, where(node)))
+            elif node.op == "call_function" and op_name(node.target) == "aten.as_strided.default" and \
+                    not _owns_storage(node.args[0]):
+                out.append((f"aten.as_strided.default ({STRIDED_VIEW})", node.name, where(node)))
             elif node.op == "placeholder" and self.inputs.get(node.name, ("",))[0] == "unsupported":
                 out.append((self.inputs[node.name][1], node.name, ""))
             elif node.op == "get_attr" and not isinstance(self.host_attrs.get(node.name), np.ndarray):
