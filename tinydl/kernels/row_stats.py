@@ -31,8 +31,11 @@ def prologue(src: KernelSource, threads: int, subgroups: bool = False) -> tuple[
         outputs, length = node.numel, x.numel // node.numel
         shared.append(f"var<workgroup> td_stat{j}: array<f32, {outputs}>;")
         e = Expr(src, lines)
-        for o in range(outputs):
-            e.emit(f"var td_s{j}_{o} = 0.0;")
+
+        def each(line: str) -> None:  # the line for every output o (its share of td_pre starts at o * threads)
+            for o in range(outputs):
+                e.emit(line.format(s=f"td_s{j}_{o}", pre=o * threads, o=o))
+        each("var {s} = 0.0;")
         reduced = [x.shape[a] for a in axes]
         with e.scope(f"for (var r: i32 = lid; r < {length}; r += {threads})"):
             at = dict(zip(axes, unravel("r", reduced)))
@@ -41,32 +44,21 @@ def prologue(src: KernelSource, threads: int, subgroups: bool = False) -> tuple[
                 idx = [at.get(a, str(i)) for a, i in enumerate(out_idx)]
                 e.emit(f"td_s{j}_{o} += {e.value(x, idx)};")
         if subgroups:  # (invocations fill subgroups in order: subgroup lid / sgs)
-            for o in range(outputs):
-                e.emit(f"let td_t{j}_{o} = subgroupAdd(td_s{j}_{o});")
+            each("{s} = subgroupAdd({s});")
             with e.scope("if (lid % i32(sgs) == 0)"):
-                for o in range(outputs):
-                    e.emit(f"td_pre[{o * threads} + lid / i32(sgs)] = td_t{j}_{o};")
+                each("td_pre[{pre} + lid / i32(sgs)] = {s};")
             e.emit("workgroupBarrier();")
             with e.scope("if (lid == 0)"):
-                for o in range(outputs):
-                    e.emit(f"var td_u{j}_{o} = 0.0;")
-                with e.scope(f"for (var p: i32 = 0; p < {threads} / i32(sgs); p++)"):
-                    for o in range(outputs):
-                        e.emit(f"td_u{j}_{o} += td_pre[{o * threads} + p];")
-                for o in range(outputs):
-                    e.emit(f"td_stat{j}[{o}] = td_u{j}_{o};")
+                with e.scope(f"for (var p: i32 = 1; p < {threads} / i32(sgs); p++)"):
+                    each("td_pre[{pre}] += td_pre[{pre} + p];")
+        else:
+            each("td_pre[{pre} + lid] = {s};")
             e.emit("workgroupBarrier();")
-            continue
-        for o in range(outputs):
-            e.emit(f"td_pre[{o * threads} + lid] = td_s{j}_{o};")
-        e.emit("workgroupBarrier();")
-        with e.scope(f"for (var h: i32 = {threads // 2}; h > 0; h >>= 1u)"):
-            with e.scope("if (lid < h)"):
-                for o in range(outputs):
-                    e.emit(f"td_pre[{o * threads} + lid] += td_pre[{o * threads} + lid + h];")
-            e.emit("workgroupBarrier();")
+            with e.scope(f"for (var h: i32 = {threads // 2}; h > 0; h >>= 1u)"):
+                with e.scope("if (lid < h)"):
+                    each("td_pre[{pre} + lid] += td_pre[{pre} + lid + h];")
+                e.emit("workgroupBarrier();")
         with e.scope("if (lid == 0)"):
-            for o in range(outputs):
-                e.emit(f"td_stat{j}[{o}] = td_pre[{o * threads}];")
+            each(f"td_stat{j}[{{o}}] = td_pre[{{pre}}];")
         e.emit("workgroupBarrier();")
     return lines, "\n".join(shared)

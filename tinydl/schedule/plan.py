@@ -124,8 +124,6 @@ def fused_ops(out: Node, core: Node | None, materialized_uids: set[int]) -> list
             ops.append((n.uid, n.op if n.op != "cast" else f"cast_{n.dtype.name}"))
         elif n.kind in (CAT, GATHER, INTERP):
             ops.append((n.uid, n.kind))
-        elif n.kind == REDUCE:  # a statistic computed inside the kernel (fuse.stats_in_gemvs, inline_sums)
-            ops.append((n.uid, f"reduce_{n.op}"))
         stack.extend(n.srcs)
     return [op for _, op in sorted(ops)]
 
