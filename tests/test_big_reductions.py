@@ -456,9 +456,9 @@ def test_adaptive_pool_big_windows(kind):
         assert_close(out, ref, rtol=1e-4, atol=1e-6)
 
 
-def test_staged_reduction_of_a_tensor_stored_in_pieces(rng, monkeypatch):
+def test_staged_reduction_of_a_tensor_stored_in_pieces(rng, use_options):
     """An upload larger than one binding is read in place through its pieces by the stage-1 kernel."""
-    monkeypatch.setattr(tinydl.runtime.get_runtime(), "max_binding_size", 1 << 18)
+    use_options(max_binding_size=1 << 18)
     a = rng.standard_normal((3, 70_000)).astype(np.float32)
     x, t = tinydl.tensor(a), torch.from_numpy(a)
     assert_close(x.sum(1), t.double().sum(1).float(), rtol=1e-5, atol=1e-4)

@@ -433,11 +433,10 @@ def test_length_errors(llama):
         tm.generate(ids, attention_mask=mask[:, 1:])
 
 
-def test_cache_too_large_for_the_adapter(llama, monkeypatch):
+def test_cache_too_large_for_the_adapter(llama, use_options):
     m, tm = llama
     ids, mask = prompt()
-    rt = get_runtime()
-    monkeypatch.setattr(rt, "max_binding_size", 1000)
+    use_options(max_binding_size=1000)
     # [2 sequences, 2 KV heads, 64 slots, 8 dims] float32 = 8192 bytes
     with pytest.raises(MemoryError, match=r"KV cache tensor would be 8192 bytes \(\[2, 2, 64, 8\] x 4 bytes\), "
                                           r"more than the adapter's maximum buffer binding size of 1000 bytes"):

@@ -58,13 +58,11 @@ def test_checked_and_clean_kernels_bind_status_only_when_needed():
     assert [s.checks for s in plan.steps] == [0] and "td_status" not in plan.steps[0].wgsl
 
 
-def test_status_counts_toward_the_binding_limit(runtime, monkeypatch):
+def test_status_counts_toward_the_binding_limit(runtime):
     """A gather kernel reading as many buffers as the limit allows is split: the status buffer is one more."""
     from tinydl import schedule
     limit = 4  # output + 2 inputs + status
-    monkeypatch.setattr(runtime, "max_storage_buffers", limit)
-    schedule.clear_cache()
-    try:
+    with tinydl.options(max_storage_buffers=limit):
         w = tinydl.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
         b = tinydl.tensor(np.ones((2, 3), np.float32))
         y = F.embedding(_gpu_int([1, 2]), w) + b  # reads idx, w, b: 3 inputs + out + status = 5 > 4
@@ -73,8 +71,6 @@ def test_status_counts_toward_the_binding_limit(runtime, monkeypatch):
         for s in plan.steps:
             assert len(s.inputs) + 1 + (s.checks != 0) <= limit
         assert_close(y, np.arange(12, dtype=np.float32).reshape(4, 3)[[1, 2]] + 1)
-    finally:
-        schedule.clear_cache()
 
 
 def test_a_read_waited_for_later_judges_the_work_before_its_copy(runtime):

@@ -218,13 +218,11 @@ def test_replay_keeps_the_weights_it_captured_alive(rng):
     assert fillers
 
 
-def test_replay_binds_an_input_stored_in_pieces(rng, monkeypatch):
+def test_replay_binds_an_input_stored_in_pieces(rng, use_options):
     """An input larger than one storage binding is stored as pieces joined by a cat; a replay must bind the new
     input's pieces (the first capture's pieces are no weights: a replay once returned the first call's result)."""
     from tinydl import schedule
-    from tinydl.runtime import get_runtime
-    monkeypatch.setattr(get_runtime(), "max_binding_size", 1024)
-    schedule.clear_cache()
+    use_options(max_binding_size=1024)
     f = jit(lambda x, w: (x @ w).relu().sum(0))
     w = rng.standard_normal((160, 8)).astype(np.float32)
     tw = tinydl.tensor(w)

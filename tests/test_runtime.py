@@ -216,8 +216,8 @@ def test_f16_mixed_with_f32_promotes_like_torch(rng):
     assert_close(z, torch.from_numpy(a16) * 2.5, rtol=0, atol=0)  # one op: both round the same exact product once
 
 
-def test_f16_without_shader_f16_raises(rng, monkeypatch):
-    monkeypatch.setattr(get_runtime(), "has_f16", False)
+def test_f16_without_shader_f16_raises(rng, use_options):
+    use_options(shader_f16=False)
     a = rng.standard_normal((2, 3)).astype(np.float16)
     with pytest.raises(RuntimeError, match="float16 needs the adapter feature 'shader-f16'"):
         tinydl.tensor(a)
@@ -431,7 +431,7 @@ def test_failed_readback_map_raises(monkeypatch):
 
 
 @pytest.mark.parametrize("spin", [0.0, 5.0])
-def test_readback_wait_spins_then_blocks(monkeypatch, spin):
+def test_readback_wait_spins_then_blocks(monkeypatch, use_options, spin):
     """A read-back's wait polls without blocking while spin_seconds last (a GPU adapter's default; never a CPU
     adapter's, whose work needs the host's cores), then blocks; the values are the same either way."""
     from tinydl import runtime, transfers
@@ -451,7 +451,7 @@ def test_readback_wait_spins_then_blocks(monkeypatch, spin):
             return native.wgpuDevicePoll(device, wait, index)
     host = np.arange(50000, dtype=np.float32)
     t = tinydl.tensor(host) * 3
-    monkeypatch.setattr(rt, "spin_seconds", spin)
+    use_options(spin_wait_s=spin)
     monkeypatch.setattr(transfers, "_native", CountingPolls())
     np.testing.assert_array_equal(t.numpy(), host * 3)
     assert polls and (not any(polls) if spin else all(polls)), polls[:5]

@@ -1,5 +1,6 @@
 """The scheduler's machinery: plan cache, the storage-buffer-per-kernel limit, binding-size limit, the buffer
 pool, zero-size outputs."""
+import dataclasses
 import gc
 
 import numpy as np
@@ -92,19 +93,33 @@ def _plan_of(t):
     return S.plan_for(order, sig, [pos[t.node.uid]])
 
 
-def test_the_target_is_part_of_the_plan_key(rng, monkeypatch):
-    """A plan made for other adapter limits is never the one for this adapter's (tests and explain plan under
-    made-up Targets)."""
+def test_the_target_is_part_of_the_plan_key(rng):
+    """A plan made for other adapter limits (a smaller adapter the Options simulate) is never the one for this
+    adapter's."""
     a = tinydl.tensor(_rand(rng, 8, 8))
     plan = _plan_of(a.exp() + 1.0)
     assert plan.key[2] == S.target() == S.Target.of(get_runtime())
     assert _plan_of(a.exp() + 1.0) is plan
-    monkeypatch.setattr(S, "target", lambda: S.Target(max_storage_buffers=4))
-    other = _plan_of(a.exp() + 1.0)
-    assert other is not plan and other.key[2] == S.Target(max_storage_buffers=4)
+    with tinydl.options(max_storage_buffers=4):
+        other = _plan_of(a.exp() + 1.0)
+        assert S.target() == dataclasses.replace(plan.key[2], max_storage_buffers=4)
+    assert other is not plan and other.key[2].max_storage_buffers == 4
     assert other.key[:2] + other.key[3:] == plan.key[:2] + plan.key[3:]  # the same graph, chooser and options
-    monkeypatch.undo()
     assert _plan_of(a.exp() + 1.0) is plan and other in S._plans.values()  # both kept
+
+
+def test_simulated_limits_only_lower_the_adapters(use_options):
+    """Options' limits cap the adapter's (a larger value is the adapter's own); a bad value names the option."""
+    rt = get_runtime()
+    own = rt.adapter_binding_size, rt.adapter_storage_buffers
+    use_options(max_binding_size=own[0] * 2, max_storage_buffers=own[1] + 8)
+    assert (rt.max_binding_size, rt.max_storage_buffers) == own
+    use_options(max_binding_size=4096, max_storage_buffers=3)
+    assert (rt.max_binding_size, rt.max_storage_buffers) == (4096, 3)
+    assert (S.target().max_binding_size, S.target().max_storage_buffers) == (4096, 3)
+    with pytest.raises(ValueError, match=r"tinydl option max_binding_size=0: expected a positive int or None"):
+        with tinydl.options(max_binding_size=0):
+            pass
 
 
 def test_the_plan_cache_keeps_the_plans_used_last(rng, use_options):
@@ -143,18 +158,15 @@ def test_a_capture_replays_after_its_plan_is_evicted(rng, use_options):
 
 # -- storage buffers per kernel --------------------------------------------------------------------------
 @pytest.fixture
-def buffer_limit(monkeypatch):
-    def set_limit(n):
-        monkeypatch.setattr(get_runtime(), "max_storage_buffers", n)
-        S.clear_cache()
-    yield set_limit
-    monkeypatch.undo()
-    S.clear_cache()
+def buffer_limit(use_options):
+    yield lambda n: use_options(max_storage_buffers=n)
 
 
 def _assert_plans_respect(limit):
-    assert S._plans, "no plan was built"
-    for plan in S._plans.values():
+    """The plans made under this limit (the key's Target) bind no more buffers than it allows."""
+    plans = [plan for plan in S._plans.values() if plan.key[2].max_storage_buffers == limit]
+    assert plans, "no plan was built"
+    for plan in plans:
         for step in plan.steps:
             assert len(step.inputs) + 1 <= limit, (step.name, len(step.inputs))
             assert step.wgsl.count("var<storage") == len(step.inputs) + 1
@@ -252,12 +264,9 @@ def test_split_materializes_the_small_operand_not_its_broadcast(rng, buffer_limi
 
 # -- binding size ---------------------------------------------------------------------------------------
 @pytest.fixture
-def small_bindings(monkeypatch):
-    monkeypatch.setattr(get_runtime(), "max_binding_size", 1024)
-    S.clear_cache()
+def small_bindings(use_options):
+    use_options(max_binding_size=1024)
     yield 1024
-    monkeypatch.undo()
-    S.clear_cache()
 
 
 @pytest.mark.parametrize("shape", [(16, 17), (40, 30), (3, 700), (1100,)])
@@ -289,14 +298,11 @@ def test_result_larger_than_binding_limit_raises(rng, small_bindings, build, sha
         y.numpy()
 
 
-def test_runtime_usable_after_binding_error(rng, monkeypatch):
-    rt = get_runtime()
-    monkeypatch.setattr(rt, "max_binding_size", 1024)
-    x = tinydl.tensor(_rand(rng, 200))
-    with pytest.raises(RuntimeError, match="1024 bytes"):
-        (x.reshape(1, 200).expand(3, 200) + 1.0).numpy()
-    monkeypatch.undo()
-    S.clear_cache()
+def test_runtime_usable_after_binding_error(rng):
+    with tinydl.options(max_binding_size=1024):
+        x = tinydl.tensor(_rand(rng, 200))
+        with pytest.raises(RuntimeError, match="1024 bytes"):
+            (x.reshape(1, 200).expand(3, 200) + 1.0).numpy()
     a = _rand(rng, 3, 200)
     assert_close(tinydl.tensor(a) + 1.0, torch.from_numpy(a) + 1.0)
 

@@ -54,6 +54,11 @@ class Options:
     per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
     stats_in_gemv: bool = _plan(False)            # a norm's statistic computed inside the gemv reading it (fuse.py)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
+    # -- a smaller adapter, simulated: planning and allocation honour these where they are below the adapter's
+    # own limits (None: the adapter's); they reach plans through schedule.Target, which is part of the plan key
+    max_storage_buffers: int | None = None        # storage buffers one kernel may bind
+    max_binding_size: int | None = None           # bytes of one storage binding (bigger tensors stored in pieces)
+    shader_f16: bool = True                       # False: float16 refused, as on an adapter without 'shader-f16'
     # -- not planning ----------------------------------------------------------------------------------------
     tune_splits: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)  # split counts tuning may measure (tinydl.tuning)
     tune_tiles: tuple[str, ...] | None = None     # tiles tuning may measure (None: every tile)
@@ -65,6 +70,7 @@ class Options:
     pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)
     submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
     submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)
+    spin_wait_s: float | None = None              # read-backs poll this long before blocking (None: the runtime's)
     native_map: bool = True                       # big read-backs mapped through wgpu-native directly
     lend_min_bytes: int = 1 << 18                 # read-backs from this size lend the mapped staging memory
     upload_threads: int = min(4, os.cpu_count() or 1)     # uploads from upload_split_bytes on are written in
@@ -78,6 +84,10 @@ class Options:
     progress_delay_s: float = 0.5                 # shown only once the work has lasted this long (a few kernels: none)
 
     def __post_init__(self):
+        for name in ("max_storage_buffers", "max_binding_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"tinydl option {name}={value!r}: expected a positive int or None")
         # the plan-cache key's share: a small int per distinct tuple of the planning fields' values (interned
         # once, here; so the keys built per realize and per jit call hash an int, not the tuple)
         planning = tuple(getattr(self, f.name) for f in _PLANNING)

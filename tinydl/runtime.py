@@ -86,14 +86,14 @@ class Runtime:
         self.limits = dict(self.device.limits)
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
         self.backend = self.adapter.info.get("backend_type", "")
-        self.has_f16 = "shader-f16" in self.features
-        self.subgroup_matrix_f16 = self.has_f16 and self.webgpu.has_f16_matrices(self.adapter, self.features)
-        self.spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
+        self.adapter_f16 = "shader-f16" in self.features
+        self.subgroup_matrix_f16 = self.adapter_f16 and self.webgpu.has_f16_matrices(self.adapter, self.features)
+        self.adapter_spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
         # a CPU driver (lavapipe) compiles a kernel into machine code when it first runs, in the queue submit
         # that carries it, not when its pipeline is made: a plan's first run then shows a progress bar too
         self.compiles_on_first_run = self.adapter.info.get("adapter_type") == "CPU"
-        self.max_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
-        self.max_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
+        self.adapter_storage_buffers = self.limits["max-storage-buffers-per-shader-stage"]
+        self.adapter_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
         self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
         self._free: dict[int, list] = {}      # pooled storage buffers by byte size
         self._staging = Staging()             # pooled read-back buffers by byte size
@@ -106,6 +106,26 @@ class Runtime:
         self.faults: dict[str, str] = {}  # test-only forced failures: stage -> kernel name part (debug.inject_fault)
         self.lost: str | None = None  # why the device was lost, once it is
         self.status = DeviceStatus(self.device, STORAGE)  # what checked kernels report (tinydl/checks.py)
+
+    # -- the limits in effect: the adapter's, or a smaller adapter's that Options simulates ---------------
+    @property
+    def max_storage_buffers(self) -> int:
+        cap = current_options().max_storage_buffers
+        return self.adapter_storage_buffers if cap is None else min(cap, self.adapter_storage_buffers)
+
+    @property
+    def max_binding_size(self) -> int:
+        cap = current_options().max_binding_size
+        return self.adapter_binding_size if cap is None else min(cap, self.adapter_binding_size)
+
+    @property
+    def has_f16(self) -> bool:
+        return self.adapter_f16 and current_options().shader_f16
+
+    @property
+    def spin_seconds(self) -> float:
+        spin = current_options().spin_wait_s
+        return self.adapter_spin_seconds if spin is None else spin
 
     # -- buffers -------------------------------------------------------------------------------------
     def alloc(self, nbytes: int, describe: str = "tensor") -> Buffer:

@@ -31,7 +31,8 @@ _plans: OrderedDict[tuple, Plan] = OrderedDict()
 # Who picks each GEMM's variant (tile, split-K) while lowering, by Options.tune: the rules, or tinydl.tuning's
 # measuring chooser, which registers itself when tinydl is imported (it plans through this module).
 _CHOOSERS: dict[bool, Rules] = {False: RULES}
-_target_of: list = [None, None]  # [runtime, its Target]: read once per runtime, and again after clear_cache()
+# [(runtime, the Options' simulated limits), their Target]: read once per runtime and limits, again after clear_cache()
+_target_of: list = [None, None]
 
 
 def register_tuner(tuner: Rules) -> None:
@@ -44,10 +45,11 @@ def chooser(opts) -> Rules:
 
 
 def target() -> Target:
-    """This runtime's adapter limits, as planning sees them."""
-    rt = get_runtime()
-    if _target_of[0] is not rt:
-        _target_of[:] = rt, Target.of(rt)
+    """This runtime's adapter limits, as planning sees them (lower where the Options simulate a smaller adapter)."""
+    rt, opts = get_runtime(), current_options()
+    limits = (rt, opts.max_storage_buffers, opts.max_binding_size)
+    if _target_of[0] != limits:
+        _target_of[:] = limits, Target.of(rt)
     return _target_of[1]
 
 
