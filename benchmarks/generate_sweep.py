@@ -56,7 +56,8 @@ def _tiny_config(cfg_cls):
     known = set(inspect.signature(cfg_cls.__init__).parameters) | set(vars(default))
     fields = {k: v for k, v in TINY.items() if k in known}
     kinds = getattr(default, "layer_types", None)
-    if isinstance(kinds, (list, tuple)) and kinds and "num_hidden_layers" in fields:
+    settable = not isinstance(getattr(cfg_cls, "layer_types", None), property)  # (Mamba's: made from its layers)
+    if isinstance(kinds, (list, tuple)) and kinds and "num_hidden_layers" in fields and settable:
         # a hybrid's layers: one of each kind, in the order they first come (two at least)
         kinds = list(dict.fromkeys(kinds)) if len(set(kinds)) > 1 else list(kinds[:1]) * 2
         fields.update(layer_types=kinds, num_hidden_layers=len(kinds))
@@ -64,7 +65,11 @@ def _tiny_config(cfg_cls):
         part = getattr(default, name, None)  # (its class, where the declared one is AutoConfig)
         if name in known and hasattr(part, "to_dict"):
             fields[name] = {**_tiny_config(type(part)).to_dict(), "model_type": part.model_type}
-    return cfg_cls(**fields)
+    try:
+        return cfg_cls(**fields)
+    except AttributeError:  # layer types made from another field (Falcon-H1's layers_block_type): its own
+        fields.pop("layer_types", None)
+        return cfg_cls(**fields)
 
 
 def _one(model_type, queue):

@@ -542,16 +542,6 @@ def test_sliding_window():
                                                                  pad_token_id=0), ref)
 
 
-def test_recurrent_state_models_are_refused():
-    """A model whose cache holds recurrent or convolution states (Mamba) is refused by name, not run wrong."""
-    torch.manual_seed(0)
-    m = transformers.MambaForCausalLM(transformers.MambaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                                               use_cache=False)).eval()
-    ids, mask = prompt()
-    with pytest.raises(NotImplementedError, match="the model reads a cache layer's state"):
-        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
-
-
 def test_sliding_window_on_some_layers_only_is_refused():
     from types import SimpleNamespace
 

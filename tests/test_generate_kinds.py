@@ -142,19 +142,24 @@ def test_without_cache_positions_limit():
         convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=60, pad_token_id=0)
 
 
-def test_a_model_with_a_cache_class_of_its_own_is_refused_by_name():
+def test_a_model_with_a_cache_class_of_its_own_runs_the_whole_sequence():
     """MiniMax's linear-attention layers keep a state in a cache class of its own and refuse any other: generate
-    says so at the call, naming the model, rather than failing inside the model's forward."""
+    says so, naming the model, and runs the whole sequence each token (HF's tokens)."""
     cfg = transformers.MiniMaxConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                                      num_key_value_heads=2, head_dim=8, vocab_size=VOCAB, num_local_experts=2,
                                      num_experts_per_tok=1, max_position_embeddings=64, attn_implementation="eager")
+    torch.manual_seed(0)
     m = transformers.MiniMaxForCausalLM(cfg).eval()
-    with pytest.raises(NotImplementedError, match=r"MiniMaxForCausalLM keeps a cache of its own class, which tinydl's "
-                                                  r"generate does not make"):
-        step.cache_kind(m)
+    with torch.no_grad():
+        m.get_output_embeddings().weight.mul_(20)
+    assert step.cache_kind(m) == step.FOREIGN
     ids, mask = prompt()
-    with pytest.raises(NotImplementedError, match="MiniMaxForCausalLM keeps a cache of its own class"):
-        convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
+    ref = greedy(m, ids, mask, use_cache=True)
+    with pytest.warns(UserWarning, match=r"MiniMaxForCausalLM keeps its state in a cache of its own \(its class, or "
+                                         r"its layer objects read directly\), which tinydl's cache does not stand in "
+                                         r"for; each token runs the whole sequence instead"):
+        out = convert(m, ids, mask).generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0)
+    np.testing.assert_array_equal(out, ref)
 
 
 @pytest.mark.parametrize("name", ["mvp", "mpt"])

@@ -18,8 +18,9 @@ from ..indexing import gather_rows
 from ..options import current as current_options
 from ..schedule import read_later
 from ..nn import functional as F
-from .step import (accepts, attends_both_ways, cache_kind, convert_step, masks_right_padding,
-                   own_generation_inputs, positions_from_cache)
+from .states import KV
+from .step import (FOREIGN, STATE, STATE_DECODE, STATE_PREFILL, accepts, attends_both_ways, cache_kind, convert_step,
+                   masks_right_padding, own_generation_inputs, positions_from_cache)
 
 # the cache length is rounded up to a multiple of this, so that generate calls of nearby lengths share one
 # converted decode step (the extra slots are masked out)
@@ -132,6 +133,7 @@ class Steps:
         self.converted: dict[str, list] = {k: [] for k in kinds}
         self.by_shapes: dict[tuple, object] = {}  # (kind, input shapes) -> the step that takes them
         self.cache_refused: str | None = None  # why the cached decode step did not convert (run_without_cache)
+        self.layout: list | None = None  # the cache tensors a state model's decode step takes (StateStep.layout)
 
     @functools.cached_property
     def cache_kind(self) -> str:
@@ -160,7 +162,10 @@ class Steps:
         if step is None:
             step = next((s for s in self.converted[kind] if accepts(s, shapes)), None)
             if step is None:
-                step = convert_step(self.tm, self.kinds[kind](self.torch_model), _torch_example(inputs))
+                module = self.kinds[kind](self.torch_model)
+                if kind == STATE_DECODE:
+                    module.layout = self.layout
+                step = convert_step(self.tm, module, _torch_example(inputs))
                 self.converted[kind].append(step)
             if len(self.by_shapes) >= SHAPES_KEPT:
                 self.by_shapes.clear()
@@ -202,14 +207,21 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
             f"generate: {name} takes a cache but returns none (an encoder's LM head without config.is_decoder), so "
             f"with use_cache=True HF's generate would feed it only the newest token each step; pass "
             f"use_cache=False (each token runs the whole sequence) or set config.is_decoder=True")
-    if kind != "kept" or (not settings.use_cache and steps.both_ways) or steps.cache_refused:
+    if kind == FOREIGN and settings.use_cache:
+        warnings.warn(f"generate: {type(steps.torch_model).__name__} keeps its state in a cache of its own (its "
+                      f"class, or its layer objects read directly), which tinydl's cache does not stand in for; each "
+                      f"token runs the whole sequence instead (HF's tokens, more work per token)", stacklevel=2)
+    if kind not in ("kept", STATE) or (not settings.use_cache and steps.both_ways) or steps.cache_refused:
         yield from run_without_cache(steps, ids, mask, settings, chooser)
         return
+    states = kind == STATE
+    prefill_kind, decode_kind = (STATE_PREFILL, STATE_DECODE) if states else ("prefill", "decode")
     batch, prompt = ids.shape
     new = settings.max_new_tokens
     window = sliding_window(steps.torch_model.config, prompt + new)
-    # the prompt's slots: left padding first, then the prompt (none added where padding would count as positions)
-    given = prompt if positions_from_cache(steps.torch_model) else padded_prompt(prompt, window)
+    # the prompt's slots: left padding first, then the prompt (none added where padding would count as positions,
+    # nor where it would pass through recurrent states)
+    given = prompt if states or positions_from_cache(steps.torch_model) else padded_prompt(prompt, window)
     ids = np.pad(ids, ((0, 0), (given - prompt, 0)))
     length = cache_length(given, new)
     float_dtype = _float_dtype(steps.tm)
@@ -225,45 +237,65 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
     if window is not None:
         seen &= slots[None, :] > slots[:, None] - window
     causal = np.ones((given, given), bool) if steps.both_ways else seen[:given, :given]
+    # a state model's recurrent layers take the 2-D mask of the new tokens (StateStep; a generated token: all ones)
     prefill_inputs = (ids, _additive_mask(causal[None] & (full[:, None, :given] > 0), np_float),
-                      positions[:, :given], np.zeros(1, np.int64))
-    out = steps.get("prefill", prefill_inputs, float_dtype)(*as_tensors(prefill_inputs))
-    cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:]]  # slots past the prompt: zero
+                      *((full[:, :given],) if states else ()), positions[:, :given], np.zeros(1, np.int64))
+    try:
+        prefill = steps.get(prefill_kind, prefill_inputs, float_dtype)
+    except Exception as e:  # noqa: BLE001 - a state model's: the path HF takes with use_cache=False (others raise)
+        if not states:
+            raise
+        refuse_cache(steps, "prefill", e)
+        yield from run_without_cache(steps, ids[:, given - prompt:], mask, settings, chooser)
+        return
+    out = prefill(*as_tensors(prefill_inputs))
+    kv = 2 * sum(name[0] == KV for name in prefill.cache_layout) if states else len(out) - 2
+    steps.layout = prefill.cache_layout
+    # key and value slots past the prompt: zero; states as they are
+    cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + kv]] + list(out[2 + kv:])
 
     def decode_inputs(fed, i: int):
         slot = given + i
         return (fed, _additive_mask(seen[None, slot:slot + 1] & (full[:, None, :] > 0), np_float),
-                positions[:, slot:slot + 1], np.array([slot], np.int64))
+                *((np.ones((batch, 1), np.int64),) if states else ()), positions[:, slot:slot + 1],
+                np.array([slot], np.int64))
 
     def decode(fed, i: int):
         """The decode step after token i (fed: the ids [B, 1], numpy or a GPU tensor)."""
         nonlocal cache
         inputs = decode_inputs(fed, i)
         cache = reordered(cache, chooser.reorder)
-        out = steps.get("decode", (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
+        out = steps.get(decode_kind, (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
         cache = out[2:]
         return out
 
-    if new > 1 and given == prompt and positions_from_cache(steps.torch_model):
+    if new > 1 and given == prompt and (states or positions_from_cache(steps.torch_model)):
         # such a model reads the cache's length, a tensor here, where it may want a number (MVP's arange, MPT's
-        # slices): converted before the first token, so that the whole-sequence path can still take over
+        # slices), or its states in ways the functional cache may not follow: converted before the first token, so
+        # that the whole-sequence path can still take over
         try:
-            steps.get("decode", (*decode_inputs(ids[:, :1], 0), *cache), float_dtype)
+            steps.get(decode_kind, (*decode_inputs(ids[:, :1], 0), *cache), float_dtype)
         except Exception as e:  # noqa: BLE001 - any failure: the path HF takes with use_cache=False
-            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
-            if not steps.masks_right_padding:
-                raise NotImplementedError(
-                    f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert ({reason}), "
-                    f"and the whole sequence cannot run each token instead: its logits change with padding that "
-                    f"attention_mask masks out") from e
-            steps.cache_refused = reason
-            warnings.warn(f"generate: {type(steps.torch_model).__name__}'s cached decode step did not convert "
-                          f"({steps.cache_refused}); each token runs the whole sequence instead (the tokens of "
-                          f"HF's generate, more work per token)", stacklevel=2)
+            refuse_cache(steps, "decode", e)
             yield from run_without_cache(steps, ids, mask, settings, chooser)  # (unpadded: given == prompt)
             return
 
     yield from decoded(out, batch, new, prompt, chooser, decode)
+
+
+def refuse_cache(steps: Steps, which: str, error: Exception) -> None:
+    """After the cached `which` step failed to convert with `error`: each token runs the whole sequence from here on
+    (steps.cache_refused, with a warning), or NotImplementedError where the model's logits change with the padding
+    that path adds."""
+    reason = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    name = type(steps.torch_model).__name__
+    if not steps.masks_right_padding:
+        raise NotImplementedError(
+            f"generate: {name}'s cached {which} step did not convert ({reason}), and the whole sequence cannot run "
+            f"each token instead: its logits change with padding that attention_mask masks out") from error
+    steps.cache_refused = reason
+    warnings.warn(f"generate: {name}'s cached {which} step did not convert ({reason}); each token runs the whole "
+                  f"sequence instead (the tokens of HF's generate, more work per token)", stacklevel=3)
 
 
 def as_tensors(inputs) -> list:

@@ -34,29 +34,38 @@ from ..nn.module import Module
 
 @functools.cache
 def torch_classes():
-    """(FunctionalCache, Step, FullStep): made on first use (torch and transformers are imported only then)."""
+    """(FunctionalCache, Step, FullStep, StateStep): made on first use (torch and transformers are imported only then)."""
     import torch
     from transformers.cache_utils import Cache
 
-    class FunctionalCache(Cache):
-        """The cache a HF model writes through update(): records the new tensors instead of mutating.
+    from .states import KV, LinearStates, model_masks
+
+    class FunctionalCache(LinearStates, Cache):
+        """The cache a HF model writes through update() (and a state-space layer through update_conv_state /
+        update_recurrent_state, states.py): records the new tensors instead of mutating. past: the tensors the
+        previous step left, named in order by layout (default: keys and values of layers 0, 1, ...).
         position_as_length: get_seq_length() is the step's position (a tensor), for models that place their
         positions from it (BART's decoder, T5's relative bias) rather than from position ids."""
 
         is_compileable = True
 
-        def __init__(self, past, cache_position, position_as_length=False):
+        def __init__(self, past, cache_position, position_as_length=False, layout=None):
             # Cache.__init__ builds layer objects this cache does not use
             self.past, self.cache_position = past, cache_position
+            if past is not None and layout is None:
+                layout = [(KV, i) for i in range(len(past) // 2)]
+            self.layout = layout
             self.position_as_length = position_as_length
             self.new: dict[int, tuple] = {}
+            self.states: dict[tuple, object] = {}
             self.layers = _NoLayers()
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             if self.past is None:  # prefill: attends over its own keys, which are the new cache
                 self.new[layer_idx] = (key_states, value_states)
                 return key_states, value_states
-            k, v = self.past[2 * layer_idx], self.past[2 * layer_idx + 1]
+            at = self._where()[KV, layer_idx]
+            k, v = self.past[at], self.past[at + 1]
             slot = (torch.arange(k.shape[-2]) == self.cache_position)[:, None]
             k, v = torch.where(slot, key_states, k), torch.where(slot, value_states, v)
             self.new[layer_idx] = (k, v)
@@ -65,7 +74,16 @@ def torch_classes():
         def get_seq_length(self, layer_idx=0):
             if self.past is None:
                 return 0
-            return self.cache_position if self.position_as_length else self.past[0].shape[-2]
+            if self.position_as_length or self.layout[0][0] != KV:  # (a model of recurrent layers: no length)
+                return self.cache_position
+            return self.past[0].shape[-2]
+
+        def get_mask_sizes(self, query_length, layer_idx=0):
+            return (query_length if self.past is None else self.get_seq_length()), 0
+
+        def new_layout(self) -> list:
+            """The names of flat_new(self)'s tensors: each layer's keys and values, then the states."""
+            return [(KV, i) for i in sorted(self.new)] + sorted(self.states)
 
         def __len__(self):
             return len(self.new)
@@ -83,14 +101,32 @@ def torch_classes():
 
         def forward(self, input_ids, attention_mask, position_ids, cache_position, *past):
             cache = FunctionalCache(past or None, cache_position, self.positions_from_cache)
+            return self.run(cache, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+        def run(self, cache, **inputs):
             kwargs = {self.cache_arg: cache, "use_cache": True}
             if self.keep:
                 kwargs["logits_to_keep"] = 1
             with alibi_from_4d_masks(self.model):
-                out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 **kwargs)
+                out = self.model(**inputs, **kwargs)
             logits = out.logits[:, -1, :]
             return (torch.argmax(logits, -1), logits, *flat_new(cache))
+
+    class StateStep(Step):
+        """Step for a model whose layers keep recurrent or convolution states (STATE): model(ids, mask, padding,
+        positions, cache) -> (argmax, last logits, *keys and values, *states). padding: the 2-D mask of the new
+        tokens, which its recurrent layers take (states.model_masks). layout: the names of the cache tensors a
+        decode step takes, the prefill's (`left`: what the traced forward's cache left, FunctionalCache.new_layout)."""
+
+        layout = None
+
+        def forward(self, input_ids, attention_mask, padding, position_ids, cache_position, *past):
+            cache = FunctionalCache(past or None, cache_position, self.positions_from_cache,
+                                    self.layout if past else None)
+            mask = model_masks(self.model.config, attention_mask, padding, input_ids.shape[1])
+            out = self.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
+            self.left = cache.new_layout()
+            return out
 
     class FullStep(torch.nn.Module):
         """For a model that keeps no cache: model(ids, mask[, positions]) over the whole sequence so far, as HF's
@@ -107,15 +143,23 @@ def torch_classes():
             logits = out.logits.index_select(1, last)[:, 0, :]
             return torch.argmax(logits, -1), logits
 
-    return FunctionalCache, Step, FullStep
+    return FunctionalCache, Step, FullStep, StateStep
+
+
+# cache_kind's answers beyond keys and values: layers with recurrent or convolution states (StateStep's kinds); a
+# cache the functional cache cannot stand in for (a class of the model's own, its layers read directly): each token
+# then runs the whole sequence
+STATE, FOREIGN = "state", "foreign"
+STATE_PREFILL, STATE_DECODE = "state prefill", "state decode"
 
 
 def cache_kind(model) -> str:
     """How the model keeps its KV cache: "kept" (it returns the cache it is given, use_cache=True, 2 tokens);
     "none" (its forward takes no cache: OpenAI GPT; HF's generate runs the whole sequence again each token);
     "dropped" (it takes one and returns none: an encoder's LM head without is_decoder; HF's generate does the same
-    only with use_cache=False). A model that reads state from the cache (Mamba's) raises _NoLayers' error here, one
-    that refuses any cache but its own class (MiniMax's) a NotImplementedError naming it."""
+    only with use_cache=False); STATE (it keeps recurrent or convolution states through HF's linear-attention cache
+    calls: Mamba, hybrids); FOREIGN (it refuses any cache but its own class, MiniMax's, or reads the cache's layer
+    objects)."""
     import torch
     params = inspect.signature(model.forward).parameters
     arg = next((name for name in ("cache", "past_key_values") if name in params), None)
@@ -125,14 +169,16 @@ def cache_kind(model) -> str:
     try:
         with torch.no_grad():
             out = model(input_ids=torch.zeros((1, 2), dtype=torch.long), use_cache=True, **{arg: cache})
+    except ReadsCacheState:
+        return FOREIGN
     except NotImplementedError:
         raise
     except Exception as e:  # noqa: BLE001 - the cached path's conversion reports what stops it
         if type(cache).__name__ in str(e):  # it checks its cache's class: one of its own (MiniMax's linear attention)
-            raise NotImplementedError(f"generate: {type(model).__name__} keeps a cache of its own class, which "
-                                      f"tinydl's generate does not make (it keeps attention keys and values only): "
-                                      f"{e}") from e
+            return FOREIGN
         return "kept"
+    if cache.states:
+        return STATE
     return "kept" if any(getattr(out, name, None) is not None for name in ("past_key_values", "cache")) else "dropped"
 
 
@@ -189,14 +235,17 @@ def positions_from_cache(model) -> bool:
     return "position_ids" not in inspect.signature(model.forward).parameters
 
 
+class ReadsCacheState(NotImplementedError):
+    """The model read the cache's layer objects (a state kept other than through HF's cache calls)."""
+
+
 class _NoLayers(list):
-    """The functional cache's layer list: empty, and a model that reads a layer's state from it (a recurrent or
-    convolution state: Mamba, Jamba, ...) gets an error naming what generate supports."""
+    """The functional cache's layer list: empty, and a model that reads a layer's state from it gets
+    ReadsCacheState."""
 
     def __getitem__(self, index):
-        raise NotImplementedError("generate: the model reads a cache layer's state (a recurrent or convolution "
-                                  "state, as state-space and hybrid models keep); tinydl's generate keeps "
-                                  "attention keys and values only")
+        raise ReadsCacheState("generate: the model reads the cache's layer objects, which tinydl's functional cache "
+                              "does not keep")
 
 
 @contextlib.contextmanager
@@ -225,14 +274,16 @@ def alibi_from_4d_masks(model):
 
 def causal_kinds() -> dict:
     """The step kinds loop.Steps converts for a causal LM: prefill and decode are one torch module (Step), told
-    apart by whether the cache comes in; full: the whole sequence each token, for a model that keeps no cache."""
-    _, Step, FullStep = torch_classes()
-    return {"prefill": Step, "decode": Step, "full": FullStep}
+    apart by whether the cache comes in; the same for a model with recurrent states (StateStep); full: the whole
+    sequence each token, for a model that keeps no cache."""
+    _, Step, FullStep, StateStep = torch_classes()
+    return {"prefill": Step, "decode": Step, "full": FullStep, STATE_PREFILL: StateStep, STATE_DECODE: StateStep}
 
 
 def flat_new(cache) -> list:
-    """The tensors a step's cache recorded, layer by layer: keys, values."""
-    return [t for i in sorted(cache.new) for t in cache.new[i]]
+    """The tensors a step's cache recorded, layer by layer: keys, values; then the states (cache.new_layout())."""
+    states = getattr(cache, "states", {})  # (seq2seq's CrossCache keeps none)
+    return [t for i in sorted(cache.new) for t in cache.new[i]] + [states[k] for k in sorted(states)]
 
 
 def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
@@ -247,10 +298,12 @@ def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(type(torch_model).__name__, missing)
+    left = getattr(step, "left", None)  # (a StateStep's: the cache tensors it returns, by name)
     tree = Module()
     tree.add_module("model", tm)
     out = TorchFxModule(tree, program, f"{type(torch_model).__name__} {type(step).__name__}")
     out.eval()
+    out.cache_layout = left
     return out
 
 

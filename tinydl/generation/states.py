@@ -1,0 +1,118 @@
+"""The recurrent and convolution states of state-space and linear-attention layers (Mamba, Jamba, Qwen3-Next, ...)
+in the functional cache: what step.FunctionalCache answers to HF's linear-attention cache calls.
+
+HF's layers read a state (`get_conv_state`, `get_recurrent_state`: None before the first forward), update it in
+place (`causal_conv1d_update` copies into the conv state) or hand a new one over (`update_conv_state`,
+`update_recurrent_state`). Here the prefill records the states it hands over; a decode step takes them as inputs
+(`past`, named by `layout`), gives the model copies to change in place and returns what they became. States have
+fixed shapes ([B, channels, kernel] and [B, heads, ...]): the loop passes them between steps as they are, and
+moves their rows with the keys and values under beam search.
+
+Imported from step.torch_classes (torch is loaded by then).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as TF
+
+CONV, RECURRENT, KV = "conv", "recurrent", "kv"
+
+
+class LinearStates:
+    """HF's linear-attention cache methods over `past` / `layout` (set by step.FunctionalCache). `states` holds the
+    states this step leaves: (CONV or RECURRENT, layer, state index) -> tensor."""
+
+    past: tuple | None
+    layout: list | None
+
+    def _past_state(self, key):
+        where = self._where()
+        if key not in where:
+            raise NotImplementedError(f"generate: the model read a {key[0]} state of layer {key[1]} that its prefill "
+                                      f"did not leave (states left: {sorted(k for k in where if k[0] != KV)})")
+        return self.past[where[key]]
+
+    def _where(self) -> dict:
+        """Where each named tensor sits in `past` (a key/value pair takes two places)."""
+        where, at = {}, 0
+        for name in self.layout or ():
+            where[name] = at
+            at += 2 if name[0] == KV else 1
+        return where
+
+    def get_conv_state(self, layer_idx, state_idx=0):
+        if self.past is None:
+            return None
+        # the model may change it in place (causal_conv1d_update): a copy, which is the state this step leaves unless
+        # it hands over another (update_conv_state)
+        state = self._past_state((CONV, layer_idx, state_idx)).clone()
+        self.states[CONV, layer_idx, state_idx] = state
+        return state
+
+    def update_conv_state(self, conv_states, layer_idx, state_idx=0, conv_kernel_size=None, **kwargs):
+        """HF's LinearAttentionLayer.update_conv_state without past recording: the new inputs after the state (a
+        prefill's padded on the left to the kernel size); the last kernel-size columns are kept."""
+        if self.past is None:
+            kernel = conv_states.shape[-1] if conv_kernel_size is None else conv_kernel_size
+            full = conv_states
+            if full.shape[-1] < kernel:
+                full = TF.pad(full, (kernel - full.shape[-1], 0))
+        else:
+            past = self._past_state((CONV, layer_idx, state_idx))
+            kernel = past.shape[-1]
+            full = torch.cat([past, conv_states], dim=-1)
+        self.states[CONV, layer_idx, state_idx] = full[..., -kernel:]
+        return full
+
+    def get_recurrent_state(self, layer_idx, state_idx=0):
+        if self.past is None:
+            return None
+        # as the conv state: a copy the model may change in place (Zamba's per-head state update) or hand back
+        state = self._past_state((RECURRENT, layer_idx, state_idx)).clone()
+        self.states[RECURRENT, layer_idx, state_idx] = state
+        return state
+
+    def update_recurrent_state(self, recurrent_states, layer_idx, state_idx=0, **kwargs):
+        last = recurrent_states if torch.is_tensor(recurrent_states) else recurrent_states[-1]
+        self.states[RECURRENT, layer_idx, state_idx] = last
+        return last
+
+    def has_previous_state(self, layer_idx=None, state_idx=None) -> bool:
+        return self.past is not None
+
+    def is_recording_past(self, layer_idx) -> bool:
+        return False
+
+    def get_recurrent_states_to_keep(self, layer_idx=None) -> int:
+        return 0
+
+    def increase_count(self, layer_idx, state_idx) -> None:
+        pass  # the loop counts the tokens
+
+
+def recurrent_layer_types() -> set:
+    """The layer types whose mask HF makes with create_recurrent_attention_mask (the 2-D padding mask)."""
+    from transformers import masking_utils
+    return {name for name, make in masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING.items()
+            if make is masking_utils.create_recurrent_attention_mask}
+
+
+def attention_layer_types() -> set:
+    """The layer types whose mask is an attention mask (the 4-D one the step takes)."""
+    from transformers import masking_utils
+    return {name for name, make in masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING.items()
+            if not isinstance(make, dict)} - recurrent_layer_types()
+
+
+def model_masks(config, additive, padding, query_length: int):
+    """The attention_mask a state model's forward takes, as its own mask builders would make it: its recurrent
+    layers take the 2-D padding mask of the new tokens (none for one token: HF's create_recurrent_attention_mask),
+    its attention layers the 4-D additive mask; a hybrid gets them as a dict by layer type (which its forward
+    takes in place of building them: each layer, a "hybrid" one too, picks the kinds it has), a model of recurrent
+    layers only (or without layer types) the 2-D mask."""
+    recurrent = padding if query_length > 1 else None
+    kinds = set(getattr(config, "layer_types", None) or ())
+    if kinds <= recurrent_layer_types():
+        return recurrent
+    return {kind: recurrent if kind in recurrent_layer_types() else additive
+            for kind in recurrent_layer_types() | attention_layer_types()}
