@@ -73,7 +73,15 @@ def bart(tiny):
     return model
 
 
-MODELS = {"gpt2": gpt2, "tinyllama": tinyllama, "bart": bart}
+def mamba(tiny):
+    """A state-space model (Mamba-130m's shape): conv and recurrent states instead of keys and values."""
+    t = _transformers()
+    cfg = (t.MambaConfig(hidden_size=64, num_hidden_layers=2, vocab_size=1000, state_size=8) if tiny else
+           t.MambaConfig(hidden_size=768, num_hidden_layers=24, vocab_size=50280))
+    return t.MambaForCausalLM(cfg)
+
+
+MODELS = {"gpt2": gpt2, "tinyllama": tinyllama, "bart": bart, "mamba": mamba}
 DEFAULT_MODELS = ["gpt2", "tinyllama"]
 
 

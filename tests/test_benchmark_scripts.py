@@ -50,3 +50,12 @@ def test_generate_times_an_option_beside_the_defaults():
     assert done.returncode == 0, done.stdout + done.stderr
     engines = [" ".join(line.split()[2:-2]) for line in done.stdout.splitlines() if line.startswith("tinyllama")]
     assert engines[1:] == ["tinydl fp32", "tinydl fp32 stats_in_gemv=True"] * 2, engines
+
+
+def test_generate_runs_a_state_space_model():
+    """benchmarks.generate --models mamba: its greedy tokens checked against torch's, then timed."""
+    done = _run("benchmarks.generate", "--tiny", "--models", "mamba", "--batches", "1", "--new", "3", "--runs", "1",
+                "--no-fp16")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [" ".join(line.split()[2:-2]) for line in done.stdout.splitlines() if line.startswith("mamba")] == \
+        ["torch cpu", "tinydl fp32"], done.stdout
