@@ -135,6 +135,7 @@ def test_a_decode_step_changes_copies_of_its_states():
     new_k, _ = cache.update(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4), 1)
     assert torch.equal(new_k[:, :, 5], torch.ones(1, 2, 4)) and new_k[:, :, :5].abs().sum() == 0
     assert cache.has_previous_state() and cache.get_seq_length() == 8 and cache.get_mask_sizes(1) == (8, 0)
+    assert cache.get_query_offset() == 5  # the new token's position (the length is the cache's)
     assert cache.new_layout() == layout
     with pytest.raises(NotImplementedError, match=r"the model read a conv state of layer 3 that its prefill did not "
                                                   r"leave \(states left: \[\('conv', 0, 0\), \('recurrent', 0, 0\)\]"):

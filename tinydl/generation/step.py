@@ -81,6 +81,11 @@ def torch_classes():
         def get_mask_sizes(self, query_length, layer_idx=0):
             return (query_length if self.past is None else self.get_seq_length()), 0
 
+        def get_query_offset(self, layer_idx=0):
+            """The new tokens' first position (models that place queries from it: Inkling's relative positions);
+            get_seq_length is the cache's length here, which only equals it in the prefill."""
+            return 0 if self.past is None else self.cache_position
+
         def new_layout(self) -> list:
             """The names of flat_new(self)'s tensors: each layer's keys and values, then the states."""
             return [(KV, i) for i in sorted(self.new)] + sorted(self.states)
