@@ -8,12 +8,9 @@ place (`causal_conv1d_update` copies into the conv state) or hand a new one over
 fixed shapes ([B, channels, kernel] and [B, heads, ...]): the loop passes them between steps as they are, and
 moves their rows with the keys and values under beam search.
 
-Imported from step.torch_classes (torch is loaded by then).
+Loads torch only when a cache method runs (tinydl imports this module without torch: loop.py reads the names).
 """
 from __future__ import annotations
-
-import torch
-import torch.nn.functional as TF
 
 CONV, RECURRENT, KV = "conv", "recurrent", "kv"
 
@@ -52,11 +49,12 @@ class LinearStates:
     def update_conv_state(self, conv_states, layer_idx, state_idx=0, conv_kernel_size=None, **kwargs):
         """HF's LinearAttentionLayer.update_conv_state without past recording: the new inputs after the state (a
         prefill's padded on the left to the kernel size); the last kernel-size columns are kept."""
+        import torch
         if self.past is None:
             kernel = conv_states.shape[-1] if conv_kernel_size is None else conv_kernel_size
             full = conv_states
             if full.shape[-1] < kernel:
-                full = TF.pad(full, (kernel - full.shape[-1], 0))
+                full = torch.nn.functional.pad(full, (kernel - full.shape[-1], 0))
         else:
             past = self._past_state((CONV, layer_idx, state_idx))
             kernel = past.shape[-1]
@@ -73,6 +71,7 @@ class LinearStates:
         return state
 
     def update_recurrent_state(self, recurrent_states, layer_idx, state_idx=0, **kwargs):
+        import torch
         last = recurrent_states if torch.is_tensor(recurrent_states) else recurrent_states[-1]
         self.states[RECURRENT, layer_idx, state_idx] = last
         return last
