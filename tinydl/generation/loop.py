@@ -249,8 +249,8 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
         yield from run_without_cache(steps, ids[:, given - prompt:], mask, settings, chooser)
         return
     out = prefill(*as_tensors(prefill_inputs))
-    kv = 2 * sum(name[0] == KV for name in prefill.cache_layout) if states else len(out) - 2
     steps.layout = prefill.cache_layout
+    kv = 2 * sum(name[0] == KV for name in steps.layout)
     # key and value slots past the prompt: zero; states as they are
     cache = [F.pad(t, (0, 0, 0, length - given)) for t in out[2:2 + kv]] + list(out[2 + kv:])
 

@@ -12,6 +12,8 @@ Loads torch only when a cache method runs (tinydl imports this module without to
 """
 from __future__ import annotations
 
+import functools
+
 CONV, RECURRENT, KV = "conv", "recurrent", "kv"
 
 
@@ -37,14 +39,17 @@ class LinearStates:
             at += 2 if name[0] == KV else 1
         return where
 
-    def get_conv_state(self, layer_idx, state_idx=0):
+    def _copy_to_change(self, key):
+        """The past state `key` for the model to read: None in the prefill; else a copy, which the model may change
+        in place (causal_conv1d_update, Zamba's per-head update) and which is the state this step leaves unless the
+        model hands over another."""
         if self.past is None:
             return None
-        # the model may change it in place (causal_conv1d_update): a copy, which is the state this step leaves unless
-        # it hands over another (update_conv_state)
-        state = self._past_state((CONV, layer_idx, state_idx)).clone()
-        self.states[CONV, layer_idx, state_idx] = state
+        state = self.states[key] = self._past_state(key).clone()
         return state
+
+    def get_conv_state(self, layer_idx, state_idx=0):
+        return self._copy_to_change((CONV, layer_idx, state_idx))
 
     def update_conv_state(self, conv_states, layer_idx, state_idx=0, conv_kernel_size=None, **kwargs):
         """HF's LinearAttentionLayer.update_conv_state without past recording: the new inputs after the state (a
@@ -63,12 +68,7 @@ class LinearStates:
         return full
 
     def get_recurrent_state(self, layer_idx, state_idx=0):
-        if self.past is None:
-            return None
-        # as the conv state: a copy the model may change in place (Zamba's per-head state update) or hand back
-        state = self._past_state((RECURRENT, layer_idx, state_idx)).clone()
-        self.states[RECURRENT, layer_idx, state_idx] = state
-        return state
+        return self._copy_to_change((RECURRENT, layer_idx, state_idx))
 
     def update_recurrent_state(self, recurrent_states, layer_idx, state_idx=0, **kwargs):
         import torch
@@ -89,18 +89,16 @@ class LinearStates:
         pass  # the loop counts the tokens
 
 
-def recurrent_layer_types() -> set:
-    """The layer types whose mask HF makes with create_recurrent_attention_mask (the 2-D padding mask)."""
+@functools.cache
+def layer_mask_kinds() -> tuple[frozenset, frozenset]:
+    """HF's layer types by the mask they take: (recurrent: the 2-D padding mask, create_recurrent_attention_mask;
+    attention: an attention mask, the 4-D one the step takes). Types of both kinds in one layer map to a dict there
+    and are in neither: such a layer picks its kinds' masks."""
     from transformers import masking_utils
-    return {name for name, make in masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING.items()
-            if make is masking_utils.create_recurrent_attention_mask}
-
-
-def attention_layer_types() -> set:
-    """The layer types whose mask is an attention mask (the 4-D one the step takes)."""
-    from transformers import masking_utils
-    return {name for name, make in masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING.items()
-            if not isinstance(make, dict)} - recurrent_layer_types()
+    single = {name: make for name, make in masking_utils.LAYER_PATTERN_TO_MASK_FUNCTION_MAPPING.items()
+              if not isinstance(make, dict)}
+    recurrent = frozenset(n for n, make in single.items() if make is masking_utils.create_recurrent_attention_mask)
+    return recurrent, frozenset(single) - recurrent
 
 
 def model_masks(config, additive, padding, query_length: int):
@@ -109,9 +107,8 @@ def model_masks(config, additive, padding, query_length: int):
     its attention layers the 4-D additive mask; a hybrid gets them as a dict by layer type (which its forward
     takes in place of building them: each layer, a "hybrid" one too, picks the kinds it has), a model of recurrent
     layers only (or without layer types) the 2-D mask."""
+    recurrent_kinds, attention_kinds = layer_mask_kinds()
     recurrent = padding if query_length > 1 else None
-    kinds = set(getattr(config, "layer_types", None) or ())
-    if kinds <= recurrent_layer_types():
+    if set(getattr(config, "layer_types", None) or ()) <= recurrent_kinds:
         return recurrent
-    return {kind: recurrent if kind in recurrent_layer_types() else additive
-            for kind in recurrent_layer_types() | attention_layer_types()}
+    return {**dict.fromkeys(attention_kinds, additive), **dict.fromkeys(recurrent_kinds, recurrent)}

@@ -115,13 +115,14 @@ def torch_classes():
             with alibi_from_4d_masks(self.model):
                 out = self.model(**inputs, **kwargs)
             logits = out.logits[:, -1, :]
+            self.left = cache.new_layout()  # (read by convert_step after the trace: the cache tensors returned)
             return (torch.argmax(logits, -1), logits, *flat_new(cache))
 
     class StateStep(Step):
         """Step for a model whose layers keep recurrent or convolution states (STATE): model(ids, mask, padding,
         positions, cache) -> (argmax, last logits, *keys and values, *states). padding: the 2-D mask of the new
         tokens, which its recurrent layers take (states.model_masks). layout: the names of the cache tensors a
-        decode step takes, the prefill's (`left`: what the traced forward's cache left, FunctionalCache.new_layout)."""
+        decode step takes, the prefill's (`left`, which every Step's trace leaves: FunctionalCache.new_layout)."""
 
         layout = None
 
@@ -129,9 +130,7 @@ def torch_classes():
             cache = FunctionalCache(past or None, cache_position, self.positions_from_cache,
                                     self.layout if past else None)
             mask = model_masks(self.model.config, attention_mask, padding, input_ids.shape[1])
-            out = self.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
-            self.left = cache.new_layout()
-            return out
+            return self.run(cache, input_ids=input_ids, attention_mask=mask, position_ids=position_ids)
 
     class FullStep(torch.nn.Module):
         """For a model that keeps no cache: model(ids, mask[, positions]) over the whole sequence so far, as HF's
@@ -303,7 +302,7 @@ def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(type(torch_model).__name__, missing)
-    left = getattr(step, "left", None)  # (a StateStep's: the cache tensors it returns, by name)
+    left = getattr(step, "left", None)  # (a causal step's: the cache tensors it returns, by name)
     tree = Module()
     tree.add_module("model", tm)
     out = TorchFxModule(tree, program, f"{type(torch_model).__name__} {type(step).__name__}")
