@@ -96,6 +96,18 @@ def test_greedy_matches_hf_with_states_on_the_gpu(converted):
     assert stats["plans"] == plans  # the same shapes: nothing planned (or compiled) again
 
 
+def test_one_prefill_takes_every_prompt_length(converted):
+    """Mamba's scan exports as one recurrence (interop/recurrences.py), not a loop unrolled to the example's
+    length: longer and shorter prompts run the prefill converted first."""
+    name, m, tm = converted
+    for length in (PROMPT + 9, PROMPT - 2):
+        ids = np.random.default_rng(length).integers(3, VOCAB, (2, length))
+        mask = np.ones_like(ids)
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0),
+                                      hf_generate(m, ids, mask, max_new_tokens=4))
+    assert len(tm.__dict__["_generation_steps"].converted[step.STATE_PREFILL]) == 1
+
+
 def test_beam_search_moves_the_states_with_their_beams():
     m = hf_model("mamba")
     ids, mask = prompt()

@@ -26,7 +26,7 @@ from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
 from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
-from ._tensor import cumprod, histc, hypot, logcumsumexp  # noqa: E402
+from ._tensor import cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402

@@ -40,7 +40,7 @@ from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_m
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
-from .scans import cumprod, cumsum, logcumsumexp  # noqa: F401
+from .scans import cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
 from .histogram import histc  # noqa: F401

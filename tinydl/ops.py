@@ -35,8 +35,10 @@ SAMPLE = "sample"        # srcs scores [R, V] (float), uniform [R, 1] -> [R] int
 #                          top-k/top-p/min-p filters; arg: (top_k or None, top_p, min_p or None) (kernels/sample.py)
 SORT = "sort"            # srcs x [R, N] -> [R, k] int32: the indices of each row's first k in sorted order (stable);
 #                          arg: (k, descending) (kernels/sort.py)
+RECURRENCE = "recurrence"  # srcs a [R, L, C], b [R, L, C] (, initial [R, 1, C]) -> [R, L, C]: h_t = a_t * h_(t-1)
+#                          + b_t along L from the initial state or 0, every h_t (kernels/recurrence.py)
 
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE, SORT})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE, SORT, RECURRENCE})
 
 # -- what a kernel can run: checked where a node is built, so that a call no kernel could run fails at the call --
 # Loop trips: MAX_TRIPS bounds any one thread's loop trips in any kernel tinydl generates (drivers may cap them:

@@ -1,5 +1,6 @@
-"""Inclusive scans along a dim: `cumsum`, `cumprod`, `logcumsumexp`. Part of the tensor API: Tensor's methods
-delegate here.
+"""Inclusive scans along a dim: `cumsum`, `cumprod`, `logcumsumexp`, and the linear recurrence
+`linear_recurrence` (h_t = a_t * h_(t-1) + b_t: one RECURRENCE kernel, kernels/recurrence.py). Part of the tensor
+API: Tensor's methods delegate here.
 
 Every kernel computes by output index, so a scan is built from reductions, blocked so that it stays linear in the
 length: the dim is cut into blocks of SCAN_BLOCK; inside a block each output reduces the inputs up to it (one
@@ -12,11 +13,12 @@ from __future__ import annotations
 import math
 
 from . import dtypes
-from .shapes import normalize_dim
-from ._core import Tensor, _const, _view
+from .ops import MAX_TRIPS, RECURRENCE
+from .shapes import broadcast_shapes, normalize_dim
+from ._core import Tensor, _const, _make, _view
 from .creation import arange
 from .elementwise import exp, isinf, log, maximum, where
-from .joining import stack
+from .joining import cat, stack
 from .reductions import _reduce, logsumexp
 
 SCAN_BLOCK = 32  # elements per block: each output of a level reduces at most this many
@@ -99,3 +101,53 @@ def logcumsumexp(x: Tensor, dim: int) -> Tensor:
     if x.dtype == dtypes.float16:  # computed in float32, rounded once
         return _scan("logsumexp", x.float(), dim, dtypes.float32).half()
     return _scan("logsumexp", x, dim, x.dtype)
+
+
+def _recurrence_block(a: Tensor, b: Tensor, initial: Tensor | None) -> Tensor:
+    """a, b: [R, L, C] (L <= MAX_TRIPS); initial: [R, 1, C] or None."""
+    srcs = (a, b) if initial is None else (a, b, initial)
+    return _make(RECURRENCE, None, srcs, None, a.shape, a.dtype)
+
+
+def linear_recurrence(a: Tensor, b: Tensor, dim: int, initial: Tensor | None = None) -> Tensor:
+    """Every state of h_t = a_t * h_(t-1) + b_t along dim, from h_(-1) = initial (or 0: the first state is
+    a_0 * 0 + b_0, NaN where a_0 is infinite, as a loop computes it). a and b broadcast together; initial is one
+    step of the result (its shape without dim, broadcast to it). The result has their promoted float dtype.
+    Written as a Python loop over dim this is Mamba's selective scan: one kernel instead of a kernel per step."""
+    tensors = [t for t in (a, b, initial) if t is not None]
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"linear_recurrence(): expected tinydl Tensors, got {type(t).__name__}")
+    dt = a.dtype
+    for t in tensors[1:]:
+        dt = dtypes.promote(dt, t.dtype)
+    if not dt.is_floating_point:
+        raise TypeError(f"linear_recurrence(): expected floating point tensors, got {dt.name}")
+    shape = broadcast_shapes(a.shape, b.shape)
+    if not shape:
+        raise IndexError("linear_recurrence(): a and b need at least one dim, the one the recurrence runs along")
+    d = normalize_dim(dim, len(shape))
+    step = shape[:d] + shape[d + 1:]
+    if initial is not None:
+        try:
+            fits = broadcast_shapes(initial.shape, step) == step
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise RuntimeError(f"linear_recurrence(): initial of shape {list(initial.shape)} does not broadcast to "
+                               f"one step of the result, {list(step)}")
+        initial = initial.to(dt).expand(step).unsqueeze(d)
+    if math.prod(shape) == 0:
+        return _const(0.0, shape, dt)
+    R, L, C = math.prod(shape[:d]), shape[d], math.prod(shape[d + 1:])
+    a3, b3 = (t.to(dt).expand(shape).reshape(R, L, C) for t in (a, b))
+    h = initial.reshape(R, 1, C) if initial is not None else None
+    pieces = []
+    for start in range(0, L, MAX_TRIPS):  # a thread loops at most MAX_TRIPS steps: longer runs chain kernels
+        stop = min(start + MAX_TRIPS, L)
+        whole = start == 0 and stop == L
+        piece = _recurrence_block(a3 if whole else a3[:, start:stop], b3 if whole else b3[:, start:stop], h)
+        pieces.append(piece)
+        h = piece[:, -1:]
+    out = pieces[0] if len(pieces) == 1 else cat(pieces, 1)
+    return out.reshape(shape)

@@ -38,6 +38,7 @@ from .._tensor import Tensor, full, tensor
 from . import aten_ops, complex_pairs, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
 from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
+from .recurrences import selective_scans
 from .registry import INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, lookup, reads_past_values
 from .weights import torch_to_numpy
 
@@ -299,7 +300,7 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
         raise ValueError(f"dynamic_shapes must be \"auto\", None/False (static) or a torch.export dynamic_shapes "
                          f"spec, got {dynamic_shapes!r}")
     static = dynamic_shapes is None or dynamic_shapes is False
-    with torch.no_grad():
+    with torch.no_grad(), selective_scans():
         if static:
             return torch.export.export(module, args, kwargs, strict=False), True
         if dynamic_shapes != AUTO:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import CONV, IM2COL, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, SORT, Node
+from ..ops import CONV, IM2COL, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, Node
 from ..options import Options
-from . import gemm, gemm_conv, reduce, rownorm, sample, sort, window
+from . import gemm, gemm_conv, recurrence, reduce, rownorm, sample, sort, window
 from .elementwise import elementwise
 from .expr import KernelSource
 
@@ -53,6 +53,8 @@ def build(out: Node, core: Node | None, materialized, opts: Options, rounded_uid
         wgsl, groups, variant = sample.sample(src, core)
     elif core.kind == SORT:
         wgsl, groups, variant = sort.sort(src, core)
+    elif core.kind == RECURRENCE:
+        wgsl, groups, variant = recurrence.recurrence(src, core)
     else:
         raise AssertionError(core)
     return CompiledKernel(wgsl, src.inputs, groups, variant, int(src.checks))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .. import checks
 from ..kernels.tiles import gemv_lanes
-from ..ops import BUFFER, CONST, CONV, ELEMENTWISE, HEAVY_KINDS, IOTA, MATMUL, POOL, REDUCE, ROWNORM, VIEW, Node
+from ..ops import BUFFER, CONST, CONV, ELEMENTWISE, HEAVY_KINDS, IOTA, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, VIEW, Node
 from .target import Target
 
 # An inline node read by more than one consumer becomes a kernel output (computed once), except these kinds,
@@ -35,7 +35,7 @@ RECOMPUTE_FREELY = {CONST, IOTA, VIEW}
 # operands; a few ALU ops per element cost less than a dispatch plus a round trip through memory.
 CHEAP_PARAM_OPS = 6
 # Heavy ops absorb a chain of same-element-count elementwise consumers and reshapes as their epilogue.
-EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM}
+EPILOGUE_HOSTS = {MATMUL, CONV, REDUCE, POOL, ROWNORM, RECURRENCE}
 # A short sum (a split-K GEMM's sum over its slices) whose single reader chain leads into a row kernel is added
 # up inside that kernel's loads instead of in a kernel of its own: the row kernel reads each element once (or
 # once per pass), so the S loads cost less than a dispatch and a round trip (BERT's dense + residual ->

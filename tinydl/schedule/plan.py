@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 from ..kernels import build
 from ..options import Options, current as current_options
-from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, REDUCE, ROWNORM, SAMPLE, SORT, Node
+from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, Node
 from .fuse import Fusion, fuse
 from .lower import lower
 from .target import Target
 
-_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample", SORT: "sort"}
+_HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample", SORT: "sort",
+                RECURRENCE: "linear_recurrence"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
 # time (between SMALL_FIRST_SUBMIT and Options.submit_first kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate
@@ -158,4 +159,6 @@ def flops(core: Node | None, out: Node, fused: list[str]) -> int:
         base = core.srcs[0].numel
     elif core is not None and core.kind == ROWNORM:
         base = 5 * core.numel  # two reductions and the normalization, a few ops per element
+    elif core is not None and core.kind == RECURRENCE:
+        base = 2 * core.numel  # a multiply and an add per state
     return base + max(len(fused), core is None) * out.numel
