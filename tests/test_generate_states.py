@@ -148,6 +148,26 @@ def test_a_decode_step_changes_copies_of_its_states():
     assert torch.equal(new_k[:, :, 5], torch.ones(1, 2, 4)) and new_k[:, :, :5].abs().sum() == 0
     assert cache.has_previous_state() and cache.get_seq_length() == 8 and cache.get_mask_sizes(1) == (8, 0)
     assert cache.get_query_offset() == 5  # the new token's position (the length is the cache's)
+
+
+def test_older_mamba_code_reads_its_states_through_the_layer_objects():
+    """transformers before 5.25 (Mamba: `cache_params`, `cache_params.layers[i].conv_states[0]`, `.record_past`):
+    the functional cache's layers show the same copies; anything else a layer is asked for is refused by name."""
+    layout = [("conv", 0, 0), ("recurrent", 0, 0)]
+    conv, rec = torch.ones(1, 3, 4), torch.ones(1, 3, 2)
+    cache = step.torch_classes()[0]((conv, rec), torch.tensor([5]), layout=layout)
+    layer = cache.layers[0]
+    assert layer.record_past is False
+    layer.conv_states[0].mul_(3)
+    layer.recurrent_states[0].add_(1)
+    assert torch.equal(cache.states["conv", 0, 0], 3 * conv) and torch.equal(cache.states["recurrent", 0, 0], rec + 1)
+    assert torch.equal(conv, torch.ones(1, 3, 4))  # the step's inputs are not touched
+    with pytest.raises(step.ReadsCacheState, match="reads the cache's layer objects"):
+        layer.keys
+    with pytest.raises(step.ReadsCacheState):
+        cache.layers[0:1]
+    assert step.cache_argument({"input_ids": 0, "cache_params": 0}) == "cache_params"
+    assert step.cache_argument({"input_ids": 0}) is None
     assert cache.new_layout() == layout
     with pytest.raises(NotImplementedError, match=r"the model read a conv state of layer 3 that its prefill did not "
                                                   r"leave \(states left: \[\('conv', 0, 0\), \('recurrent', 0, 0\)\]"):

@@ -24,6 +24,7 @@ import numpy as np
 from .._tensor import tensor
 from ..nn import functional as F
 from .loop import _additive_mask, _float_dtype, as_tensors, cache_length, check_fits, decoded, reordered
+from .step import cache_argument
 
 UNMASKED = "_unmasked"  # the step kinds converted without the encoder's padding mask
 
@@ -96,7 +97,7 @@ def _torch_classes():
             super().__init__()
             self.model, self.first, self.masked = model, first, masked
             params = inspect.signature(model.forward).parameters
-            self.cache_arg = "cache" if "cache" in params else "past_key_values"
+            self.cache_arg = cache_argument(params) or "past_key_values"
             self.position_arg = "cache_position" in params
 
         def forward(self, decoder_input_ids, decoder_attention_mask, cache_position, encoder_hidden_states, *rest):

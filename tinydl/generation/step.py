@@ -58,7 +58,7 @@ def torch_classes():
             self.position_as_length = position_as_length
             self.new: dict[int, tuple] = {}
             self.states: dict[tuple, object] = {}
-            self.layers = _NoLayers()
+            self.layers = _NoLayers(self)
 
         def update(self, key_states, value_states, layer_idx, *args, **kwargs):
             if self.past is None:  # prefill: attends over its own keys, which are the new cache
@@ -100,7 +100,7 @@ def torch_classes():
             super().__init__()
             self.model = model
             params = inspect.signature(model.forward).parameters
-            self.cache_arg = "cache" if "cache" in params else "past_key_values"
+            self.cache_arg = cache_argument(params)
             self.keep = "logits_to_keep" in params
             self.positions_from_cache = positions_from_cache(model)
 
@@ -166,7 +166,7 @@ def cache_kind(model) -> str:
     objects)."""
     import torch
     params = inspect.signature(model.forward).parameters
-    arg = next((name for name in ("cache", "past_key_values") if name in params), None)
+    arg = cache_argument(params)
     if arg is None:
         return "none"
     cache = torch_classes()[0](None, torch.zeros(1, dtype=torch.long))
@@ -243,13 +243,62 @@ class ReadsCacheState(NotImplementedError):
     """The model read the cache's layer objects (a state kept other than through HF's cache calls)."""
 
 
+# the names under which a forward takes its cache (transformers before 5.25 named a Mamba model's `cache_params`)
+CACHE_ARGUMENTS = ("cache", "past_key_values", "cache_params")
+
+
+def cache_argument(params) -> str | None:
+    """The forward's cache argument among its parameters, or None."""
+    return next((name for name in CACHE_ARGUMENTS if name in params), None)
+
+
 class _NoLayers(list):
-    """The functional cache's layer list: empty, and a model that reads a layer's state from it gets
-    ReadsCacheState."""
+    """The functional cache's layer list: empty; a layer read from it (`cache.layers[i]`) is a _StateView, through
+    which a model may read its states only (older Mamba code: `layers[i].conv_states[0]`)."""
+
+    def __init__(self, cache):
+        super().__init__()
+        self.cache = cache
 
     def __getitem__(self, index):
-        raise ReadsCacheState("generate: the model reads the cache's layer objects, which tinydl's functional cache "
-                              "does not keep")
+        if not isinstance(index, int):
+            raise ReadsCacheState(_READS_LAYERS)
+        return _StateView(self.cache, index)
+
+
+_READS_LAYERS = "generate: the model reads the cache's layer objects, which tinydl's functional cache does not keep"
+
+
+class _StateView:
+    """Layer i of the functional cache as transformers' linear-attention layer shows it: `conv_states[j]` and
+    `recurrent_states[j]` (the copies the cache's get_conv_state / get_recurrent_state give), `record_past`
+    (False); anything else raises ReadsCacheState (keys, values, a layer's own bookkeeping)."""
+
+    record_past = False
+
+    def __init__(self, cache, layer_idx: int):
+        self._cache, self._layer = cache, layer_idx
+
+    @property
+    def conv_states(self):
+        return _Indexed(lambda j: self._cache.get_conv_state(self._layer, j))
+
+    @property
+    def recurrent_states(self):
+        return _Indexed(lambda j: self._cache.get_recurrent_state(self._layer, j))
+
+    def __getattr__(self, name):
+        raise ReadsCacheState(_READS_LAYERS)
+
+
+class _Indexed:
+    def __init__(self, get):
+        self._get = get
+
+    def __getitem__(self, j):
+        if not isinstance(j, int):
+            raise ReadsCacheState(_READS_LAYERS)
+        return self._get(j)
 
 
 @contextlib.contextmanager
