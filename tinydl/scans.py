@@ -103,12 +103,6 @@ def logcumsumexp(x: Tensor, dim: int) -> Tensor:
     return _scan("logsumexp", x, dim, x.dtype)
 
 
-def _recurrence_block(a: Tensor, b: Tensor, initial: Tensor | None) -> Tensor:
-    """a, b: [R, L, C] (L <= MAX_TRIPS); initial: [R, 1, C] or None."""
-    srcs = (a, b) if initial is None else (a, b, initial)
-    return _make(RECURRENCE, None, srcs, None, a.shape, a.dtype)
-
-
 def linear_recurrence(a: Tensor, b: Tensor, dim: int, initial: Tensor | None = None) -> Tensor:
     """Every state of h_t = a_t * h_(t-1) + b_t along dim, from h_(-1) = initial (or 0: the first state is
     a_0 * 0 + b_0, NaN where a_0 is infinite, as a loop computes it). a and b broadcast together; initial is one
@@ -144,10 +138,7 @@ def linear_recurrence(a: Tensor, b: Tensor, dim: int, initial: Tensor | None = N
     h = initial.reshape(R, 1, C) if initial is not None else None
     pieces = []
     for start in range(0, L, MAX_TRIPS):  # a thread loops at most MAX_TRIPS steps: longer runs chain kernels
-        stop = min(start + MAX_TRIPS, L)
-        whole = start == 0 and stop == L
-        piece = _recurrence_block(a3 if whole else a3[:, start:stop], b3 if whole else b3[:, start:stop], h)
-        pieces.append(piece)
-        h = piece[:, -1:]
-    out = pieces[0] if len(pieces) == 1 else cat(pieces, 1)
-    return out.reshape(shape)
+        ab = (a3, b3) if L <= MAX_TRIPS else (a3[:, start:start + MAX_TRIPS], b3[:, start:start + MAX_TRIPS])
+        pieces.append(_make(RECURRENCE, None, ab if h is None else (*ab, h), None, ab[0].shape, dt))
+        h = pieces[-1][:, -1:]
+    return (pieces[0] if len(pieces) == 1 else cat(pieces, 1)).reshape(shape)
