@@ -520,9 +520,11 @@ def test_float16_norms_of_large_values_keep_float32_statistics(rng, op):
     if "shader-f16" not in tinydl.device_info()["features"]:
         pytest.skip("adapter without shader-f16")
     x = (rng.standard_normal((4, 32, 64)) * 8e3).astype(np.float16)
+    if "softmax" in op:  # values ~8: their exps (~e^30) overflow float16
+        x = (x / np.float16(1e3)).astype(np.float16)
     fns = {"layer_norm": (lambda t, f: f.layer_norm(t, (64,))), "group_norm": (lambda t, f: f.group_norm(t, 8)),
-           "rms_norm": (lambda t, f: f.rms_norm(t, (64,))), "softmax": (lambda t, f: f.softmax(t / 1e3, -1)),
-           "log_softmax": (lambda t, f: f.log_softmax(t / 1e3, -1))}
+           "rms_norm": (lambda t, f: f.rms_norm(t, (64,))), "softmax": (lambda t, f: f.softmax(t, -1)),
+           "log_softmax": (lambda t, f: f.log_softmax(t, -1))}
     y = fns[op](tinydl.tensor(x), F).numpy()
     ref = fns[op](torch.from_numpy(x).float(), TF).numpy()
     assert y.dtype == np.float16 and np.isfinite(y).all()

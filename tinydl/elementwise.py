@@ -15,6 +15,7 @@ from .shapes import broadcast_shapes, normalize_dim
 from .creation import _cast_scalar, _checked_scalar, arange, full, tensor, zeros
 from ._core import Scalar, Tensor, _const, _make
 from .joining import cat
+from .opmath import computes_in_float32
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:
@@ -195,8 +196,12 @@ def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
     if isinstance(x, Tensor) and not x.dtype.is_floating_point:
         raise RuntimeError('"round_cpu" not implemented for \'Int\'' if x.dtype == dtypes.int32
                            else '"round_cpu" not implemented for \'Bool\'')
-    power = float(10.0 ** builtins.abs(int(decimals)))
-    if decimals > 0:
+    return _round_decimals(x, float(10.0 ** builtins.abs(int(decimals))), decimals > 0)
+
+
+@computes_in_float32
+def _round_decimals(x, power: float, scale_up: bool) -> Tensor:
+    if scale_up:
         return _true_div(_round(mul(x, power)), power)
     return mul(_round(_true_div(x, power)), power)
 _add, _sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or = (
@@ -205,20 +210,30 @@ _add, _sub, mul, _true_div, maximum, minimum, eq, ne, lt, le, gt, ge, logical_an
 
 def add(input, other, *, alpha=1) -> Tensor:
     """torch.add: input + alpha * other."""
-    return _add(input, other if alpha == 1 else mul(other, alpha))
+    return _add(input, other) if alpha == 1 else _scaled(_add, input, other, alpha)
 
 
 def sub(input, other, *, alpha=1) -> Tensor:
     """torch.sub: input - alpha * other."""
-    return _sub(input, other if alpha == 1 else mul(other, alpha))
+    return _sub(input, other) if alpha == 1 else _scaled(_sub, input, other, alpha)
 
 
+def _scaled(op, input, other, alpha) -> Tensor:
+    """input op alpha * other as one op; with float16 operands, alpha rounded to half first (as torch's kernel)."""
+    if isinstance(alpha, builtins.float) and all(not isinstance(t, Tensor) or t.dtype == dtypes.float16
+                                                 for t in (input, other)):
+        alpha = builtins.float(np.float16(alpha))
+    return computes_in_float32(lambda a, b: op(a, mul(b, alpha)))(input, other)
+
+
+@computes_in_float32
 def addcmul(x, tensor1, tensor2, *, value=1) -> Tensor:
     """x + value * tensor1 * tensor2, multiplied in torch's order ((value * tensor1) * tensor2)."""
     product = mul(tensor1, tensor2) if value == 1 else mul(mul(tensor1, value), tensor2)
     return add(x, product)
 
 
+@computes_in_float32
 def addcdiv(x, tensor1, tensor2, *, value=1) -> Tensor:
     """x + value * tensor1 / tensor2, in torch's order ((value * tensor1) / tensor2); integer operands refused
     as torch does."""
@@ -233,6 +248,7 @@ def addcdiv(x, tensor1, tensor2, *, value=1) -> Tensor:
     return add(x, quotient)
 
 
+@computes_in_float32
 def lerp(start, end, weight) -> Tensor:
     """start + weight * (end - start), as torch: from the end (end - (end - start) * (1 - weight)) where
     |weight| >= 0.5, so weight 1 gives end exactly."""
@@ -496,6 +512,7 @@ def xlogy(input, other) -> Tensor:  # noqa: A002
     return where((x == 0) & logical_not(isnan(y)), 0.0, x * log(y))
 
 
+@computes_in_float32
 def sinc(input) -> Tensor:  # noqa: A002
     """sin(pi x) / (pi x), 1 at 0 (pi x rounded to the float type first, as torch)."""
     (x,) = _floats(input)
@@ -503,6 +520,7 @@ def sinc(input) -> Tensor:  # noqa: A002
     return where(px == 0, 1.0, sin(px) / px)
 
 
+@computes_in_float32
 def logaddexp(input, other) -> Tensor:  # noqa: A002
     """log(exp(a) + exp(b)) as max + log1p(exp(-|a - b|)); equal infinities give themselves (no inf - inf)."""
     _check_float_result("logaddexp", input, other)
@@ -511,6 +529,7 @@ def logaddexp(input, other) -> Tensor:  # noqa: A002
     return where(isinf(a) & (a == b), a, m + log1p(exp(neg(abs(a - b)))))
 
 
+@computes_in_float32
 def logaddexp2(input, other) -> Tensor:  # noqa: A002
     _check_float_result("logaddexp2", input, other)
     a, b = _floats(input, other)

@@ -14,11 +14,13 @@ from ._core import Tensor
 from .creation import arange, tensor, zeros
 from .elementwise import where
 from .joining import cat
+from .opmath import computes_in_float32
 from .shapes import normalize_dim
 
 _NAMES = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.int32: "Long", dtypes.bool_: "Bool"}
 
 
+@computes_in_float32
 def _add_product(input, product: Tensor, beta, alpha) -> Tensor:
     """beta * input + alpha * product, input broadcast to the product's shape; beta 0 ignores input (NaN too)."""
     out = product if alpha == 1 else product * alpha

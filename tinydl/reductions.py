@@ -13,6 +13,7 @@ from .ops import REDUCE, ROW_MAX_LEN, ROWNORM
 from .shapes import normalize_dim, normalize_dims
 from ._core import MaxMin, Tensor, _make
 from .creation import full, zeros, zeros_like
+from .opmath import computes_in_float32
 from .elementwise import (_elementwise, abs, exp, isinf, isnan, log, logical_not, maximum, minimum, rsqrt, sqrt,
                           where)
 
@@ -105,6 +106,7 @@ def amin(x, dim=None, keepdim=False):
     return _reduce("min", x, dim, keepdim)
 
 
+@computes_in_float32
 def vector_norm(x: Tensor, ord=2, dim=None, keepdim=False, *, dtype=None) -> Tensor:  # noqa: A002 - torch's name
     """torch.linalg.vector_norm: (sum |x|^ord)^(1/ord) over dim (all when None); ord inf / -inf the largest /
     smallest |x|, ord 0 the count of non-zeros; dtype: x cast to it first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import dtypes
 from ..elementwise import _check_float_only
+from ..opmath import computes_in_float32
 from ..shapes import normalize_dim
 from .._tensor import clamp, elu, exp, expm1, hardshrink, leaky_relu, log1p, minimum, sigmoid, softmax, tanh, where
 from .functional_norms import _t
@@ -21,6 +22,7 @@ def legacy_softmax_dim(x) -> int:
     return 0 if x.ndim in (0, 1, 3) else 1
 
 
+@computes_in_float32
 def glu(input, dim=-1):  # noqa: A002 - torch's parameter names: fx may pass them by name
     """The first half along dim times the sigmoid of the second."""
     x = _t(input)
@@ -34,10 +36,12 @@ def glu(input, dim=-1):  # noqa: A002 - torch's parameter names: fx may pass the
     return a * sigmoid(b)
 
 
+@computes_in_float32
 def selu(input, inplace=False):  # noqa: A002
     return elu(_t(input), SELU_ALPHA) * SELU_SCALE
 
 
+@computes_in_float32
 def celu(input, alpha=1.0, inplace=False):  # noqa: A002
     """x > 0: x, else alpha * expm1(x / alpha)."""
     x = _t(input)
@@ -52,6 +56,7 @@ def softsign(input):  # noqa: A002
     return x / (x.abs() + 1)
 
 
+@computes_in_float32
 def logsigmoid(input):  # noqa: A002
     """min(x, 0) - log1p(exp(-|x|)): no overflow for either sign."""
     x = _t(input)
@@ -77,6 +82,7 @@ def threshold(input, threshold, value, inplace=False):  # noqa: A002
     return where(x <= threshold, value, x).to(x.dtype)
 
 
+@computes_in_float32
 def softshrink(input, lambd=0.5):  # noqa: A002
     """x - clamp(x, -lambd, lambd): x -+ lambd outside the band, exactly 0 inside, NaN kept."""
     x = _t(input)

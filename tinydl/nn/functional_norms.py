@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tensor import Tensor, row_norm, tensor, zeros
+from ..opmath import computes_in_float32
 
 
 def _t(x):
@@ -12,6 +13,7 @@ def _t(x):
     return x if isinstance(x, Tensor) or x is None else tensor(x)
 
 
+@computes_in_float32
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """Inference form: y = (x - mean) * rsqrt(var + eps) * weight + bias, as one per-channel scale/shift
     that fuses into the producer's epilogue."""
@@ -57,10 +59,17 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with shape "
                            f"[*, {', '.join(map(str, normalized_shape))}], but got input of size{list(x.shape)}")
     y = row_norm(x, "layer_norm", x.ndim - 1, eps, n) if x.numel() else x
+    return _affine(y, weight, bias)
+
+
+@computes_in_float32
+def _affine(y, weight, bias, shape=None):
+    """y * weight + bias (either may be None), the parameters reshaped to shape (None: as they are): one op with the norm in torch
+    (float16: the normalized row is not rounded before it)."""
     if weight is not None:
-        y = y * weight
+        y = y * (weight if shape is None else weight.reshape(shape))
     if bias is not None:
-        y = y + bias
+        y = y + (bias if shape is None else bias.reshape(shape))
     return y
 
 
@@ -90,16 +99,11 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
                            f"shape {list(x.shape)} and num_groups={num_groups}")
     # each (sample, group) is one row of the layer_norm row kernel
     y = row_norm(x.reshape(N, num_groups, -1), "layer_norm", 2, eps).reshape(x.shape) if x.numel() else x
-    shape = (1, C) + (1,) * (x.ndim - 2)
-    if weight is not None:
-        y = y * weight.reshape(shape)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    return y
+    return _affine(y, weight, bias, (1, C) + (1,) * (x.ndim - 2))
 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None):
-    """x * rsqrt(mean(x^2 over the last len(normalized_shape) dims) + eps) * weight; eps None: the dtype's eps."""
+    """x * rsqrt(mean(x^2 over the last len(normalized_shape) dims) + eps) * weight; eps None: float32's eps."""
     x, weight = _t(x), _t(weight)
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
@@ -112,9 +116,10 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
         raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, but got weight of shape "
                            f"{list(weight.shape)} and normalized_shape = {list(normalized_shape)}")
     if eps is None:
-        eps = float(np.finfo(x.dtype.np).eps) if x.dtype.is_floating_point else float(np.finfo(np.float32).eps)
+        # the eps of the type torch computes in: float32's for float16 too
+        eps = float(np.finfo(np.float32).eps)
     y = row_norm(x, "rms_norm", x.ndim - 1, eps, n) if x.numel() else x
-    return y * weight if weight is not None else y
+    return _affine(y, weight, None)
 
 
 def normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
