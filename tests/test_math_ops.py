@@ -52,9 +52,8 @@ def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return np.abs(got.astype(np.float64) - want.astype(np.float64)) / spacing
 
 
-def _check(got: np.ndarray, want: np.ndarray, x: np.ndarray, ulps: float, what: str, tiny: float = 0.0) -> None:
-    """Same NaNs, same infinities, zeros of the same sign, finite values within `ulps` float32 ulps; where want is 0,
-    got may be up to `tiny` instead."""
+def _check(got: np.ndarray, want: np.ndarray, x: np.ndarray, ulps: float, what: str) -> None:
+    """Same NaNs, same infinities, zeros of the same sign, finite values within `ulps` float32 ulps."""
     assert got.dtype == want.dtype == np.float32, (got.dtype, want.dtype)
     bad = np.isnan(got) != np.isnan(want)
     assert not bad.any(), (what, x[bad][:5], got[bad][:5], want[bad][:5])
@@ -62,7 +61,7 @@ def _check(got: np.ndarray, want: np.ndarray, x: np.ndarray, ulps: float, what: 
     bad = inf & (got != want)
     assert not bad.any(), (what, x[bad][:5], got[bad][:5], want[bad][:5])
     zero = want == 0
-    bad = zero & (np.abs(got) > tiny) | zero & (got == 0) & (np.signbit(got) != np.signbit(want))
+    bad = zero & ((got != 0) | (np.signbit(got) != np.signbit(want)))
     assert not bad.any(), (what, x[bad][:5], got[bad][:5], want[bad][:5])
     fin = np.isfinite(want) & ~zero
     u = _ulps(got[fin], want[fin])
@@ -70,13 +69,26 @@ def _check(got: np.ndarray, want: np.ndarray, x: np.ndarray, ulps: float, what: 
     assert u.size == 0 or u.max() <= ulps, (what, x[fin][i], got[fin][i], want[fin][i], u.max())
 
 
+def _torch_reference(op: str, x: np.ndarray) -> np.ndarray:
+    """torch CPU's float32 values, except where one is more than 2 ulps from torch's float64 value rounded to float32:
+    there the float64 one (torch's vectorized erfc gives 0 for erfc(10.04) = 9e-46, which rounds to 1e-45; its
+    float32 erfinv was seen 1000 ulps off in the middle of the range in some runs, not reproducibly)."""
+    want = getattr(torch, op)(torch.from_numpy(x)).numpy()
+    with np.errstate(over="ignore"):
+        exact = getattr(torch, op)(torch.from_numpy(x).double()).numpy().astype(np.float32)
+    both = np.isfinite(want) & np.isfinite(exact) & (exact != 0)
+    off = np.zeros(x.shape, bool)
+    off[both] = _ulps(want[both], exact[both]) > 2
+    off |= (want == 0) & (exact != 0)
+    assert off.sum() <= x.size // 100, (op, x[off][:5], want[off][:5], exact[off][:5])  # mostly torch's float32
+    return np.where(off, exact, want)
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_float32_parity_with_torch(op):
     x = _values(op)
     got = getattr(tinydl, op)(tinydl.tensor(x)).numpy()
-    want = getattr(torch, op)(torch.from_numpy(x)).numpy()
-    # erfc(10.04) is 9e-46, 0.66 of the smallest subnormal: 1e-45 here, torch's vectorized erfc gives 0
-    _check(got, want, x, ULPS.get(op, 2), op, tiny=1.5e-45 if op == "erfc" else 0.0)
+    _check(got, _torch_reference(op, x), x, ULPS.get(op, 2), op)
 
 
 # each op's edges: torch's values bit for bit (signed zeros, pi/2 for asin(1), infinities, NaN outside the domain)
