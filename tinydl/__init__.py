@@ -28,6 +28,8 @@ from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_no
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
+from ._tensor import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan,  # noqa: E402
+                     atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
 from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402
                      logaddexp2, logit, nan_to_num, signbit, sinc, xlogy)

@@ -34,6 +34,8 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
+from .elementwise import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh,  # noqa: F401
+                          atan, atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
@@ -251,6 +253,23 @@ class Tensor(_core.Tensor):
     def fix(self): return trunc(self)
     def log1p(self): return log1p(self)
     def expm1(self): return expm1(self)
+    def tan(self): return tan(self)
+    def asin(self): return asin(self)
+    def acos(self): return acos(self)
+    def atan(self): return atan(self)
+    def sinh(self): return sinh(self)
+    def cosh(self): return cosh(self)
+    def asinh(self): return asinh(self)
+    def acosh(self): return acosh(self)
+    def atanh(self): return atanh(self)
+    arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+    def log2(self): return log2(self)
+    def log10(self): return log10(self)
+    def exp2(self): return exp2(self)
+    def erfc(self): return erfc(self)
+    def erfinv(self): return erfinv(self)
+    def deg2rad(self): return deg2rad(self)
+    def rad2deg(self): return rad2deg(self)
     def hardshrink(self, lambd=0.5): return hardshrink(self, lambd)
     def atan2(self, other): return atan2(self, other)
     def arctan2(self, other): return atan2(self, other)

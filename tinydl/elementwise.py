@@ -184,6 +184,10 @@ neg, abs, sign, relu, exp, log, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid
         _unary(n) for n in "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 silu "
                            "hardswish hardsigmoid mish erf floor ceil round logical_not log1p expm1 trunc".split())
 fix = trunc
+# torch's float functions (WGSL in kernels/math_functions.py); integer and bool tensors give float32
+tan, asin, acos, atan, sinh, cosh, asinh, acosh, atanh, log2, log10, exp2, erfc, erfinv = (
+    _unary(n) for n in "tan asin acos atan sinh cosh asinh acosh atanh log2 log10 exp2 erfc erfinv".split())
+arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
 
 
 def round(x, *, decimals: int = 0) -> Tensor:  # noqa: A001 - torch's name
@@ -518,6 +522,18 @@ def sinc(input) -> Tensor:  # noqa: A002
     (x,) = _floats(input)
     px = x * np.pi  # x read once (px == 0 exactly where x == 0): a computed x is not made a kernel of its own
     return where(px == 0, 1.0, sin(px) / px)
+
+
+def deg2rad(input) -> Tensor:  # noqa: A002
+    """input * (pi / 180), the constant in the float type as torch multiplies by it; integers give float32."""
+    (x,) = _floats(input)
+    return mul(x, 0.017453292519943295)
+
+
+def rad2deg(input) -> Tensor:  # noqa: A002
+    """input * (180 / pi), as deg2rad."""
+    (x,) = _floats(input)
+    return mul(x, 57.29577951308232)
 
 
 @computes_in_float32

@@ -104,6 +104,8 @@ ELEMENTWISE_OPS: dict[str, ElementwiseOp] = {
     **_ops(1, "neg abs sign relu", ints=True),
     **_ops(1, "exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu6 leaky_relu elu gelu gelu_tanh silu "
               "hardswish hardsigmoid softplus mish erf floor ceil round log1p expm1 trunc", result="float"),
+    # torch's float functions of kernels/math_functions.py
+    **_ops(1, "tan asin acos atan sinh cosh asinh acosh atanh log2 log10 exp2 erfc erfinv", result="float"),
     **_ops(1, "clamp", ints=True),            # arg: (min or None, max or None)
     **_ops(1, "logical_not", result="bool", ints=True),
     "cast": ElementwiseOp(1, result="cast", ints=True),  # arg: (target DType,)

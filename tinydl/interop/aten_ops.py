@@ -251,6 +251,19 @@ for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid r
               "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():
     _aten(f"{_name}.default", getattr(T, _name))
 _aten("relu6.default", T.relu6)
+for _name in ("tan asin acos atan sinh cosh asinh acosh atanh log2 log10 exp2 erfc erfinv deg2rad rad2deg").split():
+    _aten(f"{_name}.default", getattr(T, _name))
+# torch.export keeps the aliases' names (torch.arcsin, torch.special.erfc, ...)
+_aten("arcsin.default", T.asin)
+_aten("arccos.default", T.acos)
+_aten("arctan.default", T.atan)
+_aten("arcsinh.default", T.asinh)
+_aten("arccosh.default", T.acosh)
+_aten("arctanh.default", T.atanh)
+_aten("special_exp2.default", T.exp2)
+_aten("special_erfc.default", T.erfc)
+_aten("special_erfinv.default", T.erfinv)
+_aten("special_expit.default", T.sigmoid)
 # reductions
 _aten("nansum.default", lambda x, dim=None, keepdim=False, *, dtype=None: T.nansum(x, _dims(dim, x.ndim), keepdim,
                                                                                    dtype=_dt(dtype)))

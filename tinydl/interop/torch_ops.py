@@ -168,6 +168,9 @@ def _norm(x, p="fro", dim=None, keepdim=False, out=None, dtype=None):
     return T.norm(x, p, dim, keepdim, to_dtype(dtype) if dtype is not None else None)
 
 
+# torch.special's names that are no torch.X (fx resolves torch.special.erfc & co. to tinydl's X by name)
+implements("torch.special.expit")(T.sigmoid)
+
 # torch.X defined in torch.functional: fx names them so
 implements("torch.functional.cdist")(cdist)
 implements("torch.functional.tensordot")(T.tensordot)

@@ -13,7 +13,7 @@ import math
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
-from . import overflow, snippets
+from . import math_functions, overflow, snippets
 from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
@@ -338,6 +338,8 @@ class Expr:
             p = self.let(f"td_ipow_checked({ops[0]}, {ops[1]})", "pw")
             self._report_overflow(f"{p}.y != 0")
             return self.let(f"{p}.x")
+        for text in math_functions.helpers(node.op):  # tan, erfinv, ...: their WGSL functions
+            self.src.helper(text)
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)

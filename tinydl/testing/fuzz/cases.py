@@ -92,7 +92,8 @@ SPECIALS = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e38, -1e38, 1
 SPECIALS16 = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 6e4, -6e4, 6e-5, 1e-7]
 
 UNARY_L = "neg abs sign relu exp log sqrt rsqrt reciprocal sin cos tanh sigmoid erf floor ceil round logical_not " \
-          "bitwise_not isnan isinf isfinite log1p expm1 trunc signbit".split()
+          "bitwise_not isnan isinf isfinite log1p expm1 trunc signbit tan asin acos atan sinh cosh asinh acosh atanh " \
+          "log2 log10 exp2 erfc erfinv".split()
 UNARY_F = "relu6 leaky_relu elu gelu silu hardswish hardsigmoid softplus mish".split()
 BINARY = {"logical_xor": "{L}.logical_xor({0}, {1})", "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}", "pow": "{L}.pow({0}, {1})",
           "maximum": "{L}.maximum({0}, {1})", "minimum": "{L}.minimum({0}, {1})", "eq": "{0} == {1}",

@@ -24,7 +24,8 @@ class Outcome:
 # float64 run moves their outputs by PERTURB (4 float32 ulps) to measure how far such an error travels downstream.
 INEXACT = {"exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "erf", "elu", "gelu", "silu",
            "softplus", "mish", "div", "pow", "matmul", "conv2d", "softmax", "log_softmax", "layer_norm", "mean", "var",
-           "std", "sum", "prod"}
+           "std", "sum", "prod", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "log2",
+           "log10", "exp2", "erfc", "erfinv"}
 PERTURB = 4 * 2.0 ** -23
 
 
