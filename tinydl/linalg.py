@@ -20,9 +20,15 @@ from .shapes import normalize_dim
 _NAMES = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.int32: "Long", dtypes.bool_: "Bool"}
 
 
-@computes_in_float32
 def _add_product(input, product: Tensor, beta, alpha) -> Tensor:
-    """beta * input + alpha * product, input broadcast to the product's shape; beta 0 ignores input (NaN too)."""
+    """beta * input + alpha * product, input broadcast to the product's shape; beta 0 ignores input (NaN too).
+    One op in torch: scaled, the float16 terms are computed in float32 (input + product is one add anyway)."""
+    if alpha == 1 and beta in (0, 1):
+        return _scaled_sum(input, product, beta, alpha)
+    return computes_in_float32(_scaled_sum)(input, product, beta, alpha)
+
+
+def _scaled_sum(input, product: Tensor, beta, alpha) -> Tensor:
     out = product if alpha == 1 else product * alpha
     if beta == 0:
         return out
