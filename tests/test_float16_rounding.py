@@ -96,3 +96,33 @@ def test_norm_of_large_float16_values_is_finite():
     out = tinydl.tensor(a).norm(dim=1).numpy()
     np.testing.assert_array_equal(out, torch.from_numpy(a).norm(dim=1).numpy())
     assert np.isfinite(out).all()
+
+
+class _UpcastNorm(torch.nn.Module):
+    """Hugging Face's RMSNorm: the variance in float32 whatever the model's dtype."""
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.linspace(0.5, 1.5, 64))
+
+    def forward(self, x):
+        dtype = x.dtype
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return self.weight * h.to(dtype)
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_float32_upcasts_of_a_halved_model_hold(path):
+    """Values ~1000 (squares beyond half's range) through a float32 upcast, the model converted in float32 and then
+    .half()'d: as torch's float16 model. On fx the upcast is a literal float32 (rounded per op as torch); the
+    exported graph was traced in float32, where the upcast and the cast back are both `to(float32)`, so its float16
+    run keeps float32 between its kernels' stores (opmath.rounding_at_stores) instead of overflowing."""
+    from paths import OnPath1
+    m = OnPath1(_UpcastNorm(), "fx" if path == "fx" else "export").eval()
+    x = torch.randn(4, 64, generator=torch.Generator().manual_seed(0)) * 1000
+    tm = tinydl.from_torch(m, example_inputs=(x,)).half()
+    assert tm.conversion_path == path
+    got = tm(tinydl.tensor(x.half().numpy())).numpy()
+    want = m.half()(x.half()).detach().numpy()
+    assert got.dtype == np.float16 and np.isfinite(got).all()
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)

@@ -15,7 +15,7 @@ from .shapes import broadcast_shapes, normalize_dim
 from .creation import _cast_scalar, _checked_scalar, arange, full, tensor, zeros
 from ._core import Scalar, Tensor, _const, _make
 from .joining import cat
-from .opmath import computes_in_float32
+from .opmath import computes_in_float32, rounds_per_op
 
 
 def _as_tensor(x, like_dtype: DType) -> Tensor:
@@ -117,7 +117,10 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
     shape = broadcast_shapes(*(t.shape for t in ts))
     ts = [t.expand(shape) for t in ts]
     out = dtypes.bool_ if spec.result == "bool" else dt
-    return _make(ELEMENTWISE, op, ts, tuple(arg), shape, out)
+    t = _make(ELEMENTWISE, op, ts, tuple(arg), shape, out)
+    if out == dtypes.float16 and not rounds_per_op():
+        t.node.rounds = False
+    return t
 
 
 # float-only activations and roundings: torch's kernel names in its "not implemented for 'Int'" errors

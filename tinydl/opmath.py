@@ -5,10 +5,33 @@ float16 elementwise node (kernels/expr.py); a function built of several nodes th
 decorated with @computes_in_float32: it runs on float32 copies of its float16 inputs, its result rounded once."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 
 from . import dtypes
 from ._core import Tensor
+
+
+_PER_OP = contextvars.ContextVar("tinydl_float16_rounds_per_op", default=True)
+
+
+def rounds_per_op() -> bool:
+    """Whether float16 elementwise nodes built now round their results (False inside `rounding_at_stores`)."""
+    return _PER_OP.get()
+
+
+@contextlib.contextmanager
+def rounding_at_stores():
+    """float16 elementwise nodes built inside keep float32 values up to their kernel's store: for a graph traced in
+    float32 and run in float16 (an exported model after .half()), whose explicit float32 upcasts (a norm's variance,
+    rotary angles) are indistinguishable from its other float32 ops, so rounding after every op would overflow
+    or lose what torch's float16 model computes in float32."""
+    token = _PER_OP.set(False)
+    try:
+        yield
+    finally:
+        _PER_OP.reset(token)
 
 
 def _float_tensors(args, kwargs):

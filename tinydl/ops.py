@@ -56,12 +56,15 @@ _ids = itertools.count()
 
 
 class Node:
-    __slots__ = ("kind", "op", "srcs", "arg", "shape", "dtype", "buffer", "uid", "__weakref__")
+    __slots__ = ("kind", "op", "srcs", "arg", "shape", "dtype", "buffer", "uid", "rounds", "__weakref__")
 
     def __init__(self, kind: str, op: str | None, srcs: tuple, arg, shape: tuple, dtype: DType, buffer=None):
         self.kind, self.op, self.srcs, self.arg = kind, op, srcs, arg
         self.shape, self.dtype, self.buffer = tuple(shape), dtype, buffer
         self.uid = next(_ids)
+        # a float16 ELEMENTWISE result rounded to half where it is computed, as torch's op stores it (opmath.py);
+        # False: kept in float32 up to the kernel's store
+        self.rounds = True
 
     @property
     def numel(self) -> int:

@@ -17,6 +17,7 @@ import weakref
 from .. import dtypes
 from ..capture import Jit
 from ..nn.module import Module
+from ..opmath import rounding_at_stores
 from .._tensor import Tensor, tensor
 from . import registry
 from .registry import to_dtype
@@ -54,6 +55,12 @@ class Program:
 
     # -- the interpreter
     def run(self, root: Module, args, kwargs):
+        if self.float_dtype not in (None, dtypes.float32):  # a float32 trace run in float16 (opmath.py)
+            with rounding_at_stores():
+                return self._interpret(root, args, kwargs)
+        return self._interpret(root, args, kwargs)
+
+    def _interpret(self, root: Module, args, kwargs):
         env = self.bind(root, args, kwargs)
         # not a recursive closure: that is a reference cycle holding env's tensors (their buffers) until gc
         load = functools.partial(self.load, env)

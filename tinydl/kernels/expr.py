@@ -343,7 +343,7 @@ class Expr:
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
-        if node.dtype == dtypes.float16 and node.op != "cast":
+        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds:
             e = f"td_round_f16({e})"  # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows
         v = self.let(e)
         if check is not None:

@@ -30,7 +30,7 @@ def walk(roots: list[Node]) -> tuple[list[Node], tuple, dict[int, int]]:
                 continue
             pos[n.uid] = len(order)
             order.append(n)
-            sig.append((n.kind, n.op, n.arg, n.shape, n.dtype.name, tuple(pos[s.uid] for s in n.srcs)))
+            sig.append((n.kind, n.op, n.arg, n.shape, n.dtype.name, tuple(pos[s.uid] for s in n.srcs), n.rounds))
     sig.append(("roots", tuple(pos[r.uid] for r in roots)))
     return order, tuple(sig), pos
 

@@ -103,7 +103,7 @@ def _copy(n: Node, srcs: tuple, made: set[int]) -> Node:
             return base
         srcs = (base,)
     low = Node(n.kind, n.op, srcs, n.arg, n.shape, n.dtype)
-    low.uid = n.uid
+    low.uid, low.rounds = n.uid, n.rounds
     return low
 
 
@@ -213,7 +213,7 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
 
 def _node_like(n: Node, srcs: tuple, arg) -> Node:
     low = Node(n.kind, n.op, srcs, arg, n.shape, n.dtype)
-    low.uid = n.uid
+    low.uid, low.rounds = n.uid, n.rounds
     return low
 
 
