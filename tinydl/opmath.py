@@ -64,6 +64,8 @@ def computes_in_float32(fn):
     float32 results are rounded to float16 once (a float32 input makes torch's result float32 anyway)."""
     @functools.wraps(fn)
     def opmath(*args, **kwargs):
+        if not rounds_per_op():  # float16 nodes keep float32 up to their store anyway
+            return fn(*args, **kwargs)
         floats = list(_float_tensors(args, kwargs))
         if (not floats or any(t.dtype != dtypes.float16 for t in floats)
                 or any(isinstance(a, dtypes.DType) for a in (*args, *kwargs.values()))):  # a dtype argument decides
