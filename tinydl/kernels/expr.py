@@ -18,6 +18,9 @@ from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
+# ops whose result on float16 values is one of them or exactly representable (no rounding needed after them)
+_EXACT_ON_HALVES = frozenset({"relu", "relu6", "neg", "abs", "maximum", "minimum", "where", "floor", "ceil", "round",
+                              "trunc", "sign"})
 VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (binding4, a vec4 output)
 
 
@@ -343,12 +346,28 @@ class Expr:
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
-        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds:
-            e = f"td_round_f16({e})"  # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows
+        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds and node is not self.src.out and not (
+                node.op in _EXACT_ON_HALVES and all(self._is_half_value(s) for s in node.srcs if s.dtype.is_floating_point)):
+            # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows. Not needed where the store
+            # rounds next, nor for an op whose result is one of its half operands or exactly representable
+            e = f"td_round_f16({e})"
         v = self.let(e)
         if check is not None:
             self._report_overflow(self._overflow_test(node.op, check, ops, v))
         return v
+
+    def _is_half_value(self, node: Node) -> bool:
+        """node's value in this kernel is a float16 value already (loaded from half storage, or rounded where
+        computed)."""
+        if node.dtype != dtypes.float16:
+            return False
+        if node.kind == BUFFER or self.src.materialized(node):
+            return True
+        if node.kind == ELEMENTWISE:
+            return node.op == "cast" or node.rounds  # rounded, or exact on half operands (never the output)
+        if node.kind == VIEW and node.op in ("reshape", "permute", "expand", "slice"):
+            return self._is_half_value(node.srcs[0])
+        return False
 
     def _overflow_test(self, op: str, check: tuple, ops: list[str], r: str) -> str:
         """The WGSL condition under which int32 result r of op (operands ops) does not fit int32 (kernels/overflow.py)."""
