@@ -20,9 +20,11 @@ NO_OPS = {"device", "layout", "pin_memory", "memory_format", "non_blocking", "co
 READS_ALL = {"aten.to.device", "aten.to.dtype", "aten.to.dtype_layout", "aten.to.other", "aten.type_as.default",
              "aten._to_copy.default", "aten.arange.default",
              "aten.arange.start", "aten.arange.start_step"} | {
-    f"aten.{op}.{overload}" for op in ("upsample_nearest1d", "upsample_nearest2d", "upsample_bilinear2d",
-                                       "_upsample_nearest_exact1d", "_upsample_nearest_exact2d", "upsample_bicubic2d",
-                                       "upsample_linear1d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa")
+    f"aten.{op}.{overload}" for op in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+                                       "upsample_bilinear2d", "upsample_trilinear3d", "_upsample_nearest_exact1d",
+                                       "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "upsample_bicubic2d",
+                                       "upsample_linear1d", "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa",
+                                       "_upsample_lanczos2d_aa")
     for overload in ("default", "vec")}
 # runtime checks torch.export records (torch._check, asserts on sizes): they change no value; tinydl's own shape
 # checks guard its inputs instead (interop/dynamic_dims.py)
@@ -94,10 +96,12 @@ def test_fate_of_arguments_finds_what_an_entry_drops():
     ("_upsample_bicubic2d_aa.default", ([7, 7], False, 0.7, 0.7)),
     ("_upsample_bilinear2d_aa.vec", (None, False, [0.65, 0.65])),
     ("_upsample_bilinear2d_aa.default", ([13, 13], True)),
+    ("upsample_trilinear3d.default", ([13, 13, 13], False, 1.35, 1.35, 1.35)),
+    ("upsample_nearest3d.default", ([13, 13, 13], 1.35, 1.35, 1.35)),
 ])
 def test_upsample_scales_map_as_torch(name, args):
     """With per-dim scales torch maps output to input by 1 / scale (not in / out): 10 -> 13 by 1.35 differs."""
-    x = torch.randn(1, 2, 10, 10) if "2d" in name else torch.randn(1, 2, 10)
+    x = torch.randn((1, 2) + (10,) * (3 if "3d" in name else 2 if "2d" in name else 1))
     op, overload = name.split(".")
     ref = getattr(getattr(torch.ops.aten, op), overload)(x, *args)
     got = registry.lookup("aten." + name)(tinydl.tensor(x.numpy()), *args)

@@ -22,7 +22,7 @@ ELEMENTWISE = "elementwise"  # op: name in ELEMENTWISE_OPS, arg: op parameters (
 VIEW = "view"            # op: reshape | permute | expand | slice | pad; index math only
 CAT = "cat"              # arg: dim
 GATHER = "gather"        # embedding: srcs (weight, indices)
-INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / bilinear resampling
+INTERP = "interp"        # arg: (mode, align_corners, scales) - nearest / linear resampling, 1-3 spatial dims
 # Heavy: always the root of a kernel (they may take elementwise consumers as an epilogue).
 REDUCE = "reduce"        # op: sum|prod|max|min|argmax|argmin, arg: axes (output keeps dims)
 MATMUL = "matmul"        # srcs a [B,M,K], b [B,K,N] -> [B,M,N]; arg: None, or GemmArgs (set by lowering)

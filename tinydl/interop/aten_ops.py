@@ -171,13 +171,13 @@ def _upsample(mode, antialias=False):
     """ATen's upsample_* overloads: .vec (output_size or scale_factors, a list) and .default (output_size and
     optional per-dim scales, which torch's kernels map coordinates with: 1 / scale rather than in / out);
     antialias: the _aa overloads (interpolate(..., antialias=True))."""
-    def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, scales_h=None, scales_w=None,
-          scales=None):
+    def f(x, output_size=None, *rest, scale_factors=None, align_corners=None, scales_d=None, scales_h=None,
+          scales_w=None, scales=None):
         if rest and isinstance(rest[0], bool):  # upsample_bilinear2d(x, output_size, align_corners, ...)
             align_corners, rest = rest[0], rest[1:]
         if rest and isinstance(rest[0], (list, tuple)):  # .vec's scale_factors
             scale_factors, rest = rest[0], rest[1:]
-        per_dim = list(rest) or ([scales] if scales is not None else [scales_h, scales_w][:x.ndim - 2])
+        per_dim = list(rest) or {1: [scales], 2: [scales_h, scales_w]}.get(x.ndim - 2, [scales_d, scales_h, scales_w])
         if output_size is not None and any(v is not None for v in per_dim):
             spatial = x.shape[2:]
             if len(per_dim) == len(spatial) and all(v is not None and int(n * v) == o
@@ -554,11 +554,16 @@ _aten("max_pool3d.default", _max_pool3d)
 _values_only("max_pool3d_with_indices.default", _max_pool3d)
 _aten("avg_pool2d.default", _avg_pool2d)
 _aten("adaptive_avg_pool2d.default _adaptive_avg_pool2d.default", F.adaptive_avg_pool2d)
+_aten("adaptive_avg_pool1d.default", F.adaptive_avg_pool1d)
+_aten("adaptive_avg_pool3d.default _adaptive_avg_pool3d.default", F.adaptive_avg_pool3d)
 _values_only("adaptive_max_pool2d.default", lambda x, output_size: F.adaptive_max_pool2d(x, output_size))
-_aten("upsample_nearest2d.vec upsample_nearest2d.default upsample_nearest1d.vec upsample_nearest1d.default",
-      _upsample("nearest"))
-_aten("_upsample_nearest_exact2d.vec _upsample_nearest_exact2d.default _upsample_nearest_exact1d.vec "
-      "_upsample_nearest_exact1d.default", _upsample("nearest-exact"))
+_aten("upsample_nearest1d.vec upsample_nearest1d.default upsample_nearest2d.vec upsample_nearest2d.default "
+      "upsample_nearest3d.vec upsample_nearest3d.default", _upsample("nearest"))
+_aten("_upsample_nearest_exact1d.vec _upsample_nearest_exact1d.default _upsample_nearest_exact2d.vec "
+      "_upsample_nearest_exact2d.default _upsample_nearest_exact3d.vec _upsample_nearest_exact3d.default",
+      _upsample("nearest-exact"))
+_aten("upsample_trilinear3d.vec upsample_trilinear3d.default", _upsample("trilinear"))
+_aten("_upsample_lanczos2d_aa.vec _upsample_lanczos2d_aa.default", _upsample("lanczos", antialias=True))
 _aten("upsample_bilinear2d.vec upsample_bilinear2d.default", _upsample("bilinear"))
 _aten("upsample_bicubic2d.vec upsample_bicubic2d.default", _upsample("bicubic"))
 _aten("upsample_linear1d.vec upsample_linear1d.default", _upsample("linear"))

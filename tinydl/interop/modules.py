@@ -126,6 +126,8 @@ LAYERS = {
     "AdaptiveMaxPool2d": _simple(nn.AdaptiveMaxPool2d, "output_size"),
     "Upsample": lambda m: nn.Upsample(m.size, m.scale_factor, m.mode, m.align_corners,
                                       getattr(m, "recompute_scale_factor", None)),
+    "UpsamplingNearest2d": _simple(nn.UpsamplingNearest2d, "size", "scale_factor"),
+    "UpsamplingBilinear2d": _simple(nn.UpsamplingBilinear2d, "size", "scale_factor"),
     "MultiheadAttention": lambda m: nn.MultiheadAttention(m.embed_dim, m.num_heads, m.dropout,
                                                           m.in_proj_bias is not None, m.bias_k is not None,
                                                           m.add_zero_attn, m.kdim, m.vdim, m.batch_first),

@@ -509,10 +509,14 @@ class Expr:
                 at = f"f32({o})" if mode == "nearest" else f"(f32({o}) + 0.5)"  # nearest-exact: pixel centres
                 sp.append(f"min(i32(floor({at} * {literal(scale, 'f32')})), {size - 1})")
             return self.value(src, [n, c] + sp)
-        # (bi)linear: per spatial dim the two taps and the weight of the upper one
+        # (bi/tri)linear: per spatial dim the two taps and the weight of the upper one; a dim whose size is kept
+        # (factor 1 without align_corners) is copied, one tap, as torch's kernels copy it
         taps = []
         for k, (o, scale) in enumerate(zip(idx[2:], scales)):
             size = src.shape[2 + k]
+            if scale == 1.0 and not align_corners:
+                taps.append((o, None, None))
+                continue
             if align_corners:
                 pos = self.let(f"f32({o}) * {literal(scale, 'f32')}", "pos")
             else:
@@ -521,14 +525,20 @@ class Expr:
             hi = self.let(f"min({lo} + 1, {size - 1})", "hi")
             w = self.let(f"{pos} - f32({lo})", "w")
             taps.append((lo, hi, w))
-        if len(taps) == 1:
+        if len(taps) == 1 and taps[0][2] is not None:
             (lo, hi, w), = taps
             a, b = self.value(src, [n, c, lo]), self.value(src, [n, c, hi])
             return self.let(f"{a} + ({b} - {a}) * {w}")
-        (h0, h1, wh), (w0, w1, ww) = taps
-        v00, v01 = self.value(src, [n, c, h0, w0]), self.value(src, [n, c, h0, w1])
-        v10, v11 = self.value(src, [n, c, h1, w0]), self.value(src, [n, c, h1, w1])
-        return self.let(f"(1.0 - {wh}) * ((1.0 - {ww}) * {v00} + {ww} * {v01}) + {wh} * ((1.0 - {ww}) * {v10} + {ww} * {v11})")
+
+        def blend(k, at):  # torch's order: the outer dim's taps weigh the inner dims' blends
+            if k == len(taps):
+                return self.value(src, [n, c] + at)
+            lo, hi, w = taps[k]
+            if w is None:
+                return blend(k + 1, at + [lo])
+            a, b = blend(k + 1, at + [lo]), blend(k + 1, at + [hi])
+            return f"(1.0 - {w}) * ({a}) + {w} * ({b})" if k + 1 < len(taps) else f"(1.0 - {w}) * {a} + {w} * {b}"
+        return self.let(blend(0, []))
 
 
 def memory_layout(node: Node, materialized) -> tuple[Node, int, list[list[tuple[int, int]]]] | None:

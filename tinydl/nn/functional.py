@@ -440,63 +440,116 @@ def one_hot(tensor_, num_classes: int = -1):
 
 
 _TORCH_INTERP_MODES = "nearest | linear | bilinear | bicubic | trilinear | lanczos | area | nearest-exact"
+_LINEAR_MODES = ("linear", "bilinear", "trilinear")  # by spatial dims 1, 2, 3
+# torch's kernel names in its "not implemented for 'Int'" errors (the mode's CPU kernel that dispatches on dtype)
+_INT_KERNELS = {"nearest": "compute_indices_weights_nearest", "nearest-exact": "compute_indices_weights_nearest",
+                "linear": "compute_indices_weights_linear", "trilinear": "compute_indices_weights_linear",
+                "bilinear": "upsample_bilinear2d_channels_last", "bicubic": "compute_indices_weights_cubic"}
+
+
+def _sizes_error(in_sizes, out_sizes) -> str:
+    """torch's upsample_{1,2,3}d_common_check message."""
+    names = "DHW"[3 - len(in_sizes):]
+    fmt = lambda v: ", ".join(f"{a}: {b}" for a, b in zip(names, v))  # noqa: E731
+    joint = " and output" if len(in_sizes) == 1 else " output"
+    return (f"Input and output sizes should be greater than 0, but got input ({fmt(in_sizes)}){joint} "
+            f"({fmt(out_sizes)})")
+
+
+def _index_scale(mode: str, dims: int, n_in: int, n_out: int, align_corners: bool, scale) -> float:
+    """The float32 factor torch's CPU kernels map an output index to the input with (area_pixel_compute_scale /
+    compute_scales_value): 1 / scale_factor where one was given, else in / out (a float32 division, as torch's).
+    A linear mode keeping a dim's size copies it (compute_source_index_and_lambda): factor 1, which the kernel reads
+    as one tap. 2-d nearest copies a kept size and halves a doubled one whatever the scale_factor (nearest_idx);
+    1-d and 3-d nearest do not."""
+    if mode == "nearest" and dims == 2 and n_out in (n_in, 2 * n_in):
+        return 1.0 if n_out == n_in else 0.5
+    if mode not in ("nearest", "nearest-exact"):
+        if align_corners:
+            return float(np.float32(n_in - 1) / np.float32(n_out - 1)) if n_out > 1 else 0.0
+        if n_out == n_in:
+            return 1.0
+    if scale is not None and scale > 0:
+        return float(np.float32(1.0 / scale))
+    return float(np.float32(n_in) / np.float32(n_out))
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
                 antialias=False):
-    """torch's interpolate: nearest and nearest-exact (3D, 4D), linear (3D), bilinear and bicubic (4D), antialiased bilinear and
-    bicubic (4D). Nearest and (bi)linear are INTERP nodes; bicubic and antialiased modes two matmuls with
-    resampling matrices (resample.py)."""
+    """torch's interpolate, its checks in torch's order. Nearest, nearest-exact and the linear modes are INTERP
+    nodes (1-3 spatial dims); bicubic, lanczos and the antialiased modes two matmuls with resampling matrices
+    (resample.py); area the adaptive average pool to the output size, as torch's."""
     x = _t(x)
-    spatial = x.ndim - 2
-    if mode not in _TORCH_INTERP_MODES.split(" | ") or mode == "bicubic" and spatial != 2:
-        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
-                                  f"modes: {_TORCH_INTERP_MODES} (got {mode})")
-    if mode not in ("nearest", "nearest-exact", "bilinear", "linear", "bicubic"):
-        raise NotImplementedError(f"interpolate mode {mode!r} is not supported (nearest, nearest-exact, linear, "
-                                  f"bilinear, bicubic are)")
-    nearest = mode in ("nearest", "nearest-exact")
-    if mode == "bilinear" and spatial != 2 or mode == "linear" and spatial != 1:
-        raise ValueError(f"Got {x.ndim}D input, but {mode} mode needs {4 if mode == 'bilinear' else 3}D input")
-    if nearest and spatial not in (1, 2):
-        raise NotImplementedError(f"{mode} interpolation supports 3D and 4D input")
-    if nearest and align_corners is not None:
-        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
-                         "bicubic | trilinear")
-    if antialias and mode not in ("bilinear", "bicubic"):
-        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes and requires a 4-D "
-                         "tensor as input")
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                             "bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    dim = x.ndim - 2
+    in_sizes = list(x.shape[2:])
     if size is not None and scale_factor is not None:
         raise ValueError("only one of size or scale_factor should be defined")
-    if size is None and scale_factor is None:
-        raise ValueError("either size or scale_factor should be defined")
-    in_sizes = x.shape[2:]
     if size is not None:
-        out_sizes = tuple(size) if isinstance(size, (tuple, list)) else (size,) * spatial
-        if len(out_sizes) != spatial:
+        sizes = list(size) if isinstance(size, (list, tuple)) else [size] * dim
+        if isinstance(size, (list, tuple)) and len(size) != dim:
             raise ValueError(f"Input and output must have the same number of spatial dimensions, but got input with "
-                             f"spatial dimensions of {list(in_sizes)} and output size of {list(out_sizes)}.")
-        scales = [None] * spatial
+                             f"spatial dimensions of {in_sizes} and output size of {size}. Please provide input "
+                             f"tensor in (N, C, d1, d2, ...,dK) format and output size in (o1, o2, ...,oK) format.")
+        if not all(isinstance(v, (int, np.integer)) for v in sizes):
+            raise TypeError(f"expected size to be one of int or Tuple[int] or Tuple[int, int] or Tuple[int, int, int], "
+                            f"but got size with types {[type(v) for v in sizes]}")
+        out_sizes, scales = [int(v) for v in sizes], [None] * dim
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)) and len(scale_factor) != dim:
+            raise ValueError(f"Input and scale_factor must have the same number of spatial dimensions, but got input "
+                             f"with spatial dimensions of {in_sizes} and scale_factor of shape {scale_factor}. Please "
+                             f"provide input tensor in (N, C, d1, d2, ...,dK) format and scale_factor in "
+                             f"(s1, s2, ...,sK) format.")
+        scales = [float(s) for s in scale_factor] if isinstance(scale_factor, (list, tuple)) \
+            else [float(scale_factor)] * dim
+        out_sizes = [int(math.floor(n * s)) for n, s in zip(in_sizes, scales)]  # torch's kernels: floor(in * scale)
     else:
-        sf = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * spatial
-        out_sizes = tuple(int(math.floor(i * s)) for i, s in zip(in_sizes, sf))
-        scales = [None if recompute_scale_factor else float(s) for s in sf]
-    ac = bool(align_corners)
-    if mode == "bicubic" or antialias:
-        if not x.dtype.is_floating_point:
-            kernel = "compute_index_ranges_weights" if antialias else "compute_indices_weights_cubic"
-            name = "Bool" if x.dtype == dtypes.bool_ else "Int"
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if recompute_scale_factor or mode == "area":  # area takes sizes only; torch truncates in * scale (_sym_int)
+        if size is None:
+            out_sizes = [int(n * s) for n, s in zip(in_sizes, scales)]
+        scales = [None] * dim
+    if antialias and not (mode in ("bilinear", "bicubic", "lanczos") and x.ndim == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes and requires a 4-D "
+                         "tensor as input")
+    linear = 1 <= dim <= 3 and mode == _LINEAR_MODES[dim - 1]
+    if not (linear or 1 <= dim <= 3 and mode in ("nearest", "nearest-exact", "area")
+            or dim == 2 and mode in ("bicubic", "lanczos")):
+        if 1 <= dim <= 3 and mode in _LINEAR_MODES:
+            raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs {_LINEAR_MODES.index(mode) + 3}D "
+                                      f"input")
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {x.ndim}D) for the "
+                                  f"modes: {_TORCH_INTERP_MODES} (got {mode})")
+    if mode == "lanczos":
+        if align_corners:
+            raise ValueError("Lanczos mode does not support align_corners=True")
+        if not antialias:
+            raise ValueError("Lanczos mode requires antialias=True")
+    if mode == "area":
+        return (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d)[dim - 1](x, out_sizes)
+    if min(in_sizes + out_sizes) <= 0:
+        raise RuntimeError(_sizes_error(in_sizes, out_sizes))
+    if not x.dtype.is_floating_point:
+        nearest = mode in ("nearest", "nearest-exact")
+        kernel = "compute_index_ranges_weights" if antialias or mode == "lanczos" else \
+            "upsample_nearest2d_channels_last" if nearest and dim == 2 else _INT_KERNELS[mode]
+        name = "Bool" if x.dtype == dtypes.bool_ else "Int"
+        if name == "Bool" or not nearest:  # nearest copies values, as torch's for uint8
             raise NotImplementedError(f'"{kernel}" not implemented for \'{name}\'')
+    ac = bool(align_corners)
+    if mode in ("bicubic", "lanczos") or antialias:
         return resample_2d(x, out_sizes, mode, antialias, ac, scales)
-    coord = []
-    for i, o, s in zip(in_sizes, out_sizes, scales):
-        if not nearest and ac:
-            coord.append((i - 1) / (o - 1) if o > 1 else 0.0)
-        else:
-            coord.append(1.0 / s if s is not None else i / o)
-    x4 = x
-    node_mode = mode if nearest else "linear"
-    return _make(INTERP, None, (x4,), (node_mode, ac, tuple(coord)), x.shape[:2] + tuple(out_sizes), x.dtype)
+    coord = tuple(_index_scale(mode, dim, i, o, ac, s) for i, o, s in zip(in_sizes, out_sizes, scales))
+    node_mode = mode if mode in ("nearest", "nearest-exact") else "linear"
+    return _make(INTERP, None, (x,), (node_mode, ac, coord), x.shape[:2] + tuple(out_sizes), x.dtype)
 
 
 def pad(x, pad, mode="constant", value=None):

@@ -101,6 +101,12 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return _pool("avg", x, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override)
 
 
+def _float_average(x, kernel: str):
+    """torch averages floats only (its error names the CPU kernel)."""
+    if not x.dtype.is_floating_point:
+        raise NotImplementedError(f'"{kernel}" not implemented for \'{"Bool" if x.dtype == dtypes.bool_ else "Int"}\'')
+
+
 def _adaptive(kind, x, output_size):
     x = _t(x)
     name = f"adaptive_{kind}_pool2d"
@@ -110,6 +116,8 @@ def _adaptive(kind, x, output_size):
     if len(output_size) != 2:
         raise RuntimeError(f"{name}: output_size must be 2")
     out_hw = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(output_size))
+    if kind == "avg" and out_hw != (1, 1):  # a global average is a mean, refused by mean as torch's
+        _float_average(x, "adaptive_avg_pool2d")
     if any(o < 0 for o in out_hw):
         raise RuntimeError(f"{name}: elements of output_size must be greater than or equal to 0 but received "
                            f"{{{', '.join(map(str, out_hw))}}}")
@@ -284,6 +292,8 @@ def _adaptive3d(kind, x, output_size):
     if len(size) != 3:
         raise RuntimeError(f"adaptive_{kind}_pool3d: output_size must be 3")
     size = tuple(x.shape[2 + i] if o is None else int(o) for i, o in enumerate(size))
+    if kind == "avg" and size != (1, 1, 1):
+        _float_average(x, "adaptive_avg_pool3d_cpu")
     pool = adaptive_avg_pool2d if kind == "avg" else adaptive_max_pool2d
     out = _two_passes(x, lambda v: pool(v, size[1:]), lambda v: pool(v, (size[0], v.shape[3])))
     return out.squeeze(0) if unbatched else out

@@ -1,5 +1,5 @@
-"""Resampling by dense matrices: interpolate's bicubic mode and its antialiased bilinear/bicubic modes (torch's
-upsample_bicubic2d and _upsample_{bilinear,bicubic}2d_aa formulas). Each is separable: one [out, in] matrix per
+"""Resampling by dense matrices: interpolate's bicubic mode and its antialiased bilinear/bicubic/lanczos modes (torch's
+upsample_bicubic2d and _upsample_{bilinear,bicubic,lanczos}2d_aa formulas). Each is separable: one [out, in] matrix per
 spatial axis, built on the host from the sizes alone (cached), so out = Mh @ x @ Mw^T: two matmuls, computed in
 float32. Nearest and (bi)linear without antialias are INTERP nodes instead (functional.interpolate)."""
 from __future__ import annotations
@@ -27,6 +27,16 @@ def _linear_aa(x: float) -> float:
     return 1.0 - x if x < 1.0 else 0.0
 
 
+def _lanczos_aa(x: float) -> float:
+    """Lanczos-3 (PIL's filter, torch's): sinc(x) * sinc(x / 3) on [-3, 3)."""
+    def sinc(v):
+        return 1.0 if v == 0.0 else math.sin(math.pi * v) / (math.pi * v)
+    return sinc(x) * sinc(x / 3.0) if -3.0 <= x < 3.0 else 0.0
+
+
+_AA_FILTERS = {"bilinear": (2, _linear_aa), "bicubic": (4, _cubic_aa), "lanczos": (6, _lanczos_aa)}  # taps, filter
+
+
 def _scale(n_in: int, n_out: int, align_corners: bool, scale) -> float:
     """torch's area_pixel_compute_scale: input pixels per output pixel (scale: a given scale_factor)."""
     if align_corners:
@@ -38,14 +48,15 @@ def _scale(n_in: int, n_out: int, align_corners: bool, scale) -> float:
 def resample_matrix(n_in: int, n_out: int, mode: str, antialias: bool, align_corners: bool,
                     scale: float | None = None) -> np.ndarray:
     """M with interpolate(x)[..., i] == sum_j M[i, j] * x[..., j] along one axis, for torch's 'bilinear' and
-    'bicubic' modes with and without antialias; scale: the axis' scale_factor, if one was given."""
+    'bicubic' modes with and without antialias, and 'lanczos' (antialiased only, as torch's); scale: the axis'
+    scale_factor, if one was given."""
     m = np.zeros((n_out, n_in), dtype=np.float64)
-    if mode not in ("bilinear", "bicubic"):
-        raise NotImplementedError(f"resampling mode {mode!r} is not supported (bilinear, bicubic are)")
+    if mode not in _AA_FILTERS or mode == "lanczos" and not antialias:
+        raise NotImplementedError(f"resampling mode {mode!r} is not supported (bilinear, bicubic, antialiased "
+                                  f"lanczos are)")
     s = _scale(n_in, n_out, align_corners, scale)
     if antialias:
-        interp = 4 if mode == "bicubic" else 2
-        filt = _cubic_aa if mode == "bicubic" else _linear_aa
+        interp, filt = _AA_FILTERS[mode]
         support = interp * 0.5 * s if s >= 1.0 else interp * 0.5
         inv = 1.0 / s if s >= 1.0 else 1.0
         for i in range(n_out):
