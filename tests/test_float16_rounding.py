@@ -56,6 +56,9 @@ CASES = {
     "linear_bias": lambda m, x, y, z, w: _fn(m).linear(x, y, y[:, 0]),
     "addmm": lambda m, x, y, z, w: m.addmm(z[:, 0], x, y.T, beta=0.5, alpha=2),
     "softmax": lambda m, x, y, z, w: m.softmax(x * 8, 1),
+    "cumsum": lambda m, x, y, z, w: m.cumsum(x, 1),  # accumulated in float32, each output rounded once
+    "cumsum_long": lambda m, x, y, z, w: m.cumsum(x.reshape(-1), 0),  # across the scan's blocks
+    "cumprod": lambda m, x, y, z, w: m.cumprod(y, 1),
     "chain": lambda m, x, y, z, w: m.tanh((x * 1.5 + 0.25) * 0.5) * m.exp(x * -0.5) + x.abs() * 0.125,
     "overflowing_chain": lambda m, x, y, z, w: (x * 30000) * 0.001,  # inf in the middle, as torch's
     "overflow_through_relu": lambda m, x, y, z, w: m.relu(x * 30000) * 0.001,  # relu of halves: exact, not rounded

@@ -98,3 +98,26 @@ class Family(torch.nn.Module):
 def test_both_paths(path):
     check_paths(Family(), torch.randn(2, 4, 5), torch.randn(2, 3, 5)[:, :1].expand(2, 4, 5).contiguous(), path=path,
                 atol=1e-4)
+
+
+@pytest.mark.parametrize("p", [2, 1, 0, 3.5, float("inf"), -float("inf")])
+def test_dist(p):
+    a, b = torch.randn(3, 5), torch.randn(5)  # broadcast together
+    want = torch.dist(a, b, p)
+    assert_close(tinydl.dist(_t(a), _t(b), p), want)
+    assert_close(_t(a).dist(_t(b), p), want)
+
+
+def test_dist_errors():
+    with pytest.raises(TypeError, match=r"dist\(\): argument 'p' \(position 3\) must be Number, not str"):
+        tinydl.dist(tinydl.ones(2), tinydl.ones(2), "fro")
+    with pytest.raises(RuntimeError, match="norm\\(\\): input dtype should be either floating point or complex. "
+                                           "Got Long instead."):
+        tinydl.dist(tinydl.tensor([1, 2]), tinydl.tensor([3, 4]))
+    with pytest.raises(RuntimeError, match="The size of tensor a \\(2\\) must match the size of tensor b \\(3\\)"):
+        tinydl.dist(tinydl.ones(2), tinydl.ones(3))
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_dist_both_paths(path):
+    check_paths(lambda x, y: torch.dist(x, y, 3), torch.randn(4, 6), torch.randn(6), path=path)

@@ -24,7 +24,7 @@ from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinit
                      logical_xor)
 from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
-from ._tensor import einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
+from ._tensor import dist, einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
 from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
 from ._tensor import cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402

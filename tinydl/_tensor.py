@@ -37,7 +37,7 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
 from .elementwise import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh,  # noqa: F401
                           atan, atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
-                         logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm)
+                         logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
@@ -349,6 +349,7 @@ class Tensor(_core.Tensor):
     def aminmax(self, *, dim=None, keepdim=False): return aminmax(self, dim=dim, keepdim=keepdim)
     def count_nonzero(self, dim=None): return count_nonzero(self, dim)
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None): return norm(self, p, dim, keepdim, dtype)
+    def dist(self, other, p=2): return dist(self, other, p)
     def logsumexp(self, dim, keepdim=False): return logsumexp(self, dim, keepdim)
     def lerp(self, end, weight): return lerp(self, end, weight)
     def repeat_interleave(self, repeats, dim=None, *, output_size=None):

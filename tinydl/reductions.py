@@ -150,6 +150,17 @@ def logsumexp(x: Tensor, dim, keepdim=False) -> Tensor:
     return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
 
+def dist(input, other, p=2) -> Tensor:  # noqa: A002 - torch's names
+    """torch.dist: the p-norm of input - other (broadcast together) over all their elements."""
+    if isinstance(p, bool) or not isinstance(p, (int, builtins.float)):
+        raise TypeError(f"dist(): argument 'p' (position 3) must be Number, not {type(p).__name__}")
+    diff = input - other
+    if not diff.dtype.is_floating_point:
+        raise RuntimeError(f"norm(): input dtype should be either floating point or complex. Got "
+                           f"{'Bool' if diff.dtype == dtypes.bool_ else 'Long'} instead.")
+    return vector_norm(diff, p)
+
+
 def norm(x: Tensor, p="fro", dim=None, keepdim=False, dtype=None) -> Tensor:
     """torch.norm / Tensor.norm: a vector norm over dim (all when None); "fro" is the 2-norm."""
     if p == "nuc":

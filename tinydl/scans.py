@@ -67,6 +67,8 @@ def _scan_last(op: str, x: Tensor) -> Tensor:
 
 def _scan(op: str, x: Tensor, dim: int, dt) -> Tensor:
     x = x.to(dt)
+    if dt == dtypes.float16:  # torch accumulates half in float32, each output rounded once (not each partial)
+        return _scan(op, x.float(), dim, dtypes.float32).half()
     if x.ndim == 0:
         return x
     d = normalize_dim(dim, x.ndim)
@@ -98,8 +100,6 @@ def logcumsumexp(x: Tensor, dim: int) -> Tensor:
     if not x.dtype.is_floating_point:
         names = {dtypes.int32: "Long", dtypes.bool_: "Bool"}
         raise NotImplementedError(f"\"logcumsumexp_out_cpu\" not implemented for '{names[x.dtype]}'")
-    if x.dtype == dtypes.float16:  # computed in float32, rounded once
-        return _scan("logsumexp", x.float(), dim, dtypes.float32).half()
     return _scan("logsumexp", x, dim, x.dtype)
 
 
