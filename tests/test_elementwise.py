@@ -708,3 +708,12 @@ def test_hypot(rng, dtypes_):
         tinydl.hypot(tinydl.arange(3), tinydl.arange(3))
     with pytest.raises(TypeError, match="argument 'other' must be Tensor, not float"):
         tinydl.hypot(tinydl.ones(3), 2.0)
+
+
+@pytest.mark.parametrize("values", [[1, -2, 3], [1.5, -2.25, 0.0], [True, False]])
+def test_square_function(values):
+    t = torch.tensor(values)
+    want = torch.square(t)
+    got = tinydl.square(tinydl.tensor(t.numpy()))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert got.dtype == (tinydl.float32 if t.dtype == torch.float32 else tinydl.int32)

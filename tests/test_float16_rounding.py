@@ -56,6 +56,7 @@ CASES = {
     "linear_bias": lambda m, x, y, z, w: _fn(m).linear(x, y, y[:, 0]),
     "addmm": lambda m, x, y, z, w: m.addmm(z[:, 0], x, y.T, beta=0.5, alpha=2),
     "softmax": lambda m, x, y, z, w: m.softmax(x * 8, 1),
+    "dot": lambda m, x, y, z, w: m.dot(x[0] * 30, y[0]),  # products summed in float32, as torch's
     "cumsum": lambda m, x, y, z, w: m.cumsum(x, 1),  # accumulated in float32, each output rounded once
     "cumsum_long": lambda m, x, y, z, w: m.cumsum(x.reshape(-1), 0),  # across the scan's blocks
     "cumprod": lambda m, x, y, z, w: m.cumprod(y, 1),

@@ -18,7 +18,7 @@ from ._tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm,
                      hardsigmoid, hardswish, le, leaky_relu, log, log_softmax, logical_and, logical_not, logical_or,
                      lt, matmul, max, maximum, mean, min, minimum, mish, mm, mul, ne, neg, ones, ones_like, pow,
                      prod, reciprocal, relu, relu6, round, rsqrt, sigmoid, sign, silu, sin, softmax, softplus, sqrt,
-                     stack, std, sub, sum, tanh, tensor, var, where, zeros, zeros_like)
+                     square, stack, std, sub, sum, tanh, tensor, var, where, zeros, zeros_like)
 from ._tensor import as_strided, cumsum, diff, flip, fliplr, flipud, gather, index_select, roll, take, tensor_split, tril, triu  # noqa: E402
 from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinite, isinf, isnan,  # noqa: E402
                      logical_xor)

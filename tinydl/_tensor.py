@@ -19,7 +19,7 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
-from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
+from .elementwise import addcdiv, addcmul, hypot, lerp, square  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)

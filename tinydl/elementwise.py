@@ -574,6 +574,11 @@ def heaviside(input, values) -> Tensor:  # noqa: A002
     return where(input == 0, values, (input > 0).to(input.dtype))
 
 
+def square(input) -> Tensor:  # noqa: A002 - torch's name
+    """torch.square: input ** 2 (integers and bool give int64: int32 here)."""
+    return pow(input, 2)
+
+
 def float_power(input, exponent) -> Tensor:  # noqa: A002
     if not isinstance(input, Tensor) and not isinstance(exponent, Tensor):  # torch's overloads take a tensor
         raise TypeError(f"float_power() received an invalid combination of arguments - got "

@@ -104,6 +104,12 @@ def dot(input, tensor) -> Tensor:  # noqa: A002 - torch's parameter names (fx pa
     if a.dtype != b.dtype:
         raise RuntimeError(f"dot : expected both vectors to have same dtype, but found {_NAMES[a.dtype]} and "
                            f"{_NAMES[b.dtype]}")
+    return _sum_of_products(a, b)
+
+
+@computes_in_float32
+def _sum_of_products(a, b) -> Tensor:
+    """One op in torch: float16 products are summed in float32, not rounded one by one."""
     return (a * b).sum()
 
 
