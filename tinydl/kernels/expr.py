@@ -6,7 +6,9 @@ constants, cat, gather, interpolation) is emitted as code, recursively, with ind
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import itertools
 import math
 
@@ -18,6 +20,8 @@ from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
+# ops that commute with rounding to half (op(round(v)) == round(op(v))): a store's rounding stands for one before them
+_COMMUTE_WITH_ROUNDING = frozenset({"relu", "relu6", "neg", "abs"})
 # ops whose result on float16 values is one of them or exactly representable (no rounding needed after them)
 _EXACT_ON_HALVES = frozenset({"relu", "relu6", "neg", "abs", "maximum", "minimum", "where", "floor", "ceil", "round",
                               "trunc", "sign"})
@@ -114,6 +118,28 @@ class KernelSource:
     def load(self, node: Node, lin: str) -> str:
         """node's element at position lin as its compute type (a float16 element as f32)."""
         return _LOAD_CONVERT[node.dtype.storage].format(self.read(node, lin))
+
+    @functools.cached_property
+    def rounded_by_store(self) -> frozenset:
+        """uids of the float16 nodes whose rounding the output's store does: the output, and below it, through ops
+        that commute with rounding, an elementwise node nothing else in this kernel reads."""
+        uses, seen, stack = collections.Counter(), set(), [self.out]
+        while stack:
+            n = stack.pop()
+            if n.uid in seen or n.kind == BUFFER or self.materialized(n):
+                continue
+            seen.add(n.uid)
+            for s in n.srcs:
+                uses[s.uid] += 1
+                stack.append(s)
+        chain, n = {self.out.uid}, self.out
+        while n.kind == ELEMENTWISE and n.op in _COMMUTE_WITH_ROUNDING:
+            s = n.srcs[0]
+            if s.kind != ELEMENTWISE or s.dtype != dtypes.float16 or uses[s.uid] != 1 or self.materialized(s):
+                break
+            chain.add(s.uid)
+            n = s
+        return frozenset(chain)
 
     def binding(self, node: Node) -> str:
         name = self._binding.get(node.uid)
@@ -346,7 +372,7 @@ class Expr:
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
-        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds and node is not self.src.out and not (
+        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds and node.uid not in self.src.rounded_by_store and not (
                 node.op in _EXACT_ON_HALVES and all(self._is_half_value(s) for s in node.srcs if s.dtype.is_floating_point)):
             # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows. Not needed where the store
             # rounds next, nor for an op whose result is one of its half operands or exactly representable
@@ -395,7 +421,8 @@ class Expr:
         ct = node.dtype.compute
         if node.op == "cast":
             v = convert(ops[0], node.srcs[0].dtype.compute, ct)
-            if node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16:
+            if (node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16
+                    and node.uid not in self.src.rounded_by_store):
                 v = f"td_round_f16({v})"  # rounded to half here (65536 -> inf), as torch, not only at the store
                 self.src.uses_f16 = True
             return v
