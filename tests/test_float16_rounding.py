@@ -63,6 +63,8 @@ CASES = {
     "chain": lambda m, x, y, z, w: m.tanh((x * 1.5 + 0.25) * 0.5) * m.exp(x * -0.5) + x.abs() * 0.125,
     "overflowing_chain": lambda m, x, y, z, w: (x * 30000) * 0.001,  # inf in the middle, as torch's
     "overflow_through_relu": lambda m, x, y, z, w: m.relu(x * 30000) * 0.001,  # relu of halves: exact, not rounded
+    "relu_last": lambda m, x, y, z, w: m.relu(x * 30000) * -1,  # the store rounds for the ops below neg and relu
+    "shared_below_relu": lambda m, x, y, z, w: (lambda v: m.relu(v) * v)(x * 1.37),  # v read twice: rounded
     "clamped_chain": lambda m, x, y, z, w: m.clamp(x * 1.1, -2.05, 2.05) * 3,  # clamp's bounds are not halves
 }
 
