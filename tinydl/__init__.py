@@ -31,6 +31,8 @@ from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan,  # noqa: E402
                      atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
 from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
+from ._tensor import (allclose, clamp_max, clamp_min, fmax, fmin, isclose, isneginf, isposinf, isreal,  # noqa: E402
+                     masked_fill, positive, rsub, sgn, true_divide)
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402
                      logaddexp2, logit, nan_to_num, signbit, sinc, xlogy)
 from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402

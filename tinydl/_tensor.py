@@ -34,6 +34,8 @@ from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, ad
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
                           rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
                           true_divide, where)
+from .elementwise import (allclose, clamp_max, clamp_min, fmax, fmin, isclose, isneginf, isposinf,  # noqa: F401
+                          isreal, masked_fill, positive, rsub, sgn)
 from .elementwise import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh,  # noqa: F401
                           atan, atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
@@ -48,6 +50,9 @@ from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed
 from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
+
+
+_MASK_DTYPE_NAMES = {"float32": "float", "float16": "c10::Half", "int32": "long int"}  # torch's (int32: int64)
 
 
 class Tensor(_core.Tensor):
@@ -287,10 +292,24 @@ class Tensor(_core.Tensor):
     def addcmul(self, tensor1, tensor2, *, value=1): return addcmul(self, tensor1, tensor2, value=value)
     def addcdiv(self, tensor1, tensor2, *, value=1): return addcdiv(self, tensor1, tensor2, value=value)
     def sign(self): return sign(self)
+    def sgn(self): return sign(self)
+    def positive(self): return positive(self)
+    def fmax(self, other): return fmax(self, other)
+    def fmin(self, other): return fmin(self, other)
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return isclose(self, other, rtol, atol, equal_nan)
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return allclose(self, other, rtol, atol, equal_nan)
+    def isposinf(self): return isposinf(self)
+    def isneginf(self): return isneginf(self)
+    def isreal(self): return isreal(self)
     def clamp(self, min=None, max=None): return clamp(self, min, max)
     clip = clamp
     def where(self, condition, other): return where(condition, self, other)
     def masked_fill(self, mask, value):  # torch keeps self's dtype: an int tensor filled with -1.5 holds -1
+        if isinstance(mask, Tensor) and mask.dtype != dtypes.bool_:
+            raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                               f"{_MASK_DTYPE_NAMES[mask.dtype.name]}")
         if isinstance(value, Tensor):
             if value.ndim:
                 raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "

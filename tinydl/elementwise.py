@@ -134,6 +134,7 @@ _TORCH_FLOAT_ONLY = {"hardswish": "hardswish_cpu", "hardsigmoid": "hardsigmoid_c
 _TORCH_BOOL_ONLY = {"floor": "floor_vml_cpu", "ceil": "ceil_vml_cpu", "round": "round_vml_cpu",
                     "trunc": "trunc_vml_cpu"}
 _TORCH_INT_NAMES = {"int32": "Int", "bool": "Bool"}
+_TORCH_TYPE_NAMES = {"float32": "Float", "float16": "Half", "int32": "Long", "bool": "Bool"}  # int32 stands for int64
 
 
 def _check_float_only(op: str, x) -> None:
@@ -572,6 +573,106 @@ def heaviside(input, values) -> Tensor:  # noqa: A002
     if input.dtype != values.dtype:
         raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
     return where(input == 0, values, (input > 0).to(input.dtype))
+
+
+def _tensor_args(op: str, **args) -> None:
+    """torch's TypeError for an op whose overloads take tensors only (fmax, fmin, isclose)."""
+    for i, (name, v) in enumerate(args.items()):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{op}(): argument '{name}' (position {i + 1}) must be Tensor, not {type(v).__name__}")
+
+
+def fmax(input, other) -> Tensor:  # noqa: A002
+    """The larger of the two, a NaN operand ignored (NaN only where both are); equal values (-0.0 and 0.0) give
+    input's, as torch."""
+    _tensor_args("fmax", input=input, other=other)
+    keep = input >= other
+    return where(keep | isnan(other) if _result_dtype((input, other)).is_floating_point else keep, input, other)
+
+
+def fmin(input, other) -> Tensor:  # noqa: A002
+    """The smaller of the two, a NaN operand ignored, as fmax."""
+    _tensor_args("fmin", input=input, other=other)
+    keep = input <= other
+    return where(keep | isnan(other) if _result_dtype((input, other)).is_floating_point else keep, input, other)
+
+
+def clamp_min(input, min) -> Tensor:  # noqa: A002
+    return clamp(input, min, None)
+
+
+def clamp_max(input, max) -> Tensor:  # noqa: A002
+    return clamp(input, None, max)
+
+
+def sgn(input) -> Tensor:  # noqa: A002
+    """torch.sgn: sign for real tensors."""
+    return sign(input)
+
+
+def positive(input) -> Tensor:  # noqa: A002
+    """input itself (torch returns it); bool refused as torch."""
+    if input.dtype == dtypes.bool_:
+        raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
+    return input
+
+
+def rsub(input, other, *, alpha=1) -> Tensor:  # noqa: A002
+    """torch.rsub: other - alpha * input."""
+    if isinstance(alpha, (float, np.floating)) and not _result_dtype((input, other)).is_floating_point:
+        raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
+    if isinstance(other, (float, np.floating)) and input.dtype == dtypes.float16:
+        other = builtins.float(np.float16(other))  # torch rounds the number to half first (as alpha: sub's _scaled)
+    return sub(other, input, alpha=alpha)
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:  # noqa: A002
+    """|input - other| <= atol + rtol * |other| (finite differences only: equal infinities are close by equality),
+    or equal, or both NaN with equal_nan; torch's order of operations (integers and bool compared in float32)."""
+    _tensor_args("isclose", input=input, other=other)
+    if input.dtype != other.dtype:
+        raise RuntimeError(f"{_TORCH_TYPE_NAMES[input.dtype.name]} did not match "
+                           f"{_TORCH_TYPE_NAMES[other.dtype.name]}")
+    if rtol < 0:
+        raise RuntimeError(f"rtol must be greater than or equal to zero, but got {rtol}")
+    if atol < 0:
+        raise RuntimeError(f"atol must be greater than or equal to zero, but got {atol}")
+    close = eq(input, other)
+    if equal_nan and input.dtype.is_floating_point:
+        close = close | (isnan(input) & isnan(other))
+    if rtol == 0 and atol == 0:
+        return close
+    a, b = (v.float() if v.dtype == dtypes.bool_ else v for v in (input, other))
+    allowed = add(abs(mul(b, rtol)), atol)
+    actual = abs(sub(a, b))
+    return close | (isfinite(actual) & le(actual, allowed))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:  # noqa: A002
+    """isclose everywhere, as a Python bool."""
+    return builtins.bool(isclose(input, other, rtol, atol, equal_nan).all().item())
+
+
+def isposinf(input) -> Tensor:  # noqa: A002
+    if not input.dtype.is_floating_point:
+        return full(input.shape, False)
+    return eq(input, builtins.float("inf"))
+
+
+def isneginf(input) -> Tensor:  # noqa: A002
+    if not input.dtype.is_floating_point:
+        return full(input.shape, False)
+    return eq(input, -builtins.float("inf"))
+
+
+def isreal(input) -> Tensor:  # noqa: A002
+    """True everywhere: tinydl's tensors are real."""
+    return full(input.shape, True)
+
+
+def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
+    """torch.masked_fill: Tensor.masked_fill as a function (input's dtype kept)."""
+    return input.masked_fill(mask, value)
 
 
 def square(input) -> Tensor:  # noqa: A002 - torch's name

@@ -56,10 +56,6 @@ def _arange(*args, dtype=None, **_):
     return T.arange(*args, dtype=_dt(dtype))
 
 
-def _masked_fill(x, mask, value):
-    return T.where(mask, value, x).to(x.dtype)
-
-
 def _where_scalar(cond, a, b):
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         dt = dtypes.float32 if isinstance(a, float) or isinstance(b, float) else dtypes.promote(
@@ -343,7 +339,7 @@ _aten("triu_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.t
                                                                                             dtype=_dt(dtype)))
 _aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b if alpha == 1 else T.mul(b, alpha)))
 _aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 else T.mul(b, alpha)))
-_aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.sub(b, a if alpha == 1 else T.mul(a, alpha)))
+_aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.rsub(a, b, alpha=alpha))
 _aten("mul.Tensor mul.Scalar", T.mul)
 _aten("div.Tensor div.Scalar", T.div)
 # torch's division semantics (floor / trunc quotients, float remainders, integer division by zero) are the
@@ -391,10 +387,19 @@ _aten("bitwise_xor.Tensor bitwise_xor.Scalar __xor__.Tensor __xor__.Scalar", T.b
 _aten("bitwise_not.default", T.bitwise_not)
 _aten("isnan.default", T.isnan)
 _aten("isinf.default", T.isinf)
+_aten("isposinf.default", T.isposinf)
+_aten("isneginf.default", T.isneginf)
+_aten("isreal.default", T.isreal)
+_aten("isclose.default", T.isclose)
+_aten("fmax.default", T.fmax)
+_aten("fmin.default", T.fmin)
+_aten("sgn.default", T.sgn)
+_aten("positive.default", T.positive)
+_aten("true_divide.Tensor true_divide.Scalar", T.true_divide)
 _aten("isfinite.default", T.isfinite)
 _aten("where.self", T.where)
 _aten("where.ScalarOther where.ScalarSelf where.Scalar", _where_scalar)
-_aten("masked_fill.Scalar masked_fill.Tensor", _masked_fill)
+_aten("masked_fill.Scalar masked_fill.Tensor", T.masked_fill)
 
 
 def _elu(x, alpha, scale, input_scale):

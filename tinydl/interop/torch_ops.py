@@ -11,7 +11,7 @@ from .. import dtypes
 from ..nn import functional as F
 from ..nn.functional_distances import cdist
 from .. import _tensor as T
-from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, where, zeros
+from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, zeros
 from .registry import VALUES_ONLY, implements, to_dtype
 
 
@@ -63,7 +63,7 @@ implements("torch.Tensor.float")(lambda x: x.float())
 implements("torch.Tensor.half")(lambda x: x.half())
 implements("torch.Tensor.long", "torch.Tensor.int")(lambda x: x.int())
 implements("torch.Tensor.bool")(lambda x: x.bool())
-implements("torch.Tensor.masked_fill")(lambda x, mask, value: where(mask, value, x))
+implements("torch.Tensor.masked_fill")(lambda x, mask, value: x.masked_fill(mask, value))
 implements("torch.Tensor.__getitem__", "_operator.getitem", "getitem")(operator.getitem)
 # creation: torch's own keyword names and no **kwargs, so that a keyword these do not take is listed at conversion
 # (arguments.fit; devices and the like dropped there) instead of swallowed (torch.zeros(size=...) made a scalar)
