@@ -181,3 +181,51 @@ def family(x):
 @pytest.mark.parametrize("path", ["fx", "torch.export"])
 def test_both_paths(path):
     check_paths(family, torch.randn(2, 5, 5), path=path, atol=1e-4)
+
+
+@pytest.mark.parametrize("sa,sb,dim", [((4, 3), (4, 3), 1), ((3, 5), (3, 5), 0), ((2, 3, 4), (1, 3, 4), 1),
+                                       ((2, 5, 3), (2, 1, 3), -1)])
+def test_cross(sa, sb, dim):
+    a, b = r(sa), r(sb)
+    assert_close(tinydl.cross(_t(a), _t(b), dim), torch.cross(a, b, dim=dim))
+    assert_close(tinydl.linalg.linalg_cross(_t(a), _t(b), dim), torch.linalg.cross(a, b, dim=dim))
+    assert_close(_t(a).cross(_t(b), dim), a.cross(b, dim=dim))
+
+
+def test_cross_default_dim_and_errors():
+    a, b = r(3, 2), r(3, 2)
+    with pytest.warns(UserWarning):
+        want = torch.cross(a, b)  # torch's deprecated default: the first dim of size 3
+    assert_close(tinydl.cross(_t(a), _t(b)), want)
+    with pytest.raises(RuntimeError, match="linalg.cross: inputs dimension 1 must have length 3. Got 4 and 4"):
+        tinydl.cross(_t(r(2, 4)), _t(r(2, 4)), 1)
+    with pytest.raises(RuntimeError, match="linalg.cross: inputs must have the same number of dimensions."):
+        tinydl.linalg.linalg_cross(_t(r(2, 3)), _t(r(3)))
+    with pytest.raises(RuntimeError, match="no dimension of size 3 in input"):
+        tinydl.cross(_t(r(2, 4)), _t(r(2, 4)))
+    with pytest.raises(RuntimeError, match="expected scalar type Float but found Long"):
+        tinydl.cross(_t(r(2, 3)), tinydl.ones((2, 3), dtype=tinydl.int32), 1)
+
+
+@pytest.mark.parametrize("beta,alpha", [(1, 1), (0.5, -2.0), (0, 1)])
+def test_addr_and_diagflat(beta, alpha):
+    i, v1, v2 = r(3, 4), r(3), r(4)
+    i[0, 0] = float("nan")  # beta = 0 ignores it, as torch
+    assert_close(tinydl.addr(_t(i), _t(v1), _t(v2), beta=beta, alpha=alpha),
+                 torch.addr(i, v1, v2, beta=beta, alpha=alpha), equal_nan=True)
+    assert_close(_t(i).addr(_t(v1), _t(v2)), i.addr(v1, v2), equal_nan=True)
+    with pytest.raises(RuntimeError, match="addr: Expected 1-D argument vec1, but got 2-D"):
+        tinydl.addr(_t(i), _t(r(3, 1)), _t(v2))
+    x = r(2, 2)
+    for offset in (0, 1, -2):
+        assert_close(tinydl.diagflat(_t(x), offset), torch.diagflat(x, offset))
+    assert_close(_t(x).diagflat(), x.diagflat())
+
+
+def _cross_family(x):
+    return torch.linalg.cross(x[0], x[1]), torch.cross(x[0], x[1], dim=1), torch.addr(x[0], x[1, :, 1], x[0, 0])
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_cross_addr_both_paths(path):
+    check_paths(_cross_family, torch.randn(2, 4, 3), path=path, atol=1e-5)

@@ -38,7 +38,7 @@ from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, lo
 from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
                      meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
-                     ger, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
+                     ger, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
                      select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too

@@ -46,7 +46,7 @@ from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow,
                        split, take, unbind)
 from .scans import cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
-                     kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot)
+                     kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter)
@@ -343,6 +343,9 @@ class Tensor(_core.Tensor):
     def vdot(self, other): return vdot(self, other)
     def outer(self, vec2): return outer(self, vec2)
     def ger(self, vec2): return outer(self, vec2)
+    def addr(self, vec1, vec2, *, beta=1, alpha=1): return addr(self, vec1, vec2, beta=beta, alpha=alpha)
+    def cross(self, other, dim=None): return cross(self, other, dim)
+    def diagflat(self, offset=0): return diagflat(self, offset)
     def kron(self, other): return kron(self, other)
     def trace(self): return trace(self)
     def diag(self, diagonal=0): return diag(self, diagonal)

@@ -127,6 +127,48 @@ def outer(input, vec2) -> Tensor:  # noqa: A002
 ger = outer
 
 
+def addr(input, vec1, vec2, *, beta=1, alpha=1) -> Tensor:  # noqa: A002 - torch's names
+    """beta * input + alpha * outer(vec1, vec2), input broadcast to the outer product's shape."""
+    for name, v in (("vec1", vec1), ("vec2", vec2)):
+        if v.ndim != 1:
+            raise RuntimeError(f"addr: Expected 1-D argument {name}, but got {v.ndim}-D")
+    return _add_product(input, vec1.unsqueeze(1) * vec2.unsqueeze(0), beta, alpha)
+
+
+def cross(input, other, dim=None) -> Tensor:  # noqa: A002
+    """torch.cross: dim None is the first dim of size 3 (torch's default, deprecated for linalg.cross's -1)."""
+    if dim is None:
+        dim = next((i for i, n in enumerate(input.shape) if n == 3), None)
+        if dim is None:
+            raise RuntimeError("no dimension of size 3 in input")
+    return linalg_cross(input, other, dim)
+
+
+def linalg_cross(input, other, dim=-1) -> Tensor:  # noqa: A002
+    """torch.linalg.cross: the cross product of 3-vectors along dim (the inputs broadcast along the other dims)."""
+    if input.ndim != other.ndim:
+        raise RuntimeError("linalg.cross: inputs must have the same number of dimensions.")
+    d = normalize_dim(dim, input.ndim)
+    if input.shape[d] != 3 or other.shape[d] != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {input.shape[d]} and "
+                           f"{other.shape[d]}")
+    if input.dtype != other.dtype:
+        raise RuntimeError(f"expected scalar type {_NAMES[input.dtype]} but found {_NAMES[other.dtype]}")
+    return _cross(input, other, d)
+
+
+@computes_in_float32
+def _cross(a, b, d: int) -> Tensor:
+    """One op in torch: float16 terms computed in float32, each component rounded once."""
+    (a0, a1, a2), (b0, b1, b2) = (tuple(t.narrow(d, i, 1) for i in range(3)) for t in (a, b))
+    return cat([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], d)
+
+
+def diagflat(input, offset: int = 0) -> Tensor:  # noqa: A002
+    """The flattened input on the offset-th diagonal of a square matrix."""
+    return diag_embed(input.reshape(-1), offset)
+
+
 def tensordot(a, b, dims=2, out=None) -> Tensor:
     """a's dims_a against b's dims_b: both permuted to [free, contracted] / [contracted, free], one matmul."""
     if out is not None:

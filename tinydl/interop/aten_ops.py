@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import functools
 
-from .. import dtypes, indexing
+from .. import dtypes, indexing, linalg
 from ..nn import functional as F
 from ..nn.functional_distances import _cdist
 from ..nn.grid_sample import MODES as GRID_MODES, PADDING_MODES as GRID_PADDING_MODES
@@ -310,6 +310,9 @@ _aten("dot.default", T.dot)
 _aten("dist.default", lambda x, other, p=2: T.dist(x, other, p))
 _aten("vdot.default", T.vdot)
 _aten("outer.default ger.default", T.outer)
+_aten("addr.default", lambda x, v1, v2, beta=1, alpha=1: T.addr(x, v1, v2, beta=beta, alpha=alpha))
+_aten("linalg_cross.default", lambda a, b, dim=-1: linalg.linalg_cross(a, b, dim))
+_aten("cross.default", lambda a, b, dim=None: T.cross(a, b, dim))
 _aten("kron.default", T.kron)
 _aten("trace.default", T.trace)
 _aten("diag.default", T.diag)

@@ -9,6 +9,7 @@ import operator
 
 from .. import dtypes
 from ..nn import functional as F
+from ..linalg import linalg_cross
 from ..nn.functional_distances import cdist
 from .. import _tensor as T
 from .._tensor import Tensor, _varargs, arange, cat, full, ones, tensor, zeros
@@ -156,6 +157,9 @@ implements("_operator.imul")(operator.mul)
 for _fn in (builtins.len, builtins.int, builtins.float):
     implements(f"builtins.{_fn.__name__}")(_fn)
 implements("math.sqrt")(math.sqrt)
+
+
+implements("torch.linalg.cross")(lambda input, other, dim=-1: linalg_cross(input, other, dim))
 
 
 @implements("torch.linalg.vector_norm", "aten.linalg_vector_norm.default")
