@@ -285,9 +285,10 @@ def test_elementwise_prologue_feeding_matmul_is_inlined(rng):
 
 @pytest.mark.parametrize("rows,K,N", [(1, 2048, 96), (3, 300, 33), (4, 4096, 40)])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_norm_statistic_inside_the_gemv_equals_torch(rng, use_options, rows, K, N, dtype):
+@pytest.mark.parametrize("columns", [None, 2])
+def test_norm_statistic_inside_the_gemv_equals_torch(rng, use_options, rows, K, N, dtype, columns):
     """stats_in_gemvs: an RMSNorm's mean square computed by the gemv's own workgroups: one kernel, torch's values,
-    and the same values as with the reduce kernel it replaces."""
+    and the same values as with the reduce kernel it replaces (also with 2 output columns a thread)."""
     if dtype == "float16" and not tinydl.runtime.get_runtime().has_f16:
         pytest.skip("adapter lacks shader-f16")
     x, w, W = (_rand(rng, rows, K) * 4).astype(dtype), _rand(rng, K).astype(dtype), \
@@ -300,7 +301,7 @@ def test_norm_statistic_inside_the_gemv_equals_torch(rng, use_options, rows, K, 
     ref = rms_linear(torch, *map(torch.from_numpy, (x, w, W)))
     got = {}
     for on in (True, False):
-        use_options(stats_in_gemv=on)
+        use_options(stats_in_gemv=on, gemv_columns=columns)
         y = rms_linear(tinydl, *map(tinydl.tensor, (x, w, W)))
         n, names = _kernels(y)
         assert n == (1 if on else 2), names

@@ -469,6 +469,57 @@ def test_float16_gemv_loads_packed_pairs(rng, use_options, M, K, N, start, packe
     assert ("fn load_b4(" in wgsl[0]) == (not packed)
 
 
+@pytest.mark.parametrize("columns", [2, 3, 4])
+@pytest.mark.parametrize("dtype,M,K,N,tile", [
+    (np.float16, 4, 200, 37, "gemv"),      # packed pairs, a guarded trip, the last workgroup's columns past N
+    (np.float16, 1, 64, 70, "gemv256"),    # one column per lane group: a thread's columns a workgroup apart
+    (np.float16, 2, 36, 19, "gemv"),       # K not a multiple of 8: 4 k's per load
+    (np.float32, 3, 96, 41, "gemv64"),
+    (np.float32, 4, 30, 9, "gemv"),        # K not a multiple of 4: element by element
+])
+def test_gemv_threads_summing_several_columns(rng, use_options, columns, dtype, M, K, N, tile):
+    """Options.gemv_columns: each gemv thread sums several output columns over the same A values; with bias and
+    gelu fused, the same as torch's product (float16: within its rounding) and as one column per thread."""
+    force_tile(use_options, tile)
+    x, w, bias = rand(rng, M, K, dtype=dtype), rand(rng, N, K, dtype=dtype), rand(rng, N, dtype=dtype)
+
+    def thunk():
+        with tinydl.debug.count_kernels() as c:
+            out = F.gelu(tinydl.tensor(x) @ tinydl.tensor(w).T + tinydl.tensor(bias)).numpy()
+        return out, c.names
+    use_options(gemv_columns=columns)
+    out, names = thunk()
+    assert any(f"[{tile}x{columns}]" in n for n in names), names
+    ref = TF.gelu(torch.from_numpy(x).float() @ torch.from_numpy(w).float().T + torch.from_numpy(bias).float())
+    if dtype == np.float16:
+        assert_close(out.astype(np.float32), ref.half().float().numpy(), rtol=4e-3, atol=4e-3)
+    else:
+        check(out, ref.numpy(), K)
+    use_options(gemv_columns=1)
+    one, names = thunk()
+    assert any(f"[{tile}]" in n for n in names), names
+    assert_close(out.astype(np.float32), one.astype(np.float32), rtol=2e-3 if dtype == np.float16 else 1e-5,
+                 atol=2e-3 if dtype == np.float16 else 1e-5)
+
+
+@pytest.mark.parametrize("M,N,dtype,variant", [
+    (4, 4096, np.float16, "gemvx2"),    # 4 rows: 2 columns a thread keep 8 partial sums and 256 workgroups
+    (1, 8192, np.float16, "gemvx4"),    # 1 row: 4 columns a thread, 256 workgroups
+    (1, 4096, np.float16, "gemvx2"),    # 4 columns would leave 128 workgroups
+    (4, 2048, np.float16, "gemv"),      # too few columns to share: every workgroup is needed
+    (4, 4096, np.float32, "gemv"),      # float32 A has no unpacking to share
+])
+def test_float16_gemv_shares_its_rows_across_columns_by_rule(rng, M, N, dtype, variant):
+    """The rule (kernels/tiles.py gemv_columns): where A's rows come as packed float16 pairs, a thread sums as many
+    columns as keep the GPU's workgroups filled and 8 partial sums a thread."""
+    x, w = rand(rng, M, 64, dtype=dtype), rand(rng, N, 64, dtype=dtype) * 0.1
+    with tinydl.debug.count_kernels() as c:
+        out = (tinydl.tensor(x) @ tinydl.tensor(w).T).numpy()
+    assert c.names == [f"matmul {M}x{N} [{variant}]"], c.names
+    ref = (torch.from_numpy(x).float() @ torch.from_numpy(w).float().T).to(getattr(torch, np.dtype(dtype).name))
+    assert_close(out.astype(np.float32), ref.float().numpy(), rtol=4e-3, atol=4e-3)
+
+
 @pytest.mark.parametrize("dtype,K,b_load", [
     (np.float16, 64, "load_b8("),   # float16 weights: 8 k's per 16-byte load, A's 8 computed one by one
     (np.float16, 36, "load_b4("),   # K not a multiple of 8: 4 at a time

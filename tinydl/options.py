@@ -52,6 +52,7 @@ class Options:
     serial_min_outputs: int = _plan(1 << 15)      # outputs from which a short reduction runs one per thread
     per_thread: int = _plan(4)                    # outputs per thread of big elementwise kernels ...
     per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
+    gemv_columns: int | None = _plan(None)        # output columns per gemv thread (None: tiles.gemv_columns's rule)
     stats_in_gemv: bool = _plan(False)            # a norm's statistic computed inside the gemv reading it (fuse.py)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     # -- a smaller adapter, simulated: planning and allocation honour these where they are below the adapter's

@@ -17,7 +17,8 @@ from . import gemm_matrix, row_stats
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
 from .gemm_matrix import MATRIX_TILES
-from .tiles import GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL, GEMV_ROWS, GEMV_THREADS, TILES, Tile, gemv_lanes
+from .tiles import (GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL, GEMV_ROWS, GEMV_THREADS, TILES, Tile, gemv_columns,
+                    gemv_lanes)
 # the choices lowering and tuning ask for, read as gemm.X (the table and the rules live in tiles.py)
 from .tiles import (GEMV_LANES, MAX_K, TUNED, choose_tile, conv_gather, conv_gemm_dims, long_k_slices,  # noqa: F401
                     rule_split, rule_tile, split_k, tap_major_fits, tile_reads_taps, tune_key, tuning_candidates,
@@ -147,7 +148,11 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
         b_load = gemv_loads and gemv_loads["b"]
         load_bytes = 16 if b_load == "packed" else 4 * b_vec.node.dtype.itemsize if b_load else 4  # scalar: f32
         unroll = min(GEMV_MAX_UNROLL, max(1, GEMV_INFLIGHT_BYTES // load_bytes))
-        wgsl, groups = _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll, getattr(core.arg, "subgroups", False))
+        columns = gemv_columns(batch, M, N, lanes, gemv_loads, opts)
+        unroll = max(1, unroll // columns)  # the loads in flight per trip stay as many with more columns
+        wgsl, groups = _gemv(src, batch, M, N, K, gemv_loads, lanes, unroll, getattr(core.arg, "subgroups", False),
+                             columns)
+        name += f"x{columns}" if columns > 1 else ""
         return wgsl, groups, name + (" stats" if src.stats else "")  # (it computes a statistic: row_stats.py)
     if name in MATRIX_TILES:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
@@ -338,27 +343,30 @@ fn td_hi8(w: vec4<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(w.z), un
 
 
 def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | None, L: int, U: int,
-          subgroups: bool = False):
-    """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup; each lane keeps U loads
-    of each operand in flight per trip. subgroups: the statistics it computes (row_stats.py) add up through
-    subgroup operations. loads (see _gemv_loads): B runs along k in memory (x @ W.T) and each lane
-    loads 4 k's of it at once ("vec4"), or 8 float16 k's as one 16-byte load ("packed"); A's same k's come as one
-    load of its own or element by element ("scalar"). None: both element by element."""
+          subgroups: bool = False, J: int = 1):
+    """L lanes share each output column's K loop, GEMV_THREADS / L columns per workgroup row of lanes, J such
+    rows (each thread sums J columns, GEMV_THREADS / L apart, over the same A values: A's loads and float16
+    unpacking shared by J columns); each lane keeps U loads of each operand in flight per trip. subgroups: the
+    statistics it computes (row_stats.py) add up through subgroup operations. loads (see _gemv_loads): B runs
+    along k in memory (x @ W.T) and each lane loads 4 k's of it at once ("vec4"), or 8 float16 k's as one
+    16-byte load ("packed"); A's same k's come as one load of its own or element by element ("scalar"). None:
+    both element by element."""
     R, T = min(GEMV_ROWS, M), GEMV_THREADS
     C = T // L
-    tiles_m, tiles_n = -(-M // R), -(-N // C)
+    tiles_m, tiles_n = -(-M // R), -(-N // (C * J))
     groups = batch * tiles_m * tiles_n
     stats, stats_shared = row_stats.prologue(src, T, subgroups)
     body = _tile_origin(groups, tiles_m, tiles_n, R) + stats + [
-            f"  let n = (rem % {tiles_n}) * {C} + lid / {L};",
+            f"  let n = (rem % {tiles_n}) * {C * J} + lid / {L};",
             f"  let lane = lid % {L};"]
     if loads is None:
-        kind, step, load_b = "f32", 1, "load_b(b, {k}, n)"
+        kind, step, load_b = "f32", 1, "load_b(b, {k}, {n})"
     elif loads["b"] == "packed":
         src.functions.append(PACKED_HALVES)
-        kind, step, load_b = "vec4<f32>", 8, "load_b8(b, n, {k})"
+        kind, step, load_b = "vec4<f32>", 8, "load_b8(b, {n}, {k})"
     else:
-        kind, step, load_b = "vec4<f32>", 4, "load_b4(b, n, {k})"
+        kind, step, load_b = "vec4<f32>", 4, "load_b4(b, {n}, {k})"
+    column = [f"n + {j * C}" if j else "n" for j in range(J)]
 
     def a_runs(i: int, k: str, u: int) -> list[str]:
         """A's row m0 + i at k..k+step-1 (trip u) as WGSL values matching B's: one f32, or vec4<f32>s (two for 8
@@ -373,7 +381,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
         return ["vec4<f32>(" + ", ".join(f"load_a(b, {row}, {k} + {j + c})" for c in range(4)) + ")"
                 for j in range(0, step, 4)]
     stride = step * L
-    body += [f"  var part{i}_{u} = {kind}(0.0);" for i in range(R) for u in range(U)]
+    body += [f"  var part{i}_{j}_{u} = {kind}(0.0);" for i in range(R) for j in range(J) for u in range(U)]
     body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {stride * U}) {{")
     for u in range(U):
         k = f"k + {u * stride}" if u else "k"
@@ -381,35 +389,41 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
         ind = "      " if guard else "    "
         if guard:
             body.append(f"    if ({k} < {K}) {{")
-        body.append(f"{ind}let bv{u} = {load_b.format(k=k)};")
+        for j in range(J):
+            body.append(f"{ind}let bv{j}_{u} = {load_b.format(k=k, n=column[j])};")
+            if step == 8:
+                body.append(f"{ind}let bl{j}_{u} = td_lo8(bv{j}_{u}); let bh{j}_{u} = td_hi8(bv{j}_{u});")
         for i in range(R):
-            p = f"part{i}_{u}"
             if loads and loads["a"] == "packed":
                 body.append(f"{ind}let av{i}_{u} = load_a8(b, m0 + {i}, {k});")
-            a = a_runs(i, k, u)
-            if step == 8:
-                body.append(f"{ind}{p} = fma({a[0]}, td_lo8(bv{u}), fma({a[1]}, td_hi8(bv{u}), {p}));")
-            else:
-                body.append(f"{ind}{p} = fma({a[0]}, bv{u}, {p});")
+            for h, a in enumerate(a_runs(i, k, u)):
+                body.append(f"{ind}let a{i}_{u}_{h} = {a};")
+            for j in range(J):
+                p = f"part{i}_{j}_{u}"
+                if step == 8:
+                    body.append(f"{ind}{p} = fma(a{i}_{u}_0, bl{j}_{u}, fma(a{i}_{u}_1, bh{j}_{u}, {p}));")
+                else:
+                    body.append(f"{ind}{p} = fma(a{i}_{u}_0, bv{j}_{u}, {p});")
         if guard:
             body.append("    }")
     body.append("  }")
-    for i in range(R):
-        total = " + ".join(f"part{i}_{u}" for u in range(U))
-        body.append(f"  let sum{i} = {total};")
-        body.append(f"  let acc{i} = sum{i}.x + sum{i}.y + sum{i}.z + sum{i}.w;" if loads else f"  let acc{i} = sum{i};")
-    body += [f"  red[{i * T} + lid] = acc{i};" for i in range(R)]
+    slots = [(i, j) for i in range(R) for j in range(J)]
+    for s, (i, j) in enumerate(slots):
+        total = " + ".join(f"part{i}_{j}_{u}" for u in range(U))
+        body.append(f"  let sum{s} = {total};")
+        body.append(f"  red[{s * T} + lid] = " + (f"sum{s}.x + sum{s}.y + sum{s}.z + sum{s}.w;" if loads else f"sum{s};"))
     body.append("  workgroupBarrier();")
     body.append(f"  for (var s: i32 = {L // 2}; s > 0; s >>= 1u) {{")
     body.append("    if (lane < s) {")
-    body += [f"      red[{i * T} + lid] += red[{i * T} + lid + s];" for i in range(R)]
+    body += [f"      red[{s * T} + lid] += red[{s * T} + lid + s];" for s in range(len(slots))]
     body.append("    }")
     body.append("    workgroupBarrier();")
     body.append("  }")
-    body.append(f"  if (lane == 0 && n < {N}) {{")
-    body += [f"    if (m0 + {i} < {M}) {{ store_out(b, m0 + {i}, n, red[{i * T} + lid]); }}" for i in range(R)]
+    body.append("  if (lane == 0) {")
+    for s, (i, j) in enumerate(slots):
+        body.append(f"    if (m0 + {i} < {M} && {column[j]} < {N}) {{ store_out(b, m0 + {i}, {column[j]}, red[{s * T} + lid]); }}")
     body.append("  }")
-    shared = f"var<workgroup> red: array<f32, {R * T}>;\n{stats_shared}"
+    shared = f"var<workgroup> red: array<f32, {len(slots) * T}>;\n{stats_shared}"
     return src.render("\n".join(body), T, shared, subgroups=subgroups and bool(stats)), groups
 
 

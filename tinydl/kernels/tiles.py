@@ -50,6 +50,8 @@ GEMV_ROWS, GEMV_THREADS = 4, 256
 # the bytes of B each lane loads per K-loop trip (2 vec4s of float32, 4 of float16: the loads of a trip all
 # issue before the first multiply, and narrow float16 loads need more of them to keep the memory busy)
 GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL = 32, 4
+# partial sums (rows x columns) a gemv thread keeps: its workgroup's reduction array is GEMV_THREADS of them (8 KB)
+GEMV_MAX_SLOTS = 8
 # a gemv's lanes: enough that N columns make at least this many threads in all
 GEMV_MIN_THREADS = 1 << 17
 # measured choices (tinydl.tuning): tune_key(...) -> (tile, split), which override the rules below
@@ -76,6 +78,24 @@ MAX_K = GEMM_MAX_K
 def gemv_lanes(name: str) -> int | None:
     """The lanes per column of a gemv variant; None for a tile."""
     return GEMV_LANES.get(name)
+
+
+def gemv_columns(batch: int, M: int, N: int, lanes: int, loads: dict | None, opts: Options = DEFAULT) -> int:
+    """Output columns each gemv thread sums (Options.gemv_columns, else the rule): where A's rows come as packed
+    float16, the most (of 4, 2) that keep TARGET_WORKGROUPS workgroups and the partial sums of a workgroup within
+    GEMV_MAX_SLOTS per thread (each A row's unpacking then serves them all; float32 gains nothing: measured in
+    docs/benchmarks.md, "gemv columns")."""
+    if opts.gemv_columns:
+        return opts.gemv_columns
+    if not (loads and loads["a"] == "packed"):
+        return 1
+    rows = min(GEMV_ROWS, M)
+    row_tiles = batch * -(-M // rows)
+    for columns in (4, 2):
+        per_group = GEMV_THREADS // lanes * columns
+        if rows * columns <= GEMV_MAX_SLOTS and row_tiles * -(-N // per_group) >= TARGET_WORKGROUPS:
+            return columns
+    return 1
 
 
 def rule_gemv(N: int, K: int) -> str:
