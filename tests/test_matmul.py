@@ -502,21 +502,26 @@ def test_gemv_threads_summing_several_columns(rng, use_options, columns, dtype, 
                  atol=2e-3 if dtype == np.float16 else 1e-5)
 
 
-@pytest.mark.parametrize("M,N,dtype,variant", [
-    (4, 4096, np.float16, "gemvx2"),    # 4 rows: 2 columns a thread keep 8 partial sums and 256 workgroups
-    (1, 8192, np.float16, "gemvx4"),    # 1 row: 4 columns a thread, 256 workgroups
-    (1, 4096, np.float16, "gemvx2"),    # 4 columns would leave 128 workgroups
-    (4, 2048, np.float16, "gemv"),      # too few columns to share: every workgroup is needed
-    (4, 4096, np.float32, "gemv"),      # float32 A has no unpacking to share
+@pytest.mark.parametrize("M,N,dtype,variant,scaled", [
+    (4, 4096, np.float16, "gemvx2", False),    # 4 rows: 2 columns a thread keep 8 partial sums and 256 workgroups
+    (1, 8192, np.float16, "gemvx4", False),    # 1 row: 4 columns a thread, 256 workgroups
+    (1, 4096, np.float16, "gemvx2", False),    # 4 columns would leave 128 workgroups
+    (4, 2048, np.float16, "gemv", False),      # too few columns to share: every workgroup is needed
+    (4, 4096, np.float32, "gemv", False),      # float32 A read as vec4s: nothing to share
+    (4, 4096, np.float32, "gemvx2", True),     # A computed (a scale in front): its values shared
+    (1, 4096, np.float16, "gemvx2", True),
 ])
-def test_float16_gemv_shares_its_rows_across_columns_by_rule(rng, M, N, dtype, variant):
-    """The rule (kernels/tiles.py gemv_columns): where A's rows come as packed float16 pairs, a thread sums as many
-    columns as keep the GPU's workgroups filled and 8 partial sums a thread."""
-    x, w = rand(rng, M, 64, dtype=dtype), rand(rng, N, 64, dtype=dtype) * 0.1
+def test_gemv_shares_costly_rows_across_columns_by_rule(rng, M, N, dtype, variant, scaled):
+    """The rule (kernels/tiles.py gemv_columns): where A's values cost more than a load (packed float16 pairs, or a
+    prologue's result), a thread sums as many columns as keep the GPU's workgroups filled and 8 partial sums a
+    thread."""
+    x, w, g = rand(rng, M, 64, dtype=dtype), rand(rng, N, 64, dtype=dtype) * 0.1, rand(rng, 64, dtype=dtype)
     with tinydl.debug.count_kernels() as c:
-        out = (tinydl.tensor(x) @ tinydl.tensor(w).T).numpy()
-    assert c.names == [f"matmul {M}x{N} [{variant}]"], c.names
-    ref = (torch.from_numpy(x).float() @ torch.from_numpy(w).float().T).to(getattr(torch, np.dtype(dtype).name))
+        a = tinydl.tensor(x) * tinydl.tensor(g) if scaled else tinydl.tensor(x)
+        out = (a @ tinydl.tensor(w).T).numpy()
+    assert c.names == [f"matmul {M}x{N} [{variant}]"], c.names  # (a prologue is not named)
+    ta = torch.from_numpy(x) * torch.from_numpy(g) if scaled else torch.from_numpy(x)
+    ref = (ta.float() @ torch.from_numpy(w).float().T).to(getattr(torch, np.dtype(dtype).name))
     assert_close(out.astype(np.float32), ref.float().numpy(), rtol=4e-3, atol=4e-3)
 
 

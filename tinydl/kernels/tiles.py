@@ -50,7 +50,7 @@ GEMV_ROWS, GEMV_THREADS = 4, 256
 # the bytes of B each lane loads per K-loop trip (2 vec4s of float32, 4 of float16: the loads of a trip all
 # issue before the first multiply, and narrow float16 loads need more of them to keep the memory busy)
 GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL = 32, 4
-# partial sums (rows x columns) a gemv thread keeps: its workgroup's reduction array is GEMV_THREADS of them (8 KB)
+# partial sums (rows x columns) a gemv thread keeps (its workgroup's reduction array: 8 KB of float32)
 GEMV_MAX_SLOTS = 8
 # a gemv's lanes: enough that N columns make at least this many threads in all
 GEMV_MIN_THREADS = 1 << 17
@@ -81,13 +81,13 @@ def gemv_lanes(name: str) -> int | None:
 
 
 def gemv_columns(batch: int, M: int, N: int, lanes: int, loads: dict | None, opts: Options = DEFAULT) -> int:
-    """Output columns each gemv thread sums (Options.gemv_columns, else the rule): where A's rows come as packed
-    float16, the most (of 4, 2) that keep TARGET_WORKGROUPS workgroups and the partial sums of a workgroup within
-    GEMV_MAX_SLOTS per thread (each A row's unpacking then serves them all; float32 gains nothing: measured in
-    docs/benchmarks.md, "gemv columns")."""
+    """Output columns each gemv thread sums (Options.gemv_columns, else the rule): where A's values cost more than a
+    load (packed float16 pairs to unpack, or computed: a norm's or an activation's prologue), the most (of 4, 2)
+    that keep TARGET_WORKGROUPS workgroups and a thread's partial sums within GEMV_MAX_SLOTS, so each A value serves
+    them all. A read as plain vec4s gains nothing (measured: docs/benchmarks.md, "gemv columns")."""
     if opts.gemv_columns:
         return opts.gemv_columns
-    if not (loads and loads["a"] == "packed"):
+    if not loads or loads["a"] == "vec4":
         return 1
     rows = min(GEMV_ROWS, M)
     row_tiles = batch * -(-M // rows)
