@@ -124,10 +124,16 @@ def test_loop_trips_bounded(shape, dim, op, dtype):
 
 
 def test_staging_only_where_needed(rng):
-    # 2^16 per output: one kernel; more: partials, then the partials' reduction
-    assert len(reduce_kernel_names(tinydl.ones(3, 1 << 16).sum(1))) == 1
-    names = reduce_kernel_names(tinydl.ones(3, (1 << 16) + 1).sum(1))
+    # with outputs enough to fill the GPU, 2^16 per output is one kernel; more: partials, then the partials' reduction
+    many = reduce_kernel_names(tinydl.ones(reduce_kernels.FEW_OUTPUTS, 1 << 16).sum(1))
+    assert len(many) == 1, many
+    names = reduce_kernel_names(tinydl.ones(reduce_kernels.FEW_OUTPUTS, (1 << 16) + 1).sum(1))
     assert len(names) == 2, names
+    # with few outputs (a greedy decode step's argmax over the vocabulary), staged from FEW_STAGE_MIN elements on
+    few = reduce_kernels.FEW_STAGE_MIN
+    assert len(reduce_kernel_names(tinydl.ones(3, few - 1).sum(1))) == 1
+    names = reduce_kernel_names(tinydl.ones(3, few).argmax(1))
+    assert names == ["reduce_argmax 3x1x16x2 [workgroup]", "reduce_argmax 3 [lanes]"], names
     # a global average pool stays one kernel
     pooled = tinydl.tensor(rng.standard_normal((2, 8, 7, 7), dtype=np.float32)).mean((2, 3))
     assert len(reduce_kernel_names(pooled)) == 1
@@ -151,6 +157,26 @@ def test_long_rows(shape, dim):
         v, i = x.min(dim)
         assert_close(v, t.min(dim).values, rtol=0, atol=0)
         assert_close(i, t.min(dim).indices)
+
+
+@pytest.mark.parametrize("shape", [(1, 50257), (4, 32000), (3, 16384)])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_few_long_rows_staged_as_torch(rng, shape, dtype):
+    """A few rows of a vocabulary's length (staged: reduce.staged): torch's values; argmax's ties across chunks pick
+    the first, a NaN anywhere wins (torch's argmax treats it as the largest)."""
+    a = rng.standard_normal(shape).astype(dtype)
+    a[:, [3, shape[1] - 2]] = 9.0  # a tie in the first and the last chunk
+    x, t = tinydl.tensor(a), torch.from_numpy(a)
+    for op in ("argmax", "argmin", "amax", "amin", "sum", "mean"):
+        assert_close(getattr(x, op)(-1), getattr(t, op)(-1), rtol=2e-3 if dtype == "float16" else 1e-5, atol=1e-3)
+    assert_close(x.var(-1), t.float().var(-1).to(t.dtype), rtol=2e-3, atol=1e-3)
+    a[-1, shape[1] - 1000] = np.nan
+    assert_close(tinydl.tensor(a).argmax(-1), torch.from_numpy(a).argmax(-1))
+    assert_close(tinydl.tensor(a).amax(-1), torch.from_numpy(a).amax(-1), equal_nan=True)
+    ints = np.full((2, 20000), 1 << 17, np.int32)
+    assert tinydl.tensor(ints[:, :100]).sum(1).numpy().tolist() == [100 << 17] * 2
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        tinydl.tensor(ints).sum(1).numpy()  # 20000 * 2^17 > int32's max: reported across the stages, not wrapped
 
 
 def test_ties_everywhere_pick_first():

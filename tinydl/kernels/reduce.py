@@ -6,8 +6,8 @@ Three variants: "serial" (one thread per output, for very short reductions with 
 a split-K GEMM's sum over its slices) and "workgroup" (a workgroup per output); the last two have their threads
 stride over the reduced elements, then add up in workgroup memory.
 
-Long reductions run in two stages (reductions._reduce builds them, `stages`): a reduction over more than STAGE_MAX
-elements first reduces chunks of `stage_chunk(R)` elements into partials (a node whose arg is a `Partial`), then a
+Long reductions run in two stages (schedule/lower.py builds them where `staged`): a reduction over more than
+STAGE_MAX elements (or over FEW_STAGE_MIN with few outputs) first reduces chunks of `stage_chunk(R)` elements into partials (a node whose arg is a `Partial`), then a
 second reduce node reduces the partials. So no thread loops more than ~STAGE_MAX / 256 + 8 times: drivers cap the
 loop trips of a thread (lavapipe: 65535 over the whole kernel, then every loop ends early, silently; a sum of
 2^24 ones gave 131070), and a tree of partials keeps float sums accurate (serial runs of at most 256).
@@ -45,6 +45,8 @@ STAGE_CHUNK = 1 << 13  # elements per stage-1 partial (more for reductions over 
 # a workgroup reduction with fewer outputs than this (too few workgroups to fill the GPU: an RMSNorm's mean of
 # squares at batch 1) takes 256 threads per output at any length, so each waits for fewer loads in turn
 FEW_OUTPUTS = 128
+# ... and from this length such a reduction is staged, in chunks of FEW_STAGE_CHUNK elements (a workgroup each)
+FEW_STAGE_MIN, FEW_STAGE_CHUNK = 1 << 14, 1024
 WIDE_INT_OPS = ("sum", "prod")  # on int32: accumulated wide, overflow reported
 ARG_OPS = ("argmax", "argmin")
 
@@ -65,8 +67,17 @@ class OfPairs:
     ct: str
 
 
+def staged(R: int, outputs: int) -> bool:
+    """A reduction of `outputs` results over R elements each runs in two stages: past STAGE_MAX (loop trips), or
+    with fewer than FEW_OUTPUTS outputs from FEW_STAGE_MIN elements (one workgroup per output would wait on R / 256
+    loads in turn while the rest of the GPU idles: a greedy decode step's argmax over the vocabulary)."""
+    return R > STAGE_MAX or (outputs < FEW_OUTPUTS and R >= FEW_STAGE_MIN)
+
+
 def stage_chunk(R: int) -> int:
-    """Elements per stage-1 partial for a reduction over R > STAGE_MAX elements (a multiple of 256)."""
+    """Elements per stage-1 partial for a staged reduction over R elements (a multiple of 256)."""
+    if R <= STAGE_MAX:
+        return FEW_STAGE_CHUNK
     return max(STAGE_CHUNK, -(-R // (STAGE_MAX * 256)) * 256)
 
 
@@ -348,4 +359,4 @@ def _serial_partial(src: KernelSource, shape, compute):
     return src.render("\n".join(lines), WG), -(-n // WG)
 
 
-__all__ = ["reduce", "WG", "Partial", "OfPairs", "stage_chunk", "pairs", "STAGE_MAX", "MAX_TRIPS"]
+__all__ = ["reduce", "WG", "Partial", "OfPairs", "staged", "stage_chunk", "pairs", "STAGE_MAX", "MAX_TRIPS"]

@@ -10,8 +10,9 @@ it (they never choose):
   (gemm.MAX_K) is always split;
 - each GEMM's variant (its tile, or gemv): GemmArgs.tile / ConvArgs.tile; a conv without one runs as a direct conv;
 - each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups);
-- a reduction over more than kernels.reduce.STAGE_MAX elements per output runs in two REDUCE nodes: partials over
-  chunks of the reduced elements (Partial), then over the partials (no thread loops for long).
+- a reduction over more than kernels.reduce.STAGE_MAX elements per output, or a long one with few outputs
+  (reduce.staged), runs in two REDUCE nodes: partials over chunks of the reduced elements (Partial), then over the
+  partials (no thread loops for long, and a greedy step's argmax over the vocabulary spread over workgroups).
 The choices come from a chooser: RULES (variants forced by the Options, measured ones, the rules in
 kernels/gemm.py), or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a
 Target value, the settings (forced variants, tap-major, subgroup teams) as an Options value.
@@ -225,9 +226,9 @@ def _rownorm(n: Node, srcs: tuple, target: Target, opts: Options) -> Node:
 
 
 def _staged(n: Node) -> bool:
-    """A reduction (as the tensor API builds them: arg = its axes) over more than reduce.STAGE_MAX elements."""
+    """A reduction (as the tensor API builds them: arg = its axes) that reduce.staged runs in two stages."""
     return n.kind == REDUCE and type(n.arg) is tuple and \
-        math.prod(n.srcs[0].shape[a] for a in n.arg) > reduce.STAGE_MAX
+        reduce.staged(math.prod(n.srcs[0].shape[a] for a in n.arg), math.prod(n.shape))
 
 
 def _staged_reduce(n: Node, x: Node) -> Node:
