@@ -19,25 +19,25 @@ from .shapes import broadcast_shapes
 from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, arange, empty,  # noqa: F401
                        from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like)
 from .joining import cat, concat, concatenate, stack  # noqa: F401
-from .elementwise import addcdiv, addcmul, hypot, lerp, square  # noqa: F401
+from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
-from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and, diff,  # noqa: F401,A004
+from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
-                          expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, copysign, float_power, frac,
-                          heaviside, logaddexp, logaddexp2, logit, nan_to_num, signbit, sinc, xlogy,
+                          expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, signbit,
                           floor, floor_divide, fmod, ge, gelu, gt, hardsigmoid, hardswish, isfinite, isinf, isnan, le,
                           leaky_relu, log, logical_and, logical_not, logical_or, logical_xor, lt, maximum, minimum,
                           mish, mul, multiply, ne, neg, negative, pow, reciprocal, relu, relu6, remainder, round,
-                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, tril, triu,
-                          true_divide, where)
-from .elementwise import (allclose, clamp_max, clamp_min, fmax, fmin, isclose, isneginf, isposinf,  # noqa: F401
-                          isreal, masked_fill, positive, rsub, sgn)
+                          rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, sub, subtract, tanh, true_divide, where)
 from .elementwise import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh,  # noqa: F401
-                          atan, atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
+                          atan, atanh, cosh, erfc, erfinv, exp2, log10, log2, sinh, tan)
+from .elementwise_composites import (allclose, clamp_max, clamp_min, copysign, deg2rad, diff,  # noqa: F401
+                                     float_power, fmax, fmin, frac, heaviside, isclose, isneginf, isposinf, isreal,
+                                     logaddexp, logaddexp2, logit, masked_fill, nan_to_num, positive, rad2deg,
+                                     rsub, sgn, sinc, square, tril, triu, xlogy)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401

@@ -1,8 +1,9 @@
 """torch's opmath for float16: each torch op computes in float32 and rounds its float16 result once, so a
 chain of ops rounds after every op ((x * 1000) * 0.001 overflows to inf), and an op that is several nodes in
 tinydl (round with decimals, logaddexp, layer_norm's affine, ...) rounds only at its end. Kernels round every
-float16 elementwise node (kernels/expr.py); a function built of several nodes that torch runs as one op is
-decorated with @computes_in_float32: it runs on float32 copies of its float16 inputs, its result rounded once."""
+float16 elementwise node (kernels/expr.py, by the rules of kernels/half_rounding.py); a function built of several
+nodes that torch runs as one op is decorated with @computes_in_float32: it runs on float32 copies of its float16
+inputs, its result rounded once."""
 from __future__ import annotations
 
 import contextlib

@@ -6,7 +6,6 @@ constants, cat, gather, interpolation) is emitted as code, recursively, with ind
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import itertools
@@ -15,16 +14,11 @@ import math
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
-from . import math_functions, overflow, snippets
+from . import half_rounding, math_functions, overflow, snippets
 from .snippets import PRELUDE, apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
-# ops that commute with rounding to half (op(round(v)) == round(op(v))): a store's rounding stands for one before them
-_COMMUTE_WITH_ROUNDING = frozenset({"relu", "relu6", "neg", "abs"})
-# ops whose result on float16 values is one of them or exactly representable (no rounding needed after them)
-_EXACT_ON_HALVES = frozenset({"relu", "relu6", "neg", "abs", "maximum", "minimum", "where", "floor", "ceil", "round",
-                              "trunc", "sign"})
 VEC4_STORAGE = ("f32", "f16")  # storage types a kernel may bind as vec4s (binding4, a vec4 output)
 
 
@@ -121,25 +115,8 @@ class KernelSource:
 
     @functools.cached_property
     def rounded_by_store(self) -> frozenset:
-        """uids of the float16 nodes whose rounding the output's store does: the output, and below it, through ops
-        that commute with rounding, an elementwise node nothing else in this kernel reads."""
-        uses, seen, stack = collections.Counter(), set(), [self.out]
-        while stack:
-            n = stack.pop()
-            if n.uid in seen or n.kind == BUFFER or self.materialized(n):
-                continue
-            seen.add(n.uid)
-            for s in n.srcs:
-                uses[s.uid] += 1
-                stack.append(s)
-        chain, n = {self.out.uid}, self.out
-        while n.kind == ELEMENTWISE and n.op in _COMMUTE_WITH_ROUNDING:
-            s = n.srcs[0]
-            if s.kind != ELEMENTWISE or s.dtype != dtypes.float16 or uses[s.uid] != 1 or self.materialized(s):
-                break
-            chain.add(s.uid)
-            n = s
-        return frozenset(chain)
+        """uids of the float16 nodes whose rounding the output's store does (half_rounding.rounded_by_store)."""
+        return half_rounding.rounded_by_store(self.out, self.materialized)
 
     def binding(self, node: Node) -> str:
         name = self._binding.get(node.uid)
@@ -354,6 +331,10 @@ class Expr:
         lets): it may fold a - b to 0 and a / b to 1, wrong for NaN/Inf."""
         return a == b or self._canon(a) == self._canon(b)
 
+    def _rounded_by_store(self) -> frozenset:
+        """The float16 nodes whose rounding this kernel's store does (computed on the first ask: half_rounding)."""
+        return self.src.rounded_by_store
+
     def _elementwise(self, node: Node, idx) -> str:
         ops = [self.value(s, idx) for s in node.srcs]
         if node.srcs and all(s.dtype.compute == "f32" and const_of(s) is not None for s in node.srcs):
@@ -372,28 +353,12 @@ class Expr:
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
-        if node.dtype == dtypes.float16 and node.op != "cast" and node.rounds and node.uid not in self.src.rounded_by_store and not (
-                node.op in _EXACT_ON_HALVES and all(self._is_half_value(s) for s in node.srcs if s.dtype.is_floating_point)):
-            # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows. Not needed where the store
-            # rounds next, nor for an op whose result is one of its half operands or exactly representable
-            e = f"td_round_f16({e})"
+        if half_rounding.rounds_result(node, self.src.materialized, self._rounded_by_store):
+            e = f"td_round_f16({e})"  # each torch op on float16 rounds its result: (x * 1000) * 0.001 overflows
         v = self.let(e)
         if check is not None:
             self._report_overflow(self._overflow_test(node.op, check, ops, v))
         return v
-
-    def _is_half_value(self, node: Node) -> bool:
-        """node's value in this kernel is a float16 value already (loaded from half storage, or rounded where
-        computed)."""
-        if node.dtype != dtypes.float16:
-            return False
-        if node.kind == BUFFER or self.src.materialized(node):
-            return True
-        if node.kind == ELEMENTWISE:
-            return node.op == "cast" or node.rounds  # rounded, or exact on half operands (never the output)
-        if node.kind == VIEW and node.op in ("reshape", "permute", "expand", "slice"):
-            return self._is_half_value(node.srcs[0])
-        return False
 
     def _overflow_test(self, op: str, check: tuple, ops: list[str], r: str) -> str:
         """The WGSL condition under which int32 result r of op (operands ops) does not fit int32 (kernels/overflow.py)."""
@@ -421,8 +386,7 @@ class Expr:
         ct = node.dtype.compute
         if node.op == "cast":
             v = convert(ops[0], node.srcs[0].dtype.compute, ct)
-            if (node.dtype == dtypes.float16 and node.srcs[0].dtype != dtypes.float16
-                    and node.uid not in self.src.rounded_by_store):
+            if half_rounding.cast_rounds(node, self._rounded_by_store):
                 v = f"td_round_f16({v})"  # rounded to half here (65536 -> inf), as torch, not only at the store
                 self.src.uses_f16 = True
             return v
