@@ -313,6 +313,28 @@ def test_model_torch_exports_only_statically_is_converted_static_with_a_warning(
         tm(_x(rng, 3, 3, 4))
 
 
+class _NeedsStaticWidth(torch.nn.Module):
+    """Raises while its width is symbolic (torch.export with dynamic dims, fx's proxies), runs with a number."""
+
+    def forward(self, x):
+        if not isinstance(x.shape[-1], int):
+            raise RuntimeError("this model reads its width as a number")
+        return x * 2 + 1
+
+
+def test_static_fallback_after_a_failed_dynamic_export_converts(rng):
+    """torch.export leaves its dynamic-dim marks on the tensors of a failed export: the static export that follows
+    (and the user's tensors) must not see them, or the model fails again as if dynamic."""
+    x = _x(rng, 2, 3, 4)
+    with pytest.warns(UserWarning, match=r"from_torch\(_NeedsStaticWidth\): torch.export failed with dynamic dims "
+                                         r"\(RuntimeError: this model reads its width as a number\)"):
+        tm = tinydl.from_torch(_NeedsStaticWidth().eval(), example_inputs=(x,))
+    assert not [k for k in vars(x) if k.startswith("_dynamo")], vars(x)
+    assert_close(tm(tinydl.tensor(x)), x * 2 + 1)
+    with pytest.raises(RuntimeError, match=r"argument 'x' has size 5 at dim 2, but the exported model only accepts 4"):
+        tm(_x(rng, 2, 3, 5))
+
+
 def test_dynamic_shapes_rejects_an_unknown_mode(rng):
     with pytest.raises(ValueError, match=r"dynamic_shapes must be \"auto\", None/False \(static\) or a torch.export "
                                          r"dynamic_shapes spec, got 'dynamic'"):

@@ -219,7 +219,13 @@ def _scaled(op, input, other, alpha) -> Tensor:
     if isinstance(alpha, builtins.float) and all(not isinstance(t, Tensor) or t.dtype == dtypes.float16
                                                  for t in (input, other)):
         alpha = builtins.float(np.float16(alpha))
-    return computes_in_float32(lambda a, b: op(a, mul(b, alpha)))(input, other)
+    return _op_scaled(op, input, other, alpha)
+
+
+@computes_in_float32
+def _op_scaled(op, input, other, alpha) -> Tensor:
+    """input op alpha * other: one op in torch (float16 operands computed in float32, the result rounded once)."""
+    return op(input, mul(other, alpha))
 
 
 @computes_in_float32

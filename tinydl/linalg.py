@@ -25,7 +25,7 @@ def _add_product(input, product: Tensor, beta, alpha) -> Tensor:
     One op in torch: scaled, the float16 terms are computed in float32 (input + product is one add anyway)."""
     if alpha == 1 and beta in (0, 1):
         return _scaled_sum(input, product, beta, alpha)
-    return computes_in_float32(_scaled_sum)(input, product, beta, alpha)
+    return _scaled_sum_in_float32(input, product, beta, alpha)
 
 
 def _scaled_sum(input, product: Tensor, beta, alpha) -> Tensor:
@@ -34,6 +34,9 @@ def _scaled_sum(input, product: Tensor, beta, alpha) -> Tensor:
         return out
     input = input.expand(product.shape)
     return out + (input if beta == 1 else input * beta)
+
+
+_scaled_sum_in_float32 = computes_in_float32(_scaled_sum)
 
 
 def _matrix(x, name: str) -> None:

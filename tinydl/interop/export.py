@@ -307,13 +307,22 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
             return torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False), False
         try:
             spec = auto_spec(signature, args, kwargs)
-            return torch.export.export(module, args, kwargs, dynamic_shapes=spec, strict=False), False
+            # on copies: a failed export leaves its dynamic-dim marks on the tensors it was given, and the static
+            # export below would then see those dims as dynamic again (and the user's tensors would keep them)
+            trial_args, trial_kwargs = _copies(args), _copies(kwargs)
+            return torch.export.export(module, trial_args, trial_kwargs, dynamic_shapes=spec, strict=False), False
         except Exception as e:  # noqa: BLE001 - a model torch can export only statically: convert it so, saying why
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             warnings.warn(f"from_torch({type(module).__name__}): torch.export failed with dynamic dims "
                           f"({type(e).__name__}: {first}); the converted module is specialized to the example "
                           f"shapes", stacklevel=4)
             return torch.export.export(module, args, kwargs, strict=False), True
+
+
+def _copies(tree):
+    """The example inputs with each tensor replaced by a copy of its own (the rest as it is)."""
+    import torch
+    return torch.utils._pytree.tree_map(lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v, tree)
 
 
 @contextlib.contextmanager

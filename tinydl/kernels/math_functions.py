@@ -81,6 +81,12 @@ _C["ERFINV_T"] = _poly("v", _ERFINV_T)
 _C["EXP_R"] = _poly("r", _FACT[2:8])                                   # (e^r - 1 - r) / r^2 to r^7
 _C["EXP2_F"] = _poly("f", [math.log(2) ** n * _FACT[n] for n in range(1, 8)])  # (2^f - 1) / f to f^7
 _C["SINH_Z"] = _poly("z", _FACT[3:15:2])                               # (sinh x - x) / x^3 to x^13
+# a logarithm's edges (below 0 and NaN: NaN; +-0: -inf; +inf: itself), then x's TdLog parts in `l`
+_C["LOG_EDGES"] = """  let u = bitcast<u32>(x);
+  if (u > 0x80000000u || td_isnan(x)) { return td_nan(); }
+  if ((u & 0x7fffffffu) == 0u) { return bitcast<f32>(0xff800000u | td_z); }
+  if (u == 0x7f800000u) { return x; }
+  let l = td_log_parts(x, 0.0);"""
 
 
 # name -> (WGSL, the functions it calls); `$NAME` are the constants above
@@ -305,11 +311,7 @@ _fn("td_log2", ("td_log_parts",), """
 // log2 x = e + log(m) / ln2: hi / ln2 from a 12-bit 1/ln2 (exact), added to e by Fast2Sum (|e| >= 1 > that, or
 // e = 0); log2(2^k) = k exactly. Below 0 NaN, +-0 -inf
 fn td_log2(x: f32) -> f32 {
-  let u = bitcast<u32>(x);
-  if (u > 0x80000000u || td_isnan(x)) { return td_nan(); }
-  if ((u & 0x7fffffffu) == 0u) { return bitcast<f32>(0xff800000u | td_z); }
-  if (u == 0x7f800000u) { return x; }
-  let l = td_log_parts(x, 0.0);
+$LOG_EDGES
   let a = l.hi * $IL2_HI;
   let w = td_opaque(l.e + a);
   return w + (((l.e - w) + a) + (l.lo * $IL2 + l.hi * $IL2_LO));
@@ -319,11 +321,7 @@ _fn("td_log10", ("td_log_parts",), """
 // log10 x = e log10(2) + log(m) / ln10: e log10(2)_hi and hi / ln10_hi exact, summed by Fast2Sum, the small parts
 // added last (log10(10^k) = k)
 fn td_log10(x: f32) -> f32 {
-  let u = bitcast<u32>(x);
-  if (u > 0x80000000u || td_isnan(x)) { return td_nan(); }
-  if ((u & 0x7fffffffu) == 0u) { return bitcast<f32>(0xff800000u | td_z); }
-  if (u == 0x7f800000u) { return x; }
-  let l = td_log_parts(x, 0.0);
+$LOG_EDGES
   let big = l.e * $L10_2_HI;
   let a = l.hi * $IL10_HI;
   let w = td_opaque(big + a);
