@@ -507,6 +507,42 @@ def test_sdpa_dim_mismatch(rng):
         F.scaled_dot_product_attention(*_d(q, k, k))
 
 
+@pytest.mark.parametrize("L,S,E,heads,kw", [
+    (64, 64, 32, (4, 4), {}),
+    (16, 256, 64, (4, 4), {}),                         # long keys: many probabilities per output
+    (32, 32, 32, (4, 4), {"is_causal": True}),
+    (32, 48, 32, (4, 2), {"enable_gqa": True}),        # grouped query heads
+    (32, 48, 32, (4, 4), {"mask": "bool"}),
+    (32, 48, 32, (4, 4), {"mask": "additive"}),        # a float16 additive mask
+])
+def test_float16_attention_scores_keep_float32(rng, L, S, E, heads, kw):
+    """float16 attention with scores of magnitude ~30: torch keeps the scores in float32 (rounded to half, a score
+    of 30 is 0.016 off and its probability 1.6 %); tinydl's error against a float64 run is torch float16's own."""
+    if "shader-f16" not in tinydl.device_info()["features"]:
+        pytest.skip("adapter without shader-f16")
+    q = (rng.standard_normal((2, heads[0], L, E)) * 3).astype(np.float16)
+    k = (rng.standard_normal((2, heads[1], S, E)) * 3).astype(np.float16)
+    v = rng.standard_normal((2, heads[1], S, E)).astype(np.float16)
+    kw = dict(kw)
+    mask = kw.pop("mask", None)
+    if mask == "bool":
+        m = rng.random((L, S)) > 0.3
+        m[:, 0] = True
+    elif mask == "additive":
+        m = (rng.standard_normal((L, S)) * 2).astype(np.float16)
+    args = [(q, k, v), {**kw, **({"attn_mask": m} if mask else {})}]
+
+    def run(lib, convert):
+        a = {n: convert(x) if isinstance(x, np.ndarray) else x for n, x in args[1].items()}
+        return (lib.scaled_dot_product_attention(*map(convert, args[0]), **a))
+    exact = run(TF, lambda x: torch.from_numpy(x).double()).numpy()
+    ours = run(F, tinydl.tensor)
+    assert ours.dtype == tinydl.float16
+    theirs = run(TF, torch.from_numpy).float().numpy()
+    torch_error = np.abs(theirs - exact).max()
+    assert np.abs(ours.numpy().astype(np.float64) - exact).max() <= 2 * torch_error + 1e-4
+
+
 @pytest.mark.parametrize("op", ["layer_norm", "group_norm", "rms_norm", "softmax", "log_softmax"])
 def test_float16_norms_of_large_values_keep_float32_statistics(rng, op):
     """float16 inputs of magnitude ~1e4: their squares (~1e8) overflow float16, so mean/variance/sum of exps are

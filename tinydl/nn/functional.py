@@ -612,7 +612,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         value = _repeat_heads(value, rep)
     L, S = query.shape[-2], key.shape[-2]
     s = (1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0) if scale is None else scale  # E=0: scores 0
-    scores = matmul(query, key.transpose(-2, -1)) * s
+    # float16 scores in float32, as torch's kernels keep them (rounded to half, a score of 30 would be 0.016 off
+    # and its probability 1.6 %); the probabilities are rounded to half for their product with value
+    half = query.dtype == dtypes.float16 and key.dtype == dtypes.float16
+    scores = matmul(query.float(), key.float().transpose(-2, -1)) * s if half else \
+        matmul(query, key.transpose(-2, -1)) * s
     if is_causal:
         if attn_mask is not None:
             raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
@@ -625,7 +629,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         else:
             scores = scores + attn_mask
     # torch's safe softmax (its math path since 2.5): a query whose keys are all masked gets 0, not NaN
-    return matmul(row_norm(scores, "safe_softmax", scores.ndim - 1), value)
+    probabilities = row_norm(scores, "safe_softmax", scores.ndim - 1)
+    return matmul(probabilities.half() if half else probabilities, value)
 
 
 def _repeat_heads(t, rep):
