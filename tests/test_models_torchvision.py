@@ -84,11 +84,13 @@ def test_torchvision_model(rng, name):
     assert_close(out2, ref2, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["swin_t", "vit_b_16"])
+@pytest.mark.parametrize("name", ["swin_t", "vit_b_16", "resnet18", "mobilenet_v3_small", "efficientnet_b0",
+                                  "convnext_tiny", "densenet121"])
 def test_torchvision_model_after_half(rng, name):
     """model.half() converts and runs in float16 throughout: no float32 constant left in the graph (swin_t's
     shifted-window mask was float32 and made its attention float32: "expected m1 and m2 to have the same
-    dtype"); the logits are as close to the float32 model's as torch's own float16 forward is, give or take."""
+    dtype"); the logits are as close to the float32 model's as torch's own float16 forward is, give or take, for
+    each family (attention, residual, depthwise with squeeze-excitation, dense), weights redrawn with scale."""
     if "shader-f16" not in tinydl.device_info()["features"]:
         pytest.skip("adapter without shader-f16")
     model, size = _build(name)
