@@ -493,3 +493,65 @@ def test_pipeline_cache_keeps_the_newest_shaders_and_plans_keep_theirs():
         np.testing.assert_array_equal((tinydl.tensor(xs[0]) * 3 + 1).numpy(), xs[0] * 3 + 1)
         assert counters.stats["pipelines"] == before + 1  # planned again: its dropped shader compiled again
         assert len(rt._pipelines) <= 3
+
+
+# -- the pool of freed buffers ---------------------------------------------------------------------------
+def _pooled_buffers(rt):
+    return [g for same_size in rt._free.values() for g in same_size]
+
+
+def test_pool_of_freed_buffers_stays_within_its_cap(rng, use_options):
+    """Freed tensors' buffers are pooled for reuse up to Options.pool_max_bytes; past it the least recently freed
+    are given back, and results stay right."""
+    import gc
+    rt = get_runtime()
+    tinydl.empty_cache()
+    use_options(pool_max_bytes=1 << 20)
+    for n in range(1, 60):
+        a = rng.standard_normal(n * 3001).astype(np.float32)
+        x = tinydl.tensor(a)
+        assert_close((x * 2 + 1).sum(), torch.from_numpy(a * 2 + 1).sum(), rtol=1e-5, atol=1e-3)
+        del x
+        gc.collect()
+        pooled = _pooled_buffers(rt)
+        assert rt.pooled_bytes == sum(g.size for g in pooled) == sum(g.size for g in rt._pooled.values())
+        assert rt.pooled_bytes <= 1 << 20
+    assert rt.pooled_bytes > 0  # the recent ones stay pooled for the next tensor of their size
+    size, (gpu, *_) = next(iter(rt._free.items()))
+    y = tinydl.tensor(np.ones(size // 4, np.float32))  # takes that pooled buffer
+    assert y.node.buffer.gpu is gpu and id(gpu) not in rt._pooled
+    assert (y * 3).numpy().tolist() == [3.0] * (size // 4)
+
+
+def test_trimmed_buffers_leave_no_bind_group_behind(use_options):
+    """A buffer given back past the cap is not named by any cached bind group (which would keep its memory)."""
+    import gc
+    rt = get_runtime()
+    x = tinydl.tensor(np.arange(4096, dtype=np.float32))
+    assert (x + 1).numpy()[-1] == 4096.0  # a cached bind group names x's buffer now
+    gpu = x.node.buffer.gpu
+    assert any(gpu is g for key in rt._bind_groups for g in key[1:])
+    use_options(pool_max_bytes=0)
+    del x
+    gc.collect()
+    assert rt.pooled_bytes == 0 and not _pooled_buffers(rt)
+    assert not any(gpu is g for key in rt._bind_groups for g in key[1:])
+
+
+def test_empty_cache_gives_pooled_memory_back_and_work_goes_on(rng):
+    """tinydl.empty_cache(): nothing pooled afterwards; live tensors, cached plans and jit replays keep working."""
+    import gc
+    rt = get_runtime()
+    a = rng.standard_normal((64, 64)).astype(np.float32)
+    w = tinydl.tensor(a)
+    step = tinydl.jit(lambda x: (x @ w).relu())
+    x = tinydl.tensor(a)
+    first = step(x).numpy()
+    for n in (1000, 2000, 3000):
+        tinydl.tensor(np.ones(n, np.float32)).sum().item()
+    gc.collect()
+    assert rt.pooled_bytes > 0
+    tinydl.empty_cache()
+    assert rt.pooled_bytes == 0 and not _pooled_buffers(rt) and not rt._pooled
+    np.testing.assert_array_equal(step(x).numpy(), first)
+    assert_close((w @ w).relu(), torch.from_numpy(a @ a).relu(), rtol=1e-4, atol=1e-4)

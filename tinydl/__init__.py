@@ -11,7 +11,7 @@ from .capture import jit
 from .nn.init import manual_seed
 from .profiler import profile
 from .errors import DeviceLostError, KernelError
-from .runtime import device_info, use_backend, use_gpu
+from .runtime import device_info, empty_cache, use_backend, use_gpu
 from .schedule import realize as _realize
 from ._tensor import (Tensor, abs, add, amax, amin, arange, argmax, argmin, bmm, cat, ceil, clamp, clip, concat,
                      cos, div, elu, empty, eq, erf, exp, floor, from_numpy, full, full_like, ge, gelu, gt,

@@ -66,6 +66,7 @@ class Options:
     tune_rounds: int = 5                          # timed submits per candidate (their median)
     tune_warm_seconds: float = 0.3                # runs of the candidates before each race (GPUs raise clocks under load)
     eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
+    pool_max_bytes: int = 1 << 31                 # freed GPU memory kept for reuse (least recently freed given back past it)
     plan_cache_size: int = 256                    # plans kept (the least recently used dropped past it)
     pipeline_cache_size: int = 1024               # compiled shaders kept by the runtime (the oldest dropped past it)
     pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)

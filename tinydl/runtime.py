@@ -8,7 +8,7 @@ import functools
 import os
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -96,6 +96,8 @@ class Runtime:
         self.adapter_binding_size = min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
         self.max_workgroups = self.limits["max-compute-workgroups-per-dimension"]
         self._free: dict[int, list] = {}      # pooled storage buffers by byte size
+        self._pooled: OrderedDict = OrderedDict()  # the same buffers by id, the least recently freed first
+        self.pooled_bytes = 0
         self._staging = Staging()             # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
@@ -140,14 +142,45 @@ class Runtime:
             self._drain()
             free = self._free.get(size)
         if free:
-            return Buffer(free.pop(), nbytes)
+            gpu = free.pop()
+            del self._pooled[id(gpu)]
+            self.pooled_bytes -= gpu.size
+            return Buffer(gpu, nbytes)
         try:
             return Buffer(self.device.create_buffer(size=size, usage=STORAGE), nbytes)
         except self.errors as e:  # out of memory, device lost
             raise failure(self, f"allocation of {describe}", e) from e
 
     def release(self, gpu) -> None:
+        """gpu's memory is free: pooled for the next tensor of its size, within Options.pool_max_bytes."""
         self._free.setdefault(gpu.size, []).append(gpu)
+        self._pooled[id(gpu)] = gpu
+        self.pooled_bytes += gpu.size
+        cap = current_options().pool_max_bytes
+        if self.pooled_bytes > cap:
+            self._trim(cap)
+
+    def _trim(self, cap: int) -> None:
+        """Drop the least recently freed pooled buffers until at most cap bytes stay pooled, and the cached bind
+        groups that name them (so wgpu frees their memory once no submitted work uses them)."""
+        dropped = set()
+        while self.pooled_bytes > cap and self._pooled:
+            _, gpu = self._pooled.popitem(last=False)
+            same_size = self._free[gpu.size]
+            same_size.remove(gpu)
+            if not same_size:
+                del self._free[gpu.size]
+            self.pooled_bytes -= gpu.size
+            dropped.add(id(gpu))
+        if dropped:
+            self._bind_groups = {key: bg for key, bg in self._bind_groups.items()
+                                 if not any(id(g) in dropped for g in key[1:])}
+
+    @locked
+    def empty_cache(self) -> None:
+        """Give the memory of every pooled buffer back (torch.cuda.empty_cache's counterpart)."""
+        self._drain()
+        self._trim(0)
 
     def adopt(self, buf: Buffer) -> Buffer:
         """buf now belongs to tensors: its GPU memory returns to the pool when the last one is collected."""
@@ -582,3 +615,11 @@ def use_backend(name: str) -> Runtime:
 def device_info() -> dict:
     """The adapter tinydl runs on: name, backend, type, the features and limits it was granted."""
     return get_runtime().info()
+
+
+def empty_cache() -> None:
+    """Give back the GPU memory tinydl keeps pooled for reuse: buffers of freed tensors (a deleted model's weights
+    among them), which the next tensor of the same size would take. The pool never holds more than
+    Options.pool_max_bytes; live tensors are untouched."""
+    if _runtime is not None:
+        _runtime.empty_cache()
