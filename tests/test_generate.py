@@ -176,6 +176,11 @@ def processor_cases(free):
         "encoder_no_repeat": dict(encoder_no_repeat_ngram_size=1),  # no token of the prompt (its padding included)
         "all": dict(repetition_penalty=1.3, min_new_tokens=3, eos_token_id=second, suppress_tokens=[first],
                     no_repeat_ngram_size=3),
+        "bad_words_ids": dict(bad_words_ids=[[first], [int(free[1, PROMPT]), int(free[1, PROMPT + 1])]]),
+        "bad_words_after_their_prefix": dict(bad_words_ids=[[first, second]]),  # only where `first` came before
+        "sequence_bias": dict(sequence_bias={(first,): -4.0, (int(free[1, PROMPT]), int(free[1, PROMPT + 1])): -9.0}),
+        "sequence_bias_as_list": dict(sequence_bias=[[[second], 6.0]]),
+        "sequence_bias_then_penalty": dict(sequence_bias={(first,): 2.5}, repetition_penalty=1.6),
     }
 
 
@@ -189,6 +194,24 @@ def test_logits_processors_match_hf(llama, case):
     ref = hf_generate(m, ids, mask, **kwargs)
     assert not np.array_equal(ref, free[:, :ref.shape[1]]) or ref.shape != free.shape  # the option matters
     np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, **kwargs), ref)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(bad_words_ids=[]), r"`bad_words_ids` has to be a non-empty list, but is \[\]"),
+    (dict(bad_words_ids=[3]), r"`bad_words_ids` has to be a list of lists, but is \[3\]"),
+    (dict(bad_words_ids=[[-1]]), r"Each list in `bad_words_ids` has to be a list of positive integers"),
+    (dict(sequence_bias={(1,): 1}), r"`sequence_bias` has to be a dict with floats as values"),
+    (dict(sequence_bias={}), r"`sequence_bias` has to be a non-empty dictionary"),
+    (dict(bad_words_ids=[[10 ** 6]]), r"The model vocabulary size is \d+, but the following tokens were being "
+                                      r"biased: \[1000000\]"),
+])
+def test_bad_sequence_options_raise_as_hf(llama, kwargs, message):
+    m, tm = llama
+    ids, mask = prompt()
+    with pytest.raises(ValueError, match=message):
+        hf_generate(m, ids, mask, max_new_tokens=2, pad_token_id=0, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        tm.generate(ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0, **kwargs)
 
 
 def test_sampling_several_sequences_per_input(llama):

@@ -5,7 +5,8 @@ The processors run on the GPU, in HF's order, on the float32 logits: repetition_
 far, without a row's left padding, as a [B, V] mask kept on the GPU and updated with each step's tokens),
 no_repeat_ngram_size (the n-gram ends to ban found on the host, where the tokens are, a few ids per row),
 min_length / min_new_tokens (EOS suppressed while too short), suppress_tokens, begin_suppress_tokens (at the
-first generated position). Greedy search without any of them reads the step's own argmax; otherwise the
+first generated position), sequence_bias and bad_words_ids (first: a bias on a sequence's last token where a row's
+tokens end with the rest of it, matched on the host). Greedy search without any of them reads the step's own argmax; otherwise the
 argmax, or the draw (sampling.py), is one more kernel over the processed logits, realized with the updated
 mask in one submit; only the token ids are read back.
 """
@@ -66,11 +67,27 @@ class Processors:
                     grams.setdefault(tuple(g[:-1]), []).append(g[-1])
                 self.encoder_ngrams.append(grams)
             self.rows_per_input = len(ids) // len(encoder_ids)  # (beams and returned sequences repeat the rows)
-        self.sequences = ids.copy() if s.no_repeat_ngram_size or self.encoder_ngrams is not None else None
+        # sequence_bias / bad_words_ids: single tokens' biases as one [V] tensor; longer sequences matched per step
+        # against the rows' last tokens on the host
+        out_of_vocabulary = sorted({t for seq, _ in s.sequence_bias for t in seq if t >= vocab})
+        if out_of_vocabulary:
+            raise ValueError(f"The model vocabulary size is {vocab}, but the following tokens were being biased: "
+                             f"{out_of_vocabulary}")
+        self.single_bias = None
+        singles = [(seq[0], bias) for seq, bias in s.sequence_bias if len(seq) == 1]
+        if singles:
+            bias = np.zeros(vocab, np.float32)
+            for token, b in singles:
+                bias[token] = -np.inf if bias[token] == -np.inf else b  # a bad word stays banned
+            self.single_bias = tensor(bias)
+        self.sequence_biases = [(seq[:-1], seq[-1], bias) for seq, bias in s.sequence_bias if len(seq) > 1]
+        self.sequences = ids.copy() if s.no_repeat_ngram_size or self.encoder_ngrams is not None \
+            or self.sequence_biases else None
 
     def idle(self) -> bool:
         """No processor is configured: apply() never changes the scores (and advance() keeps nothing)."""
-        return all(x is None for x in (self.seen, self.sequences, self.eos, self.suppress, self.begin_suppress))
+        return all(x is None for x in (self.seen, self.sequences, self.eos, self.suppress, self.begin_suppress,
+                                       self.single_bias))
 
     def advance(self, tokens: np.ndarray, rows: np.ndarray | None = None) -> None:
         """The rows' next tokens [R] are chosen (rows: which earlier row each continues, beam search's reorder)."""
@@ -92,10 +109,17 @@ class Processors:
         suppressed = [m for m, on in ((self.suppress, True), (self.begin_suppress, length == self.begin_index))
                       if m is not None and on]
         repeats = self._repeated_ngram_ends(length)
+        biased = self._sequence_ends()
         if self.seen is None and repeats is None and not too_short and not suppressed and not always \
-                and forced is None:
+                and forced is None and self.single_bias is None and biased is None:
             return None
         scores = scores.float()
+        if self.single_bias is not None:  # sequence_bias (and bad words) of one token
+            scores = scores + self.single_bias
+        if biased is not None:  # ... and of several, where a row's tokens end with all but their last
+            tokens, biases = biased
+            scores = scores + where(arange(self.vocab) == tensor(tokens)[:, :, None], tensor(biases)[:, :, None],
+                                    0.0).sum(1)
         if self.seen is not None:
             p = s.repetition_penalty
             scores = where(self.seen, where(scores < 0, scores * p, scores / p), scores)
@@ -108,6 +132,24 @@ class Processors:
         for mask in suppressed:
             scores = where(mask, float("-inf"), scores)
         return scores
+
+    def _sequence_ends(self):
+        """HF's SequenceBiasLogitsProcessor's sequences of 2+ tokens (bad words among them, at -inf): per row, the last
+        tokens of those whose other tokens end the row ([R, M] int32, -1 padded) and their biases ([R, M] float32),
+        or None where none do."""
+        if not self.sequence_biases:
+            return None
+        rows = self.sequences.tolist()
+        found = [[(last, bias) for prefix, last, bias in self.sequence_biases
+                  if len(prefix) <= len(row) and tuple(row[len(row) - len(prefix):]) == prefix] for row in rows]
+        width = max(map(len, found))
+        if not width:
+            return None
+        tokens, biases = np.full((len(rows), width), -1, np.int32), np.zeros((len(rows), width), np.float32)
+        for r, ends in enumerate(found):
+            for m, (last, bias) in enumerate(ends):
+                tokens[r, m], biases[r, m] = last, bias
+        return tokens, biases
 
     def _repeated_ngram_ends(self, length: int):
         """HF's NoRepeatNGramLogitsProcessor and EncoderNoRepeatNGramLogitsProcessor: per row, the tokens that

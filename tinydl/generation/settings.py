@@ -11,7 +11,7 @@ SUPPORTED = {"max_new_tokens", "max_length", "do_sample", "temperature", "top_k"
              "pad_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
              "repetition_penalty", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
              "num_beams", "length_penalty", "early_stopping", "num_return_sequences", "no_repeat_ngram_size",
-             "encoder_no_repeat_ngram_size", "use_cache"}
+             "encoder_no_repeat_ngram_size", "use_cache", "bad_words_ids", "sequence_bias"}
 # bookkeeping that does not change the tokens (the loop always uses its own static cache)
 NEUTRAL = {"bos_token_id", "_from_model_config", "transformers_version",
            "cache_implementation", "cache_config", "compile_config", "disable_compile", "max_cache_len",
@@ -39,6 +39,9 @@ class Settings:
     no_repeat_ngram_size: int = 0      # no n-gram of this size twice in a row's tokens
     encoder_no_repeat_ngram_size: int = 0  # no n-gram of this size that the encoder's input ids hold
     min_p: float | None = None   # sampling: tokens less likely than min_p times the top one are dropped
+    # sequence_bias and bad_words_ids (at -inf): ((tokens...), bias) pairs, added to the score of a sequence's last
+    # token where the row's tokens end with the rest of it
+    sequence_bias: tuple = ()
     # beam search (beam.py)
     num_beams: int = 1
     length_penalty: float = 1.0
@@ -77,7 +80,8 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
                                   f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
-                                  f"no_repeat_ngram_size, encoder_no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens and begin_suppress_tokens; "
+                                  f"no_repeat_ngram_size, encoder_no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens, "
+                                  f"begin_suppress_tokens, sequence_bias and bad_words_ids; "
                                   f"beam search with "
                                   f"num_beams, length_penalty, early_stopping and num_return_sequences)")
     if merged.get("max_new_tokens") is not None:
@@ -139,6 +143,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         if start is None:
             raise ValueError("`decoder_start_token_id` or `bos_token_id` has to be defined for encoder-decoder "
                              "generation.")
+    biases = _sequence_biases(merged.get("sequence_bias"), merged.get("bad_words_ids"), eos)
     forced_eos = merged.get("forced_eos_token_id")
     if isinstance(forced_eos, (list, tuple)):
         forced_eos = min(forced_eos)  # greedy's pick among the forced ids (all others are -inf)
@@ -152,7 +157,7 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         encoder_no_repeat_ngram_size=encoder_ngram,
         min_p=None if min_p is None else float(min_p), num_beams=beams,
         length_penalty=float(merged.get("length_penalty", 1.0)), early_stopping=merged.get("early_stopping", False),
-        num_return_sequences=returned, use_cache=merged.get("use_cache", True) is not False)
+        num_return_sequences=returned, use_cache=merged.get("use_cache", True) is not False, sequence_bias=biases)
 
 
 def _int(v):
@@ -161,3 +166,41 @@ def _int(v):
 
 def _ints(v) -> tuple:
     return () if v is None else tuple(int(t) for t in (v if isinstance(v, (list, tuple)) else [v]))
+
+
+def _token_ids(seq) -> bool:
+    return all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in seq)
+
+
+def _sequence_biases(sequence_bias, bad_words_ids, eos: list[int]) -> tuple:
+    """HF's SequenceBiasLogitsProcessor's and NoBadWordsLogitsProcessor's sequences as ((tokens...), bias) pairs,
+    checked as HF checks them; a bad word that is an EOS token alone is dropped, as HF drops it."""
+    pairs = []
+    if sequence_bias is not None:
+        if not isinstance(sequence_bias, (dict, list)) or not sequence_bias:
+            raise ValueError(f"`sequence_bias` has to be a non-empty dictionary, or non-empty list of lists but is "
+                             f"{sequence_bias}.")
+        if isinstance(sequence_bias, list):  # HF's list form: [[tokens], bias] pairs
+            if not all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], list) and p[0]
+                       and _token_ids(p[0]) and isinstance(p[1], float) for p in sequence_bias):
+                raise ValueError(f"Each element in `sequence_bias` has to be a non-empty list of lists of positive "
+                                 f"integers and float, but is {sequence_bias}.")
+            sequence_bias = {tuple(p[0]): p[1] for p in sequence_bias}
+        if not isinstance(sequence_bias, dict) or not all(isinstance(k, tuple) for k in sequence_bias):
+            raise ValueError(f"`sequence_bias` has to be a dict with tuples as keys, but is {sequence_bias}.")
+        if not all(k and _token_ids(k) for k in sequence_bias):
+            raise ValueError(f"Each key in `sequence_bias` has to be a non-empty tuple of positive integers, but is "
+                             f"{sequence_bias}.")
+        if not all(isinstance(b, float) for b in sequence_bias.values()):
+            raise ValueError(f"`sequence_bias` has to be a dict with floats as values, but is {sequence_bias}.")
+        pairs += [(tuple(k), float(b)) for k, b in sequence_bias.items()]
+    if bad_words_ids is not None:
+        if not isinstance(bad_words_ids, list) or not bad_words_ids:
+            raise ValueError(f"`bad_words_ids` has to be a non-empty list, but is {bad_words_ids}.")
+        if not all(isinstance(w, list) for w in bad_words_ids):
+            raise ValueError(f"`bad_words_ids` has to be a list of lists, but is {bad_words_ids}.")
+        if not all(_token_ids(w) for w in bad_words_ids):
+            raise ValueError(f"Each list in `bad_words_ids` has to be a list of positive integers, but is "
+                             f"{bad_words_ids}.")
+        pairs += [(tuple(w), float("-inf")) for w in bad_words_ids if w and w not in ([e] for e in eos)]
+    return tuple(pairs)
