@@ -615,8 +615,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     # float16 scores in float32, as torch's kernels keep them (rounded to half, a score of 30 would be 0.016 off
     # and its probability 1.6 %); the probabilities are rounded to half for their product with value
     half = query.dtype == dtypes.float16 and key.dtype == dtypes.float16
-    scores = matmul(query.float(), key.float().transpose(-2, -1)) * s if half else \
-        matmul(query, key.transpose(-2, -1)) * s
+    q, k = (query.float(), key.float()) if half else (query, key)
+    scores = matmul(q, k.transpose(-2, -1)) * s
     if is_causal:
         if attn_mask is not None:
             raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be set when "
