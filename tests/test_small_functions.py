@@ -98,8 +98,11 @@ def test_true_divide_rsub():
     exact(tinydl.rsub(i, j, alpha=2), torch.rsub(ti, tj, alpha=2))
     exact(tinydl.rsub(i, 1.5), torch.rsub(ti, 1.5))
     exact(tinydl.rsub(i[None], x[:, None]), torch.rsub(ti[None], tx[:, None]))
-    with pytest.raises(RuntimeError, match="For integral input tensors, argument alpha must not be a floating point"):
-        tinydl.rsub(i, j, alpha=1.5)
+    for fn in (tinydl.rsub, tinydl.add, tinydl.sub):  # the check add/sub(alpha=) make, rsub through sub
+        with pytest.raises(RuntimeError, match="For integral input tensors, argument alpha must not be a floating "
+                                               "point"):
+            fn(i, j, alpha=1.5)
+    exact(tinydl.add(x, 2.0, alpha=3), torch.add(tx, 2.0, alpha=3))
     b = tinydl.tensor([True, False])
     with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with two bool tensors is not supported"):
         tinydl.rsub(b, b)
@@ -191,7 +194,7 @@ def _several(x, y):
             torch.positive(x) * 2, torch.true_divide(x, y), torch.rsub(x, y, alpha=2), torch.rsub(x, 3.0),
             torch.isclose(x, y, atol=0.3), torch.isneginf(x), torch.isposinf(y), torch.isreal(x),
             torch.masked_fill(x, m, 1.5), x.masked_fill(m, torch.tensor(2.0)), x.fmax(y), x.sgn(),
-            x.isclose(y, equal_nan=True), y.isposinf())
+            x.isclose(y, equal_nan=True), y.isposinf(), torch.add(x, y, alpha=0.5), torch.sub(x, 2.0, alpha=3))
 
 
 @pytest.mark.parametrize("path", ["fx", "torch.export"])

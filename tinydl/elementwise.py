@@ -216,6 +216,8 @@ def sub(input, other, *, alpha=1) -> Tensor:
 
 def _scaled(op, input, other, alpha) -> Tensor:
     """input op alpha * other as one op; with float16 operands, alpha rounded to half first (as torch's kernel)."""
+    if isinstance(alpha, (builtins.float, np.floating)) and not _result_dtype((input, other)).is_floating_point:
+        raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
     if isinstance(alpha, builtins.float) and all(not isinstance(t, Tensor) or t.dtype == dtypes.float16
                                                  for t in (input, other)):
         alpha = builtins.float(np.float16(alpha))

@@ -169,8 +169,6 @@ def positive(input) -> Tensor:  # noqa: A002
 
 def rsub(input, other, *, alpha=1) -> Tensor:  # noqa: A002
     """torch.rsub: other - alpha * input."""
-    if isinstance(alpha, (float, np.floating)) and not _result_dtype((input, other)).is_floating_point:
-        raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
     if isinstance(other, (float, np.floating)) and input.dtype == dtypes.float16:
         other = builtins.float(np.float16(other))  # torch rounds the number to half first (as alpha: sub's _scaled)
     return sub(other, input, alpha=alpha)

@@ -340,8 +340,8 @@ _aten("tril_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.t
                                                                                             dtype=_dt(dtype)))
 _aten("triu_indices.default", lambda row, col, offset=0, *, dtype=None, **_: T.triu_indices(row, col, offset,
                                                                                             dtype=_dt(dtype)))
-_aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b if alpha == 1 else T.mul(b, alpha)))
-_aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b if alpha == 1 else T.mul(b, alpha)))
+_aten("add.Tensor add.Scalar", lambda a, b, alpha=1: T.add(a, b, alpha=alpha))
+_aten("sub.Tensor sub.Scalar", lambda a, b, alpha=1: T.sub(a, b, alpha=alpha))
 _aten("rsub.Tensor rsub.Scalar", lambda a, b, alpha=1: T.rsub(a, b, alpha=alpha))
 _aten("mul.Tensor mul.Scalar", T.mul)
 _aten("div.Tensor div.Scalar", T.div)
