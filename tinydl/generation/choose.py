@@ -6,9 +6,9 @@ far, without a row's left padding, as a [B, V] mask kept on the GPU and updated 
 no_repeat_ngram_size (the n-gram ends to ban found on the host, where the tokens are, a few ids per row),
 min_length / min_new_tokens (EOS suppressed while too short), suppress_tokens, begin_suppress_tokens (at the
 first generated position), sequence_bias and bad_words_ids (first: a bias on a sequence's last token where a row's
-tokens end with the rest of it, matched on the host). Greedy search without any of them reads the step's own argmax; otherwise the
-argmax, or the draw (sampling.py), is one more kernel over the processed logits, realized with the updated
-mask in one submit; only the token ids are read back.
+tokens end with the rest of it, matched on the host). Greedy search without any of them reads the step's own
+argmax; otherwise the argmax, or the draw (sampling.py), is one more kernel over the processed logits, realized
+with the updated mask in one submit; only the token ids are read back.
 """
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ def _token_mask(tokens, vocab: int):
     mask = np.zeros(vocab, bool)
     mask[tokens] = True
     return tensor(mask)
+
+
+def _padded(rows: list, fill, dtype):
+    """Ragged per-row lists as one [R, M] array, `fill` past each row's end; None where every row is empty."""
+    width = max(map(len, rows))
+    if not width:
+        return None
+    out = np.full((len(rows), width), fill, dtype)
+    for r, values in enumerate(rows):
+        out[r, :len(values)] = values
+    return out
 
 
 class Processors:
@@ -134,22 +145,16 @@ class Processors:
         return scores
 
     def _sequence_ends(self):
-        """HF's SequenceBiasLogitsProcessor's sequences of 2+ tokens (bad words among them, at -inf): per row, the last
-        tokens of those whose other tokens end the row ([R, M] int32, -1 padded) and their biases ([R, M] float32),
-        or None where none do."""
+        """HF's SequenceBiasLogitsProcessor's sequences of 2+ tokens (bad words among them, at -inf): per row, the
+        last tokens of those whose other tokens end the row ([R, M] int32, -1 padded) and their biases ([R, M]
+        float32), or None where none do."""
         if not self.sequence_biases:
             return None
         rows = self.sequences.tolist()
         found = [[(last, bias) for prefix, last, bias in self.sequence_biases
                   if len(prefix) <= len(row) and tuple(row[len(row) - len(prefix):]) == prefix] for row in rows]
-        width = max(map(len, found))
-        if not width:
-            return None
-        tokens, biases = np.full((len(rows), width), -1, np.int32), np.zeros((len(rows), width), np.float32)
-        for r, ends in enumerate(found):
-            for m, (last, bias) in enumerate(ends):
-                tokens[r, m], biases[r, m] = last, bias
-        return tokens, biases
+        tokens = _padded([[last for last, _ in ends] for ends in found], -1, np.int32)
+        return None if tokens is None else (tokens, _padded([[b for _, b in ends] for ends in found], 0, np.float32))
 
     def _repeated_ngram_ends(self, length: int):
         """HF's NoRepeatNGramLogitsProcessor and EncoderNoRepeatNGramLogitsProcessor: per row, the tokens that
@@ -167,13 +172,7 @@ class Processors:
             if self.encoder_ngrams is not None and length + 1 >= m:
                 ends += self.encoder_ngrams[r // self.rows_per_input].get(tuple(row[len(row) - m + 1:]) if m > 1 else (), [])
             banned.append(ends)
-        width = max(map(len, banned))
-        if not width:
-            return None
-        out = np.full((len(banned), width), -1, np.int32)
-        for r, ends in enumerate(banned):
-            out[r, :len(ends)] = ends
-        return out
+        return _padded(banned, -1, np.int32)
 
     def read(self, *tensors) -> list[np.ndarray]:
         """The tensors' values, computed with the updated `seen` mask in one plan (one tensor and no mask: its
