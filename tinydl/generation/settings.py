@@ -80,8 +80,9 @@ def resolve(torch_model, prompt_length: int, kwargs: dict, generation_config=Non
         raise NotImplementedError(f"generate: {', '.join(f'{k}={merged[k]!r}' for k in unsupported)} not "
                                   f"supported (tinydl's generate does greedy search and sampling with "
                                   f"temperature, top_k, top_p and min_p, and applies repetition_penalty, "
-                                  f"no_repeat_ngram_size, encoder_no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens, "
-                                  f"begin_suppress_tokens, sequence_bias and bad_words_ids; "
+                                  f"no_repeat_ngram_size, encoder_no_repeat_ngram_size, min_length, "
+                                  f"min_new_tokens, suppress_tokens, begin_suppress_tokens, sequence_bias and "
+                                  f"bad_words_ids; "
                                   f"beam search with "
                                   f"num_beams, length_penalty, early_stopping and num_return_sequences)")
     if merged.get("max_new_tokens") is not None:
