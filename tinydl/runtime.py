@@ -51,6 +51,7 @@ def locked(fn):
 
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+SIZES_KEEP = 4096  # uniform buffers of kernel sizes kept for reuse (Runtime.sizes_buffer)
 
 
 def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -> list[int]:
@@ -101,6 +102,7 @@ class Runtime:
         self._staging = Staging()             # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
         self._bind_groups: dict[tuple, object] = {}
+        self._sizes: OrderedDict[tuple, object] = OrderedDict()  # uniform buffers by the sizes they hold
         self._pool = HostThreads()  # the worker threads of split uploads and read-backs (Options.upload_threads, ...)
         self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
         # buffers the garbage collector freed while another thread held the lock: given back under it (_give_back)
@@ -247,6 +249,24 @@ class Runtime:
             counters.stats["pipelines"] += 1
             self._bound_pipelines(current_options().pipeline_cache_size)
         return p
+
+    def sizes_buffer(self, values: tuple[int, ...]):
+        """A uniform buffer holding the sizes a kernel reads at run time (schedule/sizes.py), as vec4<u32>s; shared
+        by the kernels that read the same values (the least recently asked for dropped past SIZES_KEEP: the plans
+        that bind one hold it)."""
+        buf = self._sizes.get(values)
+        if buf is None:
+            data = np.zeros(-(-len(values) // 4) * 4, np.uint32)
+            data[:len(values)] = values
+            try:
+                buf = self.device.create_buffer_with_data(data=data.tobytes(), usage=wgpu.BufferUsage.UNIFORM)
+            except self.errors as e:
+                raise failure(self, "allocation of a kernel's sizes", e) from e
+            self._sizes[values] = buf
+            while len(self._sizes) > SIZES_KEEP:
+                self._sizes.popitem(last=False)
+        self._sizes.move_to_end(values)
+        return buf
 
     def _bound_pipelines(self, keep: int) -> None:
         """Drop the oldest compiled pipelines past `keep` (a server seeing ever new shapes stays flat): the

@@ -61,8 +61,9 @@ def rownorm(src: KernelSource, core: Node, opts: Options = DEFAULT):
 
     if teams:
         body = [f"  let r = wg * {per_group} + lid / {size};", f"  let lane = lid % {size};"]
-        in_rows = rows % per_group == 0
-        guard = "" if in_rows else f" && r < {rows}"  # the last workgroup's spare teams: no loads, no stores
+        # the last workgroup's spare teams: no loads, no stores (always tested, so that other row counts share
+        # the shader: schedule/sizes.py)
+        guard = f" && r < {rows}"
     else:
         body = [f"  if (wg >= {rows}) {{ return; }}", "  let r = wg;", "  let lane = lid;"]
         guard = ""

@@ -23,7 +23,7 @@ from .execute import bind, execute as _execute, submit  # noqa: F401 - schedule.
 from .fuse import CHEAP_PARAM_OPS, INLINE_SUM_MAX  # noqa: F401
 from .graph import alias_reshape, stored_leaves, walk  # noqa: F401
 from .lower import RULES, Rules
-from .plan import ESTIMATE_FLOPS, KernelStep, Plan, build_plan  # noqa: F401
+from .plan import ESTIMATE_FLOPS, SIZES, KernelStep, Plan, build_plan  # noqa: F401
 from .target import Target  # noqa: F401
 
 # the plans by key, least recently used first (plan_for evicts from the front past Options.plan_cache_size)
@@ -182,3 +182,4 @@ def clear_cache() -> None:
     """Forget every plan, and the Target (tests change the runtime's limits)."""
     _plans.clear()
     _target_of[:] = None, None
+    SIZES.clear()

@@ -37,6 +37,8 @@ def bind(order: list[Node], plan: Plan, roots: list[int], private=None):
             gpus.append(order[p].buffer.gpu if b is None else b.gpu)
         if step.checks:
             gpus.append(rt.status.gpu)
+        if step.sizes_gpu is not None:
+            gpus.append(step.sizes_gpu)
         dispatches.append((step.pipeline, gpus, step.grid))
         for p in plan.frees[k]:
             if private is not None:

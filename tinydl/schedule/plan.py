@@ -7,11 +7,13 @@ import bisect
 import itertools
 from dataclasses import dataclass, field
 
+from ..errors import DeviceLostError, KernelError
 from ..kernels import build
 from ..options import Options, current as current_options
 from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, Node
 from .fuse import Fusion, fuse
 from .lower import lower
+from .sizes import SizeLifter
 from .target import Target
 
 _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample", SORT: "sort",
@@ -24,6 +26,9 @@ _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col"
 FIRST_SUBMIT_GPU_US = 250.0
 SMALL_FIRST_SUBMIT = 8
 ESTIMATE_FLOPS, ESTIMATE_BYTES, ESTIMATE_LAUNCH_US = 30e12, 3e12, 3.0
+# the kernel families seen, whose shaders read their varying sizes at run time (sizes.py; schedule.clear_cache)
+SIZES = SizeLifter()
+_PLAN_IDS = itertools.count(1)
 
 
 @dataclass
@@ -39,6 +44,8 @@ class KernelStep:
     checks: int = 0       # codes it may report (tinydl/checks.py): it binds the runtime's status buffer last
     out_bytes: int = 0    # the output's size, and its shape (for messages)
     out_shape: tuple = ()
+    sizes: tuple = ()     # the values its shader reads at run time (sizes.py), bound last as a uniform buffer
+    sizes_gpu: object = None
 
 
 @dataclass
@@ -71,10 +78,35 @@ def build_plan(order: list[Node], roots: list[int], target: Target, opts: Option
     low = lower(order, roots, target, opts, chooser)
     plan = steps_of(fuse(low.order, low.roots, target, opts.stats_in_gemv), low.keys, target, opts)
     if runtime is not None:
+        families, plan_id = {}, next(_PLAN_IDS)
+        if opts.runtime_sizes:
+            for s in plan.steps:
+                baked = s.wgsl
+                s.wgsl, s.sizes, key = SIZES.resolve(baked, plan_id, opts.pipeline_cache_size)
+                if s.sizes:
+                    families[id(s)] = key, baked
         runtime.compile_all([s.wgsl for s in plan.steps], opts)
         for s in plan.steps:  # compiled by now; a shader that failed raises here, naming its kernel
-            s.pipeline = runtime.pipeline(s.wgsl, s.name)
+            if id(s) in families:
+                s.pipeline = _lifted_pipeline(runtime, s, *families[id(s)])
+            else:
+                s.pipeline = runtime.pipeline(s.wgsl, s.name)
     return plan
+
+
+def _lifted_pipeline(runtime, step: KernelStep, key: str, baked: str):
+    """The pipeline of a step whose shader reads sizes at run time, and their uniform buffer; where that shader
+    does not compile (an untyped literal its context needed as another type), its family is baked from now on."""
+    try:
+        pipeline = runtime.pipeline(step.wgsl, step.name)
+    except DeviceLostError:
+        raise
+    except KernelError:
+        SIZES.refuse(key)
+        step.wgsl, step.sizes = baked, ()
+        return runtime.pipeline(baked, step.name)
+    step.sizes_gpu = runtime.sizes_buffer(step.sizes)
+    return pipeline
 
 
 def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> Plan:

@@ -1,0 +1,108 @@
+"""Sizes at run time (tinydl/schedule/sizes.py): a kernel planned at several shapes compiles one shader that reads
+its varying sizes from a uniform buffer; every shape stays equal to torch; literals WGSL needs as constants are
+never lifted; a lifted shader that does not compile falls back to baked ones."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl
+from tinydl import debug
+from tinydl.schedule import SIZES, KernelStep, plan as plan_module
+from tinydl.schedule.sizes import SizeLifter, literals
+from tinydl.testing import assert_close
+
+
+def _values(wgsl):
+    return [(wgsl[lit.start:lit.end], lit.value, lit.unsigned) for lit in literals(wgsl)]
+
+
+def test_literals_skip_what_wgsl_needs_constant():
+    wgsl = ("enable f16;\n@group(0) @binding(3) var<storage, read> in3: array<vec4<f32>>;\n"
+            "var<workgroup> tile: array<array<f32, 17>, 16>;\nconst N = 64u;\n"
+            "@compute @workgroup_size(256)\nfn main() {\n"
+            "  let a = x / 13 + y % 5u + z * 7i;\n  let f = 1.5 * 2e3 + 0.25f + 0x7f800000u;\n"
+            "  switch (k) { case 3: { } default: { } }\n  let s = subgroupBroadcast(v, 4u) + w[12];\n}\n")
+    assert _values(wgsl) == [("13", 13, False), ("5u", 5, True), ("7i", 7, False), ("12", 12, False)]
+
+
+def test_lifter_families():
+    lifter = SizeLifter()
+    a = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\nfn main() { let r = i / 24 % 2u; }\n"
+    c, d = a.replace("24", "30"), a.replace("2u", "3u")
+    key = lifter.resolve(a, plan=1)[2]
+    assert lifter.resolve(a, plan=1) == (a, (), key)
+    # one plan's kernels that differ only in literals (slices at other offsets) compile as they are
+    assert lifter.resolve(d, plan=1) == (d, (), key)
+    assert lifter.resolve(a, plan=2) == (a, (), key) and lifter.resolve(d, plan=2) == (d, (), key)  # seen before
+    shader, values, _ = lifter.resolve(c, plan=2)  # a later plan's new values: read at run time
+    assert values == (30,) and "i32(td_sizes[0].x)" in shader and "% 2u" in shader
+    assert "@group(0) @binding(1) var<uniform> td_sizes: array<vec4<u32>, 1>;" in shader
+    assert lifter.resolve(a.replace("24", "40"), plan=3)[:2] == (shader, (40,))  # the same shader
+    lifter.refuse(key)
+    assert lifter.resolve(c, plan=4) == (c, (), key)  # refused: each shape as it is
+
+
+def test_lifter_reads_a_literal_once_it_varies():
+    lifter = SizeLifter()
+    a = "fn main() { let r = i / 24 % 2u + 7; }\n"
+    lifter.resolve(a, plan=1)
+    shader, values, _ = lifter.resolve(a.replace("24", "26"), plan=2)
+    assert values == (26,) and "% 2u + 7" in shader
+    assert lifter.resolve(a.replace("24", "28"), plan=3)[:2] == (shader, (28,))
+    grown, values, _ = lifter.resolve(a.replace("+ 7", "+ 9"), plan=4)  # another literal varies too: read as well
+    assert values == (24, 9) and "td_sizes[0].y" in grown and "2u" in grown
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_elementwise_and_rows_at_new_shapes_compile_nothing(use_options, rng, on):
+    """An elementwise chain, a softmax and a layer norm over rows whose count and length change: equal to torch at
+    each shape; after a few shapes, new ones compile nothing (without runtime sizes, each compiles again)."""
+    use_options(runtime_sizes=on)
+    w = rng.standard_normal(48).astype(np.float32)
+
+    def run(rows, length):
+        x = rng.standard_normal((rows, length, 48)).astype(np.float32)
+        t = torch.from_numpy(x)
+        ref = [torch.softmax(t * 0.5 + 1, -1), torch.layer_norm(t, (48,), torch.from_numpy(w)),
+               torch.softmax(t.transpose(1, 2), -1)]
+        X = tinydl.tensor(x)
+        got = [tinydl.softmax(X * 0.5 + 1, -1), tinydl.nn.functional.layer_norm(X, (48,), tinydl.tensor(w)),
+               tinydl.softmax(X.transpose(1, 2), -1)]
+        for g, r in zip(got, ref):
+            assert_close(g, r)
+    for rows, length in [(3, 20), (5, 44), (7, 36), (6, 28)]:  # a literal varying for the first time compiles
+        run(rows, length)
+    compiled = debug.stats["pipelines"]
+    for rows, length in [(2, 52), (4, 60), (9, 12)]:
+        run(rows, length)
+    assert (debug.stats["pipelines"] == compiled) == on
+
+
+def test_matmul_rows_at_new_shapes(use_options, rng):
+    """A GEMM whose row count changes (a batch of tokens), with a bias and activation fused: equal to torch."""
+    w = rng.standard_normal((64, 96)).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    counts = []
+    for rows in (40, 56, 48, 60, 52):  # one GEMM variant for all of them
+        x = rng.standard_normal((rows, 64)).astype(np.float32)
+        ref = torch.relu(torch.from_numpy(x) @ torch.from_numpy(w) + torch.from_numpy(b))
+        assert_close(tinydl.relu(tinydl.tensor(x) @ tinydl.tensor(w) + tinydl.tensor(b)), ref)
+        counts.append(debug.stats["pipelines"])
+    assert counts[-1] == counts[1]
+
+
+def test_a_lifted_shader_that_does_not_compile_is_baked(runtime):
+    """An untyped literal in a u32 context read as an i32 does not compile: the family is baked from then on, and
+    the kernel still computes with its own literal."""
+    wgsl = ("@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n@compute @workgroup_size(1)\n"
+            "fn main() {{ out[0] = out[0] / {}; }}\n")
+    key = SIZES.resolve(wgsl.format(7), plan=-1)[2]
+    step = KernelStep(None, 0, [], (1, 1, 1), "divide", "")
+    step.wgsl, step.sizes, _ = SIZES.resolve(wgsl.format(9), plan=-2)
+    assert step.sizes == (9,)
+    pipeline = plan_module._lifted_pipeline(runtime, step, key, wgsl.format(9))
+    assert step.wgsl == wgsl.format(9) and step.sizes == () and step.sizes_gpu is None
+    assert SIZES.families[key].refused
+    out = runtime.upload(np.array([90], np.uint32))
+    (data,) = runtime.submit([(pipeline, [out.gpu], (1, 1, 1))], [(out.gpu, 4)])
+    assert np.frombuffer(data, np.uint32)[0] == 10

@@ -1,0 +1,160 @@
+"""Sizes at run time: one compiled shader for a kernel at every shape it is planned for.
+
+A kernel's WGSL bakes its sizes in as integer literals (row counts, strides, bounds), so a new sequence length or
+batch size would compile every kernel again: on a CPU driver about a tenth of a second each. Kernels of one
+*family* (the same WGSL but for those literals) share a pipeline instead: the first shape seen compiles as it is
+(the fastest code, and fixed-shape models never see anything else); once a second shape differs, the literals that
+differed are read from a uniform buffer (`td_sizes`, bound after the kernel's other bindings) and that one shader
+serves every later shape whose other literals match (`SizeLifter.resolve`).
+
+Replacing a literal by a read is exact: WGSL's integer arithmetic is the same at run time as when folded, for values
+the baked shader accepted. The read has the literal's type (`7u` a u32, `7i` and an untyped `7` an i32): an untyped
+literal where the context needed another type (u32, f32) makes the lifted shader fail to compile, never change
+meaning, and its family then compiles each shape as it is (`SizeLifter.refuse`). Literals WGSL needs as constants
+(attributes, array lengths, `const` declarations, switch cases, subgroupBroadcast's lane) are never lifted.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+# numbers of every WGSL form, so that a float's or hex literal's digits are never taken for an integer
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+[iu]?|(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?[fh]?|\d+[eE][+-]?\d+[fh]?"
+                     r"|\d+[iufh]?|[A-Za-z_]\w*")
+_CONSTANT_SPANS = re.compile(r"@\w+\s*\([^)]*\)|\b(?:const|override)\b[^;]*;|\bcase\b[^:]*:")
+_TEMPLATE_OPEN = re.compile(r"\b(?:array|subgroup_matrix_\w+)<|\b(?:subgroupBroadcast|quadBroadcast)\s*\(")
+_BINDING = re.compile(r"@binding\((\d+)\)")
+_I32_MAX = 2**31 - 1
+SIZES_NAME = "td_sizes"
+
+
+@dataclass
+class Literal:
+    start: int
+    end: int
+    value: int
+    unsigned: bool  # `7u`; else `7i` or untyped, read as an i32
+
+
+def literals(wgsl: str) -> list[Literal]:
+    """The integer literals of a shader that may be read at run time, in order (see the module docstring)."""
+    fixed = [m.span() for m in _CONSTANT_SPANS.finditer(wgsl)] + list(_bracketed(wgsl))
+    fixed.sort()
+    found, f = [], 0
+    for m in _NUMBER.finditer(wgsl):
+        text = m.group()
+        if not text[0].isdigit() or not (text.isdigit() or text[:-1].isdigit() and text[-1] in "iu"):
+            continue  # an identifier, a float, a hex literal
+        while f < len(fixed) and fixed[f][1] <= m.start():
+            f += 1
+        if f < len(fixed) and fixed[f][0] <= m.start():
+            continue
+        found.append(Literal(m.start(), m.end(), int(text.rstrip("iu")), text.endswith("u")))
+    return found
+
+
+def _bracketed(wgsl: str):
+    """Spans of array/subgroup-matrix template lists and of broadcast calls, whose literals must stay constant."""
+    for m in _TEMPLATE_OPEN.finditer(wgsl):
+        opener = m.group()[-1]
+        closer = ">" if opener == "<" else ")"
+        depth, i = 1, m.end()
+        while depth and i < len(wgsl):
+            depth += (wgsl[i] == opener) - (wgsl[i] == closer)
+            i += 1
+        yield m.start(), i
+
+
+@dataclass
+class Family:
+    """The shaders that differ only in liftable literals: the first one's text and values, the values compiled
+    as they are, and which literals are read at run time (None: none yet)."""
+    wgsl: str
+    found: list[Literal]
+    plan: int                                       # the plan that met it first
+    baked: set = field(default_factory=set)         # literal values whose shaders compile as they are
+    lifted: frozenset[int] | None = None
+    template: str = ""
+    refused: bool = False
+    slots: list[int] = field(default_factory=list)  # the lifted literals' positions, in uniform order
+
+
+class SizeLifter:
+    """The families seen (the least recently used dropped past `keep`)."""
+
+    def __init__(self):
+        self.families: OrderedDict[str, Family] = OrderedDict()
+
+    def resolve(self, wgsl: str, plan: int = 0, keep: int = 1024) -> tuple[str, tuple[int, ...], str]:
+        """(shader to compile, the values its `td_sizes` holds or () when it reads none, family key). plan: which
+        plan asks: kernels of one plan that differ only in literals (a layer's q, k and v slices at their offsets)
+        compile as they are, as a fixed-shape model's always do; a later plan's differing ones share a shader."""
+        found = literals(wgsl)
+        key = _skeleton(wgsl, found)
+        values = tuple(lit.value for lit in found)
+        fam = self.families.get(key)
+        if fam is None:
+            fam = self.families[key] = Family(wgsl, found, plan)
+            while len(self.families) > max(keep, 1):
+                self.families.popitem(last=False)
+        self.families.move_to_end(key)
+        if fam.refused or values in fam.baked:
+            return wgsl, (), key
+        if fam.plan == plan and fam.lifted is None:
+            fam.baked.add(values)
+            return wgsl, (), key
+        first = [lit.value for lit in fam.found]
+        differ = {k for k, (a, b) in enumerate(zip(values, first)) if a != b}
+        if any(not found[k].unsigned and values[k] > _I32_MAX for k in differ):
+            return wgsl, (), key  # would not fit the i32 read (an untyped literal in a u32 context)
+        if fam.lifted is None or not differ <= fam.lifted:
+            fam.lifted = frozenset(differ | (fam.lifted or set()))
+            fam.slots = sorted(fam.lifted)
+            fam.template = _lifted(fam.wgsl, fam.found, fam.slots)
+        return fam.template, tuple(values[k] for k in fam.slots), key
+
+    def refuse(self, key: str) -> None:
+        """The family's lifted shader did not compile: its shaders compile as they are from now on."""
+        fam = self.families.get(key)
+        if fam is not None:
+            fam.refused = True
+
+    def clear(self) -> None:
+        self.families.clear()
+
+
+def _skeleton(wgsl: str, found: list[Literal]) -> str:
+    parts, at = [], 0
+    for lit in found:
+        parts += [wgsl[at:lit.start], "\0"]
+        at = lit.end
+    parts.append(wgsl[at:])
+    return "".join(parts)
+
+
+def _lifted(wgsl: str, found: list[Literal], slots: list[int]) -> str:
+    """wgsl with the literals at `slots` read from td_sizes, declared at the binding after the shader's last."""
+    parts, at = [], 0
+    for s, k in enumerate(slots):
+        lit = found[k]
+        read = f"{SIZES_NAME}[{s // 4}].{'xyzw'[s % 4]}"
+        parts += [wgsl[at:lit.start], read if lit.unsigned else f"i32({read})"]
+        at = lit.end
+    parts.append(wgsl[at:])
+    text = "".join(parts)
+    binding = max((int(b) for b in _BINDING.findall(wgsl)), default=-1) + 1
+    decl = (f"@group(0) @binding({binding}) var<uniform> {SIZES_NAME}: "
+            f"array<vec4<u32>, {-(-len(slots) // 4)}>;\n")
+    head = _after_enables(text)
+    return text[:head] + decl + text[head:]
+
+
+def _after_enables(wgsl: str) -> int:
+    """Where declarations may start: after the leading `enable` directives (WGSL wants them first)."""
+    at = 0
+    for m in re.finditer(r"\s*enable [^;]*;", wgsl):
+        if m.start() != at:
+            break
+        at = m.end()
+    return at + 1 if wgsl[at:at + 1] == "\n" else at
