@@ -553,6 +553,27 @@ def test_prompts_of_nearby_lengths_plan_nothing_new(llama):
     assert loop.padded_prompt(3, window=None) == loop.PROMPT_BLOCK and loop.padded_prompt(3, window=4) == 3
 
 
+def test_new_batch_sizes_and_cache_lengths_compile_nothing():
+    """Kernels read the sizes that change between generate calls at run time (schedule/sizes.py): once batch,
+    prompt and cache lengths have each varied, new ones of the same size classes compile nothing, and the greedy
+    tokens stay HF's."""
+    m = hf_model("llama", max_position_embeddings=512)
+    tm = convert(m, *prompt())
+    rng = np.random.default_rng(7)
+
+    def run(batch, length, new):
+        i = rng.integers(1, VOCAB, (batch, length))
+        ref = hf_generate(m, i, np.ones_like(i), max_new_tokens=new, pad_token_id=0)
+        np.testing.assert_array_equal(tm.generate(i, max_new_tokens=new, pad_token_id=0), ref)
+    # cache lengths 64, 128, 192, 256, 192, 128 (batches up to 4: the decode's GEMMs stay gemvs)
+    for shape in [(2, 7, 4), (3, 9, 70), (2, 5, 130), (4, 8, 200), (3, 20, 100), (4, 9, 70)]:
+        run(*shape)
+    compiled = debug.stats["pipelines"]
+    for shape in [(2, 12, 40), (2, 30, 150), (3, 3, 180)]:  # 128, 192, 256
+        run(*shape)
+    assert debug.stats["pipelines"] == compiled
+
+
 def test_sliding_window():
     """Mistral's sliding window (every layer) past the window: the mask keeps the last `sliding_window` keys,
     as HF's."""
