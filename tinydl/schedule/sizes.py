@@ -15,13 +15,15 @@ meaning, and its family then compiles each shape as it is (`SizeLifter.refuse`).
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-# numbers of every WGSL form, so that a float's or hex literal's digits are never taken for an integer
-_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+[iu]?|(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?[fh]?|\d+[eE][+-]?\d+[fh]?"
-                     r"|\d+[iufh]?|[A-Za-z_]\w*")
+# a decimal integer literal, optionally u32 or i32 (not a digit of a name, a float such as 1.5, 2e3 or 1e-5, a
+# hex literal, or a literal of another type such as 2f)
+_INTEGER = re.compile(r"(?<![\w.])(?<![eE][+-])(\d+)([iu]?)(?![\w.])")
 _CONSTANT_SPANS = re.compile(r"@\w+\s*\([^)]*\)|\b(?:const|override)\b[^;]*;|\bcase\b[^:]*:")
 _TEMPLATE_OPEN = re.compile(r"\b(?:array|subgroup_matrix_\w+)<|\b(?:subgroupBroadcast|quadBroadcast)\s*\(")
 _BINDING = re.compile(r"@binding\((\d+)\)")
@@ -29,29 +31,25 @@ _I32_MAX = 2**31 - 1
 SIZES_NAME = "td_sizes"
 
 
-@dataclass
-class Literal:
+class Literal(NamedTuple):
     start: int
     end: int
     value: int
     unsigned: bool  # `7u`; else `7i` or untyped, read as an i32
 
 
-def literals(wgsl: str) -> list[Literal]:
+@functools.lru_cache(maxsize=512)  # a model's layers plan the same shaders over and over
+def literals(wgsl: str) -> tuple[Literal, ...]:
     """The integer literals of a shader that may be read at run time, in order (see the module docstring)."""
-    fixed = [m.span() for m in _CONSTANT_SPANS.finditer(wgsl)] + list(_bracketed(wgsl))
-    fixed.sort()
+    fixed = sorted([m.span() for m in _CONSTANT_SPANS.finditer(wgsl)] + list(_bracketed(wgsl)))
     found, f = [], 0
-    for m in _NUMBER.finditer(wgsl):
-        text = m.group()
-        if not text[0].isdigit() or not (text.isdigit() or text[:-1].isdigit() and text[-1] in "iu"):
-            continue  # an identifier, a float, a hex literal
+    for m in _INTEGER.finditer(wgsl):
         while f < len(fixed) and fixed[f][1] <= m.start():
             f += 1
         if f < len(fixed) and fixed[f][0] <= m.start():
             continue
-        found.append(Literal(m.start(), m.end(), int(text.rstrip("iu")), text.endswith("u")))
-    return found
+        found.append(Literal(m.start(), m.end(), int(m.group(1)), m.group(2) == "u"))
+    return tuple(found)
 
 
 def _bracketed(wgsl: str):
@@ -71,7 +69,7 @@ class Family:
     """The shaders that differ only in liftable literals: the first one's text and values, the values compiled
     as they are, and which literals are read at run time (None: none yet)."""
     wgsl: str
-    found: list[Literal]
+    found: tuple[Literal, ...]
     plan: int                                       # the plan that met it first
     baked: set = field(default_factory=set)         # literal values whose shaders compile as they are
     lifted: frozenset[int] | None = None
@@ -124,7 +122,7 @@ class SizeLifter:
         self.families.clear()
 
 
-def _skeleton(wgsl: str, found: list[Literal]) -> str:
+def _skeleton(wgsl: str, found: tuple[Literal, ...]) -> str:
     parts, at = [], 0
     for lit in found:
         parts += [wgsl[at:lit.start], "\0"]
@@ -133,7 +131,7 @@ def _skeleton(wgsl: str, found: list[Literal]) -> str:
     return "".join(parts)
 
 
-def _lifted(wgsl: str, found: list[Literal], slots: list[int]) -> str:
+def _lifted(wgsl: str, found: tuple[Literal, ...], slots: list[int]) -> str:
     """wgsl with the literals at `slots` read from td_sizes, declared at the binding after the shader's last."""
     parts, at = [], 0
     for s, k in enumerate(slots):
