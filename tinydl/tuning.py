@@ -166,7 +166,7 @@ def _race(choices: list, bench, built: dict, opts: Options | None = None) -> dic
 def _forced(choice: tuple[str, int], fn, failed):
     """fn() with the GEMM variant forced to choice = (tile, split); `failed` where the variant cannot be built."""
     try:
-        with options.use(force_tile=choice[0], force_split_k=choice[1]):
+        with options.use(force_tile=choice[0], force_split_k=choice[1], runtime_sizes=False):  # each as it is
             return fn()
     except Exception:  # noqa: BLE001 - a variant this shape or adapter cannot take is not a candidate
         return failed
