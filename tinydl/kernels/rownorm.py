@@ -51,8 +51,8 @@ def rownorm(src: KernelSource, core: Node, opts: Options = DEFAULT):
         size, per_group = (256 if L >= 2048 else 128 if L >= 256 else 64), 1
         per = -(-L // size)
         cached = per <= opts.max_cached
-    if cached:  # registers for a power of two of values: rows of nearby lengths share the shader (sizes.py)
-        per = min(1 << (per - 1).bit_length(), opts.max_team_cached if teams else opts.max_cached)
+    if cached and teams:  # a power of two of registers: rows of nearby lengths (decode's attention over a new
+        per = min(1 << (per - 1).bit_length(), opts.max_team_cached)  # cache length) share the shader (sizes.py)
     groups = -(-rows // per_group)
 
     def load(e: Expr):
