@@ -28,6 +28,7 @@ def test_literals_skip_what_wgsl_needs_constant():
 def test_lifter_families():
     lifter = SizeLifter()
     a = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\nfn main() { let r = i / 24 % 2u; }\n"
+    assert "fn main() { _ = td_sizes[0].x; let r =" in lifted_once(a)
     c, d = a.replace("24", "30"), a.replace("2u", "3u")
     key = lifter.resolve(a, plan=1)[2]
     assert lifter.resolve(a, plan=1) == (a, (), key)
@@ -40,6 +41,29 @@ def test_lifter_families():
     assert lifter.resolve(a.replace("24", "40"), plan=3)[:2] == (shader, (40,))  # the same shader
     lifter.refuse(key)
     assert lifter.resolve(c, plan=4) == (c, (), key)  # refused: each shape as it is
+
+
+def lifted_once(wgsl):
+    lifter = SizeLifter()
+    lifter.resolve(wgsl, plan=1)
+    return lifter.resolve(wgsl.replace("24", "26"), plan=2)[0]
+
+
+def test_a_size_read_only_by_a_function_main_never_calls():
+    """The uniform is bound to every lifted kernel, so main itself reads it (an auto layout drops a binding that
+    only an unused function reads, and the bind group would not match)."""
+    wgsl = ("@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n"
+            "fn unused() -> u32 {{ return {}u; }}\n@compute @workgroup_size(1)\nfn main() {{ out[0] = 5u; }}\n")
+    lifter = SizeLifter()
+    lifter.resolve(wgsl.format(3), plan=1)
+    shader, values, _ = lifter.resolve(wgsl.format(4), plan=2)
+    assert values == (4,)
+    from tinydl.runtime import get_runtime
+    rt = get_runtime()
+    pipeline = rt.pipeline(shader, "unused size")
+    out = rt.upload(np.zeros(1, np.uint32))
+    (data,) = rt.submit([(pipeline, [out.gpu, rt.sizes_buffer(values)], (1, 1, 1))], [(out.gpu, 4)])
+    assert np.frombuffer(data, np.uint32)[0] == 5
 
 
 def test_lifter_reads_a_literal_once_it_varies():
@@ -106,3 +130,30 @@ def test_a_lifted_shader_that_does_not_compile_is_baked(runtime):
     out = runtime.upload(np.array([90], np.uint32))
     (data,) = runtime.submit([(pipeline, [out.gpu], (1, 1, 1))], [(out.gpu, 4)])
     assert np.frombuffer(data, np.uint32)[0] == 10
+
+
+def test_a_conv_net_at_other_image_sizes(use_options, rng):
+    """Convs, batch norm, pools and a linear head at image sizes and batches that change call to call: equal to
+    torch at each, and fewer compiles than with every size baked in."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(16, 5)).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    tm = tinydl.from_torch(net)
+    shaders = {}
+    for on in (False, True):
+        use_options(runtime_sizes=on)
+        tinydl.schedule.clear_cache()
+        for batch, size in [(2, 20), (3, 24), (2, 28), (4, 36), (3, 32)]:
+            x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+            with torch.no_grad():
+                ref = net(torch.from_numpy(x))
+            assert_close(tm(tinydl.tensor(x)), ref)
+        # the shaders the five shapes' plans need
+        shaders[on] = {s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps}
+    assert len(shaders[True]) < len(shaders[False])
+    assert any("td_sizes" in w for w in shaders[True])

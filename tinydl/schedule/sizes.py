@@ -144,6 +144,8 @@ def _lifted(wgsl: str, found: tuple[Literal, ...], slots: list[int]) -> str:
     binding = max((int(b) for b in _BINDING.findall(wgsl)), default=-1) + 1
     decl = (f"@group(0) @binding({binding}) var<uniform> {SIZES_NAME}: "
             f"array<vec4<u32>, {-(-len(slots) // 4)}>;\n")
+    body = text.index("{", text.index("fn main(")) + 1  # used by main, so the layout has it even if only a
+    text = text[:body] + f" _ = {SIZES_NAME}[0].x;" + text[body:]  # function main never calls reads it
     head = _after_enables(text)
     return text[:head] + decl + text[head:]
 
