@@ -68,6 +68,23 @@ def test_softmax_large_logits_masks_and_int_input(rng, op):
     assert_close(getattr(tinydl, op)(tinydl.tensor(xi), -1), getattr(torch, op)(torch.from_numpy(xi).float(), -1))
 
 
+@pytest.mark.parametrize("value,length", [(0.8427008, 7), (123.456, 768), (-3.3, 37), (7.1e5, 300)])
+def test_layer_norm_of_a_constant_row_is_its_bias(variant, value, length):
+    """A row of one value has mean exactly that value, as torch's (Welford) moments give: x - mean is 0, so the
+    output is the bias (a mean off by an ulp, times rstd = 1/sqrt(eps), was ~1e-3 off), and 0 times an infinite
+    weight is NaN as in torch, not an infinity."""
+    a = np.full((3, length), value, np.float32)
+    a[2] = np.linspace(-1, 1, length)  # an ordinary row beside them
+    w = np.ones(length, np.float32)
+    w[0], w[1] = -np.inf, np.inf
+    b = np.linspace(0.5, 1.5, length).astype(np.float32)
+    ref = TF.layer_norm(torch.from_numpy(a), (length,), torch.from_numpy(w), torch.from_numpy(b))
+    out = one_kernel(lambda: F.layer_norm(tinydl.tensor(a), (length,), tinydl.tensor(w), tinydl.tensor(b)),
+                     "layer_norm", variant)
+    assert_close(out, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(out[:2, 2:], b[2:][None].repeat(2, 0))
+
+
 @pytest.mark.parametrize("shape,normalized", [((4, 6), (6,)), ((2, 3, 70), (70,)), ((2, 3, 4), (3, 4)),
                                               ((3, 2500), (2500,)), ((5,), (5,))])
 def test_layer_norm_and_rms_norm(rng, variant, shape, normalized):

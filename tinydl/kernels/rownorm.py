@@ -122,8 +122,11 @@ def rownorm(src: KernelSource, core: Node, opts: Options = DEFAULT):
                # a row of -inf only (attention with every key masked): 0, where softmax gives NaN
                "safe_softmax": "select(exp(v - mx) / se, 0.0, bitcast<u32>(mx) == 0xff800000u)"}[op]
     elif op == "layer_norm":
-        reduce_into("total", "0.0", "ACC = ACC + v;", "{} + {}")
-        body.append(f"  let mean = total / {float(L)};")
+        # the mean of the values less the row's first: a row of one value gets exactly that value as its mean,
+        # as torch's Welford moments give (x - mean then 0: the output is the bias, 0 * inf weight NaN)
+        body.append("  let shift = load_x(r, 0);")
+        reduce_into("total", "0.0", "ACC = ACC + (v - shift);", "{} + {}")
+        body.append(f"  let mean = shift + total / {float(L)};")
         reduce_into("sq", "0.0", "ACC = ACC + (v - mean) * (v - mean);", "{} + {}")
         body.append(f"  let rstd0 = inverseSqrt(sq / {float(L)} + {float(eps)});")
         if L < TORCH_MOMENT_LANES:
