@@ -553,10 +553,11 @@ def test_prompts_of_nearby_lengths_plan_nothing_new(llama):
     assert loop.padded_prompt(3, window=None) == loop.PROMPT_BLOCK and loop.padded_prompt(3, window=4) == 3
 
 
-def test_new_batch_sizes_and_cache_lengths_compile_nothing():
-    """Kernels read the sizes that change between generate calls at run time (schedule/sizes.py): once batch,
-    prompt and cache lengths have each varied, new ones of the same size classes compile nothing, and the greedy
-    tokens stay HF's."""
+def test_new_batch_sizes_and_cache_lengths_compile_nothing(use_options):
+    """Kernels read the sizes that change between generate calls at run time (schedule/sizes.py; a GPU's default,
+    asked for here on lavapipe): once batch, prompt and cache lengths have each varied, new ones of the same size
+    classes compile nothing, and the greedy tokens stay HF's."""
+    use_options(runtime_sizes=True)
     m = hf_model("llama", max_position_embeddings=512)
     tm = convert(m, *prompt())
     rng = np.random.default_rng(7)

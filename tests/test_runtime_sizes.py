@@ -104,6 +104,7 @@ def test_elementwise_and_rows_at_new_shapes_compile_nothing(use_options, rng, on
 
 def test_matmul_rows_at_new_shapes(use_options, rng):
     """A GEMM whose row count changes (a batch of tokens), with a bias and activation fused: equal to torch."""
+    use_options(runtime_sizes=True)
     w = rng.standard_normal((64, 96)).astype(np.float32)
     b = rng.standard_normal(96).astype(np.float32)
     counts = []
@@ -157,3 +158,18 @@ def test_a_conv_net_at_other_image_sizes(use_options, rng):
         shaders[on] = {s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps}
     assert len(shaders[True]) < len(shaders[False])
     assert any("td_sizes" in w for w in shaders[True])
+
+
+def test_by_default_a_gpu_reads_sizes_and_a_cpu_driver_bakes_them(rng):
+    """Options.runtime_sizes=None (the default): sizes are read at run time on a GPU; a CPU driver (lavapipe) divides
+    lane by lane by a number it did not compile in (its decode steps ran 2.3x slower), so there they stay baked."""
+    from tinydl.runtime import get_runtime
+    rt = get_runtime()
+    cpu = tinydl.schedule.target().cpu
+    assert cpu == (rt.adapter.info.get("adapter_type") == "CPU")
+    tinydl.schedule.clear_cache()
+    for n in (5, 9, 13):
+        x = rng.standard_normal((n, 3)).astype(np.float32)
+        assert_close(tinydl.tensor(x).exp() * 2 - 1, np.exp(x) * 2 - 1)
+    lifted = [s for p in tinydl.schedule._plans.values() for s in p.steps if s.sizes]
+    assert bool(lifted) != cpu

@@ -54,7 +54,8 @@ class Options:
     per_thread_min: int = _plan(1 << 20)          # ... from this many outputs on
     gemv_columns: int | None = _plan(None)        # output columns per gemv thread (None: tiles.gemv_columns's rule)
     stats_in_gemv: bool = _plan(False)            # a norm's statistic computed inside the gemv reading it (fuse.py)
-    runtime_sizes: bool = _plan(True)             # kernels seen at several shapes read their sizes at run time
+    runtime_sizes: bool | None = _plan(None)      # kernels seen at several shapes read their sizes at run time
+                                                  # (None: on a GPU, not on a CPU driver: schedule/sizes.py)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     # -- a smaller adapter, simulated: planning and allocation honour these where they are below the adapter's
     # own limits (None: the adapter's); they reach plans through schedule.Target, which is part of the plan key

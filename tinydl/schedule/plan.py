@@ -79,7 +79,7 @@ def build_plan(order: list[Node], roots: list[int], target: Target, opts: Option
     plan = steps_of(fuse(low.order, low.roots, target, opts.stats_in_gemv), low.keys, target, opts)
     if runtime is not None:
         families, plan_id = {}, next(_PLAN_IDS)
-        if opts.runtime_sizes:
+        if opts.runtime_sizes if opts.runtime_sizes is not None else not target.cpu:
             for s in plan.steps:
                 baked = s.wgsl
                 s.wgsl, s.sizes, key = SIZES.resolve(baked, plan_id, opts.pipeline_cache_size)

@@ -14,12 +14,15 @@ class Target:
     # Dawn's subgroup matrices with float16 16x16x16 tiles accumulating in float32 (tensor cores): float16 GEMMs
     # on them (kernels/gemm_matrix.py)
     subgroup_matrix: bool = False
+    # a CPU driver (lavapipe): it divides by a number it did not know when compiling lane by lane, so kernels keep
+    # their sizes baked in unless Options.runtime_sizes asks otherwise (schedule/sizes.py)
+    cpu: bool = False
 
     @classmethod
     def of(cls, rt) -> "Target":
         """The limits of a live runtime.Runtime."""
         return cls(rt.max_storage_buffers, rt.max_binding_size, rt.max_workgroups,
-                   bool({"subgroup", "subgroups"} & rt.features), rt.subgroup_matrix_f16)
+                   bool({"subgroup", "subgroups"} & rt.features), rt.subgroup_matrix_f16, rt.compiles_on_first_run)
 
     def grid(self, workgroups: int) -> tuple[int, int, int]:
         """Split a 1-D workgroup count over x/y so no dimension exceeds the adapter limit."""
