@@ -107,6 +107,15 @@ def test_generator_covers_every_elementwise_op():
     assert not missing, f"elementwise ops the fuzzer never generates: {sorted(missing)}"
 
 
+def test_a_graph_whose_reference_crashed_torch_generates():
+    """Graph 47291 drew a float16 conv that segfaults torch 2.13 on CPU (the reference): the generator steers
+    around it (KNOWN_GAPS), so the fuzzer runs on. In a child process: a crash would take the test's worker down."""
+    import subprocess
+    import sys
+    code = "from tinydl.testing import fuzz; fuzz.generate(47291, 8)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300).returncode == 0
+
+
 def test_known_gaps_name_a_rule_and_a_reason():
     for name, reason in fuzz.KNOWN_GAPS.items():
         assert name in fuzz.GAP_RULES and len(reason) > 20, name

@@ -123,8 +123,10 @@ def rownorm(src: KernelSource, core: Node, opts: Options = DEFAULT):
                "safe_softmax": "select(exp(v - mx) / se, 0.0, bitcast<u32>(mx) == 0xff800000u)"}[op]
     elif op == "layer_norm":
         # the mean of the values less the row's first: a row of one value gets exactly that value as its mean,
-        # as torch's Welford moments give (x - mean then 0: the output is the bias, 0 * inf weight NaN)
-        body.append("  let shift = load_x(r, 0);")
+        # as torch's Welford moments give (x - mean then 0: the output is the bias, 0 * inf weight NaN); a first
+        # value past 1e18 (or not finite) shifts nothing, so no difference overflows where the values did not
+        body.append("  let first = load_x(r, 0);")
+        body.append(f"  let shift = select(0.0, first, abs(first) < {1e18});")
         reduce_into("total", "0.0", "ACC = ACC + (v - shift);", "{} + {}")
         body.append(f"  let mean = shift + total / {float(L)};")
         reduce_into("sq", "0.0", "ACC = ACC + (v - mean) * (v - mean);", "{} + {}")
