@@ -9,8 +9,9 @@ stride over the reduced elements, then add up in workgroup memory.
 Long reductions run in two stages (schedule/lower.py builds them where `staged`): a reduction over more than
 STAGE_MAX elements (or over FEW_STAGE_MIN with few outputs) first reduces chunks of `stage_chunk(R)` elements
 into partials (a node whose arg is a `Partial`), then a second reduce node reduces the partials. So no thread
-loops more than ~STAGE_MAX / 256 + 8 times: drivers cap the loop trips of a thread (lavapipe: 65535 over the whole kernel, then every loop ends early, silently; a sum of
-2^24 ones gave 131070), and a tree of partials keeps float sums accurate (serial runs of at most 256).
+loops more than ~STAGE_MAX / 256 + 8 times: drivers cap the loop trips of a thread (lavapipe: 65535 over the
+whole kernel, then every loop ends early, silently; a sum of 2^24 ones gave 131070), and a tree of partials keeps
+float sums accurate (serial runs of at most 256).
 
 Integer sums and products accumulate wide: a sum as 64 bits (two u32 words with a carry), a product as its i32
 value plus an overflow flag from the exact 32x32 -> 64-bit product. A result that does not fit int32 (torch's
