@@ -16,6 +16,7 @@ meaning, and its family then compiles each shape as it is (`SizeLifter.refuse`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ class SizeLifter:
         plan asks: kernels of one plan that differ only in literals (a layer's q, k and v slices at their offsets)
         compile as they are, as a fixed-shape model's always do; a later plan's differing ones share a shader."""
         found = literals(wgsl)
-        key = _skeleton(wgsl, found)
+        key = hashlib.blake2b(_skeleton(wgsl, found).encode(), digest_size=16).hexdigest()  # not another copy
         values = tuple(lit.value for lit in found)
         fam = self.families.get(key)
         if fam is None:
