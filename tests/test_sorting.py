@@ -149,3 +149,17 @@ def test_loop_trips_within_the_bound(n, k):
     (wgsl,) = tinydl.schedule.shaders_for(tinydl.topk(tinydl.zeros((1, n)), k).indices)
     assert loop_trips(wgsl) <= sort_kernel.trips(n, k) <= MAX_TRIPS
     assert sort_kernel.trips(2_000_000, 10) is None
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_unique_as_torch(dim):
+    x = torch.tensor([[3, 1, 3, 0], [3, 1, 3, 0], [2, 2, 7, 0]]).to(torch.float32)
+    for inverse in (False, True):
+        for counts in (False, True):
+            want = torch.unique(x, return_inverse=inverse, return_counts=counts, dim=dim)
+            got = tinydl.unique(tinydl.tensor(x.numpy()), return_inverse=inverse, return_counts=counts, dim=dim)
+            want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g.numpy(), w.numpy())
+    assert tinydl.tensor(x.numpy()).int().unique().dtype == tinydl.int32

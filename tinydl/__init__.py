@@ -2,7 +2,7 @@
 
 Ops record a lazy graph; realizing it fuses the graph into few WGSL kernels submitted at once.
 """
-from . import debug, dtypes, options, tuning
+from . import debug, dtypes, options, tuning, vision_ops
 from ._version import __version__  # noqa: F401
 from .dtypes import DType, bool_ as bool, float16, float32, int32  # noqa: A004
 from .interop import from_torch, load
@@ -25,7 +25,7 @@ from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinit
 from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
 from ._tensor import dist, einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
-from ._tensor import argsort, kthvalue, msort, sort, topk  # noqa: E402
+from ._tensor import argsort, kthvalue, msort, sort, topk, unique  # noqa: E402
 from ._tensor import cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan,  # noqa: E402

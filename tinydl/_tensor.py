@@ -24,7 +24,7 @@ from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
-from .sorting import argsort, kthvalue, msort, sort, topk  # noqa: F401
+from .sorting import argsort, kthvalue, msort, sort, topk, unique  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, signbit,
@@ -396,6 +396,8 @@ class Tensor(_core.Tensor):
     def sort(self, dim=-1, descending=False, stable=False): return sort(self, dim, descending, stable)
     def argsort(self, dim=-1, descending=False, stable=False): return argsort(self, dim, descending, stable)
     def msort(self): return msort(self)
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
+        return unique(self, sorted, return_inverse, return_counts, dim)
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
     def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)

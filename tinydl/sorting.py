@@ -91,4 +91,32 @@ def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> MaxMin:
     return MaxMin(values, indices)
 
 
-__all__ = ["sort", "argsort", "msort", "topk", "kthvalue"]
+def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,  # noqa: A002
+           dim=None):
+    """torch.unique: the distinct values in ascending order (sorted=False too, as torch's CPU kernel gives them),
+    with the index of each element's value (return_inverse, x's shape) and each value's count (return_counts). The
+    result's size depends on the values, so x is read back and the distinct values found on the host (NaNs count
+    as distinct values each, as torch's). dim: the distinct slices along dim."""
+    import numpy as np
+    from .creation import tensor
+    host = x.numpy()
+    if dim is None:
+        flat = host.reshape(-1)
+        values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True, equal_nan=False)
+        inverse = inverse.reshape(host.shape)
+    else:
+        d = normalize_dim(dim, x.ndim)
+        if x.shape[d] == 0 and host.size == 0:
+            values, inverse, counts = host, np.zeros((0,), np.int64), np.zeros((0,), np.int64)
+        else:
+            values, inverse, counts = np.unique(host, return_inverse=True, return_counts=True, axis=d)
+            inverse = inverse.reshape(-1)
+    out = [tensor(values, x.dtype)]
+    if return_inverse:
+        out.append(tensor(inverse.astype(np.int32)))
+    if return_counts:
+        out.append(tensor(counts.astype(np.int32)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "unique"]

@@ -518,6 +518,19 @@ _aten("sort.stable", lambda x, *, stable=None, dim=-1, descending=False: T.sort(
 _aten("argsort.default", lambda x, dim=-1, descending=False: T.argsort(x, dim, descending))
 _aten("argsort.stable", lambda x, *, stable=None, dim=-1, descending=False: T.argsort(x, dim, descending))
 _aten("msort.default", T.msort)
+
+
+def _unique_all(x, dim, sorted, return_inverse, return_counts):  # noqa: A002
+    """ATen's unique overloads return all three results, the ones not asked for empty."""
+    values, inverse, counts = T.unique(x, sorted, True, True, dim)
+    empty = T.zeros((0,), dtype=dtypes.int32)
+    return values, inverse if return_inverse else empty, counts if return_counts else empty
+
+
+_aten("_unique2.default", lambda x, sorted=True, return_inverse=False, return_counts=False:
+      _unique_all(x, None, sorted, return_inverse, return_counts))
+_aten("unique_dim.default", lambda x, dim, sorted=True, return_inverse=False, return_counts=False:
+      _unique_all(x, dim, sorted, return_inverse, return_counts))
 _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, k, dim, largest, sorted))
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
 _aten("cumprod.default", T.cumprod)

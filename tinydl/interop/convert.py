@@ -4,15 +4,18 @@
    plain container holding its own parameters/buffers under the same names; weights are copied once;
 2. capture the forward as a graph: torch.fx symbolic tracing (torch-level ops; fx.py), or, where fx cannot
    trace or its graph has ops tinydl does not map and example inputs are given (or made, for Hugging Face
-   models), torch.export (ATen ops; export.py); without example inputs, a model fx cannot trace is exported on
-   its first call with that call's inputs (deferred.py); `conversion_path` says which ("fx" or "torch.export");
-3. check every op of the graph against the mapping tables first, and raise ONE error listing all that are
-   missing (op, node, and the module it sits in; when both paths fail, those of the path that came closer) -
-   there is no silent fallback to torch;
+   models), torch.export (ATen ops; export.py); without example inputs, a model fx cannot convert is exported on
+   its first call with that call's inputs (deferred.py); where torch.export fails too (shapes that depend on
+   data, Python control flow on tensor values), the torch forward itself runs, each ATen op it dispatches
+   computed by tinydl (eager.py); `conversion_path` says which ("fx", "torch.export" or eager.PATH);
+3. check every op against the mapping tables first, and raise ONE error listing all that are missing (op, node,
+   and the module it sits in; when every path fails, those of the path that came closest) - there is no silent
+   fallback to torch;
 4. the returned Module's forward interprets the graph with tinydl ops (lazily, like hand-written code).
 """
 from __future__ import annotations
 
+from .program import first_line
 from .registry import UnsupportedTorchOps
 
 
@@ -23,8 +26,9 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
     torch.export is tried instead: a tuple of positional inputs (tensors/arrays), a dict of keyword inputs, or
     (tuple, dict). A Hugging Face PreTrainedModel taking token ids or images needs none: token ids of shape (2, 8)
     (and an attention mask), or 2 images of the configured size, are made from the model
-    (export.hf_example_inputs). Another model fx cannot trace, given none, is exported on its first call, with
-    that call's inputs (deferred.py).
+    (export.hf_example_inputs). Another model fx cannot convert, given none, is exported on its first call, with
+    that call's inputs (deferred.py). A model torch.export cannot capture either runs its own torch forward, each
+    op computed by tinydl (eager.py; with example inputs, it is run on them once here, to prove every op maps).
 
     dynamic_shapes (torch.export path only; fx-traced modules take any shape): "auto" keeps every input dim
     dynamic that the model allows to vary (torch.export.Dim.AUTO; a dim of size 0 or 1 in the example stays
@@ -48,32 +52,40 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
         if example_inputs is None and export.is_hf_model(module):
             example_inputs = export.hf_example_inputs(module)
         if example_inputs is None:
-            if isinstance(fx_error, UnsupportedTorchOps):
-                raise UnsupportedTorchOps(fx_error.model_name, fx_error.ops, hint=(
-                    "(found by torch.fx; pass example_inputs=(...) to try torch.export too, whose ATen ops may "
-                    "map where these do not)")) from None
-            # fx cannot trace it: torch.export captures it on the first call, with that call's inputs
-            out = deferred.DeferredConversion(export.mirrored_tree(module), module, dynamic_shapes,
-                                              f"torch.fx cannot trace it ({_first_line(fx_error)})")
+            # torch.export (else the eager path) captures it on the first call, with that call's inputs
+            why = (f"torch.fx's graph has ops tinydl does not map ({', '.join(op for op, _, _ in fx_error.ops)})"
+                   if isinstance(fx_error, UnsupportedTorchOps) else
+                   f"torch.fx cannot trace it ({first_line(fx_error)})")
+            out = deferred.DeferredConversion(export.mirrored_tree(module), module, dynamic_shapes, why)
             out.eval()
             return out
         try:
             out = export.convert(module, example_inputs, dynamic_shapes)
-        except UnsupportedTorchOps as export_missing:
-            # the path that came closer: its missing ops, all at once
-            if isinstance(fx_error, UnsupportedTorchOps) and len(fx_error.ops) <= len(export_missing.ops):
-                raise fx_error from export_missing
-            raise export_missing from fx_error
-        except Exception as export_error:
-            if isinstance(fx_error, UnsupportedTorchOps):
-                raise fx_error from export_error
-            raise
+        except Exception as export_error:  # noqa: BLE001 - the eager path is tried next
+            return _eager(module, example_inputs, fx_error, export_error)
         object.__setattr__(out, "conversion_path", "torch.export")
         return out
     object.__setattr__(out, "conversion_path", "fx")
     return out
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+def _eager(module, example_inputs, fx_error, export_error):
+    """Neither torch.fx nor torch.export converts it: the torch forward op by op (eager.py), run once on the
+    example inputs to prove every op maps. When that fails too, the error of the path that came closest."""
+    from . import eager, export
+    why = f"torch.fx: {first_line(fx_error)}; torch.export: {first_line(export_error)}"
+    out = eager.EagerTorchModule(export.mirrored_tree(module), module, why)
+    out.eval()
+    args, kwargs = export.split_example(example_inputs)
+    try:
+        out(*args, **kwargs)
+    except UnsupportedTorchOps as eager_missing:
+        tried = [e for e in (fx_error, export_error, eager_missing) if isinstance(e, UnsupportedTorchOps)]
+        raise min(tried, key=lambda e: len(e.ops)) from export_error
+    except Exception as eager_error:
+        if isinstance(export_error, UnsupportedTorchOps) or isinstance(fx_error, UnsupportedTorchOps):
+            closest = export_error if isinstance(export_error, UnsupportedTorchOps) else fx_error
+            raise closest from eager_error
+        eager_error.add_note(f"(from_torch: running the torch forward op by op, because {why})")
+        raise
+    return out

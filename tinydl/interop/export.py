@@ -277,7 +277,7 @@ def _to_torch(x):
     return x
 
 
-def _split_example(example_inputs):
+def split_example(example_inputs):
     """example_inputs: a tuple of positional arguments, a dict of keyword arguments, or (tuple, dict)."""
     if isinstance(example_inputs, dict):
         return (), dict(example_inputs)
@@ -313,10 +313,11 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
             return torch.export.export(module, trial_args, trial_kwargs, dynamic_shapes=spec, strict=False), False
         except Exception as e:  # noqa: BLE001 - a model torch can export only statically: convert it so, saying why
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            static_ep = torch.export.export(module, args, kwargs, strict=False)  # (said only where this works)
             warnings.warn(f"from_torch({type(module).__name__}): torch.export failed with dynamic dims "
                           f"({type(e).__name__}: {first}); the converted module is specialized to the example "
                           f"shapes", stacklevel=4)
-            return torch.export.export(module, args, kwargs, strict=False), True
+            return static_ep, True
 
 
 def _copies(tree):
@@ -429,7 +430,7 @@ def mirrored_tree(tm):
 def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
     """tm's forward for inputs like example_inputs, exported, lowered and checked against the op tables (every
     missing op at once)."""
-    args, kwargs = _split_example(example_inputs)
+    args, kwargs = split_example(example_inputs)
     args, kwargs = _to_torch(args), _to_torch(kwargs)
     name = type(tm).__name__
     try:

@@ -108,6 +108,12 @@ def where(node) -> str:
     return ""
 
 
+def first_line(e: Exception) -> str:
+    """An exception's type and first line, for a note that names why a path was left."""
+    text = str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def as_input(v):
     """A forward argument: numpy arrays and torch tensors become tinydl tensors."""
     if v is None or isinstance(v, (Tensor, int, float, bool)):

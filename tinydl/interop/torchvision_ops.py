@@ -127,3 +127,31 @@ def shifted_window_attention(input: Tensor, qkv_weight: Tensor, proj_weight: Ten
     if shifted:
         x = x.roll((shift_size[0], shift_size[1]), (1, 2))
     return x[:, :H, :W, :]
+
+
+# -- detection: torchvision's custom ops (ATen-level, as the eager path and torch.export see them) and its Python
+# functions (as torch.fx sees them)
+@implements("torchvision.nms.default", "torchvision.ops.boxes.nms")
+def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    from .. import vision_ops
+    return vision_ops.nms(boxes, scores, iou_threshold)
+
+
+@implements("torchvision.ops.boxes.batched_nms")
+def _batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    from .. import vision_ops
+    return vision_ops.batched_nms(boxes, scores, idxs, iou_threshold)
+
+
+@implements("torchvision.roi_align.default")
+def _roi_align_op(input: Tensor, rois: Tensor, spatial_scale: float, pooled_height: int,  # noqa: A002
+                  pooled_width: int, sampling_ratio: int, aligned: bool) -> Tensor:
+    from .. import vision_ops
+    return vision_ops.roi_align(input, rois, (pooled_height, pooled_width), spatial_scale, sampling_ratio, aligned)
+
+
+@implements("torchvision.ops.roi_align.roi_align")
+def _roi_align_fn(input: Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,  # noqa: A002
+                  aligned: bool = False) -> Tensor:
+    from .. import vision_ops
+    return vision_ops.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)

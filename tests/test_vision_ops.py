@@ -1,0 +1,108 @@
+"""torchvision.ops' detection ops in tinydl (tinydl.vision_ops): nms, batched_nms and roi_align equal to
+torchvision's kernels (on this CPU-only torch: the C++ kernels' loops transcribed in torchvision_compat), their
+argument errors, and torchvision's detection models end to end through from_torch (eager path: their
+post-processing keeps a number of boxes that depends on the data)."""
+import numpy as np
+import pytest
+import torch
+
+import tinydl
+from tinydl import vision_ops
+from tinydl.interop import eager
+from tinydl.interop.torchvision_compat import import_torchvision
+from tinydl.testing import assert_close
+
+tv = import_torchvision()
+
+
+def _boxes(n, seed, spread=100.0, size=40.0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * spread
+    wh = torch.rand(n, 2, generator=g) * size
+    return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g)
+
+
+@pytest.mark.parametrize("n,threshold", [(0, 0.5), (1, 0.5), (7, 0.0), (60, 0.3), (300, 0.5), (2100, 0.7)])
+def test_nms_keeps_what_torchvision_keeps(n, threshold):
+    boxes, scores = _boxes(n, seed=n)
+    want = torch.ops.torchvision.nms(boxes, scores, threshold)
+    got = vision_ops.nms(tinydl.tensor(boxes), tinydl.tensor(scores), threshold)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_nms_of_a_chain_of_suppressions_and_equal_scores():
+    """A row of boxes each overlapping the next: whether a box is kept alternates down the chain (many rounds
+    of the GPU's fixed-point iteration); equal scores keep their order, as torchvision's stable sort."""
+    x = torch.arange(40, dtype=torch.float32) * 6
+    boxes = torch.stack([x, torch.zeros(40), x + 10, torch.ones(40) * 10], 1)
+    for scores in (torch.linspace(1, 0, 40), torch.ones(40)):
+        want = torch.ops.torchvision.nms(boxes, scores, 0.2)  # neighbours' IoU: 0.25
+        got = vision_ops.nms(tinydl.tensor(boxes), tinydl.tensor(scores), 0.2)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        assert 10 < len(want) < 40
+
+
+def test_batched_nms_never_suppresses_across_categories():
+    boxes, scores = _boxes(200, seed=3)
+    idxs = torch.randint(0, 5, (200,), generator=torch.Generator().manual_seed(4))
+    want = tv.ops.batched_nms(boxes, scores, idxs, 0.4)
+    got = vision_ops.batched_nms(tinydl.tensor(boxes), tinydl.tensor(scores), tinydl.tensor(idxs), 0.4)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda b, s: (b[:, :3], s), "boxes should have 4 elements in dimension 1, got 3"),
+    (lambda b, s: (b[None], s), "boxes should be a 2d tensor, got 3D"),
+    (lambda b, s: (b, s[:-1]), "boxes and scores should have same number of elements in dimension 0, got 5 and 4"),
+])
+def test_nms_argument_errors(bad, message):
+    boxes, scores = _boxes(5, seed=0)
+    b, s = bad(boxes, scores)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.torchvision.nms(b, s, 0.5)
+    with pytest.raises(RuntimeError, match=message):
+        vision_ops.nms(tinydl.tensor(b.numpy()), tinydl.tensor(s.numpy()), 0.5)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_roi_align_equals_torchvision(aligned, sampling_ratio):
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(2, 3, 12, 10, generator=g)
+    boxes, _ = _boxes(9, seed=6, spread=40.0, size=30.0)
+    boxes[0] = torch.tensor([-8.0, -6.0, 3.0, 50.0])  # partly outside the map
+    boxes[1] = torch.tensor([4.0, 4.0, 4.5, 4.2])  # smaller than a bin
+    rois = torch.cat([torch.randint(0, 2, (9, 1), generator=g).float(), boxes], 1)
+    want = tv.ops.roi_align(feats, rois, (3, 4), spatial_scale=0.25, sampling_ratio=sampling_ratio, aligned=aligned)
+    got = vision_ops.roi_align(tinydl.tensor(feats), tinydl.tensor(rois), (3, 4), 0.25, sampling_ratio, aligned)
+    assert_close(got, want, atol=1e-5)
+    per_image = [tinydl.tensor(boxes[:4]), tinydl.tensor(boxes[4:])]  # torchvision's list-of-boxes form
+    want = tv.ops.roi_align(feats, [boxes[:4], boxes[4:]], 2, 0.25, sampling_ratio, aligned)
+    assert_close(vision_ops.roi_align(tinydl.tensor(feats), per_image, 2, 0.25, sampling_ratio, aligned), want,
+                 atol=1e-5)
+
+
+def _detector(name, size, seed):
+    from tinydl.testing.weights import unit_variance
+    torch.manual_seed(seed)
+    m = getattr(tv.models.detection, name)(weights=None, weights_backbone=None, num_classes=5).eval()
+    m.transform.min_size, m.transform.max_size = (size,), size
+    x = torch.rand(1, 3, size, size)
+    unit_variance(m, lambda: ([x[0]],))
+    return m, x
+
+
+@pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+def test_torchvision_detectors_end_to_end(name):
+    """Backbone, anchors, box decoding, score filtering, batched nms, RoIAlign (Faster R-CNN) and the rescale to
+    the image: boxes, scores and labels as torch's."""
+    m, x = _detector(name, 128, seed=0)
+    with torch.no_grad():
+        want = m([x[0]])[0]
+    tm = tinydl.from_torch(m)
+    got = tm([tinydl.tensor(x[0].numpy())])[0]
+    assert tm.conversion_path == eager.PATH
+    assert len(want["boxes"]) > 10
+    np.testing.assert_array_equal(got["labels"].numpy(), want["labels"].numpy())
+    assert_close(got["scores"], want["scores"], atol=1e-4)
+    assert_close(got["boxes"], want["boxes"], atol=2e-2, rtol=1e-4)  # image pixels: 128 px boxes
