@@ -10,11 +10,16 @@ def unit_variance(model, sample):
     """model with every conv/linear weight redrawn N(0, 2/fan_in) (biases N(0, 0.1)), random BatchNorm affine
     parameters and running statistics, then each conv/linear layer (weight and bias) rescaled so that its output
     has unit standard deviation over one forward of `sample()` (a callable returning the positional inputs, drawn
-    after the weights): layer-sequential unit-variance init. Logits then have std ~1. Returns model."""
+    after the weights), at its first call where it is called more than once: layer-sequential unit-variance init. Logits then have std ~1. Returns model."""
     import torch
     layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))]
 
+    rescaled = set()
+
     def rescale(layer, inputs, out):
+        if id(layer) in rescaled:  # a layer called again (a detection head on each pyramid level): once only
+            return None
+        rescaled.add(id(layer))
         std = out.std()
         layer.weight.div_(std)
         if layer.bias is not None:
