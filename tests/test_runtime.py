@@ -530,12 +530,34 @@ def test_trimmed_buffers_leave_no_bind_group_behind(use_options):
     x = tinydl.tensor(np.arange(4096, dtype=np.float32))
     assert (x + 1).numpy()[-1] == 4096.0  # a cached bind group names x's buffer now
     gpu = x.node.buffer.gpu
-    assert any(gpu is g for key in rt._bind_groups for g in key[1:])
+    assert any(gpu is g for g in _bound_buffers(rt))
     use_options(pool_max_bytes=0)
     del x
     gc.collect()
     assert rt.pooled_bytes == 0 and not _pooled_buffers(rt)
-    assert not any(gpu is g for key in rt._bind_groups for g in key[1:])
+    assert not any(gpu is g for g in _bound_buffers(rt))
+
+
+def _bound_buffers(rt):
+    return [g for groups in rt._bind_groups.values() for gpus in groups for g in gpus]
+
+
+def test_a_dropped_pipeline_takes_its_bind_groups_along(use_options):
+    """A cached bind group holds its pipeline (its compiled code) alive: when the pipeline cache drops a pipeline,
+    its bind groups go too, so memory stays flat however many distinct kernels a process compiles."""
+    import gc
+    import weakref
+    rt = get_runtime()
+    use_options(pipeline_cache_size=4, plan_cache_size=1)
+    x = tinydl.tensor(np.arange(64, dtype=np.float32))
+    (x * 3.25 + 0.125).numpy()
+    gpu = x.node.buffer.gpu
+    first = weakref.ref(next(p for p, groups in rt._bind_groups.items() if any(gpu in gpus for gpus in groups)))
+    for i in range(8):  # other kernels push the first one's pipeline out of the cache
+        (x * float(i) - 7.5).numpy()
+    gc.collect()
+    assert first() is None
+    assert len(rt._bind_groups) <= 4 + 1 and rt._bind_group_count == sum(len(g) for g in rt._bind_groups.values())
 
 
 def test_empty_cache_gives_pooled_memory_back_and_work_goes_on(rng):

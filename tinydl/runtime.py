@@ -52,6 +52,7 @@ def locked(fn):
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 SIZES_KEEP = 4096  # uniform buffers of kernel sizes kept for reuse (Runtime.sizes_buffer)
+BIND_GROUPS_KEPT = 8192  # bind groups kept for reuse, over every pipeline (Runtime._bind_group)
 
 
 def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -> list[int]:
@@ -101,7 +102,10 @@ class Runtime:
         self.pooled_bytes = 0
         self._staging = Staging()             # pooled read-back buffers by byte size
         self._pipelines: dict[str, object] = {}
-        self._bind_groups: dict[tuple, object] = {}
+        # bind groups by pipeline, then by the buffers bound: a bind group holds its pipeline (and its compiled
+        # code) alive, so a pipeline dropped from _pipelines takes its bind groups with it
+        self._bind_groups: dict[object, dict[tuple, object]] = {}
+        self._bind_group_count = 0
         self._sizes: OrderedDict[tuple, object] = OrderedDict()  # uniform buffers by the sizes they hold
         self._pool = HostThreads()  # the worker threads of split uploads and read-backs (Options.upload_threads, ...)
         self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
@@ -175,8 +179,10 @@ class Runtime:
             self.pooled_bytes -= gpu.size
             dropped.add(id(gpu))
         if dropped:
-            self._bind_groups = {key: bg for key, bg in self._bind_groups.items()
-                                 if not any(id(g) in dropped for g in key[1:])}
+            for pipeline, groups in list(self._bind_groups.items()):
+                kept = {gpus: bg for gpus, bg in groups.items() if not any(id(g) in dropped for g in gpus)}
+                self._bind_group_count -= len(groups) - len(kept)
+                self._bind_groups[pipeline] = kept
 
     @locked
     def empty_cache(self) -> None:
@@ -273,9 +279,10 @@ class Runtime:
         plans that use one hold it, so only a plan built again compiles it again."""
         while len(self._pipelines) > max(keep, 1):
             try:
-                del self._pipelines[next(iter(self._pipelines))]
+                pipeline = self._pipelines.pop(next(iter(self._pipelines)))
             except (KeyError, RuntimeError, StopIteration):  # another compile thread dropped or added one
                 break
+            self._bind_group_count -= len(self._bind_groups.pop(pipeline, ()))
 
     def compile_all(self, shaders, opts: Options | None = None) -> None:
         """Pipelines for several shaders made at once on worker threads (the driver's compiles run side by side;
@@ -298,15 +305,21 @@ class Runtime:
 
     def _bind_group(self, pipeline, gpus):
         # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)
-        key = (pipeline, *gpus)
-        bg = self._bind_groups.get(key)
+        groups = self._bind_groups.get(pipeline)
+        if groups is None:
+            groups = self._bind_groups[pipeline] = {}
+        key = tuple(gpus)
+        bg = groups.get(key)
         if bg is None:
-            if len(self._bind_groups) > 8192:
+            if self._bind_group_count > BIND_GROUPS_KEPT:
                 self._bind_groups.clear()
+                self._bind_group_count = 0
+                groups = self._bind_groups[pipeline] = {}
             layout = pipeline.get_bind_group_layout(0)
             entries = [{"binding": i, "resource": {"buffer": g, "offset": 0, "size": g.size}}
                        for i, g in enumerate(gpus)]
-            bg = self._bind_groups[key] = self.device.create_bind_group(layout=layout, entries=entries)
+            bg = groups[key] = self.device.create_bind_group(layout=layout, entries=entries)
+            self._bind_group_count += 1
         return bg
 
     # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
