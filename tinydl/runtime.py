@@ -182,7 +182,10 @@ class Runtime:
             for pipeline, groups in list(self._bind_groups.items()):
                 kept = {gpus: bg for gpus, bg in groups.items() if not any(id(g) in dropped for g in gpus)}
                 self._bind_group_count -= len(groups) - len(kept)
-                self._bind_groups[pipeline] = kept
+                if kept:
+                    self._bind_groups[pipeline] = kept
+                else:  # (the key alone would hold the pipeline)
+                    del self._bind_groups[pipeline]
 
     @locked
     def empty_cache(self) -> None:

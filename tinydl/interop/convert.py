@@ -4,7 +4,7 @@
    plain container holding its own parameters/buffers under the same names; weights are copied once;
 2. capture the forward as a graph: torch.fx symbolic tracing (torch-level ops; fx.py), or, where fx cannot
    trace or its graph has ops tinydl does not map and example inputs are given (or made, for Hugging Face
-   models), torch.export (ATen ops; export.py); without example inputs, a model fx cannot convert is exported on
+   models), torch.export (ATen ops; export.py); without example inputs, a model fx cannot trace is exported on
    its first call with that call's inputs (deferred.py); where torch.export fails too (shapes that depend on
    data, Python control flow on tensor values), the torch forward itself runs, each ATen op it dispatches
    computed by tinydl (eager.py); `conversion_path` says which ("fx", "torch.export" or eager.PATH);
@@ -26,7 +26,7 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
     torch.export is tried instead: a tuple of positional inputs (tensors/arrays), a dict of keyword inputs, or
     (tuple, dict). A Hugging Face PreTrainedModel taking token ids or images needs none: token ids of shape (2, 8)
     (and an attention mask), or 2 images of the configured size, are made from the model
-    (export.hf_example_inputs). Another model fx cannot convert, given none, is exported on its first call, with
+    (export.hf_example_inputs). Another model fx cannot trace, given none, is exported on its first call, with
     that call's inputs (deferred.py). A model torch.export cannot capture either runs its own torch forward, each
     op computed by tinydl (eager.py; with example inputs, it is run on them once here, to prove every op maps).
 
@@ -46,17 +46,20 @@ def from_torch(module, example_inputs=None, dynamic_shapes="auto"):
         raise RuntimeError(f"from_torch({type(module).__name__}): the model is in training mode; tinydl is inference "
                            f"only (train mode changes BatchNorm and Dropout): call model.eval() first")
     from . import deferred, export, fx
+    export.check_dynamic_shapes(dynamic_shapes)
     try:
         out = fx.convert(module, fx.trace(module))
     except Exception as fx_error:  # noqa: BLE001 - any fx failure: torch.export is tried next
         if example_inputs is None and export.is_hf_model(module):
             example_inputs = export.hf_example_inputs(module)
         if example_inputs is None:
+            if isinstance(fx_error, UnsupportedTorchOps):  # listed at conversion: no path would map these
+                raise UnsupportedTorchOps(fx_error.model_name, fx_error.ops, hint=(
+                    "(found by torch.fx; pass example_inputs=(...) to try torch.export too, whose ATen ops may "
+                    "map where these do not)")) from None
             # torch.export (else the eager path) captures it on the first call, with that call's inputs
-            why = (f"torch.fx's graph has ops tinydl does not map ({', '.join(op for op, _, _ in fx_error.ops)})"
-                   if isinstance(fx_error, UnsupportedTorchOps) else
-                   f"torch.fx cannot trace it ({first_line(fx_error)})")
-            out = deferred.DeferredConversion(export.mirrored_tree(module), module, dynamic_shapes, why)
+            out = deferred.DeferredConversion(export.mirrored_tree(module), module, dynamic_shapes,
+                                              f"torch.fx cannot trace it ({first_line(fx_error)})")
             out.eval()
             return out
         try:
@@ -74,18 +77,18 @@ def _eager(module, example_inputs, fx_error, export_error):
     example inputs to prove every op maps. When that fails too, the error of the path that came closest."""
     from . import eager, export
     why = f"torch.fx: {first_line(fx_error)}; torch.export: {first_line(export_error)}"
-    out = eager.EagerTorchModule(export.mirrored_tree(module), module, why)
-    out.eval()
     args, kwargs = export.split_example(example_inputs)
     try:
+        out = eager.EagerTorchModule(export.mirrored_tree(module), module, why)
+        out.eval()
         out(*args, **kwargs)
-    except UnsupportedTorchOps as eager_missing:
-        tried = [e for e in (fx_error, export_error, eager_missing) if isinstance(e, UnsupportedTorchOps)]
-        raise min(tried, key=lambda e: len(e.ops)) from export_error
     except Exception as eager_error:
-        if isinstance(export_error, UnsupportedTorchOps) or isinstance(fx_error, UnsupportedTorchOps):
-            closest = export_error if isinstance(export_error, UnsupportedTorchOps) else fx_error
-            raise closest from eager_error
+        # the graph paths' lists (a whole graph, each op once, with nodes and modules) before the eager one's
+        if isinstance(fx_error, UnsupportedTorchOps) and (not isinstance(export_error, UnsupportedTorchOps)
+                                                          or len(fx_error.ops) <= len(export_error.ops)):
+            raise fx_error from eager_error
+        if isinstance(export_error, UnsupportedTorchOps):
+            raise export_error from eager_error
         eager_error.add_note(f"(from_torch: running the torch forward op by op, because {why})")
         raise
     return out

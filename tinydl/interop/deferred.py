@@ -1,4 +1,4 @@
-"""A torch model that torch.fx cannot convert, given to from_torch without example inputs: converted on its first
+"""A torch model that torch.fx cannot trace, given to from_torch without example inputs: converted on its first
 call, through torch.export with that call's inputs (dynamic dims as usual, so later calls of other sizes reuse
 it), or, where torch.export fails too, run op by op (eager.py) from then on. Until then it is already the
 converted module's tree: state_dict, load_state_dict and half() work, and what they change is what the first call

@@ -296,9 +296,7 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
     import warnings
 
     import torch
-    if isinstance(dynamic_shapes, str) and dynamic_shapes != AUTO:
-        raise ValueError(f"dynamic_shapes must be \"auto\", None/False (static) or a torch.export dynamic_shapes "
-                         f"spec, got {dynamic_shapes!r}")
+    check_dynamic_shapes(dynamic_shapes)
     static = dynamic_shapes is None or dynamic_shapes is False
     with torch.no_grad(), selective_scans():
         if static:
@@ -318,6 +316,12 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
                           f"({type(e).__name__}: {first}); the converted module is specialized to the example "
                           f"shapes", stacklevel=4)
             return static_ep, True
+
+
+def check_dynamic_shapes(dynamic_shapes) -> None:
+    if isinstance(dynamic_shapes, str) and dynamic_shapes != AUTO:
+        raise ValueError(f"dynamic_shapes must be \"auto\", None/False (static) or a torch.export dynamic_shapes "
+                         f"spec, got {dynamic_shapes!r}")
 
 
 def _copies(tree):
