@@ -315,6 +315,9 @@ class Runtime:
         bg = groups.get(key)
         if bg is None:
             if self._bind_group_count > BIND_GROUPS_KEPT:
+                # counted again first: a compile thread may have dropped a pipeline's groups meanwhile
+                self._bind_group_count = sum(len(g) for g in self._bind_groups.values())
+            if self._bind_group_count > BIND_GROUPS_KEPT:
                 self._bind_groups.clear()
                 self._bind_group_count = 0
                 groups = self._bind_groups[pipeline] = {}
