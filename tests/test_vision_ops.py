@@ -106,3 +106,10 @@ def test_torchvision_detectors_end_to_end(name):
     np.testing.assert_array_equal(got["labels"].numpy(), want["labels"].numpy())
     assert_close(got["scores"], want["scores"], atol=1e-4)
     assert_close(got["boxes"], want["boxes"], atol=2e-2, rtol=1e-4)  # image pixels: 128 px boxes
+
+
+def test_roi_align_of_no_boxes_is_empty():
+    feats = torch.randn(1, 3, 6, 6)
+    want = tv.ops.roi_align(feats, torch.zeros(0, 5), (2, 3))
+    got = vision_ops.roi_align(tinydl.tensor(feats), tinydl.tensor(np.zeros((0, 5), np.float32)), (2, 3))
+    assert tuple(got.shape) == tuple(want.shape) == (0, 3, 2, 3) and got.dtype == tinydl.float32

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._tensor import Tensor, tensor
+from ._tensor import Tensor, tensor, zeros
 from .kernels import sort as sort_kernel
 from .sorting import argsort
 
@@ -99,8 +99,7 @@ def roi_align(input: Tensor, boxes, output_size, spatial_scale: float = 1.0, sam
     N, C, H, W = input.shape
     K = boxes.shape[0]
     if K == 0:
-        return input.new_zeros((0, C, ph, pw)) if hasattr(input, "new_zeros") else \
-            tensor(np.zeros((0, C, ph, pw), input.dtype.np))
+        return zeros((0, C, ph, pw), dtype=input.dtype)
     rois = boxes.float()
     offset = 0.5 if aligned else 0.0
     start_w = rois[:, 1] * spatial_scale - offset
