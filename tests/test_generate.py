@@ -393,6 +393,20 @@ def test_decode_steps_replay_without_planning(llama, monkeypatch, sampled):
         "buffers": 0}
 
 
+def test_decode_writes_each_new_slot_in_place(llama):
+    """Each decode step writes its keys and values into the cache it was fed (donated by the loop), one slot per
+    layer: no kernel reads or copies the rest of the cache to place them, and the tokens stay HF's."""
+    m, tm = llama
+    ids, mask = prompt()
+    layers = m.config.num_hidden_layers
+    with debug.count_kernels() as c:
+        got = tm.generate(ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    np.testing.assert_array_equal(got, hf_generate(m, ids, mask, max_new_tokens=6, pad_token_id=0))
+    slots = [n for n in c.names if n.startswith("write_slot")]
+    assert len(slots) == 2 * layers * 5 and all(n.endswith("[in_place]") for n in slots), slots
+    assert not any("where" in n for n in c.names), c.names
+
+
 def test_repeated_generate_is_flat(llama, monkeypatch):
     m, tm = llama
     ids, mask = prompt()

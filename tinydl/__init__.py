@@ -44,6 +44,7 @@ from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, sca
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
 from .nn.functional import celu, hardshrink, rrelu, selu, threshold  # noqa: E402 - torch.X too
 from .nn.functional_distances import cdist, cosine_similarity, pairwise_distance  # noqa: E402 - torch.X too
+from .slots import donate, write_slot  # noqa: E402 - a KV cache written in place
 
 half, float, int = float16, float32, int32  # noqa: A001 - torch's aliases
 long = int32

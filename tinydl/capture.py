@@ -76,7 +76,12 @@ class _Capture:
         outs = [Node("jit", None, (), None, shape, dtype) for shape, dtype in self.shapes]
         buffers = {p: leaf.buffer for i, ps in self.input_pos.items()
                    for p, leaf in zip(ps, schedule.stored_leaves(inputs[i].node))}
-        self.bound.run(buffers, outs, profiler.now() - t0)
+        try:
+            self.bound.run(buffers, outs, profiler.now() - t0)
+        finally:  # the donated inputs whose storage took a result (even a failed run's, which may have written it)
+            for i, ps in self.input_pos.items():
+                if self.bound.donated.intersection(ps):
+                    inputs[i].node.give_storage_away()
         return self.rebuild([Tensor(n) for n in outs])
 
     def close(self) -> None:
@@ -117,7 +122,7 @@ class Jit:
         same = tuple(first.setdefault(t.node.uid, i) for i, t in enumerate(inputs))
         if self._stale:
             self._check_state()
-        key = (tuple((t.shape, t.dtype) for t in inputs), same,
+        key = (tuple((t.shape, t.dtype, t.node.writable) for t in inputs), same,
                repr([a for a in args if not isinstance(a, Tensor)]),
                repr(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor))),
                tuple(sorted(k for k, v in kwargs.items() if isinstance(v, Tensor))),
@@ -206,6 +211,8 @@ class Jit:
         plan = schedule.plan_for(order, sig, [pos[n.uid] for n in nodes])
         input_pos = {i: [pos[leaf.uid] for leaf in schedule.stored_leaves(t.node)]
                      for i, t in enumerate(inputs) if t.node.uid in pos}
+        if not set(plan.aliases.values()) <= {p for ps in input_pos.values() for p in ps}:
+            return None  # a donated tensor fn reads from elsewhere (a closure): its storage is written once, here
         roots = [pos[n.uid] for n in nodes]
         cap = _Capture(order, plan, roots, input_pos, rebuild)
         try:

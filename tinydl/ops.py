@@ -15,6 +15,10 @@ from .dtypes import DType
 # -- node kinds ----------------------------------------------------------------------------------------
 # Leaves: realized data.
 BUFFER = "buffer"
+# A realized tensor whose storage a later kernel wrote its result into (it was donated: slots.py); reading it raises.
+DONATED = "donated"
+DONATED_MESSAGE = ("this tensor was donated (tinydl.donate) and a later kernel wrote its result into its storage, so "
+                   "its own value is gone; keep that result instead, or do not donate the tensor")
 # Inlinable: emitted as an expression inside whichever kernel consumes them.
 CONST = "const"          # arg: python value, broadcast to shape
 IOTA = "iota"            # arg: (dim, start, step): value = start + index[dim] * step
@@ -37,8 +41,10 @@ SORT = "sort"            # srcs x [R, N] -> [R, k] int32: the indices of each ro
 #                          arg: (k, descending) (kernels/sort.py)
 RECURRENCE = "recurrence"  # srcs a [R, L, C], b [R, L, C] (, initial [R, 1, C]) -> [R, L, C]: h_t = a_t * h_(t-1)
 #                          + b_t along L from the initial state or 0, every h_t (kernels/recurrence.py)
+WRITE_SLOT = "write_slot"  # srcs cache, new (cache's shape but 1 along dim), position [1] int32 -> cache with slot
+#                          `position` along dim replaced by new; arg: (dim, in_place: set by lowering, slots.py)
 
-HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE, SORT, RECURRENCE})
+HEAVY_KINDS = frozenset({REDUCE, MATMUL, CONV, POOL, ROWNORM, IM2COL, SAMPLE, SORT, RECURRENCE, WRITE_SLOT})
 
 # -- what a kernel can run: checked where a node is built, so that a call no kernel could run fails at the call --
 # Loop trips: MAX_TRIPS bounds any one thread's loop trips in any kernel tinydl generates (drivers may cap them:
@@ -56,7 +62,7 @@ _ids = itertools.count()
 
 
 class Node:
-    __slots__ = ("kind", "op", "srcs", "arg", "shape", "dtype", "buffer", "uid", "rounds", "__weakref__")
+    __slots__ = ("kind", "op", "srcs", "arg", "shape", "dtype", "buffer", "uid", "rounds", "donated", "__weakref__")
 
     def __init__(self, kind: str, op: str | None, srcs: tuple, arg, shape: tuple, dtype: DType, buffer=None):
         self.kind, self.op, self.srcs, self.arg = kind, op, srcs, arg
@@ -65,6 +71,8 @@ class Node:
         # a float16 ELEMENTWISE result rounded to half where it is computed, as torch's op stores it (opmath.py);
         # False: kept in float32 up to the kernel's store
         self.rounds = True
+        # its storage may take the result of a kernel that overwrites it (slots.donate): the caller reads it no more
+        self.donated = False
 
     @property
     def numel(self) -> int:
@@ -86,6 +94,15 @@ class Node:
     def become_buffer(self, buffer) -> None:
         """Realized: keep the data, drop the recipe."""
         self.kind, self.op, self.srcs, self.arg, self.buffer = BUFFER, None, (), None, buffer
+
+    @property
+    def writable(self) -> bool:
+        """A donated buffer that no other node holds: a kernel may write its result into it (slots.py)."""
+        return self.donated and self.kind == BUFFER and not self.buffer.shared
+
+    def give_storage_away(self) -> None:
+        """A donated buffer whose storage now holds another node's result: its own value is gone (reads raise)."""
+        self.kind, self.buffer = DONATED, None
 
     def __repr__(self) -> str:
         return f"Node({self.kind}:{self.op} {self.shape} {self.dtype.name})"

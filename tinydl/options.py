@@ -57,6 +57,8 @@ class Options:
     runtime_sizes: bool | None = _plan(None)      # kernels seen at several shapes read their sizes at run time
                                                   # (None: on a GPU, not on a CPU driver: schedule/sizes.py)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
+    in_place_slots: bool = _plan(True)            # a slot write into a donated cache goes in place (slots.py; off:
+                                                  # it copies the cache, as before donation: an A/B switch)
     # -- a smaller adapter, simulated: planning and allocation honour these where they are below the adapter's
     # own limits (None: the adapter's); they reach plans through schedule.Target, which is part of the plan key
     max_storage_buffers: int | None = None        # storage buffers one kernel may bind

@@ -28,11 +28,16 @@ class BoundPlan:
         self.private = PrivateBuffers()
         bufs, dispatches = bind(order, plan, roots, self.private)
         rt = get_runtime()
+        # in-place results (plan.aliases): computed in the buffer of the donated input each replay is given
+        self.aliases = dict(plan.aliases)
+        self.donated = set(self.aliases.values())
+        assert self.donated <= set(inputs), "a capture writes in place only into its inputs (Jit._capture)"
         for r in roots:  # outputs: fresh in every replay (the caller may keep the previous ones)
-            rt.release(bufs[r].gpu)
+            if r not in self.aliases:
+                rt.release(bufs[r].gpu)
         self.outputs = [(r, order[r].numel * order[r].dtype.itemsize, describe(order[r].shape))
                         for r in roots]
-        varying = set(roots) | set(inputs)
+        varying = set(roots) | set(inputs) | set(self.aliases)
         # the realized leaves it reads (weights): held, so their buffers never go back to the pool under it
         self.leaves = [n.buffer for p, n in enumerate(order) if n.kind == BUFFER and p not in varying]
         self.dispatches, self.patches = [], []
@@ -44,9 +49,13 @@ class BoundPlan:
             if slots:
                 self.patches.append((k, slots))
 
-        # pre-encoded replays read their inputs from buffers of their own, copied into first (see Options.pre_encode)
-        self.input_copies = {p: rt.alloc(order[p].numel * order[p].dtype.itemsize, "jit input") for p in inputs}
-        self._next = None  # (command buffer, {root position: its fresh Buffer}) of the next replay
+        # pre-encoded replays read their inputs from buffers of their own, copied into first (see Options.pre_encode);
+        # not a donated one: the replay writes into the buffer it is given, which the next replay is likely given
+        self.input_copies = {p: rt.alloc(order[p].numel * order[p].dtype.itemsize, "jit input")
+                             for p in inputs if p not in self.donated}
+        # (command buffer, {root position: its fresh Buffer}, {donated position: the Buffer it binds}) of the next
+        # replay
+        self._next = None
 
     def _dispatches(self, bufs: dict[int, object]) -> list:
         """The dispatch list with the varying buffers (inputs, outputs) from bufs: position -> Buffer."""
@@ -59,46 +68,67 @@ class BoundPlan:
             dispatches[k] = (pipeline, gpus, grid)
         return dispatches
 
-    def _encode_next(self):
+    def _fresh_outputs(self) -> dict:
         rt = get_runtime()
-        outs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
+        return {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs if r not in self.aliases}
+
+    def _buffers(self, inputs: dict, outs: dict) -> dict:
+        """Every varying buffer by position: the inputs (or their copies), the fresh outputs, and each in-place
+        result in its donated input's buffer."""
+        return {**inputs, **outs, **{q: inputs[p] for q, p in self.aliases.items()}}
+
+    def _encode_next(self, donated: dict):
+        """The next replay's command buffer, binding the donated buffers given (the ones it will likely get)."""
+        rt = get_runtime()
+        outs = self._fresh_outputs()
         try:
-            return rt.encode(self._dispatches({**self.input_copies, **outs}), self.plan.names), outs
+            cb = rt.encode(self._dispatches(self._buffers({**self.input_copies, **donated}, outs)), self.plan.names)
+            return cb, outs, donated
         except BaseException:
-            for b in outs.values():
-                rt.release(b.gpu)
+            self._release(outs)
             raise
 
-    def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
-        """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers."""
+    @staticmethod
+    def _release(outs: dict) -> None:
         rt = get_runtime()
+        for b in outs.values():
+            rt.release(b.gpu)
+
+    def run(self, inputs: dict[int, object], outputs: list[Node], plan_s: float) -> None:
+        """inputs: position -> Buffer; outputs: the nodes of the roots, in order, which become buffers. The
+        donated inputs' storage takes the in-place results (the caller gives those inputs' nodes away)."""
+        rt = get_runtime()
+        donated = {p: inputs[p] for p in self.donated}
         pre_encoded = current_options().pre_encode and profiler.active() is None
         if pre_encoded:
-            command_buffer, bufs = self._next or self._encode_next()
-            self._next = None
+            nxt, self._next = self._next, None
+            if nxt is not None and any(nxt[2][p] is not donated[p] for p in donated):
+                self._release(nxt[1])  # encoded for other donated buffers than these
+                nxt = None
+            command_buffer, bufs, _ = nxt or self._encode_next(donated)
         else:
-            bufs = {r: rt.alloc(nbytes, describe) for r, nbytes, describe in self.outputs}
+            bufs = self._fresh_outputs()
+        results = list(bufs.values()) + list(donated.values())
         try:
             if pre_encoded:
                 rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)
-                                                   for p in inputs],
-                                  checks=(self.plan.checked, list(bufs.values())) if self.plan.checked else None,
+                                                   for p in inputs if p not in donated],
+                                  checks=(self.plan.checked, results) if self.plan.checked else None,
                                   names=self.plan.names)
                 report(self.plan)
             else:
-                submit(self.plan, self._dispatches({**inputs, **bufs}), [], plan_s, list(bufs.values()))
+                submit(self.plan, self._dispatches(self._buffers(inputs, bufs)), [], plan_s, results)
         except BaseException:  # no output is marked realized; its buffers go back
-            for b in bufs.values():
-                rt.release(b.gpu)
+            self._release(bufs)
             raise
         tainted = rt.status.tainted(inputs.values()) if rt.status.bad else None  # see schedule.execute
         for (r, _, _), node in zip(self.outputs, outputs):
-            node.become_buffer(rt.adopt(bufs[r]))
+            node.become_buffer(donated[self.aliases[r]] if r in self.aliases else rt.adopt(bufs[r]))
             if tainted is not None:
                 rt.status.bad[node.buffer] = tainted
         if pre_encoded:
             try:
-                self._next = self._encode_next()
+                self._next = self._encode_next(donated)  # (the next replay is likely given these results)
             except KernelError:
                 pass  # this call's results are good; the next replay encodes its own and raises there
 

@@ -71,11 +71,12 @@ def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -
 
 
 class Buffer:
-    """A storage buffer from the pool. `nbytes` is the size asked for (the GPU buffer may be the same)."""
-    __slots__ = ("gpu", "nbytes", "__weakref__")
+    """A storage buffer from the pool. `nbytes` is the size asked for (the GPU buffer may be the same). shared:
+    more than one node holds it (a realized reshape's: graph.alias_reshape), so no kernel may write it in place."""
+    __slots__ = ("gpu", "nbytes", "shared", "__weakref__")
 
     def __init__(self, gpu, nbytes):
-        self.gpu, self.nbytes = gpu, nbytes
+        self.gpu, self.nbytes, self.shared = gpu, nbytes, False
 
 
 class Runtime:

@@ -17,6 +17,7 @@ from ..runtime import get_runtime
 from ..indexing import gather_rows
 from ..options import current as current_options
 from ..schedule import read_later
+from ..slots import donate
 from ..nn import functional as F
 from .states import KV
 from .step import (FOREIGN, STATE, STATE_DECODE, STATE_PREFILL, accepts, attends_both_ways, cache_kind, convert_step,
@@ -182,6 +183,14 @@ def reordered(cache: list, rows) -> list:
     return [gather_rows(t, index) for t in cache]
 
 
+def handed_on(cache: list) -> list:
+    """The cache tensors, donated to the step they are fed to (slots.donate): it writes its new slot into them in
+    place, and the loop keeps only what the step returns."""
+    for t in cache:
+        donate(t)
+    return cache
+
+
 def _torch_example(inputs):
     """Torch tensors of the inputs' shapes and dtypes (float ones, the cache among them, as float32 zeros: the
     graph's float dtype; tinydl tensors of ids as int64 zeros)."""
@@ -264,7 +273,7 @@ def run(steps: Steps, ids: np.ndarray, mask: np.ndarray, settings, chooser):
         """The decode step after token i (fed: the ids [B, 1], numpy or a GPU tensor)."""
         nonlocal cache
         inputs = decode_inputs(fed, i)
-        cache = reordered(cache, chooser.reorder)
+        cache = handed_on(reordered(cache, chooser.reorder))
         out = steps.get(decode_kind, (*inputs, *cache), float_dtype)(*as_tensors(inputs), *cache)
         cache = out[2:]
         return out

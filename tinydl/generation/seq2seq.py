@@ -23,7 +23,7 @@ import numpy as np
 
 from .._tensor import tensor
 from ..nn import functional as F
-from .loop import _additive_mask, _float_dtype, as_tensors, cache_length, check_fits, decoded, reordered
+from .loop import _additive_mask, _float_dtype, as_tensors, cache_length, check_fits, decoded, handed_on, reordered
 from .step import cache_argument
 
 UNMASKED = "_unmasked"  # the step kinds converted without the encoder's padding mask
@@ -181,7 +181,7 @@ def run(steps, inputs: np.ndarray, mask: np.ndarray | None, settings, chooser, p
         visible = np.broadcast_to(slots[None, None, :] <= slot, (batch, 1, length))
         step_inputs = (fed, _additive_mask(visible, np_float), np.array([slot], np.int64))
         # (the cross keys/values are alike across beams)
-        self_cache = reordered(self_cache, chooser.reorder)
+        self_cache = handed_on(reordered(self_cache, chooser.reorder))
         out = steps.get("next" + suffix, (*step_inputs, encoded, *enc_inputs[1:], *self_cache, *cross), float_dtype)(
             *as_tensors(step_inputs), encoded, *enc_mask, *self_cache, *cross)
         self_cache = list(out[2:])

@@ -8,8 +8,8 @@ function that one captured plan replays with new input buffers every token.
 
 - Prefill (T prompt tokens): attends over its own T keys and returns them; the loop pads them to the cache
   length L.
-- Decode (one token per sequence): writes slot `cache_position` of every layer's cache (a select against
-  arange(L), so shapes never change) and attends over all L slots.
+- Decode (one token per sequence): writes slot `cache_position` of every layer's cache (tinydl::write_slot,
+  interop/cache_ops.py: shapes never change; in place, as the loop donates the cache) and attends over all L slots.
 
 Both are exported with dynamic dims (batch, prompt length, cache length), so one conversion serves every
 size torch keeps dynamic (sizes >= 2); a size it specialized gets a conversion of its own (`Steps`).
@@ -26,6 +26,7 @@ import inspect
 import sys
 
 from ..interop import export as ex
+from ..interop.cache_ops import fits, torch_write_slot, where_slot
 from ..interop.dynamic_dims import InputDims
 from ..interop.program import TorchFxModule
 from ..interop.registry import UnsupportedTorchOps
@@ -65,11 +66,16 @@ def torch_classes():
                 self.new[layer_idx] = (key_states, value_states)
                 return key_states, value_states
             at = self._where()[KV, layer_idx]
-            k, v = self.past[at], self.past[at + 1]
-            slot = (torch.arange(k.shape[-2]) == self.cache_position)[:, None]
-            k, v = torch.where(slot, key_states, k), torch.where(slot, value_states, v)
+            k, v = self.write(self.past[at], key_states), self.write(self.past[at + 1], value_states)
             self.new[layer_idx] = (k, v)
             return k, v
+
+        def write(self, cache, new):
+            """cache with slot cache_position (dim -2) replaced by new: tinydl's op (in place where the loop
+            donates the cache) where new is one slot of it, else torch.where (broadcasting, promoting)."""
+            if fits(cache, new):
+                return torch_write_slot()(cache, new, self.cache_position)
+            return where_slot(cache, new, self.cache_position)
 
         def get_seq_length(self, layer_idx=0):
             if self.past is None:
@@ -94,7 +100,10 @@ def torch_classes():
             return len(self.new)
 
     class Step(torch.nn.Module):
-        """model(ids, mask, positions, cache) -> (argmax [B], last logits [B, V], *new cache)."""
+        """model(ids, mask, positions, cache) -> (argmax [B], last logits [B, V], *new cache). cache_class: the
+        functional cache it gives the model (a subclass may write slots otherwise: an ONNX export's torch.where)."""
+
+        cache_class = FunctionalCache
 
         def __init__(self, model):
             super().__init__()
@@ -105,7 +114,7 @@ def torch_classes():
             self.positions_from_cache = positions_from_cache(model)
 
         def forward(self, input_ids, attention_mask, position_ids, cache_position, *past):
-            cache = FunctionalCache(past or None, cache_position, self.positions_from_cache)
+            cache = self.cache_class(past or None, cache_position, self.positions_from_cache)
             return self.run(cache, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
 
         def run(self, cache, **inputs):

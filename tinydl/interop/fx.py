@@ -12,7 +12,7 @@ from ..nn import functional as F
 from ..nn.module import Module
 from .._tensor import Tensor
 from . import arguments, modules, timm_ops, torch_ops, torchvision_ops  # noqa: F401 - the op tables register on import
-from . import transformers_ops  # noqa: F401 - (both paths: export imports fx)
+from . import cache_ops, transformers_ops  # noqa: F401 - (both paths: export imports fx)
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .registry import (INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, autowrap_functions, lookup,
                        reads_past_values)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import CONV, IM2COL, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, Node
+from ..ops import CONV, IM2COL, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, WRITE_SLOT, Node
 from ..options import Options
-from . import gemm, gemm_conv, recurrence, reduce, rownorm, sample, sort, window
+from . import gemm, gemm_conv, recurrence, reduce, rownorm, sample, slot, sort, window
 from .elementwise import elementwise
 from .expr import KernelSource
 
@@ -55,6 +55,8 @@ def build(out: Node, core: Node | None, materialized, opts: Options, rounded_uid
         wgsl, groups, variant = sort.sort(src, core)
     elif core.kind == RECURRENCE:
         wgsl, groups, variant = recurrence.recurrence(src, core)
+    elif core.kind == WRITE_SLOT:
+        wgsl, groups, variant = slot.write_slot(src, core)
     else:
         raise AssertionError(core)
     return CompiledKernel(wgsl, src.inputs, groups, variant, int(src.checks))

@@ -16,9 +16,10 @@ def describe(shape: tuple) -> str:
 def bind(order: list[Node], plan: Plan, roots: list[int], private=None):
     """Buffers for the plan's results and the dispatch list [(pipeline, [gpu buffers], grid)]: the roots get
     fresh buffers, temporaries come from the pool (or from `private`, a jit.PrivateBuffers) and go back after
-    their last reader. A key that is not a computed result is a leaf of the walk order (a realized buffer)."""
+    their last reader. A key that is not a computed result is a leaf of the walk order (a realized buffer). An
+    aliased result (plan.aliases: an in-place slot write) is its donated input's buffer."""
     rt = get_runtime()
-    bufs: dict[int, object] = {}
+    bufs: dict[int, object] = {q: order[p].buffer for q, p in plan.aliases.items()}
     dispatches = []
     root_set = set(roots)
     for p in plan.empty:
@@ -57,6 +58,7 @@ def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]
     if tainted is not None and readback:
         raise tainted[0](tainted[1])
     bufs, dispatches = bind(order, plan, roots)
+    donated = [order[p] for p in plan.aliases.values()]
     reads = []
     for p in readback:
         n = order[p]
@@ -66,16 +68,26 @@ def execute(order: list[Node], plan: Plan, roots: list[int], readback: list[int]
         data = submit(plan, dispatches, reads, plan_s, [bufs[p] for p in set(roots) - set(readback) if p in bufs],
                       later)
     except BaseException:  # nothing is marked realized: the buffers go back, whatever they hold
-        for b in bufs.values():
-            rt.release(b.gpu)
+        for q, b in bufs.items():
+            if q not in plan.aliases:
+                rt.release(b.gpu)
+        give_storage_away(donated)  # (a slot may have been written)
         raise
-    for p in set(roots):
+    # the roots, and each in-place result (a later graph may read it: the donated tensor it replaced cannot be)
+    for p in set(roots) | set(plan.aliases):
         n = order[p]
         if n.kind != BUFFER:
-            n.become_buffer(rt.adopt(bufs[p]))
+            n.become_buffer(bufs[p] if p in plan.aliases else rt.adopt(bufs[p]))
             if tainted is not None:
                 rt.status.bad[n.buffer] = tainted
+    give_storage_away(donated)
     return data
+
+
+def give_storage_away(donated: list[Node]) -> None:
+    """The donated inputs whose storage took a result (an in-place slot write): their own values are gone."""
+    for n in donated:
+        n.give_storage_away()
 
 
 def submit(plan: Plan, dispatches: list, reads: list, plan_s: float, results=(), later: bool = False):

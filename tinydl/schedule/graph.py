@@ -2,12 +2,13 @@
 signature (ops, args, shapes, dtypes and how the nodes connect, never data): the plan cache's key."""
 from __future__ import annotations
 
-from ..ops import BUFFER, VIEW, Node
+from ..ops import BUFFER, DONATED, DONATED_MESSAGE, VIEW, Node
 
 
 def walk(roots: list[Node]) -> tuple[list[Node], tuple, dict[int, int]]:
     """Post-order walk of the unrealized graph behind roots, stopping at realized buffers. Returns (order,
-    signature, position of each node's uid in order)."""
+    signature, position of each node's uid in order). A donated tensor whose storage a result took (slots.py)
+    raises: its value is gone."""
     pos: dict[int, int] = {}
     order: list[Node] = []
     sig: list[tuple] = []
@@ -20,8 +21,10 @@ def walk(roots: list[Node]) -> tuple[list[Node], tuple, dict[int, int]]:
             if n.kind == BUFFER:
                 pos[n.uid] = len(order)
                 order.append(n)
-                sig.append(("L", n.shape, n.dtype.name))
+                sig.append(("L", n.shape, n.dtype.name, n.writable))
                 continue
+            if n.kind == DONATED:
+                raise RuntimeError(DONATED_MESSAGE)
             if not expanded:
                 stack.append((n, True))
                 for s in reversed(n.srcs):
@@ -41,6 +44,7 @@ def alias_reshape(n: Node) -> None:
     while base.kind == VIEW and base.op == "reshape":
         base = base.srcs[0]
     if base is not n and base.kind == BUFFER:
+        base.buffer.shared = True  # (a donated one is no longer written in place: the reshape would change too)
         n.become_buffer(base.buffer)
 
 

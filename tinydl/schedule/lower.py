@@ -12,7 +12,9 @@ it (they never choose):
 - each row kernel's layout (ROWNORM): a workgroup per row, or rows in subgroup teams (Target.subgroups);
 - a reduction over more than kernels.reduce.STAGE_MAX elements per output, or a long one with few outputs
   (reduce.staged), runs in two REDUCE nodes: partials over chunks of the reduced elements (Partial), then over the
-  partials (no thread loops for long, and a greedy step's argmax over the vocabulary spread over workgroups).
+  partials (no thread loops for long, and a greedy step's argmax over the vocabulary spread over workgroups);
+- a slot write (WRITE_SLOT) into a donated cache that nothing else in the graph reads, and that is no root itself,
+  writes in place (its arg's in_place; the plan aliases its result to the cache's buffer: plan.steps_of).
 The choices come from a chooser: RULES (variants forced by the Options, measured ones, the rules in
 kernels/gemm.py), or tinydl.tuning's, which measures a new shape first. The limits (the binding size) come in as a
 Target value, the settings (forced variants, tap-major, subgroup teams) as an Options value.
@@ -27,7 +29,7 @@ from .. import dtypes
 from ..kernels import gemm, gemm_matrix, reduce, rownorm, window
 from ..kernels.build import conv_uses_gemm
 from ..options import Options
-from ..ops import BUFFER, CONV, ELEMENTWISE, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, ConvArgs, GemmArgs, Node
+from ..ops import BUFFER, CONV, ELEMENTWISE, IM2COL, MATMUL, REDUCE, ROWNORM, VIEW, WRITE_SLOT, ConvArgs, GemmArgs, Node
 from .graph import walk
 from .target import Target
 
@@ -62,8 +64,9 @@ RULES = Rules()
 def lower(order: list[Node], roots: list[int], target: Target, opts: Options, chooser: Rules = RULES) -> Lowered:
     """The walked graph lowered as above: a copy (the caller's graph is not changed), or the graph itself where
     nothing needs lowering."""
-    if not any(n.kind in (MATMUL, CONV, ROWNORM) or _staged(n) for n in order):
+    if not any(n.kind in (MATMUL, CONV, ROWNORM, WRITE_SLOT) or _staged(n) for n in order):
         return Lowered(order, list(roots), list(range(len(order))))
+    writable = _writable_in_place(order, roots) if opts.in_place_slots else set()
     new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph
     made: set[int] = set()      # uids of lowered nodes that stand for an original one
     for n in order:
@@ -79,6 +82,9 @@ def lower(order: list[Node], roots: list[int], target: Target, opts: Options, ch
                 low = _rownorm(n, srcs, target, opts)
             elif _staged(n):
                 low = _staged_reduce(n, srcs[0])
+            elif n.kind == WRITE_SLOT and n.srcs[0].uid in writable:
+                low = Node(WRITE_SLOT, n.op, srcs, (n.arg[0], True), n.shape, n.dtype)
+                low.uid = n.uid
             else:
                 low = _copy(n, srcs, made)
         new[n.uid] = low
@@ -91,6 +97,19 @@ def lower(order: list[Node], roots: list[int], target: Target, opts: Options, ch
         if q is not None:
             keys[q] = p
     return Lowered(lorder, [lpos[n.uid] for n in lroots], keys)
+
+
+def _writable_in_place(order: list[Node], roots: list[int]) -> set[int]:
+    """uids of the donated buffers that one slot write reads and nothing else (no other node, no root): their
+    storage may take that write's result."""
+    readers: dict[int, int] = {}
+    for n in order:
+        for s in set(n.srcs):
+            if s.kind == BUFFER and s.writable:
+                readers[s.uid] = readers.get(s.uid, 0) + (1 if n.kind == WRITE_SLOT and n.srcs[0] is s
+                                                          and s not in n.srcs[1:] else 2)
+    root_uids = {order[r].uid for r in roots}
+    return {uid for uid, count in readers.items() if count == 1 and uid not in root_uids}
 
 
 def _copy(n: Node, srcs: tuple, made: set[int]) -> Node:

@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from ..errors import DeviceLostError, KernelError
 from ..kernels import build
 from ..options import Options, current as current_options
-from ..ops import BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM, SAMPLE, SORT, Node
+from ..ops import (BUFFER, CAT, CONV, ELEMENTWISE, GATHER, IM2COL, INTERP, MATMUL, POOL, RECURRENCE, REDUCE, ROWNORM,
+                   SAMPLE, SORT, WRITE_SLOT, Node)
 from .fuse import Fusion, fuse
 from .lower import lower
 from .sizes import SizeLifter
 from .target import Target
 
 _HEAVY_LABEL = {MATMUL: "matmul", CONV: "conv2d", POOL: "pool", IM2COL: "im2col", SAMPLE: "sample", SORT: "sort",
-                RECURRENCE: "linear_recurrence"}
+                RECURRENCE: "linear_recurrence", WRITE_SLOT: "write_slot"}
 # The first queue submit of a plan carries its first kernels up to about FIRST_SUBMIT_GPU_US of estimated GPU
 # time (between SMALL_FIRST_SUBMIT and Options.submit_first kernels): enough to keep the GPU busy while the
 # host encodes the next chunk, no more, so big kernels start sooner. The estimate is an H200-class rate
@@ -55,6 +56,8 @@ class Plan:
     empty: list[int] = field(default_factory=list)        # zero-size outputs: a buffer, no kernel
     key: tuple = ()                                       # what the plan cache holds it under
     ran: bool = False                                     # run once (its first run may compile: runtime.submit)
+    # results computed in the storage of a donated input (an in-place slot write, slots.py): result key -> input key
+    aliases: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self.names = [s.name for s in self.steps]  # for the kernel counters (debug.record)
@@ -115,7 +118,7 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> 
     order, index = fusion.order, fusion.index
     materialized_uids = {order[i].uid for i in fusion.materialized}
     rounded_uids = {order[i].uid for i in fusion.rounded}
-    steps, last_read, empty = [], {}, []
+    steps, last_read, empty, aliases = [], {}, [], {}
     for i, c in fusion.groups:
         out = order[i]
         if out.numel == 0:
@@ -127,7 +130,11 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> 
         fused = fused_ops(out, core, materialized_uids)
         name = kernel_name(out, core, fused) + f" [{ck.variant}]"
         out_bytes = out.numel * out.dtype.itemsize
-        nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + out_bytes
+        written = out_bytes
+        if core is not None and core.kind == WRITE_SLOT and core.arg[1]:
+            aliases[keys[i]] = keys[index[core.srcs[0].uid]]
+            written = core.srcs[1].numel * out.dtype.itemsize
+        nbytes = sum(order[p].numel * order[p].dtype.itemsize for p in inputs) + written
         steps.append(KernelStep(None, keys[i], [keys[p] for p in inputs],
                                 target.grid(ck.workgroups), name, ck.wgsl, flops(core, out, fused), nbytes,
                                 ck.checks, out_bytes, out.shape))
@@ -136,9 +143,9 @@ def steps_of(fusion: Fusion, keys: list[int], target: Target, opts: Options) -> 
     frees = [[] for _ in steps]
     root_set = set(fusion.roots)
     for p, k in last_read.items():
-        if p in fusion.materialized and p not in root_set:
-            frees[k].append(keys[p])
-    return Plan(steps, frees, empty)
+        if p in fusion.materialized and p not in root_set and keys[p] not in aliases:
+            frees[k].append(keys[p])  # (an aliased result's storage is its donated input's)
+    return Plan(steps, frees, empty, aliases=aliases)
 
 
 def fused_ops(out: Node, core: Node | None, materialized_uids: set[int]) -> list[str]:
