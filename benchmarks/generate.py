@@ -9,6 +9,9 @@ when available, else CPU), greedy, side by side.
     python -m benchmarks.generate --option stats_in_gemv=true --rounds 2   # tinydl rows with and without a
                                                # planning option, alternated in one process (an A/B)
 
+ONNX Runtime's WebGPU provider (where installed; --no-ort: not) decodes with its cache on the GPU through IO binding,
+float32, greedy: decode tokens/s only (tinydl/bench/ort_generate.py), shown as prefill "nan".
+
 Prefill tokens/s: batch * prompt / the time of generate(max_new_tokens=1). Decode tokens/s: batch * (N - 1) /
 (time of generate(max_new_tokens=N) - time of generate(max_new_tokens=1)). Medians over --runs runs after a
 warm-up (the first tinydl call also exports and plans its steps). Random weights (no network); float32 tokens are
@@ -22,11 +25,15 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tinydl.bench.ort_generate import ort_decode  # noqa: E402
 
 CHECKED_TOKENS = 4
 SAMPLED = dict(do_sample=True, temperature=0.8, top_k=50, top_p=0.9)
@@ -133,6 +140,13 @@ def bench(name, batch, args):
                                            args.new, args.runs))]
     expected = torch_gen(CHECKED_TOKENS)
     model = model.to("cpu")
+    if args.ort and not model.config.is_encoder_decoder and not args.sample:
+        with tempfile.TemporaryDirectory() as tmp:
+            decode, err, note = ort_decode(model, batch, args.prompt, args.new, args.runs, Path(tmp))
+        print(f"# {name} b{batch} ORT WebGPU: {'decode %.1f tok/s, one step logits max abs error %.2e' % (decode, err) if decode else ''}"
+              f"{'; ' if decode and note else ''}{note or ''}", flush=True)
+        if decode:
+            rows.append(("ORT webgpu fp32", (float("nan"), decode)))
     tm = tinydl.from_torch(model) if model.config.is_encoder_decoder else tinydl.from_torch(
         model, example_inputs=((torch.from_numpy(ids[:, :8]),), {"attention_mask": torch.ones(batch, 8, dtype=torch.int64)}))
 
@@ -181,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--option", type=option, action="append", default=[], metavar="NAME=VALUE",
                     help="also time tinydl with this tinydl.options field set (repeatable: one variant each)")
     ap.add_argument("--rounds", type=int, default=1, help="turns of the tinydl variants (with --option)")
+    ap.add_argument("--no-ort", dest="ort", action="store_false",
+                    help="no ONNX Runtime WebGPU row (its decode: tinydl/bench/ort_generate.py)")
     args = ap.parse_args(argv)
     short = args.quick or args.tiny
     args.prompt = args.prompt or (16 if short else 128)
