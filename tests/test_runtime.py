@@ -475,9 +475,9 @@ def test_import_and_first_call_leave_the_environment_alone_and_quiet():
 
 
 def test_pipeline_cache_keeps_the_newest_shaders_and_plans_keep_theirs():
-    """Options.pipeline_cache_size bounds the compiled shaders the runtime keeps (the oldest dropped): a server
-    seeing ever new shapes stays flat; a plan holds its own pipelines, so it still runs after they are dropped,
-    and only a plan built again compiles again."""
+    """Options.pipeline_cache_size bounds the compiled shaders the runtime keeps (the least recently used
+    dropped): a server seeing ever new shapes stays flat; a plan holds its own pipelines, so it still runs after
+    they are dropped, and only a plan built again compiles again."""
     from tinydl import counters, schedule
     rt = get_runtime()
     xs = [np.arange(n, dtype=np.float32) for n in range(3, 9)]  # six shapes: six shaders (sizes baked in)
@@ -493,6 +493,30 @@ def test_pipeline_cache_keeps_the_newest_shaders_and_plans_keep_theirs():
         np.testing.assert_array_equal((tinydl.tensor(xs[0]) * 3 + 1).numpy(), xs[0] * 3 + 1)
         assert counters.stats["pipelines"] == before + 1  # planned again: its dropped shader compiled again
         assert len(rt._pipelines) <= 3
+
+
+def test_pipeline_cache_drops_the_least_recently_used_shader():
+    """A shader asked for again (a new plan reusing it) is kept over one compiled later and not asked for since:
+    dropping by compile order would drop the shaders every new plan shares (a decode step's new shape)."""
+    from tinydl import counters, schedule
+    rt = get_runtime()
+    shared = rt.pipeline(_add_one(1001))
+    with tinydl.options(pipeline_cache_size=3):
+        rt.pipeline(_add_one(1002))
+        rt.pipeline(_add_one(1003))
+        assert rt.pipeline(_add_one(1001)) is shared  # asked for again: now the most recent
+        before = counters.stats["pipelines"]
+        rt.pipeline(_add_one(1004))  # drops 1002, the least recently asked for
+        assert rt.pipeline(_add_one(1001)) is shared and counters.stats["pipelines"] == before + 1
+        rt.pipeline(_add_one(1002))
+        assert counters.stats["pipelines"] == before + 2  # 1002 was the one dropped
+    schedule.clear_cache()
+
+
+def _add_one(n: int) -> str:
+    return (f"@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
+            f"@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {{\n"
+            f"  if (g.x < {n}u) {{ out[g.x] = out[g.x] + 1.0; }}\n}}\n")
 
 
 # -- the pool of freed buffers ---------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class Options:
     eager: bool = False                           # realize after every op (TINYDL_EAGER, debug.eager())
     pool_max_bytes: int = 1 << 31                 # freed GPU memory kept for reuse (least recently freed given back past it)
     plan_cache_size: int = 256                    # plans kept (the least recently used dropped past it)
-    pipeline_cache_size: int = 1024               # compiled shaders kept by the runtime (the oldest dropped past it)
+    pipeline_cache_size: int = 1024               # compiled shaders kept by the runtime (least recently used dropped)
     pre_encode: bool = True                       # replays submit a command buffer encoded beforehand (replay.py)
     submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
     submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)

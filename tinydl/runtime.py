@@ -102,7 +102,7 @@ class Runtime:
         self._pooled: OrderedDict = OrderedDict()  # the same buffers by id, the least recently freed first
         self.pooled_bytes = 0
         self._staging = Staging()             # pooled read-back buffers by byte size
-        self._pipelines: dict[str, object] = {}
+        self._pipelines: OrderedDict[str, object] = OrderedDict()  # by WGSL, the least recently asked for first
         # bind groups by pipeline, then by the buffers bound: a bind group holds its pipeline (and its compiled
         # code) alive, so a pipeline dropped from _pipelines takes its bind groups with it
         self._bind_groups: dict[object, dict[tuple, object]] = {}
@@ -239,6 +239,11 @@ class Runtime:
         Not under the lock: compile_all calls it from worker threads (wgpu-native's creation calls are
         thread-safe; a shader two threads compile at once is compiled twice, one pipeline is kept)."""
         p = self._pipelines.get(wgsl)
+        if p is not None:  # recently used: the last to be dropped past Options.pipeline_cache_size
+            try:
+                self._pipelines.move_to_end(wgsl)
+            except KeyError:  # another compile thread dropped it meanwhile (the caller still gets it)
+                pass
         forced = fault(self.faults, ("shader", "pipeline"), [name]) if self.faults else None
         if p is None or forced:
             stage, kernels = "shader", [name] if name else []
@@ -279,8 +284,8 @@ class Runtime:
         return buf
 
     def _bound_pipelines(self, keep: int) -> None:
-        """Drop the oldest compiled pipelines past `keep` (a server seeing ever new shapes stays flat): the
-        plans that use one hold it, so only a plan built again compiles it again."""
+        """Drop the least recently asked-for pipelines past `keep` (a server seeing ever new shapes stays flat):
+        the plans that use one hold it, so only a plan built again compiles it again."""
         while len(self._pipelines) > max(keep, 1):
             try:
                 pipeline = self._pipelines.pop(next(iter(self._pipelines)))
