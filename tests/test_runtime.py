@@ -563,7 +563,7 @@ def test_trimmed_buffers_leave_no_bind_group_behind(use_options):
 
 
 def _bound_buffers(rt):
-    return [g for groups in rt._bind_groups.values() for gpus in groups for g in gpus]
+    return [g for groups in rt.bind_groups.by_pipeline.values() for gpus in groups for g in gpus]
 
 
 def test_a_dropped_pipeline_takes_its_bind_groups_along(use_options):
@@ -576,7 +576,7 @@ def test_a_dropped_pipeline_takes_its_bind_groups_along(use_options):
     x = tinydl.tensor(np.arange(64, dtype=np.float32))
     (x * 3.25 + 0.125).numpy()
     gpu = x.node.buffer.gpu
-    first = weakref.ref(next(p for p, groups in rt._bind_groups.items() if any(gpu in gpus for gpus in groups)))
+    first = weakref.ref(next(p for p, groups in rt.bind_groups.by_pipeline.items() if any(gpu in gpus for gpus in groups)))
     for i in range(8):  # other kernels push the first one's pipeline out of the cache
         (x * float(i) - 7.5).numpy()
     gc.collect()

@@ -16,6 +16,7 @@ import wgpu
 
 from . import counters, progress, webgpu
 from .adapter import NoAdapterError, pick_adapter, request_device  # noqa: F401 - also runtime.X
+from .bind_groups import BindGroups
 from .checks import STATUS_BYTES, DeviceStatus
 from .errors import FAULT_STAGES, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
 from .failures import Progress, failure, fault, inject
@@ -52,7 +53,6 @@ def locked(fn):
 
 STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
 SIZES_KEEP = 4096  # uniform buffers of kernel sizes kept for reuse (Runtime.sizes_buffer)
-BIND_GROUPS_KEPT = 8192  # bind groups kept for reuse, over every pipeline (Runtime._bind_group)
 
 
 def chunk_sizes(n: int, first: int | None = None, opts: Options | None = None) -> list[int]:
@@ -105,8 +105,7 @@ class Runtime:
         self._pipelines: OrderedDict[str, object] = OrderedDict()  # by WGSL, the least recently asked for first
         # bind groups by pipeline, then by the buffers bound: a bind group holds its pipeline (and its compiled
         # code) alive, so a pipeline dropped from _pipelines takes its bind groups with it
-        self._bind_groups: dict[object, dict[tuple, object]] = {}
-        self._bind_group_count = 0
+        self.bind_groups = BindGroups()
         self._sizes: OrderedDict[tuple, object] = OrderedDict()  # uniform buffers by the sizes they hold
         self._pool = HostThreads()  # the worker threads of split uploads and read-backs (Options.upload_threads, ...)
         self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
@@ -180,13 +179,7 @@ class Runtime:
             self.pooled_bytes -= gpu.size
             dropped.add(id(gpu))
         if dropped:
-            for pipeline, groups in list(self._bind_groups.items()):
-                kept = {gpus: bg for gpus, bg in groups.items() if not any(id(g) in dropped for g in gpus)}
-                self._bind_group_count -= len(groups) - len(kept)
-                if kept:
-                    self._bind_groups[pipeline] = kept
-                else:  # (the key alone would hold the pipeline)
-                    del self._bind_groups[pipeline]
+            self.bind_groups.drop_buffers(dropped)
 
     @locked
     def empty_cache(self) -> None:
@@ -291,7 +284,7 @@ class Runtime:
                 pipeline = self._pipelines.pop(next(iter(self._pipelines)))
             except (KeyError, RuntimeError, StopIteration):  # another compile thread dropped or added one
                 break
-            self._bind_group_count -= len(self._bind_groups.pop(pipeline, ()))
+            self.bind_groups.drop_pipeline(pipeline)
 
     def compile_all(self, shaders, opts: Options | None = None) -> None:
         """Pipelines for several shaders made at once on worker threads (the driver's compiles run side by side;
@@ -313,26 +306,7 @@ class Runtime:
                 bar.update(1)
 
     def _bind_group(self, pipeline, gpus):
-        # keyed by the objects themselves (identity hash; the bind group holds them alive anyway)
-        groups = self._bind_groups.get(pipeline)
-        if groups is None:
-            groups = self._bind_groups[pipeline] = {}
-        key = tuple(gpus)
-        bg = groups.get(key)
-        if bg is None:
-            if self._bind_group_count > BIND_GROUPS_KEPT:
-                # counted again first: a compile thread may have dropped a pipeline's groups meanwhile
-                self._bind_group_count = sum(len(g) for g in self._bind_groups.values())
-            if self._bind_group_count > BIND_GROUPS_KEPT:
-                self._bind_groups.clear()
-                self._bind_group_count = 0
-                groups = self._bind_groups[pipeline] = {}
-            layout = pipeline.get_bind_group_layout(0)
-            entries = [{"binding": i, "resource": {"buffer": g, "offset": 0, "size": g.size}}
-                       for i, g in enumerate(gpus)]
-            bg = groups[key] = self.device.create_bind_group(layout=layout, entries=entries)
-            self._bind_group_count += 1
-        return bg
+        return self.bind_groups.get(self.device, pipeline, gpus)
 
     # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
     @locked
