@@ -113,3 +113,19 @@ def test_roi_align_of_no_boxes_is_empty():
     want = tv.ops.roi_align(feats, torch.zeros(0, 5), (2, 3))
     got = vision_ops.roi_align(tinydl.tensor(feats), tinydl.tensor(np.zeros((0, 5), np.float32)), (2, 3))
     assert tuple(got.shape) == tuple(want.shape) == (0, 3, 2, 3) and got.dtype == tinydl.float32
+
+
+def test_nms_of_a_long_chain_reads_back_a_few_times(monkeypatch):
+    """A chain of 600 boxes settles one box per fixed-point step: the steps between read-backs double, so it
+    takes about log2(600) read-backs, not one per few steps, and still gives torchvision's boxes."""
+    from tinydl import schedule
+    reads = []
+    real = schedule.read
+    monkeypatch.setattr(schedule, "read", lambda t: reads.append(1) or real(t))
+    x = torch.arange(600, dtype=torch.float32) * 6
+    boxes = torch.stack([x, torch.zeros(600), x + 10, torch.ones(600) * 10], 1)
+    scores = torch.linspace(1, 0, 600)
+    want = torch.ops.torchvision.nms(boxes, scores, 0.2)
+    got = vision_ops.nms(tinydl.tensor(boxes), tinydl.tensor(scores), 0.2)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert len(reads) <= 12, len(reads)

@@ -17,7 +17,8 @@ from ._tensor import Tensor, tensor, zeros
 from .kernels import sort as sort_kernel
 from .sorting import argsort
 
-# Jacobi steps queued between two read-backs of the keep mask
+# Jacobi steps queued before the first read-back of the keep mask; each later batch queues twice as many, so a long
+# chain of suppressions (n steps to settle) costs about log2(n) read-backs, and at most twice the steps it needs
 STEPS_PER_CHECK = 4
 
 
@@ -59,15 +60,17 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     rows = tensor(np.arange(n, dtype=np.int32))
     # suppresses[i, j]: box i (earlier: higher score) drops box j when i is kept
     suppresses = (iou > float(iou_threshold)) & (rows[:, None] < rows[None, :])
-    keep = tensor(np.ones((n,), np.bool_))
-    seen = None
-    for _ in range(n + 1):
-        for _ in range(STEPS_PER_CHECK):
+    seen = np.ones((n,), np.bool_)
+    keep, steps = tensor(seen), STEPS_PER_CHECK
+    # box j's mask is final once the boxes before it are (after j + 1 steps), so the sequence ends constant; a mask
+    # equal to one read some steps earlier is therefore periodic from there on, and so already that constant
+    while True:
+        for _ in range(steps):
             keep = ~(suppresses & keep[:, None]).any(dim=0)
         host = keep.numpy()
-        if seen is not None and np.array_equal(host, seen):
+        if np.array_equal(host, seen):
             break
-        seen = host
+        seen, steps = host, steps * 2
     kept = np.nonzero(seen)[0].astype(np.int32)
     return order[tensor(kept)]
 
