@@ -94,11 +94,28 @@ def test_errors():
         tinydl.sort(x, 2)
     with pytest.raises(TypeError, match="argument 'k' must be int"):
         x.topk(2.0)
-    long = tinydl.zeros((1, sort_kernel.SORT_MAX + 1))
-    with pytest.raises(NotImplementedError, match="sort over a dim of 2049 elements is not supported"):
-        tinydl.sort(long)
-    with pytest.raises(NotImplementedError, match="topk over a dim of 2049 elements"):
-        long.topk(sort_kernel.TOPK_MAX + 1)
+
+
+@pytest.mark.parametrize("n", [sort_kernel.SORT_MAX + 1, 2533, 5000])
+def test_rows_longer_than_the_kernel_sorts_are_ordered_on_the_host(rng, n):
+    """A sort (or a topk / kthvalue of more than TOPK_MAX) of rows longer than SORT_MAX: read back and ordered on
+    the host, in torch's stable order (NaN above +inf; ties in index order), the values gathered on the GPU."""
+    x = rng.standard_normal((3, n)).astype(np.float32)
+    x[0, ::7], x[1, ::5], x[1, 1::9], x[2] = np.nan, np.inf, -np.inf, np.round(x[2])
+    t = torch.from_numpy(x)
+    for descending in (False, True):
+        values, indices = tinydl.sort(tinydl.tensor(x), dim=-1, descending=descending)
+        want = torch.sort(t, dim=-1, descending=descending, stable=True)
+        np.testing.assert_array_equal(indices.numpy(), want.indices.numpy())
+        np.testing.assert_array_equal(values.numpy(), want.values.numpy())
+    k = sort_kernel.TOPK_MAX + 1
+    np.testing.assert_array_equal(tinydl.tensor(x).topk(k).values.numpy(), t.topk(k).values.numpy())
+    np.testing.assert_array_equal(tinydl.tensor(x.T.copy()).kthvalue(k, dim=0).values.numpy(),
+                                  t.T.kthvalue(k, dim=0).values.numpy())
+    ints = rng.integers(-5, 5, (2, n)).astype(np.int32)
+    for descending in (False, True):
+        np.testing.assert_array_equal(tinydl.argsort(tinydl.tensor(ints), descending=descending).numpy(),
+                                      torch.sort(torch.from_numpy(ints), descending=descending, stable=True).indices)
 
 
 def test_kernels_per_call(rng):

@@ -2,8 +2,10 @@
 
 Each is one SORT kernel (kernels/sort.py) giving the indices of each row's first k in order, stable (equal
 elements keep their order; NaN sorts above +inf, as torch), and a gather of the values. Rows of up to
-kernels.sort.SORT_MAX elements sort whole; longer rows take topk / kthvalue with k <= kernels.sort.TOPK_MAX
-(the rest is refused by name). Part of the tensor API: Tensor's methods delegate here.
+kernels.sort.SORT_MAX elements sort whole; longer rows take topk / kthvalue with k <= kernels.sort.TOPK_MAX on the
+GPU too. Longer rows asked for more (a sort of 2,533 detection scores) are read back and ordered on the host in the
+same order, and the indices uploaded: correct, a read-back (so a jit runs such a function each call rather than
+replaying it). Part of the tensor API: Tensor's methods delegate here.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 
 from . import dtypes
 from ._core import MaxMin, Tensor, _make
-from .creation import arange, zeros
+from .creation import arange, tensor, zeros
 from .indexing import gather_rows
 from .kernels import sort as sort_kernel
 from .ops import SORT
@@ -31,15 +33,29 @@ def _first_k(x: Tensor, dim: int, k: int, descending: bool, what: str) -> MaxMin
     if k == 0 or math.prod(shape) == 0:
         idx = zeros(shape, dtype=dtypes.int32)
         return MaxMin(zeros(shape, dtype=x.dtype).transpose(d, -1), idx.transpose(d, -1))
-    if sort_kernel.trips(n, k) is None:
-        raise NotImplementedError(
-            f"{what} over a dim of {n} elements is not supported: rows of up to {sort_kernel.SORT_MAX} elements "
-            f"sort whole, longer ones give their first k <= {sort_kernel.TOPK_MAX} (topk, kthvalue)")
     rows = moved.reshape(-1, n)
-    idx = _make(SORT, None, (rows,), (k, bool(descending)), (rows.shape[0], k), dtypes.int32)
+    if sort_kernel.trips(n, k) is None:
+        idx = tensor(_host_order(rows.numpy(), descending)[:, :k])
+    else:
+        idx = _make(SORT, None, (rows,), (k, bool(descending)), (rows.shape[0], k), dtypes.int32)
     flat = idx + arange(rows.shape[0], dtype=dtypes.int32).reshape(-1, 1) * n if rows.shape[0] > 1 else idx
     values = gather_rows(rows.reshape(-1), flat)  # (in range by construction: no check)
     return MaxMin(values.reshape(shape).transpose(d, -1), idx.reshape(shape).transpose(d, -1))
+
+
+def _host_order(rows, descending: bool):
+    """The SORT kernel's order of each row of a host array, as int32 indices: stable, NaN above +inf."""
+    import numpy as np
+    if rows.dtype.kind == "f":
+        nan = np.isnan(rows)
+        values = np.where(nan, 0, rows).astype(np.float64)
+        # lexsort: stable, the last key first (NaN after every number ascending, before every number descending)
+        keys = (-values, ~nan) if descending else (values, nan)
+        order = np.stack([np.lexsort((v, f)) for v, f in zip(*keys)]) if len(rows) else np.zeros(rows.shape, np.int64)
+    else:
+        values = rows.astype(np.int64)
+        order = np.argsort(-values if descending else values, axis=-1, kind="stable")
+    return order.astype(np.int32)
 
 
 def _dim_size(x: Tensor, dim: int) -> int:
