@@ -124,3 +124,29 @@ def test_a_result_tinydl_does_not_compute_is_refused_where_it_is_read():
     tm = tinydl.from_torch(PoolIndices().eval())
     with pytest.raises(NotImplementedError, match="indices are read"):
         tm(tinydl.tensor(np.random.rand(1, 2, 4, 4).astype(np.float32)))
+
+
+class PasteMask(torch.nn.Module):
+    """Mask R-CNN's paste_mask_in_image: a mask resized to its box (sizes read from the box's values), then sliced
+    with tensor bounds that cover it whole, into an image."""
+
+    def forward(self, mask, box):
+        h, w = int(box[3] - box[1] + 1), int(box[2] - box[0] + 1)
+        m = torch.nn.functional.interpolate(mask[None, None], size=(h, w), mode="bilinear")[0][0]
+        image = torch.zeros((32, 32), dtype=m.dtype)
+        x0, y0 = max(box[0], 0), max(box[1], 0)
+        x1, y1 = min(box[2] + 1, 32), min(box[3] + 1, 32)
+        image[y0:y1, x0:x1] = m[(y0 - box[1]):(y1 - box[1]), (x0 - box[0]):(x1 - box[0])]
+        return image
+
+
+def test_a_slice_covering_its_tensor_whole_is_a_view_of_its_own():
+    """torch refuses a view op that returns its input itself; a whole-tensor slice decomposes into an alias, which
+    gets a wrapper of its own (Mask R-CNN's mask pasting failed here)."""
+    model = PasteMask().eval()
+    mask = torch.rand(14, 14, generator=torch.Generator().manual_seed(0))
+    tm = tinydl.from_torch(model, example_inputs=(mask, torch.tensor([2, 3, 10, 12])))
+    assert tm.conversion_path == eager.PATH
+    for box in ([2, 3, 10, 12], [0, 0, 31, 31], [20, 25, 40, 33]):
+        box = torch.tensor(box)
+        assert_close(tm(mask, box).numpy(), model(mask, box).numpy(), atol=1e-5, rtol=1e-5)

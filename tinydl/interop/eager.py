@@ -296,7 +296,12 @@ def _nonzero(func, args, kwargs):
 
 
 def _identity(func, args, kwargs):
-    return args[0]
+    """detach / alias / lift_fresh: the same value in a wrapper of its own (torch refuses a view op that returns its
+    input itself: "View operation returned a tensor that is the same as the input base tensor")."""
+    x = args[0]
+    if not isinstance(x, LazyTorchTensor):
+        return x
+    return LazyTorchTensor(x.value, x.dtype, x.shape, x.missing, strides=x.stride(), view_of=x.view_of)
 
 
 def _as_strided(func, args, kwargs):
