@@ -10,14 +10,14 @@ KEPT = 8192  # bind groups kept for reuse, over every pipeline
 
 
 class BindGroups:
-    def __init__(self, kept: int = KEPT):
-        self.kept = kept
+    def __init__(self, device, kept: int = KEPT):
+        self.device, self.kept = device, kept
         # pipeline -> {the GPU buffers bound, in order: bind group}; keyed by the objects themselves (identity hash;
         # the bind group holds them alive anyway)
         self.by_pipeline: dict[object, dict[tuple, object]] = {}
         self._count = 0
 
-    def get(self, device, pipeline, gpus):
+    def get(self, pipeline, gpus):
         """The bind group of pipeline over these buffers (binding i: gpus[i], whole), made on first use."""
         groups = self.by_pipeline.get(pipeline)
         if groups is None:
@@ -34,7 +34,7 @@ class BindGroups:
                 groups = self.by_pipeline[pipeline] = {}
             entries = [{"binding": i, "resource": {"buffer": g, "offset": 0, "size": g.size}}
                        for i, g in enumerate(gpus)]
-            bg = groups[key] = device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+            bg = groups[key] = self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
             self._count += 1
         return bg
 

@@ -47,7 +47,7 @@ def isolate(rt, dispatches):
     "encode"), or None if each passes alone."""
     for i, (pipeline, gpus, grid) in enumerate(dispatches):
         try:
-            bind_group = rt._bind_group(pipeline, gpus)
+            bind_group = rt.bind_groups.get(pipeline, gpus)
         except rt.errors as e:
             return i, "bind group", e
         try:

@@ -105,7 +105,7 @@ class Runtime:
         self._pipelines: OrderedDict[str, object] = OrderedDict()  # by WGSL, the least recently asked for first
         # bind groups by pipeline, then by the buffers bound: a bind group holds its pipeline (and its compiled
         # code) alive, so a pipeline dropped from _pipelines takes its bind groups with it
-        self.bind_groups = BindGroups()
+        self.bind_groups = BindGroups(self.device)
         self._sizes: OrderedDict[tuple, object] = OrderedDict()  # uniform buffers by the sizes they hold
         self._pool = HostThreads()  # the worker threads of split uploads and read-backs (Options.upload_threads, ...)
         self._pending: list = []  # finished command buffers of submits without read-backs, not yet sent (see submit)
@@ -304,9 +304,6 @@ class Runtime:
             done = self._pool(COMPILE_THREADS).map(compile_one, todo) if self.webgpu.threads else map(compile_one, todo)
             for _ in done:
                 bar.update(1)
-
-    def _bind_group(self, pipeline, gpus):
-        return self.bind_groups.get(self.device, pipeline, gpus)
 
     # -- execution (a plan's grids come from schedule.Target.grid) -------------------------------------
     @locked
@@ -556,10 +553,10 @@ class Runtime:
         if native is None:
             for pipeline, gpus, grid in dispatches:
                 cp.set_pipeline(pipeline)
-                cp.set_bind_group(0, self._bind_group(pipeline, gpus))
+                cp.set_bind_group(0, self.bind_groups.get(pipeline, gpus))
                 cp.dispatch_workgroups(*grid)
             return
-        handle, bind_group, no_offsets = cp._internal, self._bind_group, self.webgpu.ffi.NULL
+        handle, bind_group, no_offsets = cp._internal, self.bind_groups.get, self.webgpu.ffi.NULL
         set_pipeline = native.wgpuComputePassEncoderSetPipeline
         set_bind_group = native.wgpuComputePassEncoderSetBindGroup
         dispatch = native.wgpuComputePassEncoderDispatchWorkgroups
