@@ -70,6 +70,7 @@ class _Capture:
         self.rebuild = rebuild
         self.shapes = [(order[r].shape, order[r].dtype) for r in roots]
         self.bound = BoundPlan(order, plan, roots, [p for ps in input_pos.values() for p in ps])
+        self.donated_inputs = [i for i, ps in input_pos.items() if self.bound.donated.intersection(ps)]
 
     def replay(self, inputs):
         t0 = profiler.now()
@@ -79,9 +80,8 @@ class _Capture:
         try:
             self.bound.run(buffers, outs, profiler.now() - t0)
         finally:  # the donated inputs whose storage took a result (even a failed run's, which may have written it)
-            for i, ps in self.input_pos.items():
-                if self.bound.donated.intersection(ps):
-                    inputs[i].node.give_storage_away()
+            for i in self.donated_inputs:
+                inputs[i].node.give_storage_away()
         return self.rebuild([Tensor(n) for n in outs])
 
     def close(self) -> None:

@@ -108,7 +108,7 @@ class BoundPlan:
             command_buffer, bufs, _ = nxt or self._encode_next(donated)
         else:
             bufs = self._fresh_outputs()
-        results = list(bufs.values()) + list(donated.values())
+        results = list(bufs.values()) + list(donated.values()) if self.plan.checked else None
         try:
             if pre_encoded:
                 rt.submit_encoded(command_buffer, [(inputs[p].gpu, self.input_copies[p].gpu, inputs[p].nbytes)

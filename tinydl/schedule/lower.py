@@ -66,7 +66,8 @@ def lower(order: list[Node], roots: list[int], target: Target, opts: Options, ch
     nothing needs lowering."""
     if not any(n.kind in (MATMUL, CONV, ROWNORM, WRITE_SLOT) or _staged(n) for n in order):
         return Lowered(order, list(roots), list(range(len(order))))
-    writable = _writable_in_place(order, roots) if opts.in_place_slots else set()
+    writable = (_writable_in_place(order, roots) if opts.in_place_slots and any(n.kind == WRITE_SLOT for n in order)
+                else set())
     new: dict[int, Node] = {}   # original uid -> the node computing its value in the lowered graph
     made: set[int] = set()      # uids of lowered nodes that stand for an original one
     for n in order:
