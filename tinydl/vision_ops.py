@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._tensor import Tensor, tensor, zeros
-from .kernels import sort as sort_kernel
 from .sorting import argsort
 
 # Jacobi steps queued before the first read-back of the keep mask; each later batch queues twice as many, so a long
@@ -45,11 +44,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     n = boxes.shape[0]
     if n == 0:
         return tensor(np.zeros((0,), np.int32))
-    if n <= sort_kernel.SORT_MAX:
-        order = argsort(scores, dim=0, descending=True, stable=True)
-    else:  # longer than one sort kernel takes: sorted on the host (NaN first, as torch's descending sort)
-        host = scores.float().numpy()
-        order = tensor(np.argsort(-np.where(np.isnan(host), np.inf, host), kind="stable").astype(np.int32))
+    order = argsort(scores, dim=0, descending=True, stable=True)  # (past SORT_MAX boxes: ordered on the host)
     b = boxes[order].float()
     x1, y1, x2, y2 = (b[:, i] for i in range(4))
     area = (x2 - x1) * (y2 - y1)
