@@ -25,8 +25,8 @@ def _child(name: str, batch: int, quick: bool) -> None:
     import torch
 
     import tinydl
-    from tinydl.bench.models import MODELS, first_tensor, vision
-    build = MODELS[name][0] if name in MODELS else vision(name)
+    from tinydl.bench.models import builder, first_tensor
+    build = builder(name)[0]
     model, inputs = build(batch, quick)
     t0 = time.perf_counter()
     tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
@@ -49,7 +49,7 @@ def measure(name: str, batch: int, quick: bool, cache_dir: str) -> dict:
 
 
 def main(argv=None) -> None:
-    from tinydl.bench.models import MODELS
+    from tinydl.bench.models import MODELS, builder
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=list(MODELS) + ["densenet121"])
     ap.add_argument("--batches", nargs="*", type=int, help="default: each model's benchmark batches (others: 1, 16)")
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
           "second call ms |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        for batch in args.batches or (MODELS[name][1] if name in MODELS else (1, 16)):
+        for batch in args.batches or builder(name)[1]:
             with tempfile.TemporaryDirectory(prefix="tinydl-shader-cache-") as cache_dir:
                 try:
                     cold = measure(name, batch, args.quick, cache_dir)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydl.bench.models import MODELS, first_tensor
+from tinydl.bench.models import MODELS, builder, first_tensor
 from tinydl.bench.peers import run_ort_webgpu, run_tinydl, run_tinydl_fp16, run_tinydl_tuned, run_torch
 from tinydl.bench.plot import plot
 
@@ -159,13 +159,13 @@ def main(argv=None):
     info = tinydl.device_info()
     header = {"device": info["adapter"], "backend": info["backend"], "date": datetime.date.today().isoformat(),
               "host": platform.node(), "python": sys.version.split()[0], "runs": args.runs, "quick": args.quick}
-    jobs = [(m, b) for m in args.models for b in (args.batches or MODELS[m][1])]
+    jobs = [(m, b) for m in args.models for b in (args.batches or builder(m)[1])]
     rows, records = [], []
     args.out.mkdir(parents=True, exist_ok=True)
     for name, batch in tqdm(jobs, desc="benchmark", file=sys.stderr):
         rec = {"model": name, "batch": batch}
         try:
-            model, inputs = MODELS[name][0](batch, args.quick)
+            model, inputs = builder(name)[0](batch, args.quick)
             rec["torch_cpu_ms"], ref = run_torch(model, inputs, "cpu", max(3, args.runs // 4))
             rec["tinydl_ms"], rec["max_abs_err"], tm = run_tinydl(model, inputs, args.runs, ref)
             if args.profile:
@@ -179,6 +179,8 @@ def main(argv=None):
                 rec["tinydl_fp16_ms"], rec["fp16_max_abs_err"] = run_tinydl_fp16(tm, inputs, args.runs, ref)
             if cuda:
                 rec["torch_cuda_ms"], _ = run_torch(model, inputs, "cuda", args.runs)
+                if args.fp16:
+                    rec["torch_cuda_fp16_ms"], _ = run_torch(model, inputs, "cuda", args.runs, half=True)
             if not args.no_ort:
                 rec["ort_webgpu_ms"], rec["ort_max_abs_err"], why = run_ort_webgpu(model, inputs, args.runs, args.out,
                                                                                    ref)
@@ -194,10 +196,10 @@ def main(argv=None):
                          f"{rec['tuned_max_abs_err']:.2g}")
         rows.append([name, batch, rec.get("tinydl_ms")] + ([rec.get("tinydl_tuned_ms")] if args.tune else [])
                     + [rec.get("tinydl_fp16_ms"), rec.get("torch_cpu_ms"), rec.get("torch_cuda_ms"),
-                       rec.get("ort_webgpu_ms"), rec.get("max_abs_err"), rec.get("fp16_max_abs_err"),
+                       rec.get("torch_cuda_fp16_ms"), rec.get("ort_webgpu_ms"), rec.get("max_abs_err"), rec.get("fp16_max_abs_err"),
                        rec.get("ort_max_abs_err"), "; ".join(n for n in notes if n)])
     headers = ["model", "batch", "tinydl ms"] + (["tinydl tuned ms"] if args.tune else []) + [
-        "tinydl fp16 ms", "torch CPU ms", "torch CUDA ms", "ORT-WebGPU ms", "max abs err", "fp16 max abs err",
+        "tinydl fp16 ms", "torch CPU ms", "torch CUDA ms", "torch CUDA fp16 ms", "ORT-WebGPU ms", "max abs err", "fp16 max abs err",
         "ORT max abs err", "note"]
     table = tabulate(rows, headers=headers, floatfmt=".3g", missingval="-")
     out = {"header": header, "models": records}

@@ -7,6 +7,7 @@ in tinydl/kernels/gemm.py (choose_tile, split_k) from measurements; with --direc
     python -m benchmarks.sweep --direct --strips auto 1x1 4x2 8x1
     python -m benchmarks.sweep --mobilenet --splits auto 1 2 4
     python -m benchmarks.sweep --mobilenet --batch 1 --tiles auto tile32 tile64 --splits auto 1 4 16
+    python -m benchmarks.sweep --half --splits auto   # float16: every matrix tile (on an adapter with them)
 
 Each row: the shape, the forced tile and split (auto = the rules' own choice), GPU time per op and TFLOP/s.
 Each variant runs as --copies independent copies of the op in one submit, --runs times (see
@@ -46,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--warm", type=float, default=0.5, help="seconds of calls before each variant is timed")
     ap.add_argument("--quick", action="store_true", help="two tiny shapes (smoke test on a software adapter)")
     ap.add_argument("--only", help="only shapes whose label contains this text (e.g. 'x @ W.T')")
+    ap.add_argument("--half", action="store_true",
+                    help="float16 operands (default tiles: auto and every matrix tile, kernels/gemm_matrix.py)")
     ap.add_argument("--scalar-loads", action="store_true", help="tiles load operands element by element only")
     ap.add_argument("--channel-major", action="store_true",
                     help="gathered convs keep K in (ci, kh, kw) order (no TapGather)")
@@ -60,21 +63,22 @@ def main(argv=None):
     import tinydl
     import tinydl.nn.functional as F
     from tabulate import tabulate
-    from tinydl.kernels import gemm
+    from tinydl.kernels import gemm, gemm_matrix
 
-    tiles = args.tiles or ["auto", *gemm.TILES]
+    tiles = args.tiles or ["auto", *(gemm_matrix.MATRIX_TILES if args.half else gemm.TILES)]
+    dtype = np.float16 if args.half else np.float32
     switches = dict(vec4_loads=not args.scalar_loads, tap_major=not args.channel_major)
     rng = np.random.default_rng(0)
     jobs = []
     for nb, c, hw, co, k in ([(1, 16, 8, 16, 3)] if args.quick else MOBILENET_1X1 if args.mobilenet else CONVS):
         nb = args.batch or nb
-        x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32))
-        w = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32))
+        x = tinydl.tensor(rng.standard_normal((nb, c, hw, hw), dtype=np.float32).astype(dtype))
+        w = tinydl.tensor(rng.standard_normal((co, c, k, k), dtype=np.float32).astype(dtype))
         jobs.append((f"conv {nb}x{c}x{hw}x{hw} -> {co} k{k}", 2 * nb * co * hw * hw * c * k * k,
                      lambda x=x, w=w, k=k: F.conv2d(x, w, padding=k // 2)))
     for M, N, K in ([(32, 32, 64)] if args.quick else [] if args.mobilenet else MATMULS):
-        a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32))
-        wt = tinydl.tensor(rng.standard_normal((N, K), dtype=np.float32))
+        a = tinydl.tensor(rng.standard_normal((M, K), dtype=np.float32).astype(dtype))
+        wt = tinydl.tensor(rng.standard_normal((N, K), dtype=np.float32).astype(dtype))
         jobs.append((f"x @ W.T {M}x{N}x{K}", 2 * M * N * K, lambda a=a, wt=wt: a @ wt.T))
     rows = []
     jobs = [j for j in jobs if not args.only or args.only in j[0]]

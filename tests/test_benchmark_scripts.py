@@ -59,3 +59,24 @@ def test_generate_runs_a_state_space_model():
     assert done.returncode == 0, done.stdout + done.stderr
     assert [" ".join(line.split()[2:-2]) for line in done.stdout.splitlines() if line.startswith("mamba")] == \
         ["torch cpu", "tinydl fp32"], done.stdout
+
+
+def test_run_takes_a_torchvision_name_outside_its_table(tmp_path):
+    """benchmarks.run --models NAME: a torchvision classifier not in the table runs too (its fp32 and fp16
+    columns; torch CUDA fp16 where CUDA is)."""
+    done = _run("benchmarks.run", "--models", "mobilenet_v3_small", "--batches", "1", "--runs", "1", "--quick",
+                "--no-ort", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "torch CUDA fp16 ms" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("mobilenet_v3_small"))
+    assert "Error" not in row, row
+
+
+def test_sweep_of_the_matrix_tiles_in_float16():
+    """benchmarks.sweep --half: float16 products under each forced matrix tile (the rules' tiles on an adapter
+    without subgroup matrices), a row each."""
+    done = _run("benchmarks.sweep", "--half", "--quick", "--splits", "auto", "--tiles", "auto", "mma128s2",
+                "--runs", "1", "--copies", "2", "--warm", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if "mma128s2" in line and "Error" not in line]
+    assert len(rows) >= 2, done.stdout

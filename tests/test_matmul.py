@@ -629,3 +629,25 @@ def test_float16_products_are_as_accurate_as_rounding_the_exact_result(rng, case
     assert ("[mma" in c.names[0]) == matrices, c.names
     assert c.count == 1 or not matrices, c.names  # a matrix tile is never split
     assert case != "linear+bias+gelu" or "add+gelu" in c.names[-1], c.names
+
+
+# -- matrix tiles (float16 on subgroup matrices: Dawn on GPUs with them; elsewhere these skip) -------------------
+@pytest.mark.parametrize("tile", list(tinydl.kernels.gemm_matrix.MATRIX_TILES))
+@pytest.mark.parametrize("M,N,K,transposed", [(300, 270, 96, True), (130, 200, 72, False), (64, 520, 4096, True)])
+def test_matrix_tiles_match_float16_rounding_of_the_exact_product(rng, use_options, tile, M, N, K, transposed):
+    """Every matrix tile (kernels/gemm_matrix.py), forced: ragged edges, both B layouts, a long K in one kernel,
+    and a fused epilogue, within float16 rounding of the exact (float64) product of the same inputs."""
+    if not tinydl.schedule.target().subgroup_matrix:
+        pytest.skip("the adapter has no float16 subgroup matrices")
+    use_options(force_tile=tile)
+    a = rand(rng, M, K, dtype=np.float16)
+    b = rand(rng, N, K, dtype=np.float16) if transposed else rand(rng, K, N, dtype=np.float16)
+    bias = rand(rng, N, dtype=np.float16)
+    tb = tinydl.tensor(b)
+    out = ((tinydl.tensor(a) @ (tb.T if transposed else tb)) + tinydl.tensor(bias)).relu()
+    exact = np.maximum(a.astype(np.float64) @ (b.T if transposed else b).astype(np.float64) + bias, 0)
+    step = tinydl.explain.plan(lambda x, y, z: ((x @ (y.T if transposed else y)) + z).relu(), tinydl.tensor(a), tb,
+                               tinydl.tensor(bias)).names
+    assert step == [f"matmul+add+relu {M}x{N} [{tile}]"], step
+    err = np.abs(out.numpy().astype(np.float64) - exact).max() / np.abs(exact).max()
+    assert err <= 1.5e-3, err  # float32 accumulation, one float16 rounding (2**-11) plus the bias add's

@@ -1,10 +1,13 @@
 """Lowering and fusion without a GPU: graphs of placeholder inputs planned (tinydl.explain.plan) on a made-up
 schedule.Target, their kernel groups checked. Each test names the rule (schedule/fuse.py, schedule/lower.py) that
 breaking would change its kernels. Any use of the runtime fails the test."""
+import re
+
 import pytest
 
 import tinydl.nn.functional as F
 from tinydl import explain, runtime, schedule
+from tinydl.kernels import gemm_matrix
 from tinydl.ops import CONV, MATMUL
 
 P = explain.placeholder
@@ -167,6 +170,29 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
                  P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128]"]
     assert "mma" not in names(lambda x, w: F.conv2d(x, w, padding=1), P(2, 3, 32, 32, dtype=float16),
                               P(16, 3, 3, 3, dtype=float16), target=MATRIX)[-1]
+
+
+@pytest.mark.parametrize("tile", list(gemm_matrix.MATRIX_TILES))
+@pytest.mark.parametrize("transposed", [True, False])
+def test_every_matrix_tile_forced_fits_workgroup_memory(use_options, tile, transposed):
+    """Options.force_tile names any matrix tile for float16 products on subgroup matrices (float32 ones keep the
+    rules' tiles): its multiply-accumulates per K step, one barrier a step with two stages (two with one), and its
+    workgroup arrays within the 48 KiB NVIDIA's Vulkan driver gives."""
+    from tinydl import float16
+    t = gemm_matrix.MATRIX_TILES[tile]
+    use_options(force_tile=tile)
+    x = P(1024, 768, dtype=float16)
+    w = P(3072, 768, dtype=float16) if transposed else P(768, 3072, dtype=float16)
+    plan = explain.plan(lambda x, w: x @ (w.T if transposed else w), x, w, target=MATRIX)
+    assert plan.names == [f"matmul 1024x3072 [{tile}]"]
+    wgsl = plan.steps[0].wgsl
+    assert wgsl.count("subgroupMatrixMultiplyAccumulate") == t.bk // 16 * t.fm * t.fn
+    loop = wgsl[wgsl.index("for (var k0"):wgsl.index("subgroupMatrixStore")]
+    assert loop.count("workgroupBarrier()") == 3 - t.stages, loop
+    sizes = re.findall(r"var<workgroup> \w+: array<(f16|f32), (\d+)>", wgsl)
+    assert sum(int(n) * (2 if ty == "f16" else 4) for ty, n in sizes) <= 48 * 1024, sizes
+    assert f"@workgroup_size({t.threads})" in wgsl
+    assert "mma" not in names(lambda x, w: x @ w.T, P(1024, 768), P(3072, 768), target=MATRIX)[0]  # float32
 
 
 def _rms_linear(x, w, W):

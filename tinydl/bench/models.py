@@ -67,3 +67,9 @@ def first_tensor(out):
     if isinstance(out, (tuple, list)):
         return first_tensor(out[0])
     return out
+
+
+def builder(name):
+    """(build, default batches) of a named benchmark model; a name outside MODELS is taken as a torchvision
+    classifier (vit_b_16, convnext_tiny, densenet121, ...) at batches 1 and 16."""
+    return MODELS[name] if name in MODELS else (vision(name), (1, 16))

@@ -11,9 +11,15 @@ from .models import first_tensor
 from .timing import median_ms
 
 
-def run_torch(model, inputs, device, runs):
+def run_torch(model, inputs, device, runs, half=False):
+    """(median ms, output) of the torch model on device; half: after .half(), floating inputs fed as float16
+    arrays (the model is float32 again on the CPU after)."""
     import torch
     m = model.to(device)
+    if half:
+        m.half()
+        inputs = [a.astype(np.float16) if a.dtype.kind == "f" else a for a in inputs]
+
     def call():
         with torch.no_grad():
             t = [torch.from_numpy(a).to(device) for a in inputs]
@@ -22,7 +28,7 @@ def run_torch(model, inputs, device, runs):
     if device == "cuda":
         torch.cuda.synchronize()
     ms = median_ms(call, runs)
-    m.to("cpu")
+    m.float().to("cpu")
     return ms, out
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..ops import GEMM_MAX_K
 from ..options import DEFAULT, Options
+from .gemm_matrix import MATRIX_TILES
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ def tune_key(batch: int, M: int, N: int, K: int, gather: bool | str, itemsize: i
 
 def choose_tile(batch: int, M: int, N: int, K: int, gather: bool | str = False, itemsize: int = 4,
                 opts: Options = DEFAULT) -> str:
-    """The GEMM variant: forced (Options.force_tile), measured on this GPU (TUNED), or by the rules (rule_tile)."""
-    if opts.force_tile:
+    """The GEMM variant: forced (Options.force_tile; a matrix tile forced applies to float16 products on subgroup
+    matrices only), measured on this GPU (TUNED), or by the rules (rule_tile)."""
+    if opts.force_tile and opts.force_tile not in MATRIX_TILES:
         return opts.force_tile
     tuned = TUNED.get(tune_key(batch, M, N, K, gather, itemsize))
     return tuned[0] if tuned else rule_tile(batch, M, N, K, gather)

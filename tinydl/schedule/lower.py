@@ -155,9 +155,11 @@ def _pad_last(x: Node, dim: int, to: int) -> Node:
 
 def _on_matrices(target: Target, opts: Options, operands: tuple, M: int, N: int, K: int) -> bool:
     """Whether a GEMM runs on a matrix tile (kernels/gemm_matrix.py): float16 operands on a Target with subgroup
-    matrices, a shape worth them, no tile forced; its whole K in one kernel (float32 accumulation, no split)."""
-    return (target.subgroup_matrix and all(x.dtype == dtypes.float16 for x in operands) and not opts.force_tile
-            and gemm_matrix.fits(M, N, K) and K <= gemm.MAX_K)
+    matrices, a shape worth them, no other tile forced; its whole K in one kernel (float32 accumulation, no
+    split)."""
+    return (target.subgroup_matrix and all(x.dtype == dtypes.float16 for x in operands)
+            and opts.force_tile in (None, *gemm_matrix.MATRIX_TILES) and gemm_matrix.fits(M, N, K)
+            and K <= gemm.MAX_K)
 
 
 def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -> Node:
@@ -168,7 +170,7 @@ def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules)
     N = b.shape[2]
     dt = n.dtype
     if _on_matrices(target, opts, (a, b), M, N, K):
-        low = Node(MATMUL, None, (a, b), GemmArgs(1, gemm_matrix.choose(B, M, N)), n.shape, dt)
+        low = Node(MATMUL, None, (a, b), GemmArgs(1, gemm_matrix.choose(B, M, N, opts)), n.shape, dt)
         low.uid = n.uid
         return low
     S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
@@ -215,7 +217,7 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
     K = cin_g * kh * kw
     if _on_matrices(target, opts, (x, w), M, Ngemm, K):  # the pixels gathered per element (no TapGather)
-        return _node_like(n, (x, w), dataclasses.replace(args, tile=gemm_matrix.choose(g, M, Ngemm)))
+        return _node_like(n, (x, w), dataclasses.replace(args, tile=gemm_matrix.choose(g, M, Ngemm, opts)))
     S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g, opts),
                       dt.itemsize, opts)
     if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
