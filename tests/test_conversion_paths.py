@@ -111,6 +111,18 @@ OPS = {
     + torch.nn.functional.interpolate(x[:, :, 0], size=11, mode="linear")[..., None, :6],
     # windows that overlap (a sliding-window unfold's strides) over an intermediate that owns its storage
     "as_strided": lambda x: torch.as_strided(x * 2, (2, 3, 4, 3), (90, 30, 6, 2), 1) + x[..., :4, :3],
+    # running extremes, medians, sorted-sequence search, diagonal / masked scatters, angle, local response norm
+    "cummax_median_searchsorted": lambda x: torch.cummax(x, 2).values + x.cummin(-1)[1]
+    + x.median(dim=-1, keepdim=True).values + torch.median(x)
+    + torch.searchsorted(torch.linspace(-2, 2, 9), x.contiguous(), side="right") + torch.angle(x),
+    "scatters_lrn": lambda x: torch.diagonal_scatter(x, x[..., 0, :5] * 3, 1, -2, -1)
+    + x.masked_scatter(x > 0, x.flip(0) * 2) + torch.nn.functional.local_response_norm(x, 3, k=2.0),
+    # 1-d and 3-d pools as ATen keeps them (x taken as an unbatched C x D x H x W volume, and as N x C x L)
+    "pools_1d_3d": lambda x: torch.nn.functional.avg_pool3d(x, 2, 1, 1, count_include_pad=False)[:, :3, :5, :6]
+    + torch.nn.functional.adaptive_max_pool3d(x, (3, 5, 6))
+    + torch.nn.functional.avg_pool1d(x.flatten(2), 3, 2, 1, ceil_mode=True).sum(-1)[..., None, None]
+    + torch.nn.functional.max_pool1d(x.flatten(2), 4, 3, dilation=2).mean(-1)[..., None, None]
+    + torch.nn.functional.adaptive_max_pool1d(x.flatten(2), 6)[..., None, :],
 }
 
 

@@ -24,7 +24,7 @@ def _t(x):
 # each op's random inputs: near 0 for log1p / expm1 (where their series matter), in (0, 1) for logit
 INPUTS = {"log1p": lambda s: (torch.randn(s) * 0.05).clamp(min=-0.99), "expm1": lambda s: torch.randn(s) * 0.05,
           "logit": torch.rand}
-UNARY_ALL = UNARY + ["signbit", "frac", "sinc", "logit", "nan_to_num"]
+UNARY_ALL = UNARY + ["signbit", "frac", "sinc", "logit", "nan_to_num", "angle"]
 
 
 @pytest.mark.parametrize("name", UNARY_ALL)
@@ -59,6 +59,14 @@ def test_unary_float16(name):
     got = getattr(tinydl, name)(_t(x).half())
     assert got.dtype == tinydl.float16
     assert_close(got.float(), getattr(torch, name)(x.half()).float(), rtol=1e-3, atol=1e-4)
+
+
+def test_angle_of_integers_bool_and_float16():
+    """torch.angle of real tensors: float32 for integers and bool, float16 kept; -0.0 gives 0, -inf pi."""
+    for x in (torch.arange(-3, 4), torch.tensor([True, False]), torch.tensor([-2.0, -0.0, 0.5], dtype=torch.float16)):
+        got = tinydl.angle(_t(x))
+        assert got.dtype == {torch.float16: tinydl.float16}.get(x.dtype, tinydl.float32)
+        np.testing.assert_array_equal(got.numpy(), torch.angle(x).numpy())
 
 
 @pytest.mark.parametrize("path", ["fx", "torch.export"])

@@ -124,3 +124,24 @@ class Family(torch.nn.Module):
 @pytest.mark.parametrize("path", ["fx", "torch.export"])
 def test_both_paths(path):
     check_paths(Family(), torch.randn(2, 4, 5, 6), path=path)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5), (2, 6, 4, 3), (1, 5, 2, 3, 4)])
+@pytest.mark.parametrize("size,k", [(1, 1.0), (3, 2.0), (4, 0.5), (9, 1.0)])
+def test_local_response_norm(shape, size, k):
+    """F.local_response_norm and nn.LocalResponseNorm: torch's windows over channels (padded with zeros, the
+    padding counted), 3-d to 5-d inputs, sizes odd, even and past the channel count."""
+    x = torch.randn(shape) * 3
+    assert_close(F.local_response_norm(tinydl.tensor(x.numpy()), size, 1e-2, 0.75, k),
+                 torch.nn.functional.local_response_norm(x, size, 1e-2, 0.75, k))
+    layer = nn.LocalResponseNorm(size, alpha=1e-2, k=k)
+    assert_close(layer(tinydl.tensor(x.numpy())), torch.nn.LocalResponseNorm(size, alpha=1e-2, k=k)(x))
+    assert repr(layer) == repr(torch.nn.LocalResponseNorm(size, alpha=1e-2, k=k))
+    with pytest.raises(ValueError, match=r"Expected 3D or higher dimensionality\s+input \(got 2 dimensions\)"):
+        F.local_response_norm(tinydl.tensor(x.numpy().reshape(shape[0], -1)), size)
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_local_response_norm_layer_on_both_paths(path):
+    check_paths(torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.LocalResponseNorm(4, k=2.0)),
+                torch.randn(2, 3, 8, 8), path=path)

@@ -95,3 +95,29 @@ def test_aten_overloads(rng):
                            ("aten.hypot.default", torch.ops.aten.hypot.default, (x, x.flip(0)))):
         out = registry.lookup(name)(*(tinydl.tensor(a.numpy()) if isinstance(a, torch.Tensor) else a for a in args))
         assert_close(out, fn(*args), rtol=1e-4, atol=1e-4)
+
+
+# -- cummax / cummin -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("op", ["cummax", "cummin"])
+@pytest.mark.parametrize("n", [1, BLOCK + 3, BLOCK * BLOCK + 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
+def test_running_extremes_and_their_indices(rng, op, n, dtype):
+    """Values and indices as torch's: a later equal value takes the index (small integers: many ties), NaN
+    propagates from the first one and each later NaN takes the index; along every dim, lengths past the blocks."""
+    x = rng.integers(-4, 5, (3, n)).astype(dtype)
+    if dtype != np.int32 and n > 2:
+        x[1, n // 3] = x[1, n - 1] = np.nan
+    for dim in (0, 1, -1):
+        got = getattr(tinydl.tensor(x), op)(dim)
+        want = getattr(torch, op)(torch.from_numpy(x), dim)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+
+
+def test_running_extremes_of_bool_and_0d():
+    got = tinydl.cummax(tinydl.tensor(np.array([True, False, True])), 0)
+    assert got.values.numpy().tolist() == [True, True, True] and got.indices.numpy().tolist() == [0, 0, 2]
+    got = tinydl.cummin(tinydl.tensor(np.float32(2.5)), 0)
+    assert got.values.item() == 2.5 and got.indices.item() == 0
+    with pytest.raises(IndexError):
+        tinydl.cummax(tinydl.tensor(np.zeros((2, 3), np.float32)), 2)

@@ -390,3 +390,49 @@ def test_aten_overloads(rng):
     for name, fn, args, kwargs in calls:
         out = registry.lookup(name)(*(to_td(a) for a in args), **kwargs)
         assert_close(out, fn(*args, **kwargs))
+
+
+# -- diagonal_scatter / masked_scatter ------------------------------------------------------------------------
+@pytest.mark.parametrize("offset", [-3, -1, 0, 1, 4])
+@pytest.mark.parametrize("dims", [(0, 1), (1, 2), (2, 0), (-1, -3)])
+def test_diagonal_scatter_matches_torch(rng, offset, dims):
+    x = torch.from_numpy(rng.standard_normal((3, 4, 5)).astype(np.float32))
+    src = torch.from_numpy(rng.standard_normal(x.diagonal(offset, *dims).shape).astype(np.float32))
+    got = tinydl.diagonal_scatter(tinydl.tensor(x.numpy()), tinydl.tensor(src.numpy()), offset, *dims)
+    np.testing.assert_array_equal(got.numpy(), torch.diagonal_scatter(x, src, offset, *dims).numpy())
+    got = tinydl.tensor(x.numpy()).diagonal_scatter(tinydl.tensor(src.numpy()), offset, *dims)
+    np.testing.assert_array_equal(got.numpy(), torch.diagonal_scatter(x, src, offset, *dims).numpy())
+
+
+def test_diagonal_scatter_of_a_wrong_size_is_torchs_error():
+    with pytest.raises(RuntimeError, match=r"expected src to have a size equal to the slice of self. src size = \[3\], "
+                                           r"slice size = \[2\]"):
+        tinydl.diagonal_scatter(tinydl.tensor(np.zeros((3, 4), np.float32)), tinydl.tensor(np.ones(3, np.float32)), 2)
+
+
+@pytest.mark.parametrize("mask_shape", [(3, 4, 5), (4, 1), (5,)])
+@pytest.mark.parametrize("spare", [0, 7])
+def test_masked_scatter_matches_torch(rng, mask_shape, spare):
+    """Source elements fill the True places in row-major order (mask broadcast to the input), exactly enough of
+    them or more."""
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    mask = rng.random(mask_shape) > 0.4
+    count = int(np.broadcast_to(mask, x.shape).sum())
+    src = rng.standard_normal(count + spare).astype(np.float32)
+    got = tinydl.tensor(x).masked_scatter(tinydl.tensor(mask), tinydl.tensor(src))
+    want = torch.from_numpy(x).masked_scatter(torch.from_numpy(mask), torch.from_numpy(src))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda x, m, s: tinydl.masked_scatter(x, m, s[:-1]), "Number of elements of source < number of ones in mask"),
+    (lambda x, m, s: tinydl.masked_scatter(x, m.int(), s), "masked_scatter_ only supports boolean masks, but got "
+                                                           "mask with dtype Long"),
+    (lambda x, m, s: tinydl.masked_scatter(x.int(), m, s), "masked_scatter: expected self and source to have same "
+                                                           "dtypes but gotLong and Float"),
+])
+def test_masked_scatter_errors_are_torchs(make, message):
+    x = tinydl.tensor(np.zeros(4, np.float32))
+    m = tinydl.tensor(np.array([True, False, True, True]))
+    with pytest.raises(RuntimeError, match=message):
+        make(x, m, tinydl.tensor(np.arange(3, dtype=np.float32)))

@@ -180,3 +180,83 @@ def test_unique_as_torch(dim):
             for g, w in zip(got, want):
                 np.testing.assert_array_equal(g.numpy(), w.numpy())
     assert tinydl.tensor(x.numpy()).int().unique().dtype == tinydl.int32
+
+
+# -- median, searchsorted --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,dim", [((3, 7, 5), 0), ((3, 7, 5), 1), ((3, 7, 5), -1), ((4, 300), 1), ((6,), 0)])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_median_along_a_dim_matches_torch(rng, shape, dim, keepdim):
+    """The lower middle value and its index (distinct values: the index is unique); a row with NaN gives NaN and
+    its first NaN's index, as torch."""
+    x = distinct(rng, shape)
+    if len(shape) > 1:
+        x[(1,) * (len(shape) - 1) + (2,)] = np.nan
+    same(tinydl.tensor(x).median(dim, keepdim), torch.from_numpy(x).median(dim, keepdim))
+    same(tinydl.median(tinydl.tensor(x), dim=dim, keepdim=keepdim), torch.median(torch.from_numpy(x), dim, keepdim))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
+def test_median_of_all_elements(rng, dtype):
+    x = rng.integers(-50, 50, (5, 8)).astype(dtype)
+    assert tinydl.tensor(x).median().item() == torch.from_numpy(x).median().item()
+    assert np.isnan(tinydl.median(tinydl.tensor(np.array([1.0, np.nan, 0.0], np.float32))).item())
+    assert np.isnan(tinydl.median(tinydl.tensor(np.zeros((0,), np.float32))).item())  # torch: nan
+
+
+def test_median_errors_are_torchs():
+    with pytest.raises(IndexError, match=r"median\(\): Expected reduction dim 1 to have non-zero size."):
+        tinydl.tensor(np.zeros((2, 0), np.float32)).median(1)
+    with pytest.raises(NotImplementedError, match="\"median_cpu\" not implemented for 'Bool'"):
+        tinydl.tensor(np.array([True, False])).median()
+    with pytest.raises(IndexError):
+        tinydl.tensor(np.zeros((2, 3), np.float32)).median(2)
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_in_one_sorted_row(rng, right):
+    """Values between, equal to (repeated) and beyond the boundaries, NaN and infinities: torch's binary search,
+    so each lands where torch puts it; a Python number gives a 0-d result."""
+    seq = np.sort(rng.standard_normal(37).astype(np.float32))
+    seq[5] = seq[6]
+    v = np.concatenate([rng.standard_normal((50,)), seq[:10], [np.nan, np.inf, -np.inf]]).astype(np.float32)
+    got = tinydl.searchsorted(tinydl.tensor(seq), tinydl.tensor(v.reshape(7, 9)), right=right)
+    want = torch.searchsorted(torch.from_numpy(seq), torch.from_numpy(v.reshape(7, 9)), right=right)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    got0 = tinydl.searchsorted(tinydl.tensor(seq), float(seq[3]), side="right" if right else "left")
+    assert got0.shape == () and got0.item() == torch.searchsorted(torch.from_numpy(seq), float(seq[3]),
+                                                                  right=right).item()
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_per_row_with_a_sorter_and_nan_boundaries(rng, side):
+    seq = np.sort(rng.standard_normal((3, 4, 9)).astype(np.float32), -1)
+    seq[0, 0, -1] = np.nan  # torch sorts NaN last; its search's comparisons decide where values land
+    v = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    got = tinydl.searchsorted(tinydl.tensor(seq), tinydl.tensor(v), side=side)
+    np.testing.assert_array_equal(got.numpy(), torch.searchsorted(torch.from_numpy(seq), torch.from_numpy(v),
+                                                                  side=side).numpy())
+    unsorted = rng.standard_normal(20).astype(np.float32)
+    order = np.argsort(unsorted)
+    got = tinydl.searchsorted(tinydl.tensor(unsorted), tinydl.tensor(v), side=side,
+                              sorter=tinydl.tensor(order.astype(np.int32)))
+    want = torch.searchsorted(torch.from_numpy(unsorted), torch.from_numpy(v), side=side,
+                              sorter=torch.from_numpy(order))
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    ints = tinydl.searchsorted(tinydl.tensor(np.arange(5, dtype=np.int32)), tinydl.tensor(np.array([1.5, 3.0],
+                                                                                                   np.float32)))
+    assert ints.numpy().tolist() == [2, 3]  # the common type of int boundaries and float values
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda s, v: tinydl.searchsorted(s, v, side="middle"),
+     r"torch.searchsorted\(\): side can only be 'left' or 'right' but got middle"),
+    (lambda s, v: tinydl.searchsorted(s, v, side="left", right=True),
+     r"torch.searchsorted\(\): side and right can't be set to opposites, got side of left while right was True"),
+    (lambda s, v: tinydl.searchsorted(s.reshape(2, 2), v),
+     r"boundaries tensor should be 1 dimension or the first N-1 dimensions of boundaries tensor and input value "
+     r"tensor must match, but we got boundaries tensor \[2, 2\] and input value tensor \[3\]"),
+])
+def test_searchsorted_errors_are_torchs(call, message):
+    s, v = tinydl.tensor(np.arange(4, dtype=np.float32)), tinydl.tensor(np.ones(3, np.float32))
+    with pytest.raises(RuntimeError, match=message):
+        call(s, v)

@@ -24,7 +24,7 @@ from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
-from .sorting import argsort, kthvalue, msort, sort, topk, unique  # noqa: F401
+from .sorting import argsort, kthvalue, median, msort, searchsorted, sort, topk, unique  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, signbit,
@@ -37,19 +37,19 @@ from .elementwise import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan,
 from .elementwise_composites import (allclose, clamp_max, clamp_min, copysign, deg2rad, diff,  # noqa: F401
                                      float_power, fmax, fmin, frac, heaviside, isclose, isneginf, isposinf, isreal,
                                      logaddexp, logaddexp2, logit, masked_fill, nan_to_num, positive, rad2deg,
-                                     rsub, sgn, sinc, square, tril, triu, xlogy)
+                                     rsub, sgn, sinc, square, tril, triu, xlogy, angle)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
-from .scans import cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
+from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from .histogram import histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
-                      select_scatter, slice_scatter)
+                      select_scatter, slice_scatter, diagonal_scatter, masked_scatter)
 
 
 _MASK_DTYPE_NAMES = {"float32": "float", "float16": "c10::Half", "int32": "long int"}  # torch's (int32: int64)
@@ -179,6 +179,9 @@ class Tensor(_core.Tensor):
     def slice_scatter(self, src, dim=0, start=None, end=None, step=1) -> "Tensor":
         return slice_scatter(self, src, dim, start, end, step)
     def select_scatter(self, src, dim: int, index: int) -> "Tensor": return select_scatter(self, src, dim, index)
+    def diagonal_scatter(self, src, offset=0, dim1=0, dim2=1) -> "Tensor":
+        return diagonal_scatter(self, src, offset, dim1, dim2)
+    def masked_scatter(self, mask, source) -> "Tensor": return masked_scatter(self, mask, source)
 
     # -- elementwise ---------------------------------------------------------------------------------
     def __add__(self, other): return add(self, other)
@@ -283,6 +286,7 @@ class Tensor(_core.Tensor):
     def logit(self, eps=None): return logit(self, eps)
     def xlogy(self, other): return xlogy(self, other)
     def sinc(self): return sinc(self)
+    def angle(self): return angle(self)
     def logaddexp(self, other): return logaddexp(self, other)
     def logaddexp2(self, other): return logaddexp2(self, other)
     def nan_to_num(self, nan=0.0, posinf=None, neginf=None): return nan_to_num(self, nan, posinf, neginf)
@@ -400,8 +404,11 @@ class Tensor(_core.Tensor):
         return unique(self, sorted, return_inverse, return_counts, dim)
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
+    def median(self, dim=None, keepdim=False): return median(self, dim, keepdim)
     def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)
     def logcumsumexp(self, dim): return logcumsumexp(self, dim)
+    def cummax(self, dim): return cummax(self, dim)
+    def cummin(self, dim): return cummin(self, dim)
     def histc(self, bins=100, min=0, max=0): return histc(self, bins, min, max)  # noqa: A002
     def hypot(self, other): return hypot(self, other)
     def diff(self, n=1, dim=-1, prepend=None, append=None): return diff(self, n, dim, prepend, append)

@@ -160,6 +160,13 @@ def sgn(input) -> Tensor:  # noqa: A002
     return sign(input)
 
 
+def angle(input) -> Tensor:  # noqa: A002
+    """torch.angle of a real tensor: pi where it is negative (-inf too), 0 elsewhere (-0.0 too), NaN stays NaN;
+    integers and bool give float32."""
+    (x,) = _floats(input)
+    return where(isnan(x), x, where(x < 0, _as_tensor(float(np.pi), x.dtype), _as_tensor(0.0, x.dtype)))
+
+
 def positive(input) -> Tensor:  # noqa: A002
     """input itself (torch returns it); bool refused as torch."""
     if input.dtype == dtypes.bool_:

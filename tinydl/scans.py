@@ -1,4 +1,4 @@
-"""Inclusive scans along a dim: `cumsum`, `cumprod`, `logcumsumexp`, and the linear recurrence
+"""Inclusive scans along a dim: `cumsum`, `cumprod`, `logcumsumexp`, `cummax`, `cummin`, and the linear recurrence
 `linear_recurrence` (h_t = a_t * h_(t-1) + b_t: one RECURRENCE kernel, kernels/recurrence.py). Part of the tensor
 API: Tensor's methods delegate here.
 
@@ -15,22 +15,28 @@ import math
 from . import dtypes
 from .ops import MAX_TRIPS, RECURRENCE
 from .shapes import broadcast_shapes, normalize_dim
-from ._core import Tensor, _const, _make, _view
+from ._core import MaxMin, Tensor, _const, _make, _view
 from .creation import arange
-from .elementwise import exp, isinf, log, maximum, where
+from .elementwise import exp, isinf, isnan, log, maximum, minimum, where
 from .joining import cat, stack
 from .reductions import _reduce, logsumexp
 
 SCAN_BLOCK = 32  # elements per block: each output of a level reduces at most this many
 
-_NEUTRAL = {"sum": 0, "prod": 1, "logsumexp": -math.inf}
+_NEUTRAL = {"sum": 0, "prod": 1, "logsumexp": -math.inf, "max": -math.inf, "min": math.inf}
+_INT_NEUTRAL = {"max": -2 ** 31, "min": 2 ** 31 - 1}
+
+
+def _neutral(op: str, dt):
+    """The value that changes no output of op's scan, in dtype dt."""
+    return _INT_NEUTRAL[op] if op in _INT_NEUTRAL and not dt.is_floating_point else _NEUTRAL[op]
 
 
 def _block_scan(op: str, x: Tensor) -> Tensor:
     """The inclusive scan of x's last dim (length <= SCAN_BLOCK): out[..., i] = op over x[..., :i + 1]."""
     n = x.shape[-1]
     keep = arange(n).reshape(1, n) <= arange(n).reshape(n, 1)         # (i, j): j <= i
-    masked = where(keep, x.unsqueeze(-2), _const(_NEUTRAL[op], (), x.dtype))  # (..., i, j)
+    masked = where(keep, x.unsqueeze(-2), _const(_neutral(op, x.dtype), (), x.dtype))  # (..., i, j)
     if op == "logsumexp":
         return logsumexp(masked, -1)
     return _reduce(op, masked, -1).to(x.dtype)
@@ -42,6 +48,8 @@ def _combine(op: str, a: Tensor, b: Tensor) -> Tensor:
         top = maximum(a, b)
         shift = where(isinf(top), _const(0.0, (), a.dtype), top)
         return log(exp(a - shift) + exp(b - shift)) + shift
+    if op in ("max", "min"):  # NaN propagates, as torch's
+        return maximum(a, b) if op == "max" else minimum(a, b)
     if not a.dtype.is_floating_point:
         return _reduce(op, stack([a, b.expand(a.shape)], -1), -1)
     return a + b if op == "sum" else a * b
@@ -60,7 +68,7 @@ def _scan_last(op: str, x: Tensor) -> Tensor:
     totals = _scan_last(op, inner[..., -1])                                  # (..., blocks): through each block
     before = _view(totals, "pad", (((0, 0),) * len(lead) + ((1, 0),), "constant", 0), lead + (blocks + 1,))
     first = arange(blocks) == 0
-    before = where(first, _const(_NEUTRAL[op], (), x.dtype), before[..., :blocks])  # through the block before
+    before = where(first, _const(_neutral(op, x.dtype), (), x.dtype), before[..., :blocks])  # through the block before
     out = _combine(op, inner, before.unsqueeze(-1)).reshape(lead + (blocks * SCAN_BLOCK,))
     return out[..., :n] if blocks * SCAN_BLOCK != n else out
 
@@ -101,6 +109,37 @@ def logcumsumexp(x: Tensor, dim: int) -> Tensor:
         names = {dtypes.int32: "Long", dtypes.bool_: "Bool"}
         raise NotImplementedError(f"\"logcumsumexp_out_cpu\" not implemented for '{names[x.dtype]}'")
     return _scan("logsumexp", x, dim, x.dtype)
+
+
+def _cum_extreme(op: str, x: Tensor, dim: int) -> MaxMin:
+    """cummax / cummin: the running extreme (NaN from the first NaN on) and the index where it was last reached,
+    as torch's kernel gives it: a later equal value takes the index (>= / <=), and so does every later NaN. That
+    index is the last j <= i where x[j] equals the running extreme at j (or is NaN): a running scan of max over
+    those positions."""
+    if x.dtype == dtypes.bool_:
+        out = _cum_extreme(op, x.to(dtypes.int32), dim)
+        return MaxMin(out.values.to(dtypes.bool_), out.indices)
+    normalize_dim(dim, max(x.ndim, 1))  # torch's IndexError for a dim out of range, 0-d tensors included
+    values = _scan(op, x, dim, x.dtype)
+    if x.ndim == 0:
+        return MaxMin(values, _const(0, (), dtypes.int32))
+    d = normalize_dim(dim, x.ndim)
+    at = arange(x.shape[d]).reshape((x.shape[d],) + (1,) * (x.ndim - d - 1))
+    reached = values == x
+    if x.dtype.is_floating_point:
+        reached = reached | isnan(x)
+    last = where(reached, at, _const(-1, (), dtypes.int32))
+    return MaxMin(values, _scan("max", last, d, dtypes.int32))
+
+
+def cummax(x: Tensor, dim: int) -> MaxMin:
+    """torch.cummax: (values, indices) of the running maximum along dim."""
+    return _cum_extreme("max", x, dim)
+
+
+def cummin(x: Tensor, dim: int) -> MaxMin:
+    """torch.cummin: (values, indices) of the running minimum along dim."""
+    return _cum_extreme("min", x, dim)
 
 
 def linear_recurrence(a: Tensor, b: Tensor, dim: int, initial: Tensor | None = None) -> Tensor:

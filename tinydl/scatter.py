@@ -480,3 +480,55 @@ def select_scatter(x: Tensor, src: Tensor, dim: int, index: int) -> Tensor:
                            f"slice size = {list(target)}")
     index %= n
     return slice_scatter(x, src.unsqueeze(d), d, index, index + 1)
+
+
+def diagonal_scatter(input, src, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:  # noqa: A002
+    """torch.diagonal_scatter: input with input.diagonal(offset, dim1, dim2) replaced by src (its diagonal's
+    shape: the other dims, then the diagonal's length)."""
+    from .linalg import diagonal
+    x = input
+    d1, d2 = normalize_dim(dim1, x.ndim), normalize_dim(dim2, x.ndim)
+    target = diagonal(x, offset, d1, d2).shape  # torch's checks of the dims
+    if tuple(src.shape) != tuple(target):
+        raise RuntimeError(f"expected src to have a size equal to the slice of self. src size = {list(src.shape)}, "
+                           f"slice size = {list(target)}")
+    length = target[-1]
+    order = [k for k in range(x.ndim) if k not in (d1, d2)] + [d1, d2]
+    inverse = tuple(order.index(k) for k in range(x.ndim))
+    moved = x.permute(order)  # (..., rows along dim1, columns along dim2)
+    if length == 0:
+        return x.clone()
+    n1, n2 = x.shape[d1], x.shape[d2]
+    rows, cols = arange(n1).reshape(n1, 1), arange(n2).reshape(1, n2)
+    on_diagonal = (cols - rows) == offset
+    # row i's diagonal element is src[..., i - max(0, -offset)] (rows off the diagonal read a clamped one, unused)
+    pick = minimum(maximum(arange(n1) - builtins.max(0, -offset), tensor(0, dtypes.int32)),
+                   tensor(length - 1, dtypes.int32))
+    placed = src.to(x.dtype).index_select(-1, pick).unsqueeze(-1)
+    return where(on_diagonal, placed, moved).permute(inverse)
+
+
+def masked_scatter(input, mask, source) -> Tensor:  # noqa: A002
+    """torch.masked_scatter: input with the places where mask is True filled, in row-major order, by source's first
+    elements. Where source has fewer elements than mask has places, the count of True is read back to check it
+    (torch's error when it is short)."""
+    from .elementwise_composites import _TORCH_TYPE_NAMES
+    from .scans import cumsum
+    from .shapes import broadcast_shapes
+    x = input
+    if mask.dtype != dtypes.bool_:
+        raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got mask with dtype "
+                           f"{_TORCH_TYPE_NAMES[mask.dtype.name]}")
+    if source.dtype != x.dtype:
+        raise RuntimeError(f"masked_scatter: expected self and source to have same dtypes but got"
+                           f"{_TORCH_TYPE_NAMES[x.dtype.name]} and {_TORCH_TYPE_NAMES[source.dtype.name]}")
+    shape = broadcast_shapes(tuple(x.shape), tuple(mask.shape))
+    x, mask = x.expand(shape), mask.expand(shape)
+    count = math.prod(shape)
+    if source.numel() < count and int(mask.sum().item()) > source.numel():
+        raise RuntimeError("Number of elements of source < number of ones in mask")
+    if source.numel() == 0 or count == 0:
+        return x.clone()
+    place = cumsum(mask.reshape(-1), 0) - 1  # the source element each True place takes
+    place = minimum(maximum(place, tensor(0, dtypes.int32)), tensor(source.numel() - 1, dtypes.int32))
+    return where(mask, source.reshape(-1).take(place).reshape(shape), x)

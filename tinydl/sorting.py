@@ -107,6 +107,78 @@ def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> MaxMin:
     return MaxMin(values, indices)
 
 
+def median(x: Tensor, dim=None, keepdim: bool = False):
+    """torch.median: the lower of the two middle values ((n - 1) // 2-th smallest) of all elements (dim=None: a 0-d
+    tensor) or along dim ((values, indices)); a row holding NaN gives NaN (and the index of its first NaN)."""
+    from .elementwise import isnan, where
+    if x.dtype == dtypes.bool_:
+        raise NotImplementedError("\"median_cpu\" not implemented for 'Bool'")
+    if dim is None:
+        if x.numel() == 0:
+            return tensor(math.nan, x.dtype) if x.dtype.is_floating_point else tensor(0, x.dtype)
+        return median(x.reshape(-1), 0).values
+    n = _dim_size(x, dim)
+    d = normalize_dim(dim, builtins.max(x.ndim, 1))
+    if n == 0:
+        raise IndexError(f"median(): Expected reduction dim {d} to have non-zero size.")
+    middle = kthvalue(x, (n - 1) // 2 + 1, dim, keepdim)
+    if not x.dtype.is_floating_point or x.ndim == 0:
+        return middle
+    nan = isnan(x)
+    has_nan = nan.any(d, keepdim=keepdim)
+    first_nan = nan.to(dtypes.int32).argmax(d, keepdim=keepdim)
+    return MaxMin(where(has_nan, tensor(math.nan, x.dtype), middle.values),
+                  where(has_nan, first_nan, middle.indices))
+
+
+def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool = False, side=None,  # noqa: A002
+                 sorter=None, out=None) -> Tensor:
+    """torch.searchsorted: for each value, the index where it would go in its row of sorted_sequence (1-D, or with
+    input's leading dims) to keep it sorted: before equal values (left) or after them (right=True or side='right').
+    Torch's own binary search, step for step (its comparisons, so NaNs land where torch puts them); int32 indices."""
+    from .elementwise import ge, gt, logical_not, minimum, where
+    from .indexing import gather, take
+    if out is not None:
+        raise NotImplementedError("searchsorted(out=...): tinydl tensors are not written in place")
+    if side is not None and side not in ("left", "right"):
+        raise RuntimeError(f"torch.searchsorted(): side can only be 'left' or 'right' but got {side}")
+    if side is not None and right and side == "left":
+        raise RuntimeError("torch.searchsorted(): side and right can't be set to opposites, got side of left while "
+                           "right was True")
+    right = right or side == "right"
+    seq = sorted_sequence if isinstance(sorted_sequence, Tensor) else tensor(sorted_sequence)
+    scalar = not isinstance(input, Tensor)
+    values = tensor(input) if scalar else input
+    if scalar and seq.ndim != 1:
+        raise RuntimeError(f"torch.searchsorted(): input value can be a scalar only when boundaries tensor dimension "
+                           f"is 1, but we got boundaries tensor dim({seq.ndim}) and input value's dim(0) numel(1)")
+    if seq.ndim == 0 or (seq.ndim > 1 and (values.ndim != seq.ndim or values.shape[:-1] != seq.shape[:-1])):
+        raise RuntimeError(f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 dimensions "
+                           f"of boundaries tensor and input value tensor must match, but we got boundaries tensor "
+                           f"{list(seq.shape)} and input value tensor {list(values.shape)}")
+    if sorter is not None:
+        if tuple(sorter.shape) != tuple(seq.shape):
+            raise RuntimeError(f"torch.searchsorted(): boundary and sorter must have the same size, but got boundary "
+                               f"tensor {list(seq.shape)}and got sorter tensor {list(sorter.shape)}")
+        seq = gather(seq, -1, sorter)
+    common = dtypes.promote(seq.dtype, values.dtype)
+    seq, values = seq.to(common), values.to(common)
+    n = seq.shape[-1]
+    start = zeros(*values.shape, dtype=dtypes.int32) if values.ndim else tensor(0, dtypes.int32)
+    if n == 0:
+        return start
+    end = start + n
+    for _ in range(n.bit_length()):  # each step at least halves every interval of n + 1 places
+        active = start < end
+        mid = start + (end - start) // 2
+        at = minimum(mid, tensor(n - 1, dtypes.int32))  # finished lanes may point one past the end
+        mid_val = take(seq, at) if seq.ndim == 1 else gather(seq, -1, at)
+        after = logical_not(gt(mid_val, values) if right else ge(mid_val, values))
+        start = where(active & after, mid + 1, start)
+        end = where(active & logical_not(after), mid, end)
+    return start
+
+
 def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,  # noqa: A002
            dim=None):
     """torch.unique: the distinct values in ascending order (sorted=False too, as torch's CPU kernel gives them),
@@ -135,4 +207,4 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_
     return out[0] if len(out) == 1 else tuple(out)
 
 
-__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "unique"]
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "searchsorted", "unique"]

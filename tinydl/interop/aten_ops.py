@@ -163,6 +163,18 @@ def _avg_pool2d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_inc
     return F.avg_pool2d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor_override)
 
 
+def _avg_pool3d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    return F.avg_pool3d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def _avg_pool1d(x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True):
+    return F.avg_pool1d(x, kernel_size, stride or None, padding, ceil_mode, count_include_pad)
+
+
+def _max_pool1d(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return F.max_pool1d(x, kernel_size, stride or None, padding, dilation, ceil_mode)
+
+
 def _upsample(mode, antialias=False):
     """ATen's upsample_* overloads: .vec (output_size or scale_factors, a list) and .default (output_size and
     optional per-dim scales, which torch's kernels map coordinates with: 1 / scale rather than in / out);
@@ -533,6 +545,16 @@ _aten("unique_dim.default", lambda x, dim, sorted=True, return_inverse=False, re
       _unique_all(x, dim, sorted, return_inverse, return_counts))
 _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, k, dim, largest, sorted))
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
+_aten("median.default", lambda x: T.median(x))
+_aten("median.dim", lambda x, dim, keepdim=False: T.median(x, dim, keepdim))
+_aten("cummax.default", T.cummax)
+_aten("cummin.default", T.cummin)
+for _overload in ("Tensor", "Scalar"):
+    _aten(f"searchsorted.{_overload}", lambda seq, x, *, out_int32=False, right=False, side=None, sorter=None:
+          T.searchsorted(seq, x, out_int32=out_int32, right=right, side=side, sorter=sorter))
+_aten("angle.default", T.angle)
+_aten("diagonal_scatter.default", T.diagonal_scatter)
+_aten("masked_scatter.default", T.masked_scatter)
 _aten("cumprod.default", T.cumprod)
 _aten("histc.default", T.histc)
 _aten("logcumsumexp.default", T.logcumsumexp)
@@ -575,6 +597,12 @@ _values_only("max_pool2d_with_indices.default", _max_pool2d)
 _aten("max_pool3d.default", _max_pool3d)
 _values_only("max_pool3d_with_indices.default", _max_pool3d)
 _aten("avg_pool2d.default", _avg_pool2d)
+_aten("avg_pool3d.default", _avg_pool3d)
+_aten("avg_pool1d.default", _avg_pool1d)
+_aten("max_pool1d.default", _max_pool1d)
+_values_only("max_pool1d_with_indices.default", _max_pool1d)
+_values_only("adaptive_max_pool1d.default", lambda x, output_size: F.adaptive_max_pool1d(x, output_size))
+_values_only("adaptive_max_pool3d.default", lambda x, output_size: F.adaptive_max_pool3d(x, output_size))
 _aten("adaptive_avg_pool2d.default _adaptive_avg_pool2d.default", F.adaptive_avg_pool2d)
 _aten("adaptive_avg_pool1d.default", F.adaptive_avg_pool1d)
 _aten("adaptive_avg_pool3d.default _adaptive_avg_pool3d.default", F.adaptive_avg_pool3d)

@@ -63,6 +63,7 @@ LAYERS = {
     "InstanceNorm3d": _instance_norm(nn.InstanceNorm3d),
     "GroupNorm": lambda m: nn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, bias=_has_bias(m)),
     "RMSNorm": lambda m: nn.RMSNorm(m.normalized_shape, m.eps, m.elementwise_affine),
+    "LocalResponseNorm": _simple(nn.LocalResponseNorm, "size", "alpha", "beta", "k"),
     **{f"{kind}Pad{n}d": _pad(getattr(nn, f"{kind}Pad{n}d")) for kind in ("Zero", "Constant", "Reflection",
                                                                           "Replication", "Circular") for n in (1, 2, 3)},
     "ChannelShuffle": _simple(nn.ChannelShuffle, "groups"),

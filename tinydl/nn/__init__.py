@@ -10,7 +10,7 @@ from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, Conv
 from .linear import (ChannelShuffle, Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, PixelShuffle,
                      PixelUnshuffle, Unflatten)
 from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
-from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm
+from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, LocalResponseNorm
 from .norm import RMSNorm
 from .padding import *  # noqa: F401,F403 - {Zero,Constant,Reflection,Replication,Circular}Pad{1,2,3}d
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,

@@ -20,7 +20,7 @@ from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
-                               avg_pool3d, max_pool1d, max_pool2d, max_pool3d)
+                               avg_pool3d, local_response_norm, max_pool1d, max_pool2d, max_pool3d)
 from .grid_sample import affine_grid, grid_sample
 from .resample import resample_2d
 
@@ -34,7 +34,7 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "scaled_dot_product_attention", "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot",
            "grid_sample", "affine_grid", "glu", "selu", "celu", "softsign", "logsigmoid", "tanhshrink", "softmin",
            "threshold", "hardshrink", "softshrink", "rrelu", "cosine_similarity", "pairwise_distance",
-           "unfold", "fold"]
+           "unfold", "fold", "local_response_norm"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------
