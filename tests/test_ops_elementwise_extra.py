@@ -173,3 +173,30 @@ def test_torch_special_aliases(path):
                            torch.special.logsumexp(x, 1), torch.special.softmax(x, 1),
                            torch.special.log_softmax(x, 1, dtype=torch.float32), torch.special.round(x, decimals=1)),
                 torch.randn(3, 4), path=path)
+
+
+# -- shifts: torch's int64 semantics on int32 storage ----------------------------------------------------------
+def test_shifts_match_torchs_int64_results():
+    """a << b and a >> b (operators, functions, methods, a number on either side): negative shifts give 0, shifts
+    of 64 and more give 0 (left) or the sign's fill (right); a left shift whose int64 result int32 cannot hold
+    raises torch's int64 overflow error instead of wrapping."""
+    a = torch.tensor([1, -8, 3, 0, -1, -1, 5, 7, 1 << 20])
+    b = torch.tensor([2, 1, -1, 70, 31, 64, 0, 3, 10])
+    ta, tb = _t(a.int()), _t(b.int())
+    np.testing.assert_array_equal((ta << tb).numpy(), (a << b).numpy())
+    np.testing.assert_array_equal((ta >> tb).numpy(), (a >> b).numpy())
+    np.testing.assert_array_equal(tinydl.bitwise_right_shift(ta, 40).numpy(), (a >> 40).numpy())
+    np.testing.assert_array_equal(ta.bitwise_left_shift(2).numpy(), (a << 2).numpy())
+    np.testing.assert_array_equal((3 << tb[:3]).numpy(), (3 << b[:3]).numpy())
+    np.testing.assert_array_equal((_t(torch.tensor([True, False])) << 1).numpy(), [2, 0])
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        (ta << 31).numpy()  # 3 << 31 does not fit int32 (torch: an int64)
+    with pytest.raises(NotImplementedError, match="\"rshift_cpu\" not implemented for 'Float'"):
+        _t(torch.ones(2)) >> 1
+
+
+@pytest.mark.parametrize("path", ["fx", "torch.export"])
+def test_shifts_on_both_paths(path):
+    """x << n, x >> n, torch.bitwise_left_shift (fx records `_operator.lshift`, export `aten.__lshift__`)."""
+    check_paths(lambda x: (((x * 10).int().abs() << 2) + torch.bitwise_right_shift((x * 100).int(), 3)
+                           + torch.bitwise_left_shift(x.int(), 1)).float(), torch.randn(3, 5), path=path)

@@ -25,6 +25,7 @@ from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, col
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, median, msort, searchsorted, sort, topk, unique  # noqa: F401
+from .elementwise import bitwise_left_shift, bitwise_right_shift  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
                           expm1, fix, hardshrink, log1p, trunc, arctan2, atan2, signbit,
@@ -216,6 +217,12 @@ class Tensor(_core.Tensor):
     def __or__(self, other): return bitwise_or(self, other)
     def __ror__(self, other): return bitwise_or(other, self)
     def __xor__(self, other): return bitwise_xor(self, other)
+    def __lshift__(self, other): return bitwise_left_shift(self, other)
+    def __rlshift__(self, other): return bitwise_left_shift(other, self)
+    def __rshift__(self, other): return bitwise_right_shift(self, other)
+    def __rrshift__(self, other): return bitwise_right_shift(other, self)
+    def bitwise_left_shift(self, other): return bitwise_left_shift(self, other)
+    def bitwise_right_shift(self, other): return bitwise_right_shift(self, other)
     def __rxor__(self, other): return bitwise_xor(other, self)
     def __eq__(self, other): return eq(self, other)  # noqa: PLE0302
     def __ne__(self, other): return ne(self, other)

@@ -358,6 +358,39 @@ def bitwise_xor(a, b) -> Tensor:
     return _bitwise("bitwise_xor", a, b)
 
 
+def _shift_operands(op: str, a, b) -> tuple:
+    """The shift's operands as int32 tensors (bool as int, a Python number as a tensor); floats refused as torch."""
+    if not builtins.any(isinstance(v, Tensor) for v in (a, b)):
+        a = tensor(a)
+    for v in (a, b):
+        dt = v.dtype if isinstance(v, Tensor) else dtypes.scalar_dtype(v) if isinstance(v, Scalar) else None
+        if dt is not None and dt.is_floating_point:
+            raise NotImplementedError(f'"{op}_cpu" not implemented for \'{_TORCH_FLOAT_NAMES.get(dt.name, dt.name)}\'')
+    return tuple(v.to(dtypes.int32) if isinstance(v, Tensor) else tensor(int(v), dtypes.int32) for v in (a, b))
+
+
+def bitwise_left_shift(a, b) -> Tensor:
+    """torch's a << b on integers (int64 in torch, int32 here): a * 2**b, so a result int32 cannot hold raises as
+    every integer overflow does (never wrapped); a shift below 0 or of 64 and more gives 0, as torch's."""
+    a, b = _shift_operands("lshift", a, b)
+    inside = (b >= 0) & (b < 64)
+    a = where(inside, a, 0)  # lanes whose result is 0 must not overflow below
+    small = minimum(maximum(b, 0), 30)
+    out = a * pow(tensor(2, dtypes.int32), small)
+    # 31 and more: one doubling more is exact (a * 2**31) or overflows; past 31 a second one overflows for sure
+    out = out * where(b >= 31, 2, 1)
+    return out * where(b >= 32, 2, 1)
+
+
+def bitwise_right_shift(a, b) -> Tensor:
+    """torch's a >> b on integers: floor(a / 2**b) (the sign kept), a shift below 0 gives 0, of 31 and more the
+    sign's fill (-1 or 0), as torch's int64 shift of a value int32 holds."""
+    a, b = _shift_operands("rshift", a, b)
+    shifted = floor_divide(a, pow(tensor(2, dtypes.int32), minimum(maximum(b, 0), 30)))
+    filled = where(a < 0, -1, 0)
+    return where(b < 0, 0, where(b >= 31, filled, shifted))
+
+
 def logical_xor(a, b) -> Tensor:
     return ne(*(v.bool() if isinstance(v, Tensor) else builtins.bool(v) for v in (a, b)))
 

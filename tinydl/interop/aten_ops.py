@@ -400,6 +400,10 @@ _aten("bitwise_and.Tensor bitwise_and.Scalar __and__.Tensor __and__.Scalar", T.b
 _aten("bitwise_or.Tensor bitwise_or.Scalar __or__.Tensor __or__.Scalar", T.bitwise_or)
 _aten("bitwise_xor.Tensor bitwise_xor.Scalar __xor__.Tensor __xor__.Scalar", T.bitwise_xor)
 _aten("bitwise_not.default", T.bitwise_not)
+_aten("bitwise_left_shift.Tensor bitwise_left_shift.Tensor_Scalar bitwise_left_shift.Scalar_Tensor __lshift__.Tensor "
+      "__lshift__.Scalar", T.bitwise_left_shift)
+_aten("bitwise_right_shift.Tensor bitwise_right_shift.Tensor_Scalar bitwise_right_shift.Scalar_Tensor "
+      "__rshift__.Tensor __rshift__.Scalar", T.bitwise_right_shift)
 _aten("isnan.default", T.isnan)
 _aten("isinf.default", T.isinf)
 _aten("isposinf.default", T.isposinf)
