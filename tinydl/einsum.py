@@ -15,16 +15,28 @@ def einsum(equation: str, *operands) -> Tensor:
     if not operands:
         raise RuntimeError("einsum(): must provide at least one operand")
     inputs, output = _parse(equation.replace(" ", ""), operands)
-    terms = list(zip(inputs, operands))
-    for letters, x in terms:
-        if len(set(letters)) != len(letters):
-            raise NotImplementedError(f"einsum {equation!r}: a letter repeated within one operand (a diagonal or a "
-                                      f"trace) is not supported")
+    terms = [_diagonals(k, letters, x) for k, (letters, x) in enumerate(zip(inputs, operands))]
     letters, x = terms[0]
     for k in range(1, len(terms)):
         later = set(output).union(*(set(t[0]) for t in terms[k + 1:]))
         letters, x = _contract(letters, x, *terms[k], later)
     return _finish(letters, x, output)
+
+
+def _diagonals(k: int, letters: str, x: Tensor) -> tuple[str, Tensor]:
+    """An operand whose letters repeat (`ii`, `bii`: a diagonal, or a trace once summed) as its diagonal view: each
+    repeated letter's dims taken as one, at the end, as torch.diagonal puts it."""
+    from .linalg import diagonal
+    while len(set(letters)) != len(letters):
+        c = next(c for c in letters if letters.count(c) > 1)
+        i = letters.index(c)
+        j = letters.index(c, i + 1)
+        if x.shape[i] != x.shape[j]:
+            raise RuntimeError(f"einsum(): subscript {c} is repeated for operand {k} but the sizes don't match, "
+                               f"{x.shape[j]} != {x.shape[i]}")
+        x = diagonal(x, 0, i, j)
+        letters = letters[:i] + letters[i + 1:j] + letters[j + 1:] + c
+    return letters, x
 
 
 def _parse(eq: str, operands) -> tuple[list[str], str]:
