@@ -113,7 +113,7 @@ OPS = {
     "as_strided": lambda x: torch.as_strided(x * 2, (2, 3, 4, 3), (90, 30, 6, 2), 1) + x[..., :4, :3],
     # running extremes, medians, sorted-sequence search, diagonal / masked scatters, angle, local response norm
     "cummax_median_searchsorted": lambda x: torch.cummax(x, 2).values + x.cummin(-1)[1]
-    + x.median(dim=-1, keepdim=True).values + torch.median(x)
+    + x.median(dim=-1, keepdim=True).values + torch.median(x) + x.nanmedian(1, keepdim=True).values
     + torch.searchsorted(torch.linspace(-2, 2, 9), x.contiguous(), side="right") + torch.angle(x),
     "scatters_lrn": lambda x: torch.diagonal_scatter(x, x[..., 0, :5] * 3, 1, -2, -1)
     + x.masked_scatter(x > 0, x.flip(0) * 2) + torch.nn.functional.local_response_norm(x, 3, k=2.0),

@@ -260,3 +260,17 @@ def test_searchsorted_errors_are_torchs(call, message):
     s, v = tinydl.tensor(np.arange(4, dtype=np.float32)), tinydl.tensor(np.ones(3, np.float32))
     with pytest.raises(RuntimeError, match=message):
         call(s, v)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_nanmedian_ignores_nan(rng, dim, keepdim):
+    """The median of the values that are not NaN (distinct values: one index is right), NaN for an all-NaN row."""
+    x = distinct(rng, (5, 9, 6))
+    x[rng.random(x.shape) < 0.3] = np.nan
+    x[0, :, 0] = np.nan
+    got, want = tinydl.tensor(x).nanmedian(dim, keepdim), torch.from_numpy(x).nanmedian(dim, keepdim)
+    np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+    found = ~np.isnan(want.values.numpy())  # an all-NaN row's index is torch's selection's artifact
+    np.testing.assert_array_equal(got.indices.numpy()[found], want.indices.numpy()[found])
+    assert tinydl.nanmedian(tinydl.tensor(x)).item() == torch.from_numpy(x).nanmedian().item()

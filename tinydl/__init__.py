@@ -25,7 +25,7 @@ from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinit
 from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
 from ._tensor import dist, einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
-from ._tensor import argsort, kthvalue, median, msort, searchsorted, sort, topk, unique  # noqa: E402
+from ._tensor import argsort, kthvalue, median, msort, nanmedian, searchsorted, sort, topk, unique  # noqa: E402
 from ._tensor import cummax, cummin, cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import angle, diagonal_scatter, masked_scatter  # noqa: E402
 from ._tensor import bitwise_left_shift, bitwise_right_shift  # noqa: E402

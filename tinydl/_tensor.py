@@ -24,7 +24,7 @@ from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
-from .sorting import argsort, kthvalue, median, msort, searchsorted, sort, topk, unique  # noqa: F401
+from .sorting import argsort, kthvalue, median, msort, nanmedian, searchsorted, sort, topk, unique  # noqa: F401
 from .elementwise import bitwise_left_shift, bitwise_right_shift  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
@@ -412,6 +412,7 @@ class Tensor(_core.Tensor):
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
     def median(self, dim=None, keepdim=False): return median(self, dim, keepdim)
+    def nanmedian(self, dim=None, keepdim=False): return nanmedian(self, dim, keepdim)
     def cumprod(self, dim, dtype=None): return cumprod(self, dim, dtype)
     def logcumsumexp(self, dim): return logcumsumexp(self, dim)
     def cummax(self, dim): return cummax(self, dim)

@@ -131,6 +131,33 @@ def median(x: Tensor, dim=None, keepdim: bool = False):
                   where(has_nan, first_nan, middle.indices))
 
 
+def nanmedian(x: Tensor, dim=None, keepdim: bool = False):
+    """torch.nanmedian: the median of the values that are not NaN (the lower middle one, from torch's stable order),
+    NaN where a row holds nothing else; all elements (dim=None: a 0-d tensor) or along dim ((values, indices)).
+    Where values tie (or a row is all NaN) the index is the stable order's; torch's comes from its selection
+    algorithm and may name another of the equal elements (torch documents no choice)."""
+    from .elementwise import isnan, maximum
+    if not x.dtype.is_floating_point:
+        return median(x, dim, keepdim)
+    if dim is None:
+        if x.numel() == 0:
+            return tensor(math.nan, x.dtype)
+        return nanmedian(x.reshape(-1), 0).values
+    n = _dim_size(x, dim)
+    d = normalize_dim(dim, builtins.max(x.ndim, 1))
+    if n == 0:
+        raise IndexError(f"nanmedian(): Expected reduction dim {d} to have non-zero size.")
+    if x.ndim == 0:
+        return MaxMin(x, tensor(0, dtypes.int32))
+    ordered = sort(x, d)  # NaN last, equal values in their order
+    count = (~isnan(x)).to(dtypes.int32).sum(d, keepdim=True)
+    at = maximum(count - 1, tensor(0, dtypes.int32)) // 2  # a row of NaN only: its first, NaN
+    values, indices = ordered.values.gather(d, at), ordered.indices.gather(d, at)
+    if not keepdim:
+        values, indices = values.squeeze(d), indices.squeeze(d)
+    return MaxMin(values, indices)
+
+
 def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool = False, side=None,  # noqa: A002
                  sorter=None, out=None) -> Tensor:
     """torch.searchsorted: for each value, the index where it would go in its row of sorted_sequence (1-D, or with
@@ -207,4 +234,4 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_
     return out[0] if len(out) == 1 else tuple(out)
 
 
-__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "searchsorted", "unique"]
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "searchsorted", "unique"]

@@ -551,6 +551,8 @@ _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, 
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
 _aten("median.default", lambda x: T.median(x))
 _aten("median.dim", lambda x, dim, keepdim=False: T.median(x, dim, keepdim))
+_aten("nanmedian.default", lambda x: T.nanmedian(x))
+_aten("nanmedian.dim", lambda x, dim, keepdim=False: T.nanmedian(x, dim, keepdim))
 _aten("cummax.default", T.cummax)
 _aten("cummin.default", T.cummin)
 for _overload in ("Tensor", "Scalar"):
