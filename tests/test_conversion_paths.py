@@ -225,3 +225,17 @@ def test_as_strided_over_a_view_is_refused():
     assert tm.conversion_path == "fx"
     with pytest.raises(NotImplementedError, match=r"as_strided of a view \(permute\)"):
         tm(tinydl.tensor(x.numpy()))
+
+
+def test_data_dependent_sizes_convert_and_run():
+    """masked_select, bincount and unique_consecutive, whose result sizes depend on the values (read back): fx maps
+    them (torch.functional's unique_consecutive too); the values equal torch's."""
+    def fn(x):
+        counts = torch.bincount((x.abs() * 3).long().flatten(), minlength=12)[:12].float()
+        runs = torch.unique_consecutive((x > 0).float().flatten(), return_counts=True)[1].float().sum()
+        return x * counts.sum() + torch.masked_select(x, x > 0.5).sum() + counts.max() + runs
+    x = torch.randn(2, 3, 5, 6)
+    m = Fn(fn, True).eval()
+    tm = tinydl.from_torch(m)
+    assert tm.conversion_path == "fx"
+    assert_close(tm(tinydl.tensor(x.numpy())), m(x))

@@ -1,4 +1,4 @@
-"""torch.histc (tinydl.histc, Tensor.histc, aten.histc) against torch CPU: explicit and data ranges, elements on the
+"""torch.histc (tinydl.histc, Tensor.histc, aten.histc) and torch.bincount against torch CPU: explicit and data ranges, elements on the
 bins' edges (torch's own rounded arithmetic decides their bin), out-of-range, NaN and infinite elements ignored,
 float16, and every error in torch's words."""
 import re
@@ -179,3 +179,39 @@ def test_histc_converts_through_export_and_fx(rng):
         assert len(out) == 3
         for o, e in zip(out, expected):
             assert_close(o, e, rtol=0, atol=0)
+
+
+# -- bincount ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("minlength", [0, 3, 40])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bincount_matches_torch(minlength, weighted):
+    rng = np.random.default_rng(minlength)
+    x = rng.integers(0, 20, 300).astype(np.int32)
+    w = rng.standard_normal(300).astype(np.float32) if weighted else None
+    got = tinydl.bincount(tinydl.tensor(x), None if w is None else tinydl.tensor(w), minlength)
+    want = torch.bincount(torch.from_numpy(x).long(), None if w is None else torch.from_numpy(w), minlength)
+    assert got.dtype == (tinydl.float32 if weighted else tinydl.int32)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    assert tinydl.tensor(x).bincount(minlength=minlength).shape == \
+        torch.bincount(torch.from_numpy(x).long(), minlength=minlength).shape
+    assert tinydl.bincount(tinydl.tensor(np.zeros(0, np.int32)), minlength=minlength).numpy().tolist() == \
+        [0] * minlength
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: tinydl.bincount(tinydl.tensor(np.array([-1, 2], np.int32))), RuntimeError,
+     "bincount only supports 1-d non-negative integral inputs."),
+    (lambda: tinydl.bincount(tinydl.tensor(np.ones((2, 2), np.int32))), RuntimeError,
+     "bincount only supports 1-d non-negative integral inputs."),
+    (lambda: tinydl.bincount(tinydl.tensor(np.ones(2, np.float32))), NotImplementedError,
+     "\"bincount_cpu\" not implemented for 'Float'"),
+    (lambda: tinydl.bincount(tinydl.tensor(np.ones(2, np.int32)), minlength=-1), RuntimeError,
+     "minlength should be >= 0"),
+    (lambda: tinydl.bincount(tinydl.tensor(np.ones(2, np.int32)), tinydl.tensor(np.ones(3, np.float32))),
+     RuntimeError, "weights should be 1-d and have the same length as input"),
+    (lambda: tinydl.bincount(tinydl.tensor(np.ones(2, np.int32)), tinydl.tensor(np.ones(2, np.float16))),
+     NotImplementedError, "gives float64, which tinydl does not have"),
+])
+def test_bincount_errors(make, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        make()

@@ -347,3 +347,15 @@ def test_jit_does_not_replay_a_function_that_reads_values():
     for mask in ([True, False, True, False, True, False], [False, True, True, True, False, False]):
         m = np.array(mask)
         np.testing.assert_array_equal(f(tinydl.tensor(a), tinydl.tensor(m)).numpy(), a[m] * 2)
+
+
+@pytest.mark.parametrize("mask_shape", [(3, 4), (4,), (3, 1)])
+def test_masked_select_matches_torch(mask_shape):
+    rng = np.random.default_rng(len(mask_shape))
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    mask = rng.random(mask_shape) > 0.5
+    want = torch.masked_select(torch.from_numpy(x), torch.from_numpy(mask))
+    np.testing.assert_array_equal(tinydl.masked_select(tinydl.tensor(x), tinydl.tensor(mask)).numpy(), want.numpy())
+    np.testing.assert_array_equal(tinydl.tensor(x).masked_select(tinydl.tensor(mask)).numpy(), want.numpy())
+    with pytest.raises(RuntimeError, match="masked_select: expected BoolTensor for mask"):
+        tinydl.masked_select(tinydl.tensor(x), tinydl.tensor(x))

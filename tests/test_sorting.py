@@ -274,3 +274,14 @@ def test_nanmedian_ignores_nan(rng, dim, keepdim):
     found = ~np.isnan(want.values.numpy())  # an all-NaN row's index is torch's selection's artifact
     np.testing.assert_array_equal(got.indices.numpy()[found], want.indices.numpy()[found])
     assert tinydl.nanmedian(tinydl.tensor(x)).item() == torch.from_numpy(x).nanmedian().item()
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_unique_consecutive_matches_torch(rng, dim):
+    x = rng.integers(0, 2, (6, 4)).astype(np.float32)
+    got = tinydl.tensor(x).unique_consecutive(return_inverse=True, return_counts=True, dim=dim)
+    want = torch.from_numpy(x).unique_consecutive(return_inverse=True, return_counts=True, dim=dim)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+    np.testing.assert_array_equal(tinydl.unique_consecutive(tinydl.tensor(x)).numpy(),
+                                  torch.unique_consecutive(torch.from_numpy(x)).numpy())

@@ -25,6 +25,7 @@ from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, col
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import argsort, kthvalue, median, msort, nanmedian, searchsorted, sort, topk, unique  # noqa: F401
+from .sorting import unique_consecutive  # noqa: F401
 from .elementwise import bitwise_left_shift, bitwise_right_shift  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
                           bitwise_not, bitwise_or, bitwise_xor, ceil, clamp, clip, cos, div, divide, elu, eq, erf, exp,
@@ -43,12 +44,13 @@ from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_soft
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
+from .indexing import masked_select  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
-from .histogram import histc  # noqa: F401
+from .histogram import bincount, histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
                       select_scatter, slice_scatter, diagonal_scatter, masked_scatter)
 
@@ -409,6 +411,10 @@ class Tensor(_core.Tensor):
     def msort(self): return msort(self)
     def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
         return unique(self, sorted, return_inverse, return_counts, dim)
+    def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):
+        return unique_consecutive(self, return_inverse, return_counts, dim)
+    def masked_select(self, mask): return masked_select(self, mask)
+    def bincount(self, weights=None, minlength=0): return bincount(self, weights, minlength)
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)
     def median(self, dim=None, keepdim=False): return median(self, dim, keepdim)

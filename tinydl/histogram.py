@@ -121,3 +121,30 @@ def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:  # noqa: A002
     # at or past each bin's first value, and not past max: #(x in bin k or later); bin k is the step down
     later = _sum(logical_and(ge(flat, tensor(edges.reshape(1, -1))), le(flat, builtins.float(dt(hi)))), 0)
     return (later - cat([later[1:], zeros(1, dtype=later.dtype)])).to(x.dtype)
+
+
+def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:  # noqa: A002 - torch's names
+    """torch.bincount: how often each value 0..max(input) occurs (or the sum of its weights), at least minlength
+    bins. The length depends on the values, so their minimum and maximum are read back first."""
+    from .scatter import scatter_add
+    names = {dtypes.float32: "Float", dtypes.float16: "Half", dtypes.bool_: "Bool"}
+    if input.dtype in names:
+        raise NotImplementedError(f"\"bincount_cpu\" not implemented for '{names[input.dtype]}'")
+    if input.ndim != 1:
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    if minlength < 0:
+        raise RuntimeError("minlength should be >= 0")
+    if weights is not None:
+        if weights.ndim != 1 or weights.shape[0] != input.shape[0]:
+            raise RuntimeError("weights should be 1-d and have the same length as input")
+        if weights.dtype != dtypes.float32:
+            raise NotImplementedError(f"bincount with {weights.dtype.name} weights gives float64, which tinydl does "
+                                      f"not have: pass float32 weights")
+    if input.shape[0] == 0:
+        return zeros(minlength, dtype=dtypes.int32 if weights is None else weights.dtype)
+    low, high = (int(v) for v in stack([amin(input), amax(input)]).tolist())
+    if low < 0:
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    size = builtins.max(high + 1, minlength)
+    src = weights if weights is not None else zeros(input.shape[0], dtype=dtypes.int32) + 1
+    return scatter_add(zeros(size, dtype=src.dtype), 0, input, src)

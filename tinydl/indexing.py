@@ -523,3 +523,12 @@ def select(x: Tensor, dim: int, index: int) -> Tensor:
         raise IndexError(f"select(): index {index} out of range for tensor of size {list(x.shape)} at "
                          f"dimension {d}")
     return getitem(x, (slice(None),) * d + (index,))
+
+
+def masked_select(input, mask) -> Tensor:  # noqa: A002 - torch's names
+    """torch.masked_select: the elements where mask (broadcast with input) is True, in row-major order, as a 1-D
+    tensor (its length depends on the mask: read back, as boolean indexing's)."""
+    if not isinstance(mask, Tensor) or mask.dtype != dtypes.bool_:
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
+    shape = broadcast_shapes(tuple(input.shape), tuple(mask.shape))
+    return getitem(input.expand(shape), mask.expand(shape))

@@ -234,4 +234,33 @@ def unique(x: Tensor, sorted: bool = True, return_inverse: bool = False, return_
     return out[0] if len(out) == 1 else tuple(out)
 
 
-__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "searchsorted", "unique"]
+def unique_consecutive(x: Tensor, return_inverse: bool = False, return_counts: bool = False, dim=None):
+    """torch.unique_consecutive: each run of equal consecutive elements (or slices along dim) once, with each
+    element's run (return_inverse) and each run's length (return_counts); read back and found on the host, as
+    unique's."""
+    import numpy as np
+    host = x.numpy()
+    if dim is None:
+        flat = host.reshape(-1)
+        starts = np.ones(flat.shape, bool)
+        starts[1:] = flat[1:] != flat[:-1]
+        values, inverse_shape = flat[starts], host.shape
+    else:
+        d = normalize_dim(dim, x.ndim)
+        moved = np.moveaxis(host, d, 0)
+        starts = np.ones(moved.shape[0], bool)
+        if moved.shape[0] > 1:
+            starts[1:] = (moved[1:] != moved[:-1]).reshape(moved.shape[0] - 1, -1).any(1)
+        values, inverse_shape = np.moveaxis(moved[starts], 0, d), (moved.shape[0],)
+    runs = np.cumsum(starts) - 1
+    out = [tensor(values, x.dtype)]
+    if return_inverse:
+        out.append(tensor(runs.reshape(inverse_shape).astype(np.int32)))
+    if return_counts:
+        out.append(tensor(np.bincount(runs, minlength=int(starts.sum())).astype(np.int32) if runs.size else
+                          np.zeros(0, np.int32)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "searchsorted", "unique",
+           "unique_consecutive"]

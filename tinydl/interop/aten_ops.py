@@ -547,6 +547,12 @@ _aten("_unique2.default", lambda x, sorted=True, return_inverse=False, return_co
       _unique_all(x, None, sorted, return_inverse, return_counts))
 _aten("unique_dim.default", lambda x, dim, sorted=True, return_inverse=False, return_counts=False:
       _unique_all(x, dim, sorted, return_inverse, return_counts))
+_aten("unique_consecutive.default", lambda x, return_inverse=False, return_counts=False, dim=None: (
+    lambda v, i, c: (v, i if return_inverse else T.zeros((0,), dtype=dtypes.int32),
+                     c if return_counts else T.zeros((0,), dtype=dtypes.int32)))(
+    *T.unique_consecutive(x, True, True, dim)))
+_aten("masked_select.default", T.masked_select)
+_aten("bincount.default", T.bincount)
 _aten("topk.default", lambda x, k, dim=-1, largest=True, sorted=True: T.topk(x, k, dim, largest, sorted))
 _aten("kthvalue.default", lambda x, k, dim=-1, keepdim=False: T.kthvalue(x, k, dim, keepdim))
 _aten("median.default", lambda x: T.median(x))

@@ -183,6 +183,8 @@ implements("torch.functional.broadcast_tensors")(T.broadcast_tensors)
 implements("torch.functional.meshgrid")(T.meshgrid)
 for _n in (1, 2, 3):
     implements(f"torch.functional.atleast_{_n}d")(getattr(T, f"atleast_{_n}d"))
+implements("torch.functional.unique")(T.unique)
+implements("torch.functional.unique_consecutive")(T.unique_consecutive)
 
 
 @implements("torch.functional.einsum", "torch.einsum")
