@@ -10,6 +10,7 @@ import tinydl
 import tinydl.kernels.gemm
 import tinydl.nn.functional as F
 import tinydl.schedule
+from tinydl import explain
 from tinydl.testing import assert_close
 
 # the gemvs differ only in lanes per column: the fewest (one subgroup) and the most (one column per workgroup)
@@ -646,8 +647,8 @@ def test_matrix_tiles_match_float16_rounding_of_the_exact_product(rng, use_optio
     tb = tinydl.tensor(b)
     out = ((tinydl.tensor(a) @ (tb.T if transposed else tb)) + tinydl.tensor(bias)).relu()
     exact = np.maximum(a.astype(np.float64) @ (b.T if transposed else b).astype(np.float64) + bias, 0)
-    step = tinydl.explain.plan(lambda x, y, z: ((x @ (y.T if transposed else y)) + z).relu(), tinydl.tensor(a), tb,
-                               tinydl.tensor(bias)).names
+    step = explain.plan(lambda x, y, z: ((x @ (y.T if transposed else y)) + z).relu(), tinydl.tensor(a), tb,
+                        tinydl.tensor(bias)).names
     assert step == [f"matmul+add+relu {M}x{N} [{tile}]"], step
     err = np.abs(out.numpy().astype(np.float64) - exact).max() / np.abs(exact).max()
     assert err <= 1.5e-3, err  # float32 accumulation, one float16 rounding (2**-11) plus the bias add's

@@ -71,12 +71,13 @@ MMA128_MIN_TILES = 128
 
 
 def choose(batch: int, M: int, N: int, opts=None) -> str:
-    """The matrix tile for a batch of M x N products (Options.force_tile where it names one)."""
+    """The matrix tile for a batch of M x N products (Options.force_tile where it names one): 128 x 128 tiles by
+    8 subgroups for products of many such tiles, else 64 x 64 (docs/benchmarks.md, the float16 sweep on Dawn)."""
     if opts is not None and opts.force_tile in MATRIX_TILES:
         return opts.force_tile
-    t = MATRIX_TILES["mma128"]
+    t = MATRIX_TILES["mma128w8"]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
-    return "mma128" if tiles >= MMA128_MIN_TILES else "mma64"
+    return "mma128w8" if tiles >= MMA128_MIN_TILES else "mma64"
 
 
 def fits(M: int, N: int, K: int) -> bool:
