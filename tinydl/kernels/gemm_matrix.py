@@ -63,6 +63,7 @@ MATRIX_TILES = {
     "mma128k64": MatrixTile(2, 2, 4, 4, 64),     # longer K steps: half the barriers
     "mma128w8": MatrixTile(2, 4, 4, 2, 32),      # 8 subgroups of 64 x 32
     "mma128w8s2": MatrixTile(2, 4, 4, 2, 32, 2),
+    "mma128w8k64": MatrixTile(2, 4, 4, 2, 64),   # mma128w8 with K steps of 64
     "mma256": MatrixTile(4, 2, 4, 4, 32),        # 256 x 128 by 8 subgroups of 64 x 64
     "mma128x256": MatrixTile(2, 4, 4, 4, 32),    # 128 x 256 by 8 subgroups of 64 x 64
 }
