@@ -72,13 +72,14 @@ MMA128_MIN_TILES = 128
 
 
 def choose(batch: int, M: int, N: int, opts=None) -> str:
-    """The matrix tile for a batch of M x N products (Options.force_tile where it names one): 128 x 128 tiles by
-    8 subgroups for products of many such tiles, else 64 x 64 (docs/benchmarks.md, the float16 sweep on Dawn)."""
+    """The matrix tile for a batch of M x N products (Options.force_tile where it names one): 128 x 128 tiles for
+    products of many such tiles, else 64 x 64. (mma128w8 measured faster on the big products, docs/benchmarks.md;
+    it replaces mma128 here once its parity test has passed on Dawn.)"""
     if opts is not None and opts.force_tile in MATRIX_TILES:
         return opts.force_tile
-    t = MATRIX_TILES["mma128w8"]
+    t = MATRIX_TILES["mma128"]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
-    return "mma128w8" if tiles >= MMA128_MIN_TILES else "mma64"
+    return "mma128" if tiles >= MMA128_MIN_TILES else "mma64"
 
 
 def fits(M: int, N: int, K: int) -> bool:
