@@ -30,6 +30,7 @@ UNREAD = {
     "padding_idx": "torch.embedding: changes only gradients", "scale_grad_by_freq": "torch.embedding: gradients",
     "sparse": "torch.embedding: the gradient's layout",
     "generator": "torch.rrelu: draws random slopes only in training, which tinydl refuses",
+    "norm_type": "embedding_bag: the norm max_norm renormalizes by, and max_norm is refused",
     "out_int32": "torch.searchsorted: tinydl's indices are int32 either way (its int64 is stored as int32)",
 }
 # entries that parse every argument themselves: x.to(...) in any of torch's forms (its dtype, or a tensor's)

@@ -254,6 +254,22 @@ def _values_only(names: str, fn) -> None:
     VALUES_ONLY.update("aten." + n for n in names.split())
 
 
+def _embedding_bag(weight, indices, offsets, scale_grad_by_freq=False, mode=0, sparse=False,
+                   per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """ATen's embedding_bag overloads: the bags' values, and None for the three bookkeeping results (offset2bag,
+    bag sizes, max indices: a graph reading them is refused, VALUES_ONLY); padding_idx -1 or None is none."""
+    out = F.embedding_bag(indices, weight, offsets, mode=("sum", "mean", "max")[mode],
+                          per_sample_weights=per_sample_weights, include_last_offset=include_last_offset,
+                          padding_idx=None if padding_idx is None or padding_idx < 0 else padding_idx)
+    return out, None, None, None
+
+
+_aten("embedding_bag.padding_idx embedding_bag.default _embedding_bag.default", _embedding_bag)
+implements("torch.embedding_bag")(_embedding_bag)  # torch.embedding_bag is ATen's (weight first, mode an int)
+VALUES_ONLY.update({"aten.embedding_bag.padding_idx", "aten.embedding_bag.default", "aten._embedding_bag.default",
+                    "torch.embedding_bag"})
+
+
 # elementwise
 for _name in ("neg abs sign exp log sqrt rsqrt reciprocal sin cos tanh sigmoid relu silu mish erf floor ceil round "
               "hardswish hardsigmoid logical_not log1p expm1 trunc fix").split():

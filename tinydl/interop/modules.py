@@ -72,6 +72,8 @@ LAYERS = {
     "Unfold": _simple(nn.Unfold, "kernel_size", "dilation", "padding", "stride"),
     "Fold": _simple(nn.Fold, "output_size", "kernel_size", "dilation", "padding", "stride"),
     "Embedding": lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx),
+    "EmbeddingBag": lambda m: nn.EmbeddingBag(m.num_embeddings, m.embedding_dim, m.max_norm, mode=m.mode,
+                                              include_last_offset=m.include_last_offset, padding_idx=m.padding_idx),
     "Dropout": _simple(nn.Dropout, "p"),
     "Dropout1d": _simple(nn.Dropout1d, "p"),
     "Dropout2d": _simple(nn.Dropout2d, "p"),

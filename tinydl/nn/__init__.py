@@ -7,7 +7,7 @@ from .activation import (CELU, ELU, GELU, GLU, SELU, Hardshrink, Hardsigmoid, Ha
 from .distance import CosineSimilarity, PairwiseDistance
 from .fold import Fold, Unfold
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
-from .linear import (ChannelShuffle, Dropout, Dropout1d, Dropout2d, Embedding, Flatten, Linear, PixelShuffle,
+from .linear import (ChannelShuffle, Dropout, Dropout1d, Dropout2d, Embedding, EmbeddingBag, Flatten, Linear, PixelShuffle,
                      PixelUnshuffle, Unflatten)
 from .module import Identity, Module, ModuleDict, ModuleList, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm, LocalResponseNorm

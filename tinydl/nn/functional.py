@@ -16,6 +16,7 @@ from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsi
 from .functional_activations import (celu, glu, hardshrink, logsigmoid, rrelu, selu, softmin, softshrink,
                                      softsign, tanhshrink, threshold)
 from .functional_distances import cosine_similarity, pairwise_distance
+from .functional_embedding_bag import embedding_bag
 from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
@@ -34,7 +35,7 @@ __all__ = ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "har
            "scaled_dot_product_attention", "dropout", "prelu", "hardtanh", "normalize", "rms_norm", "one_hot",
            "grid_sample", "affine_grid", "glu", "selu", "celu", "softsign", "logsigmoid", "tanhshrink", "softmin",
            "threshold", "hardshrink", "softshrink", "rrelu", "cosine_similarity", "pairwise_distance",
-           "unfold", "fold", "local_response_norm"]
+           "unfold", "fold", "local_response_norm", "embedding_bag"]
 
 
 # -- activations not in the core table -----------------------------------------------------------------

@@ -130,3 +130,26 @@ class PixelUnshuffle(Module):
 
     def extra_repr(self):
         return f"downscale_factor={self.downscale_factor}"
+
+
+class EmbeddingBag(Module):
+    """torch.nn.EmbeddingBag: sums, means or maxima of bags of embedding rows (F.embedding_bag)."""
+    def __init__(self, num_embeddings: int, embedding_dim: int, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+                 mode="mean", sparse=False, _weight=None, include_last_offset=False, padding_idx=None, **kwargs):
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise AssertionError("padding_idx must be within num_embeddings")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.max_norm, self.mode = num_embeddings, embedding_dim, max_norm, mode
+        self.include_last_offset, self.padding_idx = include_last_offset, padding_idx
+        self.weight = init.normal((num_embeddings, embedding_dim))
+
+    def forward(self, input, offsets=None, per_sample_weights=None):  # noqa: A002 - torch's names
+        return F.embedding_bag(input, self.weight, offsets, self.max_norm, mode=self.mode,
+                               per_sample_weights=per_sample_weights, include_last_offset=self.include_last_offset,
+                               padding_idx=self.padding_idx)
+
+    def extra_repr(self):
+        return (f"{self.num_embeddings}, {self.embedding_dim}, mode='{self.mode}'"
+                + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""))
