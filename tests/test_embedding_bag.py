@@ -53,6 +53,8 @@ def test_embedding_bag_of_fixed_length_rows_and_sample_weights():
      NotImplementedError, "per_sample_weights is only supported for mode='sum' \\(got mode='max'\\)"),
     (lambda w: F.embedding_bag(_t(INDICES[None, None]), w), ValueError,
      "input has to be 1D or 2D Tensor, but got Tensor of dimension 3"),
+    (lambda w: F.embedding_bag(_t(INDICES), w, _t(OFFSETS), padding_idx=12), RuntimeError,
+     "padding_idx must be within the number of embeddings, -10 through 9, but got 12"),
     # torch's own mean counts indices past the last offset without summing them: refused by name
     (lambda w: F.embedding_bag(_t(INDICES), w, _t(OFFSETS), include_last_offset=True), NotImplementedError,
      "with indices past the last offset \\(10 indices, last offset 8\\)"),

@@ -21,7 +21,7 @@ from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
 from .functional_pools import (_batched_image, adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
                                adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, avg_pool1d, avg_pool2d,
-                               avg_pool3d, local_response_norm, max_pool1d, max_pool2d, max_pool3d)
+                               avg_pool3d, max_pool1d, max_pool2d, max_pool3d)
 from .grid_sample import affine_grid, grid_sample
 from .resample import resample_2d
 
@@ -637,3 +637,23 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 def _repeat_heads(t, rep):
     *lead, h, s, d = t.shape
     return t.unsqueeze(-3).expand(tuple(lead) + (h, rep, s, d)).reshape(tuple(lead) + (h * rep, s, d))
+
+
+def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):  # noqa: A002
+    """torch's F.local_response_norm: input / (k + alpha * mean of squares over `size` neighbouring channels) **
+    beta, the mean taken as torch takes it (zero-padded channels, an average pool counting the padding)."""
+    dim = input.ndim
+    if dim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality                          input (got {dim} dimensions)")
+    if input.numel() == 0:
+        return input
+    div = input * input
+    if dim == 3:
+        div = pad(div.unsqueeze(1), (0, 0, size // 2, (size - 1) // 2))
+        div = avg_pool2d(div, (size, 1), stride=1).squeeze(1)
+    else:
+        sizes = input.shape
+        div = div.reshape(sizes[0], 1, sizes[1], sizes[2], -1)
+        div = pad(div, (0, 0, 0, 0, size // 2, (size - 1) // 2))
+        div = avg_pool3d(div, (size, 1, 1), stride=1).squeeze(1).reshape(sizes)
+    return input / (div * alpha + k) ** beta

@@ -1,5 +1,5 @@
 """F.embedding_bag: sums, means or maxima of bags of embedding rows (torch's semantics: offsets or fixed-length
-bags, include_last_offset, per_sample_weights, padding_idx), as one gather (F.embedding) and one scatter."""
+bags, include_last_offset, per_sample_weights, padding_idx), as one gather (index_select) and one scatter."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +17,6 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0, sca
     """Each bag's rows of weight reduced by mode: a 2-D input is one bag per row; a 1-D input is cut into bags
     at offsets. Rows at padding_idx take no part (nor count for a mean); an empty bag gives zeros. scale_grad_by_freq
     and sparse only change gradients."""
-    from .functional import embedding
     if mode not in ("sum", "mean", "max"):
         raise ValueError("mode has to be one of sum, mean or max")
     if max_norm is not None:
@@ -58,7 +57,11 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2.0, sca
         bag = searchsorted(tensor(starts.astype(np.int32)), positions, right=True) - 1
     else:
         raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {indices.ndim}")
-    rows = embedding(indices, weight, padding_idx)
+    if padding_idx is not None and not -weight.shape[0] <= padding_idx < weight.shape[0]:
+        n = weight.shape[0]
+        raise RuntimeError(f"padding_idx must be within the number of embeddings, {-n} through {n - 1}, but got "
+                           f"{padding_idx}")
+    rows = weight.index_select(0, indices)  # indices checked as torch checks them (out of range: IndexError)
     # rows at padding_idx and (include_last_offset) past the last bag go to one more bag, dropped at the end
     skip = bag >= bags
     if padding_idx is not None:

@@ -308,23 +308,3 @@ def adaptive_max_pool3d(x, output_size, return_indices=False):
         raise NotImplementedError("adaptive_max_pool3d(return_indices=True) is not supported")
     return _adaptive3d("max", x, output_size)
 
-
-def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):  # noqa: A002
-    """torch's F.local_response_norm: input / (k + alpha * mean of squares over `size` neighbouring channels) **
-    beta, the mean taken as torch takes it (zero-padded channels, an average pool counting the padding)."""
-    from .functional import pad
-    dim = input.ndim
-    if dim < 3:
-        raise ValueError(f"Expected 3D or higher dimensionality                          input (got {dim} dimensions)")
-    if input.numel() == 0:
-        return input
-    div = input * input
-    if dim == 3:
-        div = pad(div.unsqueeze(1), (0, 0, size // 2, (size - 1) // 2))
-        div = avg_pool2d(div, (size, 1), stride=1).squeeze(1)
-    else:
-        sizes = input.shape
-        div = div.reshape(sizes[0], 1, sizes[1], sizes[2], -1)
-        div = pad(div, (0, 0, 0, 0, size // 2, (size - 1) // 2))
-        div = avg_pool3d(div, (size, 1, 1), stride=1).squeeze(1).reshape(sizes)
-    return input / (div * alpha + k) ** beta
