@@ -16,6 +16,7 @@ from .._tensor import (Tensor, _make, _view, arange, row_norm, elu, gelu, hardsi
 from .functional_activations import (celu, glu, hardshrink, logsigmoid, rrelu, selu, softmin, softshrink,
                                      softsign, tanhshrink, threshold)
 from .functional_distances import cosine_similarity, pairwise_distance
+from .functional_lrn import local_response_norm
 from .functional_embedding_bag import embedding_bag
 from .functional_fold import fold, unfold
 from .functional_norms import _t, batch_norm, group_norm, instance_norm, layer_norm, normalize, rms_norm
@@ -637,23 +638,3 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 def _repeat_heads(t, rep):
     *lead, h, s, d = t.shape
     return t.unsqueeze(-3).expand(tuple(lead) + (h, rep, s, d)).reshape(tuple(lead) + (h * rep, s, d))
-
-
-def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):  # noqa: A002
-    """torch's F.local_response_norm: input / (k + alpha * mean of squares over `size` neighbouring channels) **
-    beta, the mean taken as torch takes it (zero-padded channels, an average pool counting the padding)."""
-    dim = input.ndim
-    if dim < 3:
-        raise ValueError(f"Expected 3D or higher dimensionality                          input (got {dim} dimensions)")
-    if input.numel() == 0:
-        return input
-    div = input * input
-    if dim == 3:
-        div = pad(div.unsqueeze(1), (0, 0, size // 2, (size - 1) // 2))
-        div = avg_pool2d(div, (size, 1), stride=1).squeeze(1)
-    else:
-        sizes = input.shape
-        div = div.reshape(sizes[0], 1, sizes[1], sizes[2], -1)
-        div = pad(div, (0, 0, 0, 0, size // 2, (size - 1) // 2))
-        div = avg_pool3d(div, (size, 1, 1), stride=1).squeeze(1).reshape(sizes)
-    return input / (div * alpha + k) ** beta
