@@ -75,8 +75,8 @@ def test_run_takes_a_torchvision_name_outside_its_table(tmp_path):
 def test_sweep_of_the_matrix_tiles_in_float16():
     """benchmarks.sweep --half: float16 products under each forced matrix tile (the rules' tiles on an adapter
     without subgroup matrices), a row each."""
-    done = _run("benchmarks.sweep", "--half", "--quick", "--splits", "auto", "--tiles", "auto", "mma128s2",
+    done = _run("benchmarks.sweep", "--half", "--quick", "--splits", "auto", "--tiles", "auto", "mma128w8",
                 "--runs", "1", "--copies", "2", "--warm", "0")
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = [line for line in done.stdout.splitlines() if "mma128s2" in line and "Error" not in line]
+    rows = [line for line in done.stdout.splitlines() if "mma128w8" in line and "Error" not in line]
     assert len(rows) >= 2, done.stdout

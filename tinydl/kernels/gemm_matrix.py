@@ -31,8 +31,6 @@ class MatrixTile:
     fm: int  # 16-row fragments per subgroup along M
     fn: int  # 16-column fragments per subgroup along N
     bk: int  # K step held in workgroup memory (a multiple of 16)
-    stages: int = 1  # K steps' tiles in workgroup memory: 2 writes one while the subgroups read the other
-
 
     @property
     def bm(self) -> int:
@@ -58,11 +56,8 @@ MATRIX_TILES = {
     "mma128": MatrixTile(2, 2, 4, 4, 32),  # 128 x 128 by 4 subgroups of 64 x 64: big products
     "mma64": MatrixTile(2, 2, 2, 2, 32),   # 64 x 64 by 4 subgroups of 32 x 32: products of few big tiles
     # candidates for the rules, measured by `python -m benchmarks.sweep --half --tiles ...` (Options.force_tile)
-    "mma128s2": MatrixTile(2, 2, 4, 4, 32, 2),   # mma128 double-buffered: one barrier per K step
-    "mma64s2": MatrixTile(2, 2, 2, 2, 32, 2),
     "mma128k64": MatrixTile(2, 2, 4, 4, 64),     # longer K steps: half the barriers
     "mma128w8": MatrixTile(2, 4, 4, 2, 32),      # 8 subgroups of 64 x 32
-    "mma128w8s2": MatrixTile(2, 4, 4, 2, 32, 2),
     "mma128w8k64": MatrixTile(2, 4, 4, 2, 64),   # mma128w8 with K steps of 64
     "mma256": MatrixTile(4, 2, 4, 4, 32),        # 256 x 128 by 8 subgroups of 64 x 64
     "mma128x256": MatrixTile(2, 4, 4, 4, 32),    # 128 x 256 by 8 subgroups of 64 x 64
@@ -100,13 +95,10 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
     rows = {"a": t.bm, "b": t.bn}
     stride = {op: (t.bk if fast[op] == "k" else rows[op]) + PAD for op in ("a", "b")}
     size = {op: (rows[op] if fast[op] == "k" else t.bk) * stride[op] for op in ("a", "b")}
-    # with two stages, K step s uses the tiles at (s % 2) * size (a workgroup-uniform offset, as fragments' must be)
-    stage = {op: f"st{op} + " if t.stages > 1 else "" for op in ("a", "b")}
 
     def at(op: str, r: str, k: str) -> str:
-        """Position of (row r, k) of the operand's tile in its workgroup array (this K step's stage)."""
-        pos = f"({r}) * {stride[op]} + ({k})" if fast[op] == "k" else f"({k}) * {stride[op]} + ({r})"
-        return stage[op] + pos
+        """Position of (row r, k) of the operand's tile in its workgroup array."""
+        return f"({r}) * {stride[op]} + ({k})" if fast[op] == "k" else f"({k}) * {stride[op]} + ({r})"
 
     body = [f"  if (wg >= {groups}) {{ return; }}",
             f"  let b = wg / {tiles_m * tiles_n};",
@@ -151,8 +143,6 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         body.append(f"  let {reg}r = {r}; let {reg}k = {k};")
     fetch("0", "var ")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    if t.stages > 1:
-        body += [f"    let st{op} = ((k0 / {t.bk}) % {t.stages}) * {size[op]};" for op in ("a", "b")]
     for reg, op, r, k, width, guard in slots:  # registers into the workgroup tiles
         arr = "As" if op == "a" else "Bs"
         dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # a vec4's elements step along k or r
@@ -181,8 +171,7 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         body += [f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});"
                  for i in range(t.fm) for j in range(t.fn)]
         body.append("    }")
-    if t.stages == 1:  # the next step overwrites these tiles (with two stages, the other ones: its barrier suffices)
-        body.append("    workgroupBarrier();")
+    body.append("    workgroupBarrier();")
     body.append("  }")
     # the epilogue: fragment by fragment through this subgroup's scratch, 8 values a lane
     for i in range(t.fm):
@@ -194,7 +183,7 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
             body.append(f"    if (m < {M} && n < {N}) {{ store_out(b, m, n, Cs[sg * {FRAG * FRAG} + e]); }}")
             body.append("  }")
             body.append("  workgroupBarrier();")
-    shared = (f"var<workgroup> As: array<f16, {size['a'] * t.stages}>;\n"
-              f"var<workgroup> Bs: array<f16, {size['b'] * t.stages}>;\n"
+    shared = (f"var<workgroup> As: array<f16, {size['a']}>;\n"
+              f"var<workgroup> Bs: array<f16, {size['b']}>;\n"
               f"var<workgroup> Cs: array<f32, {t.sm * t.sn * FRAG * FRAG}>;")
     return src.render("\n".join(body), T, shared, enables=("subgroups", ENABLE), builtins=BUILTINS), groups
