@@ -5,6 +5,7 @@ boundaries add a few µs to every short kernel; here only the kernel's own time 
 copy count. The whole forward is also timed as one pass: its serialized GPU time, the floor of its latency.
 
     python -m benchmarks.kernel_times --models mobilenet_v2 bert_base --batch 1
+    python -m benchmarks.kernel_times --models resnet50 --batch 16 --half   # the model after .half(), float16 in
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+
+import numpy as np
 
 from tinydl.bench.models import MODELS, first_tensor
 
@@ -47,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--warm", type=float, default=1.0, help="seconds of forwards before each model is timed")
     ap.add_argument("--quick", action="store_true", help="small inputs (smoke test on a software adapter)")
+    ap.add_argument("--half", action="store_true", help="the converted model after .half(), fed float16 arrays")
     args = ap.parse_args(argv)
 
     import torch
@@ -60,6 +64,9 @@ def main(argv=None):
     for name in args.models:
         model, inputs = MODELS[name][0](args.batch, args.quick)
         tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
+        if args.half:
+            tm.half()
+            inputs = [a.astype(np.float16) if np.issubdtype(a.dtype, np.floating) else a for a in inputs]
         dispatches, names = forward_dispatches(tm, inputs)
         t_end = time.perf_counter() + args.warm
         while time.perf_counter() < t_end:  # an idle GPU runs at low clocks: keep it busy first
@@ -70,7 +77,8 @@ def main(argv=None):
             per[kernel].append(gpu_us(rt, [d] * args.copies, args.runs) / args.copies)
         rows = sorted(((k, len(v), sum(v), statistics.mean(v)) for k, v in per.items()), key=lambda r: -r[2])
         total = sum(r[2] for r in rows)
-        print(f"== {name} batch {args.batch}: {len(dispatches)} kernels; the forward in one pass {whole:.1f} µs "
+        kind = " float16" if args.half else ""
+        print(f"== {name} batch {args.batch}{kind}: {len(dispatches)} kernels; the forward in one pass {whole:.1f} µs "
               f"of GPU time; kernels one by one {total:.1f} µs in all")
         print(tabulate([(k, n, f"{t:.1f}", f"{a:.1f}") for k, n, t, a in rows[:args.top]],
                        headers=["kernel", "calls", "total µs", "avg µs"]), flush=True)
