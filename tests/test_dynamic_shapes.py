@@ -302,14 +302,16 @@ def test_model_torch_exports_only_statically_is_converted_static_with_a_warning(
         raise RuntimeError("Constraints violated (batch)!\nmore lines")
     monkeypatch.setattr(export, "auto_spec", fail)
     m = _Branchy().eval()
-    with pytest.warns(UserWarning, match=r"from_torch\(_Branchy\): torch.export failed with dynamic dims "
-                                         r"\(RuntimeError: Constraints violated \(batch\)!\); the converted module is "
-                                         r"specialized to the example shapes"):
+    with pytest.warns(UserWarning, match=r"from_torch\(_Branchy\): torch.export failed with every input dim dynamic "
+                                         r"\(RuntimeError: Constraints violated \(batch\)!\); with dim 0 of each input "
+                                         r"dynamic \(RuntimeError: Constraints violated \(batch\)!\); the converted "
+                                         r"module is specialized to the example shapes"):
         tm = tinydl.from_torch(m, example_inputs=(_x(rng, 2, 3, 4),))
     x = _x(rng, 2, 3, 4)
     assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(RuntimeError, match=r"argument 'x' has size 3 at dim 0, but the exported model only accepts 2 "
-                                           r"there: it was converted with static shapes"):
+                                           r"there: it was converted with static shapes \(torch.export failed with "
+                                           r"every input dim dynamic \(RuntimeError: Constraints violated"):
         tm(_x(rng, 3, 3, 4))
 
 
@@ -322,17 +324,55 @@ class _NeedsStaticWidth(torch.nn.Module):
         return x * 2 + 1
 
 
-def test_static_fallback_after_a_failed_dynamic_export_converts(rng):
-    """torch.export leaves its dynamic-dim marks on the tensors of a failed export: the static export that follows
-    (and the user's tensors) must not see them, or the model fails again as if dynamic."""
+def test_batch_dynamic_fallback_after_a_failed_dynamic_export_converts(rng):
+    """A model whose export fails with every dim dynamic is exported with dim 0 dynamic (the batch), saying so.
+    torch.export leaves its dynamic-dim marks on the tensors of a failed export: the export that follows (and the
+    user's tensors) must not see them, or the model fails again as if every dim were dynamic."""
     x = _x(rng, 2, 3, 4)
-    with pytest.warns(UserWarning, match=r"from_torch\(_NeedsStaticWidth\): torch.export failed with dynamic dims "
-                                         r"\(RuntimeError: this model reads its width as a number\)"):
+    with pytest.warns(UserWarning, match=r"from_torch\(_NeedsStaticWidth\): torch.export failed with every input dim "
+                                         r"dynamic \(RuntimeError: this model reads its width as a number\); exported "
+                                         r"with dim 0 of each input dynamic, the other dims specialized"):
         tm = tinydl.from_torch(_NeedsStaticWidth().eval(), example_inputs=(x,))
     assert not [k for k in vars(x) if k.startswith("_dynamo")], vars(x)
     assert_close(tm(tinydl.tensor(x)), x * 2 + 1)
-    with pytest.raises(RuntimeError, match=r"argument 'x' has size 5 at dim 2, but the exported model only accepts 4"):
+    x5 = _x(rng, 5, 3, 4)
+    assert_close(tm(tinydl.tensor(x5)), x5 * 2 + 1)  # the batch is dynamic
+    with pytest.raises(RuntimeError, match=r"argument 'x' has size 5 at dim 2, but the exported model only accepts 4 "
+                                           r"there: torch.export failed with every input dim dynamic \(RuntimeError: "
+                                           r"this model reads its width as a number\), so only dim 0 of each input "
+                                           r"was kept dynamic; convert again"):
         tm(_x(rng, 2, 3, 5))
+
+
+class _SlowWithDynamicWidth(torch.nn.Module):
+    """Stands for a model whose export with dynamic spatial dims reasons for minutes (torch's symbolic shapes):
+    while its width is symbolic it works in Python until interrupted."""
+
+    def forward(self, x):
+        if x.shape[0] > 0:  # a branch on a size: fx cannot trace it
+            while isinstance(x.shape[-1], torch.SymInt):
+                sum(range(1000))
+        return x * 2 + 1
+
+
+def test_a_dynamic_export_past_the_budget_is_stopped_and_exported_with_dynamic_batch(rng, use_options):
+    use_options(export_budget_s=0.5)
+    x = _x(rng, 2, 3, 4)
+    with pytest.warns(UserWarning, match=r"from_torch\(_SlowWithDynamicWidth\): torch.export failed with every input "
+                                         r"dim dynamic \(it ran past 0.5 s: Options.export_budget_s\); exported with "
+                                         r"dim 0 of each input dynamic"):
+        tm = tinydl.from_torch(_SlowWithDynamicWidth().eval(), example_inputs=(x,))
+    x3 = _x(rng, 3, 3, 4)
+    assert_close(tm(tinydl.tensor(x3)), x3 * 2 + 1)
+    with pytest.raises(RuntimeError, match=r"argument 'x' has size 6 at dim 2, but the exported model only accepts 4 "
+                                           r"there: torch.export failed with every input dim dynamic \(it ran past "
+                                           r"0.5 s: Options.export_budget_s\), so only dim 0 of each input was kept"):
+        tm(_x(rng, 2, 3, 6))
+    # and nothing of the stopped export lingers: a later conversion exports every dim dynamic, as before
+    m = _Branchy().eval()
+    tm = tinydl.from_torch(m, example_inputs=(x,))
+    x = _x(rng, 3, 5, 4)
+    assert_close(tm(tinydl.tensor(x)), m(x), rtol=1e-4, atol=1e-5)
 
 
 def test_dynamic_shapes_rejects_an_unknown_mode(rng):

@@ -27,7 +27,6 @@ import sys
 
 from ..interop import export as ex
 from ..interop.cache_ops import fits, torch_write_slot, where_slot
-from ..interop.dynamic_dims import InputDims
 from ..interop.program import TorchFxModule
 from ..interop.registry import UnsupportedTorchOps
 from ..nn.module import Module
@@ -354,9 +353,8 @@ def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
     is tm's: no second copy)."""
     torch_model = step.model
     step = step.eval()
-    ep, static = ex.export(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward))
-    lowered, _ = ex.lower(ep)
-    program = ex.ExportProgram(lowered, None, example, {}, InputDims(lowered.range_constraints, static))
+    lowered, dims = ex.export_lowered(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward))
+    program = ex.ExportProgram(lowered, None, example, {}, dims)
     missing = program.missing()
     if missing:
         raise UnsupportedTorchOps(type(torch_model).__name__, missing)

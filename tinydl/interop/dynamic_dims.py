@@ -3,7 +3,9 @@ call's input shapes against what the exported graph allows.
 
 By default (`dynamic_shapes="auto"`) every dim of every tensor input is `torch.export.Dim.AUTO`: torch keeps a
 dim dynamic unless the model's code forces it static (a Python branch or loop on it, a reshape to a constant, a
-weight's size), and then specializes it silently instead of failing. torch always specializes a dim whose size
+weight's size), and then specializes it silently instead of failing. Where that export fails or runs past
+Options.export_budget_s (torch's symbolic shape reasoning over windowed attention's padded spatial dims can take
+minutes), dim 0 alone is tried, then the example's shapes (export.export). torch always specializes a dim whose size
 is 0 or 1 in the example, so example inputs should have sizes of 2 or more in the dims meant to vary.
 
 The exported placeholders carry the shapes as torch saw them (`node.meta["val"]`): an int for a static dim, a
@@ -16,15 +18,16 @@ from __future__ import annotations
 AUTO = "auto"
 
 
-def auto_spec(signature, args, kwargs):
-    """torch.export's dynamic_shapes for these example inputs with Dim.AUTO on every dim of every tensor: a dict
-    by parameter name (the form torch matches to the forward's bound arguments), or a tuple when forward has no
-    signature to bind by."""
+def auto_spec(signature, args, kwargs, first_dim_only: bool = False):
+    """torch.export's dynamic_shapes for these example inputs with Dim.AUTO on every dim of every tensor (or on
+    dim 0 only: the batch): a dict by parameter name (the form torch matches to the forward's bound arguments), or
+    a tuple when forward has no signature to bind by."""
     import torch
 
     def spec(v):
         if isinstance(v, torch.Tensor):
-            return {d: torch.export.Dim.AUTO for d in range(v.ndim)} if v.ndim else None
+            dims = range(min(v.ndim, 1) if first_dim_only else v.ndim)
+            return {d: torch.export.Dim.AUTO for d in dims} if v.ndim else None
         if isinstance(v, (list, tuple)):
             return type(v)(spec(x) for x in v) if not hasattr(v, "_fields") else tuple(spec(x) for x in v)
         if isinstance(v, dict):
@@ -46,11 +49,13 @@ def _bound(value):
 
 class InputDims:
     """The exported dims of the user inputs and the ranges of their symbols. static: the graph was exported
-    without dynamic dims (dynamic_shapes=None/False)."""
+    without dynamic dims (dynamic_shapes=None/False). fallback: why fewer dims are dynamic than asked for (export's
+    "auto" gave some up), None if none were."""
 
-    def __init__(self, ranges, static: bool = False):
+    def __init__(self, ranges, static: bool = False, fallback: str | None = None):
         self.ranges = {str(k): (_bound(v.lower), _bound(v.upper)) for k, v in (ranges or {}).items()}
         self.static = static
+        self.fallback = fallback
 
     @staticmethod
     def dims(example) -> list:
@@ -90,8 +95,11 @@ class InputDims:
 
     def _why_static(self, size: int) -> str:
         if self.static:
-            return ("it was converted with static shapes (dynamic_shapes=None, or a model torch.export could not "
+            return (f"it was converted with static shapes ({self.fallback})" if self.fallback else
+                    "it was converted with static shapes (dynamic_shapes=None, or a model torch.export could not "
                     "export with dynamic dims)")
+        if self.fallback:
+            return self.fallback
         if size in (0, 1):
             return (f"the example's size there was {size}, and torch.export specializes sizes 0 and 1 "
                     f"(use an example of size 2 or more in dims meant to vary)")

@@ -36,10 +36,12 @@ import numpy as np
 from .. import dtypes
 from .._tensor import Tensor, full, tensor
 from . import aten_ops, complex_pairs, fx, modules, passes, symbolic_ops, torch_ops  # noqa: F401 - the registered ops
+from ..options import current as current_options
 from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .recurrences import selective_scans
 from .registry import INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, lookup, reads_past_values
+from .time_limit import time_limit
 from .weights import torch_to_numpy
 
 
@@ -290,32 +292,73 @@ def split_example(example_inputs):
 
 
 def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
-    """torch.export with dynamic dims: "auto" (Dim.AUTO on every dim of every tensor input), torch.export's own
+    """torch.export with dynamic dims: "auto" (Dim.AUTO on every dim of every tensor input; where that fails or
+    runs past Options.export_budget_s, on dim 0 only; then static, with a warning saying why), torch.export's own
     dynamic_shapes spec, or None/False (static: every dim as in the example). Returns (the ExportedProgram,
     whether it is static)."""
+    ep, static, _ = _export(module, args, kwargs, dynamic_shapes, signature, lambda ep: ep)
+    return ep, static
+
+
+def export_lowered(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
+    """export() followed by lower() (within the same time budget: torch's symbolic shape reasoning runs again in
+    the decompositions). Returns (the lowered ExportedProgram, its InputDims)."""
+    lowered, static, fallback = _export(module, args, kwargs, dynamic_shapes, signature, lambda ep: lower(ep)[0])
+    return lowered, InputDims(lowered.range_constraints, static, fallback)
+
+
+# torch's loggers that report the symbolic evaluation a stopped export was in the middle of
+_SYMBOLIC_LOGGERS = ("torch.fx.experimental.sym_node", "torch.fx.experimental.symbolic_shapes")
+
+
+def _export(module, args, kwargs, dynamic_shapes, signature, then):
+    """(then(the ExportedProgram), whether it is static, what was given up on the way ("auto" only; else None))."""
+    import logging
     import warnings
 
     import torch
     check_dynamic_shapes(dynamic_shapes)
-    static = dynamic_shapes is None or dynamic_shapes is False
     with torch.no_grad(), selective_scans():
-        if static:
-            return torch.export.export(module, args, kwargs, strict=False), True
+        if dynamic_shapes is None or dynamic_shapes is False:
+            return then(torch.export.export(module, args, kwargs, strict=False)), True, None
         if dynamic_shapes != AUTO:
-            return torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False), False
-        try:
-            spec = auto_spec(signature, args, kwargs)
-            # on copies: a failed export leaves its dynamic-dim marks on the tensors it was given, and the static
-            # export below would then see those dims as dynamic again (and the user's tensors would keep them)
-            trial_args, trial_kwargs = _copies(args), _copies(kwargs)
-            return torch.export.export(module, trial_args, trial_kwargs, dynamic_shapes=spec, strict=False), False
-        except Exception as e:  # noqa: BLE001 - a model torch can export only statically: convert it so, saying why
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            static_ep = torch.export.export(module, args, kwargs, strict=False)  # (said only where this works)
-            warnings.warn(f"from_torch({type(module).__name__}): torch.export failed with dynamic dims "
-                          f"({type(e).__name__}: {first}); the converted module is specialized to the example "
-                          f"shapes", stacklevel=4)
-            return static_ep, True
+            ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+            return then(ep), False, None
+        budget = current_options().export_budget_s
+        why = []
+        for dims, first_dim_only in (("every input dim", False), ("dim 0 of each input", True)):
+            with time_limit(budget) as limit:
+                quiet = logging.Filter()
+                quiet.filter = lambda record: not limit.expired
+                for name in _SYMBOLIC_LOGGERS:
+                    logging.getLogger(name).addFilter(quiet)
+                try:
+                    spec = auto_spec(signature, args, kwargs, first_dim_only)
+                    # on copies: a failed export leaves its dynamic-dim marks on the tensors it was given, and the
+                    # next export would then see those dims as dynamic again (and the user's tensors would keep them)
+                    ep = torch.export.export(module, _copies(args), _copies(kwargs), dynamic_shapes=spec,
+                                             strict=False)
+                    lowered = then(ep)
+                except Exception as e:  # noqa: BLE001 - fewer dynamic dims next, saying why
+                    if limit.expired:
+                        why.append(f"with {dims} dynamic (it ran past {budget:g} s: Options.export_budget_s)")
+                    else:
+                        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                        why.append(f"with {dims} dynamic ({type(e).__name__}: {first})")
+                    continue
+                finally:
+                    for name in _SYMBOLIC_LOGGERS:
+                        logging.getLogger(name).removeFilter(quiet)
+            if not why:
+                return lowered, False, None
+            warnings.warn(f"from_torch({type(module).__name__}): torch.export failed {why[0]}; exported with {dims} "
+                          f"dynamic, the other dims specialized to the example shapes", stacklevel=6)
+            return lowered, False, f"torch.export failed {why[0]}, so only {dims} was kept dynamic"
+        static = then(torch.export.export(module, args, kwargs, strict=False))  # (said only where this works)
+        failed = f"torch.export failed {'; '.join(why)}"
+        warnings.warn(f"from_torch({type(module).__name__}): {failed}; the converted module is specialized to the "
+                      f"example shapes", stacklevel=6)
+        return static, True, failed
 
 
 def check_dynamic_shapes(dynamic_shapes) -> None:
@@ -442,9 +485,8 @@ def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
     except (TypeError, ValueError):
         signature = None
     with _without_kv_cache(tm):
-        ep, static = export(tm, args, kwargs, dynamic_shapes, signature)
-    lowered, _ = lower(ep)
-    program = ExportProgram(lowered, signature, args, kwargs, InputDims(lowered.range_constraints, static))
+        lowered, dims = export_lowered(tm, args, kwargs, dynamic_shapes, signature)
+    program = ExportProgram(lowered, signature, args, kwargs, dims)
     if is_hf_model(tm):  # as the torch model reads them: no attention_mask attends to every token, no
         # token_type_ids is segment 0 everywhere
         program.filled_like = {"attention_mask": (1, "input_ids"), "token_type_ids": (0, "input_ids")}
@@ -454,4 +496,4 @@ def capture(tm, example_inputs, dynamic_shapes=AUTO) -> ExportProgram:
     return program
 
 
-__all__ = ["convert", "capture", "ExportProgram", "op_name", "lower", "is_hf_model", "hf_example_inputs"]
+__all__ = ["convert", "capture", "export", "export_lowered", "ExportProgram", "op_name", "lower", "is_hf_model", "hf_example_inputs"]
