@@ -129,3 +129,46 @@ def test_nms_of_a_long_chain_reads_back_a_few_times(monkeypatch):
     got = vision_ops.nms(tinydl.tensor(boxes), tinydl.tensor(scores), 0.2)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert len(reads) <= 12, len(reads)
+
+
+class PasteMasks(torch.nn.Module):
+    """Mask R-CNN's last step (GeneralizedRCNNTransform.postprocess): each kept mask pasted into the image at its
+    box; a branch on a value sends it down the eager path."""
+
+    def forward(self, masks, boxes):
+        from torchvision.models.detection import transform
+        if masks.sum() > -1e9:
+            return transform.paste_masks_in_image(masks, boxes, (40, 52))
+        return masks
+
+
+def test_mask_pasting_runs_every_box_at_once_on_the_eager_path(monkeypatch):
+    """torchvision's per-box loop (a read-back and a resize per box) runs as one set of ops over all boxes
+    (interop/torchvision_batched.py): torch's masks, and as many read-backs for 12 boxes as for 3 (none for the
+    boxes); no box, a degenerate box and boxes at the image's edges included. Outside the eager path
+    torchvision's own function answers."""
+    from torchvision.models.detection import roi_heads, transform
+
+    from tinydl import schedule
+    reads = []
+    real = schedule.read
+    monkeypatch.setattr(schedule, "read", lambda t: reads.append(1) or real(t))
+    tm = tinydl.from_torch(PasteMasks().eval())
+    per_call = {}
+    for n in (3, 0, 3, 12):
+        g = torch.Generator().manual_seed(n)
+        masks = torch.rand(n, 1, 28, 28, generator=g)
+        xy = torch.rand(n, 2, generator=g) * torch.tensor([60.0, 48.0]) - 4
+        boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 30], 1)
+        boxes[:, 0::2], boxes[:, 1::2] = boxes[:, 0::2].clamp(0, 52), boxes[:, 1::2].clamp(0, 40)  # clipped
+        if n:
+            boxes[0] = torch.tensor([5.0, 6.0, 5.0, 6.0])  # a point: a 1 x 1 box after rounding
+        want = roi_heads.paste_masks_in_image(masks, boxes, (40, 52))
+        reads.clear()
+        got = tm(tinydl.tensor(masks.numpy()), tinydl.tensor(boxes.numpy()))
+        per_call[n] = len(reads)
+        assert tm.conversion_path == eager.PATH
+        assert tuple(got.shape) == tuple(want.shape) == (n, 1, 40, 52)
+        assert_close(got, want, atol=1e-5, rtol=1e-5)
+        assert torch.equal(transform.paste_masks_in_image(masks, boxes, (40, 52)), want)  # torch callers
+    assert per_call[12] == per_call[3], per_call

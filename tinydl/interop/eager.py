@@ -31,6 +31,7 @@ import numpy as np
 from .. import dtypes
 from .._tensor import Tensor, tensor
 from . import aten_ops, torch_ops, torchvision_ops  # noqa: F401 - the registered ops
+from .torchvision_batched import batched
 from .program import TorchFxModule, as_input
 from .registry import INDICES_READ, UnsupportedTorchOps, lookup, to_dtype
 from .weights import torch_to_numpy
@@ -70,7 +71,7 @@ def run(tm, tree, args, kwargs, name: str):
 
     _Session.current.append(session)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), batched():  # torchvision's per-box loops as one set of ops
             out = torch.func.functionalize(forward, remove="mutations")(state, args, kwargs)
     finally:
         _Session.current.pop()
