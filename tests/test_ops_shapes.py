@@ -1,5 +1,5 @@
 """Shape ops at the top level and as methods, as torch has them: unbind, narrow, select, unflatten, movedim /
-moveaxis, swapaxes / swapdims, broadcast_to / broadcast_tensors, meshgrid ('ij' and 'xy'), atleast_1d/2d/3d,
+moveaxis, swapaxes / swapdims, Tensor.unfold (sliding windows), broadcast_to / broadcast_tensors, meshgrid ('ij' and 'xy'), atleast_1d/2d/3d,
 hstack / vstack / dstack / column_stack, take_along_dim, rot90, expand_as, type_as; parity with torch CPU, its
 errors, both from_torch paths."""
 import pytest
@@ -99,6 +99,31 @@ def test_size_zero_and_one():
     _same(tinydl.rot90(_t(r(1, 0)), 1), torch.rot90(r(1, 0), 1))
 
 
+@pytest.mark.parametrize("shape,dimension,size,step", [
+    ((2, 3, 9), -1, 3, 2), ((2, 3, 9), 2, 4, 1), ((2, 7, 4), 1, 7, 3), ((5,), 0, 2, 5), ((2, 3, 4), 1, 0, 1),
+    ((0, 3), 0, 0, 1), ((4, 6), 0, 1, 1), ((), 0, 1, 1), ((), 0, 0, 1)])
+def test_unfold_gives_every_window_as_a_last_dim(shape, dimension, size, step):
+    """Tensor.unfold (timm's HaloNet: blocks of keys and values): windows `step` apart along a dim."""
+    x = torch.randn(shape)
+    want = x.unfold(dimension, size, step)
+    got = _t(x).unfold(dimension, size, step)
+    assert tuple(got.shape) == tuple(want.shape)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("args,exc,message", [
+    ((2, 5, 1), RuntimeError, "maximum size for tensor at dimension 2 is 4 but size is 5"),
+    ((2, 2, 0), RuntimeError, "step is 0 but must be > 0"),
+    ((2, -1, 1), RuntimeError, "size is -1 but must be >= 0"),
+    ((3, 2, 1), IndexError, r"Dimension out of range \(expected to be in range of \[-3, 2\], but got 3\)"),
+])
+def test_unfold_errors_as_torch(args, exc, message):
+    with pytest.raises(exc, match=message):
+        torch.zeros(2, 3, 4).unfold(*args)
+    with pytest.raises(exc, match=message):
+        Z(2, 3, 4).unfold(*args)
+
+
 def test_expand_as_and_type_as():
     x, y = r(1, 3), r(4, 3)
     assert_close(_t(x).expand_as(_t(y)), x.expand_as(y))
@@ -163,7 +188,8 @@ def family(x):
             torch.hstack([x, x]), torch.vstack([x[0], x[1]]), torch.dstack([x[0], x[1]]),
             torch.column_stack([x[0, :, 0], x[1]]), torch.take_along_dim(x, idx, -1), x.take_along_dim(idx[:, :1], 2),
             torch.rot90(x, 1, (1, 2)), x.rot90(3), torch.atleast_3d(x[0]), torch.unbind(x, 1)[2],
-            torch.narrow(x, 2, 1, 2), torch.unflatten(x, 2, (2, 2)), x[:1].expand_as(x), x.type_as(idx))
+            torch.narrow(x, 2, 1, 2), torch.unflatten(x, 2, (2, 2)), x[:1].expand_as(x), x.type_as(idx),
+            x.unfold(2, 2, 1), x.unfold(0, 2, 1) * 2)
 
 
 @pytest.mark.parametrize("path", ["fx", "torch.export"])

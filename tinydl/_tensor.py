@@ -46,7 +46,7 @@ from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_m
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import masked_select  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
-                       split, take, unbind)
+                       split, take, unbind, unfold)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
@@ -148,6 +148,7 @@ class Tensor(_core.Tensor):
 
 
     def narrow(self, dim: int, start: int, length: int) -> "Tensor": return narrow(self, dim, start, length)
+    def unfold(self, dimension: int, size: int, step: int) -> "Tensor": return unfold(self, dimension, size, step)
     def split(self, split_size, dim: int = 0): return split(self, split_size, dim)
     def chunk(self, chunks: int, dim: int = 0): return chunk(self, chunks, dim)
     def unbind(self, dim: int = 0): return unbind(self, dim)

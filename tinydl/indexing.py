@@ -402,6 +402,25 @@ def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     return x._slice(d, start, start + length, 1)
 
 
+def unfold(x: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Tensor.unfold: the windows of `size` elements along `dimension`, `step` apart, as a new last dim (a view in
+    torch; here one gather of the windows' elements)."""
+    d = normalize_dim(dimension, builtins.max(x.ndim, 1))
+    length = x.shape[d] if x.ndim else 1
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if size < 0:
+        raise RuntimeError(f"size is {size} but must be >= 0")
+    if size > length:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {length} but size is {size}")
+    if x.ndim == 0:  # torch: a scalar's one window, as a vector of `size` elements
+        return x.reshape(1)[:size]
+    n = (length - size) // step + 1
+    starts = np.arange(n, dtype=np.int64)[:, None] * step
+    windows = index_select(x, d, (starts + np.arange(size, dtype=np.int64)[None, :]).reshape(-1))
+    return windows.reshape(x.shape[:d] + (n, size) + x.shape[d + 1:]).movedim(d + 1, -1)
+
+
 def split(x: Tensor, split_size, dim: int = 0) -> tuple:
     d = normalize_dim(dim, x.ndim)
     size = x.shape[d]
