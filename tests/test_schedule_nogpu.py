@@ -152,10 +152,10 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
     from tinydl import float16
     x, w, b = P(1024, 768, dtype=float16), P(3072, 768, dtype=float16), P(3072, dtype=float16)
     plan = explain.plan(lambda x, w, b: F.gelu(F.linear(x, w, b)), x, w, b, target=MATRIX)
-    assert plan.names == ["matmul+add+gelu 1024x3072 [mma128]"]
+    assert plan.names == ["matmul+add+gelu 1024x3072 [mma128w8]"]
     wgsl = plan.steps[0].wgsl
     assert "enable chromium_experimental_subgroup_matrix;" in wgsl and "enable subgroups;" in wgsl
-    assert wgsl.count("subgroupMatrixMultiplyAccumulate") == 2 * 16  # 2 sub-steps of 16 deep, 4 x 4 fragments
+    assert wgsl.count("subgroupMatrixMultiplyAccumulate") == 2 * 8  # 2 sub-steps of 16 deep, 4 x 2 fragments
     assert "@builtin(subgroup_id)" in wgsl  # fragment offsets uniform per subgroup
     # a long K is not split: the matrix tile accumulates all of it in float32
     assert names(lambda a, b: a @ b, P(64, 8192, dtype=float16), P(8192, 64, dtype=float16), target=MATRIX) == \
@@ -167,7 +167,7 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
                               target=MATRIX)[0]  # K under 2 fragments
     # convs on the GEMM path too, their pixels gathered per element; direct convs (few output channels) stay
     assert names(lambda x, w: F.conv2d(x, w, padding=1).relu(), P(16, 64, 56, 56, dtype=float16),
-                 P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128]"]
+                 P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128w8]"]
     assert "mma" not in names(lambda x, w: F.conv2d(x, w, padding=1), P(2, 3, 32, 32, dtype=float16),
                               P(16, 3, 3, 3, dtype=float16), target=MATRIX)[-1]
 

@@ -53,28 +53,27 @@ class MatrixTile:
 
 
 MATRIX_TILES = {
-    "mma128": MatrixTile(2, 2, 4, 4, 32),  # 128 x 128 by 4 subgroups of 64 x 64: big products
-    "mma64": MatrixTile(2, 2, 2, 2, 32),   # 64 x 64 by 4 subgroups of 32 x 32: products of few big tiles
+    "mma128w8": MatrixTile(2, 4, 4, 2, 32),  # 128 x 128 by 8 subgroups of 64 x 32: big products
+    "mma64": MatrixTile(2, 2, 2, 2, 32),     # 64 x 64 by 4 subgroups of 32 x 32: products of few big tiles
     # candidates for the rules, measured by `python -m benchmarks.sweep --half --tiles ...` (Options.force_tile)
+    "mma128": MatrixTile(2, 2, 4, 4, 32),        # 128 x 128 by 4 subgroups of 64 x 64
     "mma128k64": MatrixTile(2, 2, 4, 4, 64),     # longer K steps: half the barriers
-    "mma128w8": MatrixTile(2, 4, 4, 2, 32),      # 8 subgroups of 64 x 32
     "mma128w8k64": MatrixTile(2, 4, 4, 2, 64),   # mma128w8 with K steps of 64
     "mma256": MatrixTile(4, 2, 4, 4, 32),        # 256 x 128 by 8 subgroups of 64 x 64
     "mma128x256": MatrixTile(2, 4, 4, 4, 32),    # 128 x 256 by 8 subgroups of 64 x 64
 }
-# a product needs this many 128 x 128 tiles to take mma128 (about a wave on a big GPU), else mma64
+# a product needs this many 128 x 128 tiles to take mma128w8 (about a wave on a big GPU), else mma64
 MMA128_MIN_TILES = 128
 
 
 def choose(batch: int, M: int, N: int, opts=None) -> str:
     """The matrix tile for a batch of M x N products (Options.force_tile where it names one): 128 x 128 tiles for
-    products of many such tiles, else 64 x 64. (mma128w8 measured faster on the big products, docs/benchmarks.md;
-    it replaces mma128 here once its parity test has passed on Dawn.)"""
+    products of many such tiles, else 64 x 64 (docs/benchmarks.md: the sweeps that chose them)."""
     if opts is not None and opts.force_tile in MATRIX_TILES:
         return opts.force_tile
-    t = MATRIX_TILES["mma128"]
+    t = MATRIX_TILES["mma128w8"]
     tiles = batch * -(-M // t.bm) * -(-N // t.bn)
-    return "mma128" if tiles >= MMA128_MIN_TILES else "mma64"
+    return "mma128w8" if tiles >= MMA128_MIN_TILES else "mma64"
 
 
 def fits(M: int, N: int, K: int) -> bool:
