@@ -355,12 +355,11 @@ class _SlowWithDynamicWidth(torch.nn.Module):
         return x * 2 + 1
 
 
-def test_a_dynamic_export_past_the_budget_is_stopped_and_exported_with_dynamic_batch(rng, use_options):
-    use_options(export_budget_s=0.5)
+def test_a_dynamic_export_past_the_budget_is_stopped_and_exported_with_dynamic_batch(rng):
     x = _x(rng, 2, 3, 4)
     with pytest.warns(UserWarning, match=r"from_torch\(_SlowWithDynamicWidth\): torch.export failed with every input "
                                          r"dim dynamic \(it ran past 0.5 s: Options.export_budget_s\); exported with "
-                                         r"dim 0 of each input dynamic"):
+                                         r"dim 0 of each input dynamic"), tinydl.options(export_budget_s=0.5):
         tm = tinydl.from_torch(_SlowWithDynamicWidth().eval(), example_inputs=(x,))
     x3 = _x(rng, 3, 3, 4)
     assert_close(tm(tinydl.tensor(x3)), x3 * 2 + 1)

@@ -108,6 +108,22 @@ def test_one_prefill_takes_every_prompt_length(converted):
     assert len(tm.__dict__["_generation_steps"].converted[step.STATE_PREFILL]) == 1
 
 
+def test_the_generation_steps_export_without_a_time_budget(use_options):
+    """Options.export_budget_s limits from_torch's own export, never a generation step's: the step keeps its
+    lengths dynamic however long torch takes, so one prefill takes every length."""
+    use_options(export_budget_s=0.0)
+    m = hf_model("mamba")
+    ids, mask = prompt()
+    with pytest.warns(UserWarning, match=r"ran past 0 s: Options.export_budget_s"):
+        tm = tinydl.from_torch(m, example_inputs=((torch.from_numpy(ids),), {"attention_mask": torch.from_numpy(mask)}))
+    for length in (PROMPT + 5, PROMPT - 2):
+        ids = np.random.default_rng(length).integers(3, VOCAB, (2, length))
+        mask = np.ones_like(ids)
+        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=3, pad_token_id=0),
+                                      hf_generate(m, ids, mask, max_new_tokens=3))
+    assert len(tm.__dict__["_generation_steps"].converted[step.STATE_PREFILL]) == 1
+
+
 def test_beam_search_moves_the_states_with_their_beams():
     m = hf_model("mamba")
     ids, mask = prompt()

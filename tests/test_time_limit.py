@@ -41,3 +41,9 @@ def test_the_limit_fires_again_where_the_work_swallows_it():
                     if len(caught) == 2:
                         raise
     assert caught == [OverTimeLimit, OverTimeLimit]
+
+
+def test_no_limit():
+    with time_limit(None) as limit:
+        _spin(0.2)
+    assert not limit.expired

@@ -88,7 +88,7 @@ class Options:
     decode_ahead: bool = True                     # generate queues a step fed its token on the GPU before it reads it
     progress: bool = True                         # a progress bar on a terminal while kernels compile (TINYDL_PROGRESS)
     progress_delay_s: float = 0.5                 # shown only once the work has lasted this long (a few kernels: none)
-    export_budget_s: float = 60.0                 # from_torch's torch.export with dynamic dims is stopped past this
+    export_budget_s: float = 300.0                # from_torch's torch.export with dynamic dims is stopped past this
                                                   # and tried with fewer dynamic dims (interop/dynamic_dims.py)
 
     def __post_init__(self):

@@ -353,7 +353,9 @@ def convert_step(tm: Module, step, example: tuple) -> TorchFxModule:
     is tm's: no second copy)."""
     torch_model = step.model
     step = step.eval()
-    lowered, dims = ex.export_lowered(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward))
+    # no time budget: a decode step needs its lengths dynamic (else each length exports a step of its own)
+    lowered, dims = ex.export_lowered(step, tuple(example), {}, ex.AUTO, inspect.signature(step.forward),
+                                      budget=False)
     program = ex.ExportProgram(lowered, None, example, {}, dims)
     missing = program.missing()
     if missing:

@@ -41,7 +41,7 @@ from .dynamic_dims import AUTO, InputDims, auto_spec
 from .program import Program, TorchFxModule, as_input, binding_stub, fetch, where
 from .recurrences import selective_scans
 from .registry import INDICES_READ, VALUES_ONLY, UnsupportedTorchOps, lookup, reads_past_values
-from .time_limit import time_limit
+from .time_limit import Limit, time_limit
 from .weights import torch_to_numpy
 
 
@@ -300,10 +300,11 @@ def export(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
     return ep, static
 
 
-def export_lowered(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
+def export_lowered(module, args, kwargs, dynamic_shapes=AUTO, signature=None, budget: bool = True):
     """export() followed by lower() (within the same time budget: torch's symbolic shape reasoning runs again in
-    the decompositions). Returns (the lowered ExportedProgram, its InputDims)."""
-    lowered, static, fallback = _export(module, args, kwargs, dynamic_shapes, signature, lambda ep: lower(ep)[0])
+    the decompositions; budget=False: no limit). Returns (the lowered ExportedProgram, its InputDims)."""
+    lowered, static, fallback = _export(module, args, kwargs, dynamic_shapes, signature, lambda ep: lower(ep)[0],
+                                        budget)
     return lowered, InputDims(lowered.range_constraints, static, fallback)
 
 
@@ -311,7 +312,7 @@ def export_lowered(module, args, kwargs, dynamic_shapes=AUTO, signature=None):
 _SYMBOLIC_LOGGERS = ("torch.fx.experimental.sym_node", "torch.fx.experimental.symbolic_shapes")
 
 
-def _export(module, args, kwargs, dynamic_shapes, signature, then):
+def _export(module, args, kwargs, dynamic_shapes, signature, then, budget: bool = True):
     """(then(the ExportedProgram), whether it is static, what was given up on the way ("auto" only; else None))."""
     import logging
     import warnings
@@ -324,31 +325,32 @@ def _export(module, args, kwargs, dynamic_shapes, signature, then):
         if dynamic_shapes != AUTO:
             ep = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic_shapes, strict=False)
             return then(ep), False, None
-        budget = current_options().export_budget_s
+        seconds = current_options().export_budget_s if budget else None
         why = []
         for dims, first_dim_only in (("every input dim", False), ("dim 0 of each input", True)):
-            with time_limit(budget) as limit:
-                quiet = logging.Filter()
-                quiet.filter = lambda record: not limit.expired
-                for name in _SYMBOLIC_LOGGERS:
-                    logging.getLogger(name).addFilter(quiet)
-                try:
+            limit = Limit()
+            quiet = logging.Filter()
+            quiet.filter = lambda record, limit=limit: not limit.expired
+            for name in _SYMBOLIC_LOGGERS:
+                logging.getLogger(name).addFilter(quiet)
+            try:
+                with time_limit(seconds, limit):
                     spec = auto_spec(signature, args, kwargs, first_dim_only)
                     # on copies: a failed export leaves its dynamic-dim marks on the tensors it was given, and the
                     # next export would then see those dims as dynamic again (and the user's tensors would keep them)
                     ep = torch.export.export(module, _copies(args), _copies(kwargs), dynamic_shapes=spec,
                                              strict=False)
                     lowered = then(ep)
-                except Exception as e:  # noqa: BLE001 - fewer dynamic dims next, saying why
-                    if limit.expired:
-                        why.append(f"with {dims} dynamic (it ran past {budget:g} s: Options.export_budget_s)")
-                    else:
-                        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                        why.append(f"with {dims} dynamic ({type(e).__name__}: {first})")
-                    continue
-                finally:
-                    for name in _SYMBOLIC_LOGGERS:
-                        logging.getLogger(name).removeFilter(quiet)
+            except Exception as e:  # noqa: BLE001 - fewer dynamic dims next, saying why
+                if limit.expired:
+                    why.append(f"with {dims} dynamic (it ran past {seconds:g} s: Options.export_budget_s)")
+                else:
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    why.append(f"with {dims} dynamic ({type(e).__name__}: {first})")
+                continue
+            finally:
+                for name in _SYMBOLIC_LOGGERS:
+                    logging.getLogger(name).removeFilter(quiet)
             if not why:
                 return lowered, False, None
             warnings.warn(f"from_torch({type(module).__name__}): torch.export failed {why[0]}; exported with {dims} "

@@ -28,17 +28,23 @@ def _raise_in(thread_id: int, exc_type) -> None:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float, repeat_s: float = 1.0):
-    """Run the block (`with time_limit(s) as limit:`); past `seconds`, raise OverTimeLimit in it, and again every
-    repeat_s should code in the block catch it as an Exception and go on. A limit that expires just as the block
-    ends is withdrawn (or swallowed) rather than raised later in the caller; limit.expired tells whether it fired."""
+def time_limit(seconds: float | None, limit: Limit | None = None, repeat_s: float = 1.0):
+    """Run the block (`with time_limit(s, limit):`); past `seconds`, raise OverTimeLimit in it, and again every
+    repeat_s should code in the block catch it as an Exception and go on. The clock starts inside the block, so the
+    exception is never raised before it (only where the block's own code runs, and its caller's handler around the
+    `with` sees it); a limit that expires just as the block ends is withdrawn (or swallowed) rather than raised
+    later in the caller. limit (yielded; made if not given) tells whether it fired. seconds=None: no limit."""
+    limit = limit if limit is not None else Limit()
+    if seconds is None:
+        yield limit
+        return
     target = threading.get_ident()
     lock = threading.Lock()
-    limit = Limit()
     active = [True]
-    done = threading.Event()
+    armed, done = threading.Event(), threading.Event()
 
     def watch():
+        armed.wait()
         wait = seconds
         while not done.wait(wait):
             with lock:
@@ -51,6 +57,7 @@ def time_limit(seconds: float, repeat_s: float = 1.0):
     watcher = threading.Thread(target=watch, name="tinydl-time-limit", daemon=True)
     watcher.start()
     try:
+        armed.set()
         yield limit
     finally:
         while True:  # the limit switched off, even should its exception arrive only now
@@ -62,6 +69,7 @@ def time_limit(seconds: float, repeat_s: float = 1.0):
                 break
             except OverTimeLimit:
                 continue
+        armed.set()
         done.set()
         watcher.join()
 
