@@ -100,11 +100,17 @@ def test_one_prefill_takes_every_prompt_length(converted):
     """Mamba's scan exports as one recurrence (interop/recurrences.py), not a loop unrolled to the example's
     length: longer and shorter prompts run the prefill converted first."""
     name, m, tm = converted
-    for length in (PROMPT + 9, PROMPT - 2):
+    _one_prefill_for_every_length(m, tm, (PROMPT + 9, PROMPT - 2), max_new_tokens=4)
+
+
+def _one_prefill_for_every_length(m, tm, lengths, max_new_tokens):
+    """tm generates HF's tokens for prompts of these lengths, all through the prefill step converted first."""
+    for length in lengths:
         ids = np.random.default_rng(length).integers(3, VOCAB, (2, length))
         mask = np.ones_like(ids)
-        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0),
-                                      hf_generate(m, ids, mask, max_new_tokens=4))
+        np.testing.assert_array_equal(
+            tm.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=0),
+            hf_generate(m, ids, mask, max_new_tokens=max_new_tokens))
     assert len(tm.__dict__["_generation_steps"].converted[step.STATE_PREFILL]) == 1
 
 
@@ -116,12 +122,7 @@ def test_the_generation_steps_export_without_a_time_budget(use_options):
     ids, mask = prompt()
     with pytest.warns(UserWarning, match=r"ran past 0 s: Options.export_budget_s"):
         tm = tinydl.from_torch(m, example_inputs=((torch.from_numpy(ids),), {"attention_mask": torch.from_numpy(mask)}))
-    for length in (PROMPT + 5, PROMPT - 2):
-        ids = np.random.default_rng(length).integers(3, VOCAB, (2, length))
-        mask = np.ones_like(ids)
-        np.testing.assert_array_equal(tm.generate(ids, attention_mask=mask, max_new_tokens=3, pad_token_id=0),
-                                      hf_generate(m, ids, mask, max_new_tokens=3))
-    assert len(tm.__dict__["_generation_steps"].converted[step.STATE_PREFILL]) == 1
+    _one_prefill_for_every_length(m, tm, (PROMPT + 5, PROMPT - 2), max_new_tokens=3)
 
 
 def test_beam_search_moves_the_states_with_their_beams():
