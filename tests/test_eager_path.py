@@ -150,3 +150,39 @@ def test_a_slice_covering_its_tensor_whole_is_a_view_of_its_own():
     for box in ([2, 3, 10, 12], [0, 0, 31, 31], [20, 25, 40, 33]):
         box = torch.tensor(box)
         assert_close(tm(mask, box).numpy(), model(mask, box).numpy(), atol=1e-5, rtol=1e-5)
+
+
+class PerClassReads(torch.nn.Module):
+    """SSD's post-processing in small: one head, then a Python loop that reads each class's column back."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x):
+        scores = self.head(x).flatten(2).softmax(1)[0]  # [classes, positions]
+        kept = []
+        for label in range(scores.shape[0]):
+            column = scores[label]
+            if column.max() > 0.5:  # a branch on a value (torch.export refuses it): read back
+                column = column * 2
+            kept.append(column[column > 0.2])  # a size that depends on the data: read back
+        return torch.cat(kept), scores
+
+
+def test_a_value_read_mid_way_computes_what_the_model_still_holds_once():
+    """Each class's read-back computes the head that every class shares once, keeping it: the convolution runs
+    once in the call, not once per class (each read would otherwise compute its unrealized graph again)."""
+    torch.manual_seed(3)
+    m = PerClassReads().eval()
+    x = torch.randn(1, 3, 8, 8)
+    tm = tinydl.from_torch(m, example_inputs=(x,))
+    assert tm.conversion_path == eager.PATH
+    with tinydl.debug.count_kernels() as c:
+        got = tm(tinydl.tensor(x.numpy()))
+        tinydl.realize(*got)
+    want = _torch_out(m, x)
+    assert_close(got[0], want[0])
+    assert_close(got[1], want[1])
+    convs = [n for n in c.names if "conv" in n]
+    assert len(convs) == 1, c.names

@@ -26,12 +26,15 @@ scheduler's plan cache still skips planning a graph it has seen.
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, schedule
+from ..ops import CONST, IOTA, VIEW
 from .._tensor import Tensor, tensor
 from . import aten_ops, torch_ops, torchvision_ops  # noqa: F401 - the registered ops
-from .torchvision_batched import batched
+from .torchvision_batched import BATCHED_NMS, batched
 from .program import TorchFxModule, as_input
 from .registry import INDICES_READ, UnsupportedTorchOps, lookup, to_dtype
 from .weights import torch_to_numpy
@@ -71,7 +74,9 @@ def run(tm, tree, args, kwargs, name: str):
 
     _Session.current.append(session)
     try:
-        with torch.no_grad(), batched():  # torchvision's per-box loops as one set of ops
+        # torchvision's per-box loops as one set of ops; a value read mid-way computes the tensors the model
+        # still holds with it, so that each later read does not compute again the graph they share
+        with torch.no_grad(), batched(), schedule.held_on_read(session.held):
             out = torch.func.functionalize(forward, remove="mutations")(state, args, kwargs)
     finally:
         _Session.current.pop()
@@ -83,11 +88,32 @@ def run(tm, tree, args, kwargs, name: str):
 
 
 class _Session:
-    """What one eager call found: the ops tinydl could not compute (op -> where)."""
+    """What one eager call found: the ops tinydl could not compute (op -> where); the tensors it made that the
+    model may still hold (weakly: torch frees those it drops)."""
     current: list = []
 
     def __init__(self):
         self.missing: dict = {}
+        # id -> weak reference (a WeakSet would compare torch tensors with ==, which torch computes elementwise)
+        self.made: dict[int, weakref.ref] = {}
+
+    def add(self, t) -> None:
+        self.made[id(t)] = weakref.ref(t)
+
+    def held(self) -> list:
+        """The computations behind the tensors still alive and not yet computed: under views (an expand or a
+        permute is index math, not worth a buffer), constants and iotas left out."""
+        out = []
+        for key, ref in list(self.made.items()):
+            t = ref()
+            node = None if t is None or t.value is None else t.value.node
+            while node is not None and node.kind == VIEW:
+                node = node.srcs[0]
+            if node is None or node.stored:
+                del self.made[key]
+            elif node.kind not in (CONST, IOTA):
+                out.append(node)
+        return out
 
 
 def _input(v):
@@ -126,6 +152,8 @@ def _lazy_class():
             r = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=torch_dtype, device="cpu", strides=strides)
             # view_of: the view op that made it (torch's strides then describe another tensor's storage)
             r.value, r.missing, r.view_of = value, missing, view_of
+            if _Session.current and value is not None:
+                _Session.current[-1].add(r)
             return r
 
         def __repr__(self, *, tensor_contents=None):
@@ -333,6 +361,7 @@ _SPECIAL = {
 _ORDER_KEEPING = {"view", "_unsafe_view", "reshape", "alias", "detach", "unsqueeze", "squeeze", "flatten",
                   "unflatten", "expand_as"}
 # ops meta tensors cannot size (their result's shape depends on the values): computed, then described
-_DATA_DEPENDENT = {"aten.index.Tensor", "torchvision.nms.default", "aten.masked_select.default", "aten.unique_consecutive.default",
+_DATA_DEPENDENT = {"aten.index.Tensor", "torchvision.nms.default", BATCHED_NMS, "aten.masked_select.default",
+                   "aten.unique_consecutive.default",
                    "aten._unique2.default", "aten.unique_dim.default", "aten.repeat_interleave.Tensor",
                    "aten.nonzero_static.default", "aten.argwhere.default"}

@@ -11,7 +11,10 @@ realize(tensors)
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -91,12 +94,19 @@ def realize(*tensors, readback=False):
 
 
 @runtime.locked
-def realize_nodes(nodes: list[Node], readback: bool = False, later: bool = False):
+def realize_nodes(nodes: list[Node], readback: bool = False, later: bool = False, also: Iterable[Node] = ()):
     """Compute the nodes (one plan); readback: return their bytes (later: a function that waits for them and
-    returns them, see Runtime.submit)."""
+    returns them, see Runtime.submit). also: more nodes computed and kept in the same plan, not read back."""
     for n in nodes:
         alias_reshape(n)
     pending = [n for n in nodes if not n.stored]
+    if pending:
+        uids = {n.uid for n in pending}
+        for n in also:
+            alias_reshape(n)
+            if not n.stored and n.uid not in uids:
+                uids.add(n.uid)
+                pending.append(n)
     if not pending and not readback:
         return None
     t0 = profiler.now()
@@ -138,6 +148,23 @@ def _read_pieces(n: Node) -> np.ndarray:
     return _read_pieces(n.srcs[0]).reshape(n.shape)
 
 
+# who names the values a caller still holds, which a read-back computes (and keeps) in its own plan (held_on_read)
+_held: contextvars.ContextVar[Callable[[], Iterable[Node]] | None] = contextvars.ContextVar("tinydl_held",
+                                                                                         default=None)
+
+
+@contextlib.contextmanager
+def held_on_read(held: Callable[[], Iterable[Node]]):
+    """In the block, a read-back that computes also computes and keeps the nodes held() names: a program that reads
+    a value mid-way and goes on with others (the eager path: `scores[:, label] > t` for each label) then computes
+    each shared part once, where each read would otherwise compute again the unrealized graph it shares."""
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 HOST_READS = 0  # read-backs so far: a jit capture is not kept when fn read values (its graph may depend on them)
 
 
@@ -163,9 +190,11 @@ def _read(n: Node, later: bool = False):
     HOST_READS += 1
     if n.stored and n.kind != BUFFER:  # stored in pieces: read them, join on the host
         return _read_pieces(n)
+    held = _held.get()
+    also = held() if held is not None and not n.stored else ()
     if later:
-        return realize_nodes([n], readback=True, later=True)
-    return _as_array(n, realize_nodes([n], readback=True)[0])
+        return realize_nodes([n], readback=True, later=True, also=also)
+    return _as_array(n, realize_nodes([n], readback=True, also=also)[0])
 
 
 def _as_array(n: Node, data: np.ndarray) -> np.ndarray:
