@@ -50,6 +50,40 @@ def test_batched_nms_never_suppresses_across_categories():
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
+@pytest.mark.parametrize("n,categories,threshold", [(1, 1, 0.5), (50, 1, 0.3), (64, 64, 0.5), (2700, 90, 0.5),
+                                                      (500, 7, 0.0), (400, 3, 1.0)])
+def test_batched_nms_equals_torchvisions_loop_over_categories(n, categories, threshold):
+    """Equal to torchvision's exact form (nms of each category on its own), many small categories (SSD's 90 with
+    a box count per category its loop reads back) and one large one included."""
+    boxes, scores = _boxes(n, seed=n + categories, spread=60.0)
+    idxs = torch.randint(0, categories, (n,), generator=torch.Generator().manual_seed(n))
+    want = tv.ops.boxes._batched_nms_vanilla(boxes, scores, idxs, threshold)
+    got = vision_ops.batched_nms(tinydl.tensor(boxes), tinydl.tensor(scores), tinydl.tensor(idxs), threshold)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_batched_nms_compares_each_category_in_its_own_coordinates():
+    """Small boxes far from the origin in 90 categories: torchvision's coordinate trick (each category shifted
+    by (largest coordinate + 1) per index) rounds their corners by up to 0.5 and keeps other boxes; tinydl keeps
+    the boxes that exact per-category nms keeps."""
+    g = torch.Generator().manual_seed(7)
+    xy = 40000 + torch.rand(900, 2, generator=g) * 40
+    boxes = torch.cat([xy, xy + 3 + torch.rand(900, 2, generator=g) * 3], 1)
+    scores = torch.rand(900, generator=g)
+    idxs = torch.randint(0, 90, (900,), generator=g)
+    want = tv.ops.boxes._batched_nms_vanilla(boxes, scores, idxs, 0.3)
+    assert not torch.equal(tv.ops.boxes._batched_nms_coordinate_trick(boxes, scores, idxs, 0.3), want)
+    got = vision_ops.batched_nms(tinydl.tensor(boxes), tinydl.tensor(scores), tinydl.tensor(idxs), 0.3)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_batched_nms_refuses_category_indices_of_another_shape():
+    boxes, scores = _boxes(5, seed=0)
+    with pytest.raises(RuntimeError, match=r"batched_nms: idxs should be a 1d tensor of 5 category indices, got "
+                                           r"shape \[4\]"):
+        vision_ops.batched_nms(tinydl.tensor(boxes), tinydl.tensor(scores), tinydl.tensor(np.zeros(4, np.int32)), 0.5)
+
+
 @pytest.mark.parametrize("bad,message", [
     (lambda b, s: (b[:, :3], s), "boxes should have 4 elements in dimension 1, got 3"),
     (lambda b, s: (b[None], s), "boxes should be a 2d tensor, got 3D"),
@@ -172,3 +206,45 @@ def test_mask_pasting_runs_every_box_at_once_on_the_eager_path(monkeypatch):
         assert_close(got, want, atol=1e-5, rtol=1e-5)
         assert torch.equal(transform.paste_masks_in_image(masks, boxes, (40, 52)), want)  # torch callers
     assert per_call[12] == per_call[3], per_call
+
+
+class PerCategoryNms(torch.nn.Module):
+    """A detector's last step: batched_nms of the boxes that pass a score threshold (a read-back), as torchvision's
+    models call it (`torchvision.ops.boxes.batched_nms`)."""
+
+    def forward(self, boxes, scores, labels):
+        from torchvision.ops import boxes as box_ops
+        keep = scores > 0.05
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        kept = box_ops.batched_nms(boxes, scores, labels, 0.45)
+        return boxes[kept], scores[kept], labels[kept]
+
+
+def test_batched_nms_runs_every_category_at_once_on_the_eager_path(monkeypatch):
+    """On the eager path torchvision's batched_nms (for over 1000 boxes on the CPU: a loop over the categories,
+    a read-back each) is tinydl's, every category at once: as many read-backs for 60 categories as for 6, and
+    torch's boxes. Outside the eager path torchvision's own function answers."""
+    from torchvision.ops import boxes as box_ops
+
+    from tinydl import schedule
+    reads = []
+    real = schedule.read
+    monkeypatch.setattr(schedule, "read", lambda t: reads.append(1) or real(t))
+    model = PerCategoryNms().eval()
+    boxes, _ = _boxes(1500, seed=11, spread=80.0)
+    # distinct scores: torchvision orders the kept boxes by an unstable sort (equal scores in either order)
+    scores = (torch.randperm(1500, generator=torch.Generator().manual_seed(12)).float() + 1) / 1500
+    tm = tinydl.from_torch(model, example_inputs=(boxes, scores, torch.zeros(1500, dtype=torch.int64)))
+    assert tm.conversion_path == eager.PATH
+    per_call = {}
+    for categories in (6, 60):
+        labels = torch.randint(0, categories, (1500,), generator=torch.Generator().manual_seed(categories))
+        want = model(boxes, scores, labels)
+        reads.clear()
+        got = tm(boxes, scores, labels)
+        per_call[categories] = len(reads)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.numpy(), w.numpy())
+        assert torch.equal(box_ops.batched_nms(boxes, scores, labels, 0.45),
+                           box_ops._batched_nms_vanilla(boxes, scores, labels, 0.45))  # torch callers
+    assert per_call[60] == per_call[6], per_call

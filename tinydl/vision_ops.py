@@ -47,38 +47,75 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     order = argsort(scores, dim=0, descending=True, stable=True)  # (past SORT_MAX boxes: ordered on the host)
     b = boxes[order].float()
     x1, y1, x2, y2 = (b[:, i] for i in range(4))
-    area = (x2 - x1) * (y2 - y1)
-    w = (x2[:, None].minimum(x2[None, :]) - x1[:, None].maximum(x1[None, :])).clamp(min=0)
-    h = (y2[:, None].minimum(y2[None, :]) - y1[:, None].maximum(y1[None, :])).clamp(min=0)
-    inter = w * h
-    iou = inter / (area[:, None] + area[None, :] - inter)
+    iou = _iou((x1[:, None], y1[:, None], x2[:, None], y2[:, None]), (x1[None, :], y1[None, :], x2[None, :], y2[None, :]))
     rows = tensor(np.arange(n, dtype=np.int32))
     # suppresses[i, j]: box i (earlier: higher score) drops box j when i is kept
     suppresses = (iou > float(iou_threshold)) & (rows[:, None] < rows[None, :])
-    seen = np.ones((n,), np.bool_)
-    keep, steps = tensor(seen), STEPS_PER_CHECK
-    # box j's mask is final once the boxes before it are (after j + 1 steps), so the sequence ends constant; a mask
-    # equal to one read some steps earlier is therefore periodic from there on, and so already that constant
-    while True:
-        for _ in range(steps):
-            keep = ~(suppresses & keep[:, None]).any(dim=0)
-        host = keep.numpy()
-        if np.array_equal(host, seen):
-            break
-        seen, steps = host, steps * 2
-    kept = np.nonzero(seen)[0].astype(np.int32)
+    kept = np.nonzero(_settle(lambda keep: ~(suppresses & keep[:, None]).any(dim=0), n))[0].astype(np.int32)
     return order[tensor(kept)]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """torchvision.ops.batched_nms: nms within each category of idxs (boxes of different categories never
-    suppress each other): every category's boxes shifted apart by more than the largest coordinate."""
+    suppress each other), by decreasing score. Each category's IoUs are its own boxes' (not shifted apart, as
+    torchvision's coordinate trick does, which rounds them): the boxes grouped by category, each group by
+    decreasing score, and each box compared with the boxes before it in its group only, so N boxes cost N times
+    the largest group, not N squared."""
     _check_boxes(boxes, scores)
-    if boxes.shape[0] == 0:
+    n = boxes.shape[0]
+    if n == 0:
         return tensor(np.zeros((0,), np.int32))
-    max_coordinate = boxes.max()
-    offsets = idxs.to(boxes.dtype) * (max_coordinate + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    if idxs.ndim != 1 or idxs.shape[0] != n:
+        raise RuntimeError(f"batched_nms: idxs should be a 1d tensor of {n} category indices, got shape "
+                           f"{list(idxs.shape)}")
+    by_score = argsort(scores, dim=0, descending=True, stable=True)
+    by_category = argsort(idxs[by_score], dim=0, stable=True)  # stable: by score within a category
+    categories = idxs[by_score][by_category].numpy()  # the groups' bounds: the one read-back before the IoUs
+    position = np.arange(n)
+    starts = np.flatnonzero(np.r_[True, categories[1:] != categories[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, n]))  # each position's group's first position
+    width = int((position - first).max())
+    if width == 0:  # every box alone in its category: all kept
+        return by_score
+    # earlier[p, d]: the position d + 1 places before p, where that is in p's group (else masked out)
+    earlier = position[:, None] - np.arange(1, width + 1)[None, :]
+    same = tensor(earlier >= first[:, None])
+    earlier = tensor(np.maximum(earlier, 0).astype(np.int32))
+    b = boxes[by_score][by_category].float()
+    x1, y1, x2, y2 = (b[:, i] for i in range(4))
+    iou = _iou((x1[earlier], y1[earlier], x2[earlier], y2[earlier]),
+               (x1[:, None], y1[:, None], x2[:, None], y2[:, None]))
+    suppressed_by = same & (iou > float(iou_threshold))  # [p, d]: the earlier box drops p when it is kept
+    keep = _settle(lambda keep: ~(suppressed_by & keep[earlier]).any(dim=1), n)
+    # back to the order by score: position p of the grouped order is position by_category[p] of by_score
+    in_score_order = np.zeros((n,), np.bool_)
+    in_score_order[by_category.numpy()[keep]] = True
+    return by_score[tensor(np.flatnonzero(in_score_order).astype(np.int32))]
+
+
+def _iou(first, second) -> Tensor:
+    """IoU of boxes (x1, y1, x2, y2) pairs as torchvision's kernel computes it: the first box's area first."""
+    (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = first, second
+    w = (ax2.minimum(bx2) - ax1.maximum(bx1)).clamp(min=0)
+    h = (ay2.minimum(by2) - ay1.maximum(by1)).clamp(min=0)
+    inter = w * h
+    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
+
+
+def _settle(step, n: int) -> np.ndarray:
+    """The greedy suppression's keep mask (n bools on the host): step(keep) applied on the GPU from "all kept"
+    until it stops changing. A box's mask is final once the boxes before it are (after j + 1 steps), so the
+    sequence ends constant; a mask equal to one read some steps earlier is therefore periodic from there on, and
+    so already that constant."""
+    seen = np.ones((n,), np.bool_)
+    keep, steps = tensor(seen), STEPS_PER_CHECK
+    while True:
+        for _ in range(steps):
+            keep = step(keep)
+        host = keep.numpy()
+        if np.array_equal(host, seen):
+            return seen
+        seen, steps = host, steps * 2
 
 
 def roi_align(input: Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,  # noqa: A002

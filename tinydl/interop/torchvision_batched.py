@@ -1,11 +1,20 @@
-"""torchvision's per-box Python loops, as one set of ops over every box, for the eager path (eager.py).
+"""torchvision's per-box and per-category Python loops, as one set of ops over every box, for the eager path
+(eager.py).
 
 Mask R-CNN pastes each kept mask into the image in a Python loop (`paste_masks_in_image`): each box's size is
 read back (`int(box[2] - box[0] + 1)`) and its mask resized to that size. On the eager path every box then costs a
 read-back and a plan (on a CPU driver, kernels compiled) of its own. Here the same math, torch's bilinear resize
 (align_corners=False) evaluated at each image pixel of each box, runs as a few gathers over all boxes at once,
-with nothing read back. It stands in for torchvision's function only while tinydl's eager path runs a model
-(`batched()`); any other caller gets torchvision's own.
+with nothing read back.
+
+batched_nms, on a CPU tensor of more than 1000 boxes (SSD's 90 categories, RetinaNet's), runs nms once per
+category, each after a `torch.where(idxs == category)` read back; here it is one op, `tinydl::batched_nms`
+(torchvision's per-category loop on CPU tensors; on the eager path's, tinydl.vision_ops.batched_nms: every
+category at once, each in its own coordinates as in that loop, so the same boxes are kept). An op of its own,
+not a Python function, so that it reaches the eager path's dispatch under torch.func.functionalize.
+
+These stand in for torchvision's functions only while tinydl's eager path runs a model (`batched()`); any other
+caller gets torchvision's own.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import contextvars
 import functools
 
 _active = contextvars.ContextVar("tinydl_eager_batched", default=False)
+BATCHED_NMS = "tinydl.batched_nms.default"  # the op's name as the eager path's dispatch sees it
 
 
 def _linear_taps(d, out_size, in_size: int):
@@ -63,19 +73,52 @@ def paste_masks_in_image(masks, boxes, img_shape, padding: int = 1):
 
 
 @functools.cache
-def _install() -> None:
-    """torchvision's name in the module that calls it (transform.py imported it by name) answers with the
-    batched form while the eager path runs, else with torchvision's own."""
-    from torchvision.models.detection import transform
-    original = transform.paste_masks_in_image
+def _batched_nms_op():
+    import torch
+
+    @torch.library.custom_op("tinydl::batched_nms", mutates_args=(),
+                             schema="(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor")
+    def batched_nms_op(boxes, scores, idxs, iou_threshold):
+        from torchvision.ops import boxes as box_ops
+        return box_ops._batched_nms_vanilla(boxes, scores, idxs, iou_threshold)
+
+    @batched_nms_op.register_fake
+    def _(boxes, scores, idxs, iou_threshold):
+        return boxes.new_empty((torch.library.get_ctx().new_dynamic_size(),), dtype=torch.int64)
+
+    return batched_nms_op
+
+
+def batched_nms(boxes, scores, idxs, iou_threshold: float, original=None):
+    """torchvision.ops.batched_nms as one op (see the module's doc)."""
+    return _batched_nms_op()(boxes, scores, idxs, float(iou_threshold))
+
+
+def _stand_in(module, name: str, batched_form) -> None:
+    """module.name answers with batched_form while the eager path runs, else with torchvision's own."""
+    original = getattr(module, name)
 
     @functools.wraps(original)
-    def paste(masks, boxes, img_shape, padding=1):
+    def either(*args, **kwargs):
         if _active.get():
-            return paste_masks_in_image(masks, boxes, img_shape, padding)
-        return original(masks, boxes, img_shape, padding)
+            return batched_form(*args, **kwargs, original=original)
+        return original(*args, **kwargs)
 
-    transform.paste_masks_in_image = paste
+    setattr(module, name, either)
+
+
+@functools.cache
+def _install_paste() -> None:
+    from torchvision.models.detection import transform  # (it imported the function by name: its name is patched)
+    _stand_in(transform, "paste_masks_in_image", lambda *a, original, **k: paste_masks_in_image(*a, **k))
+
+
+@functools.cache
+def _install_nms() -> None:
+    import torchvision.ops
+    from torchvision.ops import boxes  # detection models call boxes.batched_nms; users torchvision.ops'
+    _stand_in(boxes, "batched_nms", batched_nms)
+    _stand_in(torchvision.ops, "batched_nms", batched_nms)
 
 
 @contextlib.contextmanager
@@ -83,7 +126,9 @@ def batched():
     """The batched forms in effect for the block (in this context only), where torchvision is imported."""
     import sys
     if "torchvision.models.detection.transform" in sys.modules:
-        _install()
+        _install_paste()
+    if "torchvision.ops.boxes" in sys.modules:
+        _install_nms()
     token = _active.set(True)
     try:
         yield
@@ -91,4 +136,4 @@ def batched():
         _active.reset(token)
 
 
-__all__ = ["batched", "paste_masks_in_image"]
+__all__ = ["batched", "batched_nms", "paste_masks_in_image"]

@@ -14,6 +14,7 @@ import numpy as np
 from ..nn import functional as F
 from .._tensor import Tensor, cat, tensor, zeros
 from .registry import implements
+from .torchvision_batched import BATCHED_NMS
 
 
 @implements("torchvision.ops.stochastic_depth.stochastic_depth")
@@ -137,7 +138,7 @@ def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     return vision_ops.nms(boxes, scores, iou_threshold)
 
 
-@implements("torchvision.ops.boxes.batched_nms")
+@implements("torchvision.ops.boxes.batched_nms", BATCHED_NMS)
 def _batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     from .. import vision_ops
     return vision_ops.batched_nms(boxes, scores, idxs, iou_threshold)
