@@ -248,3 +248,45 @@ def test_batched_nms_runs_every_category_at_once_on_the_eager_path(monkeypatch):
         assert torch.equal(box_ops.batched_nms(boxes, scores, labels, 0.45),
                            box_ops._batched_nms_vanilla(boxes, scores, labels, 0.45))  # torch callers
     assert per_call[60] == per_call[6], per_call
+
+
+class HeatmapsToKeypoints(torch.nn.Module):
+    """Keypoint R-CNN's last step: each box's heatmaps resized to the box (bicubic) and each keypoint's argmax; a
+    branch on a value sends it down the eager path."""
+
+    def forward(self, maps, rois):
+        from torchvision.models.detection import roi_heads
+        if maps.sum() > -1e9:
+            return roi_heads.heatmaps_to_keypoints(maps, rois)
+        return maps
+
+
+def test_keypoints_of_every_box_at_once_on_the_eager_path(monkeypatch):
+    """torchvision's per-box loop (two read-backs and a bicubic resize to the box's size per box) runs as one set
+    of ops over all boxes: torch's keypoints and scores, as many read-backs for 12 boxes as for 3; no box and a
+    box smaller than a pixel included. Outside the eager path torchvision's own function answers."""
+    from torchvision.models.detection import roi_heads
+
+    from tinydl import schedule
+    reads = []
+    real = schedule.read
+    monkeypatch.setattr(schedule, "read", lambda t: reads.append(1) or real(t))
+    tm = tinydl.from_torch(HeatmapsToKeypoints().eval())
+    per_call = {}
+    for k in (3, 0, 3, 12):  # (the first call converts: counted again after)
+        g = torch.Generator().manual_seed(k)
+        maps = torch.randn(k, 5, 14, 14, generator=g)
+        xy = torch.rand(k, 2, generator=g) * 50
+        rois = torch.cat([xy, xy + torch.rand(k, 2, generator=g) * 40 + 0.3], 1)
+        if k:
+            rois[0] = torch.tensor([3.0, 4.0, 3.5, 4.2])
+        want = roi_heads.heatmaps_to_keypoints(maps, rois)
+        reads.clear()
+        got = tm(tinydl.tensor(maps.numpy()), tinydl.tensor(rois.numpy()))
+        per_call[k] = len(reads)
+        assert tm.conversion_path == eager.PATH
+        for g_, w in zip(got, want):
+            assert tuple(g_.shape) == tuple(w.shape)
+            assert_close(g_, w, atol=1e-4, rtol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(roi_heads.heatmaps_to_keypoints(maps, rois), want))
+    assert per_call[12] == per_call[3], per_call

@@ -7,6 +7,11 @@ read-back and a plan (on a CPU driver, kernels compiled) of its own. Here the sa
 (align_corners=False) evaluated at each image pixel of each box, runs as a few gathers over all boxes at once,
 with nothing read back.
 
+Keypoint R-CNN's heatmaps_to_keypoints resizes each box's heatmaps (bicubic) to the box's size, read back per
+box, and takes each keypoint's argmax. Here every box's heatmaps are resized at once to the largest box's size
+(each box by its own resampling weights, as two batched products: along x, then along y, torch's order), the
+pixels past a box's own size left out of its argmax: two sizes read back in all.
+
 batched_nms, on a CPU tensor of more than 1000 boxes (SSD's 90 categories, RetinaNet's), runs nms once per
 category, each after a `torch.where(idxs == category)` read back; here it is one op, `tinydl::batched_nms`
 (torchvision's per-category loop on CPU tensors; on the eager path's, tinydl.vision_ops.batched_nms: every
@@ -72,6 +77,59 @@ def paste_masks_in_image(masks, boxes, img_shape, padding: int = 1):
     return torch.where(inside, value, torch.zeros((), dtype=value.dtype)).to(masks.dtype)[:, None]
 
 
+def _cubic_resampling(out_size, in_size: int, out_max: int):
+    """torch's bicubic resize (align_corners=False) of an axis from in_size to each box's out_size ([K, 1]) as
+    [K, out_max, in_size] weights; rows past a box's size are 0. torch's taps: source = in/out * (d + 0.5) - 0.5
+    (not clamped), the 4 pixels from floor(source) - 1 clamped into the axis, A = -0.75."""
+    import torch
+    a = -0.75
+    d = torch.arange(out_max, dtype=torch.float32)[None]
+    src = (in_size / out_size.to(torch.float32)) * (d + 0.5) - 0.5  # [K, out_max]
+    base = src.floor()
+    t = src - base
+
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    columns = torch.arange(in_size, dtype=torch.int64)
+    weights = None
+    for tap, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))):
+        index = (base.to(torch.int64) - 1 + tap).clamp(0, in_size - 1)
+        term = (index[..., None] == columns).to(torch.float32) * w[..., None]
+        weights = term if weights is None else weights + term
+    inside = (d < out_size.to(torch.float32))[..., None]
+    return torch.where(inside, weights, torch.zeros((), dtype=weights.dtype))
+
+
+def heatmaps_to_keypoints(maps, rois):
+    """torchvision.models.detection.roi_heads.heatmaps_to_keypoints for every box at once: ([K, N, 3] keypoints
+    (x, y, 1), [K, N] scores) from heatmaps [K, N, H, W] and boxes [K, 4]."""
+    import torch
+    k, n, h, w = maps.shape
+    if k == 0:
+        return maps.new_zeros((0, n, 3)), maps.new_zeros((0, n))
+    widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
+    heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
+    out_w, out_h = widths.ceil()[:, None], heights.ceil()[:, None]  # [K, 1]
+    max_w, max_h = int(out_w.max()), int(out_h.max())
+    along_x = _cubic_resampling(out_w, w, max_w)  # [K, max_w, W]
+    along_y = _cubic_resampling(out_h, h, max_h)  # [K, max_h, H]
+    resized = along_y[:, None] @ (maps.to(torch.float32) @ along_x[:, None].transpose(2, 3))  # [K, N, max_h, max_w]
+    ys = torch.arange(max_h, dtype=torch.float32)[None, :, None]
+    xs = torch.arange(max_w, dtype=torch.float32)[None, None, :]
+    inside = (ys < out_h[:, :, None]) & (xs < out_w[:, :, None])  # [K, max_h, max_w]
+    flat = torch.where(inside[:, None], resized, torch.full((), float("-inf"))).reshape(k, n, max_h * max_w)
+    pos = flat.argmax(dim=2)  # the first maximum in each box's own row-major order
+    x_int, y_int = pos % max_w, torch.div(pos, max_w, rounding_mode="floor")
+    x = (x_int.to(torch.float32) + 0.5) * (widths / out_w[:, 0])[:, None] + rois[:, 0:1]
+    y = (y_int.to(torch.float32) + 0.5) * (heights / out_h[:, 0])[:, None] + rois[:, 1:2]
+    keypoints = torch.stack([x, y, torch.ones_like(x)], dim=2)
+    return keypoints, flat.gather(2, pos[..., None])[..., 0]
+
+
 @functools.cache
 def _batched_nms_op():
     import torch
@@ -108,9 +166,11 @@ def _stand_in(module, name: str, batched_form) -> None:
 
 
 @functools.cache
-def _install_paste() -> None:
-    from torchvision.models.detection import transform  # (it imported the function by name: its name is patched)
+def _install_per_box() -> None:
+    from torchvision.models.detection import roi_heads, transform
+    # (transform imported paste_masks_in_image by name: its name is patched)
     _stand_in(transform, "paste_masks_in_image", lambda *a, original, **k: paste_masks_in_image(*a, **k))
+    _stand_in(roi_heads, "heatmaps_to_keypoints", lambda *a, original, **k: heatmaps_to_keypoints(*a, **k))
 
 
 @functools.cache
@@ -126,7 +186,7 @@ def batched():
     """The batched forms in effect for the block (in this context only), where torchvision is imported."""
     import sys
     if "torchvision.models.detection.transform" in sys.modules:
-        _install_paste()
+        _install_per_box()
     if "torchvision.ops.boxes" in sys.modules:
         _install_nms()
     token = _active.set(True)
@@ -136,4 +196,4 @@ def batched():
         _active.reset(token)
 
 
-__all__ = ["batched", "batched_nms", "paste_masks_in_image"]
+__all__ = ["batched", "batched_nms", "heatmaps_to_keypoints", "paste_masks_in_image"]
