@@ -47,7 +47,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     order = argsort(scores, dim=0, descending=True, stable=True)  # (past SORT_MAX boxes: ordered on the host)
     b = boxes[order].float()
     x1, y1, x2, y2 = (b[:, i] for i in range(4))
-    iou = _iou((x1[:, None], y1[:, None], x2[:, None], y2[:, None]), (x1[None, :], y1[None, :], x2[None, :], y2[None, :]))
+    iou = _iou((x1[:, None], y1[:, None], x2[:, None], y2[:, None]),
+               (x1[None, :], y1[None, :], x2[None, :], y2[None, :]))
     rows = tensor(np.arange(n, dtype=np.int32))
     # suppresses[i, j]: box i (earlier: higher score) drops box j when i is kept
     suppresses = (iou > float(iou_threshold)) & (rows[:, None] < rows[None, :])
@@ -70,7 +71,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
                            f"{list(idxs.shape)}")
     by_score = argsort(scores, dim=0, descending=True, stable=True)
     by_category = argsort(idxs[by_score], dim=0, stable=True)  # stable: by score within a category
-    categories = idxs[by_score][by_category].numpy()  # the groups' bounds: the one read-back before the IoUs
+    order = by_score[by_category]
+    categories = idxs[order].numpy()  # the groups' bounds: the one read-back before the IoUs
     position = np.arange(n)
     starts = np.flatnonzero(np.r_[True, categories[1:] != categories[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, n]))  # each position's group's first position
@@ -81,7 +83,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     earlier = position[:, None] - np.arange(1, width + 1)[None, :]
     same = tensor(earlier >= first[:, None])
     earlier = tensor(np.maximum(earlier, 0).astype(np.int32))
-    b = boxes[by_score][by_category].float()
+    b = boxes[order].float()
     x1, y1, x2, y2 = (b[:, i] for i in range(4))
     iou = _iou((x1[earlier], y1[earlier], x2[earlier], y2[earlier]),
                (x1[:, None], y1[:, None], x2[:, None], y2[:, None]))
