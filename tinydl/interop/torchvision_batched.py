@@ -27,6 +27,8 @@ import contextlib
 import contextvars
 import functools
 
+from ..nn.grid_sample import cubic_weights
+
 _active = contextvars.ContextVar("tinydl_eager_batched", default=False)
 BATCHED_NMS = "tinydl.batched_nms.default"  # the op's name as the eager path's dispatch sees it
 
@@ -82,21 +84,12 @@ def _cubic_resampling(out_size, in_size: int, out_max: int):
     [K, out_max, in_size] weights; rows past a box's size are 0. torch's taps: source = in/out * (d + 0.5) - 0.5
     (not clamped), the 4 pixels from floor(source) - 1 clamped into the axis, A = -0.75."""
     import torch
-    a = -0.75
     d = torch.arange(out_max, dtype=torch.float32)[None]
     src = (in_size / out_size.to(torch.float32)) * (d + 0.5) - 0.5  # [K, out_max]
     base = src.floor()
-    t = src - base
-
-    def near(x):
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
     columns = torch.arange(in_size, dtype=torch.int64)
     weights = None
-    for tap, w in enumerate((far(t + 1), near(t), near(1 - t), far(2 - t))):
+    for tap, w in enumerate(cubic_weights(src - base)):
         index = (base.to(torch.int64) - 1 + tap).clamp(0, in_size - 1)
         term = (index[..., None] == columns).to(torch.float32) * w[..., None]
         weights = term if weights is None else weights + term
@@ -147,7 +140,7 @@ def _batched_nms_op():
     return batched_nms_op
 
 
-def batched_nms(boxes, scores, idxs, iou_threshold: float, original=None):
+def batched_nms(boxes, scores, idxs, iou_threshold: float):
     """torchvision.ops.batched_nms as one op (see the module's doc)."""
     return _batched_nms_op()(boxes, scores, idxs, float(iou_threshold))
 
@@ -159,7 +152,7 @@ def _stand_in(module, name: str, batched_form) -> None:
     @functools.wraps(original)
     def either(*args, **kwargs):
         if _active.get():
-            return batched_form(*args, **kwargs, original=original)
+            return batched_form(*args, **kwargs)
         return original(*args, **kwargs)
 
     setattr(module, name, either)
@@ -169,8 +162,8 @@ def _stand_in(module, name: str, batched_form) -> None:
 def _install_per_box() -> None:
     from torchvision.models.detection import roi_heads, transform
     # (transform imported paste_masks_in_image by name: its name is patched)
-    _stand_in(transform, "paste_masks_in_image", lambda *a, original, **k: paste_masks_in_image(*a, **k))
-    _stand_in(roi_heads, "heatmaps_to_keypoints", lambda *a, original, **k: heatmaps_to_keypoints(*a, **k))
+    _stand_in(transform, "paste_masks_in_image", paste_masks_in_image)
+    _stand_in(roi_heads, "heatmaps_to_keypoints", heatmaps_to_keypoints)
 
 
 @functools.cache

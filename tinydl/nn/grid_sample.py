@@ -69,8 +69,9 @@ class _Taps:
         return where(inside.unsqueeze(-1), value, 0.0)
 
 
-def _cubic_weights(t: Tensor) -> list:
-    """torch's get_cubic_upsample_coefficients: the weights of the taps at -1, 0, 1, 2 for a fraction t."""
+def cubic_weights(t) -> list:
+    """torch's get_cubic_upsample_coefficients: the weights of the taps at -1, 0, 1, 2 for a fraction t (a tinydl
+    tensor, or a torch one: arithmetic only)."""
     a = _CUBIC_A
 
     def near(s):  # |s| <= 1
@@ -124,7 +125,7 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mod
 def _bicubic(taps: _Taps, coords: list, sizes: tuple, padding_mode: str, align: bool) -> Tensor:
     ix, iy = coords
     x0, y0 = ix.floor(), iy.floor()
-    wx, wy = _cubic_weights(ix - x0), _cubic_weights(iy - y0)
+    wx, wy = cubic_weights(ix - x0), cubic_weights(iy - y0)
     out = None
     for j in range(4):  # rows at y0 - 1 .. y0 + 2, each interpolated along x first (torch's order)
         y = _fold(y0 + (j - 1), sizes[1], padding_mode, align).floor()
