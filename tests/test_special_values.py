@@ -13,6 +13,7 @@ import torch.nn.functional as TF
 
 import tinydl
 import tinydl.nn.functional as F
+from tinydl.kernels.snippets import PRELUDE
 
 SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e38, -1e38, 3.4028235e38, -3.4028235e38, 1e-45, -1e-45,
                     1.1754944e-38, 1.0, -1.0, 0.5, -0.5, 1.5, -2.5, 3.0, -3.0, 6.0, 6.5, -6.0, 21.0, 100.0, -100.0,
@@ -210,6 +211,25 @@ def test_float16_rounding_is_integer_arithmetic_and_exact():
     src = tinydl.schedule.shaders_for(tinydl.tensor(v).half() * 2)[0]
     body = src.split("fn main")[-1]
     assert "td_round_f16(" in body and "f32(f16(" not in body
+
+
+@pytest.mark.skipif(not HAS_F16, reason="adapter lacks shader-f16")
+def test_float16_cast_is_bit_exact_across_float32():
+    # every rounding regime: half's subnormals (multiples of 2^-24), ties to even, the overflow threshold, float32
+    # subnormals, NaN/Inf; each pattern by itself and with its sign flipped
+    rng = np.random.default_rng(5)
+    bits = np.concatenate([np.arange(0x32800000, 0x38900000, 97, dtype=np.uint32),
+                           np.arange(0x477fe000, 0x47800100, 3, dtype=np.uint32),
+                           (rng.integers(0, 2**21, 50_000).astype(np.uint32) << 13) | 0x1000,  # exact ties
+                           rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32),
+                           np.array([0, 1, 0x7f800000, 0x7fc00000, 0x33000000, 0x33000001, 0x387fffff], np.uint32)])
+    v = np.concatenate([bits, bits | 0x80000000]).view(np.float32)
+    got = tinydl.tensor(v).half().numpy()
+    want = torch.from_numpy(v).half().numpy()
+    differ = (got.view(np.uint16) != want.view(np.uint16)) & ~(np.isnan(got) & np.isnan(want))
+    assert not differ.any(), v[differ][:8]
+    body = PRELUDE.split("fn td_round_f16(")[1].split("\n}")[0]
+    assert "f16(" not in body and "pack" not in body  # integer ops only: drivers fold or round conversions their way
 
 
 # -- dtypes and integers ---------------------------------------------------------------------------------------

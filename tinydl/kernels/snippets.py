@@ -16,17 +16,21 @@ fn td_opaque(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | td_z); }
 // NaN and Inf values carry td_z too: a driver that assumes no NaN/Inf (NVIDIA's) may treat a NaN or Inf constant as
 // undefined and fold anything it meets; every NaN decision below is on bits or integer keys, never a float compare
 fn td_nan() -> f32 { return bitcast<f32>(0x7fc00000u | td_z); }
-// x rounded to the nearest float16 value (ties to even; beyond 65520 an Inf): through a packed u32, which a driver
-// cannot fold away as it may f32(f16(x)); the range and NaN/Inf decided on the bits, as f16(x) beyond half's range
-// need not give Inf
+// x rounded to the nearest float16 value (ties to even; from 65520 on an Inf), in integer ops on the bits: a driver
+// may fold f32(f16(x)) or unpack(pack(x)) away, or convert toward zero or flush half subnormals
 fn td_round_f16(x: f32) -> f32 {
   let bits = bitcast<u32>(x);
   let a = bits & 0x7fffffffu;
-  // the hardware's conversion within half's range (WGSL leaves it undefined beyond: 65504 stands in), branch-free
-  let v = select(x, bitcast<f32>((bits & 0x80000000u) | 0x477fe000u), a > 0x477fe000u);
-  let h = unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
-  let inf = bitcast<f32>((bits & 0x80000000u) | 0x7f800000u | td_z);
-  return select(select(h, inf, a >= 0x477ff000u), x, a >= 0x7f800000u);  // past 65520 inf; NaN/Inf as they are
+  // half's normals: 10 mantissa bits kept, ties to even (a carry moves into the exponent as it should)
+  let normal = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
+  // below them, multiples of 2^-24: the 24-bit significand shifted by d = 126 - exponent (14..25), ties to even
+  let d = min(126u - min(a >> 23u, 112u), 25u);
+  let m = (a & 0x7fffffu) | 0x800000u;
+  let q = (m + (1u << (d - 1u)) - 1u + ((m >> d) & 1u)) >> d;
+  let small = bitcast<u32>(f32(q) * 5.9604644775390625e-8);
+  let r = select(small, normal, a >= 0x38800000u);
+  let rounded = bitcast<f32>((bits & 0x80000000u) | select(r, 0x7f800000u | td_z, a >= 0x477ff000u));
+  return select(rounded, x, a >= 0x7f800000u);  // NaN/Inf as they are
 }
 fn td_round_f16x4(v: vec4<f32>) -> vec4<f32> {
   return vec4<f32>(td_round_f16(v.x), td_round_f16(v.y), td_round_f16(v.z), td_round_f16(v.w));
