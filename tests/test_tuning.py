@@ -13,6 +13,7 @@ import tinydl
 import tinydl.nn.functional as F
 from tinydl import tuning
 from tinydl.debug import count_kernels
+from tinydl.runtime import get_runtime
 from tinydl.kernels import gemm
 from tinydl.testing import assert_close
 
@@ -222,4 +223,7 @@ def test_tuned_model_matches_torch(rng, tuned, dtype):
     assert_close(y.astype(np.float32), ref, rtol=tol, atol=tol)
     labels = set(tuning.choices())
     f = "f16" if dtype == np.float16 else "f32"
-    assert {f"{f} batch 1: 32 x 128 x 144 tap-major", f"{f} batch 1: 32 x 128 x 32 plain"} <= labels, labels
+    tuned_convs = {f"{f} batch 1: 32 x 128 x 144 tap-major", f"{f} batch 1: 32 x 128 x 32 plain"}
+    if dtype == np.float16 and get_runtime().subgroup_matrix_f16:
+        tuned_convs = set()  # these convs run on tensor-core tiles, which have no variants to time
+    assert tuned_convs <= labels and labels, labels

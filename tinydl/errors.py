@@ -2,6 +2,8 @@
 errors the runtime turns into them (each WebGPU implementation's own classes: webgpu.Backend.errors)."""
 from __future__ import annotations
 
+import re
+
 # where a kernel can fail, as KernelError.stage says (and tinydl.debug.inject_fault can force)
 FAULT_STAGES = ("shader", "pipeline", "bind group", "encode", "submit", "map")
 
@@ -35,15 +37,20 @@ class Failure(Exception):
 
 
 
+_WEBGPU_PACKAGE = re.compile(r"[/\\](wgpu|wgpudawn)[/\\]")
+
+
 def uncycle(error) -> None:
-    """wgpu-py raises its errors from a wrapper frame that keeps the error in a local (proxy_func's wgpu_error):
-    error -> traceback -> that frame -> error, a cycle that keeps every frame above it (their tensors, so their
-    GPU buffers) until Python's cycle collector runs. Clear that finished frame's locals."""
+    """The WebGPU packages raise their errors from wrapper frames that keep the error in a local (wgpu-py's
+    proxy_func, wgpudawn's own): error -> traceback -> that frame -> error, a cycle that keeps every frame above it
+    (their tensors, so their GPU buffers) until Python's cycle collector runs. Clear the locals of the packages'
+    finished frames (reading f_locals to look for the error would itself keep them)."""
     tb = getattr(error, "__traceback__", None)
     while tb is not None:
-        if tb.tb_frame.f_code.co_name == "proxy_func":
+        frame = tb.tb_frame
+        if _WEBGPU_PACKAGE.search(frame.f_code.co_filename):
             try:
-                tb.tb_frame.clear()
-            except RuntimeError:  # still running (not the case once its error was caught)
+                frame.clear()
+            except RuntimeError:  # still running (the frame that caught it)
                 pass
         tb = tb.tb_next

@@ -310,7 +310,9 @@ def literal(value, wgsl_type: str) -> str:
     if math.isinf(v):
         return "bitcast<f32>(0x7f800000u | td_z)" if v > 0 else "bitcast<f32>(0xff800000u | td_z)"  # see td_nan
     if v == 0.0:
-        return "-0.0" if math.copysign(1.0, v) < 0 else "0.0"
+        # -0.0 by its bits, as NaN and Inf: a driver that assumes no signed zeros (Dawn's shaders on NVIDIA) may
+        # fold a -0.0 constant into 0.0
+        return "bitcast<f32>(0x80000000u | td_z)" if math.copysign(1.0, v) < 0 else "0.0"
     import numpy as np
     f = np.float32(v) if abs(v) < 3.4028235677973366e38 else np.float32(math.copysign(math.inf, v))
     if np.isinf(f):  # a double beyond float32 rounds to inf, as torch's float32 ops round it
