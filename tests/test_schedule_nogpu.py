@@ -195,6 +195,29 @@ def test_every_matrix_tile_forced_fits_workgroup_memory(use_options, tile, trans
     assert "mma" not in names(lambda x, w: x @ w.T, P(1024, 768), P(3072, 768), target=MATRIX)[0]  # float32
 
 
+@pytest.mark.parametrize("tile", list(gemm_matrix.MATRIX_TILES))
+def test_matrix_tile_epilogues_store_fragment_rows_as_vec4s(use_options, tile):
+    """The epilogue stores as many result fragments of a row to the subgroups' scratch as fit beside the operand
+    tiles (one barrier pair per round, not per fragment), and pushes 4 side-by-side outputs through store_out4
+    where N allows it (N % 4 == 0), else one at a time."""
+    from tinydl import float16
+    t = gemm_matrix.MATRIX_TILES[tile]
+    use_options(force_tile=tile)
+    x, w = P(1024, 768, dtype=float16), P(3072, 768, dtype=float16)
+    wgsl = explain.plan(lambda x, w: x @ w.T, x, w, target=MATRIX).steps[0].wgsl
+    epilogue = wgsl[wgsl.index("subgroupMatrixStore"):]
+    operand_bytes = sum(2 * int(n) for n in re.findall(r"var<workgroup> [AB]s: array<f16, (\d+)>", wgsl))
+    rounds = t.fm * t.fn // gemm_matrix.epilogue_fragments(t, operand_bytes)
+    assert epilogue.count("subgroupMatrixStore") == t.fm * t.fn
+    assert epilogue.count("workgroupBarrier()") == 2 * rounds
+    if tile in ("mma128w8", "mma64"):  # the rules' tiles store a whole fragment row a round
+        assert rounds == t.fm
+    assert "store_out4(b, m, n, vec4<f32>(" in epilogue and "store_out(" not in epilogue
+    odd = explain.plan(lambda x, w: x @ w.T, x, P(3070, 768, dtype=float16), target=MATRIX).steps[0].wgsl
+    odd_epilogue = odd[odd.index("subgroupMatrixStore"):]
+    assert "store_out(b, m, n, Cs[at])" in odd_epilogue and "store_out4" not in odd
+
+
 def _rms_linear(x, w, W):
     """A decode step's RMSNorm then projection, as transformers writes it (statistic in float32)."""
     h = x.float()

@@ -20,6 +20,7 @@ from .bind_groups import BindGroups
 from .checks import STATUS_BYTES, DeviceStatus
 from .errors import FAULT_STAGES, DeviceLostError, Failure, KernelError  # noqa: F401 - also runtime.X
 from .failures import Progress, failure, fault, inject
+from .kernels.gemm_matrix import SHARED_BYTES as MATRIX_SHARED_BYTES
 from .options import Options, current as current_options
 from .transfers import SPIN_WAIT_SECONDS, STAGING_KEEP, _spin_wait_seconds  # noqa: F401 - also runtime.X
 from .transfers import HostThreads, Staging, copy_out, lend, map_read, return_lent, unmap, write
@@ -90,7 +91,8 @@ class Runtime:
         self.adapter_name = self.adapter.info.get("device", "") or self.adapter.summary
         self.backend = self.adapter.info.get("backend_type", "")
         self.adapter_f16 = "shader-f16" in self.features
-        self.subgroup_matrix_f16 = self.adapter_f16 and self.webgpu.has_f16_matrices(self.adapter, self.features)
+        self.subgroup_matrix_f16 = (self.adapter_f16 and self.webgpu.has_f16_matrices(self.adapter, self.features)
+                                    and self.limits.get("max-compute-workgroup-storage-size", 0) >= MATRIX_SHARED_BYTES)
         self.adapter_spin_seconds = 0.0 if self.adapter.info.get("adapter_type") == "CPU" else SPIN_WAIT_SECONDS
         # a CPU driver (lavapipe) compiles a kernel into machine code when it first runs, in the queue submit
         # that carries it, not when its pipeline is made: a plan's first run then shows a progress bar too

@@ -154,9 +154,6 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
                              columns)
         name += f"x{columns}" if columns > 1 else ""
         return wgsl, groups, name + (" stats" if src.stats else "")  # (it computes a statistic: row_stats.py)
-    if name in MATRIX_TILES:
-        store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
-        return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec) + (name,)
     vec4 = opts.vec4_stores and n_runs and N % 4 == 0 and src.out.dtype.storage in VEC4_STORAGE
     if vec4:
         src.vec4_out = True
@@ -164,6 +161,8 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
                         lambda e, c: out_index(e, "b", "m", f"(n + {c})" if c else "n"))
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
+    if name in MATRIX_TILES:
+        return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
     return _tiled(src, t, batch, M, N, K, fast, vec, vec4, b_gather) + (name,)
 
 

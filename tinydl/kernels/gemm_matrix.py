@@ -22,6 +22,9 @@ FRAG = 16    # the f16 x f16 -> f32 fragment: 16 x 16 x 16
 PAD = 8      # float16 elements after each row of a workgroup tile: rows start in different banks
 # main's subgroup index (uniform within a subgroup, as the fragments' offsets must be) and lane
 BUILTINS = ", @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sglane: u32"
+# workgroup memory the tiles may use (the adapter must grant it: runtime.Runtime.subgroup_matrix_f16); adapters
+# with these fragments (NVIDIA, AMD, Intel) have 48 KiB or more
+SHARED_BYTES = 48 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,20 @@ def fits(M: int, N: int, K: int) -> bool:
     return M >= FRAG and N >= FRAG and K >= 2 * FRAG
 
 
-def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict):
+def epilogue_fragments(t: MatrixTile, operand_bytes: int) -> int:
+    """Result fragments of a row each subgroup stores to its scratch at once in the epilogue: as many of its fn as
+    fit SHARED_BYTES beside the operand tiles (one barrier pair per round, and longer runs of n to store)."""
+    per_fragment = t.sm * t.sn * FRAG * FRAG * 4
+    return max(d for d in range(1, t.fn + 1)
+               if t.fn % d == 0 and (d == 1 or operand_bytes + d * per_fragment <= SHARED_BYTES))
+
+
+def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
+          vec4_out: bool = False):
     """The kernel's WGSL and workgroup count. fast[op]: the index ("r" or "k") the operand's memory runs along;
     vec[op]: its tile loads fetch 8 float16 elements along k at once (8: load_a8 / load_b8, packed pairs), 4 (True:
-    load_a4 / load_b4), or one (load_a / load_b)."""
+    load_a4 / load_b4), or one (load_a / load_b). vec4_out: the output is stored 4 side-by-side n at a time
+    (store_out4; N % 4 == 0)."""
     T = t.threads
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
     groups = batch * tiles_m * tiles_n
@@ -172,17 +185,26 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         body.append("    }")
     body.append("    workgroupBarrier();")
     body.append("  }")
-    # the epilogue: fragment by fragment through this subgroup's scratch, 8 values a lane
+    # the epilogue: `per_round` fragments of a row at a time through this subgroup's scratch (a 16 x W strip),
+    # from which its lanes push 4 side-by-side values (vec4_out) or one at a time through the epilogue
+    per_round = epilogue_fragments(t, 2 * (size["a"] + size["b"]))
+    W = FRAG * per_round
+    region = FRAG * W  # a subgroup's scratch
+    width = 4 if vec4_out else 1
     for i in range(t.fm):
-        for j in range(t.fn):
-            body.append(f"  subgroupMatrixStore(&Cs, u32(sg * {FRAG * FRAG}), acc{i}_{j}, false, {FRAG}u);")
+        for j0 in range(0, t.fn, per_round):
+            body += [f"  subgroupMatrixStore(&Cs, u32(sg * {region} + {jj * FRAG}), acc{i}_{j0 + jj}, false, {W}u);"
+                     for jj in range(per_round)]
             body.append("  workgroupBarrier();")
-            body.append(f"  for (var e: i32 = lane; e < {FRAG * FRAG}; e += {LANES}) {{")
-            body.append(f"    let m = m0 + fr0 + {i * FRAG} + e / {FRAG}; let n = n0 + fc0 + {j * FRAG} + e % {FRAG};")
-            body.append(f"    if (m < {M} && n < {N}) {{ store_out(b, m, n, Cs[sg * {FRAG * FRAG} + e]); }}")
+            body.append(f"  for (var e: i32 = lane; e < {region // width}; e += {LANES}) {{")
+            body.append(f"    let r = e / {W // width}; let c = (e % {W // width}) * {width};")
+            body.append(f"    let m = m0 + fr0 + {i * FRAG} + r; let n = n0 + fc0 + {j0 * FRAG} + c;")
+            body.append(f"    let at = sg * {region} + r * {W} + c;")
+            value = "vec4<f32>(Cs[at], Cs[at + 1], Cs[at + 2], Cs[at + 3])" if vec4_out else "Cs[at]"
+            body.append(f"    if (m < {M} && n < {N}) {{ store_out{'4' if vec4_out else ''}(b, m, n, {value}); }}")
             body.append("  }")
             body.append("  workgroupBarrier();")
     shared = (f"var<workgroup> As: array<f16, {size['a']}>;\n"
               f"var<workgroup> Bs: array<f16, {size['b']}>;\n"
-              f"var<workgroup> Cs: array<f32, {t.sm * t.sn * FRAG * FRAG}>;")
+              f"var<workgroup> Cs: array<f32, {t.sm * t.sn * region}>;")
     return src.render("\n".join(body), T, shared, enables=("subgroups", ENABLE), builtins=BUILTINS), groups
