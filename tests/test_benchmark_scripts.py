@@ -36,9 +36,9 @@ def test_ab_reports_a_failing_tree(tmp_path):
 
 
 def test_first_call_cold_and_warm():
-    done = _run("benchmarks.first_call", "--models", "resnet18", "--batches", "1", "--quick")
+    done = _run("benchmarks.first_call", "--models", "resnet18", "--batches", "1", "--quick", "--compile-threads", "3")
     assert done.returncode == 0, done.stdout + done.stderr
-    row = next(line for line in done.stdout.splitlines() if line.startswith("| resnet18 | 1 |"))
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| resnet18 (3 compile threads) | 1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert all(float(c) > 0 for c in cells[2:]), row
 

@@ -597,3 +597,14 @@ def test_empty_cache_gives_pooled_memory_back_and_work_goes_on(rng):
     assert rt.pooled_bytes == 0 and not _pooled_buffers(rt) and not rt._pooled
     np.testing.assert_array_equal(step(x).numpy(), first)
     assert_close((w @ w).relu(), torch.from_numpy(a @ a).relu(), rtol=1e-4, atol=1e-4)
+
+
+def test_compile_all_runs_on_options_compile_threads(use_options):
+    """Options.compile_threads is how many shaders a new plan compiles side by side."""
+    use_options(compile_threads=64)
+    rt = get_runtime()
+    shaders = [f"@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n"
+               f"@compute @workgroup_size(1) fn main() {{ out[0] = {k}.5; }}\n" for k in range(3)]
+    rt.compile_all(shaders)
+    assert all(w in rt._pipelines for w in shaders)
+    assert rt._pool.threads >= 64 or not rt.webgpu.threads  # a backend whose device takes one thread compiles in turn

@@ -83,6 +83,7 @@ class Options:
     upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads
     readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
+    compile_threads: int = min(8, os.cpu_count() or 1)    # a new plan's shaders compiled side by side (compile_all)
     scatter_max_work: int = 1 << 32               # comparisons a scatter with GPU indices makes (tinydl/scatter.py) ...
     max_captures: int = 16                        # input shapes a jit keeps captured (least recently used dropped)
     decode_ahead: bool = True                     # generate queues a step fed its token on the GPU before it reads it

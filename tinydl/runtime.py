@@ -5,7 +5,6 @@ failures.py's."""
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -30,8 +29,6 @@ from .transfers import HostThreads, Staging, copy_out, lend, map_read, return_le
 # schedule.Plan.first_submit), each next one twice the one before, up to submit_chunk (measured with
 # benchmarks/cpu_overhead.py --chunks / --first). Uploads and read-backs: transfers.py.
 
-# shaders compiled at once by compile_all
-COMPILE_THREADS = min(8, os.cpu_count() or 1)
 # dispatches per queue submit in a plan's first run on a driver that compiles kernels then, while a progress bar
 # counts them (Runtime.compiles_on_first_run): the bar moves in steps this small
 FIRST_RUN_CHUNK = 8
@@ -302,8 +299,10 @@ class Runtime:
                 pass
         if len(todo) <= 1:  # nothing new, or one kernel (a plan's usual case after the first call): no threads
             return compile_one(todo[0]) if todo else None
-        with progress.bar(len(todo), "compiling kernels", opts or current_options()) as bar:
-            done = self._pool(COMPILE_THREADS).map(compile_one, todo) if self.webgpu.threads else map(compile_one, todo)
+        opts = opts or current_options()
+        with progress.bar(len(todo), "compiling kernels", opts) as bar:
+            threads = self._pool(opts.compile_threads) if self.webgpu.threads else None
+            done = threads.map(compile_one, todo) if threads else map(compile_one, todo)
             for _ in done:
                 bar.update(1)
 
