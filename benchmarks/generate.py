@@ -22,7 +22,6 @@ tokens are still checked first.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tinydl.bench.option_arg import option  # noqa: E402
 from tinydl.bench.ort_generate import ort_decode  # noqa: E402
 
 CHECKED_TOKENS = 4
@@ -170,15 +170,6 @@ def bench(name, batch, args):
                     rows.append((f"tinydl {precision}{label}", throughput(tiny_gen, batch, args.prompt, args.new,
                                                                          args.runs)))
     return rows
-
-
-def option(text: str) -> tuple[str, object]:
-    """NAME=VALUE of a tinydl.options field, the value read as JSON (true, 4, "x") or else as a string."""
-    name, _, value = text.partition("=")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
 
 
 def main(argv=None):

@@ -43,6 +43,15 @@ def test_first_call_cold_and_warm():
     assert all(float(c) > 0 for c in cells[2:]), row
 
 
+def test_kernel_times_plans_under_an_option():
+    done = _run("benchmarks.kernel_times", "--models", "resnet18", "--quick", "--copies", "1", "--runs", "1",
+                "--warm", "0", "--top", "100", "--option", "force_split_k=1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "== resnet18 batch 1 force_split_k=1: " in done.stdout
+    sums = [line for line in done.stdout.splitlines() if line.startswith("reduce_sum")]
+    assert [line.split()[0] for line in sums] == ["reduce_sum+mul"]  # the pool's mean only: no split GEMM's slices
+
+
 def test_generate_times_an_option_beside_the_defaults():
     """benchmarks.generate --option: the tinydl rows again under a planning option, in turns, in one process."""
     done = _run("benchmarks.generate", "--tiny", "--models", "tinyllama", "--batches", "1", "--new", "3",
