@@ -1,5 +1,5 @@
 """Writing by index (tinydl/scatter.py) against torch CPU: scatter / scatter_add / scatter_reduce, index_add /
-index_copy / index_fill / index_put, slice_scatter / select_scatter; host and GPU indices, dtypes, negative dims,
+index_reduce / index_copy / index_fill / index_put, slice_scatter / select_scatter; host and GPU indices, dtypes, negative dims,
 indices smaller than self, duplicates, 0-d and empty tensors; torch's errors (same type, same message); both
 conversion paths and each ATen overload torch.export produces."""
 import re
@@ -138,6 +138,42 @@ def test_index_add_copy_fill(rng, dtype, shape, dim, count, on_gpu):
                  tx.index_fill(dim, ti, torch.tensor(fill, dtype=tx.dtype)), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int32"])
+@pytest.mark.parametrize("reduce", ["prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("shape,dim,count", [((5, 4), 0, 7), ((3, 6, 2), -2, 4), ((7,), 0, 2), ((4, 3), 1, 0)])
+@pytest.mark.parametrize("on_gpu", [False, True])
+def test_index_reduce(rng, dtype, reduce, include_self, shape, dim, count, on_gpu):
+    x = _values(rng, shape, dtype)
+    sshape = tuple(count if i == dim % len(shape) else s for i, s in enumerate(shape))
+    source = _values(rng, sshape, dtype)
+    idx = rng.integers(0, shape[dim], count)  # duplicates, and positions no index names
+    ref = torch.from_numpy(x).index_reduce(dim, torch.from_numpy(idx), torch.from_numpy(source), reduce,
+                                           include_self=include_self)
+    got = tinydl.tensor(x).index_reduce(dim, _gpu_or_host(idx, on_gpu), tinydl.tensor(source), reduce,
+                                        include_self=include_self)
+    assert_close(got, ref, **_tol(dtype))
+
+
+def test_index_reduce_nan_zero_d_and_integer_mean():
+    x, src = torch.tensor([1.0, 2, 3]), torch.tensor([float("nan"), 5.0, -1.0])
+    for reduce in ("amax", "amin", "prod", "mean"):  # NaN propagates as in torch
+        assert_close(tinydl.index_reduce(tinydl.tensor(x.numpy()), 0, [0, 0, 2], tinydl.tensor(src.numpy()), reduce),
+                     x.index_reduce(0, torch.tensor([0, 0, 2]), src, reduce))
+    ints = torch.tensor([0, 3, 4])
+    for include_self in (True, False):  # an integer mean rounds down: -5.5 -> -6, -11/3 -> -4
+        assert_close(tinydl.tensor(ints.numpy()).index_reduce(0, [0, 0], tinydl.tensor(np.array([-5, -6])), "mean",
+                                                              include_self=include_self),
+                     ints.index_reduce(0, torch.tensor([0, 0]), torch.tensor([-5, -6]), "mean",
+                                       include_self=include_self))
+    b, bs = np.array([[True, False], [False, True], [True, True]]), np.array([[False, True], [True, True]])
+    for reduce in ("amax", "amin", "prod"):  # bool rows (2-d and up; 1-d bool is refused, as torch)
+        assert_close(tinydl.tensor(b).index_reduce(0, [2, 0], tinydl.tensor(bs), reduce),
+                     torch.from_numpy(b).index_reduce(0, torch.tensor([2, 0]), torch.from_numpy(bs), reduce))
+    assert_close(tinydl.tensor(np.float32(2)).index_reduce(0, [0], tinydl.tensor(np.float32(3)), "prod"),
+                 torch.tensor(2.0).index_reduce(0, torch.tensor([0]), torch.tensor(3.0), "prod"))
+
+
 def test_index_add_scalars():
     x, s = torch.tensor(5.0), torch.tensor(2.0)
     assert_close(tinydl.tensor(5.0).index_add(0, tinydl.tensor(np.array(0)), tinydl.tensor(2.0)),
@@ -237,6 +273,23 @@ def test_errors_match_torch():
         (lambda: tx.index_add(0, torch.tensor([[0, 0]]), ts), lambda: dx.index_add(0, [[0, 0]], ds)),
         (lambda: tx.index_add(0, torch.tensor([0, 0]), ts.long()), lambda: dx.index_add(0, [0, 0], ds.long())),
         (lambda: tx.index_add(0, torch.tensor([0., 0]), ts), lambda: dx.index_add(0, np.zeros(2, np.float32), ds)),
+        (lambda: tx.index_reduce(0, torch.tensor([0, 0]), ts, "sum"), lambda: dx.index_reduce(0, [0, 0], ds, "sum")),
+        (lambda: tx.index_reduce(0, torch.tensor([0, 0]), ts.long(), "prod"),
+         lambda: dx.index_reduce(0, [0, 0], ds.to(tinydl.int32), "prod")),
+        (lambda: tx.index_reduce(0, torch.tensor([0., 0]), ts, "amax"),
+         lambda: dx.index_reduce(0, np.zeros(2, np.float32), ds, "amax")),
+        (lambda: tx.index_reduce(0, torch.tensor([-1, 0]), ts, "amax"), lambda: dx.index_reduce(0, [-1, 0], ds, "amax")),
+        (lambda: tx.index_reduce(0, torch.tensor([3, 0]), ts, "amin"), lambda: dx.index_reduce(0, [3, 0], ds, "amin")),
+        (lambda: tx.index_reduce(0, torch.tensor([[0, 0]]), ts, "prod"), lambda: dx.index_reduce(0, [[0, 0]], ds, "prod")),
+        (lambda: tx.index_reduce(0, torch.tensor([0]), ts, "prod"), lambda: dx.index_reduce(0, [0], ds, "prod")),
+        (lambda: tx[0].bool().index_reduce(0, torch.tensor([0, 0]), ts[0, :2].bool(), "amax"),
+         lambda: dx[0].bool().index_reduce(0, [0, 0], ds[0, :2].bool(), "amax")),
+        (lambda: tx.bool().index_reduce(0, torch.tensor([0, 0]), ts.bool(), "mean"),
+         lambda: dx.bool().index_reduce(0, [0, 0], ds.bool(), "mean")),
+        (lambda: torch.tensor(1.0).index_reduce(0, torch.tensor([0]), torch.ones(1), "prod"),
+         lambda: tinydl.tensor(np.float32(1)).index_reduce(0, [0], tinydl.ones(1), "prod")),
+        (lambda: torch.tensor(1.0).index_add(0, torch.tensor([0]), torch.ones(1)),
+         lambda: tinydl.tensor(np.float32(1)).index_add(0, [0], tinydl.ones(1))),
         (lambda: tx.index_copy(0, torch.tensor([3, 0]), ts), lambda: dx.index_copy(0, [3, 0], ds)),
         (lambda: tx.index_copy(0, torch.tensor([-1, 0]), ts), lambda: dx.index_copy(0, [-1, 0], ds)),
         (lambda: tx.index_copy(0, torch.tensor([0., 0]), ts), lambda: dx.index_copy(0, np.zeros(2, np.float32), ds)),
@@ -378,6 +431,8 @@ def test_aten_overloads(rng):
         ("aten.scatter_reduce.two", torch.ops.aten.scatter_reduce.two, (x, 1, idx, x[:3], "amin"),
          {"include_self": False}),
         ("aten.index_add.default", torch.ops.aten.index_add.default, (x, 0, rows, x[:3]), {"alpha": -2}),
+        ("aten.index_reduce.default", torch.ops.aten.index_reduce.default, (x, 0, rows, x[:3] * 3, "amax"),
+         {"include_self": False}),
         ("aten.index_copy.default", torch.ops.aten.index_copy.default, (x, 0, rows[:2], x[:2] * 4), {}),
         ("aten.index_fill.int_Scalar", torch.ops.aten.index_fill.int_Scalar, (x, 1, rows, 9.0), {}),
         ("aten.index_fill.int_Tensor", torch.ops.aten.index_fill.int_Tensor, (x, 1, rows, torch.tensor(9.0)), {}),

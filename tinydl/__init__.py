@@ -42,8 +42,8 @@ from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, col
                      meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
                      ger, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
-from ._tensor import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: E402
-                     select_scatter, slice_scatter)
+from ._tensor import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: E402
+                      scatter_reduce, select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
 from .nn.functional import celu, hardshrink, rrelu, selu, threshold  # noqa: E402 - torch.X too
 from .nn.functional_distances import cdist, cosine_similarity, pairwise_distance  # noqa: E402 - torch.X too

@@ -51,8 +51,8 @@ from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsum
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from .histogram import bincount, histc  # noqa: F401
-from .scatter import (index_add, index_copy, index_fill, index_put, scatter, scatter_add, scatter_reduce,  # noqa: F401
-                      select_scatter, slice_scatter, diagonal_scatter, masked_scatter)
+from .scatter import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: F401
+                      scatter_reduce, select_scatter, slice_scatter, diagonal_scatter, masked_scatter)
 
 
 _MASK_DTYPE_NAMES = {"float32": "float", "float16": "c10::Half", "int32": "long int"}  # torch's (int32: int64)
@@ -176,6 +176,8 @@ class Tensor(_core.Tensor):
         return scatter_reduce(self, dim, index, src, reduce, include_self=include_self)
     def index_add(self, dim: int, index, source, *, alpha=1) -> "Tensor":
         return index_add(self, dim, index, source, alpha=alpha)
+    def index_reduce(self, dim: int, index, source, reduce, *, include_self=True) -> "Tensor":
+        return index_reduce(self, dim, index, source, reduce, include_self=include_self)
     def index_copy(self, dim: int, index, source) -> "Tensor": return index_copy(self, dim, index, source)
     def index_fill(self, dim: int, index, value) -> "Tensor": return index_fill(self, dim, index, value)
     def index_put(self, indices, values, accumulate=False) -> "Tensor":

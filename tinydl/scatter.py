@@ -279,16 +279,20 @@ def scatter_reduce(x: Tensor, dim: int, index, src: Tensor, reduce: str, *, incl
 
 
 # -- index_add / index_copy / index_fill: a vector of indices along one dim ---------------------------------------
-def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_error, bounds_error):
-    """Checks shared by index_add and index_copy (bounds_error(value, dim, size): the exception for an index out of
-    range); returns (x, d, the index broadcast to source's shape, source) with 0-d tensors as 1-element vectors."""
+def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_error, bounds_error,
+                 same_ndim: bool = True):
+    """Checks shared by index_add, index_reduce and index_copy (bounds_error(value, dim, size): the exception for an
+    index out of range; same_ndim: a 0-d x takes only a 0-d source and a 0-d source only a 0-d x, as torch's
+    index_add and index_reduce, not its index_copy); returns (x, d, the index broadcast to source's shape, source)
+    with 0-d tensors as 1-element vectors."""
     d = normalize_dim(dim, builtins.max(x.ndim, 1))
     ishape = _shape_of(index)
     if len(ishape) > 1:
         raise IndexError(f"{op}(): Index is supposed to be a vector, but got dim: {len(ishape)} with type: Long and "
                          f"size: {list(ishape)}")
     xs, ss = x.shape or (1,), source.shape or (1,)
-    if len(xs) != len(ss) or any(i != d and a != b for i, (a, b) in enumerate(zip(xs, ss))):
+    if (len(xs) != len(ss) or any(i != d and a != b for i, (a, b) in enumerate(zip(xs, ss)))
+            or (same_ndim and x.ndim != source.ndim)):
         raise RuntimeError(f"source tensor shape must match self tensor shape, excluding the specified dimension. "
                            f"Got self.shape = {list(x.shape)} source.shape = {list(source.shape)}")
     count = math.prod(ishape)
@@ -315,6 +319,24 @@ def index_add(x: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
     return _scatter_along(xr, d, idx, src.to(x.dtype), "sum", True).reshape(x.shape)
 
 
+def index_reduce(x: Tensor, dim: int, index, source: Tensor, reduce: str, *, include_self: bool = True) -> Tensor:
+    """torch.index_reduce: the source[..., k, ...] landing on x[..., index[k], ...] reduced in prod / mean / amax /
+    amin, with x's own value where include_self; positions no index names keep x's value. An integer mean rounds
+    down (floor), as torch's."""
+    if reduce not in ("prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or amin but got {reduce}.")
+    if source.dtype != x.dtype:
+        raise RuntimeError(f"index_reduce_(): self ({_TORCH_NAMES[x.dtype]}) and source "
+                           f"({_TORCH_NAMES[source.dtype]}) must have the same scalar type")
+    if x.dtype == dtypes.bool_ and (x.ndim <= 1 or reduce == "mean"):  # torch's kernels for bool: rows of 2-d+ only
+        raise NotImplementedError(f'"{"index_func_" if x.ndim <= 1 else "div_floor_cpu"}" not implemented for \'Bool\'')
+    xr, d, idx, src = _index_along(
+        "index_reduce_", x, dim, index, source,
+        lambda name: RuntimeError(f"index_reduce_(): Expected dtype int32/int64 for index but got: {name}"),
+        lambda v, d, n: IndexError("index out of range in self"))
+    return _scatter_along(xr, d, idx, src, reduce, include_self).reshape(x.shape)
+
+
 def index_copy(x: Tensor, dim: int, index, source: Tensor) -> Tensor:
     """torch.index_copy: x[..., index[k], ...] = source[..., k, ...]; duplicate indices: the last one wins."""
     if source.dtype != x.dtype:
@@ -323,7 +345,8 @@ def index_copy(x: Tensor, dim: int, index, source: Tensor) -> Tensor:
     xr, d, idx, src = _index_along(
         "index_copy_", x, dim, index, source,
         lambda name: RuntimeError(f"index_copy_(): Expected a long tensor for index, but got {name}"),
-        lambda v, d, n: IndexError(f"index_copy_(): index {v} is out of bounds for dimension {d} with size {n}"))
+        lambda v, d, n: IndexError(f"index_copy_(): index {v} is out of bounds for dimension {d} with size {n}"),
+        same_ndim=False)
     return _scatter_along(xr, d, idx, src, "last", True).reshape(x.shape)
 
 

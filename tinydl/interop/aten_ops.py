@@ -509,6 +509,7 @@ _aten("scatter.reduce scatter.value_reduce", lambda x, dim, index, src, *, reduc
 _aten("scatter_add.default", T.scatter_add)
 _aten("scatter_reduce.two", T.scatter_reduce)
 _aten("index_add.default", T.index_add)
+_aten("index_reduce.default", T.index_reduce)
 _aten("index_copy.default", T.index_copy)
 _aten("index_fill.int_Scalar index_fill.int_Tensor", T.index_fill)
 _aten("index_put.default", T.index_put)
