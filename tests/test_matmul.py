@@ -1,5 +1,6 @@
 """Parity of tinydl.matmul / @ / bmm / mm / nn.functional.linear with torch CPU, over every GEMM tile variant."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import tinydl.kernels.gemm
 import tinydl.nn.functional as F
 import tinydl.schedule
 from tinydl import explain
+from tinydl.debug import count_kernels
 from tinydl.testing import assert_close
 
 # the gemvs differ only in lanes per column: the fewest (one subgroup) and the most (one column per workgroup)
@@ -270,6 +272,46 @@ def test_matmul_dtype_mismatch(rng):
     a, b = rand(rng, 2, 3), np.ones((3, 2), np.int32)
     _raises_like_torch(lambda: tinydl.tensor(a) @ tinydl.tensor(b), lambda: torch.from_numpy(a) @ torch.from_numpy(b),
                        RuntimeError, "expected m1 and m2 to have the same dtype")
+
+
+@pytest.mark.parametrize("sa,sb", [((2, 3), (3, 4)), ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2)), ((4, 2, 3), (3, 2)),
+                                   ((2, 3), (4, 3, 2)), ((5, 1, 2, 3), (4, 3, 2)), ((2, 0), (0, 3)), ((7, 33), (33, 9))])
+def test_integer_matmul_is_exact(rng, sa, sb):
+    a, b = rng.integers(-300, 300, sa), rng.integers(-300, 300, sb)
+    with count_kernels() as c:
+        got = (tinydl.tensor(a) @ tinydl.tensor(b)).numpy()
+    want = (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+    assert got.dtype == np.int32 and got.shape == want.shape and np.array_equal(got, want)
+    assert c.count == 1  # the products summed in one reduction
+
+
+def test_integer_mm_bmm_and_a_converted_model(rng):
+    a, b, c = rng.integers(-9, 9, (3, 4)), rng.integers(-9, 9, (4, 5)), rng.integers(-9, 9, (2, 4, 5))
+    assert np.array_equal(tinydl.mm(tinydl.tensor(a), tinydl.tensor(b)).numpy(), a @ b)
+    assert np.array_equal(tinydl.bmm(tinydl.tensor(np.stack([a, a])), tinydl.tensor(c)).numpy(), np.stack([a, a]) @ c)
+
+    class IntProduct(torch.nn.Module):
+        def forward(self, x, y):
+            return torch.mm(x, y) + torch.bmm(x[None], y[None])[0]
+
+    tm = tinydl.from_torch(IntProduct().eval(), example_inputs=(torch.from_numpy(a), torch.from_numpy(b)))
+    assert np.array_equal(tm(tinydl.tensor(a), tinydl.tensor(b)).numpy(), 2 * (a @ b))
+
+
+def test_integer_matmul_beyond_int32_raises():
+    a = np.full((2, 3), 30000, np.int64)  # 3 * 30000^2 > 2^31: torch's int64 holds it, tinydl's int32 does not
+    with pytest.raises(RuntimeError, match="integer overflow"):
+        (tinydl.tensor(a) @ tinydl.tensor(a.T)).numpy()
+
+
+@pytest.mark.parametrize("sa,sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2)), ((2, 3), (3, 2)), ((4, 2, 3), (4, 3, 2)),
+                                   ((2, 3), (4, 3, 2))])
+def test_bool_matmul_is_refused_as_torch(sa, sb):
+    a, b = np.ones(sa, bool), np.ones(sb, bool)
+    with pytest.raises(NotImplementedError) as ref:
+        torch.from_numpy(a) @ torch.from_numpy(b)
+    with pytest.raises(NotImplementedError, match=re.escape(str(ref.value))):
+        tinydl.tensor(a) @ tinydl.tensor(b)
 
 
 @pytest.mark.parametrize("sa,sb,msg", [

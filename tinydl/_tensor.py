@@ -446,8 +446,10 @@ def matmul(a, b) -> Tensor:
     dt = dtypes.promote(a.dtype, b.dtype)
     if dt != a.dtype or dt != b.dtype:
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a.dtype.name} != {b.dtype.name}")
-    if not dt.is_floating_point:
-        raise RuntimeError(f"matmul is implemented for floating point tensors only, got {dt.name}")
+    if dt == dtypes.bool_:  # torch's CPU kernels for the shapes, by name
+        kernel = ("dot" if a.ndim == b.ndim == 1 else "addmv_impl_cpu" if b.ndim == 1
+                  else "addmm_impl_cpu_" if b.ndim == 2 else "bmm")
+        raise NotImplementedError(f'"{kernel}" not implemented for \'Bool\'')
     a2 = a.unsqueeze(0) if a.ndim == 1 else a
     b2 = b.unsqueeze(-1) if b.ndim == 1 else b
     M, K = a2.shape[-2:]
@@ -465,8 +467,11 @@ def matmul(a, b) -> Tensor:
         a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
         a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
-    # (lowering, on a plan-cache miss, picks its GEMM variant and may split K: schedule/lower.py)
-    out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt).reshape(batch + (M, N))
+    if dt.is_floating_point:  # (lowering, on a plan-cache miss, picks its GEMM variant and may split K: schedule/lower.py)
+        out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt)
+    else:  # integers exactly: the products summed along K in one reduction (its int32 overflow test included)
+        out = (a3.unsqueeze(-1) * b3.unsqueeze(-3)).sum(-2)
+    out = out.reshape(batch + (M, N))
     if a.ndim == 1:
         out = out.squeeze(-2)
     if b.ndim == 1:
