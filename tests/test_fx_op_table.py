@@ -32,6 +32,7 @@ UNREAD = {
     "generator": "torch.rrelu: draws random slopes only in training, which tinydl refuses",
     "norm_type": "embedding_bag: the norm max_norm renormalizes by, and max_norm is refused",
     "out_int32": "torch.searchsorted: tinydl's indices are int32 either way (its int64 is stored as int32)",
+    "assume_unique": "torch.isin: a hint torch may use for speed; the result is the same",
 }
 # entries that parse every argument themselves: x.to(...) in any of torch's forms (its dtype, or a tensor's)
 READS_ALL = {"method to"}
@@ -51,6 +52,7 @@ RENAMES = {
     "tensor_indices_or_sections": {"indices_or_sections"},
     "size": {"*args"}, "shape": {"*args"}, "dims": {"*args"}, "repeats": {"*args"},
     "dtype": {"*args"},  # x.view(dtype=...): Tensor.view(*shape) refuses a dtype, naming it
+    "element": {"elements"}, "test_element": {"test_elements"},  # torch.isin's scalar overloads
 }
 
 

@@ -262,6 +262,61 @@ def test_searchsorted_errors_are_torchs(call, message):
         call(s, v)
 
 
+@pytest.mark.parametrize("right", [False, True])
+def test_bucketize(rng, right):
+    bounds = np.array([-1.0, 0.0, 0.0, 0.5, 2.0], np.float32)
+    v = np.concatenate([rng.standard_normal(40), bounds, [np.nan, np.inf, -np.inf]]).astype(np.float32).reshape(6, 8)
+    got = tinydl.bucketize(tinydl.tensor(v), tinydl.tensor(bounds), right=right)
+    want = torch.bucketize(torch.from_numpy(v), torch.from_numpy(bounds), right=right)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert tinydl.bucketize(0.25, tinydl.tensor(bounds)).item() == torch.bucketize(0.25, torch.from_numpy(bounds)).item()
+    for bad, dim in ((tinydl.tensor(bounds).reshape(5, 1), 2), (tinydl.tensor(np.float32(1)), 0)):
+        with pytest.raises(RuntimeError, match=rf"boundaries tensor must be 1 dimension, but got dim\({dim}\)"):
+            tinydl.bucketize(tinydl.tensor(v), bad)
+
+
+@pytest.mark.parametrize("test_size", [3, 3000])  # compared one by one, and sorted and searched
+@pytest.mark.parametrize("invert", [False, True])
+def test_isin(rng, test_size, invert):
+    test = rng.integers(-2000, 2000, test_size).astype(np.float32)
+    test[0], test[1] = np.nan, -0.0
+    x = np.concatenate([rng.integers(-2000, 2000, 64), np.resize(test[2:], 10), [np.nan, 0.0, 7.5]]).astype(np.float32)
+    got = tinydl.isin(tinydl.tensor(x.reshape(7, 11)), tinydl.tensor(test), invert=invert)
+    want = torch.isin(torch.from_numpy(x.reshape(7, 11)), torch.from_numpy(test), invert=invert)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())  # NaN equals nothing, 0.0 equals -0.0
+    ints, floats = np.array([1, 2, 3], np.int32), np.array([2.0, 2.5], np.float32)
+    np.testing.assert_array_equal(tinydl.isin(tinydl.tensor(ints), tinydl.tensor(floats)).numpy(),
+                                  torch.isin(torch.from_numpy(ints), torch.from_numpy(floats)).numpy())
+    assert tinydl.isin(tinydl.tensor(ints), 3).numpy().tolist() == [False, False, True]
+
+
+def test_inner_and_ravel(rng):
+    a, b = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(tinydl.inner(tinydl.tensor(a), tinydl.tensor(b)).numpy(),
+                               torch.inner(torch.from_numpy(a), torch.from_numpy(b)).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tinydl.tensor(np.float32(2)).inner(tinydl.tensor(b)).numpy(), 2 * b)
+    with pytest.raises(RuntimeError, match=r"inner\(\) the last dimension must match on both input tensors but got "
+                                           r"shapes \[2, 3, 4\] and \[3\]"):
+        tinydl.inner(tinydl.tensor(a), tinydl.tensor(np.ones(3, np.float32)))
+    t = tinydl.tensor(a).permute(2, 0, 1)
+    np.testing.assert_array_equal(tinydl.ravel(t).numpy(), a.transpose(2, 0, 1).ravel())
+    np.testing.assert_array_equal(t.ravel().numpy(), a.transpose(2, 0, 1).ravel())
+
+
+def test_bucketize_and_isin_convert(rng):
+    class Buckets(torch.nn.Module):
+        def forward(self, x, bounds, ids):
+            return torch.bucketize(x, bounds), torch.isin(ids, torch.tensor([3, 5, 7]))
+
+    x, bounds = torch.randn(4, 5), torch.tensor([-0.5, 0.0, 0.5])
+    ids = torch.from_numpy(rng.integers(0, 10, (4, 5)))
+    tm = tinydl.from_torch(Buckets().eval(), example_inputs=(x, bounds, ids))
+    got = tm(tinydl.tensor(x.numpy()), tinydl.tensor(bounds.numpy()), tinydl.tensor(ids.numpy()))
+    want = Buckets()(x, bounds, ids)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+
+
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_nanmedian_ignores_nan(rng, dim, keepdim):

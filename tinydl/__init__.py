@@ -25,7 +25,8 @@ from ._tensor import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isfinit
 from ._tensor import all, any  # noqa: E402,A004 - torch.any / torch.all
 from ._tensor import addcdiv, addcmul, floor_divide, fmod, remainder  # noqa: E402
 from ._tensor import dist, einsum, lerp, logsumexp, norm, repeat_interleave, vector_norm  # noqa: E402
-from ._tensor import argsort, kthvalue, median, msort, nanmedian, searchsorted, sort, topk, unique  # noqa: E402
+from ._tensor import (argsort, bucketize, isin, kthvalue, median, msort, nanmedian, searchsorted, sort,  # noqa: E402
+                      topk, unique)
 from ._tensor import cummax, cummin, cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import angle, diagonal_scatter, masked_scatter  # noqa: E402
 from ._tensor import bitwise_left_shift, bitwise_right_shift  # noqa: E402
@@ -41,7 +42,7 @@ from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, lo
 from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
                      meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
-                     ger, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
+                     ger, inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from ._tensor import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: E402
                       scatter_reduce, select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too
@@ -61,6 +62,10 @@ def realize(*tensors):
 
 def flatten(x, start_dim=0, end_dim=-1):
     return x.flatten(start_dim, end_dim)
+
+
+def ravel(x):
+    return x.reshape(-1)
 
 
 def reshape(x, shape):

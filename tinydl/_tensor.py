@@ -24,7 +24,8 @@ from .joining import repeat_interleave  # noqa: F401
 from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
                       hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
-from .sorting import argsort, kthvalue, median, msort, nanmedian, searchsorted, sort, topk, unique  # noqa: F401
+from .sorting import (argsort, bucketize, isin, kthvalue, median, msort, nanmedian, searchsorted, sort,  # noqa: F401
+                      topk, unique)
 from .sorting import unique_consecutive  # noqa: F401
 from .elementwise import bitwise_left_shift, bitwise_right_shift  # noqa: F401
 from .elementwise import (_as_tensor, _bitwise, _elementwise, _true_div, abs, add, bitwise_and,  # noqa: F401,A004
@@ -49,7 +50,7 @@ from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow,
                        split, take, unbind, unfold)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
-                     kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
+                     inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
 from .histogram import bincount, histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: F401
                       scatter_reduce, select_scatter, slice_scatter, diagonal_scatter, masked_scatter)
@@ -412,6 +413,8 @@ class Tensor(_core.Tensor):
     def sort(self, dim=-1, descending=False, stable=False): return sort(self, dim, descending, stable)
     def argsort(self, dim=-1, descending=False, stable=False): return argsort(self, dim, descending, stable)
     def msort(self): return msort(self)
+    def inner(self, other): return inner(self, other)
+    def ravel(self): return self.reshape(-1)
     def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
         return unique(self, sorted, return_inverse, return_counts, dim)
     def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):

@@ -202,6 +202,16 @@ def tensordot(a, b, dims=2, out=None) -> Tensor:
     return (left @ right).reshape(tuple(a.shape[d] for d in fa) + tuple(b.shape[d] for d in fb))
 
 
+def inner(input, other) -> Tensor:  # noqa: A002
+    """torch.inner: the last dims contracted (a product where either is 0-d)."""
+    if input.ndim == 0 or other.ndim == 0:
+        return input * other
+    if input.shape[-1] != other.shape[-1]:
+        raise RuntimeError(f"inner() the last dimension must match on both input tensors but got shapes "
+                           f"{list(input.shape)} and {list(other.shape)}")
+    return tensordot(input, other, ([-1], [-1]))
+
+
 def kron(input, other) -> Tensor:  # noqa: A002
     """Every product a[i] * b[j] at i * b.shape + j: the two interleaved by broadcasting, then merged."""
     n = max(input.ndim, other.ndim)

@@ -158,6 +158,37 @@ def nanmedian(x: Tensor, dim=None, keepdim: bool = False):
     return MaxMin(values, indices)
 
 
+def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False) -> Tensor:  # noqa: A002
+    """torch.bucketize: the bucket of each value among 1-D sorted boundaries (searchsorted with the arguments
+    swapped)."""
+    if not isinstance(boundaries, Tensor) or boundaries.ndim != 1:
+        ndim = boundaries.ndim if isinstance(boundaries, Tensor) else 0
+        raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim({ndim})")
+    return searchsorted(boundaries, input, out_int32=out_int32, right=right)
+
+
+# test sets up to this size are compared element by element (one fused reduction); larger ones sorted and searched
+ISIN_COMPARED = 1024
+
+
+def isin(elements, test_elements, *, assume_unique: bool = False, invert: bool = False) -> Tensor:
+    """torch.isin: whether each element equals some test element (compared in their common dtype; NaN equals
+    nothing); invert: the opposite. assume_unique changes nothing here."""
+    from .elementwise import eq, logical_not
+    from .indexing import take
+    e = elements if isinstance(elements, Tensor) else tensor(elements)
+    t = test_elements if isinstance(test_elements, Tensor) else tensor(test_elements)
+    common = dtypes.promote(e.dtype, t.dtype)
+    e, t = e.to(common), t.reshape(-1).to(common)
+    if t.numel() <= ISIN_COMPARED:
+        found = eq(e.unsqueeze(-1), t).any(-1)
+    else:
+        ordered = sort(t)[0]
+        at = searchsorted(ordered, e).clamp(max=t.numel() - 1)
+        found = eq(take(ordered, at), e)
+    return logical_not(found) if invert else found
+
+
 def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool = False, side=None,  # noqa: A002
                  sorter=None, out=None) -> Tensor:
     """torch.searchsorted: for each value, the index where it would go in its row of sorted_sequence (1-D, or with

@@ -582,6 +582,10 @@ _aten("cummin.default", T.cummin)
 for _overload in ("Tensor", "Scalar"):
     _aten(f"searchsorted.{_overload}", lambda seq, x, *, out_int32=False, right=False, side=None, sorter=None:
           T.searchsorted(seq, x, out_int32=out_int32, right=right, side=side, sorter=sorter))
+_aten("bucketize.Tensor bucketize.Scalar", lambda x, boundaries, *, out_int32=False, right=False:
+      T.bucketize(x, boundaries, out_int32=out_int32, right=right))
+_aten("isin.Tensor_Tensor isin.Tensor_Scalar isin.Scalar_Tensor",
+      lambda x, test, *, assume_unique=False, invert=False: T.isin(x, test, assume_unique=assume_unique, invert=invert))
 _aten("angle.default", T.angle)
 _aten("diagonal_scatter.default", T.diagonal_scatter)
 _aten("masked_scatter.default", T.masked_scatter)
