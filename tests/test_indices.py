@@ -349,6 +349,29 @@ def test_jit_does_not_replay_a_function_that_reads_values():
         np.testing.assert_array_equal(f(tinydl.tensor(a), tinydl.tensor(m)).numpy(), a[m] * 2)
 
 
+@pytest.mark.parametrize("value", [np.float32(3), np.float32(0), np.float32(np.nan),
+                                   np.array([[0, 1, -0.0], [np.nan, 0, 2]], np.float32), np.array([0, 2, 3], np.int32),
+                                   np.zeros((2, 3), bool), np.ones((2, 1, 2), bool)])
+def test_nonzero_and_argwhere_match_torch(value):
+    t, tt = tinydl.tensor(value), torch.from_numpy(np.asarray(value))
+    got, want = tinydl.nonzero(t), torch.nonzero(tt)
+    assert got.shape == tuple(want.shape) and np.array_equal(got.numpy(), want.numpy())
+    got_t, want_t = t.nonzero(as_tuple=True), torch.nonzero(tt, as_tuple=True)
+    assert len(got_t) == len(want_t) and all(np.array_equal(g.numpy(), w.numpy()) for g, w in zip(got_t, want_t))
+    assert np.array_equal(tinydl.argwhere(t).numpy(), torch.argwhere(tt).numpy())
+
+
+def test_nonzero_in_a_converted_model():
+    class Picks(torch.nn.Module):
+        def forward(self, x):
+            idx = torch.nonzero(x > 0.5)
+            return x[idx[:, 0], idx[:, 1]] * 2
+
+    x = torch.from_numpy(np.random.default_rng(3).random((4, 5)).astype(np.float32))
+    tm = tinydl.from_torch(Picks().eval(), example_inputs=(x,))
+    np.testing.assert_array_equal(tm(tinydl.tensor(x.numpy())).numpy(), Picks()(x).numpy())
+
+
 @pytest.mark.parametrize("mask_shape", [(3, 4), (4,), (3, 1)])
 def test_masked_select_matches_torch(mask_shape):
     rng = np.random.default_rng(len(mask_shape))

@@ -45,7 +45,7 @@ from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_soft
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
-from .indexing import masked_select  # noqa: F401
+from .indexing import argwhere, masked_select, nonzero  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind, unfold)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
@@ -420,6 +420,8 @@ class Tensor(_core.Tensor):
     def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):
         return unique_consecutive(self, return_inverse, return_counts, dim)
     def masked_select(self, mask): return masked_select(self, mask)
+    def nonzero(self, *, as_tuple=False): return nonzero(self, as_tuple=as_tuple)
+    def argwhere(self): return argwhere(self)
     def bincount(self, weights=None, minlength=0): return bincount(self, weights, minlength)
     def topk(self, k, dim=-1, largest=True, sorted=True): return topk(self, k, dim, largest, sorted)
     def kthvalue(self, k, dim=-1, keepdim=False): return kthvalue(self, k, dim, keepdim)

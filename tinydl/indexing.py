@@ -551,3 +551,19 @@ def masked_select(input, mask) -> Tensor:  # noqa: A002 - torch's names
         raise RuntimeError("masked_select: expected BoolTensor for mask")
     shape = broadcast_shapes(tuple(input.shape), tuple(mask.shape))
     return getitem(input.expand(shape), mask.expand(shape))
+
+
+def nonzero(input, *, as_tuple: bool = False):  # noqa: A002 - torch's names
+    """torch.nonzero / argwhere: the indices of the nonzero elements (NaN counts), a row each in row-major order;
+    as_tuple: a vector per dim (a 0-d input: one vector of its single index, if nonzero). Their number depends on
+    the values, so they are read back."""
+    host = input.numpy()
+    if input.ndim == 0:
+        found = int(bool(host != 0))
+        return (tensor(np.zeros(found, np.int32)),) if as_tuple else tensor(np.zeros((found, 0), np.int32))
+    idx = np.stack(np.nonzero(host), axis=-1).astype(np.int32)
+    return tuple(tensor(np.ascontiguousarray(idx[:, d])) for d in range(input.ndim)) if as_tuple else tensor(idx)
+
+
+def argwhere(input) -> Tensor:  # noqa: A002
+    return nonzero(input)

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import dtypes, schedule
 from ..ops import CONST, IOTA, VIEW
-from .._tensor import Tensor, tensor
+from .._tensor import Tensor, nonzero, tensor
 from . import aten_ops, torch_ops, torchvision_ops  # noqa: F401 - the registered ops
 from .torchvision_batched import BATCHED_NMS, batched
 from .program import TorchFxModule, as_input
@@ -319,9 +319,7 @@ def _nonzero(func, args, kwargs):
     x = args[0]
     if not isinstance(x, LazyTorchTensor):
         return func(*args, **kwargs)
-    idx = np.stack(np.nonzero(_tinydl_arg(x).numpy()), axis=-1) if x.ndim else \
-        np.zeros((int(bool(_tinydl_arg(x).numpy())), 0), np.int64)
-    return wrap(tensor(idx.astype(np.int32).reshape(-1, x.ndim)), _torch().int64)
+    return wrap(nonzero(_tinydl_arg(x)), _torch().int64)
 
 
 def _identity(func, args, kwargs):
