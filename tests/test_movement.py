@@ -1,6 +1,8 @@
 """Movement ops (views: reshape/permute/expand/slice, and cat/stack/split...) against torch CPU, including
 views of views several deep feeding elementwise ops, and bad input with torch's wording."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -592,6 +594,49 @@ def test_tensor_split(rng, arg, dim):
         same(a, b)
     with pytest.raises(RuntimeError, match="number of sections must be larger than 0, got 0"):
         tinydl.tensor_split(x, 0)
+
+
+@pytest.mark.parametrize("name,shape", [("hsplit", (6,)), ("hsplit", (2, 6, 2)), ("vsplit", (6, 2)),
+                                        ("dsplit", (2, 2, 6))])
+@pytest.mark.parametrize("arg", [3, [1, 4], [-1]])
+def test_hsplit_vsplit_dsplit(rng, name, shape, arg):
+    x, t = pair(rand(rng, *shape))
+    ours, ref = getattr(tinydl, name)(x, arg), getattr(torch, name)(t, arg)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        same(a, b)
+    for a, b in zip(getattr(x, name)(arg), ref):
+        same(a, b)
+
+
+@pytest.mark.parametrize("call", [lambda m, x: m.hsplit(x[0, 0, 0], 2), lambda m, x: m.hsplit(x, 4),
+                                  lambda m, x: m.vsplit(x[0, 0], 1), lambda m, x: m.dsplit(x[0], 1),
+                                  lambda m, x: m.hsplit(x, 0)])
+def test_hsplit_vsplit_dsplit_errors_are_torchs(rng, call):
+    x, t = pair(rand(rng, 2, 6, 2))
+    with pytest.raises(RuntimeError) as ref:
+        call(torch, t)
+    with pytest.raises(RuntimeError, match=re.escape(str(ref.value))):
+        call(tinydl, x)
+
+
+@pytest.mark.parametrize("indices,shape", [([5, 7, 0], (2, 4)), (9, (2, 4)), (-1, (2, 4)), ([3, 4], 3),
+                                           ([[3, 4], [0, 11]], (2, 3, 2)), (3, ())])
+def test_unravel_index(indices, shape):
+    ours, ref = tinydl.unravel_index(tinydl.tensor(np.array(indices)), shape), torch.unravel_index(
+        torch.tensor(indices), shape)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_unravel_index_errors_are_torchs():
+    for indices, shape, kind in ((np.array([1.0], np.float32), (2,), TypeError), (np.array([True]), (2,), TypeError),
+                                 (np.array([1]), (2, -1), ValueError), (np.array([1]), (2, 0), RuntimeError)):
+        with pytest.raises(kind) as ref:
+            torch.unravel_index(torch.from_numpy(indices), shape)
+        with pytest.raises(kind, match=re.escape(str(ref.value))):
+            tinydl.unravel_index(tinydl.tensor(indices), shape)
 
 
 @pytest.mark.parametrize("shape,r", [((2, 18, 4, 5), 3), ((9, 4, 4), 3), ((1, 2, 8, 3, 2), 2)])

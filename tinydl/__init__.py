@@ -30,7 +30,8 @@ from ._tensor import (argsort, bucketize, isin, kthvalue, median, msort, nanmedi
 from ._tensor import cummax, cummin, cumprod, histc, hypot, linear_recurrence, logcumsumexp  # noqa: E402
 from ._tensor import angle, diagonal_scatter, masked_scatter  # noqa: E402
 from ._tensor import bitwise_left_shift, bitwise_right_shift  # noqa: E402
-from ._tensor import argwhere, bincount, masked_select, nonzero, unique_consecutive  # noqa: E402
+from ._tensor import (argwhere, bincount, dsplit, hsplit, masked_select, nonzero, unique_consecutive,  # noqa: E402
+                      unravel_index, vsplit)
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan,  # noqa: E402
                      atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)

@@ -45,7 +45,7 @@ from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_soft
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
 from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
-from .indexing import argwhere, masked_select, nonzero  # noqa: F401
+from .indexing import argwhere, dsplit, hsplit, masked_select, nonzero, unravel_index, vsplit  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
                        split, take, unbind, unfold)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
@@ -157,6 +157,9 @@ class Tensor(_core.Tensor):
     def roll(self, shifts, dims=None) -> "Tensor": return roll(self, shifts, dims)
     def flip(self, *dims) -> "Tensor": return flip(self, dims[0] if len(dims) == 1 else dims)
     def tensor_split(self, indices_or_sections, dim=0): return tensor_split(self, indices_or_sections, dim)
+    def hsplit(self, indices_or_sections): return hsplit(self, indices_or_sections)
+    def vsplit(self, indices_or_sections): return vsplit(self, indices_or_sections)
+    def dsplit(self, indices_or_sections): return dsplit(self, indices_or_sections)
     def fliplr(self) -> "Tensor": return fliplr(self)
     def rot90(self, k=1, dims=(0, 1)) -> "Tensor": return rot90(self, k, dims)
     def take_along_dim(self, indices, dim=None) -> "Tensor": return take_along_dim(self, indices, dim)

@@ -458,6 +458,31 @@ def tensor_split(x: Tensor, indices_or_sections, dim: int = 0) -> tuple:
     return tuple(x._slice(d, a, builtins.max(a, b), 1) for a, b in zip(bounds, bounds[1:]))
 
 
+def _split_along(name: str, x: Tensor, indices_or_sections, dim: int, least: int) -> tuple:
+    """hsplit / vsplit / dsplit: tensor_split along dim for a tensor of `least` dims or more, whose int sections
+    divide the dim evenly."""
+    if x.ndim < least:
+        raise RuntimeError(f"torch.{name} requires a tensor with at least {least} dimension, but got a tensor with "
+                           f"{x.ndim} dimensions!")
+    if isinstance(indices_or_sections, (int, np.integer)) and (
+            indices_or_sections == 0 or x.shape[dim] % int(indices_or_sections)):
+        raise RuntimeError(f"torch.{name} attempted to split along dimension {dim}, but the size of the dimension "
+                           f"{x.shape[dim]} is not divisible by the split_size {int(indices_or_sections)}!")
+    return tensor_split(x, indices_or_sections, dim)
+
+
+def hsplit(x: Tensor, indices_or_sections) -> tuple:
+    return _split_along("hsplit", x, indices_or_sections, 0 if x.ndim == 1 else 1, 1)
+
+
+def vsplit(x: Tensor, indices_or_sections) -> tuple:
+    return _split_along("vsplit", x, indices_or_sections, 0, 2)
+
+
+def dsplit(x: Tensor, indices_or_sections) -> tuple:
+    return _split_along("dsplit", x, indices_or_sections, 2, 3)
+
+
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
@@ -567,3 +592,19 @@ def nonzero(input, *, as_tuple: bool = False):  # noqa: A002 - torch's names
 
 def argwhere(input) -> Tensor:  # noqa: A002
     return nonzero(input)
+
+
+def unravel_index(indices, shape) -> tuple:
+    """torch.unravel_index: flat indices as coordinates in shape, one tensor per dim; by floor division and
+    remainder, so an index out of range or negative wraps, as torch's."""
+    from .elementwise import floor_divide, remainder
+    idx = indices if isinstance(indices, Tensor) else tensor(indices)
+    if idx.dtype != dtypes.int32:
+        raise TypeError(f"expected 'indices' to be integer dtype, but got torch.{idx.dtype.name}")
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    if builtins.any(s < 0 for s in shape):
+        raise ValueError(f"'shape' cannot have negative values, but got {shape}")
+    if 0 in shape:
+        raise RuntimeError("ZeroDivisionError")
+    strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
+    return tuple(remainder(floor_divide(idx, stride), size) for stride, size in zip(strides, shape))
