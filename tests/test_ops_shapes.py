@@ -1,7 +1,9 @@
 """Shape ops at the top level and as methods, as torch has them: unbind, narrow, select, unflatten, movedim /
-moveaxis, swapaxes / swapdims, Tensor.unfold (sliding windows), broadcast_to / broadcast_tensors, meshgrid ('ij' and 'xy'), atleast_1d/2d/3d,
+moveaxis, swapaxes / swapdims, Tensor.unfold (sliding windows), broadcast_to / broadcast_tensors, meshgrid ('ij' and 'xy'), cartesian_prod, atleast_1d/2d/3d,
 hstack / vstack / dstack / column_stack, take_along_dim, rot90, expand_as, type_as; parity with torch CPU, its
 errors, both from_torch paths."""
+import re
+
 import pytest
 import torch
 
@@ -42,6 +44,8 @@ CASES = {
     "meshgrid_ij": lambda L, x: L.meshgrid(x[0, 0], x[1, :, 0], x[0, 0, 0], indexing="ij"),
     "meshgrid_xy": lambda L, x: L.meshgrid(x[0, 0], x[1, :, 0], x[0, :2, 1], indexing="xy"),
     "meshgrid_list": lambda L, x: L.meshgrid([x[0, 0], x[1, :, 0]], indexing="xy"),
+    "cartesian_prod": lambda L, x: L.cartesian_prod(x[0, 0], x[1, :, 0], x[0, :2, 1]),
+    "cartesian_prod_1": lambda L, x: L.cartesian_prod(x[0, 0]),
     "atleast_1d": lambda L, x: L.atleast_1d(x[0, 0, 0]),
     "atleast_2d": lambda L, x: L.atleast_2d(x[0, 0], x[0, 0, 0], x),
     "atleast_3d": lambda L, x: L.atleast_3d([x[0, 0], x[0, 0, 0], x[0], x]),
@@ -195,3 +199,11 @@ def family(x):
 @pytest.mark.parametrize("path", ["fx", "torch.export"])
 def test_both_paths(path):
     check_paths(family, torch.randn(3, 3, 4), path=path)
+
+
+def test_cartesian_prod_refuses_what_torch_refuses():
+    for args in ((torch.ones(2, 2),), (torch.ones(2), torch.ones(2, dtype=torch.int64))):
+        with pytest.raises(RuntimeError) as ref:
+            torch.cartesian_prod(*args)
+        with pytest.raises(RuntimeError, match=re.escape(str(ref.value))):
+            tinydl.cartesian_prod(*(_t(a) for a in args))

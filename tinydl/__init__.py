@@ -40,10 +40,11 @@ from ._tensor import (allclose, clamp_max, clamp_min, fmax, fmin, isclose, isneg
                      masked_fill, positive, rsub, sgn, true_divide)
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402
                      logaddexp2, logit, nan_to_num, signbit, sinc, xlogy)
-from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack, hstack,  # noqa: E402
-                     meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
+from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, cartesian_prod, column_stack,  # noqa: E402
+                     dstack, hstack, meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
-                     ger, inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
+                     ger, inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross,
+                     diagflat)
 from ._tensor import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: E402
                       scatter_reduce, select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too

@@ -21,8 +21,8 @@ from .creation import (_cast_scalar, _check_dtype_available, _checked_scalar, ar
 from .joining import cat, concat, concatenate, stack  # noqa: F401
 from .elementwise import addcdiv, addcmul, hypot, lerp  # noqa: F401
 from .joining import repeat_interleave  # noqa: F401
-from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, column_stack, dstack,  # noqa: F401
-                      hstack, meshgrid, row_stack, vstack)
+from .joining import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, cartesian_prod, column_stack,  # noqa: F401
+                      dstack, hstack, meshgrid, row_stack, vstack)
 from .einsum import einsum  # noqa: F401
 from .sorting import (argsort, bucketize, isin, kthvalue, median, msort, nanmedian, searchsorted, sort,  # noqa: F401
                       topk, unique)
@@ -50,7 +50,8 @@ from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow,
                        split, take, unbind, unfold)
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
-                     inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross, diagflat)
+                     inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross,
+                     diagflat)
 from .histogram import bincount, histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: F401
                       scatter_reduce, select_scatter, slice_scatter, diagonal_scatter, masked_scatter)

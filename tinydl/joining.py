@@ -147,6 +147,16 @@ def dstack(tensors) -> Tensor:
     return cat(atleast_3d(_nonempty("dstack", tensors)), 2)
 
 
+def cartesian_prod(*tensors) -> Tensor:
+    """Every combination of the 1-D tensors' elements, a row each in row-major order (one tensor: itself)."""
+    for t in tensors:
+        if t.ndim != 1:
+            raise RuntimeError(f"Expect a 1D vector, but got shape {list(t.shape)}")
+    if len(tensors) == 1:
+        return tensors[0]
+    return stack([g.reshape(-1) for g in meshgrid(*tensors, indexing="ij")], 1)
+
+
 def column_stack(tensors) -> Tensor:
     ts = _nonempty("column_stack", tensors)
     return cat([t.reshape(-1, 1) if t.ndim < 2 else t for t in ts], 1)
