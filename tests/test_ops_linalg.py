@@ -1,6 +1,9 @@
 """Products and diagonals beyond matmul (tinydl/linalg.py): addmm, addbmm, baddbmm, addmv, mv, dot, vdot,
-outer/ger, tensordot, kron, trace, diagonal, diag, diag_embed, tril/triu_indices, block_diag; parity with torch
+outer/ger, tensordot, kron, trace, diagonal, diag, diag_embed, tril/triu_indices, block_diag, vander; parity with torch
 CPU (odd sizes, broadcast inputs, size-0 and size-1 dims, beta = 0 dropping NaN), torch's errors, both paths."""
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -229,3 +232,21 @@ def _cross_family(x):
 @pytest.mark.parametrize("path", ["fx", "torch.export"])
 def test_cross_addr_both_paths(path):
     check_paths(_cross_family, torch.randn(2, 4, 3), path=path, atol=1e-5)
+
+
+@pytest.mark.parametrize("values,N,increasing", [([1, 2, 3], None, False), ([1.5, -2.0, 0.0], 4, True),
+                                                 ([True, False], None, False), ([1.0, 2.0], 0, False),
+                                                 ([1.0, 2.0], 1, True), ([3, -4, 5], 6, False)])
+def test_vander(values, N, increasing):
+    got = tinydl.vander(tinydl.tensor(np.array(values)), N, increasing)
+    want = torch.vander(torch.tensor(values), N=N, increasing=increasing)
+    assert got.shape == tuple(want.shape)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())  # the same products in the same order: exact
+
+
+def test_vander_errors_are_torchs():
+    for x, N in ((np.ones((2, 2), np.float32), None), (np.ones(2, np.float32), -1)):
+        with pytest.raises(RuntimeError) as ref:
+            torch.vander(torch.from_numpy(x), N=N)
+        with pytest.raises(RuntimeError, match=re.escape(str(ref.value))):
+            tinydl.vander(tinydl.tensor(x), N)

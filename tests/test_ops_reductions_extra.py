@@ -1,5 +1,8 @@
-"""nansum, nanmean, var_mean, std_mean, aminmax, count_nonzero: parity with torch CPU (NaNs, every dim form,
+"""nansum, nanmean, var_mean, std_mean, aminmax, count_nonzero, trapezoid: parity with torch CPU (NaNs, every dim form,
 keepdim, size-0 and size-1 dims, integers), torch's errors, both from_torch paths."""
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +108,25 @@ def family(x):
 @pytest.mark.parametrize("path", ["fx", "torch.export"])
 def test_both_paths(path):
     check_paths(family, torch.randn(3, 4, 5), path=path)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"dx": 0.5}, {"dim": 0}, {"x": [0.0, 1.0, 3.0]}, {"x": [[0.0, 1.0, 4.0]]},
+                                    {"x": [[0.0, 1.0, 3.0], [1.0, 1.5, 2.0]]}, {"x": [0.0, 2.0], "dim": 0}])
+def test_trapezoid(kwargs):
+    y = np.array([[1.0, 2.0, 4.0], [0.0, 3.0, -9.0]], np.float32)
+    tkw = {k: torch.tensor(v) if k == "x" else v for k, v in kwargs.items()}
+    dkw = {k: tinydl.tensor(np.array(v, np.float32)) if k == "x" else v for k, v in kwargs.items()}
+    assert_close(tinydl.trapezoid(tinydl.tensor(y), **dkw), torch.trapezoid(torch.from_numpy(y), **tkw))
+    assert_close(tinydl.trapz(tinydl.tensor(y), **dkw), torch.trapezoid(torch.from_numpy(y), **tkw))
+    ints = np.array([1, 2, 4])
+    assert_close(tinydl.trapezoid(tinydl.tensor(ints), dx=2), torch.trapezoid(torch.from_numpy(ints), dx=2))
+    assert_close(tinydl.trapezoid(tinydl.tensor(np.ones((2, 0), np.float32))), torch.trapezoid(torch.ones(2, 0)))
+
+
+def test_trapezoid_errors_are_torchs():
+    y = np.ones((2, 3), np.float32)
+    for args, kwargs in (((np.ones(3, bool),), {}), ((y, np.array([0.0, 1.0], np.float32)), {})):
+        with pytest.raises(RuntimeError) as ref:
+            torch.trapezoid(*map(torch.from_numpy, args), **kwargs)
+        with pytest.raises(RuntimeError, match=re.escape(str(ref.value))):
+            tinydl.trapezoid(*map(tinydl.tensor, args), **kwargs)

@@ -35,7 +35,7 @@ from ._tensor import (argwhere, bincount, dsplit, hsplit, masked_select, nonzero
 from ._tensor import expm1, fix, log1p, trunc  # noqa: E402
 from ._tensor import (acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctanh, asin, asinh, atan,  # noqa: E402
                      atanh, cosh, deg2rad, erfc, erfinv, exp2, log10, log2, rad2deg, sinh, tan)
-from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: E402
+from ._tensor import aminmax, count_nonzero, nanmean, nansum, std_mean, trapezoid, trapz, var_mean  # noqa: E402
 from ._tensor import (allclose, clamp_max, clamp_min, fmax, fmin, isclose, isneginf, isposinf, isreal,  # noqa: E402
                      masked_fill, positive, rsub, sgn, true_divide)
 from ._tensor import (arctan2, atan2, copysign, float_power, frac, heaviside, logaddexp,  # noqa: E402
@@ -44,7 +44,7 @@ from ._tensor import (atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, car
                      dstack, hstack, meshgrid, narrow, rot90, row_stack, select, take_along_dim, unbind, vstack)
 from ._tensor import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot,  # noqa: E402
                      ger, inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross,
-                     diagflat)
+                     diagflat, vander)
 from ._tensor import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: E402
                       scatter_reduce, select_scatter, slice_scatter)
 from .nn.functional import channel_shuffle, pixel_shuffle, pixel_unshuffle  # noqa: E402 - torch.X too

@@ -43,7 +43,7 @@ from .elementwise_composites import (allclose, clamp_max, clamp_min, copysign, d
                                      rsub, sgn, sinc, square, tril, triu, xlogy, angle)
 from .reductions import (_reduce, all, amax, amin, any, argmax, argmin, log_softmax, max, mean,  # noqa: F401,A004
                          logsumexp, min, norm, prod, row_norm, softmax, std, sum, var, vector_norm, dist)
-from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, var_mean  # noqa: F401
+from .reductions import aminmax, count_nonzero, nanmean, nansum, std_mean, trapezoid, trapz, var_mean  # noqa: F401
 from .indexing import as_strided, flip, fliplr, flipud, rot90, take_along_dim, tensor_split  # noqa: F401
 from .indexing import argwhere, dsplit, hsplit, masked_select, nonzero, unravel_index, vsplit  # noqa: F401
 from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow, roll, select,  # noqa: F401
@@ -51,7 +51,7 @@ from .indexing import (chunk, gather, getitem as _getitem, index_select, narrow,
 from .scans import cummax, cummin, cumprod, cumsum, linear_recurrence, logcumsumexp  # noqa: F401
 from .linalg import (addbmm, addmm, addmv, baddbmm, block_diag, diag, diag_embed, diagonal, dot, ger,  # noqa: F401
                      inner, kron, mv, outer, tensordot, trace, tril_indices, triu_indices, vdot, addr, cross,
-                     diagflat)
+                     diagflat, vander)
 from .histogram import bincount, histc  # noqa: F401
 from .scatter import (index_add, index_copy, index_fill, index_put, index_reduce, scatter, scatter_add,  # noqa: F401
                       scatter_reduce, select_scatter, slice_scatter, diagonal_scatter, masked_scatter)

@@ -314,3 +314,21 @@ def block_diag(*tensors) -> Tensor:
         rows.append(cat([p for p in parts if p.shape[1]] or [zeros(r, 0, dtype=dt)], 1))
         left += w
     return cat(rows, 0)
+
+
+def vander(x: Tensor, N=None, increasing: bool = False) -> Tensor:  # noqa: N803 - torch's name
+    """torch.vander: the powers of x as columns, highest first (increasing: lowest first), built as torch builds
+    them, a cumulative product along the row (integers as tinydl's int32, each product checked)."""
+    from .indexing import flip
+    from .scans import cumprod
+    if x.ndim != 1:
+        raise RuntimeError("x must be a one-dimensional tensor.")
+    n = x.shape[0] if N is None else int(N)
+    if n < 0:
+        raise RuntimeError("N must be non-negative.")
+    dt = x.dtype if x.dtype.is_floating_point else dtypes.int32
+    if n == 0:
+        return zeros((x.shape[0], 0), dtype=dt)
+    powers = cumprod(cat([zeros((x.shape[0], 1), dtype=dt) + 1, x.to(dt).unsqueeze(1).expand(x.shape[0], n - 1)],
+                         1), 1)
+    return powers if increasing else flip(powers, (1,))

@@ -367,3 +367,28 @@ def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
         shifted = x - _reduce("max", x, d, True)
         return shifted - log(_reduce("sum", exp(shifted), d, True))
     return row_norm(x, "log_softmax", d)
+
+
+def trapezoid(y: Tensor, x=None, *, dx=None, dim: int = -1) -> Tensor:
+    """torch.trapezoid / trapz: the trapezoidal rule along dim, at sample points x (a tensor broadcast against y,
+    or a 1-D one along dim) or a constant spacing dx (default 1), in torch's formulas."""
+    d = normalize_dim(dim, y.ndim)
+    n = y.shape[d]
+    if n == 0:  # no samples: zeros, as numpy
+        return zeros(y.shape[:d] + y.shape[d + 1:], dtype=y.dtype)
+    if y.dtype == dtypes.bool_ or (isinstance(x, Tensor) and x.dtype == dtypes.bool_):
+        raise RuntimeError("trapezoid: received a bool input for `y`, but bool is not supported")
+    if x is None:
+        step = 1.0 if dx is None else float(dx)
+        return (sum(y, d) - (y.select(d, 0) + y.select(d, -1)) * 0.5) * step
+    if x.ndim == 1:
+        if x.shape[0] != n:
+            raise RuntimeError("trapezoid: There must be one `x` value for each sample point")
+        x = x.reshape((1,) * d + (n,) + (1,) * (y.ndim - d - 1))
+    elif x.ndim < y.ndim:
+        x = x.reshape((1,) * (y.ndim - x.ndim) + tuple(x.shape))
+    spacing = x.narrow(d, 1, x.shape[d] - 1) - x.narrow(d, 0, x.shape[d] - 1)
+    return sum((y.narrow(d, 0, n - 1) + y.narrow(d, 1, n - 1)) * spacing, d) / 2.0
+
+
+trapz = trapezoid
