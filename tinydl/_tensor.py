@@ -476,7 +476,7 @@ def matmul(a, b) -> Tensor:
         a3, b3, B_, M_ = a2.reshape(1, B * M, K), b2.reshape(1, K, N), 1, B * M
     else:
         a3, b3, B_, M_ = a2.expand(batch + (M, K)).reshape(B, M, K), b2.expand(batch + (K, N)).reshape(B, K, N), B, M
-    if dt.is_floating_point:  # (lowering, on a plan-cache miss, picks its GEMM variant and may split K: schedule/lower.py)
+    if dt.is_floating_point:  # (lowering, on a plan-cache miss, picks its GEMM variant and may split K: lower.py)
         out = _make(MATMUL, None, (a3, b3), None, (B_, M_, N), dt)
     else:  # integers exactly: the products summed along K in one reduction (its int32 overflow test included)
         out = (a3.unsqueeze(-1) * b3.unsqueeze(-3)).sum(-2)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dtypes
 from ._core import Tensor
-from .creation import arange, tensor, zeros
+from .creation import arange, full, tensor, zeros
 from .elementwise import where
 from .joining import cat
 from .opmath import computes_in_float32
@@ -329,6 +329,5 @@ def vander(x: Tensor, N=None, increasing: bool = False) -> Tensor:  # noqa: N803
     dt = x.dtype if x.dtype.is_floating_point else dtypes.int32
     if n == 0:
         return zeros((x.shape[0], 0), dtype=dt)
-    powers = cumprod(cat([zeros((x.shape[0], 1), dtype=dt) + 1, x.to(dt).unsqueeze(1).expand(x.shape[0], n - 1)],
-                         1), 1)
+    powers = cumprod(cat([full((x.shape[0], 1), 1, dtype=dt), x.to(dt).unsqueeze(1).expand(x.shape[0], n - 1)], 1), 1)
     return powers if increasing else flip(powers, (1,))

@@ -304,15 +304,24 @@ def _index_along(op: str, x: Tensor, dim: int, index, source: Tensor, dtype_erro
     return x.reshape(xs), d, idx, source.reshape(ss)
 
 
+def _same_scalar_type(op: str, x: Tensor, source: Tensor) -> None:
+    """index_add's and index_reduce's refusal of a source of another dtype, in torch's words."""
+    if source.dtype != x.dtype:
+        raise RuntimeError(f"{op}(): self ({_TORCH_NAMES[x.dtype]}) and source ({_TORCH_NAMES[source.dtype]}) "
+                           f"must have the same scalar type")
+
+
+def _index_dtype_error(op: str):
+    """index_add's and index_reduce's exception for an index tensor that is not an integer one."""
+    return lambda name: RuntimeError(f"{op}(): Expected dtype int32/int64 for index but got: {name}")
+
+
 def index_add(x: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Tensor:
     """torch.index_add: x with alpha * source[..., k, ...] added at x[..., index[k], ...] (duplicates all
     added)."""
-    if source.dtype != x.dtype:
-        raise RuntimeError(f"index_add_(): self ({_TORCH_NAMES[x.dtype]}) and source ({_TORCH_NAMES[source.dtype]}) "
-                           f"must have the same scalar type")
+    _same_scalar_type("index_add_", x, source)
     xr, d, idx, src = _index_along(
-        "index_add_", x, dim, index, source,
-        lambda name: RuntimeError(f"index_add_(): Expected dtype int32/int64 for index but got: {name}"),
+        "index_add_", x, dim, index, source, _index_dtype_error("index_add_"),
         lambda v, d, n: RuntimeError(f"index {v} is out of bounds for dimension {d} with size {n}"))
     if alpha != 1:
         src = src * (alpha if x.dtype.is_floating_point else builtins.int(alpha))
@@ -325,14 +334,11 @@ def index_reduce(x: Tensor, dim: int, index, source: Tensor, reduce: str, *, inc
     down (floor), as torch's."""
     if reduce not in ("prod", "mean", "amax", "amin"):
         raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or amin but got {reduce}.")
-    if source.dtype != x.dtype:
-        raise RuntimeError(f"index_reduce_(): self ({_TORCH_NAMES[x.dtype]}) and source "
-                           f"({_TORCH_NAMES[source.dtype]}) must have the same scalar type")
+    _same_scalar_type("index_reduce_", x, source)
     if x.dtype == dtypes.bool_ and (x.ndim <= 1 or reduce == "mean"):  # torch's kernels for bool: rows of 2-d+ only
         raise NotImplementedError(f'"{"index_func_" if x.ndim <= 1 else "div_floor_cpu"}" not implemented for \'Bool\'')
     xr, d, idx, src = _index_along(
-        "index_reduce_", x, dim, index, source,
-        lambda name: RuntimeError(f"index_reduce_(): Expected dtype int32/int64 for index but got: {name}"),
+        "index_reduce_", x, dim, index, source, _index_dtype_error("index_reduce_"),
         lambda v, d, n: IndexError("index out of range in self"))
     return _scatter_along(xr, d, idx, src, reduce, include_self).reshape(x.shape)
 
