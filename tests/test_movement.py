@@ -244,6 +244,22 @@ def test_cat_many_builds_tree(rng, n, dim):
     same(out, torch.cat([p[1] for p in parts], dim))
 
 
+def test_a_cat_of_one_more_part_extends_the_earlier_cat(rng):
+    """cat(parts + [x]) where cat(parts) was built before reads that earlier node and x (a dense block's running
+    concatenation: one copy per layer); a donated or dropped earlier cat is not read again. Equal to torch."""
+    (a, ta), (b, tb), (c, tc), (d, td) = [pair(rand(rng, 2, k + 1, 3)) for k in range(4)]
+    ab = tinydl.cat([a, b], 1)
+    abc = tinydl.cat([a, b, c], 1)
+    assert [s.uid for s in abc.node.srcs] == [ab.node.uid, c.node.uid]
+    abc.realize()
+    abcd = tinydl.cat([a, b, c, d], 1)
+    assert abcd.node.srcs[0] is abc.node
+    same(abcd, torch.cat([ta, tb, tc, td], 1))
+    tinydl.donate(abc)
+    assert all(s is not abc.node for s in tinydl.cat([a, b, c, d], 1).node.srcs)
+    same(tinydl.cat([a, b, d], 1), torch.cat([ta, tb, td], 1))  # another last part: the earlier cat still serves
+
+
 def test_cat_mixed_dtypes_and_views(rng):
     (a, ta), (b, tb), (c, tc) = pair(rand(rng, 2, 3)), pair(rand(rng, 1, 3, dtype=np.int32)), \
         pair(rand(rng, 3, 3, dtype=np.bool_))

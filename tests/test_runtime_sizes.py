@@ -173,3 +173,61 @@ def test_by_default_a_gpu_reads_sizes_and_a_cpu_driver_bakes_them(rng):
         assert_close(tinydl.tensor(x).exp() * 2 - 1, np.exp(x) * 2 - 1)
     lifted = [s for p in tinydl.schedule._plans.values() for s in p.steps if s.sizes]
     assert bool(lifted) != cpu
+
+
+def test_lifter_crowds_of_one_plan():
+    """More than Options.plan_family_max shaders of one plan that differ only in literals: their family reads the
+    differing literals at run time (one shader for all); a family of a few, or one that only occurs at one set of
+    values, is not a crowd."""
+    lifter = SizeLifter()
+    a = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\nfn main() { let r = i / 24 % 2u; }\n"
+    b = "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\nfn main() { let r = i * 3; }\n"
+    family = [a.replace("24", str(24 + k)) for k in range(6)]
+    assert lifter.crowds(family[:4] + [b, b, b] + family[:4], 4) == []
+    crowd, = lifter.crowds(family + [b], 4)
+    assert crowd == sorted(family)
+    lifter.crowd(crowd, plan=1)
+    shaders = {lifter.resolve(w, plan=1, across_plans=False)[0] for w in family}
+    assert len(shaders) == 1 and "i32(td_sizes[0].x)" in shaders.pop() and "% 2u" in lifter.resolve(a, 1)[0]
+    assert [lifter.resolve(w, plan=1, across_plans=False)[1] for w in family] == [(24 + k,) for k in range(6)]
+    # a crowded family met at a new value of another literal on a CPU driver (not across plans): baked
+    other = a.replace("2u", "5u")
+    assert lifter.resolve(other, plan=2, across_plans=False) == (other, (), lifter.resolve(a, 1)[2])
+
+
+@pytest.mark.parametrize("runtime_sizes", [None, False])
+def test_a_dense_block_compiles_a_shader_per_kind_of_layer(use_options, rng, runtime_sizes):
+    """A DenseNet block: each layer convolves the concatenation of every earlier output. The concatenation grows by
+    one copy per layer (joining._growing_cat), and the layers' kernels, which differ only in channel counts, share
+    lifted shaders unless runtime_sizes=False: a dozen layers compile a handful of shaders, not one per layer (on
+    a GPU or a CPU driver alike). Equal to torch either way."""
+    use_options(runtime_sizes=runtime_sizes)
+    layers = 12
+    torch.manual_seed(0)
+    block = [torch.nn.Sequential(torch.nn.BatchNorm2d(8 + 4 * k), torch.nn.ReLU(), torch.nn.Conv2d(8 + 4 * k, 4, 1))
+             for k in range(layers)]
+    for layer in block:
+        layer[0].running_mean.uniform_(-1, 1)
+        layer[0].running_var.uniform_(0.5, 2)
+
+    class Dense(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(block)
+
+        def forward(self, x):
+            features = [x]
+            for layer in self.layers:
+                features.append(layer(torch.cat(features, 1)))
+            return torch.cat(features, 1)
+
+    net = Dense().eval()
+    x = rng.standard_normal((1, 8, 6, 6)).astype(np.float32)
+    tm = tinydl.from_torch(net, example_inputs=(torch.from_numpy(x),))
+    tinydl.schedule.clear_cache()
+    assert_close(tm(tinydl.tensor(x)), net(torch.from_numpy(x)))
+    compiled = {s.wgsl for p in tinydl.schedule._plans.values() for s in p.steps}
+    if runtime_sizes is False:
+        assert len(compiled) >= layers  # every layer's conv its own shader
+    else:
+        assert len(compiled) <= 8 and any("td_sizes" in w for w in compiled)

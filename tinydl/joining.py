@@ -3,8 +3,11 @@ column_stack over atleast_1d/2d/3d; broadcast_tensors and meshgrid (expand views
 tinydl._tensor re-exports every name."""
 from __future__ import annotations
 
+import weakref
+
 from . import dtypes
-from ._core import Tensor, _cat_tree
+from ._core import Tensor, _cat_tree, _wrap
+from .ops import Node
 from .creation import zeros
 from .shapes import broadcast_shapes, normalize_dim
 
@@ -32,7 +35,26 @@ def cat(tensors, dim: int = 0) -> Tensor:
             parts.append(t.to(dt))
     if not parts:
         return zeros(ref.shape[:d] + (0,) + ref.shape[d + 1:], dtype=dt)
-    return _cat_tree(parts, d)
+    return _growing_cat(parts, d)
+
+
+# the cats built so far, by their parts' nodes and dim (an entry goes with its node)
+_BUILT_CATS: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+
+def _growing_cat(parts, d) -> Tensor:
+    """cat(parts) as cat(earlier, last) where cat(parts[:-1]) along d was built before and its node is alive (and
+    not donated): the running concatenation of a dense block (DenseNet) is then one buffer grown by a copy per
+    layer, not a tree read part by part, which would be a different kernel for every layer."""
+    uids = tuple(t.node.uid for t in parts)
+    earlier = _BUILT_CATS.get((uids[:-1], d)) if len(parts) > 2 else None
+    if earlier is not None and not earlier.donated:
+        out = _cat_tree([_wrap(earlier), parts[-1]], d)
+    else:
+        out = _cat_tree(parts, d)
+    if len(parts) > 1:
+        _BUILT_CATS[(uids, d)] = out.node
+    return out
 
 
 

@@ -82,10 +82,15 @@ def build_plan(order: list[Node], roots: list[int], target: Target, opts: Option
     plan = steps_of(fuse(low.order, low.roots, target, opts.stats_in_gemv), low.keys, target, opts)
     if runtime is not None:
         families, plan_id = {}, next(_PLAN_IDS)
-        if opts.runtime_sizes if opts.runtime_sizes is not None else not target.cpu:
+        # a GPU reads sizes at run time for every family met at another shape; a CPU driver (slower with sizes it
+        # did not compile in) only for a plan's crowded families, whose compiles would cost far more
+        across_plans = opts.runtime_sizes if opts.runtime_sizes is not None else not target.cpu
+        if opts.runtime_sizes is not False:
+            for crowd in SIZES.crowds([s.wgsl for s in plan.steps], opts.plan_family_max):
+                SIZES.crowd(crowd, plan_id, opts.pipeline_cache_size)
             for s in plan.steps:
                 baked = s.wgsl
-                s.wgsl, s.sizes, key = SIZES.resolve(baked, plan_id, opts.pipeline_cache_size)
+                s.wgsl, s.sizes, key = SIZES.resolve(baked, plan_id, opts.pipeline_cache_size, across_plans)
                 if s.sizes:
                     families[id(s)] = key, baked
         runtime.compile_all([s.wgsl for s in plan.steps], opts)

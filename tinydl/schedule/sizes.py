@@ -85,10 +85,12 @@ class SizeLifter:
     def __init__(self):
         self.families: OrderedDict[str, Family] = OrderedDict()
 
-    def resolve(self, wgsl: str, plan: int = 0, keep: int = 1024) -> tuple[str, tuple[int, ...], str]:
+    def resolve(self, wgsl: str, plan: int = 0, keep: int = 1024,
+                across_plans: bool = True) -> tuple[str, tuple[int, ...], str]:
         """(shader to compile, the values its `td_sizes` holds or () when it reads none, family key). plan: which
         plan asks: kernels of one plan that differ only in literals (a layer's q, k and v slices at their offsets)
-        compile as they are, as a fixed-shape model's always do; a later plan's differing ones share a shader."""
+        compile as they are, as a fixed-shape model's always do (unless `crowd` lifted their family); a later
+        plan's differing ones share a shader. across_plans False: only the literals a crowd lifted are read."""
         found = literals(wgsl)
         key = hashlib.blake2b(_skeleton(wgsl, found).encode(), digest_size=16).hexdigest()  # not another copy
         values = tuple(lit.value for lit in found)
@@ -107,11 +109,47 @@ class SizeLifter:
         differ = {k for k, (a, b) in enumerate(zip(values, first)) if a != b}
         if any(not found[k].unsigned and values[k] > _I32_MAX for k in differ):
             return wgsl, (), key  # would not fit the i32 read (an untyped literal in a u32 context)
+        if not across_plans and (fam.lifted is None or not differ <= fam.lifted):
+            return wgsl, (), key
         if fam.lifted is None or not differ <= fam.lifted:
             fam.lifted = frozenset(differ | (fam.lifted or set()))
             fam.slots = sorted(fam.lifted)
             fam.template = _lifted(fam.wgsl, fam.found, fam.slots)
         return fam.template, tuple(values[k] for k in fam.slots), key
+
+    @staticmethod
+    def crowds(wgsls: list[str], most: int) -> list[list[str]]:
+        """The families with more than `most` distinct shaders among wgsls (one plan's): each a list of them."""
+        families: dict[str, set[str]] = {}
+        for wgsl in wgsls:
+            families.setdefault(_skeleton(wgsl, literals(wgsl)), set()).add(wgsl)
+        return [sorted(f) for f in families.values() if len(f) > most]
+
+    def crowd(self, wgsls: list[str], plan: int, keep: int = 1024) -> None:
+        """Shaders of one plan that differ only in literals, too many to compile one by one (the 1x1 convs of a
+        dense block, each over more channels): their family reads every literal that differs at run time, so
+        resolve gives them one shader."""
+        found = literals(wgsls[0])
+        key = hashlib.blake2b(_skeleton(wgsls[0], found).encode(), digest_size=16).hexdigest()
+        fam = self.families.get(key)
+        if fam is None:
+            fam = self.families[key] = Family(wgsls[0], found, plan)
+            while len(self.families) > max(keep, 1):
+                self.families.popitem(last=False)
+        if fam.refused:
+            return
+        first = [lit.value for lit in fam.found]
+        differ = set(fam.lifted or ())
+        for wgsl in wgsls:
+            for k, (lit, value) in enumerate(zip(literals(wgsl), first)):
+                if lit.value != value:
+                    if not lit.unsigned and lit.value > _I32_MAX:
+                        return  # would not fit the i32 read: compiled as they are
+                    differ.add(k)
+        if fam.lifted is None or not differ <= fam.lifted:
+            fam.lifted = frozenset(differ)
+            fam.slots = sorted(fam.lifted)
+            fam.template = _lifted(fam.wgsl, fam.found, fam.slots)
 
     def refuse(self, key: str) -> None:
         """The family's lifted shader did not compile: its shaders compile as they are from now on."""
