@@ -8,7 +8,8 @@ Each tree gets one worker process per model row (tinydl imported from that tree;
 by this tree's benchmarks.run, so both sides run the same weights and data). The workers convert and warm up,
 then the driver asks them for `--calls` timed calls in turns, A B A B ... for `--rounds` rounds, so a drift
 of the GPU's clocks or of the host's load falls on both sides alike. Printed per row: the median ms of each
-side over all its timed calls, B / A, and the max abs difference between the two sides' outputs.
+side over all its timed calls, B / A, and the max abs difference between the two sides' outputs. A name outside
+the benchmark table is taken as a torchvision classifier (densenet121, ...), as benchmarks.first_call does.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _worker(model_name: str, batch: int, half: bool, quick: bool) -> None:
     import torch
 
     import tinydl
-    model, inputs = bench.MODELS[model_name][0](batch, quick)
+    model, inputs = bench.builder(model_name)[0](batch, quick)
     tm = tinydl.from_torch(model, example_inputs=tuple(torch.from_numpy(a) for a in inputs))
     if half:
         tm.half()
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
         _worker(argv[1], int(argv[2]), "--half" in argv, "--quick" in argv)
         return 0
     sys.path.insert(0, str(HERE))
-    from tinydl.bench.models import MODELS
+    from tinydl.bench.models import MODELS, builder
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", type=Path, required=True, help="the A tree (a checkout holding tinydl/)")
     ap.add_argument("--new", type=Path, default=HERE, help="the B tree (default: this checkout)")
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     from tabulate import tabulate
     rows = []
     for name in args.models:
-        for batch in args.batches or MODELS[name][1]:
+        for batch in args.batches or builder(name)[1]:
             sides = []
             try:
                 # both sides build and compile at once (the start-up is most of a row's time)
