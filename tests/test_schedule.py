@@ -358,7 +358,7 @@ def test_repeated_forward_reaches_steady_state_buffer_count(rng, monkeypatch):
         return buf
 
     monkeypatch.setattr(rt.device, "create_buffer", counting)
-    monkeypatch.setattr(rt, "_free", {})  # start from an empty pool: the first run must create buffers
+    rt.empty_cache()  # start from an empty pool: the first run must create buffers
     (w, tw), (b, tb) = _pair(_rand(rng, 4, 3, 3, 3)), _pair(_rand(rng, 4))
     per_run = []
     for _ in range(5):

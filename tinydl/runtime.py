@@ -148,6 +148,8 @@ class Runtime:
             free = self._free.get(size)
         if free:
             gpu = free.pop()
+            if not free:
+                del self._free[size]
             del self._pooled[id(gpu)]
             self.pooled_bytes -= gpu.size
             return Buffer(gpu, nbytes)
