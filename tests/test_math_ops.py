@@ -15,6 +15,7 @@ import torch
 import tinydl
 from tinydl.kernels import math_functions
 
+from flushing import flushed
 from paths import check_paths
 
 HAS_F16 = tinydl.runtime.get_runtime().has_f16
@@ -84,20 +85,11 @@ def _torch_reference(op: str, x: np.ndarray) -> np.ndarray:
     return np.where(off, exact, want)
 
 
-def _flushed(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """want with its subnormal values zero (of their sign) where got is zero, on an adapter that flushes float32
-    subnormals (NVIDIA's Vulkan driver: exp2 below -126, erfc beyond 9.2); want as it is elsewhere."""
-    if not tinydl.device_info()["flushes_subnormals"]:
-        return want
-    sub = (want != 0) & (np.abs(want) < np.finfo(np.float32).tiny) & (got == 0)
-    return np.where(sub, np.copysign(np.float32(0), want), want).astype(np.float32)
-
-
 @pytest.mark.parametrize("op", OPS)
 def test_float32_parity_with_torch(op):
     x = _values(op)
     got = getattr(tinydl, op)(tinydl.tensor(x)).numpy()
-    _check(got, _flushed(got, _torch_reference(op, x)), x, ULPS.get(op, 2), op)
+    _check(got, flushed(got, _torch_reference(op, x)), x, ULPS.get(op, 2), op)
 
 
 # each op's edges: torch's values bit for bit (signed zeros, pi/2 for asin(1), infinities, NaN outside the domain)
@@ -125,7 +117,7 @@ def test_edges_as_torch(op):
     got = getattr(tinydl, op)(tinydl.tensor(x)).numpy()
     # one element per torch call: torch's scalar path, std:: functions (its vectorized sinh/cosh overflow early)
     want = np.array([getattr(torch, op)(torch.tensor([v])).item() for v in x], np.float32)
-    _check(got, _flushed(got, want), x, 1 if op != "erfc" else 2, op)
+    _check(got, flushed(got, want), x, 1 if op != "erfc" else 2, op)
 
 
 def test_named_edges():

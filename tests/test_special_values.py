@@ -15,12 +15,13 @@ import tinydl
 import tinydl.nn.functional as F
 from tinydl.kernels.snippets import PRELUDE
 
+from flushing import flushed
+
 SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e38, -1e38, 3.4028235e38, -3.4028235e38, 1e-45, -1e-45,
                     1.1754944e-38, 1.0, -1.0, 0.5, -0.5, 1.5, -2.5, 3.0, -3.0, 6.0, 6.5, -6.0, 21.0, 100.0, -100.0,
                     1e10, 0.1, -0.1, 16777217.0], np.float32)
 INTS = np.array([0, 1, -1, 2, -2, 3, 5, -7, 6, 7, 100, -100, 2**31 - 1, -2**31], np.int32)
 HAS_F16 = tinydl.runtime.get_runtime().has_f16
-FLUSHES = tinydl.device_info()["flushes_subnormals"]
 
 
 def _check(got: tinydl.Tensor, want: torch.Tensor, ulps: int = 0):
@@ -30,10 +31,7 @@ def _check(got: tinydl.Tensor, want: torch.Tensor, ulps: int = 0):
     if w.dtype.kind != "f":
         np.testing.assert_array_equal(g.astype(np.int64), w.astype(np.int64))
         return
-    if FLUSHES and w.dtype == np.float32:  # an adapter that flushes float32 subnormals (NVIDIA's): torch's
-        # subnormal results may be zeros of their sign there
-        flushed = (w != 0) & (np.abs(w) < np.finfo(np.float32).tiny) & (g == 0) & (np.signbit(g) == np.signbit(w))
-        w = np.where(flushed, g, w)
+    w = flushed(g, w)  # torch's subnormal results may be zeros of their sign on an adapter that flushes them
     g64, w64 = g.astype(np.float64), w.astype(np.float64)
     np.testing.assert_array_equal(np.isnan(g64), np.isnan(w64), err_msg="NaN positions")
     m = ~np.isnan(w64)
@@ -702,3 +700,15 @@ def test_ops_of_literals_only_give_torchs_nan_and_inf(name, fn, tfn):
     for v in (-1.0, 0.0, 100.0):
         got = fn(tinydl.full((3,), v)).numpy()
         np.testing.assert_allclose(got, tfn(torch.full((3,), v)).numpy(), rtol=2e-6)  # NaN, Inf: equal
+
+
+def test_the_flushed_reference_accepts_only_zeros_of_the_subnormals_sign(monkeypatch):
+    """tests/flushing.py: on a flushing adapter torch's subnormal becomes the adapter's zero of its sign; a zero of
+    the other sign, a normal value or another adapter keeps torch's value (so such a result still fails)."""
+    want = np.array([1e-40, -1e-40, 1e-40, 1.0], np.float32)
+    got = np.array([0.0, -0.0, -0.0, 0.0], np.float32)
+    monkeypatch.setattr(tinydl, "device_info", lambda: {"flushes_subnormals": True})
+    out = flushed(got, want)
+    assert out.tolist() == [0.0, 0.0, want[2], 1.0] and np.signbit(out[1]) and not np.signbit(out[0])
+    monkeypatch.setattr(tinydl, "device_info", lambda: {"flushes_subnormals": False})
+    assert flushed(got, want).tolist() == want.tolist()
