@@ -53,6 +53,12 @@ def literals(wgsl: str) -> tuple[Literal, ...]:
     return tuple(found)
 
 
+@functools.lru_cache(maxsize=512)
+def family_key(wgsl: str) -> str:
+    """The key of wgsl's family: a digest of its text with the liftable literals blanked."""
+    return hashlib.blake2b(_skeleton(wgsl, literals(wgsl)).encode(), digest_size=16).hexdigest()
+
+
 def _bracketed(wgsl: str):
     """Spans of array/subgroup-matrix template lists and of broadcast calls, whose literals must stay constant."""
     for m in _TEMPLATE_OPEN.finditer(wgsl):
@@ -91,8 +97,7 @@ class SizeLifter:
         plan asks: kernels of one plan that differ only in literals (a layer's q, k and v slices at their offsets)
         compile as they are, as a fixed-shape model's always do (unless `crowd` lifted their family); a later
         plan's differing ones share a shader. across_plans False: only the literals a crowd lifted are read."""
-        found = literals(wgsl)
-        key = hashlib.blake2b(_skeleton(wgsl, found).encode(), digest_size=16).hexdigest()  # not another copy
+        found, key = literals(wgsl), family_key(wgsl)
         values = tuple(lit.value for lit in found)
         fam = self.families.get(key)
         if fam is None:
@@ -120,17 +125,23 @@ class SizeLifter:
     @staticmethod
     def crowds(wgsls: list[str], most: int) -> list[list[str]]:
         """The families with more than `most` distinct shaders among wgsls (one plan's): each a list of them."""
-        families: dict[str, set[str]] = {}
-        for wgsl in wgsls:
-            families.setdefault(_skeleton(wgsl, literals(wgsl)), set()).add(wgsl)
-        return [sorted(f) for f in families.values() if len(f) > most]
+        alike: dict[str, set[str]] = {}  # by the text with every integer blanked: cheaper than literals(), and
+        for wgsl in wgsls:               # a family never spans two of these groups
+            alike.setdefault(_INTEGER.sub("0", wgsl), set()).add(wgsl)
+        crowds = []
+        for group in alike.values():
+            if len(group) > most:
+                families: dict[str, list[str]] = {}
+                for wgsl in sorted(group):
+                    families.setdefault(family_key(wgsl), []).append(wgsl)
+                crowds += [f for f in families.values() if len(f) > most]
+        return crowds
 
     def crowd(self, wgsls: list[str], plan: int, keep: int = 1024) -> None:
         """Shaders of one plan that differ only in literals, too many to compile one by one (the 1x1 convs of a
         dense block, each over more channels): their family reads every literal that differs at run time, so
         resolve gives them one shader."""
-        found = literals(wgsls[0])
-        key = hashlib.blake2b(_skeleton(wgsls[0], found).encode(), digest_size=16).hexdigest()
+        found, key = literals(wgsls[0]), family_key(wgsls[0])
         fam = self.families.get(key)
         if fam is None:
             fam = self.families[key] = Family(wgsls[0], found, plan)
