@@ -83,10 +83,11 @@ def build_plan(order: list[Node], roots: list[int], target: Target, opts: Option
     if runtime is not None:
         families, plan_id = {}, next(_PLAN_IDS)
         # a GPU reads sizes at run time for every family met at another shape; a CPU driver (slower with sizes it
-        # did not compile in) only for a plan's crowded families, whose compiles would cost far more
+        # did not compile in) only for a plan's crowded families, whose compiles would cost far more, and never
+        # the numbers it divides by
         across_plans = opts.runtime_sizes if opts.runtime_sizes is not None else not target.cpu
         if opts.runtime_sizes is not False:
-            for crowd in SIZES.crowds([s.wgsl for s in plan.steps], opts.plan_family_max):
+            for crowd in SIZES.crowds([s.wgsl for s in plan.steps], opts.plan_family_max, not across_plans):
                 SIZES.crowd(crowd, plan_id, opts.pipeline_cache_size)
             for s in plan.steps:
                 baked = s.wgsl

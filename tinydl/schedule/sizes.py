@@ -59,6 +59,12 @@ def family_key(wgsl: str) -> str:
     return hashlib.blake2b(_skeleton(wgsl, literals(wgsl)).encode(), digest_size=16).hexdigest()
 
 
+def divisors(wgsl: str) -> tuple[int, ...]:
+    """The values of the liftable literals that divide (`x / 12`, `x % 12`), in order."""
+    return tuple(lit.value for lit in literals(wgsl)
+                 if wgsl[max(lit.start - 4, 0):lit.start].rstrip()[-1:] in ("/", "%"))
+
+
 def _bracketed(wgsl: str):
     """Spans of array/subgroup-matrix template lists and of broadcast calls, whose literals must stay constant."""
     for m in _TEMPLATE_OPEN.finditer(wgsl):
@@ -123,17 +129,20 @@ class SizeLifter:
         return fam.template, tuple(values[k] for k in fam.slots), key
 
     @staticmethod
-    def crowds(wgsls: list[str], most: int) -> list[list[str]]:
-        """The families with more than `most` distinct shaders among wgsls (one plan's): each a list of them."""
+    def crowds(wgsls: list[str], most: int, fixed_divisors: bool = False) -> list[list[str]]:
+        """The families with more than `most` distinct shaders among wgsls (one plan's): each a list of them.
+        fixed_divisors: members must also divide by the same literals (a CPU driver divides lane by lane by a
+        number it did not compile in), so only the other literals will differ."""
         alike: dict[str, set[str]] = {}  # by the text with every integer blanked: cheaper than literals(), and
         for wgsl in wgsls:               # a family never spans two of these groups
             alike.setdefault(_INTEGER.sub("0", wgsl), set()).add(wgsl)
         crowds = []
         for group in alike.values():
             if len(group) > most:
-                families: dict[str, list[str]] = {}
+                families: dict[tuple, list[str]] = {}
                 for wgsl in sorted(group):
-                    families.setdefault(family_key(wgsl), []).append(wgsl)
+                    key = (family_key(wgsl), divisors(wgsl) if fixed_divisors else ())
+                    families.setdefault(key, []).append(wgsl)
                 crowds += [f for f in families.values() if len(f) > most]
         return crowds
 
