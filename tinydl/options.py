@@ -56,7 +56,7 @@ class Options:
     stats_in_gemv: bool = _plan(False)            # a norm's statistic computed inside the gemv reading it (fuse.py)
     runtime_sizes: bool | None = _plan(None)      # kernels seen at several shapes read their sizes at run time
                                                   # (None: on a GPU, not on a CPU driver: schedule/sizes.py)
-    plan_family_max: int = _plan(4)               # more kernels of one plan differing only in sizes share one shader
+    plan_family_max: int = _plan(6)               # more kernels of one plan differing only in sizes share one shader
                                                   # reading them at run time (sizes.py; a dense block's layers)
     tune: bool = _plan(False)                     # GEMM variants measured on this GPU (tinydl.tuning, TINYDL_TUNE)
     in_place_slots: bool = _plan(True)            # a slot write into a donated cache goes in place (slots.py; off:
