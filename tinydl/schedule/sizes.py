@@ -25,8 +25,13 @@ from typing import NamedTuple
 # a decimal integer literal, optionally u32 or i32 (not a digit of a name, a float such as 1.5, 2e3 or 1e-5, a
 # hex literal, or a literal of another type such as 2f)
 _INTEGER = re.compile(r"(?<![\w.])(?<![eE][+-])(\d+)([iu]?)(?![\w.])")
-_CONSTANT_SPANS = re.compile(r"@\w+\s*\([^)]*\)|\b(?:const|override)\b[^;]*;|\bcase\b[^:]*:")
-_TEMPLATE_OPEN = re.compile(r"\b(?:array|subgroup_matrix_\w+)<|\b(?:subgroupBroadcast|quadBroadcast)\s*\(")
+# spans whose literals stay constant: attributes, const/override declarations, switch cases, template lists and
+# broadcast lanes (the keywords' word boundary before them is checked in Python: a leading \b makes re try every
+# position of the text, ten times slower on a conv's shader)
+_ATTRIBUTE = re.compile(r"@\w+\s*\([^)]*\)")
+_KEYWORD_SPANS = re.compile(r"(?:const|override)\b[^;]*;|case\b[^:]*:")
+_TEMPLATE_OPEN = re.compile(r"(?:array|subgroup_matrix_\w+)<|(?:subgroupBroadcast|quadBroadcast)\s*\(")
+_ANGLES, _PARENS = re.compile(r"[<>]"), re.compile(r"[()]")
 _BINDING = re.compile(r"@binding\((\d+)\)")
 _I32_MAX = 2**31 - 1
 SIZES_NAME = "td_sizes"
@@ -42,7 +47,9 @@ class Literal(NamedTuple):
 @functools.lru_cache(maxsize=512)  # a model's layers plan the same shaders over and over
 def literals(wgsl: str) -> tuple[Literal, ...]:
     """The integer literals of a shader that may be read at run time, in order (see the module docstring)."""
-    fixed = sorted([m.span() for m in _CONSTANT_SPANS.finditer(wgsl)] + list(_bracketed(wgsl)))
+    fixed = sorted([m.span() for m in _ATTRIBUTE.finditer(wgsl)]
+                   + [m.span() for m in _KEYWORD_SPANS.finditer(wgsl) if _word_starts(wgsl, m.start())]
+                   + list(_bracketed(wgsl)))
     found, f = [], 0
     for m in _INTEGER.finditer(wgsl):
         while f < len(fixed) and fixed[f][1] <= m.start():
@@ -65,16 +72,23 @@ def divisors(wgsl: str) -> tuple[int, ...]:
                  if wgsl[max(lit.start - 4, 0):lit.start].rstrip()[-1:] in ("/", "%"))
 
 
+def _word_starts(wgsl: str, at: int) -> bool:
+    return at == 0 or not (wgsl[at - 1].isalnum() or wgsl[at - 1] == "_")
+
+
 def _bracketed(wgsl: str):
     """Spans of array/subgroup-matrix template lists and of broadcast calls, whose literals must stay constant."""
     for m in _TEMPLATE_OPEN.finditer(wgsl):
+        if not _word_starts(wgsl, m.start()):
+            continue
         opener = m.group()[-1]
-        closer = ">" if opener == "<" else ")"
-        depth, i = 1, m.end()
-        while depth and i < len(wgsl):
-            depth += (wgsl[i] == opener) - (wgsl[i] == closer)
-            i += 1
-        yield m.start(), i
+        depth, end = 1, len(wgsl)
+        for b in (_ANGLES if opener == "<" else _PARENS).finditer(wgsl, m.end()):
+            depth += 1 if b.group() == opener else -1
+            if not depth:
+                end = b.end()
+                break
+        yield m.start(), end
 
 
 @dataclass
