@@ -104,6 +104,13 @@ class Family:
     refused: bool = False
     slots: list[int] = field(default_factory=list)  # the lifted literals' positions, in uniform order
 
+    def lift(self, differ: set[int]) -> None:
+        """Read the literals at positions `differ` too (a new template when that adds any)."""
+        if self.lifted is None or not differ <= self.lifted:
+            self.lifted = frozenset(differ | (self.lifted or set()))
+            self.slots = sorted(self.lifted)
+            self.template = _lifted(self.wgsl, self.found, self.slots)
+
 
 class SizeLifter:
     """The families seen (the least recently used dropped past `keep`)."""
@@ -119,11 +126,7 @@ class SizeLifter:
         plan's differing ones share a shader. across_plans False: only the literals a crowd lifted are read."""
         found, key = literals(wgsl), family_key(wgsl)
         values = tuple(lit.value for lit in found)
-        fam = self.families.get(key)
-        if fam is None:
-            fam = self.families[key] = Family(wgsl, found, plan)
-            while len(self.families) > max(keep, 1):
-                self.families.popitem(last=False)
+        fam = self._family(wgsl, key, plan, keep)
         self.families.move_to_end(key)
         if fam.refused or values in fam.baked:
             return wgsl, (), key
@@ -136,10 +139,7 @@ class SizeLifter:
             return wgsl, (), key  # would not fit the i32 read (an untyped literal in a u32 context)
         if not across_plans and (fam.lifted is None or not differ <= fam.lifted):
             return wgsl, (), key
-        if fam.lifted is None or not differ <= fam.lifted:
-            fam.lifted = frozenset(differ | (fam.lifted or set()))
-            fam.slots = sorted(fam.lifted)
-            fam.template = _lifted(fam.wgsl, fam.found, fam.slots)
+        fam.lift(differ)
         return fam.template, tuple(values[k] for k in fam.slots), key
 
     @staticmethod
@@ -164,26 +164,27 @@ class SizeLifter:
         """Shaders of one plan that differ only in literals, too many to compile one by one (the 1x1 convs of a
         dense block, each over more channels): their family reads every literal that differs at run time, so
         resolve gives them one shader."""
-        found, key = literals(wgsls[0]), family_key(wgsls[0])
-        fam = self.families.get(key)
-        if fam is None:
-            fam = self.families[key] = Family(wgsls[0], found, plan)
-            while len(self.families) > max(keep, 1):
-                self.families.popitem(last=False)
+        fam = self._family(wgsls[0], family_key(wgsls[0]), plan, keep)
         if fam.refused:
             return
         first = [lit.value for lit in fam.found]
-        differ = set(fam.lifted or ())
+        differ = set()
         for wgsl in wgsls:
             for k, (lit, value) in enumerate(zip(literals(wgsl), first)):
                 if lit.value != value:
                     if not lit.unsigned and lit.value > _I32_MAX:
                         return  # would not fit the i32 read: compiled as they are
                     differ.add(k)
-        if fam.lifted is None or not differ <= fam.lifted:
-            fam.lifted = frozenset(differ)
-            fam.slots = sorted(fam.lifted)
-            fam.template = _lifted(fam.wgsl, fam.found, fam.slots)
+        fam.lift(differ)
+
+    def _family(self, wgsl: str, key: str, plan: int, keep: int) -> Family:
+        """wgsl's family, a new one (wgsl its first shader) if none is kept."""
+        fam = self.families.get(key)
+        if fam is None:
+            fam = self.families[key] = Family(wgsl, literals(wgsl), plan)
+            while len(self.families) > max(keep, 1):
+                self.families.popitem(last=False)
+        return fam
 
     def refuse(self, key: str) -> None:
         """The family's lifted shader did not compile: its shaders compile as they are from now on."""
