@@ -1,6 +1,7 @@
 """tinydl.jit: a repeated call with same-shaped inputs replays the captured plan (no graph building, no
 walk, no planning) and must give exactly what a fresh lazy run gives."""
 import numpy as np
+import pytest
 import torch
 
 import tinydl
@@ -132,6 +133,22 @@ def test_from_torch_modules_replay(rng):
         plans = tinydl.debug.stats["plans"]
         _check(tm(tinydl.tensor(x)), ref(torch.from_numpy(x)))
     assert tinydl.debug.stats["plans"] == plans
+
+
+@pytest.mark.parametrize("host", ["numpy", "torch", "keyword"])
+def test_from_torch_modules_replay_for_numpy_and_torch_inputs(rng, monkeypatch, host):
+    """TorchFxModule.__call__ turns numpy arrays and torch tensors into tinydl tensors before its Jit, so a model
+    fed host arrays (as most users feed it) replays too: its graph is built on the first call of a shape only."""
+    ref, _ = _models()
+    tm = tinydl.from_torch(ref)
+    built = []
+    interpret = tm._program._interpret
+    monkeypatch.setattr(tm._program, "_interpret", lambda *a: built.append(1) or interpret(*a))
+    for _ in range(3):
+        x = rng.standard_normal((1, 3, 6, 6), dtype=np.float32)
+        arg = torch.from_numpy(x) if host == "torch" else x
+        _check(tm(x=arg) if host == "keyword" else tm(arg), ref(torch.from_numpy(x)))
+    assert len(built) == 1 and len(tm._replay.captures) == 1
 
 
 def test_replay_reuses_its_intermediate_buffers_and_bind_groups(rng, monkeypatch):

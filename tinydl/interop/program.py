@@ -186,7 +186,8 @@ class TorchFxModule(Module):
         object.__setattr__(self, "_replay", Jit(_Forward(self)) if replay else _Forward(self))
 
     def __call__(self, *args, **kwargs):
-        return self._replay(*args, **kwargs)
+        # numpy arrays and torch tensors become tinydl tensors here, not in bind: the Jit replays only for tensors
+        return self._replay(*map(as_input, args), **{k: as_input(v) for k, v in kwargs.items()})
 
     def forward(self, *args, **kwargs):
         return self._program.run(self, args, kwargs)
