@@ -670,7 +670,6 @@ def test_float16_products_are_as_accurate_as_rounding_the_exact_result(rng, case
     assert err <= 2 * np.abs(rounded - exact).max() / scale + 1e-4, err
     matrices = get_runtime().subgroup_matrix_f16
     assert ("[mma" in c.names[0]) == matrices, c.names
-    assert c.count == 1 or not matrices, c.names  # a matrix tile is never split
     assert case != "linear+bias+gelu" or "add+gelu" in c.names[-1], c.names
 
 
@@ -682,7 +681,7 @@ def test_matrix_tiles_match_float16_rounding_of_the_exact_product(rng, use_optio
     and a fused epilogue, within float16 rounding of the exact (float64) product of the same inputs."""
     if not tinydl.schedule.target().subgroup_matrix:
         pytest.skip("the adapter has no float16 subgroup matrices")
-    use_options(force_tile=tile)
+    use_options(force_tile=tile, force_split_k=1)
     a = rand(rng, M, K, dtype=np.float16)
     b = rand(rng, N, K, dtype=np.float16) if transposed else rand(rng, K, N, dtype=np.float16)
     bias = rand(rng, N, dtype=np.float16)
@@ -694,3 +693,33 @@ def test_matrix_tiles_match_float16_rounding_of_the_exact_product(rng, use_optio
     assert step == [f"matmul+add+relu {M}x{N} [{tile}]"], step
     err = np.abs(out.numpy().astype(np.float64) - exact).max() / np.abs(exact).max()
     assert err <= 1.5e-3, err  # float32 accumulation, one float16 rounding (2**-11) plus the bias add's
+
+
+# (batch, in channels, height, width, out channels, kernel, stride, padding, dilation, groups)
+MATRIX_CONVS = [(2, 64, 13, 11, 96, 3, 1, 1, 1, 1), (2, 64, 12, 12, 72, 3, 2, 1, 1, 1), (1, 64, 15, 15, 40, 3, 1, 2, 2, 1),
+                (2, 128, 9, 9, 64, 3, 1, 1, 1, 2), (2, 48, 10, 10, 64, 3, 1, 1, 1, 1), (2, 64, 10, 10, 64, 5, 1, 2, 1, 1),
+                (2, 64, 13, 13, 80, 1, 2, 0, 1, 1), (3, 64, 7, 7, 96, 1, 1, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("split", [1, 2])
+@pytest.mark.parametrize("tile", ["mma128w8", "mma64x128", "mma64", "mma64x256"])
+@pytest.mark.parametrize("shape", MATRIX_CONVS, ids=lambda s: "x".join(map(str, s)))
+def test_float16_convs_on_matrix_tiles_match_float16_rounding_of_the_exact_conv(rng, use_options, tile, shape,
+                                                                               split):
+    """Convs on every rule's matrix tile, forced, whole or split along K: pixels read tap-major through a
+    TapGather (whole K steps of input channels per group) or per element (48 channels), strides, padding,
+    dilation, groups, ragged pixel counts, a fused bias and relu; within float16 rounding of the exact (float64)
+    conv of the same inputs."""
+    if not tinydl.schedule.target().subgroup_matrix:
+        pytest.skip("the adapter has no float16 subgroup matrices")
+    use_options(force_tile=tile, force_im2col=False, force_split_k=split)
+    n, cin, h, w, cout, k, stride, pad, dil, groups = shape
+    x, wt = rand(rng, n, cin, h, w, dtype=np.float16), rand(rng, cout, cin // groups, k, k, dtype=np.float16)
+    bias = rand(rng, cout, dtype=np.float16)
+    with count_kernels() as c:
+        y = F.conv2d(tinydl.tensor(x), tinydl.tensor(wt), tinydl.tensor(bias), stride, pad, dil, groups).relu().numpy()
+    assert c.names[0].endswith(f"[{tile}]") and c.count == split, c.names
+    exact = TF.conv2d(*(torch.from_numpy(a).double() for a in (x, wt, bias)), stride=stride, padding=pad,
+                      dilation=dil, groups=groups).relu().numpy()
+    err = np.abs(y.astype(np.float64) - exact).max() / np.abs(exact).max()
+    assert err <= 1.5e-3, err

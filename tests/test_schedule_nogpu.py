@@ -157,19 +157,78 @@ def test_float16_products_take_matrix_tiles_where_the_adapter_has_subgroup_matri
     assert "enable chromium_experimental_subgroup_matrix;" in wgsl and "enable subgroups;" in wgsl
     assert wgsl.count("subgroupMatrixMultiplyAccumulate") == 2 * 8  # 2 sub-steps of 16 deep, 4 x 2 fragments
     assert "@builtin(subgroup_id)" in wgsl  # fragment offsets uniform per subgroup
-    # a long K is not split: the matrix tile accumulates all of it in float32
-    assert names(lambda a, b: a @ b, P(64, 8192, dtype=float16), P(8192, 64, dtype=float16), target=MATRIX) == \
-        ["matmul 64x64 [mma64]"]
+    # a long K over few tiles is split (gemm_matrix.split), its partial sums kept in float32 for the reduce
+    plan = explain.plan(lambda a, b: a @ b, P(64, 8192, dtype=float16), P(8192, 64, dtype=float16), target=MATRIX)
+    assert plan.names == ["matmul 32x1x64x64 [mma64]", "reduce_sum+cast_float16 64x64 [lanes]"]
+    assert re.search(r"var<storage, read_write> out: array<(vec4<)?f32>?>", plan.steps[0].wgsl)
     assert "mma" not in names(lambda x, w: F.linear(x, w), P(1024, 768), P(3072, 768), target=MATRIX)[0]  # float32
     assert "mma" not in names(lambda x, w: F.linear(x, w, None), x, w, target=TARGET)[0]  # no subgroup matrices
     assert "gemv" in names(lambda x, w: F.linear(x, w), P(1, 768, dtype=float16), w, target=MATRIX)[0]
     assert "mma" not in names(lambda a, b: a @ b, P(64, 16, dtype=float16), P(16, 64, dtype=float16),
                               target=MATRIX)[0]  # K under 2 fragments
-    # convs on the GEMM path too, their pixels gathered per element; direct convs (few output channels) stay
-    assert names(lambda x, w: F.conv2d(x, w, padding=1).relu(), P(16, 64, 56, 56, dtype=float16),
-                 P(64, 64, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x64x56x56 [mma128w8]"]
+    # convs on the GEMM path too; direct convs (few output channels) stay
+    assert names(lambda x, w: F.conv2d(x, w, padding=1).relu(), P(16, 128, 56, 56, dtype=float16),
+                 P(128, 128, 3, 3, dtype=float16), target=MATRIX) == ["conv2d+relu 16x128x56x56 [mma128w8]"]
     assert "mma" not in names(lambda x, w: F.conv2d(x, w, padding=1), P(2, 3, 32, 32, dtype=float16),
                               P(16, 3, 3, 3, dtype=float16), target=MATRIX)[-1]
+
+
+def test_big_float16_products_of_few_rows_take_64_row_matrix_tiles():
+    """gemm_matrix.choose: a big product whose M would leave much of a 128-row tile zero padding (a conv with 64 or
+    192 output channels) takes 64 x 128 tiles; 128 or 256 rows keep 128 x 128, and few tiles 64 x 64."""
+    from tinydl import float16
+
+    def conv(cout, cin=64, hw=56, batch=16):
+        return [n for n in names(lambda x, w: F.conv2d(x, w, padding=1), P(batch, cin, hw, hw, dtype=float16),
+                                 P(cout, cin, 3, 3, dtype=float16), target=MATRIX) if "conv2d" in n][0].split(" ")[-1]
+    assert [conv(c) for c in (64, 192, 128, 256)] == ["[mma64x128]", "[mma64x128]", "[mma128w8]", "[mma128w8]"]
+    assert conv(64, batch=1, hw=28) == "[mma64]"
+    assert gemm_matrix.choose(1, 320, 8192) == "mma128w8"  # 384 rows against 320: under the saving asked for
+
+
+@pytest.mark.parametrize("cin,tap_major", [(64, True), (96, True), (48, False), (8, False)])
+@pytest.mark.parametrize("tile", ["mma128w8", "mma64x128", "mma64"])
+def test_float16_convs_on_matrix_tiles_read_pixels_tap_major(use_options, tile, cin, tap_major):
+    """gemm_conv / tiles.tile_reads_taps: a conv on a matrix tile whose input channels per group come in whole K
+    steps reads its pixels through a TapGather (each thread splits its pixel once, each K step works out its tap
+    once); other convs gather each element in (ci, kh, kw) order through load_b."""
+    from tinydl import float16
+    use_options(force_tile=tile, force_split_k=1)
+    plan = explain.plan(lambda x, w: F.conv2d(x, w, padding=1, dilation=2), P(4, cin, 30, 30, dtype=float16),
+                        P(128, cin, 3, 3, dtype=float16), target=MATRIX)
+    assert plan.names[-1].endswith(f"[{tile}]"), plan.names
+    wgsl = plan.steps[-1].wgsl
+    assert ("let gtap = " in wgsl) == tap_major
+    assert ("fn load_b(" in wgsl) != tap_major
+
+
+@pytest.mark.parametrize("stride,hw,tap_major", [(2, 14, True), (1, 7, True), (1, 8, False)])
+def test_float16_1x1_convs_on_matrix_tiles_read_pixels_tap_major_where_no_vec4_load_does(stride, hw, tap_major):
+    """gemm_conv: a 1x1 conv on a matrix tile whose pixels no vec4 load reads (strided, or images of 49 pixels)
+    reads them through a TapGather (one offset per thread, one add per element) instead of splitting each
+    element's pixel index; a stride-1 conv over 64-pixel images keeps its packed vec4 loads."""
+    from tinydl import float16
+    plan = explain.plan(lambda x, w: F.conv2d(x, w, stride=stride), P(16, 512, hw, hw, dtype=float16),
+                        P(2048, 512, 1, 1, dtype=float16), target=MATRIX)
+    wgsl = plan.steps[0].wgsl
+    assert "[mma" in plan.names[0] and ("let gtap = " in wgsl) == tap_major, plan.names
+    assert ("fn load_b4(" in wgsl or "fn load_b8(" in wgsl) != tap_major
+
+
+def test_float16_products_of_few_tiles_split_k_on_matrix_tiles():
+    """gemm_matrix.split: a product of fewer than MATRIX_SPLIT_WORKGROUPS workgroups cuts K in slices (float32
+    partials, added by a reduce carrying the epilogue); a tap-major conv's slices keep whole K steps of channels,
+    so each still reads through the TapGather; enough workgroups, or a short K, stay in one kernel."""
+    from tinydl import float16
+    plan = explain.plan(lambda x, w: F.conv2d(x, w).relu(), P(16, 2048, 7, 7, dtype=float16),
+                        P(512, 2048, 1, 1, dtype=float16), target=MATRIX)
+    assert plan.names == ["conv2d 16x1x2x512x7x7 [mma64]", "reduce_sum+relu+cast_float16 16x512x7x7 [serial]"]
+    assert "let gtap = " in plan.steps[0].wgsl
+    assert gemm_matrix.split(1, 512, 784, 1152, 32, 32, "mma64") == 1  # slices of 16 channels: not whole K steps
+    assert gemm_matrix.split(1, 512, 784, 4608, 512, 32, "mma64") == 2
+    assert gemm_matrix.split(1, 64, 64, 8192, 8192, 1, "mma64") == 32
+    assert gemm_matrix.split(1, 64, 64, 384, 384, 1, "mma64") == 1  # halves would be under MATRIX_SPLIT_MIN_K
+    assert gemm_matrix.split(16, 128, 784, 4608, 512, 1, "mma64") == 1  # 16 x 26 workgroups already
 
 
 @pytest.mark.parametrize("tile", list(gemm_matrix.MATRIX_TILES))
@@ -180,7 +239,7 @@ def test_every_matrix_tile_forced_fits_workgroup_memory(use_options, tile, trans
     workgroup arrays within the 48 KiB NVIDIA's Vulkan driver gives."""
     from tinydl import float16
     t = gemm_matrix.MATRIX_TILES[tile]
-    use_options(force_tile=tile)
+    use_options(force_tile=tile, force_split_k=1)
     x = P(1024, 768, dtype=float16)
     w = P(3072, 768, dtype=float16) if transposed else P(768, 3072, dtype=float16)
     plan = explain.plan(lambda x, w: x @ (w.T if transposed else w), x, w, target=MATRIX)
@@ -202,7 +261,7 @@ def test_matrix_tile_epilogues_store_fragment_rows_as_vec4s(use_options, tile):
     where N allows it (N % 4 == 0), else one at a time."""
     from tinydl import float16
     t = gemm_matrix.MATRIX_TILES[tile]
-    use_options(force_tile=tile)
+    use_options(force_tile=tile, force_split_k=1)
     x, w = P(1024, 768, dtype=float16), P(3072, 768, dtype=float16)
     wgsl = explain.plan(lambda x, w: x @ w.T, x, w, target=MATRIX).steps[0].wgsl
     epilogue = wgsl[wgsl.index("subgroupMatrixStore"):]

@@ -162,7 +162,7 @@ def gemm(src: KernelSource, core: Node, tile: str, batch: int, M: int, N: int, K
     else:
         store_function(src, core, "b: i32, m: i32, n: i32", lambda e: out_index(e, "b", "m", "n"))
     if name in MATRIX_TILES:
-        return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec, vec4) + (name,)
+        return gemm_matrix.tiled(src, t, batch, M, N, K, fast, vec, vec4, b_gather) + (name,)
     return _tiled(src, t, batch, M, N, K, fast, vec, vec4, b_gather) + (name,)
 
 

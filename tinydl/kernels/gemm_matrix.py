@@ -4,8 +4,8 @@ as for its other tiles; this module emits the kernel around them.
 
 A workgroup computes a bm x bn output tile with sm x sn subgroups of 32 lanes, each owning fm x fn fragments of
 16 x 16, accumulated in float32 result matrices. Each K step of bk, every thread loads its share of the A (bm x bk)
-and B (bk x bn) tiles through the load functions, rounds them to float16 (the operands are float16 already: the
-rounding is exact) and writes them to workgroup memory laid out along the operand's fast axis (so 4 elements a
+and B (bk x bn) tiles through the load functions (a conv's pixels through a TapGather where its channels come in
+whole K steps: one tap a step), rounds them to float16 (the operands are float16 already: the rounding is exact) and writes them to workgroup memory laid out along the operand's fast axis (so 4 elements a
 thread loads lie side by side); the subgroups then load 16 x 16 fragments from there, row- or column-major to
 match, and multiply-accumulate. At the end each subgroup stores one result fragment at a time into its own 16 x 16
 float32 scratch, from which its lanes push 8 values each through the epilogue (store_out): bias, activation and
@@ -13,8 +13,12 @@ residual stay fused."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .expr import KernelSource
+
+if TYPE_CHECKING:
+    from .gemm import TapGather
 
 ENABLE = "chromium_experimental_subgroup_matrix"
 LANES = 32   # the subgroup size the tiles are written for (webgpu.Backend.has_f16_matrices checks the adapter's)
@@ -57,6 +61,7 @@ class MatrixTile:
 
 MATRIX_TILES = {
     "mma128w8": MatrixTile(2, 4, 4, 2, 32),  # 128 x 128 by 8 subgroups of 64 x 32: big products
+    "mma64x128": MatrixTile(1, 4, 4, 2, 32),  # 64 x 128 by 4 subgroups of 64 x 32: big products of few rows
     "mma64": MatrixTile(2, 2, 2, 2, 32),     # 64 x 64 by 4 subgroups of 32 x 32: products of few big tiles
     # candidates for the rules, measured by `python -m benchmarks.sweep --half --tiles ...` (Options.force_tile)
     "mma128": MatrixTile(2, 2, 4, 4, 32),        # 128 x 128 by 4 subgroups of 64 x 64
@@ -64,19 +69,46 @@ MATRIX_TILES = {
     "mma128w8k64": MatrixTile(2, 4, 4, 2, 64),   # mma128w8 with K steps of 64
     "mma256": MatrixTile(4, 2, 4, 4, 32),        # 256 x 128 by 8 subgroups of 64 x 64
     "mma128x256": MatrixTile(2, 4, 4, 4, 32),    # 128 x 256 by 8 subgroups of 64 x 64
+    "mma64x256": MatrixTile(1, 8, 4, 2, 32),     # 64 x 256 by 8 subgroups of 64 x 32
 }
 # a product needs this many 128 x 128 tiles to take mma128w8 (about a wave on a big GPU), else mma64
 MMA128_MIN_TILES = 128
+# a big product takes 64-row tiles where 128-row ones would compute this much more (rows of zero padding: a conv
+# with 64 or 192 output channels)
+SHORT_TILE_MIN_SAVING = 1.25
 
 
 def choose(batch: int, M: int, N: int, opts=None) -> str:
     """The matrix tile for a batch of M x N products (Options.force_tile where it names one): 128 x 128 tiles for
-    products of many such tiles, else 64 x 64 (docs/benchmarks.md: the sweeps that chose them)."""
+    products of many such tiles, 64 x 128 ones where M would leave much of a 128-row tile padding, else 64 x 64
+    (docs/benchmarks.md: the sweeps that chose them)."""
     if opts is not None and opts.force_tile in MATRIX_TILES:
         return opts.force_tile
-    t = MATRIX_TILES["mma128w8"]
-    tiles = batch * -(-M // t.bm) * -(-N // t.bn)
-    return "mma128w8" if tiles >= MMA128_MIN_TILES else "mma64"
+    big, short = MATRIX_TILES["mma128w8"], MATRIX_TILES["mma64x128"]
+    if batch * -(-M // big.bm) * -(-N // big.bn) < MMA128_MIN_TILES:
+        return "mma64"
+    padded = {t.bm: -(-M // t.bm) * t.bm for t in (big, short)}
+    return "mma64x128" if padded[big.bm] >= SHORT_TILE_MIN_SAVING * padded[short.bm] else "mma128w8"
+
+
+# a product of fewer workgroups than this cuts K into slices (partial sums in float32, added by the reduce kernel that
+# carries the epilogue), each slice keeping at least MATRIX_SPLIT_MIN_K of K: ResNet's 7x7 and 14x14 layers
+MATRIX_SPLIT_WORKGROUPS = 192
+MATRIX_SPLIT_MIN_K = 256
+
+
+def split(batch: int, M: int, N: int, K: int, divides: int, step: int, tile: str, opts=None) -> int:
+    """K slices for a product on the matrix tile `tile` (Options.force_split_k where it divides): doubled while the
+    workgroups number under MATRIX_SPLIT_WORKGROUPS; the count must divide `divides` (K, or a conv's input
+    channels per group) in slices of whole `step`s (a tap-major conv's K steps). 1: no split."""
+    if opts is not None and opts.force_split_k is not None:
+        return opts.force_split_k if divides % (opts.force_split_k * step) == 0 else 1
+    t = MATRIX_TILES[tile]
+    groups = batch * -(-M // t.bm) * -(-N // t.bn)
+    s = 1
+    while groups * s < MATRIX_SPLIT_WORKGROUPS and K // (s * 2) >= MATRIX_SPLIT_MIN_K and divides % (s * 2 * step) == 0:
+        s *= 2
+    return s
 
 
 def fits(M: int, N: int, K: int) -> bool:
@@ -94,11 +126,12 @@ def epilogue_fragments(t: MatrixTile, operand_bytes: int) -> int:
 
 
 def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, fast: dict, vec: dict,
-          vec4_out: bool = False):
+          vec4_out: bool = False, b_gather: TapGather | None = None):
     """The kernel's WGSL and workgroup count. fast[op]: the index ("r" or "k") the operand's memory runs along;
     vec[op]: its tile loads fetch 8 float16 elements along k at once (8: load_a8 / load_b8, packed pairs), 4 (True:
     load_a4 / load_b4), or one (load_a / load_b). vec4_out: the output is stored 4 side-by-side n at a time
-    (store_out4; N % 4 == 0)."""
+    (store_out4; N % 4 == 0). b_gather: B is a conv's pixels in tap-major K order (gemm.TapGather; the caller
+    checked tiles.tile_reads_taps: each thread's B slots are one pixel's column, every K step one tap)."""
     T = t.threads
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
     groups = batch * tiles_m * tiles_n
@@ -137,9 +170,13 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
 
     def fetch(k0: str, decl: str):
         """Each slot's global load for the K step at k0 into its registers (float16: exact)."""
+        if b_gather:
+            body.extend(b_gather.step(k0))
         for reg, op, r, k, width, guard in slots:
             origin = "m0" if op == "a" else "n0"
-            if width == 8:  # 8 float16 along k as 4 packed pairs
+            if op == "b" and b_gather:
+                load = f"f16({b_gather.load(src, reg + 'k')})"
+            elif width == 8:  # 8 float16 along k as 4 packed pairs
                 load = f"load_{op}8(b, {origin} + {reg}r, {k0} + {reg}k)"
             elif width == 4:
                 load = f"vec4<f16>(load_{op}4(b, {origin} + {reg}r, {k0} + {reg}k))"
@@ -153,6 +190,9 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
 
     for reg, op, r, k, width, guard in slots:
         body.append(f"  let {reg}r = {r}; let {reg}k = {k};")
+    if b_gather:
+        assert fast["b"] == "r" and vec["b"] is False and t.threads % t.bn == 0
+        body += b_gather.setup("n0 + gb0r", N)
     fetch("0", "var ")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
     for reg, op, r, k, width, guard in slots:  # registers into the workgroup tiles

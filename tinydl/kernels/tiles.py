@@ -269,7 +269,10 @@ def tile_reads_taps(name: str, cin_g: int) -> bool:
     """Whether a conv's GEMM in tile `name` can read its pixels through a TapGather: every K step lies within one
     tap, and each thread loads one pixel's column of the B tile."""
     t = TILES.get(name)
-    return t is not None and cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
+    if t is not None:
+        return cin_g % t.bk == 0 and (t.wx * t.wy) % t.bn == 0
+    m = MATRIX_TILES.get(name)
+    return m is not None and cin_g % m.bk == 0 and m.threads % m.bn == 0
 
 
 def use_im2col(groups: int, cout: int, pixels: int, channels: int, taps: int, itemsize: int, max_bytes: int,

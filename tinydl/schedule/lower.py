@@ -155,8 +155,8 @@ def _pad_last(x: Node, dim: int, to: int) -> Node:
 
 def _on_matrices(target: Target, opts: Options, operands: tuple, M: int, N: int, K: int) -> bool:
     """Whether a GEMM runs on a matrix tile (kernels/gemm_matrix.py): float16 operands on a Target with subgroup
-    matrices, a shape worth them, no other tile forced; its whole K in one kernel (float32 accumulation, no
-    split)."""
+    matrices, a shape worth them, no other tile forced (float32 accumulation; K split where the output has few
+    tiles: gemm_matrix.split)."""
     return (target.subgroup_matrix and all(x.dtype == dtypes.float16 for x in operands)
             and opts.force_tile in (None, *gemm_matrix.MATRIX_TILES) and gemm_matrix.fits(M, N, K)
             and K <= gemm.MAX_K)
@@ -164,15 +164,20 @@ def _on_matrices(target: Target, opts: Options, operands: tuple, M: int, N: int,
 
 def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -> Node:
     """[B,M,K] @ [B,K,N]: its split (K slices as extra batch entries: entry s*B + b multiplies slice s of K) and
-    its tile; a float16 product on an adapter with subgroup matrices takes a matrix tile, unsplit."""
+    its tile; a float16 product on an adapter with subgroup matrices takes a matrix tile."""
     a, b = srcs
     B, M, K = a.shape
     N = b.shape[2]
     dt = n.dtype
     if _on_matrices(target, opts, (a, b), M, N, K):
-        low = Node(MATMUL, None, (a, b), GemmArgs(1, gemm_matrix.choose(B, M, N, opts)), n.shape, dt)
-        low.uid = n.uid
-        return low
+        tile = gemm_matrix.choose(B, M, N, opts)
+        S = gemm_matrix.split(B, M, N, K, K, 1, tile, opts)
+        if S == 1:
+            low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
+            low.uid = n.uid
+            return low
+        part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), part_dtype(dt))
+        return _slice_sum(part, (S, B, M, N), 0, n.shape, dt)
     S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
     if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
         S = gemm.long_k_slices(K)
@@ -216,15 +221,20 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
         x = Node(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), dt)
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
     K = cin_g * kh * kw
-    if _on_matrices(target, opts, (x, w), M, Ngemm, K):  # the pixels gathered per element (no TapGather)
-        return _node_like(n, (x, w), dataclasses.replace(args, tile=gemm_matrix.choose(g, M, Ngemm, opts)))
-    S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g, opts),
-                      dt.itemsize, opts)
+    if _on_matrices(target, opts, (x, w), M, Ngemm, K):
+        tile = gemm_matrix.choose(g, M, Ngemm, opts)
+        # slices of whole K steps where the pixels are read tap-major (gemm_conv: TapGather)
+        step = gemm_matrix.MATRIX_TILES[tile].bk if gemm.tile_reads_taps(tile, cin_g) and not args.im2col else 1
+        S = gemm_matrix.split(g, M, Ngemm, K, cin_g, step, tile, opts)
+    else:
+        S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g, opts),
+                          dt.itemsize, opts)
+        tile = None
     if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
         S = next(s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K)
     # the tile of the GEMM as the kernel runs it: S * g groups of cin_g / S channels
-    tile = chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S, opts),
-                        dt.itemsize, opts)
+    tile = tile or chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S, opts),
+                                dt.itemsize, opts)
     if S == 1:
         return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
