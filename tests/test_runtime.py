@@ -308,6 +308,47 @@ def test_split_upload_writes_every_byte(use_options, threads, n):
 
 
 
+def test_staged_uploads_reuse_their_buffer_only_after_its_copy(use_options, rng):
+    """Options.staged_uploads (Dawn's default: transfers.UploadStaging): an upload is written into a pooled mapped
+    buffer and copied into the tensor's own by a submit of its own. The next upload of its size reuses that
+    buffer once its map request is done (its copy has run): tensors uploaded back to back, each read by a kernel
+    queued before the next upload, all keep their own values; sizes under staged_upload_min_bytes and odd byte
+    counts take the queue write; empty_cache gives the pool back."""
+    from tinydl import runtime
+    rt = runtime.get_runtime()
+    use_options(staged_uploads=True, staged_upload_min_bytes=64)
+    hosts = [rng.standard_normal(1000).astype(np.float32) for _ in range(6)]
+    doubled = []
+    for h in hosts:
+        t = tinydl.tensor(h)
+        doubled.append(t * 2)  # queued (not yet run) before the next upload reuses the staging buffer
+    for h, d in zip(hosts, doubled):
+        np.testing.assert_array_equal(d.numpy(), h * 2)
+    assert rt._uploads.nbytes == 4000  # one buffer of that size, reused
+    small, odd = np.arange(8, dtype=np.float32), np.arange(37, dtype=np.float16)  # 32 bytes; 74
+    np.testing.assert_array_equal(tinydl.tensor(small).numpy(), small)
+    np.testing.assert_array_equal(tinydl.tensor(odd).numpy(), odd)
+    assert rt._uploads.nbytes == 4000
+    rt.empty_cache()
+    assert rt._uploads.nbytes == 0
+    np.testing.assert_array_equal(tinydl.tensor(hosts[0]).numpy(), hosts[0])
+
+
+def test_staged_uploads_keep_a_bounded_pool(use_options, monkeypatch):
+    """transfers.UploadStaging keeps UPLOAD_KEEP buffers a size and UPLOAD_KEEP_BYTES in all, dropping the least
+    recently used sizes first (a stream of new shapes does not grow it without end)."""
+    from tinydl import runtime, transfers
+    rt = runtime.get_runtime()
+    rt.empty_cache()
+    monkeypatch.setattr(transfers, "UPLOAD_KEEP_BYTES", 3 * 4096)
+    use_options(staged_uploads=True, staged_upload_min_bytes=64)
+    for n in (1024, 1024 + 64, 1024 + 128, 1024 + 192):
+        host = np.full(n, n, np.float32)
+        np.testing.assert_array_equal(tinydl.tensor(host).numpy(), host)
+    assert rt._uploads.nbytes <= 3 * 4096 and list(rt._uploads._free)[-1] == 4 * (1024 + 192)
+    rt.empty_cache()
+
+
 @pytest.mark.parametrize("threads", [1, 3, 8])
 @pytest.mark.parametrize("n", [1, 5, 17, 1000, 4099])
 def test_split_readback_copies_every_byte(monkeypatch, use_options, threads, n):

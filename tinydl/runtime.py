@@ -22,7 +22,7 @@ from .failures import Progress, failure, fault, inject
 from .kernels.gemm_matrix import SHARED_BYTES as MATRIX_SHARED_BYTES
 from .options import Options, current as current_options
 from .transfers import SPIN_WAIT_SECONDS, STAGING_KEEP, _spin_wait_seconds  # noqa: F401 - also runtime.X
-from .transfers import HostThreads, Staging, copy_out, lend, map_read, return_lent, unmap, write
+from .transfers import HostThreads, Staging, UploadStaging, copy_out, lend, map_read, return_lent, unmap, write
 
 # Dispatches per queue submit (Options.submit_chunk; 0: all in one): the GPU starts on the first chunk while the
 # CPU encodes the rest. The first chunk is Options.submit_first dispatches (or the plan's own, see
@@ -101,6 +101,7 @@ class Runtime:
         self._pooled: OrderedDict = OrderedDict()  # the same buffers by id, the least recently freed first
         self.pooled_bytes = 0
         self._staging = Staging()             # pooled read-back buffers by byte size
+        self._uploads = UploadStaging()       # pooled upload buffers by byte size (Backend.staged_uploads)
         self._pipelines: OrderedDict[str, object] = OrderedDict()  # by WGSL, the least recently asked for first
         # bind groups by pipeline, then by the buffers bound: a bind group holds its pipeline (and its compiled
         # code) alive, so a pipeline dropped from _pipelines takes its bind groups with it
@@ -187,6 +188,7 @@ class Runtime:
         """Give the memory of every pooled buffer back (torch.cuda.empty_cache's counterpart)."""
         self._drain()
         self._trim(0)
+        self._uploads.close()
 
     def adopt(self, buf: Buffer) -> Buffer:
         """buf now belongs to tensors: its GPU memory returns to the pool when the last one is collected."""
@@ -221,8 +223,12 @@ class Runtime:
                 data = host.tobytes() + b"\0" * (4 - host.nbytes % 4)
                 self.device.queue.write_buffer(buf.gpu, 0, data)
             elif host.nbytes:
-                write(self.device.queue, buf.gpu, memoryview(np.ascontiguousarray(host)).cast("B"),
-                      current_options(), self._pool, self.webgpu.threads)
+                data, opts = memoryview(np.ascontiguousarray(host)).cast("B"), current_options()
+                staged = self.webgpu.staged_uploads if opts.staged_uploads is None else opts.staged_uploads
+                if staged and host.nbytes >= opts.staged_upload_min_bytes:
+                    self._uploads.write(self.device, buf.gpu, data, self.webgpu.api.MapMode.WRITE)
+                else:
+                    write(self.device.queue, buf.gpu, data, opts, self._pool, self.webgpu.threads)
         except self.errors as e:
             raise failure(self, f"upload of {describe}", e) from e
         return self.adopt(buf)

@@ -16,6 +16,7 @@ import itertools
 import os
 import time
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -32,6 +33,9 @@ except ImportError:  # another wgpu-py backend or layout: the public API
 
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 STAGING_KEEP = 2  # read-back buffers pooled per size
+UPLOADING = wgpu.BufferUsage.MAP_WRITE | wgpu.BufferUsage.COPY_SRC
+UPLOAD_KEEP = 4  # upload buffers pooled per size ...
+UPLOAD_KEEP_BYTES = 1 << 28  # ... and in all (the least recently used sizes dropped first)
 
 
 def _spin_wait_seconds() -> float:
@@ -111,6 +115,52 @@ def copy_out(mapped, nbytes: int, opts: Options, pool) -> np.ndarray:
     out = np.empty(nbytes, np.uint8)
     in_pieces(pool, nbytes, opts.readback_threads, 1, lambda o, size: np.copyto(out[o:o + size], src[o:o + size]))
     return out
+
+
+class UploadStaging:
+    """Uploads through pooled MAP_WRITE buffers, for WebGPU implementations whose big queue writes are slow (Dawn
+    takes fresh staging memory for each: docs/benchmarks.md, "uploads on Dawn"): the bytes are written into a
+    mapped buffer, copied into their destination by a submit of their own (queue order puts the copy before any
+    later work), and the buffer is asked to map again at once, ready for the next upload of its size."""
+
+    def __init__(self):
+        self._free: OrderedDict[int, list] = OrderedDict()  # byte size -> [(buffer, its map request)]
+        self.nbytes = 0
+
+    def write(self, device, gpu, data: memoryview, map_write) -> None:
+        """data (a multiple of 4 bytes) into gpu from offset 0; map_write: the implementation's MapMode.WRITE."""
+        n = data.nbytes
+        free = self._free.get(n)
+        if free:
+            st, mapping = free.pop()
+            self.nbytes -= n
+            mapping.sync_wait()  # done long since unless the GPU is still busy with this buffer's last copy
+        else:
+            st = device.create_buffer(size=n, usage=UPLOADING, mapped_at_creation=True)
+        st.write_mapped(data)
+        st.unmap()
+        encoder = device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(st, 0, gpu, 0, n)
+        device.queue.submit([encoder.finish()])
+        free = self._free.setdefault(n, [])
+        self._free.move_to_end(n)
+        if len(free) >= UPLOAD_KEEP:
+            st.destroy()
+            return
+        free.append((st, st.map_async(map_write)))
+        self.nbytes += n
+        while self.nbytes > UPLOAD_KEEP_BYTES:
+            size, dropped = self._free.popitem(last=False)
+            self.nbytes -= size * len(dropped)
+            for buffer, _ in dropped:
+                buffer.destroy()
+
+    def close(self) -> None:
+        for free in self._free.values():
+            for buffer, _ in free:
+                buffer.destroy()
+        self._free.clear()
+        self.nbytes = 0
 
 
 class Staging(dict):

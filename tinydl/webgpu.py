@@ -32,6 +32,7 @@ class Backend:
     errors: tuple           # the exception classes its calls raise
     features: tuple         # the device features tinydl asks for where the adapter has them
     threads: bool           # its device may be called from several threads at once (split uploads, compile_all)
+    staged_uploads: bool    # big uploads go through pooled mapped buffers (transfers.UploadStaging), not queue writes
 
     def prepare(self, wgsl: str) -> str:
         """The shader as this implementation's compiler takes it: Tint (Dawn) needs `enable subgroups;` before
@@ -87,7 +88,7 @@ def load(name: str | None = None) -> Backend:
     except ImportError:  # another wgpu-py layout: the public API
         ffi = lib = None
     return Backend("wgpu-native", wgpu, ffi, lib, lib is not None, (wgpu.GPUError, wgpu.GPUPipelineError),
-                   ("shader-f16", "timestamp-query", "subgroup"), True)
+                   ("shader-f16", "timestamp-query", "subgroup"), True, False)
 
 
 def _dawn() -> Backend:
@@ -107,4 +108,4 @@ def _dawn() -> Backend:
     # (Dawn has no wgpuDevicePoll). Dawn's device refuses calls from several threads at once ("Concurrent buffer
     # operations are not allowed"): uploads in one piece, pipelines compiled one at a time.
     return Backend("dawn", wgpudawn, ffi, lib, False, (wgpudawn.GPUError, wgpudawn.GPUPipelineError),
-                   ("shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX), False)
+                   ("shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX), False, True)
