@@ -21,8 +21,10 @@ def test_literals_skip_what_wgsl_needs_constant():
             "var<workgroup> tile: array<array<f32, 17>, 16>;\nconst N = 64u;\n"
             "@compute @workgroup_size(256)\nfn main() {\n"
             "  let a = x / 13 + y % 5u + z * 7i;\n  let f = 1.5 * 2e3 + 0.25f + 0x7f800000u;\n"
-            "  switch (k) { case 3: { } default: { } }\n  let s = subgroupBroadcast(v, 4u) + w[12];\n}\n")
-    assert _values(wgsl) == [("13", 13, False), ("5u", 5, True), ("7i", 7, False), ("12", 12, False)]
+            "  switch (k) { case 3: { } default: { } }\n  let s = subgroupBroadcast(v, 4u) + w[12];\n"
+            "  let constx = 6; let casey = 8u; var<private> o: u32 = 2u;\n}\noverride B: u32 = 9u;\n")
+    assert _values(wgsl) == [("13", 13, False), ("5u", 5, True), ("7i", 7, False), ("12", 12, False),
+                             ("6", 6, False), ("8u", 8, True), ("2u", 2, True)]  # names that start with a keyword
 
 
 def test_lifter_families():

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 # a decimal integer literal, optionally u32 or i32 (not a digit of a name, a float such as 1.5, 2e3 or 1e-5, a
-# hex literal, or a literal of another type such as 2f)
-_INTEGER = re.compile(r"(?<![\w.])(?<![eE][+-])(\d+)([iu]?)(?![\w.])")
-# spans whose literals stay constant: attributes, const/override declarations, switch cases, template lists and
-# broadcast lanes (the keywords' word boundary before them is checked in Python: a leading \b makes re try every
-# position of the text, ten times slower on a conv's shader)
+# hex literal, or a literal of another type such as 2f); the leading lookahead lets re leave non-digits at once
+_INTEGER = re.compile(r"(?=\d)(?<![\w.])(?<![eE][+-])(\d+)([iu]?)(?![\w.])")
+# spans whose literals stay constant: attributes, const/override declarations and switch cases (found by str.find:
+# _keyword_spans), template lists and broadcast lanes (word boundaries before keywords are checked in Python: a
+# leading \b makes re try every position of the text, ten times slower on a conv's shader)
 _ATTRIBUTE = re.compile(r"@\w+\s*\([^)]*\)")
-_KEYWORD_SPANS = re.compile(r"(?:const|override)\b[^;]*;|case\b[^:]*:")
-_TEMPLATE_OPEN = re.compile(r"(?:array|subgroup_matrix_\w+)<|(?:subgroupBroadcast|quadBroadcast)\s*\(")
+_KEYWORDS = (("const", ";"), ("override", ";"), ("case", ":"))  # each up to the first of its terminator
+_TEMPLATE_OPEN = re.compile(r"(?=[asq])(?:(?:array|subgroup_matrix_\w+)<|(?:subgroupBroadcast|quadBroadcast)\s*\()")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 _ANGLES, _PARENS = re.compile(r"[<>]"), re.compile(r"[()]")
 _BINDING = re.compile(r"@binding\((\d+)\)")
 _I32_MAX = 2**31 - 1
@@ -47,9 +48,7 @@ class Literal(NamedTuple):
 @functools.lru_cache(maxsize=512)  # a model's layers plan the same shaders over and over
 def literals(wgsl: str) -> tuple[Literal, ...]:
     """The integer literals of a shader that may be read at run time, in order (see the module docstring)."""
-    fixed = sorted([m.span() for m in _ATTRIBUTE.finditer(wgsl)]
-                   + [m.span() for m in _KEYWORD_SPANS.finditer(wgsl) if _word_starts(wgsl, m.start())]
-                   + list(_bracketed(wgsl)))
+    fixed = sorted([m.span() for m in _ATTRIBUTE.finditer(wgsl)] + list(_keyword_spans(wgsl)) + list(_bracketed(wgsl)))
     found, f = [], 0
     for m in _INTEGER.finditer(wgsl):
         while f < len(fixed) and fixed[f][1] <= m.start():
@@ -74,6 +73,20 @@ def divisors(wgsl: str) -> tuple[int, ...]:
 
 def _word_starts(wgsl: str, at: int) -> bool:
     return at == 0 or not (wgsl[at - 1].isalnum() or wgsl[at - 1] == "_")
+
+
+def _keyword_spans(wgsl: str):
+    """Spans of const/override declarations (to their `;`) and switch cases (to their `:`)."""
+    for word, stop in _KEYWORDS:
+        at = wgsl.find(word)
+        while at != -1:
+            after = at + len(word)
+            if _word_starts(wgsl, at) and (after == len(wgsl) or _word_starts(wgsl, after + 1)):
+                end = wgsl.find(stop, after)
+                if end == -1:
+                    break
+                yield at, end + 1
+            at = wgsl.find(word, after)
 
 
 def _bracketed(wgsl: str):
@@ -147,9 +160,9 @@ class SizeLifter:
         """The families with more than `most` distinct shaders among wgsls (one plan's): each a list of them.
         fixed_divisors: members must also divide by the same literals (a CPU driver divides lane by lane by a
         number it did not compile in), so only the other literals will differ."""
-        alike: dict[str, set[str]] = {}  # by the text with every integer blanked: cheaper than literals(), and
-        for wgsl in wgsls:               # a family never spans two of these groups
-            alike.setdefault(_INTEGER.sub("0", wgsl), set()).add(wgsl)
+        alike: dict[str, set[str]] = {}  # by the text without its digits: cheaper than literals(), and a family
+        for wgsl in wgsls:               # never spans two of these groups
+            alike.setdefault(wgsl.translate(_NO_DIGITS), set()).add(wgsl)
         crowds = []
         for group in alike.values():
             if len(group) > most:
