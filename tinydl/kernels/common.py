@@ -44,9 +44,14 @@ def store4_function(src: KernelSource, core: Node, params: str, index) -> None:
     multi-index. The components share one scope, so what their epilogues compute at the same index (a channel's
     batch-norm scale, loaded and computed once, not four times) is emitted once; what depends on the output
     element is keyed by the component's own index."""
+    # where the output's rows are whole 4s, the four lie in one row: the same multi-index but for its last entry
+    # (no index arithmetic per component, whose divisions the compiler cannot share)
+    one_row = core.shape[-1] % 4 == 0
+
     def body(e: Expr):
         first = index(e, 0)  # also where the vec4 is stored
-        values = [epilogue(e, src.out, core, index(e, c) if c else first, f"acc[{c}]") for c in range(4)]
+        at = [first if not c else [*first[:-1], f"({first[-1]} + {c})"] if one_row else index(e, c) for c in range(4)]
+        values = [epilogue(e, src.out, core, at[c], f"acc[{c}]") for c in range(4)]
         e.emit(src.store4(linear_index(first, core.shape), f"vec4<f32>({', '.join(values)})"))
     function(src, f"store_out4({params}, acc: vec4<f32>)", body, reuse_lets=True)
 
