@@ -220,21 +220,7 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
         col_args = dataclasses.replace(args, x_shape=x.shape, kernel=(kh, kw))
         x = Node(IM2COL, None, (x,), col_args, (C * kh * kw, N * OH * OW), dt)
         args = dataclasses.replace(args, im2col=True, x_shape=col_args.x_shape)
-    K = cin_g * kh * kw
-    if _on_matrices(target, opts, (x, w), M, Ngemm, K):
-        tile = gemm_matrix.choose(g, M, Ngemm, opts)
-        # slices of whole K steps where the pixels are read tap-major (gemm_conv: TapGather)
-        step = gemm_matrix.MATRIX_TILES[tile].bk if gemm.tile_reads_taps(tile, cin_g) and not args.im2col else 1
-        S = gemm_matrix.split(g, M, Ngemm, K, cin_g, step, tile, opts)
-    else:
-        S = chooser.split(n, g, M, Ngemm, K, cin_g, gemm.conv_gather(kh * kw, args.im2col, False, cin_g, opts),
-                          dt.itemsize, opts)
-        tile = None
-    if cin_g // S * kh * kw > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
-        S = next(s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * kh * kw <= gemm.MAX_K)
-    # the tile of the GEMM as the kernel runs it: S * g groups of cin_g / S channels
-    tile = tile or chooser.tile(g, M, Ngemm, K, gemm.conv_gather(kh * kw, args.im2col, False, cin_g // S, opts),
-                                dt.itemsize, opts)
+    S, tile = _conv_slices(n, (x, w), args, target, opts, chooser, M, Ngemm, cin_g, kh * kw)
     if S == 1:
         return _node_like(n, (x, w), dataclasses.replace(args, tile=tile))
     # slice s of group gi runs as group gi*S + s over input channels [s*cin_g/S, (s+1)*cin_g/S) of gi; the
@@ -242,6 +228,24 @@ def _conv(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules) -
     part = Node(CONV, None, (x, w), dataclasses.replace(args, groups=g * S, split=S, tile=tile),
                 (N, g * S * cout_g, OH, OW), part_dtype(dt))
     return _slice_sum(part, (N, g, S, cout_g, OH, OW), 2, n.shape, dt)
+
+
+def _conv_slices(n: Node, operands: tuple, args: ConvArgs, target: Target, opts: Options, chooser: Rules, M: int,
+                 N: int, cin_g: int, taps: int) -> tuple[int, str]:
+    """A GEMM conv's K slices and tile: a matrix tile and its split (gemm_matrix) for float16 on subgroup matrices,
+    else the rules' split (kept under drivers' loop caps) and the tile of the GEMM as the kernel runs it."""
+    g, K = args.groups, cin_g * taps
+    if _on_matrices(target, opts, operands, M, N, K):
+        tile = gemm_matrix.choose(g, M, N, opts)
+        # slices of whole K steps where the pixels are read tap-major (gemm_conv: TapGather)
+        step = gemm_matrix.MATRIX_TILES[tile].bk if gemm.tile_reads_taps(tile, cin_g) and not args.im2col else 1
+        return gemm_matrix.split(g, M, N, K, cin_g, step, tile, opts), tile
+    itemsize = n.dtype.itemsize
+    S = chooser.split(n, g, M, N, K, cin_g, gemm.conv_gather(taps, args.im2col, False, cin_g, opts), itemsize, opts)
+    if cin_g // S * taps > gemm.MAX_K:  # slices too long for drivers' loop caps (the API refused what cannot fit)
+        S = next(s for s in range(S, cin_g + 1) if cin_g % s == 0 and cin_g // s * taps <= gemm.MAX_K)
+    # S * g groups of cin_g / S channels
+    return S, chooser.tile(g, M, N, K, gemm.conv_gather(taps, args.im2col, False, cin_g // S, opts), itemsize, opts)
 
 
 def _node_like(n: Node, srcs: tuple, arg) -> Node:
