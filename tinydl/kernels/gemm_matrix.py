@@ -5,11 +5,12 @@ as for its other tiles; this module emits the kernel around them.
 A workgroup computes a bm x bn output tile with sm x sn subgroups of 32 lanes, each owning fm x fn fragments of
 16 x 16, accumulated in float32 result matrices. Each K step of bk, every thread loads its share of the A (bm x bk)
 and B (bk x bn) tiles through the load functions (a conv's pixels through a TapGather where its channels come in
-whole K steps: one tap a step), rounds them to float16 (the operands are float16 already: the rounding is exact) and writes them to workgroup memory laid out along the operand's fast axis (so 4 elements a
-thread loads lie side by side); the subgroups then load 16 x 16 fragments from there, row- or column-major to
-match, and multiply-accumulate. At the end each subgroup stores one result fragment at a time into its own 16 x 16
-float32 scratch, from which its lanes push 8 values each through the epilogue (store_out): bias, activation and
-residual stay fused."""
+whole K steps: one tap a step), rounds them to float16 (the operands are float16 already: the rounding is exact)
+and writes them to workgroup memory laid out along the operand's fast axis (so 4 elements a thread loads lie side
+by side); the subgroups then load 16 x 16 fragments from there, row- or column-major to match, and
+multiply-accumulate. At the end each subgroup stores a row of result fragments at a time into its own float32
+scratch, from which its lanes push the values through the epilogue (store_out / store_out4): bias, activation
+and residual stay fused. A product of few tiles splits K (split): float32 partial sums, added by a reduce."""
 from __future__ import annotations
 
 from dataclasses import dataclass
