@@ -334,14 +334,13 @@ def test_staged_uploads_reuse_their_buffer_only_after_its_copy(use_options, rng)
     np.testing.assert_array_equal(tinydl.tensor(hosts[0]).numpy(), hosts[0])
 
 
-def test_staged_uploads_keep_a_bounded_pool(use_options, monkeypatch):
-    """transfers.UploadStaging keeps UPLOAD_KEEP buffers a size and UPLOAD_KEEP_BYTES in all, dropping the least
-    recently used sizes first (a stream of new shapes does not grow it without end)."""
-    from tinydl import runtime, transfers
+def test_staged_uploads_keep_a_bounded_pool(use_options):
+    """transfers.UploadStaging keeps UPLOAD_KEEP buffers a size and Options.staged_upload_pool_bytes in all,
+    dropping the least recently used sizes first (a stream of new shapes does not grow it without end)."""
+    from tinydl import runtime
     rt = runtime.get_runtime()
     rt.empty_cache()
-    monkeypatch.setattr(transfers, "UPLOAD_KEEP_BYTES", 3 * 4096)
-    use_options(staged_uploads=True, staged_upload_min_bytes=64)
+    use_options(staged_uploads=True, staged_upload_min_bytes=64, staged_upload_pool_bytes=3 * 4096)
     for n in (1024, 1024 + 64, 1024 + 128, 1024 + 192):
         host = np.full(n, n, np.float32)
         np.testing.assert_array_equal(tinydl.tensor(host).numpy(), host)

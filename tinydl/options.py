@@ -84,7 +84,8 @@ class Options:
     upload_threads: int = min(4, os.cpu_count() or 1)     # uploads from upload_split_bytes on are written in
     upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads
     staged_uploads: bool | None = None            # uploads from staged_upload_min_bytes on through pooled mapped
-    staged_upload_min_bytes: int = 1 << 20        # buffers (None: where the WebGPU implementation's writes are slow)
+    staged_upload_min_bytes: int = 1 << 20        # buffers (None: where the WebGPU implementation's writes are slow),
+    staged_upload_pool_bytes: int = 1 << 28       # keeping this many bytes of them (least recently used sizes go)
     readback_threads: int = min(8, os.cpu_count() or 1)   # read-backs from readback_split_bytes on are copied
     readback_split_bytes: int = 1 << 24                   # out in this many pieces
     compile_threads: int = min(8, os.cpu_count() or 1)    # a new plan's shaders compiled side by side (compile_all)

@@ -226,7 +226,8 @@ class Runtime:
                 data, opts = memoryview(np.ascontiguousarray(host)).cast("B"), current_options()
                 staged = self.webgpu.staged_uploads if opts.staged_uploads is None else opts.staged_uploads
                 if staged and host.nbytes >= opts.staged_upload_min_bytes:
-                    self._uploads.write(self.device, buf.gpu, data, self.webgpu.api.MapMode.WRITE)
+                    self._uploads.write(self.device, buf.gpu, data, self.webgpu.api.MapMode.WRITE,
+                                        opts.staged_upload_pool_bytes)
                 else:
                     write(self.device.queue, buf.gpu, data, opts, self._pool, self.webgpu.threads)
         except self.errors as e:

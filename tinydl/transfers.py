@@ -34,8 +34,7 @@ except ImportError:  # another wgpu-py backend or layout: the public API
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 STAGING_KEEP = 2  # read-back buffers pooled per size
 UPLOADING = wgpu.BufferUsage.MAP_WRITE | wgpu.BufferUsage.COPY_SRC
-UPLOAD_KEEP = 4  # upload buffers pooled per size ...
-UPLOAD_KEEP_BYTES = 1 << 28  # ... and in all (the least recently used sizes dropped first)
+UPLOAD_KEEP = 4  # upload buffers pooled per size (Options.staged_upload_pool_bytes: in all)
 
 
 def _spin_wait_seconds() -> float:
@@ -127,8 +126,9 @@ class UploadStaging:
         self._free: OrderedDict[int, list] = OrderedDict()  # byte size -> [(buffer, its map request)]
         self.nbytes = 0
 
-    def write(self, device, gpu, data: memoryview, map_write) -> None:
-        """data (a multiple of 4 bytes) into gpu from offset 0; map_write: the implementation's MapMode.WRITE."""
+    def write(self, device, gpu, data: memoryview, map_write, keep_bytes: int) -> None:
+        """data (a multiple of 4 bytes) into gpu from offset 0; map_write: the implementation's MapMode.WRITE;
+        keep_bytes: the most the pool keeps (the least recently used sizes are dropped past it)."""
         n = data.nbytes
         free = self._free.get(n)
         if free:
@@ -149,7 +149,7 @@ class UploadStaging:
             return
         free.append((st, st.map_async(map_write)))
         self.nbytes += n
-        while self.nbytes > UPLOAD_KEEP_BYTES:
+        while self.nbytes > keep_bytes:
             size, dropped = self._free.popitem(last=False)
             self.nbytes -= size * len(dropped)
             for buffer, _ in dropped:
