@@ -29,12 +29,12 @@ def conv(src: KernelSource, core: Node, opts: Options = DEFAULT):
     gather = conv_gather(KH * KW, a.im2col, a.transposed, cin_g, opts)
     in_memory = x.kind == BUFFER or src.materialized(x)
     # a 1x1, stride-1, unpadded conv's pixels, 4 at a time as vec4s (4 pixels from a multiple of 4 lie in one image)
-    pixels_in_vec4s = (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0) and (OH * OW) % 4 == 0
-                 and in_memory and x.dtype.storage in VEC4_STORAGE)
+    pixels_in_vec4s = (not a.transposed and KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0)
+                       and (OH * OW) % 4 == 0 and in_memory and x.dtype.storage in VEC4_STORAGE)
     # K in tap-major order (k = tap * cin_g + ci) where the pixels can be read through a TapGather; on a matrix tile
     # also a 1x1 conv's that no vec4 load reads (strided, or images of a pixel count not a multiple of 4)
     gathered_1x1 = (KH * KW == 1 and a.tile in MATRIX_TILES and not (a.im2col or a.transposed or pixels_in_vec4s)
-                  and opts.tap_major)
+                    and opts.tap_major)
     tap_major = (gather == "tap" or gathered_1x1) and in_memory and tile_reads_taps(a.tile, cin_g)
 
     def split_m(e: Expr, m):

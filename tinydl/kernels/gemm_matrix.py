@@ -56,6 +56,10 @@ class MatrixTile:
         """Each thread's share of an operand tile with `rows` rows (bm or bn) is whole vec4s."""
         return self.whole_vecs(rows, 4)
 
+    def workgroups(self, batch: int, M: int, N: int) -> int:
+        """Tiles of a batch of M x N products: one workgroup each."""
+        return batch * -(-M // self.bm) * -(-N // self.bn)
+
     def whole_vecs(self, rows: int, width: int) -> bool:
         return (rows * self.bk) % (width * self.threads) == 0
 
@@ -86,7 +90,7 @@ def choose(batch: int, M: int, N: int, opts=None) -> str:
     if opts is not None and opts.force_tile in MATRIX_TILES:
         return opts.force_tile
     big, short = MATRIX_TILES["mma128w8"], MATRIX_TILES["mma64x128"]
-    if batch * -(-M // big.bm) * -(-N // big.bn) < MMA128_MIN_TILES:
+    if big.workgroups(batch, M, N) < MMA128_MIN_TILES:
         return "mma64"
     padded = {t.bm: -(-M // t.bm) * t.bm for t in (big, short)}
     return "mma64x128" if padded[big.bm] >= SHORT_TILE_MIN_SAVING * padded[short.bm] else "mma128w8"
@@ -104,8 +108,7 @@ def split(batch: int, M: int, N: int, K: int, divides: int, step: int, tile: str
     channels per group) in slices of whole `step`s (a tap-major conv's K steps). 1: no split."""
     if opts is not None and opts.force_split_k is not None:
         return opts.force_split_k if divides % (opts.force_split_k * step) == 0 else 1
-    t = MATRIX_TILES[tile]
-    groups = batch * -(-M // t.bm) * -(-N // t.bn)
+    groups = MATRIX_TILES[tile].workgroups(batch, M, N)
     s = 1
     while groups * s < MATRIX_SPLIT_WORKGROUPS and K // (s * 2) >= MATRIX_SPLIT_MIN_K and divides % (s * 2 * step) == 0:
         s *= 2
@@ -135,7 +138,7 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
     checked tiles.tile_reads_taps: each thread's B slots are one pixel's column, every K step one tap)."""
     T = t.threads
     tiles_m, tiles_n = -(-M // t.bm), -(-N // t.bn)
-    groups = batch * tiles_m * tiles_n
+    groups = t.workgroups(batch, M, N)
     # per operand: (array, rows, origin, its tile's fast axis) and the stride of its workgroup layout: a row of the
     # fast axis is contiguous ("k": rows of bk; "r": columns of bm / bn)
     rows = {"a": t.bm, "b": t.bn}

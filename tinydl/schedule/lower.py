@@ -172,19 +172,14 @@ def _matmul(n: Node, srcs: tuple, target: Target, opts: Options, chooser: Rules)
     if _on_matrices(target, opts, (a, b), M, N, K):
         tile = gemm_matrix.choose(B, M, N, opts)
         S = gemm_matrix.split(B, M, N, K, K, 1, tile, opts)
-        if S == 1:
-            low = Node(MATMUL, None, (a, b), GemmArgs(1, tile), n.shape, dt)
-            low.uid = n.uid
-            return low
-        part = Node(MATMUL, None, (a, b), GemmArgs(S, tile), (S * B, M, N), part_dtype(dt))
-        return _slice_sum(part, (S, B, M, N), 0, n.shape, dt)
-    S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
-    if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros to fit
-        S = gemm.long_k_slices(K)
-        Kp = -(-K // S) * S
-        if Kp != K:
-            a, b = _pad_last(a, 2, Kp), _pad_last(b, 1, Kp)
-    tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize, opts)
+    else:
+        S = chooser.split(n, B, M, N, K, K, False, dt.itemsize, opts)
+        if -(-K // S) > gemm.MAX_K:  # slices too long for drivers' loop caps: more of them, K padded with zeros
+            S = gemm.long_k_slices(K)
+            Kp = -(-K // S) * S
+            if Kp != K:
+                a, b = _pad_last(a, 2, Kp), _pad_last(b, 1, Kp)
+        tile = chooser.tile(B, M, N, a.shape[2], False, dt.itemsize, opts)
     if S == 1:
         low = Node(MATMUL, None, (a, b), GemmArgs(1, tile, target.subgroups and gemm.gemv_lanes(tile) is not None),
                    n.shape, dt)
