@@ -3,6 +3,7 @@ does not slow any benchmark row.
 
     python -m benchmarks.ab --base /path/to/old/checkout                       # every model, its batches
     python -m benchmarks.ab --base ../old --models resnet18 bert_base --batches 1 --rounds 6 --calls 10
+    python -m benchmarks.ab --base . --env-b TINYDL_DAWN_TOGGLES=disable_robustness   # one tree, two settings
 
 Each tree gets one worker process per model row (tinydl imported from that tree; the model and inputs built
 by this tree's benchmarks.run, so both sides run the same weights and data). The workers convert and warm up,
@@ -67,8 +68,8 @@ def _worker(model_name: str, batch: int, half: bool, quick: bool) -> None:
 
 
 class _Side:
-    def __init__(self, tree: Path, model: str, batch: int, half: bool, quick: bool):
-        env = dict(os.environ)
+    def __init__(self, tree: Path, model: str, batch: int, half: bool, quick: bool, extra_env: dict):
+        env = {**os.environ, **extra_env}
         env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve())] + [p for p in env.get("PYTHONPATH", "").split(
             os.pathsep) if p])  # that tree's tinydl first
         self.proc = subprocess.Popen(
@@ -102,6 +103,13 @@ class _Side:
         self.proc.wait()
 
 
+def _env_setting(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    return name, value
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -118,6 +126,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, default=10, help="timed calls per side per round")
     ap.add_argument("--half", action="store_true", help="the models after .half(), fed float16 inputs")
     ap.add_argument("--quick", action="store_true", help="small inputs and 2-layer transformers (smoke test)")
+    for side in ("a", "b"):
+        ap.add_argument(f"--env-{side}", type=_env_setting, action="append", default=[], metavar="NAME=VALUE",
+                        help=f"an environment variable of the {side.upper()} side's workers (repeatable)")
     args = ap.parse_args(argv)
     for tree in (args.base, args.new):
         if not (tree / "tinydl" / "__init__.py").is_file():  # else the installed tinydl would be timed instead
@@ -129,8 +140,8 @@ def main(argv=None) -> int:
             sides = []
             try:
                 # both sides build and compile at once (the start-up is most of a row's time)
-                for tree in (args.base, args.new):
-                    sides.append(_Side(tree, name, batch, args.half, args.quick))
+                for tree, env in ((args.base, args.env_a), (args.new, args.env_b)):
+                    sides.append(_Side(tree, name, batch, args.half, args.quick, dict(env)))
                 for side in sides:
                     side.ready()
             except Exception as e:  # noqa: BLE001 - one failing row must not lose the others
@@ -148,7 +159,9 @@ def main(argv=None) -> int:
             b.close()
             rows.append([name, batch, ma, mb, mb / ma, diff, ""])
             print(f"{name} b{batch}: A {ma:.3f} ms, B {mb:.3f} ms", file=sys.stderr, flush=True)
-    print(f"A = {args.base}, B = {args.new}; median ms over {args.rounds} x {args.calls} interleaved calls"
+    settings = "".join(f", {side} with {' '.join(f'{k}={v}' for k, v in env)}"
+                       for side, env in (("A", args.env_a), ("B", args.env_b)) if env)
+    print(f"A = {args.base}, B = {args.new}{settings}; median ms over {args.rounds} x {args.calls} interleaved calls"
           + (" (half)" if args.half else ""))
     print(tabulate(rows, headers=["model", "batch", "A ms", "B ms", "B / A", "max |A - B|", "note"],
                    floatfmt=".4g", missingval="-"))

@@ -13,11 +13,22 @@ def _run(*args, timeout=600):
 
 def test_ab_of_a_tree_against_itself():
     done = _run("benchmarks.ab", "--base", str(ROOT), "--models", "resnet18", "--batches", "1", "--rounds", "1",
-                "--calls", "2", "--quick")
+                "--calls", "2", "--quick", "--env-b", "TINYDL_SPIN_WAIT_MS=0")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"B = {ROOT}, B with TINYDL_SPIN_WAIT_MS=0;" in done.stdout, done.stdout
     row = next(line for line in done.stdout.splitlines() if line.startswith("resnet18"))
     fields = row.split()
     assert len(fields) == 6 and fields[-1] == "0", row  # timed on both sides; the same tree gives the same output
+
+
+def test_ab_sides_take_their_own_environment():
+    """--env-b reaches the B side's workers only: a bad setting there fails B's worker, named in the row."""
+    done = _run("benchmarks.ab", "--base", str(ROOT), "--models", "resnet18", "--batches", "1", "--rounds", "1",
+                "--calls", "1", "--quick", "--env-b", "TINYDL_SPIN_WAIT_MS=fast")
+    assert done.returncode == 1 and "worker exited" in done.stdout, done.stdout + done.stderr
+    assert "TINYDL_SPIN_WAIT_MS='fast'" in done.stderr  # B's traceback
+    bad = _run("benchmarks.ab", "--base", str(ROOT), "--env-a", "NOEQUALS")
+    assert bad.returncode == 2 and "'NOEQUALS': expected NAME=VALUE" in bad.stderr
 
 
 def test_ab_refuses_a_folder_without_tinydl(tmp_path):

@@ -272,7 +272,7 @@ def test_public_api_encoding_gives_the_same_results(rng, monkeypatch):
 def _public_api_only(monkeypatch, rt):
     """rt records dispatches and maps read-backs through wgpu-py's public methods only."""
     import dataclasses
-    monkeypatch.setattr(rt, "webgpu", dataclasses.replace(rt.webgpu, ffi=None, lib=None, native_map=False))
+    monkeypatch.setattr(rt, "webgpu", dataclasses.replace(rt.webgpu, ffi=None, lib=None, maps=None))
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -391,12 +391,12 @@ def test_first_submit_holds_enough_estimated_gpu_work(use_options):
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("lend", [True, False])
 def test_readback_paths_give_the_same_values(use_options, native, lend):
-    """Read-backs mapped through wgpu-native (one poll on the calling thread) or wgpu-py's map_sync, copied out or
+    """Read-backs mapped through the implementation's C API (polls on the calling thread) or wgpu-py's map_sync, copied out or
     lent (the array over the mapped memory): the same values, for several tensors read in one submit, dtypes
     whose bytes are not a multiple of 4, and empty tensors."""
     from tinydl import schedule
-    if native and not get_runtime().webgpu.native_map:
-        pytest.skip("read-backs mapped through wgpu-native's C API only")
+    if native and not get_runtime().webgpu.maps is not None:
+        pytest.skip("read-backs mapped through the C API only")
     use_options(native_map=native, lend_min_bytes=1 if lend else 1 << 62)
     hosts = [np.arange(1000, dtype=np.float32), np.arange(7, dtype=np.float16), np.zeros((0, 3), np.float32),
              np.arange(5, dtype=np.int32) - 2, np.array([True, False, True])]
@@ -414,8 +414,8 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
     import gc
 
     from tinydl import runtime
-    if not get_runtime().webgpu.native_map:
-        pytest.skip("read-backs mapped through wgpu-native's C API only")
+    if not get_runtime().webgpu.maps is not None:
+        pytest.skip("read-backs mapped through the C API only")
     use_options(lend_min_bytes=1)
     rt = get_runtime()
     host = np.arange(4096, dtype=np.float32)
@@ -441,10 +441,10 @@ def test_lent_readback_keeps_its_buffer_while_any_view_lives(use_options):
 
 def test_failed_readback_map_raises(monkeypatch):
     """A read-back buffer the driver cannot map raises a RuntimeError that says so, at the read."""
-    from tinydl import transfers
-    if not get_runtime().webgpu.native_map:
-        pytest.skip("read-backs mapped through wgpu-native's C API only")
-    native = transfers._native
+    if get_runtime().webgpu.maps is None:
+        pytest.skip("read-backs mapped through the C API only")
+    maps = get_runtime().webgpu.maps
+    native = maps.lib
 
     class FailingMaps:
         def __getattr__(self, name):
@@ -452,11 +452,12 @@ def test_failed_readback_map_raises(monkeypatch):
 
         @staticmethod
         def wgpuBufferMapAsync(buffer, mode, offset, size, info):  # the callback reports an error, no mapping
-            message = transfers._ffi.new("WGPUStringView *")[0]
-            transfers._on_mapped(native.WGPUMapAsyncStatus_Error, message, info.userdata1, transfers._ffi.NULL)
+            message = maps.ffi.new("WGPUStringView *")[0]
+            maps.on_mapped(native.WGPUMapAsyncStatus_Error, message, info.userdata1, maps.ffi.NULL)
+            return maps.ffi.new("WGPUFuture *")[0]
     t = tinydl.tensor(np.ones(8, np.float32)) * 2
     t.numpy()
-    monkeypatch.setattr(transfers, "_native", FailingMaps())
+    monkeypatch.setattr(maps, "lib", FailingMaps())
     with pytest.raises(RuntimeError, match="could not map 1 read-back buffer"):
         (t + 1).numpy()
 
@@ -465,25 +466,22 @@ def test_failed_readback_map_raises(monkeypatch):
 def test_readback_wait_spins_then_blocks(monkeypatch, use_options, spin):
     """A read-back's wait polls without blocking while spin_seconds last (a GPU adapter's default; never a CPU
     adapter's, whose work needs the host's cores), then blocks; the values are the same either way."""
-    from tinydl import runtime, transfers
-    if not get_runtime().webgpu.native_map:
-        pytest.skip("read-backs mapped through wgpu-native's C API only")
+    from tinydl import runtime
     rt = get_runtime()
+    if rt.webgpu.maps is None:
+        pytest.skip("read-backs mapped through the C API only")
     assert rt.spin_seconds == (0.0 if tinydl.device_info()["adapter_type"] == "CPU" else runtime.SPIN_WAIT_SECONDS)
-    native, polls = transfers._native, []
+    maps, polls = rt.webgpu.maps, []
+    poll = maps.poll
 
-    class CountingPolls:
-        def __getattr__(self, name):
-            return getattr(native, name)
-
-        @staticmethod
-        def wgpuDevicePoll(device, wait, index):
-            polls.append(bool(wait))
-            return native.wgpuDevicePoll(device, wait, index)
+    def counting_poll(device, block, futures):
+        assert futures  # the requests still pending, for a blocking wait to wait on
+        polls.append(bool(block))
+        return poll(device, block, futures)
     host = np.arange(50000, dtype=np.float32)
     t = tinydl.tensor(host) * 3
     use_options(spin_wait_s=spin)
-    monkeypatch.setattr(transfers, "_native", CountingPolls())
+    monkeypatch.setattr(maps, "poll", counting_poll)
     np.testing.assert_array_equal(t.numpy(), host * 3)
     assert polls and (not any(polls) if spin else all(polls)), polls[:5]
 

@@ -88,3 +88,25 @@ def test_dawn_backend_loads_and_names_its_adapter_or_refuses_clearly():
 def test_a_bad_backend_variable_fails_at_the_first_op():
     res = _run("import tinydl; tinydl.tensor([1.0]).numpy()", "vulkan")
     assert res.returncode != 0 and "TINYDL_BACKEND='vulkan': expected one of 'wgpu'" in res.stderr, res.stderr[-2000:]
+
+
+def test_dawn_toggles_from_the_environment():
+    """TINYDL_DAWN_TOGGLES adds Dawn toggles to tinydl's own ("-name" disables one, tinydl's included); a name
+    Dawn does not have raises, naming it."""
+    known = ["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia", "disable_robustness", "skip_validation",
+             "lazy_clear_resource_on_first_use"]
+    assert webgpu.dawn_toggles("", known) == (list(webgpu.DAWN_TOGGLES), [])
+    assert webgpu.dawn_toggles(" disable_robustness, skip_validation -lazy_clear_resource_on_first_use", known) == (
+        [*webgpu.DAWN_TOGGLES, "disable_robustness", "skip_validation"], ["lazy_clear_resource_on_first_use"])
+    assert webgpu.dawn_toggles("-vulkan_enable_f16_on_nvidia", known) == (
+        ["allow_unsafe_apis"], ["vulkan_enable_f16_on_nvidia"])
+    with pytest.raises(ValueError, match="TINYDL_DAWN_TOGGLES: Dawn has no toggle 'fast'"):
+        webgpu.dawn_toggles("disable_robustness,fast", known)
+
+
+def test_a_bad_dawn_toggle_fails_at_the_first_op(monkeypatch):
+    """The variable is read where Dawn's instance is made: a toggle Dawn lacks fails the first op, named."""
+    pytest.importorskip("wgpudawn")
+    monkeypatch.setenv("TINYDL_DAWN_TOGGLES", "no_such_toggle")
+    res = _run("import tinydl; tinydl.tensor([1.0]).numpy()", "dawn")
+    assert res.returncode != 0 and "Dawn has no toggle 'no_such_toggle'" in res.stderr, res.stderr[-2000:]

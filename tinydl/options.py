@@ -79,7 +79,7 @@ class Options:
     submit_first: int = 32                        # dispatches in a submit's first chunk (or the plan's own) ...
     submit_chunk: int = 32                        # ... each next one twice the one before, up to this (0: one)
     spin_wait_s: float | None = None              # read-backs poll this long before blocking (None: the runtime's)
-    native_map: bool = True                       # big read-backs mapped through wgpu-native directly
+    native_map: bool = True                       # read-backs mapped through the C API directly
     lend_min_bytes: int = 1 << 18                 # read-backs from this size lend the mapped staging memory
     upload_threads: int = min(4, os.cpu_count() or 1)     # uploads from upload_split_bytes on are written in
     upload_split_bytes: int = 1 << 21                     # this many pieces from worker threads

@@ -201,7 +201,7 @@ class Runtime:
         later, by the lock's holder (it may be waiting for this very thread: a worker of transfers.in_pieces)."""
         if _lock.acquire(blocking=False):
             try:
-                return_lent(gpu, self._staging) if lent else self.release(gpu)
+                return_lent(gpu, self._staging, self.webgpu.maps) if lent else self.release(gpu)
             finally:
                 _lock.release()
         else:
@@ -210,7 +210,7 @@ class Runtime:
     def _drain(self) -> None:
         while self._later:
             gpu, lent = self._later.popleft()
-            return_lent(gpu, self._staging) if lent else self.release(gpu)
+            return_lent(gpu, self._staging, self.webgpu.maps) if lent else self.release(gpu)
 
     @locked
     def upload(self, host: np.ndarray, describe: str = "tensor") -> Buffer:
@@ -450,8 +450,8 @@ class Runtime:
     def _read_staging(self, staging, readbacks, ride, check, timed, timings, fail, opts) -> list[np.ndarray]:
         """The arrays of a submit's read-backs (their staging buffers' copies sent): mapped, copied or lent out,
         the status verified (see _submit)."""
-        native = self.webgpu.native_map and opts.native_map
-        mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, native)
+        maps = self.webgpu.maps if opts.native_map else None
+        mapped = self._map_read([st for st, nbytes in staging if nbytes], "map" in fail, maps)
         out, status = [], None
         for k, (st, nbytes) in enumerate(staging):
             if not nbytes:
@@ -461,11 +461,11 @@ class Runtime:
             view = mapped.pop(0)
             if k == ride:  # the status: the staging buffer's last bytes
                 status = np.frombuffer(view, np.uint8)[st.size - STATUS_BYTES:st.size].copy()
-            if native and nbytes >= opts.lend_min_bytes:
-                out.append(lend(st, view, nbytes, self._give_back))
+            if maps is not None and nbytes >= opts.lend_min_bytes:
+                out.append(lend(st, view, nbytes, self._give_back, maps))
             else:  # one copy out of the mapped memory, straight into the array the caller keeps
                 out.append(copy_out(view, nbytes, opts, self._pool))
-                unmap([st], native)
+                unmap([st], maps)
                 self._staging.give(st)
         if check:
             if readbacks[ride][0] is self.status.gpu:
@@ -478,9 +478,9 @@ class Runtime:
             timings.extend(zip((ts[:, 0] * 1e-9).tolist(), (np.maximum(ts[:, 1], ts[:, 0]) * 1e-9).tolist()))
         return out
 
-    def _map_read(self, buffers, fail: bool = False, native: bool = True) -> list:
+    def _map_read(self, buffers, fail: bool = False, maps=None) -> list:
         """transfers.map_read on this device, with this runtime's spin (see SPIN_WAIT_SECONDS)."""
-        return map_read(self.device, buffers, self.spin_seconds, fail, native)
+        return map_read(self.device, buffers, self.spin_seconds, fail, maps)
 
     @locked
     def encode(self, dispatches, names=None):

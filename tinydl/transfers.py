@@ -1,5 +1,5 @@
 """Bytes between the host and the GPU: uploads (written from worker threads when big), read-backs (mapped through
-wgpu-native's C API where wgpu-py exposes it, then copied out or lent as the array itself) and the pool of
+the implementation's C API where wgpu-py exposes it: NativeMaps, then copied out or lent as the array itself) and the pool of
 read-back buffers. runtime.Runtime ties them to its device, its lock and its submits; nothing here takes the lock.
 
 The runtime's settings are tinydl.options.Options fields, read once per call. An upload of at least
@@ -7,7 +7,7 @@ Options.upload_split_bytes is written as Options.upload_threads pieces from work
 is a host memcpy into wgpu's staging memory (wgpu-native releases the GIL), and one thread copies at well below
 the host's memory bandwidth. A read-back of at least Options.readback_split_bytes is copied out of the mapped
 staging buffer as Options.readback_threads pieces at once (numpy's copy releases the GIL); smaller outputs lose
-by it. A read-back of at least Options.lend_min_bytes is not copied at all where wgpu-native's API is there
+by it. A read-back of at least Options.lend_min_bytes is not copied at all where the C API is there
 (Options.native_map): it is returned as an array over the mapped staging memory itself (lend).
 (docs/benchmarks.md, "runtime settings", has the numbers.)"""
 from __future__ import annotations
@@ -24,12 +24,6 @@ import wgpu
 
 from .errors import Failure
 from .options import Options
-
-try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
-    from wgpu.backends.wgpu_native._api import ffi as _ffi
-    from wgpu.backends.wgpu_native._api import lib as _native
-except ImportError:  # another wgpu-py backend or layout: the public API
-    _native = None
 
 READBACK = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
 STAGING_KEEP = 2  # read-back buffers pooled per size
@@ -53,17 +47,6 @@ def _spin_wait_seconds() -> float:
 # too. Never on a CPU adapter (lavapipe), whose GPU work needs the host's cores. TINYDL_SPIN_WAIT_MS sets it (0:
 # always block).
 SPIN_WAIT_SECONDS = _spin_wait_seconds()
-_mapped: dict[int, int] = {}  # map request id -> its status, written by _on_mapped
-_map_errors: dict[int, str] = {}  # map request id -> wgpu's message, for a request that failed
-_map_ids = itertools.count()
-
-if _native is not None:
-    @_ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
-    def _on_mapped(status, message, userdata1, userdata2):
-        i = int(_ffi.cast("intptr_t", userdata1))
-        if status != _native.WGPUMapAsyncStatus_Success and message.data != _ffi.NULL:
-            _map_errors[i] = _ffi.string(message.data, message.length).decode("utf-8", "replace")
-        _mapped[i] = status
 
 
 class HostThreads:
@@ -179,56 +162,106 @@ class Staging(dict):
             st.destroy()
 
 
-def map_read(device, buffers, spin_seconds: float, fail: bool = False, native: bool = True) -> list:
-    """Map read-back buffers (their copies just submitted) and return a view of each one's memory. Through
-    wgpu-native directly where it can: map requests, then polls on this thread until the GPU is done and the map
-    callbacks ran (without blocking for the first spin_seconds, see SPIN_WAIT_SECONDS). wgpu-py's map_sync hands
-    the wait to its poll thread and waits for that thread to wake this one, and first submits an empty command
-    buffer. native: through wgpu-native (Options.native_map, where it is there); fail: a map failure a test
-    forces (tinydl.debug.inject_fault)."""
+class NativeMaps:
+    """Read-back maps through a WebGPU implementation's C API, waited for on the caller's thread: map requests,
+    then polls until the GPU is done and the callbacks ran, without blocking for the first spin_seconds (see
+    SPIN_WAIT_SECONDS). wgpu-py's map_sync hands the wait to its poll thread (wgpu-native) or blocks in Dawn's
+    WaitAny at once. poll(device, block, futures): run the callbacks that are due, blocking until one of futures
+    (the map requests still pending) completes where block (wgpu-native: wgpuDevicePoll; Dawn: ProcessEvents,
+    WaitAny)."""
+
+    def __init__(self, ffi, lib, poll):
+        self.ffi, self.lib, self.poll = ffi, lib, poll
+        self.mapped: dict[int, int] = {}  # map request id -> its status, written by the callback
+        self.errors: dict[int, str] = {}  # map request id -> the implementation's message, for a failed request
+        self.ids = itertools.count()
+
+        @ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+        def on_mapped(status, message, userdata1, userdata2):
+            i = int(ffi.cast("intptr_t", userdata1))
+            if status != lib.WGPUMapAsyncStatus_Success and message.data != ffi.NULL:
+                self.errors[i] = ffi.string(message.data, message.length).decode("utf-8", "replace")
+            self.mapped[i] = status
+        self.on_mapped = on_mapped  # kept alive as long as the maps are
+
+    @classmethod
+    def wgpu_native(cls, ffi, lib) -> "NativeMaps":
+        return cls(ffi, lib, lambda device, block, futures: lib.wgpuDevicePoll(device._internal, block, ffi.NULL))
+
+    @classmethod
+    def dawn(cls, ffi, lib, instance) -> "NativeMaps":
+        wait = ffi.new("WGPUFutureWaitInfo *")
+
+        def poll(device, block, futures):
+            if not block:
+                lib.wgpuInstanceProcessEvents(instance)
+                return
+            wait.future.id, wait.completed = futures[0].id, 0  # in slices of 0.1 s, so that Ctrl-C comes through
+            lib.wgpuInstanceWaitAny(instance, 1, wait, 100_000_000)
+        return cls(ffi, lib, poll)
+
+    def map_read(self, device, buffers, spin_seconds: float) -> list:
+        """Map read-back buffers (their copies just submitted) and return a view of each one's memory."""
+        ffi, lib = self.ffi, self.lib
+        info = ffi.new("WGPUBufferMapCallbackInfo *")
+        info.mode = lib.WGPUCallbackMode_AllowProcessEvents
+        info.callback = self.on_mapped
+        ids = [next(self.ids) for _ in buffers]  # this call's requests (another thread may map its own meanwhile)
+        futures = {}
+        for i, st in zip(ids, buffers):
+            info.userdata1 = ffi.cast("void *", i)
+            futures[i] = lib.wgpuBufferMapAsync(st._internal, lib.WGPUMapMode_Read, 0, st.size, info[0])
+        spin_until = time.perf_counter() + spin_seconds
+        # a poll runs every callback that is due, and the implementation's own threads may run ours: poll until
+        # all ran
+        while not all(i in self.mapped for i in ids):
+            self.poll(device, time.perf_counter() >= spin_until, [futures[i] for i in ids if i not in self.mapped])
+        status = [self.mapped.pop(i) for i in ids]
+        errors = sorted({self.errors.pop(i) for i in ids if i in self.errors})
+        success = lib.WGPUMapAsyncStatus_Success
+        if any(s != success for s in status):
+            self.unmap([st for st, s in zip(buffers, status) if s == success])
+            failed = [s for s in status if s != success]
+            raise Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
+                          + "".join(f": {e}" for e in errors))
+        ranges = [lib.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
+        if any(r == ffi.NULL for r in ranges):  # never read through a null pointer
+            self.unmap(buffers)
+            raise Failure("a mapped read-back buffer has no mapped range")
+        return [ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
+
+    def unmap(self, buffers) -> None:
+        for st in buffers:
+            self.lib.wgpuBufferUnmap(st._internal)
+
+    def address(self, view) -> int:
+        return int(self.ffi.cast("uintptr_t", self.ffi.from_buffer(view)))
+
+
+def map_read(device, buffers, spin_seconds: float, fail: bool = False, maps: NativeMaps | None = None) -> list:
+    """Map read-back buffers (their copies just submitted) and return a view of each one's memory: through maps
+    (the implementation's C API, Options.native_map) where given, else wgpu-py's map_sync. fail: a map failure a
+    test forces (tinydl.debug.inject_fault)."""
     if not buffers:
         return []
     if fail:
         raise Failure("could not map the read-back buffers (a fault forced by tinydl.debug.inject_fault)")
-    if not native:
-        views = []
-        for st in buffers:
-            st.map_sync(wgpu.MapMode.READ, 0, st.size)
-            views.append(st.read_mapped(0, st.size, copy=False))
-        return views
-    info = _ffi.new("WGPUBufferMapCallbackInfo *")
-    info.mode = _native.WGPUCallbackMode_AllowProcessEvents
-    info.callback = _on_mapped
-    ids = [next(_map_ids) for _ in buffers]  # this call's requests (another thread may map its own meanwhile)
-    for i, st in zip(ids, buffers):
-        info.userdata1 = _ffi.cast("void *", i)
-        _native.wgpuBufferMapAsync(st._internal, _native.WGPUMapMode_Read, 0, st.size, info[0])
-    handle = device._internal
-    spin_until = time.perf_counter() + spin_seconds
-    # a poll runs every callback that is due, and wgpu-py's poll thread may run ours: poll until all ran
-    while not all(i in _mapped for i in ids):
-        _native.wgpuDevicePoll(handle, time.perf_counter() >= spin_until, _ffi.NULL)
-    status = [_mapped.pop(i) for i in ids]
-    errors = sorted({_map_errors.pop(i) for i in ids if i in _map_errors})
-    if any(s != _native.WGPUMapAsyncStatus_Success for s in status):
-        unmap([st for st, s in zip(buffers, status) if s == _native.WGPUMapAsyncStatus_Success], True)
-        failed = [s for s in status if s != _native.WGPUMapAsyncStatus_Success]
-        raise Failure(f"could not map {len(failed)} read-back buffer(s) (status {sorted(failed)})"
-                      + "".join(f": {e}" for e in errors))
-    ranges = [_native.wgpuBufferGetConstMappedRange(st._internal, 0, st.size) for st in buffers]
-    if any(r == _ffi.NULL for r in ranges):  # never read through a null pointer
-        unmap(buffers, True)
-        raise Failure("a mapped read-back buffer has no mapped range")
-    return [_ffi.buffer(r, st.size) for r, st in zip(ranges, buffers)]
-
-
-def unmap(buffers, native: bool) -> None:
-    """Unmap read-back buffers, the way they were mapped (native: through wgpu-native)."""
+    if maps is not None:
+        return maps.map_read(device, buffers, spin_seconds)
+    views = []
     for st in buffers:
-        if not native:
-            st.unmap()
-        else:
-            _native.wgpuBufferUnmap(st._internal)
+        st.map_sync(wgpu.MapMode.READ, 0, st.size)
+        views.append(st.read_mapped(0, st.size, copy=False))
+    return views
+
+
+def unmap(buffers, maps: NativeMaps | None) -> None:
+    """Unmap read-back buffers, the way they were mapped (maps: through the implementation's C API)."""
+    if maps is not None:
+        maps.unmap(buffers)
+        return
+    for st in buffers:
+        st.unmap()
 
 
 class _MappedBytes:
@@ -239,17 +272,17 @@ class _MappedBytes:
         self.__array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (address, False), "version": 3}
 
 
-def lend(st, view, nbytes: int, give_back) -> np.ndarray:
-    """The mapped memory of read-back buffer st (mapped through wgpu-native) as the array itself, no copy: st
+def lend(st, view, nbytes: int, give_back, maps: NativeMaps) -> np.ndarray:
+    """The mapped memory of read-back buffer st (mapped through maps) as the array itself, no copy: st
     stays mapped while the array (or any view of it) lives, then give_back(st, True) runs (Runtime._give_back,
     on the garbage collector's thread: it unmaps st and pools it again through return_lent)."""
-    owner = _MappedBytes(int(_ffi.cast("uintptr_t", _ffi.from_buffer(view))), nbytes)
+    owner = _MappedBytes(maps.address(view), nbytes)
     done = weakref.finalize(owner, give_back, st, True)
     done.atexit = False  # at exit the device may be gone: nothing to give back
     return np.asarray(owner)
 
 
-def return_lent(st, staging: Staging) -> None:
+def return_lent(st, staging: Staging, maps: NativeMaps) -> None:
     """A lent read-back buffer, no longer referenced, unmapped and back in the pool."""
-    _native.wgpuBufferUnmap(st._internal)
+    maps.unmap([st])
     staging.give(st)

@@ -13,12 +13,17 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
+from .transfers import NativeMaps
+
 BACKEND_ENV = "TINYDL_BACKEND"
 NAMES = {"wgpu": "wgpu-native", "wgpu-native": "wgpu-native", "dawn": "dawn"}
 
 # Dawn's toggles: experimental features (subgroup matrices) are "unsafe APIs"; f16 on NVIDIA's Vulkan driver is
 # behind a toggle of its own
 DAWN_TOGGLES = ("allow_unsafe_apis", "vulkan_enable_f16_on_nvidia")
+# more of Dawn's toggles to enable ("name") or disable ("-name"), comma-separated: how a Dawn setting is tried
+# (docs/benchmarks.md has the ones measured)
+DAWN_TOGGLES_ENV = "TINYDL_DAWN_TOGGLES"
 SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix"
 
 
@@ -28,7 +33,7 @@ class Backend:
     api: ModuleType         # the wgpu-py-style module: wgpu or wgpudawn
     ffi: object             # cffi's ffi of its C API, for the dispatch loop (Runtime._encode); None: the public API
     lib: object             # its C library (webgpu.h names)
-    native_map: bool        # read-backs mapped through lib (wgpu-native's wgpuDevicePoll; transfers.map_read)
+    maps: object            # transfers.NativeMaps: read-backs mapped through lib; None: wgpu-py's map_sync
     errors: tuple           # the exception classes its calls raise
     features: tuple         # the device features tinydl asks for where the adapter has them
     threads: bool           # its device may be called from several threads at once (split uploads, compile_all)
@@ -87,8 +92,23 @@ def load(name: str | None = None) -> Backend:
         from wgpu.backends.wgpu_native._api import ffi, lib
     except ImportError:  # another wgpu-py layout: the public API
         ffi = lib = None
-    return Backend("wgpu-native", wgpu, ffi, lib, lib is not None, (wgpu.GPUError, wgpu.GPUPipelineError),
+    maps = NativeMaps.wgpu_native(ffi, lib) if lib is not None else None
+    return Backend("wgpu-native", wgpu, ffi, lib, maps, (wgpu.GPUError, wgpu.GPUPipelineError),
                    ("shader-f16", "timestamp-query", "subgroup"), True, False)
+
+
+def dawn_toggles(spec: str, known) -> tuple[list[str], list[str]]:
+    """The toggles Dawn's instance is made with: DAWN_TOGGLES and those spec (TINYDL_DAWN_TOGGLES) names, as
+    (enabled, disabled); known: the toggle names Dawn has (an unknown name raises, naming it)."""
+    enable, disable = list(DAWN_TOGGLES), []
+    names = {str(t["name"] if isinstance(t, dict) else t) for t in known}
+    for item in filter(None, (part.strip() for part in spec.replace(" ", ",").split(","))):
+        name = item.lstrip("-")
+        if name not in names:
+            raise ValueError(f"{DAWN_TOGGLES_ENV}: Dawn has no toggle {name!r} (wgpudawn's extras.all_toggles() lists "
+                             "them)")
+        (disable if item.startswith("-") else enable).append(name)
+    return [t for t in enable if t not in disable], disable
 
 
 def _dawn() -> Backend:
@@ -96,16 +116,19 @@ def _dawn() -> Backend:
         import wgpudawn
         from wgpudawn.backends.dawn import extras
         from wgpudawn.backends.dawn._api import ffi, lib
+        from wgpudawn.backends.dawn._helpers import get_wgpu_instance
     except ImportError as e:
         raise ImportError(f"tinydl's Dawn backend needs the wgpudawn package: pip install 'tinydl[dawn]' ({e})") \
             from e
+    enable, disable = dawn_toggles(os.environ.get(DAWN_TOGGLES_ENV, ""), extras.all_toggles())
     try:
-        extras.set_instance_extras(enable_toggles=list(DAWN_TOGGLES))
+        extras.set_instance_extras(enable_toggles=enable, disable_toggles=disable)
     except Exception as e:  # the instance exists already (something else made it): keep it, say so if it matters
         if "instance" not in str(e).lower():
             raise
-    # the dispatch loop's three calls have webgpu.h's signatures in Dawn too; read-backs go through the public API
-    # (Dawn has no wgpuDevicePoll). Dawn's device refuses calls from several threads at once ("Concurrent buffer
-    # operations are not allowed"): uploads in one piece, pipelines compiled one at a time.
-    return Backend("dawn", wgpudawn, ffi, lib, False, (wgpudawn.GPUError, wgpudawn.GPUPipelineError),
+    # the dispatch loop's three calls and read-back maps have webgpu.h's signatures in Dawn too (its waits:
+    # ProcessEvents and WaitAny, no wgpuDevicePoll). Dawn's device refuses calls from several threads at once
+    # ("Concurrent buffer operations are not allowed"): uploads in one piece, pipelines compiled one at a time.
+    maps = NativeMaps.dawn(ffi, lib, get_wgpu_instance())
+    return Backend("dawn", wgpudawn, ffi, lib, maps, (wgpudawn.GPUError, wgpudawn.GPUPipelineError),
                    ("shader-f16", "timestamp-query", "subgroups", SUBGROUP_MATRIX), False, True)

@@ -46,7 +46,8 @@ def sample(src: KernelSource, core: Node):
     function(src, "key_of(v: f32) -> u32", lambda e: e.emit("return bitcast<u32>(td_key(v)) ^ 0x80000000u;"))
 
     rp = RowPasses(V, "let v = load_x(r, c); let key = key_of(v);")
-    rp.add("  let r = wg;", "  if (lid == 0) { atomicStore(&pick, 0xffffffffu); }")
+    # workgroup memory set before use, not left to its zero-initialization (which Dawn's disable_workgroup_init skips)
+    rp.add("  let r = wg;", "  if (lid == 0) { atomicStore(&pick, 0xffffffffu); atomicStore(&tail, 0); }")
     # the row's maximum, and whether a score makes torch's probabilities invalid (NaN, +inf)
     rp.add(f"  var mx = {literal(float('-inf'), 'f32')};", "  var bad = 0.0;")
     rp.each("mx = max(mx, v); if (td_isnan(v) || bitcast<u32>(v) == 0x7f800000u) { bad = 1.0; }")
