@@ -39,7 +39,6 @@ class MatrixTile:
     fm: int  # 16-row fragments per subgroup along M
     fn: int  # 16-column fragments per subgroup along N
     bk: int  # K step held in workgroup memory (a multiple of 16)
-    stages: int = 1  # operand tiles in workgroup memory: 2 lets a step's writes go to the other, one barrier a step
 
     @property
     def bm(self) -> int:
@@ -76,10 +75,6 @@ MATRIX_TILES = {
     "mma256": MatrixTile(4, 2, 4, 4, 32),        # 256 x 128 by 8 subgroups of 64 x 64
     "mma128x256": MatrixTile(2, 4, 4, 4, 32),    # 128 x 256 by 8 subgroups of 64 x 64
     "mma64x256": MatrixTile(1, 8, 4, 2, 32),     # 64 x 256 by 8 subgroups of 64 x 32
-    "mma128w8s2": MatrixTile(2, 4, 4, 2, 32, 2),  # the rules' tiles with two stages of operand tiles
-    "mma64x128s2": MatrixTile(1, 4, 4, 2, 32, 2),
-    "mma64s2": MatrixTile(2, 2, 2, 2, 32, 2),
-    "mma128s2": MatrixTile(2, 2, 4, 4, 32, 2),
 }
 # a product needs this many 128 x 128 tiles to take mma128w8 (about a wave on a big GPU), else mma64
 MMA128_MIN_TILES = 128
@@ -151,9 +146,8 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
     size = {op: (rows[op] if fast[op] == "k" else t.bk) * stride[op] for op in ("a", "b")}
 
     def at(op: str, r: str, k: str) -> str:
-        """Position of (row r, k) of the operand's tile in its workgroup array (in this K step's stage)."""
-        base = f"st{op} + " if t.stages > 1 else ""
-        return f"{base}({r}) * {stride[op]} + ({k})" if fast[op] == "k" else f"{base}({k}) * {stride[op]} + ({r})"
+        """Position of (row r, k) of the operand's tile in its workgroup array."""
+        return f"({r}) * {stride[op]} + ({k})" if fast[op] == "k" else f"({k}) * {stride[op]} + ({r})"
 
     body = [f"  if (wg >= {groups}) {{ return; }}",
             f"  let b = wg / {tiles_m * tiles_n};",
@@ -205,9 +199,6 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         body += b_gather.setup("n0 + gb0r", N)
     fetch("0", "var ")
     body.append(f"  for (var k0: i32 = 0; k0 < {K}; k0 += {t.bk}) {{")
-    if t.stages > 1:  # this step's stage of the two tiles (uniform, as fragment offsets must be)
-        body.append(f"    let stage = (k0 / {t.bk}) % {t.stages};")
-        body += [f"    let st{op} = stage * {size[op]};" for op in ("a", "b")]
     for reg, op, r, k, width, guard in slots:  # registers into the workgroup tiles
         arr = "As" if op == "a" else "Bs"
         dr, dk = (0, 1) if fast[op] == "k" else (1, 0)  # a vec4's elements step along k or r
@@ -236,12 +227,11 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
         body += [f"      acc{i}_{j} = subgroupMatrixMultiplyAccumulate(a{i}, b{j}, acc{i}_{j});"
                  for i in range(t.fm) for j in range(t.fn)]
         body.append("    }")
-    if t.stages == 1:  # the next step writes the tiles this one read; with stages, the other stage
-        body.append("    workgroupBarrier();")
+    body.append("    workgroupBarrier();")
     body.append("  }")
     # the epilogue: `per_round` fragments of a row at a time through this subgroup's scratch (a 16 x W strip),
     # from which its lanes push 4 side-by-side values (vec4_out) or one at a time through the epilogue
-    per_round = epilogue_fragments(t, 2 * t.stages * (size["a"] + size["b"]))
+    per_round = epilogue_fragments(t, 2 * (size["a"] + size["b"]))
     W = FRAG * per_round
     region = FRAG * W  # a subgroup's scratch
     width = 4 if vec4_out else 1
@@ -258,7 +248,7 @@ def tiled(src: KernelSource, t: MatrixTile, batch: int, M: int, N: int, K: int, 
             body.append(f"    if (m < {M} && n < {N}) {{ store_out{'4' if vec4_out else ''}(b, m, n, {value}); }}")
             body.append("  }")
             body.append("  workgroupBarrier();")
-    shared = (f"var<workgroup> As: array<f16, {t.stages * size['a']}>;\n"
-              f"var<workgroup> Bs: array<f16, {t.stages * size['b']}>;\n"
+    shared = (f"var<workgroup> As: array<f16, {size['a']}>;\n"
+              f"var<workgroup> Bs: array<f16, {size['b']}>;\n"
               f"var<workgroup> Cs: array<f32, {t.sm * t.sn * region}>;")
     return src.render("\n".join(body), T, shared, enables=("subgroups", ENABLE), builtins=BUILTINS), groups
