@@ -334,6 +334,23 @@ def test_staged_uploads_reuse_their_buffer_only_after_its_copy(use_options, rng)
     np.testing.assert_array_equal(tinydl.tensor(hosts[0]).numpy(), hosts[0])
 
 
+def test_big_staged_uploads_are_written_in_pieces_from_threads(use_options, monkeypatch, rng):
+    """A staged upload of Options.upload_split_bytes or more is written into its mapped buffer in
+    Options.upload_threads pieces at once (transfers.fill_in_pieces, through the C API's mapped range); the
+    tensor holds the same bytes, ragged last piece included; a smaller one takes one write."""
+    from tinydl import runtime
+    rt = runtime.get_runtime()
+    if rt.webgpu.maps is None:
+        pytest.skip("mapped ranges through the C API only")
+    use_options(staged_uploads=True, staged_upload_min_bytes=64, upload_threads=3, upload_split_bytes=4096)
+    maps, mapped = rt.webgpu.maps, []
+    monkeypatch.setattr(maps, "mapped_for_write", lambda st, n, f=maps.mapped_for_write: mapped.append(n) or f(st, n))
+    big, small = rng.standard_normal(5001).astype(np.float32), rng.standard_normal(700).astype(np.float32)
+    np.testing.assert_array_equal(tinydl.tensor(big).numpy(), big)
+    np.testing.assert_array_equal(tinydl.tensor(small).numpy(), small)
+    assert mapped == [big.nbytes]
+
+
 def test_staged_uploads_keep_a_bounded_pool(use_options):
     """transfers.UploadStaging keeps UPLOAD_KEEP buffers a size and Options.staged_upload_pool_bytes in all,
     dropping the least recently used sizes first (a stream of new shapes does not grow it without end)."""

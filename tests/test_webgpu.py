@@ -91,15 +91,18 @@ def test_a_bad_backend_variable_fails_at_the_first_op():
 
 
 def test_dawn_toggles_from_the_environment():
-    """TINYDL_DAWN_TOGGLES adds Dawn toggles to tinydl's own ("-name" disables one, tinydl's included); a name
-    Dawn does not have raises, naming it."""
+    """TINYDL_DAWN_TOGGLES adds Dawn toggles to tinydl's own ("-name" disables one, tinydl's included; a name
+    turns one of tinydl's off-toggles back on); a name Dawn does not have raises, naming it."""
     known = ["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia", "disable_robustness", "skip_validation",
-             "lazy_clear_resource_on_first_use"]
-    assert webgpu.dawn_toggles("", known) == (list(webgpu.DAWN_TOGGLES), [])
+             "lazy_clear_resource_on_first_use", "timestamp_quantization"]
+    off = ["timestamp_quantization"]  # tinydl's own: kernel times to the tick
+    assert webgpu.dawn_toggles("", known) == (list(webgpu.DAWN_TOGGLES), off)
     assert webgpu.dawn_toggles(" disable_robustness, skip_validation -lazy_clear_resource_on_first_use", known) == (
-        [*webgpu.DAWN_TOGGLES, "disable_robustness", "skip_validation"], ["lazy_clear_resource_on_first_use"])
+        [*webgpu.DAWN_TOGGLES, "disable_robustness", "skip_validation"], [*off, "lazy_clear_resource_on_first_use"])
     assert webgpu.dawn_toggles("-vulkan_enable_f16_on_nvidia", known) == (
-        ["allow_unsafe_apis"], ["vulkan_enable_f16_on_nvidia"])
+        ["allow_unsafe_apis"], [*off, "vulkan_enable_f16_on_nvidia"])
+    assert webgpu.dawn_toggles("timestamp_quantization", known) == ([*webgpu.DAWN_TOGGLES, "timestamp_quantization"],
+                                                                    [])
     with pytest.raises(ValueError, match="TINYDL_DAWN_TOGGLES: Dawn has no toggle 'fast'"):
         webgpu.dawn_toggles("disable_robustness,fast", known)
 

@@ -22,7 +22,8 @@ from .failures import Progress, failure, fault, inject
 from .kernels.gemm_matrix import SHARED_BYTES as MATRIX_SHARED_BYTES
 from .options import Options, current as current_options
 from .transfers import SPIN_WAIT_SECONDS, STAGING_KEEP, _spin_wait_seconds  # noqa: F401 - also runtime.X
-from .transfers import HostThreads, Staging, UploadStaging, copy_out, lend, map_read, return_lent, unmap, write
+from .transfers import (HostThreads, Staging, UploadStaging, copy_out, fill_in_pieces, lend, map_read, return_lent,
+                        unmap, write)
 
 # Dispatches per queue submit (Options.submit_chunk; 0: all in one): the GPU starts on the first chunk while the
 # CPU encodes the rest. The first chunk is Options.submit_first dispatches (or the plan's own, see
@@ -226,8 +227,9 @@ class Runtime:
                 data, opts = memoryview(np.ascontiguousarray(host)).cast("B"), current_options()
                 staged = self.webgpu.staged_uploads if opts.staged_uploads is None else opts.staged_uploads
                 if staged and host.nbytes >= opts.staged_upload_min_bytes:
+                    fill = fill_in_pieces(self.webgpu.maps, opts, self._pool)
                     self._uploads.write(self.device, buf.gpu, data, self.webgpu.api.MapMode.WRITE,
-                                        opts.staged_upload_pool_bytes)
+                                        opts.staged_upload_pool_bytes, fill)
                 else:
                     write(self.device.queue, buf.gpu, data, opts, self._pool, self.webgpu.threads)
         except self.errors as e:

@@ -1,6 +1,7 @@
-"""Bytes between the host and the GPU: uploads (written from worker threads when big), read-backs (mapped through
-the implementation's C API where wgpu-py exposes it: NativeMaps, then copied out or lent as the array itself) and the pool of
-read-back buffers. runtime.Runtime ties them to its device, its lock and its submits; nothing here takes the lock.
+"""Bytes between the host and the GPU: uploads (written from worker threads when big), read-backs (mapped
+through the implementation's C API where wgpu-py exposes it: NativeMaps, then copied out or lent as the array
+itself) and the pool of read-back buffers. runtime.Runtime ties them to its device, its lock and its submits;
+nothing here takes the lock.
 
 The runtime's settings are tinydl.options.Options fields, read once per call. An upload of at least
 Options.upload_split_bytes is written as Options.upload_threads pieces from worker threads at once: a queue write
@@ -88,6 +89,23 @@ def write(queue, gpu, data: memoryview, opts: Options, pool, threads: bool = Tru
     in_pieces(pool, n, opts.upload_threads, 4, lambda o, size: write_buffer(gpu, o, data, o, size))
 
 
+def fill_in_pieces(maps: NativeMaps, opts: Options, pool):
+    """UploadStaging.write's fill for a big upload: the mapped buffer written in Options.upload_threads pieces
+    from pool's worker threads at once (numpy's copy releases the GIL; no WebGPU call leaves this thread), as
+    queue writes are split (see write); None where one thread writes it (small, or no C API to map with)."""
+    if maps is None or opts.upload_threads <= 1:
+        return None
+
+    def fill(st, data: memoryview) -> None:
+        n = data.nbytes
+        if n < opts.upload_split_bytes:
+            st.write_mapped(data)
+            return
+        dst, src = maps.mapped_for_write(st, n), np.frombuffer(data, np.uint8)
+        in_pieces(pool, n, opts.upload_threads, 4, lambda o, size: np.copyto(dst[o:o + size], src[o:o + size]))
+    return fill
+
+
 def copy_out(mapped, nbytes: int, opts: Options, pool) -> np.ndarray:
     """The first nbytes of a mapped read-back buffer, copied into a new array, in pieces from pool's worker
     threads when big (see Options.readback_threads)."""
@@ -109,9 +127,10 @@ class UploadStaging:
         self._free: OrderedDict[int, list] = OrderedDict()  # byte size -> [(buffer, its map request)]
         self.nbytes = 0
 
-    def write(self, device, gpu, data: memoryview, map_write, keep_bytes: int) -> None:
+    def write(self, device, gpu, data: memoryview, map_write, keep_bytes: int, fill=None) -> None:
         """data (a multiple of 4 bytes) into gpu from offset 0; map_write: the implementation's MapMode.WRITE;
-        keep_bytes: the most the pool keeps (the least recently used sizes are dropped past it)."""
+        keep_bytes: the most the pool keeps (the least recently used sizes are dropped past it); fill(st, data):
+        writes data into the mapped buffer st (None: wgpu-py's write_mapped, one memcpy on this thread)."""
         n = data.nbytes
         free = self._free.get(n)
         if free:
@@ -120,7 +139,7 @@ class UploadStaging:
             mapping.sync_wait()  # done long since unless the GPU is still busy with this buffer's last copy
         else:
             st = device.create_buffer(size=n, usage=UPLOADING, mapped_at_creation=True)
-        st.write_mapped(data)
+        st.write_mapped(data) if fill is None else fill(st, data)
         st.unmap()
         encoder = device.create_command_encoder()
         encoder.copy_buffer_to_buffer(st, 0, gpu, 0, n)
@@ -233,6 +252,13 @@ class NativeMaps:
     def unmap(self, buffers) -> None:
         for st in buffers:
             self.lib.wgpuBufferUnmap(st._internal)
+
+    def mapped_for_write(self, st, nbytes: int) -> np.ndarray:
+        """The first nbytes of buffer st, mapped for writing, as a writable array (valid until it is unmapped)."""
+        ptr = self.lib.wgpuBufferGetMappedRange(st._internal, 0, nbytes)
+        if ptr == self.ffi.NULL:
+            raise Failure("a mapped upload buffer has no mapped range")
+        return np.frombuffer(self.ffi.buffer(ptr, nbytes), np.uint8)
 
     def address(self, view) -> int:
         return int(self.ffi.cast("uintptr_t", self.ffi.from_buffer(view)))

@@ -21,6 +21,9 @@ NAMES = {"wgpu": "wgpu-native", "wgpu-native": "wgpu-native", "dawn": "dawn"}
 # Dawn's toggles: experimental features (subgroup matrices) are "unsafe APIs"; f16 on NVIDIA's Vulkan driver is
 # behind a toggle of its own
 DAWN_TOGGLES = ("allow_unsafe_apis", "vulkan_enable_f16_on_nvidia")
+# and off: timestamps rounded to steps of ~3.3 us (a browser's guard against timing attacks) would blur the
+# profiler's and the sweeps' kernel times
+DAWN_TOGGLES_OFF = ("timestamp_quantization",)
 # more of Dawn's toggles to enable ("name") or disable ("-name"), comma-separated: how a Dawn setting is tried
 # (docs/benchmarks.md has the ones measured)
 DAWN_TOGGLES_ENV = "TINYDL_DAWN_TOGGLES"
@@ -98,16 +101,20 @@ def load(name: str | None = None) -> Backend:
 
 
 def dawn_toggles(spec: str, known) -> tuple[list[str], list[str]]:
-    """The toggles Dawn's instance is made with: DAWN_TOGGLES and those spec (TINYDL_DAWN_TOGGLES) names, as
-    (enabled, disabled); known: the toggle names Dawn has (an unknown name raises, naming it)."""
-    enable, disable = list(DAWN_TOGGLES), []
+    """The toggles Dawn's instance is made with: DAWN_TOGGLES (DAWN_TOGGLES_OFF disabled) and those spec
+    (TINYDL_DAWN_TOGGLES) names, as (enabled, disabled); known: the toggle names Dawn has (an unknown name raises,
+    naming it)."""
+    enable, disable = list(DAWN_TOGGLES), list(DAWN_TOGGLES_OFF)
     names = {str(t["name"] if isinstance(t, dict) else t) for t in known}
     for item in filter(None, (part.strip() for part in spec.replace(" ", ",").split(","))):
         name = item.lstrip("-")
         if name not in names:
             raise ValueError(f"{DAWN_TOGGLES_ENV}: Dawn has no toggle {name!r} (wgpudawn's extras.all_toggles() lists "
                              "them)")
-        (disable if item.startswith("-") else enable).append(name)
+        on = not item.startswith("-")
+        (enable if on else disable).append(name)
+        if on and name in disable:  # asked for again: one of tinydl's own off-toggles turned back on
+            disable.remove(name)
     return [t for t in enable if t not in disable], disable
 
 
