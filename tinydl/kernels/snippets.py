@@ -95,10 +95,9 @@ fn td_erf_series(x: f32) -> f32 {
          - z2 * z2 * z2 * z2 * z2 / 1320.0);
 }
 // gelu from one erfc: for x < -0.7 the tail 1 + erf(x) is erfc(|x|) itself (1 - erfc would cancel to a few digits);
-// multiplied in torch's order, x * (1 + erf) * 0.5 (so gelu(3e38) overflows to inf); gelu(+inf) is NaN, as torch's
-// vectorized kernels give in float32 and (on AVX-512 hosts) float16
+// multiplied in torch's order, x * (1 + erf) * 0.5 (so gelu(3e38) overflows to inf). gelu(+inf) is +inf, as in
+// torch's scalar, AVX2 and CUDA kernels (its AVX-512 one gives NaN: torch's answer depends on the host there)
 fn td_gelu(x: f32) -> f32 {
-  if (bitcast<u32>(x) == 0x7f800000u) { return td_nan(); }
   let z = abs(x) * 0.7071067811865476;
   if (td_abslt(z, 0x3f000000u)) { return x * (1.0 + td_erf_series(x * 0.7071067811865476)) * 0.5; }
   // torch forms 1 + erf(x / sqrt 2) in f32, a multiple of 2^-24 below 0.5: the same steps here (0 from about x < -5.6)
