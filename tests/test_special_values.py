@@ -563,9 +563,11 @@ def _kernel_sources(fn) -> list[str]:
 
 
 def _main_body(wgsl: str) -> str:
-    from tinydl.kernels.snippets import PRELUDE
-    assert PRELUDE in wgsl
-    return wgsl.split(PRELUDE, 1)[1]
+    """The kernel's own code: what follows the PRELUDE declarations it carries."""
+    from tinydl.kernels.prelude import used_prelude
+    prelude = used_prelude(wgsl)  # the declarations wgsl names are those it carries
+    assert prelude in wgsl
+    return wgsl.split(prelude, 1)[1]
 
 
 def test_nan_literal_bound_is_resolved_when_the_kernel_is_written():

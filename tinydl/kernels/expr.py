@@ -15,7 +15,8 @@ from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
 from . import half_rounding, math_functions, overflow, snippets
-from .snippets import PRELUDE, apply, convert, literal
+from .prelude import used_prelude
+from .snippets import apply, convert, literal
 
 _STORE_CONVERT = {"f32": "{}", "f16": "f16(td_round_f16({}))", "i32": "{}", "u32": "select(0u, 1u, {})"}
 _LOAD_CONVERT = {"f32": "{}", "f16": "f32({})", "i32": "{}", "u32": "({} != 0u)"}
@@ -198,13 +199,15 @@ class KernelSource:
         if self.checks:
             decls.append(checks.wgsl_binding(len(self.inputs) + 1))
         head = ("enable f16;\n" if needs_f16 else "") + "".join(f"enable {x};\n" for x in enables)
-        return (f"{head}{chr(10).join(decls)}\n{shared}\n{PRELUDE}\n{chr(10).join(self.functions)}\n"
+        code = (f"{chr(10).join(self.functions)}\n"
                 f"@compute @workgroup_size({workgroup_size})\n"
                 f"fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n"
                 f"        @builtin(local_invocation_id) lid3: vec3<u32>{_SUBGROUP_BUILTINS if subgroups else ''}"
                 f"{builtins}) {{\n"
                 f"  td_z = nwg.z >> 31u;\n"  # 0 (a dispatch has under 65536 workgroups), unknown to the compiler
                 f"  let lid = i32(lid3.x);\n  let wg = i32(wid.x + wid.y * nwg.x);\n{body}\n}}\n")
+        decls = f"{chr(10).join(decls)}\n{shared}\n"
+        return f"{head}{decls}{used_prelude(decls + code)}\n{code}"
 
 
 _SUBGROUP_BUILTINS = ", @builtin(subgroup_size) sgs: u32"
