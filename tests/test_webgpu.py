@@ -113,3 +113,29 @@ def test_a_bad_dawn_toggle_fails_at_the_first_op(monkeypatch):
     monkeypatch.setenv("TINYDL_DAWN_TOGGLES", "no_such_toggle")
     res = _run("import tinydl; tinydl.tensor([1.0]).numpy()", "dawn")
     assert res.returncode != 0 and "Dawn has no toggle 'no_such_toggle'" in res.stderr, res.stderr[-2000:]
+
+
+def test_primed_c_type_strings_are_the_types_cffi_parses():
+    """The type strings resolved without cffi's parser (tinydl/ctypes_cache.py) are the very types cffi's parser
+    gives; a model's first call then parses none."""
+    from tinydl import ctypes_cache
+    ffi = get_runtime().webgpu.ffi
+    if not hasattr(ffi, "_parsed_types"):
+        pytest.skip("a compiled FFI (Dawn): its type strings parse quickly")
+    from wgpu.backends.wgpu_native import _api, _helpers
+    strings = ctypes_cache.type_strings(*(open(m.__file__).read() for m in (_api, _helpers))) | set(ctypes_cache.OWN)
+    primed = [s for s in strings if isinstance(ffi._parsed_types.get(s), tuple)]
+    assert {"WGPUBindGroupEntry[]", "WGPUComputeState *", "WGPUCommandBuffer[]", "void *", "intptr_t"} <= set(primed)
+    for text in primed:
+        with ffi._lock:
+            assert ffi._get_cached_btype(ffi._parser.parse_type(text)) is ffi._parsed_types[text][0], text
+    assert ctypes_cache.prime(ffi, ["WGPUNoSuchType *", "int(int)", "void", "x y"]) == 0
+    parsed = []
+    real = type(ffi)._typeof_locked
+    try:
+        type(ffi)._typeof_locked = lambda self, cdecl: parsed.append(cdecl) or real(self, cdecl)
+        x = tinydl.tensor([1.0, 2.0, 3.0])
+        ((x * 3).exp() + x.sum()).numpy()
+    finally:
+        type(ffi)._typeof_locked = real
+    assert not parsed, parsed  # _typeof_locked runs on a cache miss only

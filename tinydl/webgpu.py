@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
+from . import ctypes_cache
 from .transfers import NativeMaps
 
 BACKEND_ENV = "TINYDL_BACKEND"
@@ -92,7 +93,9 @@ def load(name: str | None = None) -> Backend:
         return _dawn()
     import wgpu
     try:  # wgpu-native's C entry points, called without wgpu-py's per-call error capture (see Runtime._encode)
+        from wgpu.backends.wgpu_native import _api, _helpers
         from wgpu.backends.wgpu_native._api import ffi, lib
+        ctypes_cache.prime_module(ffi, _api, _helpers)
     except ImportError:  # another wgpu-py layout: the public API
         ffi = lib = None
     maps = NativeMaps.wgpu_native(ffi, lib) if lib is not None else None
