@@ -1,4 +1,4 @@
-"""Kernels carry only the PRELUDE declarations they use (tinydl/kernels/prelude.py)."""
+"""Kernels carry only the WGSL functions they use (tinydl/kernels/prelude.py)."""
 from __future__ import annotations
 
 import re
@@ -22,11 +22,14 @@ def _declared(wgsl: str) -> set[str]:
     return set(re.findall(r"^(?:fn|var(?:<[^>]*>)?|const|struct)\s+(\w+)", wgsl, re.M)) - {"main"}
 
 
-def test_the_declarations_are_the_whole_prelude():
-    """Every character of the PRELUDE but its comments and spacing belongs to one declaration."""
-    code = re.sub(r"\s+", "", re.sub(r"//[^\n]*", "", PRELUDE))
+def test_the_declarations_are_the_whole_library():
+    """Every character of the PRELUDE, the float functions and the overflow tests but their comments and spacing
+    belongs to one declaration."""
+    assert PRELUDE in prelude.LIBRARY
+    code = re.sub(r"\s+", "", re.sub(r"//[^\n]*", "", prelude.LIBRARY))
     assert "".join(re.sub(r"\s+", "", prelude._TEXT[name]) for name in prelude._TEXT) == code
-    assert {"td_z", "td_opaque", "td_gelu", "td_sin", "TD_2OPI", "TdRed"} <= prelude.declared_names()
+    assert {"td_z", "td_opaque", "td_gelu", "td_sin", "TD_2OPI", "TdRed", "td_erfinv", "td_imul_ovf",
+            "td_ipow_checked"} <= prelude.declared_names()
 
 
 def test_a_kernel_carries_what_it_names_and_what_that_names():

@@ -14,7 +14,7 @@ import math
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
 from ..shapes import contiguous_strides
-from . import half_rounding, math_functions, overflow, snippets
+from . import half_rounding, overflow, snippets
 from .prelude import used_prelude
 from .snippets import apply, convert, literal
 
@@ -150,11 +150,6 @@ class KernelSource:
             name = self._binding[key] = f"in{len(self.inputs)}"
             names.add(name)
         return name
-
-    def helper(self, text: str) -> None:
-        """A helper function the kernel's code calls (added once)."""
-        if text not in self.functions:
-            self.functions.append(text)
 
     def stat(self, node: Node) -> str:
         """The workgroup array holding the long sum `node`'s outputs, filled at the kernel's start (row_stats.py)."""
@@ -346,13 +341,9 @@ class Expr:
             ops = [f"td_opaque({o})" for o in ops]
         check = int_overflow(node)  # None for every float and bool value
         if check == ("ops",) and node.op == "pow":
-            self.src.helper(overflow.IMUL_OVF)
-            self.src.helper(overflow.IPOW_CHECKED)
             p = self.let(f"td_ipow_checked({ops[0]}, {ops[1]})", "pw")
             self._report_overflow(f"{p}.y != 0")
             return self.let(f"{p}.x")
-        for text in math_functions.helpers(node.op):  # tan, erfinv, ...: their WGSL functions
-            self.src.helper(text)
         e = self._elementwise_expr(node, ops)
         if node.dtype.compute == "f32":  # an op the compiler cannot see into: no reassociation across ops
             e = f"td_opaque({e})"           # ((x + 1) - x is not 1, x + (-x) is not 0 for Inf; see PRELUDE)
@@ -376,7 +367,6 @@ class Expr:
         if op == "sub":
             return f"(({a} ^ {b}) & ({a} ^ {r})) < 0"
         if op == "mul":
-            self.src.helper(overflow.IMUL_OVF)
             return f"td_imul_ovf({a}, {b})"
         assert op in ("floor_divide", "trunc_divide"), op
         return f"{a} == {literal(overflow.INT_MIN, 'i32')} && {b} == -1"

@@ -13,8 +13,8 @@ lavapipe's exp is ~40 ulps off near 88), so these are built from +, -, *, /, sqr
     guess and two Newton steps on erf (from erfc above 0.84, so that 1 - y stays exact near 1).
 The polynomials of asin, atan, erf, erfc and the erfinv guesses are least-squares fits (Lawson-weighted towards
 minimax, mpmath values) with float32 coefficients; the others are Taylor series. The functions reach a kernel only
-where an op uses them (`helpers`), not through the PRELUDE every kernel compiles. NaN and infinity are decided on the
-bits, as in the PRELUDE; the float compares left are on values known to be finite."""
+where an op names them (kernels/prelude.py gives each kernel the functions it names). NaN and infinity are decided on
+the bits, as in the PRELUDE; the float compares left are on values known to be finite."""
 from __future__ import annotations
 
 import math
@@ -89,15 +89,15 @@ _C["LOG_EDGES"] = """  let u = bitcast<u32>(x);
   let l = td_log_parts(x, 0.0);"""
 
 
-# name -> (WGSL, the functions it calls); `$NAME` are the constants above
-_FUNCTIONS: dict[str, tuple[str, tuple[str, ...]]] = {}
+# name -> WGSL; `$NAME` are the constants above
+_FUNCTIONS: dict[str, str] = {}
 
 
-def _fn(name: str, deps: tuple[str, ...], text: str) -> None:
-    _FUNCTIONS[name] = (Template(text).substitute(_C).strip("\n"), deps)
+def _fn(name: str, text: str) -> None:
+    _FUNCTIONS[name] = Template(text).substitute(_C).strip("\n")
 
 
-_fn("td_scale", (), """
+_fn("td_scale", """
 // 2^k for k in [-126, 127], from the bits
 fn td_pow2i(k: i32) -> f32 { return bitcast<f32>(u32(k + 127) << 23u); }
 // p * 2^k for p in [1/4, 2): beyond 2^+-100 in two steps, the first exact (td_opaque keeps a compiler from merging
@@ -109,7 +109,7 @@ fn td_scale(p: f32, k: i32) -> f32 {
   return p * td_pow2i(kk);
 }
 """)
-_fn("td_exp_pair", (), """
+_fn("td_exp_pair", """
 struct TdExp { k: i32, q: f32 }
 // exp(a + b) = (1 + q) 2^k, q in [-0.3, 0.42], for |a + b| < 200 and |b| < 1: r = a + b - k ln2 with a - k ln2_hi
 // exact (ln2_hi has 16 bits, k at most 9 bits) and the rounding of the sum kept (TwoSum), then e^r - 1 = r + r^2 (1/2 +
@@ -124,7 +124,7 @@ fn td_exp_pair(a: f32, b: f32) -> TdExp {
   return TdExp(i32(k), r + (err + r * r * $EXP_R));
 }
 """)
-_fn("td_log_parts", (), """
+_fn("td_log_parts", """
 struct TdLog { e: f32, hi: f32, lo: f32 }
 // log(u + c) = e ln2 + hi + lo for u > 0 finite and |c| <= ulp(u) (c: what 1 + x lost to rounding, for log1p).
 // u = 2^e m, m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact), s = f / (2 + f): log m = 2 atanh(s) = f - f^2/2 +
@@ -154,7 +154,7 @@ fn td_log1p_parts(x: f32) -> TdLog {
   return td_log_parts(u, c);
 }
 """)
-_fn("td_tan", (), """
+_fn("td_tan", """
 // tan = sin / cos of trig.py's reduced argument r (q odd: -cos / sin); x below 2^-12 is its own tan (to 2^-25)
 fn td_tan(x: f32) -> f32 {
   let u = bitcast<u32>(x);
@@ -168,7 +168,7 @@ fn td_tan(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(t) ^ (u & 0x80000000u));
 }
 """)
-_fn("td_atan_pos", (), """
+_fn("td_atan_pos", """
 // atan t for t >= 0 finite: around the anchor c in {0, 1/2, 1, 3/2, inf} next to t, atan t = atan c + atan u with
 // u = (t - c) / (1 + c t) (-1/t for inf; t - c exact), |u| <= 7/16, atan u = u - u z Q(z), z = u^2
 fn td_atan_pos(t: f32) -> f32 {
@@ -184,7 +184,7 @@ fn td_atan_pos(t: f32) -> f32 {
   return hi + (lo + (u - u * z * $ATAN_Q));
 }
 """)
-_fn("td_atan", ("td_atan_pos",), """
+_fn("td_atan", """
 fn td_atan(x: f32) -> f32 {
   let u = bitcast<u32>(x);
   let ax = u & 0x7fffffffu;
@@ -194,7 +194,7 @@ fn td_atan(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(r) | (u & 0x80000000u));
 }
 """)
-_fn("td_asin_p", (), """
+_fn("td_asin_p", """
 // asin x - x = x z P(z), z = x^2 <= 1/4: this is z P(z)
 fn td_asin_p(z: f32) -> f32 { return z * $ASIN_P; }
 // asin(sqrt(z)) - sh for z in (0, 1/4]: sqrt(z) = sh + sl with sh its first 12 bits (sh^2 exact, so sl is right
@@ -206,7 +206,7 @@ fn td_asin_sqrt_rest(z: f32) -> vec2<f32> {
   return vec2<f32>(sh, sl + s * td_asin_p(z));
 }
 """)
-_fn("td_asin", ("td_asin_p",), """
+_fn("td_asin", """
 // asin: x + x z P(z) below 1/2; above, pi/2 - 2 asin(sqrt((1 - |x|) / 2)) (1 - |x| exact); odd
 fn td_asin(x: f32) -> f32 {
   let u = bitcast<u32>(x);
@@ -222,7 +222,7 @@ fn td_asin(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(r) | (u & 0x80000000u));
 }
 """)
-_fn("td_acos", ("td_asin_p",), """
+_fn("td_acos", """
 // acos: pi/2 - asin x below 1/2; above, 2 asin(sqrt((1 - x) / 2)), or pi - that of -x for x < -1/2
 fn td_acos(x: f32) -> f32 {
   let u = bitcast<u32>(x);
@@ -236,7 +236,7 @@ fn td_acos(x: f32) -> f32 {
   return 2.0 * (h.x + h.y);
 }
 """)
-_fn("td_sinh", ("td_exp_pair", "td_scale"), """
+_fn("td_sinh", """
 // sinh: its Taylor series below 1 (to x^13: 2^-32); above, e^|x|/2 - e^-|x|/2 from one td_exp_pair: p 2^(k-1) -
 // (0.5 / p) 2^-k (|x| capped at 90, where e^|x|/2 is inf already); odd
 fn td_sinh(x: f32) -> f32 {
@@ -251,7 +251,7 @@ fn td_sinh(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(v) | (u & 0x80000000u));
 }
 """)
-_fn("td_cosh", ("td_exp_pair", "td_scale"), """
+_fn("td_cosh", """
 // cosh = p 2^(k-1) + (0.5 / p) 2^-k: finite up to 89.41, as float32's cosh; near 0 the two terms' errors cancel
 fn td_cosh(x: f32) -> f32 {
   let ax = bitcast<u32>(x) & 0x7fffffffu;
@@ -264,7 +264,7 @@ fn td_cosh(x: f32) -> f32 {
   return td_scale(p, e.k - 1) + td_scale(0.5 / p, -e.k);
 }
 """)
-_fn("td_asinh", ("td_log_parts",), """
+_fn("td_asinh", """
 // asinh |x|: log1p(a + a^2 / (1 + sqrt(1 + a^2))) below 2 (no cancellation near 0), log(2a + 1 / (sqrt(a^2 + 1) +
 // a)) below 2^12, log(a) + ln2 above (no a^2 to overflow: asinh(1e30) is right); odd
 fn td_asinh(x: f32) -> f32 {
@@ -279,7 +279,7 @@ fn td_asinh(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(td_log_value(l)) | (u & 0x80000000u));
 }
 """)
-_fn("td_acosh", ("td_log_parts",), """
+_fn("td_acosh", """
 // acosh x (x >= 1): log1p(t + sqrt(2t + t^2)), t = x - 1 (exact), below 2; log(2x - 1 / (x + sqrt(x^2 - 1))) below
 // 2^12; log(x) + ln2 above
 fn td_acosh(x: f32) -> f32 {
@@ -293,7 +293,7 @@ fn td_acosh(x: f32) -> f32 {
   return td_log_value(l);
 }
 """)
-_fn("td_atanh", ("td_log_parts",), """
+_fn("td_atanh", """
 // atanh |x| = log1p(2a / (1 - a)) / 2, as log1p(2a + 2a^2 / (1 - a)) below 1/2 (1 - a exact above); odd
 fn td_atanh(x: f32) -> f32 {
   let u = bitcast<u32>(x);
@@ -307,7 +307,7 @@ fn td_atanh(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(0.5 * td_log_value(td_log1p_parts(v))) | (u & 0x80000000u));
 }
 """)
-_fn("td_log2", ("td_log_parts",), """
+_fn("td_log2", """
 // log2 x = e + log(m) / ln2: hi / ln2 from a 12-bit 1/ln2 (exact), added to e by Fast2Sum (|e| >= 1 > that, or
 // e = 0); log2(2^k) = k exactly. Below 0 NaN, +-0 -inf
 fn td_log2(x: f32) -> f32 {
@@ -317,7 +317,7 @@ $LOG_EDGES
   return w + (((l.e - w) + a) + (l.lo * $IL2 + l.hi * $IL2_LO));
 }
 """)
-_fn("td_log10", ("td_log_parts",), """
+_fn("td_log10", """
 // log10 x = e log10(2) + log(m) / ln10: e log10(2)_hi and hi / ln10_hi exact, summed by Fast2Sum, the small parts
 // added last (log10(10^k) = k)
 fn td_log10(x: f32) -> f32 {
@@ -328,7 +328,7 @@ $LOG_EDGES
   return w + (((big - w) + a) + (l.e * $L10_2_LO + (l.lo * $IL10 + l.hi * $IL10_LO)));
 }
 """)
-_fn("td_exp2", ("td_scale",), """
+_fn("td_exp2", """
 // 2^x = 2^k 2^f, k = round(x), f = x - k in [-1/2, 1/2] (exact), 2^f by its Taylor series (to f^7: 2^-27);
 // exp2(k) exact, exp2(128) = inf, exp2(-150) = 0
 fn td_exp2(x: f32) -> f32 {
@@ -342,7 +342,7 @@ fn td_exp2(x: f32) -> f32 {
   return td_scale(1.0 + f * $EXP2_F, i32(k));
 }
 """)
-_fn("td_erfc_tail", ("td_exp_pair", "td_scale"), """
+_fn("td_erfc_tail", """
 // erf(x) - x = x P(x^2) for |x| < 0.84375
 fn td_erf_p(a: f32) -> f32 { let z = a * a; return a * $ERF_P; }
 // exp(-x^2) = p 2^k for 0 <= x <= 11: x^2 = xh^2 + (x - xh)(x + xh), xh the first 12 bits of x (xh^2 exact)
@@ -367,7 +367,7 @@ fn td_erf_pos(a: f32) -> f32 {
   return 1.0 - td_erfc_tail(a);
 }
 """)
-_fn("td_erfc", ("td_erfc_tail",), """
+_fn("td_erfc", """
 // erfc: 1 - erf below 1/2 (as 1/2 - ((x - 1/2) + x P) from 1/4: x - 1/2 exact, no digits lost), the tail above;
 // erfc(-x) = 2 - erfc(x); 0 from 10.5 (float32's erfc underflows at 10.06)
 fn td_erfc(x: f32) -> f32 {
@@ -387,7 +387,7 @@ fn td_erfc(x: f32) -> f32 {
   return select(t, 2.0 - t, neg);
 }
 """)
-_fn("td_erfinv", ("td_erfc_tail", "td_log_parts"), """
+_fn("td_erfinv", """
 // a Newton step x - (erf(x) - a) / erf'(x); from 0.84375 the residual is (1 - a) - erfc(x): exact where erf(x)
 // would round to 1 (1 - a is exact for a >= 1/2)
 fn td_erfinv_step(x: f32, a: f32) -> f32 {
@@ -419,17 +419,5 @@ OP_FUNCTIONS = {"tan": "td_tan", "asin": "td_asin", "acos": "td_acos", "atan": "
                 "log10": "td_log10", "exp2": "td_exp2", "erfc": "td_erfc", "erfinv": "td_erfinv"}
 SNIPPETS = {op: {"f32": f"{fn}({{0}})"} for op, fn in OP_FUNCTIONS.items()}
 
-
-def helpers(op: str) -> list[str]:
-    """The WGSL functions a kernel computing `op` needs (callees first), or [] for the PRELUDE's ops."""
-    out: list[str] = []
-
-    def add(name: str) -> None:
-        text, deps = _FUNCTIONS[name]
-        for d in deps:
-            add(d)
-        if text not in out:
-            out.append(text)
-    if op in OP_FUNCTIONS:
-        add(OP_FUNCTIONS[op])
-    return out
+# every function above, for kernels/prelude.py to give each kernel those it names
+LIBRARY = "\n".join(_FUNCTIONS.values())

@@ -20,7 +20,7 @@ from __future__ import annotations
 INT_MIN, INT_MAX = -2**31, 2**31 - 1
 OVERFLOW_OPS = ("add", "sub", "mul", "neg", "abs", "pow", "floor_divide", "trunc_divide")
 
-# WGSL helpers, added to a kernel (KernelSource.helper) only when one of its int ops needs them
+# WGSL functions, in a kernel only when one of its int ops calls them (kernels/prelude.py)
 IMUL_OVF = """// a * b does not fit i32: |a| * |b| exactly, from 16-bit halves (a bound of 2^31 for a negative product)
 fn td_imul_ovf(a: i32, b: i32) -> bool {
   let ua = select(bitcast<u32>(a), 0u - bitcast<u32>(a), a < 0);

@@ -1,5 +1,6 @@
-"""The part of the PRELUDE (snippets.py) a kernel uses: its declarations that the kernel's code names, with the
-ones those name in turn, in the PRELUDE's order and without its comments.
+"""The WGSL functions a kernel uses: the declarations of the PRELUDE (snippets.py), of torch's float functions
+(math_functions.py) and of the int32 overflow tests (overflow.py) that the kernel's code names, with the ones those
+name in turn, in that order and without comments.
 
 Every kernel used to carry the whole PRELUDE (about 18 KB of WGSL, most of it functions an elementwise add never
 calls). Each shader compiler (naga, Tint, the driver behind them) parses and translates all of it, and the size
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
+from . import math_functions, overflow
 from .snippets import PRELUDE
 
 _COMMENT = re.compile(r"//[^\n]*")
@@ -33,19 +35,21 @@ def _declarations(text: str) -> dict[str, str]:
             if c == end and not depth:
                 break
             at += 1
-        assert at < len(code), f"unterminated PRELUDE declaration {m.group(1)}"
+        assert at < len(code), f"unterminated declaration {m.group(1)}"
         found[m.group(1)] = "\n".join(line.rstrip() for line in code[m.start():at + 1].splitlines() if line.strip())
     return found
 
 
-_TEXT = _declarations(PRELUDE)
+# the PRELUDE, torch's float functions beyond it and the int32 overflow tests: every function a kernel may call
+LIBRARY = "\n".join((PRELUDE, math_functions.LIBRARY, overflow.IMUL_OVF, overflow.IPOW_CHECKED))
+_TEXT = _declarations(LIBRARY)
 _ORDER = {name: i for i, name in enumerate(_TEXT)}
 # name -> the other declarations its text names
 _NAMES = {name: frozenset(_IDENTIFIER.findall(text)).intersection(_TEXT) - {name} for name, text in _TEXT.items()}
 
 
 def used_prelude(code: str) -> str:
-    """The PRELUDE declarations that `code` (a kernel without its PRELUDE) needs, as WGSL."""
+    """The LIBRARY declarations that `code` (a kernel without them) needs, as WGSL."""
     return _closure(frozenset(_IDENTIFIER.findall(code)).intersection(_TEXT))
 
 
@@ -61,5 +65,5 @@ def _closure(direct: frozenset[str]) -> str:
 
 
 def declared_names() -> frozenset[str]:
-    """Every name the PRELUDE declares."""
+    """Every name the LIBRARY declares."""
     return frozenset(_TEXT)

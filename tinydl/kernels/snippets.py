@@ -290,7 +290,7 @@ SNIPPETS: dict[str, dict[str, str]] = {
     "isfinite": {"f32": "td_finite({0})", "*": "true"},
     "where": {"*": "select({2}, {1}, {0})"},
 }
-# tan, asin, ..., erfinv: functions of their own, added to a kernel only where used (math_functions.helpers)
+# tan, asin, ..., erfinv: functions of their own, in a kernel only where used (kernels/prelude.py)
 from .math_functions import SNIPPETS as _MATH_SNIPPETS  # noqa: E402
 SNIPPETS.update(_MATH_SNIPPETS)
 
