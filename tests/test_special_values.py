@@ -16,6 +16,7 @@ import torch.nn.functional as TF
 import tinydl
 import tinydl.nn.functional as F
 from tinydl.kernels.snippets import PRELUDE
+from tinydl.testing.fuzz.oracle import host_independent_gelu
 
 from flushing import flushed
 
@@ -511,15 +512,6 @@ def test_clamp_with_nan_tensor_bounds_as_torch():
     _check(tinydl.minimum(tinydl.tensor(full), x), torch.minimum(torch.tensor(full), t))
 
 
-def _host_independent_gelu(t: torch.Tensor) -> torch.Tensor:
-    """torch's float32 gelu where every host agrees. Its AVX-512 kernel gives gelu(+inf) NaN, the scalar, AVX2 and
-    CUDA ones +inf (tinydl's answer); a zero it gives for x < 0 is -0.0 on some hosts, +0.0 on others (tinydl keeps
-    the sign of gelu(x) < 0)."""
-    want = TF.gelu(t)
-    want = torch.where(torch.isposinf(t), t, want)
-    return torch.where(want == 0, torch.copysign(torch.zeros_like(want), t), want)
-
-
 def test_nan_inputs_through_bit_tested_helpers():
     """relu6, hardswish, hardsigmoid, tanh, gelu, erf, expm1-based elu, log1p-based softplus, floor division: NaN
     in, NaN out, and the small-|x| branches (now chosen on the bits) give torch's values."""
@@ -539,7 +531,7 @@ def test_nan_inputs_through_bit_tested_helpers():
     _check(x.tanh(), t.tanh(), ulps=8)
     g = v[np.isnan(v) | (np.abs(v) <= 1) | np.isinf(v)]  # torch's own float32 gelu drifts in the far tail (x < -2)
     g = np.concatenate([g, np.array([3e38, 2e38, 1e30, -1e30], np.float32)])  # gelu(3e38) overflows to inf
-    _check(F.gelu(tinydl.tensor(g)), _host_independent_gelu(torch.tensor(g)), ulps=8)
+    _check(F.gelu(tinydl.tensor(g)), host_independent_gelu(torch.tensor(g)), ulps=8)
     # torch forms 1 + erf in float32, a multiple of 2^-24 here and 0 beyond about -5.6: that formula with erf
     # rounded correctly (torch's own float32 erf is ulps off there, differently on different hosts)
     tail = np.array([-5.0, -5.5, -5.6, -6.0, -12.0, -30.0], np.float32)
@@ -548,7 +540,7 @@ def test_nan_inputs_through_bit_tested_helpers():
     assert np.signbit(F.gelu(tinydl.tensor(tail)).numpy()).all()
     h = np.array([np.inf, -np.inf, np.nan, 6e4, -6e4, 1.0, -1.0, 0.5, -3.0], np.float16)
     np.testing.assert_array_equal(F.gelu(tinydl.tensor(h)).numpy(),
-                                  _host_independent_gelu(torch.tensor(h).float()).half().numpy())
+                                  host_independent_gelu(torch.tensor(h).float()).half().numpy())
     _check(F.elu(x), TF.elu(t), ulps=8)
     _check(F.softplus(x), TF.softplus(t), ulps=8)
     _check(x // 0.25, t // 0.25)

@@ -29,15 +29,35 @@ INEXACT = {"exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "s
 PERTURB = 4 * 2.0 ** -23
 
 
+def host_independent_gelu(x, approximate: str = "none"):
+    """torch's gelu where every host agrees: its AVX-512 float kernels give gelu(+inf) NaN, its AVX2, scalar and
+    CUDA ones +inf (tinydl's answer); a zero it gives for x < 0 is -0.0 on some hosts, +0.0 on others (tinydl keeps
+    the sign of gelu(x) < 0)."""
+    import torch
+    y = torch.nn.functional.gelu(x, approximate=approximate)
+    y = torch.where(torch.isposinf(x), x, y)
+    return torch.where(y == 0, torch.copysign(torch.zeros_like(y), x), y)
+
+
+@functools.cache
+def _reference_functional():
+    """torch.nn.functional as the torch side of a graph calls it, with host_independent_gelu."""
+    import types
+
+    import torch.nn.functional as TF
+    ns = types.SimpleNamespace(**{k: getattr(TF, k) for k in dir(TF) if not k.startswith("__")})
+    ns.gelu = host_independent_gelu
+    return ns
+
+
 def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints64: bool = False) -> Outcome:
     """Run the graph on one side. to64: float inputs as float64; ints64 (torch): integer inputs as int64, noting
     whether any torch op (inside a step too) returns an integer value beyond int32."""
     import torch
-    import torch.nn.functional as TF
 
     import tinydl
     import tinydl.nn.functional as DF
-    ns = {"torch": torch, "tinydl": tinydl, "TF": TF, "DF": DF, "np": np}
+    ns = {"torch": torch, "tinydl": tinydl, "TF": _reference_functional(), "DF": DF, "np": np}
     for k, v in g.inputs.items():
         ns["a_" + k] = (v.astype(np.float64) if to64 and v.dtype.kind == "f" else
                         v.astype(np.int64) if ints64 and v.dtype.kind in "iu" else v)
