@@ -84,6 +84,26 @@ def test_oracle_accepts_the_overflow_error_for_an_int_value_beyond_int32():
         {"x": np.array([2**30], np.int32)}, step, ["v"])) is True
 
 
+def test_oracle_accepts_an_argmax_that_a_near_tie_decides():
+    """An argmax/argmin pick that differs from torch's is accepted only where the two picked values are equal within
+    the float tolerance (torch's float32 var gives two rows 0.24, tinydl's an ulp apart); other picks fail."""
+    import torch
+    x = torch.tensor([[0.24, 0.5], [0.24000001, 0.1], [0.1, 0.9]])
+    g = fuzz.Graph({"x": x.numpy()}, [fuzz.Step("v", "{0}.argmax(dim=0)", ("x",), "argmax")], ["v"])
+    near_tie = fuzz.oracle._near_tie
+    assert near_tie(g, "v", np.array([1, 2]), np.array([0, 2]), {"x": x}, False)
+    assert not near_tie(g, "v", np.array([0, 0]), np.array([0, 2]), {"x": x}, False)  # 0.5 is not 0.9
+    assert not near_tie(g, "v", np.array([2, 2]), np.array([0, 2]), {"x": x}, False)  # 0.1 is not 0.24
+    flat = fuzz.Graph(g.inputs, [fuzz.Step("v", "{0}.argmin()", ("x",), "argmin")], ["v"])
+    assert near_tie(flat, "v", np.array(4), np.array(4), {"x": x}, False)
+    assert near_tie(flat, "v", np.array(3), np.array(4), {"x": x}, False)  # both 0.1
+    assert not near_tie(flat, "v", np.array(0), np.array(4), {"x": x}, False)
+    keep = fuzz.Graph(g.inputs, [fuzz.Step("v", "{0}.argmax(dim=-1, keepdim=True)", ("x",), "argmax")], ["v"])
+    assert near_tie(keep, "v", np.array([[1], [0], [1]]), np.array([[1], [0], [1]]), {"x": x}, False)
+    sums = fuzz.Graph(g.inputs, [fuzz.Step("v", "{0}.sum(dim=0)", ("x",), "sum")], ["v"])
+    assert not near_tie(sums, "v", np.array([1, 2]), np.array([0, 2]), {"x": x}, False)  # not an argmax
+
+
 def test_oracle_rules():
     """NaN positions must match; int/bool exact; torch int64 is tinydl int32; tolerance grows with float64
     disagreement only."""

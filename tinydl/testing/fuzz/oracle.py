@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 import warnings
 
 import numpy as np
@@ -18,6 +19,7 @@ class Outcome:
     line: int = -1
     dtypes: list = None
     beyond_int32: bool = False  # (ints64 runs) some torch op returned an integer value beyond int32
+    env: dict = None       # (torch runs) every value by name
 
 
 # Ops whose GPU result may be a few ulps off torch's (WGSL builtins: exp2/log2-based pow, sin, ...): the perturbed
@@ -82,7 +84,7 @@ def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints
             tinydl.realize(*outs)
             return Outcome([o.numpy() for o in outs], dtypes=[o.dtype.name for o in outs])
         return Outcome([o.numpy() for o in outs], dtypes=[str(o.dtype).replace("torch.", "") for o in outs],
-                       beyond_int32=ints64 and watch.beyond)
+                       beyond_int32=ints64 and watch.beyond, env=ns)
     except Exception as exc:  # noqa: BLE001
         return Outcome(error=exc, line=len(lines))
 
@@ -200,11 +202,37 @@ def _run_graph(g: Graph) -> str | None:
         e64 = w64.values[i] if w64 is not None and w64.error is None else None
         ep = p64.values[i] if e64 is not None and p64.error is None else None
         why = check_output(a, gdt, e, wdt, e64, mags.get(name, 1.0), lowp.get(name, False), ep)
+        if why and _near_tie(g, name, a, e, want.env, lowp.get(name, False)):
+            why = None
         if why:
             kind = why.split(" ")[0] if why.startswith(("shape", "dtype")) else \
                 "NaN/Inf" if why.startswith("special") else "values"
             return f"wrong {kind} ({wdt})\n{name}: {why}"
     return None
+
+
+def _near_tie(g: Graph, name: str, got, want, env, lowp: bool) -> bool:
+    """Whether output `name` is an argmax/argmin whose every pick that differs from torch's points at a value equal
+    to torch's pick within the float tolerance (torch's own values): a tie that rounding decides (a var of 0.24 an
+    ulp above another), or one torch breaks by its own ulp differences (its vectorized and scalar sinh)."""
+    import torch
+    step = next((s for s in g.steps if s.out == name), None)
+    if step is None or step.op not in ("argmax", "argmin") or env is None or got.shape != want.shape:
+        return False
+    x = env[step.srcs[0]].double()
+    m = re.search(r"dim=(-?\d+)", step.expr)
+    if m is None:  # over all elements
+        x, dim, shape = x.reshape(-1), 0, (1,)
+    else:
+        dim = int(m.group(1)) % x.dim()
+        shape = list(x.shape)
+        shape[dim] = 1
+    pick = [torch.from_numpy(np.asarray(i).astype(np.int64)).reshape(shape) for i in (got, want)]
+    if any(int(p.min()) < 0 or int(p.max()) >= x.shape[dim] for p in pick):
+        return False
+    a, e = (torch.take_along_dim(x, p, dim) for p in pick)
+    rtol, atol = FLOAT_TOL["float16" if lowp else "float32"]
+    return bool(((a - e).abs() <= atol + rtol * e.abs()).all())
 
 
 def _short(exc) -> str:
