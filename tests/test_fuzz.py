@@ -82,6 +82,12 @@ def test_oracle_accepts_the_overflow_error_for_an_int_value_beyond_int32():
     assert fuzz.oracle._int64_overflow(RuntimeError("integer overflow: ..."), g) is False
     assert fuzz.oracle._int64_overflow(RuntimeError("integer overflow: ..."), fuzz.Graph(
         {"x": np.array([2**30], np.int32)}, step, ["v"])) is True
+    # an int32 made by a cast in the graph is torch's int64 too (3 ** 60000 wraps in torch's int32)
+    cast = [fuzz.Step("i", "{0}.to({L}.int32)", ("x",), "cast"), fuzz.Step("v", "{L}.pow(3, {0})", ("i",), "pow")]
+    for x, beyond in ((6e4, True), (6.0, False)):
+        g = fuzz.Graph({"x": np.array([x], np.float16)}, cast, ["v"])
+        assert fuzz.oracle._int64_overflow(RuntimeError("integer overflow: ..."), g) is beyond
+        assert fuzz.run_graph(g) is None
 
 
 def test_oracle_accepts_an_argmax_that_a_near_tie_decides():

@@ -53,13 +53,15 @@ def _reference_functional():
 
 
 def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints64: bool = False) -> Outcome:
-    """Run the graph on one side. to64: float inputs as float64; ints64 (torch): integer inputs as int64, noting
-    whether any torch op (inside a step too) returns an integer value beyond int32."""
+    """Run the graph on one side. to64: float inputs as float64; ints64 (torch): integer inputs as int64 and
+    `torch.int32` read as int64 (casts too: tinydl's int32 stands for torch's int64), noting whether any torch op
+    (inside a step too) returns an integer value beyond int32."""
     import torch
 
     import tinydl
     import tinydl.nn.functional as DF
-    ns = {"torch": torch, "tinydl": tinydl, "TF": _reference_functional(), "DF": DF, "np": np}
+    ns = {"torch": _Int64Torch(torch) if ints64 else torch, "tinydl": tinydl, "TF": _reference_functional(),
+          "DF": DF, "np": np}
     for k, v in g.inputs.items():
         ns["a_" + k] = (v.astype(np.float64) if to64 and v.dtype.kind == "f" else
                         v.astype(np.int64) if ints64 and v.dtype.kind in "iu" else v)
@@ -87,6 +89,16 @@ def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints
                        beyond_int32=ints64 and watch.beyond, env=ns)
     except Exception as exc:  # noqa: BLE001
         return Outcome(error=exc, line=len(lines))
+
+
+class _Int64Torch:
+    """The torch module with int32 meaning int64 (ints64 runs)."""
+
+    def __init__(self, torch):
+        self._torch, self.int32 = torch, torch.int64
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
 
 
 @functools.cache
