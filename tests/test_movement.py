@@ -281,6 +281,22 @@ def test_cat_legacy_empty_1d_is_skipped(rng):
     same(tinydl.cat([a, e, a]), torch.cat([ta, te, ta]))
 
 
+def test_one_element_of_a_cat_reads_its_part_only(rng):
+    """A 1-element slice of a cat (or a roll) has constant indices: the parts it does not read would index at a
+    negative constant, which shader compilers reject even in a branch that never runs (fuzz graph 20293479)."""
+    from tinydl.kernels.expr import constant_int
+    (a, ta), (b, tb) = pair(rand(rng, 2, 3)), pair(rand(rng, 2, 3))
+    for pick in (np.s_[0:1, 0:1], np.s_[1:2, 4:5], np.s_[1:, 2:4], np.s_[0:1, 3:]):
+        same(tinydl.cat([a, b], 1)[pick], torch.cat([ta, tb], 1)[pick])
+    same(tinydl.cat([a, b * 2, a + b], 0)[5:6, 2:3], torch.cat([ta, tb * 2, ta + tb], 0)[5:6, 2:3])
+    same(tinydl.roll(a, 1, 1)[0:1, 0:1], torch.roll(ta, 1, 1)[0:1, 0:1])
+    i = np.zeros((1, 4, 2), np.int32), np.array([0] * 14 + [4, 4], np.int32).reshape(2, 4, 2)
+    same(tinydl.cat([tinydl.tensor(i[0]), tinydl.tensor(i[1])], 0)[0::3, -1:, 1::1],
+         torch.cat([torch.tensor(i[0]), torch.tensor(i[1])], 0)[0::3, -1:, 1::1])
+    assert [constant_int(e) for e in ("(0 + (0) * 3)", "(((0)) - 1) * 8", "gi - 1", "3u", "7 / 2", "")] == \
+        [0, -8, None, None, None, None]
+
+
 @pytest.mark.parametrize("dim", [0, 1, 2, -1, -3])
 def test_stack(rng, dim):
     parts = [pair(rand(rng, 2, 3)) for _ in range(3)]

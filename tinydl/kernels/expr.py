@@ -6,10 +6,12 @@ constants, cat, gather, interpolation) is emitted as code, recursively, with ind
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import itertools
 import math
+import operator
 
 from .. import checks, dtypes
 from ..ops import BUFFER, CAT, CONST, ELEMENTWISE, GATHER, INTERP, IOTA, REDUCE, VIEW, Node
@@ -206,6 +208,26 @@ class KernelSource:
 
 
 _SUBGROUP_BUILTINS = ", @builtin(subgroup_size) sgs: u32"
+_CONSTANT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def constant_int(index: str) -> int | None:
+    """The value of an index expression made of integer literals, + - * and parentheses (a 1-element output's
+    indices are such: `(0 + (0) * 3)`), else None."""
+    def value(e):
+        if isinstance(e, ast.Constant) and type(e.value) is int:
+            return e.value
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+            return -value(e.operand)
+        if isinstance(e, ast.BinOp) and type(e.op) in _CONSTANT_OPS:
+            return _CONSTANT_OPS[type(e.op)](value(e.left), value(e.right))
+        raise ValueError(index)
+    if not isinstance(index, str) or not index or index.strip("0123456789+-*() "):
+        return None
+    try:
+        return value(ast.parse(index, mode="eval").body)
+    except (SyntaxError, ValueError):
+        return None
 
 
 class Expr:
@@ -468,6 +490,13 @@ class Expr:
 
     def _cat(self, node: Node, idx) -> str:
         d = node.arg
+        at = constant_int(idx[d])
+        if at is not None:  # the part is known: no branch for the others (their indices, constant, may be negative,
+            off = 0         # which shader compilers reject even in code that never runs)
+            for s in node.srcs:
+                if at < off + s.shape[d]:
+                    return self.value(s, [*idx[:d], f"({at - off})", *idx[d + 1:]])
+                off += s.shape[d]
         out = self.src.fresh("cat")
         self.emit(f"var {out}: {node.dtype.compute};")
         off = 0

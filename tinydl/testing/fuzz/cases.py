@@ -24,6 +24,9 @@ KNOWN_GAPS: dict[str, str] = {
                       "(findings class 5)",
     "nan_sign": "signbit of a NaN: IEEE 754 leaves a NaN result's sign unspecified; torch CPU's NaNs carry x86's "
                 "default (sign set) or an operand's, tinydl's are positive (fuzz graph seeds 20273278, 20273604)",
+    "matmul_zero_sign": "the sign of a zero out of a product over K = 1: torch CPU's depends on its kernel (-0.0 * 1 "
+                        "is +0.0 in a 1x1 @ 1x1, -0.0 in a 4x1 @ 1x4), tinydl's sums start at +0.0; atan2 or 1/x "
+                        "downstream makes it pi or inf (fuzz graph seed 20285595)",
     "reference_f16_strided_dilated_conv": "the reference crashes: torch 2.13's CPU float16 conv2d segfaults on some "
                                           "convs with stride 2 and dilation 2 ([9,1,3,1] by [8,1,3,1], padding 1; "
                                           "fuzz graph 47291), which killed the fuzzer",
@@ -71,6 +74,9 @@ GAP_RULES = {
         op == "conv2d" and str(vals[0].dtype) == "torch.float16" and "stride=2" in expr and "dilation=2" in expr),
     # signbit of an operand holding a NaN (whose sign nobody specifies)
     "nan_sign": lambda op, expr, vals: op == "signbit" and vals[0].is_floating_point() and bool(vals[0].isnan().any()),
+    # a product over K = 1 with a zero in it
+    "matmul_zero_sign": lambda op, expr, vals: op == "matmul" and vals[0].dim() >= 1 and vals[0].shape[-1] == 1 and any(
+        bool((v == 0).any()) for v in vals[:2]),
     # a NaN clamp bound (torch versions differ)
     "clamp_nan_bound": lambda op, expr, vals: op == "clamp" and "nan" in expr,
 }
