@@ -718,3 +718,45 @@ def test_the_flushed_reference_accepts_only_zeros_of_the_subnormals_sign(monkeyp
     assert out.tolist() == [0.0, 0.0, want[2], 1.0] and np.signbit(out[1]) and not np.signbit(out[0])
     monkeypatch.setattr(tinydl, "device_info", lambda: {"flushes_subnormals": False})
     assert flushed(got, want).tolist() == want.tolist()
+
+
+def test_sums_of_negative_zeros_are_positive_zero_as_torch():
+    """torch's sums start at +0.0, so a conv, pool, product or reduction whose terms are all -0.0 gives +0.0; a
+    kernel whose accumulator started at the literal 0.0 had 0.0 + x folded to x and kept -0.0 (fuzz graph
+    20302757: reciprocal then gave -inf for torch's inf). (A product over K = 1 is torch's own exception: its
+    kernels differ, see the fuzzer's matmul_zero_sign gap.)"""
+    ones = np.ones((1, 4, 8, 8), np.float32)
+    nz = np.full((1, 4, 8, 8), -0.0, np.float32)
+    nw3, nw1 = np.full((8, 4, 3, 3), -0.0, np.float32), np.full((8, 4, 1, 1), -0.0, np.float32)
+    w1 = np.ones((3, 8), np.float32)
+    cases = [
+        (lambda L, f, t: f.conv2d(t(ones), t(nw3), padding=1)),
+        (lambda L, f, t: f.conv2d(t(ones), t(nw3), stride=2, padding=1, dilation=2)),
+        (lambda L, f, t: f.conv2d(t(ones), t(nw1))),
+        (lambda L, f, t: f.conv2d(t(nz), t(np.ones((4, 1, 3, 3), np.float32)), padding=1, groups=4)),
+        (lambda L, f, t: f.avg_pool2d(t(nz), 2)),
+        (lambda L, f, t: f.avg_pool2d(t(nz), 3, 1, 1)),
+        (lambda L, f, t: f.linear(t(nz[0, 0]), t(w1))),
+        (lambda L, f, t: f.linear(t(nz[0, 0, :1]), t(w1))),
+        (lambda L, f, t: t(ones[0, 0]) @ t(nz[0, 0])),
+        (lambda L, f, t: t(nz).sum(-1)),
+        (lambda L, f, t: t(nz).mean((2, 3))),
+    ]
+    for i, case in enumerate(cases):
+        got = case(tinydl, F, tinydl.tensor).numpy()
+        want = case(torch, TF, torch.tensor).numpy()
+        assert not np.signbit(want).any() and not np.signbit(got).any(), (i, got.ravel()[:8])
+
+
+def test_a_short_sum_inlined_into_a_row_kernel_over_an_empty_dim():
+    """A sum short enough to be inlined into the kernel that reads it (a row norm's loads) over a dim of size 0 is
+    0, its mean NaN, as torch's; it was written as an empty WGSL expression (fuzz graph 20304138)."""
+    one = np.ones(1, np.float32)
+    got = F.layer_norm(tinydl.tensor(np.zeros((0,), np.float32)).mean(dim=0, keepdim=True), (1,),
+                       tinydl.tensor(one), tinydl.tensor(one), eps=1e-5)
+    want = TF.layer_norm(torch.zeros(0).mean(dim=0, keepdim=True), (1,), torch.tensor(one), torch.tensor(one))
+    _check(got, want)
+    _check(F.softmax(tinydl.tensor(np.zeros((2, 0), np.float32)).sum(1, keepdim=True), 0),
+           TF.softmax(torch.zeros(2, 0).sum(1, keepdim=True), 0))
+    _check(F.layer_norm(tinydl.tensor(np.full((3, 2), -0.0, np.float32)).sum(0, keepdim=True) * 2, (2,)),
+           TF.layer_norm(torch.full((3, 2), -0.0).sum(0, keepdim=True) * 2, (2,)))

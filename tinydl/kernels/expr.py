@@ -318,7 +318,9 @@ class Expr:
                 for a, j in zip(axes, at):
                     sidx[a] = str(j)
                 terms.append(self.value(src, sidx))
-            v = self.let(" + ".join(terms))
+            # from torch's start, +0.0 (a sum of -0.0 terms is +0.0; a sum of nothing, an empty dim's, is 0)
+            start = snippets.SUM_START if node.dtype.compute == "f32" else literal(0, node.dtype.compute)
+            v = self.let(" + ".join([start] + terms))
         else:
             raise AssertionError(f"{node} is neither materialized nor inlinable")
         if node.uid in self.src.rounded_uids and node.dtype == dtypes.float16:

@@ -17,6 +17,7 @@ from . import gemm_matrix, row_stats
 from .common import function, store4_function, store_function
 from .expr import VEC4_STORAGE, Expr, KernelSource, memory_layout, sub_dim_offset
 from .gemm_matrix import MATRIX_TILES
+from .snippets import SUM_START
 from .tiles import (GEMV_INFLIGHT_BYTES, GEMV_MAX_UNROLL, GEMV_ROWS, GEMV_THREADS, TILES, Tile, gemv_columns,
                     gemv_lanes)
 # the choices lowering and tuning ask for, read as gemm.X (the table and the rules live in tiles.py)
@@ -263,7 +264,7 @@ def _tiled(src: KernelSource, t: Tile, batch: int, M: int, N: int, K: int, fast:
             body.append(f"    {decl}{name} = {fn}(b, {', '.join(args)});")
 
     ga, gb = t.tm // 4, t.tn // 4
-    body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>(0.0);" for i in range(t.tm) for j in range(gb)]
+    body += [f"  var acc{i}_{j}: vec4<f32> = vec4<f32>({SUM_START});" for i in range(t.tm) for j in range(gb)]
     if b_gather:
         body += b_gather.setup("n0 + rb0r", N)
     fetch("0", "var ")
@@ -380,7 +381,7 @@ def _gemv(src: KernelSource, batch: int, M: int, N: int, K: int, loads: dict | N
         return ["vec4<f32>(" + ", ".join(f"load_a(b, {row}, {k} + {j + c})" for c in range(4)) + ")"
                 for j in range(0, step, 4)]
     stride = step * L
-    body += [f"  var part{i}_{j}_{u} = {kind}(0.0);" for i in range(R) for j in range(J) for u in range(U)]
+    body += [f"  var part{i}_{j}_{u} = {kind}({SUM_START});" for i in range(R) for j in range(J) for u in range(U)]
     body.append(f"  for (var k: i32 = lane * {step}; k < {K}; k += {stride * U}) {{")
     for u in range(U):
         k = f"k + {u * stride}" if u else "k"

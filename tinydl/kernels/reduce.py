@@ -29,7 +29,7 @@ from ..ops import MAX_TRIPS, Node
 from ..options import DEFAULT, Options
 from .common import WG, epilogue, thread_per_output
 from .expr import Expr, KernelSource, idx_vars, linear_index, unravel
-from .snippets import literal
+from .snippets import SUM_START, literal
 
 SERIAL_MAX = 64  # reduce lengths up to this use LANES threads per output (or one: see below) ...
 # ... and one thread per output when there are Options.serial_min_outputs outputs and the length is at most
@@ -89,7 +89,7 @@ def pairs(op: str, dtype) -> bool:
 
 def _init(op: str, ct: str) -> str:
     if op in ("sum",):
-        return literal(0, ct)
+        return SUM_START if ct == "f32" else literal(0, ct)
     if op == "prod":
         return literal(1, ct)
     big = float("inf") if ct == "f32" else 2**31 - 1

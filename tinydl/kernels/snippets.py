@@ -222,6 +222,10 @@ fn td_ipow(a: i32, b: i32) -> i32 {
 from .trig import TRIG_PRELUDE  # noqa: E402
 PRELUDE += TRIG_PRELUDE
 
+# +0.0 that no compiler can fold away: a sum starting at it gives torch's +0.0 where every term is -0.0 (a sum
+# starting at the literal 0.0 had 0.0 + x folded to x, so its first term's sign survived: -0.0)
+SUM_START = "bitcast<f32>(td_z)"
+
 # op -> {compute type: template}; "*" matches every type.
 SNIPPETS: dict[str, dict[str, str]] = {
     "neg": {"*": "(-{0})"},

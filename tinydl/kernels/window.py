@@ -10,7 +10,7 @@ from ..shapes import conv_out_size
 from .common import WG, epilogue, thread_per_output
 from .expr import Expr, KernelSource, idx_vars, linear_index
 from .reduce import MAX_TRIPS
-from .snippets import literal
+from .snippets import SUM_START, literal
 
 
 # (rows, cols) of outputs per thread, most shared loads first: 4x2 for maps 28+ wide, single columns below
@@ -70,7 +70,7 @@ def direct_conv(src: KernelSource, core: Node, opts: Options = DEFAULT):
     g = e.let(f"{co} / {cout_g}", "g")
     accs = {(r, t): f"acc{r}_{t}" for r in range(R) for t in range(T)}
     for acc in accs.values():
-        e.emit(f"var {acc}: f32 = 0.0;")
+        e.emit(f"var {acc}: f32 = {SUM_START};")
     # input row offsets (from oh0 * sh - ph) each (output row, kernel row) reads, and column offsets likewise
     row_taps: dict[int, list[tuple[int, int]]] = {}
     for r in range(R):
@@ -134,7 +134,7 @@ def _looped_direct_conv(src: KernelSource, core: Node):
     def compute(e: Expr, idx):
         n, co, oh, ow = idx
         g = e.let(f"{co} / {cout_g}", "g")
-        e.emit("var acc: f32 = 0.0;")
+        e.emit(f"var acc: f32 = {SUM_START};")
         with e.scope(f"for (var ci: i32 = 0; ci < {cin_g}; ci++)"):
             with e.scope(f"for (var kh: i32 = 0; kh < {KH}; kh++)"):
                 ih = e.let(f"{oh} * {sh} - {ph} + kh * {dh}", "ih")
@@ -231,7 +231,7 @@ def pool(src: KernelSource, core: Node):
         if a.kind == "max":
             e.emit(f"var acc: {acc_t} = {literal(-2**31 if acc_t == 'i32' else float('-inf'), acc_t)};")
         else:
-            e.emit("var acc: f32 = 0.0;")
+            e.emit(f"var acc: f32 = {SUM_START};")
             e.emit("var cnt: i32 = 0;")
         (h0, h1, _, _), (w0, w1, _, _) = bounds
         dh, dw = a.dilation
