@@ -86,3 +86,15 @@ def test_int_division_by_zero_raises_as_torch(op):
     with pytest.raises(RuntimeError, match="ZeroDivisionError") as ours:
         tm(a, zero).numpy()
     assert str(torch_error.value) == "ZeroDivisionError" and str(ours.value).startswith("ZeroDivisionError")
+
+
+def test_an_integer_division_of_an_empty_tensor_by_zero_divides_nothing():
+    """torch raises ZeroDivisionError for an integer tensor divided by a Python 0 only where there is an element to
+    divide (fuzz graph 20333919: an empty bool tensor's fmod by 0 raised in tinydl)."""
+    import tinydl
+    for name in ("fmod", "remainder", "floor_divide"):
+        for arr in (np.zeros((1, 0), bool), np.zeros((0,), np.int32)):
+            got = getattr(tinydl, name)(tinydl.tensor(arr), 0)
+            assert tuple(got.shape) == tuple(getattr(torch, name)(torch.from_numpy(arr), 0).shape)
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            getattr(tinydl, name)(tinydl.tensor(np.array([3], np.int32)), 0)

@@ -110,6 +110,42 @@ def test_oracle_accepts_an_argmax_that_a_near_tie_decides():
     assert not near_tie(sums, "v", np.array([1, 2]), np.array([0, 2]), {"x": x}, False)  # not an argmax
 
 
+def test_oracle_accepts_a_comparison_of_values_equal_within_tolerance():
+    """x >= hardswish(x) with x >= 3 is True in exact arithmetic, and in float32 where hardswish(x) rounds to x; one
+    ulp of x (a conv's summation order) can make it False: accepted where the compared values are equal within
+    tolerance, not where they are apart."""
+    import torch
+    x = torch.tensor([3.3150184, 1.0, 2.0])
+    y = torch.tensor([3.3150184, 1.0, 1.5])
+    g = fuzz.Graph({"x": x.numpy(), "y": y.numpy()}, [fuzz.Step("v", "{0} >= {1}", ("x", "y"), "ge")], ["v"])
+    env = {"x": x, "y": y}
+    assert fuzz.oracle._near_tie(g, "v", np.array([False, True, True]), np.array([True, True, True]), env, False)
+    assert not fuzz.oracle._near_tie(g, "v", np.array([True, True, False]), np.array([True, True, True]), env, False)
+
+
+def test_the_float64_reference_computes_in_float64_after_an_integer_input():
+    """sinh of an int tensor is a float of torch's default dtype: float64 in the float64 run, so that its product
+    with a float64 input runs there (it raised a dtype mismatch and left no float64 reference: torch's vectorized
+    float32 cosh overflowing at 88.9 then looked right)."""
+    g = fuzz.Graph({"i": np.array([[4, -4]], np.int32), "w": np.array([[11.0], [0.1]], np.float32)},
+                   [fuzz.Step("s", "{L}.sinh({0})", ("i",), "sinh"), fuzz.Step("v", "{0} @ {1}", ("s", "w"), "matmul")],
+                   ["v"])
+    out = fuzz.oracle._execute(g, "torch", to64=True)
+    assert out.error is None and out.dtypes == ["float64"], out.error
+    import torch
+    assert torch.get_default_dtype() == torch.float32
+
+
+def test_k1_products_with_a_zero_are_a_known_gap():
+    import torch
+    rule = fuzz.GAP_RULES["k1_zero_sign"]
+    one, zero = torch.ones(1, 4, 2, 2), torch.zeros(4, 1, 1, 1)
+    assert rule("conv2d", "", [one, zero]) and not rule("conv2d", "", [one, torch.ones(4, 1, 1, 1)])
+    assert not rule("conv2d", "", [one, torch.zeros(4, 1, 3, 3)])  # nine products: torch's sums start at +0.0
+    assert rule("matmul", "", [torch.zeros(3, 1), torch.ones(1, 3)]) and not rule("matmul", "", [torch.zeros(3, 2),
+                                                                                               torch.ones(2, 3)])
+
+
 def test_oracle_rules():
     """NaN positions must match; int/bool exact; torch int64 is tinydl int32; tolerance grows with float64
     disagreement only."""

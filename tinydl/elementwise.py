@@ -306,8 +306,8 @@ def _int_division(op: str, a, b) -> Tensor:
     if builtins.all(d == dtypes.bool_ for d in dts):
         raise NotImplementedError(f"\"{_DIVISION_KERNELS[op]}\" not implemented for 'Bool'")
     out = _elementwise(op, a, b)
-    if out.dtype.category < 2 and isinstance(b, Scalar) and b == 0:
-        raise RuntimeError("ZeroDivisionError")
+    if out.dtype.category < 2 and isinstance(b, Scalar) and b == 0 and out.numel():  # (torch divides no element
+        raise RuntimeError("ZeroDivisionError")                                        # of an empty tensor)
     return out
 
 

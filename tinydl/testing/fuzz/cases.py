@@ -24,9 +24,10 @@ KNOWN_GAPS: dict[str, str] = {
                       "(findings class 5)",
     "nan_sign": "signbit of a NaN: IEEE 754 leaves a NaN result's sign unspecified; torch CPU's NaNs carry x86's "
                 "default (sign set) or an operand's, tinydl's are positive (fuzz graph seeds 20273278, 20273604)",
-    "matmul_zero_sign": "the sign of a zero out of a product over K = 1: torch CPU's depends on its kernel (-0.0 * 1 "
-                        "is +0.0 in a 1x1 @ 1x1, -0.0 in a 4x1 @ 1x4), tinydl's sums start at +0.0; atan2 or 1/x "
-                        "downstream makes it pi or inf (fuzz graph seed 20285595)",
+    "k1_zero_sign": "the sign of a zero out of a product over K = 1 (a matmul, or a conv with one input channel per "
+                    "group and a 1x1 kernel): torch CPU's depends on its kernel (-0.0 * 1 is +0.0 in a 1x1 @ 1x1, "
+                    "-0.0 in a 4x1 @ 1x4 and in such a conv), tinydl's sums start at +0.0 as torch's longer ones; "
+                    "atan2, 1/x or rsqrt downstream make it pi or inf (fuzz graph seeds 20285595, 20335239)",
     "reference_f16_strided_dilated_conv": "the reference crashes: torch 2.13's CPU float16 conv2d segfaults on some "
                                           "convs with stride 2 and dilation 2 ([9,1,3,1] by [8,1,3,1], padding 1; "
                                           "fuzz graph 47291), which killed the fuzzer",
@@ -75,13 +76,19 @@ GAP_RULES = {
     # signbit of an operand holding a NaN (whose sign nobody specifies)
     "nan_sign": lambda op, expr, vals: op == "signbit" and vals[0].is_floating_point() and bool(vals[0].isnan().any()),
     # a product over K = 1 with a zero in it
-    "matmul_zero_sign": lambda op, expr, vals: op == "matmul" and vals[0].dim() >= 1 and vals[0].shape[-1] == 1 and any(
-        bool((v == 0).any()) for v in vals[:2]),
+    "k1_zero_sign": lambda op, expr, vals: _k_is_1(op, vals) and any(bool((v == 0).any()) for v in vals[:2]),
     # a NaN clamp bound (torch versions differ)
     "clamp_nan_bound": lambda op, expr, vals: op == "clamp" and "nan" in expr,
 }
 SUBNORMAL_SENSITIVE = {"log", "pow", "div", "remainder", "fmod", "floor_divide", "trunc_divide", "reciprocal",
                        "rsqrt", "sqrt"}
+
+
+def _k_is_1(op: str, vals) -> bool:
+    """A matmul over K = 1, or a conv whose every output is one product (one input channel per group, 1x1)."""
+    if op == "matmul":
+        return vals[0].dim() >= 1 and vals[0].shape[-1] == 1
+    return op == "conv2d" and vals[1].dim() == 4 and vals[1].shape[1] * vals[1].shape[2] * vals[1].shape[3] == 1
 
 
 def _subnormal_operand(expr: str, vals) -> bool:

@@ -53,6 +53,19 @@ def _reference_functional():
 
 
 def _execute(g: Graph, lib: str, to64: bool = False, perturb: bool = False, ints64: bool = False) -> Outcome:
+    """See _run_steps; a float64 run (to64) also has float64 as torch's default dtype, so that a float made from
+    an integer (sinh of an int tensor) is float64 too."""
+    import torch
+    default = torch.get_default_dtype()
+    if to64:
+        torch.set_default_dtype(torch.float64)
+    try:
+        return _run_steps(g, lib, to64, perturb, ints64)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _run_steps(g: Graph, lib: str, to64: bool, perturb: bool, ints64: bool) -> Outcome:
     """Run the graph on one side. to64: float inputs as float64; ints64 (torch): integer inputs as int64 and
     `torch.int32` read as int64 (casts too: tinydl's int32 stands for torch's int64), noting whether any torch op
     (inside a step too) returns an integer value beyond int32."""
@@ -223,13 +236,28 @@ def _run_graph(g: Graph) -> str | None:
     return None
 
 
+_COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
+
+
 def _near_tie(g: Graph, name: str, got, want, env, lowp: bool) -> bool:
     """Whether output `name` is an argmax/argmin whose every pick that differs from torch's points at a value equal
     to torch's pick within the float tolerance (torch's own values): a tie that rounding decides (a var of 0.24 an
-    ulp above another), or one torch breaks by its own ulp differences (its vectorized and scalar sinh)."""
+    ulp above another), or one torch breaks by its own ulp differences (its vectorized and scalar sinh); or a
+    comparison whose every differing answer compares two values equal within that tolerance (x >= hardswish(x),
+    hardswish(x) an ulp above x for some x >= 3)."""
     import torch
     step = next((s for s in g.steps if s.out == name), None)
-    if step is None or step.op not in ("argmax", "argmin") or env is None or got.shape != want.shape:
+    if step is None or env is None or got.shape != want.shape:
+        return False
+    rtol, atol = FLOAT_TOL["float16" if lowp else "float32"]
+    if step.op in _COMPARISONS and len(step.srcs) == 2:  # a compare of two values equal within tolerance
+        a, b = (env[s] for s in step.srcs)
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.is_floating_point()):
+            return False
+        a, b = (t.double().broadcast_to(got.shape) for t in (a, b))
+        differ = torch.from_numpy(np.asarray(got) != np.asarray(want))
+        return bool(((a - b).abs() <= atol + rtol * b.abs())[differ].all())
+    if step.op not in ("argmax", "argmin"):
         return False
     x = env[step.srcs[0]].double()
     m = re.search(r"dim=(-?\d+)", step.expr)
@@ -243,7 +271,6 @@ def _near_tie(g: Graph, name: str, got, want, env, lowp: bool) -> bool:
     if any(int(p.min()) < 0 or int(p.max()) >= x.shape[dim] for p in pick):
         return False
     a, e = (torch.take_along_dim(x, p, dim) for p in pick)
-    rtol, atol = FLOAT_TOL["float16" if lowp else "float32"]
     return bool(((a - e).abs() <= atol + rtol * e.abs()).all())
 
 
