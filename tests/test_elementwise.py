@@ -717,3 +717,16 @@ def test_square_function(values):
     got = tinydl.square(tinydl.tensor(t.numpy()))
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert got.dtype == (tinydl.float32 if t.dtype == torch.float32 else tinydl.int32)
+
+
+def test_logical_ops_take_truth_in_the_promoted_dtype():
+    """torch's logical_and/or/xor cast both operands to the promoted dtype first: a float32 zero-dim 1e-9 (or 1e-40)
+    beside float16 values is 0 there, False (fuzz graph 20346335); beside float32 values it is True."""
+    h = np.array([1.0, 0.0], np.float16)
+    for tiny in (1e-9, 1e-40):
+        s = np.float32(tiny)
+        for name in ("logical_and", "logical_or", "logical_xor"):
+            for a, b in ((h, s), (s, h), (np.float32([tiny, 0.0]), h), (np.array([1, 0], np.int32), np.float32(0.5))):
+                got = getattr(tinydl, name)(tinydl.tensor(a), tinydl.tensor(b)).numpy()
+                want = getattr(torch, name)(torch.tensor(a), torch.tensor(b)).numpy()
+                np.testing.assert_array_equal(got, want, err_msg=f"{name}({a!r}, {b!r})")

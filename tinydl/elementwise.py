@@ -98,7 +98,8 @@ def _elementwise(op: str, *args, arg=()) -> Tensor:
     else:
         if spec.result == "float" or (not spec.ints and dt.category < 2) or (op == "pow" and dt == dtypes.bool_):
             dt = dtypes.float32 if dt.category < 2 else dt
-        if op in ("logical_and", "logical_or", "logical_not"):
+        if op in ("logical_and", "logical_or", "logical_not"):  # truth in the promoted dtype, as torch: a float32
+            ts = [t.to(dt) for t in ts]                          # zero-dim 1e-9 beside float16 values is 0
             dt = dtypes.bool_
         # torch's half kernels read a float32 zero-dim tensor in the second place as a float32 scalar (opmath)
         ts = [t if i == 1 and dt == dtypes.float16 and t.ndim == 0 and t.dtype == dtypes.float32
@@ -392,7 +393,8 @@ def bitwise_right_shift(a, b) -> Tensor:
 
 
 def logical_xor(a, b) -> Tensor:
-    return ne(*(v.bool() if isinstance(v, Tensor) else builtins.bool(v) for v in (a, b)))
+    dt = _result_dtype((a, b))  # truth in the promoted dtype, as logical_and's
+    return ne(*(_as_tensor(v, dt).to(dt).bool() for v in (a, b)))
 
 
 def isnan(x) -> Tensor:
