@@ -2,9 +2,10 @@
 
 wgpu-py names C types by strings on each call (`ffi.new("WGPUBindGroupEntry[]", n)`). Its cffi, in ABI mode, parses
 a string the first time it meets it, and each parse re-declares every typedef of webgpu.h to pycparser first: 10 to
-25 ms a string, about 40 strings before a model's first answer. (wgpudawn's compiled FFI parses them quickly.) The strings that are a type name with an optional
-`*` or `[]` are resolved here the way cffi's parser would (the declared type, wrapped by the parser's own pointer
-rule or an array of unknown length) and put in cffi's cache; anything else is left to cffi.
+25 ms a string, about 40 strings before a model's first answer (wgpudawn's compiled FFI parses them quickly). The
+strings that are a type name with an optional `*` or `[]` are resolved here the way cffi's parser would (the declared
+type, wrapped by the parser's own pointer rule or an array of unknown length) and put in cffi's cache; anything else
+is left to cffi.
 """
 from __future__ import annotations
 
